@@ -1,0 +1,31 @@
+# On a fresh machine: `make demo` runs the main job on the bundled digits, `make test` runs the tests.
+# Both create .venv and install what they need on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+EDGEQ := $(VENV)/bin/edgeq
+STAMP := $(VENV)/.installed-stamp
+DEMO := build/demo
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[convert,dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) demo/train_digits.py $(DEMO)/digits_cnn.keras
+	$(EDGEQ) convert $(DEMO)/digits_cnn.keras --data representative_data/digits/calib \
+		--output $(DEMO)/digits_cnn_int8.tflite --force
+	$(EDGEQ) inspect $(DEMO)/digits_cnn_int8.tflite
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf build .pytest_cache

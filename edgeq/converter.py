@@ -1,0 +1,306 @@
+"""edgeq convert: a float Keras/SavedModel model plus real samples in, a quantized .tflite out.
+
+Full-integer modes run TensorFlow's own two steps separately: calibrate (the converter with
+`_experimental_calibrate_only`), then quantize (`mlir_quantize`, exactly as the converter calls
+it). Splitting them lets edgeq keep chosen layers in float and audit the model in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import edgeq
+from edgeq.errors import ConversionError, DataError, EdgeqError, ModelError, UsageError
+from edgeq.fileio import check_writable, json_bytes, sha256_of, size_of, write_files_atomically
+from edgeq.inspection import MANIFEST_SUFFIX, ModelSummary, summarize
+from edgeq.native import captured_native_stderr
+from edgeq.samples import ArraySource, Audit, ImageFolder, Preprocessing, open_samples
+from edgeq.tflite_file import TfliteModel, parse_tflite
+
+log = logging.getLogger(__name__)
+
+MODES = ("int8", "int8-fallback", "int16x8", "dynamic", "float16")
+CALIBRATED_MODES = ("int8", "int8-fallback", "int16x8")
+IO_TYPES = {
+    "int8": ("int8", "uint8", "float32"),
+    "int8-fallback": ("int8", "uint8", "float32"),
+    "int16x8": ("int16", "float32"),
+    "dynamic": ("float32",),
+    "float16": ("float32",),
+}
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    mode: str = "int8"
+    io: str | None = None  # default: the first of IO_TYPES[mode]
+    per_tensor: bool = False
+    keep_float: tuple[str, ...] = ()
+    samples: int = 200
+    seed: int = 0
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    signature: str = "serving_default"
+    input_shapes: tuple[str, ...] = ()
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise UsageError(f"--mode {self.mode!r}: use one of {', '.join(MODES)}")
+        if self.io is not None and self.io not in IO_TYPES[self.mode]:
+            raise UsageError(f"--io {self.io} does not go with --mode {self.mode}; use {' or '.join(IO_TYPES[self.mode])}")
+        if self.keep_float and self.mode not in ("int8", "int8-fallback"):
+            raise UsageError(f"--keep-float works with --mode int8 or int8-fallback, not {self.mode}")
+        if self.samples < 1:
+            raise UsageError(f"--samples must be at least 1, got {self.samples}")
+
+    @property
+    def io_type(self) -> str:
+        return self.io or IO_TYPES[self.mode][0]
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    output: Path
+    manifest_path: Path
+    manifest: dict[str, Any]
+    summary: ModelSummary
+    warnings: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": str(self.output), "manifest_path": str(self.manifest_path), **self.manifest}
+
+
+def convert(
+    model: str | Path,
+    output: str | Path,
+    data: str | Path | None = None,
+    options: ConvertOptions | None = None,
+    quiet_native: bool = True,
+    **option_values: Any,
+) -> ConversionResult:
+    """Convert `model` to `output` (.tflite) and write the manifest `<output>.edgeq.json` beside it."""
+    options = options or ConvertOptions(**option_values)
+    model, output = Path(model), Path(output)
+    manifest_path = output.with_name(output.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
+    inputs = [model] + ([Path(data)] if data is not None else [])
+    if output.suffix != ".tflite":
+        raise UsageError(f"{output}: --output must end in .tflite")
+    check_writable(output, options.force, inputs)
+    check_writable(manifest_path, options.force, inputs)
+    if options.mode in CALIBRATED_MODES and data is None:
+        raise UsageError(f"--mode {options.mode} calibrates on real samples; pass --data DIR|FILE.npy|FILE.npz")
+    if not model.exists():
+        raise ModelError(f"{model}: no such model; pass a .keras or .h5 file or a SavedModel folder")
+
+    with captured_native_stderr(quiet_native) as native:
+        try:
+            quantized, calibration, keep, float_bytes, kind = _run(model, data, options)
+        except EdgeqError:
+            raise
+        except Exception as exc:
+            detail = native.last_error_line() or _first_line(exc)
+            raise ConversionError(f"the TFLite converter failed on {model}: {detail}") from exc
+
+    result = parse_tflite(quantized, output)
+    summary = summarize(result)
+    _check_strict(result, summary, options, keep)
+    manifest = {
+        "edgeq_version": edgeq.__version__,
+        **_versions(),
+        "source": {"path": str(model), "kind": kind, "sha256": sha256_of(model), "bytes": size_of(model)},
+        "output": output.name,
+        "options": _options_dict(options, data),
+        "calibration": calibration,
+        "inputs": [asdict(t) for t in summary.inputs],
+        "outputs": [asdict(t) for t in summary.outputs],
+        "sizes": {
+            "float_bytes": float_bytes,
+            "model_bytes": result.size,
+            "ratio": round(result.size / float_bytes, 4) if float_bytes else None,
+        },
+        "op_census": summary.op_census,
+        "ops_total": summary.ops_total,
+        "ops_int8": summary.ops_int8,
+        "weights": summary.weights,
+        "float_ops": summary.float_ops,
+        "float_tensors": summary.float_tensors,
+        "keep_float": keep,
+        "warnings": calibration.get("warnings", []) if calibration else [],
+    }
+    write_files_atomically({output: quantized, manifest_path: json_bytes(manifest)})
+    summary = summarize(result)  # now the manifest beside it gives the exact float size
+    return ConversionResult(output, manifest_path, manifest, summary, manifest["warnings"])
+
+
+def _run(model: Path, data: Path | None, options: ConvertOptions):
+    from edgeq.source import load_source
+
+    source = load_source(model, options.signature, list(options.input_shapes))
+    calibration: dict[str, Any] | None = None
+    keep: dict[str, Any] = {"requested": list(options.keep_float), "nodes": [], "ops": []}
+    if options.mode in CALIBRATED_MODES:
+        samples = open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)
+        if isinstance(samples, ImageFolder):
+            samples.check_headers()
+        audit = Audit(source.specs, options.preprocessing.expected_range() if isinstance(samples, ArraySource) else None)
+
+        def representative_dataset():
+            yield from audit.watch(samples)
+
+        if options.mode == "int16x8":
+            quantized = _convert(source, options, representative_dataset)
+            float_bytes = len(_convert(source, options, None, float_only=True))
+        else:
+            calibrated = _calibrate(source, options, representative_dataset)
+            float_bytes = len(calibrated)
+            keep.update(resolve_keep_float(parse_tflite(calibrated), options.keep_float))
+            quantized = _quantize(calibrated, options, keep)
+        warnings = audit.warnings()
+        if audit.count < options.samples:
+            warnings.insert(0, f"asked for {options.samples} calibration samples but {samples.describe()} gave {audit.count}")
+        if audit.count == 0:
+            raise DataError(f"{samples.describe()}: no samples to calibrate with")
+        calibration = {
+            "samples": audit.count,
+            "requested": options.samples,
+            "data": str(data),
+            "fingerprint": audit.fingerprint,
+            "observed_range": {s.name: [lo, hi] for s, lo, hi in zip(source.specs, audit.low, audit.high)},
+            "warnings": warnings,
+        }
+    else:
+        quantized = _convert(source, options, None)
+        float_bytes = len(_convert(source, options, None, float_only=True))
+    return quantized, calibration, keep, float_bytes, source.kind
+
+
+def _tf_type(name: str):
+    import tensorflow as tf
+
+    return {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}[name]
+
+
+def _calibrate(source, options: ConvertOptions, representative_dataset) -> bytes:
+    import tensorflow as tf
+
+    converter = source.make_converter()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if options.mode == "int8-fallback" or options.keep_float:
+        ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+    converter.target_spec.supported_ops = ops
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - see the module docstring
+    return converter.convert()
+
+
+def _quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any]) -> bytes:
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    return mlir_quantize(
+        calibrated,
+        disable_per_channel=options.per_tensor,
+        input_data_type=_tf_type(options.io_type),
+        output_data_type=_tf_type(options.io_type),
+        denylisted_ops=keep["ops"] or None,
+        denylisted_nodes=keep["nodes"] or None,
+    )
+
+
+def _convert(source, options: ConvertOptions, representative_dataset, float_only: bool = False) -> bytes:
+    """The converter's own one-step path: int16x8, dynamic range, float16, and plain float."""
+    import tensorflow as tf
+
+    converter = source.make_converter()
+    if float_only:
+        return converter.convert()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if options.mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif options.mode == "int16x8":
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = converter.inference_output_type = _tf_type(options.io_type)
+        converter._experimental_disable_per_channel = options.per_tensor  # noqa: SLF001
+    return converter.convert()
+
+
+def resolve_keep_float(calibrated: TfliteModel, names: tuple[str, ...]) -> dict[str, list[str]]:
+    """Map each --keep-float NAME to op types or the exact node names of the calibrated graph.
+
+    A NAME is an op type (CONV_2D), an exact output tensor name, or a Keras layer name, which
+    matches any op whose output name has that path component (TensorFlow may suffix it: conv_1).
+    """
+    op_types = {op.type for op in calibrated.operators}
+    outputs = {op.index: [calibrated.tensors[i].name for i in op.outputs if i >= 0] for op in calibrated.operators}
+    nodes: list[str] = []
+    ops: list[str] = []
+    for name in names:
+        if name.upper() in op_types:
+            ops.append(name.upper())
+            continue
+        exact = [n for names_ in outputs.values() for n in names_ if n == name]
+        layer = [n for names_ in outputs.values() for n in names_ if name in _components(n)]
+        suffixed = re.compile(re.escape(name) + r"_\d+$")
+        loose = [n for names_ in outputs.values() for n in names_ if any(suffixed.match(c) for c in _components(n))]
+        found = exact or layer or loose
+        if not found:
+            known = sorted({c for names_ in outputs.values() for n in names_ for c in _components(n)})[:12]
+            raise UsageError(
+                f"--keep-float {name}: no op type or layer of that name in the model; "
+                f"op types: {', '.join(sorted(op_types))}; some layer names: {', '.join(known)}"
+            )
+        nodes.extend(n for n in found if n not in nodes)
+    return {"nodes": nodes, "ops": ops}
+
+
+def _components(tensor_name: str) -> set[str]:
+    return {c for part in tensor_name.split(";") for c in part.split("/")}
+
+
+def _check_strict(result: TfliteModel, summary: ModelSummary, options: ConvertOptions, keep: dict[str, Any]) -> None:
+    """Strict int8: every op must run on int8 kernels, except those the user kept in float."""
+    if options.mode != "int8":
+        return
+    allowed_nodes, allowed_ops = set(keep["nodes"]), set(keep["ops"])
+    offending = [
+        op for op in summary.float_ops if op["type"] not in allowed_ops and not allowed_nodes.intersection(op["outputs"])
+    ]
+    if offending:
+        named = ", ".join(f"{op['type']} ({op['outputs'][0]})" for op in offending[:5])
+        more = f" and {len(offending) - 5} more" if len(offending) > 5 else ""
+        first = offending[0]["type"]
+        raise ConversionError(
+            f"strict int8: no int8 kernel for {named}{more}; pass --mode int8-fallback, or --keep-float {first}"
+        )
+
+
+def _options_dict(options: ConvertOptions, data: Path | None) -> dict[str, Any]:
+    values = asdict(options)
+    values["io"] = options.io_type
+    values["data"] = str(data) if data is not None else None
+    return values
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for key, package in (("tensorflow_version", "tensorflow"), ("tensorflow_cpu_version", "tensorflow-cpu"),
+                         ("keras_version", "keras"), ("litert_version", "ai-edge-litert")):
+        try:
+            found[key] = version(package)
+        except PackageNotFoundError:
+            pass
+    if "tensorflow_cpu_version" in found:
+        found.setdefault("tensorflow_version", found.pop("tensorflow_cpu_version"))
+    return found
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [l for l in str(exc).splitlines() if l.strip()]
+    return lines[0][:300] if lines else type(exc).__name__

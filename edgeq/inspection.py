@@ -1,0 +1,135 @@
+"""What is inside a .tflite: I/O quantization, op and dtype census, weights, size, float leftovers.
+
+Needs no TensorFlow and no interpreter: everything comes from the flatbuffer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeq.tflite_file import Tensor, TfliteModel, read_tflite
+
+MANIFEST_SUFFIX = ".edgeq.json"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """What app code needs to feed or read a tensor: real = scale * (q - zero_point)."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+    scale: float | None
+    zero_point: int | None
+
+    @classmethod
+    def of(cls, tensor: Tensor) -> TensorInfo:
+        q = tensor.quantization
+        return cls(
+            name=tensor.name,
+            shape=list(tensor.shape),
+            dtype=tensor.dtype,
+            scale=q.scales[0] if q and not q.per_channel else None,
+            zero_point=q.zero_points[0] if q and not q.per_channel else None,
+        )
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    path: str
+    bytes: int
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    op_census: dict[str, dict[str, int]]  # op type -> {"count", "int8", "int16", "float"}
+    ops_total: int
+    ops_int8: int
+    dtype_census: dict[str, int]
+    weights: dict[str, int]  # per_channel / per_tensor / float / weight_bytes
+    float_ops: list[dict[str, Any]]
+    float_tensors: list[str]
+    float_bytes: int | None  # bytes of the float model, from the manifest beside the file
+    float_bytes_source: str
+    size_ratio: float | None
+    subgraphs: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def inspect_model(path: str | Path) -> ModelSummary:
+    model = read_tflite(path)
+    return summarize(model)
+
+
+def summarize(model: TfliteModel) -> ModelSummary:
+    census: dict[str, Counter] = {}
+    float_ops = []
+    for op in model.operators:
+        precision = model.op_precision(op)
+        entry = census.setdefault(op.type, Counter())
+        entry["count"] += 1
+        if precision != "convert":
+            entry[precision] += 1
+        if precision == "float":
+            names = [model.tensors[i].name for i in op.outputs if i >= 0]
+            float_ops.append({"index": op.index, "type": op.type, "outputs": names})
+
+    io = set(model.inputs) | set(model.outputs)
+    weights = Counter()
+    for t in model.tensors:
+        if not t.is_constant:
+            continue
+        weights["weight_bytes"] += t.constant_bytes
+        if t.is_float and len(t.shape) >= 1:
+            weights["float"] += 1
+        elif t.quantization is not None and t.dtype in ("int8", "uint8", "int4"):
+            weights["per_channel" if t.quantization.per_channel else "per_tensor"] += 1
+
+    float_bytes, source = _float_size(model)
+    notes = []
+    if model.subgraph_count > 1:
+        notes.append(f"{model.subgraph_count} subgraphs; only the main one is described")
+    return ModelSummary(
+        path=str(model.path),
+        bytes=model.size,
+        inputs=[TensorInfo.of(model.tensors[i]) for i in model.inputs],
+        outputs=[TensorInfo.of(model.tensors[i]) for i in model.outputs],
+        op_census={k: dict(v) for k, v in sorted(census.items())},
+        ops_total=len(model.operators),
+        ops_int8=sum(v["int8"] for v in census.values()),
+        dtype_census=dict(sorted(Counter(t.dtype for t in model.tensors).items())),
+        weights={k: weights[k] for k in ("per_channel", "per_tensor", "float", "weight_bytes")},
+        float_ops=float_ops,
+        float_tensors=[t.name for t in model.tensors if t.is_float and t.index not in io and not t.is_constant],
+        float_bytes=float_bytes,
+        float_bytes_source=source,
+        size_ratio=round(model.size / float_bytes, 4) if float_bytes else None,
+        subgraphs=model.subgraph_count,
+        notes=notes,
+    )
+
+
+def _float_size(model: TfliteModel) -> tuple[int | None, str]:
+    """The float model's size: exact from a manifest beside the file, else estimated.
+
+    The estimate widens every integer weight buffer to float32 (int32 biases stay 4 bytes), which
+    is what the float model of the same graph stores.
+    """
+    manifest = model.path.with_name(model.path.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
+    if manifest.is_file():
+        try:
+            size = json.loads(manifest.read_text())["sizes"]["float_bytes"]
+            if isinstance(size, int) and size > 0:
+                return size, f"manifest {manifest.name}"
+        except (ValueError, KeyError, TypeError):
+            pass
+    widen = {"int8": 4, "uint8": 4, "int16": 2, "float16": 2}
+    extra = sum(t.constant_bytes * (widen[t.dtype] - 1) for t in model.tensors if t.is_constant and t.dtype in widen)
+    if extra == 0:
+        return None, "model is already float"
+    return model.size + extra, "estimate (integer weights widened to float32)"

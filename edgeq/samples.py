@@ -1,0 +1,330 @@
+"""Streams of real samples for calibration and evaluation: image folders, .npy and .npz arrays.
+
+A source knows how many samples it will give and yields them one at a time, each as a list of
+float32 arrays with a batch dimension of 1 (one per model input), so memory does not grow with
+the sample count. Problems the user can fix raise DataError naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeq.errors import DataError, UsageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp"})
+RANGES = {"0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0), "0,255": (0.0, 255.0)}
+PREFETCH = 8
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as the converter sees it: a fixed shape with batch 1."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How pixels become model inputs: real = (pixel/255 * (hi - lo) + lo), or (pixel - mean) / std."""
+
+    color: str | None = None  # "rgb" | "gray"; None: from the model's channel count
+    resize: str = "stretch"  # "stretch" | "crop" | "pad"
+    value_range: str | None = None  # None: "0,1" for images, no expectation for arrays
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.color not in (None, "rgb", "gray"):
+            raise UsageError(f"--color {self.color!r}: use rgb or gray")
+        if self.resize not in ("stretch", "crop", "pad"):
+            raise UsageError(f"--resize {self.resize!r}: use stretch, crop or pad")
+        if self.value_range is not None and self.value_range not in RANGES:
+            raise UsageError(f"--range {self.value_range!r}: use one of {', '.join(RANGES)}")
+        if (self.mean is None) != (self.std is None):
+            raise UsageError("--mean and --std go together; pass both")
+        if self.std is not None and any(s == 0 for s in self.std):
+            raise UsageError("--std must not contain 0")
+
+    def expected_range(self) -> tuple[float, float] | None:
+        """The value range the user said inputs have, if they said one."""
+        if self.mean is not None and self.std is not None:
+            lo = min((0 - m) / s for m, s in zip(self.mean, self.std))
+            hi = max((255 - m) / s for m, s in zip(self.mean, self.std))
+            return lo, hi
+        return RANGES.get(self.value_range or "")
+
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = pixels.astype(np.float32)
+        if self.mean is not None and self.std is not None:
+            channels = pixels.shape[-1]
+            mean = np.resize(np.asarray(self.mean, np.float32), channels)
+            std = np.resize(np.asarray(self.std, np.float32), channels)
+            return (pixels - mean) / std
+        lo, hi = RANGES[self.value_range or "0,1"]
+        return pixels * np.float32((hi - lo) / 255.0) + np.float32(lo)
+
+
+class SampleSource:
+    """Base of the sources: `len()` samples, `iter()` yields [array per input] with batch 1."""
+
+    specs: list[InputSpec]
+    labels: list[int] | None = None
+    class_names: list[str] | None = None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[list[np.ndarray]]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+def open_samples(
+    path: str | Path,
+    specs: list[InputSpec],
+    preprocessing: Preprocessing | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+) -> SampleSource:
+    """Open a folder of images, a .npy or a .npz; pick `limit` samples in a seeded shuffle."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; pass an image folder, a .npy or a .npz")
+    if limit is not None and limit < 1:
+        raise UsageError(f"the sample count must be at least 1, got {limit}")
+    preprocessing = preprocessing or Preprocessing()
+    if path.is_dir():
+        return ImageFolder(path, specs, preprocessing, limit, seed)
+    if path.suffix == ".npy":
+        return ArraySource(path, specs, {specs[0].name: _load_npy(path)} if len(specs) == 1 else None, limit, seed)
+    if path.suffix == ".npz":
+        return ArraySource(path, specs, _load_npz(path, specs), limit, seed)
+    raise DataError(f"{path}: unsupported data file; use an image folder, a .npy or a .npz")
+
+
+def _pick(total: int, limit: int | None, seed: int) -> np.ndarray:
+    order = np.random.default_rng(seed).permutation(total)
+    return order[: limit or total]
+
+
+class ImageFolder(SampleSource):
+    """Images found recursively; the first folder level below the root names the class."""
+
+    def __init__(self, root: Path, specs: list[InputSpec], pre: Preprocessing, limit: int | None, seed: int):
+        if len(specs) != 1 or len(specs[0].shape) != 4:
+            shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs)
+            raise DataError(f"{root}: an image folder feeds one NHWC image input, but the model takes {shapes}; pass a .npz")
+        _, self.height, self.width, self.channels = specs[0].shape
+        if self.channels not in (1, 3):
+            raise DataError(f"the model's input has {self.channels} channels; image folders give 1 (gray) or 3 (rgb); pass a .npy")
+        wanted = {"rgb": 3, "gray": 1}.get(pre.color or "", self.channels)
+        if wanted != self.channels:
+            raise UsageError(f"--color {pre.color} gives {wanted} channel(s) but the model's input '{specs[0].name}' has {self.channels}")
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} recursively)")
+        self.root, self.specs, self.pre = root, specs, pre
+        self.files = [files[i] for i in _pick(len(files), limit, seed)]
+        classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+        if classes and all(len(p.relative_to(root).parts) > 1 for p in files):
+            self.class_names = classes
+            index = {c: i for i, c in enumerate(classes)}
+            self.labels = [index[p.relative_to(root).parts[0]] for p in self.files]
+        self.available = len(files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def describe(self) -> str:
+        return f"{len(self.files)} of {self.available} images in {self.root}"
+
+    def check_headers(self) -> None:
+        """Open every chosen file's header (cheap, no pixel decode) so a non-image fails early."""
+        from PIL import Image
+
+        for path in self.files:
+            try:
+                with Image.open(path) as img:
+                    _check_mode(path, img.mode)
+            except DataError:
+                raise
+            except Exception as exc:
+                raise DataError(f"{path}: cannot be decoded as an image ({exc}); remove or replace it") from exc
+
+    def load(self, path: Path) -> np.ndarray:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as img:
+                _check_mode(path, img.mode)
+                img = img.convert("RGB" if self.channels == 3 else "L")
+                img = _resize(img, self.width, self.height, self.pre.resize)
+                pixels = np.asarray(img, dtype=np.uint8)
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(f"{path}: cannot be decoded as an image ({exc}); remove or replace it") from exc
+        pixels = pixels.reshape(self.height, self.width, self.channels)
+        return self.pre.normalize(pixels)[np.newaxis]
+
+    def __iter__(self) -> Iterator[list[np.ndarray]]:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            pending: deque = deque()
+            files = iter(self.files)
+            for path in files:
+                pending.append(pool.submit(self.load, path))
+                if len(pending) >= PREFETCH:
+                    break
+            while pending:
+                sample = pending.popleft().result()
+                nxt = next(files, None)
+                if nxt is not None:
+                    pending.append(pool.submit(self.load, nxt))
+                yield [sample]
+
+
+def _check_mode(path: Path, mode: str) -> None:
+    if mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        raise DataError(f"{path}: {mode} (16-bit or float) images are not supported; save it as 8-bit RGB or grayscale")
+
+
+def _resize(img, width: int, height: int, mode: str):
+    from PIL import Image, ImageOps
+
+    if img.size == (width, height):
+        return img
+    if mode == "crop":
+        return ImageOps.fit(img, (width, height), Image.Resampling.BILINEAR)
+    if mode == "pad":
+        return ImageOps.pad(img, (width, height), Image.Resampling.BILINEAR, color=0)
+    return img.resize((width, height), Image.Resampling.BILINEAR)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npy file ({exc})") from exc
+
+
+def _load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
+    try:
+        archive = np.load(path, allow_pickle=False)
+        keys = list(archive.files)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    names = [s.name for s in specs]
+    if len(specs) == 1 and names[0] not in keys:
+        key = "x" if "x" in keys else keys[0] if len(keys) == 1 else None
+        if key is None:
+            raise DataError(f"{path}: holds {keys}; name the array '{names[0]}' or 'x'")
+        return {names[0]: archive[key]}
+    missing = [n for n in names if n not in keys]
+    if missing:
+        raise DataError(f"{path}: no array for model input(s) {missing}; it holds {keys}")
+    return {n: archive[n] for n in names}
+
+
+class ArraySource(SampleSource):
+    """Arrays shaped (N, *input shape without batch), one per model input."""
+
+    def __init__(self, path: Path, specs: list[InputSpec], arrays: dict[str, np.ndarray] | None, limit: int | None, seed: int):
+        if arrays is None:
+            raise DataError(f"{path}: a .npy feeds one input, but the model takes {len(specs)}; pass a .npz with one key per input")
+        counts = set()
+        for spec in specs:
+            array = arrays[spec.name]
+            want = tuple(spec.shape[1:])
+            if array.ndim != len(spec.shape) or tuple(array.shape[1:]) != want:
+                raise DataError(
+                    f"{path}: array for input '{spec.name}' has shape {list(array.shape)}, expected [N, {', '.join(map(str, want))}]"
+                )
+            if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+                raise DataError(f"{path}: array for input '{spec.name}' has dtype {array.dtype}; expected numbers")
+            counts.add(array.shape[0])
+        if len(counts) != 1 or 0 in counts:
+            raise DataError(f"{path}: the inputs hold different or zero sample counts {sorted(counts)}")
+        self.path, self.specs, self.arrays = path, specs, arrays
+        self.available = counts.pop()
+        self.indices = _pick(self.available, limit, seed)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def describe(self) -> str:
+        return f"{len(self.indices)} of {self.available} samples in {self.path}"
+
+    def __iter__(self) -> Iterator[list[np.ndarray]]:
+        for i in self.indices:
+            yield [np.asarray(self.arrays[s.name][i : i + 1], dtype=np.float32) for s in self.specs]
+
+
+@dataclass
+class Audit:
+    """Checks every sample as it streams by, and fingerprints what was used.
+
+    Errors (non-finite values) stop the stream; findings that still allow a correct conversion
+    (constant inputs, values far outside the preprocessing's range) are returned as warnings.
+    """
+
+    specs: list[InputSpec]
+    expected_range: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        self.count = 0
+        self.digest = hashlib.sha256()
+        self.low = [np.inf] * len(self.specs)
+        self.high = [-np.inf] * len(self.specs)
+        self.first: list[np.ndarray] | None = None
+        self.all_same = True
+
+    def watch(self, source: SampleSource) -> Iterator[list[np.ndarray]]:
+        for sample in source:
+            for spec, array in zip(self.specs, sample):
+                if not np.all(np.isfinite(array)):
+                    raise DataError(f"sample {self.count} of {source.describe()} has NaN or infinite values in input '{spec.name}'")
+            for k, array in enumerate(sample):
+                self.low[k] = min(self.low[k], float(array.min()))
+                self.high[k] = max(self.high[k], float(array.max()))
+                self.digest.update(np.ascontiguousarray(array).tobytes())
+            if self.first is None:
+                self.first = sample
+            elif self.all_same and not all(np.array_equal(a, b) for a, b in zip(sample, self.first)):
+                self.all_same = False
+            self.count += 1
+            yield sample
+
+    @property
+    def fingerprint(self) -> str:
+        return f"sha256:{self.digest.hexdigest()}"
+
+    def warnings(self) -> list[str]:
+        found = []
+        if self.count > 1 and self.all_same:
+            found.append(f"all {self.count} samples are identical: calibration sees one point; use varied real samples")
+        for spec, lo, hi in zip(self.specs, self.low, self.high):
+            if self.count and lo == hi:
+                found.append(f"input '{spec.name}' is constant ({lo}) across all samples: its quantization range is degenerate")
+            if self.expected_range and self.count:
+                elo, ehi = self.expected_range
+                slack = 0.1 * (ehi - elo)
+                if lo < elo - slack or hi > ehi + slack:
+                    found.append(
+                        f"input '{spec.name}' spans [{lo:.4g}, {hi:.4g}], far outside the expected [{elo:g}, {ehi:g}]; "
+                        "check --range/--mean/--std"
+                    )
+        return found

@@ -1,0 +1,184 @@
+"""Read a .tflite flatbuffer into plain dataclasses, with no TensorFlow and no interpreter.
+
+Uses the schema bindings that ship with ai_edge_litert (lazy table accessors, so a 100 MB model
+is not copied into Python lists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from edgeq.errors import ModelError
+
+FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
+BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+
+
+@dataclass(frozen=True)
+class Quantization:
+    scales: tuple[float, ...]
+    zero_points: tuple[int, ...]
+    axis: int
+
+    @property
+    def per_channel(self) -> bool:
+        return len(self.scales) > 1
+
+
+@dataclass(frozen=True)
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    shape_signature: tuple[int, ...]
+    dtype: str
+    constant_bytes: int  # bytes of constant data in the file; 0 for activations
+    quantization: Quantization | None
+
+    @property
+    def is_constant(self) -> bool:
+        return self.constant_bytes > 0
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_TYPES
+
+
+@dataclass(frozen=True)
+class Operator:
+    index: int
+    type: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TfliteModel:
+    path: Path
+    size: int
+    tensors: tuple[Tensor, ...]
+    operators: tuple[Operator, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    subgraph_count: int
+
+    def op_tensors(self, op: Operator) -> list[Tensor]:
+        return [self.tensors[i] for i in (*op.inputs, *op.outputs) if i >= 0]
+
+    def op_precision(self, op: Operator) -> str:
+        """'int8', 'int16', 'float' or 'convert' (QUANTIZE/DEQUANTIZE) for one operator.
+
+        An op runs in float when any of its activations (non-constant tensors) is float; a
+        dynamic-range op (float activations, int8 weights) therefore counts as float.
+        """
+        if op.type in BOUNDARY_OPS:
+            return "convert"
+        activations = [t for t in self.op_tensors(op) if not t.is_constant]
+        if any(t.is_float for t in activations):
+            return "float"
+        if any(t.dtype == "int16" for t in activations):
+            return "int16"
+        return "int8"
+
+
+@cache
+def _schema():  # imported on first use: the bindings are a 20k-line module
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+@cache
+def _enum_names(enum_class_name: str) -> dict[int, str]:
+    enum_class = getattr(_schema(), enum_class_name)
+    return {v: k for k, v in vars(enum_class).items() if not k.startswith("_")}
+
+
+def read_tflite(path: str | Path) -> TfliteModel:
+    """Parse the main subgraph of a .tflite file; a non-TFLite file raises ModelError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such file; pass the path of a .tflite model")
+    return parse_tflite(path.read_bytes(), path)
+
+
+def parse_tflite(data: bytes, path: str | Path = "<memory>") -> TfliteModel:
+    path = Path(path)
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise ModelError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier); is it a .tflite file?")
+    try:
+        return _parse(path, data)
+    except Exception as exc:  # a truncated or corrupt flatbuffer fails anywhere inside
+        raise ModelError(f"{path}: corrupt or truncated TFLite flatbuffer; re-export or re-download it") from exc
+
+
+def _parse(path: Path, data: bytes) -> TfliteModel:
+    schema = _schema()
+    model = schema.Model.GetRootAs(data, 0)
+    if model.SubgraphsLength() < 1:
+        raise ValueError("no subgraph")
+    graph = model.Subgraphs(0)
+    type_names = _enum_names("TensorType")
+    op_names = _enum_names("BuiltinOperator")
+
+    buffer_bytes = []
+    for b in range(model.BuffersLength()):
+        buf = model.Buffers(b)
+        buffer_bytes.append(buf.Size() if buf.Offset() > 1 else buf.DataLength())
+
+    tensors = []
+    for i in range(graph.TensorsLength()):
+        t = graph.Tensors(i)
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        signature = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else shape
+        tensors.append(
+            Tensor(
+                index=i,
+                name=(t.Name() or b"").decode("utf-8", "replace"),
+                shape=shape,
+                shape_signature=signature,
+                dtype=type_names.get(t.Type(), f"type{t.Type()}").lower(),
+                constant_bytes=buffer_bytes[t.Buffer()] if 0 < t.Buffer() < len(buffer_bytes) else 0,
+                quantization=_quantization(t.Quantization()),
+            )
+        )
+
+    operators = []
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = op_names.get(builtin, f"OP{builtin}")
+        if name == "CUSTOM":
+            name = f"CUSTOM:{(code.CustomCode() or b'').decode()}"
+        operators.append(
+            Operator(
+                index=i,
+                type=name,
+                inputs=tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else (),
+                outputs=tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else (),
+            )
+        )
+
+    return TfliteModel(
+        path=path,
+        size=len(data),
+        tensors=tuple(tensors),
+        operators=tuple(operators),
+        inputs=tuple(int(x) for x in graph.InputsAsNumpy()),
+        outputs=tuple(int(x) for x in graph.OutputsAsNumpy()),
+        subgraph_count=model.SubgraphsLength(),
+    )
+
+
+def _quantization(q) -> Quantization | None:
+    if q is None or q.ScaleLength() == 0:
+        return None
+    zero_points = tuple(int(z) for z in q.ZeroPointAsNumpy()) if q.ZeroPointLength() else (0,) * q.ScaleLength()
+    return Quantization(
+        scales=tuple(float(s) for s in q.ScaleAsNumpy()),
+        zero_points=zero_points,
+        axis=int(q.QuantizedDimension()),
+    )
