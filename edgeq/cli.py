@@ -38,8 +38,13 @@ def main(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO
-    logging.basicConfig(level=level, format="edgeq: %(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("edgeq: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
+    if verbose:  # TensorFlow's and absl's own Python logs, otherwise silent
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     _state["verbose"] = verbose
 
 

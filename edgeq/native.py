@@ -1,11 +1,12 @@
-"""Keep TensorFlow's native log lines (written straight to fd 2) out of a user's terminal.
+"""Keep TensorFlow's log lines (native ones go straight to fd 2) out of a user's terminal.
 
-They are captured to a temporary file; on failure the caller can quote the relevant line.
+Native output is captured to a temporary file; on failure the caller can quote the relevant line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -28,6 +29,10 @@ def captured_native_stderr(enabled: bool = True) -> Iterator[Captured]:
         yield captured
         return
     sys.stderr.flush()
+    noisy = [logging.getLogger(name) for name in ("absl", "tensorflow", "h5py")]
+    levels = [logger.level for logger in noisy]
+    for logger in noisy:
+        logger.setLevel(logging.ERROR)
     saved = os.dup(2)
     with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -38,5 +43,7 @@ def captured_native_stderr(enabled: bool = True) -> Iterator[Captured]:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            for logger, level in zip(noisy, levels):
+                logger.setLevel(level)
             sink.seek(0)
             captured.text = sink.read().decode("utf-8", "replace")

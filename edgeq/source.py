@@ -26,6 +26,7 @@ class ModelSource:
     kind: str  # "keras" | "saved_model" | "saved_model (TF1 converter)"
     specs: list[InputSpec]
     make_converter: Callable[[], Any]
+    owner: Any = None  # the loaded model: concrete functions only hold weak references to its variables
 
 
 def parse_input_shapes(values: list[str]) -> dict[str | None, tuple[int, ...]]:
@@ -94,7 +95,7 @@ def _keras(path: Path, given) -> ModelSource:
         return model(list(args) if len(args) > 1 else args[0], training=False)
 
     function = tf.function(call, input_signature=tensor_specs).get_concrete_function()
-    return ModelSource(path, "keras", specs, lambda: tf.lite.TFLiteConverter.from_concrete_functions([function]))
+    return ModelSource(path, "keras", specs, lambda: tf.lite.TFLiteConverter.from_concrete_functions([function]), model)
 
 
 def _input_name(tensor, index: int) -> str:
@@ -125,7 +126,7 @@ def _saved_model(path: Path, signature: str, given) -> ModelSource:
         return function(**dict(zip(names, args)))
 
     fixed = tf.function(call, input_signature=tensor_specs).get_concrete_function()
-    return ModelSource(path, "saved_model", specs, lambda: tf.lite.TFLiteConverter.from_concrete_functions([fixed], loaded))
+    return ModelSource(path, "saved_model", specs, lambda: tf.lite.TFLiteConverter.from_concrete_functions([fixed], loaded), loaded)
 
 
 def _saved_model_v1(path: Path, signature: str, given) -> ModelSource:

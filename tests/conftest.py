@@ -1,0 +1,141 @@
+"""Session fixtures: tiny real Keras models, built and saved once, and real bundled PNG data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+DIGITS = ROOT / "representative_data" / "digits"
+
+
+@pytest.fixture(scope="session")
+def digits_calib() -> Path:
+    return DIGITS / "calib"
+
+
+def _seed():
+    import keras
+
+    keras.utils.set_random_seed(0)
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def cnn_keras(models_dir) -> Path:
+    """Conv, DepthwiseConv and Dense on the 8x8x1 digits."""
+    import keras
+
+    _seed()
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", bias_initializer="random_normal", name="conv")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dwconv")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    outputs = keras.layers.Dense(10, bias_initializer="random_normal", name="logits")(x)
+    path = models_dir / "cnn.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sin_keras(models_dir) -> Path:
+    """A model with SIN in the middle: TFLite has no int8 kernel for it."""
+    import keras
+
+    _seed()
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.ops.sin(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    outputs = keras.layers.Dense(10, bias_initializer="random_normal", name="logits")(x)
+    path = models_dir / "sin.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dynamic_keras(models_dir) -> Path:
+    """Spatial dimensions unknown: conversion needs --input-shape."""
+    import keras
+
+    _seed()
+    inputs = keras.Input((None, None, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    outputs = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    path = models_dir / "dynamic.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def two_input_keras(models_dir) -> Path:
+    import keras
+
+    _seed()
+    a = keras.Input((4,), name="a")
+    b = keras.Input((6,), name="b")
+    x = keras.layers.Concatenate(name="concat")([keras.layers.Dense(8, name="fa")(a), keras.layers.Dense(8, name="fb")(b)])
+    outputs = keras.layers.Dense(3, name="out")(x)
+    path = models_dir / "two_inputs.keras"
+    keras.Model([a, b], outputs).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cnn_export_dir(cnn_keras, models_dir) -> Path:
+    """A SavedModel written by Keras `model.export()`."""
+    import keras
+
+    path = models_dir / "cnn_export"
+    keras.models.load_model(cnn_keras).export(str(path), verbose=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cnn_h5(cnn_keras, models_dir) -> Path:
+    import keras
+
+    path = models_dir / "cnn.h5"
+    keras.models.load_model(cnn_keras).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def cnn_int8(cnn_keras, digits_calib, tmp_path_factory):
+    """The CNN converted once with defaults (strict int8, int8 I/O) from the PNG folder."""
+    from edgeq.converter import convert
+
+    out = tmp_path_factory.mktemp("cnn_int8") / "cnn_int8.tflite"
+    return convert(cnn_keras, out, digits_calib, samples=64)
+
+
+@pytest.fixture
+def cli():
+    """Run the real CLI in-process; returns (exit code, stdout, stderr)."""
+    from edgeq.cli import app
+
+    runner = CliRunner()
+
+    def run(*args: str):
+        result = runner.invoke(app, [str(a) for a in args])
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def digits_images(n: int = 16) -> np.ndarray:
+    """The first n calibration digits as a float (n, 8, 8, 1) array in 0..1."""
+    from edgeq.samples import InputSpec, open_samples
+
+    source = open_samples(DIGITS / "calib", [InputSpec("image", (1, 8, 8, 1))], limit=n)
+    return np.concatenate([s[0] for s in source])
