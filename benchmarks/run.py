@@ -139,8 +139,15 @@ def main() -> None:
         "mobilenet_v2_size": bench_size(20 if args.quick else 100),
     }
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (ROOT / "benchmarks" / "results.md").write_text(markdown(results))
-    print(markdown(results))
+    table = markdown(results)
+    (ROOT / "benchmarks" / "results.md").write_text(table)
+    readme = ROOT / "README.md"
+    start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+    text = readme.read_text()
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        readme.write_text(head + start + "\n" + table + end + rest.split(end, 1)[1])
+    print(table)
 
 
 if __name__ == "__main__":
