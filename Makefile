@@ -20,6 +20,9 @@ demo: $(STAMP)
 	$(EDGEQ) convert $(DEMO)/digits_cnn.keras --data representative_data/digits/calib \
 		--output $(DEMO)/digits_cnn_int8.tflite --force
 	$(EDGEQ) inspect $(DEMO)/digits_cnn_int8.tflite
+	$(EDGEQ) validate $(DEMO)/digits_cnn_int8.tflite --reference $(DEMO)/digits_cnn.keras \
+		--data representative_data/digits/val --json $(DEMO)/validation.json --force \
+		--max-drop 0.5 --min-agreement 0.98
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -130,6 +130,71 @@ def inspect(
     typer.echo(summary_text(summary))
 
 
+def _key_values(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{option} takes key=value, got {value!r}")
+        pairs[key] = val
+    return pairs
+
+
+@app.command()
+def validate(
+    model: Path = typer.Argument(..., help="The INT8 .tflite to validate."),
+    reference: Path = typer.Option(..., "--reference", "-r", help="The float model: .tflite, .keras/.h5 or SavedModel."),
+    data: Path = typer.Option(..., "--data", "-d", help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
+    delegate: str = typer.Option("xnnpack", help="xnnpack | none (built-in kernels) | ref (reference kernels)."),
+    delegate_library: Optional[str] = typer.Option(None, help="External delegate library, e.g. libedgetpu.so.1."),
+    delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
+    threads: int = typer.Option(1, help="Interpreter threads for both models."),
+    warmup: int = typer.Option(10, help="Untimed invokes before timing."),
+    runs: int = typer.Option(100, help="Timed invokes."),
+    limit: Optional[int] = typer.Option(None, help="Use at most N samples."),
+    top_k: int = typer.Option(5, help="k of the top-k accuracy."),
+    color: Optional[str] = typer.Option(None, help="rgb | gray (default: the manifest's, else the model's channels)."),
+    resize: Optional[str] = typer.Option(None, help="stretch | crop | pad."),
+    value_range: Optional[str] = typer.Option(None, "--range", help="0,1 | -1,1 | 0,255."),
+    mean: Optional[str] = typer.Option(None, help="Per-channel mean."),
+    std: Optional[str] = typer.Option(None, help="Per-channel std."),
+    max_drop: Optional[float] = typer.Option(None, help="Gate: top-1 drop at most PTS points."),
+    min_agreement: Optional[float] = typer.Option(None, help="Gate: INT8/float top-1 agreement at least FRAC."),
+    min_sqnr: Optional[float] = typer.Option(None, help="Gate: every output's SQNR at least DB."),
+    max_latency_ms: Optional[float] = typer.Option(None, help="Gate: INT8 p50 latency at most MS."),
+    min_speedup: Optional[float] = typer.Option(None, help="Gate: float p50 / INT8 p50 at least X."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON to FILE."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
+) -> None:
+    """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
+    from edgeq.fileio import check_writable, json_bytes, write_files_atomically
+    from edgeq.samples import Preprocessing
+    from edgeq.validation import ValidateOptions, validate as run_validate
+
+    gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
+                                    max_latency_ms=max_latency_ms, min_speedup=min_speedup).items() if v is not None}
+    given = any(v is not None for v in (color, resize, value_range, mean, std))
+    try:
+        if json_out is not None:
+            check_writable(json_out, force, [model, reference, data])
+        preprocessing = Preprocessing(color, resize or "stretch", value_range, _floats(mean, "--mean"), _floats(std, "--std")) if given else None
+        options = ValidateOptions(delegate=delegate, delegate_library=delegate_library,
+                                  delegate_options=_key_values(delegate_option, "--delegate-option"), threads=threads,
+                                  warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates)
+        result = run_validate(model, reference, data, options)
+    except EdgeqError as exc:
+        _fail(exc)
+    for warning in result["warnings"]:
+        log.warning(warning)
+    if json_out is not None:
+        write_files_atomically({json_out: json_bytes(result)})
+    from edgeq.render import validation_text
+
+    typer.echo(validation_text(result))
+    if not result["passed"]:
+        raise typer.Exit(1)
+
+
 def run() -> None:
     app()
 

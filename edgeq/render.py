@@ -56,3 +56,38 @@ def conversion_text(result) -> str:
     if m["float_ops"]:
         lines.append(f"left in float ({len(m['float_ops'])}): " + ", ".join(f"{o['type']} ({o['outputs'][0]})" for o in m["float_ops"]))
     return "\n".join(lines)
+
+
+def _num(value, fmt: str = ".4g", suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{fmt}}{suffix}"
+
+
+def validation_text(r: dict) -> str:
+    size, acc, lat = r["size"], r["accuracy"], r["latency"]
+    lines = [
+        f"{r['model']} vs {r['reference']} on {r['data']}",
+        f"size      float {_kib(size['float_bytes'])}  int8 {_kib(size['int8_bytes'])}  ratio {size['ratio']:.3f}x",
+    ]
+    if acc["labelled"]:
+        lines.append(
+            f"accuracy  float top-1 {acc['float_top1']:.4f}  int8 top-1 {acc['int8_top1']:.4f}  "
+            f"drop {acc['top1_drop_pts']:.2f} pts  (top-{acc['top_k']}: {acc['float_topk']:.4f} / {acc['int8_topk']:.4f})"
+        )
+    lines.append(f"agreement {_num(acc['agreement'], '.4f')} (top-1, int8 vs float)")
+    for o in r["outputs"]:
+        lines.append(
+            f"output    {o['name']}: SQNR {_num(o['sqnr_db'], '.2f', ' dB')}  cosine {_num(o['cosine'], '.5f')}  "
+            f"max |err| {_num(o['max_abs_error'])}  mean |err| {_num(o['mean_abs_error'])}"
+        )
+    lines.append(
+        f"latency   {lat['delegate']}, {lat['threads']} thread(s), {lat['runs']} runs: "
+        f"int8 p50 {lat['int8_ms']['p50']:.3f} ms  float p50 {lat['float_ms']['p50']:.3f} ms  "
+        f"speedup {_num(lat['speedup'], '.2f', 'x')}"
+    )
+    kept = ", ".join(f"{k} x{v}" for k, v in lat["cpu_fallback_ops"].items()) or "none"
+    lines.append(f"delegate  took {lat['delegated_nodes']} of {lat['total_nodes']} nodes; on built-in kernels: {kept}")
+    for g in r["gates"]:
+        mark = "PASS" if g["passed"] else "FAIL"
+        lines.append(f"gate      {mark} {g['name']}: {_num(g['value'])} (limit {g['limit']:g})")
+    lines.append("verdict   " + ("PASS" if r["passed"] else "FAIL: a gate failed"))
+    return "\n".join(lines)

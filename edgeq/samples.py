@@ -112,7 +112,8 @@ def open_samples(
     if path.suffix == ".npy":
         return ArraySource(path, specs, {specs[0].name: _load_npy(path)} if len(specs) == 1 else None, limit, seed)
     if path.suffix == ".npz":
-        return ArraySource(path, specs, _load_npz(path, specs), limit, seed)
+        arrays = _load_npz(path, specs)
+        return ArraySource(path, specs, arrays, limit, seed, arrays.pop("__labels__", None))
     raise DataError(f"{path}: unsupported data file; use an image folder, a .npy or a .npz")
 
 
@@ -232,17 +233,23 @@ def _load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         key = "x" if "x" in keys else keys[0] if len(keys) == 1 else None
         if key is None:
             raise DataError(f"{path}: holds {keys}; name the array '{names[0]}' or 'x'")
-        return {names[0]: archive[key]}
+        return {names[0]: archive[key], **_labels(archive)}
     missing = [n for n in names if n not in keys]
     if missing:
         raise DataError(f"{path}: no array for model input(s) {missing}; it holds {keys}")
-    return {n: archive[n] for n in names}
+    return {**{n: archive[n] for n in names}, **_labels(archive)}
+
+
+def _labels(archive) -> dict[str, np.ndarray]:
+    """An optional integer array 'y' holds one class label per sample."""
+    return {"__labels__": archive["y"]} if "y" in archive.files else {}
 
 
 class ArraySource(SampleSource):
     """Arrays shaped (N, *input shape without batch), one per model input."""
 
-    def __init__(self, path: Path, specs: list[InputSpec], arrays: dict[str, np.ndarray] | None, limit: int | None, seed: int):
+    def __init__(self, path: Path, specs: list[InputSpec], arrays: dict[str, np.ndarray] | None, limit: int | None,
+                 seed: int, labels: np.ndarray | None = None):
         if arrays is None:
             raise DataError(f"{path}: a .npy feeds one input, but the model takes {len(specs)}; pass a .npz with one key per input")
         counts = set()
@@ -261,6 +268,10 @@ class ArraySource(SampleSource):
         self.path, self.specs, self.arrays = path, specs, arrays
         self.available = counts.pop()
         self.indices = _pick(self.available, limit, seed)
+        if labels is not None:
+            if labels.shape[:1] != (self.available,):
+                raise DataError(f"{path}: 'y' holds {labels.shape[0] if labels.ndim else 0} labels for {self.available} samples")
+            self.labels = [int(labels[i]) for i in self.indices]
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -1,0 +1,156 @@
+"""Runners: every place a model can run, behind one interface.
+
+A runner takes named float arrays, returns named float arrays, and times its own invokes.
+Quantizing inputs and dequantizing outputs with each tensor's scale and zero-point happens here,
+in `to_model_dtype` / `to_float`, and nowhere else. This module needs numpy and a TFLite runtime
+(ai_edge_litert, else tflite_runtime), never TensorFlow: it also describes what runs on a device.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.errors import ModelError, UsageError
+from edgeq.native import captured_native_stderr
+
+DELEGATES = ("xnnpack", "none", "ref")
+
+
+def to_model_dtype(real: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    """Q = round(R / S) + Z, clipped to the integer type; float tensors pass through."""
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.integer) or scale == 0:
+        return real.astype(dtype)
+    info = np.iinfo(dtype)
+    return np.clip(np.round(real / scale) + zero_point, info.min, info.max).astype(dtype)
+
+
+def to_float(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """R = S * (Q - Z); float tensors pass through."""
+    if not np.issubdtype(q.dtype, np.integer) or scale == 0:
+        return q.astype(np.float32)
+    return (scale * (q.astype(np.float32) - zero_point)).astype(np.float32)
+
+
+def _runtime():
+    try:
+        from ai_edge_litert import interpreter as litert
+    except ImportError:  # a device with only the older runtime
+        from tflite_runtime import interpreter as litert  # type: ignore[no-redef]
+    return litert
+
+
+@dataclass(frozen=True)
+class Latency:
+    runs: int
+    warmup: int
+    threads: int
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    std: float
+    samples_ms: tuple[float, ...]
+
+    @classmethod
+    def of(cls, times_ms: list[float], warmup: int, threads: int) -> Latency:
+        t = np.asarray(times_ms)
+        return cls(len(t), warmup, threads, *(round(float(np.percentile(t, q)), 4) for q in (50, 90, 99)),
+                   round(float(t.mean()), 4), round(float(t.std()), 4), tuple(round(x, 4) for x in times_ms))
+
+
+class LiteRTRunner:
+    """A .tflite in the LiteRT interpreter, with XNNPACK (default), without delegates, with reference
+    kernels, or with an external delegate library (e.g. libedgetpu.so.1)."""
+
+    def __init__(self, path: str | Path, delegate: str = "xnnpack", threads: int = 1,
+                 delegate_library: str | None = None, delegate_options: dict[str, str] | None = None):
+        from edgeq.tflite_file import read_tflite
+
+        if delegate not in DELEGATES:
+            raise UsageError(f"--delegate {delegate!r}: use one of {', '.join(DELEGATES)}")
+        self.path, self.threads = Path(path), threads
+        self.model = read_tflite(path)  # a clear error for a missing, foreign or corrupt file
+        self.delegate = Path(delegate_library).name if delegate_library else delegate
+        litert = _runtime()
+        kwargs: dict[str, Any] = {"model_path": str(path), "num_threads": threads}
+        if delegate_library:
+            try:
+                kwargs["experimental_delegates"] = [litert.load_delegate(delegate_library, delegate_options or {})]
+            except (ValueError, OSError) as exc:
+                raise UsageError(f"cannot load delegate library {delegate_library}: {exc}; install it or drop --delegate-library") from exc
+            kwargs["experimental_op_resolver_type"] = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif delegate == "none":
+            kwargs["experimental_op_resolver_type"] = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif delegate == "ref":
+            kwargs["experimental_op_resolver_type"] = litert.OpResolverType.BUILTIN_REF
+        try:
+            with captured_native_stderr() as native:
+                self.interpreter = litert.Interpreter(**kwargs)
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{path}: the interpreter rejected the model ({native.last_error_line() or exc})") from exc
+        self.inputs = self.interpreter.get_input_details()
+        self.outputs = self.interpreter.get_output_details()
+        self.delegated_nodes, self.kept_ops = self._delegation()
+
+    @property
+    def total_nodes(self) -> int:
+        return len(self.model.operators)
+
+    def _delegation(self) -> tuple[int, dict[str, int]]:
+        """How many of the model's nodes a delegate took, and which op types stayed on built-ins.
+
+        Delegated nodes stay in the interpreter's node list, replaced by DELEGATE nodes; a node
+        belongs to a delegate's partition when it lies between that DELEGATE node's inputs and
+        outputs.
+        """
+        ops = self.interpreter._get_ops_details()  # noqa: SLF001 - the only view of the plan
+        original = [op for op in ops if op["op_name"] != "DELEGATE"]
+        producer = {t: i for i, op in enumerate(original) for t in op["outputs"]}
+        taken: set[int] = set()
+        for delegate_node in (op for op in ops if op["op_name"] == "DELEGATE"):
+            boundary = set(delegate_node["inputs"])
+            stack = [t for t in delegate_node["outputs"]]
+            while stack:
+                tensor = stack.pop()
+                node = producer.get(tensor)
+                if tensor in boundary or node is None or node in taken:
+                    continue
+                taken.add(node)
+                stack.extend(t for t in original[node]["inputs"] if t >= 0)
+        kept: dict[str, int] = {}
+        for i, op in enumerate(original):
+            if i not in taken:
+                kept[op["op_name"]] = kept.get(op["op_name"], 0) + 1
+        return len(taken), kept
+
+    def input_names(self) -> list[str]:
+        return [d["name"] for d in self.inputs]
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        """Float arrays in (in input order), float arrays out (in output order)."""
+        for detail, real in zip(self.inputs, feeds):
+            scale, zero_point = detail["quantization"]
+            self.interpreter.set_tensor(detail["index"], to_model_dtype(real, detail["dtype"], scale, zero_point))
+        self.interpreter.invoke()
+        return [to_float(self.interpreter.get_tensor(d["index"]), *d["quantization"]) for d in self.outputs]
+
+    def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> Latency:
+        for detail, real in zip(self.inputs, feeds):
+            scale, zero_point = detail["quantization"]
+            self.interpreter.set_tensor(detail["index"], to_model_dtype(real, detail["dtype"], scale, zero_point))
+        invoke = self.interpreter.invoke
+        for _ in range(warmup):
+            invoke()
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            invoke()
+            times.append((time.perf_counter() - start) * 1000.0)
+        return Latency.of(times, warmup, self.threads)

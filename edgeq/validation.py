@@ -1,0 +1,183 @@
+"""edgeq validate: run the INT8 model where it will run and compare it with the float model.
+
+The result is a plain dict (the results JSON, the contract with the reporter), built here and
+rendered elsewhere. Keys that do not apply are null, never missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import edgeq
+from edgeq.errors import DataError, ModelError, UsageError
+from edgeq.fileio import size_of
+from edgeq.inspection import MANIFEST_SUFFIX
+from edgeq.metrics import OutputError, TopK, is_classification
+from edgeq.native import captured_native_stderr
+from edgeq.runtime import LiteRTRunner
+from edgeq.samples import InputSpec, Preprocessing, open_samples
+
+log = logging.getLogger(__name__)
+
+GATES = {
+    "max_drop": ("top-1 drop (pts)", "accuracy.top1_drop_pts", "max"),
+    "min_agreement": ("top-1 agreement", "accuracy.agreement", "min"),
+    "min_sqnr": ("SQNR (dB), worst output", "worst_sqnr_db", "min"),
+    "max_latency_ms": ("INT8 p50 latency (ms)", "latency.int8_ms.p50", "max"),
+    "min_speedup": ("speedup (float p50 / INT8 p50)", "latency.speedup", "min"),
+}
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    delegate: str = "xnnpack"
+    delegate_library: str | None = None
+    delegate_options: dict[str, str] = field(default_factory=dict)
+    threads: int = 1
+    warmup: int = 10
+    runs: int = 100
+    limit: int | None = None
+    top_k: int = 5
+    seed: int = 0
+    preprocessing: Preprocessing | None = None  # None: the manifest's, else the defaults
+    signature: str = "serving_default"
+    gates: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.gates) - set(GATES)
+        if unknown:
+            raise UsageError(f"unknown gate(s) {sorted(unknown)}; known: {', '.join(GATES)}")
+        if self.threads < 1 or self.runs < 1 or self.warmup < 0 or self.top_k < 1:
+            raise UsageError("--threads, --runs and --top-k must be at least 1, --warmup at least 0")
+
+
+def validate(model: str | Path, reference: str | Path, data: str | Path,
+             options: ValidateOptions | None = None, **values: Any) -> dict[str, Any]:
+    options = options or ValidateOptions(**values)
+    model, reference = Path(model), Path(reference)
+    int8 = LiteRTRunner(model, options.delegate, options.threads, options.delegate_library, options.delegate_options)
+    with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
+        float_path, float_note = _float_tflite(reference, int8, options, Path(scratch))
+        return _compare(model, reference, data, options, int8, float_path, float_note)
+
+
+def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner,
+             float_path: Path, float_note: str) -> dict[str, Any]:
+    ref = LiteRTRunner(float_path, options.delegate, options.threads, options.delegate_library, options.delegate_options)
+    specs = _specs(int8)
+    if [d["shape"].tolist() for d in ref.inputs] != [list(s.shape) for s in specs]:
+        raise ModelError(f"{reference} takes inputs {[d['shape'].tolist() for d in ref.inputs]} but {model} takes {[list(s.shape) for s in specs]}")
+    if len(ref.outputs) != len(int8.outputs):
+        raise ModelError(f"{reference} has {len(ref.outputs)} outputs but {model} has {len(int8.outputs)}")
+
+    samples = open_samples(data, specs, options.preprocessing or _manifest_preprocessing(model), options.limit, options.seed)
+    labels = samples.labels
+    errors = [OutputError(d["name"]) for d in int8.outputs]
+    classify = is_classification(int8.outputs[0]["shape"].tolist())
+    topk = TopK(options.top_k)
+    first = None
+    for i, feeds in enumerate(samples):
+        first = first or feeds
+        got, want = int8.run(feeds), ref.run(feeds)
+        for acc, r, q in zip(errors, want, got):
+            acc.add(r, q)
+        if classify:
+            topk.add(want[0], got[0], labels[i] if labels is not None else None)
+    if first is None:
+        raise DataError(f"{samples.describe()}: no samples to validate with")
+
+    int8_latency = int8.time(first, options.warmup, options.runs)
+    float_latency = ref.time(first, options.warmup, options.runs)
+    accuracy = topk.to_dict() if classify else {k: None for k in TopK().to_dict()}
+    accuracy["samples"] = len(samples)
+    outputs = [e.to_dict() for e in errors]
+    sqnrs = [o["sqnr_db"] for o in outputs if o["sqnr_db"] is not None]
+    float_bytes = size_of(float_path)
+    result: dict[str, Any] = {
+        "edgeq_version": edgeq.__version__,
+        "model": str(model),
+        "reference": str(reference),
+        "reference_tflite": float_note,
+        "data": samples.describe(),
+        "size": {"float_bytes": float_bytes, "int8_bytes": int8.model.size, "ratio": round(int8.model.size / float_bytes, 4)},
+        "accuracy": accuracy,
+        "outputs": outputs,
+        "worst_sqnr_db": min(sqnrs) if sqnrs else None,
+        "latency": {
+            "delegate": int8.delegate,
+            "threads": options.threads,
+            "warmup": options.warmup,
+            "runs": options.runs,
+            "int8_ms": _ms(int8_latency),
+            "float_ms": _ms(float_latency),
+            "speedup": round(float_latency.p50 / int8_latency.p50, 4) if int8_latency.p50 else None,
+            "delegated_nodes": int8.delegated_nodes,
+            "total_nodes": int8.total_nodes,
+            "cpu_fallback_ops": int8.kept_ops,
+            "float_delegated_nodes": ref.delegated_nodes,
+            "float_total_nodes": ref.total_nodes,
+        },
+        "warnings": [],
+    }
+    if options.delegate == "xnnpack" and not options.delegate_library and int8.delegated_nodes == 0:
+        result["warnings"].append(
+            "XNNPACK was asked for but took none of the INT8 model's nodes: latency is that of built-in kernels "
+            "(INT8 without XNNPACK runs ~2.7x slower than float on x86)"
+        )
+    result["gates"] = [_gate(name, limit, result) for name, limit in options.gates.items()]
+    result["passed"] = all(g["passed"] for g in result["gates"])
+    return result
+
+
+def _ms(latency) -> dict[str, float]:
+    return {"p50": latency.p50, "p90": latency.p90, "p99": latency.p99, "mean": latency.mean, "std": latency.std,
+            "samples": list(latency.samples_ms)}
+
+
+def _gate(name: str, limit: float, result: dict[str, Any]) -> dict[str, Any]:
+    label, key, kind = GATES[name]
+    value: Any = result
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    passed = value is not None and (value <= limit if kind == "max" else value >= limit)
+    return {"name": name, "description": label, "limit": limit, "value": value, "passed": passed,
+            "note": None if value is not None else "no value to check (e.g. no labels or not a classifier)"}
+
+
+def _specs(runner: LiteRTRunner) -> list[InputSpec]:
+    return [InputSpec(d["name"], tuple(int(x) for x in d["shape"])) for d in runner.inputs]
+
+
+def _manifest_preprocessing(model: Path) -> Preprocessing | None:
+    manifest = model.with_name(model.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
+    try:
+        pre = json.loads(manifest.read_text())["options"]["preprocessing"]
+        return Preprocessing(pre["color"], pre["resize"], pre["value_range"],
+                             tuple(pre["mean"]) if pre["mean"] else None, tuple(pre["std"]) if pre["std"] else None)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions, scratch: Path) -> tuple[Path, str]:
+    """The float model as a .tflite, so both run in the same runtime on the same delegate.
+
+    A Keras/SavedModel reference is converted to float TFLite (TensorFlow is imported only here).
+    """
+    if not reference.exists():
+        raise ModelError(f"{reference}: no such reference model; pass the float .tflite, .keras/.h5 or SavedModel")
+    if reference.suffix == ".tflite":
+        return reference, "given"
+    from edgeq.source import load_source
+
+    shapes = [f"{d['name']}=" + ",".join(str(int(x)) for x in d["shape"]) for d in int8.inputs]
+    with captured_native_stderr():
+        source = load_source(reference, options.signature, shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]])
+        data = source.make_converter().convert()
+    path = scratch / (reference.stem + "_float.tflite")
+    path.write_bytes(data)
+    return path, f"converted from {reference.name} to float TFLite"
