@@ -85,7 +85,7 @@ class TopK:
             "labelled": n,
             "float_top1": f1,
             "int8_top1": i1,
-            "top1_drop_pts": round(100 * (f1 - i1), 4) if n else None,
+            "top1_drop_pts": 100 * (f1 - i1) if n else None,
             "top_k": self.k,
             "float_topk": self.float_topk / n if n else None,
             "int8_topk": self.int8_topk / n if n else None,

@@ -1,0 +1,152 @@
+"""edgeq validate with the real LiteRT interpreter, on a CNN trained for seconds on the bundled digits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeq.runtime import LiteRTRunner, to_float, to_model_dtype
+from edgeq.validation import validate
+
+REQUIRED = [
+    "model", "reference", "size.float_bytes", "size.int8_bytes", "size.ratio", "accuracy.float_top1",
+    "accuracy.int8_top1", "accuracy.top1_drop_pts", "accuracy.agreement", "latency.delegate", "latency.threads",
+    "latency.int8_ms.p50", "latency.int8_ms.p90", "latency.int8_ms.mean", "latency.float_ms.p50",
+    "latency.float_ms.p90", "latency.float_ms.mean", "latency.speedup", "latency.delegated_nodes",
+    "latency.total_nodes", "gates", "passed",
+]
+
+
+def _get(data, key):
+    for part in key.split("."):
+        assert part in data, key
+        data = data[part]
+    return data
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, digits_calib):
+    """The demo CNN trained briefly, its INT8 model, and its float .tflite."""
+    sys.path.insert(0, str(digits_calib.parent.parent.parent / "demo"))
+    from train_digits import train
+
+    from edgeq.converter import convert
+
+    folder = tmp_path_factory.mktemp("trained")
+    keras_path = folder / "digits.keras"
+    train(keras_path, epochs=6)
+    int8 = convert(keras_path, folder / "digits_int8.tflite", digits_calib, samples=200).output
+    float_path = folder / "digits_float.tflite"
+    from edgeq.source import load_source
+
+    float_path.write_bytes(load_source(keras_path).make_converter().convert())
+    return keras_path, int8, float_path
+
+
+def test_quantize_dequantize_round_trip():
+    real = np.array([-1.0, 0.0, 0.5, 2.0], np.float32)
+    q = to_model_dtype(real, np.int8, 0.01, -5)
+    assert q.tolist() == [-105, -5, 45, 127]  # 2.0 saturates
+    np.testing.assert_allclose(to_float(q, 0.01, -5)[:3], real[:3], atol=0.005)
+    assert to_model_dtype(real, np.float32, 0.0, 0).dtype == np.float32
+
+
+def test_demo_model_accuracy_and_json_contract(trained, digits_calib, tmp_path):
+    keras_path, int8, float_path = trained
+    result = validate(int8, keras_path, digits_calib.parent / "val", runs=20, warmup=2)
+    for key in REQUIRED:
+        _get(result, key)
+    acc = result["accuracy"]
+    assert acc["labelled"] == 359 and acc["float_top1"] > 0.85
+    assert acc["top1_drop_pts"] <= 0.5 and acc["agreement"] >= 0.98
+    assert acc["top1_drop_pts"] == pytest.approx(100 * (acc["float_top1"] - acc["int8_top1"]))
+    (out,) = result["outputs"]
+    assert out["sqnr_db"] > 20 and out["cosine"] > 0.99
+    assert result["size"]["int8_bytes"] == int8.stat().st_size and result["size"]["ratio"] < 0.5
+    assert result["passed"] is True and result["gates"] == []
+
+
+def test_float_tflite_reference_gives_same_comparison(trained, digits_calib):
+    keras_path, int8, float_path = trained
+    a = validate(int8, keras_path, digits_calib.parent / "val", limit=60, runs=5, warmup=1)
+    b = validate(int8, float_path, digits_calib.parent / "val", limit=60, runs=5, warmup=1)
+    assert a["accuracy"]["int8_top1"] == b["accuracy"]["int8_top1"]
+    assert a["outputs"][0]["sqnr_db"] == pytest.approx(b["outputs"][0]["sqnr_db"], abs=0.01)
+
+
+def test_delegate_none_takes_no_nodes_and_xnnpack_takes_some(trained):
+    _, int8, _ = trained
+    xnnpack = LiteRTRunner(int8, "xnnpack")
+    plain = LiteRTRunner(int8, "none")
+    reference = LiteRTRunner(int8, "ref")
+    assert xnnpack.delegated_nodes > 0 and xnnpack.delegated_nodes <= xnnpack.total_nodes
+    assert plain.delegated_nodes == 0 and reference.delegated_nodes == 0
+    assert sum(plain.kept_ops.values()) == plain.total_nodes
+    x = [np.random.default_rng(0).random((1, 8, 8, 1), dtype=np.float32)]
+    # Same int8 model, different kernels: outputs agree to a couple of quantization steps.
+    scale = xnnpack.outputs[0]["quantization"][0]
+    assert np.max(np.abs(xnnpack.run(x)[0] - reference.run(x)[0])) <= 2 * scale + 1e-9
+
+
+def test_strict_gate_exits_1_and_json_marks_it(trained, digits_calib, tmp_path, cli):
+    keras_path, int8, float_path = trained
+    out = tmp_path / "results.json"
+    code, stdout, _ = cli("validate", int8, "-r", float_path, "-d", digits_calib.parent / "val", "--limit", "50",
+                          "--runs", "5", "--min-sqnr", "200", "--min-agreement", "0.5", "--json", out)
+    assert code == 1 and "FAIL min_sqnr" in stdout and "PASS min_agreement" in stdout
+    data = json.loads(out.read_text())
+    gates = {g["name"]: g for g in data["gates"]}
+    assert gates["min_sqnr"]["passed"] is False and gates["min_sqnr"]["limit"] == 200
+    assert gates["min_sqnr"]["value"] == data["worst_sqnr_db"]
+    assert gates["min_agreement"]["passed"] is True and data["passed"] is False
+
+
+def test_no_labels_gives_nulls_and_agreement(trained, tmp_path):
+    keras_path, int8, float_path = trained
+    x = np.random.default_rng(0).random((30, 8, 8, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    result = validate(int8, float_path, tmp_path / "x.npy", runs=3, warmup=0, gates={"max_drop": 1.0})
+    assert result["accuracy"]["float_top1"] is None and result["accuracy"]["top1_drop_pts"] is None
+    assert result["accuracy"]["agreement"] is not None
+    assert result["gates"][0]["value"] is None and result["gates"][0]["passed"] is False
+
+
+def test_npz_labels(trained, digits_calib, tmp_path):
+    keras_path, int8, float_path = trained
+    from edgeq.samples import InputSpec, open_samples
+
+    source = open_samples(digits_calib.parent / "val", [InputSpec("image", (1, 8, 8, 1))], limit=40)
+    x = np.concatenate([s[0] for s in source])
+    np.savez(tmp_path / "val.npz", x=x, y=np.asarray(source.labels))
+    from_npz = validate(int8, float_path, tmp_path / "val.npz", runs=2, warmup=0)
+    assert from_npz["accuracy"]["labelled"] == 40 and from_npz["accuracy"]["float_top1"] > 0.8
+
+
+def test_bad_inputs_exit_2(trained, digits_calib, tmp_path, cli):
+    keras_path, int8, float_path = trained
+    bad = tmp_path / "x.npy"
+    np.save(bad, np.zeros((4, 28, 28, 1), np.float32))
+    code, _, stderr = cli("validate", int8, "-r", float_path, "-d", bad)
+    assert code == 2 and "[N, 8, 8, 1]" in stderr and len(stderr.strip().splitlines()) == 1
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(int8.read_bytes()[: int8.stat().st_size // 3])
+    code, _, stderr = cli("validate", cut, "-r", float_path, "-d", digits_calib)
+    assert code == 2 and "cut.tflite" in stderr and len(stderr.strip().splitlines()) == 1
+    code, _, stderr = cli("validate", int8, "-r", float_path, "-d", digits_calib, "--delegate-library", "libedgetpu.so.1")
+    assert code == 2 and "libedgetpu.so.1" in stderr
+
+
+def test_tflite_vs_tflite_does_not_import_tensorflow(trained, digits_calib):
+    _, int8, float_path = trained
+    code = (
+        "import sys\nfrom edgeq.cli import app\ntry:\n"
+        f"    app(['validate', '{int8}', '-r', '{float_path}', '-d', '{digits_calib.parent / 'val'}', '--limit', '20', '--runs', '3'])\n"
+        "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "agreement" in out and out.strip().splitlines()[-1] == "[]"
