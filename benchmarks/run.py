@@ -109,6 +109,45 @@ def bench_size(samples: int) -> dict:
     }
 
 
+BARE_LOOP = """
+import sys, time, json
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+interpreter = Interpreter(model_path=sys.argv[1], num_threads=1)
+interpreter.allocate_tensors()
+detail = interpreter.get_input_details()[0]
+interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+for _ in range(int(sys.argv[2])):
+    interpreter.invoke()
+times = []
+for _ in range(int(sys.argv[3])):
+    start = time.perf_counter(); interpreter.invoke(); times.append((time.perf_counter() - start) * 1000)
+print(json.dumps({"p50": float(np.median(times))}))
+"""
+
+
+def bench_latency(int8: Path, reference: Path, data: Path, repeats: int, runs: int) -> dict:
+    """INT8 vs float on XNNPACK at 1 thread as `edgeq validate` measures it, and a bare loop, per repeat."""
+    rows = []
+    for _ in range(repeats):
+        out = WORK / "latency.json"
+        cmd = [*EDGEQ, "-q", "validate", str(int8), "-r", str(reference), "-d", str(data), "--limit", "10",
+               "--runs", str(runs), "--warmup", "10", "--threads", "1", "--json", str(out), "--force"]
+        subprocess.run(cmd, check=True, capture_output=True)
+        lat = json.loads(out.read_text())["latency"]
+        bare = json.loads(subprocess.run([sys.executable, "-c", BARE_LOOP, str(int8), "10", str(runs)],
+                                         capture_output=True, text=True, check=True).stdout)
+        rows.append({"int8_p50": lat["int8_ms"]["p50"], "float_p50": lat["float_ms"]["p50"], "bare_int8_p50": bare["p50"],
+                     "delegated_nodes": lat["delegated_nodes"], "total_nodes": lat["total_nodes"]})
+    med = {k: float(np.median([r[k] for r in rows])) for k in ("int8_p50", "float_p50", "bare_int8_p50")}
+    return {
+        "model": "MobileNetV2 224x224, weights=None", "delegate": "xnnpack", "threads": 1, "repeats": repeats,
+        "runs": runs, "rows": rows, **{f"median_{k}_ms": round(v, 3) for k, v in med.items()},
+        "int8_over_float": round(med["int8_p50"] / med["float_p50"], 3),
+        "edgeq_over_bare_loop": round(med["int8_p50"] / med["bare_int8_p50"], 3),
+    }
+
+
 def markdown(results: dict) -> str:
     mem, size = results["memory_vs_samples"], results["mobilenet_v2_size"]
     lines = [
@@ -122,6 +161,11 @@ def markdown(results: dict) -> str:
     lines.append(f"| peak RSS ratio {mem['compared'][1]} / {mem['compared'][0]} samples | {mem['peak_rss_ratio']:.3f}x |")
     lines.append(f"| MobileNetV2 float / INT8 .tflite | {size['float_bytes'] / 2**20:.2f} MiB / {size['int8_bytes'] / 2**20:.2f} MiB |")
     lines.append(f"| MobileNetV2 INT8/float size (manifest, inspect) | {size['manifest_ratio']:.3f}, {size['inspect_ratio']:.3f} |")
+    lat = results.get("mobilenet_v2_latency")
+    if lat:
+        lines.append(f"| MobileNetV2 INT8 / float p50, XNNPACK, 1 thread (edgeq validate, median of {lat['repeats']}) | "
+                     f"{lat['median_int8_p50_ms']:.2f} ms / {lat['median_float_p50_ms']:.2f} ms = {lat['int8_over_float']:.3f} |")
+        lines.append(f"| edgeq validate INT8 p50 / bare interpreter loop p50 | {lat['edgeq_over_bare_loop']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -138,6 +182,9 @@ def main() -> None:
         "memory_vs_samples": bench_memory(counts),
         "mobilenet_v2_size": bench_size(20 if args.quick else 100),
     }
+    results["mobilenet_v2_latency"] = bench_latency(
+        WORK / "mobilenet_v2_int8.tflite", make_model("MobileNetV2", 224), WORK / "rgb96", 2 if args.quick else 3, 30 if args.quick else 100
+    )
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (ROOT / "benchmarks" / "results.md").write_text(table)
