@@ -8,7 +8,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "convert", "inspect_model"]
+__all__ = ["__version__", "convert", "inspect_model", "validate"]
 
 
 def convert(*args: Any, **kwargs: Any) -> Any:
@@ -23,3 +23,10 @@ def inspect_model(*args: Any, **kwargs: Any) -> Any:
     from edgeq.inspection import inspect_model as _inspect
 
     return _inspect(*args, **kwargs)
+
+
+def validate(*args: Any, **kwargs: Any) -> Any:
+    """See edgeq.validation.validate."""
+    from edgeq.validation import validate as _validate
+
+    return _validate(*args, **kwargs)

@@ -130,9 +130,6 @@ class LiteRTRunner:
                 kept[op["op_name"]] = kept.get(op["op_name"], 0) + 1
         return len(taken), kept
 
-    def input_names(self) -> list[str]:
-        return [d["name"] for d in self.inputs]
-
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         """Float arrays in (in input order), float arrays out (in output order)."""
         for detail, real in zip(self.inputs, feeds):
