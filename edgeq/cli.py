@@ -5,8 +5,10 @@ Imports stay light here: TensorFlow is only imported inside the library calls th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -130,6 +132,19 @@ def inspect(
     typer.echo(summary_text(summary))
 
 
+@contextlib.contextmanager
+def _progress_bar(label: str):
+    """A progress bar on an interactive terminal; nothing in CI, pipes or with -q."""
+    if not sys.stderr.isatty() or os.environ.get("CI") or log.level >= logging.ERROR:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True, console=None) as bar:
+        task = bar.add_task(label, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def _key_values(values: list[str], option: str) -> dict[str, str]:
     pairs = {}
     for value in values:
@@ -181,7 +196,8 @@ def validate(
         options = ValidateOptions(delegate=delegate, delegate_library=delegate_library,
                                   delegate_options=_key_values(delegate_option, "--delegate-option"), threads=threads,
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates)
-        result = run_validate(model, reference, data, options)
+        with _progress_bar("comparing INT8 with float") as progress:
+            result = run_validate(model, reference, data, options, progress)
     except EdgeqError as exc:
         _fail(exc)
     for warning in result["warnings"]:

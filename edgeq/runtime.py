@@ -8,6 +8,7 @@ in `to_model_dtype` / `to_float`, and nowhere else. This module needs numpy and 
 
 from __future__ import annotations
 
+import ctypes
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,10 @@ class LiteRTRunner:
         litert = _runtime()
         kwargs: dict[str, Any] = {"model_path": str(path), "num_threads": threads}
         if delegate_library:
+            try:  # load_delegate's failure path raises again in Delegate.__del__; probe with ctypes first
+                ctypes.CDLL(delegate_library)
+            except OSError as exc:
+                raise UsageError(f"cannot load delegate library {delegate_library}: {exc}; install it or drop --delegate-library") from None
             try:
                 kwargs["experimental_delegates"] = [litert.load_delegate(delegate_library, delegate_options or {})]
             except (ValueError, OSError) as exc:

@@ -11,7 +11,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import edgeq
 from edgeq.errors import DataError, ModelError, UsageError
@@ -56,18 +56,19 @@ class ValidateOptions:
             raise UsageError("--threads, --runs and --top-k must be at least 1, --warmup at least 0")
 
 
-def validate(model: str | Path, reference: str | Path, data: str | Path,
-             options: ValidateOptions | None = None, **values: Any) -> dict[str, Any]:
+def validate(model: str | Path, reference: str | Path, data: str | Path, options: ValidateOptions | None = None,
+             progress: Callable[[int, int], None] | None = None, **values: Any) -> dict[str, Any]:
+    """Compare `model` with `reference` on `data`; `progress(done, total)` is called per sample."""
     options = options or ValidateOptions(**values)
     model, reference = Path(model), Path(reference)
     int8 = LiteRTRunner(model, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
         float_path, float_note = _float_tflite(reference, int8, options, Path(scratch))
-        return _compare(model, reference, data, options, int8, float_path, float_note)
+        return _compare(model, reference, data, options, int8, float_path, float_note, progress)
 
 
 def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner,
-             float_path: Path, float_note: str) -> dict[str, Any]:
+             float_path: Path, float_note: str, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
     ref = LiteRTRunner(float_path, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     specs = _specs(int8)
     if [d["shape"].tolist() for d in ref.inputs] != [list(s.shape) for s in specs]:
@@ -88,6 +89,8 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             acc.add(r, q)
         if classify:
             topk.add(want[0], got[0], labels[i] if labels is not None else None)
+        if progress:
+            progress(i + 1, len(samples))
     if first is None:
         raise DataError(f"{samples.describe()}: no samples to validate with")
 

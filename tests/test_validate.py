@@ -150,3 +150,13 @@ def test_tflite_vs_tflite_does_not_import_tensorflow(trained, digits_calib):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "agreement" in out and out.strip().splitlines()[-1] == "[]"
+
+
+def test_missing_delegate_library_real_process_one_line(trained, digits_calib):
+    _, int8, float_path = trained
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeq.cli", "validate", str(int8), "-r", str(float_path), "-d", str(digits_calib),
+         "--delegate-library", "libedgetpu.so.1"], capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "libedgetpu.so.1" in proc.stderr
