@@ -19,6 +19,7 @@ from edgeq.fileio import check_writable, json_bytes, sha256_of, size_of, write_f
 from edgeq.inspection import MANIFEST_SUFFIX, ModelSummary, summarize
 from edgeq.native import captured_native_stderr
 from edgeq.samples import ArraySource, Audit, ImageFolder, Preprocessing, open_samples
+from edgeq.source import first_line, load_source
 from edgeq.tflite_file import TfliteModel, parse_tflite
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def convert(
         except EdgeqError:
             raise
         except Exception as exc:
-            detail = native.last_error_line() or _first_line(exc)
+            detail = native.last_error_line() or first_line(exc)
             raise ConversionError(f"the TFLite converter failed on {model}: {detail}") from exc
 
     result = parse_tflite(quantized, output)
@@ -137,8 +138,6 @@ def convert(
 
 
 def _run(model: Path, data: Path | None, options: ConvertOptions):
-    from edgeq.source import load_source
-
     source = load_source(model, options.signature, list(options.input_shapes))
     calibration: dict[str, Any] | None = None
     keep: dict[str, Any] = {"requested": list(options.keep_float), "nodes": [], "ops": []}
@@ -300,7 +299,3 @@ def _versions() -> dict[str, str]:
         found.setdefault("tensorflow_version", found.pop("tensorflow_cpu_version"))
     return found
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = [l for l in str(exc).splitlines() if l.strip()]
-    return lines[0][:300] if lines else type(exc).__name__

@@ -13,10 +13,9 @@ class OutputError:
     """INT8 (dequantized) vs float for one output tensor, over all samples."""
 
     name: str
-    signal: float = 0.0
+    signal: float = 0.0  # sum of reference squares: SQNR's numerator and the cosine's reference norm
     noise: float = 0.0
     dot: float = 0.0
-    norm_ref: float = 0.0
     norm_q: float = 0.0
     max_abs: float = 0.0
     sum_abs: float = 0.0
@@ -29,7 +28,6 @@ class OutputError:
         self.signal += float(r @ r)
         self.noise += float(diff @ diff)
         self.dot += float(r @ q)
-        self.norm_ref += float(r @ r)
         self.norm_q += float(q @ q)
         self.max_abs = max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
         self.sum_abs += float(np.abs(diff).sum())
@@ -40,7 +38,7 @@ class OutputError:
             sqnr = math.inf if self.signal > 0 else None
         else:
             sqnr = 10 * math.log10(self.signal / self.noise) if self.signal > 0 else None
-        denominator = math.sqrt(self.norm_ref * self.norm_q)
+        denominator = math.sqrt(self.signal * self.norm_q)
         return {
             "name": self.name,
             "sqnr_db": None if sqnr is None else (round(sqnr, 3) if math.isfinite(sqnr) else 999.0),

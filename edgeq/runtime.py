@@ -135,18 +135,19 @@ class LiteRTRunner:
                 kept[op["op_name"]] = kept.get(op["op_name"], 0) + 1
         return len(taken), kept
 
-    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        """Float arrays in (in input order), float arrays out (in output order)."""
+    def _set_inputs(self, feeds: list[np.ndarray]) -> None:
         for detail, real in zip(self.inputs, feeds):
             scale, zero_point = detail["quantization"]
             self.interpreter.set_tensor(detail["index"], to_model_dtype(real, detail["dtype"], scale, zero_point))
+
+    def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        """Float arrays in (in input order), float arrays out (in output order)."""
+        self._set_inputs(feeds)
         self.interpreter.invoke()
         return [to_float(self.interpreter.get_tensor(d["index"]), *d["quantization"]) for d in self.outputs]
 
     def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> Latency:
-        for detail, real in zip(self.inputs, feeds):
-            scale, zero_point = detail["quantization"]
-            self.interpreter.set_tensor(detail["index"], to_model_dtype(real, detail["dtype"], scale, zero_point))
+        self._set_inputs(feeds)
         invoke = self.interpreter.invoke
         for _ in range(warmup):
             invoke()

@@ -83,7 +83,7 @@ def _keras(path: Path, given) -> ModelSource:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:
-        raise ModelError(f"{path}: cannot be loaded as a Keras model ({_first_line(exc)})") from exc
+        raise ModelError(f"{path}: cannot be loaded as a Keras model ({first_line(exc)})") from exc
     inputs = list(model.inputs)
     specs = [
         InputSpec(_input_name(t, i), fix_shape(_input_name(t, i), list(t.shape), given, len(inputs) == 1))
@@ -109,7 +109,7 @@ def _saved_model(path: Path, signature: str, given) -> ModelSource:
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:
-        log.warning("tf.saved_model.load failed (%s); using the TF1 converter for %s", _first_line(exc), path)
+        log.warning("tf.saved_model.load failed (%s); using the TF1 converter for %s", first_line(exc), path)
         return _saved_model_v1(path, signature, given)
     if signature not in loaded.signatures:
         raise UsageError(f"{path}: no signature '{signature}'; it has {sorted(loaded.signatures)} (pass --signature)")
@@ -156,6 +156,6 @@ def _saved_model_v1(path: Path, signature: str, given) -> ModelSource:
     )
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
