@@ -79,6 +79,7 @@ def convert(
     keep_float: list[str] = typer.Option([], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable)."),
     samples: int = typer.Option(200, help="Calibration samples to use."),
     seed: int = typer.Option(0, help="Seed of the sample shuffle."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes [default: CPU cores]; the result equals --jobs 1."),
     color: Optional[str] = typer.Option(None, help="rgb | gray (default: from the model's channel count)."),
     resize: str = typer.Option("stretch", help="stretch | crop | pad."),
     value_range: Optional[str] = typer.Option(None, "--range", help="Pixel range fed to the model: 0,1 (default) | -1,1 | 0,255."),
@@ -95,7 +96,7 @@ def convert(
 
     try:
         options = ConvertOptions(
-            mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed,
+            mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed, jobs=jobs,
             preprocessing=Preprocessing(color, resize, value_range, _floats(mean, "--mean"), _floats(std, "--std")),
             signature=signature, input_shapes=tuple(input_shape), force=force,
         )

@@ -7,13 +7,16 @@ it). Splitting them lets edgeq keep chosen layers in float and audit the model i
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import edgeq
+from edgeq.calibration import ParallelCalibrator, default_jobs
 from edgeq.errors import ConversionError, DataError, EdgeqError, ModelError, UsageError
 from edgeq.fileio import check_writable, json_bytes, sha256_of, size_of, write_files_atomically
 from edgeq.inspection import MANIFEST_SUFFIX, ModelSummary, summarize
@@ -47,6 +50,7 @@ class ConvertOptions:
     signature: str = "serving_default"
     input_shapes: tuple[str, ...] = ()
     force: bool = False
+    jobs: int | None = None  # calibration processes; default: the CPU cores available
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -57,6 +61,15 @@ class ConvertOptions:
             raise UsageError(f"--keep-float works with --mode int8 or int8-fallback, not {self.mode}")
         if self.samples < 1:
             raise UsageError(f"--samples must be at least 1, got {self.samples}")
+        if self.jobs is not None and self.jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
+
+    @property
+    def calibration_jobs(self) -> int:
+        """Parallel calibration serves the int8 modes; int16x8 uses TensorFlow's one-step path."""
+        if self.mode not in ("int8", "int8-fallback"):
+            return 1
+        return min(self.jobs or default_jobs(), self.samples)
 
     @property
     def io_type(self) -> str:
@@ -138,6 +151,12 @@ def convert(
 
 
 def _run(model: Path, data: Path | None, options: ConvertOptions):
+    jobs = options.calibration_jobs if data is not None else 1
+    with ParallelCalibrator(jobs) if jobs > 1 else nullcontext() as workers:  # they start while TF loads
+        return _run_with(model, data, options, workers)
+
+
+def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: ParallelCalibrator | None):
     source = load_source(model, options.signature, list(options.input_shapes))
     calibration: dict[str, Any] | None = None
     keep: dict[str, Any] = {"requested": list(options.keep_float), "nodes": [], "ops": []}
@@ -146,15 +165,17 @@ def _run(model: Path, data: Path | None, options: ConvertOptions):
         if isinstance(samples, ImageFolder):
             samples.check_headers()
         audit = Audit(source.specs, options.preprocessing.expected_range() if isinstance(samples, ArraySource) else None)
-
-        def representative_dataset():
-            yield from audit.watch(samples)
-
+        stream = audit.watch(samples)
         if options.mode == "int16x8":
-            quantized = _convert(source, options, representative_dataset)
+            quantized = _convert(source, options, lambda: stream)
             float_bytes = len(_convert(source, options, None, float_only=True))
         else:
-            calibrated = _calibrate(source, options, representative_dataset)
+            if workers is None:
+                calibrated = _calibrate(source, options, lambda: stream)
+            else:  # TensorFlow calibrates on one sample to build the graph; the workers on all
+                first = list(itertools.islice(stream, 1))
+                calibrated = _calibrate(source, options, lambda: iter(first))
+                calibrated = workers.calibrate(calibrated, itertools.chain(first, stream))
             float_bytes = len(calibrated)
             keep.update(resolve_keep_float(parse_tflite(calibrated), options.keep_float))
             quantized = _quantize(calibrated, options, keep)
@@ -168,6 +189,7 @@ def _run(model: Path, data: Path | None, options: ConvertOptions):
             "requested": options.samples,
             "data": str(data),
             "fingerprint": audit.fingerprint,
+            "jobs": len(workers.workers) if workers else 1,
             "observed_range": {s.name: [lo, hi] for s, lo, hi in zip(source.specs, audit.low, audit.high)},
             "warnings": warnings,
         }
