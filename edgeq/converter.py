@@ -109,6 +109,8 @@ def convert(
         raise UsageError(f"--mode {options.mode} calibrates on real samples; pass --data DIR|FILE.npy|FILE.npz")
     if not model.exists():
         raise ModelError(f"{model}: no such model; pass a .keras or .h5 file or a SavedModel folder")
+    if data is not None and not Path(data).exists():
+        raise DataError(f"{data}: no such file or folder; pass an image folder, a .npy or a .npz")
 
     with captured_native_stderr(quiet_native) as native:
         try:

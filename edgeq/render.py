@@ -5,6 +5,9 @@ from __future__ import annotations
 from edgeq.inspection import ModelSummary, TensorInfo
 
 
+SHOWN_FLOAT_OPS = 8
+
+
 def _kib(n: int | None) -> str:
     return "?" if n is None else f"{n / 1024:,.1f} KiB"
 
@@ -54,7 +57,9 @@ def conversion_text(result) -> str:
     lines.append("outputs:")
     lines += [_tensor_line(t) for t in result.summary.outputs]
     if m["float_ops"]:
-        lines.append(f"left in float ({len(m['float_ops'])}): " + ", ".join(f"{o['type']} ({o['outputs'][0]})" for o in m["float_ops"]))
+        shown = [f"{o['type']} ({o['outputs'][0]})" for o in m["float_ops"][:SHOWN_FLOAT_OPS]]
+        more = len(m["float_ops"]) - len(shown)
+        lines.append(f"left in float ({len(m['float_ops'])}): " + ", ".join(shown) + (f", and {more} more (see the manifest)" if more else ""))
     return "\n".join(lines)
 
 
