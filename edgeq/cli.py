@@ -16,7 +16,7 @@ from typing import Optional
 import typer
 
 import edgeq
-from edgeq.errors import EdgeqError
+from edgeq.errors import EdgeqError, UsageError
 
 app = typer.Typer(
     add_completion=False,
@@ -179,37 +179,90 @@ def validate(
     min_sqnr: Optional[float] = typer.Option(None, help="Gate: every output's SQNR at least DB."),
     max_latency_ms: Optional[float] = typer.Option(None, help="Gate: INT8 p50 latency at most MS."),
     min_speedup: Optional[float] = typer.Option(None, help="Gate: float p50 / INT8 p50 at least X."),
+    per_layer: bool = typer.Option(False, "--per-layer", help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference)."),
+    per_layer_samples: int = typer.Option(32, help="Samples the per-layer debugger runs."),
+    per_layer_csv: Optional[Path] = typer.Option(None, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON to FILE."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing --json file."),
+    report_dir: Optional[Path] = typer.Option(None, "--report", help="Write report.md and report.html to DIR."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
-    from edgeq.fileio import check_writable, json_bytes, write_files_atomically
+    from edgeq.fileio import check_writable, write_files_atomically
     from edgeq.samples import Preprocessing
     from edgeq.validation import ValidateOptions, validate as run_validate
 
     gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
                                     max_latency_ms=max_latency_ms, min_speedup=min_speedup).items() if v is not None}
     given = any(v is not None for v in (color, resize, value_range, mean, std))
+    outputs = {"json": json_out, "csv": per_layer_csv,
+               **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {})}
+    outputs = {k: v for k, v in outputs.items() if v is not None}
     try:
-        if json_out is not None:
-            check_writable(json_out, force, [model, reference, data])
+        for path in outputs.values():
+            if path.parent != report_dir or report_dir.is_dir():  # --report DIR is created on success
+                check_writable(path, force, [model, reference, data])
         preprocessing = Preprocessing(color, resize or "stretch", value_range, _floats(mean, "--mean"), _floats(std, "--std")) if given else None
         options = ValidateOptions(delegate=delegate, delegate_library=delegate_library,
                                   delegate_options=_key_values(delegate_option, "--delegate-option"), threads=threads,
-                                  warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates)
+                                  warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
+                                  per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples)
         with _progress_bar("comparing INT8 with float") as progress:
             result = run_validate(model, reference, data, options, progress)
     except EdgeqError as exc:
         _fail(exc)
     for warning in result["warnings"]:
         log.warning(warning)
-    if json_out is not None:
-        write_files_atomically({json_out: json_bytes(result)})
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+    write_files_atomically({path: _output_bytes(kind, result) for kind, path in outputs.items()})
     from edgeq.render import validation_text
 
     typer.echo(validation_text(result))
     if not result["passed"]:
         raise typer.Exit(1)
+
+
+def _output_bytes(kind: str, result: dict) -> bytes:
+    from edgeq.fileio import json_bytes
+
+    if kind == "json":
+        return json_bytes(result)
+    if kind == "csv":
+        from edgeq.per_layer import write_csv
+
+        return write_csv(result["per_layer"]["layers"])
+    from edgeq.report import render
+
+    return render(result, kind).encode()
+
+
+@app.command()
+def report(
+    results: Path = typer.Argument(..., help="The results JSON of edgeq validate --json."),
+    fmt: str = typer.Option("md", "--format", "-f", help="md (GitHub-flavoured, for a pull request) | html (one self-contained page)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Report file [default: print Markdown; RESULTS.html for html]."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
+) -> None:
+    """Render a validation results JSON as a Markdown or HTML report."""
+    from edgeq.fileio import check_writable, write_files_atomically
+    from edgeq.report import load_results
+
+    try:
+        if fmt not in ("md", "html"):
+            raise UsageError(f"--format {fmt!r}: use md or html")
+        data = load_results(results)
+        if output is None and fmt == "html":
+            output = results.with_suffix(".html")
+        if output is not None:
+            check_writable(output, force, [results])
+        text = _output_bytes(fmt, data)
+    except EdgeqError as exc:
+        _fail(exc)
+    if output is None:
+        typer.echo(text.decode(), nl=False)
+    else:
+        write_files_atomically({output: text})
+        typer.echo(f"wrote {output}")
 
 
 def run() -> None:

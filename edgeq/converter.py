@@ -221,7 +221,8 @@ def _calibrate(source, options: ConvertOptions, representative_dataset) -> bytes
     return converter.convert()
 
 
-def _quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any]) -> bytes:
+def _quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any], numeric_verify: bool = False) -> bytes:
+    """`numeric_verify`: the debug model of QuantizationDebugger (float ops kept beside the quantized ones)."""
     from tensorflow.lite.python.convert import mlir_quantize
 
     return mlir_quantize(
@@ -229,6 +230,7 @@ def _quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any]) 
         disable_per_channel=options.per_tensor,
         input_data_type=_tf_type(options.io_type),
         output_data_type=_tf_type(options.io_type),
+        enable_numeric_verify=numeric_verify,
         denylisted_ops=keep["ops"] or None,
         denylisted_nodes=keep["nodes"] or None,
     )

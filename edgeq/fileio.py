@@ -29,10 +29,13 @@ def check_writable(path: Path, force: bool, protected: list[Path] = ()) -> None:
 def write_files_atomically(contents: dict[Path, bytes]) -> None:
     """Write every file to a temporary beside it, then rename all; on failure none is left."""
     temps: list[tuple[str, Path]] = []
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         for path, data in contents.items():
             fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             temps.append((temp, path))
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a written model is an ordinary file
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
         for temp, path in temps:

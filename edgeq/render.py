@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from edgeq.inspection import ModelSummary, TensorInfo
 
-
 SHOWN_FLOAT_OPS = 8
 
 

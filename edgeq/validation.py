@@ -47,6 +47,8 @@ class ValidateOptions:
     preprocessing: Preprocessing | None = None  # None: the manifest's, else the defaults
     signature: str = "serving_default"
     gates: dict[str, float] = field(default_factory=dict)
+    per_layer: bool = False
+    per_layer_samples: int = 32
 
     def __post_init__(self) -> None:
         unknown = set(self.gates) - set(GATES)
@@ -61,6 +63,8 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
     """Compare `model` with `reference` on `data`; `progress(done, total)` is called per sample."""
     options = options or ValidateOptions(**values)
     model, reference = Path(model), Path(reference)
+    if options.per_layer and reference.suffix == ".tflite":
+        raise UsageError("--per-layer needs the float source model (.keras, .h5 or SavedModel) as --reference, not a .tflite")
     int8 = LiteRTRunner(model, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
         float_path, float_note = _float_tflite(reference, int8, options, Path(scratch))
@@ -132,9 +136,18 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             "XNNPACK was asked for but took none of the INT8 model's nodes: latency is that of built-in kernels "
             "(INT8 without XNNPACK runs ~2.7x slower than float on x86)"
         )
+    result["per_layer"] = _per_layer(model, reference, data, specs, options) if options.per_layer else None
     result["gates"] = [_gate(name, limit, result) for name, limit in options.gates.items()]
     result["passed"] = all(g["passed"] for g in result["gates"])
     return result
+
+
+def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], options: ValidateOptions) -> dict[str, Any]:
+    from edgeq.per_layer import per_layer_errors
+
+    pre = options.preprocessing or _manifest_preprocessing(model)
+    samples = list(open_samples(data, specs, pre, options.per_layer_samples, options.seed))
+    return per_layer_errors(model, reference, samples, specs, options.signature)
 
 
 def _ms(latency) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -43,6 +44,26 @@ def cnn_keras(models_dir) -> Path:
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = keras.layers.Dense(10, bias_initializer="random_normal", name="logits")(x)
     path = models_dir / "cnn.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def outlier_keras(models_dir) -> Path:
+    """One layer made hard to quantize on purpose: `fourth_power` = dense**4 has a heavy tail, so
+    its calibrated range is set by rare large values and ordinary values round to a coarse grid."""
+    import keras
+
+    _seed()
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", bias_initializer="random_normal", name="conv")(inputs)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(16, kernel_initializer=keras.initializers.RandomNormal(stddev=0.3),
+                           bias_initializer="random_normal", name="dense")(x)
+    square = keras.layers.Multiply(name="square")([x, x])
+    x = keras.layers.Multiply(name="fourth_power")([square, square])
+    outputs = keras.layers.Dense(10, bias_initializer="random_normal", name="logits")(x)
+    path = models_dir / "outlier.keras"
     keras.Model(inputs, outputs).save(path)
     return path
 
@@ -117,6 +138,25 @@ def cnn_int8(cnn_keras, digits_calib, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("cnn_int8") / "cnn_int8.tflite"
     return convert(cnn_keras, out, digits_calib, samples=64)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, digits_calib):
+    """The demo CNN trained briefly, its INT8 model, and its float .tflite."""
+    sys.path.insert(0, str(ROOT / "demo"))
+    from train_digits import train
+
+    from edgeq.converter import convert
+
+    folder = tmp_path_factory.mktemp("trained")
+    keras_path = folder / "digits.keras"
+    train(keras_path, epochs=6)
+    int8 = convert(keras_path, folder / "digits_int8.tflite", digits_calib, samples=200).output
+    float_path = folder / "digits_float.tflite"
+    from edgeq.source import load_source
+
+    float_path.write_bytes(load_source(keras_path).make_converter().convert())
+    return keras_path, int8, float_path
 
 
 @pytest.fixture

@@ -221,3 +221,12 @@ def test_other_modes(cnn_keras, digits_calib, tmp_path, mode, weight_type, activ
 def test_per_tensor_weights(cnn_keras, digits_calib, tmp_path):
     result = convert(cnn_keras, tmp_path / "m.tflite", digits_calib, samples=16, per_tensor=True)
     assert result.manifest["weights"]["per_channel"] == 0 and result.manifest["weights"]["per_tensor"] >= 3
+
+
+def test_written_files_get_ordinary_permissions(cnn_int8):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (cnn_int8.output, cnn_int8.manifest_path):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask

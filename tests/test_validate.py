@@ -28,25 +28,6 @@ def _get(data, key):
     return data
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory, digits_calib):
-    """The demo CNN trained briefly, its INT8 model, and its float .tflite."""
-    sys.path.insert(0, str(digits_calib.parent.parent.parent / "demo"))
-    from train_digits import train
-
-    from edgeq.converter import convert
-
-    folder = tmp_path_factory.mktemp("trained")
-    keras_path = folder / "digits.keras"
-    train(keras_path, epochs=6)
-    int8 = convert(keras_path, folder / "digits_int8.tflite", digits_calib, samples=200).output
-    float_path = folder / "digits_float.tflite"
-    from edgeq.source import load_source
-
-    float_path.write_bytes(load_source(keras_path).make_converter().convert())
-    return keras_path, int8, float_path
-
-
 def test_quantize_dequantize_round_trip():
     real = np.array([-1.0, 0.0, 0.5, 2.0], np.float32)
     q = to_model_dtype(real, np.int8, 0.01, -5)

@@ -1,0 +1,118 @@
+"""Per-layer quantization error, from TensorFlow's QuantizationDebugger.
+
+The debug model is the INT8 model's own recipe (the manifest's calibration data, sample count,
+seed, preprocessing, per-channel and keep-float choices) quantized with NumericVerify ops: every
+quantized op keeps its float twin, so the error of each layer is measured where it arises.
+Layers are ranked by their SQNR (float signal power over quantization-error power, in dB): a
+layer whose range is stretched by outliers keeps rounding every ordinary value to a coarse grid
+and sinks to the top. RMSE and max error are also given in units of the tensor's scale (LSB).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.errors import UsageError
+from edgeq.inspection import MANIFEST_SUFFIX
+from edgeq.native import captured_native_stderr
+from edgeq.samples import InputSpec, Preprocessing, open_samples
+
+CSV_FIELDS = ("rank", "op_type", "tensor_name", "scale", "zero_point", "sqnr_db", "rmse", "mean_error",
+              "max_abs_error", "rmse_lsb", "max_abs_error_lsb")
+
+
+def _signal_power(float_values: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:
+    return float(np.mean(np.square(float_values.astype(np.float64))))
+
+
+def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.ndarray]], specs: list[InputSpec],
+                     signature: str = "serving_default") -> dict[str, Any]:
+    """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
+    from edgeq.converter import ConvertOptions, _calibrate, _quantize, resolve_keep_float
+    from edgeq.source import load_source
+    from edgeq.tflite_file import parse_tflite
+
+    manifest = _manifest(model)
+    recipe = manifest.get("options", {})
+    if recipe.get("mode", "int8") not in ("int8", "int8-fallback"):
+        raise UsageError(f"--per-layer needs an int8 model; {model} was converted with --mode {recipe['mode']}")
+    pre = recipe.get("preprocessing") or {}
+    options = ConvertOptions(
+        mode=recipe.get("mode", "int8"), per_tensor=bool(recipe.get("per_tensor")), keep_float=tuple(recipe.get("keep_float") or ()),
+        samples=int(recipe.get("samples") or len(debug_samples)), seed=int(recipe.get("seed") or 0),
+        preprocessing=Preprocessing(pre.get("color"), pre.get("resize"), pre.get("value_range"),
+                                    tuple(pre["mean"]) if pre.get("mean") else None, tuple(pre["std"]) if pre.get("std") else None),
+    )
+    calibration_data = recipe.get("data")
+    with captured_native_stderr():
+        source = load_source(reference, signature, [",".join(map(str, s.shape)) for s in specs] if len(specs) == 1 else
+                             [f"{s.name}=" + ",".join(map(str, s.shape)) for s in specs])
+        if calibration_data and Path(calibration_data).exists():
+            calibration = list(open_samples(calibration_data, source.specs, options.preprocessing, options.samples, options.seed))
+            note = f"recalibrated as the model was: {len(calibration)} samples of {calibration_data}"
+        else:
+            calibration = debug_samples
+            note = f"no calibration data recorded beside {model.name}; calibrated on the {len(debug_samples)} debug samples"
+        calibrated = _calibrate(source, options, lambda: iter(calibration))
+        keep = resolve_keep_float(parse_tflite(calibrated), options.keep_float)
+        debug_model = _quantize(calibrated, options, keep, numeric_verify=True)
+        layers = _run_debugger(debug_model, debug_samples)
+    return {"calibration": note, "debug_samples": len(debug_samples), "ranked_by": "sqnr_db (lowest first)", "layers": layers}
+
+
+def _run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[dict[str, Any]]:
+    import tensorflow as tf
+
+    options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"signal_power": _signal_power})
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        quant_debug_model_content=debug_model, debug_dataset=lambda: iter(samples), debug_options=options)
+    debugger.run()
+    dump = io.StringIO()
+    debugger.layer_statistics_dump(dump)
+    dump.seek(0)
+    layers = [_layer(row) for row in csv.DictReader(dump)]
+    layers.sort(key=lambda layer: (math.inf if layer["sqnr_db"] is None else layer["sqnr_db"]))
+    for rank, layer in enumerate(layers, 1):
+        layer["rank"] = rank
+    return [{k: layer[k] for k in CSV_FIELDS} for layer in layers]
+
+
+def _layer(row: dict[str, str]) -> dict[str, Any]:
+    scale, mse = float(row["scale"]), float(row["mean_squared_error"])
+    signal = float(row["signal_power"])
+    rmse, max_abs = math.sqrt(mse), float(row["max_abs_error"])
+    return {
+        "op_type": row["op_name"],
+        "tensor_name": row["tensor_name"],
+        "scale": scale,
+        "zero_point": int(float(row["zero_point"])),
+        "sqnr_db": round(10 * math.log10(signal / mse), 3) if mse > 0 and signal > 0 else None,
+        "rmse": rmse,
+        "mean_error": float(row["mean_error"]),
+        "max_abs_error": max_abs,
+        "rmse_lsb": round(rmse / scale, 4) if scale else None,
+        "max_abs_error_lsb": round(max_abs / scale, 4) if scale else None,
+    }
+
+
+def _manifest(model: Path) -> dict[str, Any]:
+    path = model.with_name(model.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_csv(layers: list[dict[str, Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(layers)
+    return out.getvalue().encode()

@@ -1,0 +1,249 @@
+"""Reports from the results JSON of `edgeq validate`: Markdown for a pull request, one
+self-contained HTML page (plots embedded as PNG) for a desk. Both are rendered from the JSON
+alone, and every figure in them is formatted by the helpers below, once.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from edgeq.errors import DataError
+
+REQUIRED = ("model", "reference", "size", "accuracy", "outputs", "latency", "gates", "passed")
+LAYERS_SHOWN = 10
+EXACT_DB = 100.0  # above this a layer only moves values (RESHAPE, MAX_POOL_2D): no quantization error
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """The results JSON, or one clear line about why it cannot be used."""
+    path = Path(path)
+    try:
+        results = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such results file; write one with edgeq validate ... --json {path}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc}); write it again with edgeq validate --json") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    missing = [k for k in REQUIRED if k not in results] if isinstance(results, dict) else list(REQUIRED)
+    if missing:
+        raise DataError(f"{path}: not an edgeq validate results file (missing {', '.join(missing)})")
+    return results
+
+
+# -- figures, formatted once ------------------------------------------------------------------
+
+def pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def num(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def kib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 1024:,.1f} KiB"
+
+
+def ms(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f} ms"
+
+
+def verdict(results: dict[str, Any], marks: bool = True) -> str:
+    word = "PASSED" if results["passed"] else "FAILED"
+    return f"{'✅' if results['passed'] else '❌'} {word}" if marks else word
+
+
+def summary(results: dict[str, Any], marks: bool = True) -> dict[str, str]:
+    """The headline figures of both reports."""
+    size, acc, lat = results["size"], results["accuracy"], results["latency"]
+    ratio = size.get("ratio")
+    return {
+        "size reduction": f"{1 / ratio:.2f}× smaller" if ratio else "n/a",
+        "top-1 drop": f"{num(acc.get('top1_drop_pts'))} pts" if acc.get("top1_drop_pts") is not None else "n/a (no labels)",
+        "top-1 agreement": pct(acc.get("agreement")),
+        "speedup": f"{num(lat.get('speedup'))}× ({lat.get('delegate')}, {lat.get('threads')} thread(s))",
+        "verdict": verdict(results, marks),
+    }
+
+
+def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, float, INT8, change) rows of the comparison table."""
+    size, acc, lat = results["size"], results["accuracy"], results["latency"]
+    rows = [("size", kib(size.get("float_bytes")), kib(size.get("int8_bytes")), f"{num(size.get('ratio'), 3)}×")]
+    if acc.get("float_top1") is not None:
+        rows.append(("top-1 accuracy", pct(acc["float_top1"]), pct(acc["int8_top1"]), f"{num(acc['top1_drop_pts'])} pts drop"))
+        k = acc.get("top_k")
+        if acc.get("float_topk") is not None:
+            rows.append((f"top-{k} accuracy", pct(acc["float_topk"]), pct(acc["int8_topk"]), ""))
+    if acc.get("agreement") is not None:
+        rows.append(("top-1 agreement with float", "", pct(acc["agreement"]), ""))
+    int8_ms, float_ms = lat.get("int8_ms") or {}, lat.get("float_ms") or {}
+    rows.append((f"latency p50 ({lat.get('delegate')}, {lat.get('threads')} thread(s))", ms(float_ms.get("p50")),
+                 ms(int8_ms.get("p50")), f"{num(lat.get('speedup'))}× speedup"))
+    rows.append(("latency p90", ms(float_ms.get("p90")), ms(int8_ms.get("p90")), ""))
+    return rows
+
+
+def _gate_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str, str, str, str]]:
+    """`marks`: ✅/❌ (GitHub renders them); the HTML page colours plain PASS/FAIL instead."""
+    rows = []
+    for g in results["gates"]:
+        bound = "≤" if g["name"].startswith("max") else "≥"
+        mark = ("✅ pass" if g["passed"] else "❌ FAIL") if marks else ("pass" if g["passed"] else "FAIL")
+        rows.append((g["description"], f"{bound} {g['limit']:g}", "n/a" if g["value"] is None else f"{g['value']:.4g}", mark))
+    return rows
+
+
+def _output_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    return [(o["name"], num(o.get("sqnr_db")), num(o.get("cosine"), 5), f"{o['max_abs_error']:.4g}", f"{o['mean_abs_error']:.4g}")
+            for o in results["outputs"]]
+
+
+def _layer_rows(results: dict[str, Any], limit: int | None = LAYERS_SHOWN) -> list[tuple[str, ...]]:
+    layers = (results.get("per_layer") or {}).get("layers") or []
+    return [(str(l["rank"]), _short(l["tensor_name"], 60), l["op_type"], num(l["sqnr_db"]), num(l["rmse_lsb"], 3),
+             num(l["max_abs_error_lsb"], 3), f"{l['scale']:.6g}", str(l["zero_point"])) for l in layers[:limit]]
+
+
+OUTPUT_HEAD = ("output", "SQNR (dB)", "cosine", "max abs error", "mean abs error")
+LAYER_HEAD = ("rank", "layer (tensor)", "op", "SQNR (dB)", "RMSE (LSB)", "max abs error (LSB)", "scale", "zero-point")
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+def _md_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    cell = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
+
+
+def markdown(results: dict[str, Any]) -> str:
+    s = summary(results)
+    lines = [f"## edgeq validation: {s['verdict']}", "",
+             f"`{Path(results['model']).name}` vs `{Path(results['reference']).name}` on {results.get('data', 'n/a')}", "",
+             f"**{s['size reduction']}** · top-1 drop **{s['top-1 drop']}** · agreement **{s['top-1 agreement']}** · "
+             f"speedup **{s['speedup']}**", ""]
+    lines += _md_table(("", "float", "INT8", "change"), _rows(results))
+    if results["gates"]:
+        lines += ["", "### Gates", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(results))
+    lines += ["", "### Outputs", ""] + _md_table(OUTPUT_HEAD, _output_rows(results))
+    if results.get("per_layer"):
+        pl = results["per_layer"]
+        lines += ["", f"### Per-layer quantization error (worst {min(LAYERS_SHOWN, len(pl['layers']))} of {len(pl['layers'])})", "",
+                  f"Ranked by {pl['ranked_by']}; {pl['calibration']}; {pl['debug_samples']} debug samples.", ""]
+        lines += _md_table(LAYER_HEAD, _layer_rows(results))
+    if results.get("warnings"):
+        lines += ["", "### Warnings", ""] + [f"- ⚠️ {w}" for w in results["warnings"]]
+    return "\n".join(lines) + "\n"
+
+
+# -- HTML -------------------------------------------------------------------------------------
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def plots(results: dict[str, Any]) -> dict[str, str]:
+    """The report's charts as PNG data URIs (matplotlib, Agg backend: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    charts = {}
+    lat = results["latency"]
+    timed = {name: (lat.get(key) or {}).get("samples") or [] for name, key in (("float", "float_ms"), ("INT8", "int8_ms"))}
+    if any(timed.values()):
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        names = [n for n, v in timed.items() if v]
+        unit, factor = ("µs", 1000.0) if max(max(v) for v in timed.values() if v) < 1 else ("ms", 1.0)
+        parts = ax.violinplot([[t * factor for t in timed[n]] for n in names], orientation="horizontal", showmedians=True)
+        for body, color in zip(parts["bodies"], ("#8899aa", "#2a7ab9")):
+            body.set_facecolor(color)
+        ax.set_yticks(range(1, len(names) + 1), names)
+        ax.set_xlabel(f"latency per invoke ({unit}), {lat.get('delegate')}, {lat.get('threads')} thread(s), {lat.get('runs')} runs")
+        ax.set_title("Latency distribution: float vs INT8")
+        ax.grid(axis="x", alpha=0.3)
+        charts["latency"] = _png(fig)
+        plt.close(fig)
+    layers = (results.get("per_layer") or {}).get("layers") or []
+    shown = [l for l in layers if l["sqnr_db"] is not None and l["sqnr_db"] < EXACT_DB][:20]
+    if shown:
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.2))
+        labels = [f"{l['op_type']} {_short(l['tensor_name'])}" for l in shown]
+        bars = ax.barh(range(len(shown)), [l["sqnr_db"] for l in shown], color="#c0504d")
+        ax.bar_label(bars, fmt="%.1f", padding=3, fontsize=8)
+        ax.set_yticks(range(len(shown)), labels, fontsize=8)
+        ax.invert_yaxis()
+        exact = len(layers) - len([l for l in layers if l["sqnr_db"] is not None and l["sqnr_db"] < EXACT_DB])
+        ax.set_xlabel("SQNR (dB), lower is worse" + (f"; {exact} layer(s) with no error (≥ {EXACT_DB:g} dB) not drawn" if exact else ""))
+        ax.set_title("Per-layer quantization error, worst first")
+        ax.grid(axis="x", alpha=0.3)
+        charts["per_layer"] = _png(fig)
+        plt.close(fig)
+    return charts
+
+
+def _short(tensor_name: str, width: int = 48) -> str:
+    name = tensor_name.split(";")[0]
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+def _html_table(head: tuple[str, ...], rows: list[tuple[str, ...]], classes: list[str] | None = None) -> str:
+    esc = html.escape
+    body = "".join(f"<tr{f' class={chr(34)}{classes[i]}{chr(34)}' if classes else ''}>" + "".join(f"<td>{esc(str(c))}</td>" for c in r)
+                   + "</tr>" for i, r in enumerate(rows))
+    return f"<table><thead><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr></thead><tbody>{body}</tbody></table>"
+
+
+STYLE = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd}
+.cards{display:flex;gap:.8em;flex-wrap:wrap}.card{border:1px solid #ddd;border-radius:8px;padding:.6em 1em;min-width:150px}
+.card b{display:block;font-size:1.3em}.pass b{color:#1a7f37}.fail{background:#fdecea;border-color:#d1242f}.fail b{color:#d1242f}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ddd;padding:.3em .7em;text-align:left}
+th{background:#f6f8fa}tr.failed td{background:#fdecea;font-weight:600}code{background:#f6f8fa;padding:0 .3em}
+img{max-width:100%}.warn{color:#9a6700}
+"""
+
+
+def html_page(results: dict[str, Any]) -> str:
+    s, esc = summary(results, marks=False), html.escape
+    ok = results["passed"]
+    cards = "".join(f'<div class="card{"" if k != "verdict" else (" pass" if ok else " fail")}">{esc(k)}<b>{esc(v)}</b></div>'
+                    for k, v in s.items())
+    charts = plots(results)
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>edgeq: {esc(Path(results['model']).name)}</title>"
+             f"<style>{STYLE}</style></head><body>",
+             f"<h1>edgeq validation: {esc(s['verdict'])}</h1>",
+             f"<p><code>{esc(results['model'])}</code> vs <code>{esc(results['reference'])}</code> on {esc(str(results.get('data')))}</p>",
+             f'<div class="cards">{cards}</div>',
+             "<h2>Float vs INT8</h2>", _html_table(("", "float", "INT8", "change"), _rows(results))]
+    if results["gates"]:
+        parts += ["<h2>Gates</h2>", _html_table(("gate", "limit", "value", "result"), _gate_rows(results, marks=False),
+                                                 ["" if g["passed"] else "failed" for g in results["gates"]])]
+    if "latency" in charts:
+        parts += ["<h2>Latency</h2>", f'<img alt="latency distribution" src="{charts["latency"]}">']
+    parts += ["<h2>Outputs</h2>", _html_table(OUTPUT_HEAD, _output_rows(results))]
+    if results.get("per_layer"):
+        pl = results["per_layer"]
+        parts += [f"<h2>Per-layer quantization error</h2><p>Ranked by {esc(pl['ranked_by'])}; {esc(pl['calibration'])}; "
+                  f"{pl['debug_samples']} debug samples.</p>"]
+        if "per_layer" in charts:
+            parts.append(f'<img alt="per-layer error chart" src="{charts["per_layer"]}">')
+        parts.append(_html_table(LAYER_HEAD, _layer_rows(results, None)))
+    if results.get("warnings"):
+        parts += ["<h2>Warnings</h2><ul>"] + [f'<li class="warn">{esc(w)}</li>' for w in results["warnings"]] + ["</ul>"]
+    parts.append(f"<p><small>edgeq {esc(str(results.get('edgeq_version')))}</small></p></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def render(results: dict[str, Any], fmt: str) -> str:
+    return markdown(results) if fmt == "md" else html_page(results)
