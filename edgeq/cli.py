@@ -79,6 +79,7 @@ def convert(
     keep_float: list[str] = typer.Option([], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable)."),
     samples: int = typer.Option(200, help="Calibration samples to use."),
     seed: int = typer.Option(0, help="Seed of the sample shuffle."),
+    target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable)."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes [default: CPU cores]; the result equals --jobs 1."),
     color: Optional[str] = typer.Option(None, help="rgb | gray (default: from the model's channel count)."),
     resize: str = typer.Option("stretch", help="stretch | crop | pad."),
@@ -96,7 +97,7 @@ def convert(
 
     try:
         options = ConvertOptions(
-            mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed, jobs=jobs,
+            mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed, jobs=jobs, targets=tuple(target),
             preprocessing=Preprocessing(color, resize, value_range, _floats(mean, "--mean"), _floats(std, "--std")),
             signature=signature, input_shapes=tuple(input_shape), force=force,
         )
@@ -116,21 +117,32 @@ def convert(
 @app.command()
 def inspect(
     model: Path = typer.Argument(..., help="A .tflite model."),
+    target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: predict which ops run there (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
-    """Describe a .tflite: I/O quantization, op and dtype census, weights, size, float leftovers."""
-    from edgeq.inspection import inspect_model
+    """Describe a .tflite: I/O quantization, op and dtype census, weights, size, float leftovers,
+    and with --target which ops the Edge TPU, NNAPI or XNNPACK will run."""
+    from edgeq.inspection import summarize
+    from edgeq.targets import check_target
+    from edgeq.tflite_file import read_tflite
 
     try:
-        summary = inspect_model(model)
+        parsed = read_tflite(model)
+        summary = summarize(parsed)
+        reports = [check_target(parsed, t) for t in target]
     except EdgeqError as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        data = summary.to_dict()
+        if reports:
+            data["targets"] = {r.target: r.to_dict() for r in reports}
+        typer.echo(json.dumps(data, indent=2))
         return
-    from edgeq.render import summary_text
+    from edgeq.render import summary_text, target_text
 
     typer.echo(summary_text(summary))
+    for report in reports:
+        typer.echo(target_text(report))
 
 
 @contextlib.contextmanager
@@ -161,7 +173,7 @@ def validate(
     model: Path = typer.Argument(..., help="The INT8 .tflite to validate."),
     reference: Path = typer.Option(..., "--reference", "-r", help="The float model: .tflite, .keras/.h5 or SavedModel."),
     data: Path = typer.Option(..., "--data", "-d", help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
-    delegate: str = typer.Option("xnnpack", help="xnnpack | none (built-in kernels) | ref (reference kernels)."),
+    delegate: str = typer.Option("xnnpack", help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled model)."),
     delegate_library: Optional[str] = typer.Option(None, help="External delegate library, e.g. libedgetpu.so.1."),
     delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
     threads: int = typer.Option(1, help="Interpreter threads for both models."),
@@ -179,6 +191,7 @@ def validate(
     min_sqnr: Optional[float] = typer.Option(None, help="Gate: every output's SQNR at least DB."),
     max_latency_ms: Optional[float] = typer.Option(None, help="Gate: INT8 p50 latency at most MS."),
     min_speedup: Optional[float] = typer.Option(None, help="Gate: float p50 / INT8 p50 at least X."),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present."),
     per_layer: bool = typer.Option(False, "--per-layer", help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference)."),
     per_layer_samples: int = typer.Option(32, help="Samples the per-layer debugger runs."),
     per_layer_csv: Optional[Path] = typer.Option(None, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."),
@@ -202,7 +215,9 @@ def validate(
             if path.parent != report_dir or report_dir.is_dir():  # --report DIR is created on success
                 check_writable(path, force, [model, reference, data])
         preprocessing = Preprocessing(color, resize or "stretch", value_range, _floats(mean, "--mean"), _floats(std, "--std")) if given else None
-        options = ValidateOptions(delegate=delegate, delegate_library=delegate_library,
+        if delegate == "edgetpu":
+            delegate, delegate_library = "xnnpack", delegate_library or "libedgetpu.so.1"
+        options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target,
                                   delegate_options=_key_values(delegate_option, "--delegate-option"), threads=threads,
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
                                   per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples)

@@ -23,6 +23,7 @@ from edgeq.inspection import MANIFEST_SUFFIX, ModelSummary, summarize
 from edgeq.native import captured_native_stderr
 from edgeq.samples import ArraySource, Audit, ImageFolder, Preprocessing, open_samples
 from edgeq.source import first_line, load_source
+from edgeq.targets import TARGETS, check_target
 from edgeq.tflite_file import TfliteModel, parse_tflite
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class ConvertOptions:
     input_shapes: tuple[str, ...] = ()
     force: bool = False
     jobs: int | None = None  # calibration processes; default: the CPU cores available
+    targets: tuple[str, ...] = ()  # edgetpu | nnapi | xnnpack: warn about ops that will not run there
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -63,6 +65,9 @@ class ConvertOptions:
             raise UsageError(f"--samples must be at least 1, got {self.samples}")
         if self.jobs is not None and self.jobs < 1:
             raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
+        unknown = sorted(set(self.targets) - set(TARGETS))
+        if unknown:
+            raise UsageError(f"--target {unknown[0]!r}: use one of {', '.join(TARGETS)}")
 
     @property
     def calibration_jobs(self) -> int:
@@ -124,6 +129,8 @@ def convert(
     result = parse_tflite(quantized, output)
     summary = summarize(result)
     _check_strict(result, summary, options, keep)
+    targets = {t: check_target(result, t) for t in options.targets}
+    target_warnings = [line for report in targets.values() for line in report.warnings()]
     manifest = {
         "edgeq_version": edgeq.__version__,
         **_versions(),
@@ -145,7 +152,8 @@ def convert(
         "float_ops": summary.float_ops,
         "float_tensors": summary.float_tensors,
         "keep_float": keep,
-        "warnings": calibration.get("warnings", []) if calibration else [],
+        "targets": {t: {k: v for k, v in r.to_dict().items() if k != "ops"} for t, r in targets.items()},
+        "warnings": (calibration.get("warnings", []) if calibration else []) + target_warnings,
     }
     write_files_atomically({output: quantized, manifest_path: json_bytes(manifest)})
     summary = summarize(result)  # now the manifest beside it gives the exact float size

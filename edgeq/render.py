@@ -90,8 +90,37 @@ def validation_text(r: dict) -> str:
     )
     kept = ", ".join(f"{k} x{v}" for k, v in lat["cpu_fallback_ops"].items()) or "none"
     lines.append(f"delegate  took {lat['delegated_nodes']} of {lat['total_nodes']} nodes; on built-in kernels: {kept}")
+    t = r.get("target")
+    if t:
+        p = t["prediction"]
+        lines.append(f"target    {p['title']} (predicted): {p['verdict']}")
+        if t.get("compiler"):
+            c = t["compiler"]
+            lines.append(f"target    {c['version'] and 'edgetpu_compiler ' + c['version']}: {c['ops_on_edgetpu']} ops on the Edge TPU, "
+                         f"{c['ops_on_cpu']} on the CPU; " + ("agrees with the prediction" if c["comparison"]["agrees"] else
+                                                             f"differs: {c['comparison']['differences']}"))
+        if t.get("delegate_check"):
+            d = t["delegate_check"]
+            lines.append(f"target    real delegate took {d['actual_delegated']} nodes, predicted {d['predicted_delegated']}: "
+                         + ("agrees" if d["agrees"] else f"differs (kept {d['actual_kept']} vs predicted {d['predicted_kept']})"))
+        lines.append(f"target    ran on {p['title']}: {'yes' if t['ran_on_target'] else 'no'}")
     for g in r["gates"]:
         mark = "PASS" if g["passed"] else "FAIL"
         lines.append(f"gate      {mark} {g['name']}: {_num(g['value'])} (limit {g['limit']:g})")
     lines.append("verdict   " + ("PASS" if r["passed"] else "FAIL: a gate failed"))
+    return "\n".join(lines)
+
+
+def target_text(report) -> str:
+    """A target prediction: verdict, then one line per op that does not run there."""
+    lines = [f"{report.title}: {report.verdict}"]
+    if report.first_unsupported_op and report.target == "edgetpu":
+        first = report.first_unsupported_op
+        lines.append(f"  first unsupported: op {first['index']} {first['type']}: {first['reason']}")
+    if "min_android_api" in report.extra:
+        lines.append(f"  needs Android API {report.extra['min_android_api']}")
+    for f in report.ops:
+        if not f.on_target:
+            lines.append(f"  op {f.index:<3} {f.type:<24} on {report.fallback}: {f.reason}")
+    lines += [f"  note: {n}" for n in report.notes]
     return "\n".join(lines)

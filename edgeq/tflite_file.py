@@ -6,14 +6,18 @@ is not copied into Python lists).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
+from functools import cache, cached_property
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from edgeq.errors import ModelError
 
 FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
 BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+NUMPY_TYPES = {"int32": np.int32, "int64": np.int64, "float32": np.float32, "int8": np.int8, "uint8": np.uint8}
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Tensor:
     dtype: str
     constant_bytes: int  # bytes of constant data in the file; 0 for activations
     quantization: Quantization | None
+    buffer: int = 0
 
     @property
     def is_constant(self) -> bool:
@@ -52,6 +57,8 @@ class Operator:
     type: str
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
+    version: int = 1
+    options: dict[str, Any] = field(default_factory=dict)  # builtin options by schema name, e.g. DilationWFactor
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,21 @@ class TfliteModel:
     inputs: tuple[int, ...]
     outputs: tuple[int, ...]
     subgraph_count: int
+    data: bytes = field(default=b"", repr=False, compare=False)
+
+    @cached_property
+    def producers(self) -> dict[int, Operator]:
+        """The operator that writes each non-constant tensor."""
+        return {o: op for op in self.operators for o in op.outputs}
+
+    def constant(self, index: int) -> np.ndarray | None:
+        """The values of a small constant tensor (axes, paddings, strides), or None."""
+        t = self.tensors[index]
+        if not t.is_constant or t.dtype not in NUMPY_TYPES:
+            return None
+        buf = _schema().Model.GetRootAs(self.data, 0).Buffers(t.buffer)
+        raw = buf.DataAsNumpy() if buf.DataLength() else None
+        return None if raw is None or isinstance(raw, int) else raw.view(NUMPY_TYPES[t.dtype]).reshape(t.shape)
 
     def op_tensors(self, op: Operator) -> list[Tensor]:
         return [self.tensors[i] for i in (*op.inputs, *op.outputs) if i >= 0]
@@ -142,6 +164,7 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
                 dtype=type_names.get(t.Type(), f"type{t.Type()}").lower(),
                 constant_bytes=buffer_bytes[t.Buffer()] if 0 < t.Buffer() < len(buffer_bytes) else 0,
                 quantization=_quantization(t.Quantization()),
+                buffer=t.Buffer(),
             )
         )
 
@@ -159,6 +182,8 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
                 type=name,
                 inputs=tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else (),
                 outputs=tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else (),
+                version=code.Version(),
+                options=_options(op),
             )
         )
 
@@ -170,7 +195,33 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
         inputs=tuple(int(x) for x in graph.InputsAsNumpy()),
         outputs=tuple(int(x) for x in graph.OutputsAsNumpy()),
         subgraph_count=model.SubgraphsLength(),
+        data=data,
     )
+
+
+def _options(op) -> dict[str, Any]:
+    """An operator's builtin options as {schema field name: scalar}."""
+    kind, table = op.BuiltinOptionsType(), op.BuiltinOptions()
+    cls = getattr(_schema(), _enum_names("BuiltinOptions").get(kind, ""), None) if kind else None
+    if cls is None or table is None:
+        return {}
+    options = cls()
+    options.Init(table.Bytes, table.Pos)
+    return {name: getattr(options, name)() for name in _scalar_fields(cls)}
+
+
+@cache
+def _scalar_fields(cls) -> tuple[str, ...]:
+    """Accessors of the generated options class that take no argument and return a scalar."""
+    import inspect
+
+    skip = ("Init", "GetRootAs", "GetRootAs" + cls.__name__, cls.__name__ + "BufferHasIdentifier")
+    names = []
+    for name, fn in inspect.getmembers(cls, inspect.isfunction):
+        if name[0].isupper() and name not in skip and not name.endswith(("AsNumpy", "Length", "IsNone")):
+            if len(inspect.signature(fn).parameters) == 1:
+                names.append(name)
+    return tuple(names)
 
 
 def _quantization(q) -> Quantization | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,11 +50,14 @@ class ValidateOptions:
     gates: dict[str, float] = field(default_factory=dict)
     per_layer: bool = False
     per_layer_samples: int = 32
+    target: str | None = None  # edgetpu | nnapi | xnnpack: check the static prediction against the real thing
 
     def __post_init__(self) -> None:
         unknown = set(self.gates) - set(GATES)
         if unknown:
             raise UsageError(f"unknown gate(s) {sorted(unknown)}; known: {', '.join(GATES)}")
+        if self.target is not None and self.target not in ("edgetpu", "nnapi", "xnnpack"):
+            raise UsageError(f"--target {self.target!r}: use edgetpu, nnapi or xnnpack")
         if self.threads < 1 or self.runs < 1 or self.warmup < 0 or self.top_k < 1:
             raise UsageError("--threads, --runs and --top-k must be at least 1, --warmup at least 0")
 
@@ -67,8 +71,64 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
         raise UsageError("--per-layer needs the float source model (.keras, .h5 or SavedModel) as --reference, not a .tflite")
     int8 = LiteRTRunner(model, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
+        target, int8 = _target(model, int8, options, Path(scratch)) if options.target else (None, int8)
         float_path, float_note = _float_tflite(reference, int8, options, Path(scratch))
-        return _compare(model, reference, data, options, int8, float_path, float_note, progress)
+        result = _compare(model, reference, data, options, int8, float_path, float_note, progress)
+    if target is not None:
+        if target.get("delegate_check") is not None:
+            target["delegate_check"] = _delegate_check(target, result)
+        result["target"] = target
+        result["warnings"] += target["notes"]
+    return result
+
+
+def _target(model: Path, int8: LiteRTRunner, options: ValidateOptions, scratch: Path) -> tuple[dict[str, Any], LiteRTRunner]:
+    """The static prediction for --target, and what the real target says where it is here.
+
+    Edge TPU: compile with edgetpu_compiler when it is on PATH and compare its operation report;
+    run the compiled model through libedgetpu.so.1 when that loads. Nothing is claimed to have
+    run on hardware that did not.
+    """
+    from edgeq import edgetpu
+    from edgeq.targets import check_target
+
+    prediction = check_target(int8.model, options.target).to_dict()
+    section: dict[str, Any] = {"name": options.target, "prediction": prediction, "compiler": None,
+                               "ran_on_target": False, "delegate_check": None, "notes": []}
+    if options.target == "xnnpack":
+        section["delegate_check"] = {} if int8.delegate == "xnnpack" else None
+        section["ran_on_target"] = int8.delegate == "xnnpack"
+        return section, int8
+    if options.target == "nnapi":
+        section["notes"].append("NNAPI runs only on Android: this is the static prediction; validate on a phone with --device")
+        return section, int8
+    compiled = None
+    if shutil.which(edgetpu.COMPILER):
+        report, compiled = edgetpu.compile_model(model, scratch)
+        section["compiler"] = {**report.to_dict(), "comparison": edgetpu.compare(prediction, report)}
+    else:
+        section["notes"].append(f"{edgetpu.COMPILER} is not on PATH: the model was not compiled; the Edge TPU figures are the static prediction")
+    why_not = edgetpu.library_loads()
+    if why_not is not None:
+        section["notes"].append(f"{edgetpu.LIBRARY} cannot be loaded ({why_not}): nothing ran on an Edge TPU; latency and outputs are from {int8.delegate} on this CPU")
+    elif compiled is not None:
+        int8 = LiteRTRunner(compiled, threads=options.threads, delegate_library=edgetpu.LIBRARY, delegate_options=options.delegate_options)
+        section["ran_on_target"] = True
+    else:
+        section["notes"].append(f"{edgetpu.LIBRARY} loads but there is no compiled model to run on it")
+    return section, int8
+
+
+def _delegate_check(target: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """XNNPACK: the nodes the real delegate took against the prediction."""
+    predicted = target["prediction"]
+    actual_kept = result["latency"]["cpu_fallback_ops"]
+    from collections import Counter
+
+    predicted_kept = dict(Counter(f["type"] for f in predicted["ops"] if not f["on_target"]))
+    return {"predicted_delegated": predicted["target_ops"], "actual_delegated": result["latency"]["delegated_nodes"],
+            "predicted_kept": predicted_kept, "actual_kept": actual_kept,
+            "agrees": predicted_kept == actual_kept and predicted["target_ops"] == result["latency"]["delegated_nodes"]}
 
 
 def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner,

@@ -69,6 +69,23 @@ def outlier_keras(models_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def hardswish_keras(models_dir) -> Path:
+    """Fully int8-convertible, with HARD_SWISH (not on the Edge TPU's op list) in the middle."""
+    import keras
+
+    _seed()
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", bias_initializer="random_normal", name="conv")(inputs)
+    x = keras.layers.Activation("hard_swish", name="hswish")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", bias_initializer="random_normal", name="conv2")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    outputs = keras.layers.Dense(10, bias_initializer="random_normal", name="logits")(x)
+    path = models_dir / "hardswish.keras"
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def sin_keras(models_dir) -> Path:
     """A model with SIN in the middle: TFLite has no int8 kernel for it."""
     import keras
