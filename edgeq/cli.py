@@ -192,6 +192,7 @@ def validate(
     max_latency_ms: Optional[float] = typer.Option(None, help="Gate: INT8 p50 latency at most MS."),
     min_speedup: Optional[float] = typer.Option(None, help="Gate: float p50 / INT8 p50 at least X."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present."),
+    device: list[str] = typer.Option([], "--device", help="Also run the INT8 model on this device profile (name in devices/ or a .toml path; repeatable)."),
     per_layer: bool = typer.Option(False, "--per-layer", help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference)."),
     per_layer_samples: int = typer.Option(32, help="Samples the per-layer debugger runs."),
     per_layer_csv: Optional[Path] = typer.Option(None, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."),
@@ -217,7 +218,7 @@ def validate(
         preprocessing = Preprocessing(color, resize or "stretch", value_range, _floats(mean, "--mean"), _floats(std, "--std")) if given else None
         if delegate == "edgetpu":
             delegate, delegate_library = "xnnpack", delegate_library or "libedgetpu.so.1"
-        options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target,
+        options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target, devices=tuple(device),
                                   delegate_options=_key_values(delegate_option, "--delegate-option"), threads=threads,
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
                                   per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples)
@@ -278,6 +279,50 @@ def report(
     else:
         write_files_atomically({output: text})
         typer.echo(f"wrote {output}")
+
+
+devices_app = typer.Typer(help="Device profiles (devices/*.toml): list them, check one.", invoke_without_command=True)
+app.add_typer(devices_app, name="devices")
+
+
+@devices_app.callback()
+def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON only.")) -> None:
+    """List the device profiles."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dataclasses import asdict
+
+    from edgeq.devices import list_profiles
+
+    profiles = list_profiles()
+    if as_json:
+        typer.echo(json.dumps([asdict(p) for p in profiles], indent=2))
+        return
+    for p in profiles:
+        typer.echo(f"{p.name:<28} {p.transport:<6} {p.address:<28} {p.description}")
+
+
+@devices_app.command("check")
+def devices_check(
+    name: str = typer.Argument(..., help="A profile name or a .toml path."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+) -> None:
+    """Connect to a device and report OS, CPU architecture, ARM dot-product, runtime and delegates."""
+    from edgeq.devices import check, load_profile
+
+    try:
+        info = check(load_profile(name))
+    except EdgeqError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    delegates = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["delegates"].items()) or "none"
+    for label, value in (("device", f"{info['name']} ({info['transport']}, {info['address']})"), ("os", info["os"]),
+                         ("cpu", info["machine"]), ("dot-product", "yes (asimddp)" if info["asimddp"] else "no"),
+                         ("python", info["python"]), ("runtime", info["runtime"] or info.get("runtime_error")),
+                         ("delegates", delegates)):
+        typer.echo(f"{label:<12}{value}")
 
 
 def run() -> None:

@@ -94,3 +94,28 @@ class TopK:
 def is_classification(shape: tuple[int, ...] | list[int]) -> bool:
     """[1, C] with C > 1: argmax means a class."""
     return len(shape) == 2 and shape[0] == 1 and shape[1] > 1
+
+
+class Scorer:
+    """Every output's error and, for a classifier, top-k and agreement: one place for local and
+    on-device runs alike."""
+
+    def __init__(self, names: list[str], classify: bool, top_k: int = 5):
+        self.errors = [OutputError(n) for n in names]
+        self.classify = classify
+        self.topk = TopK(top_k)
+        self.count = 0
+
+    def add(self, reference: list[np.ndarray], quantized: list[np.ndarray], label: int | None) -> None:
+        for acc, r, q in zip(self.errors, reference, quantized):
+            acc.add(r, q)
+        if self.classify:
+            self.topk.add(reference[0], quantized[0], label)
+        self.count += 1
+
+    def result(self) -> dict:
+        outputs = [e.to_dict() for e in self.errors]
+        sqnrs = [o["sqnr_db"] for o in outputs if o["sqnr_db"] is not None]
+        accuracy = self.topk.to_dict() if self.classify else {k: None for k in TopK().to_dict()}
+        accuracy["samples"] = self.count
+        return {"accuracy": accuracy, "outputs": outputs, "worst_sqnr_db": min(sqnrs) if sqnrs else None}

@@ -104,6 +104,8 @@ def validation_text(r: dict) -> str:
             lines.append(f"target    real delegate took {d['actual_delegated']} nodes, predicted {d['predicted_delegated']}: "
                          + ("agrees" if d["agrees"] else f"differs (kept {d['actual_kept']} vs predicted {d['predicted_kept']})"))
         lines.append(f"target    ran on {p['title']}: {'yes' if t['ran_on_target'] else 'no'}")
+    for d in r.get("devices", []):
+        lines.append(f"device    {d['name']} ({d['transport']}, {d['runtime']}, {d['machine']}): {device_summary(d)}")
     for g in r["gates"]:
         mark = "PASS" if g["passed"] else "FAIL"
         lines.append(f"gate      {mark} {g['name']}: {_num(g['value'])} (limit {g['limit']:g})")
@@ -124,3 +126,21 @@ def target_text(report) -> str:
             lines.append(f"  op {f.index:<3} {f.type:<24} on {report.fallback}: {f.reason}")
     lines += [f"  note: {n}" for n in report.notes]
     return "\n".join(lines)
+
+
+def device_summary(d: dict) -> str:
+    acc, lat, exact = d["accuracy"], d["latency"], d["vs_local"]
+    parts = []
+    if acc.get("int8_top1") is not None:
+        parts.append(f"int8 top-1 {acc['int8_top1']:.4f}")
+    parts.append(f"agreement {_num(acc.get('agreement'), '.4f')}")
+    parts.append(f"SQNR {_num(d.get('worst_sqnr_db'), '.2f', ' dB')}")
+    if d.get("emulated"):
+        parts.append("latency: emulated, not a latency figure")
+    else:
+        parts.append(f"int8 p50 {lat['int8_ms']['p50']:.3f} ms, speedup {_num(lat.get('speedup'), '.2f', 'x')}")
+    parts.append("bit-exact with local" if exact["bit_exact"] else
+                 f"{exact['mismatches']} output values differ from local (max {exact['max_lsb_diff']} LSB)")
+    if "passed" in d:
+        parts.append("PASS" if d["passed"] else "FAIL")
+    return "; ".join(parts)

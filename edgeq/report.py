@@ -111,6 +111,25 @@ def _layer_rows(results: dict[str, Any], limit: int | None = LAYERS_SHOWN) -> li
              num(l["max_abs_error_lsb"], 3), f"{l['scale']:.6g}", str(l["zero_point"])) for l in layers[:limit]]
 
 
+DEVICE_HEAD = ("device", "transport", "runtime", "INT8 top-1", "agreement", "worst SQNR (dB)", "INT8 p50", "float p50",
+               "speedup", "vs local INT8", "verdict")
+
+
+def _device_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str, ...]]:
+    rows = []
+    for d in results.get("devices") or []:
+        acc, lat, exact = d["accuracy"], d["latency"], d["vs_local"]
+        emulated = d.get("emulated")
+        timing = lambda key: "emulated; not a latency figure" if emulated else ms(lat[key]["p50"])  # noqa: E731
+        same = "bit-exact" if exact["bit_exact"] else f"{exact['mismatches']} differ (max {exact['max_lsb_diff']} LSB)"
+        ok = d.get("passed", True)
+        mark = (("✅ " if ok else "❌ ") if marks else "") + ("pass" if ok else "FAIL")
+        rows.append((d["name"], d["transport"], str(d.get("runtime")), pct(acc.get("int8_top1")), pct(acc.get("agreement")),
+                     num(d.get("worst_sqnr_db")), timing("int8_ms"), timing("float_ms"),
+                     "n/a" if emulated else f"{num(lat.get('speedup'))}×", same, mark))
+    return rows
+
+
 OUTPUT_HEAD = ("output", "SQNR (dB)", "cosine", "max abs error", "mean abs error")
 LAYER_HEAD = ("rank", "layer (tensor)", "op", "SQNR (dB)", "RMSE (LSB)", "max abs error (LSB)", "scale", "zero-point")
 
@@ -132,6 +151,8 @@ def markdown(results: dict[str, Any]) -> str:
     if results["gates"]:
         lines += ["", "### Gates", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(results))
     lines += ["", "### Outputs", ""] + _md_table(OUTPUT_HEAD, _output_rows(results))
+    if results.get("devices"):
+        lines += ["", "### Devices", ""] + _md_table(DEVICE_HEAD, _device_rows(results))
     if results.get("per_layer"):
         pl = results["per_layer"]
         lines += ["", f"### Per-layer quantization error (worst {min(LAYERS_SHOWN, len(pl['layers']))} of {len(pl['layers'])})", "",
@@ -232,6 +253,9 @@ def html_page(results: dict[str, Any]) -> str:
     if "latency" in charts:
         parts += ["<h2>Latency</h2>", f'<img alt="latency distribution" src="{charts["latency"]}">']
     parts += ["<h2>Outputs</h2>", _html_table(OUTPUT_HEAD, _output_rows(results))]
+    if results.get("devices"):
+        parts += ["<h2>Devices</h2>", _html_table(DEVICE_HEAD, _device_rows(results, marks=False),
+                                                  ["" if d.get("passed", True) else "failed" for d in results["devices"]])]
     if results.get("per_layer"):
         pl = results["per_layer"]
         parts += [f"<h2>Per-layer quantization error</h2><p>Ranked by {esc(pl['ranked_by'])}; {esc(pl['calibration'])}; "

@@ -58,6 +58,10 @@ class Latency:
     std: float
     samples_ms: tuple[float, ...]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "mean": self.mean, "std": self.std,
+                "samples": list(self.samples_ms)}
+
     @classmethod
     def of(cls, times_ms: list[float], warmup: int, threads: int) -> Latency:
         t = np.asarray(times_ms)
@@ -135,16 +139,27 @@ class LiteRTRunner:
                 kept[op["op_name"]] = kept.get(op["op_name"], 0) + 1
         return len(taken), kept
 
+    def quantize_inputs(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
+        """Float arrays in input order -> arrays in the model's input dtypes."""
+        return [to_model_dtype(real, d["dtype"], *d["quantization"]) for d, real in zip(self.inputs, feeds)]
+
+    def dequantize_outputs(self, raw: list[np.ndarray]) -> list[np.ndarray]:
+        return [to_float(q, *d["quantization"]) for d, q in zip(self.outputs, raw)]
+
     def _set_inputs(self, feeds: list[np.ndarray]) -> None:
-        for detail, real in zip(self.inputs, feeds):
-            scale, zero_point = detail["quantization"]
-            self.interpreter.set_tensor(detail["index"], to_model_dtype(real, detail["dtype"], scale, zero_point))
+        for detail, array in zip(self.inputs, self.quantize_inputs(feeds)):
+            self.interpreter.set_tensor(detail["index"], array)
+
+    def run_raw(self, model_feeds: list[np.ndarray]) -> list[np.ndarray]:
+        """Arrays in the model's dtypes in and out: what a device runner sees."""
+        for detail, array in zip(self.inputs, model_feeds):
+            self.interpreter.set_tensor(detail["index"], array)
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(d["index"]).copy() for d in self.outputs]
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         """Float arrays in (in input order), float arrays out (in output order)."""
-        self._set_inputs(feeds)
-        self.interpreter.invoke()
-        return [to_float(self.interpreter.get_tensor(d["index"]), *d["quantization"]) for d in self.outputs]
+        return self.dequantize_outputs(self.run_raw(self.quantize_inputs(feeds)))
 
     def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> Latency:
         self._set_inputs(feeds)

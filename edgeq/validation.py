@@ -18,7 +18,7 @@ import edgeq
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import size_of
 from edgeq.inspection import MANIFEST_SUFFIX
-from edgeq.metrics import OutputError, TopK, is_classification
+from edgeq.metrics import Scorer, is_classification
 from edgeq.native import captured_native_stderr
 from edgeq.runtime import LiteRTRunner
 from edgeq.samples import InputSpec, Preprocessing, open_samples
@@ -51,6 +51,7 @@ class ValidateOptions:
     per_layer: bool = False
     per_layer_samples: int = 32
     target: str | None = None  # edgetpu | nnapi | xnnpack: check the static prediction against the real thing
+    devices: tuple[str, ...] = ()  # device profile names or paths: run the INT8 model there too
 
     def __post_init__(self) -> None:
         unknown = set(self.gates) - set(GATES)
@@ -142,17 +143,19 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
 
     samples = open_samples(data, specs, options.preprocessing or _manifest_preprocessing(model), options.limit, options.seed)
     labels = samples.labels
-    errors = [OutputError(d["name"]) for d in int8.outputs]
-    classify = is_classification(int8.outputs[0]["shape"].tolist())
-    topk = TopK(options.top_k)
+    scorer = Scorer([d["name"] for d in int8.outputs], is_classification(int8.outputs[0]["shape"].tolist()), options.top_k)
+    kept: dict[str, list] = {"inputs": [], "int8_raw": [], "float": []}  # for --device runs only
     first = None
     for i, feeds in enumerate(samples):
         first = first or feeds
-        got, want = int8.run(feeds), ref.run(feeds)
-        for acc, r, q in zip(errors, want, got):
-            acc.add(r, q)
-        if classify:
-            topk.add(want[0], got[0], labels[i] if labels is not None else None)
+        model_feeds = int8.quantize_inputs(feeds)
+        raw = int8.run_raw(model_feeds)
+        want = ref.run(feeds)
+        scorer.add(want, int8.dequantize_outputs(raw), labels[i] if labels is not None else None)
+        if options.devices:
+            kept["inputs"].append(model_feeds)
+            kept["int8_raw"].append(raw)
+            kept["float"].append(want)
         if progress:
             progress(i + 1, len(samples))
     if first is None:
@@ -160,10 +163,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
 
     int8_latency = int8.time(first, options.warmup, options.runs)
     float_latency = ref.time(first, options.warmup, options.runs)
-    accuracy = topk.to_dict() if classify else {k: None for k in TopK().to_dict()}
-    accuracy["samples"] = len(samples)
-    outputs = [e.to_dict() for e in errors]
-    sqnrs = [o["sqnr_db"] for o in outputs if o["sqnr_db"] is not None]
+    scores = scorer.result()
     float_bytes = size_of(float_path)
     result: dict[str, Any] = {
         "edgeq_version": edgeq.__version__,
@@ -172,16 +172,14 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         "reference_tflite": float_note,
         "data": samples.describe(),
         "size": {"float_bytes": float_bytes, "int8_bytes": int8.model.size, "ratio": round(int8.model.size / float_bytes, 4)},
-        "accuracy": accuracy,
-        "outputs": outputs,
-        "worst_sqnr_db": min(sqnrs) if sqnrs else None,
+        **scores,
         "latency": {
             "delegate": int8.delegate,
             "threads": options.threads,
             "warmup": options.warmup,
             "runs": options.runs,
-            "int8_ms": _ms(int8_latency),
-            "float_ms": _ms(float_latency),
+            "int8_ms": int8_latency.to_dict(),
+            "float_ms": float_latency.to_dict(),
             "speedup": round(float_latency.p50 / int8_latency.p50, 4) if int8_latency.p50 else None,
             "delegated_nodes": int8.delegated_nodes,
             "total_nodes": int8.total_nodes,
@@ -197,9 +195,27 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             "(INT8 without XNNPACK runs ~2.7x slower than float on x86)"
         )
     result["per_layer"] = _per_layer(model, reference, data, specs, options) if options.per_layer else None
+    result["devices"] = _on_devices(model, float_path, int8, ref, kept, first, labels, scorer.classify, options) if options.devices else []
     result["gates"] = [_gate(name, limit, result) for name, limit in options.gates.items()]
-    result["passed"] = all(g["passed"] for g in result["gates"])
+    for device in result["devices"]:
+        device["gates"] = [_gate(name, limit, device) for name, limit in options.gates.items()]
+        device["passed"] = all(g["passed"] for g in device["gates"])
+    result["passed"] = all(g["passed"] for g in result["gates"]) and all(d["passed"] for d in result["devices"])
     return result
+
+
+def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRunner, kept: dict[str, list],
+                first: list, labels, classify: bool, options: ValidateOptions) -> list[dict[str, Any]]:
+    import numpy as np
+
+    from edgeq.devices import load_profile
+    from edgeq.on_device import LocalRun, validate_on_devices
+
+    stack = lambda rows: [np.concatenate(column) for column in zip(*rows)]  # noqa: E731 - per-sample lists -> arrays
+    local = LocalRun(stack(kept["inputs"]), stack(kept["int8_raw"]), stack(kept["float"]), ref.quantize_inputs(first),
+                     labels, classify)
+    profiles = [load_profile(d) for d in options.devices]
+    return validate_on_devices(profiles, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k)
 
 
 def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], options: ValidateOptions) -> dict[str, Any]:
@@ -208,11 +224,6 @@ def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], optio
     pre = options.preprocessing or _manifest_preprocessing(model)
     samples = list(open_samples(data, specs, pre, options.per_layer_samples, options.seed))
     return per_layer_errors(model, reference, samples, specs, options.signature)
-
-
-def _ms(latency) -> dict[str, float]:
-    return {"p50": latency.p50, "p90": latency.p90, "p99": latency.p99, "mean": latency.mean, "std": latency.std,
-            "samples": list(latency.samples_ms)}
 
 
 def _gate(name: str, limit: float, result: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,74 @@
+"""Validation on devices: the INT8 model runs on each device (concurrently), the float reference
+stays on this machine, and every device's outputs are scored like a local run and compared
+with the local INT8 outputs bit for bit."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.devices import Profile, run_model
+from edgeq.metrics import Scorer
+from edgeq.runtime import Latency, LiteRTRunner
+
+
+@dataclass
+class LocalRun:
+    """What the local validation kept for the devices: stacked inputs (model dtypes), raw local
+    INT8 outputs, float reference outputs, labels."""
+
+    inputs: list[np.ndarray]
+    int8_raw: list[np.ndarray]
+    float_outputs: list[np.ndarray]
+    float_feeds_first: list[np.ndarray]
+    labels: list[int] | None
+    classify: bool
+
+
+def validate_on_devices(profiles: list[Profile], model: Path, float_model: Path, int8: LiteRTRunner,
+                        float_runner: LiteRTRunner, local: LocalRun, warmup: int, runs: int, top_k: int) -> list[dict[str, Any]]:
+    def one(profile: Profile) -> dict[str, Any]:
+        raw, timings = run_model(profile, model, local.inputs, warmup, runs)
+        _, float_timings = run_model(profile, float_model, float_runner.quantize_inputs(local.float_feeds_first), warmup, runs)
+        return score(profile, int8, raw, timings, float_timings, local, top_k)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(profiles))) as pool:
+        return list(pool.map(one, profiles))
+
+
+def score(profile: Profile, int8: LiteRTRunner, raw: list[np.ndarray], timings: dict[str, Any],
+          float_timings: dict[str, Any], local: LocalRun, top_k: int) -> dict[str, Any]:
+    names = [d["name"] for d in int8.outputs]
+    scorer = Scorer(names, local.classify, top_k)
+    for i in range(raw[0].shape[0]):
+        got = int8.dequantize_outputs([r[i:i + 1] for r in raw])
+        scorer.add([f[i:i + 1] for f in local.float_outputs], got, local.labels[i] if local.labels is not None else None)
+    int8_ms = Latency.of(timings["latency_ms"], timings["warmup"], timings["threads"])
+    float_ms = Latency.of(float_timings["latency_ms"], float_timings["warmup"], float_timings["threads"])
+    return {
+        "name": profile.name, "transport": profile.transport, "address": profile.address,
+        "runtime": timings.get("runtime"), "machine": timings.get("machine"), "emulated": False,
+        **scorer.result(),
+        "latency": {"delegate": timings["delegate"], "threads": timings["threads"], "warmup": timings["warmup"],
+                    "runs": timings["runs"], "int8_ms": int8_ms.to_dict(), "float_ms": float_ms.to_dict(),
+                    "speedup": round(float_ms.p50 / int8_ms.p50, 4) if int8_ms.p50 else None},
+        "vs_local": bit_exactness(names, raw, local.int8_raw),
+    }
+
+
+def bit_exactness(names: list[str], device: list[np.ndarray], local: list[np.ndarray]) -> dict[str, Any]:
+    """Element-by-element comparison of raw outputs; integer outputs also give the largest LSB gap."""
+    per_output = []
+    for name, d, l in zip(names, device, local):
+        diff = d != l
+        gap = int(np.abs(d.astype(np.int64) - l.astype(np.int64)).max()) if np.issubdtype(d.dtype, np.integer) and d.size else None
+        per_output.append({"name": name, "elements": int(d.size), "mismatches": int(diff.sum()), "max_lsb_diff": gap})
+    mismatches = sum(o["mismatches"] for o in per_output)
+    return {"bit_exact": mismatches == 0, "mismatches": mismatches,
+            "max_lsb_diff": max((o["max_lsb_diff"] or 0 for o in per_output), default=0),
+            "outputs_differing": [o["name"] for o in per_output if o["mismatches"]], "outputs": per_output}
+
