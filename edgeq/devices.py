@@ -135,13 +135,16 @@ class Transport:
     def __init__(self, profile: Profile):
         self.profile = profile
 
-    def run(self, argv: list[str], timeout: float, stdin: bytes | None = None) -> bytes:
+    def run(self, argv: list[str], timeout: float, stdin: bytes | None = None, connecting: bool = False) -> bytes:
         """Run `argv` on the device; its stdout. A failure raises DeviceError with one line."""
         command = self.command(argv)
         try:
             proc = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise DeviceError(f"{self.profile.name}: {self.profile.address} did not answer within {timeout:g} s") from None
+            if connecting:
+                raise DeviceError(f"{self.profile.name}: cannot connect to {self.profile.address}: no answer within "
+                                  f"{timeout:g} s; is the device on and reachable?") from None
+            raise DeviceError(f"{self.profile.name}: {self.profile.address} did not finish within {timeout:g} s") from None
         except FileNotFoundError:
             raise DeviceError(f"{self.profile.name}: {command[0]} is not installed on this machine") from None
         if proc.returncode != 0:
@@ -227,7 +230,7 @@ class Session:
         self.workdir = f"{profile.workdir.rstrip('/')}/edgeq-{uuid.uuid4().hex[:12]}"
 
     def __enter__(self) -> Session:
-        self.transport.run(["mkdir", "-p", self.workdir], self.profile.timeout)
+        self.transport.run(["mkdir", "-p", self.workdir], self.profile.timeout, connecting=True)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -278,3 +281,45 @@ def run_model(profile: Profile, model: Path, feeds: list[Any], warmup: int, runs
         outputs = np.load(io.BytesIO(session.transport.pull(session.path("outputs.npz"))))
         timings = json.loads(session.transport.pull(session.path("timings.json")))
     return [outputs[f"out{k}"] for k in range(len(outputs.files))], timings
+
+
+_RUN_LINE = re.compile(r"^count=(\d+) first=(\S+) curr=\S+ min=(\S+) max=(\S+) avg=(\S+) std=(\S+)"
+                       r"(?: p5=(\S+) median=(\S+) p95=(\S+))?")
+_SUMMARY = re.compile(r"Inference timings in us: Init: (\S+), First inference: (\S+), Warmup \(avg\): (\S+), "
+                      r"Inference \(avg\): (\S+)")
+_PREFIX = re.compile(r"^(?:[VDIWEF] tflite\s*:\s*|INFO:\s*)")
+
+
+def parse_benchmark_model(text: str) -> dict[str, Any]:
+    """The measured run of TFLite's benchmark_model, in milliseconds. The last `count=... first=`
+    line before the summary is the measured run (the ones before it are warm-up); the
+    op-profiling "Timings (microseconds): count=" lines are not runs."""
+    runs, summary = [], None
+    for raw in text.splitlines():
+        line = _PREFIX.sub("", raw.strip())
+        if summary is None and (m := _RUN_LINE.match(line)):
+            runs.append(m)
+        elif m := _SUMMARY.search(line):
+            summary = m
+    if not runs or summary is None:
+        raise DeviceError("benchmark_model printed no timing summary; run it by hand to see why")
+    m = runs[-1]
+    us = lambda s: round(float(s) / 1000.0, 4) if s is not None else None  # noqa: E731 - microseconds -> ms
+    return {"runs": int(m.group(1)), "mean": us(m.group(5)), "std": us(m.group(6)), "min": us(m.group(3)),
+            "max": us(m.group(4)), "p50": us(m.group(8)), "p5": us(m.group(7)), "p95": us(m.group(9)),
+            "init_ms": us(summary.group(1)), "first_ms": us(summary.group(2)), "inference_avg_ms": us(summary.group(4))}
+
+
+def benchmark_over_adb(profile: Profile, model: Path, warmup: int, runs: int) -> dict[str, Any]:
+    """Latency from the device's benchmark_model (no Python on the device: no outputs)."""
+    if not profile.benchmark_binary:
+        raise UsageError(f"device {profile.name}: set benchmark_binary (the path of benchmark_model on the device)")
+    flags = {"xnnpack": ["--use_xnnpack=true"], "nnapi": ["--use_nnapi=true"], "gpu": ["--use_gpu=true"],
+             "none": ["--use_xnnpack=false"]}
+    delegate = profile.delegates[0]
+    with Session(profile) as session:
+        session.transport.push(model, session.path("model.tflite"))
+        out = session.transport.run([profile.benchmark_binary, f"--graph={session.path('model.tflite')}",
+                                     f"--num_threads={profile.threads}", f"--num_runs={runs}", f"--warmup_runs={warmup}",
+                                     *flags.get(delegate, [])], max(profile.timeout, 600))
+    return {**parse_benchmark_model(out.decode(errors="replace")), "delegate": delegate, "threads": profile.threads}

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.devices import Profile, run_model
+from edgeq.devices import Profile, benchmark_over_adb, run_model
 from edgeq.metrics import Scorer
 from edgeq.runtime import Latency, LiteRTRunner
 
@@ -32,6 +32,9 @@ class LocalRun:
 def validate_on_devices(profiles: list[Profile], model: Path, float_model: Path, int8: LiteRTRunner,
                         float_runner: LiteRTRunner, local: LocalRun, warmup: int, runs: int, top_k: int) -> list[dict[str, Any]]:
     def one(profile: Profile) -> dict[str, Any]:
+        if profile.transport == "adb" and not profile.python:
+            return latency_only(profile, benchmark_over_adb(profile, model, warmup, runs),
+                                benchmark_over_adb(profile, float_model, warmup, runs))
         raw, timings = run_model(profile, model, local.inputs, warmup, runs)
         _, float_timings = run_model(profile, float_model, float_runner.quantize_inputs(local.float_feeds_first), warmup, runs)
         return score(profile, int8, raw, timings, float_timings, local, top_k)
@@ -57,6 +60,20 @@ def score(profile: Profile, int8: LiteRTRunner, raw: list[np.ndarray], timings: 
                     "runs": timings["runs"], "int8_ms": int8_ms.to_dict(), "float_ms": float_ms.to_dict(),
                     "speedup": round(float_ms.p50 / int8_ms.p50, 4) if int8_ms.p50 else None},
         "vs_local": bit_exactness(names, raw, local.int8_raw),
+    }
+
+
+def latency_only(profile: Profile, int8: dict[str, Any], floating: dict[str, Any]) -> dict[str, Any]:
+    """An adb device without Python: benchmark_model's timings, and no outputs to score."""
+    keys = ("p50", "mean", "std", "min", "max", "p5", "p95")
+    return {
+        "name": profile.name, "transport": profile.transport, "address": profile.address, "runtime": "benchmark_model",
+        "machine": None, "emulated": False, "accuracy": {"samples": 0, "agreement": None, "int8_top1": None},
+        "outputs": [], "worst_sqnr_db": None, "vs_local": None,
+        "latency": {"delegate": int8["delegate"], "threads": int8["threads"], "runs": int8["runs"],
+                    "int8_ms": {k: int8[k] for k in keys}, "float_ms": {k: floating[k] for k in keys},
+                    "speedup": round(floating["mean"] / int8["mean"], 4) if int8["mean"] else None},
+        "note": "latency only: no Python on the device, so no outputs to score (set python in the profile for accuracy)",
     }
 
 

@@ -138,9 +138,13 @@ def device_summary(d: dict) -> str:
     if d.get("emulated"):
         parts.append("latency: emulated, not a latency figure")
     else:
-        parts.append(f"int8 p50 {lat['int8_ms']['p50']:.3f} ms, speedup {_num(lat.get('speedup'), '.2f', 'x')}")
-    parts.append("bit-exact with local" if exact["bit_exact"] else
-                 f"{exact['mismatches']} output values differ from local (max {exact['max_lsb_diff']} LSB)")
+        key = "p50" if lat["int8_ms"].get("p50") is not None else "mean"
+        parts.append(f"int8 {key} {lat['int8_ms'][key]:.3f} ms, speedup {_num(lat.get('speedup'), '.2f', 'x')}")
+    if exact is None:
+        parts.append(d.get("note", "no outputs"))
+    else:
+        parts.append("bit-exact with local" if exact["bit_exact"] else
+                     f"{exact['mismatches']} output values differ from local (max {exact['max_lsb_diff']} LSB)")
     if "passed" in d:
         parts.append("PASS" if d["passed"] else "FAIL")
     return "; ".join(parts)

@@ -121,7 +121,8 @@ def _device_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str,
         acc, lat, exact = d["accuracy"], d["latency"], d["vs_local"]
         emulated = d.get("emulated")
         timing = lambda key: "emulated; not a latency figure" if emulated else ms(lat[key]["p50"])  # noqa: E731
-        same = "bit-exact" if exact["bit_exact"] else f"{exact['mismatches']} differ (max {exact['max_lsb_diff']} LSB)"
+        same = ("latency only" if exact is None else "bit-exact" if exact["bit_exact"] else
+                f"{exact['mismatches']} differ (max {exact['max_lsb_diff']} LSB)")
         ok = d.get("passed", True)
         mark = (("✅ " if ok else "❌ ") if marks else "") + ("pass" if ok else "FAIL")
         rows.append((d["name"], d["transport"], str(d.get("runtime")), pct(acc.get("int8_top1")), pct(acc.get("agreement")),
