@@ -18,8 +18,10 @@ own library, so a worker starts in well under a second without importing TensorF
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import os
+import signal
 import struct
 import tempfile
 from collections.abc import Iterable
@@ -105,8 +107,17 @@ def _load_wrapper(library: str):
     return module
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the parent dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker(library: str, model_path: str, tasks, results) -> None:
     """Calibrate the samples taken from `tasks` until None; put the ranges (or an error) on `results`."""
+    _die_with_parent()
     try:
         module = _load_wrapper(library)
         wrapper, content = None, b""
