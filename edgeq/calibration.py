@@ -23,8 +23,10 @@ import importlib.util
 import os
 import signal
 import struct
+import sys
 import tempfile
 from collections.abc import Iterable
+from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 from queue import Empty, Full
@@ -133,6 +135,21 @@ def _worker(library: str, model_path: str, tasks, results) -> None:
         results.put(("error", f"{type(exc).__name__}: {lines[-1] if lines else ''}"))
 
 
+@contextmanager
+def _main_module_hidden():
+    """Spawned workers re-run the parent's __main__ unless told it has none; the worker code lives
+    here, so hide it: a script calling edgeq.convert without `if __name__ == "__main__"` still works."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
 class ParallelCalibrator:
     """`jobs` worker processes, started at once so that their start-up overlaps TensorFlow's
     import and conversion. Spawned, never forked: the parent holds TensorFlow's threads."""
@@ -145,8 +162,9 @@ class ParallelCalibrator:
         library = wrapper_library()
         self.workers = [context.Process(target=_worker, args=(library, str(self.model_path), self.tasks, self.results),
                                         daemon=True) for _ in range(jobs)]
-        for worker in self.workers:
-            worker.start()
+        with _main_module_hidden():
+            for worker in self.workers:
+                worker.start()
 
     def __enter__(self) -> ParallelCalibrator:
         return self

@@ -80,6 +80,11 @@ def convert(
     samples: int = typer.Option(200, help="Calibration samples to use."),
     seed: int = typer.Option(0, help="Seed of the sample shuffle."),
     target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable)."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out samples: search the fewest layers to keep in float that meet the budget below."),
+    max_drop: Optional[float] = typer.Option(None, help="Budget: top-1 drop at most PTS points (needs labels)."),
+    min_agreement: Optional[float] = typer.Option(None, help="Budget: INT8/float top-1 agreement at least FRAC."),
+    min_sqnr: Optional[float] = typer.Option(None, help="Budget: worst output SQNR at least DB."),
+    max_float_layers: Optional[int] = typer.Option(None, help="Keep at most K layers in float in the search."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes [default: CPU cores]; the result equals --jobs 1."),
     color: Optional[str] = typer.Option(None, help="rgb | gray (default: from the model's channel count)."),
     resize: str = typer.Option("stretch", help="stretch | crop | pad."),
@@ -93,11 +98,14 @@ def convert(
 ) -> None:
     """Convert a float model to a quantized .tflite, calibrated on real samples."""
     from edgeq.converter import ConvertOptions, convert as run_convert
+    from edgeq.mixed import Budget
     from edgeq.samples import Preprocessing
 
     try:
         options = ConvertOptions(
             mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed, jobs=jobs, targets=tuple(target),
+            eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers,
+            budget=Budget(max_drop, min_agreement, min_sqnr) if any(v is not None for v in (max_drop, min_agreement, min_sqnr)) else None,
             preprocessing=Preprocessing(color, resize, value_range, _floats(mean, "--mean"), _floats(std, "--std")),
             signature=signature, input_shapes=tuple(input_shape), force=force,
         )
@@ -108,10 +116,15 @@ def convert(
         log.warning(warning)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
-        return
-    from edgeq.render import conversion_text
+    else:
+        from edgeq.render import conversion_text
 
-    typer.echo(conversion_text(result))
+        typer.echo(conversion_text(result))
+    if result.budget_met is False:
+        best = result.manifest["search"]["chosen"]
+        log.error(f"no mix within the bounds meets the budget; kept the best found ({best['k']} float layer(s): "
+                  f"{'; '.join(best['missed'])}) as {result.output}")
+        raise typer.Exit(1)
 
 
 @app.command()

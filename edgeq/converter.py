@@ -20,6 +20,7 @@ from edgeq.calibration import ParallelCalibrator, default_jobs
 from edgeq.errors import ConversionError, DataError, EdgeqError, ModelError, UsageError
 from edgeq.fileio import check_writable, json_bytes, sha256_of, size_of, write_files_atomically
 from edgeq.inspection import MANIFEST_SUFFIX, ModelSummary, summarize
+from edgeq.mixed import Budget
 from edgeq.native import captured_native_stderr
 from edgeq.samples import ArraySource, Audit, ImageFolder, Preprocessing, open_samples
 from edgeq.source import first_line, load_source
@@ -53,6 +54,9 @@ class ConvertOptions:
     force: bool = False
     jobs: int | None = None  # calibration processes; default: the CPU cores available
     targets: tuple[str, ...] = ()  # edgetpu | nnapi | xnnpack: warn about ops that will not run there
+    eval_data: str | None = None  # with a budget: search the fewest float layers that meet it
+    budget: Budget | None = None
+    max_float_layers: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -65,6 +69,10 @@ class ConvertOptions:
             raise UsageError(f"--samples must be at least 1, got {self.samples}")
         if self.jobs is not None and self.jobs < 1:
             raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
+        if (self.eval_data is None) != (self.budget is None):
+            raise UsageError("the accuracy search needs both --eval-data and a budget (--max-drop, --min-agreement or --min-sqnr)")
+        if self.eval_data is not None and self.mode not in ("int8", "int8-fallback"):
+            raise UsageError(f"--eval-data searches int8 mixes; it does not go with --mode {self.mode}")
         unknown = sorted(set(self.targets) - set(TARGETS))
         if unknown:
             raise UsageError(f"--target {unknown[0]!r}: use one of {', '.join(TARGETS)}")
@@ -88,6 +96,7 @@ class ConversionResult:
     manifest: dict[str, Any]
     summary: ModelSummary
     warnings: list[str]
+    budget_met: bool | None = None  # None: no accuracy search; False: `output` is the best-effort model
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": str(self.output), "manifest_path": str(self.manifest_path), **self.manifest}
@@ -119,13 +128,18 @@ def convert(
 
     with captured_native_stderr(quiet_native) as native:
         try:
-            quantized, calibration, keep, float_bytes, kind = _run(model, data, options)
+            quantized, calibration, keep, float_bytes, kind, search = _run(model, data, options)
         except EdgeqError:
             raise
         except Exception as exc:
             detail = native.last_error_line() or first_line(exc)
             raise ConversionError(f"the TFLite converter failed on {model}: {detail}") from exc
 
+    if search is not None and not search["met"]:  # keep the best model found, named as such
+        output = output.with_name(output.name.removesuffix(".tflite") + ".best-effort.tflite")
+        manifest_path = output.with_name(output.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
+        check_writable(output, options.force, inputs)
+        check_writable(manifest_path, options.force, inputs)
     result = parse_tflite(quantized, output)
     summary = summarize(result)
     _check_strict(result, summary, options, keep)
@@ -152,12 +166,14 @@ def convert(
         "float_ops": summary.float_ops,
         "float_tensors": summary.float_tensors,
         "keep_float": keep,
+        "search": search,
         "targets": {t: {k: v for k, v in r.to_dict().items() if k != "ops"} for t, r in targets.items()},
         "warnings": (calibration.get("warnings", []) if calibration else []) + target_warnings,
     }
     write_files_atomically({output: quantized, manifest_path: json_bytes(manifest)})
     summary = summarize(result)  # now the manifest beside it gives the exact float size
-    return ConversionResult(output, manifest_path, manifest, summary, manifest["warnings"])
+    return ConversionResult(output, manifest_path, manifest, summary, manifest["warnings"],
+                            None if search is None else search["met"])
 
 
 def _run(model: Path, data: Path | None, options: ConvertOptions):
@@ -169,6 +185,7 @@ def _run(model: Path, data: Path | None, options: ConvertOptions):
 def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: ParallelCalibrator | None):
     source = load_source(model, options.signature, list(options.input_shapes))
     calibration: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
     keep: dict[str, Any] = {"requested": list(options.keep_float), "nodes": [], "ops": []}
     if options.mode in CALIBRATED_MODES:
         samples = open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)
@@ -189,6 +206,9 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
             float_bytes = len(calibrated)
             keep.update(resolve_keep_float(parse_tflite(calibrated), options.keep_float))
             quantized = _quantize(calibrated, options, keep)
+            if options.budget is not None:
+                quantized, search = _search(calibrated, quantized, source, options, keep)
+                keep["nodes"] += [n for n in search["chosen"]["float_layers"] if n not in keep["nodes"]]
         warnings = audit.warnings()
         if audit.count < options.samples:
             warnings.insert(0, f"asked for {options.samples} calibration samples but {samples.describe()} gave {audit.count}")
@@ -206,7 +226,21 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
     else:
         quantized = _convert(source, options, None)
         float_bytes = len(_convert(source, options, None, float_only=True))
-    return quantized, calibration, keep, float_bytes, source.kind
+    return quantized, calibration, keep, float_bytes, source.kind, search
+
+
+def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions, keep: dict[str, Any]):
+    """The accuracy-budget search of edgeq.mixed over this conversion's calibrated graph."""
+    from edgeq.mixed import Evaluator, ranked_layers, search
+
+    eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
+    evaluator = Evaluator(calibrated, list(eval_source), eval_source.labels, options.budget)
+    with_float = lambda nodes: _quantize(calibrated, options, {**keep, "nodes": keep["nodes"] + nodes})  # noqa: E731
+    rank = lambda: ranked_layers(_quantize(calibrated, options, keep, numeric_verify=True), evaluator.samples, calibrated)  # noqa: E731
+    model, record = search(evaluator, full_int8, rank, with_float, options.max_float_layers)
+    record["eval_data"] = str(options.eval_data)
+    record["chosen"] = next(s for s in record["steps"] if s["k"] == record["chosen_k"])
+    return model, record
 
 
 def _tf_type(name: str):
@@ -299,10 +333,12 @@ def _check_strict(result: TfliteModel, summary: ModelSummary, options: ConvertOp
     """Strict int8: every op must run on int8 kernels, except those the user kept in float."""
     if options.mode != "int8":
         return
-    allowed_nodes, allowed_ops = set(keep["nodes"]), set(keep["ops"])
-    offending = [
-        op for op in summary.float_ops if op["type"] not in allowed_ops and not allowed_nodes.intersection(op["outputs"])
-    ]
+    allowed_ops = set(keep["ops"])
+
+    def kept(name: str) -> bool:  # the quantizer may suffix a kept node's name with a digit (Identity -> Identity1)
+        return any(name == n or (name.startswith(n) and name[len(n):].isdigit()) for n in keep["nodes"])
+
+    offending = [op for op in summary.float_ops if op["type"] not in allowed_ops and not any(map(kept, op["outputs"]))]
     if offending:
         named = ", ".join(f"{op['type']} ({op['outputs'][0]})" for op in offending[:5])
         more = f" and {len(offending) - 5} more" if len(offending) > 5 else ""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import UsageError
-from edgeq.inspection import MANIFEST_SUFFIX
 from edgeq.native import captured_native_stderr
 from edgeq.samples import InputSpec, Preprocessing, open_samples
 
+EXACT_DB = 100.0  # above this a layer only moves values (RESHAPE, MAX_POOL_2D): no quantization error
 CSV_FIELDS = ("rank", "op_type", "tensor_name", "scale", "zero_point", "sqnr_db", "rmse", "mean_error",
               "max_abs_error", "rmse_lsb", "max_abs_error_lsb")
 
@@ -38,6 +37,8 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
     from edgeq.converter import ConvertOptions, _calibrate, _quantize, resolve_keep_float
     from edgeq.source import load_source
     from edgeq.tflite_file import parse_tflite
+
+    from edgeq.validation import _manifest
 
     manifest = _manifest(model)
     recipe = manifest.get("options", {})
@@ -100,14 +101,6 @@ def _layer(row: dict[str, str]) -> dict[str, Any]:
         "rmse_lsb": round(rmse / scale, 4) if scale else None,
         "max_abs_error_lsb": round(max_abs / scale, 4) if scale else None,
     }
-
-
-def _manifest(model: Path) -> dict[str, Any]:
-    path = model.with_name(model.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def write_csv(layers: list[dict[str, Any]]) -> bytes:

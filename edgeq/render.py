@@ -55,6 +55,8 @@ def conversion_text(result) -> str:
     lines += [_tensor_line(t) for t in result.summary.inputs]
     lines.append("outputs:")
     lines += [_tensor_line(t) for t in result.summary.outputs]
+    if m.get("search"):
+        lines += search_lines(m["search"])
     if m["float_ops"]:
         shown = [f"{o['type']} ({o['outputs'][0]})" for o in m["float_ops"][:SHOWN_FLOAT_OPS]]
         more = len(m["float_ops"]) - len(shown)
@@ -148,3 +150,18 @@ def device_summary(d: dict) -> str:
     if "passed" in d:
         parts.append("PASS" if d["passed"] else "FAIL")
     return "; ".join(parts)
+
+
+def search_lines(search: dict) -> list[str]:
+    """The accuracy-budget search, one line per evaluated model."""
+    budget = ", ".join(f"{k} {v:g}" for k, v in search["budget"].items() if v is not None)
+    lines = [f"search: budget {budget} on {search['eval_samples']} samples of {search['eval_data']}; "
+             f"{search['evaluations']} evaluations (bound {search['max_evaluations']}) over {search['layers_considered']} ranked layers"]
+    for step in search["steps"]:
+        mark = "meets" if step["meets"] else "misses: " + "; ".join(step["missed"])
+        lines.append(f"  {step['k']:>3} float layer(s)  {step['size_bytes'] / 1024:,.1f} KiB  top-1 drop {_num(step['top1_drop_pts'], '.2f')} pts  "
+                     f"agreement {_num(step['agreement'], '.4f')}  SQNR {_num(step['worst_sqnr_db'], '.2f')} dB  {mark}")
+    chosen = search["chosen"]
+    lines.append(f"chosen: {chosen['k']} float layer(s)" + (f": {', '.join(chosen['float_layers'])}" if chosen["float_layers"] else " (full INT8)")
+                 + ("" if search["met"] else " (best effort: the budget is not met)"))
+    return lines

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.errors import DataError
+from edgeq.per_layer import EXACT_DB
 
 REQUIRED = ("model", "reference", "size", "accuracy", "outputs", "latency", "gates", "passed")
 LAYERS_SHOWN = 10
-EXACT_DB = 100.0  # above this a layer only moves values (RESHAPE, MAX_POOL_2D): no quantization error
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -131,6 +131,26 @@ def _device_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str,
     return rows
 
 
+SEARCH_HEAD = ("float layers", "size", "top-1 drop (pts)", "agreement", "worst SQNR (dB)", "budget")
+
+
+def _search_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str, ...]]:
+    search = results.get("conversion_search") or {}
+    ok, bad = ("✅ meets", "❌ misses") if marks else ("meets", "misses")
+    return [(str(s["k"]), kib(s["size_bytes"]), num(s["top1_drop_pts"]), pct(s["agreement"]), num(s["worst_sqnr_db"]),
+             ok if s["meets"] else f"{bad}: {'; '.join(s['missed'])}") for s in search.get("steps", [])]
+
+
+def _search_caption(results: dict[str, Any]) -> str:
+    search = results["conversion_search"]
+    chosen = search["chosen"]
+    budget = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in search["budget"].items() if v is not None)
+    kept = ", ".join(_short(n) for n in chosen["float_layers"]) or "none (full INT8)"
+    return (f"Budget {budget} on {search['eval_samples']} samples; {search['evaluations']} evaluations (bound "
+            f"{search['max_evaluations']}) over {search['layers_considered']} ranked layers. Chosen: {chosen['k']} float "
+            f"layer(s): {kept}" + ("" if search["met"] else " — best effort, the budget is not met") + ".")
+
+
 OUTPUT_HEAD = ("output", "SQNR (dB)", "cosine", "max abs error", "mean abs error")
 LAYER_HEAD = ("rank", "layer (tensor)", "op", "SQNR (dB)", "RMSE (LSB)", "max abs error (LSB)", "scale", "zero-point")
 
@@ -154,6 +174,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", "### Outputs", ""] + _md_table(OUTPUT_HEAD, _output_rows(results))
     if results.get("devices"):
         lines += ["", "### Devices", ""] + _md_table(DEVICE_HEAD, _device_rows(results))
+    if results.get("conversion_search"):
+        lines += ["", "### Mixed-precision search (edgeq convert)", "", _search_caption(results), ""]
+        lines += _md_table(SEARCH_HEAD, _search_rows(results))
     if results.get("per_layer"):
         pl = results["per_layer"]
         lines += ["", f"### Per-layer quantization error (worst {min(LAYERS_SHOWN, len(pl['layers']))} of {len(pl['layers'])})", "",
@@ -257,6 +280,9 @@ def html_page(results: dict[str, Any]) -> str:
     if results.get("devices"):
         parts += ["<h2>Devices</h2>", _html_table(DEVICE_HEAD, _device_rows(results, marks=False),
                                                   ["" if d.get("passed", True) else "failed" for d in results["devices"]])]
+    if results.get("conversion_search"):
+        parts += ["<h2>Mixed-precision search</h2>", f"<p>{html.escape(_search_caption(results))}</p>",
+                  _html_table(SEARCH_HEAD, _search_rows(results, marks=False))]
     if results.get("per_layer"):
         pl = results["per_layer"]
         parts += [f"<h2>Per-layer quantization error</h2><p>Ranked by {esc(pl['ranked_by'])}; {esc(pl['calibration'])}; "

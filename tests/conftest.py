@@ -86,6 +86,33 @@ def hardswish_keras(models_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def weight_outlier_keras(models_dir) -> Path:
+    """Two layers made to quantize badly: `hard` and `hard2` each carry a weight of 60 on an input
+    that is always 0 (pixel 0 of every digit; a unit of `hard` whose ReLU never fires), so their
+    per-channel weight scales are ~60/127 and every ordinary weight rounds to 0 or one coarse step.
+    Kept in float they are exact, and nothing else in the model is hard."""
+    import keras
+
+    _seed()
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    hard = keras.layers.Dense(32, activation="relu", bias_initializer="random_normal", name="hard")
+    hard2 = keras.layers.Dense(16, activation="relu", bias_initializer="random_normal", name="hard2")
+    x = hard2(hard(x))
+    outputs = keras.layers.Dense(10, bias_initializer="random_normal", name="logits")(x)
+    model = keras.Model(inputs, outputs)
+    w, b = hard.get_weights()
+    w[0, :], b[0] = 60.0, -1000.0  # pixel 0 is blank in every digit; unit 0 never fires
+    hard.set_weights([w, b])
+    w2, b2 = hard2.get_weights()
+    w2[0, :] = 60.0
+    hard2.set_weights([w2, b2])
+    path = models_dir / "weight_outlier.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def sin_keras(models_dir) -> Path:
     """A model with SIN in the middle: TFLite has no int8 kernel for it."""
     import keras

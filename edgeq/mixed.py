@@ -1,0 +1,158 @@
+"""Mixed precision under an accuracy budget: the fewest layers kept in float that meet it.
+
+Full INT8 is evaluated first; if it misses the budget, the layers are ranked by their own
+quantization error (QuantizationDebugger, see edgeq.per_layer) and the ranked list is searched
+by bisection for the shortest prefix that, kept in float (denylisted nodes of the quantizer),
+meets the budget: at most ceil(log2 L) + 2 evaluations for L ranked layers (full INT8, the
+upper bound, then the bisection). Bisection assumes that keeping more of the worst layers in
+float never hurts, which holds for the error each layer adds; a non-monotonic model can make
+it settle on a longer prefix than needed, never on one that misses the budget.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeq.errors import UsageError
+from edgeq.metrics import Scorer, is_classification
+from edgeq.runtime import LiteRTRunner
+from edgeq.tflite_file import parse_tflite
+
+DEBUG_SAMPLES = 32
+
+
+@dataclass(frozen=True)
+class Budget:
+    max_drop: float | None = None  # top-1 points, needs labels
+    min_agreement: float | None = None
+    min_sqnr: float | None = None  # dB, worst output
+
+    def __post_init__(self) -> None:
+        if self.max_drop is None and self.min_agreement is None and self.min_sqnr is None:
+            raise UsageError("--eval-data needs a budget: --max-drop PTS, --min-agreement FRAC or --min-sqnr DB")
+
+    def missed(self, scores: dict[str, Any]) -> list[str]:
+        """What a model's scores miss; empty when it meets the budget."""
+        acc, missed = scores["accuracy"], []
+        if self.max_drop is not None and (acc["top1_drop_pts"] is None or acc["top1_drop_pts"] > self.max_drop):
+            missed.append(f"top-1 drop {_fmt(acc['top1_drop_pts'])} pts > {self.max_drop:g}")
+        if self.min_agreement is not None and (acc["agreement"] is None or acc["agreement"] < self.min_agreement):
+            missed.append(f"agreement {_fmt(acc['agreement'], 4)} < {self.min_agreement:g}")
+        if self.min_sqnr is not None and (scores["worst_sqnr_db"] is None or scores["worst_sqnr_db"] < self.min_sqnr):
+            missed.append(f"SQNR {_fmt(scores['worst_sqnr_db'])} dB < {self.min_sqnr:g}")
+        return missed
+
+    def quality(self, scores: dict[str, Any]) -> float:
+        """Higher is better, on the budget's first criterion: picks the best of models that all miss."""
+        acc = scores["accuracy"]
+        if self.max_drop is not None:
+            return -(acc["top1_drop_pts"] if acc["top1_drop_pts"] is not None else math.inf)
+        if self.min_agreement is not None:
+            return acc["agreement"] or 0.0
+        return scores["worst_sqnr_db"] if scores["worst_sqnr_db"] is not None else -math.inf
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+class Evaluator:
+    """Scores candidate models on the eval samples against the float (calibrated) model."""
+
+    def __init__(self, calibrated: bytes, samples: list[list[np.ndarray]], labels: list[int] | None, budget: Budget):
+        if budget.max_drop is not None and labels is None:
+            raise UsageError("--max-drop needs labelled --eval-data (class folders, or y in a .npz); use --min-agreement")
+        self.samples, self.labels, self.budget = samples, labels, budget
+        self.tmp = tempfile.TemporaryDirectory(prefix="edgeq-search-")
+        reference = self._runner(calibrated, "float")
+        self.reference = [reference.run(s) for s in samples]
+        self.classify = is_classification(reference.outputs[0]["shape"].tolist())
+        self.names = [d["name"] for d in reference.outputs]
+
+    def _runner(self, model: bytes, name: str) -> LiteRTRunner:
+        path = Path(self.tmp.name) / f"{name}.tflite"
+        path.write_bytes(model)
+        return LiteRTRunner(path)
+
+    def evaluate(self, model: bytes, float_layers: list[str]) -> dict[str, Any]:
+        runner = self._runner(model, f"candidate{len(float_layers)}")
+        scorer = Scorer(self.names, self.classify)
+        for i, (sample, want) in enumerate(zip(self.samples, self.reference)):
+            scorer.add(want, runner.run(sample), self.labels[i] if self.labels is not None else None)
+        scores = scorer.result()
+        missed = self.budget.missed(scores)
+        acc = scores["accuracy"]
+        return {"float_layers": float_layers, "k": len(float_layers), "size_bytes": len(model),
+                "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "top1_drop_pts": acc["top1_drop_pts"],
+                "agreement": acc["agreement"], "worst_sqnr_db": scores["worst_sqnr_db"], "meets": not missed,
+                "missed": missed, "quality": self.budget.quality(scores)}
+
+
+def ranked_layers(debug_model: bytes, samples: list[list[np.ndarray]], calibrated: bytes) -> list[dict[str, Any]]:
+    """Every verified layer, worst first, with the calibrated graph's exact node name to denylist.
+    Layers that only move values (RESHAPE, MAX_POOL_2D) come last but stay in the list: next to
+    float neighbours their int8 tensor still costs a rounding."""
+    from edgeq.per_layer import _run_debugger
+
+    nodes = {t.name for t in parse_tflite(calibrated).tensors}
+    layers = []
+    for layer in _run_debugger(debug_model, samples[:DEBUG_SAMPLES]):
+        node = _node(layer["tensor_name"], nodes)
+        if node is not None:
+            layers.append({"rank": len(layers) + 1, "node": node, "op_type": layer["op_type"], "sqnr_db": layer["sqnr_db"]})
+    return layers
+
+
+def _node(name: str, nodes: set[str]) -> str | None:
+    """The debugger reports a tensor name that may have lost a trailing digit of the original."""
+    if name in nodes:
+        return name
+    stem = re.sub(r"\d$", "", name)
+    matches = [n for n in nodes if re.sub(r"\d$", "", n) == stem]
+    return matches[0] if len(matches) == 1 else None
+
+
+def search(evaluator: Evaluator, full_int8: bytes, rank: Callable[[], list[dict[str, Any]]],
+           quantize: Callable[[list[str]], bytes], max_float_layers: int | None) -> tuple[bytes, dict[str, Any]]:
+    """Bisection over the ranked list; returns the chosen (or best-effort) model and the record.
+    `rank` runs only when full INT8 misses the budget."""
+    models: dict[int, bytes] = {0: full_int8}
+    steps: list[dict[str, Any]] = []
+    layers: list[dict[str, Any]] = []
+
+    def evaluate(k: int) -> dict[str, Any]:
+        if k not in models:
+            models[k] = quantize([layer["node"] for layer in layers[:k]])
+        step = evaluator.evaluate(models[k], [layer["node"] for layer in layers[:k]])
+        steps.append(step)
+        return step
+
+    chosen = evaluate(0)
+    if not chosen["meets"]:
+        layers = rank()
+    limit = len(layers) if max_float_layers is None else min(max_float_layers, len(layers))
+    if not chosen["meets"] and limit > 0 and evaluate(limit)["meets"]:
+        low, high = 0, limit  # k=low misses, k=high meets
+        while high - low > 1:
+            mid = (low + high) // 2
+            if evaluate(mid)["meets"]:
+                high = mid
+            else:
+                low = mid
+        chosen = next(s for s in steps if s["k"] == high and s["meets"])
+    elif not chosen["meets"]:
+        chosen = max(steps, key=lambda s: s["quality"])
+    record = {
+        "budget": asdict(evaluator.budget), "eval_samples": len(evaluator.samples),
+        "ranked_layers": layers, "layers_considered": limit,
+        "max_evaluations": math.ceil(math.log2(limit)) + 2 if limit > 1 else 2,
+        "evaluations": len(steps), "steps": steps, "chosen_k": chosen["k"], "met": chosen["meets"],
+    }
+    return models[chosen["k"]], record
