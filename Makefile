@@ -7,7 +7,7 @@ EDGEQ := $(VENV)/bin/edgeq
 STAMP := $(VENV)/.installed-stamp
 DEMO := build/demo
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench emulation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+emulation: $(STAMP)
+	$(EDGEQ) devices setup emulated-raspberry-pi-5
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

@@ -206,6 +206,7 @@ def validate(
     min_speedup: Optional[float] = typer.Option(None, help="Gate: float p50 / INT8 p50 at least X."),
     target: Optional[str] = typer.Option(None, "--target", "-t", help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present."),
     device: list[str] = typer.Option([], "--device", help="Also run the INT8 model on this device profile (name in devices/ or a .toml path; repeatable)."),
+    compare_to: str = typer.Option("local", "--compare-to", help="Compare each device's raw INT8 outputs with this run: local (the only one)."),
     per_layer: bool = typer.Option(False, "--per-layer", help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference)."),
     per_layer_samples: int = typer.Option(32, help="Samples the per-layer debugger runs."),
     per_layer_csv: Optional[Path] = typer.Option(None, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."),
@@ -225,6 +226,8 @@ def validate(
                **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {})}
     outputs = {k: v for k, v in outputs.items() if v is not None}
     try:
+        if compare_to != "local":
+            raise UsageError(f"--compare-to {compare_to!r}: devices are compared with the local run; use local")
         for path in outputs.values():
             if path.parent != report_dir or report_dir.is_dir():  # --report DIR is created on success
                 check_writable(path, force, [model, reference, data])
@@ -336,6 +339,21 @@ def devices_check(
                          ("python", info["python"]), ("runtime", info["runtime"] or info.get("runtime_error")),
                          ("delegates", delegates)):
         typer.echo(f"{label:<12}{value}")
+
+
+@devices_app.command("setup")
+def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", help="An emulated profile (transport qemu).")) -> None:
+    """Build the ARM64 emulation (QEMU user mode, arm64 sysroot, aarch64 wheels) once into the cache."""
+    from edgeq.devices import load_profile
+    from edgeq.emulation import setup
+
+    try:
+        profile = load_profile(name)
+        if not profile.emulated:
+            raise UsageError(f"{profile.name} is a {profile.transport} device; setup builds emulated (qemu) ones")
+        setup(lambda line: typer.echo(line, err=True))
+    except EdgeqError as exc:
+        _fail(exc)
 
 
 def run() -> None:

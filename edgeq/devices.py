@@ -24,7 +24,7 @@ from typing import Any
 import edgeq
 from edgeq.errors import EdgeqError, UsageError
 
-TRANSPORTS = ("local", "ssh", "adb")
+TRANSPORTS = ("local", "ssh", "adb", "qemu")
 FORBIDDEN_KEYS = ("password", "passphrase", "passwd", "secret", "token")
 RUNNER = Path(__file__).with_name("device_runner.py")
 
@@ -51,6 +51,7 @@ class Profile:
     threads: int = 1
     workdir: str = "/tmp"
     timeout: float = 30.0  # seconds to connect / answer
+    cpu: str | None = None  # qemu: the emulated CPU model, e.g. cortex-a76
     path: str | None = None  # where the profile was read from
 
     def __post_init__(self) -> None:
@@ -58,6 +59,8 @@ class Profile:
             raise UsageError(f"device {self.name}: transport {self.transport!r}; use one of {', '.join(TRANSPORTS)}")
         if self.transport == "ssh" and not self.host:
             raise UsageError(f"device {self.name}: an ssh profile needs host")
+        if self.transport == "qemu" and not self.cpu:
+            raise UsageError(f"device {self.name}: a qemu profile needs cpu (e.g. cortex-a76)")
         if self.runtime not in (None, "ai_edge_litert", "tflite_runtime"):
             raise UsageError(f"device {self.name}: runtime {self.runtime!r}; use ai_edge_litert or tflite_runtime")
         if self.timeout <= 0 or self.threads < 1:
@@ -67,7 +70,13 @@ class Profile:
     def address(self) -> str:
         if self.transport == "ssh":
             return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+        if self.transport == "qemu":
+            return f"qemu-aarch64 -cpu {self.cpu}"
         return f"adb {self.serial or '(only device)'}" if self.transport == "adb" else "this machine"
+
+    @property
+    def emulated(self) -> bool:
+        return self.transport == "qemu"
 
 
 def profile_dirs() -> list[Path]:
@@ -132,6 +141,8 @@ def list_profiles() -> list[Profile]:
 # -- transports ---------------------------------------------------------------------------------
 
 class Transport:
+    env: dict[str, str] | None = None  # the environment of the commands; None: this process's
+
     def __init__(self, profile: Profile):
         self.profile = profile
 
@@ -139,7 +150,7 @@ class Transport:
         """Run `argv` on the device; its stdout. A failure raises DeviceError with one line."""
         command = self.command(argv)
         try:
-            proc = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout)
+            proc = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout, env=self.env)
         except subprocess.TimeoutExpired:
             if connecting:
                 raise DeviceError(f"{self.profile.name}: cannot connect to {self.profile.address}: no answer within "
@@ -170,6 +181,16 @@ class Transport:
 
 class LocalTransport(Transport):
     pass
+
+
+class QemuTransport(LocalTransport):
+    """This machine's files, an emulated ARM64 CPU for the device Python (see edgeq.emulation)."""
+
+    def __init__(self, profile: Profile):
+        from edgeq.emulation import environment
+
+        super().__init__(profile)
+        self.env = environment()
 
 
 class SSHTransport(Transport):
@@ -218,7 +239,8 @@ class AdbTransport(Transport):
 
 
 def transport(profile: Profile) -> Transport:
-    return {"local": LocalTransport, "ssh": SSHTransport, "adb": AdbTransport}[profile.transport](profile)
+    kinds = {"local": LocalTransport, "ssh": SSHTransport, "adb": AdbTransport, "qemu": QemuTransport}
+    return kinds[profile.transport](profile)
 
 
 # -- a session: a scratch folder on the device, always removed ----------------------------------
@@ -243,6 +265,10 @@ class Session:
         return f"{self.workdir}/{name}"
 
     def python(self) -> list[str]:
+        if self.profile.emulated:
+            from edgeq.emulation import python_command
+
+            return python_command(self.profile.cpu)
         python = self.profile.python or (sys.executable if self.profile.transport == "local" else "python3")
         return shlex.split(python)
 
@@ -258,6 +284,7 @@ def check(profile: Profile) -> dict[str, Any]:
         session.transport.push(RUNNER, session.path("device_runner.py"))
         info = json.loads(session.runner("probe", timeout=profile.timeout * 4))
     info["name"], info["transport"], info["address"] = profile.name, profile.transport, profile.address
+    info["emulated"] = profile.emulated
     return info
 
 

@@ -54,7 +54,7 @@ def score(profile: Profile, int8: LiteRTRunner, raw: list[np.ndarray], timings: 
     float_ms = Latency.of(float_timings["latency_ms"], float_timings["warmup"], float_timings["threads"])
     return {
         "name": profile.name, "transport": profile.transport, "address": profile.address,
-        "runtime": timings.get("runtime"), "machine": timings.get("machine"), "emulated": False,
+        "runtime": timings.get("runtime"), "machine": timings.get("machine"), "emulated": profile.emulated,
         **scorer.result(),
         "latency": {"delegate": timings["delegate"], "threads": timings["threads"], "warmup": timings["warmup"],
                     "runs": timings["runs"], "int8_ms": int8_ms.to_dict(), "float_ms": float_ms.to_dict(),
