@@ -97,7 +97,8 @@ def convert(
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON only."),
 ) -> None:
     """Convert a float model to a quantized .tflite, calibrated on real samples."""
-    from edgeq.converter import ConvertOptions, convert as run_convert
+    from edgeq.converter import ConvertOptions
+    from edgeq.converter import convert as run_convert
     from edgeq.mixed import Budget
     from edgeq.samples import Preprocessing
 
@@ -217,7 +218,8 @@ def validate(
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
     from edgeq.fileio import check_writable, write_files_atomically
     from edgeq.samples import Preprocessing
-    from edgeq.validation import ValidateOptions, validate as run_validate
+    from edgeq.validation import ValidateOptions
+    from edgeq.validation import validate as run_validate
 
     gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
                                     max_latency_ms=max_latency_ms, min_speedup=min_speedup).items() if v is not None}

@@ -18,7 +18,13 @@ from typing import Any
 import edgeq
 from edgeq.calibration import ParallelCalibrator, default_jobs
 from edgeq.errors import ConversionError, DataError, EdgeqError, ModelError, UsageError
-from edgeq.fileio import check_writable, json_bytes, sha256_of, size_of, write_files_atomically
+from edgeq.fileio import (
+    check_writable,
+    json_bytes,
+    sha256_of,
+    size_of,
+    write_files_atomically,
+)
 from edgeq.inspection import MANIFEST_SUFFIX, ModelSummary, summarize
 from edgeq.mixed import Budget
 from edgeq.native import captured_native_stderr

@@ -75,7 +75,7 @@ def probe(args):
         "asimddp": "asimddp" in features, "cpu_features": features, "runtime": None, "delegates": {},
     }
     try:
-        litert, info["runtime"] = load_runtime(args.runtime)
+        _, info["runtime"] = load_runtime(args.runtime)
     except RunnerError as exc:
         info["runtime_error"] = str(exc)
         return info
@@ -137,7 +137,6 @@ def run(args):
     with open(args.timings, "w") as f:
         json.dump({"runtime": runtime, "delegate": args.delegate, "threads": args.threads, "warmup": args.warmup,
                    "runs": args.runs, "latency_ms": times, "machine": platform.machine()}, f)
-    return None
 
 
 def main(argv=None):

@@ -34,10 +34,14 @@ def _signal_power(float_values: np.ndarray, quantized: np.ndarray, scale: float,
 def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.ndarray]], specs: list[InputSpec],
                      signature: str = "serving_default") -> dict[str, Any]:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
-    from edgeq.converter import ConvertOptions, _calibrate, _quantize, resolve_keep_float
+    from edgeq.converter import (
+        ConvertOptions,
+        _calibrate,
+        _quantize,
+        resolve_keep_float,
+    )
     from edgeq.source import load_source
     from edgeq.tflite_file import parse_tflite
-
     from edgeq.validation import _manifest
 
     manifest = _manifest(model)

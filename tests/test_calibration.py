@@ -2,7 +2,6 @@
 
 import sys
 
-import numpy as np
 import pytest
 
 from edgeq.calibration import ParallelCalibrator, read_ranges, wrapper_library

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgeq.devices import Profile, load_profile, parse_benchmark_model
@@ -116,7 +115,7 @@ def test_devices_check_over_ssh(sshd, device_python, tmp_path, cli):
 
 
 def test_validate_over_ssh_is_bit_exact_with_the_local_run(trained, digits_calib, sshd, device_python, tmp_path):
-    keras_path, int8, float_path = trained
+    _, int8, float_path = trained
     profile = _profile(tmp_path, sshd, device_python)
     result = validate(int8, float_path, digits_calib.parent / "val", limit=60, runs=15, warmup=2, devices=(str(profile),))
     device = result["devices"][0]

@@ -52,7 +52,7 @@ def test_full_int8_within_budget_needs_no_search(cnn_keras, digits_calib, tmp_pa
 
 def test_unreachable_budget_exits_1_and_keeps_the_best_model(weight_outlier_keras, digits_calib, tmp_path, cli):
     out = tmp_path / "m.tflite"
-    code, stdout, err = cli("convert", str(weight_outlier_keras), "-d", str(digits_calib), "-o", str(out), "--samples", "32",
+    code, _, err = cli("convert", str(weight_outlier_keras), "-d", str(digits_calib), "-o", str(out), "--samples", "32",
                             "--eval-data", str(digits_calib.parent / "val"), "--min-sqnr", "200", "--max-float-layers", "1")
     best = tmp_path / "m.best-effort.tflite"
     assert code == 1 and not out.exists() and best.exists()

@@ -97,7 +97,7 @@ def test_missing_or_corrupt_results_file(tmp_path, cli, content, message):
     path = tmp_path / "results.json"
     if content is not None:
         path.write_text(content)
-    code, out, err = cli("report", str(path), "-f", "html", "-o", str(tmp_path / "r.html"))
+    code, _, err = cli("report", str(path), "-f", "html", "-o", str(tmp_path / "r.html"))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r.html").exists()
 

@@ -12,7 +12,17 @@ Sources:
 
 from __future__ import annotations
 
-from edgeq.targets import Finding, Op, Rule, TargetReport, fused, half_pixel_centers, no_batch_axis, per_op, static_shapes
+from edgeq.targets import (
+    Finding,
+    Op,
+    Rule,
+    TargetReport,
+    fused,
+    half_pixel_centers,
+    no_batch_axis,
+    per_op,
+    static_shapes,
+)
 from edgeq.tflite_file import TfliteModel
 
 SOURCES = [

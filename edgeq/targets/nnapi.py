@@ -13,7 +13,14 @@ Sources:
 
 from __future__ import annotations
 
-from edgeq.targets import Op, Rule, TargetReport, half_pixel_centers, per_op, static_shapes
+from edgeq.targets import (
+    Op,
+    Rule,
+    TargetReport,
+    half_pixel_centers,
+    per_op,
+    static_shapes,
+)
 from edgeq.tflite_file import TfliteModel
 
 SOURCES = [

@@ -38,7 +38,7 @@ def kernel_type(op: Op) -> str | None:
     if op.type in ("QUANTIZE", "DEQUANTIZE"):
         return None if dtypes <= {"float32", "int8"} else f"converts {'/'.join(sorted(dtypes))}"
     if "float32" in dtypes:
-        return None if op.type in FLOAT_OPS else f"has no float32 XNNPACK kernel"
+        return None if op.type in FLOAT_OPS else "has no float32 XNNPACK kernel"
     if dtypes <= {"int8", "int32"}:
         return None if op.type in INT8_OPS else "has no int8 XNNPACK kernel (it runs on LiteRT's built-in int8 kernel)"
     return f"has {'/'.join(sorted(dtypes))} tensors, which XNNPACK does not take"
