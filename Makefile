@@ -19,10 +19,10 @@ demo: $(STAMP)
 	$(PY) demo/train_digits.py $(DEMO)/digits_cnn.keras
 	$(EDGEQ) convert $(DEMO)/digits_cnn.keras --data representative_data/digits/calib \
 		--output $(DEMO)/digits_cnn_int8.tflite --force
-	$(EDGEQ) inspect $(DEMO)/digits_cnn_int8.tflite
+	$(EDGEQ) inspect $(DEMO)/digits_cnn_int8.tflite --target edgetpu
 	$(EDGEQ) validate $(DEMO)/digits_cnn_int8.tflite --reference $(DEMO)/digits_cnn.keras \
-		--data representative_data/digits/val --json $(DEMO)/validation.json --force \
-		--max-drop 0.5 --min-agreement 0.98
+		--data representative_data/digits/val --json $(DEMO)/validation.json --report $(DEMO)/report --force \
+		--target xnnpack --max-drop 0.5 --min-agreement 0.98
 
 test: $(STAMP)
 	$(PY) -m pytest -q
