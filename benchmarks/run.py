@@ -298,10 +298,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="MobileNetV2 only, few samples, one repeat: a smoke run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        help="re-measure only these models and keep the rest of benchmarks/results.json")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     repeats = 1 if args.quick else args.repeats
     counts = [10, 20] if args.quick else [50, 200, 500]
+    if args.models:  # a partial re-run: the other figures stay those of the earlier run
+        results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+        results["models"].update(bench_models(args.models, counts, repeats, 50))
+        results.setdefault("partial_reruns", []).append({"date": time.strftime("%Y-%m-%d %H:%M"), "models": args.models})
+        _write(results)
+        return
     results = {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
@@ -314,6 +322,10 @@ def main() -> None:
         WORK / f"mobilenetv2_{counts[-1] if args.quick else 200}_jobs2.tflite", make_model("MobileNetV2", 224),
         WORK / "rgb224", repeats, 30 if args.quick else 100
     )
+    _write(results)
+
+
+def _write(results: dict) -> None:
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (ROOT / "benchmarks" / "results.md").write_text(table)
