@@ -266,6 +266,8 @@ def markdown(results: dict) -> str:
     mem = results["memory_vs_samples"]
     lines = [f"Measured on {results['cpu']} ({results['cores']} cores), {results['date']}. Times are wall seconds of the "
              "whole process (Python, TensorFlow import, model load, conversion, calibration); peak RSS is the process tree's.", ""]
+    for rerun in results.get("partial_reruns", []):
+        lines += [f"Re-measured on {rerun['date']} in a quiet run: {', '.join(rerun['models'])} (the first run overlapped other work).", ""]
     for name, r in results["models"].items():
         lines += [f"**{r['model']}** (medians of {r['repeats']})", "",
                   "| calibration samples | plain script | edgeq --jobs 1 | edgeq --jobs 2 | jobs 1 / plain | plain / jobs 2 "
