@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -124,8 +125,6 @@ def _delegate_check(target: dict[str, Any], result: dict[str, Any]) -> dict[str,
     """XNNPACK: the nodes the real delegate took against the prediction."""
     predicted = target["prediction"]
     actual_kept = result["latency"]["cpu_fallback_ops"]
-    from collections import Counter
-
     predicted_kept = dict(Counter(f["type"] for f in predicted["ops"] if not f["on_target"]))
     return {"predicted_delegated": predicted["target_ops"], "actual_delegated": result["latency"]["delegated_nodes"],
             "predicted_kept": predicted_kept, "actual_kept": actual_kept,
