@@ -25,7 +25,7 @@ from edgeq.fileio import (
     size_of,
     write_files_atomically,
 )
-from edgeq.inspection import MANIFEST_SUFFIX, ModelSummary, summarize
+from edgeq.inspection import ModelSummary, manifest_for, summarize
 from edgeq.mixed import Budget
 from edgeq.native import captured_native_stderr
 from edgeq.samples import ArraySource, Audit, ImageFolder, Preprocessing, open_samples
@@ -119,7 +119,7 @@ def convert(
     """Convert `model` to `output` (.tflite) and write the manifest `<output>.edgeq.json` beside it."""
     options = options or ConvertOptions(**option_values)
     model, output = Path(model), Path(output)
-    manifest_path = output.with_name(output.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
+    manifest_path = manifest_for(output)
     inputs = [model] + ([Path(data)] if data is not None else [])
     if output.suffix != ".tflite":
         raise UsageError(f"{output}: --output must end in .tflite")
@@ -143,7 +143,7 @@ def convert(
 
     if search is not None and not search["met"]:  # keep the best model found, named as such
         output = output.with_name(output.name.removesuffix(".tflite") + ".best-effort.tflite")
-        manifest_path = output.with_name(output.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
+        manifest_path = manifest_for(output)
         check_writable(output, options.force, inputs)
         check_writable(manifest_path, options.force, inputs)
     result = parse_tflite(quantized, output)

@@ -114,20 +114,30 @@ def summarize(model: TfliteModel) -> ModelSummary:
     )
 
 
+def manifest_for(model: str | Path) -> Path:
+    """`<model>.edgeq.json` beside `<model>.tflite`."""
+    model = Path(model)
+    return model.with_name(model.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
+
+
+def read_manifest(model: str | Path) -> dict[str, Any]:
+    """The conversion manifest beside a model, or {} when there is none or it is unreadable."""
+    try:
+        data = json.loads(manifest_for(model).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def _float_size(model: TfliteModel) -> tuple[int | None, str]:
     """The float model's size: exact from a manifest beside the file, else estimated.
 
     The estimate widens every integer weight buffer to float32 (int32 biases stay 4 bytes), which
     is what the float model of the same graph stores.
     """
-    manifest = model.path.with_name(model.path.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
-    if manifest.is_file():
-        try:
-            size = json.loads(manifest.read_text())["sizes"]["float_bytes"]
-            if isinstance(size, int) and size > 0:
-                return size, f"manifest {manifest.name}"
-        except (ValueError, KeyError, TypeError):
-            pass
+    size = (read_manifest(model.path).get("sizes") or {}).get("float_bytes")
+    if isinstance(size, int) and size > 0:
+        return size, f"manifest {manifest_for(model.path).name}"
     widen = {"int8": 4, "uint8": 4, "int16": 2, "float16": 2}
     extra = sum(t.constant_bytes * (widen[t.dtype] - 1) for t in model.tensors if t.is_constant and t.dtype in widen)
     if extra == 0:

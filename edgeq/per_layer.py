@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import UsageError
+from edgeq.inspection import read_manifest
 from edgeq.native import captured_native_stderr
 from edgeq.samples import InputSpec, Preprocessing, open_samples
 
@@ -42,9 +43,7 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
     )
     from edgeq.source import load_source
     from edgeq.tflite_file import parse_tflite
-    from edgeq.validation import _manifest
-
-    manifest = _manifest(model)
+    manifest = read_manifest(model)
     recipe = manifest.get("options", {})
     if recipe.get("mode", "int8") not in ("int8", "int8-fallback"):
         raise UsageError(f"--per-layer needs an int8 model; {model} was converted with --mode {recipe['mode']}")

@@ -6,7 +6,6 @@ rendered elsewhere. Keys that do not apply are null, never missing.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -18,7 +17,7 @@ from typing import Any, Callable
 import edgeq
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import size_of
-from edgeq.inspection import MANIFEST_SUFFIX
+from edgeq.inspection import read_manifest
 from edgeq.metrics import Scorer, is_classification
 from edgeq.native import captured_native_stderr
 from edgeq.runtime import LiteRTRunner
@@ -193,7 +192,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             "XNNPACK was asked for but took none of the INT8 model's nodes: latency is that of built-in kernels "
             "(INT8 without XNNPACK runs ~2.7x slower than float on x86)"
         )
-    result["conversion_search"] = _manifest(model).get("search")
+    result["conversion_search"] = read_manifest(model).get("search")
     result["per_layer"] = _per_layer(model, reference, data, specs, options) if options.per_layer else None
     result["devices"] = _on_devices(model, float_path, int8, ref, kept, first, labels, scorer.classify, options) if options.devices else []
     result["gates"] = [_gate(name, limit, result) for name, limit in options.gates.items()]
@@ -240,18 +239,9 @@ def _specs(runner: LiteRTRunner) -> list[InputSpec]:
     return [InputSpec(d["name"], tuple(int(x) for x in d["shape"])) for d in runner.inputs]
 
 
-def _manifest(model: Path) -> dict[str, Any]:
-    """The conversion manifest beside the model, or {}."""
-    try:
-        data = json.loads(model.with_name(model.name.removesuffix(".tflite") + MANIFEST_SUFFIX).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _manifest_preprocessing(model: Path) -> Preprocessing | None:
     try:
-        pre = _manifest(model)["options"]["preprocessing"]
+        pre = read_manifest(model)["options"]["preprocessing"]
         return Preprocessing(pre["color"], pre["resize"], pre["value_range"],
                              tuple(pre["mean"]) if pre["mean"] else None, tuple(pre["std"]) if pre["std"] else None)
     except (OSError, ValueError, KeyError, TypeError):
