@@ -85,6 +85,7 @@ def convert(
     min_agreement: Optional[float] = typer.Option(None, help="Budget: INT8/float top-1 agreement at least FRAC."),
     min_sqnr: Optional[float] = typer.Option(None, help="Budget: worst output SQNR at least DB."),
     max_float_layers: Optional[int] = typer.Option(None, help="Keep at most K layers in float in the search."),
+    allow_int16x8: bool = typer.Option(False, "--allow-int16x8", help="Let the search try 16-bit activations (whole model) before float layers."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes [default: CPU cores]; the result equals --jobs 1."),
     color: Optional[str] = typer.Option(None, help="rgb | gray (default: from the model's channel count)."),
     resize: str = typer.Option("stretch", help="stretch | crop | pad."),
@@ -105,7 +106,7 @@ def convert(
     try:
         options = ConvertOptions(
             mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed, jobs=jobs, targets=tuple(target),
-            eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers,
+            eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers, allow_int16x8=allow_int16x8,
             budget=Budget(max_drop, min_agreement, min_sqnr) if any(v is not None for v in (max_drop, min_agreement, min_sqnr)) else None,
             preprocessing=Preprocessing(color, resize, value_range, _floats(mean, "--mean"), _floats(std, "--std")),
             signature=signature, input_shapes=tuple(input_shape), force=force,

@@ -63,6 +63,7 @@ class ConvertOptions:
     eval_data: str | None = None  # with a budget: search the fewest float layers that meet it
     budget: Budget | None = None
     max_float_layers: int | None = None
+    allow_int16x8: bool = False  # the search may try 16-bit activations before float layers
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -174,7 +175,8 @@ def convert(
         "keep_float": keep,
         "search": search,
         "targets": {t: {k: v for k, v in r.to_dict().items() if k != "ops"} for t, r in targets.items()},
-        "warnings": (calibration.get("warnings", []) if calibration else []) + target_warnings,
+        "warnings": (calibration.get("warnings", []) if calibration else []) + target_warnings
+        + (search["notes"] if search else []),
     }
     write_files_atomically({output: quantized, manifest_path: json_bytes(manifest)})
     summary = summarize(result)  # now the manifest beside it gives the exact float size
@@ -213,7 +215,7 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
             keep.update(resolve_keep_float(parse_tflite(calibrated), options.keep_float))
             quantized = _quantize(calibrated, options, keep)
             if options.budget is not None:
-                quantized, search = _search(calibrated, quantized, source, options, keep)
+                quantized, search = _search(calibrated, quantized, source, options, keep, data)
                 keep["nodes"] += [n for n in search["chosen"]["float_layers"] if n not in keep["nodes"]]
         warnings = audit.warnings()
         if audit.count < options.samples:
@@ -235,17 +237,25 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
     return quantized, calibration, keep, float_bytes, source.kind, search
 
 
-def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions, keep: dict[str, Any]):
+def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions, keep: dict[str, Any], data: Path):
     """The accuracy-budget search of edgeq.mixed over this conversion's calibrated graph."""
+    from dataclasses import replace
+
     from edgeq.mixed import Evaluator, ranked_layers, search
+
+    def int16x8() -> bytes:  # TensorFlow's one-step 16x8 path, on the same calibration samples
+        wide = replace(options, mode="int16x8", io="float32" if options.io_type == "float32" else "int16", keep_float=(),
+                       eval_data=None, budget=None)
+        calibration = open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)
+        return _convert(source, wide, lambda: iter(calibration))
 
     eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
     evaluator = Evaluator(calibrated, list(eval_source), eval_source.labels, options.budget)
     with_float = lambda nodes: _quantize(calibrated, options, {**keep, "nodes": keep["nodes"] + nodes})  # noqa: E731
     rank = lambda: ranked_layers(_quantize(calibrated, options, keep, numeric_verify=True), evaluator.samples, calibrated)  # noqa: E731
-    model, record = search(evaluator, full_int8, rank, with_float, options.max_float_layers)
+    model, record = search(evaluator, full_int8, rank, with_float, options.max_float_layers,
+                           int16x8 if options.allow_int16x8 else None)
     record["eval_data"] = str(options.eval_data)
-    record["chosen"] = next(s for s in record["steps"] if s["k"] == record["chosen_k"])
     return model, record
 
 

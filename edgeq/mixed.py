@@ -81,15 +81,15 @@ class Evaluator:
         path.write_bytes(model)
         return LiteRTRunner(path)
 
-    def evaluate(self, model: bytes, float_layers: list[str]) -> dict[str, Any]:
-        runner = self._runner(model, f"candidate{len(float_layers)}")
+    def evaluate(self, model: bytes, float_layers: list[str], kind: str = "int8") -> dict[str, Any]:
+        runner = self._runner(model, f"{kind}-{len(float_layers)}")
         scorer = Scorer(self.names, self.classify)
         for i, (sample, want) in enumerate(zip(self.samples, self.reference)):
             scorer.add(want, runner.run(sample), self.labels[i] if self.labels is not None else None)
         scores = scorer.result()
         missed = self.budget.missed(scores)
         acc = scores["accuracy"]
-        return {"float_layers": float_layers, "k": len(float_layers), "size_bytes": len(model),
+        return {"kind": kind, "float_layers": float_layers, "k": len(float_layers), "size_bytes": len(model),
                 "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "top1_drop_pts": acc["top1_drop_pts"],
                 "agreement": acc["agreement"], "worst_sqnr_db": scores["worst_sqnr_db"], "meets": not missed,
                 "missed": missed, "quality": self.budget.quality(scores)}
@@ -119,10 +119,15 @@ def _node(name: str, nodes: set[str]) -> str | None:
     return matches[0] if len(matches) == 1 else None
 
 
+INT16X8_NOTE = "16-bit activations (int16x8) run on LiteRT's built-in kernels only: not on XNNPACK, the Edge TPU or NNAPI"
+
+
 def search(evaluator: Evaluator, full_int8: bytes, rank: Callable[[], list[dict[str, Any]]],
-           quantize: Callable[[list[str]], bytes], max_float_layers: int | None) -> tuple[bytes, dict[str, Any]]:
+           quantize: Callable[[list[str]], bytes], max_float_layers: int | None,
+           int16x8: Callable[[], bytes] | None = None) -> tuple[bytes, dict[str, Any]]:
     """Bisection over the ranked list; returns the chosen (or best-effort) model and the record.
-    `rank` runs only when full INT8 misses the budget."""
+    `rank` runs only when full INT8 misses the budget; `int16x8` (allowed by the user) is tried
+    before any layer goes to float."""
     models: dict[int, bytes] = {0: full_int8}
     steps: list[dict[str, Any]] = []
     layers: list[dict[str, Any]] = []
@@ -135,6 +140,12 @@ def search(evaluator: Evaluator, full_int8: bytes, rank: Callable[[], list[dict[
         return step
 
     chosen = evaluate(0)
+    if not chosen["meets"] and int16x8 is not None:
+        wide = int16x8()
+        step = evaluator.evaluate(wide, [], kind="int16x8")
+        steps.append(step)
+        if step["meets"]:
+            return wide, _record(evaluator, layers, 0, steps, step)
     if not chosen["meets"]:
         layers = rank()
     limit = len(layers) if max_float_layers is None else min(max_float_layers, len(layers))
@@ -146,13 +157,20 @@ def search(evaluator: Evaluator, full_int8: bytes, rank: Callable[[], list[dict[
                 high = mid
             else:
                 low = mid
-        chosen = next(s for s in steps if s["k"] == high and s["meets"])
+        chosen = next(s for s in steps if s["k"] == high and s["meets"] and s["kind"] == "int8")
     elif not chosen["meets"]:
-        chosen = max(steps, key=lambda s: s["quality"])
-    record = {
+        chosen = max((s for s in steps if s["kind"] == "int8"), key=lambda s: s["quality"])
+    return models[chosen["k"]], _record(evaluator, layers, limit, steps, chosen)
+
+
+def _record(evaluator: Evaluator, layers: list[dict[str, Any]], limit: int, steps: list[dict[str, Any]],
+            chosen: dict[str, Any]) -> dict[str, Any]:
+    """The search as the manifest keeps it; the bound counts the float search (full INT8, upper
+    bound, bisection), not the optional int16x8 try."""
+    return {
         "budget": asdict(evaluator.budget), "eval_samples": len(evaluator.samples),
         "ranked_layers": layers, "layers_considered": limit,
         "max_evaluations": math.ceil(math.log2(limit)) + 2 if limit > 1 else 2,
-        "evaluations": len(steps), "steps": steps, "chosen_k": chosen["k"], "met": chosen["meets"],
+        "evaluations": sum(s["kind"] == "int8" for s in steps), "steps": steps, "chosen": chosen, "met": chosen["meets"],
+        "notes": [INT16X8_NOTE] if chosen["kind"] == "int16x8" else [],
     }
-    return models[chosen["k"]], record

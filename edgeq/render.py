@@ -159,9 +159,12 @@ def search_lines(search: dict) -> list[str]:
              f"{search['evaluations']} evaluations (bound {search['max_evaluations']}) over {search['layers_considered']} ranked layers"]
     for step in search["steps"]:
         mark = "meets" if step["meets"] else "misses: " + "; ".join(step["missed"])
-        lines.append(f"  {step['k']:>3} float layer(s)  {step['size_bytes'] / 1024:,.1f} KiB  top-1 drop {_num(step['top1_drop_pts'], '.2f')} pts  "
+        what = "int16x8 activations" if step["kind"] == "int16x8" else f"{step['k']:>3} float layer(s)"
+        lines.append(f"  {what}  {step['size_bytes'] / 1024:,.1f} KiB  top-1 drop {_num(step['top1_drop_pts'], '.2f')} pts  "
                      f"agreement {_num(step['agreement'], '.4f')}  SQNR {_num(step['worst_sqnr_db'], '.2f')} dB  {mark}")
     chosen = search["chosen"]
-    lines.append(f"chosen: {chosen['k']} float layer(s)" + (f": {', '.join(chosen['float_layers'])}" if chosen["float_layers"] else " (full INT8)")
+    label = "int16x8 (16-bit activations, int8 weights)" if chosen["kind"] == "int16x8" else (
+        f"{chosen['k']} float layer(s)" + (f": {', '.join(chosen['float_layers'])}" if chosen["float_layers"] else " (full INT8)"))
+    lines.append(f"chosen: {label}"
                  + ("" if search["met"] else " (best effort: the budget is not met)"))
     return lines

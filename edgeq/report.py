@@ -137,7 +137,7 @@ SEARCH_HEAD = ("float layers", "size", "top-1 drop (pts)", "agreement", "worst S
 def _search_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str, ...]]:
     search = results.get("conversion_search") or {}
     ok, bad = ("✅ meets", "❌ misses") if marks else ("meets", "misses")
-    return [(str(s["k"]), kib(s["size_bytes"]), num(s["top1_drop_pts"]), pct(s["agreement"]), num(s["worst_sqnr_db"]),
+    return [("int16x8 activations" if s["kind"] == "int16x8" else str(s["k"]), kib(s["size_bytes"]), num(s["top1_drop_pts"]), pct(s["agreement"]), num(s["worst_sqnr_db"]),
              ok if s["meets"] else f"{bad}: {'; '.join(s['missed'])}") for s in search.get("steps", [])]
 
 
@@ -145,7 +145,8 @@ def _search_caption(results: dict[str, Any]) -> str:
     search = results["conversion_search"]
     chosen = search["chosen"]
     budget = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in search["budget"].items() if v is not None)
-    kept = ", ".join(_short(n) for n in chosen["float_layers"]) or "none (full INT8)"
+    kept = ("none: 16-bit activations (int16x8)" if chosen["kind"] == "int16x8"
+            else ", ".join(_short(n) for n in chosen["float_layers"]) or "none (full INT8)")
     return (f"Budget {budget} on {search['eval_samples']} samples; {search['evaluations']} evaluations (bound "
             f"{search['max_evaluations']}) over {search['layers_considered']} ranked layers. Chosen: {chosen['k']} float "
             f"layer(s): {kept}" + ("" if search["met"] else " — best effort, the budget is not met") + ".")

@@ -74,3 +74,25 @@ def test_budget_needs_eval_data_and_labels_for_max_drop(cnn_keras, digits_calib,
     code, _, err = cli("convert", str(cnn_keras), "-d", str(digits_calib), "-o", str(tmp_path / "b.tflite"),
                        "--eval-data", str(tmp_path / "x.npz"), "--max-drop", "1")
     assert code == 2 and "--max-drop needs labelled --eval-data" in err
+
+
+def test_int16x8_is_tried_before_float_layers_and_chosen_when_it_meets(outlier_keras, digits_calib, tmp_path):
+    """dense**4 has heavy-tailed activations: 16-bit activations help; weights are not the problem."""
+    result = convert(outlier_keras, tmp_path / "m.tflite", digits_calib, samples=64, io="float32", allow_int16x8=True,
+                     eval_data=str(digits_calib.parent / "val"), budget=Budget(min_sqnr=32))
+    search = result.manifest["search"]
+    assert [s["kind"] for s in search["steps"]] == ["int8", "int16x8"]  # no float layer was needed
+    assert search["met"] and search["chosen"]["kind"] == "int16x8" and search["ranked_layers"] == []
+    assert search["steps"][1]["worst_sqnr_db"] >= 32 > search["steps"][0]["worst_sqnr_db"]
+    assert "int16" in {t.dtype for t in read_tflite(result.output).tensors}  # the written model has 16-bit activations
+    assert any("not on XNNPACK, the Edge TPU or NNAPI" in w for w in result.warnings)
+
+
+def test_int16x8_that_misses_leaves_the_float_search_to_do_it(weight_outlier_keras, digits_calib, tmp_path):
+    result = convert(weight_outlier_keras, tmp_path / "m.tflite", digits_calib, samples=32, allow_int16x8=True,
+                     eval_data=str(digits_calib.parent / "val"), budget=Budget(min_agreement=0.99))
+    search = result.manifest["search"]
+    assert search["steps"][1]["kind"] == "int16x8" and not search["steps"][1]["meets"]  # int8 weights stay the problem
+    assert search["met"] and search["chosen"]["kind"] == "int8"
+    assert sorted(n.split("/")[1] for n in search["chosen"]["float_layers"]) == ["hard2_1", "hard_1"]
+    assert search["evaluations"] <= search["max_evaluations"]
