@@ -135,8 +135,7 @@ def inspect(
     target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: predict which ops run there (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
 ) -> None:
-    """Describe a .tflite: I/O quantization, op and dtype census, weights, size, float leftovers,
-    and with --target which ops the Edge TPU, NNAPI or XNNPACK will run."""
+    """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
     from edgeq.inspection import summarize
     from edgeq.targets import check_target
     from edgeq.tflite_file import read_tflite
@@ -300,7 +299,7 @@ def report(
         typer.echo(f"wrote {output}")
 
 
-devices_app = typer.Typer(help="Device profiles (devices/*.toml): list them, check one.", invoke_without_command=True)
+devices_app = typer.Typer(help="Device profiles (devices/*.toml): list them, check one, set up ARM64 emulation.", invoke_without_command=True)
 app.add_typer(devices_app, name="devices")
 
 
