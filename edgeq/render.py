@@ -98,7 +98,7 @@ def validation_text(r: dict) -> str:
         lines.append(f"target    {p['title']} (predicted): {p['verdict']}")
         if t.get("compiler"):
             c = t["compiler"]
-            lines.append(f"target    {c['version'] and 'edgetpu_compiler ' + c['version']}: {c['ops_on_edgetpu']} ops on the Edge TPU, "
+            lines.append(f"target    edgetpu_compiler {c['version'] or '(version not printed)'}: {c['ops_on_edgetpu']} ops on the Edge TPU, "
                          f"{c['ops_on_cpu']} on the CPU; " + ("agrees with the prediction" if c["comparison"]["agrees"] else
                                                              f"differs: {c['comparison']['differences']}"))
         if t.get("delegate_check"):
