@@ -225,6 +225,18 @@ class AdbTransport(Transport):
         serial = ["-s", self.profile.serial] if self.profile.serial else []
         return ["adb", *serial, "shell", " ".join(shlex.quote(a) for a in argv)]
 
+    def pull(self, remote: str) -> bytes:
+        """`exec-out`, not `shell`: no pty, so binary files come back unaltered (no CRLF)."""
+        serial = ["-s", self.profile.serial] if self.profile.serial else []
+        command = ["adb", *serial, "exec-out", "cat " + shlex.quote(remote)]
+        try:
+            proc = subprocess.run(command, capture_output=True, timeout=self.profile.timeout * 10)
+        except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+            raise DeviceError(f"{self.profile.name}: adb exec-out failed ({type(exc).__name__})") from None
+        if proc.returncode != 0:
+            raise DeviceError(f"{self.profile.name}: {self.explain(proc.returncode, proc.stderr.decode(errors='replace'))}")
+        return proc.stdout
+
     def push(self, local: Path, remote: str) -> None:
         serial = ["-s", self.profile.serial] if self.profile.serial else []
         try:
