@@ -8,6 +8,8 @@ Sources:
 - TENSOR_QUANT8_ASYMM_SIGNED (the int8 of full-integer models) and the align_corners /
   half_pixel_centers resize parameters arrived with NNAPI 1.3 (API 30); tensorflow/tensorflow
   issue #45207 shows half_pixel_centers resizes staying on the CPU before that.
+- NeuralNetworksTypes.h: BATCH_MATMUL and PACK are NNAPI feature level 6, MIRROR_PAD and REVERSE
+  feature level 7 (mapped here to Android 13 / API 33 and Android 14 / API 34).
 - NNAPI is deprecated from Android 15 (API 35): https://developer.android.com/ndk/guides/neuralnetworks/migration-guide
 """
 
@@ -41,7 +43,9 @@ _BY_API = {
         "LOGICAL_AND LOGICAL_NOT LOGICAL_OR LOG_SOFTMAX MAXIMUM MINIMUM NEG NOT_EQUAL PAD_V2 POW PRELU QUANTIZE "
         "REDUCE_MAX REDUCE_MIN REDUCE_PROD RESIZE_NEAREST_NEIGHBOR RSQRT SELECT SIN SLICE SPLIT SQRT SUM TILE TOPK_V2 "
         "TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNIDIRECTIONAL_SEQUENCE_RNN",
-    30: "ELU FILL HARD_SWISH PACK RANK",
+    30: "ELU FILL HARD_SWISH RANK",
+    33: "BATCH_MATMUL PACK",  # NNAPI feature level 6 (the NNAPI update shipped with Android 13)
+    34: "MIRROR_PAD REVERSE",  # NNAPI feature level 7 (Android 14)
 }
 
 
