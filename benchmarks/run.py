@@ -298,7 +298,8 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="MobileNetV2 only, few samples, one repeat: a smoke run")
+    parser.add_argument("--quick", action="store_true",
+                        help="MobileNetV2 only, few samples, one repeat: a smoke run (benchmarks/work/results-quick.json)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", choices=list(MODELS),
                         help="re-measure only these models and keep the rest of benchmarks/results.json")
@@ -324,6 +325,10 @@ def main() -> None:
         WORK / f"mobilenetv2_{counts[-1] if args.quick else 200}_jobs2.tflite", make_model("MobileNetV2", 224),
         WORK / "rgb224", repeats, 30 if args.quick else 100
     )
+    if args.quick:  # a smoke run never replaces the published figures
+        (WORK / "results-quick.json").write_text(json.dumps(results, indent=2) + "\n")
+        print(markdown(results))
+        return
     _write(results)
 
 
