@@ -67,7 +67,8 @@ def check_architecture(site: Path) -> None:
     libs = sorted(site.glob("numpy/_core/_multiarray_umath*.so"))
     if not libs:
         raise EmulationError(f"{site}: no numpy wheel unpacked; run edgeq devices setup again")
-    header = libs[0].read_bytes()[:20]
+    with libs[0].open("rb") as f:  # the ELF header only, not the whole library, on every session
+        header = f.read(20)
     machine = int.from_bytes(header[18:20], "little")
     if header[:4] != b"\x7fELF" or machine != AARCH64:
         raise EmulationError(f"{libs[0].name} is not an aarch64 library (ELF machine {machine}); "

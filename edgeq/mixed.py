@@ -99,11 +99,11 @@ def ranked_layers(debug_model: bytes, samples: list[list[np.ndarray]], calibrate
     """Every verified layer, worst first, with the calibrated graph's exact node name to denylist.
     Layers that only move values (RESHAPE, MAX_POOL_2D) come last but stay in the list: next to
     float neighbours their int8 tensor still costs a rounding."""
-    from edgeq.per_layer import _run_debugger
+    from edgeq.per_layer import run_debugger
 
     nodes = {t.name for t in parse_tflite(calibrated).tensors}
     layers = []
-    for layer in _run_debugger(debug_model, samples[:DEBUG_SAMPLES]):
+    for layer in run_debugger(debug_model, samples[:DEBUG_SAMPLES]):
         node = _node(layer["tensor_name"], nodes)
         if node is not None:
             layers.append({"rank": len(layers) + 1, "node": node, "op_type": layer["op_type"], "sqnr_db": layer["sqnr_db"]})

@@ -67,11 +67,11 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
         calibrated = _calibrate(source, options, lambda: iter(calibration))
         keep = resolve_keep_float(parse_tflite(calibrated), options.keep_float)
         debug_model = _quantize(calibrated, options, keep, numeric_verify=True)
-        layers = _run_debugger(debug_model, debug_samples)
+        layers = run_debugger(debug_model, debug_samples)
     return {"calibration": note, "debug_samples": len(debug_samples), "ranked_by": "sqnr_db (lowest first)", "layers": layers}
 
 
-def _run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[dict[str, Any]]:
+def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[dict[str, Any]]:
     import tensorflow as tf
 
     options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"signal_power": _signal_power})
