@@ -92,7 +92,7 @@ def convert(
     value_range: Optional[str] = typer.Option(None, "--range", help="Pixel range fed to the model: 0,1 (default) | -1,1 | 0,255."),
     mean: Optional[str] = typer.Option(None, help="Per-channel mean subtracted from 0..255 pixels, e.g. 123.7,116.3,103.5."),
     std: Optional[str] = typer.Option(None, help="Per-channel std dividing after --mean."),
-    signature: str = typer.Option("serving_default", help="SavedModel signature to convert."),
+    signature: list[str] = typer.Option([], "--signature", help="SavedModel signature to convert (repeatable; 'all' for every one) [default: serving_default]."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON only."),
@@ -109,7 +109,7 @@ def convert(
             eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers, allow_int16x8=allow_int16x8,
             budget=Budget(max_drop, min_agreement, min_sqnr) if any(v is not None for v in (max_drop, min_agreement, min_sqnr)) else None,
             preprocessing=Preprocessing(color, resize, value_range, _floats(mean, "--mean"), _floats(std, "--std")),
-            signature=signature, input_shapes=tuple(input_shape), force=force,
+            signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape), force=force,
         )
         result = run_convert(model, output, data, options, quiet_native=not _state["verbose"])
     except EdgeqError as exc:

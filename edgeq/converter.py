@@ -28,7 +28,8 @@ from edgeq.fileio import (
 from edgeq.inspection import ModelSummary, manifest_for, summarize
 from edgeq.mixed import Budget
 from edgeq.native import captured_native_stderr
-from edgeq.samples import ArraySource, Audit, ImageFolder, Preprocessing, open_samples
+from edgeq.samples import ArraySource, Audit, ImageFolder, InputSpec, Preprocessing, open_samples
+from edgeq.signatures import calibrator_order
 from edgeq.source import first_line, load_source
 from edgeq.targets import TARGETS, check_target
 from edgeq.tflite_file import TfliteModel, parse_tflite
@@ -55,7 +56,7 @@ class ConvertOptions:
     samples: int = 200
     seed: int = 0
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
-    signature: str = "serving_default"
+    signatures: tuple[str, ...] = ("serving_default",)  # SavedModel signature keys, or ("all",)
     input_shapes: tuple[str, ...] = ()
     force: bool = False
     jobs: int | None = None  # calibration processes; default: the CPU cores available
@@ -159,6 +160,7 @@ def convert(
         "output": output.name,
         "options": _options_dict(options, data),
         "calibration": calibration,
+        "signatures": [asdict(sig) for sig in summary.signatures],
         "inputs": [asdict(t) for t in summary.inputs],
         "outputs": [asdict(t) for t in summary.outputs],
         "sizes": {
@@ -191,50 +193,83 @@ def _run(model: Path, data: Path | None, options: ConvertOptions):
 
 
 def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: ParallelCalibrator | None):
-    source = load_source(model, options.signature, list(options.input_shapes))
+    source = load_source(model, options.signatures, list(options.input_shapes))
     calibration: dict[str, Any] | None = None
     search: dict[str, Any] | None = None
     keep: dict[str, Any] = {"requested": list(options.keep_float), "nodes": [], "ops": []}
     if options.mode in CALIBRATED_MODES:
-        samples = open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)
-        if isinstance(samples, ImageFolder):
-            samples.check_headers()
-        audit = Audit(source.specs, options.preprocessing.expected_range() if isinstance(samples, ArraySource) else None)
-        stream = audit.watch(samples)
+        samples, audits, stream = _calibration_stream(source, data, options)
+        if len(source.signatures) > 1:
+            if options.budget is not None:
+                raise UsageError("the accuracy search takes one signature; convert with one --signature")
+            workers = None  # the parallel calibrator takes one subgraph; TensorFlow's own one takes them all
+        audit = audits[0]
         if options.mode == "int16x8":
-            quantized = _convert(source, options, lambda: stream)
+            quantized = _convert(source, options, lambda: _keyed(source)(stream) if len(source.signatures) == 1 else stream)
             float_bytes = len(_convert(source, options, None, float_only=True))
         else:
+            keyed = _keyed(source) if len(source.signatures) == 1 else (lambda samples: samples)
             if workers is None:
-                calibrated = _calibrate(source, options, lambda: stream)
+                calibrated = _calibrate(source, options, lambda: keyed(stream))
             else:  # TensorFlow calibrates on one sample to build the graph; the workers on all
                 first = list(itertools.islice(stream, 1))
-                calibrated = _calibrate(source, options, lambda: iter(first))
-                calibrated = workers.calibrate(calibrated, itertools.chain(first, stream))
+                calibrated = _calibrate(source, options, lambda: keyed(iter(first)))
+                order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
+                calibrated = workers.calibrate(calibrated, ([sample[k] for k in order] for sample in itertools.chain(first, stream)))
             float_bytes = len(calibrated)
             keep.update(resolve_keep_float(parse_tflite(calibrated), options.keep_float))
             quantized = _quantize(calibrated, options, keep)
             if options.budget is not None:
                 quantized, search = _search(calibrated, quantized, source, options, keep, data)
                 keep["nodes"] += [n for n in search["chosen"]["float_layers"] if n not in keep["nodes"]]
-        warnings = audit.warnings()
-        if audit.count < options.samples:
-            warnings.insert(0, f"asked for {options.samples} calibration samples but {samples.describe()} gave {audit.count}")
-        if audit.count == 0:
-            raise DataError(f"{samples.describe()}: no samples to calibrate with")
+        warnings = [w for a in audits for w in a.warnings()]
+        for a, described in zip(audits, (s.describe() for s in samples)):
+            if a.count == 0:
+                raise DataError(f"{described}: no samples to calibrate with")
+            if a.count < options.samples:
+                warnings.insert(0, f"asked for {options.samples} calibration samples but {described} gave {a.count}")
         calibration = {
             "samples": audit.count,
             "requested": options.samples,
             "data": str(data),
             "fingerprint": audit.fingerprint,
             "jobs": len(workers.workers) if workers else 1,
-            "observed_range": {s.name: [lo, hi] for s, lo, hi in zip(source.specs, audit.low, audit.high)},
+            "observed_range": {s.name: [lo, hi] for a in audits for s, lo, hi in zip(a.specs, a.low, a.high)},
             "warnings": warnings,
         }
     else:
         quantized = _convert(source, options, None)
         float_bytes = len(_convert(source, options, None, float_only=True))
-    return quantized, calibration, keep, float_bytes, source.kind, search
+    return source.restore(quantized), calibration, keep, float_bytes, source.kind, search
+
+
+def _keyed(source):
+    """Samples (lists in input order) as {input key: array}, which the converter maps by signature."""
+    names = [s.name for s in source.specs]
+    return lambda samples: (dict(zip(names, sample)) for sample in samples)
+
+
+def _calibration_stream(source, data: Path, options: ConvertOptions):
+    """The samples of every signature, audited as they stream by.
+
+    One signature: lists of arrays in input order. Several: (key, {input: array}) pairs, as
+    TensorFlow's calibrator takes them, fed from a .npz holding `KEY/INPUT` arrays.
+    """
+    multi = len(source.signatures) > 1
+    sources, audits = [], []
+    for key, specs in source.signatures.items():
+        named = [InputSpec(f"{key}/{s.name}", s.shape) for s in specs] if multi else specs
+        samples = open_samples(data, named, options.preprocessing, options.samples, options.seed)
+        if isinstance(samples, ImageFolder):
+            samples.check_headers()
+        sources.append(samples)
+        audits.append(Audit(named, options.preprocessing.expected_range() if isinstance(samples, ArraySource) else None))
+    if not multi:
+        return sources, audits, audits[0].watch(sources[0])
+    stream = ((key, {s.name: a for s, a in zip(specs, sample)})
+              for (key, specs), samples, audit in zip(source.signatures.items(), sources, audits)
+              for sample in audit.watch(samples))
+    return sources, audits, stream
 
 
 def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions, keep: dict[str, Any], data: Path):
@@ -247,10 +282,10 @@ def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions
         wide = replace(options, mode="int16x8", io="float32" if options.io_type == "float32" else "int16", keep_float=(),
                        eval_data=None, budget=None)
         calibration = open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)
-        return _convert(source, wide, lambda: iter(calibration))
+        return _convert(source, wide, lambda: _keyed(source)(iter(calibration)))
 
     eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
-    evaluator = Evaluator(calibrated, list(eval_source), eval_source.labels, options.budget)
+    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, options.budget)
     with_float = lambda nodes: _quantize(calibrated, options, {**keep, "nodes": keep["nodes"] + nodes})  # noqa: E731
     rank = lambda: ranked_layers(_quantize(calibrated, options, keep, numeric_verify=True), evaluator.samples, calibrated)  # noqa: E731
     model, record = search(evaluator, full_int8, rank, with_float, options.max_float_layers,

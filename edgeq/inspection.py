@@ -39,6 +39,24 @@ class TensorInfo:
 
 
 @dataclass(frozen=True)
+class SignatureInfo:
+    """One signature as app code uses it: key -> tensor, for every input and output."""
+
+    key: str
+    subgraph: int
+    inputs: list[dict[str, Any]]  # {"key", "index", **TensorInfo}
+    outputs: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, model: TfliteModel) -> list[SignatureInfo]:
+        def ports(sig, pairs):
+            return [{"key": key, "index": i, **asdict(TensorInfo.of(model.signature_tensors[(sig.subgraph, i)]))}
+                    for key, i in pairs]
+
+        return [cls(s.key, s.subgraph, ports(s, s.inputs), ports(s, s.outputs)) for s in model.signatures]
+
+
+@dataclass(frozen=True)
 class ModelSummary:
     path: str
     bytes: int
@@ -55,6 +73,7 @@ class ModelSummary:
     float_bytes_source: str
     size_ratio: float | None
     subgraphs: int
+    signatures: list[SignatureInfo] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,7 +112,9 @@ def summarize(model: TfliteModel) -> ModelSummary:
     float_bytes, source = _float_size(model)
     notes = []
     if model.subgraph_count > 1:
-        notes.append(f"{model.subgraph_count} subgraphs; only the main one is described")
+        notes.append(f"{model.subgraph_count} subgraphs; only the main one is described (the signatures list all)")
+    if not model.signatures:
+        notes.append("no SignatureDef: app code must address tensors by index")
     return ModelSummary(
         path=str(model.path),
         bytes=model.size,
@@ -110,6 +131,7 @@ def summarize(model: TfliteModel) -> ModelSummary:
         float_bytes_source=source,
         size_ratio=round(model.size / float_bytes, 4) if float_bytes else None,
         subgraphs=model.subgraph_count,
+        signatures=SignatureInfo.of(model),
         notes=notes,
     )
 

@@ -23,6 +23,7 @@ import numpy as np
 from edgeq.errors import UsageError
 from edgeq.metrics import Scorer, is_classification
 from edgeq.runtime import LiteRTRunner
+from edgeq.signatures import positions
 from edgeq.tflite_file import parse_tflite
 
 DEBUG_SAMPLES = 32
@@ -66,13 +67,17 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 class Evaluator:
     """Scores candidate models on the eval samples against the float (calibrated) model."""
 
-    def __init__(self, calibrated: bytes, samples: list[list[np.ndarray]], labels: list[int] | None, budget: Budget):
+    def __init__(self, calibrated: bytes, samples: list[list[np.ndarray]], names: list[str], labels: list[int] | None,
+                 budget: Budget):
+        """`samples`: arrays in the order of the input keys `names`; fed by key to every candidate."""
         if budget.max_drop is not None and labels is None:
             raise UsageError("--max-drop needs labelled --eval-data (class folders, or y in a .npz); use --min-agreement")
-        self.samples, self.labels, self.budget = samples, labels, budget
+        self.labels, self.budget = labels, budget
         self.tmp = tempfile.TemporaryDirectory(prefix="edgeq-search-")
         reference = self._runner(calibrated, "float")
-        self.reference = [reference.run(s) for s in samples]
+        order = positions(names, [p.label for p in reference.input_ports])
+        self.samples = [[sample[k] for k in order] for sample in samples]
+        self.reference = [reference.run(s) for s in self.samples]
         self.classify = is_classification(reference.outputs[0]["shape"].tolist())
         self.names = [d["name"] for d in reference.outputs]
 

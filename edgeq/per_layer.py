@@ -55,8 +55,9 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
                                     tuple(pre["mean"]) if pre.get("mean") else None, tuple(pre["std"]) if pre.get("std") else None),
     )
     calibration_data = recipe.get("data")
+    signatures = recipe.get("signatures") or [recipe.get("signature") or signature]
     with captured_native_stderr():
-        source = load_source(reference, signature, [",".join(map(str, s.shape)) for s in specs] if len(specs) == 1 else
+        source = load_source(reference, tuple(signatures)[:1], [",".join(map(str, s.shape)) for s in specs] if len(specs) == 1 else
                              [f"{s.name}=" + ",".join(map(str, s.shape)) for s in specs])
         if calibration_data and Path(calibration_data).exists():
             calibration = list(open_samples(calibration_data, source.specs, options.preprocessing, options.samples, options.seed))

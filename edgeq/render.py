@@ -16,14 +16,26 @@ def _tensor_line(t: TensorInfo) -> str:
     return f"  {t.name}  {t.dtype}{list(t.shape)}{quant}"
 
 
+def _io_lines(s: ModelSummary) -> list[str]:
+    """By signature key where the model has signatures (what app code uses), else by tensor."""
+    if not s.signatures:
+        return ["inputs:", *map(_tensor_line, s.inputs), "outputs:", *map(_tensor_line, s.outputs)]
+    lines = []
+    for sig in s.signatures:
+        lines.append(f"signature '{sig.key}':")
+        for side in ("inputs", "outputs"):
+            lines.append(f"  {side}:")
+            for port in getattr(sig, side):
+                t = TensorInfo(**{k: port[k] for k in ("name", "shape", "dtype", "scale", "zero_point")})
+                lines.append(f"  {port['key']} ->" + _tensor_line(t)[1:] + f"  (tensor {port['index']})")
+    return lines
+
+
 def summary_text(s: ModelSummary) -> str:
     lines = [f"{s.path}: {_kib(s.bytes)}, {s.ops_total} ops, {s.ops_int8} on int8 kernels"]
     if s.size_ratio is not None:
         lines.append(f"size vs float: {s.size_ratio:.3f}x of {_kib(s.float_bytes)} ({s.float_bytes_source})")
-    lines.append("inputs:")
-    lines += [_tensor_line(t) for t in s.inputs]
-    lines.append("outputs:")
-    lines += [_tensor_line(t) for t in s.outputs]
+    lines += _io_lines(s)
     lines.append("ops:")
     for op, c in s.op_census.items():
         kinds = ", ".join(f"{c[k]} {k}" for k in ("int8", "int16", "float") if c.get(k))
@@ -51,10 +63,7 @@ def conversion_text(result) -> str:
         c = m["calibration"]
         lines.append(f"calibrated on {c['samples']} samples from {c['data']}")
     lines.append(f"{m['ops_int8']} of {m['ops_total']} ops on int8 kernels; mode {m['options']['mode']}, io {m['options']['io']}")
-    lines.append("inputs:")
-    lines += [_tensor_line(t) for t in result.summary.inputs]
-    lines.append("outputs:")
-    lines += [_tensor_line(t) for t in result.summary.outputs]
+    lines += _io_lines(result.summary)
     if m.get("search"):
         lines += search_lines(m["search"])
     if m["float_ops"]:

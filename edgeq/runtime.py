@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeq.errors import ModelError, UsageError
 from edgeq.native import captured_native_stderr
+from edgeq.pairing import Port
 
 DELEGATES = ("xnnpack", "none", "ref")
 
@@ -107,6 +108,18 @@ class LiteRTRunner:
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
         self.delegated_nodes, self.kept_ops = self._delegation()
+        self.input_ports, self.output_ports = self._ports()
+
+    def _ports(self) -> tuple[list[Port], list[Port]]:
+        """Inputs and outputs with the signature keys of the main subgraph's signature, if it has one."""
+        main = [s for s in self.model.signatures if s.subgraph == 0]
+        chosen = next((s for s in main if s.key == "serving_default"), main[0] if main else None)
+        keys = {i: k for k, i in (chosen.inputs + chosen.outputs)} if chosen else {}
+
+        def ports(details):
+            return [Port(keys.get(d["index"]), d["name"], tuple(int(x) for x in d["shape"])) for d in details]
+
+        return ports(self.inputs), ports(self.outputs)
 
     @property
     def total_nodes(self) -> int:

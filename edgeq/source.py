@@ -20,13 +20,28 @@ KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 @dataclass
 class ModelSource:
-    """A float model ready to convert: its fixed input specs and a converter factory."""
+    """A float model ready to convert: its fixed input specs per signature and a converter factory.
+
+    The converter gives the SignatureDefs the plain converter gives for the same source (keys of
+    the signature's inputs and outputs, output order); `restore` puts them back on paths whose
+    converter drops them (the TF1 converter).
+    """
 
     path: Path
     kind: str  # "keras" | "saved_model" | "saved_model (TF1 converter)"
-    specs: list[InputSpec]
+    signatures: dict[str, list[InputSpec]]  # signature key -> its inputs, in the converter's order
     make_converter: Callable[[], Any]
     owner: Any = None  # the loaded model: concrete functions only hold weak references to its variables
+    restore: Callable[[bytes], bytes] = lambda model: model
+
+    @property
+    def specs(self) -> list[InputSpec]:
+        """The inputs of the only (or first) signature."""
+        return next(iter(self.signatures.values()))
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.signatures)
 
 
 def parse_input_shapes(values: list[str]) -> dict[str | None, tuple[int, ...]]:
@@ -62,16 +77,21 @@ def _show(shape) -> str:
     return "[" + ", ".join("?" if d is None or d == -1 else str(d) for d in shape) + "]"
 
 
-def load_source(path: str | Path, signature: str = "serving_default", input_shapes: list[str] | None = None) -> ModelSource:
+def load_source(path: str | Path, signature: str | tuple[str, ...] = "serving_default",
+                input_shapes: list[str] | None = None) -> ModelSource:
+    """`signature`: one key, several, or ("all",) for every signature of a SavedModel."""
     path = Path(path)
+    wanted = (signature,) if isinstance(signature, str) else tuple(signature) or ("serving_default",)
     given = parse_input_shapes(input_shapes or [])
     if not path.exists():
         raise ModelError(f"{path}: no such model; pass a .keras or .h5 file or a SavedModel folder")
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ModelError(f"{path}: a folder without saved_model.pb is not a SavedModel")
-        return _saved_model(path, signature, given)
+        return _saved_model(path, wanted, given)
     if path.suffix.lower() in KERAS_SUFFIXES:
+        if wanted != ("serving_default",):
+            raise UsageError(f"{path}: a Keras model has one signature, serving_default; drop --signature")
         return _keras(path, given)
     raise ModelError(f"{path}: unsupported model type '{path.suffix}'; pass a .keras or .h5 file or a SavedModel folder")
 
@@ -91,11 +111,28 @@ def _keras(path: Path, given) -> ModelSource:
     ]
     tensor_specs = [tf.TensorSpec(s.shape, tf.float32, name=s.name) for s in specs]
 
-    def call(*args):
-        return model(list(args) if len(args) > 1 else args[0], training=False)
+    def make_converter():
+        """Exported as from_keras_model exports a Keras 3 model (an ExportArchive of the inference
+        call), with fixed shapes: the same `serving_default` keys, input keys from the input names,
+        outputs output_0, output_1, ..."""
+        import functools
 
-    function = tf.function(call, input_signature=tensor_specs).get_concrete_function()
-    return ModelSource(path, "keras", specs, lambda: tf.lite.TFLiteConverter.from_concrete_functions([function]), model)
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serve", functools.partial(model.__call__, training=False),
+                             [tensor_specs] if len(tensor_specs) > 1 else tensor_specs)
+        return _saved_converter(lambda folder: _silently(archive.write_out, folder), ["serving_default"])
+
+    return ModelSource(path, "keras", {"serving_default": specs}, make_converter, model)
+
+
+def _silently(function: Callable[..., Any], *args: Any) -> Any:
+    """Keras prints the exported endpoints to stdout, which is the user's (and --json's)."""
+    import contextlib
+    import os
+
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        return function(*args)
 
 
 def _input_name(tensor, index: int) -> str:
@@ -103,56 +140,131 @@ def _input_name(tensor, index: int) -> str:
     return name.split(":")[0].replace("/", "_")
 
 
-def _saved_model(path: Path, signature: str, given) -> ModelSource:
+def _pick_signatures(path: Path, available: list[str], wanted: tuple[str, ...]) -> list[str]:
+    if wanted == ("all",):
+        return sorted(available)
+    missing = [k for k in wanted if k not in available]
+    if missing:
+        raise UsageError(f"{path}: no signature '{missing[0]}'; it has {sorted(available)} (pass --signature KEY or --signature all)")
+    return list(dict.fromkeys(wanted))
+
+
+def _saved_model(path: Path, wanted: tuple[str, ...], given) -> ModelSource:
     import tensorflow as tf
 
     try:
         loaded = tf.saved_model.load(str(path))
     except Exception as exc:
         log.warning("tf.saved_model.load failed (%s); using the TF1 converter for %s", first_line(exc), path)
-        return _saved_model_v1(path, signature, given)
-    if signature not in loaded.signatures:
-        raise UsageError(f"{path}: no signature '{signature}'; it has {sorted(loaded.signatures)} (pass --signature)")
-    function = loaded.signatures[signature]
-    _, kwargs = function.structured_input_signature
-    names = sorted(kwargs)
-    specs = [InputSpec(n, fix_shape(n, kwargs[n].shape.as_list(), given, len(names) == 1)) for n in names]
-    for n in names:
-        if kwargs[n].dtype != tf.float32:
-            raise ModelError(f"{path}: input '{n}' is {kwargs[n].dtype.name}; edgeq calibrates float32 inputs only")
-    tensor_specs = [tf.TensorSpec(s.shape, tf.float32, name=s.name) for s in specs]
+        return _saved_model_v1(path, wanted, given)
+    keys = _pick_signatures(path, list(loaded.signatures), wanted)
+    signatures, functions = {}, {}
+    for key in keys:
+        function = loaded.signatures[key]
+        _, kwargs = function.structured_input_signature
+        names = sorted(kwargs)
+        for n in names:
+            if kwargs[n].dtype != tf.float32:
+                raise ModelError(f"{path}: input '{n}' of signature '{key}' is {kwargs[n].dtype.name}; edgeq calibrates float32 inputs only")
+        specs = [InputSpec(n, fix_shape(n, kwargs[n].shape.as_list(), given, len(names) == 1)) for n in names]
+        signatures[key] = specs
+        functions[key] = _fixed(function, names, [tf.TensorSpec(s.shape, tf.float32, name=s.name) for s in specs])
+
+    return ModelSource(path, "saved_model", signatures, lambda: _via_saved_model(loaded, functions), loaded)
+
+
+def _via_saved_model(owner, functions: dict[str, Any]):
+    """The fixed-shape functions saved under their own keys, converted as the plain converter
+    converts a SavedModel, so the .tflite has the same SignatureDefs."""
+    import tensorflow as tf
+
+    return _saved_converter(lambda folder: tf.saved_model.save(owner, folder, signatures=functions), list(functions))
+
+
+def _saved_converter(save: Callable[[str], Any], keys: list[str]):
+    """A converter for the SavedModel that `save(folder)` writes to a scratch folder."""
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+
+    scratch = tempfile.mkdtemp(prefix="edgeq-sm-")
+    try:
+        save(scratch)
+        return _Cleanup(tf.lite.TFLiteConverter.from_saved_model(scratch, signature_keys=keys), scratch)
+    except Exception:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+
+
+def _fixed(function, names: list[str], tensor_specs: list):
+    """`function` (keyword inputs) as a concrete function with fixed shapes and the same keys."""
+    import tensorflow as tf
 
     def call(*args):
         return function(**dict(zip(names, args)))
 
-    fixed = tf.function(call, input_signature=tensor_specs).get_concrete_function()
-    return ModelSource(path, "saved_model", specs, lambda: tf.lite.TFLiteConverter.from_concrete_functions([fixed], loaded), loaded)
+    return tf.function(call, input_signature=tensor_specs).get_concrete_function()
 
 
-def _saved_model_v1(path: Path, signature: str, given) -> ModelSource:
-    """Older TF 2.x SavedModels that tf.saved_model.load rejects still convert with the TF1 converter."""
+class _Cleanup:
+    """A converter whose scratch SavedModel is removed once it has converted."""
+
+    def __init__(self, converter, scratch: str):
+        self._converter, self._scratch = converter, scratch
+
+    def __getattr__(self, name):
+        return getattr(self._converter, name)
+
+    def __setattr__(self, name, value):
+        if name in ("_converter", "_scratch"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._converter, name, value)
+
+    def convert(self):
+        import shutil
+
+        try:
+            return self._converter.convert()
+        finally:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _saved_model_v1(path: Path, wanted: tuple[str, ...], given) -> ModelSource:
+    """Older TF 2.x SavedModels that tf.saved_model.load rejects still convert with the TF1 converter.
+
+    That converter writes no SignatureDef; `restore` writes the SavedModel's own one back, its
+    keys pointing at the tensors the converter named after the graph's tensors.
+    """
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
+
+    from edgeq.signatures import SignatureSpec, with_signatures
 
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString((path / "saved_model.pb").read_bytes())
     defs = proto.meta_graphs[0].signature_def
-    if signature not in defs:
-        raise UsageError(f"{path}: no signature '{signature}'; it has {sorted(defs)} (pass --signature)")
-    inputs = defs[signature].inputs
+    keys = _pick_signatures(path, list(defs), wanted)
+    if len(keys) > 1:
+        raise UsageError(f"{path}: this SavedModel converts only on the TF1 converter, which takes one signature; pass --signature KEY")
+    key = keys[0]
+    inputs, outputs = defs[key].inputs, defs[key].outputs
     names = sorted(inputs)
     specs = []
     for n in names:
         dims = [None if d.size < 0 else d.size for d in inputs[n].tensor_shape.dim]
         specs.append(InputSpec(n, fix_shape(n, dims, given, len(names) == 1)))
     tensor_names = {inputs[s.name].name.split(":")[0]: list(s.shape) for s in specs}
+    spec = SignatureSpec(key, [(n, inputs[n].name) for n in names], [(n, outputs[n].name) for n in sorted(outputs)])
     return ModelSource(
         path,
         "saved_model (TF1 converter)",
-        specs,
+        {key: specs},
         lambda: tf.compat.v1.lite.TFLiteConverter.from_saved_model(
-            str(path), input_shapes=tensor_names, signature_key=signature
+            str(path), input_shapes=tensor_names, signature_key=key
         ),
+        restore=lambda model: with_signatures(model, [spec]),
     )
 
 

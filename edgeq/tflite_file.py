@@ -62,6 +62,16 @@ class Operator:
 
 
 @dataclass(frozen=True)
+class Signature:
+    """A SignatureDef: keys app code uses, each mapped to a tensor index of `subgraph`."""
+
+    key: str
+    subgraph: int
+    inputs: tuple[tuple[str, int], ...]
+    outputs: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
 class TfliteModel:
     path: Path
     size: int
@@ -71,6 +81,8 @@ class TfliteModel:
     outputs: tuple[int, ...]
     subgraph_count: int
     data: bytes = field(default=b"", repr=False, compare=False)
+    signatures: tuple[Signature, ...] = ()
+    signature_tensors: dict[tuple[int, int], Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def producers(self) -> dict[int, Operator]:
@@ -150,23 +162,7 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
         buf = model.Buffers(b)
         buffer_bytes.append(buf.Size() if buf.Offset() > 1 else buf.DataLength())
 
-    tensors = []
-    for i in range(graph.TensorsLength()):
-        t = graph.Tensors(i)
-        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
-        signature = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else shape
-        tensors.append(
-            Tensor(
-                index=i,
-                name=(t.Name() or b"").decode("utf-8", "replace"),
-                shape=shape,
-                shape_signature=signature,
-                dtype=type_names.get(t.Type(), f"type{t.Type()}").lower(),
-                constant_bytes=buffer_bytes[t.Buffer()] if 0 < t.Buffer() < len(buffer_bytes) else 0,
-                quantization=_quantization(t.Quantization()),
-                buffer=t.Buffer(),
-            )
-        )
+    tensors = [_tensor(graph.Tensors(i), i, buffer_bytes, type_names) for i in range(graph.TensorsLength())]
 
     operators = []
     for i in range(graph.OperatorsLength()):
@@ -187,6 +183,7 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
             )
         )
 
+    signatures = _signatures(model)
     return TfliteModel(
         path=path,
         size=len(data),
@@ -196,7 +193,35 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
         outputs=tuple(int(x) for x in graph.OutputsAsNumpy()),
         subgraph_count=model.SubgraphsLength(),
         data=data,
+        signatures=signatures,
+        signature_tensors={(sig.subgraph, i): _tensor(model.Subgraphs(sig.subgraph).Tensors(i), i, buffer_bytes, type_names)
+                           for sig in signatures for _, i in sig.inputs + sig.outputs},
     )
+
+
+def _tensor(t, i: int, buffer_bytes: list[int], type_names: dict[int, str]) -> Tensor:
+    shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+    signature = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else shape
+    return Tensor(
+        index=i,
+        name=(t.Name() or b"").decode("utf-8", "replace"),
+        shape=shape,
+        shape_signature=signature,
+        dtype=type_names.get(t.Type(), f"type{t.Type()}").lower(),
+        constant_bytes=buffer_bytes[t.Buffer()] if 0 < t.Buffer() < len(buffer_bytes) else 0,
+        quantization=_quantization(t.Quantization()),
+        buffer=t.Buffer(),
+    )
+
+
+def _signatures(model) -> tuple[Signature, ...]:
+    found = []
+    for s in range(model.SignatureDefsLength()):
+        sig = model.SignatureDefs(s)
+        maps = lambda n, get: tuple((get(i).Name().decode("utf-8", "replace"), int(get(i).TensorIndex())) for i in range(n))  # noqa: E731
+        found.append(Signature((sig.SignatureKey() or b"").decode("utf-8", "replace"), int(sig.SubgraphIndex()),
+                               maps(sig.InputsLength(), sig.Inputs), maps(sig.OutputsLength(), sig.Outputs)))
+    return tuple(found)
 
 
 def _options(op) -> dict[str, Any]:

@@ -16,10 +16,11 @@ from typing import Any, Callable
 
 import edgeq
 from edgeq.errors import DataError, ModelError, UsageError
-from edgeq.fileio import size_of
+from edgeq.fileio import sha256_of, size_of
 from edgeq.inspection import read_manifest
 from edgeq.metrics import Scorer, is_classification
 from edgeq.native import captured_native_stderr
+from edgeq.pairing import pair
 from edgeq.runtime import LiteRTRunner
 from edgeq.samples import InputSpec, Preprocessing, open_samples
 
@@ -133,22 +134,26 @@ def _delegate_check(target: dict[str, Any], result: dict[str, Any]) -> dict[str,
 def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner,
              float_path: Path, float_note: str, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
     ref = LiteRTRunner(float_path, options.delegate, options.threads, options.delegate_library, options.delegate_options)
+    same_source = _same_source(model, reference)
+    inputs = pair("inputs", int8.input_ports, ref.input_ports, same_source)
+    outputs = pair("outputs", int8.output_ports, ref.output_ports, same_source)
     specs = _specs(int8)
-    if [d["shape"].tolist() for d in ref.inputs] != [list(s.shape) for s in specs]:
-        raise ModelError(f"{reference} takes inputs {[d['shape'].tolist() for d in ref.inputs]} but {model} takes {[list(s.shape) for s in specs]}")
-    if len(ref.outputs) != len(int8.outputs):
-        raise ModelError(f"{reference} has {len(ref.outputs)} outputs but {model} has {len(int8.outputs)}")
+    to_reference = [0] * len(specs)  # the reference's feeds in its own input order
+    for i, j in enumerate(inputs.order):
+        to_reference[j] = i
 
     samples = open_samples(data, specs, options.preprocessing or _manifest_preprocessing(model), options.limit, options.seed)
     labels = samples.labels
-    scorer = Scorer([d["name"] for d in int8.outputs], is_classification(int8.outputs[0]["shape"].tolist()), options.top_k)
+    names = [p.label for p in int8.output_ports]
+    scorer = Scorer(names, is_classification(int8.outputs[0]["shape"].tolist()), options.top_k)
     kept: dict[str, list] = {"inputs": [], "int8_raw": [], "float": []}  # for --device runs only
     first = None
     for i, feeds in enumerate(samples):
         first = first or feeds
         model_feeds = int8.quantize_inputs(feeds)
         raw = int8.run_raw(model_feeds)
-        want = ref.run(feeds)
+        got = ref.run([feeds[k] for k in to_reference])
+        want = [got[j].reshape(int8.output_ports[m].shape) for m, j in enumerate(outputs.order)]
         scorer.add(want, int8.dequantize_outputs(raw), labels[i] if labels is not None else None)
         if options.devices:
             kept["inputs"].append(model_feeds)
@@ -158,10 +163,13 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             progress(i + 1, len(samples))
     if first is None:
         raise DataError(f"{samples.describe()}: no samples to validate with")
+    first_reference = [first[k] for k in to_reference]
 
     int8_latency = int8.time(first, options.warmup, options.runs)
-    float_latency = ref.time(first, options.warmup, options.runs)
+    float_latency = ref.time(first_reference, options.warmup, options.runs)
     scores = scorer.result()
+    for output, j in zip(scores["outputs"], outputs.order):
+        output["reference_name"] = ref.output_ports[j].label
     float_bytes = size_of(float_path)
     result: dict[str, Any] = {
         "edgeq_version": edgeq.__version__,
@@ -169,6 +177,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         "reference": str(reference),
         "reference_tflite": float_note,
         "data": samples.describe(),
+        "pairing": {"inputs": inputs.method, "outputs": outputs.method},
         "size": {"float_bytes": float_bytes, "int8_bytes": int8.model.size, "ratio": round(int8.model.size / float_bytes, 4)},
         **scores,
         "latency": {
@@ -194,7 +203,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         )
     result["conversion_search"] = read_manifest(model).get("search")
     result["per_layer"] = _per_layer(model, reference, data, specs, options) if options.per_layer else None
-    result["devices"] = _on_devices(model, float_path, int8, ref, kept, first, labels, scorer.classify, options) if options.devices else []
+    result["devices"] = _on_devices(model, float_path, int8, ref, kept, first_reference, labels, scorer.classify, options) if options.devices else []
     result["gates"] = [_gate(name, limit, result) for name, limit in options.gates.items()]
     for device in result["devices"]:
         device["gates"] = [_gate(name, limit, device) for name, limit in options.gates.items()]
@@ -236,7 +245,19 @@ def _gate(name: str, limit: float, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _specs(runner: LiteRTRunner) -> list[InputSpec]:
-    return [InputSpec(d["name"], tuple(int(x) for x in d["shape"])) for d in runner.inputs]
+    """The model's inputs, named by signature key where it has one (the keys of a .npz)."""
+    return [InputSpec(p.label, p.shape) for p in runner.input_ports]
+
+
+def _same_source(model: Path, reference: Path) -> bool:
+    """Whether `reference` is the very file the model's manifest says it was converted from."""
+    source = read_manifest(model).get("source")
+    if not isinstance(source, dict) or not reference.exists():
+        return False
+    try:
+        return source.get("sha256") == sha256_of(reference)
+    except OSError:
+        return False
 
 
 def _manifest_preprocessing(model: Path) -> Preprocessing | None:
@@ -259,9 +280,10 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
         return reference, "given"
     from edgeq.source import load_source
 
-    shapes = [f"{d['name']}=" + ",".join(str(int(x)) for x in d["shape"]) for d in int8.inputs]
+    shapes = [f"{p.label}=" + ",".join(map(str, p.shape)) for p in int8.input_ports]
     with captured_native_stderr():
-        source = load_source(reference, options.signature, shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]])
+        signatures = read_manifest(int8.path).get("options", {}).get("signatures") or [options.signature]
+        source = load_source(reference, tuple(signatures)[:1], shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]])
         data = source.make_converter().convert()
     path = scratch / (reference.stem + "_float.tflite")
     path.write_bytes(data)

@@ -190,8 +190,8 @@ def test_two_input_model_from_npz(two_input_keras, tmp_path):
     data = tmp_path / "pairs.npz"
     np.savez(data, a=rng.normal(size=(20, 4)).astype(np.float32), b=rng.normal(size=(20, 6)).astype(np.float32))
     result = convert(two_input_keras, tmp_path / "m.tflite", data, samples=20)
-    assert sorted(i["name"] for i in result.manifest["inputs"]) == ["a", "b"]
-    assert {i["name"]: i["shape"] for i in result.manifest["inputs"]} == {"a": [1, 4], "b": [1, 6]}
+    (signature,) = result.manifest["signatures"]
+    assert {i["key"]: i["shape"] for i in signature["inputs"]} == {"a": [1, 4], "b": [1, 6]}
     assert result.manifest["calibration"]["samples"] == 20
 
 
