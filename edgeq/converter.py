@@ -205,10 +205,10 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
             workers = None  # the parallel calibrator takes one subgraph; TensorFlow's own one takes them all
         audit = audits[0]
         if options.mode == "int16x8":
-            quantized = _convert(source, options, lambda: _keyed(source)(stream) if len(source.signatures) == 1 else stream)
+            quantized = _convert(source, options, lambda: _keyed(source)(stream))
             float_bytes = len(_convert(source, options, None, float_only=True))
         else:
-            keyed = _keyed(source) if len(source.signatures) == 1 else (lambda samples: samples)
+            keyed = _keyed(source)
             if workers is None:
                 calibrated = _calibrate(source, options, lambda: keyed(stream))
             else:  # TensorFlow calibrates on one sample to build the graph; the workers on all
@@ -244,7 +244,10 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
 
 
 def _keyed(source):
-    """Samples (lists in input order) as {input key: array}, which the converter maps by signature."""
+    """Samples (lists in input order) as {input key: array}, which the converter maps by signature;
+    as they are where the converter's model has no signature, or they are keyed already."""
+    if len(source.signatures) > 1 or not source.keyed:
+        return lambda samples: samples
     names = [s.name for s in source.specs]
     return lambda samples: (dict(zip(names, sample)) for sample in samples)
 

@@ -33,6 +33,7 @@ class ModelSource:
     make_converter: Callable[[], Any]
     owner: Any = None  # the loaded model: concrete functions only hold weak references to its variables
     restore: Callable[[bytes], bytes] = lambda model: model
+    keyed: bool = True  # the converter's model has the signatures, so samples can be fed by key
 
     @property
     def specs(self) -> list[InputSpec]:
@@ -265,6 +266,7 @@ def _saved_model_v1(path: Path, wanted: tuple[str, ...], given) -> ModelSource:
             str(path), input_shapes=tensor_names, signature_key=key
         ),
         restore=lambda model: with_signatures(model, [spec]),
+        keyed=False,
     )
 
 
