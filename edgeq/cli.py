@@ -359,7 +359,21 @@ def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", help="An
 
 
 def run() -> None:
-    app()
+    """The console entry point: an unexpected exception is one line and exit 3, never a traceback
+    (exit 1 stays "a gate failed")."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("edgeq: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of the exit-code contract
+        if _state["verbose"]:
+            import traceback
+
+            traceback.print_exception(exc)
+        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+        typer.echo(f"edgeq: internal error: {type(exc).__name__}: {detail} (rerun with -v for the traceback)", err=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

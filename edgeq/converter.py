@@ -13,7 +13,8 @@ import re
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Callable
 
 import edgeq
 from edgeq.calibration import ParallelCalibrator, default_jobs
@@ -208,17 +209,16 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
             quantized = _convert(source, options, lambda: _keyed(source)(stream))
             float_bytes = len(_convert(source, options, None, float_only=True))
         else:
-            keyed = _keyed(source)
             if workers is None:
-                calibrated = _calibrate(source, options, lambda: keyed(stream))
+                calibrated = calibrate(source, options, lambda: stream)
             else:  # TensorFlow calibrates on one sample to build the graph; the workers on all
                 first = list(itertools.islice(stream, 1))
-                calibrated = _calibrate(source, options, lambda: keyed(iter(first)))
+                calibrated = calibrate(source, options, lambda: iter(first))
                 order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
                 calibrated = workers.calibrate(calibrated, ([sample[k] for k in order] for sample in itertools.chain(first, stream)))
             float_bytes = len(calibrated)
             keep.update(resolve_keep_float(parse_tflite(calibrated), options.keep_float))
-            quantized = _quantize(calibrated, options, keep)
+            quantized = quantize(calibrated, options, keep)
             if options.budget is not None:
                 quantized, search = _search(calibrated, quantized, source, options, keep, data)
                 keep["nodes"] += [n for n in search["chosen"]["float_layers"] if n not in keep["nodes"]]
@@ -289,8 +289,8 @@ def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions
 
     eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
     evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, options.budget)
-    with_float = lambda nodes: _quantize(calibrated, options, {**keep, "nodes": keep["nodes"] + nodes})  # noqa: E731
-    rank = lambda: ranked_layers(_quantize(calibrated, options, keep, numeric_verify=True), evaluator.samples, calibrated)  # noqa: E731
+    with_float = lambda nodes: quantize(calibrated, options, {**keep, "nodes": keep["nodes"] + nodes})  # noqa: E731
+    rank = lambda: ranked_layers(quantize(calibrated, options, keep, numeric_verify=True), evaluator.samples, calibrated)  # noqa: E731
     model, record = search(evaluator, full_int8, rank, with_float, options.max_float_layers,
                            int16x8 if options.allow_int16x8 else None)
     record["eval_data"] = str(options.eval_data)
@@ -303,12 +303,14 @@ def _tf_type(name: str):
     return {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}[name]
 
 
-def _calibrate(source, options: ConvertOptions, representative_dataset) -> bytes:
+def calibrate(source, options: ConvertOptions, samples: Callable[[], Iterable[Any]]) -> bytes:
+    """The calibrated float model (min/max on every tensor) of `source` on `samples()`, which
+    yields lists of arrays in the order of `source.specs` (or, for several signatures, keyed pairs)."""
     import tensorflow as tf
 
     converter = source.make_converter()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative_dataset
+    converter.representative_dataset = lambda: _keyed(source)(samples())
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if options.mode == "int8-fallback" or options.keep_float:
         ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
@@ -317,7 +319,7 @@ def _calibrate(source, options: ConvertOptions, representative_dataset) -> bytes
     return converter.convert()
 
 
-def _quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any], numeric_verify: bool = False) -> bytes:
+def quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any], numeric_verify: bool = False) -> bytes:
     """`numeric_verify`: the debug model of QuantizationDebugger (float ops kept beside the quantized ones)."""
     from tensorflow.lite.python.convert import mlir_quantize
 

@@ -25,3 +25,7 @@ class ConversionError(EdgeqError):
 
 class OutputExistsError(EdgeqError):
     """Refusing to overwrite a file without --force."""
+
+
+class AnalysisError(EdgeqError):
+    """TensorFlow's QuantizationDebugger (per-layer analysis, the accuracy search's ranking) failed."""

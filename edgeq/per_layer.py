@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.errors import UsageError
+from edgeq.errors import AnalysisError, UsageError
 from edgeq.inspection import read_manifest
 from edgeq.native import captured_native_stderr
 from edgeq.samples import InputSpec, Preprocessing, open_samples
@@ -35,12 +35,7 @@ def _signal_power(float_values: np.ndarray, quantized: np.ndarray, scale: float,
 def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.ndarray]], specs: list[InputSpec],
                      signature: str = "serving_default") -> dict[str, Any]:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
-    from edgeq.converter import (
-        ConvertOptions,
-        _calibrate,
-        _quantize,
-        resolve_keep_float,
-    )
+    from edgeq.converter import ConvertOptions, calibrate, quantize, resolve_keep_float
     from edgeq.source import load_source
     from edgeq.tflite_file import parse_tflite
     manifest = read_manifest(model)
@@ -65,20 +60,48 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
         else:
             calibration = debug_samples
             note = f"no calibration data recorded beside {model.name}; calibrated on the {len(debug_samples)} debug samples"
-        calibrated = _calibrate(source, options, lambda: iter(calibration))
+        calibrated = calibrate(source, options, lambda: iter(calibration))
         keep = resolve_keep_float(parse_tflite(calibrated), options.keep_float)
-        debug_model = _quantize(calibrated, options, keep, numeric_verify=True)
+        debug_model = quantize(calibrated, options, keep, numeric_verify=True)
         layers = run_debugger(debug_model, debug_samples)
     return {"calibration": note, "debug_samples": len(debug_samples), "ranked_by": "sqnr_db (lowest first)", "layers": layers}
 
 
+def debugger_feeds(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """Samples in each debug-model input's own type: quantized with that input's scale and zero-point.
+
+    TensorFlow's debugger quantizes float samples itself only for int8 inputs, and only when the
+    zero-point is truthy: its check `quant_params['zero_points']` is a numpy array, so an input
+    whose zero-point is 0 (a calibrated range of [-128 s, 127 s], e.g. pixels in -1..1) gets the
+    float array and fails with "Cannot set tensor"; uint8 inputs are never quantized at all.
+    """
+    from edgeq.runtime import to_model_dtype
+    from edgeq.tflite_file import parse_tflite
+
+    model = parse_tflite(debug_model)
+    inputs = [model.tensors[i] for i in model.inputs]
+
+    def cast(array: np.ndarray, tensor) -> np.ndarray:
+        q = tensor.quantization
+        return to_model_dtype(array, np.dtype(tensor.dtype), q.scales[0], q.zero_points[0]) if q else array.astype(tensor.dtype)
+
+    return [[cast(a, t) for a, t in zip(sample, inputs)] for sample in samples]
+
+
 def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[dict[str, Any]]:
+    """Per-layer statistics of the NumericVerify `debug_model` on float `samples` (input order)."""
     import tensorflow as tf
 
+    feeds = debugger_feeds(debug_model, samples)
     options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"signal_power": _signal_power})
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        quant_debug_model_content=debug_model, debug_dataset=lambda: iter(samples), debug_options=options)
-    debugger.run()
+    try:
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            quant_debug_model_content=debug_model, debug_dataset=lambda: iter(feeds), debug_options=options)
+        debugger.run()
+    except (ValueError, RuntimeError) as exc:
+        from edgeq.source import first_line
+
+        raise AnalysisError(f"TensorFlow's QuantizationDebugger failed on the debug model: {first_line(exc)}") from exc
     dump = io.StringIO()
     debugger.layer_statistics_dump(dump)
     dump.seek(0)

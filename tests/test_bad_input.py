@@ -172,3 +172,27 @@ def test_real_process_prints_one_line_despite_tensorflow_logs(sin_keras, digits_
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "SIN" in proc.stderr
     assert not out.exists()
+
+
+def test_unexpected_exception_is_one_line_and_exit_3(monkeypatch, capsys, tmp_path):
+    """Anything that is not an EdgeqError is exit 3 with one line, not a traceback with exit 1."""
+    import sys
+
+    import pytest
+
+    from edgeq import cli, inspection
+
+    def broken(model):
+        raise KeyError("a bug inside edgeq")
+
+    monkeypatch.setattr(inspection, "summarize", broken)
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)
+    monkeypatch.setattr(sys, "argv", ["edgeq", "inspect", str(model)])
+    monkeypatch.setattr(cli, "_fail", lambda exc: (_ for _ in ()).throw(KeyError("a bug inside edgeq")))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 3
+    assert err.startswith("edgeq: internal error: KeyError") and "rerun with -v" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
