@@ -138,14 +138,59 @@ def read_tflite(path: str | Path) -> TfliteModel:
     return parse_tflite(path.read_bytes(), path)
 
 
+MAX_DIM = 1 << 24  # no real tensor has a dimension this large; a corrupt file easily does
+MAX_ELEMENTS = 1 << 34
+
+
+class _Invalid(ValueError):
+    """A field that the schema's rules forbid, named for the user."""
+
+
 def parse_tflite(data: bytes, path: str | Path = "<memory>") -> TfliteModel:
+    """Parse and validate: every tensor, buffer, opcode and subgraph index in range, shapes sane."""
     path = Path(path)
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ModelError(f"{path}: not a TFLite flatbuffer (no TFL3 identifier); is it a .tflite file?")
     try:
-        return _parse(path, data)
+        model = _parse(path, data)
+        _validate(model)
+        return model
+    except _Invalid as exc:
+        raise ModelError(f"{path}: invalid TFLite model: {exc}; re-export or re-download it") from None
     except Exception as exc:  # a truncated or corrupt flatbuffer fails anywhere inside
         raise ModelError(f"{path}: corrupt or truncated TFLite flatbuffer; re-export or re-download it") from exc
+
+
+def _validate(model: TfliteModel) -> None:
+    count = len(model.tensors)
+
+    def check(index: int, where: str, optional: bool = False) -> None:
+        if not (0 <= index < count or (optional and index == -1)):
+            raise _Invalid(f"{where} refers to tensor {index}, but the main subgraph has {count} tensors")
+
+    for i in model.inputs:
+        check(i, "a graph input")
+    for i in model.outputs:
+        check(i, "a graph output")
+    for op in model.operators:
+        for i in op.inputs:
+            check(i, f"operator {op.index} ({op.type}) input", optional=True)
+        for i in op.outputs:
+            check(i, f"operator {op.index} ({op.type}) output")
+    for t in model.tensors:
+        for shape, what in ((t.shape, "shape"), (t.shape_signature, "shape signature")):
+            dims = [d for d in shape if not (what == "shape signature" and d == -1)]
+            if any(d < 0 or d > MAX_DIM for d in dims):
+                raise _Invalid(f"tensor {t.index} has {what} {list(shape)}: dimensions must be 0..{MAX_DIM}")
+        elements = 1
+        for d in t.shape:
+            elements *= d
+        if elements > MAX_ELEMENTS:
+            raise _Invalid(f"tensor {t.index} has shape {list(t.shape)}: too many elements")
+    for sig in model.signatures:
+        for key, i in sig.inputs + sig.outputs:
+            if (sig.subgraph, i) not in model.signature_tensors:
+                raise _Invalid(f"signature '{sig.key}' key '{key}' refers to a missing tensor {i}")
 
 
 def _parse(path: Path, data: bytes) -> TfliteModel:
@@ -167,6 +212,8 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
     operators = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
+        if not 0 <= op.OpcodeIndex() < model.OperatorCodesLength():
+            raise _Invalid(f"operator {i} has opcode index {op.OpcodeIndex()}, but the model has {model.OperatorCodesLength()} opcodes")
         code = model.OperatorCodes(op.OpcodeIndex())
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         name = op_names.get(builtin, f"OP{builtin}")
@@ -195,11 +242,14 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
         data=data,
         signatures=signatures,
         signature_tensors={(sig.subgraph, i): _tensor(model.Subgraphs(sig.subgraph).Tensors(i), i, buffer_bytes, type_names)
-                           for sig in signatures for _, i in sig.inputs + sig.outputs},
+                           for sig in signatures for _, i in sig.inputs + sig.outputs
+                           if 0 <= sig.subgraph < model.SubgraphsLength() and 0 <= i < model.Subgraphs(sig.subgraph).TensorsLength()},
     )
 
 
 def _tensor(t, i: int, buffer_bytes: list[int], type_names: dict[int, str]) -> Tensor:
+    if not 0 <= t.Buffer() < max(len(buffer_bytes), 1):
+        raise _Invalid(f"tensor {i} refers to buffer {t.Buffer()}, but the model has {len(buffer_bytes)} buffers")
     shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
     signature = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else shape
     return Tensor(
