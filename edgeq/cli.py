@@ -17,6 +17,7 @@ import typer
 
 import edgeq
 from edgeq.errors import EdgeqError, UsageError
+from edgeq.escape import terminal
 
 app = typer.Typer(
     add_completion=False,
@@ -55,7 +56,7 @@ def _fail(exc: EdgeqError) -> None:
         import traceback
 
         traceback.print_exception(exc)
-    typer.echo(f"edgeq: error: {exc}", err=True)
+    typer.echo(f"edgeq: error: {terminal(exc)}", err=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -115,7 +116,7 @@ def convert(
     except EdgeqError as exc:
         _fail(exc)
     for warning in result.warnings:
-        log.warning(warning)
+        log.warning(terminal(warning))
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -245,7 +246,7 @@ def validate(
     except EdgeqError as exc:
         _fail(exc)
     for warning in result["warnings"]:
-        log.warning(warning)
+        log.warning(terminal(warning))
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
     write_files_atomically({path: _output_bytes(kind, result) for kind, path in outputs.items()})

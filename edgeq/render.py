@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgeq.escape import terminal
 from edgeq.inspection import ModelSummary, TensorInfo
 
 SHOWN_FLOAT_OPS = 8
@@ -13,7 +14,7 @@ def _kib(n: int | None) -> str:
 
 def _tensor_line(t: TensorInfo) -> str:
     quant = f"  scale={t.scale:.6g} zero_point={t.zero_point}" if t.scale is not None else ""
-    return f"  {t.name}  {t.dtype}{list(t.shape)}{quant}"
+    return f"  {terminal(t.name)}  {t.dtype}{list(t.shape)}{quant}"
 
 
 def _io_lines(s: ModelSummary) -> list[str]:
@@ -22,12 +23,12 @@ def _io_lines(s: ModelSummary) -> list[str]:
         return ["inputs:", *map(_tensor_line, s.inputs), "outputs:", *map(_tensor_line, s.outputs)]
     lines = []
     for sig in s.signatures:
-        lines.append(f"signature '{sig.key}':")
+        lines.append(f"signature '{terminal(sig.key)}':")
         for side in ("inputs", "outputs"):
             lines.append(f"  {side}:")
             for port in getattr(sig, side):
                 t = TensorInfo(**{k: port[k] for k in ("name", "shape", "dtype", "scale", "zero_point")})
-                lines.append(f"  {port['key']} ->" + _tensor_line(t)[1:] + f"  (tensor {port['index']})")
+                lines.append(f"  {terminal(port['key'])} ->" + _tensor_line(t)[1:] + f"  (tensor {port['index']})")
     return lines
 
 
@@ -67,10 +68,16 @@ def conversion_text(result) -> str:
     if m.get("search"):
         lines += search_lines(m["search"])
     if m["float_ops"]:
-        shown = [f"{o['type']} ({o['outputs'][0]})" for o in m["float_ops"][:SHOWN_FLOAT_OPS]]
+        shown = [f"{o['type']} ({terminal(o['outputs'][0])})" for o in m["float_ops"][:SHOWN_FLOAT_OPS]]
         more = len(m["float_ops"]) - len(shown)
         lines.append(f"left in float ({len(m['float_ops'])}): " + ", ".join(shown) + (f", and {more} more (see the manifest)" if more else ""))
     return "\n".join(lines)
+
+
+def _paired(output: dict) -> str:
+    """The reference tensor an output was compared with, where its name differs."""
+    ref = output.get("reference_name")
+    return f" (vs reference {terminal(ref)})" if ref and ref != output["name"] else ""
 
 
 def _num(value, fmt: str = ".4g", suffix: str = "") -> str:
@@ -91,7 +98,7 @@ def validation_text(r: dict) -> str:
     lines.append(f"agreement {_num(acc['agreement'], '.4f')} (top-1, int8 vs float)")
     for o in r["outputs"]:
         lines.append(
-            f"output    {o['name']}: SQNR {_num(o['sqnr_db'], '.2f', ' dB')}  cosine {_num(o['cosine'], '.5f')}  "
+            f"output    {terminal(o['name'])}{_paired(o)}: SQNR {_num(o['sqnr_db'], '.2f', ' dB')}  cosine {_num(o['cosine'], '.5f')}  "
             f"max |err| {_num(o['max_abs_error'])}  mean |err| {_num(o['mean_abs_error'])}"
         )
     lines.append(
@@ -116,7 +123,7 @@ def validation_text(r: dict) -> str:
                          + ("agrees" if d["agrees"] else f"differs (kept {d['actual_kept']} vs predicted {d['predicted_kept']})"))
         lines.append(f"target    ran on {p['title']}: {'yes' if t['ran_on_target'] else 'no'}")
     for d in r.get("devices", []):
-        lines.append(f"device    {d['name']} ({d['transport']}, {d['runtime']}, {d['machine']}): {device_summary(d)}")
+        lines.append(f"device    {terminal(d['name'])} ({d['transport']}, {d['runtime']}, {d['machine']}): {device_summary(d)}")
     for g in r["gates"]:
         mark = "PASS" if g["passed"] else "FAIL"
         lines.append(f"gate      {mark} {g['name']}: {_num(g['value'])} (limit {g['limit']:g})")

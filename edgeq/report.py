@@ -6,13 +6,13 @@ alone, and every figure in them is formatted by the helpers below, once.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 from pathlib import Path
 from typing import Any
 
 from edgeq.errors import DataError
+from edgeq.escape import html_text, md
 from edgeq.per_layer import EXACT_DB
 
 REQUIRED = ("model", "reference", "size", "accuracy", "outputs", "latency", "gates", "passed")
@@ -55,8 +55,9 @@ def ms(x: float | None) -> str:
 
 
 def verdict(results: dict[str, Any], marks: bool = True) -> str:
-    word = "PASSED" if results["passed"] else "FAILED"
-    return f"{'✅' if results['passed'] else '❌'} {word}" if marks else word
+    passed = results["passed"] is True  # a results file saying "false" (a string) did not pass
+    word = "PASSED" if passed else "FAILED"
+    return f"{'✅' if passed else '❌'} {word}" if marks else word
 
 
 def summary(results: dict[str, Any], marks: bool = True) -> dict[str, str]:
@@ -159,14 +160,13 @@ LAYER_HEAD = ("rank", "layer (tensor)", "op", "SQNR (dB)", "RMSE (LSB)", "max ab
 # -- Markdown ---------------------------------------------------------------------------------
 
 def _md_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    cell = lambda s: str(s).replace("|", "\\|")  # noqa: E731
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(map(cell, r)) + " |" for r in rows]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(map(md, r)) + " |" for r in rows]
 
 
 def markdown(results: dict[str, Any]) -> str:
     s = summary(results)
     lines = [f"## edgeq validation: {s['verdict']}", "",
-             f"`{Path(results['model']).name}` vs `{Path(results['reference']).name}` on {results.get('data', 'n/a')}", "",
+             f"{md(Path(str(results['model'])).name)} vs {md(Path(str(results['reference'])).name)} on {md(results.get('data', 'n/a'))}", "",
              f"**{s['size reduction']}** · top-1 drop **{s['top-1 drop']}** · agreement **{s['top-1 agreement']}** · "
              f"speedup **{s['speedup']}**", ""]
     lines += _md_table(("", "float", "INT8", "change"), _rows(results))
@@ -176,15 +176,15 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("devices"):
         lines += ["", "### Devices", ""] + _md_table(DEVICE_HEAD, _device_rows(results))
     if results.get("conversion_search"):
-        lines += ["", "### Mixed-precision search (edgeq convert)", "", _search_caption(results), ""]
+        lines += ["", "### Mixed-precision search (edgeq convert)", "", md(_search_caption(results)), ""]
         lines += _md_table(SEARCH_HEAD, _search_rows(results))
     if results.get("per_layer"):
         pl = results["per_layer"]
         lines += ["", f"### Per-layer quantization error (worst {min(LAYERS_SHOWN, len(pl['layers']))} of {len(pl['layers'])})", "",
-                  f"Ranked by {pl['ranked_by']}; {pl['calibration']}; {pl['debug_samples']} debug samples.", ""]
+                  md(f"Ranked by {pl['ranked_by']}; {pl['calibration']}; {pl['debug_samples']} debug samples."), ""]
         lines += _md_table(LAYER_HEAD, _layer_rows(results))
     if results.get("warnings"):
-        lines += ["", "### Warnings", ""] + [f"- ⚠️ {w}" for w in results["warnings"]]
+        lines += ["", "### Warnings", ""] + [f"- ⚠️ {md(w)}" for w in results["warnings"]]
     return "\n".join(lines) + "\n"
 
 
@@ -243,7 +243,7 @@ def _short(tensor_name: str, width: int = 48) -> str:
 
 
 def _html_table(head: tuple[str, ...], rows: list[tuple[str, ...]], classes: list[str] | None = None) -> str:
-    esc = html.escape
+    esc = html_text
     body = "".join(f"<tr{f' class={chr(34)}{classes[i]}{chr(34)}' if classes else ''}>" + "".join(f"<td>{esc(str(c))}</td>" for c in r)
                    + "</tr>" for i, r in enumerate(rows))
     return f"<table><thead><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr></thead><tbody>{body}</tbody></table>"
@@ -261,8 +261,8 @@ img{max-width:100%}.warn{color:#9a6700}
 
 
 def html_page(results: dict[str, Any]) -> str:
-    s, esc = summary(results, marks=False), html.escape
-    ok = results["passed"]
+    s, esc = summary(results, marks=False), html_text
+    ok = results["passed"] is True
     cards = "".join(f'<div class="card{"" if k != "verdict" else (" pass" if ok else " fail")}">{esc(k)}<b>{esc(v)}</b></div>'
                     for k, v in s.items())
     charts = plots(results)
@@ -282,12 +282,12 @@ def html_page(results: dict[str, Any]) -> str:
         parts += ["<h2>Devices</h2>", _html_table(DEVICE_HEAD, _device_rows(results, marks=False),
                                                   ["" if d.get("passed", True) else "failed" for d in results["devices"]])]
     if results.get("conversion_search"):
-        parts += ["<h2>Mixed-precision search</h2>", f"<p>{html.escape(_search_caption(results))}</p>",
+        parts += ["<h2>Mixed-precision search</h2>", f"<p>{esc(_search_caption(results))}</p>",
                   _html_table(SEARCH_HEAD, _search_rows(results, marks=False))]
     if results.get("per_layer"):
         pl = results["per_layer"]
         parts += [f"<h2>Per-layer quantization error</h2><p>Ranked by {esc(pl['ranked_by'])}; {esc(pl['calibration'])}; "
-                  f"{pl['debug_samples']} debug samples.</p>"]
+                  f"{esc(str(pl['debug_samples']))} debug samples.</p>"]
         if "per_layer" in charts:
             parts.append(f'<img alt="per-layer error chart" src="{charts["per_layer"]}">')
         parts.append(_html_table(LAYER_HEAD, _layer_rows(results, None)))

@@ -43,9 +43,11 @@ def _figures(results) -> list[str]:
 
 
 def test_markdown_report_figures_equal_the_json(results):
+    from edgeq.escape import md as escaped
+
     md = markdown(results)
     for figure in _figures(results):
-        assert figure in md, figure
+        assert escaped(figure) in md, figure
     assert md.startswith("## edgeq validation: ❌ FAILED")
     assert re.search(r"\| speedup \(float p50 / INT8 p50\) \| ≥ 1000 \| [\d.]+ \| ❌ FAIL \|", md)
     assert re.search(r"\| top-1 drop \(pts\) \| ≤ 5 \| -?[\d.]+ \| ✅ pass \|", md)
