@@ -318,7 +318,8 @@ def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
         typer.echo(json.dumps([asdict(p) for p in profiles], indent=2))
         return
     for p in profiles:
-        typer.echo(f"{p.name:<28} {p.transport:<6} {p.address:<28} {p.description}")
+        typer.echo(terminal(f"{p.name:<28} {p.transport:<6} {p.address:<28} {p.description}"))
+        typer.echo(f"{'':<28} {terminal(p.path)}")
 
 
 @devices_app.command("check")

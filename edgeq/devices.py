@@ -9,6 +9,7 @@ the remote needs only a POSIX shell and the device's Python.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -27,6 +28,8 @@ TRANSPORTS = ("local", "ssh", "adb", "qemu")
 FORBIDDEN_KEYS = ("password", "passphrase", "passwd", "secret", "token")
 RUNNER = Path(__file__).with_name("device_runner.py")
 
+
+log = logging.getLogger(__name__)
 
 class DeviceError(EdgeqError):
     """A device could not be reached or could not run the model."""
@@ -78,10 +81,17 @@ class Profile:
         return self.transport == "qemu"
 
 
+def shipped_dir() -> Path:
+    """The profiles shipped with edgeq, as package data (also in a wheel install)."""
+    from importlib.resources import files
+
+    return Path(str(files("edgeq") / "profiles"))
+
+
 def profile_dirs() -> list[Path]:
     """Where profiles are looked up: $EDGEQ_DEVICES, ./devices, then the ones shipped with edgeq."""
     dirs = [Path(p) for p in os.environ.get("EDGEQ_DEVICES", "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "devices", Path(edgeq.__file__).resolve().parent.parent / "devices"]
+    dirs += [Path.cwd() / "devices", shipped_dir()]
     unique: list[Path] = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
@@ -90,50 +100,73 @@ def profile_dirs() -> list[Path]:
 
 
 def load_profile(name_or_path: str) -> Profile:
-    """A profile by name (devices/NAME.toml) or by path."""
+    """A profile by path, or by name: its `name` key or its file name, first found wins."""
     path = Path(name_or_path)
-    if path.suffix != ".toml":
-        found = [d / f"{name_or_path}.toml" for d in profile_dirs() if (d / f"{name_or_path}.toml").is_file()]
-        if not found:
-            known = ", ".join(p.name for p in list_profiles()) or "none"
-            raise UsageError(f"no device profile {name_or_path!r}; known: {known} (edgeq devices lists them)")
-        path = found[0]
-    if not path.is_file():
-        raise UsageError(f"{path}: no such device profile")
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise UsageError(f"{path}: no such device profile")
+        return _read(path)
+    for profile in list_profiles():
+        if name_or_path in (profile.name, Path(profile.path or "").stem):
+            return profile
+    known = ", ".join(p.name for p in list_profiles()) or "none"
+    raise UsageError(f"no device profile {name_or_path!r}; known: {known} (edgeq devices lists them)")
+
+
+def _read(path: Path) -> Profile:
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read ({exc.strerror})") from None
     return _profile(data, path)
+
+
+FIELD_TYPES = {"str": (str,), "str | None": (str, type(None)), "int": (int,), "float": (int, float),
+               "tuple[str, ...]": (list, tuple)}
 
 
 def _profile(data: dict[str, Any], path: Path) -> Profile:
     secret = [k for k in data if any(word in k.lower() for word in FORBIDDEN_KEYS)]
     if secret:
         raise UsageError(f"{path}: a profile never holds a password ({secret[0]}); use key authentication (identity_file)")
-    known = {f.name for f in fields(Profile)} - {"path"}
-    unknown = sorted(set(data) - known)
+    types = {f.name: f.type for f in fields(Profile) if f.name != "path"}
+    unknown = sorted(set(data) - set(types))
     if unknown:
-        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(types))}")
+    for key, value in data.items():
+        allowed = FIELD_TYPES[str(types[key])]
+        if isinstance(value, bool) or not isinstance(value, allowed) or (
+                isinstance(value, (list, tuple)) and not all(isinstance(v, str) for v in value)):
+            want = " or ".join("a list of strings" if t in (list, tuple) else "none" if t is type(None) else f"a {t.__name__}"
+                               for t in allowed[:1] + allowed[1:] if t is not tuple)
+            raise UsageError(f"{path}: key '{key}' must be {want}, not {type(value).__name__} {value!r}")
     data = dict(data)
     data.setdefault("name", path.stem)
     if "delegates" in data:
         data["delegates"] = tuple(data["delegates"])
-    try:
-        return Profile(**data, path=str(path))
-    except TypeError as exc:
-        raise UsageError(f"{path}: {exc}") from None
+    return Profile(**data, path=str(path))
 
 
 def list_profiles() -> list[Profile]:
+    """Every readable profile, first found by name wins; a user profile that shadows a shipped
+    one is a warning, since its `python` (or host) is what then runs."""
     seen: dict[str, Profile] = {}
+    shipped = shipped_dir().resolve()
     for d in profile_dirs():
         for path in sorted(d.glob("*.toml")):
-            if path.stem not in seen:
-                try:
-                    seen[path.stem] = load_profile(str(path))
-                except UsageError:
-                    continue
+            try:
+                profile = _read(path)
+            except UsageError as exc:
+                log.warning("skipping device profile %s", exc)
+                continue
+            if profile.name in seen:
+                if d.resolve() == shipped:
+                    log.warning("device profile %s (%s) shadows the one shipped with edgeq (%s)",
+                                profile.name, seen[profile.name].path, path)
+                continue
+            seen[profile.name] = profile
     return list(seen.values())
 
 
@@ -263,7 +296,7 @@ class Session:
         self.workdir = f"{profile.workdir.rstrip('/')}/edgeq-{uuid.uuid4().hex[:12]}"
 
     def __enter__(self) -> Session:
-        self.transport.run(["mkdir", "-p", self.workdir], self.profile.timeout, connecting=True)
+        self.transport.run(["mkdir", "-m", "700", "-p", self.workdir], self.profile.timeout, connecting=True)
         return self
 
     def __exit__(self, *exc) -> None:

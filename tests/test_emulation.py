@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy
 import pytest
+from prerequisites import require
 
 from edgeq.emulation import ready, setup
 from edgeq.report import markdown
@@ -21,6 +23,9 @@ PROFILES = ("emulated-raspberry-pi-4", "emulated-raspberry-pi-5")
 def emulation():
     """Build the emulation cache once (downloads; .ci/run installs debootstrap); reused after."""
     if not ready():
+        require(os.geteuid() == 0 and shutil.which("debootstrap") is not None,
+                "building the ARM64 emulation needs root and debootstrap (.ci/run installs it; "
+                "or run `make emulation` once as root)")
         setup(print)
     return True
 
