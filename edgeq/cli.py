@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -231,6 +232,8 @@ def validate(
     try:
         if compare_to != "local":
             raise UsageError(f"--compare-to {compare_to!r}: devices are compared with the local run; use local")
+        if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
+            raise UsageError(f"--report {report_dir}: is a file; --report names a folder for report.md and report.html")
         for path in outputs.values():
             if path.parent != report_dir or report_dir.is_dir():  # --report DIR is created on success
                 check_writable(path, force, [model, reference, data])
@@ -247,9 +250,15 @@ def validate(
         _fail(exc)
     for warning in result["warnings"]:
         log.warning(terminal(warning))
-    if report_dir is not None:
-        report_dir.mkdir(parents=True, exist_ok=True)
-    write_files_atomically({path: _output_bytes(kind, result) for kind, path in outputs.items()})
+    if "json" in outputs:  # first: a rendering problem never loses a finished run
+        write_files_atomically({outputs["json"]: _output_bytes("json", result)})
+    try:
+        if report_dir is not None:
+            report_dir.mkdir(parents=True, exist_ok=True)
+        write_files_atomically({path: _output_bytes(kind, result) for kind, path in outputs.items() if kind != "json"})
+    except (EdgeqError, OSError) as exc:
+        kept = f"; the results are in {outputs['json']}" if "json" in outputs else ""
+        _fail(EdgeqError(f"writing the reports failed ({exc}){kept}"))
     from edgeq.render import validation_text
 
     typer.echo(validation_text(result))
@@ -360,9 +369,15 @@ def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", help="An
         _fail(exc)
 
 
+def _terminated(signum, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporary files are removed on the way out."""
+    raise KeyboardInterrupt
+
+
 def run() -> None:
     """The console entry point: an unexpected exception is one line and exit 3, never a traceback
     (exit 1 stays "a gate failed")."""
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         app()
     except KeyboardInterrupt:

@@ -7,6 +7,7 @@ it). Splitting them lets edgeq keep chosen layers in float and audit the model i
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import re
@@ -30,6 +31,7 @@ from edgeq.inspection import ModelSummary, manifest_for, summarize
 from edgeq.mixed import Budget
 from edgeq.native import captured_native_stderr
 from edgeq.samples import ArraySource, Audit, ImageFolder, InputSpec, Preprocessing, open_samples
+from edgeq.schema import SCHEMA_VERSION
 from edgeq.signatures import calibrator_order
 from edgeq.source import first_line, load_source
 from edgeq.targets import TARGETS, check_target
@@ -155,10 +157,12 @@ def convert(
     targets = {t: check_target(result, t) for t in options.targets}
     target_warnings = [line for report in targets.values() for line in report.warnings()]
     manifest = {
+        "schema_version": SCHEMA_VERSION,
         "edgeq_version": edgeq.__version__,
         **_versions(),
         "source": {"path": str(model), "kind": kind, "sha256": sha256_of(model), "bytes": size_of(model)},
         "output": output.name,
+        "model": {"sha256": hashlib.sha256(quantized).hexdigest(), "bytes": len(quantized)},
         "options": _options_dict(options, data),
         "calibration": calibration,
         "signatures": [asdict(sig) for sig in summary.signatures],
@@ -181,7 +185,7 @@ def convert(
         "warnings": (calibration.get("warnings", []) if calibration else []) + target_warnings
         + (search["notes"] if search else []),
     }
-    write_files_atomically({output: quantized, manifest_path: json_bytes(manifest)})
+    write_files_atomically({output: quantized, manifest_path: json_bytes(manifest)}, options.force)
     summary = summarize(result)  # now the manifest beside it gives the exact float size
     return ConversionResult(output, manifest_path, manifest, summary, manifest["warnings"],
                             None if search is None else search["met"])

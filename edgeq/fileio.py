@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,13 @@ def check_writable(path: Path, force: bool, protected: list[Path] = ()) -> None:
         raise UsageError(f"{path.parent}: no such folder for the output; create it first")
 
 
-def write_files_atomically(contents: dict[Path, bytes]) -> None:
-    """Write every file to a temporary beside it, then rename all; on failure none is left."""
+def write_files_atomically(contents: dict[Path, bytes], force: bool = True) -> None:
+    """Write every file to a temporary beside it, then rename all; on failure none is left.
+
+    The renames run with SIGINT/SIGTERM held, so the files appear together (a model never beside
+    an old manifest); without `force` an existing file is refused at that moment too, not only by
+    the check before a long conversion.
+    """
     temps: list[tuple[str, Path]] = []
     umask = os.umask(0)
     os.umask(umask)
@@ -38,8 +44,16 @@ def write_files_atomically(contents: dict[Path, bytes]) -> None:
             os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a written model is an ordinary file
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-        for temp, path in temps:
-            os.replace(temp, path)
+        if not force:
+            for _, path in temps:
+                if path.exists():
+                    raise OutputExistsError(f"{path} appeared while edgeq was working; pass --force to overwrite it")
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for temp, path in temps:
+                os.replace(temp, path)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
     finally:
         for temp, _ in temps:
             if os.path.exists(temp):

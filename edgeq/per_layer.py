@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import AnalysisError, UsageError
-from edgeq.inspection import read_manifest
+from edgeq.inspection import manifest_part
+from edgeq.schema import MANIFEST_OPTIONS
 from edgeq.native import captured_native_stderr
 from edgeq.samples import InputSpec, Preprocessing, open_samples
 
@@ -38,8 +39,7 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
     from edgeq.converter import ConvertOptions, calibrate, quantize, resolve_keep_float
     from edgeq.source import load_source
     from edgeq.tflite_file import parse_tflite
-    manifest = read_manifest(model)
-    recipe = manifest.get("options", {})
+    recipe = manifest_part(model, "options", MANIFEST_OPTIONS, []) or {}
     if recipe.get("mode", "int8") not in ("int8", "int8-fallback"):
         raise UsageError(f"--per-layer needs an int8 model; {model} was converted with --mode {recipe['mode']}")
     pre = recipe.get("preprocessing") or {}

@@ -13,9 +13,9 @@ from typing import Any
 
 from edgeq.errors import DataError
 from edgeq.escape import html_text, md
+from edgeq.schema import RESULTS, check, check_version
 from edgeq.per_layer import EXACT_DB
 
-REQUIRED = ("model", "reference", "size", "accuracy", "outputs", "latency", "gates", "passed")
 LAYERS_SHOWN = 10
 
 
@@ -30,9 +30,10 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise DataError(f"{path}: not valid JSON ({exc}); write it again with edgeq validate --json") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
-    missing = [k for k in REQUIRED if k not in results] if isinstance(results, dict) else list(REQUIRED)
-    if missing:
-        raise DataError(f"{path}: not an edgeq validate results file (missing {', '.join(missing)})")
+    if not isinstance(results, dict) or not all(k in results for k in ("model", "gates", "passed")):
+        raise DataError(f"{path}: not an edgeq validate results file (write one with edgeq validate --json)")
+    check_version(results, path.name)
+    check(results, RESULTS, path.name)
     return results
 
 

@@ -17,10 +17,11 @@ from typing import Any, Callable
 import edgeq
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
-from edgeq.inspection import read_manifest
+from edgeq.inspection import manifest_mismatch, manifest_part, read_manifest
 from edgeq.metrics import Scorer, is_classification
 from edgeq.native import captured_native_stderr
 from edgeq.pairing import pair
+from edgeq.schema import MANIFEST_OPTIONS, SCHEMA_VERSION, SEARCH
 from edgeq.runtime import LiteRTRunner
 from edgeq.samples import InputSpec, Preprocessing, open_samples
 
@@ -172,6 +173,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         output["reference_name"] = ref.output_ports[j].label
     float_bytes = size_of(float_path)
     result: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
         "edgeq_version": edgeq.__version__,
         "model": str(model),
         "reference": str(reference),
@@ -201,7 +203,10 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             "XNNPACK was asked for but took none of the INT8 model's nodes: latency is that of built-in kernels "
             "(INT8 without XNNPACK runs ~2.7x slower than float on x86)"
         )
-    result["conversion_search"] = read_manifest(model).get("search")
+    result["conversion_search"] = manifest_part(model, "search", SEARCH, result["warnings"])
+    mismatch = manifest_mismatch(int8.model)
+    if mismatch:
+        result["warnings"].append(mismatch)
     result["per_layer"] = _per_layer(model, reference, data, specs, options) if options.per_layer else None
     result["devices"] = _on_devices(model, float_path, int8, ref, kept, first_reference, labels, scorer.classify, options) if options.devices else []
     result["gates"] = [_gate(name, limit, result) for name, limit in options.gates.items()]
@@ -261,11 +266,14 @@ def _same_source(model: Path, reference: Path) -> bool:
 
 
 def _manifest_preprocessing(model: Path) -> Preprocessing | None:
+    pre = (manifest_part(model, "options", MANIFEST_OPTIONS, []) or {}).get("preprocessing")
+    if not pre:
+        return None
     try:
-        pre = read_manifest(model)["options"]["preprocessing"]
-        return Preprocessing(pre["color"], pre["resize"], pre["value_range"],
-                             tuple(pre["mean"]) if pre["mean"] else None, tuple(pre["std"]) if pre["std"] else None)
-    except (OSError, ValueError, KeyError, TypeError):
+        return Preprocessing(pre.get("color"), pre.get("resize") or "stretch", pre.get("value_range"),
+                             tuple(pre["mean"]) if pre.get("mean") else None, tuple(pre["std"]) if pre.get("std") else None)
+    except UsageError as exc:
+        log.warning("the manifest's preprocessing is not usable (%s); using the defaults", exc)
         return None
 
 
@@ -282,7 +290,7 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
 
     shapes = [f"{p.label}=" + ",".join(map(str, p.shape)) for p in int8.input_ports]
     with captured_native_stderr():
-        signatures = read_manifest(int8.path).get("options", {}).get("signatures") or [options.signature]
+        signatures = (manifest_part(int8.path, "options", MANIFEST_OPTIONS, []) or {}).get("signatures") or [options.signature]
         source = load_source(reference, tuple(signatures)[:1], shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]])
         data = source.make_converter().convert()
     path = scratch / (reference.stem + "_float.tflite")

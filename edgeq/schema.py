@@ -1,0 +1,122 @@
+"""The shapes of the JSON files edgeq reads back (results, manifests), checked before use.
+
+Results and manifests come from elsewhere (a CI artifact, a model zoo): a wrong type in them must
+be one line naming the key, never a traceback after a long run. Specs are plain data: a type or
+tuple of types, a dict of key -> spec (extra keys allowed), a one-element list (every item), or
+`optional(spec)` (missing or null allowed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgeq.errors import DataError
+
+SCHEMA_VERSION = "1.1"  # major bumps when a reader of the previous major would misread the file
+NUM = (int, float)
+
+
+@dataclass(frozen=True)
+class optional:  # noqa: N801 - reads as a type in the specs
+    spec: Any
+
+
+@dataclass(frozen=True)
+class mapping:  # noqa: N801
+    """A dict with any string keys, every value of `spec`."""
+
+    spec: Any
+
+
+def check(value: Any, spec: Any, where: str) -> None:
+    """Raise DataError "<where>.key: expected ..., got ..." at the first mismatch."""
+    if isinstance(spec, optional):
+        if value is not None:
+            check(value, spec.spec, where)
+        return
+    if isinstance(spec, mapping):
+        _expect(value, dict, where)
+        for key, item in value.items():
+            check(item, spec.spec, f"{where}.{key}")
+        return
+    if isinstance(spec, dict):
+        _expect(value, dict, where)
+        for key, item_spec in spec.items():
+            if key not in value and not isinstance(item_spec, optional):
+                raise DataError(f"{where}: missing key '{key}'")
+            check(value.get(key), item_spec, f"{where}.{key}")
+        return
+    if isinstance(spec, list):
+        _expect(value, list, where)
+        for i, item in enumerate(value):
+            check(item, spec[0], f"{where}[{i}]")
+        return
+    _expect(value, spec, where)
+
+
+def _expect(value: Any, types, where: str) -> None:
+    types = types if isinstance(types, tuple) else (types,)
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, types) or (is_bool and bool not in types):
+        names = " or ".join({"int": "an integer", "float": "a number", "str": "a string", "bool": "true/false",
+                             "dict": "an object", "list": "a list"}.get(t.__name__, t.__name__) for t in types)
+        raise DataError(f"{where}: expected {names}, got {type(value).__name__} {_show(value)}")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_version(data: dict[str, Any], where: str) -> None:
+    """Files without a version are 1.0; a newer major version is refused, not misread."""
+    version = data.get("schema_version", "1.0")
+    if not isinstance(version, str) or not version.split(".")[0].isdigit():
+        raise DataError(f"{where}: schema_version {version!r} is not a version like '1.1'")
+    if int(version.split(".")[0]) > int(SCHEMA_VERSION.split(".")[0]):
+        raise DataError(f"{where}: written by a newer edgeq (schema {version}; this edgeq reads {SCHEMA_VERSION.split('.')[0]}.x); "
+                        "upgrade edgeq")
+
+
+LATENCY_FIGURES = {"p50": optional(NUM), "p90": optional(NUM), "samples": optional([NUM])}
+
+SEARCH = {
+    "budget": mapping(optional(NUM)),
+    "eval_samples": int, "evaluations": int, "max_evaluations": int, "layers_considered": int, "met": bool,
+    "chosen": {"k": int, "kind": str, "float_layers": [str], "missed": [str]},
+    "steps": [{"kind": str, "k": int, "size_bytes": int, "top1_drop_pts": optional(NUM), "agreement": optional(NUM),
+               "worst_sqnr_db": optional(NUM), "meets": bool, "missed": [str]}],
+    "notes": optional([str]),
+}
+
+RESULTS = {
+    "model": str, "reference": str, "data": optional(str), "passed": bool,
+    "size": {"float_bytes": optional(int), "int8_bytes": optional(int), "ratio": optional(NUM)},
+    "accuracy": {k: optional(NUM) for k in ("agreement", "float_top1", "int8_top1", "top1_drop_pts", "float_topk",
+                                            "int8_topk", "top_k", "samples")},
+    "outputs": [{"name": str, "reference_name": optional(str), "sqnr_db": optional(NUM), "cosine": optional(NUM),
+                 "max_abs_error": NUM, "mean_abs_error": optional(NUM)}],
+    "worst_sqnr_db": optional(NUM),
+    "latency": {"delegate": optional(str), "threads": optional(int), "speedup": optional(NUM),
+                "int8_ms": optional(LATENCY_FIGURES), "float_ms": optional(LATENCY_FIGURES)},
+    "gates": [{"name": str, "description": str, "limit": NUM, "value": optional(NUM), "passed": bool}],
+    "warnings": optional([str]),
+    "devices": optional([{"name": str, "transport": str, "runtime": optional(str), "emulated": optional(bool),
+                          "accuracy": mapping(optional(NUM)), "worst_sqnr_db": optional(NUM), "passed": optional(bool),
+                          "latency": {"speedup": optional(NUM), "int8_ms": mapping(optional((NUM, list))),
+                                      "float_ms": mapping(optional((NUM, list)))},
+                          "vs_local": optional({"bit_exact": bool, "mismatches": int, "max_lsb_diff": int})}]),
+    "conversion_search": optional(SEARCH),
+    "per_layer": optional({"ranked_by": str, "calibration": str, "debug_samples": int,
+                           "layers": [{"rank": int, "tensor_name": str, "op_type": str, "sqnr_db": optional(NUM),
+                                       "rmse_lsb": optional(NUM), "max_abs_error_lsb": optional(NUM), "scale": NUM,
+                                       "zero_point": int}]}),
+}
+
+MANIFEST_OPTIONS = {
+    "mode": optional(str), "io": optional(str), "per_tensor": optional(bool), "keep_float": optional([str]),
+    "samples": optional(int), "seed": optional(int), "data": optional(str), "signatures": optional([str]),
+    "preprocessing": optional({"color": optional(str), "resize": optional(str), "value_range": optional(str),
+                               "mean": optional([NUM]), "std": optional([NUM])}),
+}
