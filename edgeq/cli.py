@@ -351,7 +351,7 @@ def devices_check(
                          ("cpu", info["machine"]), ("dot-product", "yes (asimddp)" if info["asimddp"] else "no"),
                          ("python", info["python"]), ("runtime", info["runtime"] or info.get("runtime_error")),
                          ("delegates", delegates)):
-        typer.echo(f"{label:<12}{value}")
+        typer.echo(terminal(f"{label:<12}{value}"))
 
 
 @devices_app.command("setup")

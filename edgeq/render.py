@@ -40,7 +40,7 @@ def summary_text(s: ModelSummary) -> str:
     lines.append("ops:")
     for op, c in s.op_census.items():
         kinds = ", ".join(f"{c[k]} {k}" for k in ("int8", "int16", "float") if c.get(k))
-        lines.append(f"  {op:<24} {c['count']:>4}" + (f"  ({kinds})" if kinds else ""))
+        lines.append(f"  {terminal(op):<24} {c['count']:>4}" + (f"  ({kinds})" if kinds else ""))
     lines.append("tensors: " + ", ".join(f"{k} {v}" for k, v in s.dtype_census.items()))
     w = s.weights
     lines.append(
@@ -48,10 +48,10 @@ def summary_text(s: ModelSummary) -> str:
         f"{_kib(w['weight_bytes'])} of {_kib(s.bytes)} is constant data"
     )
     if s.float_ops:
-        lines.append(f"float ops ({len(s.float_ops)}): " + ", ".join(f"{o['type']}#{o['index']}" for o in s.float_ops))
+        lines.append(f"float ops ({len(s.float_ops)}): " + ", ".join(f"{terminal(o['type'])}#{o['index']}" for o in s.float_ops))
     else:
         lines.append("float ops: none")
-    lines += [f"note: {n}" for n in s.notes]
+    lines += [f"note: {terminal(n)}" for n in s.notes]
     return "\n".join(lines)
 
 
