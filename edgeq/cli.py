@@ -27,7 +27,7 @@ app = typer.Typer(
     help="Turn a trained TensorFlow/Keras model into a production INT8 TFLite model and prove it fits the edge.",
 )
 log = logging.getLogger("edgeq")
-_state = {"verbose": False}
+_state = {"verbose": False, "quiet": False}
 
 
 def _version(value: bool) -> None:
@@ -36,12 +36,22 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+VERBOSE = typer.Option(False, "-v", "--verbose", metavar="", help="Log details; show tracebacks and TensorFlow's own log.")
+QUIET = typer.Option(False, "-q", "--quiet", metavar="", help="Only errors (and the machine output asked for with --json).")
+
+
 @app.callback()
 def main(
-    verbose: bool = typer.Option(False, "-v", "--verbose", help="Log details; show tracebacks and TensorFlow's own log."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Only errors."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="", help="Print the version."),
 ) -> None:
+    _configure(verbose, quiet)
+
+
+def _configure(verbose: bool, quiet: bool) -> None:
+    """-v / -q, before or after the command name: the later call only adds to the earlier one."""
+    verbose, quiet = verbose or _state["verbose"], quiet or _state["quiet"]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("edgeq: %(levelname)s: %(message)s"))
     log.handlers[:] = [handler]
@@ -49,7 +59,34 @@ def main(
     log.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
     if verbose:  # TensorFlow's and absl's own Python logs, otherwise silent
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    _state["verbose"] = verbose
+    _state.update(verbose=verbose, quiet=quiet)
+
+
+def command(target=None, name: str | None = None):
+    """`app.command()` that also takes -v/-q after the command name."""
+    import functools
+    import inspect
+
+    def register(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, verbose: bool = False, quiet: bool = False, **kwargs):
+            _configure(verbose, quiet)
+            return fn(*args, **kwargs)
+
+        signature = inspect.signature(fn)
+        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation="bool")
+                 for n, d in (("verbose", VERBOSE), ("quiet", QUIET))]
+        wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
+        wrapper.__annotations__ = {**fn.__annotations__, "verbose": "bool", "quiet": "bool"}
+        return (target or app).command(name)(wrapper)
+
+    return register
+
+
+def _say(text: str) -> None:
+    """Human output on stdout, which -q silences."""
+    if not _state["quiet"]:
+        typer.echo(text)
 
 
 def _fail(exc: EdgeqError) -> None:
@@ -70,34 +107,34 @@ def _floats(value: Optional[str], option: str) -> Optional[tuple[float, ...]]:
         raise typer.BadParameter(f"{option} takes comma-separated numbers, e.g. 127.5,127.5,127.5") from None
 
 
-@app.command()
+@command()
 def convert(
-    model: Path = typer.Argument(..., help="Keras .keras/.h5 file or SavedModel folder."),
-    output: Path = typer.Option(..., "--output", "-o", help="The .tflite to write (a .edgeq.json manifest goes beside it)."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", help="Calibration samples: image folder, .npy or .npz."),
+    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file or SavedModel folder."),
+    output: Path = typer.Option(..., "--output", "-o", show_default=False, help="The .tflite to write (a .edgeq.json manifest goes beside it)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", show_default=False, help="Calibration samples: image folder, .npy or .npz."),
     mode: str = typer.Option("int8", help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16."),
-    io: Optional[str] = typer.Option(None, "--io", help="Input/output type: int8 | uint8 | float32 (int16 for int16x8)."),
-    per_tensor: bool = typer.Option(False, "--per-tensor", help="Per-tensor instead of per-channel weight scales."),
+    io: Optional[str] = typer.Option(None, "--io", show_default="int8 (int16 for int16x8)", help="Input/output type: int8 | uint8 | float32 (int16 for int16x8)."),
+    per_tensor: bool = typer.Option(False, "--per-tensor", metavar="", help="Per-tensor instead of per-channel weight scales."),
     keep_float: list[str] = typer.Option([], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable)."),
     samples: int = typer.Option(200, help="Calibration samples to use."),
     seed: int = typer.Option(0, help="Seed of the sample shuffle."),
     target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable)."),
-    eval_data: Optional[Path] = typer.Option(None, "--eval-data", help="Held-out samples: search the fewest layers to keep in float that meet the budget below."),
-    max_drop: Optional[float] = typer.Option(None, help="Budget: top-1 drop at most PTS points (needs labels)."),
-    min_agreement: Optional[float] = typer.Option(None, help="Budget: INT8/float top-1 agreement at least FRAC."),
-    min_sqnr: Optional[float] = typer.Option(None, help="Budget: worst output SQNR at least DB."),
-    max_float_layers: Optional[int] = typer.Option(None, help="Keep at most K layers in float in the search."),
-    allow_int16x8: bool = typer.Option(False, "--allow-int16x8", help="Let the search try 16-bit activations (whole model) before float layers."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes [default: CPU cores]; the result equals --jobs 1."),
-    color: Optional[str] = typer.Option(None, help="rgb | gray (default: from the model's channel count)."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", show_default=False, help="Held-out samples: search the fewest layers to keep in float that meet the budget below."),
+    max_drop: Optional[float] = typer.Option(None, show_default=False, help="Budget: top-1 drop at most PTS points (needs labels)."),
+    min_agreement: Optional[float] = typer.Option(None, show_default=False, help="Budget: INT8/float top-1 agreement at least FRAC."),
+    min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Budget: worst output SQNR at least DB."),
+    max_float_layers: Optional[int] = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
+    allow_int16x8: bool = typer.Option(False, "--allow-int16x8", metavar="", help="Let the search try 16-bit activations (whole model) before float layers."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes; the result equals --jobs 1.", show_default="CPU cores"),
+    color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
     resize: str = typer.Option("stretch", help="stretch | crop | pad."),
-    value_range: Optional[str] = typer.Option(None, "--range", help="Pixel range fed to the model: 0,1 (default) | -1,1 | 0,255."),
-    mean: Optional[str] = typer.Option(None, help="Per-channel mean subtracted from 0..255 pixels, e.g. 123.7,116.3,103.5."),
-    std: Optional[str] = typer.Option(None, help="Per-channel std dividing after --mean."),
+    value_range: Optional[str] = typer.Option(None, "--range", show_default="0,1", help="Pixel range fed to the model: 0,1 (default) | -1,1 | 0,255."),
+    mean: Optional[str] = typer.Option(None, show_default=False, help="Per-channel mean subtracted from 0..255 pixels, e.g. 123.7,116.3,103.5."),
+    std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std dividing after --mean."),
     signature: list[str] = typer.Option([], "--signature", help="SavedModel signature to convert (repeatable; 'all' for every one) [default: serving_default]."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
-    as_json: bool = typer.Option(False, "--json", help="Print the manifest as JSON only."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
 ) -> None:
     """Convert a float model to a quantized .tflite, calibrated on real samples."""
     from edgeq.converter import ConvertOptions
@@ -123,7 +160,7 @@ def convert(
     else:
         from edgeq.render import conversion_text
 
-        typer.echo(conversion_text(result))
+        _say(conversion_text(result))
     if result.budget_met is False:
         best = result.manifest["search"]["chosen"]
         log.error(f"no mix within the bounds meets the budget; kept the best found ({best['k']} float layer(s): "
@@ -131,11 +168,11 @@ def convert(
         raise typer.Exit(1)
 
 
-@app.command()
+@command()
 def inspect(
-    model: Path = typer.Argument(..., help="A .tflite model."),
+    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="A .tflite model."),
     target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: predict which ops run there (repeatable)."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
     from edgeq.inspection import summarize
@@ -156,9 +193,9 @@ def inspect(
         return
     from edgeq.render import summary_text, target_text
 
-    typer.echo(summary_text(summary))
+    _say(summary_text(summary))
     for report in reports:
-        typer.echo(target_text(report))
+        _say(target_text(report))
 
 
 @contextlib.contextmanager
@@ -184,52 +221,53 @@ def _key_values(values: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
-@app.command()
+@command()
 def validate(
-    model: Path = typer.Argument(..., help="The INT8 .tflite to validate."),
-    reference: Path = typer.Option(..., "--reference", "-r", help="The float model: .tflite, .keras/.h5 or SavedModel."),
-    data: Path = typer.Option(..., "--data", "-d", help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
+    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="The INT8 .tflite to validate."),
+    reference: Path = typer.Option(..., "--reference", "-r", show_default=False, help="The float model: .tflite, .keras/.h5 or SavedModel."),
+    data: Path = typer.Option(..., "--data", "-d", show_default=False, help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
     delegate: str = typer.Option("xnnpack", help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled model)."),
-    delegate_library: Optional[str] = typer.Option(None, help="External delegate library, e.g. libedgetpu.so.1."),
+    delegate_library: Optional[str] = typer.Option(None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1."),
     delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
     threads: int = typer.Option(1, help="Interpreter threads for both models."),
     warmup: int = typer.Option(10, help="Untimed invokes before timing."),
     runs: int = typer.Option(100, help="Timed invokes."),
-    limit: Optional[int] = typer.Option(None, help="Use at most N samples."),
+    limit: Optional[int] = typer.Option(None, show_default=False, help="Use at most N samples."),
     top_k: int = typer.Option(5, help="k of the top-k accuracy."),
-    color: Optional[str] = typer.Option(None, help="rgb | gray (default: the manifest's, else the model's channels)."),
-    resize: Optional[str] = typer.Option(None, help="stretch | crop | pad."),
-    value_range: Optional[str] = typer.Option(None, "--range", help="0,1 | -1,1 | 0,255."),
-    mean: Optional[str] = typer.Option(None, help="Per-channel mean."),
-    std: Optional[str] = typer.Option(None, help="Per-channel std."),
-    max_drop: Optional[float] = typer.Option(None, help="Gate: top-1 drop at most PTS points."),
-    min_agreement: Optional[float] = typer.Option(None, help="Gate: INT8/float top-1 agreement at least FRAC."),
-    min_sqnr: Optional[float] = typer.Option(None, help="Gate: every output's SQNR at least DB."),
-    max_latency_ms: Optional[float] = typer.Option(None, help="Gate: INT8 p50 latency at most MS."),
-    min_speedup: Optional[float] = typer.Option(None, help="Gate: float p50 / INT8 p50 at least X."),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present."),
+    color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="the manifest's, else the model's channels"),
+    resize: Optional[str] = typer.Option(None, show_default=False, help="stretch | crop | pad."),
+    value_range: Optional[str] = typer.Option(None, "--range", show_default="0,1", help="0,1 | -1,1 | 0,255."),
+    mean: Optional[str] = typer.Option(None, show_default=False, help="Per-channel mean."),
+    std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std."),
+    max_drop: Optional[float] = typer.Option(None, show_default=False, help="Gate: top-1 drop at most PTS points."),
+    min_agreement: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8/float top-1 agreement at least FRAC."),
+    min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Gate: every output's SQNR at least DB."),
+    max_latency_ms: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8 p50 latency at most MS."),
+    min_speedup: Optional[float] = typer.Option(None, show_default=False, help="Gate: float p50 / INT8 p50 at least X."),
+    target: list[str] = typer.Option([], "--target", "-t", show_default=False, help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present."),
     device: list[str] = typer.Option([], "--device", help="Also run the INT8 model on this device profile (name in devices/ or a .toml path; repeatable)."),
     compare_to: str = typer.Option("local", "--compare-to", help="Compare each device's raw INT8 outputs with this run: local (the only one)."),
-    per_layer: bool = typer.Option(False, "--per-layer", help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference)."),
+    per_layer: bool = typer.Option(False, "--per-layer", metavar="", help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference)."),
     per_layer_samples: int = typer.Option(32, help="Samples the per-layer debugger runs."),
-    per_layer_csv: Optional[Path] = typer.Option(None, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the results JSON to FILE."),
-    report_dir: Optional[Path] = typer.Option(None, "--report", help="Write report.md and report.html to DIR."),
-    force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
+    per_layer_csv: Optional[Path] = typer.Option(None, show_default=False, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", show_default=False, help="Write the results JSON to FILE."),
+    report_dir: Optional[Path] = typer.Option(None, "--report", show_default=False, help="Write report.md and report.html to DIR."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
     from edgeq.fileio import check_writable, write_files_atomically
-    from edgeq.samples import Preprocessing
     from edgeq.validation import ValidateOptions
     from edgeq.validation import validate as run_validate
 
     gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
                                     max_latency_ms=max_latency_ms, min_speedup=min_speedup).items() if v is not None}
-    given = any(v is not None for v in (color, resize, value_range, mean, std))
     outputs = {"json": json_out, "csv": per_layer_csv,
                **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {})}
     outputs = {k: v for k, v in outputs.items() if v is not None}
     try:
+        if len(target) > 1:
+            raise UsageError(f"validate checks one --target per run (the Edge TPU one may run the model on it); "
+                             f"got {', '.join(target)}: run validate once per target")
         if compare_to != "local":
             raise UsageError(f"--compare-to {compare_to!r}: devices are compared with the local run; use local")
         if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
@@ -237,10 +275,11 @@ def validate(
         for path in outputs.values():
             if path.parent != report_dir or report_dir.is_dir():  # --report DIR is created on success
                 check_writable(path, force, [model, reference, data])
-        preprocessing = Preprocessing(color, resize or "stretch", value_range, _floats(mean, "--mean"), _floats(std, "--std")) if given else None
+        preprocessing = {"color": color, "resize": resize, "value_range": value_range, "mean": _floats(mean, "--mean"),
+                         "std": _floats(std, "--std")}
         if delegate == "edgetpu":
             delegate, delegate_library = "xnnpack", delegate_library or "libedgetpu.so.1"
-        options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target, devices=tuple(device),
+        options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
                                   delegate_options=_key_values(delegate_option, "--delegate-option"), threads=threads,
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
                                   per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples)
@@ -261,7 +300,7 @@ def validate(
         _fail(EdgeqError(f"writing the reports failed ({exc}){kept}"))
     from edgeq.render import validation_text
 
-    typer.echo(validation_text(result))
+    _say(validation_text(result))
     if not result["passed"]:
         raise typer.Exit(1)
 
@@ -280,12 +319,12 @@ def _output_bytes(kind: str, result: dict) -> bytes:
     return render(result, kind).encode()
 
 
-@app.command()
+@command()
 def report(
-    results: Path = typer.Argument(..., help="The results JSON of edgeq validate --json."),
+    results: Path = typer.Argument(..., show_default=False, metavar="RESULTS", help="The results JSON of edgeq validate --json."),
     fmt: str = typer.Option("md", "--format", "-f", help="md (GitHub-flavoured, for a pull request) | html (one self-contained page)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Report file [default: print Markdown; RESULTS.html for html]."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Report file.", show_default="print Markdown; RESULTS.html for html"),
+    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing report."),
 ) -> None:
     """Render a validation results JSON as a Markdown or HTML report."""
     from edgeq.fileio import check_writable, write_files_atomically
@@ -306,7 +345,7 @@ def report(
         typer.echo(text.decode(), nl=False)
     else:
         write_files_atomically({output: text})
-        typer.echo(f"wrote {output}")
+        _say(f"wrote {output}")
 
 
 devices_app = typer.Typer(help="Device profiles (devices/*.toml): list them, check one, set up ARM64 emulation.", invoke_without_command=True)
@@ -314,7 +353,7 @@ app.add_typer(devices_app, name="devices")
 
 
 @devices_app.callback()
-def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Print JSON only.")) -> None:
+def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only.")) -> None:
     """List the device profiles."""
     if ctx.invoked_subcommand is not None:
         return
@@ -327,14 +366,14 @@ def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
         typer.echo(json.dumps([asdict(p) for p in profiles], indent=2))
         return
     for p in profiles:
-        typer.echo(terminal(f"{p.name:<28} {p.transport:<6} {p.address:<28} {p.description}"))
-        typer.echo(f"{'':<28} {terminal(p.path)}")
+        _say(terminal(f"{p.name:<28} {p.transport:<6} {p.address:<28} {p.description}"))
+        _say(f"{'':<28} {terminal(p.path)}")
 
 
-@devices_app.command("check")
+@command(devices_app, "check")
 def devices_check(
-    name: str = typer.Argument(..., help="A profile name or a .toml path."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+    name: str = typer.Argument(..., show_default=False, metavar="NAME", help="A profile name or a .toml path."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Connect to a device and report OS, CPU architecture, ARM dot-product, runtime and delegates."""
     from edgeq.devices import check, load_profile
@@ -351,11 +390,11 @@ def devices_check(
                          ("cpu", info["machine"]), ("dot-product", "yes (asimddp)" if info["asimddp"] else "no"),
                          ("python", info["python"]), ("runtime", info["runtime"] or info.get("runtime_error")),
                          ("delegates", delegates)):
-        typer.echo(terminal(f"{label:<12}{value}"))
+        _say(terminal(f"{label:<12}{value}"))
 
 
-@devices_app.command("setup")
-def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", help="An emulated profile (transport qemu).")) -> None:
+@command(devices_app, "setup")
+def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", metavar="NAME", help="An emulated profile (transport qemu).")) -> None:
     """Build the ARM64 emulation (QEMU user mode, arm64 sysroot, aarch64 wheels) once into the cache."""
     from edgeq.devices import load_profile
     from edgeq.emulation import setup
@@ -364,7 +403,7 @@ def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", help="An
         profile = load_profile(name)
         if not profile.emulated:
             raise UsageError(f"{profile.name} is a {profile.transport} device; setup builds emulated (qemu) ones")
-        setup(lambda line: typer.echo(line, err=True))
+        setup(lambda line: _state["quiet"] or typer.echo(line, err=True))
     except EdgeqError as exc:
         _fail(exc)
 

@@ -132,6 +132,8 @@ def convert(
     check_writable(manifest_path, options.force, inputs)
     if options.mode in CALIBRATED_MODES and data is None:
         raise UsageError(f"--mode {options.mode} calibrates on real samples; pass --data DIR|FILE.npy|FILE.npz")
+    ignored = [] if options.mode in CALIBRATED_MODES else [
+        name for name, value in (("--data", data), ("--eval-data", options.eval_data)) if value is not None]
     if not model.exists():
         raise ModelError(f"{model}: no such model; pass a .keras or .h5 file or a SavedModel folder")
     if data is not None and not Path(data).exists():
@@ -182,7 +184,8 @@ def convert(
         "keep_float": keep,
         "search": search,
         "targets": {t: {k: v for k, v in r.to_dict().items() if k != "ops"} for t, r in targets.items()},
-        "warnings": (calibration.get("warnings", []) if calibration else []) + target_warnings
+        "warnings": [f"{' and '.join(ignored)} ignored: --mode {options.mode} does not calibrate" for _ in ignored[:1]]
+        + (calibration.get("warnings", []) if calibration else []) + target_warnings
         + (search["notes"] if search else []),
     }
     write_files_atomically({output: quantized, manifest_path: json_bytes(manifest)}, options.force)
@@ -270,7 +273,8 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
         if isinstance(samples, ImageFolder):
             samples.check_headers()
         sources.append(samples)
-        audits.append(Audit(named, options.preprocessing.expected_range() if isinstance(samples, ArraySource) else None))
+        arrays = isinstance(samples, ArraySource)
+        audits.append(Audit(named, options.preprocessing.expected_range() if arrays else None, unscaled_warning=arrays))
     if not multi:
         return sources, audits, audits[0].watch(sources[0])
     stream = ((key, {s.name: a for s, a in zip(specs, sample)})
@@ -366,9 +370,11 @@ def resolve_keep_float(calibrated: TfliteModel, names: tuple[str, ...]) -> dict[
     outputs = {op.index: [calibrated.tensors[i].name for i in op.outputs if i >= 0] for op in calibrated.operators}
     nodes: list[str] = []
     ops: list[str] = []
+    kept: dict[str, int] = {}
     for name in names:
         if name.upper() in op_types:
             ops.append(name.upper())
+            kept[name] = sum(op.type == name.upper() for op in calibrated.operators)
             continue
         exact = [n for names_ in outputs.values() for n in names_ if n == name]
         layer = [n for names_ in outputs.values() for n in names_ if name in _components(n)]
@@ -376,13 +382,24 @@ def resolve_keep_float(calibrated: TfliteModel, names: tuple[str, ...]) -> dict[
         loose = [n for names_ in outputs.values() for n in names_ if any(suffixed.match(c) for c in _components(n))]
         found = exact or layer or loose
         if not found:
-            known = sorted({c for names_ in outputs.values() for n in names_ for c in _components(n)})[:12]
             raise UsageError(
                 f"--keep-float {name}: no op type or layer of that name in the model; "
-                f"op types: {', '.join(sorted(op_types))}; some layer names: {', '.join(known)}"
+                f"op types: {', '.join(sorted(op_types))}; some layer names: {', '.join(_unique_layers(outputs)[:12])}"
             )
+        kept[name] = len(found)
         nodes.extend(n for n in found if n not in nodes)
-    return {"nodes": nodes, "ops": ops}
+    return {"nodes": nodes, "ops": ops, "per_name": kept}
+
+
+def _unique_layers(outputs: dict[int, list[str]]) -> list[str]:
+    """Name components that pick out exactly one op: what a --keep-float suggestion should offer
+    (a generic component such as Relu or BiasAdd would keep every op it appears in)."""
+    ops_of: dict[str, set[int]] = {}
+    for op, names in outputs.items():
+        for n in names:
+            for c in _components(n):
+                ops_of.setdefault(c, set()).add(op)
+    return sorted(c for c, ops in ops_of.items() if len(ops) == 1 and not c.isdigit() and ":" not in c)
 
 
 def _components(tensor_name: str) -> set[str]:

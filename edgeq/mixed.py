@@ -176,6 +176,6 @@ def _record(evaluator: Evaluator, layers: list[dict[str, Any]], limit: int, step
         "budget": asdict(evaluator.budget), "eval_samples": len(evaluator.samples),
         "ranked_layers": layers, "layers_considered": limit,
         "max_evaluations": math.ceil(math.log2(limit)) + 2 if limit > 1 else 2,
-        "evaluations": sum(s["kind"] == "int8" for s in steps), "steps": steps, "chosen": chosen, "met": chosen["meets"],
+        "evaluations": len(steps), "int8_evaluations": sum(s["kind"] == "int8" for s in steps), "steps": steps, "chosen": chosen, "met": chosen["meets"],
         "notes": [INT16X8_NOTE] if chosen["kind"] == "int16x8" else [],
     }

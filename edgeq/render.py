@@ -67,6 +67,8 @@ def conversion_text(result) -> str:
     lines += _io_lines(result.summary)
     if m.get("search"):
         lines += search_lines(m["search"])
+    for name, count in (m.get("keep_float") or {}).get("per_name", {}).items():
+        lines.append(f"keep-float {terminal(name)}: {count} node(s) kept in float")
     if m["float_ops"]:
         shown = [f"{o['type']} ({terminal(o['outputs'][0])})" for o in m["float_ops"][:SHOWN_FLOAT_OPS]]
         more = len(m["float_ops"]) - len(shown)
@@ -84,10 +86,20 @@ def _num(value, fmt: str = ".4g", suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:{fmt}}{suffix}"
 
 
+def _preprocessing_lines(pre: dict | None) -> list[str]:
+    if not pre:
+        return []
+    origins: dict[str, list[str]] = {}
+    for name, origin in pre["from"].items():
+        origins.setdefault(origin, []).append(name.replace("value_range", "range"))
+    return [f"preprocessing {pre['used']}  (" + "; ".join(f"{', '.join(v)} from {k}" for k, v in origins.items()) + ")"]
+
+
 def validation_text(r: dict) -> str:
     size, acc, lat = r["size"], r["accuracy"], r["latency"]
     lines = [
-        f"{r['model']} vs {r['reference']} on {r['data']}",
+        terminal(f"{r['model']} vs {r['reference']} on {r['data']}"),
+        *_preprocessing_lines(r.get("preprocessing")),
         f"size      float {_kib(size['float_bytes'])}  int8 {_kib(size['int8_bytes'])}  ratio {size['ratio']:.3f}x",
     ]
     if acc["labelled"]:
@@ -168,11 +180,18 @@ def device_summary(d: dict) -> str:
     return "; ".join(parts)
 
 
+def evaluations(search: dict) -> str:
+    """'N evaluations (bound B)', the bound counting the int8 mixes only, and the int16x8 try apart."""
+    int8 = search.get("int8_evaluations", search["evaluations"])
+    wide = search["evaluations"] - int8
+    return f"{int8} int8 evaluation(s) (bound {search['max_evaluations']})" + (f" and {wide} int16x8 try" if wide else "")
+
+
 def search_lines(search: dict) -> list[str]:
     """The accuracy-budget search, one line per evaluated model."""
     budget = ", ".join(f"{k} {v:g}" for k, v in search["budget"].items() if v is not None)
-    lines = [f"search: budget {budget} on {search['eval_samples']} samples of {search['eval_data']}; "
-             f"{search['evaluations']} evaluations (bound {search['max_evaluations']}) over {search['layers_considered']} ranked layers"]
+    lines = [f"search: budget {budget} on {search['eval_samples']} samples of {terminal(search['eval_data'])}; "
+             f"{evaluations(search)} over {search['layers_considered']} ranked layers"]
     for step in search["steps"]:
         mark = "meets" if step["meets"] else "misses: " + "; ".join(step["missed"])
         what = "int16x8 activations" if step["kind"] == "int16x8" else f"{step['k']:>3} float layer(s)"

@@ -13,6 +13,7 @@ from typing import Any
 
 from edgeq.errors import DataError
 from edgeq.escape import html_text, md
+from edgeq.render import evaluations
 from edgeq.schema import RESULTS, check, check_version
 from edgeq.per_layer import EXACT_DB
 
@@ -149,8 +150,8 @@ def _search_caption(results: dict[str, Any]) -> str:
     budget = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in search["budget"].items() if v is not None)
     kept = ("none: 16-bit activations (int16x8)" if chosen["kind"] == "int16x8"
             else ", ".join(_short(n) for n in chosen["float_layers"]) or "none (full INT8)")
-    return (f"Budget {budget} on {search['eval_samples']} samples; {search['evaluations']} evaluations (bound "
-            f"{search['max_evaluations']}) over {search['layers_considered']} ranked layers. Chosen: {chosen['k']} float "
+    return (f"Budget {budget} on {search['eval_samples']} samples; {evaluations(search)} over "
+            f"{search['layers_considered']} ranked layers. Chosen: {chosen['k']} float "
             f"layer(s): {kept}" + ("" if search["met"] else " — best effort, the budget is not met") + ".")
 
 

@@ -65,6 +65,24 @@ class Preprocessing:
             return lo, hi
         return RANGES.get(self.value_range or "")
 
+    def merged(self, overrides: dict[str, object]) -> tuple[Preprocessing, dict[str, str]]:
+        """These settings (e.g. the manifest's) with the given fields replaced, field by field, and
+        where each field came from ("given" or "base"). A range replaces a mean/std and back, as
+        they are alternative ways to scale."""
+        values = {f: getattr(self, f) for f in ("color", "resize", "value_range", "mean", "std")}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if "value_range" in given:
+            values.update(mean=None, std=None)
+        if "mean" in given or "std" in given:
+            values["value_range"] = None
+        values.update(given)
+        return Preprocessing(**values), {k: "given" if k in given else "base" for k in values}
+
+    def describe(self) -> str:
+        scale = (f"mean {_list(self.mean)} std {_list(self.std)}" if self.mean is not None
+                 else f"range {self.value_range or '0,1'}")
+        return f"color {self.color or 'from the model'}, resize {self.resize}, {scale}"
+
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
         pixels = pixels.astype(np.float32)
         if self.mean is not None and self.std is not None:
@@ -74,6 +92,10 @@ class Preprocessing:
             return (pixels - mean) / std
         lo, hi = RANGES[self.value_range or "0,1"]
         return pixels * np.float32((hi - lo) / 255.0) + np.float32(lo)
+
+
+def _list(values: tuple[float, ...] | None) -> str:
+    return ",".join(f"{v:g}" for v in values or ())
 
 
 class SampleSource:
@@ -90,6 +112,10 @@ class SampleSource:
         raise NotImplementedError
 
     def describe(self) -> str:
+        raise NotImplementedError
+
+    def where(self, position: int) -> str:
+        """The file (or array row) the `position`-th sample yielded came from."""
         raise NotImplementedError
 
 
@@ -132,6 +158,10 @@ class ImageFolder(SampleSource):
         _, self.height, self.width, self.channels = specs[0].shape
         if self.channels not in (1, 3):
             raise DataError(f"the model's input has {self.channels} channels; image folders give 1 (gray) or 3 (rgb); pass a .npy")
+        for name, values in (("--mean", pre.mean), ("--std", pre.std)):
+            if values is not None and len(values) not in (1, self.channels):
+                raise UsageError(f"{name} has {len(values)} values but the model's input has {self.channels} channel(s); "
+                                 f"give {self.channels} (one per channel) or 1 (for all)")
         wanted = {"rgb": 3, "gray": 1}.get(pre.color or "", self.channels)
         if wanted != self.channels:
             raise UsageError(f"--color {pre.color} gives {wanted} channel(s) but the model's input '{specs[0].name}' has {self.channels}")
@@ -152,6 +182,9 @@ class ImageFolder(SampleSource):
 
     def describe(self) -> str:
         return f"{len(self.files)} of {self.available} images in {self.root}"
+
+    def where(self, position: int) -> str:
+        return str(self.files[position])
 
     def check_headers(self) -> None:
         """Open every chosen file's header (cheap, no pixel decode) so a non-image fails early."""
@@ -279,6 +312,9 @@ class ArraySource(SampleSource):
     def describe(self) -> str:
         return f"{len(self.indices)} of {self.available} samples in {self.path}"
 
+    def where(self, position: int) -> str:
+        return f"row {int(self.indices[position])} of {self.path}"
+
     def __iter__(self) -> Iterator[list[np.ndarray]]:
         for i in self.indices:
             yield [np.asarray(self.arrays[s.name][i : i + 1], dtype=np.float32) for s in self.specs]
@@ -294,6 +330,7 @@ class Audit:
 
     specs: list[InputSpec]
     expected_range: tuple[float, float] | None = None
+    unscaled_warning: bool = False  # arrays given without any declared range: warn about raw 0..255 values
 
     def __post_init__(self) -> None:
         self.count = 0
@@ -307,7 +344,7 @@ class Audit:
         for sample in source:
             for spec, array in zip(self.specs, sample):
                 if not np.all(np.isfinite(array)):
-                    raise DataError(f"sample {self.count} of {source.describe()} has NaN or infinite values in input '{spec.name}'")
+                    raise DataError(f"{source.where(self.count)} has NaN or infinite values in input '{spec.name}'; fix or drop it")
             for k, array in enumerate(sample):
                 self.low[k] = min(self.low[k], float(array.min()))
                 self.high[k] = max(self.high[k], float(array.max()))
@@ -330,6 +367,12 @@ class Audit:
         for spec, lo, hi in zip(self.specs, self.low, self.high):
             if self.count and lo == hi:
                 found.append(f"input '{spec.name}' is constant ({lo}) across all samples: its quantization range is degenerate")
+            if self.expected_range is None and self.count and self.unscaled_warning and (hi > 2.0 or lo < -2.0):
+                found.append(
+                    f"input '{spec.name}' spans [{lo:.4g}, {hi:.4g}] and no --range/--mean/--std was given: models are "
+                    "usually trained on 0..1 or -1..1 inputs; scale the arrays as in training, or pass --range 0,255 "
+                    "if the model takes raw pixels"
+                )
             if self.expected_range and self.count:
                 elo, ehi = self.expected_range
                 slack = 0.1 * (ehi - elo)

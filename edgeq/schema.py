@@ -83,7 +83,7 @@ LATENCY_FIGURES = {"p50": optional(NUM), "p90": optional(NUM), "samples": option
 
 SEARCH = {
     "budget": mapping(optional(NUM)),
-    "eval_samples": int, "evaluations": int, "max_evaluations": int, "layers_considered": int, "met": bool,
+    "eval_samples": int, "evaluations": int, "int8_evaluations": optional(int), "max_evaluations": int, "layers_considered": int, "met": bool,
     "chosen": {"k": int, "kind": str, "float_layers": [str], "missed": [str]},
     "steps": [{"kind": str, "k": int, "size_bytes": int, "top1_drop_pts": optional(NUM), "agreement": optional(NUM),
                "worst_sqnr_db": optional(NUM), "meets": bool, "missed": [str]}],

@@ -47,7 +47,7 @@ class ValidateOptions:
     limit: int | None = None
     top_k: int = 5
     seed: int = 0
-    preprocessing: Preprocessing | None = None  # None: the manifest's, else the defaults
+    preprocessing: dict[str, Any] = field(default_factory=dict)  # given fields, merged over the manifest's
     signature: str = "serving_default"
     gates: dict[str, float] = field(default_factory=dict)
     per_layer: bool = False
@@ -143,7 +143,8 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     for i, j in enumerate(inputs.order):
         to_reference[j] = i
 
-    samples = open_samples(data, specs, options.preprocessing or _manifest_preprocessing(model), options.limit, options.seed)
+    pre, sources = preprocessing_for(model, options)
+    samples = open_samples(data, specs, pre, options.limit, options.seed)
     labels = samples.labels
     names = [p.label for p in int8.output_ports]
     scorer = Scorer(names, is_classification(int8.outputs[0]["shape"].tolist()), options.top_k)
@@ -180,6 +181,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         "reference_tflite": float_note,
         "data": samples.describe(),
         "pairing": {"inputs": inputs.method, "outputs": outputs.method},
+        "preprocessing": {"used": pre.describe(), "from": sources},
         "size": {"float_bytes": float_bytes, "int8_bytes": int8.model.size, "ratio": round(int8.model.size / float_bytes, 4)},
         **scores,
         "latency": {
@@ -234,7 +236,7 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
 def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], options: ValidateOptions) -> dict[str, Any]:
     from edgeq.per_layer import per_layer_errors
 
-    pre = options.preprocessing or _manifest_preprocessing(model)
+    pre, _ = preprocessing_for(model, options)
     samples = list(open_samples(data, specs, pre, options.per_layer_samples, options.seed))
     return per_layer_errors(model, reference, samples, specs, options.signature)
 
@@ -263,6 +265,15 @@ def _same_source(model: Path, reference: Path) -> bool:
         return source.get("sha256") == sha256_of(reference)
     except OSError:
         return False
+
+
+def preprocessing_for(model: Path, options: ValidateOptions) -> tuple[Preprocessing, dict[str, str]]:
+    """The flags given to validate merged over the manifest's preprocessing, field by field, with
+    each field's origin: "flag", "manifest" or "default"."""
+    manifest = _manifest_preprocessing(model)
+    merged, sources = (manifest or Preprocessing()).merged(options.preprocessing)
+    base = "manifest" if manifest is not None else "default"
+    return merged, {k: "flag" if v == "given" else base for k, v in sources.items()}
 
 
 def _manifest_preprocessing(model: Path) -> Preprocessing | None:

@@ -95,4 +95,5 @@ def test_int16x8_that_misses_leaves_the_float_search_to_do_it(weight_outlier_ker
     assert search["steps"][1]["kind"] == "int16x8" and not search["steps"][1]["meets"]  # int8 weights stay the problem
     assert search["met"] and search["chosen"]["kind"] == "int8"
     assert sorted(n.split("/")[1] for n in search["chosen"]["float_layers"]) == ["hard2_1", "hard_1"]
-    assert search["evaluations"] <= search["max_evaluations"]
+    assert search["int8_evaluations"] <= search["max_evaluations"]
+    assert search["evaluations"] == len(search["steps"]) == search["int8_evaluations"] + 1  # the int16x8 try counts too
