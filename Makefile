@@ -7,13 +7,14 @@ EDGEQ := $(VENV)/bin/edgeq
 STAMP := $(VENV)/.installed-stamp
 DEMO := build/demo
 
-.PHONY: demo test bench emulation clean
+.PHONY: demo test test-fast bench emulation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[convert,dev]'
-	touch $(STAMP)
+	@echo "installing edgeq and TensorFlow into $(VENV) (first run: about a minute, 1.6 GB)"
+	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --quiet -e '.[convert,dev]' > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) demo/train_digits.py $(DEMO)/digits_cnn.keras
@@ -23,6 +24,9 @@ demo: $(STAMP)
 	$(EDGEQ) validate $(DEMO)/digits_cnn_int8.tflite --reference $(DEMO)/digits_cnn.keras \
 		--data representative_data/digits/val --json $(DEMO)/validation.json --report $(DEMO)/report --force \
 		--target xnnpack --max-drop 0.5 --min-agreement 0.98
+	@echo
+	@echo "edgeq is installed in $(VENV). Put it on PATH with:  . $(VENV)/bin/activate"
+	@echo "(or call $(VENV)/bin/edgeq); then try:  edgeq inspect $(DEMO)/digits_cnn_int8.tflite"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -32,6 +36,9 @@ emulation: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not tf and not slow" 
 
 clean:
 	rm -rf build .pytest_cache

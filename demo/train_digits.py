@@ -62,7 +62,10 @@ def main() -> None:
     parser.add_argument("output", type=Path)
     parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args()
-    accuracy = train(args.output, args.epochs)
+    from edgeq.native import captured_native_stderr
+
+    with captured_native_stderr():  # TensorFlow's own startup lines stay off the terminal
+        accuracy = train(args.output, args.epochs)
     print(f"trained {args.output}: float top-1 on {DATA / 'val'} = {accuracy:.4f}")
 
 

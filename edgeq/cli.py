@@ -150,7 +150,9 @@ def convert(
             preprocessing=Preprocessing(color, resize, value_range, _floats(mean, "--mean"), _floats(std, "--std")),
             signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape), force=force,
         )
-        result = run_convert(model, output, data, options, quiet_native=not _state["verbose"])
+        _state["json"] = as_json
+        with _progress_bar():
+            result = run_convert(model, output, data, options, quiet_native=not _state["verbose"])
     except EdgeqError as exc:
         _fail(exc)
     for warning in result.warnings:
@@ -199,16 +201,32 @@ def inspect(
 
 
 @contextlib.contextmanager
-def _progress_bar(label: str):
-    """A progress bar on an interactive terminal; nothing in CI, pipes or with -q."""
-    if not sys.stderr.isatty() or os.environ.get("CI") or log.level >= logging.ERROR:
-        yield None
-        return
-    from rich.progress import Progress
+def _progress_bar():
+    """A bar with samples/s and an ETA on an interactive terminal; nothing in CI, in pipes, with
+    -q or with --json."""
+    from edgeq.progress import reporting
 
-    with Progress(transient=True, console=None) as bar:
-        task = bar.add_task(label, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+    if not sys.stderr.isatty() or os.environ.get("CI") or _state["quiet"] or _state.get("json"):
+        with reporting(None):
+            yield
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(label: str, done: int, total: int | None) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total, rate="")
+            task = bar.tasks[tasks[label]]
+            rate = f"{task.speed:.1f} samples/s" if task.speed else ""
+            bar.update(tasks[label], completed=done, total=total, rate=rate)
+
+        with reporting(update):
+            yield
 
 
 def _key_values(values: list[str], option: str) -> dict[str, str]:
@@ -283,8 +301,9 @@ def validate(
                                   delegate_options=_key_values(delegate_option, "--delegate-option"), threads=threads,
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
                                   per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples)
-        with _progress_bar("comparing INT8 with float") as progress:
-            result = run_validate(model, reference, data, options, progress)
+        _state["json"] = False
+        with _progress_bar():
+            result = run_validate(model, reference, data, options)
     except EdgeqError as exc:
         _fail(exc)
     for warning in result["warnings"]:

@@ -31,6 +31,7 @@ from edgeq.inspection import ModelSummary, manifest_for, summarize
 from edgeq.mixed import Budget
 from edgeq.native import captured_native_stderr
 from edgeq.samples import ArraySource, Audit, ImageFolder, InputSpec, Preprocessing, open_samples
+from edgeq.progress import counted
 from edgeq.schema import SCHEMA_VERSION
 from edgeq.signatures import calibrator_order
 from edgeq.source import first_line, load_source
@@ -275,12 +276,13 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
         sources.append(samples)
         arrays = isinstance(samples, ArraySource)
         audits.append(Audit(named, options.preprocessing.expected_range() if arrays else None, unscaled_warning=arrays))
+    total = sum(len(s) for s in sources)
     if not multi:
-        return sources, audits, audits[0].watch(sources[0])
+        return sources, audits, counted("calibrating", audits[0].watch(sources[0]), total)
     stream = ((key, {s.name: a for s, a in zip(specs, sample)})
               for (key, specs), samples, audit in zip(source.signatures.items(), sources, audits)
               for sample in audit.watch(samples))
-    return sources, audits, stream
+    return sources, audits, counted("calibrating", stream, total)
 
 
 def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions, keep: dict[str, Any], data: Path):

@@ -79,7 +79,20 @@ class ModelSummary:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "precision": self.precision}
+
+    @property
+    def precision(self) -> str:
+        """int8 | int16x8 | float16 | dynamic | float: what the model computes in."""
+        if any(c.get("int16") for c in self.op_census.values()):
+            return "int16x8"
+        if self.ops_int8:
+            return "int8"
+        if self.dtype_census.get("float16"):
+            return "float16"
+        if self.weights["per_channel"] or self.weights["per_tensor"]:
+            return "dynamic"
+        return "float"
 
 
 def inspect_model(path: str | Path) -> ModelSummary:

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgeq.errors import UsageError
 from edgeq.metrics import Scorer, is_classification
+from edgeq.progress import report
 from edgeq.runtime import LiteRTRunner
 from edgeq.signatures import positions
 from edgeq.tflite_file import parse_tflite
@@ -72,7 +73,7 @@ class Evaluator:
         """`samples`: arrays in the order of the input keys `names`; fed by key to every candidate."""
         if budget.max_drop is not None and labels is None:
             raise UsageError("--max-drop needs labelled --eval-data (class folders, or y in a .npz); use --min-agreement")
-        self.labels, self.budget = labels, budget
+        self.labels, self.budget, self.evaluations = labels, budget, 0
         self.tmp = tempfile.TemporaryDirectory(prefix="edgeq-search-")
         reference = self._runner(calibrated, "float")
         order = positions(names, [p.label for p in reference.input_ports])
@@ -87,10 +88,13 @@ class Evaluator:
         return LiteRTRunner(path)
 
     def evaluate(self, model: bytes, float_layers: list[str], kind: str = "int8") -> dict[str, Any]:
+        self.evaluations += 1
+        report(f"evaluating mix {self.evaluations} ({kind}, {len(float_layers)} float layer(s))", 0, len(self.samples))
         runner = self._runner(model, f"{kind}-{len(float_layers)}")
         scorer = Scorer(self.names, self.classify)
         for i, (sample, want) in enumerate(zip(self.samples, self.reference)):
             scorer.add(want, runner.run(sample), self.labels[i] if self.labels is not None else None)
+            report(f"evaluating mix {self.evaluations} ({kind}, {len(float_layers)} float layer(s))", i + 1, len(self.samples))
         scores = scorer.result()
         missed = self.budget.missed(scores)
         acc = scores["accuracy"]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from edgeq.escape import terminal
+from edgeq.units import gate_figure, percent, size
 from edgeq.inspection import ModelSummary, TensorInfo
 
 SHOWN_FLOAT_OPS = 8
 
-
-def _kib(n: int | None) -> str:
-    return "?" if n is None else f"{n / 1024:,.1f} KiB"
 
 
 def _tensor_line(t: TensorInfo) -> str:
@@ -32,10 +30,23 @@ def _io_lines(s: ModelSummary) -> list[str]:
     return lines
 
 
+def kernels_line(s: ModelSummary) -> str:
+    """Mode-aware: '8 of 8 ops on int16x8 kernels', 'float16 weights, float kernels', ..."""
+    kind = s.precision
+    if kind == "int8":
+        return f"{s.ops_int8} of {s.ops_total} ops on int8 kernels"
+    if kind == "int16x8":
+        int16 = sum(c.get("int16", 0) for c in s.op_census.values())
+        return f"{int16} of {s.ops_total} ops on int16x8 kernels (16-bit activations, 8-bit weights)"
+    return {"float16": f"{s.ops_total} ops on float kernels, float16 weights",
+            "dynamic": f"{s.ops_total} ops, dynamic range (int8 weights, float activations)",
+            "float": f"{s.ops_total} ops on float kernels"}[kind]
+
+
 def summary_text(s: ModelSummary) -> str:
-    lines = [f"{s.path}: {_kib(s.bytes)}, {s.ops_total} ops, {s.ops_int8} on int8 kernels"]
+    lines = [f"{terminal(s.path)}: {size(s.bytes)}, {kernels_line(s)}"]
     if s.size_ratio is not None:
-        lines.append(f"size vs float: {s.size_ratio:.3f}x of {_kib(s.float_bytes)} ({s.float_bytes_source})")
+        lines.append(f"size vs float: {s.size_ratio:.3f}x of {size(s.float_bytes)} ({s.float_bytes_source})")
     lines += _io_lines(s)
     lines.append("ops:")
     for op, c in s.op_census.items():
@@ -45,7 +56,7 @@ def summary_text(s: ModelSummary) -> str:
     w = s.weights
     lines.append(
         f"weights: {w['per_channel']} per-channel, {w['per_tensor']} per-tensor, {w['float']} float; "
-        f"{_kib(w['weight_bytes'])} of {_kib(s.bytes)} is constant data"
+        f"{size(w['weight_bytes'])} of {size(s.bytes)} is constant data"
     )
     if s.float_ops:
         lines.append(f"float ops ({len(s.float_ops)}): " + ", ".join(f"{terminal(o['type'])}#{o['index']}" for o in s.float_ops))
@@ -58,22 +69,30 @@ def summary_text(s: ModelSummary) -> str:
 def conversion_text(result) -> str:
     m = result.manifest
     sizes = m["sizes"]
-    ratio = f" ({sizes['ratio']:.3f}x the float model's {_kib(sizes['float_bytes'])})" if sizes["ratio"] else ""
-    lines = [f"wrote {result.output}: {_kib(sizes['model_bytes'])}{ratio}", f"manifest: {result.manifest_path}"]
+    ratio = f" ({sizes['ratio']:.3f}x the float model's {size(sizes['float_bytes'])})" if sizes["ratio"] else ""
+    lines = [f"wrote {result.output}: {size(sizes['model_bytes'])}{ratio}", f"manifest: {result.manifest_path}"]
     if m["calibration"]:
         c = m["calibration"]
         lines.append(f"calibrated on {c['samples']} samples from {c['data']}")
-    lines.append(f"{m['ops_int8']} of {m['ops_total']} ops on int8 kernels; mode {m['options']['mode']}, io {m['options']['io']}")
+    lines.append(f"{kernels_line(result.summary)}; mode {m['options']['mode']}, io {m['options']['io']}")
     lines += _io_lines(result.summary)
     if m.get("search"):
         lines += search_lines(m["search"])
     for name, count in (m.get("keep_float") or {}).get("per_name", {}).items():
         lines.append(f"keep-float {terminal(name)}: {count} node(s) kept in float")
-    if m["float_ops"]:
-        shown = [f"{o['type']} ({terminal(o['outputs'][0])})" for o in m["float_ops"][:SHOWN_FLOAT_OPS]]
+    if m["float_ops"] and m["options"]["mode"] in ("dynamic", "float16"):
+        lines.append(f"float activations by design of --mode {m['options']['mode']}: every op computes in float")
+    elif m["float_ops"]:
+        shown = [f"{o['type']} ({short_name(o['outputs'][0])})" for o in m["float_ops"][:SHOWN_FLOAT_OPS]]
         more = len(m["float_ops"]) - len(shown)
         lines.append(f"left in float ({len(m['float_ops'])}): " + ", ".join(shown) + (f", and {more} more (see the manifest)" if more else ""))
     return "\n".join(lines)
+
+
+def short_name(tensor_name: str, width: int = 48) -> str:
+    """A fused tensor name ('a/Relu;a/BiasAdd;...') as its first part, at most `width` characters."""
+    name = terminal(tensor_name.split(";")[0])
+    return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
 def _paired(output: dict) -> str:
@@ -96,18 +115,19 @@ def _preprocessing_lines(pre: dict | None) -> list[str]:
 
 
 def validation_text(r: dict) -> str:
-    size, acc, lat = r["size"], r["accuracy"], r["latency"]
+    sizes, acc, lat = r["size"], r["accuracy"], r["latency"]
+    kind = r.get("model_kind") or "int8"
     lines = [
         terminal(f"{r['model']} vs {r['reference']} on {r['data']}"),
         *_preprocessing_lines(r.get("preprocessing")),
-        f"size      float {_kib(size['float_bytes'])}  int8 {_kib(size['int8_bytes'])}  ratio {size['ratio']:.3f}x",
+        f"size      float {size(sizes['float_bytes'])}  {kind} {size(sizes['int8_bytes'])}  ratio {sizes['ratio']:.3f}x",
     ]
     if acc["labelled"]:
         lines.append(
-            f"accuracy  float top-1 {acc['float_top1']:.4f}  int8 top-1 {acc['int8_top1']:.4f}  "
-            f"drop {acc['top1_drop_pts']:.2f} pts  (top-{acc['top_k']}: {acc['float_topk']:.4f} / {acc['int8_topk']:.4f})"
+            f"accuracy  float top-1 {percent(acc['float_top1'])}  {kind} top-1 {percent(acc['int8_top1'])}  "
+            f"drop {acc['top1_drop_pts']:.2f} pts  (top-{acc['top_k']}: {percent(acc['float_topk'])} / {percent(acc['int8_topk'])})"
         )
-    lines.append(f"agreement {_num(acc['agreement'], '.4f')} (top-1, int8 vs float)")
+    lines.append(f"agreement {percent(acc['agreement'])} (top-1, {kind} vs float)")
     for o in r["outputs"]:
         lines.append(
             f"output    {terminal(o['name'])}{_paired(o)}: SQNR {_num(o['sqnr_db'], '.2f', ' dB')}  cosine {_num(o['cosine'], '.5f')}  "
@@ -115,8 +135,8 @@ def validation_text(r: dict) -> str:
         )
     lines.append(
         f"latency   {lat['delegate']}, {lat['threads']} thread(s), {lat['runs']} runs: "
-        f"int8 p50 {lat['int8_ms']['p50']:.3f} ms  float p50 {lat['float_ms']['p50']:.3f} ms  "
-        f"speedup {_num(lat['speedup'], '.2f', 'x')}"
+        f"{kind} p50 {lat['int8_ms']['p50']:.3f} ms  float p50 {lat['float_ms']['p50']:.3f} ms  "
+        f"speedup {_num(lat['speedup'], '.2f', 'x')}" + ("  (within run-to-run noise)" if lat.get("within_noise") else "")
     )
     kept = ", ".join(f"{k} x{v}" for k, v in lat["cpu_fallback_ops"].items()) or "none"
     lines.append(f"delegate  took {lat['delegated_nodes']} of {lat['total_nodes']} nodes; on built-in kernels: {kept}")
@@ -138,7 +158,7 @@ def validation_text(r: dict) -> str:
         lines.append(f"device    {terminal(d['name'])} ({d['transport']}, {d['runtime']}, {d['machine']}): {device_summary(d)}")
     for g in r["gates"]:
         mark = "PASS" if g["passed"] else "FAIL"
-        lines.append(f"gate      {mark} {g['name']}: {_num(g['value'])} (limit {g['limit']:g})")
+        lines.append(f"gate      {mark} {g['name']}: {gate_figure(g['name'], g['value'])} (limit {gate_figure(g['name'], g['limit'])})")
     lines.append("verdict   " + ("PASS" if r["passed"] else "FAIL: a gate failed"))
     return "\n".join(lines)
 

@@ -13,8 +13,11 @@ from typing import Any
 
 from edgeq.errors import DataError
 from edgeq.escape import html_text, md
-from edgeq.render import evaluations
+from edgeq.render import evaluations, short_name
 from edgeq.schema import RESULTS, check, check_version
+from edgeq.units import gate_figure
+from edgeq.units import percent as pct
+from edgeq.units import size as kib
 from edgeq.per_layer import EXACT_DB
 
 LAYERS_SHOWN = 10
@@ -40,16 +43,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
 
 # -- figures, formatted once ------------------------------------------------------------------
 
-def pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
-
-
 def num(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
-
-
-def kib(n: int | None) -> str:
-    return "n/a" if n is None else f"{n / 1024:,.1f} KiB"
 
 
 def ms(x: float | None) -> str:
@@ -99,7 +94,7 @@ def _gate_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str, s
     for g in results["gates"]:
         bound = "≤" if g["name"].startswith("max") else "≥"
         mark = ("✅ pass" if g["passed"] else "❌ FAIL") if marks else ("pass" if g["passed"] else "FAIL")
-        rows.append((g["description"], f"{bound} {g['limit']:g}", "n/a" if g["value"] is None else f"{g['value']:.4g}", mark))
+        rows.append((g["description"], f"{bound} {gate_figure(g['name'], g['limit'])}", gate_figure(g["name"], g["value"]), mark))
     return rows
 
 
@@ -110,7 +105,7 @@ def _output_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def _layer_rows(results: dict[str, Any], limit: int | None = LAYERS_SHOWN) -> list[tuple[str, ...]]:
     layers = (results.get("per_layer") or {}).get("layers") or []
-    return [(str(l["rank"]), _short(l["tensor_name"], 60), l["op_type"], num(l["sqnr_db"]), num(l["rmse_lsb"], 3),
+    return [(str(l["rank"]), short_name(l["tensor_name"], 60), l["op_type"], num(l["sqnr_db"]), num(l["rmse_lsb"], 3),
              num(l["max_abs_error_lsb"], 3), f"{l['scale']:.6g}", str(l["zero_point"])) for l in layers[:limit]]
 
 
@@ -149,7 +144,7 @@ def _search_caption(results: dict[str, Any]) -> str:
     chosen = search["chosen"]
     budget = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in search["budget"].items() if v is not None)
     kept = ("none: 16-bit activations (int16x8)" if chosen["kind"] == "int16x8"
-            else ", ".join(_short(n) for n in chosen["float_layers"]) or "none (full INT8)")
+            else ", ".join(short_name(n) for n in chosen["float_layers"]) or "none (full INT8)")
     return (f"Budget {budget} on {search['eval_samples']} samples; {evaluations(search)} over "
             f"{search['layers_considered']} ranked layers. Chosen: {chosen['k']} float "
             f"layer(s): {kept}" + ("" if search["met"] else " — best effort, the budget is not met") + ".")
@@ -225,7 +220,7 @@ def plots(results: dict[str, Any]) -> dict[str, str]:
     shown = [l for l in layers if l["sqnr_db"] is not None and l["sqnr_db"] < EXACT_DB][:20]
     if shown:
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.2))
-        labels = [f"{l['op_type']} {_short(l['tensor_name'])}" for l in shown]
+        labels = [f"{l['op_type']} {short_name(l['tensor_name'])}" for l in shown]
         bars = ax.barh(range(len(shown)), [l["sqnr_db"] for l in shown], color="#c0504d")
         ax.bar_label(bars, fmt="%.1f", padding=3, fontsize=8)
         ax.set_yticks(range(len(shown)), labels, fontsize=8)
@@ -237,11 +232,6 @@ def plots(results: dict[str, Any]) -> dict[str, str]:
         charts["per_layer"] = _png(fig)
         plt.close(fig)
     return charts
-
-
-def _short(tensor_name: str, width: int = 48) -> str:
-    name = tensor_name.split(";")[0]
-    return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
 def _html_table(head: tuple[str, ...], rows: list[tuple[str, ...]], classes: list[str] | None = None) -> str:

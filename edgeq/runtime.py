@@ -89,7 +89,9 @@ class LiteRTRunner:
             try:  # load_delegate's failure path raises again in Delegate.__del__; probe with ctypes first
                 ctypes.CDLL(delegate_library)
             except OSError as exc:
-                raise UsageError(f"cannot load delegate library {delegate_library}: {exc}; install it (the Edge TPU runtime is Coral's libedgetpu1-std package) or choose another --delegate") from None
+                coral = " (the Edge TPU runtime is Coral's libedgetpu1-std package)" if "edgetpu" in Path(delegate_library).name else ""
+                raise UsageError(f"cannot load delegate library {delegate_library}: {exc}; install it{coral}, check the path, "
+                                 "or choose another --delegate") from None
             try:
                 kwargs["experimental_delegates"] = [litert.load_delegate(delegate_library, delegate_options or {})]
             except (ValueError, OSError) as exc:

@@ -17,12 +17,13 @@ from typing import Any, Callable
 import edgeq
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
-from edgeq.inspection import manifest_mismatch, manifest_part, read_manifest
+from edgeq.inspection import manifest_mismatch, manifest_part, read_manifest, summarize
 from edgeq.metrics import Scorer, is_classification
 from edgeq.native import captured_native_stderr
 from edgeq.pairing import pair
-from edgeq.schema import MANIFEST_OPTIONS, SCHEMA_VERSION, SEARCH
-from edgeq.runtime import LiteRTRunner
+from edgeq.progress import report
+from edgeq.schema import MANIFEST_OPTIONS, NUM, SCHEMA_VERSION, SEARCH, mapping, optional
+from edgeq.runtime import Latency, LiteRTRunner
 from edgeq.samples import InputSpec, Preprocessing, open_samples
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,8 @@ class ValidateOptions:
 
 
 def validate(model: str | Path, reference: str | Path, data: str | Path, options: ValidateOptions | None = None,
-             progress: Callable[[int, int], None] | None = None, **values: Any) -> dict[str, Any]:
-    """Compare `model` with `reference` on `data`; `progress(done, total)` is called per sample."""
+             **values: Any) -> dict[str, Any]:
+    """Compare `model` with `reference` on `data` (progress goes to edgeq.progress listeners)."""
     options = options or ValidateOptions(**values)
     model, reference = Path(model), Path(reference)
     if options.per_layer and reference.suffix == ".tflite":
@@ -76,7 +77,7 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
         target, int8 = _target(model, int8, options, Path(scratch)) if options.target else (None, int8)
         float_path, float_note = _float_tflite(reference, int8, options, Path(scratch))
-        result = _compare(model, reference, data, options, int8, float_path, float_note, progress)
+        result = _compare(model, reference, data, options, int8, float_path, float_note)
     if target is not None:
         if target.get("delegate_check") is not None:
             target["delegate_check"] = _delegate_check(target, result)
@@ -133,7 +134,7 @@ def _delegate_check(target: dict[str, Any], result: dict[str, Any]) -> dict[str,
 
 
 def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner,
-             float_path: Path, float_note: str, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+             float_path: Path, float_note: str) -> dict[str, Any]:
     ref = LiteRTRunner(float_path, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     same_source = _same_source(model, reference)
     inputs = pair("inputs", int8.input_ports, ref.input_ports, same_source)
@@ -150,8 +151,11 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     scorer = Scorer(names, is_classification(int8.outputs[0]["shape"].tolist()), options.top_k)
     kept: dict[str, list] = {"inputs": [], "int8_raw": [], "float": []}  # for --device runs only
     first = None
+    low, high = [float("inf")] * len(specs), [float("-inf")] * len(specs)
     for i, feeds in enumerate(samples):
         first = first or feeds
+        for k, array in enumerate(feeds):
+            low[k], high[k] = min(low[k], float(array.min())), max(high[k], float(array.max()))
         model_feeds = int8.quantize_inputs(feeds)
         raw = int8.run_raw(model_feeds)
         got = ref.run([feeds[k] for k in to_reference])
@@ -161,8 +165,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             kept["inputs"].append(model_feeds)
             kept["int8_raw"].append(raw)
             kept["float"].append(want)
-        if progress:
-            progress(i + 1, len(samples))
+        report("comparing with float", i + 1, len(samples))
     if first is None:
         raise DataError(f"{samples.describe()}: no samples to validate with")
     first_reference = [first[k] for k in to_reference]
@@ -173,8 +176,10 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     for output, j in zip(scores["outputs"], outputs.order):
         output["reference_name"] = ref.output_ports[j].label
     float_bytes = size_of(float_path)
+    kind = summarize(int8.model).precision
     result: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
+        "model_kind": kind,
         "edgeq_version": edgeq.__version__,
         "model": str(model),
         "reference": str(reference),
@@ -192,6 +197,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             "int8_ms": int8_latency.to_dict(),
             "float_ms": float_latency.to_dict(),
             "speedup": round(float_latency.p50 / int8_latency.p50, 4) if int8_latency.p50 else None,
+            "within_noise": within_noise(int8_latency, float_latency),
             "delegated_nodes": int8.delegated_nodes,
             "total_nodes": int8.total_nodes,
             "cpu_fallback_ops": int8.kept_ops,
@@ -202,9 +208,10 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     }
     if options.delegate == "xnnpack" and not options.delegate_library and int8.delegated_nodes == 0:
         result["warnings"].append(
-            "XNNPACK was asked for but took none of the INT8 model's nodes: latency is that of built-in kernels "
-            "(INT8 without XNNPACK runs ~2.7x slower than float on x86)"
+            f"XNNPACK was asked for but took none of the {kind} model's nodes: its latency is that of LiteRT's built-in "
+            f"kernels (measured {result['latency']['speedup'] or 0:.2f}x the float model's speed)"
         )
+    result["warnings"] += _range_warnings(model, specs, low, high)
     result["conversion_search"] = manifest_part(model, "search", SEARCH, result["warnings"])
     mismatch = manifest_mismatch(int8.model)
     if mismatch:
@@ -249,6 +256,34 @@ def _gate(name: str, limit: float, result: dict[str, Any]) -> dict[str, Any]:
     passed = value is not None and (value <= limit if kind == "max" else value >= limit)
     return {"name": name, "description": label, "limit": limit, "value": value, "passed": passed,
             "note": None if value is not None else "no value to check (e.g. no labels or not a classifier)"}
+
+
+def _range_warnings(model: Path, specs: list[InputSpec], low: list[float], high: list[float]) -> list[str]:
+    """Validation data on another scale than the calibration data (e.g. 0..255 against 0..1)."""
+    calibration = manifest_part(model, "calibration", {"observed_range": optional(mapping([NUM]))}, [])
+    seen = (calibration or {}).get("observed_range") or {}
+    found = []
+    for spec, lo, hi in zip(specs, low, high):
+        ref = seen.get(spec.name)
+        if not ref or len(ref) != 2:
+            continue
+        span = max(ref[1] - ref[0], 1e-6)
+        if lo < ref[0] - 0.5 * span or hi > ref[1] + 0.5 * span:
+            found.append(f"input '{spec.name}' spans [{lo:.4g}, {hi:.4g}] here but [{ref[0]:.4g}, {ref[1]:.4g}] in the "
+                         "calibration data: check --range/--mean/--std")
+    return found
+
+
+def within_noise(a: Latency, b: Latency) -> bool:
+    """Whether two p50s differ by less than the run-to-run spread (the larger interquartile range
+    of the timed invokes): on tiny models a 'speedup' is then noise, and the result says so."""
+    import numpy as np
+
+    def iqr(latency: Latency) -> float:
+        q1, q3 = np.percentile(latency.samples_ms, [25, 75]) if latency.samples_ms else (0.0, 0.0)
+        return float(q3 - q1)
+
+    return abs(a.p50 - b.p50) <= max(iqr(a), iqr(b))
 
 
 def _specs(runner: LiteRTRunner) -> list[InputSpec]:

@@ -1,0 +1,23 @@
+"""Figures formatted one way everywhere: sizes that scale, agreement and accuracy as percentages."""
+
+from __future__ import annotations
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:,.{2 if unit != 'KiB' else 1}f} {unit}"
+    return f"{n} B"
+
+
+def percent(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def gate_figure(name: str, value: float | None) -> str:
+    """A gate's limit or value in the unit the rest of the output uses for that figure."""
+    if value is None:
+        return "n/a"
+    return percent(value) if name == "min_agreement" else f"{value:.4g}"
