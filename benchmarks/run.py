@@ -303,7 +303,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--models", nargs="+", choices=list(MODELS),
                         help="re-measure only these models and keep the rest of benchmarks/results.json")
+    parser.add_argument("--update-readme", action="store_true",
+                        help="only copy benchmarks/results.md into README.md's table (no measuring)")
     args = parser.parse_args()
+    if args.update_readme:
+        _update_readme(ROOT / "benchmarks" / "results.md")
+        return
+    started = time.monotonic()
+    print("make bench: about 20-30 minutes on 2 cores (--quick: a few minutes); results go to benchmarks/", flush=True)
     WORK.mkdir(parents=True, exist_ok=True)
     repeats = 1 if args.quick else args.repeats
     counts = [10, 20] if args.quick else [50, 200, 500]
@@ -311,7 +318,7 @@ def main() -> None:
         results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
         results["models"].update(bench_models(args.models, counts, repeats, 50))
         results.setdefault("partial_reruns", []).append({"date": time.strftime("%Y-%m-%d %H:%M"), "models": args.models})
-        _write(results)
+        _write(results, started)
         return
     results = {
         "cpu": cpu_name(),
@@ -328,21 +335,28 @@ def main() -> None:
     if args.quick:  # a smoke run never replaces the published figures
         (WORK / "results-quick.json").write_text(json.dumps(results, indent=2) + "\n")
         print(markdown(results))
+        print(f"wrote benchmarks/work/results-quick.json in {time.monotonic() - started:.0f} s")
         return
-    _write(results)
+    _write(results, started)
 
 
-def _write(results: dict) -> None:
+def _write(results: dict, started: float) -> None:
+    """benchmarks/results.json and results.md; the README table changes only with --update-readme."""
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)
     (ROOT / "benchmarks" / "results.md").write_text(table)
+    print(table)
+    print(f"wrote benchmarks/results.json and benchmarks/results.md in {time.monotonic() - started:.0f} s; "
+          "`python benchmarks/run.py --update-readme` copies the table into README.md")
+
+
+def _update_readme(table_file) -> None:
     readme = ROOT / "README.md"
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     text = readme.read_text()
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        readme.write_text(head + start + "\n" + table + end + rest.split(end, 1)[1])
-    print(table)
+    head, rest = text.split(start, 1)
+    readme.write_text(head + start + "\n" + table_file.read_text() + end + rest.split(end, 1)[1])
+    print(f"README.md's benchmark table now shows {table_file}")
 
 
 if __name__ == "__main__":

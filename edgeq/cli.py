@@ -46,6 +46,7 @@ def main(
     quiet: bool = QUIET,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="", help="Print the version."),
 ) -> None:
+    _state.update(verbose=False, quiet=False, json=False)  # a new invocation (tests run several in one process)
     _configure(verbose, quiet)
 
 

@@ -399,8 +399,9 @@ def _unique_layers(outputs: dict[int, list[str]]) -> list[str]:
     ops_of: dict[str, set[int]] = {}
     for op, names in outputs.items():
         for n in names:
-            for c in _components(n):
-                ops_of.setdefault(c, set()).add(op)
+            for part in n.split(";"):
+                for c in part.split("/")[:-1]:  # the last part names the TensorFlow op (Relu, BiasAdd), not a layer
+                    ops_of.setdefault(c, set()).add(op)
     return sorted(c for c, ops in ops_of.items() if len(ops) == 1 and not c.isdigit() and ":" not in c)
 
 

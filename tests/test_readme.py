@@ -1,0 +1,44 @@
+"""The README's runnable examples (its `sh` blocks) work as printed, against the demo model."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.tf
+
+
+def sh_blocks() -> list[str]:
+    return re.findall(r"^```sh\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.S | re.M)
+
+
+def test_readme_has_runnable_examples():
+    commands = [line for block in sh_blocks() for line in block.splitlines() if line.startswith("edgeq ")]
+    assert {c.split()[1] for c in commands} >= {"inspect", "convert", "validate", "report", "devices"}
+
+
+def test_readme_sh_blocks_run_as_printed(trained, tmp_path):
+    """In a folder laid out like the checkout after `make demo`: .venv, representative_data, build/demo."""
+    keras_path, int8, _ = trained
+    demo = tmp_path / "build" / "demo"
+    demo.mkdir(parents=True)
+    shutil.copy(keras_path, demo / "digits_cnn.keras")
+    shutil.copy(int8, demo / "digits_cnn_int8.tflite")
+    shutil.copy(int8.with_name(int8.name.removesuffix(".tflite") + ".edgeq.json"), demo / "digits_cnn_int8.edgeq.json")
+    (tmp_path / "representative_data").symlink_to(ROOT / "representative_data")
+    (tmp_path / ".venv").symlink_to(Path(sys.prefix))
+    assert (tmp_path / ".venv" / "bin" / "activate").is_file() and (tmp_path / ".venv" / "bin" / "edgeq").is_file()
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",)}
+    for block in sh_blocks():
+        proc = subprocess.run(["bash", "-e", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"README block failed:\n{block}\n{proc.stderr[-2000:]}"
+        assert "Traceback" not in proc.stderr
+    assert (demo / "digits_int8.tflite").is_file() and (demo / "results.json").is_file()
+    assert (demo / "report.md").read_text().startswith("## edgeq validation: ✅ PASSED")
