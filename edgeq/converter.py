@@ -173,6 +173,7 @@ def convert(
         "outputs": [asdict(t) for t in summary.outputs],
         "sizes": {
             "float_bytes": float_bytes,
+            "float_is": "calibrated float graph" if options.mode in ("int8", "int8-fallback") else "float model",
             "model_bytes": result.size,
             "ratio": round(result.size / float_bytes, 4) if float_bytes else None,
         },

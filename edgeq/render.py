@@ -69,7 +69,7 @@ def summary_text(s: ModelSummary) -> str:
 def conversion_text(result) -> str:
     m = result.manifest
     sizes = m["sizes"]
-    ratio = f" ({sizes['ratio']:.3f}x the float model's {size(sizes['float_bytes'])})" if sizes["ratio"] else ""
+    ratio = f" ({sizes['ratio']:.3f}x the {sizes.get('float_is', 'float model')}'s {size(sizes['float_bytes'])})" if sizes["ratio"] else ""
     lines = [f"wrote {result.output}: {size(sizes['model_bytes'])}{ratio}", f"manifest: {result.manifest_path}"]
     if m["calibration"]:
         c = m["calibration"]
@@ -120,7 +120,8 @@ def validation_text(r: dict) -> str:
     lines = [
         terminal(f"{r['model']} vs {r['reference']} on {r['data']}"),
         *_preprocessing_lines(r.get("preprocessing")),
-        f"size      float {size(sizes['float_bytes'])}  {kind} {size(sizes['int8_bytes'])}  ratio {sizes['ratio']:.3f}x",
+        f"size      float {size(sizes['float_bytes'])} (the reference as float .tflite)  {kind} {size(sizes['int8_bytes'])}  "
+        f"ratio {sizes['ratio']:.3f}x",
     ]
     if acc["labelled"]:
         lines.append(
