@@ -34,6 +34,7 @@ from queue import Empty, Full
 import numpy as np
 
 from edgeq.errors import ConversionError
+from edgeq.isolation import die_with_parent, main_module_hidden
 
 Ranges = dict[int, tuple[float, float]]
 WRAPPER = "_pywrap_tensorflow_lite_calibration_wrapper"
@@ -109,17 +110,9 @@ def _load_wrapper(library: str):
     return module
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker when the parent dies, even by SIGKILL."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _worker(library: str, model_path: str, tasks, results) -> None:
     """Calibrate the samples taken from `tasks` until None; put the ranges (or an error) on `results`."""
-    _die_with_parent()
+    die_with_parent()
     try:
         module = _load_wrapper(library)
         wrapper, content = None, b""
@@ -135,21 +128,6 @@ def _worker(library: str, model_path: str, tasks, results) -> None:
         results.put(("error", f"{type(exc).__name__}: {lines[-1] if lines else ''}"))
 
 
-@contextmanager
-def _main_module_hidden():
-    """Spawned workers re-run the parent's __main__ unless told it has none; the worker code lives
-    here, so hide it: a script calling edgeq.convert without `if __name__ == "__main__"` still works."""
-    main = sys.modules["__main__"]
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
-    main.__dict__.pop("__file__", None)
-    main.__spec__ = None
-    try:
-        yield
-    finally:
-        main.__dict__.pop("__spec__", None)
-        main.__dict__.update(saved)
-
-
 class ParallelCalibrator:
     """`jobs` worker processes, started at once so that their start-up overlaps TensorFlow's
     import and conversion. Spawned, never forked: the parent holds TensorFlow's threads."""
@@ -162,7 +140,7 @@ class ParallelCalibrator:
         library = wrapper_library()
         self.workers = [context.Process(target=_worker, args=(library, str(self.model_path), self.tasks, self.results),
                                         daemon=True) for _ in range(jobs)]
-        with _main_module_hidden():
+        with main_module_hidden():
             for worker in self.workers:
                 worker.start()
 

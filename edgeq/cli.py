@@ -216,7 +216,8 @@ def _progress_bar():
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
-    with Progress(*columns, transient=True, console=Console(stderr=True)) as bar:
+    terminal_out = os.fdopen(os.dup(sys.stderr.fileno()), "w")  # the terminal, even while TensorFlow's fd 2 is captured
+    with terminal_out, Progress(*columns, transient=True, console=Console(file=terminal_out)) as bar:
         tasks: dict[str, int] = {}
 
         def update(label: str, done: int, total: int | None) -> None:

@@ -31,6 +31,7 @@ from edgeq.inspection import ModelSummary, manifest_for, summarize
 from edgeq.mixed import Budget
 from edgeq.native import captured_native_stderr
 from edgeq.samples import ArraySource, Audit, ImageFolder, InputSpec, Preprocessing, open_samples
+from edgeq.isolation import run_isolated, step
 from edgeq.progress import counted
 from edgeq.schema import SCHEMA_VERSION
 from edgeq.signatures import calibrator_order
@@ -120,9 +121,14 @@ def convert(
     data: str | Path | None = None,
     options: ConvertOptions | None = None,
     quiet_native: bool = True,
+    isolated: bool = True,
     **option_values: Any,
 ) -> ConversionResult:
-    """Convert `model` to `output` (.tflite) and write the manifest `<output>.edgeq.json` beside it."""
+    """Convert `model` to `output` (.tflite) and write the manifest `<output>.edgeq.json` beside it.
+
+    `isolated`: TensorFlow's native steps run in a child process, so a crash there is a
+    ConversionError, not the end of the caller's process (and this process never imports TensorFlow).
+    """
     options = options or ConvertOptions(**option_values)
     model, output = Path(model), Path(output)
     manifest_path = manifest_for(output)
@@ -142,7 +148,8 @@ def convert(
 
     with captured_native_stderr(quiet_native) as native:
         try:
-            quantized, calibration, keep, float_bytes, kind, search = _run(model, data, options)
+            run = run_isolated if isolated else (lambda function, *args: function(*args))
+            quantized, calibration, keep, float_bytes, kind, search = run(_run, model, data, options)
         except EdgeqError:
             raise
         except Exception as exc:
@@ -163,7 +170,7 @@ def convert(
         "schema_version": SCHEMA_VERSION,
         "edgeq_version": edgeq.__version__,
         **_versions(),
-        "source": {"path": str(model), "kind": kind, "sha256": sha256_of(model), "bytes": size_of(model)},
+        "source": {"path": str(model), **kind, "sha256": sha256_of(model), "bytes": size_of(model)},
         "output": output.name,
         "model": {"sha256": hashlib.sha256(quantized).hexdigest(), "bytes": len(quantized)},
         "options": _options_dict(options, data),
@@ -203,6 +210,7 @@ def _run(model: Path, data: Path | None, options: ConvertOptions):
 
 
 def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: ParallelCalibrator | None):
+    step("loading the model")
     source = load_source(model, options.signatures, list(options.input_shapes))
     calibration: dict[str, Any] | None = None
     search: dict[str, Any] | None = None
@@ -249,7 +257,7 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
     else:
         quantized = _convert(source, options, None)
         float_bytes = len(_convert(source, options, None, float_only=True))
-    return source.restore(quantized), calibration, keep, float_bytes, source.kind, search
+    return source.restore(quantized), calibration, keep, float_bytes, {"kind": source.kind, "rewrites": source.rewrites}, search
 
 
 def _keyed(source):
@@ -322,6 +330,7 @@ def calibrate(source, options: ConvertOptions, samples: Callable[[], Iterable[An
     converter = source.make_converter()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: _keyed(source)(samples())
+    step("calibrating (TensorFlow's converter and calibrator)")
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if options.mode == "int8-fallback" or options.keep_float:
         ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
@@ -334,6 +343,7 @@ def quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any], n
     """`numeric_verify`: the debug model of QuantizationDebugger (float ops kept beside the quantized ones)."""
     from tensorflow.lite.python.convert import mlir_quantize
 
+    step("quantizing (TensorFlow's MLIR quantizer)")
     return mlir_quantize(
         calibrated,
         disable_per_channel=options.per_tensor,
@@ -349,6 +359,7 @@ def _convert(source, options: ConvertOptions, representative_dataset, float_only
     """The converter's own one-step path: int16x8, dynamic range, float16, and plain float."""
     import tensorflow as tf
 
+    step(f"converting ({'float' if float_only else options.mode}, TensorFlow's converter)")
     converter = source.make_converter()
     if float_only:
         return converter.convert()

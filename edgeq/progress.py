@@ -23,6 +23,11 @@ def reporting(listener: Listener | None) -> Iterator[None]:
         _listener.reset(token)
 
 
+def current() -> Listener | None:
+    """The listener of this context, to hand to a thread (threads do not inherit it)."""
+    return _listener.get()
+
+
 def report(label: str, done: int, total: int | None) -> None:
     listener = _listener.get()
     if listener is not None:

@@ -71,6 +71,7 @@ def conversion_text(result) -> str:
     sizes = m["sizes"]
     ratio = f" ({sizes['ratio']:.3f}x the {sizes.get('float_is', 'float model')}'s {size(sizes['float_bytes'])})" if sizes["ratio"] else ""
     lines = [f"wrote {result.output}: {size(sizes['model_bytes'])}{ratio}", f"manifest: {result.manifest_path}"]
+    lines += [f"rewrite: {terminal(note)}" for note in m["source"].get("rewrites", [])]
     if m["calibration"]:
         c = m["calibration"]
         lines.append(f"calibrated on {c['samples']} samples from {c['data']}")

@@ -110,6 +110,7 @@ class LiteRTRunner:
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
         self.delegated_nodes, self.kept_ops = self._delegation()
+        self.partitions = sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())  # noqa: SLF001
         self.input_ports, self.output_ports = self._ports()
 
     def _ports(self) -> tuple[list[Port], list[Port]]:

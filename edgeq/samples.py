@@ -367,11 +367,11 @@ class Audit:
         for spec, lo, hi in zip(self.specs, self.low, self.high):
             if self.count and lo == hi:
                 found.append(f"input '{spec.name}' is constant ({lo}) across all samples: its quantization range is degenerate")
-            if self.expected_range is None and self.count and self.unscaled_warning and (hi > 2.0 or lo < -2.0):
+            if self.expected_range is None and self.count and self.unscaled_warning and lo >= 0 and 50 <= hi <= 255:
                 found.append(
-                    f"input '{spec.name}' spans [{lo:.4g}, {hi:.4g}] and no --range/--mean/--std was given: models are "
-                    "usually trained on 0..1 or -1..1 inputs; scale the arrays as in training, or pass --range 0,255 "
-                    "if the model takes raw pixels"
+                    f"input '{spec.name}' spans [{lo:.4g}, {hi:.4g}], like raw 0..255 pixels, and no --range/--mean/--std "
+                    "was given: if the model was trained on scaled inputs (0..1, -1..1), scale the arrays the same way; "
+                    "if it takes raw pixels, pass --range 0,255 to say so"
                 )
             if self.expected_range and self.count:
                 elo, ehi = self.expected_range

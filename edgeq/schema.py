@@ -99,7 +99,7 @@ RESULTS = {
                  "max_abs_error": NUM, "mean_abs_error": optional(NUM)}],
     "worst_sqnr_db": optional(NUM),
     "model_kind": optional(str),
-    "latency": {"delegate": optional(str), "threads": optional(int), "speedup": optional(NUM), "within_noise": optional(bool),
+    "latency": {"delegate": optional(str), "threads": optional(int), "speedup": optional(NUM), "within_noise": optional(bool), "partitions": optional(int),
                 "int8_ms": optional(LATENCY_FIGURES), "float_ms": optional(LATENCY_FIGURES)},
     "gates": [{"name": str, "description": str, "limit": NUM, "value": optional(NUM), "passed": bool}],
     "warnings": optional([str]),

@@ -6,11 +6,12 @@ This is the one module that imports TensorFlow, and only inside its functions.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from edgeq.errors import ModelError, UsageError
+from edgeq.rewrites import layer_norms, recurrent_layers, unrolled, without_neg
 from edgeq.samples import InputSpec
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class ModelSource:
     owner: Any = None  # the loaded model: concrete functions only hold weak references to its variables
     restore: Callable[[bytes], bytes] = lambda model: model
     keyed: bool = True  # the converter's model has the signatures, so samples can be fed by key
+    rewrites: list[str] = field(default_factory=list)  # equivalent rewrites applied before converting (proven in float)
 
     @property
     def specs(self) -> list[InputSpec]:
@@ -106,10 +108,24 @@ def _keras(path: Path, given) -> ModelSource:
     except Exception as exc:
         raise ModelError(f"{path}: cannot be loaded as a Keras model ({first_line(exc)})") from exc
     inputs = list(model.inputs)
-    specs = [
-        InputSpec(_input_name(t, i), fix_shape(_input_name(t, i), list(t.shape), given, len(inputs) == 1))
-        for i, t in enumerate(inputs)
-    ]
+    recurrent = recurrent_layers(model)
+    try:
+        specs = [
+            InputSpec(_input_name(t, i), fix_shape(_input_name(t, i), list(t.shape), given, len(inputs) == 1))
+            for i, t in enumerate(inputs)
+        ]
+    except UsageError as exc:
+        if not recurrent:
+            raise
+        raise UsageError(f"{exc} (the recurrent layer(s) {', '.join(recurrent)} convert to int8 only unrolled over a fixed "
+                         "sequence length)") from None
+    notes = []
+    if recurrent:
+        model, note = unrolled(model, [s.shape for s in specs])
+        notes.append(note)
+    if layer_norms(model):
+        model, note = without_neg(model, [s.shape for s in specs])
+        notes.append(note)
     tensor_specs = [tf.TensorSpec(s.shape, tf.float32, name=s.name) for s in specs]
 
     def make_converter():
@@ -124,7 +140,7 @@ def _keras(path: Path, given) -> ModelSource:
                              [tensor_specs] if len(tensor_specs) > 1 else tensor_specs)
         return _saved_converter(lambda folder: _silently(archive.write_out, folder), ["serving_default"])
 
-    return ModelSource(path, "keras", {"serving_default": specs}, make_converter, model)
+    return ModelSource(path, "keras", {"serving_default": specs}, make_converter, model, rewrites=notes)
 
 
 def _silently(function: Callable[..., Any], *args: Any) -> Any:

@@ -201,6 +201,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             "delegated_nodes": int8.delegated_nodes,
             "total_nodes": int8.total_nodes,
             "cpu_fallback_ops": int8.kept_ops,
+            "partitions": int8.partitions,
             "float_delegated_nodes": ref.delegated_nodes,
             "float_total_nodes": ref.total_nodes,
         },
@@ -211,6 +212,9 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             f"XNNPACK was asked for but took none of the {kind} model's nodes: its latency is that of LiteRT's built-in "
             f"kernels (measured {result['latency']['speedup'] or 0:.2f}x the float model's speed)"
         )
+    slower = slower_than_float(result["latency"], kind)
+    if slower:
+        result["warnings"].append(slower)
     result["warnings"] += _range_warnings(model, specs, low, high)
     result["conversion_search"] = manifest_part(model, "search", SEARCH, result["warnings"])
     mismatch = manifest_mismatch(int8.model)
@@ -272,6 +276,32 @@ def _range_warnings(model: Path, specs: list[InputSpec], low: list[float], high:
             found.append(f"input '{spec.name}' spans [{lo:.4g}, {hi:.4g}] here but [{ref[0]:.4g}, {ref[1]:.4g}] in the "
                          "calibration data: check --range/--mean/--std")
     return found
+
+
+REMEDIES = {
+    "HARD_SWISH": "XNNPACK's delegate takes HARD_SWISH in float only (its VisitHardSwishNode checks for float "
+                  "tensors; not a matter of quantization parameters): keep it in float with --mode int8-fallback "
+                  "--keep-float HARD_SWISH, or use a ReLU6 variant of the model",
+    "SOFTMAX": "an int8 SOFTMAX runs on built-in kernels; it is cheap unless the tensor is large",
+}
+
+
+def slower_than_float(latency: dict[str, Any], kind: str) -> str | None:
+    """Why the quantized model ran slower than float on this delegate, and what may help."""
+    speedup = latency.get("speedup")
+    if speedup is None or speedup >= 1 or latency.get("within_noise"):
+        return None
+    fell = latency["cpu_fallback_ops"]
+    why = (f"{sum(fell.values())} op(s) fell off {latency['delegate']} ({', '.join(f'{k} x{v}' for k, v in fell.items())}), "
+           f"splitting it into {latency['partitions']} partition(s)") if fell else f"{latency['delegate']} took every op"
+    remedies = [REMEDIES[op] for op in fell if op in REMEDIES]
+    if kind == "int16x8":
+        remedies.append("int16x8 runs on LiteRT's built-in kernels only; int8 with a few float layers may be faster")
+    elif fell and not remedies:
+        remedies.append(f"try --mode int8-fallback --keep-float {next(iter(fell))} so the delegate runs those ops in float, "
+                        "and compare")
+    return (f"{kind} ran at {speedup:.2f}x the float model's speed on {latency['delegate']} (slower): {why}"
+            + (f"; {'; '.join(remedies)}" if remedies else ""))
 
 
 def within_noise(a: Latency, b: Latency) -> bool:

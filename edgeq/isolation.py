@@ -1,0 +1,157 @@
+"""Run a native-code step (TensorFlow's converter, calibrator, quantizer) in a child process, so
+that a crash in it is one line and exit 2, never a segfault of edgeq.
+
+The child is spawned (never forked: a parent may hold TensorFlow's threads), dies with its parent,
+writes no core file, and sends back its result, an EdgeqError, or the first line of any other
+exception. Progress and warnings travel to the parent as they happen; the step the child was in
+names the crash.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from multiprocessing import get_context
+from typing import Any, Callable
+
+from edgeq.errors import ConversionError, EdgeqError
+from edgeq import progress
+from edgeq.progress import report, reporting
+
+log = logging.getLogger(__name__)
+STEP = "step"  # progress label of "now entering step X"
+
+
+class NativeCrash(ConversionError):
+    """The child died by a signal (or exited without a result)."""
+
+
+def die_with_parent() -> None:
+    """Linux: the kernel kills this process when its parent dies, even by SIGKILL."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+@contextmanager
+def main_module_hidden():
+    """Spawned children re-run the parent's __main__ unless told it has none; the child code lives
+    in edgeq, so hide it: a script calling edgeq.convert without `if __name__ == "__main__"` works."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
+def step(name: str) -> None:
+    """Say which native step runs now: a crash is reported as happening in it.
+
+    EDGEQ_TEST_CRASH=<step> aborts there: the tests' way to crash a real child on purpose.
+    """
+    report(f"{STEP}:{name}", 0, None)
+    if os.environ.get("EDGEQ_TEST_CRASH") == name:
+        os.abort()
+
+
+class _Forward(logging.Handler):
+    def __init__(self, events):
+        super().__init__(logging.WARNING)
+        self.events = events
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.put(("log", record.levelno, record.getMessage()))
+
+
+def _child(function: Callable[..., Any], args: tuple, results, events) -> None:
+    die_with_parent()
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash leaves no core file behind
+    except (ImportError, ValueError, OSError):
+        pass
+    logging.getLogger("edgeq").addHandler(_Forward(events))
+    logging.getLogger("edgeq").setLevel(logging.WARNING)
+    try:
+        with reporting(lambda label, done, total: events.put(("progress", label, done, total))):
+            value = function(*args)
+        results.send(("ok", value))
+    except EdgeqError as exc:
+        results.send(("edgeq", exc))
+    except BaseException as exc:  # noqa: BLE001 - sent to the parent as one line
+        lines = str(exc).strip().splitlines()
+        results.send(("exception", lines[0][:300] if lines else type(exc).__name__))
+    finally:
+        events.put(("done",))
+
+
+def run_isolated(function: Callable[..., Any], *args: Any, what: str = "the TFLite converter") -> Any:
+    """`function(*args)` in a spawned child; its return value, or its EdgeqError raised here.
+
+    Any other exception comes back as RuntimeError(first line); a crash as NativeCrash naming
+    the signal and the step the child was in.
+    """
+    context = get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    events = context.SimpleQueue()  # written synchronously: the last step survives a crash
+    child = context.Process(target=_child, args=(function, args, send, events))
+    current = {"step": "starting"}
+    listener = progress.current()
+
+    def relay() -> None:
+        while True:
+            event = events.get()
+            if event[0] == "done":
+                return
+            if event[0] == "log":
+                log.log(event[1], "%s", event[2])
+            elif event[1].startswith(f"{STEP}:"):
+                current["step"] = event[1].split(":", 1)[1]
+            elif listener is not None:
+                listener(*event[1:])
+
+    with main_module_hidden():
+        child.start()
+    send.close()
+    relayer = threading.Thread(target=relay, daemon=True)
+    relayer.start()
+    try:
+        status, payload = receive.recv()
+    except EOFError:  # the child died without a word
+        child.join()
+        events.put(("done",))
+        raise NativeCrash(_crash_line(what, child.exitcode, current["step"])) from None
+    except BaseException:
+        child.terminate()
+        child.join()
+        raise
+    child.join()
+    relayer.join(timeout=5)
+    if status == "ok":
+        return payload
+    if status == "edgeq":
+        raise payload
+    raise RuntimeError(payload)
+
+
+def _crash_line(what: str, exitcode: int | None, step_name: str) -> str:
+    if exitcode is not None and exitcode < 0:
+        try:
+            how = f"crashed with {signal.Signals(-exitcode).name}"
+        except ValueError:
+            how = f"was killed by signal {-exitcode}"
+    else:
+        how = f"exited ({exitcode}) without a result"
+    return (f"{what} {how} while {step_name} (native code; nothing was written); try --mode int8-fallback or "
+            "--keep-float on the layer it stopped at, and rerun with -v for TensorFlow's own log")
