@@ -7,7 +7,7 @@ EDGEQ := $(VENV)/bin/edgeq
 STAMP := $(VENV)/.installed-stamp
 DEMO := build/demo
 
-.PHONY: demo test test-fast bench emulation clean
+.PHONY: demo test test-fast bench compat emulation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ emulation: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+compat: $(STAMP)
+	$(PY) benchmarks/compat.py
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not tf and not slow" 

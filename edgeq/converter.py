@@ -327,6 +327,11 @@ def calibrate(source, options: ConvertOptions, samples: Callable[[], Iterable[An
     yields lists of arrays in the order of `source.specs` (or, for several signatures, keyed pairs)."""
     import tensorflow as tf
 
+    if source.flatbuffer is not None:  # what the converter itself runs after converting: the flatbuffer calibrator
+        from tensorflow.lite.python.optimize.calibrator import Calibrator
+
+        step("calibrating (TensorFlow's flatbuffer calibrator)")
+        return Calibrator(source.flatbuffer).calibrate(lambda: _keyed(source)(samples()))
     converter = source.make_converter()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: _keyed(source)(samples())
@@ -359,6 +364,11 @@ def _convert(source, options: ConvertOptions, representative_dataset, float_only
     """The converter's own one-step path: int16x8, dynamic range, float16, and plain float."""
     import tensorflow as tf
 
+    if source.flatbuffer is not None:
+        if float_only:
+            return source.flatbuffer
+        raise UsageError(f"--mode {options.mode} needs TensorFlow's converter, which takes a TensorFlow model, not a "
+                         ".tflite; a .tflite converts with --mode int8 or int8-fallback")
     step(f"converting ({'float' if float_only else options.mode}, TensorFlow's converter)")
     converter = source.make_converter()
     if float_only:

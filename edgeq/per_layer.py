@@ -64,7 +64,8 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
         keep = resolve_keep_float(parse_tflite(calibrated), options.keep_float)
         debug_model = quantize(calibrated, options, keep, numeric_verify=True)
         layers = run_debugger(debug_model, debug_samples)
-    return {"calibration": note, "debug_samples": len(debug_samples), "ranked_by": "sqnr_db (lowest first)", "layers": layers}
+    return {"calibration": note, "debug_samples": len(debug_samples), "ranked_by": "sqnr_db (lowest first)",
+            "method": "TensorFlow's QuantizationDebugger on a NumericVerify model of the same recipe", "layers": layers}
 
 
 def debugger_feeds(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[list[np.ndarray]]:

@@ -202,6 +202,11 @@ def device_summary(d: dict) -> str:
     return "; ".join(parts)
 
 
+def _shortened(names: list[str], shown: int = SHOWN_FLOAT_OPS) -> str:
+    listed = ", ".join(short_name(n) for n in names[:shown])
+    return listed + (f", and {len(names) - shown} more (see the manifest)" if len(names) > shown else "")
+
+
 def evaluations(search: dict) -> str:
     """'N evaluations (bound B)', the bound counting the int8 mixes only, and the int16x8 try apart."""
     int8 = search.get("int8_evaluations", search["evaluations"])
@@ -221,7 +226,7 @@ def search_lines(search: dict) -> list[str]:
                      f"agreement {_num(step['agreement'], '.4f')}  SQNR {_num(step['worst_sqnr_db'], '.2f')} dB  {mark}")
     chosen = search["chosen"]
     label = "int16x8 (16-bit activations, int8 weights)" if chosen["kind"] == "int16x8" else (
-        f"{chosen['k']} float layer(s)" + (f": {', '.join(chosen['float_layers'])}" if chosen["float_layers"] else " (full INT8)"))
+        f"{chosen['k']} float layer(s)" + (f": {_shortened(chosen['float_layers'])}" if chosen["float_layers"] else " (full INT8)"))
     lines.append(f"chosen: {label}"
                  + ("" if search["met"] else " (best effort: the budget is not met)"))
     return lines

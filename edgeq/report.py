@@ -178,7 +178,8 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("per_layer"):
         pl = results["per_layer"]
         lines += ["", f"### Per-layer quantization error (worst {min(LAYERS_SHOWN, len(pl['layers']))} of {len(pl['layers'])})", "",
-                  md(f"Ranked by {pl['ranked_by']}; {pl['calibration']}; {pl['debug_samples']} debug samples."), ""]
+                  md(f"Ranked by {pl['ranked_by']}; {pl['calibration']}; {pl['debug_samples']} debug samples; "
+                     f"{pl.get('method', 'QuantizationDebugger')}."), ""]
         lines += _md_table(LAYER_HEAD, _layer_rows(results))
     if results.get("warnings"):
         lines += ["", "### Warnings", ""] + [f"- ⚠️ {md(w)}" for w in results["warnings"]]

@@ -36,6 +36,7 @@ class ModelSource:
     restore: Callable[[bytes], bytes] = lambda model: model
     keyed: bool = True  # the converter's model has the signatures, so samples can be fed by key
     rewrites: list[str] = field(default_factory=list)  # equivalent rewrites applied before converting (proven in float)
+    flatbuffer: bytes | None = None  # a float .tflite source: calibrated and quantized as it is
 
     @property
     def specs(self) -> list[InputSpec]:
@@ -92,11 +93,13 @@ def load_source(path: str | Path, signature: str | tuple[str, ...] = "serving_de
         if not (path / "saved_model.pb").is_file():
             raise ModelError(f"{path}: a folder without saved_model.pb is not a SavedModel")
         return _saved_model(path, wanted, given)
+    if path.suffix.lower() == ".tflite":
+        return _tflite(path, wanted)
     if path.suffix.lower() in KERAS_SUFFIXES:
         if wanted != ("serving_default",):
             raise UsageError(f"{path}: a Keras model has one signature, serving_default; drop --signature")
         return _keras(path, given)
-    raise ModelError(f"{path}: unsupported model type '{path.suffix}'; pass a .keras or .h5 file or a SavedModel folder")
+    raise ModelError(f"{path}: unsupported model type '{path.suffix}'; pass a .keras or .h5 file, a SavedModel folder or a float .tflite")
 
 
 def _keras(path: Path, given) -> ModelSource:
@@ -284,6 +287,40 @@ def _saved_model_v1(path: Path, wanted: tuple[str, ...], given) -> ModelSource:
         restore=lambda model: with_signatures(model, [spec]),
         keyed=False,
     )
+
+
+def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes are fixed: no --input-shape
+    """A float .tflite (from TensorFlow, MediaPipe, litert-torch, onnx2tf...): calibrated with
+    TensorFlow's flatbuffer calibrator, quantized by the same step as the other sources."""
+    from edgeq.float16_weights import fold_float16_weights, has_float16_weights
+    from edgeq.inspection import summarize
+    from edgeq.tflite_file import parse_tflite, read_tflite
+
+    model = read_tflite(path)
+    summary = summarize(model)
+    if summary.precision not in ("float", "float16"):  # float16 weights are a float model stored small
+        raise ModelError(f"{path}: already {summary.precision} ({summary.ops_int8} of {summary.ops_total} ops on int8 kernels); "
+                         "validate it with edgeq validate, or convert its float original")
+    notes, data = [], model.data
+    if has_float16_weights(model):
+        data = fold_float16_weights(data)
+        model = parse_tflite(data, path)
+        notes.append("float16 weights (behind DEQUANTIZE ops) folded into float32 constants, which TensorFlow's "
+                     "calibrator takes; the float16 copies are not kept")
+    main = [s for s in model.signatures if s.subgraph == 0]
+    if wanted not in (("serving_default",), ("all",)) and not any(s.key in wanted for s in main):
+        raise UsageError(f"{path}: no signature {wanted[0]!r}; it has {[s.key for s in model.signatures] or 'none'}")
+    if main:
+        signature = next((s for s in main if s.key in wanted), main[0])
+        by_index = dict((i, k) for k, i in signature.inputs)
+        specs = [InputSpec(by_index.get(i, model.tensors[i].name), model.tensors[i].shape) for i in model.inputs]
+        key = signature.key
+    else:
+        specs, key = [InputSpec(model.tensors[i].name, model.tensors[i].shape) for i in model.inputs], "serving_default"
+    for i in model.inputs:
+        if model.tensors[i].dtype != "float32":
+            raise ModelError(f"{path}: input '{model.tensors[i].name}' is {model.tensors[i].dtype}; edgeq calibrates float32 inputs only")
+    return ModelSource(path, "tflite", {key: specs}, lambda: None, rewrites=notes, keyed=bool(main), flatbuffer=data)
 
 
 def first_line(exc: BaseException) -> str:

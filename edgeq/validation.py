@@ -71,8 +71,6 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
     """Compare `model` with `reference` on `data` (progress goes to edgeq.progress listeners)."""
     options = options or ValidateOptions(**values)
     model, reference = Path(model), Path(reference)
-    if options.per_layer and reference.suffix == ".tflite":
-        raise UsageError("--per-layer needs the float source model (.keras, .h5 or SavedModel) as --reference, not a .tflite")
     int8 = LiteRTRunner(model, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
         target, int8 = _target(model, int8, options, Path(scratch)) if options.target else (None, int8)

@@ -1,0 +1,56 @@
+"""Float .tflite files often keep their weights as float16 behind DEQUANTIZE ops. TensorFlow's
+flatbuffer calibrator crashes on such a file; folded into plain float32 constants it is the float
+model the calibrator and quantizer expect.
+
+Each DEQUANTIZE of a constant float16 tensor is dropped; its output tensor becomes a constant with
+the float32 values; the float16 buffers and the opcodes no op uses any more leave the file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def has_float16_weights(model) -> bool:
+    """`model`: a parsed TfliteModel."""
+    return any(op.type == "DEQUANTIZE" and model.tensors[op.inputs[0]].dtype == "float16"
+               and model.tensors[op.inputs[0]].is_constant for op in model.operators)
+
+
+def fold_float16_weights(data: bytes) -> bytes:
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    float16, float32 = schema.TensorType.FLOAT16, schema.TensorType.FLOAT32
+    dequantize = {i for i, code in enumerate(root.operatorCodes)
+                  if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE}
+    for graph in root.subgraphs:
+        kept = []
+        for op in graph.operators:
+            source = graph.tensors[op.inputs[0]] if op.opcodeIndex in dequantize else None
+            buffer = root.buffers[source.buffer] if source is not None else None
+            if source is None or source.type != float16 or buffer is None or buffer.data is None or len(buffer.data) == 0:
+                kept.append(op)
+                continue
+            values = np.frombuffer(bytes(bytearray(buffer.data)), dtype=np.float16).astype(np.float32)
+            target = graph.tensors[op.outputs[0]]
+            folded = schema.BufferT()
+            folded.data = np.frombuffer(values.tobytes(), dtype=np.uint8)
+            root.buffers.append(folded)
+            target.buffer, target.type = len(root.buffers) - 1, float32
+            buffer.data = None  # the float16 copy does not stay in the file
+        graph.operators = kept
+    _drop_unused_opcodes(root)
+    builder = flatbuffers.Builder(len(data) * 2 + 1024)
+    builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _drop_unused_opcodes(root) -> None:
+    used = sorted({op.opcodeIndex for graph in root.subgraphs for op in graph.operators})
+    remap = {old: new for new, old in enumerate(used)}
+    root.operatorCodes = [root.operatorCodes[i] for i in used]
+    for graph in root.subgraphs:
+        for op in graph.operators:
+            op.opcodeIndex = remap[op.opcodeIndex]
