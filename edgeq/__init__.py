@@ -11,11 +11,12 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "convert", "inspect_model", "validate"]
 
 
-def convert(*args: Any, **kwargs: Any) -> Any:
-    """See edgeq.converter.convert."""
-    from edgeq.converter import convert as _convert
+def convert(source: Any, data: Any = None, output: Any = None, **options: Any) -> Any:
+    """Quantize a model (path, keras.Model, tf.Module, concrete function) on data (path, array,
+    dict of arrays, iterable of samples); returns edgeq.api.Converted. See edgeq.api."""
+    from edgeq.api import convert as _convert
 
-    return _convert(*args, **kwargs)
+    return _convert(source, data, output, **options)
 
 
 def inspect_model(*args: Any, **kwargs: Any) -> Any:
@@ -25,8 +26,8 @@ def inspect_model(*args: Any, **kwargs: Any) -> Any:
     return _inspect(*args, **kwargs)
 
 
-def validate(*args: Any, **kwargs: Any) -> Any:
-    """See edgeq.validation.validate."""
-    from edgeq.validation import validate as _validate
+def validate(model: Any, reference: Any, data: Any, **options: Any) -> Any:
+    """Compare an INT8 model (path or bytes) with its float reference; returns edgeq.api.Validated."""
+    from edgeq.api import validate as _validate
 
-    return _validate(*args, **kwargs)
+    return _validate(model, reference, data, **options)

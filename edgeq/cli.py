@@ -110,7 +110,7 @@ def _floats(value: Optional[str], option: str) -> Optional[tuple[float, ...]]:
 
 @command()
 def convert(
-    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file or SavedModel folder."),
+    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file, SavedModel folder or float .tflite."),
     output: Path = typer.Option(..., "--output", "-o", show_default=False, help="The .tflite to write (a .edgeq.json manifest goes beside it)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", show_default=False, help="Calibration samples: image folder, .npy or .npz."),
     mode: str = typer.Option("int8", help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16."),
@@ -134,10 +134,12 @@ def convert(
     std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std dividing after --mean."),
     signature: list[str] = typer.Option([], "--signature", help="SavedModel signature to convert (repeatable; 'all' for every one) [default: serving_default]."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining the Keras model's custom classes (imported: it is your code)."),
+    trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Let Keras run the Python code of Lambda layers stored in the model file."),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
 ) -> None:
-    """Convert a float model to a quantized .tflite, calibrated on real samples."""
+    """Convert a float model (.keras/.h5, SavedModel or float .tflite) to a quantized .tflite, calibrated on real samples."""
     from edgeq.converter import ConvertOptions
     from edgeq.converter import convert as run_convert
     from edgeq.mixed import Budget
@@ -150,6 +152,7 @@ def convert(
             budget=Budget(max_drop, min_agreement, min_sqnr) if any(v is not None for v in (max_drop, min_agreement, min_sqnr)) else None,
             preprocessing=Preprocessing(color, resize, value_range, _floats(mean, "--mean"), _floats(std, "--std")),
             signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape), force=force,
+            custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
         )
         _state["json"] = as_json
         with _progress_bar():
@@ -272,6 +275,8 @@ def validate(
     per_layer_csv: Optional[Path] = typer.Option(None, show_default=False, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."),
     json_out: Optional[Path] = typer.Option(None, "--json", show_default=False, help="Write the results JSON to FILE."),
     report_dir: Optional[Path] = typer.Option(None, "--report", show_default=False, help="Write report.md and report.html to DIR."),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining a Keras reference's custom classes."),
+    trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Let Keras run the Python code of a Keras reference's Lambda layers."),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
@@ -302,7 +307,8 @@ def validate(
         options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
                                   delegate_options=_key_values(delegate_option, "--delegate-option"), threads=threads,
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
-                                  per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples)
+                                  per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples,
+                                  custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
         _state["json"] = False
         with _progress_bar():
             result = run_validate(model, reference, data, options)

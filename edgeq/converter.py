@@ -35,7 +35,7 @@ from edgeq.isolation import run_isolated, step
 from edgeq.progress import counted
 from edgeq.schema import SCHEMA_VERSION
 from edgeq.signatures import calibrator_order
-from edgeq.source import first_line, load_source
+from edgeq.source import KerasCode, first_line, has_fake_quant, load_source
 from edgeq.targets import TARGETS, check_target
 from edgeq.tflite_file import TfliteModel, parse_tflite
 
@@ -62,6 +62,8 @@ class ConvertOptions:
     seed: int = 0
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     signatures: tuple[str, ...] = ("serving_default",)  # SavedModel signature keys, or ("all",)
+    custom_objects: str | None = None  # a .py with the Keras model's custom classes
+    trust_model: bool = False  # let Keras run the Python code of Lambda layers
     input_shapes: tuple[str, ...] = ()
     force: bool = False
     jobs: int | None = None  # calibration processes; default: the CPU cores available
@@ -137,7 +139,7 @@ def convert(
         raise UsageError(f"{output}: --output must end in .tflite")
     check_writable(output, options.force, inputs)
     check_writable(manifest_path, options.force, inputs)
-    if options.mode in CALIBRATED_MODES and data is None:
+    if options.mode in CALIBRATED_MODES and data is None and not has_fake_quant(model):
         raise UsageError(f"--mode {options.mode} calibrates on real samples; pass --data DIR|FILE.npy|FILE.npz")
     ignored = [] if options.mode in CALIBRATED_MODES else [
         name for name, value in (("--data", data), ("--eval-data", options.eval_data)) if value is not None]
@@ -180,7 +182,7 @@ def convert(
         "outputs": [asdict(t) for t in summary.outputs],
         "sizes": {
             "float_bytes": float_bytes,
-            "float_is": "calibrated float graph" if options.mode in ("int8", "int8-fallback") else "float model",
+            "float_is": "calibrated float graph" if calibration and calibration.get("samples") else "float model",
             "model_bytes": result.size,
             "ratio": round(result.size / float_bytes, 4) if float_bytes else None,
         },
@@ -211,10 +213,12 @@ def _run(model: Path, data: Path | None, options: ConvertOptions):
 
 def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: ParallelCalibrator | None):
     step("loading the model")
-    source = load_source(model, options.signatures, list(options.input_shapes))
+    source = load_source(model, options.signatures, list(options.input_shapes), KerasCode(options.custom_objects, options.trust_model))
     calibration: dict[str, Any] | None = None
     search: dict[str, Any] | None = None
     keep: dict[str, Any] = {"requested": list(options.keep_float), "nodes": [], "ops": []}
+    if source.trained_ranges and options.mode in ("int8", "int8-fallback"):
+        return _trained(source, data, options, keep)
     if options.mode in CALIBRATED_MODES:
         samples, audits, stream = _calibration_stream(source, data, options)
         if len(source.signatures) > 1:
@@ -258,6 +262,31 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
         quantized = _convert(source, options, None)
         float_bytes = len(_convert(source, options, None, float_only=True))
     return source.restore(quantized), calibration, keep, float_bytes, {"kind": source.kind, "rewrites": source.rewrites}, search
+
+
+def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str, Any]):
+    """A quantization-aware-trained model: the converter takes every range from the fake-quant ops;
+    --data, if given, only fills tensors that have none (and the trained ranges stay)."""
+    if options.keep_float or options.budget is not None:
+        raise UsageError("a quantization-aware-trained model keeps its trained ranges: --keep-float and the accuracy "
+                         "search do not apply; retrain or convert its float original")
+    import tensorflow as tf
+
+    step("converting with the trained ranges (QAT)")
+    converter = source.make_converter()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = converter.inference_output_type = _tf_type(options.io_type)
+    warnings = []
+    if data is not None:
+        samples = open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)
+        converter.representative_dataset = lambda: _keyed(source)(iter(samples))
+        warnings.append("the model carries trained ranges (QAT): they are kept; --data only calibrates tensors without one")
+    quantized = converter.convert()
+    float_bytes = len(_convert(source, options, None, float_only=True))
+    calibration = {"method": "trained ranges (QAT)", "samples": 0, "requested": 0, "data": str(data) if data else None,
+                   "fingerprint": None, "jobs": 1, "observed_range": {}, "warnings": warnings}
+    return (source.restore(quantized), calibration, keep, float_bytes,
+            {"kind": source.kind, "rewrites": source.rewrites}, None)
 
 
 def _keyed(source):

@@ -107,7 +107,7 @@ def summarize(model: TfliteModel) -> ModelSummary:
         precision = model.op_precision(op)
         entry = census.setdefault(op.type, Counter())
         entry["count"] += 1
-        if precision != "convert":
+        if precision not in ("convert", "other"):
             entry[precision] += 1
         if precision == "float":
             names = [model.tensors[i].name for i in op.outputs if i >= 0]

@@ -34,10 +34,11 @@ def _signal_power(float_values: np.ndarray, quantized: np.ndarray, scale: float,
 
 
 def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.ndarray]], specs: list[InputSpec],
-                     signature: str = "serving_default") -> dict[str, Any]:
+                     signature: str = "serving_default", custom_objects: str | None = None,
+                     trust_model: bool = False) -> dict[str, Any]:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
     from edgeq.converter import ConvertOptions, calibrate, quantize, resolve_keep_float
-    from edgeq.source import load_source
+    from edgeq.source import KerasCode, load_source
     from edgeq.tflite_file import parse_tflite
     recipe = manifest_part(model, "options", MANIFEST_OPTIONS, []) or {}
     if recipe.get("mode", "int8") not in ("int8", "int8-fallback"):
@@ -53,7 +54,8 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
     signatures = recipe.get("signatures") or [recipe.get("signature") or signature]
     with captured_native_stderr():
         source = load_source(reference, tuple(signatures)[:1], [",".join(map(str, s.shape)) for s in specs] if len(specs) == 1 else
-                             [f"{s.name}=" + ",".join(map(str, s.shape)) for s in specs])
+                             [f"{s.name}=" + ",".join(map(str, s.shape)) for s in specs],
+                             KerasCode(custom_objects, trust_model))
         if calibration_data and Path(calibration_data).exists():
             calibration = list(open_samples(calibration_data, source.specs, options.preprocessing, options.samples, options.seed))
             note = f"recalibrated as the model was: {len(calibration)} samples of {calibration_data}"

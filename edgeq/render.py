@@ -74,7 +74,7 @@ def conversion_text(result) -> str:
     lines += [f"rewrite: {terminal(note)}" for note in m["source"].get("rewrites", [])]
     if m["calibration"]:
         c = m["calibration"]
-        lines.append(f"calibrated on {c['samples']} samples from {c['data']}")
+        lines.append(f"calibration: {c['method']}" if c.get("method") else f"calibrated on {c['samples']} samples from {terminal(c['data'])}")
     lines.append(f"{kernels_line(result.summary)}; mode {m['options']['mode']}, io {m['options']['io']}")
     lines += _io_lines(result.summary)
     if m.get("search"):

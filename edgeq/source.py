@@ -37,6 +37,8 @@ class ModelSource:
     keyed: bool = True  # the converter's model has the signatures, so samples can be fed by key
     rewrites: list[str] = field(default_factory=list)  # equivalent rewrites applied before converting (proven in float)
     flatbuffer: bytes | None = None  # a float .tflite source: calibrated and quantized as it is
+    trained_ranges: bool = False  # fake-quant ops (quantization-aware training) carry the ranges
+
 
     @property
     def specs(self) -> list[InputSpec]:
@@ -46,6 +48,15 @@ class ModelSource:
     @property
     def keys(self) -> list[str]:
         return list(self.signatures)
+
+
+FAKE_QUANT_OPS = (b"FakeQuantWithMinMaxVars", b"FakeQuantWithMinMaxArgs", b"QuantizeAndDequantizeV")
+
+
+def has_fake_quant(path: str | Path) -> bool:
+    """Whether a SavedModel's graph has fake-quant ops (a QAT model), read without TensorFlow."""
+    graph = Path(path) / "saved_model.pb"
+    return graph.is_file() and any(op in graph.read_bytes() for op in FAKE_QUANT_OPS)
 
 
 def parse_input_shapes(values: list[str]) -> dict[str | None, tuple[int, ...]]:
@@ -81,8 +92,17 @@ def _show(shape) -> str:
     return "[" + ", ".join("?" if d is None or d == -1 else str(d) for d in shape) + "]"
 
 
+@dataclass(frozen=True)
+class KerasCode:
+    """What a Keras file may need to load: the user's custom classes (a .py file they name), and
+    their explicit trust to run the Python code a Lambda layer stores. Neither is ever implied."""
+
+    custom_objects: str | None = None
+    trust_model: bool = False
+
+
 def load_source(path: str | Path, signature: str | tuple[str, ...] = "serving_default",
-                input_shapes: list[str] | None = None) -> ModelSource:
+                input_shapes: list[str] | None = None, code: KerasCode = KerasCode()) -> ModelSource:
     """`signature`: one key, several, or ("all",) for every signature of a SavedModel."""
     path = Path(path)
     wanted = (signature,) if isinstance(signature, str) else tuple(signature) or ("serving_default",)
@@ -98,17 +118,30 @@ def load_source(path: str | Path, signature: str | tuple[str, ...] = "serving_de
     if path.suffix.lower() in KERAS_SUFFIXES:
         if wanted != ("serving_default",):
             raise UsageError(f"{path}: a Keras model has one signature, serving_default; drop --signature")
-        return _keras(path, given)
+        return _keras(path, given, code)
     raise ModelError(f"{path}: unsupported model type '{path.suffix}'; pass a .keras or .h5 file, a SavedModel folder or a float .tflite")
 
 
-def _keras(path: Path, given) -> ModelSource:
+def _keras(path: Path, given, code: KerasCode) -> ModelSource:
     import keras
     import tensorflow as tf
 
+    custom = _custom_objects(code.custom_objects) if code.custom_objects else {}
     try:
-        model = keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False, custom_objects=custom or None, safe_mode=not code.trust_model)
     except Exception as exc:
+        message = str(exc)
+        if "safe_mode" in message or "Lambda" in message and "unsafe" in message:
+            raise ModelError(f"{path}: has a Lambda layer, whose Python code Keras will not run by default; if you trust "
+                             "the file, pass --trust-model (it runs Python code stored in the model)") from None
+        if "Could not locate" in message or "Unknown layer" in message or "custom" in message.lower():
+            import re
+
+            names = re.findall(r"Could not locate class '([^']+)'", message)
+            raise ModelError(f"{path}: uses the custom class {' and '.join(dict.fromkeys(names)) or '(unnamed)'}, which Keras does not "
+                             "know; pass --custom-objects "
+                             "FILE.py, a file that defines it (registered with @keras.saving.register_keras_serializable, "
+                             "or listed in a module-level custom_objects dict)") from None
         raise ModelError(f"{path}: cannot be loaded as a Keras model ({first_line(exc)})") from exc
     inputs = list(model.inputs)
     recurrent = recurrent_layers(model)
@@ -144,6 +177,26 @@ def _keras(path: Path, given) -> ModelSource:
         return _saved_converter(lambda folder: _silently(archive.write_out, folder), ["serving_default"])
 
     return ModelSource(path, "keras", {"serving_default": specs}, make_converter, model, rewrites=notes)
+
+
+def _custom_objects(file: str) -> dict[str, Any]:
+    """Import the user's FILE.py: its registered classes register themselves; a module-level
+    `custom_objects` dict is passed to Keras."""
+    import importlib.util
+
+    path = Path(file)
+    if not path.is_file() or path.suffix != ".py":
+        raise UsageError(f"--custom-objects {file}: no such Python file; pass the .py that defines the model's custom classes")
+    spec = importlib.util.spec_from_file_location(f"edgeq_custom_objects_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's own code
+        raise UsageError(f"--custom-objects {file}: importing it failed ({type(exc).__name__}: {first_line(exc)})") from None
+    found = getattr(module, "custom_objects", {})
+    if not isinstance(found, dict):
+        raise UsageError(f"--custom-objects {file}: its custom_objects must be a dict of name -> class")
+    return found
 
 
 def _silently(function: Callable[..., Any], *args: Any) -> Any:
@@ -190,7 +243,8 @@ def _saved_model(path: Path, wanted: tuple[str, ...], given) -> ModelSource:
         signatures[key] = specs
         functions[key] = _fixed(function, names, [tf.TensorSpec(s.shape, tf.float32, name=s.name) for s in specs])
 
-    return ModelSource(path, "saved_model", signatures, lambda: _via_saved_model(loaded, functions), loaded)
+    return ModelSource(path, "saved_model", signatures, lambda: _via_saved_model(loaded, functions), loaded,
+                       trained_ranges=has_fake_quant(path))
 
 
 def _via_saved_model(owner, functions: dict[str, Any]):

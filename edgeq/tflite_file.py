@@ -102,10 +102,11 @@ class TfliteModel:
         return [self.tensors[i] for i in (*op.inputs, *op.outputs) if i >= 0]
 
     def op_precision(self, op: Operator) -> str:
-        """'int8', 'int16', 'float' or 'convert' (QUANTIZE/DEQUANTIZE) for one operator.
+        """'int8', 'int16', 'float', 'convert' (QUANTIZE/DEQUANTIZE) or 'other' for one operator.
 
         An op runs in float when any of its activations (non-constant tensors) is float; a
-        dynamic-range op (float activations, int8 weights) therefore counts as float.
+        dynamic-range op (float activations, int8 weights) therefore counts as float. Ops on int32
+        shapes alone (SHAPE, STRIDED_SLICE, PACK of a dynamic batch) are 'other'.
         """
         if op.type in BOUNDARY_OPS:
             return "convert"
@@ -114,7 +115,9 @@ class TfliteModel:
             return "float"
         if any(t.dtype == "int16" for t in activations):
             return "int16"
-        return "int8"
+        if any(t.dtype in ("int8", "uint8") for t in self.op_tensors(op)):
+            return "int8"
+        return "other"
 
 
 @cache

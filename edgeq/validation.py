@@ -55,6 +55,8 @@ class ValidateOptions:
     per_layer_samples: int = 32
     target: str | None = None  # edgetpu | nnapi | xnnpack: check the static prediction against the real thing
     devices: tuple[str, ...] = ()  # device profile names or paths: run the INT8 model there too
+    custom_objects: str | None = None  # a Keras reference's custom classes (.py)
+    trust_model: bool = False  # let Keras run a Keras reference's Lambda code
 
     def __post_init__(self) -> None:
         unknown = set(self.gates) - set(GATES)
@@ -247,7 +249,7 @@ def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], optio
 
     pre, _ = preprocessing_for(model, options)
     samples = list(open_samples(data, specs, pre, options.per_layer_samples, options.seed))
-    return per_layer_errors(model, reference, samples, specs, options.signature)
+    return per_layer_errors(model, reference, samples, specs, options.signature, options.custom_objects, options.trust_model)
 
 
 def _gate(name: str, limit: float, result: dict[str, Any]) -> dict[str, Any]:
@@ -360,12 +362,13 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
         raise ModelError(f"{reference}: no such reference model; pass the float .tflite, .keras/.h5 or SavedModel")
     if reference.suffix == ".tflite":
         return reference, "given"
-    from edgeq.source import load_source
+    from edgeq.source import KerasCode, load_source
 
     shapes = [f"{p.label}=" + ",".join(map(str, p.shape)) for p in int8.input_ports]
     with captured_native_stderr():
         signatures = (manifest_part(int8.path, "options", MANIFEST_OPTIONS, []) or {}).get("signatures") or [options.signature]
-        source = load_source(reference, tuple(signatures)[:1], shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]])
+        source = load_source(reference, tuple(signatures)[:1], shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]],
+                             KerasCode(options.custom_objects, options.trust_model))
         data = source.make_converter().convert()
     path = scratch / (reference.stem + "_float.tflite")
     path.write_bytes(data)

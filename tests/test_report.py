@@ -120,10 +120,16 @@ def test_validate_writes_report_dir_and_per_layer_csv(trained, digits_calib, tmp
     assert [layer["sqnr_db"] for layer in layers] == sorted(layer["sqnr_db"] for layer in layers)
 
 
-def test_per_layer_needs_the_float_source_model(trained, digits_calib, cli):
-    _, int8, float_path = trained
-    code, _, err = cli("validate", str(int8), "-r", str(float_path), "-d", str(digits_calib.parent / "val"), "--per-layer")
-    assert code == 2 and "--per-layer needs the float source model" in err
+def test_per_layer_with_a_float_tflite_reference_equals_the_keras_one(trained, digits_calib):
+    """The float .tflite is recalibrated by TensorFlow's flatbuffer calibrator: the same ranges, so
+    the same per-layer errors as with the Keras reference."""
+    keras_path, int8, float_path = trained
+    val = digits_calib.parent / "val"
+    from_tflite = validate(int8, float_path, val, runs=2, warmup=0, per_layer=True, per_layer_samples=16)["per_layer"]
+    from_keras = validate(int8, keras_path, val, runs=2, warmup=0, per_layer=True, per_layer_samples=16)["per_layer"]
+    assert sorted(l["sqnr_db"] or 0 for l in from_tflite["layers"]) == pytest.approx(
+        sorted(l["sqnr_db"] or 0 for l in from_keras["layers"]), abs=0.05)
+    assert "QuantizationDebugger" in from_tflite["method"]
 
 
 def test_per_layer_ranking_puts_the_outlier_layer_first(outlier_keras, digits_calib, tmp_path):

@@ -1,0 +1,120 @@
+"""The Python API for build scripts: a model and data as the script holds them in, typed results out.
+
+    import edgeq
+    result = edgeq.convert(keras_model, calibration_array)      # bytes LiteRT runs, manifest, warnings
+    report = edgeq.validate(result.model, keras_model, held_out)  # passed, SQNR, accuracy, latency
+
+Paths work everywhere; in-memory sources (a keras.Model, a tf.Module with one signature, a concrete
+function) are exported to a scratch SavedModel, and arrays to a scratch .npy/.npz, so that the
+conversion runs exactly as the command line's does (in its own process, crash-contained).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.errors import DataError, UsageError
+
+
+@dataclass(frozen=True)
+class Converted:
+    model: bytes  # the .tflite, ready for LiteRT
+    manifest: dict[str, Any]  # what `OUT.edgeq.json` holds: interface, quantization, recipe, provenance
+    warnings: list[str]
+    output: Path | None  # where it was written, if an output was given
+    budget_met: bool | None = None
+
+
+@dataclass(frozen=True)
+class Validated:
+    passed: bool
+    worst_sqnr_db: float | None
+    agreement: float | None
+    top1_drop_pts: float | None
+    speedup: float | None
+    warnings: list[str]
+    results: dict[str, Any] = field(repr=False)  # the full results JSON (the contract with `edgeq report`)
+
+
+def convert(source: Any, data: Any = None, output: str | Path | None = None, **options: Any) -> Converted:
+    """Quantize `source` (path, keras.Model, tf.Module, concrete function) calibrated on `data`
+    (path, array, dict of arrays, or iterable of samples). `options` are those of edgeq convert."""
+    from edgeq.converter import convert as run
+
+    with tempfile.TemporaryDirectory(prefix="edgeq-api-") as scratch:
+        folder = Path(scratch)
+        target = Path(output) if output is not None else folder / "model_int8.tflite"
+        result = run(_as_path(source, folder), target, _data_path(data, folder), **options)
+        return Converted(result.output.read_bytes(), result.manifest, list(result.warnings),
+                         result.output if output is not None else None, result.budget_met)
+
+
+def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated:
+    """Compare `model` (path or .tflite bytes) with `reference` on `data`; `options` are those of
+    edgeq validate (gates as max_drop=..., min_sqnr=...)."""
+    from edgeq.validation import GATES
+    from edgeq.validation import validate as run
+
+    gates = {k: options.pop(k) for k in list(options) if k in GATES}
+    with tempfile.TemporaryDirectory(prefix="edgeq-api-") as scratch:
+        folder = Path(scratch)
+        if isinstance(model, (bytes, bytearray)):
+            (folder / "model.tflite").write_bytes(model)
+            model = folder / "model.tflite"
+        results = run(model, _as_path(reference, folder), _data_path(data, folder), gates=gates, **options)
+    accuracy, latency = results["accuracy"], results["latency"]
+    return Validated(results["passed"], results["worst_sqnr_db"], accuracy.get("agreement"), accuracy.get("top1_drop_pts"),
+                     latency.get("speedup"), list(results["warnings"]), results)
+
+
+def _as_path(source: Any, folder: Path) -> Path:
+    if isinstance(source, (str, Path)):
+        return Path(source)
+    if isinstance(source, (bytes, bytearray)):
+        (folder / "source.tflite").write_bytes(source)
+        return folder / "source.tflite"
+    import tensorflow as tf
+
+    exported = folder / "source_saved_model"
+    if hasattr(source, "export") and hasattr(source, "inputs"):  # a keras.Model: its inference call, as Keras exports it
+        source.export(str(exported), verbose=False)
+    elif hasattr(source, "structured_input_signature") and hasattr(source, "graph"):  # a concrete function
+        holder = tf.Module()
+        holder.function = source
+        tf.saved_model.save(holder, str(exported), signatures={"serving_default": source})
+    elif isinstance(source, tf.Module):
+        tf.saved_model.save(source, str(exported))
+    else:
+        raise UsageError(f"cannot convert a {type(source).__name__}: pass a path, a keras.Model, a tf.Module or a concrete function")
+    return exported
+
+
+def _data_path(data: Any, folder: Path) -> Path | None:
+    if data is None or isinstance(data, (str, Path)):
+        return None if data is None else Path(data)
+    if isinstance(data, np.ndarray):
+        np.save(folder / "data.npy", data)
+        return folder / "data.npy"
+    if isinstance(data, Mapping):
+        np.savez(folder / "data.npz", **{k: np.asarray(v) for k, v in data.items()})
+        return folder / "data.npz"
+    if isinstance(data, Iterable):  # samples: arrays (one input) or dicts of arrays, batch 1 or not
+        samples = list(data)
+        if not samples:
+            raise DataError("the data iterable gave no samples")
+        if isinstance(samples[0], Mapping):
+            keys = list(samples[0])
+            return _data_path({k: np.concatenate([_batched(s[k]) for s in samples]) for k in keys}, folder)
+        return _data_path(np.concatenate([_batched(s) for s in samples]), folder)
+    raise UsageError(f"cannot use a {type(data).__name__} as data: pass a path, an array, a dict of arrays or an iterable of samples")
+
+
+def _batched(sample: Any) -> np.ndarray:
+    array = np.asarray(sample, np.float32)
+    return array if array.ndim and array.shape[0] == 1 else array[None]
