@@ -38,6 +38,7 @@ emulation: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/calibration_methods.py
 
 compat: $(STAMP)
 	$(PY) benchmarks/compat.py

@@ -125,6 +125,7 @@ def convert(
     min_agreement: Optional[float] = typer.Option(None, show_default=False, help="Budget: INT8/float top-1 agreement at least FRAC."),
     min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Budget: worst output SQNR at least DB."),
     max_float_layers: Optional[int] = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
+    calibration: str = typer.Option("minmax", "--calibration", help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data)."),
     allow_int16x8: bool = typer.Option(False, "--allow-int16x8", metavar="", help="Let the search try 16-bit activations (whole model) before float layers."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes; the result equals --jobs 1.", show_default="CPU cores"),
     color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
@@ -152,7 +153,7 @@ def convert(
             budget=Budget(max_drop, min_agreement, min_sqnr) if any(v is not None for v in (max_drop, min_agreement, min_sqnr)) else None,
             preprocessing=Preprocessing(color, resize, value_range, _floats(mean, "--mean"), _floats(std, "--std")),
             signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape), force=force,
-            custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
+            custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
         )
         _state["json"] = as_json
         with _progress_bar():

@@ -33,6 +33,7 @@ from edgeq.native import captured_native_stderr
 from edgeq.samples import ArraySource, Audit, ImageFolder, InputSpec, Preprocessing, open_samples
 from edgeq.isolation import run_isolated, step
 from edgeq.progress import counted
+from edgeq.ranges import Method
 from edgeq.schema import SCHEMA_VERSION
 from edgeq.signatures import calibrator_order
 from edgeq.source import KerasCode, first_line, has_fake_quant, load_source
@@ -62,6 +63,7 @@ class ConvertOptions:
     seed: int = 0
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     signatures: tuple[str, ...] = ("serving_default",)  # SavedModel signature keys, or ("all",)
+    calibration: str = "minmax"  # activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto
     custom_objects: str | None = None  # a .py with the Keras model's custom classes
     trust_model: bool = False  # let Keras run the Python code of Lambda layers
     input_shapes: tuple[str, ...] = ()
@@ -84,10 +86,18 @@ class ConvertOptions:
             raise UsageError(f"--samples must be at least 1, got {self.samples}")
         if self.jobs is not None and self.jobs < 1:
             raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
-        if (self.eval_data is None) != (self.budget is None):
+        if self.budget is not None and self.eval_data is None:
             raise UsageError("the accuracy search needs both --eval-data and a budget (--max-drop, --min-agreement or --min-sqnr)")
+        if self.eval_data is not None and self.budget is None and self.calibration != "auto":
+            raise UsageError("--eval-data needs a budget (--max-drop, --min-agreement or --min-sqnr), or --calibration auto")
         if self.eval_data is not None and self.mode not in ("int8", "int8-fallback"):
             raise UsageError(f"--eval-data searches int8 mixes; it does not go with --mode {self.mode}")
+        if self.calibration != "auto":
+            Method.parse(self.calibration)
+        elif self.eval_data is None:
+            raise UsageError("--calibration auto picks the method by its accuracy: pass --eval-data (and a budget if you have one)")
+        if self.calibration != "minmax" and self.mode not in ("int8", "int8-fallback"):
+            raise UsageError(f"--calibration {self.calibration} sets int8 activation ranges; it does not go with --mode {self.mode}")
         unknown = sorted(set(self.targets) - set(TARGETS))
         if unknown:
             raise UsageError(f"--target {unknown[0]!r}: use one of {', '.join(TARGETS)}")
@@ -222,8 +232,8 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
     if options.mode in CALIBRATED_MODES:
         samples, audits, stream = _calibration_stream(source, data, options)
         if len(source.signatures) > 1:
-            if options.budget is not None:
-                raise UsageError("the accuracy search takes one signature; convert with one --signature")
+            if options.budget is not None or options.calibration != "minmax":
+                raise UsageError("the accuracy search and --calibration other than minmax take one signature; convert with one --signature")
             workers = None  # the parallel calibrator takes one subgraph; TensorFlow's own one takes them all
         audit = audits[0]
         if options.mode == "int16x8":
@@ -239,9 +249,15 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
                 calibrated = workers.calibrate(calibrated, ([sample[k] for k in order] for sample in itertools.chain(first, stream)))
             float_bytes = len(calibrated)
             keep.update(resolve_keep_float(parse_tflite(calibrated), options.keep_float))
+            ranges_record = None
+            if options.calibration != "minmax":
+                calibrated, ranges_record = _ranges(calibrated, source, options, data, keep, workers)
             quantized = quantize(calibrated, options, keep)
             if options.budget is not None:
                 quantized, search = _search(calibrated, quantized, source, options, keep, data)
+                if ranges_record and ranges_record.get("steps"):
+                    search["steps"] = ranges_record["steps"] + search["steps"]
+                    search["evaluations"] += len(ranges_record["steps"])
                 keep["nodes"] += [n for n in search["chosen"]["float_layers"] if n not in keep["nodes"]]
         warnings = [w for a in audits for w in a.warnings()]
         for a, described in zip(audits, (s.describe() for s in samples)):
@@ -257,11 +273,56 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
             "jobs": len(workers.workers) if workers else 1,
             "observed_range": {s.name: [lo, hi] for a in audits for s, lo, hi in zip(a.specs, a.low, a.high)},
             "warnings": warnings,
+            **({"method": "minmax"} if options.mode != "int16x8" and options.calibration == "minmax" else {}),
+            **({k: v for k, v in ranges_record.items() if k != "steps"} if options.mode != "int16x8" and ranges_record else {}),
         }
     else:
         quantized = _convert(source, options, None)
         float_bytes = len(_convert(source, options, None, float_only=True))
     return source.restore(quantized), calibration, keep, float_bytes, {"kind": source.kind, "rewrites": source.rewrites}, search
+
+
+def _ranges(calibrated: bytes, source, options: ConvertOptions, data: Path, keep: dict[str, Any], workers) -> tuple[bytes, dict]:
+    """The calibrated model with activation ranges chosen by --calibration from histograms of
+    the calibration samples; `auto` tries the methods in turn on --eval-data."""
+    from edgeq.calibration import read_ranges, write_ranges
+    from edgeq.ranges import AUTO_ORDER, Method, chosen_ranges, clipped_fraction, histograms_parallel
+
+    parsed = parse_tflite(calibrated)
+    order = calibrator_order(parsed, [s.name for s in source.specs])
+    samples = [[sample[k] for k in order] for sample in
+               open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)]
+    minmax = read_ranges(calibrated)
+    step("building activation histograms")
+    counts = histograms_parallel(calibrated, samples, minmax, len(workers.workers) if workers else 1)
+
+    def with_method(method: Method) -> tuple[bytes, dict]:
+        chosen = chosen_ranges(parsed, method, counts, minmax)
+        changed = [i for i in chosen if chosen[i] != minmax[i]]
+        record = {"method": str(method), "ranges": [
+            {"tensor": parsed.tensors[i].name, "minmax": list(minmax[i]), "chosen": list(chosen[i]),
+             "range_ratio": round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
+             "clipped_fraction": clipped_fraction(counts[i], *minmax[i], chosen[i])} for i in changed]}
+        return write_ranges(calibrated, chosen), record
+
+    if options.calibration != "auto":
+        return with_method(Method.parse(options.calibration))
+    from edgeq.mixed import Budget, Evaluator
+
+    budget = options.budget or Budget(min_sqnr=float("inf"))  # no budget: the best worst-output SQNR wins
+    eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
+    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, budget)
+    tried = []
+    for method in AUTO_ORDER:
+        model, record = with_method(method)
+        step_record = evaluator.evaluate(quantize(model, options, keep), [], kind=f"int8 ({method})")
+        tried.append((step_record, model, record))
+        if options.budget is not None and step_record["meets"]:
+            break
+    best = next((t for t in tried if t[0]["meets"]), None) or max(tried, key=lambda t: budget.quality(t[0]))
+    return best[1], {**best[2], "auto": [{"method": t[2]["method"], "worst_sqnr_db": t[0]["worst_sqnr_db"],
+                                          "meets": t[0]["meets"] if options.budget else None} for t in tried],
+                     "steps": [t[0] for t in tried] if options.budget is not None else []}
 
 
 def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str, Any]):
@@ -282,8 +343,13 @@ def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str,
         converter.representative_dataset = lambda: _keyed(source)(iter(samples))
         warnings.append("the model carries trained ranges (QAT): they are kept; --data only calibrates tensors without one")
     quantized = converter.convert()
+    untrained = summarize(parse_tflite(quantized)).float_ops
+    if data is None and untrained:
+        names = ", ".join(o["outputs"][0] for o in untrained[:6]) + (f" and {len(untrained) - 6} more" if len(untrained) > 6 else "")
+        raise UsageError(f"the fake-quant ops give no range for {names} (quantization-aware training covered part of the "
+                         "model); pass --data to calibrate those tensors")
     float_bytes = len(_convert(source, options, None, float_only=True))
-    calibration = {"method": "trained ranges (QAT)", "samples": 0, "requested": 0, "data": str(data) if data else None,
+    calibration = {"method": "trained ranges (QAT)" + (" and calibration for the rest" if data is not None else ""), "samples": 0, "requested": 0, "data": str(data) if data else None,
                    "fingerprint": None, "jobs": 1, "observed_range": {}, "warnings": warnings}
     return (source.restore(quantized), calibration, keep, float_bytes,
             {"kind": source.kind, "rewrites": source.rewrites}, None)

@@ -161,6 +161,12 @@ def validation_text(r: dict) -> str:
     for g in r["gates"]:
         mark = "PASS" if g["passed"] else "FAIL"
         lines.append(f"gate      {mark} {g['name']}: {gate_figure(g['name'], g['value'])} (limit {gate_figure(g['name'], g['limit'])})")
+    per_layer = r.get("per_layer")
+    if per_layer and per_layer.get("layers"):
+        layers = per_layer["layers"]
+        lines.append(f"per-layer worst {min(5, len(layers))} of {len(layers)} layers by SQNR (--per-layer-csv or --report for all):")
+        lines += [f"  {l['rank']:>3}. {l['op_type']:<18} {short_name(l['tensor_name'])}  SQNR {_num(l['sqnr_db'], '.2f', ' dB')}  "
+                  f"RMSE {_num(l['rmse_lsb'], '.3f')} LSB" for l in layers[:5]]
     lines.append("verdict   " + ("PASS" if r["passed"] else "FAIL: a gate failed"))
     return "\n".join(lines)
 
@@ -221,7 +227,8 @@ def search_lines(search: dict) -> list[str]:
              f"{evaluations(search)} over {search['layers_considered']} ranked layers"]
     for step in search["steps"]:
         mark = "meets" if step["meets"] else "misses: " + "; ".join(step["missed"])
-        what = "int16x8 activations" if step["kind"] == "int16x8" else f"{step['k']:>3} float layer(s)"
+        what = ("int16x8 activations" if step["kind"] == "int16x8" else f"{step['k']:>3} float layer(s)"
+                + (f", {step['kind'][6:-1]} ranges" if step["kind"].startswith("int8 (") else ""))
         lines.append(f"  {what}  {step['size_bytes'] / 1024:,.1f} KiB  top-1 drop {_num(step['top1_drop_pts'], '.2f')} pts  "
                      f"agreement {_num(step['agreement'], '.4f')}  SQNR {_num(step['worst_sqnr_db'], '.2f')} dB  {mark}")
     chosen = search["chosen"]

@@ -135,7 +135,7 @@ SEARCH_HEAD = ("float layers", "size", "top-1 drop (pts)", "agreement", "worst S
 def _search_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str, ...]]:
     search = results.get("conversion_search") or {}
     ok, bad = ("✅ meets", "❌ misses") if marks else ("meets", "misses")
-    return [("int16x8 activations" if s["kind"] == "int16x8" else str(s["k"]), kib(s["size_bytes"]), num(s["top1_drop_pts"]), pct(s["agreement"]), num(s["worst_sqnr_db"]),
+    return [("int16x8 activations" if s["kind"] == "int16x8" else str(s["k"]) + (f" ({s['kind'][6:-1]} ranges)" if s["kind"].startswith("int8 (") else ""), kib(s["size_bytes"]), num(s["top1_drop_pts"]), pct(s["agreement"]), num(s["worst_sqnr_db"]),
              ok if s["meets"] else f"{bad}: {'; '.join(s['missed'])}") for s in search.get("steps", [])]
 
 

@@ -190,3 +190,27 @@ def test_readme_python_api_example(tmp_path, monkeypatch):
     assert interpreter.get_input_details()[0]["dtype"] == np.int8
     assert (tmp_path / "build" / "app" / "model_int8.tflite").read_bytes() == result.model
     assert namespace["report"].passed
+
+
+def test_partial_qat_needs_data_for_the_rest_and_keeps_the_trained_ranges(models_dir, digits_calib, tmp_path, cli):
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.w = tf.Variable(np.random.default_rng(1).normal(0, 0.1, (64, 10)).astype(np.float32))
+    fq = tf.quantization.fake_quant_with_min_max_vars
+
+    @tf.function(input_signature=[tf.TensorSpec((None, 8, 8, 1), tf.float32, name="image")])
+    def serve(image):
+        hidden = tf.nn.relu(tf.reshape(fq(image, 0.0, 1.0), (-1, 64)) @ module.w)  # no fake-quant: no trained range
+        return {"logits": fq(hidden * 2.0, 0.0, 6.0)}
+
+    module.serve_fn = serve
+    path = tmp_path / "partial_qat"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": serve})
+    code, _, err = cli("convert", path, "-o", tmp_path / "p.tflite")
+    assert code == 2 and "give no range for" in err and "pass --data" in err
+    code, _, err = cli("convert", path, "-o", tmp_path / "p.tflite", "--data", digits_calib)
+    assert code == 0, err
+    model = read_tflite(tmp_path / "p.tflite")
+    (image,), (logits,) = [model.tensors[i].quantization for i in model.inputs], [model.tensors[i].quantization for i in model.outputs]
+    assert image.scales[0] == pytest.approx(1 / 255) and logits.scales[0] == pytest.approx(6 / 255)

@@ -1,0 +1,98 @@
+"""Activation ranges beyond min/max: percentile, MSE and entropy, and the search that tries them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgeq.converter import convert
+from edgeq.mixed import Budget
+from edgeq.validation import validate
+
+pytestmark = pytest.mark.tf
+METHODS = ("percentile", "mse", "entropy")
+
+
+@pytest.fixture(scope="module")
+def spiky_calibration(tmp_path_factory):
+    """128 digits, two of which carry one stray pixel of 40 (a sensor glitch, a mis-scaled file):
+    rare spikes that reach the calibration data in a few samples and widen every range downstream."""
+    from conftest import digits_images
+
+    x = digits_images(128)
+    x[5, 0, 0, 0] = x[77, 3, 4, 0] = 40.0
+    path = tmp_path_factory.mktemp("spiky") / "calib.npy"
+    np.save(path, x)
+    return path
+
+
+@pytest.fixture(scope="module")
+def outlier_runs(cnn_keras, spiky_calibration, digits_calib, tmp_path_factory):
+    """The test CNN calibrated on the spiky samples under every method, scored on clean held-out digits."""
+    folder = tmp_path_factory.mktemp("methods")
+    runs = {}
+    for method in ("minmax", *METHODS):
+        result = convert(cnn_keras, folder / f"{method}.tflite", spiky_calibration, samples=128, calibration=method)
+        scores = validate(result.output, cnn_keras, digits_calib.parent / "val", runs=2, warmup=0)
+        runs[method] = (result, scores["worst_sqnr_db"])
+    return runs
+
+
+def test_a_method_beats_minmax_on_heavy_tailed_activations(outlier_runs):
+    minmax = outlier_runs["minmax"][1]
+    best = max(outlier_runs[m][1] for m in METHODS)
+    assert best >= minmax + 3, {m: s for m, (_, s) in outlier_runs.items()}
+    winner = max(METHODS, key=lambda m: outlier_runs[m][1])
+    ranges = outlier_runs[winner][0].manifest["calibration"]["ranges"]
+    shrunk = [r for r in ranges if "/conv_1/" in r["tensor"]]  # the first layer's output, past the input
+    assert shrunk and shrunk[0]["range_ratio"] < 0.5 and 0 < shrunk[0]["clipped_fraction"] < 0.01
+
+
+def test_minmax_is_byte_identical_to_the_default(outlier_runs, cnn_keras, spiky_calibration, tmp_path):
+    default = convert(cnn_keras, tmp_path / "d.tflite", spiky_calibration, samples=128)
+    assert default.output.read_bytes() == outlier_runs["minmax"][0].output.read_bytes()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_keeps_the_demo_within_one_point(method, trained, digits_calib, tmp_path):
+    keras_path, int8, _ = trained
+    result = convert(keras_path, tmp_path / "m.tflite", digits_calib, samples=200, calibration=method)
+    drop = validate(result.output, keras_path, digits_calib.parent / "val", runs=2, warmup=0)["accuracy"]["top1_drop_pts"]
+    assert drop <= 1.0, (method, drop)
+
+
+def test_auto_search_stops_at_the_method_that_meets_the_budget(outlier_runs, cnn_keras, spiky_calibration, digits_calib,
+                                                              tmp_path):
+    minmax = outlier_runs["minmax"][1]
+    best = max(outlier_runs[m][1] for m in METHODS)
+    budget = Budget(min_sqnr=(minmax + best) / 2)
+    result = convert(cnn_keras, tmp_path / "a.tflite", spiky_calibration, samples=128, calibration="auto",
+                     eval_data=str(digits_calib.parent / "val"), budget=budget)
+    search = result.manifest["search"]
+    assert search["met"] and search["chosen"]["k"] == 0 and search["chosen"]["float_layers"] == []
+    kinds = [s["kind"] for s in search["steps"]]
+    assert kinds[0] == "int8 (minmax)" and not search["steps"][0]["meets"]
+    assert result.manifest["calibration"]["method"] != "minmax"
+    assert [a["method"] for a in result.manifest["calibration"]["auto"]][0] == "minmax"
+
+
+def test_parallel_histograms_equal_serial_ones(outlier_keras, digits_calib, tmp_path):
+    from edgeq.calibration import read_ranges
+    from edgeq.converter import ConvertOptions, calibrate
+    from edgeq.ranges import histograms, histograms_parallel
+    from edgeq.samples import open_samples
+    from edgeq.source import load_source
+
+    source = load_source(outlier_keras)
+    samples = list(open_samples(digits_calib, source.specs, limit=24))
+    calibrated = calibrate(source, ConvertOptions(), lambda: iter(samples))
+    ranges = read_ranges(calibrated)
+    one, two = histograms(calibrated, samples, ranges), histograms_parallel(calibrated, samples, ranges, 2)
+    assert set(one) == set(two) and all(np.array_equal(one[i], two[i]) for i in one)
+    assert sum(int(c.sum()) for c in one.values()) > 0
+    a = convert(outlier_keras, tmp_path / "1.tflite", digits_calib, samples=64, calibration="entropy", jobs=1)
+    b = convert(outlier_keras, tmp_path / "2.tflite", digits_calib, samples=64, calibration="entropy", jobs=2)
+    assert a.output.read_bytes() == b.output.read_bytes()
+    assert json.loads(a.manifest_path.read_text())["calibration"]["ranges"] == json.loads(b.manifest_path.read_text())["calibration"]["ranges"]
