@@ -251,7 +251,7 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
             keep.update(resolve_keep_float(parse_tflite(calibrated), options.keep_float))
             ranges_record = None
             if options.calibration != "minmax":
-                calibrated, ranges_record = _ranges(calibrated, source, options, data, keep, workers)
+                calibrated, ranges_record = choose_ranges(calibrated, source, options, data, keep, workers)
             quantized = quantize(calibrated, options, keep)
             if options.budget is not None:
                 quantized, search = _search(calibrated, quantized, source, options, keep, data)
@@ -282,7 +282,8 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
     return source.restore(quantized), calibration, keep, float_bytes, {"kind": source.kind, "rewrites": source.rewrites}, search
 
 
-def _ranges(calibrated: bytes, source, options: ConvertOptions, data: Path, keep: dict[str, Any], workers) -> tuple[bytes, dict]:
+def choose_ranges(calibrated: bytes, source, options: ConvertOptions, data: Path, keep: dict[str, Any],
+                  workers=None) -> tuple[bytes, dict]:
     """The calibrated model with activation ranges chosen by --calibration from histograms of
     the calibration samples; `auto` tries the methods in turn on --eval-data."""
     from edgeq.calibration import read_ranges, write_ranges

@@ -20,13 +20,13 @@ import numpy as np
 
 from edgeq.errors import AnalysisError, UsageError
 from edgeq.inspection import manifest_part
-from edgeq.schema import MANIFEST_OPTIONS
+from edgeq.schema import MANIFEST_OPTIONS, NUM, optional
 from edgeq.native import captured_native_stderr
 from edgeq.samples import InputSpec, Preprocessing, open_samples
 
 EXACT_DB = 100.0  # above this a layer only moves values (RESHAPE, MAX_POOL_2D): no quantization error
 CSV_FIELDS = ("rank", "op_type", "tensor_name", "scale", "zero_point", "sqnr_db", "rmse", "mean_error",
-              "max_abs_error", "rmse_lsb", "max_abs_error_lsb")
+              "max_abs_error", "rmse_lsb", "max_abs_error_lsb", "range_ratio", "clipped_fraction")
 
 
 def _signal_power(float_values: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:
@@ -37,7 +37,7 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
                      signature: str = "serving_default", custom_objects: str | None = None,
                      trust_model: bool = False) -> dict[str, Any]:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
-    from edgeq.converter import ConvertOptions, calibrate, quantize, resolve_keep_float
+    from edgeq.converter import ConvertOptions, calibrate, choose_ranges, quantize, resolve_keep_float
     from edgeq.source import KerasCode, load_source
     from edgeq.tflite_file import parse_tflite
     recipe = manifest_part(model, "options", MANIFEST_OPTIONS, []) or {}
@@ -64,9 +64,21 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
             note = f"no calibration data recorded beside {model.name}; calibrated on the {len(debug_samples)} debug samples"
         calibrated = calibrate(source, options, lambda: iter(calibration))
         keep = resolve_keep_float(parse_tflite(calibrated), options.keep_float)
+        method = (manifest_part(model, "calibration", {"method": optional(str)}, []) or {}).get("method") or "minmax"
+        if method not in ("minmax", "trained ranges (QAT)") and calibration_data and Path(calibration_data).exists():
+            from dataclasses import replace
+
+            calibrated, _ = choose_ranges(calibrated, source, replace(options, calibration=method), Path(calibration_data), keep)
+            note += f", ranges chosen by {method}"
         debug_model = quantize(calibrated, options, keep, numeric_verify=True)
         layers = run_debugger(debug_model, debug_samples)
+    chosen = _chosen_ranges(model)
+    for layer in layers:
+        found = chosen.get(layer["tensor_name"]) or chosen.get(layer["tensor_name"].rstrip("0123456789"))
+        layer["range_ratio"] = found["range_ratio"] if found else None
+        layer["clipped_fraction"] = found["clipped_fraction"] if found else None
     return {"calibration": note, "debug_samples": len(debug_samples), "ranked_by": "sqnr_db (lowest first)",
+            "calibration_ranges": sorted(chosen.values(), key=lambda r: r["range_ratio"])[:20],
             "method": "TensorFlow's QuantizationDebugger on a NumericVerify model of the same recipe", "layers": layers}
 
 
@@ -91,6 +103,18 @@ def debugger_feeds(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[
     return [[cast(a, t) for a, t in zip(sample, inputs)] for sample in samples]
 
 
+def _chosen_ranges(model: Path) -> dict[str, dict[str, Any]]:
+    """The ranges --calibration chose (not min/max), by tensor name and by name without a trailing
+    digit (the debugger may drop one), from the manifest beside the model."""
+    calibration = manifest_part(model, "calibration", {"ranges": optional([{"tensor": str, "minmax": [NUM], "chosen": [NUM],
+                                                                             "range_ratio": NUM, "clipped_fraction": NUM}])}, [])
+    found: dict[str, dict[str, Any]] = {}
+    for entry in (calibration or {}).get("ranges") or []:
+        found[entry["tensor"]] = entry
+        found.setdefault(entry["tensor"].rstrip("0123456789"), entry)
+    return found
+
+
 def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[dict[str, Any]]:
     """Per-layer statistics of the NumericVerify `debug_model` on float `samples` (input order)."""
     import tensorflow as tf
@@ -112,7 +136,7 @@ def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[di
     layers.sort(key=lambda layer: (math.inf if layer["sqnr_db"] is None else layer["sqnr_db"]))
     for rank, layer in enumerate(layers, 1):
         layer["rank"] = rank
-    return [{k: layer[k] for k in CSV_FIELDS} for layer in layers]
+    return [{k: layer.get(k) for k in CSV_FIELDS} for layer in layers]
 
 
 def _layer(row: dict[str, str]) -> dict[str, Any]:

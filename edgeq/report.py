@@ -106,7 +106,9 @@ def _output_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
 def _layer_rows(results: dict[str, Any], limit: int | None = LAYERS_SHOWN) -> list[tuple[str, ...]]:
     layers = (results.get("per_layer") or {}).get("layers") or []
     return [(str(l["rank"]), short_name(l["tensor_name"], 60), l["op_type"], num(l["sqnr_db"]), num(l["rmse_lsb"], 3),
-             num(l["max_abs_error_lsb"], 3), f"{l['scale']:.6g}", str(l["zero_point"])) for l in layers[:limit]]
+             num(l["max_abs_error_lsb"], 3), f"{l['scale']:.6g}", str(l["zero_point"]),
+             "min/max" if l.get("range_ratio") is None else f"{l['range_ratio']:.3f}",
+             "0" if l.get("clipped_fraction") is None else pct(l["clipped_fraction"])) for l in layers[:limit]]
 
 
 DEVICE_HEAD = ("device", "transport", "runtime", "INT8 top-1", "agreement", "worst SQNR (dB)", "INT8 p50", "float p50",
@@ -151,7 +153,8 @@ def _search_caption(results: dict[str, Any]) -> str:
 
 
 OUTPUT_HEAD = ("output", "SQNR (dB)", "cosine", "max abs error", "mean abs error")
-LAYER_HEAD = ("rank", "layer (tensor)", "op", "SQNR (dB)", "RMSE (LSB)", "max abs error (LSB)", "scale", "zero-point")
+LAYER_HEAD = ("rank", "layer (tensor)", "op", "SQNR (dB)", "RMSE (LSB)", "max abs error (LSB)", "scale", "zero-point",
+              "range (chosen / min-max)", "calibration values clipped")
 
 
 # -- Markdown ---------------------------------------------------------------------------------
@@ -232,6 +235,21 @@ def plots(results: dict[str, Any]) -> dict[str, str]:
         ax.grid(axis="x", alpha=0.3)
         charts["per_layer"] = _png(fig)
         plt.close(fig)
+    ranges = (results.get("per_layer") or {}).get("calibration_ranges") or []
+    if ranges:
+        fig, ax = plt.subplots(figsize=(7, 0.35 * len(ranges) + 1.2))
+        rows = range(len(ranges))
+        ax.barh(rows, [r["minmax"][1] - r["minmax"][0] for r in ranges], left=[r["minmax"][0] for r in ranges],
+                color="#d9d9d9", label="min/max")
+        ax.barh(rows, [r["chosen"][1] - r["chosen"][0] for r in ranges], left=[r["chosen"][0] for r in ranges],
+                height=0.45, color="#2a7ab9", label="chosen")
+        ax.set_yticks(list(rows), [short_name(r["tensor"], 40) for r in ranges], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("activation range")
+        ax.set_title("Chosen ranges against min/max (most clipped first)")
+        ax.legend(loc="lower right")
+        charts["ranges"] = _png(fig)
+        plt.close(fig)
     return charts
 
 
@@ -283,6 +301,8 @@ def html_page(results: dict[str, Any]) -> str:
                   f"{esc(str(pl['debug_samples']))} debug samples.</p>"]
         if "per_layer" in charts:
             parts.append(f'<img alt="per-layer error chart" src="{charts["per_layer"]}">')
+        if "ranges" in charts:
+            parts.append(f'<img alt="chosen ranges against min/max" src="{charts["ranges"]}">')
         parts.append(_html_table(LAYER_HEAD, _layer_rows(results, None)))
     if results.get("warnings"):
         parts += ["<h2>Warnings</h2><ul>"] + [f'<li class="warn">{esc(w)}</li>' for w in results["warnings"]] + ["</ul>"]
