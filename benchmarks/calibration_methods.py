@@ -14,7 +14,6 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from run import EDGEQ, ROOT, WORK, cpu_name, make_images, make_model
 

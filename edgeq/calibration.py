@@ -18,15 +18,11 @@ own library, so a worker starts in well under a second without importing TensorF
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import os
-import signal
 import struct
-import sys
 import tempfile
 from collections.abc import Iterable
-from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
 from queue import Empty, Full

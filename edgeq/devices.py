@@ -21,7 +21,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import edgeq
 from edgeq.errors import EdgeqError, UsageError
 
 TRANSPORTS = ("local", "ssh", "adb", "qemu")

@@ -42,8 +42,6 @@ def _walk(model):
 def unrolled(model, shapes: list[tuple[int, ...]]) -> tuple[Any, str]:
     """A copy of `model` with every recurrent layer unrolled over the fixed input `shapes`, the
     original's weights, and its float outputs checked equal on random inputs; and a note saying so."""
-    import keras
-
     names = recurrent_layers(model)
     config = copy.deepcopy(model.get_config())
     _patch(config, shapes)
@@ -53,18 +51,26 @@ def unrolled(model, shapes: list[tuple[int, ...]]) -> tuple[Any, str]:
     except Exception as exc:  # noqa: BLE001 - a model Keras cannot rebuild from its config
         raise ModelError(f"the recurrent layer(s) {', '.join(names)} cannot be unrolled for int8 ({exc}); "
                          "rebuild them with unroll=True, or convert with --mode dynamic") from exc
-    rng = np.random.default_rng(0)
-    feeds = [rng.normal(size=shape).astype(np.float32) for shape in shapes]
-    args = feeds if len(feeds) > 1 else feeds[0]
-    want, got = model(args, training=False), clone(args, training=False)
-    want, got = keras.tree.flatten(want), keras.tree.flatten(got)
-    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(want, got))
+    diff = float_difference(model, clone, shapes)
     if diff > TOLERANCE:
         raise ModelError(f"unrolling {', '.join(names)} changed the float outputs (max abs diff {diff:.3g}); "
                          "convert with --mode dynamic or int8-fallback instead")
     steps = sorted({shape[1] for shape in shapes if len(shape) >= 2})
     return clone, (f"unrolled recurrent layer(s) {', '.join(names)} over {'/'.join(map(str, steps))} steps "
                    f"(same weights; float outputs equal the original's, max abs diff {diff:.2g})")
+
+
+def float_difference(model, clone, shapes: list[tuple[int, ...]]) -> float:
+    """The largest absolute difference of the two models' float outputs on seeded random inputs:
+    the proof a rewrite must pass before it is converted."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    feeds = [rng.normal(size=shape).astype(np.float32) for shape in shapes]
+    args = feeds if len(feeds) > 1 else feeds[0]
+    want = keras.tree.flatten(model(args, training=False))
+    got = keras.tree.flatten(clone(args, training=False))
+    return max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(want, got))
 
 
 def _patch(config: Any, shapes: list[tuple[int, ...]]) -> None:
@@ -129,7 +135,7 @@ def _plain_layer_norm_class():
     return PlainLayerNorm
 
 
-def without_neg(model, shapes: list[tuple[int, ...]], tolerance: float = 1e-4) -> tuple[Any, str]:
+def without_neg(model, shapes: list[tuple[int, ...]], tolerance: float = TOLERANCE) -> tuple[Any, str]:
     """A copy of `model` whose LayerNormalization layers compute without NEG, sharing the weights;
     float outputs checked equal (to float rounding) on random inputs."""
     import keras
@@ -143,12 +149,7 @@ def without_neg(model, shapes: list[tuple[int, ...]], tolerance: float = 1e-4) -
     except Exception as exc:  # noqa: BLE001 - subclassed models cannot be cloned layer by layer
         raise ModelError(f"LayerNormalization {', '.join(names)} cannot be rewritten for int8 ({exc}); "
                          "convert with --mode int8-fallback (it keeps NEG in float)") from exc
-    rng = np.random.default_rng(0)
-    feeds = [rng.normal(size=shape).astype(np.float32) for shape in shapes]
-    args = feeds if len(feeds) > 1 else feeds[0]
-    want = keras.tree.flatten(model(args, training=False))
-    got = keras.tree.flatten(clone(args, training=False))
-    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(want, got))
+    diff = float_difference(model, clone, shapes)
     if diff > tolerance:
         raise ModelError(f"rewriting LayerNormalization {', '.join(names)} changed the float outputs (max abs diff "
                          f"{diff:.3g}); convert with --mode int8-fallback")

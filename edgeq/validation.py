@@ -12,7 +12,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import edgeq
 from edgeq.errors import DataError, ModelError, UsageError

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from edgeq.converter import convert
-from edgeq.errors import ModelError
 from edgeq.tflite_file import read_tflite
 from edgeq.validation import validate
 
