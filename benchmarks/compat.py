@@ -11,6 +11,7 @@ data (smooth patterns plus noise), so SQNR measures quantization, not noise. Hea
 from __future__ import annotations
 
 import argparse
+import re
 import json
 import os
 import time
@@ -135,6 +136,14 @@ def measure(name: str) -> dict:
     return row
 
 
+def _short_rewrite(note: str) -> str:
+    if note.startswith("unrolled"):
+        return "unrolled RNN (" + note.split(" over ")[1].split(" (")[0] + ")"
+    if note.startswith("LayerNormalization"):
+        return f"LayerNorm without NEG ({note.split(' computed as')[0].count(',') + 1} layers)"
+    return note.split(" (")[0]
+
+
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = ["# Compatibility matrix", "",
              f"Measured by `make compat` (`benchmarks/compat.py`) on {meta['cpu']}, {meta['date']}, TensorFlow "
@@ -148,9 +157,10 @@ def markdown(rows: list[dict], meta: dict) -> str:
         if "error" in r:
             lines.append(f"| {r['model']} | no | | | | | | | | | error: {r['error']} |")
             continue
-        strict = "yes" if r["strict_int8"] else f"no: {r['blocking'].split(';')[0].replace('strict int8: ', '')}"
+        blocking = sorted(set(re.findall(r"\b([A-Z][A-Z0-9_]{2,}) \(", r["blocking"] or "")))
+        strict = "yes" if r["strict_int8"] else f"no: {', '.join(blocking) or r['blocking'][:60]}"
         latency = f"{r['int8_over_float']:.2f}" + (" (noise)" if r["within_noise"] else "") + (" slower" if r["int8_over_float"] and r["int8_over_float"] > 1 and not r["within_noise"] else "")
-        rewrites = "; ".join(x.split(" (")[0].split(", which")[0] for x in r["rewrites"]) or "none"
+        rewrites = "; ".join(_short_rewrite(x) for x in r["rewrites"]) or "none"
         edgetpu = f"{r['edgetpu']['target_ops']}/{r['edgetpu']['target_ops'] + r['edgetpu']['cpu_ops']} ops"
         nnapi = f"{r['nnapi']['target_ops']}/{r['nnapi']['target_ops'] + r['nnapi']['cpu_ops']} ops" + (
             f", API {r['nnapi']['min_api']}+" if r["nnapi"].get("min_api") else "")
@@ -181,6 +191,12 @@ def main() -> None:
         print(json.dumps(rows[-1])[:300], flush=True)
     meta = {"cpu": cpu_name(), "date": time.strftime("%Y-%m-%d"), "tensorflow": version("tensorflow-cpu"),
             "litert": version("ai-edge-litert"), "seconds": round(time.monotonic() - started)}
+    published = ROOT / "benchmarks" / "compat.json"
+    if args.models and published.is_file():  # a partial re-run keeps the other rows, in their order
+        fresh = {r["model"]: r for r in rows}
+        earlier = json.loads(published.read_text())["models"]
+        rows = [fresh.pop(r["model"], r) for r in earlier] + list(fresh.values())
+        meta["partial_rerun"] = args.models
     (ROOT / "benchmarks" / "compat.json").write_text(json.dumps({**meta, "models": rows}, indent=2) + "\n")
     (ROOT / "docs" / "compat.md").write_text(markdown(rows, meta))
     print(f"wrote benchmarks/compat.json and docs/compat.md in {meta['seconds']} s")

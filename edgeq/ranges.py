@@ -159,13 +159,11 @@ def _kl(counts, centres, lo, hi) -> float:
     level = np.minimum(((centres[inside] - lo) / max(hi - lo, 1e-12) * LEVELS).astype(int), LEVELS - 1)
     zero = int(np.argmin(np.abs(centres[inside])))  # 0 is exact in int8 (the zero-point): ReLU's spike there is no error
     level[zero] = -1
-    q = np.zeros_like(kept)
+    leveled = level >= 0
+    mass = np.bincount(level[leveled], weights=kept[leveled], minlength=LEVELS)
+    filled = np.bincount(level[leveled & (kept > 0)], minlength=LEVELS)
+    q = np.where(leveled & (kept > 0), mass[np.maximum(level, 0)] / np.maximum(filled[np.maximum(level, 0)], 1), 0.0)
     q[zero] = kept[zero]
-    for k in np.unique(level[level >= 0]):
-        members = level == k
-        nonzero = members & (kept > 0)
-        if nonzero.any():
-            q[nonzero] = kept[members].sum() / nonzero.sum()
     mask = p > 0
     if not np.all(q[mask] > 0):  # mass P has where Q has none: an infinite divergence, smoothed
         q = np.where(mask & (q == 0), 1e-4 * max(kept.sum(), 1.0) / mask.sum(), q)

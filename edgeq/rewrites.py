@@ -142,9 +142,16 @@ def without_neg(model, shapes: list[tuple[int, ...]], tolerance: float = TOLERAN
 
     names = layer_norms(model)
     plain = _plain_layer_norm_class()
+
+    def replace(layer):  # nested models (ConvNeXt's stem and blocks) are cloned layer by layer too
+        if layer.name in names:
+            return plain(layer)
+        if hasattr(layer, "layers") and any(l.name in names for l in _walk(layer)):
+            return keras.models.clone_model(layer, clone_function=replace)
+        return layer.__class__.from_config(layer.get_config())
+
     try:
-        clone = keras.models.clone_model(
-            model, clone_function=lambda layer: plain(layer) if layer.name in names else layer.__class__.from_config(layer.get_config()))
+        clone = keras.models.clone_model(model, clone_function=replace)
         clone.set_weights(model.get_weights())
     except Exception as exc:  # noqa: BLE001 - subclassed models cannot be cloned layer by layer
         raise ModelError(f"LayerNormalization {', '.join(names)} cannot be rewritten for int8 ({exc}); "
