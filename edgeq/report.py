@@ -224,7 +224,7 @@ def plots(results: dict[str, Any]) -> dict[str, str]:
     shown = [l for l in layers if l["sqnr_db"] is not None and l["sqnr_db"] < EXACT_DB][:20]
     if shown:
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.2))
-        labels = [f"{l['op_type']} {short_name(l['tensor_name'])}" for l in shown]
+        labels = [f"{short_name(l['op_type'])} {short_name(l['tensor_name'])}" for l in shown]
         bars = ax.barh(range(len(shown)), [l["sqnr_db"] for l in shown], color="#c0504d")
         ax.bar_label(bars, fmt="%.1f", padding=3, fontsize=8)
         ax.set_yticks(range(len(shown)), labels, fontsize=8)
