@@ -209,6 +209,7 @@ def inspect(
 def _progress_bar():
     """A bar with samples/s and an ETA on an interactive terminal; nothing in CI, in pipes, with
     -q or with --json."""
+    from edgeq.isolation import STEP
     from edgeq.progress import reporting
 
     if not sys.stderr.isatty() or os.environ.get("CI") or _state["quiet"] or _state.get("json"):
@@ -225,6 +226,8 @@ def _progress_bar():
         tasks: dict[str, int] = {}
 
         def update(label: str, done: int, total: int | None) -> None:
+            if label.startswith(f"{STEP}:"):  # step markers name crashes; in-process steps (per-layer) draw nothing
+                return
             if label not in tasks:
                 tasks[label] = bar.add_task(label, total=total, rate="")
             task = bar.tasks[tasks[label]]

@@ -440,7 +440,7 @@ def calibrate(source, options: ConvertOptions, samples: Callable[[], Iterable[An
     return converter.convert()
 
 
-QUANTIZE_ATTEMPTS = 8
+QUANTIZE_ATTEMPTS = 12
 
 
 def quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any], numeric_verify: bool = False) -> bytes:
@@ -448,15 +448,14 @@ def quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any], n
 
     TensorFlow's MLIR quantizer is not deterministic on some graphs: on an unrolled LSTM the same
     calibrated bytes came out three different ways in six calls, one of them with the first step's
-    SPLIT left in float. A result with float ops is therefore quantized again (until two calls
-    agree, at most QUANTIZE_ATTEMPTS) and the one with the fewest float ops kept.
+    SPLIT left in float. In strict int8, where such a result would be refused, a result with ops
+    in float that nobody kept is quantized again (at most QUANTIZE_ATTEMPTS calls).
     """
     from tensorflow.lite.python.convert import mlir_quantize
 
     step("quantizing (TensorFlow's MLIR quantizer)")
-
-    def once() -> bytes:
-        return mlir_quantize(
+    for _ in range(1 if numeric_verify or options.mode != "int8" else QUANTIZE_ATTEMPTS):
+        result = mlir_quantize(
             calibrated,
             disable_per_channel=options.per_tensor,
             input_data_type=_tf_type(options.io_type),
@@ -465,21 +464,9 @@ def quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any], n
             denylisted_ops=keep["ops"] or None,
             denylisted_nodes=keep["nodes"] or None,
         )
-
-    best = once()
-    floats = len(summarize(parse_tflite(best)).float_ops)
-    if numeric_verify or floats == 0:
-        return best
-    previous = best
-    for _ in range(QUANTIZE_ATTEMPTS - 1):
-        again = once()
-        count = len(summarize(parse_tflite(again)).float_ops)
-        if count < floats:
-            best, floats = again, count
-        if floats == 0 or again == previous:  # reached int8, or the quantizer answers the same again
+        if not _not_kept(summarize(parse_tflite(result)).float_ops, keep):
             break
-        previous = again
-    return best
+    return result
 
 
 def _convert(source, options: ConvertOptions, representative_dataset, float_only: bool = False) -> bytes:
@@ -557,12 +544,7 @@ def _check_strict(result: TfliteModel, summary: ModelSummary, options: ConvertOp
     """Strict int8: every op must run on int8 kernels, except those the user kept in float."""
     if options.mode != "int8":
         return
-    allowed_ops = set(keep["ops"])
-
-    def kept(name: str) -> bool:  # the quantizer may suffix a kept node's name with a digit (Identity -> Identity1)
-        return any(name == n or (name.startswith(n) and name[len(n):].isdigit()) for n in keep["nodes"])
-
-    offending = [op for op in summary.float_ops if op["type"] not in allowed_ops and not any(map(kept, op["outputs"]))]
+    offending = _not_kept(summary.float_ops, keep)
     if offending:
         named = ", ".join(f"{op['type']} ({op['outputs'][0]})" for op in offending[:5])
         more = f" and {len(offending) - 5} more" if len(offending) > 5 else ""
@@ -570,6 +552,14 @@ def _check_strict(result: TfliteModel, summary: ModelSummary, options: ConvertOp
         raise ConversionError(
             f"strict int8: no int8 kernel for {named}{more}; pass --mode int8-fallback, or --keep-float {first}"
         )
+
+
+def _not_kept(float_ops: list[dict[str, Any]], keep: dict[str, Any]) -> list[dict[str, Any]]:
+    """The float ops that no --keep-float (op type or node) asked for."""
+    def kept(name: str) -> bool:  # the quantizer may suffix a kept node's name with a digit (Identity -> Identity1)
+        return any(name == n or (name.startswith(n) and name[len(n):].isdigit()) for n in keep["nodes"])
+
+    return [op for op in float_ops if op["type"] not in set(keep["ops"]) and not any(map(kept, op["outputs"]))]
 
 
 def _options_dict(options: ConvertOptions, data: Path | None) -> dict[str, Any]:

@@ -84,9 +84,8 @@ def conversion_text(result) -> str:
     if m["float_ops"] and m["options"]["mode"] in ("dynamic", "float16"):
         lines.append(f"float activations by design of --mode {m['options']['mode']}: every op computes in float")
     elif m["float_ops"]:
-        shown = [f"{o['type']} ({short_name(o['outputs'][0])})" for o in m["float_ops"][:SHOWN_FLOAT_OPS]]
-        more = len(m["float_ops"]) - len(shown)
-        lines.append(f"left in float ({len(m['float_ops'])}): " + ", ".join(shown) + (f", and {more} more (see the manifest)" if more else ""))
+        lines.append(f"left in float ({len(m['float_ops'])}): "
+                     + _shortened([f"{o['type']} ({short_name(o['outputs'][0])})" for o in m["float_ops"]]))
     return "\n".join(lines)
 
 
@@ -208,9 +207,9 @@ def device_summary(d: dict) -> str:
     return "; ".join(parts)
 
 
-def _shortened(names: list[str], shown: int = SHOWN_FLOAT_OPS) -> str:
-    listed = ", ".join(short_name(n) for n in names[:shown])
-    return listed + (f", and {len(names) - shown} more (see the manifest)" if len(names) > shown else "")
+def _shortened(items: list[str], shown: int = SHOWN_FLOAT_OPS) -> str:
+    """The first `shown` items and how many more the manifest lists."""
+    return ", ".join(items[:shown]) + (f", and {len(items) - shown} more (see the manifest)" if len(items) > shown else "")
 
 
 def evaluations(search: dict) -> str:
@@ -233,7 +232,7 @@ def search_lines(search: dict) -> list[str]:
                      f"agreement {_num(step['agreement'], '.4f')}  SQNR {_num(step['worst_sqnr_db'], '.2f')} dB  {mark}")
     chosen = search["chosen"]
     label = "int16x8 (16-bit activations, int8 weights)" if chosen["kind"] == "int16x8" else (
-        f"{chosen['k']} float layer(s)" + (f": {_shortened(chosen['float_layers'])}" if chosen["float_layers"] else " (full INT8)"))
+        f"{chosen['k']} float layer(s)" + (f": {_shortened([short_name(n) for n in chosen['float_layers']])}" if chosen["float_layers"] else " (full INT8)"))
     lines.append(f"chosen: {label}"
                  + ("" if search["met"] else " (best effort: the budget is not met)"))
     return lines
