@@ -133,7 +133,7 @@ def calibration_folders(counts: list[int], size: int) -> dict[int, Path]:
 
 
 def same_quantization(a: Path, b: Path) -> bool:
-    from edgeq.tflite_file import read_tflite
+    from edgeq.tflite.model import read_tflite
 
     ma, mb = read_tflite(a), read_tflite(b)
     return ([op.type for op in ma.operators] == [op.type for op in mb.operators]

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
-from edgeq.samples import InputSpec, open_samples
+from edgeq.data.samples import InputSpec, open_samples
 
 DATA = Path(__file__).resolve().parent.parent / "representative_data" / "digits"
 SPEC = InputSpec("image", (1, 8, 8, 1))

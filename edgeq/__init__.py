@@ -20,8 +20,8 @@ def convert(source: Any, data: Any = None, output: Any = None, **options: Any) -
 
 
 def inspect_model(*args: Any, **kwargs: Any) -> Any:
-    """See edgeq.inspection.inspect_model."""
-    from edgeq.inspection import inspect_model as _inspect
+    """See edgeq.tflite.summary.inspect_model."""
+    from edgeq.tflite.summary import inspect_model as _inspect
 
     return _inspect(*args, **kwargs)
 

@@ -45,7 +45,7 @@ class Validated:
 def convert(source: Any, data: Any = None, output: str | Path | None = None, **options: Any) -> Converted:
     """Quantize `source` (path, keras.Model, tf.Module, concrete function) calibrated on `data`
     (path, array, dict of arrays, or iterable of samples). `options` are those of edgeq convert."""
-    from edgeq.converter import convert as run
+    from edgeq.convert.converter import convert as run
 
     with tempfile.TemporaryDirectory(prefix="edgeq-api-") as scratch:
         folder = Path(scratch)
@@ -58,8 +58,8 @@ def convert(source: Any, data: Any = None, output: str | Path | None = None, **o
 def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated:
     """Compare `model` (path or .tflite bytes) with `reference` on `data`; `options` are those of
     edgeq validate (gates as max_drop=..., min_sqnr=...)."""
-    from edgeq.validation import GATES
-    from edgeq.validation import validate as run
+    from edgeq.validate.compare import GATES
+    from edgeq.validate.compare import validate as run
 
     gates = {k: options.pop(k) for k in list(options) if k in GATES}
     with tempfile.TemporaryDirectory(prefix="edgeq-api-") as scratch:
@@ -79,20 +79,9 @@ def _as_path(source: Any, folder: Path) -> Path:
     if isinstance(source, (bytes, bytearray)):
         (folder / "source.tflite").write_bytes(source)
         return folder / "source.tflite"
-    import tensorflow as tf
+    from edgeq.convert.source import export_in_memory
 
-    exported = folder / "source_saved_model"
-    if hasattr(source, "export") and hasattr(source, "inputs"):  # a keras.Model: its inference call, as Keras exports it
-        source.export(str(exported), verbose=False)
-    elif hasattr(source, "structured_input_signature") and hasattr(source, "graph"):  # a concrete function
-        holder = tf.Module()
-        holder.function = source
-        tf.saved_model.save(holder, str(exported), signatures={"serving_default": source})
-    elif isinstance(source, tf.Module):
-        tf.saved_model.save(source, str(exported))
-    else:
-        raise UsageError(f"cannot convert a {type(source).__name__}: pass a path, a keras.Model, a tf.Module or a concrete function")
-    return exported
+    return export_in_memory(source, folder / "source_saved_model")
 
 
 def _data_path(data: Any, folder: Path) -> Path | None:

@@ -180,7 +180,8 @@ def test_unexpected_exception_is_one_line_and_exit_3(monkeypatch, capsys, tmp_pa
 
     import pytest
 
-    from edgeq import cli, inspection
+    from edgeq import cli
+    from edgeq.tflite import summary as inspection
 
     def broken(model):
         raise KeyError("a bug inside edgeq")

@@ -4,11 +4,11 @@ import sys
 
 import pytest
 
-from edgeq.calibration import ParallelCalibrator, read_ranges, wrapper_library
-from edgeq.converter import convert
+from edgeq.convert.calibration import ParallelCalibrator, read_ranges, wrapper_library
+from edgeq.convert.converter import convert
 from edgeq.errors import ConversionError
-from edgeq.samples import InputSpec, open_samples
-from edgeq.tflite_file import parse_tflite
+from edgeq.data.samples import InputSpec, open_samples
+from edgeq.tflite.model import parse_tflite
 
 
 def _calibrate_only(keras_path, samples) -> bytes:

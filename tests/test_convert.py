@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from edgeq.converter import convert
-from edgeq.tflite_file import read_tflite
+from edgeq.convert.converter import convert
+from edgeq.tflite.model import read_tflite
 from tests.conftest import digits_images
 
 WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
@@ -84,8 +84,8 @@ def test_quantization_parameters_equal_the_plain_converter(cnn_keras, cnn_int8, 
     import keras
     import tensorflow as tf
 
-    from edgeq.samples import InputSpec, open_samples
-    from edgeq.tflite_file import parse_tflite
+    from edgeq.data.samples import InputSpec, open_samples
+    from edgeq.tflite.model import parse_tflite
 
     model = keras.models.load_model(cnn_keras)
     function = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec((1, 8, 8, 1), tf.float32)])

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from prerequisites import require
 
-from edgeq.devices import Profile, load_profile, parse_benchmark_model
-from edgeq.validation import validate
+from edgeq.run.devices import Profile, load_profile, parse_benchmark_model
+from edgeq.validate.compare import validate
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmark_model"

@@ -6,13 +6,13 @@ import json
 import re
 
 from edgeq.escape import md, terminal
-from edgeq.report import html_page, markdown
+from edgeq.report.documents import html_page, markdown
 
 EVIL = "x\n## ✅ PASSED\n![pixel](https://evil.example/p.png)<script>alert(1)</script>\x1b[2J\x1b]0;owned\x07|"
 
 
 def _results(cnn_int8_path, digits_val) -> dict:
-    from edgeq.validation import validate
+    from edgeq.validate.compare import validate
 
     return validate(cnn_int8_path, cnn_int8_path, digits_val, runs=2, warmup=0)
 

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from edgeq.converter import convert
+from edgeq.convert.converter import convert
 from edgeq.errors import UsageError
-from edgeq.samples import Preprocessing
+from edgeq.data.samples import Preprocessing
 
 pytestmark = pytest.mark.tf
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from edgeq.errors import ModelError
-from edgeq.inspection import summarize
+from edgeq.tflite.summary import summarize
 from edgeq.targets import TARGETS, check_target
-from edgeq.tflite_file import parse_tflite
+from edgeq.tflite.model import parse_tflite
 
 CASES = 600
 

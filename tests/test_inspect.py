@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from edgeq.inspection import inspect_model
+from edgeq.tflite.summary import inspect_model
 
 
 def test_inspect_matches_the_interpreter(cnn_int8):
@@ -45,7 +45,7 @@ def test_inspect_json_cli(cli, cnn_int8):
 
 
 def test_inspect_lists_float_ops_of_a_fallback_model(sin_keras, digits_calib, tmp_path, cli):
-    from edgeq.converter import convert
+    from edgeq.convert.converter import convert
 
     result = convert(sin_keras, tmp_path / "s.tflite", digits_calib, samples=8, mode="int8-fallback")
     code, stdout, _ = cli("inspect", result.output)
@@ -62,5 +62,5 @@ def test_help_and_inspect_do_not_import_tensorflow(cnn_int8):
     run_cli = "from edgeq.cli import app\ntry:\n    app([{args}])\nexcept SystemExit:\n    pass"
     for args in ('"--help"', f'"inspect", "{cnn_int8.output}"', f'"inspect", "--json", "{cnn_int8.output}"'):
         modules = _modules_after(run_cli.format(args=args))
-        assert "edgeq.cli" in modules and ("inspect" not in args or "edgeq.inspection" in modules)
+        assert "edgeq.cli" in modules and ("inspect" not in args or "edgeq.tflite.summary" in modules)
         assert not {m for m in modules if m.split(".")[0] in ("tensorflow", "keras")}, args

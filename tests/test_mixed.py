@@ -7,9 +7,9 @@ import math
 
 import pytest
 
-from edgeq.converter import convert
-from edgeq.mixed import Budget
-from edgeq.tflite_file import read_tflite
+from edgeq.convert.converter import convert
+from edgeq.convert.search import Budget
+from edgeq.tflite.model import read_tflite
 
 
 @pytest.fixture(scope="module")

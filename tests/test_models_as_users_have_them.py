@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.converter import convert
-from edgeq.tflite_file import read_tflite
-from edgeq.validation import validate
+from edgeq.convert.converter import convert
+from edgeq.tflite.model import read_tflite
+from edgeq.validate.compare import validate
 
 pytestmark = pytest.mark.tf
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ def test_wheel_ships_the_profiles_and_an_installed_wheel_lists_them(tmp_path):
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("edgeq-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert sorted(Path(n).name for n in names if n.startswith("edgeq/profiles/") and n.endswith(".toml")) == shipped
+    assert sorted(Path(n).name for n in names if n.startswith("edgeq/run/profiles/") and n.endswith(".toml")) == shipped
 
     target = tmp_path / "site"
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
@@ -37,4 +37,4 @@ def test_wheel_ships_the_profiles_and_an_installed_wheel_lists_them(tmp_path):
     listed = subprocess.run([sys.executable, "-m", "edgeq.cli", "devices"], cwd=away, env=env, capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
     for name in shipped:
-        assert f"{target}/edgeq/profiles/{name}" in listed.stdout
+        assert f"{target}/edgeq/run/profiles/{name}" in listed.stdout

@@ -73,7 +73,7 @@ def _per_layer(cli, model: Path, reference: Path, data: Path, tmp: Path, *extra:
 def _checks(cli, source: Path, data: Path, tmp: Path, *extra: str) -> None:
     """--per-layer ranks every verified layer; an unreachable budget gives a best-effort model and
     exit 1; a budget between full int8 and the best mix is met."""
-    from edgeq.tflite_file import read_tflite
+    from edgeq.tflite.model import read_tflite
 
     int8 = tmp / "m.tflite"
     code, _, err = cli("convert", source, "--data", data, "-o", int8, "--force", *extra)
@@ -106,14 +106,14 @@ def test_reported_graph_with_each_io_type(io, mini_xception, faces, tmp_path, cl
 
 def test_input_zero_point_is_zero_in_the_reported_graph(mini_xception, faces, tmp_path):
     """The condition that crashed TensorFlow's debugger really occurs in this corpus."""
-    from edgeq.converter import convert
+    from edgeq.convert.converter import convert
 
     result = convert(mini_xception, tmp_path / "m.tflite", faces, preprocessing=_range("-1,1"))
     assert result.manifest["inputs"][0]["zero_point"] == 0 and result.manifest["inputs"][0]["dtype"] == "int8"
 
 
 def _range(value: str):
-    from edgeq.samples import Preprocessing
+    from edgeq.data.samples import Preprocessing
 
     return Preprocessing(value_range=value)
 

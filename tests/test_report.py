@@ -11,9 +11,9 @@ import re
 import numpy as np
 import pytest
 
-from edgeq.converter import convert
-from edgeq.report import html_page, markdown
-from edgeq.validation import validate
+from edgeq.convert.converter import convert
+from edgeq.report.documents import html_page, markdown
+from edgeq.validate.compare import validate
 from tests.conftest import digits_images
 
 

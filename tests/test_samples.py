@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgeq.errors import DataError, UsageError
-from edgeq.samples import Audit, InputSpec, Preprocessing, open_samples
+from edgeq.data.samples import Audit, InputSpec, Preprocessing, open_samples
 
 GRAY = [InputSpec("image", (1, 8, 8, 1))]
 

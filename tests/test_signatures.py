@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.converter import convert
-from edgeq.validation import validate
+from edgeq.convert.converter import convert
+from edgeq.validate.compare import validate
 
 pytestmark = pytest.mark.tf
 

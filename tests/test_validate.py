@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from edgeq.runtime import LiteRTRunner, to_float, to_model_dtype
-from edgeq.validation import validate
+from edgeq.run.litert import LiteRTRunner, to_float, to_model_dtype
+from edgeq.validate.compare import validate
 
 REQUIRED = [
     "model", "reference", "size.float_bytes", "size.int8_bytes", "size.ratio", "accuracy.float_top1",
@@ -98,7 +98,7 @@ def test_no_labels_gives_nulls_and_agreement(trained, tmp_path):
 
 def test_npz_labels(trained, digits_calib, tmp_path):
     keras_path, int8, float_path = trained
-    from edgeq.samples import InputSpec, open_samples
+    from edgeq.data.samples import InputSpec, open_samples
 
     source = open_samples(digits_calib.parent / "val", [InputSpec("image", (1, 8, 8, 1))], limit=40)
     x = np.concatenate([s[0] for s in source])

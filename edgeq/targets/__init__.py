@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edgeq.errors import UsageError
-from edgeq.tflite_file import Operator, Tensor, TfliteModel
+from edgeq.tflite.model import Operator, Tensor, TfliteModel
 
 TARGETS = ("edgetpu", "nnapi", "xnnpack")
 ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}

@@ -23,7 +23,7 @@ from edgeq.targets import (
     per_op,
     static_shapes,
 )
-from edgeq.tflite_file import TfliteModel
+from edgeq.tflite.model import TfliteModel
 
 SOURCES = [
     "https://developer.android.com/ndk/reference/group/neural-networks",

@@ -13,7 +13,7 @@ Sources:
 from __future__ import annotations
 
 from edgeq.targets import Op, Rule, TargetReport, fused, per_op, static_shapes
-from edgeq.tflite_file import TfliteModel
+from edgeq.tflite.model import TfliteModel
 
 SOURCES = ["https://github.com/tensorflow/tensorflow/blob/master/tensorflow/lite/delegates/xnnpack/README.md"]
 ACTIVATION = fused("NONE", "RELU", "RELU_N1_TO_1", "RELU6")

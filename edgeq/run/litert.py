@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeq.errors import ModelError, UsageError
 from edgeq.native import captured_native_stderr
-from edgeq.pairing import Port
+from edgeq.run.pairing import Port
 
 DELEGATES = ("xnnpack", "none", "ref")
 
@@ -76,7 +76,7 @@ class LiteRTRunner:
 
     def __init__(self, path: str | Path, delegate: str = "xnnpack", threads: int = 1,
                  delegate_library: str | None = None, delegate_options: dict[str, str] | None = None):
-        from edgeq.tflite_file import read_tflite
+        from edgeq.tflite.model import read_tflite
 
         if delegate not in DELEGATES:
             raise UsageError(f"--delegate {delegate!r}: use one of {', '.join(DELEGATES)}")

@@ -13,12 +13,12 @@ from typing import Any
 
 from edgeq.errors import DataError
 from edgeq.escape import html_text, md
-from edgeq.render import evaluations, short_name
+from edgeq.report.text import evaluations, short_name
 from edgeq.schema import RESULTS, check, check_version
 from edgeq.units import gate_figure
 from edgeq.units import percent as pct
 from edgeq.units import size as kib
-from edgeq.per_layer import EXACT_DB
+from edgeq.convert.debugger import EXACT_DB
 
 LAYERS_SHOWN = 10
 

@@ -141,10 +141,10 @@ def convert(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
 ) -> None:
     """Convert a float model (.keras/.h5, SavedModel or float .tflite) to a quantized .tflite, calibrated on real samples."""
-    from edgeq.converter import ConvertOptions
-    from edgeq.converter import convert as run_convert
-    from edgeq.mixed import Budget
-    from edgeq.samples import Preprocessing
+    from edgeq.convert.converter import ConvertOptions
+    from edgeq.convert.converter import convert as run_convert
+    from edgeq.convert.search import Budget
+    from edgeq.data.samples import Preprocessing
 
     try:
         options = ConvertOptions(
@@ -165,7 +165,7 @@ def convert(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        from edgeq.render import conversion_text
+        from edgeq.report.text import conversion_text
 
         _say(conversion_text(result))
     if result.budget_met is False:
@@ -182,9 +182,9 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
-    from edgeq.inspection import summarize
+    from edgeq.tflite.summary import summarize
     from edgeq.targets import check_target
-    from edgeq.tflite_file import read_tflite
+    from edgeq.tflite.model import read_tflite
 
     try:
         parsed = read_tflite(model)
@@ -198,7 +198,7 @@ def inspect(
             data["targets"] = {r.target: r.to_dict() for r in reports}
         typer.echo(json.dumps(data, indent=2))
         return
-    from edgeq.render import summary_text, target_text
+    from edgeq.report.text import summary_text, target_text
 
     _say(summary_text(summary))
     for report in reports:
@@ -209,7 +209,7 @@ def inspect(
 def _progress_bar():
     """A bar with samples/s and an ETA on an interactive terminal; nothing in CI, in pipes, with
     -q or with --json."""
-    from edgeq.isolation import STEP
+    from edgeq.convert.isolation import STEP
     from edgeq.progress import reporting
 
     if not sys.stderr.isatty() or os.environ.get("CI") or _state["quiet"] or _state.get("json"):
@@ -285,8 +285,8 @@ def validate(
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
     from edgeq.fileio import check_writable, write_files_atomically
-    from edgeq.validation import ValidateOptions
-    from edgeq.validation import validate as run_validate
+    from edgeq.validate.compare import ValidateOptions
+    from edgeq.validate.compare import validate as run_validate
 
     gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
                                     max_latency_ms=max_latency_ms, min_speedup=min_speedup).items() if v is not None}
@@ -329,7 +329,7 @@ def validate(
     except (EdgeqError, OSError) as exc:
         kept = f"; the results are in {outputs['json']}" if "json" in outputs else ""
         _fail(EdgeqError(f"writing the reports failed ({exc}){kept}"))
-    from edgeq.render import validation_text
+    from edgeq.report.text import validation_text
 
     _say(validation_text(result))
     if not result["passed"]:
@@ -342,10 +342,10 @@ def _output_bytes(kind: str, result: dict) -> bytes:
     if kind == "json":
         return json_bytes(result)
     if kind == "csv":
-        from edgeq.per_layer import write_csv
+        from edgeq.convert.debugger import write_csv
 
         return write_csv(result["per_layer"]["layers"])
-    from edgeq.report import render
+    from edgeq.report.documents import render
 
     return render(result, kind).encode()
 
@@ -359,7 +359,7 @@ def report(
 ) -> None:
     """Render a validation results JSON as a Markdown or HTML report."""
     from edgeq.fileio import check_writable, write_files_atomically
-    from edgeq.report import load_results
+    from edgeq.report.documents import load_results
 
     try:
         if fmt not in ("md", "html"):
@@ -390,7 +390,7 @@ def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
         return
     from dataclasses import asdict
 
-    from edgeq.devices import list_profiles
+    from edgeq.run.devices import list_profiles
 
     profiles = list_profiles()
     if as_json:
@@ -407,7 +407,7 @@ def devices_check(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Connect to a device and report OS, CPU architecture, ARM dot-product, runtime and delegates."""
-    from edgeq.devices import check, load_profile
+    from edgeq.run.devices import check, load_profile
 
     try:
         info = check(load_profile(name))
@@ -427,8 +427,8 @@ def devices_check(
 @command(devices_app, "setup")
 def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", metavar="NAME", help="An emulated profile (transport qemu).")) -> None:
     """Build the ARM64 emulation (QEMU user mode, arm64 sysroot, aarch64 wheels) once into the cache."""
-    from edgeq.devices import load_profile
-    from edgeq.emulation import setup
+    from edgeq.run.devices import load_profile
+    from edgeq.run.emulation import setup
 
     try:
         profile = load_profile(name)
@@ -463,5 +463,3 @@ def run() -> None:
         sys.exit(3)
 
 
-if __name__ == "__main__":
-    run()

@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import re
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any
 
 import edgeq
-from edgeq.calibration import ParallelCalibrator, default_jobs
+from edgeq.convert.calibration import ParallelCalibrator, default_jobs
 from edgeq.errors import ConversionError, DataError, EdgeqError, ModelError, UsageError
 from edgeq.fileio import (
     check_writable,
@@ -27,30 +25,25 @@ from edgeq.fileio import (
     size_of,
     write_files_atomically,
 )
-from edgeq.inspection import ModelSummary, manifest_for, summarize
-from edgeq.mixed import Budget
+from edgeq.tflite.summary import ModelSummary, manifest_for, summarize
+from edgeq.convert.search import Budget
 from edgeq.native import captured_native_stderr
-from edgeq.samples import ArraySource, Audit, ImageFolder, InputSpec, Preprocessing, open_samples
-from edgeq.isolation import run_isolated, step
+from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec, Preprocessing, open_samples
+from edgeq.convert.isolation import run_isolated, step
 from edgeq.progress import counted
-from edgeq.ranges import Method
+from edgeq.convert.ranges import Method
 from edgeq.schema import SCHEMA_VERSION
-from edgeq.signatures import calibrator_order
-from edgeq.source import KerasCode, first_line, has_fake_quant, load_source
+from edgeq.tflite.signatures import calibrator_order
+from edgeq.convert.source import KerasCode, first_line, has_fake_quant, load_source
 from edgeq.targets import TARGETS, check_target
-from edgeq.tflite_file import TfliteModel, parse_tflite
+from edgeq.tflite.manifest import IO_TYPES, Recipe
+from edgeq.tflite.model import TfliteModel, parse_tflite
+from edgeq.convert.quantize import RangeChooser, calibrate, keyed, not_kept, one_step, quantize, resolve_keep_float, tf_type
 
 log = logging.getLogger(__name__)
 
 MODES = ("int8", "int8-fallback", "int16x8", "dynamic", "float16")
 CALIBRATED_MODES = ("int8", "int8-fallback", "int16x8")
-IO_TYPES = {
-    "int8": ("int8", "uint8", "float32"),
-    "int8-fallback": ("int8", "uint8", "float32"),
-    "int16x8": ("int16", "float32"),
-    "dynamic": ("float32",),
-    "float16": ("float32",),
-}
 
 
 @dataclass(frozen=True)
@@ -111,7 +104,13 @@ class ConvertOptions:
 
     @property
     def io_type(self) -> str:
-        return self.io or IO_TYPES[self.mode][0]
+        return self.recipe.io_type
+
+    @property
+    def recipe(self) -> Recipe:
+        """What decides the bytes; the rest of these options say how to run and where to write."""
+        return Recipe(self.mode, self.io, self.per_tensor, self.keep_float, self.calibration, self.signatures,
+                      self.preprocessing, self.samples, self.seed)
 
 
 @dataclass(frozen=True)
@@ -174,7 +173,7 @@ def convert(
         check_writable(output, options.force, inputs)
         check_writable(manifest_path, options.force, inputs)
     result = parse_tflite(quantized, output)
-    summary = summarize(result)
+    summary = summarize(result, {})  # not the previous run's manifest beside the output
     _check_strict(result, summary, options, keep)
     targets = {t: check_target(result, t) for t in options.targets}
     target_warnings = [line for report in targets.values() for line in report.warnings()]
@@ -185,6 +184,7 @@ def convert(
         "source": {"path": str(model), **kind, "sha256": sha256_of(model), "bytes": size_of(model)},
         "output": output.name,
         "model": {"sha256": hashlib.sha256(quantized).hexdigest(), "bytes": len(quantized)},
+        "recipe": _recipe(options, data, calibration).to_json(),
         "options": _options_dict(options, data),
         "calibration": calibration,
         "signatures": [asdict(sig) for sig in summary.signatures],
@@ -210,7 +210,7 @@ def convert(
         + (search["notes"] if search else []),
     }
     write_files_atomically({output: quantized, manifest_path: json_bytes(manifest)}, options.force)
-    summary = summarize(result)  # now the manifest beside it gives the exact float size
+    summary = summarize(result, manifest)
     return ConversionResult(output, manifest_path, manifest, summary, manifest["warnings"],
                             None if search is None else search["met"])
 
@@ -237,14 +237,14 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
             workers = None  # the parallel calibrator takes one subgraph; TensorFlow's own one takes them all
         audit = audits[0]
         if options.mode == "int16x8":
-            quantized = _convert(source, options, lambda: _keyed(source)(stream))
-            float_bytes = len(_convert(source, options, None, float_only=True))
+            quantized = one_step(source, options.recipe, lambda: keyed(source)(stream))
+            float_bytes = len(one_step(source, options.recipe, None, float_only=True))
         else:
             if workers is None:
-                calibrated = calibrate(source, options, lambda: stream)
+                calibrated = calibrate(source, options.recipe, lambda: stream)
             else:  # TensorFlow calibrates on one sample to build the graph; the workers on all
                 first = list(itertools.islice(stream, 1))
-                calibrated = calibrate(source, options, lambda: iter(first))
+                calibrated = calibrate(source, options.recipe, lambda: iter(first))
                 order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
                 calibrated = workers.calibrate(calibrated, ([sample[k] for k in order] for sample in itertools.chain(first, stream)))
             float_bytes = len(calibrated)
@@ -252,7 +252,7 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
             ranges_record = None
             if options.calibration != "minmax":
                 calibrated, ranges_record = choose_ranges(calibrated, source, options, data, keep, workers)
-            quantized = quantize(calibrated, options, keep)
+            quantized = quantize(calibrated, options.recipe, keep)
             if options.budget is not None:
                 quantized, search = _search(calibrated, quantized, source, options, keep, data)
                 if ranges_record and ranges_record.get("steps"):
@@ -277,8 +277,8 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
             **({k: v for k, v in ranges_record.items() if k != "steps"} if options.mode != "int16x8" and ranges_record else {}),
         }
     else:
-        quantized = _convert(source, options, None)
-        float_bytes = len(_convert(source, options, None, float_only=True))
+        quantized = one_step(source, options.recipe, None)
+        float_bytes = len(one_step(source, options.recipe, None, float_only=True))
     return source.restore(quantized), calibration, keep, float_bytes, {"kind": source.kind, "rewrites": source.rewrites}, search
 
 
@@ -286,29 +286,13 @@ def choose_ranges(calibrated: bytes, source, options: ConvertOptions, data: Path
                   workers=None) -> tuple[bytes, dict]:
     """The calibrated model with activation ranges chosen by --calibration from histograms of
     the calibration samples; `auto` tries the methods in turn on --eval-data."""
-    from edgeq.calibration import read_ranges, write_ranges
-    from edgeq.ranges import AUTO_ORDER, Method, chosen_ranges, clipped_fraction, histograms_parallel
+    from edgeq.convert.ranges import AUTO_ORDER
 
-    parsed = parse_tflite(calibrated)
-    order = calibrator_order(parsed, [s.name for s in source.specs])
-    samples = [[sample[k] for k in order] for sample in
-               open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)]
-    minmax = read_ranges(calibrated)
-    step("building activation histograms")
-    counts = histograms_parallel(calibrated, samples, minmax, len(workers.workers) if workers else 1)
-
-    def with_method(method: Method) -> tuple[bytes, dict]:
-        chosen = chosen_ranges(parsed, method, counts, minmax)
-        changed = [i for i in chosen if chosen[i] != minmax[i]]
-        record = {"method": str(method), "ranges": [
-            {"tensor": parsed.tensors[i].name, "minmax": list(minmax[i]), "chosen": list(chosen[i]),
-             "range_ratio": round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
-             "clipped_fraction": clipped_fraction(counts[i], *minmax[i], chosen[i])} for i in changed]}
-        return write_ranges(calibrated, chosen), record
-
+    chooser = RangeChooser(calibrated, source, options.recipe, data, len(workers.workers) if workers else 1)
+    with_method = chooser.with_method
     if options.calibration != "auto":
         return with_method(Method.parse(options.calibration))
-    from edgeq.mixed import Budget, Evaluator
+    from edgeq.convert.search import Budget, Evaluator
 
     budget = options.budget or Budget(min_sqnr=float("inf"))  # no budget: the best worst-output SQNR wins
     eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
@@ -316,7 +300,7 @@ def choose_ranges(calibrated: bytes, source, options: ConvertOptions, data: Path
     tried = []
     for method in AUTO_ORDER:
         model, record = with_method(method)
-        step_record = evaluator.evaluate(quantize(model, options, keep), [], kind=f"int8 ({method})")
+        step_record = evaluator.evaluate(quantize(model, options.recipe, keep), [], kind=f"int8 ({method})")
         tried.append((step_record, model, record))
         if options.budget is not None and step_record["meets"]:
             break
@@ -337,32 +321,23 @@ def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str,
     step("converting with the trained ranges (QAT)")
     converter = source.make_converter()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.inference_input_type = converter.inference_output_type = _tf_type(options.io_type)
+    converter.inference_input_type = converter.inference_output_type = tf_type(options.io_type)
     warnings = []
     if data is not None:
         samples = open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)
-        converter.representative_dataset = lambda: _keyed(source)(iter(samples))
+        converter.representative_dataset = lambda: keyed(source)(iter(samples))
         warnings.append("the model carries trained ranges (QAT): they are kept; --data only calibrates tensors without one")
     quantized = converter.convert()
-    untrained = summarize(parse_tflite(quantized)).float_ops
+    untrained = summarize(parse_tflite(quantized), {}).float_ops
     if data is None and untrained:
         names = ", ".join(o["outputs"][0] for o in untrained[:6]) + (f" and {len(untrained) - 6} more" if len(untrained) > 6 else "")
         raise UsageError(f"the fake-quant ops give no range for {names} (quantization-aware training covered part of the "
                          "model); pass --data to calibrate those tensors")
-    float_bytes = len(_convert(source, options, None, float_only=True))
+    float_bytes = len(one_step(source, options.recipe, None, float_only=True))
     calibration = {"method": "trained ranges (QAT)" + (" and calibration for the rest" if data is not None else ""), "samples": 0, "requested": 0, "data": str(data) if data else None,
                    "fingerprint": None, "jobs": 1, "observed_range": {}, "warnings": warnings}
     return (source.restore(quantized), calibration, keep, float_bytes,
             {"kind": source.kind, "rewrites": source.rewrites}, None)
-
-
-def _keyed(source):
-    """Samples (lists in input order) as {input key: array}, which the converter maps by signature;
-    as they are where the converter's model has no signature, or they are keyed already."""
-    if len(source.signatures) > 1 or not source.keyed:
-        return lambda samples: samples
-    names = [s.name for s in source.specs]
-    return lambda samples: (dict(zip(names, sample)) for sample in samples)
 
 
 def _calibration_stream(source, data: Path, options: ConvertOptions):
@@ -391,160 +366,32 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
 
 
 def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions, keep: dict[str, Any], data: Path):
-    """The accuracy-budget search of edgeq.mixed over this conversion's calibrated graph."""
+    """The accuracy-budget search of edgeq.convert.search over this conversion's calibrated graph."""
     from dataclasses import replace
 
-    from edgeq.mixed import Evaluator, ranked_layers, search
+    from edgeq.convert.search import Evaluator, ranked_layers, search
 
     def int16x8() -> bytes:  # TensorFlow's one-step 16x8 path, on the same calibration samples
         wide = replace(options, mode="int16x8", io="float32" if options.io_type == "float32" else "int16", keep_float=(),
                        eval_data=None, budget=None)
         calibration = open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)
-        return _convert(source, wide, lambda: _keyed(source)(iter(calibration)))
+        return one_step(source, wide.recipe, lambda: keyed(source)(iter(calibration)))
 
     eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
     evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, options.budget)
-    with_float = lambda nodes: quantize(calibrated, options, {**keep, "nodes": keep["nodes"] + nodes})  # noqa: E731
-    rank = lambda: ranked_layers(quantize(calibrated, options, keep, numeric_verify=True), evaluator.samples, calibrated)  # noqa: E731
+    with_float = lambda nodes: quantize(calibrated, options.recipe, {**keep, "nodes": keep["nodes"] + nodes})  # noqa: E731
+    rank = lambda: ranked_layers(quantize(calibrated, options.recipe, keep, numeric_verify=True), evaluator.samples, calibrated)  # noqa: E731
     model, record = search(evaluator, full_int8, rank, with_float, options.max_float_layers,
                            int16x8 if options.allow_int16x8 else None)
     record["eval_data"] = str(options.eval_data)
     return model, record
 
 
-def _tf_type(name: str):
-    import tensorflow as tf
-
-    return {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}[name]
-
-
-def calibrate(source, options: ConvertOptions, samples: Callable[[], Iterable[Any]]) -> bytes:
-    """The calibrated float model (min/max on every tensor) of `source` on `samples()`, which
-    yields lists of arrays in the order of `source.specs` (or, for several signatures, keyed pairs)."""
-    import tensorflow as tf
-
-    if source.flatbuffer is not None:  # what the converter itself runs after converting: the flatbuffer calibrator
-        from tensorflow.lite.python.optimize.calibrator import Calibrator
-
-        step("calibrating (TensorFlow's flatbuffer calibrator)")
-        return Calibrator(source.flatbuffer).calibrate(lambda: _keyed(source)(samples()))
-    converter = source.make_converter()
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: _keyed(source)(samples())
-    step("calibrating (TensorFlow's converter and calibrator)")
-    ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if options.mode == "int8-fallback" or options.keep_float:
-        ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
-    converter.target_spec.supported_ops = ops
-    converter._experimental_calibrate_only = True  # noqa: SLF001 - see the module docstring
-    return converter.convert()
-
-
-QUANTIZE_ATTEMPTS = 12
-
-
-def quantize(calibrated: bytes, options: ConvertOptions, keep: dict[str, Any], numeric_verify: bool = False) -> bytes:
-    """`numeric_verify`: the debug model of QuantizationDebugger (float ops kept beside the quantized ones).
-
-    TensorFlow's MLIR quantizer is not deterministic on some graphs: on an unrolled LSTM the same
-    calibrated bytes came out three different ways in six calls, one of them with the first step's
-    SPLIT left in float. In strict int8, where such a result would be refused, a result with ops
-    in float that nobody kept is quantized again (at most QUANTIZE_ATTEMPTS calls).
-    """
-    from tensorflow.lite.python.convert import mlir_quantize
-
-    step("quantizing (TensorFlow's MLIR quantizer)")
-    for _ in range(1 if numeric_verify or options.mode != "int8" else QUANTIZE_ATTEMPTS):
-        result = mlir_quantize(
-            calibrated,
-            disable_per_channel=options.per_tensor,
-            input_data_type=_tf_type(options.io_type),
-            output_data_type=_tf_type(options.io_type),
-            enable_numeric_verify=numeric_verify,
-            denylisted_ops=keep["ops"] or None,
-            denylisted_nodes=keep["nodes"] or None,
-        )
-        if not _not_kept(summarize(parse_tflite(result)).float_ops, keep):
-            break
-    return result
-
-
-def _convert(source, options: ConvertOptions, representative_dataset, float_only: bool = False) -> bytes:
-    """The converter's own one-step path: int16x8, dynamic range, float16, and plain float."""
-    import tensorflow as tf
-
-    if source.flatbuffer is not None:
-        if float_only:
-            return source.flatbuffer
-        raise UsageError(f"--mode {options.mode} needs TensorFlow's converter, which takes a TensorFlow model, not a "
-                         ".tflite; a .tflite converts with --mode int8 or int8-fallback")
-    step(f"converting ({'float' if float_only else options.mode}, TensorFlow's converter)")
-    converter = source.make_converter()
-    if float_only:
-        return converter.convert()
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if options.mode == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    elif options.mode == "int16x8":
-        converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        converter.inference_input_type = converter.inference_output_type = _tf_type(options.io_type)
-        converter._experimental_disable_per_channel = options.per_tensor  # noqa: SLF001
-    return converter.convert()
-
-
-def resolve_keep_float(calibrated: TfliteModel, names: tuple[str, ...]) -> dict[str, list[str]]:
-    """Map each --keep-float NAME to op types or the exact node names of the calibrated graph.
-
-    A NAME is an op type (CONV_2D), an exact output tensor name, or a Keras layer name, which
-    matches any op whose output name has that path component (TensorFlow may suffix it: conv_1).
-    """
-    op_types = {op.type for op in calibrated.operators}
-    outputs = {op.index: [calibrated.tensors[i].name for i in op.outputs if i >= 0] for op in calibrated.operators}
-    nodes: list[str] = []
-    ops: list[str] = []
-    kept: dict[str, int] = {}
-    for name in names:
-        if name.upper() in op_types:
-            ops.append(name.upper())
-            kept[name] = sum(op.type == name.upper() for op in calibrated.operators)
-            continue
-        exact = [n for names_ in outputs.values() for n in names_ if n == name]
-        layer = [n for names_ in outputs.values() for n in names_ if name in _components(n)]
-        suffixed = re.compile(re.escape(name) + r"_\d+$")
-        loose = [n for names_ in outputs.values() for n in names_ if any(suffixed.match(c) for c in _components(n))]
-        found = exact or layer or loose
-        if not found:
-            raise UsageError(
-                f"--keep-float {name}: no op type or layer of that name in the model; "
-                f"op types: {', '.join(sorted(op_types))}; some layer names: {', '.join(_unique_layers(outputs)[:12])}"
-            )
-        kept[name] = len(found)
-        nodes.extend(n for n in found if n not in nodes)
-    return {"nodes": nodes, "ops": ops, "per_name": kept}
-
-
-def _unique_layers(outputs: dict[int, list[str]]) -> list[str]:
-    """Name components that pick out exactly one op: what a --keep-float suggestion should offer
-    (a generic component such as Relu or BiasAdd would keep every op it appears in)."""
-    ops_of: dict[str, set[int]] = {}
-    for op, names in outputs.items():
-        for n in names:
-            for part in n.split(";"):
-                for c in part.split("/")[:-1]:  # the last part names the TensorFlow op (Relu, BiasAdd), not a layer
-                    ops_of.setdefault(c, set()).add(op)
-    return sorted(c for c, ops in ops_of.items() if len(ops) == 1 and not c.isdigit() and ":" not in c)
-
-
-def _components(tensor_name: str) -> set[str]:
-    return {c for part in tensor_name.split(";") for c in part.split("/")}
-
-
 def _check_strict(result: TfliteModel, summary: ModelSummary, options: ConvertOptions, keep: dict[str, Any]) -> None:
     """Strict int8: every op must run on int8 kernels, except those the user kept in float."""
     if options.mode != "int8":
         return
-    offending = _not_kept(summary.float_ops, keep)
+    offending = not_kept(summary.float_ops, keep)
     if offending:
         named = ", ".join(f"{op['type']} ({op['outputs'][0]})" for op in offending[:5])
         more = f" and {len(offending) - 5} more" if len(offending) > 5 else ""
@@ -554,12 +401,14 @@ def _check_strict(result: TfliteModel, summary: ModelSummary, options: ConvertOp
         )
 
 
-def _not_kept(float_ops: list[dict[str, Any]], keep: dict[str, Any]) -> list[dict[str, Any]]:
-    """The float ops that no --keep-float (op type or node) asked for."""
-    def kept(name: str) -> bool:  # the quantizer may suffix a kept node's name with a digit (Identity -> Identity1)
-        return any(name == n or (name.startswith(n) and name[len(n):].isdigit()) for n in keep["nodes"])
+def _recipe(options: ConvertOptions, data: Path | None, calibration: dict[str, Any] | None) -> Recipe:
+    """The recipe as it was carried out: the method `auto` settled on, the samples' fingerprint."""
+    from dataclasses import replace
 
-    return [op for op in float_ops if op["type"] not in set(keep["ops"]) and not any(map(kept, op["outputs"]))]
+    method = (calibration or {}).get("method")  # absent for int16x8; "trained ranges (QAT)" for QAT
+    resolved = method if method and not method.startswith("trained") else options.calibration
+    return replace(options.recipe, calibration=resolved, data=str(data) if data is not None else None,
+                   fingerprint=(calibration or {}).get("fingerprint"))
 
 
 def _options_dict(options: ConvertOptions, data: Path | None) -> dict[str, Any]:

@@ -13,16 +13,17 @@ from __future__ import annotations
 import csv
 import io
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgeq.errors import AnalysisError, UsageError
-from edgeq.inspection import manifest_part
-from edgeq.schema import MANIFEST_OPTIONS, NUM, optional
+from edgeq.tflite.manifest import Recipe, manifest_part
+from edgeq.schema import NUM, optional
 from edgeq.native import captured_native_stderr
-from edgeq.samples import InputSpec, Preprocessing, open_samples
+from edgeq.data.samples import InputSpec, open_samples
 
 EXACT_DB = 100.0  # above this a layer only moves values (RESHAPE, MAX_POOL_2D): no quantization error
 CSV_FIELDS = ("rank", "op_type", "tensor_name", "scale", "zero_point", "sqnr_db", "rmse", "mean_error",
@@ -37,40 +38,33 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
                      signature: str = "serving_default", custom_objects: str | None = None,
                      trust_model: bool = False) -> dict[str, Any]:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
-    from edgeq.converter import ConvertOptions, calibrate, choose_ranges, quantize, resolve_keep_float
-    from edgeq.source import KerasCode, load_source
-    from edgeq.tflite_file import parse_tflite
-    recipe = manifest_part(model, "options", MANIFEST_OPTIONS, []) or {}
-    if recipe.get("mode", "int8") not in ("int8", "int8-fallback"):
-        raise UsageError(f"--per-layer needs an int8 model; {model} was converted with --mode {recipe['mode']}")
-    pre = recipe.get("preprocessing") or {}
-    options = ConvertOptions(
-        mode=recipe.get("mode", "int8"), per_tensor=bool(recipe.get("per_tensor")), keep_float=tuple(recipe.get("keep_float") or ()),
-        samples=int(recipe.get("samples") or len(debug_samples)), seed=int(recipe.get("seed") or 0),
-        preprocessing=Preprocessing(pre.get("color"), pre.get("resize"), pre.get("value_range"),
-                                    tuple(pre["mean"]) if pre.get("mean") else None, tuple(pre["std"]) if pre.get("std") else None),
-    )
-    calibration_data = recipe.get("data")
-    signatures = recipe.get("signatures") or [recipe.get("signature") or signature]
+    from edgeq.convert.quantize import RangeChooser, calibrate, quantize, resolve_keep_float
+    from edgeq.convert.ranges import Method
+    from edgeq.convert.source import KerasCode, load_source
+    from edgeq.tflite.model import parse_tflite
+
+    recipe = Recipe.from_manifest(model) or Recipe(signatures=(signature,))
+    if recipe.mode not in ("int8", "int8-fallback"):
+        raise UsageError(f"--per-layer needs an int8 model; {model} was converted with --mode {recipe.mode}")
+    if Recipe.from_manifest(model) is None:
+        recipe = replace(recipe, samples=len(debug_samples))
     with captured_native_stderr():
-        source = load_source(reference, tuple(signatures)[:1], [",".join(map(str, s.shape)) for s in specs] if len(specs) == 1 else
+        source = load_source(reference, recipe.signatures[:1], [",".join(map(str, s.shape)) for s in specs] if len(specs) == 1 else
                              [f"{s.name}=" + ",".join(map(str, s.shape)) for s in specs],
                              KerasCode(custom_objects, trust_model))
-        if calibration_data and Path(calibration_data).exists():
-            calibration = list(open_samples(calibration_data, source.specs, options.preprocessing, options.samples, options.seed))
-            note = f"recalibrated as the model was: {len(calibration)} samples of {calibration_data}"
+        recorded = recipe.data is not None and Path(recipe.data).exists()
+        if recorded:
+            calibration = list(open_samples(recipe.data, source.specs, recipe.preprocessing, recipe.samples, recipe.seed))
+            note = f"recalibrated as the model was: {len(calibration)} samples of {recipe.data}"
         else:
             calibration = debug_samples
             note = f"no calibration data recorded beside {model.name}; calibrated on the {len(debug_samples)} debug samples"
-        calibrated = calibrate(source, options, lambda: iter(calibration))
-        keep = resolve_keep_float(parse_tflite(calibrated), options.keep_float)
-        method = (manifest_part(model, "calibration", {"method": optional(str)}, []) or {}).get("method") or "minmax"
-        if method not in ("minmax", "trained ranges (QAT)") and calibration_data and Path(calibration_data).exists():
-            from dataclasses import replace
-
-            calibrated, _ = choose_ranges(calibrated, source, replace(options, calibration=method), Path(calibration_data), keep)
-            note += f", ranges chosen by {method}"
-        debug_model = quantize(calibrated, options, keep, numeric_verify=True)
+        calibrated = calibrate(source, recipe, lambda: iter(calibration))
+        keep = resolve_keep_float(parse_tflite(calibrated), recipe.keep_float)
+        if recipe.calibration != "minmax" and recorded:
+            calibrated, _ = RangeChooser(calibrated, source, recipe, Path(recipe.data)).with_method(Method.parse(recipe.calibration))
+            note += f", ranges chosen by {recipe.calibration}"
+        debug_model = quantize(calibrated, recipe, keep, numeric_verify=True)
         layers = run_debugger(debug_model, debug_samples)
     chosen = _chosen_ranges(model)
     for layer in layers:
@@ -90,8 +84,8 @@ def debugger_feeds(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[
     whose zero-point is 0 (a calibrated range of [-128 s, 127 s], e.g. pixels in -1..1) gets the
     float array and fails with "Cannot set tensor"; uint8 inputs are never quantized at all.
     """
-    from edgeq.runtime import to_model_dtype
-    from edgeq.tflite_file import parse_tflite
+    from edgeq.run.litert import to_model_dtype
+    from edgeq.tflite.model import parse_tflite
 
     model = parse_tflite(debug_model)
     inputs = [model.tensors[i] for i in model.inputs]
@@ -126,7 +120,7 @@ def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[di
             quant_debug_model_content=debug_model, debug_dataset=lambda: iter(feeds), debug_options=options)
         debugger.run()
     except (ValueError, RuntimeError) as exc:
-        from edgeq.source import first_line
+        from edgeq.convert.source import first_line
 
         raise AnalysisError(f"TensorFlow's QuantizationDebugger failed on the debug model: {first_line(exc)}") from exc
     dump = io.StringIO()

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeq.errors import ModelError, UsageError
-from edgeq.rewrites import layer_norms, recurrent_layers, unrolled, without_neg
-from edgeq.samples import InputSpec
+from edgeq.convert.rewrites import layer_norms, recurrent_layers, unrolled, without_neg
+from edgeq.data.samples import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ def _saved_model_v1(path: Path, wanted: tuple[str, ...], given) -> ModelSource:
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
-    from edgeq.signatures import SignatureSpec, with_signatures
+    from edgeq.tflite.signatures import SignatureSpec, with_signatures
 
     proto = saved_model_pb2.SavedModel()
     proto.ParseFromString((path / "saved_model.pb").read_bytes())
@@ -346,9 +346,9 @@ def _saved_model_v1(path: Path, wanted: tuple[str, ...], given) -> ModelSource:
 def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes are fixed: no --input-shape
     """A float .tflite (from TensorFlow, MediaPipe, litert-torch, onnx2tf...): calibrated with
     TensorFlow's flatbuffer calibrator, quantized by the same step as the other sources."""
-    from edgeq.float16_weights import fold_float16_weights, has_float16_weights
-    from edgeq.inspection import summarize
-    from edgeq.tflite_file import parse_tflite, read_tflite
+    from edgeq.tflite.float16_weights import fold_float16_weights, has_float16_weights
+    from edgeq.tflite.summary import summarize
+    from edgeq.tflite.model import parse_tflite, read_tflite
 
     model = read_tflite(path)
     summary = summarize(model)
@@ -380,3 +380,21 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+def export_in_memory(source: Any, exported: Path) -> Path:
+    """A keras.Model, tf.Module or concrete function written as a SavedModel, so that an in-memory
+    source converts exactly as a path does."""
+    import tensorflow as tf
+
+    if hasattr(source, "export") and hasattr(source, "inputs"):  # a keras.Model: its inference call, as Keras exports it
+        source.export(str(exported), verbose=False)
+    elif hasattr(source, "structured_input_signature") and hasattr(source, "graph"):  # a concrete function
+        holder = tf.Module()
+        holder.function = source
+        tf.saved_model.save(holder, str(exported), signatures={"serving_default": source})
+    elif isinstance(source, tf.Module):
+        tf.saved_model.save(source, str(exported))
+    else:
+        raise UsageError(f"cannot convert a {type(source).__name__}: pass a path, a keras.Model, a tf.Module or a concrete function")
+    return exported

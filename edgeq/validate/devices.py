@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.devices import Profile, benchmark_over_adb, run_model
+from edgeq.run.devices import Profile, benchmark_over_adb, run_model
 from edgeq.metrics import Scorer
-from edgeq.runtime import Latency, LiteRTRunner
+from edgeq.run.litert import Latency, LiteRTRunner
 
 
 @dataclass

@@ -5,18 +5,13 @@ Needs no TensorFlow and no interpreter: everything comes from the flatbuffer.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeq.errors import DataError
-from edgeq.schema import check, check_version, optional
-from edgeq.tflite_file import Tensor, TfliteModel, read_tflite
-
-MANIFEST_SUFFIX = ".edgeq.json"
-
+from edgeq.tflite.manifest import manifest_for, manifest_mismatch, read_manifest
+from edgeq.tflite.model import Tensor, TfliteModel, read_tflite
 
 @dataclass(frozen=True)
 class TensorInfo:
@@ -100,7 +95,10 @@ def inspect_model(path: str | Path) -> ModelSummary:
     return summarize(model)
 
 
-def summarize(model: TfliteModel) -> ModelSummary:
+def summarize(model: TfliteModel, manifest: dict[str, Any] | None = None) -> ModelSummary:
+    """`manifest`: what describes the model (default: the manifest beside its file; {} for none).
+    A caller that is about to replace the file beside it passes the new one."""
+    manifest = read_manifest(model.path) if manifest is None else manifest
     census: dict[str, Counter] = {}
     float_ops = []
     for op in model.operators:
@@ -124,13 +122,13 @@ def summarize(model: TfliteModel) -> ModelSummary:
         elif t.quantization is not None and t.dtype in ("int8", "uint8", "int4"):
             weights["per_channel" if t.quantization.per_channel else "per_tensor"] += 1
 
-    float_bytes, source = _float_size(model)
+    float_bytes, source = _float_size(model, manifest)
     notes = []
     if model.subgraph_count > 1:
         notes.append(f"{model.subgraph_count} subgraphs; only the main one is described (the signatures list all)")
     if not model.signatures:
         notes.append("no SignatureDef: app code must address tensors by index")
-    mismatch = manifest_mismatch(model)
+    mismatch = manifest_mismatch(model, manifest)
     if mismatch:
         notes.append(mismatch)
     return ModelSummary(
@@ -154,60 +152,15 @@ def summarize(model: TfliteModel) -> ModelSummary:
     )
 
 
-def manifest_for(model: str | Path) -> Path:
-    """`<model>.edgeq.json` beside `<model>.tflite`."""
-    model = Path(model)
-    return model.with_name(model.name.removesuffix(".tflite") + MANIFEST_SUFFIX)
-
-
-def read_manifest(model: str | Path) -> dict[str, Any]:
-    """The conversion manifest beside a model, or {} when there is none or it is unreadable;
-    one written by a newer major schema is refused (DataError)."""
-    path = manifest_for(model)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    check_version(data, path.name)
-    return data
-
-
-def manifest_part(model: str | Path, key: str, spec: Any, warnings: list[str]) -> Any:
-    """One section of the manifest beside `model`, checked against `spec`; a malformed section is
-    a warning and None, so a finished run is never lost to a bad sidecar file."""
-    value = read_manifest(model).get(key)
-    try:
-        check(value, optional(spec), f"{manifest_for(model).name}: {key}")
-    except DataError as exc:
-        warnings.append(f"{exc}; that section of the manifest is ignored")
-        return None
-    return value
-
-
-def manifest_mismatch(model: TfliteModel) -> str | None:
-    """Why the manifest beside `model` does not describe it (another model's, or a stale one)."""
-    recorded = read_manifest(model.path).get("model")
-    if not isinstance(recorded, dict):
-        return None
-    import hashlib
-
-    if recorded.get("bytes") != model.size or recorded.get("sha256") != hashlib.sha256(model.data).hexdigest():
-        return (f"the manifest {manifest_for(model.path).name} was written for another file than {model.path.name} "
-                "(size or sha256 differ): its recipe and float size may not apply")
-    return None
-
-
-def _float_size(model: TfliteModel) -> tuple[int | None, str]:
+def _float_size(model: TfliteModel, manifest: dict[str, Any]) -> tuple[int | None, str]:
     """The float model's size: exact from a manifest beside the file, else estimated.
 
     The estimate widens every integer weight buffer to float32 (int32 biases stay 4 bytes), which
     is what the float model of the same graph stores.
     """
-    sizes = read_manifest(model.path).get("sizes")
+    sizes = manifest.get("sizes")
     size = sizes.get("float_bytes") if isinstance(sizes, dict) else None
-    if isinstance(size, int) and not isinstance(size, bool) and size > 0 and manifest_mismatch(model) is None:
+    if isinstance(size, int) and not isinstance(size, bool) and size > 0 and manifest_mismatch(model, manifest) is None:
         return size, f"manifest {manifest_for(model.path).name}"
     widen = {"int8": 4, "uint8": 4, "int16": 2, "float16": 2}
     extra = sum(t.constant_bytes * (widen[t.dtype] - 1) for t in model.tensors if t.is_constant and t.dtype in widen)

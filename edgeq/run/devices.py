@@ -84,7 +84,7 @@ def shipped_dir() -> Path:
     """The profiles shipped with edgeq, as package data (also in a wheel install)."""
     from importlib.resources import files
 
-    return Path(str(files("edgeq") / "profiles"))
+    return Path(str(files("edgeq.run") / "profiles"))
 
 
 def profile_dirs() -> list[Path]:
@@ -215,10 +215,10 @@ class LocalTransport(Transport):
 
 
 class QemuTransport(LocalTransport):
-    """This machine's files, an emulated ARM64 CPU for the device Python (see edgeq.emulation)."""
+    """This machine's files, an emulated ARM64 CPU for the device Python (see edgeq.run.emulation)."""
 
     def __init__(self, profile: Profile):
-        from edgeq.emulation import environment
+        from edgeq.run.emulation import environment
 
         super().__init__(profile)
         self.env = environment()
@@ -309,7 +309,7 @@ class Session:
 
     def python(self) -> list[str]:
         if self.profile.emulated:
-            from edgeq.emulation import python_command
+            from edgeq.run.emulation import python_command
 
             return python_command(self.profile.cpu)
         python = self.profile.python or (sys.executable if self.profile.transport == "local" else "python3")

@@ -17,14 +17,15 @@ from typing import Any
 import edgeq
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
-from edgeq.inspection import manifest_mismatch, manifest_part, read_manifest, summarize
+from edgeq.tflite.manifest import Recipe, manifest_mismatch, manifest_part, read_manifest
+from edgeq.tflite.summary import summarize
 from edgeq.metrics import Scorer, is_classification
 from edgeq.native import captured_native_stderr
-from edgeq.pairing import pair
+from edgeq.run.pairing import pair
 from edgeq.progress import report
-from edgeq.schema import MANIFEST_OPTIONS, NUM, SCHEMA_VERSION, SEARCH, mapping, optional
-from edgeq.runtime import Latency, LiteRTRunner
-from edgeq.samples import InputSpec, Preprocessing, open_samples
+from edgeq.schema import NUM, SCHEMA_VERSION, SEARCH, mapping, optional
+from edgeq.run.litert import Latency, LiteRTRunner
+from edgeq.data.samples import InputSpec, Preprocessing, open_samples
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _target(model: Path, int8: LiteRTRunner, options: ValidateOptions, scratch: 
     run the compiled model through libedgetpu.so.1 when that loads. Nothing is claimed to have
     run on hardware that did not.
     """
-    from edgeq import edgetpu
+    from edgeq.targets import edgetpu_toolchain as edgetpu
     from edgeq.targets import check_target
 
     prediction = check_target(int8.model, options.target).to_dict()
@@ -234,8 +235,8 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
                 first: list, labels, classify: bool, options: ValidateOptions) -> list[dict[str, Any]]:
     import numpy as np
 
-    from edgeq.devices import load_profile
-    from edgeq.on_device import LocalRun, validate_on_devices
+    from edgeq.run.devices import load_profile
+    from edgeq.validate.devices import LocalRun, validate_on_devices
 
     stack = lambda rows: [np.concatenate(column) for column in zip(*rows)]  # noqa: E731 - per-sample lists -> arrays
     local = LocalRun(stack(kept["inputs"]), stack(kept["int8_raw"]), stack(kept["float"]), ref.quantize_inputs(first),
@@ -245,7 +246,7 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
 
 
 def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], options: ValidateOptions) -> dict[str, Any]:
-    from edgeq.per_layer import per_layer_errors
+    from edgeq.convert.debugger import per_layer_errors
 
     pre, _ = preprocessing_for(model, options)
     samples = list(open_samples(data, specs, pre, options.per_layer_samples, options.seed))
@@ -341,16 +342,22 @@ def preprocessing_for(model: Path, options: ValidateOptions) -> tuple[Preprocess
     return merged, {k: "flag" if v == "given" else base for k, v in sources.items()}
 
 
-def _manifest_preprocessing(model: Path) -> Preprocessing | None:
-    pre = (manifest_part(model, "options", MANIFEST_OPTIONS, []) or {}).get("preprocessing")
-    if not pre:
-        return None
+def signature_of(model: Path, asked: str) -> str:
+    """The signature the model was converted from (its manifest's recipe), else the one asked for."""
     try:
-        return Preprocessing(pre.get("color"), pre.get("resize") or "stretch", pre.get("value_range"),
-                             tuple(pre["mean"]) if pre.get("mean") else None, tuple(pre["std"]) if pre.get("std") else None)
-    except UsageError as exc:
-        log.warning("the manifest's preprocessing is not usable (%s); using the defaults", exc)
+        recipe = Recipe.from_manifest(model)
+    except DataError:
+        return asked
+    return recipe.signatures[0] if recipe is not None and recipe.signatures != ("all",) else asked
+
+
+def _manifest_preprocessing(model: Path) -> Preprocessing | None:
+    try:
+        recipe = Recipe.from_manifest(model)
+    except DataError as exc:
+        log.warning("the manifest's recipe is not usable (%s); using the default preprocessing", exc)
         return None
+    return recipe.preprocessing if recipe is not None else None
 
 
 def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions, scratch: Path) -> tuple[Path, str]:
@@ -362,12 +369,11 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
         raise ModelError(f"{reference}: no such reference model; pass the float .tflite, .keras/.h5 or SavedModel")
     if reference.suffix == ".tflite":
         return reference, "given"
-    from edgeq.source import KerasCode, load_source
+    from edgeq.convert.source import KerasCode, load_source
 
     shapes = [f"{p.label}=" + ",".join(map(str, p.shape)) for p in int8.input_ports]
     with captured_native_stderr():
-        signatures = (manifest_part(int8.path, "options", MANIFEST_OPTIONS, []) or {}).get("signatures") or [options.signature]
-        source = load_source(reference, tuple(signatures)[:1], shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]],
+        source = load_source(reference, (signature_of(int8.path, options.signature),), shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]],
                              KerasCode(options.custom_objects, options.trust_model))
         data = source.make_converter().convert()
     path = scratch / (reference.stem + "_float.tflite")

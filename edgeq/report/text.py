@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgeq.escape import terminal
 from edgeq.units import gate_figure, percent, size
-from edgeq.inspection import ModelSummary, TensorInfo
+from edgeq.tflite.summary import ModelSummary, TensorInfo
 
 SHOWN_FLOAT_OPS = 8
 

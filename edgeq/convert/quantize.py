@@ -1,0 +1,198 @@
+"""The stage functions of a conversion: calibrate a float model, choose its activation ranges,
+quantize it. A calibrated model goes in, a quantized one comes out; the recipe says how.
+
+Full-integer modes run TensorFlow's own two steps separately: calibrate (the converter with
+`_experimental_calibrate_only`), then quantize (`mlir_quantize`, exactly as the converter calls
+it). Splitting them lets edgeq keep chosen layers in float and audit the model in between.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeq.convert.isolation import step
+from edgeq.errors import UsageError
+from edgeq.tflite.manifest import Recipe
+from edgeq.tflite.model import TfliteModel, parse_tflite
+from edgeq.tflite.summary import summarize
+
+
+def keyed(source):
+    """Samples (lists in input order) as {input key: array}, which the converter maps by signature;
+    as they are where the converter's model has no signature, or they are keyed already."""
+    if len(source.signatures) > 1 or not source.keyed:
+        return lambda samples: samples
+    names = [s.name for s in source.specs]
+    return lambda samples: (dict(zip(names, sample)) for sample in samples)
+
+
+def tf_type(name: str):
+    import tensorflow as tf
+
+    return {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}[name]
+
+
+def calibrate(source, recipe: Recipe, samples: Callable[[], Iterable[Any]]) -> bytes:
+    """The calibrated float model (min/max on every tensor) of `source` on `samples()`, which
+    yields lists of arrays in the order of `source.specs` (or, for several signatures, keyed pairs)."""
+    import tensorflow as tf
+
+    if source.flatbuffer is not None:  # what the converter itself runs after converting: the flatbuffer calibrator
+        from tensorflow.lite.python.optimize.calibrator import Calibrator
+
+        step("calibrating (TensorFlow's flatbuffer calibrator)")
+        return Calibrator(source.flatbuffer).calibrate(lambda: keyed(source)(samples()))
+    converter = source.make_converter()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: keyed(source)(samples())
+    step("calibrating (TensorFlow's converter and calibrator)")
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if recipe.mode == "int8-fallback" or recipe.keep_float:
+        ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+    converter.target_spec.supported_ops = ops
+    converter._experimental_calibrate_only = True  # noqa: SLF001 - see the module docstring
+    return converter.convert()
+
+
+QUANTIZE_ATTEMPTS = 12
+
+
+def quantize(calibrated: bytes, recipe: Recipe, keep: dict[str, Any], numeric_verify: bool = False) -> bytes:
+    """`numeric_verify`: the debug model of QuantizationDebugger (float ops kept beside the quantized ones).
+
+    TensorFlow's MLIR quantizer is not deterministic on some graphs: on an unrolled LSTM the same
+    calibrated bytes came out three different ways in six calls, one of them with the first step's
+    SPLIT left in float. In strict int8, where such a result would be refused, a result with ops
+    in float that nobody kept is quantized again (at most QUANTIZE_ATTEMPTS calls).
+    """
+    from tensorflow.lite.python.convert import mlir_quantize
+
+    step("quantizing (TensorFlow's MLIR quantizer)")
+    for _ in range(1 if numeric_verify or recipe.mode != "int8" else QUANTIZE_ATTEMPTS):
+        result = mlir_quantize(
+            calibrated,
+            disable_per_channel=recipe.per_tensor,
+            input_data_type=tf_type(recipe.io_type),
+            output_data_type=tf_type(recipe.io_type),
+            enable_numeric_verify=numeric_verify,
+            denylisted_ops=keep["ops"] or None,
+            denylisted_nodes=keep["nodes"] or None,
+        )
+        if not not_kept(summarize(parse_tflite(result), {}).float_ops, keep):
+            break
+    return result
+
+
+def one_step(source, recipe: Recipe, representative_dataset, float_only: bool = False) -> bytes:
+    """The converter's own one-step path: int16x8, dynamic range, float16, and plain float."""
+    import tensorflow as tf
+
+    if source.flatbuffer is not None:
+        if float_only:
+            return source.flatbuffer
+        raise UsageError(f"--mode {recipe.mode} needs TensorFlow's converter, which takes a TensorFlow model, not a "
+                         ".tflite; a .tflite converts with --mode int8 or int8-fallback")
+    step(f"converting ({'float' if float_only else recipe.mode}, TensorFlow's converter)")
+    converter = source.make_converter()
+    if float_only:
+        return converter.convert()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if recipe.mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif recipe.mode == "int16x8":
+        converter.representative_dataset = representative_dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf_type(recipe.io_type)
+        converter._experimental_disable_per_channel = recipe.per_tensor  # noqa: SLF001
+    return converter.convert()
+
+
+def resolve_keep_float(calibrated: TfliteModel, names: tuple[str, ...]) -> dict[str, list[str]]:
+    """Map each --keep-float NAME to op types or the exact node names of the calibrated graph.
+
+    A NAME is an op type (CONV_2D), an exact output tensor name, or a Keras layer name, which
+    matches any op whose output name has that path component (TensorFlow may suffix it: conv_1).
+    """
+    op_types = {op.type for op in calibrated.operators}
+    outputs = {op.index: [calibrated.tensors[i].name for i in op.outputs if i >= 0] for op in calibrated.operators}
+    nodes: list[str] = []
+    ops: list[str] = []
+    kept: dict[str, int] = {}
+    for name in names:
+        if name.upper() in op_types:
+            ops.append(name.upper())
+            kept[name] = sum(op.type == name.upper() for op in calibrated.operators)
+            continue
+        exact = [n for names_ in outputs.values() for n in names_ if n == name]
+        layer = [n for names_ in outputs.values() for n in names_ if name in _components(n)]
+        suffixed = re.compile(re.escape(name) + r"_\d+$")
+        loose = [n for names_ in outputs.values() for n in names_ if any(suffixed.match(c) for c in _components(n))]
+        found = exact or layer or loose
+        if not found:
+            raise UsageError(
+                f"--keep-float {name}: no op type or layer of that name in the model; "
+                f"op types: {', '.join(sorted(op_types))}; some layer names: {', '.join(_unique_layers(outputs)[:12])}"
+            )
+        kept[name] = len(found)
+        nodes.extend(n for n in found if n not in nodes)
+    return {"nodes": nodes, "ops": ops, "per_name": kept}
+
+
+def _unique_layers(outputs: dict[int, list[str]]) -> list[str]:
+    """Name components that pick out exactly one op: what a --keep-float suggestion should offer
+    (a generic component such as Relu or BiasAdd would keep every op it appears in)."""
+    ops_of: dict[str, set[int]] = {}
+    for op, names in outputs.items():
+        for n in names:
+            for part in n.split(";"):
+                for c in part.split("/")[:-1]:  # the last part names the TensorFlow op (Relu, BiasAdd), not a layer
+                    ops_of.setdefault(c, set()).add(op)
+    return sorted(c for c, ops in ops_of.items() if len(ops) == 1 and not c.isdigit() and ":" not in c)
+
+
+def _components(tensor_name: str) -> set[str]:
+    return {c for part in tensor_name.split(";") for c in part.split("/")}
+
+
+def not_kept(float_ops: list[dict[str, Any]], keep: dict[str, Any]) -> list[dict[str, Any]]:
+    """The float ops that no --keep-float (op type or node) asked for."""
+    def kept(name: str) -> bool:  # the quantizer may suffix a kept node's name with a digit (Identity -> Identity1)
+        return any(name == n or (name.startswith(n) and name[len(n):].isdigit()) for n in keep["nodes"])
+
+    return [op for op in float_ops if op["type"] not in set(keep["ops"]) and not any(map(kept, op["outputs"]))]
+
+
+class RangeChooser:
+    """Activation ranges chosen from histograms of the calibration samples (built once, in `jobs`
+    processes), written into the calibrated model by method."""
+
+    def __init__(self, calibrated: bytes, source, recipe: Recipe, data: Path, jobs: int = 1) -> None:
+        from edgeq.convert.calibration import read_ranges
+        from edgeq.convert.ranges import histograms_parallel
+        from edgeq.data.samples import open_samples
+        from edgeq.tflite.signatures import calibrator_order
+
+        self.calibrated = calibrated
+        self.parsed = parse_tflite(calibrated)
+        order = calibrator_order(self.parsed, [s.name for s in source.specs])
+        samples = [[sample[k] for k in order] for sample in
+                   open_samples(data, source.specs, recipe.preprocessing, recipe.samples, recipe.seed)]
+        self.minmax = read_ranges(calibrated)
+        step("building activation histograms")
+        self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
+
+    def with_method(self, method) -> tuple[bytes, dict[str, Any]]:
+        from edgeq.convert.calibration import write_ranges
+        from edgeq.convert.ranges import chosen_ranges, clipped_fraction
+
+        minmax, counts, tensors = self.minmax, self.counts, self.parsed.tensors
+        chosen = chosen_ranges(self.parsed, method, counts, minmax)
+        changed = [i for i in chosen if chosen[i] != minmax[i]]
+        record = {"method": str(method), "ranges": [
+            {"tensor": tensors[i].name, "minmax": list(minmax[i]), "chosen": list(chosen[i]),
+             "range_ratio": round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
+             "clipped_fraction": clipped_fraction(counts[i], *minmax[i], chosen[i])} for i in changed]}
+        return write_ranges(self.calibrated, chosen), record

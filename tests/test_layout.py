@@ -1,0 +1,105 @@
+"""The package's dependency rule, checked on the import graph of edgeq/ (every import, also the
+ones inside functions): lower stages never import higher ones, nothing imports the CLI, only
+convert/ imports TensorFlow, no import cycle, no private name imported from another module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "edgeq"
+# stage -> rank; top-level modules (errors, schema, metrics, ...) are the shared core, rank 0
+STAGES = {"data": 1, "tflite": 2, "targets": 3, "run": 4, "convert": 5, "validate": 6, "report": 7, "api": 8, "cli": 9}
+TENSORFLOW = ("tensorflow", "keras", "tf_keras")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def stage(module: str) -> int:
+    parts = module.split(".")
+    return STAGES.get(parts[1], 0) if len(parts) > 1 else STAGES["api"]
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(path: Path, known: set[str]) -> list[tuple[str, list[str], int]]:
+    """(module imported, names taken from it, line) for every import in the file."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(a.name, [], node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from edgeq.run import litert` imports the module edgeq.run.litert
+            submodules = [f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in known]
+            found += [(m, [], node.lineno) for m in submodules]
+            names = [a.name for a in node.names if f"{node.module}.{a.name}" not in known]
+            found.append((node.module, names, node.lineno))
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    known = set(modules())
+    return {name: {m for m, _, _ in imports(path, known) if m in known and m != "edgeq"}
+            for name, path in modules().items()}
+
+
+def test_the_stage_packages_exist():
+    assert set(STAGES) - {"api", "cli"} <= {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+
+
+def test_lower_stages_never_import_higher_ones_and_nothing_imports_the_cli():
+    wrong = [f"{name} ({stage(name)}) imports {other} ({stage(other)})"
+             for name, targets in graph().items() for other in targets
+             if name != "edgeq" and (stage(other) > stage(name) or (other.startswith("edgeq.cli") and not name.startswith("edgeq.cli")))]
+    assert not wrong
+
+
+def test_only_convert_imports_tensorflow():
+    known = set(modules())
+    wrong = [f"{name}:{line} imports {m}" for name, path in modules().items() for m, _, line in imports(path, known)
+             if m.split(".")[0] in TENSORFLOW and not name.startswith("edgeq.convert")]
+    assert not wrong
+
+
+def test_no_private_name_is_imported_from_another_module():
+    known = set(modules())
+    wrong = [f"{name}:{line} takes {n} from {m}" for name, path in modules().items() for m, names, line in imports(path, known)
+             if m.startswith("edgeq") for n in names if n.startswith("_") and not n.startswith("__")]
+    assert not wrong
+
+
+def test_no_import_cycle():
+    edges = graph()
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(trail[trail.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, trail + [nxt])
+        state[node] = 2
+
+    for start in sorted(edges):
+        if start not in state:
+            visit(start, [start])
+    # a package's __init__ importing its own members is not a cycle in practice only when the
+    # members do not import it back; none is allowed here
+    assert not cycles
+
+
+@pytest.mark.parametrize("rule", ["tflite", "run", "validate", "report"])
+def test_the_rule_would_catch_a_violation(rule, tmp_path):
+    """The checks above are not vacuous: an upward import is seen as one."""
+    higher = {"tflite": "edgeq.convert.converter", "run": "edgeq.validate.compare", "validate": "edgeq.report.text",
+              "report": "edgeq.cli"}[rule]
+    assert stage(higher) > stage(f"edgeq.{rule}.x")
