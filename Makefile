@@ -44,7 +44,7 @@ compat: $(STAMP)
 	$(PY) benchmarks/compat.py
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not tf and not slow" 
+	$(PY) -m pytest -q -m "not tf and not slow and not ssh and not emulation"
 
 clean:
 	rm -rf build .pytest_cache

@@ -58,7 +58,7 @@ def convert(source: Any, data: Any = None, output: str | Path | None = None, **o
 def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated:
     """Compare `model` (path or .tflite bytes) with `reference` on `data`; `options` are those of
     edgeq validate (gates as max_drop=..., min_sqnr=...)."""
-    from edgeq.validate.compare import GATES
+    from edgeq.gates import GATES
     from edgeq.validate.compare import validate as run
 
     gates = {k: options.pop(k) for k in list(options) if k in GATES}

@@ -119,3 +119,9 @@ class Scorer:
         accuracy = self.topk.to_dict() if self.classify else {k: None for k in TopK().to_dict()}
         accuracy["samples"] = self.count
         return {"accuracy": accuracy, "outputs": outputs, "worst_sqnr_db": min(sqnrs) if sqnrs else None}
+
+
+def speedup(float_p50: float | None, int8_p50: float | None) -> float | None:
+    """Float p50 over INT8 p50, as every speedup edgeq reports; None where a p50 is missing
+    (a benchmark_model build that prints no percentiles)."""
+    return round(float_p50 / int8_p50, 4) if float_p50 and int8_p50 else None

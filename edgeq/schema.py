@@ -13,7 +13,7 @@ from typing import Any
 
 from edgeq.errors import DataError
 
-SCHEMA_VERSION = "1.1"  # major bumps when a reader of the previous major would misread the file
+SCHEMA_VERSION = "1.2"  # major bumps when a reader of the previous major would misread the file
 NUM = (int, float)
 
 
@@ -101,9 +101,9 @@ RESULTS = {
     "model_kind": optional(str),
     "latency": {"delegate": optional(str), "threads": optional(int), "speedup": optional(NUM), "within_noise": optional(bool), "partitions": optional(int),
                 "int8_ms": optional(LATENCY_FIGURES), "float_ms": optional(LATENCY_FIGURES)},
-    "gates": [{"name": str, "description": str, "limit": NUM, "value": optional(NUM), "passed": bool}],
+    "gates": [{"name": str, "description": str, "limit": NUM, "value": optional(NUM), "passed": optional(bool), "status": optional(str)}],
     "warnings": optional([str]),
-    "devices": optional([{"name": str, "transport": str, "runtime": optional(str), "emulated": optional(bool),
+    "devices": optional([{"name": str, "transport": str, "runtime": optional(str), "emulated": optional(bool), "capabilities": optional({"scores_outputs": bool}),
                           "accuracy": mapping(optional(NUM)), "worst_sqnr_db": optional(NUM), "passed": optional(bool),
                           "latency": {"speedup": optional(NUM), "int8_ms": mapping(optional((NUM, list))),
                                       "float_ms": mapping(optional((NUM, list)))},

@@ -21,3 +21,9 @@ def gate_figure(name: str, value: float | None) -> str:
     if value is None:
         return "n/a"
     return percent(value) if name == "min_agreement" else f"{value:.4g}"
+
+
+def gate_status(gate: dict) -> str:
+    """pass | FAIL | n/a (a gate the runner cannot serve, e.g. accuracy on a latency-only device)."""
+    status = gate.get("status") or ("passed" if gate.get("passed") is True else "failed")
+    return {"passed": "pass", "failed": "FAIL"}.get(status, "n/a")

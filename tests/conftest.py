@@ -223,3 +223,20 @@ def digits_images(n: int = 16) -> np.ndarray:
 
     source = open_samples(DIGITS / "calib", [InputSpec("image", (1, 8, 8, 1))], limit=n)
     return np.concatenate([s[0] for s in source])
+
+
+MODEL_FIXTURES = {"models_dir", "cnn_keras", "outlier_keras", "hardswish_keras", "weight_outlier_keras", "sin_keras",
+                  "dynamic_keras", "two_input_keras", "cnn_export_dir", "cnn_h5", "cnn_int8", "trained"}
+TIER_FIXTURES = {"sshd": "ssh", "device_python": "ssh", "emulation": "emulation"}
+
+
+def pytest_collection_modifyitems(items):
+    """Markers from what a test needs: a model fixture means TensorFlow (`tf`), the sshd fixture
+    `ssh`, the arm64 sysroot `emulation`; `make test-fast` deselects all of them."""
+    for item in items:
+        needs = set(getattr(item, "fixturenames", ()))
+        if needs & MODEL_FIXTURES:
+            item.add_marker(pytest.mark.tf)
+        for fixture, marker in TIER_FIXTURES.items():
+            if fixture in needs:
+                item.add_marker(getattr(pytest.mark, marker))

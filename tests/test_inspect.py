@@ -64,3 +64,22 @@ def test_help_and_inspect_do_not_import_tensorflow(cnn_int8):
         modules = _modules_after(run_cli.format(args=args))
         assert "edgeq.cli" in modules and ("inspect" not in args or "edgeq.tflite.summary" in modules)
         assert not {m for m in modules if m.split(".")[0] in ("tensorflow", "keras")}, args
+
+
+def test_inspect_after_force_reports_the_new_manifest(cnn_keras, digits_calib, tmp_path, cli):
+    """A second conversion over the same output: convert and inspect describe the new model and
+    its manifest, not the previous run's."""
+    out = tmp_path / "m.tflite"
+    code, _, err = cli("convert", cnn_keras, "--data", digits_calib, "--output", out, "--samples", "8")
+    assert code == 0, err
+    code, printed, err = cli("convert", cnn_keras, "--data", digits_calib, "--output", out, "--samples", "24",
+                             "--per-tensor", "--force", "--json")
+    assert code == 0, err
+    assert "written for another file" not in printed
+    manifest = json.loads((tmp_path / "m.edgeq.json").read_text())
+    code, shown, _ = cli("inspect", out, "--json")
+    shown = json.loads(shown)
+    assert shown["recipe"]["samples"] == 24 and shown["recipe"]["per_tensor"] is True
+    assert shown["recipe"] == manifest["recipe"]
+    assert shown["float_bytes"] == manifest["sizes"]["float_bytes"]
+    assert not any("another file" in n for n in shown["notes"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -241,3 +242,22 @@ def test_two_same_shape_inputs_fed_by_key_in_either_order(same_shape_inputs_kera
     swapped = tmp_path / "swapped.npz"
     np.savez(swapped, left=right, right=left)
     assert _outputs(validate(a.output, same_shape_inputs_keras, swapped, runs=2, warmup=0)) != _outputs(ra)
+
+
+def test_a_non_default_signature_validates_and_runs_per_layer_on_that_signature(two_signature_saved_model, tmp_path, cli):
+    """Converted from `embed` (x + v), the model is validated against the SavedModel's `embed`, not
+    `serving_default` (x * v): the output pairs by key and its SQNR is that of a close match."""
+    data = tmp_path / "x.npy"
+    np.save(data, np.random.default_rng(0).uniform(-1, 1, (24, 6)).astype(np.float32))
+    out = tmp_path / "embed.tflite"
+    code, _, err = cli("convert", two_signature_saved_model, "--data", data, "--output", out, "--signature", "embed")
+    assert code == 0, err
+    assert list(_interpreter(out).get_signature_list()) == ["embed"]
+    report = tmp_path / "v.json"
+    code, _, err = cli("validate", out, "--reference", two_signature_saved_model, "--data", data, "--runs", "2",
+                       "--warmup", "0", "--per-layer", "--json", report)
+    assert code == 0, err
+    results = json.loads(report.read_text())
+    assert [o["reference_name"] for o in results["outputs"]] == ["embedding"]
+    assert results["worst_sqnr_db"] > 30
+    assert results["per_layer"]["layers"] and results["per_layer"]["calibration"].startswith("recalibrated as the model was")

@@ -182,9 +182,10 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
-    from edgeq.tflite.summary import summarize
     from edgeq.targets import check_target
+    from edgeq.tflite.manifest import Recipe, manifest_mismatch
     from edgeq.tflite.model import read_tflite
+    from edgeq.tflite.summary import summarize
 
     try:
         parsed = read_tflite(model)
@@ -194,6 +195,8 @@ def inspect(
         _fail(exc)
     if as_json:
         data = summary.to_dict()
+        recipe = Recipe.from_manifest(model) if manifest_mismatch(parsed) is None else None
+        data["recipe"] = recipe.to_json() if recipe else None
         if reports:
             data["targets"] = {r.target: r.to_dict() for r in reports}
         typer.echo(json.dumps(data, indent=2))

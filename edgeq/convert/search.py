@@ -21,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeq.errors import UsageError
+from edgeq.gates import Figures, evaluate
 from edgeq.metrics import Scorer, is_classification
 from edgeq.progress import report
 from edgeq.run.litert import LiteRTRunner
@@ -41,15 +42,10 @@ class Budget:
             raise UsageError("--eval-data needs a budget: --max-drop PTS, --min-agreement FRAC or --min-sqnr DB")
 
     def missed(self, scores: dict[str, Any]) -> list[str]:
-        """What a model's scores miss; empty when it meets the budget."""
-        acc, missed = scores["accuracy"], []
-        if self.max_drop is not None and (acc["top1_drop_pts"] is None or acc["top1_drop_pts"] > self.max_drop):
-            missed.append(f"top-1 drop {_fmt(acc['top1_drop_pts'])} pts > {self.max_drop:g}")
-        if self.min_agreement is not None and (acc["agreement"] is None or acc["agreement"] < self.min_agreement):
-            missed.append(f"agreement {_fmt(acc['agreement'], 4)} < {self.min_agreement:g}")
-        if self.min_sqnr is not None and (scores["worst_sqnr_db"] is None or scores["worst_sqnr_db"] < self.min_sqnr):
-            missed.append(f"SQNR {_fmt(scores['worst_sqnr_db'])} dB < {self.min_sqnr:g}")
-        return missed
+        """What a model's scores miss; empty when it meets the budget (the gates of the same names decide)."""
+        limits = {name: limit for name, limit in asdict(self).items() if limit is not None}
+        return [MISSED[r.name](_fmt(r.value, 4 if r.name == "min_agreement" else 2), r.limit)
+                for r in evaluate(limits, Figures.of(scores)) if r.failed]
 
     def quality(self, scores: dict[str, Any]) -> float:
         """Higher is better, on the budget's first criterion: picks the best of models that all miss."""
@@ -59,6 +55,10 @@ class Budget:
         if self.min_agreement is not None:
             return acc["agreement"] or 0.0
         return scores["worst_sqnr_db"] if scores["worst_sqnr_db"] is not None else -math.inf
+
+
+MISSED = {"max_drop": "top-1 drop {} pts > {:g}".format, "min_agreement": "agreement {} < {:g}".format,
+          "min_sqnr": "SQNR {} dB < {:g}".format}
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:

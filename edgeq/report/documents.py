@@ -15,7 +15,7 @@ from edgeq.errors import DataError
 from edgeq.escape import html_text, md
 from edgeq.report.text import evaluations, short_name
 from edgeq.schema import RESULTS, check, check_version
-from edgeq.units import gate_figure
+from edgeq.units import gate_figure, gate_status
 from edgeq.units import percent as pct
 from edgeq.units import size as kib
 from edgeq.convert.debugger import EXACT_DB
@@ -93,7 +93,8 @@ def _gate_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str, s
     rows = []
     for g in results["gates"]:
         bound = "≤" if g["name"].startswith("max") else "≥"
-        mark = ("✅ pass" if g["passed"] else "❌ FAIL") if marks else ("pass" if g["passed"] else "FAIL")
+        status = gate_status(g)
+        mark = {"pass": "✅ pass", "FAIL": "❌ FAIL"}.get(status, "➖ n/a") if marks else status
         rows.append((g["description"], f"{bound} {gate_figure(g['name'], g['limit'])}", gate_figure(g["name"], g["value"]), mark))
     return rows
 
@@ -285,7 +286,7 @@ def html_page(results: dict[str, Any]) -> str:
              "<h2>Float vs INT8</h2>", _html_table(("", "float", "INT8", "change"), _rows(results))]
     if results["gates"]:
         parts += ["<h2>Gates</h2>", _html_table(("gate", "limit", "value", "result"), _gate_rows(results, marks=False),
-                                                 ["" if g["passed"] else "failed" for g in results["gates"]])]
+                                                 ["failed" if gate_status(g) == "FAIL" else "" for g in results["gates"]])]
     if "latency" in charts:
         parts += ["<h2>Latency</h2>", f'<img alt="latency distribution" src="{charts["latency"]}">']
     parts += ["<h2>Outputs</h2>", _html_table(OUTPUT_HEAD, _output_rows(results))]

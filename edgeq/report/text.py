@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgeq.escape import terminal
-from edgeq.units import gate_figure, percent, size
+from edgeq.units import gate_figure, gate_status, percent, size
 from edgeq.tflite.summary import ModelSummary, TensorInfo
 
 SHOWN_FLOAT_OPS = 8
@@ -156,10 +156,10 @@ def validation_text(r: dict) -> str:
                          + ("agrees" if d["agrees"] else f"differs (kept {d['actual_kept']} vs predicted {d['predicted_kept']})"))
         lines.append(f"target    ran on {p['title']}: {'yes' if t['ran_on_target'] else 'no'}")
     for d in r.get("devices", []):
-        lines.append(f"device    {terminal(d['name'])} ({d['transport']}, {d['runtime']}, {d['machine']}): {device_summary(d)}")
+        where = ", ".join(str(x) for x in (d['transport'], d['runtime'], d['machine']) if x)
+        lines.append(f"device    {terminal(d['name'])} ({terminal(where)}): {device_summary(d)}")
     for g in r["gates"]:
-        mark = "PASS" if g["passed"] else "FAIL"
-        lines.append(f"gate      {mark} {g['name']}: {gate_figure(g['name'], g['value'])} (limit {gate_figure(g['name'], g['limit'])})")
+        lines.append(f"gate      {gate_status(g).upper()} {g['name']}: {gate_figure(g['name'], g['value'])} (limit {gate_figure(g['name'], g['limit'])})")
     per_layer = r.get("per_layer")
     if per_layer and per_layer.get("layers"):
         layers = per_layer["layers"]
@@ -195,8 +195,7 @@ def device_summary(d: dict) -> str:
     if d.get("emulated"):
         parts.append("latency: emulated, not a latency figure")
     else:
-        key = "p50" if lat["int8_ms"].get("p50") is not None else "mean"
-        parts.append(f"int8 {key} {lat['int8_ms'][key]:.3f} ms, speedup {_num(lat.get('speedup'), '.2f', 'x')}")
+        parts.append(f"int8 p50 {_num(lat['int8_ms'].get('p50'), '.3f', ' ms')}, speedup {_num(lat.get('speedup'), '.2f', 'x')}")
     if exact is None:
         parts.append(d.get("note", "no outputs"))
     else:

@@ -17,9 +17,10 @@ from typing import Any
 import edgeq
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
+from edgeq.gates import Figures, check_names, evaluate, passed
 from edgeq.tflite.manifest import Recipe, manifest_mismatch, manifest_part, read_manifest
 from edgeq.tflite.summary import summarize
-from edgeq.metrics import Scorer, is_classification
+from edgeq.metrics import Scorer, is_classification, speedup
 from edgeq.native import captured_native_stderr
 from edgeq.run.pairing import pair
 from edgeq.progress import report
@@ -28,15 +29,6 @@ from edgeq.run.litert import Latency, LiteRTRunner
 from edgeq.data.samples import InputSpec, Preprocessing, open_samples
 
 log = logging.getLogger(__name__)
-
-GATES = {
-    "max_drop": ("top-1 drop (pts)", "accuracy.top1_drop_pts", "max"),
-    "min_agreement": ("top-1 agreement", "accuracy.agreement", "min"),
-    "min_sqnr": ("SQNR (dB), worst output", "worst_sqnr_db", "min"),
-    "max_latency_ms": ("INT8 p50 latency (ms)", "latency.int8_ms.p50", "max"),
-    "min_speedup": ("speedup (float p50 / INT8 p50)", "latency.speedup", "min"),
-}
-
 
 @dataclass(frozen=True)
 class ValidateOptions:
@@ -60,9 +52,7 @@ class ValidateOptions:
     trust_model: bool = False  # let Keras run a Keras reference's Lambda code
 
     def __post_init__(self) -> None:
-        unknown = set(self.gates) - set(GATES)
-        if unknown:
-            raise UsageError(f"unknown gate(s) {sorted(unknown)}; known: {', '.join(GATES)}")
+        check_names(self.gates)
         if self.target is not None and self.target not in ("edgetpu", "nnapi", "xnnpack"):
             raise UsageError(f"--target {self.target!r}: use edgetpu, nnapi or xnnpack")
         if self.threads < 1 or self.runs < 1 or self.warmup < 0 or self.top_k < 1:
@@ -197,7 +187,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
             "runs": options.runs,
             "int8_ms": int8_latency.to_dict(),
             "float_ms": float_latency.to_dict(),
-            "speedup": round(float_latency.p50 / int8_latency.p50, 4) if int8_latency.p50 else None,
+            "speedup": speedup(float_latency.p50, int8_latency.p50),
             "within_noise": within_noise(int8_latency, float_latency),
             "delegated_nodes": int8.delegated_nodes,
             "total_nodes": int8.total_nodes,
@@ -223,11 +213,15 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         result["warnings"].append(mismatch)
     result["per_layer"] = _per_layer(model, reference, data, specs, options) if options.per_layer else None
     result["devices"] = _on_devices(model, float_path, int8, ref, kept, first_reference, labels, scorer.classify, options) if options.devices else []
-    result["gates"] = [_gate(name, limit, result) for name, limit in options.gates.items()]
+    local = evaluate(options.gates, Figures.of(result))
+    result["gates"] = [g.to_json() for g in local]
+    verdicts = [passed(local)]
     for device in result["devices"]:
-        device["gates"] = [_gate(name, limit, device) for name, limit in options.gates.items()]
-        device["passed"] = all(g["passed"] for g in device["gates"])
-    result["passed"] = all(g["passed"] for g in result["gates"]) and all(d["passed"] for d in result["devices"])
+        gates = evaluate(options.gates, Figures.of(device, device["capabilities"]["scores_outputs"]))
+        device["gates"] = [g.to_json() for g in gates]
+        device["passed"] = passed(gates)
+        verdicts.append(device["passed"])
+    result["passed"] = all(verdicts)
     return result
 
 
@@ -251,16 +245,6 @@ def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], optio
     pre, _ = preprocessing_for(model, options)
     samples = list(open_samples(data, specs, pre, options.per_layer_samples, options.seed))
     return per_layer_errors(model, reference, samples, specs, options.signature, options.custom_objects, options.trust_model)
-
-
-def _gate(name: str, limit: float, result: dict[str, Any]) -> dict[str, Any]:
-    label, key, kind = GATES[name]
-    value: Any = result
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    passed = value is not None and (value <= limit if kind == "max" else value >= limit)
-    return {"name": name, "description": label, "limit": limit, "value": value, "passed": passed,
-            "note": None if value is not None else "no value to check (e.g. no labels or not a classifier)"}
 
 
 def _range_warnings(model: Path, specs: list[InputSpec], low: list[float], high: list[float]) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.run.devices import Profile, benchmark_over_adb, run_model
-from edgeq.metrics import Scorer
+from edgeq.metrics import Scorer, speedup
 from edgeq.run.litert import Latency, LiteRTRunner
 
 
@@ -55,10 +55,11 @@ def score(profile: Profile, int8: LiteRTRunner, raw: list[np.ndarray], timings: 
     return {
         "name": profile.name, "transport": profile.transport, "address": profile.address,
         "runtime": timings.get("runtime"), "machine": timings.get("machine"), "emulated": profile.emulated,
+        "capabilities": {"scores_outputs": True, "latency": not profile.emulated},
         **scorer.result(),
         "latency": {"delegate": timings["delegate"], "threads": timings["threads"], "warmup": timings["warmup"],
                     "runs": timings["runs"], "int8_ms": int8_ms.to_dict(), "float_ms": float_ms.to_dict(),
-                    "speedup": round(float_ms.p50 / int8_ms.p50, 4) if int8_ms.p50 else None},
+                    "speedup": speedup(float_ms.p50, int8_ms.p50)},
         "vs_local": bit_exactness(names, raw, local.int8_raw),
     }
 
@@ -68,11 +69,12 @@ def latency_only(profile: Profile, int8: dict[str, Any], floating: dict[str, Any
     keys = ("p50", "mean", "std", "min", "max", "p5", "p95")
     return {
         "name": profile.name, "transport": profile.transport, "address": profile.address, "runtime": "benchmark_model",
-        "machine": None, "emulated": False, "accuracy": {"samples": 0, "agreement": None, "int8_top1": None},
+        "machine": None, "emulated": False, "capabilities": {"scores_outputs": False, "latency": True},
+        "accuracy": {"samples": 0, "agreement": None, "int8_top1": None},
         "outputs": [], "worst_sqnr_db": None, "vs_local": None,
         "latency": {"delegate": int8["delegate"], "threads": int8["threads"], "runs": int8["runs"],
                     "int8_ms": {k: int8[k] for k in keys}, "float_ms": {k: floating[k] for k in keys},
-                    "speedup": round(floating["mean"] / int8["mean"], 4) if int8["mean"] else None},
+                    "speedup": speedup(floating["p50"], int8["p50"])},
         "note": "latency only: no Python on the device, so no outputs to score (set python in the profile for accuracy)",
     }
 

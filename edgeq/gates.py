@@ -1,0 +1,94 @@
+"""Gates: thresholds on a run's figures, each passed, failed or not applicable.
+
+A gate reads a typed `Figures` record, never a path into a dict. A runner that cannot give a
+figure (a latency-only device has no outputs to score) makes the gates on it "n/a", which does
+not fail the run; a figure that should be there and is not (no labels for a top-1 gate) fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgeq.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    description: str
+    figure: str  # the Figures field it checks
+    bound: str  # "max" | "min"
+    needs_outputs: bool  # an accuracy gate: not applicable to a latency-only runner
+
+
+GATES = {g.name: g for g in (
+    Gate("max_drop", "top-1 drop (pts)", "top1_drop_pts", "max", True),
+    Gate("min_agreement", "top-1 agreement", "agreement", "min", True),
+    Gate("min_sqnr", "SQNR (dB), worst output", "worst_sqnr_db", "min", True),
+    Gate("max_latency_ms", "INT8 p50 latency (ms)", "int8_p50_ms", "max", False),
+    Gate("min_speedup", "speedup (float p50 / INT8 p50)", "speedup", "min", False),
+)}
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one runner measured, as the gates see it; None where it was not measured."""
+
+    top1_drop_pts: float | None = None
+    agreement: float | None = None
+    worst_sqnr_db: float | None = None
+    int8_p50_ms: float | None = None
+    speedup: float | None = None  # float p50 / INT8 p50, on the same runner
+    scores_outputs: bool = True  # False for a latency-only runner
+
+    @classmethod
+    def of(cls, result: dict[str, Any], scores_outputs: bool = True) -> Figures:
+        """The figures of a local or device result (the results JSON's shape)."""
+        accuracy, latency = result.get("accuracy") or {}, result.get("latency") or {}
+        return cls(accuracy.get("top1_drop_pts"), accuracy.get("agreement"), result.get("worst_sqnr_db"),
+                   (latency.get("int8_ms") or {}).get("p50"), latency.get("speedup"), scores_outputs)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    description: str
+    limit: float
+    value: float | None
+    status: str  # "passed" | "failed" | "n/a"
+    note: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "limit": self.limit, "value": self.value,
+                "passed": None if self.status == "n/a" else self.status == "passed", "status": self.status,
+                "note": self.note}
+
+
+def check_names(limits: dict[str, float]) -> None:
+    unknown = set(limits) - set(GATES)
+    if unknown:
+        raise UsageError(f"unknown gate(s) {sorted(unknown)}; known: {', '.join(GATES)}")
+
+
+def evaluate(limits: dict[str, float], figures: Figures) -> list[GateResult]:
+    results = []
+    for name, limit in limits.items():
+        gate = GATES[name]
+        value = getattr(figures, gate.figure)
+        if gate.needs_outputs and not figures.scores_outputs:
+            results.append(GateResult(name, gate.description, limit, None, "n/a",
+                                      "not applicable: this runner measures latency only (no outputs to score)"))
+            continue
+        ok = value is not None and (value <= limit if gate.bound == "max" else value >= limit)
+        results.append(GateResult(name, gate.description, limit, value, "passed" if ok else "failed",
+                                  None if value is not None else "no value to check (e.g. no labels or not a classifier)"))
+    return results
+
+
+def passed(results: list[GateResult]) -> bool:
+    return not any(r.failed for r in results)

@@ -1,0 +1,66 @@
+"""The three renderers on one checked-in results file (golden files), with a latency-only device:
+the same figures, "n/a" for what a runner could not measure, never a failure for it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from edgeq.gates import Figures, evaluate, passed
+from edgeq.report.documents import html_page, markdown
+from edgeq.report.text import validation_text
+from edgeq.run.devices import Profile, parse_benchmark_model
+from edgeq.validate.devices import latency_only
+
+FIXTURES = Path(__file__).parent / "fixtures"
+GATES = {"max_drop": 0.5, "min_speedup": 0.1}
+
+
+@pytest.fixture
+def results() -> dict:
+    results = json.loads((FIXTURES / "results" / "digits_validation.json").read_text())
+    timing = {**parse_benchmark_model((FIXTURES / "benchmark_model" / "android_logcat_percentiles.txt").read_text()),
+              "delegate": "nnapi", "threads": 4}
+    device = latency_only(Profile("pixel-8", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm"), timing, timing)
+    gates = evaluate(GATES, Figures.of(device, device["capabilities"]["scores_outputs"]))
+    device.update(gates=[g.to_json() for g in gates], passed=passed(gates))
+    results["devices"] = [device]
+    return results
+
+
+def _golden(name: str, text: str) -> None:
+    path = FIXTURES / "results" / name
+    if os.environ.get("EDGEQ_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; if on purpose, rerun with EDGEQ_UPDATE_GOLDEN=1"
+
+
+def test_text_report(results):
+    text = validation_text(results)
+    _golden("digits_validation.golden.txt", text)
+    assert "FAIL" not in text and "latency only" in text
+
+
+def test_markdown_report(results):
+    _golden("digits_validation.golden.md", markdown(results))
+
+
+def test_html_report(results):
+    page = re.sub(r'src="data:image/png;base64,[^"]*"', 'src="data:image/png;base64,..."', html_page(results))
+    _golden("digits_validation.golden.html", page)
+
+
+def test_every_renderer_says_na_for_a_figure_the_device_lacks(results):
+    assert results["devices"][0]["passed"] is True
+    for rendered in (validation_text(results), markdown(results), html_page(results)):
+        assert "n/a" in rendered
+
+
+def test_renderers_show_the_same_speedup(results):
+    speedup = f"{results['latency']['speedup']:.2f}"
+    for rendered in (validation_text(results), markdown(results), html_page(results)):
+        assert speedup in rendered
