@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import DataError, UsageError
+from edgeq.validate.results import ValidationResult
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Validated:
     top1_drop_pts: float | None
     speedup: float | None
     warnings: list[str]
-    results: dict[str, Any] = field(repr=False)  # the full results JSON (the contract with `edgeq report`)
+    results: ValidationResult = field(repr=False)  # everything; .to_json() is the results JSON `edgeq report` reads
 
 
 def convert(source: Any, data: Any = None, output: str | Path | None = None, **options: Any) -> Converted:
@@ -68,9 +69,8 @@ def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated
             (folder / "model.tflite").write_bytes(model)
             model = folder / "model.tflite"
         results = run(model, _as_path(reference, folder), _data_path(data, folder), gates=gates, **options)
-    accuracy, latency = results["accuracy"], results["latency"]
-    return Validated(results["passed"], results["worst_sqnr_db"], accuracy.get("agreement"), accuracy.get("top1_drop_pts"),
-                     latency.get("speedup"), list(results["warnings"]), results)
+    return Validated(results.passed, results.worst_sqnr_db, results.accuracy.agreement, results.accuracy.top1_drop_pts,
+                     results.latency.speedup, list(results.warnings), results)
 
 
 def _as_path(source: Any, folder: Path) -> Path:

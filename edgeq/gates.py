@@ -57,16 +57,12 @@ class GateResult:
     limit: float
     value: float | None
     status: str  # "passed" | "failed" | "n/a"
+    passed: bool | None = None  # None: not applicable
     note: str | None = None
 
     @property
     def failed(self) -> bool:
         return self.status == "failed"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "limit": self.limit, "value": self.value,
-                "passed": None if self.status == "n/a" else self.status == "passed", "status": self.status,
-                "note": self.note}
 
 
 def check_names(limits: dict[str, float]) -> None:
@@ -81,11 +77,11 @@ def evaluate(limits: dict[str, float], figures: Figures) -> list[GateResult]:
         gate = GATES[name]
         value = getattr(figures, gate.figure)
         if gate.needs_outputs and not figures.scores_outputs:
-            results.append(GateResult(name, gate.description, limit, None, "n/a",
+            results.append(GateResult(name, gate.description, limit, None, "n/a", None,
                                       "not applicable: this runner measures latency only (no outputs to score)"))
             continue
         ok = value is not None and (value <= limit if gate.bound == "max" else value >= limit)
-        results.append(GateResult(name, gate.description, limit, value, "passed" if ok else "failed",
+        results.append(GateResult(name, gate.description, limit, value, "passed" if ok else "failed", ok,
                                   None if value is not None else "no value to check (e.g. no labels or not a classifier)"))
     return results
 

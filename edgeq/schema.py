@@ -8,6 +8,9 @@ tuple of types, a dict of key -> spec (extra keys allowed), a one-element list (
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +82,6 @@ def check_version(data: dict[str, Any], where: str) -> None:
                         "upgrade edgeq")
 
 
-LATENCY_FIGURES = {"p50": optional(NUM), "p90": optional(NUM), "samples": optional([NUM])}
 
 SEARCH = {
     "budget": mapping(optional(NUM)),
@@ -90,24 +92,7 @@ SEARCH = {
     "notes": optional([str]),
 }
 
-RESULTS = {
-    "model": str, "reference": str, "data": optional(str), "passed": bool,
-    "size": {"float_bytes": optional(int), "int8_bytes": optional(int), "ratio": optional(NUM)},
-    "accuracy": {k: optional(NUM) for k in ("agreement", "float_top1", "int8_top1", "top1_drop_pts", "float_topk",
-                                            "int8_topk", "top_k", "samples")},
-    "outputs": [{"name": str, "reference_name": optional(str), "sqnr_db": optional(NUM), "cosine": optional(NUM),
-                 "max_abs_error": NUM, "mean_abs_error": optional(NUM)}],
-    "worst_sqnr_db": optional(NUM),
-    "model_kind": optional(str),
-    "latency": {"delegate": optional(str), "threads": optional(int), "speedup": optional(NUM), "within_noise": optional(bool), "partitions": optional(int),
-                "int8_ms": optional(LATENCY_FIGURES), "float_ms": optional(LATENCY_FIGURES)},
-    "gates": [{"name": str, "description": str, "limit": NUM, "value": optional(NUM), "passed": optional(bool), "status": optional(str)}],
-    "warnings": optional([str]),
-    "devices": optional([{"name": str, "transport": str, "runtime": optional(str), "emulated": optional(bool), "capabilities": optional({"scores_outputs": bool}),
-                          "accuracy": mapping(optional(NUM)), "worst_sqnr_db": optional(NUM), "passed": optional(bool),
-                          "latency": {"speedup": optional(NUM), "int8_ms": mapping(optional((NUM, list))),
-                                      "float_ms": mapping(optional((NUM, list)))},
-                          "vs_local": optional({"bit_exact": bool, "mismatches": int, "max_lsb_diff": int})}]),
+RESULTS = {  # the sections of a results file that other modules own; edgeq.validate.results types the rest
     "conversion_search": optional(SEARCH),
     "per_layer": optional({"ranked_by": str, "calibration": str, "debug_samples": int,
                            "layers": [{"rank": int, "tensor_name": str, "op_type": str, "sqnr_db": optional(NUM),
@@ -121,3 +106,51 @@ MANIFEST_OPTIONS = {
     "preprocessing": optional({"color": optional(str), "resize": optional(str), "value_range": optional(str),
                                "mean": optional([NUM]), "std": optional([NUM])}),
 }
+
+
+def to_json(record: Any) -> Any:
+    """A record (frozen dataclass) as JSON data: fields by name, tuples as lists."""
+    if dataclasses.is_dataclass(record) and not isinstance(record, type):
+        return {f.name: to_json(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    if isinstance(record, (list, tuple)):
+        return [to_json(item) for item in record]
+    if isinstance(record, dict):
+        return {key: to_json(value) for key, value in record.items()}
+    return record
+
+
+def from_json(cls: Any, data: Any, where: str) -> Any:
+    """`data` read back as `cls` (a dataclass, or a type hint over them), every value's type
+    checked: a wrong one is DataError "<where>.key: expected ..., got ..."; missing optional fields
+    take their default."""
+    origin, args = typing.get_origin(cls), typing.get_args(cls)
+    if cls is Any:
+        return data
+    if origin in (typing.Union, types.UnionType):
+        if data is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return from_json(inner[0], data, where)
+        if float in inner and int in inner:
+            _expect(data, NUM, where)
+            return data
+        raise TypeError(f"{where}: unsupported union {cls}")
+    if origin is tuple:
+        _expect(data, list, where)
+        return tuple(from_json(args[0], item, f"{where}[{i}]") for i, item in enumerate(data))
+    if origin is dict:
+        _expect(data, dict, where)
+        return {key: from_json(args[1], value, f"{where}.{key}") for key, value in data.items()}
+    if dataclasses.is_dataclass(cls):
+        _expect(data, dict, where)
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                values[f.name] = from_json(hints[f.name], data[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise DataError(f"{where}: missing key '{f.name}'")
+        return cls(**values)
+    _expect(data, NUM if cls is float else cls, where)
+    return data

@@ -23,7 +23,6 @@ def gate_figure(name: str, value: float | None) -> str:
     return percent(value) if name == "min_agreement" else f"{value:.4g}"
 
 
-def gate_status(gate: dict) -> str:
+def gate_status(gate) -> str:
     """pass | FAIL | n/a (a gate the runner cannot serve, e.g. accuracy on a latency-only device)."""
-    status = gate.get("status") or ("passed" if gate.get("passed") is True else "failed")
-    return {"passed": "pass", "failed": "FAIL"}.get(status, "n/a")
+    return {"passed": "pass", "failed": "FAIL"}.get(gate.status, "n/a")

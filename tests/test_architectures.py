@@ -61,7 +61,7 @@ def test_recurrent_keyword_spotter_converts_to_strict_int8(kind, models_dir, fea
     assert result.manifest["ops_int8"] == result.manifest["ops_total"]
     assert "unrolled recurrent layer(s) rnn over 49 steps" in result.manifest["source"]["rewrites"][0]
     scores = validate(result.output, source, features[1], runs=5, warmup=1)
-    assert scores["worst_sqnr_db"] >= 20, scores["worst_sqnr_db"]
+    assert scores.worst_sqnr_db >= 20, scores.worst_sqnr_db
 
 
 def test_variable_length_rnn_is_refused_naming_input_shape(models_dir, tmp_path, cli):
@@ -102,7 +102,7 @@ def test_transformer_block_converts_to_strict_int8(transformer_block, tmp_path):
     strict = convert(transformer_block, tmp_path / "s.tflite", calib, samples=48)
     assert strict.manifest["ops_int8"] == strict.manifest["ops_total"]
     assert any("LayerNormalization ln1, ln2" in r for r in strict.manifest["source"]["rewrites"])
-    assert validate(strict.output, transformer_block, val, runs=3, warmup=1)["worst_sqnr_db"] >= 25
+    assert validate(strict.output, transformer_block, val, runs=3, warmup=1).worst_sqnr_db >= 25
 
 
 def test_native_crash_in_the_quantizer_is_one_line_exit_2(cnn_keras, digits_calib, tmp_path):
@@ -138,8 +138,8 @@ def test_int8_slower_than_float_says_why(hard_swish_stack, tmp_path):
     source, data = hard_swish_stack
     model = convert(source, tmp_path / "hs.tflite", data, samples=16).output
     result = validate(model, source, data, runs=30, warmup=3)
-    latency = result["latency"]
-    assert latency["speedup"] < 1 and latency["cpu_fallback_ops"] == {"HARD_SWISH": 12} and latency["partitions"] == 13
-    (warning,) = [w for w in result["warnings"] if "(slower)" in w]
+    latency = result.latency
+    assert latency.speedup < 1 and latency.cpu_fallback_ops == {"HARD_SWISH": 12} and latency.partitions == 13
+    (warning,) = [w for w in result.warnings if "(slower)" in w]
     assert "HARD_SWISH x12" in warning and "13 partition(s)" in warning and "--keep-float HARD_SWISH" in warning
-    assert json.loads(json.dumps(result))["warnings"] == result["warnings"]
+    assert json.loads(json.dumps(result.to_json()))["warnings"] == list(result.warnings)

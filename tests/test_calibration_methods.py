@@ -36,7 +36,7 @@ def outlier_runs(cnn_keras, spiky_calibration, digits_calib, tmp_path_factory):
     for method in ("minmax", *METHODS):
         result = convert(cnn_keras, folder / f"{method}.tflite", spiky_calibration, samples=128, calibration=method)
         scores = validate(result.output, cnn_keras, digits_calib.parent / "val", runs=2, warmup=0)
-        runs[method] = (result, scores["worst_sqnr_db"])
+        runs[method] = (result, scores.worst_sqnr_db)
     return runs
 
 
@@ -59,7 +59,7 @@ def test_minmax_is_byte_identical_to_the_default(outlier_runs, cnn_keras, spiky_
 def test_every_method_keeps_the_demo_within_one_point(method, trained, digits_calib, tmp_path):
     keras_path, int8, _ = trained
     result = convert(keras_path, tmp_path / "m.tflite", digits_calib, samples=200, calibration=method)
-    drop = validate(result.output, keras_path, digits_calib.parent / "val", runs=2, warmup=0)["accuracy"]["top1_drop_pts"]
+    drop = validate(result.output, keras_path, digits_calib.parent / "val", runs=2, warmup=0).accuracy.top1_drop_pts
     assert drop <= 1.0, (method, drop)
 
 

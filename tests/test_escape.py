@@ -7,6 +7,7 @@ import re
 
 from edgeq.escape import md, terminal
 from edgeq.report.documents import html_page, markdown
+from edgeq.validate.results import ValidationResult
 
 EVIL = "x\n## ✅ PASSED\n![pixel](https://evil.example/p.png)<script>alert(1)</script>\x1b[2J\x1b]0;owned\x07|"
 
@@ -30,17 +31,18 @@ def test_terminal_shows_control_characters_as_hex():
 
 
 def test_crafted_names_in_reports(cnn_int8, digits_calib):
-    results = json.loads(json.dumps(_results(cnn_int8.output, digits_calib.parent / "val")))
+    results = _results(cnn_int8.output, digits_calib.parent / "val").to_json()
     results["outputs"][0]["name"] = EVIL
     results["warnings"] = [EVIL]
     results["data"] = EVIL
     results["per_layer"] = {"ranked_by": EVIL, "calibration": EVIL, "debug_samples": "<script>x</script>", "layers": [
         {"rank": 1, "tensor_name": EVIL, "op_type": EVIL, "sqnr_db": 1.0, "rmse_lsb": 1.0, "max_abs_error_lsb": 1.0,
          "scale": 0.1, "zero_point": 0}]}
-    results["passed"] = "false"
+    results["passed"] = False
+    results = ValidationResult.from_json(results)
     text = markdown(results)
     assert not any(line.startswith("## ✅") for line in text.splitlines())
-    assert "❌ FAILED" in text.splitlines()[0]  # "passed": "false" is not a pass
+    assert "❌ FAILED" in text.splitlines()[0]
     assert "\x1b" not in text and "\x07" not in text
     for raw in (r"<", r"!\[", r"\]\(", r"^#"):  # no raw HTML, image, link or heading from the crafted text
         assert not any(re.search(r"(?<!\\)" + raw, line) for line in text.splitlines()[1:] if "evil" in line), raw

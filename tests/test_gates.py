@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from edgeq.errors import UsageError
 from edgeq.gates import Figures, evaluate, passed
 from edgeq.run.devices import Profile, parse_benchmark_model
-from edgeq.validate.devices import latency_only
+from edgeq.run.runner import BenchmarkModelRunner, Measurement
+from edgeq.validate.devices import device_result
 
 RECORDED = Path(__file__).parent / "fixtures" / "benchmark_model" / "android_logcat_percentiles.txt"
 
@@ -32,7 +34,7 @@ def test_accuracy_gates_are_not_applicable_to_a_latency_only_runner():
     results = evaluate({"max_drop": 0.5, "min_sqnr": 20.0, "min_speedup": 1.0}, figures)
     assert [r.status for r in results] == ["n/a", "n/a", "failed"]
     assert passed(results[:2]) and not passed(results)
-    assert results[0].to_json()["passed"] is None and results[0].to_json()["status"] == "n/a"
+    assert results[0].passed is None and results[0].status == "n/a"
 
 
 def test_unknown_gate_is_a_usage_error():
@@ -42,22 +44,23 @@ def test_unknown_gate_is_a_usage_error():
         ValidateOptions(gates={"max_dorp": 1.0})
 
 
-def _recorded(scale_p50: float, scale_mean: float) -> dict:
+def _recorded(scale_p50: float, scale_mean: float) -> Measurement:
     """The recorded benchmark_model output with its median and mean scaled apart (a float run)."""
     text = RECORDED.read_text()
-    import re
-
     text = re.sub(r"median=(\d+)", lambda m: f"median={int(int(m.group(1)) * scale_p50)}", text)
     text = re.sub(r"avg=(\d+)", lambda m: f"avg={int(int(m.group(1)) * scale_mean)}", text, count=1)
-    return {**parse_benchmark_model(text), "delegate": "xnnpack", "threads": 4}
+    found = parse_benchmark_model(text)
+    return Measurement(None, {k: found[k] for k in ("p50", "mean", "std", "min", "max", "p5", "p95")}, "xnnpack", 4, 0,
+                       found["runs"], "benchmark_model")
 
 
 def test_latency_only_device_speedup_is_p50_based_and_its_accuracy_gates_are_na():
     int8, floating = _recorded(1.0, 1.0), _recorded(2.0, 3.0)  # p50 ratio 2, mean ratio 3
-    device = latency_only(Profile("pixel", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm"), int8, floating)
-    assert device["latency"]["speedup"] == pytest.approx(floating["p50"] / int8["p50"], rel=1e-3)
-    assert device["latency"]["speedup"] != pytest.approx(floating["mean"] / int8["mean"], rel=1e-2)
-    gates = evaluate({"max_drop": 0.5, "min_agreement": 0.99, "min_speedup": 1.5},
-                     Figures.of(device, device["capabilities"]["scores_outputs"]))
+    runner = BenchmarkModelRunner(Profile("pixel", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm"))
+    device = device_result(runner, None, int8, floating, None, 5)
+    assert device.latency.speedup == pytest.approx(floating.timings_ms["p50"] / int8.timings_ms["p50"], rel=1e-3)
+    assert device.latency.speedup != pytest.approx(floating.timings_ms["mean"] / int8.timings_ms["mean"], rel=1e-2)
+    assert not device.capabilities.scores_outputs and device.outputs == ()
+    gates = evaluate({"max_drop": 0.5, "min_agreement": 0.99, "min_speedup": 1.5}, device.figures)
     assert [g.status for g in gates] == ["n/a", "n/a", "passed"]
     assert passed(gates)

@@ -44,7 +44,7 @@ def test_malformed_manifest_search_never_loses_the_run(cnn_int8, digits_calib, t
     shutil.copy(cnn_int8.output, model)
     manifest = json.loads(cnn_int8.manifest_path.read_text())
     manifest["search"] = {"steps": "oops", "chosen": 3}
-    manifest["options"]["preprocessing"] = {"mean": "x"}
+    manifest["recipe"]["preprocessing"] = {"mean": "x"}
     (tmp_path / "m.edgeq.json").write_text(json.dumps(manifest))
     out, report = tmp_path / "r.json", tmp_path / "report"
     code, _, err = cli("validate", model, "--reference", cnn_int8.output, "--data", digits_calib.parent / "val", "--runs", "2",

@@ -82,7 +82,7 @@ def test_float16_tflite_from_a_package_converts_and_validates(tmp_path):
     assert "float16" not in {t.dtype for t in model.tensors}  # the folded float16 copies are gone
     assert any("float16 weights" in r for r in result.manifest["source"]["rewrites"])
     scores = validate(result.output, shipped, _faces(tmp_path / "v.npy", 8, 1), runs=3, warmup=1)
-    assert [o["name"] for o in scores["outputs"]] == ["regressors", "classificators"] and scores["worst_sqnr_db"] > 10
+    assert [o.name for o in scores.outputs] == ["regressors", "classificators"] and scores.worst_sqnr_db > 10
 
 
 def test_custom_layer_needs_custom_objects(models_dir, digits_calib, tmp_path, cli):
@@ -172,7 +172,7 @@ def test_qat_model_converts_with_its_trained_ranges_without_data(qat_saved_model
         lo, hi = scale * (-128 - zero), scale * (127 - zero)
         assert any(abs(lo - a) <= scale and abs(hi - b) <= scale for a, b in RANGES.values()), (tensor.name, lo, hi)
     scores = validate(tmp_path / "q.tflite", qat_saved_model, digits_calib.parent / "val", runs=3, warmup=1)
-    assert scores["accuracy"]["agreement"] >= 0.99, scores["accuracy"]["agreement"]
+    assert scores.accuracy.agreement >= 0.99, scores.accuracy.agreement
 
 
 def test_readme_python_api_example(tmp_path, monkeypatch):

@@ -6,30 +6,39 @@ from __future__ import annotations
 import json
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from edgeq.gates import Figures, evaluate, passed
+from edgeq.gates import evaluate, passed
 from edgeq.report.documents import html_page, markdown
 from edgeq.report.text import validation_text
 from edgeq.run.devices import Profile, parse_benchmark_model
-from edgeq.validate.devices import latency_only
+from edgeq.run.runner import BenchmarkModelRunner, Measurement
+from edgeq.validate.devices import device_result
+from edgeq.validate.results import ValidationResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GATES = {"max_drop": 0.5, "min_speedup": 0.1}
 
 
+class RecordedBenchmarkModel(BenchmarkModelRunner):
+    """The adb runner, with benchmark_model's answer read from a recording instead of a phone."""
+
+    def measure(self, model, inputs, warmup, runs):
+        found = parse_benchmark_model((FIXTURES / "benchmark_model" / "android_logcat_percentiles.txt").read_text())
+        return Measurement(None, {k: found[k] for k in ("p50", "mean", "std", "min", "max", "p5", "p95")}, "nnapi", 4,
+                           warmup, found["runs"], "benchmark_model")
+
+
 @pytest.fixture
-def results() -> dict:
-    results = json.loads((FIXTURES / "results" / "digits_validation.json").read_text())
-    timing = {**parse_benchmark_model((FIXTURES / "benchmark_model" / "android_logcat_percentiles.txt").read_text()),
-              "delegate": "nnapi", "threads": 4}
-    device = latency_only(Profile("pixel-8", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm"), timing, timing)
-    gates = evaluate(GATES, Figures.of(device, device["capabilities"]["scores_outputs"]))
-    device.update(gates=[g.to_json() for g in gates], passed=passed(gates))
-    results["devices"] = [device]
-    return results
+def results() -> ValidationResult:
+    results = ValidationResult.from_json(json.loads((FIXTURES / "results" / "digits_validation.json").read_text()))
+    runner = RecordedBenchmarkModel(Profile("pixel-8", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm"))
+    device = device_result(runner, None, runner.measure(None, [], 2, 20), runner.measure(None, [], 2, 20), None, 5)
+    gates = evaluate(GATES, device.figures)
+    return replace(results, devices=(replace(device, gates=tuple(gates), passed=passed(gates)),))
 
 
 def _golden(name: str, text: str) -> None:
@@ -54,13 +63,18 @@ def test_html_report(results):
     _golden("digits_validation.golden.html", page)
 
 
+def test_results_round_trip_through_json(results):
+    assert ValidationResult.from_json(json.loads(json.dumps(results.to_json()))) == results
+
+
 def test_every_renderer_says_na_for_a_figure_the_device_lacks(results):
-    assert results["devices"][0]["passed"] is True
+    assert results.devices[0].passed is True
+    assert [g.status for g in results.devices[0].gates] == ["n/a", "passed"]
     for rendered in (validation_text(results), markdown(results), html_page(results)):
         assert "n/a" in rendered
 
 
 def test_renderers_show_the_same_speedup(results):
-    speedup = f"{results['latency']['speedup']:.2f}"
+    speedup = f"{results.latency.speedup:.2f}"
     for rendered in (validation_text(results), markdown(results), html_page(results)):
         assert speedup in rendered

@@ -14,6 +14,7 @@ import pytest
 from edgeq.convert.converter import convert
 from edgeq.report.documents import html_page, markdown
 from edgeq.validate.compare import validate
+from edgeq.validate.results import ValidationResult
 from tests.conftest import digits_images
 
 
@@ -31,6 +32,7 @@ def _pct(x):
 
 def _figures(results) -> list[str]:
     """Figures of the JSON as a reader sees them, formatted here independently of the reporter."""
+    results = results.to_json()
     acc, size, lat = results["accuracy"], results["size"], results["latency"]
     layer = results["per_layer"]["layers"][0]
     return [
@@ -71,17 +73,17 @@ def test_results_without_labels_show_agreement_but_no_accuracy(cnn_int8, cnn_ker
     np.savez(tmp_path / "x.npz", x=digits_images(24))
     unlabelled = validate(cnn_int8.output, cnn_keras, tmp_path / "x.npz", runs=5, warmup=1)
     md, page = markdown(unlabelled), html_page(unlabelled)
-    assert unlabelled["accuracy"]["float_top1"] is None
+    assert unlabelled.accuracy.float_top1 is None
     for report in (md, page):
         assert "top-1 accuracy" not in report
-        assert _pct(unlabelled["accuracy"]["agreement"]) in report
+        assert _pct(unlabelled.accuracy.agreement) in report
         assert "n/a (no labels)" in report
     assert "PASSED" in md and "per-layer" not in md.lower()
 
 
 def test_report_command_writes_both_formats(results, tmp_path, cli):
     path = tmp_path / "results.json"
-    path.write_text(json.dumps(results))
+    path.write_text(json.dumps(results.to_json()))
     code, out, _ = cli("report", str(path))
     assert code == 0 and out == markdown(results)
     code, _, _ = cli("report", str(path), "--format", "html")
@@ -111,8 +113,9 @@ def test_validate_writes_report_dir_and_per_layer_csv(trained, digits_calib, tmp
                        "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "report"))
     assert code == 0, err
     results = json.loads((tmp_path / "r.json").read_text())
-    assert (tmp_path / "report" / "report.md").read_text() == markdown(results)
-    assert (tmp_path / "report" / "report.html").read_text() == html_page(results)
+    typed = ValidationResult.from_json(results)
+    assert (tmp_path / "report" / "report.md").read_text() == markdown(typed)
+    assert (tmp_path / "report" / "report.html").read_text() == html_page(typed)
     rows = list(csv.DictReader(io.StringIO((tmp_path / "layers.csv").read_text())))
     layers = results["per_layer"]["layers"]
     assert [r["tensor_name"] for r in rows] == [layer["tensor_name"] for layer in layers]
@@ -125,8 +128,8 @@ def test_per_layer_with_a_float_tflite_reference_equals_the_keras_one(trained, d
     the same per-layer errors as with the Keras reference."""
     keras_path, int8, float_path = trained
     val = digits_calib.parent / "val"
-    from_tflite = validate(int8, float_path, val, runs=2, warmup=0, per_layer=True, per_layer_samples=16)["per_layer"]
-    from_keras = validate(int8, keras_path, val, runs=2, warmup=0, per_layer=True, per_layer_samples=16)["per_layer"]
+    from_tflite = validate(int8, float_path, val, runs=2, warmup=0, per_layer=True, per_layer_samples=16).per_layer
+    from_keras = validate(int8, keras_path, val, runs=2, warmup=0, per_layer=True, per_layer_samples=16).per_layer
     assert sorted(l["sqnr_db"] or 0 for l in from_tflite["layers"]) == pytest.approx(
         sorted(l["sqnr_db"] or 0 for l in from_keras["layers"]), abs=0.05)
     assert "QuantizationDebugger" in from_tflite["method"]
@@ -135,7 +138,7 @@ def test_per_layer_with_a_float_tflite_reference_equals_the_keras_one(trained, d
 def test_per_layer_ranking_puts_the_outlier_layer_first(outlier_keras, digits_calib, tmp_path):
     model = convert(outlier_keras, tmp_path / "outlier.tflite", digits_calib, samples=64).output
     result = validate(model, outlier_keras, digits_calib.parent / "val", runs=5, warmup=1, per_layer=True)
-    layers = result["per_layer"]["layers"]
+    layers = result.per_layer["layers"]
     assert "fourth_power" in layers[0]["tensor_name"] and layers[0]["op_type"] == "MUL"
     assert {"conv", "dense", "square", "StatefulPartitionedCall"} <= {c for l in layers for c in re.split(r"[/;_:]", l["tensor_name"])}
-    assert "recalibrated as the model was: 64 samples" in result["per_layer"]["calibration"]
+    assert "recalibrated as the model was: 64 samples" in result.per_layer["calibration"]

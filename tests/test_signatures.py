@@ -195,7 +195,7 @@ def test_signature_all_converts_every_signature(two_signature_saved_model, tmp_p
 
 
 def _outputs(result) -> dict[str, float]:
-    return {o["name"]: o["sqnr_db"] for o in result["outputs"]}
+    return {o.name: o.sqnr_db for o in result.outputs}
 
 
 def test_validate_pairs_a_reordered_reference_by_key(dict_saved_model, digits_calib, tmp_path, cli):
@@ -209,9 +209,9 @@ def test_validate_pairs_a_reordered_reference_by_key(dict_saved_model, digits_ca
     val = digits_calib.parent / "val"
     baseline = validate(int8, same, val, runs=2, warmup=0)
     swapped = validate(int8, reordered, val, runs=2, warmup=0)
-    assert swapped["pairing"]["outputs"] == "signature key"
+    assert swapped.pairing.outputs == "signature key"
     assert _outputs(swapped) == _outputs(baseline)
-    assert all(o["reference_name"] == o["name"] for o in swapped["outputs"])
+    assert all(o.reference_name == o.name for o in swapped.outputs)
     code, _, err = cli("validate", int8, "--reference", reordered, "--data", val, "--runs", "2", "--warmup", "0")
     assert code == 0, err
 
@@ -237,7 +237,7 @@ def test_two_same_shape_inputs_fed_by_key_in_either_order(same_shape_inputs_kera
     assert a.output.read_bytes() == b.output.read_bytes()
     ra = validate(a.output, same_shape_inputs_keras, forward, runs=2, warmup=0)
     rb = validate(a.output, same_shape_inputs_keras, backward, runs=2, warmup=0)
-    assert _outputs(ra) == _outputs(rb) and ra["worst_sqnr_db"] > 25
+    assert _outputs(ra) == _outputs(rb) and ra.worst_sqnr_db > 25
     # swapping the arrays' roles must change the result: the keys, not the order, decide
     swapped = tmp_path / "swapped.npz"
     np.savez(swapped, left=right, right=left)

@@ -38,7 +38,7 @@ def test_quantize_dequantize_round_trip():
 
 def test_demo_model_accuracy_and_json_contract(trained, digits_calib, tmp_path):
     keras_path, int8, float_path = trained
-    result = validate(int8, keras_path, digits_calib.parent / "val", runs=20, warmup=2)
+    result = validate(int8, keras_path, digits_calib.parent / "val", runs=20, warmup=2).to_json()  # the JSON contract
     for key in REQUIRED:
         _get(result, key)
     acc = result["accuracy"]
@@ -55,8 +55,8 @@ def test_float_tflite_reference_gives_same_comparison(trained, digits_calib):
     keras_path, int8, float_path = trained
     a = validate(int8, keras_path, digits_calib.parent / "val", limit=60, runs=5, warmup=1)
     b = validate(int8, float_path, digits_calib.parent / "val", limit=60, runs=5, warmup=1)
-    assert a["accuracy"]["int8_top1"] == b["accuracy"]["int8_top1"]
-    assert a["outputs"][0]["sqnr_db"] == pytest.approx(b["outputs"][0]["sqnr_db"], abs=0.01)
+    assert a.accuracy.int8_top1 == b.accuracy.int8_top1
+    assert a.outputs[0].sqnr_db == pytest.approx(b.outputs[0].sqnr_db, abs=0.01)
 
 
 def test_delegate_none_takes_no_nodes_and_xnnpack_takes_some(trained):
@@ -91,9 +91,9 @@ def test_no_labels_gives_nulls_and_agreement(trained, tmp_path):
     x = np.random.default_rng(0).random((30, 8, 8, 1)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     result = validate(int8, float_path, tmp_path / "x.npy", runs=3, warmup=0, gates={"max_drop": 1.0})
-    assert result["accuracy"]["float_top1"] is None and result["accuracy"]["top1_drop_pts"] is None
-    assert result["accuracy"]["agreement"] is not None
-    assert result["gates"][0]["value"] is None and result["gates"][0]["passed"] is False
+    assert result.accuracy.float_top1 is None and result.accuracy.top1_drop_pts is None
+    assert result.accuracy.agreement is not None
+    assert result.gates[0].value is None and result.gates[0].status == "failed"
 
 
 def test_npz_labels(trained, digits_calib, tmp_path):
@@ -104,7 +104,7 @@ def test_npz_labels(trained, digits_calib, tmp_path):
     x = np.concatenate([s[0] for s in source])
     np.savez(tmp_path / "val.npz", x=x, y=np.asarray(source.labels))
     from_npz = validate(int8, float_path, tmp_path / "val.npz", runs=2, warmup=0)
-    assert from_npz["accuracy"]["labelled"] == 40 and from_npz["accuracy"]["float_top1"] > 0.8
+    assert from_npz.accuracy.labelled == 40 and from_npz.accuracy.float_top1 > 0.8
 
 
 def test_bad_inputs_exit_2(trained, digits_calib, tmp_path, cli):

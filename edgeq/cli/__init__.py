@@ -321,7 +321,7 @@ def validate(
             result = run_validate(model, reference, data, options)
     except EdgeqError as exc:
         _fail(exc)
-    for warning in result["warnings"]:
+    for warning in result.warnings:
         log.warning(terminal(warning))
     if "json" in outputs:  # first: a rendering problem never loses a finished run
         write_files_atomically({outputs["json"]: _output_bytes("json", result)})
@@ -335,19 +335,19 @@ def validate(
     from edgeq.report.text import validation_text
 
     _say(validation_text(result))
-    if not result["passed"]:
+    if not result.passed:
         raise typer.Exit(1)
 
 
-def _output_bytes(kind: str, result: dict) -> bytes:
+def _output_bytes(kind: str, result) -> bytes:
     from edgeq.fileio import json_bytes
 
     if kind == "json":
-        return json_bytes(result)
+        return json_bytes(result.to_json())
     if kind == "csv":
         from edgeq.convert.debugger import write_csv
 
-        return write_csv(result["per_layer"]["layers"])
+        return write_csv((result.per_layer or {}).get("layers") or [])
     from edgeq.report.documents import render
 
     return render(result, kind).encode()

@@ -25,7 +25,6 @@ from edgeq.schema import NUM, optional
 from edgeq.native import captured_native_stderr
 from edgeq.data.samples import InputSpec, open_samples
 
-EXACT_DB = 100.0  # above this a layer only moves values (RESHAPE, MAX_POOL_2D): no quantization error
 CSV_FIELDS = ("rank", "op_type", "tensor_name", "scale", "zero_point", "sqnr_db", "rmse", "mean_error",
               "max_abs_error", "rmse_lsb", "max_abs_error_lsb", "range_ratio", "clipped_fraction")
 

@@ -10,7 +10,7 @@ weights) is a straight graph of FULLY_CONNECTED and elementwise ops that quantiz
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,19 +45,26 @@ def unrolled(model, shapes: list[tuple[int, ...]]) -> tuple[Any, str]:
     names = recurrent_layers(model)
     config = copy.deepcopy(model.get_config())
     _patch(config, shapes)
-    try:
-        clone = type(model).from_config(config)
-        clone.set_weights(model.get_weights())
-    except Exception as exc:  # noqa: BLE001 - a model Keras cannot rebuild from its config
-        raise ModelError(f"the recurrent layer(s) {', '.join(names)} cannot be unrolled for int8 ({exc}); "
-                         "rebuild them with unroll=True, or convert with --mode dynamic") from exc
-    diff = float_difference(model, clone, shapes)
-    if diff > TOLERANCE:
-        raise ModelError(f"unrolling {', '.join(names)} changed the float outputs (max abs diff {diff:.3g}); "
-                         "convert with --mode dynamic or int8-fallback instead")
+    clone, diff = _checked_clone(model, lambda: type(model).from_config(config), shapes, TOLERANCE,
+                                 f"the recurrent layer(s) {', '.join(names)} cannot be unrolled for int8",
+                                 f"unrolling {', '.join(names)}", "rebuild them with unroll=True, or convert with --mode dynamic")
     steps = sorted({shape[1] for shape in shapes if len(shape) >= 2})
     return clone, (f"unrolled recurrent layer(s) {', '.join(names)} over {'/'.join(map(str, steps))} steps "
                    f"(same weights; float outputs equal the original's, max abs diff {diff:.2g})")
+
+
+def _checked_clone(model, build: Callable[[], Any], shapes: list[tuple[int, ...]], tolerance: float,
+                   cannot: str, doing: str, remedy: str) -> tuple[Any, float]:
+    """`build()` with the original's weights, refused unless its float outputs equal the original's."""
+    try:
+        clone = build()
+        clone.set_weights(model.get_weights())
+    except Exception as exc:  # noqa: BLE001 - a model Keras cannot rebuild (subclassed, custom config)
+        raise ModelError(f"{cannot} ({exc}); {remedy}") from exc
+    diff = float_difference(model, clone, shapes)
+    if diff > tolerance:
+        raise ModelError(f"{doing} changed the float outputs (max abs diff {diff:.3g}); {remedy}")
+    return clone, diff
 
 
 def float_difference(model, clone, shapes: list[tuple[int, ...]]) -> float:
@@ -150,16 +157,10 @@ def without_neg(model, shapes: list[tuple[int, ...]], tolerance: float = TOLERAN
             return keras.models.clone_model(layer, clone_function=replace)
         return layer.__class__.from_config(layer.get_config())
 
-    try:
-        clone = keras.models.clone_model(model, clone_function=replace)
-        clone.set_weights(model.get_weights())
-    except Exception as exc:  # noqa: BLE001 - subclassed models cannot be cloned layer by layer
-        raise ModelError(f"LayerNormalization {', '.join(names)} cannot be rewritten for int8 ({exc}); "
-                         "convert with --mode int8-fallback (it keeps NEG in float)") from exc
-    diff = float_difference(model, clone, shapes)
-    if diff > tolerance:
-        raise ModelError(f"rewriting LayerNormalization {', '.join(names)} changed the float outputs (max abs diff "
-                         f"{diff:.3g}); convert with --mode int8-fallback")
+    clone, diff = _checked_clone(model, lambda: keras.models.clone_model(model, clone_function=replace), shapes, tolerance,
+                                 f"LayerNormalization {', '.join(names)} cannot be rewritten for int8",
+                                 f"rewriting LayerNormalization {', '.join(names)}",
+                                 "convert with --mode int8-fallback (it keeps NEG in float)")
     return clone, (f"LayerNormalization {', '.join(names)} computed as (x - mean) * rsqrt(var + eps) * gamma + beta, "
                    f"which has int8 kernels (Keras' lowering has a NEG, which does not); float outputs equal the "
                    f"original's to {diff:.2g}")

@@ -9,7 +9,6 @@ import base64
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 from edgeq.errors import DataError
 from edgeq.escape import html_text, md
@@ -18,12 +17,14 @@ from edgeq.schema import RESULTS, check, check_version
 from edgeq.units import gate_figure, gate_status
 from edgeq.units import percent as pct
 from edgeq.units import size as kib
-from edgeq.convert.debugger import EXACT_DB
+from edgeq.gates import GateResult
+from edgeq.metrics import EXACT_DB
+from edgeq.validate.results import ValidationResult
 
 LAYERS_SHOWN = 10
 
 
-def load_results(path: str | Path) -> dict[str, Any]:
+def load_results(path: str | Path) -> ValidationResult:
     """The results JSON, or one clear line about why it cannot be used."""
     path = Path(path)
     try:
@@ -37,8 +38,8 @@ def load_results(path: str | Path) -> dict[str, Any]:
     if not isinstance(results, dict) or not all(k in results for k in ("model", "gates", "passed")):
         raise DataError(f"{path}: not an edgeq validate results file (write one with edgeq validate --json)")
     check_version(results, path.name)
-    check(results, RESULTS, path.name)
-    return results
+    check(results, RESULTS, path.name)  # the sections other modules own
+    return ValidationResult.from_json(results, path.name)
 
 
 # -- figures, formatted once ------------------------------------------------------------------
@@ -51,61 +52,59 @@ def ms(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f} ms"
 
 
-def verdict(results: dict[str, Any], marks: bool = True) -> str:
-    passed = results["passed"] is True  # a results file saying "false" (a string) did not pass
+def verdict(results: ValidationResult, marks: bool = True) -> str:
+    passed = results.passed is True
     word = "PASSED" if passed else "FAILED"
     return f"{'✅' if passed else '❌'} {word}" if marks else word
 
 
-def summary(results: dict[str, Any], marks: bool = True) -> dict[str, str]:
+def summary(results: ValidationResult, marks: bool = True) -> dict[str, str]:
     """The headline figures of both reports."""
-    size, acc, lat = results["size"], results["accuracy"], results["latency"]
-    ratio = size.get("ratio")
+    acc, lat, ratio = results.accuracy, results.latency, results.size.ratio
     return {
         "size reduction": f"{1 / ratio:.2f}× smaller" if ratio else "n/a",
-        "top-1 drop": f"{num(acc.get('top1_drop_pts'))} pts" if acc.get("top1_drop_pts") is not None else "n/a (no labels)",
-        "top-1 agreement": pct(acc.get("agreement")),
-        "speedup": f"{num(lat.get('speedup'))}× ({lat.get('delegate')}, {lat.get('threads')} thread(s))",
+        "top-1 drop": f"{num(acc.top1_drop_pts)} pts" if acc.top1_drop_pts is not None else "n/a (no labels)",
+        "top-1 agreement": pct(acc.agreement),
+        "speedup": f"{num(lat.speedup)}× ({lat.delegate}, {lat.threads} thread(s))",
         "verdict": verdict(results, marks),
     }
 
 
-def _rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def _rows(results: ValidationResult) -> list[tuple[str, str, str, str]]:
     """(figure, float, INT8, change) rows of the comparison table."""
-    size, acc, lat = results["size"], results["accuracy"], results["latency"]
-    rows = [("size", kib(size.get("float_bytes")), kib(size.get("int8_bytes")), f"{num(size.get('ratio'), 3)}×")]
-    if acc.get("float_top1") is not None:
-        rows.append(("top-1 accuracy", pct(acc["float_top1"]), pct(acc["int8_top1"]), f"{num(acc['top1_drop_pts'])} pts drop"))
-        k = acc.get("top_k")
-        if acc.get("float_topk") is not None:
-            rows.append((f"top-{k} accuracy", pct(acc["float_topk"]), pct(acc["int8_topk"]), ""))
-    if acc.get("agreement") is not None:
-        rows.append(("top-1 agreement with float", "", pct(acc["agreement"]), ""))
-    int8_ms, float_ms = lat.get("int8_ms") or {}, lat.get("float_ms") or {}
-    rows.append((f"latency p50 ({lat.get('delegate')}, {lat.get('threads')} thread(s))", ms(float_ms.get("p50")),
-                 ms(int8_ms.get("p50")), f"{num(lat.get('speedup'))}× speedup"))
-    rows.append(("latency p90", ms(float_ms.get("p90")), ms(int8_ms.get("p90")), ""))
+    size, acc, lat = results.size, results.accuracy, results.latency
+    rows = [("size", kib(size.float_bytes), kib(size.int8_bytes), f"{num(size.ratio, 3)}×")]
+    if acc.float_top1 is not None:
+        rows.append(("top-1 accuracy", pct(acc.float_top1), pct(acc.int8_top1), f"{num(acc.top1_drop_pts)} pts drop"))
+        if acc.float_topk is not None:
+            rows.append((f"top-{acc.top_k} accuracy", pct(acc.float_topk), pct(acc.int8_topk), ""))
+    if acc.agreement is not None:
+        rows.append(("top-1 agreement with float", "", pct(acc.agreement), ""))
+    rows.append((f"latency p50 ({lat.delegate}, {lat.threads} thread(s))", ms(lat.float_ms.p50),
+                 ms(lat.int8_ms.p50), f"{num(lat.speedup)}× speedup"))
+    rows.append(("latency p90", ms(lat.float_ms.p90), ms(lat.int8_ms.p90), ""))
     return rows
 
 
-def _gate_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str, str, str, str]]:
+def _gate_rows(gates: tuple[GateResult, ...], marks: bool = True) -> list[tuple[str, str, str, str]]:
     """`marks`: ✅/❌ (GitHub renders them); the HTML page colours plain PASS/FAIL instead."""
     rows = []
-    for g in results["gates"]:
-        bound = "≤" if g["name"].startswith("max") else "≥"
+    for g in gates:
+        bound = "≤" if g.name.startswith("max") else "≥"
         status = gate_status(g)
         mark = {"pass": "✅ pass", "FAIL": "❌ FAIL"}.get(status, "➖ n/a") if marks else status
-        rows.append((g["description"], f"{bound} {gate_figure(g['name'], g['limit'])}", gate_figure(g["name"], g["value"]), mark))
+        rows.append((g.description, f"{bound} {gate_figure(g.name, g.limit)}", gate_figure(g.name, g.value), mark))
     return rows
 
 
-def _output_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
-    return [(o["name"], num(o.get("sqnr_db")), num(o.get("cosine"), 5), f"{o['max_abs_error']:.4g}", f"{o['mean_abs_error']:.4g}")
-            for o in results["outputs"]]
+def _output_rows(results: ValidationResult) -> list[tuple[str, ...]]:
+    sig = lambda x: "n/a" if x is None else f"{x:.4g}"  # noqa: E731 - errors span orders of magnitude
+    return [(o.name, num(o.sqnr_db), num(o.cosine, 5), sig(o.max_abs_error), sig(o.mean_abs_error))
+            for o in results.outputs]
 
 
-def _layer_rows(results: dict[str, Any], limit: int | None = LAYERS_SHOWN) -> list[tuple[str, ...]]:
-    layers = (results.get("per_layer") or {}).get("layers") or []
+def _layer_rows(results: ValidationResult, limit: int | None = LAYERS_SHOWN) -> list[tuple[str, ...]]:
+    layers = (results.per_layer or {}).get("layers") or []
     return [(str(l["rank"]), short_name(l["tensor_name"], 60), l["op_type"], num(l["sqnr_db"]), num(l["rmse_lsb"], 3),
              num(l["max_abs_error_lsb"], 3), f"{l['scale']:.6g}", str(l["zero_point"]),
              "min/max" if l.get("range_ratio") is None else f"{l['range_ratio']:.3f}",
@@ -116,34 +115,34 @@ DEVICE_HEAD = ("device", "transport", "runtime", "INT8 top-1", "agreement", "wor
                "speedup", "vs local INT8", "verdict")
 
 
-def _device_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str, ...]]:
+def _device_rows(results: ValidationResult, marks: bool = True) -> list[tuple[str, ...]]:
     rows = []
-    for d in results.get("devices") or []:
-        acc, lat, exact = d["accuracy"], d["latency"], d["vs_local"]
-        emulated = d.get("emulated")
-        timing = lambda key: "emulated; not a latency figure" if emulated else ms(lat[key]["p50"])  # noqa: E731
+    for d in results.devices:
+        acc, lat, exact = d.accuracy, d.latency, d.vs_local
+        timed = d.capabilities.latency
         same = ("latency only" if exact is None else "bit-exact" if exact["bit_exact"] else
                 f"{exact['mismatches']} differ (max {exact['max_lsb_diff']} LSB)")
-        ok = d.get("passed", True)
+        ok = d.passed is not False
         mark = (("✅ " if ok else "❌ ") if marks else "") + ("pass" if ok else "FAIL")
-        rows.append((d["name"], d["transport"], str(d.get("runtime")), pct(acc.get("int8_top1")), pct(acc.get("agreement")),
-                     num(d.get("worst_sqnr_db")), timing("int8_ms"), timing("float_ms"),
-                     "n/a" if emulated else f"{num(lat.get('speedup'))}×", same, mark))
+        rows.append((d.name, d.transport, str(d.runtime), pct(acc.int8_top1), pct(acc.agreement), num(d.worst_sqnr_db),
+                     ms(lat.int8_ms.p50) if timed else "emulated; not a latency figure",
+                     ms(lat.float_ms.p50) if timed else "emulated; not a latency figure",
+                     f"{num(lat.speedup)}×" if timed else "n/a", same, mark))
     return rows
 
 
 SEARCH_HEAD = ("float layers", "size", "top-1 drop (pts)", "agreement", "worst SQNR (dB)", "budget")
 
 
-def _search_rows(results: dict[str, Any], marks: bool = True) -> list[tuple[str, ...]]:
-    search = results.get("conversion_search") or {}
+def _search_rows(results: ValidationResult, marks: bool = True) -> list[tuple[str, ...]]:
+    search = results.conversion_search or {}
     ok, bad = ("✅ meets", "❌ misses") if marks else ("meets", "misses")
     return [("int16x8 activations" if s["kind"] == "int16x8" else str(s["k"]) + (f" ({s['kind'][6:-1]} ranges)" if s["kind"].startswith("int8 (") else ""), kib(s["size_bytes"]), num(s["top1_drop_pts"]), pct(s["agreement"]), num(s["worst_sqnr_db"]),
              ok if s["meets"] else f"{bad}: {'; '.join(s['missed'])}") for s in search.get("steps", [])]
 
 
-def _search_caption(results: dict[str, Any]) -> str:
-    search = results["conversion_search"]
+def _search_caption(results: ValidationResult) -> str:
+    search = results.conversion_search or {}
     chosen = search["chosen"]
     budget = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in search["budget"].items() if v is not None)
     kept = ("none: 16-bit activations (int16x8)" if chosen["kind"] == "int16x8"
@@ -164,29 +163,32 @@ def _md_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(map(md, r)) + " |" for r in rows]
 
 
-def markdown(results: dict[str, Any]) -> str:
+def markdown(results: ValidationResult) -> str:
     s = summary(results)
     lines = [f"## edgeq validation: {s['verdict']}", "",
-             f"{md(Path(str(results['model'])).name)} vs {md(Path(str(results['reference'])).name)} on {md(results.get('data', 'n/a'))}", "",
+             f"{md(Path(results.model).name)} vs {md(Path(results.reference).name)} on {md(results.data or 'n/a')}", "",
              f"**{s['size reduction']}** · top-1 drop **{s['top-1 drop']}** · agreement **{s['top-1 agreement']}** · "
              f"speedup **{s['speedup']}**", ""]
     lines += _md_table(("", "float", "INT8", "change"), _rows(results))
-    if results["gates"]:
-        lines += ["", "### Gates", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(results))
+    if results.gates:
+        lines += ["", "### Gates", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(results.gates))
     lines += ["", "### Outputs", ""] + _md_table(OUTPUT_HEAD, _output_rows(results))
-    if results.get("devices"):
+    if results.devices:
         lines += ["", "### Devices", ""] + _md_table(DEVICE_HEAD, _device_rows(results))
-    if results.get("conversion_search"):
+        for d in results.devices:
+            if d.gates:
+                lines += ["", f"Gates on {md(d.name)}:", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(d.gates))
+    if results.conversion_search:
         lines += ["", "### Mixed-precision search (edgeq convert)", "", md(_search_caption(results)), ""]
         lines += _md_table(SEARCH_HEAD, _search_rows(results))
-    if results.get("per_layer"):
-        pl = results["per_layer"]
+    if results.per_layer:
+        pl = results.per_layer
         lines += ["", f"### Per-layer quantization error (worst {min(LAYERS_SHOWN, len(pl['layers']))} of {len(pl['layers'])})", "",
                   md(f"Ranked by {pl['ranked_by']}; {pl['calibration']}; {pl['debug_samples']} debug samples; "
                      f"{pl.get('method', 'QuantizationDebugger')}."), ""]
         lines += _md_table(LAYER_HEAD, _layer_rows(results))
-    if results.get("warnings"):
-        lines += ["", "### Warnings", ""] + [f"- ⚠️ {md(w)}" for w in results["warnings"]]
+    if results.warnings:
+        lines += ["", "### Warnings", ""] + [f"- ⚠️ {md(w)}" for w in results.warnings]
     return "\n".join(lines) + "\n"
 
 
@@ -198,7 +200,7 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def plots(results: dict[str, Any]) -> dict[str, str]:
+def plots(results: ValidationResult) -> dict[str, str]:
     """The report's charts as PNG data URIs (matplotlib, Agg backend: no display needed)."""
     import matplotlib
 
@@ -206,8 +208,8 @@ def plots(results: dict[str, Any]) -> dict[str, str]:
     import matplotlib.pyplot as plt
 
     charts = {}
-    lat = results["latency"]
-    timed = {name: (lat.get(key) or {}).get("samples") or [] for name, key in (("float", "float_ms"), ("INT8", "int8_ms"))}
+    lat = results.latency
+    timed = {"float": list(lat.float_ms.samples), "INT8": list(lat.int8_ms.samples)}
     if any(timed.values()):
         fig, ax = plt.subplots(figsize=(7, 3.2))
         names = [n for n, v in timed.items() if v]
@@ -216,12 +218,12 @@ def plots(results: dict[str, Any]) -> dict[str, str]:
         for body, color in zip(parts["bodies"], ("#8899aa", "#2a7ab9")):
             body.set_facecolor(color)
         ax.set_yticks(range(1, len(names) + 1), names)
-        ax.set_xlabel(f"latency per invoke ({unit}), {lat.get('delegate')}, {lat.get('threads')} thread(s), {lat.get('runs')} runs")
+        ax.set_xlabel(f"latency per invoke ({unit}), {lat.delegate}, {lat.threads} thread(s), {lat.runs} runs")
         ax.set_title("Latency distribution: float vs INT8")
         ax.grid(axis="x", alpha=0.3)
         charts["latency"] = _png(fig)
         plt.close(fig)
-    layers = (results.get("per_layer") or {}).get("layers") or []
+    layers = (results.per_layer or {}).get("layers") or []
     shown = [l for l in layers if l["sqnr_db"] is not None and l["sqnr_db"] < EXACT_DB][:20]
     if shown:
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.2))
@@ -236,7 +238,7 @@ def plots(results: dict[str, Any]) -> dict[str, str]:
         ax.grid(axis="x", alpha=0.3)
         charts["per_layer"] = _png(fig)
         plt.close(fig)
-    ranges = (results.get("per_layer") or {}).get("calibration_ranges") or []
+    ranges = (results.per_layer or {}).get("calibration_ranges") or []
     if ranges:
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(ranges) + 1.2))
         rows = range(len(ranges))
@@ -272,32 +274,32 @@ img{max-width:100%}.warn{color:#9a6700}
 """
 
 
-def html_page(results: dict[str, Any]) -> str:
+def html_page(results: ValidationResult) -> str:
     s, esc = summary(results, marks=False), html_text
-    ok = results["passed"] is True
+    ok = results.passed is True
     cards = "".join(f'<div class="card{"" if k != "verdict" else (" pass" if ok else " fail")}">{esc(k)}<b>{esc(v)}</b></div>'
                     for k, v in s.items())
     charts = plots(results)
-    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>edgeq: {esc(Path(results['model']).name)}</title>"
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>edgeq: {esc(Path(results.model).name)}</title>"
              f"<style>{STYLE}</style></head><body>",
              f"<h1>edgeq validation: {esc(s['verdict'])}</h1>",
-             f"<p><code>{esc(results['model'])}</code> vs <code>{esc(results['reference'])}</code> on {esc(str(results.get('data')))}</p>",
+             f"<p><code>{esc(results.model)}</code> vs <code>{esc(results.reference)}</code> on {esc(str(results.data))}</p>",
              f'<div class="cards">{cards}</div>',
              "<h2>Float vs INT8</h2>", _html_table(("", "float", "INT8", "change"), _rows(results))]
-    if results["gates"]:
-        parts += ["<h2>Gates</h2>", _html_table(("gate", "limit", "value", "result"), _gate_rows(results, marks=False),
-                                                 ["failed" if gate_status(g) == "FAIL" else "" for g in results["gates"]])]
+    if results.gates:
+        parts += ["<h2>Gates</h2>", _html_table(("gate", "limit", "value", "result"), _gate_rows(results.gates, marks=False),
+                                                 ["failed" if g.failed else "" for g in results.gates])]
     if "latency" in charts:
         parts += ["<h2>Latency</h2>", f'<img alt="latency distribution" src="{charts["latency"]}">']
     parts += ["<h2>Outputs</h2>", _html_table(OUTPUT_HEAD, _output_rows(results))]
-    if results.get("devices"):
+    if results.devices:
         parts += ["<h2>Devices</h2>", _html_table(DEVICE_HEAD, _device_rows(results, marks=False),
-                                                  ["" if d.get("passed", True) else "failed" for d in results["devices"]])]
-    if results.get("conversion_search"):
+                                                  ["failed" if d.passed is False else "" for d in results.devices])]
+    if results.conversion_search:
         parts += ["<h2>Mixed-precision search</h2>", f"<p>{esc(_search_caption(results))}</p>",
                   _html_table(SEARCH_HEAD, _search_rows(results, marks=False))]
-    if results.get("per_layer"):
-        pl = results["per_layer"]
+    if results.per_layer:
+        pl = results.per_layer
         parts += [f"<h2>Per-layer quantization error</h2><p>Ranked by {esc(pl['ranked_by'])}; {esc(pl['calibration'])}; "
                   f"{esc(str(pl['debug_samples']))} debug samples.</p>"]
         if "per_layer" in charts:
@@ -305,11 +307,11 @@ def html_page(results: dict[str, Any]) -> str:
         if "ranges" in charts:
             parts.append(f'<img alt="chosen ranges against min/max" src="{charts["ranges"]}">')
         parts.append(_html_table(LAYER_HEAD, _layer_rows(results, None)))
-    if results.get("warnings"):
-        parts += ["<h2>Warnings</h2><ul>"] + [f'<li class="warn">{esc(w)}</li>' for w in results["warnings"]] + ["</ul>"]
-    parts.append(f"<p><small>edgeq {esc(str(results.get('edgeq_version')))}</small></p></body></html>")
+    if results.warnings:
+        parts += ["<h2>Warnings</h2><ul>"] + [f'<li class="warn">{esc(w)}</li>' for w in results.warnings] + ["</ul>"]
+    parts.append(f"<p><small>edgeq {esc(str(results.edgeq_version))}</small></p></body></html>")
     return "\n".join(parts) + "\n"
 
 
-def render(results: dict[str, Any], fmt: str) -> str:
+def render(results: ValidationResult, fmt: str) -> str:
     return markdown(results) if fmt == "md" else html_page(results)

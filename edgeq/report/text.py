@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgeq.escape import terminal
 from edgeq.units import gate_figure, gate_status, percent, size
+from edgeq.validate.results import DeviceResult, OutputScore, ValidationResult
 from edgeq.tflite.summary import ModelSummary, TensorInfo
 
 SHOWN_FLOAT_OPS = 8
@@ -95,10 +96,10 @@ def short_name(tensor_name: str, width: int = 48) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1):]
 
 
-def _paired(output: dict) -> str:
+def _paired(output: OutputScore) -> str:
     """The reference tensor an output was compared with, where its name differs."""
-    ref = output.get("reference_name")
-    return f" (vs reference {terminal(ref)})" if ref and ref != output["name"] else ""
+    ref = output.reference_name
+    return f" (vs reference {terminal(ref)})" if ref and ref != output.name else ""
 
 
 def _num(value, fmt: str = ".4g", suffix: str = "") -> str:
@@ -114,34 +115,34 @@ def _preprocessing_lines(pre: dict | None) -> list[str]:
     return [f"preprocessing {pre['used']}  (" + "; ".join(f"{', '.join(v)} from {k}" for k, v in origins.items()) + ")"]
 
 
-def validation_text(r: dict) -> str:
-    sizes, acc, lat = r["size"], r["accuracy"], r["latency"]
-    kind = r.get("model_kind") or "int8"
+def validation_text(r: ValidationResult) -> str:
+    sizes, acc, lat = r.size, r.accuracy, r.latency
+    kind = r.model_kind or "int8"
     lines = [
-        terminal(f"{r['model']} vs {r['reference']} on {r['data']}"),
-        *_preprocessing_lines(r.get("preprocessing")),
-        f"size      float {size(sizes['float_bytes'])} (the reference as float .tflite)  {kind} {size(sizes['int8_bytes'])}  "
-        f"ratio {sizes['ratio']:.3f}x",
+        terminal(f"{r.model} vs {r.reference} on {r.data}"),
+        *_preprocessing_lines(r.preprocessing),
+        f"size      float {size(sizes.float_bytes)} (the reference as float .tflite)  {kind} {size(sizes.int8_bytes)}  "
+        f"ratio {_num(sizes.ratio, '.3f', 'x')}",
     ]
-    if acc["labelled"]:
+    if acc.labelled:
         lines.append(
-            f"accuracy  float top-1 {percent(acc['float_top1'])}  {kind} top-1 {percent(acc['int8_top1'])}  "
-            f"drop {acc['top1_drop_pts']:.2f} pts  (top-{acc['top_k']}: {percent(acc['float_topk'])} / {percent(acc['int8_topk'])})"
+            f"accuracy  float top-1 {percent(acc.float_top1)}  {kind} top-1 {percent(acc.int8_top1)}  "
+            f"drop {_num(acc.top1_drop_pts, '.2f')} pts  (top-{acc.top_k}: {percent(acc.float_topk)} / {percent(acc.int8_topk)})"
         )
-    lines.append(f"agreement {percent(acc['agreement'])} (top-1, {kind} vs float)")
-    for o in r["outputs"]:
+    lines.append(f"agreement {percent(acc.agreement)} (top-1, {kind} vs float)")
+    for o in r.outputs:
         lines.append(
-            f"output    {terminal(o['name'])}{_paired(o)}: SQNR {_num(o['sqnr_db'], '.2f', ' dB')}  cosine {_num(o['cosine'], '.5f')}  "
-            f"max |err| {_num(o['max_abs_error'])}  mean |err| {_num(o['mean_abs_error'])}"
+            f"output    {terminal(o.name)}{_paired(o)}: SQNR {_num(o.sqnr_db, '.2f', ' dB')}  cosine {_num(o.cosine, '.5f')}  "
+            f"max |err| {_num(o.max_abs_error)}  mean |err| {_num(o.mean_abs_error)}"
         )
     lines.append(
-        f"latency   {lat['delegate']}, {lat['threads']} thread(s), {lat['runs']} runs: "
-        f"{kind} p50 {lat['int8_ms']['p50']:.3f} ms  float p50 {lat['float_ms']['p50']:.3f} ms  "
-        f"speedup {_num(lat['speedup'], '.2f', 'x')}" + ("  (within run-to-run noise)" if lat.get("within_noise") else "")
+        f"latency   {lat.delegate}, {lat.threads} thread(s), {lat.runs} runs: "
+        f"{kind} p50 {_num(lat.int8_ms.p50, '.3f', ' ms')}  float p50 {_num(lat.float_ms.p50, '.3f', ' ms')}  "
+        f"speedup {_num(lat.speedup, '.2f', 'x')}" + ("  (within run-to-run noise)" if lat.within_noise else "")
     )
-    kept = ", ".join(f"{k} x{v}" for k, v in lat["cpu_fallback_ops"].items()) or "none"
-    lines.append(f"delegate  took {lat['delegated_nodes']} of {lat['total_nodes']} nodes; on built-in kernels: {kept}")
-    t = r.get("target")
+    kept = ", ".join(f"{k} x{v}" for k, v in lat.cpu_fallback_ops.items()) or "none"
+    lines.append(f"delegate  took {lat.delegated_nodes} of {lat.total_nodes} nodes; on built-in kernels: {kept}")
+    t = r.target
     if t:
         p = t["prediction"]
         lines.append(f"target    {p['title']} (predicted): {p['verdict']}")
@@ -155,18 +156,18 @@ def validation_text(r: dict) -> str:
             lines.append(f"target    real delegate took {d['actual_delegated']} nodes, predicted {d['predicted_delegated']}: "
                          + ("agrees" if d["agrees"] else f"differs (kept {d['actual_kept']} vs predicted {d['predicted_kept']})"))
         lines.append(f"target    ran on {p['title']}: {'yes' if t['ran_on_target'] else 'no'}")
-    for d in r.get("devices", []):
-        where = ", ".join(str(x) for x in (d['transport'], d['runtime'], d['machine']) if x)
-        lines.append(f"device    {terminal(d['name'])} ({terminal(where)}): {device_summary(d)}")
-    for g in r["gates"]:
-        lines.append(f"gate      {gate_status(g).upper()} {g['name']}: {gate_figure(g['name'], g['value'])} (limit {gate_figure(g['name'], g['limit'])})")
-    per_layer = r.get("per_layer")
+    for d in r.devices:
+        where = ", ".join(str(x) for x in (d.transport, d.runtime, d.machine) if x)
+        lines.append(f"device    {terminal(d.name)} ({terminal(where)}): {device_summary(d)}")
+    for g in r.gates:
+        lines.append(f"gate      {gate_status(g).upper()} {g.name}: {gate_figure(g.name, g.value)} (limit {gate_figure(g.name, g.limit)})")
+    per_layer = r.per_layer
     if per_layer and per_layer.get("layers"):
         layers = per_layer["layers"]
         lines.append(f"per-layer worst {min(5, len(layers))} of {len(layers)} layers by SQNR (--per-layer-csv or --report for all):")
         lines += [f"  {l['rank']:>3}. {l['op_type']:<18} {short_name(l['tensor_name'])}  SQNR {_num(l['sqnr_db'], '.2f', ' dB')}  "
                   f"RMSE {_num(l['rmse_lsb'], '.3f')} LSB" for l in layers[:5]]
-    lines.append("verdict   " + ("PASS" if r["passed"] else "FAIL: a gate failed"))
+    lines.append("verdict   " + ("PASS" if r.passed else "FAIL: a gate failed"))
     return "\n".join(lines)
 
 
@@ -185,24 +186,24 @@ def target_text(report) -> str:
     return "\n".join(lines)
 
 
-def device_summary(d: dict) -> str:
-    acc, lat, exact = d["accuracy"], d["latency"], d["vs_local"]
+def device_summary(d: DeviceResult) -> str:
+    acc, lat, exact = d.accuracy, d.latency, d.vs_local
     parts = []
-    if acc.get("int8_top1") is not None:
-        parts.append(f"int8 top-1 {acc['int8_top1']:.4f}")
-    parts.append(f"agreement {_num(acc.get('agreement'), '.4f')}")
-    parts.append(f"SQNR {_num(d.get('worst_sqnr_db'), '.2f', ' dB')}")
-    if d.get("emulated"):
+    if acc.int8_top1 is not None:
+        parts.append(f"int8 top-1 {acc.int8_top1:.4f}")
+    parts.append(f"agreement {_num(acc.agreement, '.4f')}")
+    parts.append(f"SQNR {_num(d.worst_sqnr_db, '.2f', ' dB')}")
+    if not d.capabilities.latency:
         parts.append("latency: emulated, not a latency figure")
     else:
-        parts.append(f"int8 p50 {_num(lat['int8_ms'].get('p50'), '.3f', ' ms')}, speedup {_num(lat.get('speedup'), '.2f', 'x')}")
+        parts.append(f"int8 p50 {_num(lat.int8_ms.p50, '.3f', ' ms')}, speedup {_num(lat.speedup, '.2f', 'x')}")
     if exact is None:
-        parts.append(d.get("note", "no outputs"))
+        parts.append(d.note or "no outputs")
     else:
         parts.append("bit-exact with local" if exact["bit_exact"] else
                      f"{exact['mismatches']} output values differ from local (max {exact['max_lsb_diff']} LSB)")
-    if "passed" in d:
-        parts.append("PASS" if d["passed"] else "FAIL")
+    if d.passed is not None:
+        parts.append("PASS" if d.passed else "FAIL")
     return "; ".join(parts)
 
 

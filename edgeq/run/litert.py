@@ -48,7 +48,7 @@ def _runtime():
 
 
 @dataclass(frozen=True)
-class Latency:
+class Timings:
     runs: int
     warmup: int
     threads: int
@@ -64,7 +64,7 @@ class Latency:
                 "samples": list(self.samples_ms)}
 
     @classmethod
-    def of(cls, times_ms: list[float], warmup: int, threads: int) -> Latency:
+    def of(cls, times_ms: list[float], warmup: int, threads: int) -> Timings:
         t = np.asarray(times_ms)
         return cls(len(t), warmup, threads, *(round(float(np.percentile(t, q)), 4) for q in (50, 90, 99)),
                    round(float(t.mean()), 4), round(float(t.std()), 4), tuple(round(x, 4) for x in times_ms))
@@ -177,7 +177,7 @@ class LiteRTRunner:
         """Float arrays in (in input order), float arrays out (in output order)."""
         return self.dequantize_outputs(self.run_raw(self.quantize_inputs(feeds)))
 
-    def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> Latency:
+    def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> Timings:
         self._set_inputs(feeds)
         invoke = self.interpreter.invoke
         for _ in range(warmup):
@@ -187,4 +187,4 @@ class LiteRTRunner:
             start = time.perf_counter()
             invoke()
             times.append((time.perf_counter() - start) * 1000.0)
-        return Latency.of(times, warmup, self.threads)
+        return Timings.of(times, warmup, self.threads)

@@ -10,22 +10,24 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import edgeq
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
-from edgeq.gates import Figures, check_names, evaluate, passed
+from edgeq.gates import check_names, evaluate, passed
 from edgeq.tflite.manifest import Recipe, manifest_mismatch, manifest_part, read_manifest
 from edgeq.tflite.summary import summarize
 from edgeq.metrics import Scorer, is_classification, speedup
 from edgeq.native import captured_native_stderr
 from edgeq.run.pairing import pair
 from edgeq.progress import report
-from edgeq.schema import NUM, SCHEMA_VERSION, SEARCH, mapping, optional
-from edgeq.run.litert import Latency, LiteRTRunner
+from edgeq.schema import NUM, SEARCH, mapping, optional
+from edgeq.run.litert import Timings
+from edgeq.run.litert import LiteRTRunner
+from edgeq.validate.results import Accuracy, DeviceResult, Latency, OutputScore, Pairing, Size, Timing, ValidationResult
 from edgeq.data.samples import InputSpec, Preprocessing, open_samples
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ class ValidateOptions:
 
 
 def validate(model: str | Path, reference: str | Path, data: str | Path, options: ValidateOptions | None = None,
-             **values: Any) -> dict[str, Any]:
+             **values: Any) -> ValidationResult:
     """Compare `model` with `reference` on `data` (progress goes to edgeq.progress listeners)."""
     options = options or ValidateOptions(**values)
     model, reference = Path(model), Path(reference)
@@ -71,9 +73,8 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
         result = _compare(model, reference, data, options, int8, float_path, float_note)
     if target is not None:
         if target.get("delegate_check") is not None:
-            target["delegate_check"] = _delegate_check(target, result)
-        result["target"] = target
-        result["warnings"] += target["notes"]
+            target["delegate_check"] = _delegate_check(target, result.latency)
+        result = replace(result.with_warnings(*target["notes"]), target=target)
     return result
 
 
@@ -114,14 +115,14 @@ def _target(model: Path, int8: LiteRTRunner, options: ValidateOptions, scratch: 
     return section, int8
 
 
-def _delegate_check(target: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+def _delegate_check(target: dict[str, Any], latency: Latency) -> dict[str, Any]:
     """XNNPACK: the nodes the real delegate took against the prediction."""
     predicted = target["prediction"]
-    actual_kept = result["latency"]["cpu_fallback_ops"]
+    actual_kept = latency.cpu_fallback_ops
     predicted_kept = dict(Counter(f["type"] for f in predicted["ops"] if not f["on_target"]))
-    return {"predicted_delegated": predicted["target_ops"], "actual_delegated": result["latency"]["delegated_nodes"],
+    return {"predicted_delegated": predicted["target_ops"], "actual_delegated": latency.delegated_nodes,
             "predicted_kept": predicted_kept, "actual_kept": actual_kept,
-            "agrees": predicted_kept == actual_kept and predicted["target_ops"] == result["latency"]["delegated_nodes"]}
+            "agrees": predicted_kept == actual_kept and predicted["target_ops"] == latency.delegated_nodes}
 
 
 def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner,
@@ -164,79 +165,56 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     int8_latency = int8.time(first, options.warmup, options.runs)
     float_latency = ref.time(first_reference, options.warmup, options.runs)
     scores = scorer.result()
-    for output, j in zip(scores["outputs"], outputs.order):
-        output["reference_name"] = ref.output_ports[j].label
-    float_bytes = size_of(float_path)
     kind = summarize(int8.model).precision
-    result: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "model_kind": kind,
-        "edgeq_version": edgeq.__version__,
-        "model": str(model),
-        "reference": str(reference),
-        "reference_tflite": float_note,
-        "data": samples.describe(),
-        "pairing": {"inputs": inputs.method, "outputs": outputs.method},
-        "preprocessing": {"used": pre.describe(), "from": sources},
-        "size": {"float_bytes": float_bytes, "int8_bytes": int8.model.size, "ratio": round(int8.model.size / float_bytes, 4)},
-        **scores,
-        "latency": {
-            "delegate": int8.delegate,
-            "threads": options.threads,
-            "warmup": options.warmup,
-            "runs": options.runs,
-            "int8_ms": int8_latency.to_dict(),
-            "float_ms": float_latency.to_dict(),
-            "speedup": speedup(float_latency.p50, int8_latency.p50),
-            "within_noise": within_noise(int8_latency, float_latency),
-            "delegated_nodes": int8.delegated_nodes,
-            "total_nodes": int8.total_nodes,
-            "cpu_fallback_ops": int8.kept_ops,
-            "partitions": int8.partitions,
-            "float_delegated_nodes": ref.delegated_nodes,
-            "float_total_nodes": ref.total_nodes,
-        },
-        "warnings": [],
-    }
+    float_bytes = size_of(float_path)
+    latency = Latency(
+        delegate=int8.delegate, threads=options.threads, warmup=options.warmup, runs=options.runs,
+        int8_ms=Timing.of(int8_latency), float_ms=Timing.of(float_latency),
+        speedup=speedup(float_latency.p50, int8_latency.p50), within_noise=within_noise(int8_latency, float_latency),
+        delegated_nodes=int8.delegated_nodes, total_nodes=int8.total_nodes, cpu_fallback_ops=int8.kept_ops,
+        partitions=int8.partitions, float_delegated_nodes=ref.delegated_nodes, float_total_nodes=ref.total_nodes)
+    warnings: list[str] = []
     if options.delegate == "xnnpack" and not options.delegate_library and int8.delegated_nodes == 0:
-        result["warnings"].append(
+        warnings.append(
             f"XNNPACK was asked for but took none of the {kind} model's nodes: its latency is that of LiteRT's built-in "
-            f"kernels (measured {result['latency']['speedup'] or 0:.2f}x the float model's speed)"
+            f"kernels (measured {latency.speedup or 0:.2f}x the float model's speed)"
         )
-    slower = slower_than_float(result["latency"], kind)
+    slower = slower_than_float(latency, kind)
     if slower:
-        result["warnings"].append(slower)
-    result["warnings"] += _range_warnings(model, specs, low, high)
-    result["conversion_search"] = manifest_part(model, "search", SEARCH, result["warnings"])
+        warnings.append(slower)
+    warnings += _range_warnings(model, specs, low, high)
+    search = manifest_part(model, "search", SEARCH, warnings)
     mismatch = manifest_mismatch(int8.model)
     if mismatch:
-        result["warnings"].append(mismatch)
-    result["per_layer"] = _per_layer(model, reference, data, specs, options) if options.per_layer else None
-    result["devices"] = _on_devices(model, float_path, int8, ref, kept, first_reference, labels, scorer.classify, options) if options.devices else []
-    local = evaluate(options.gates, Figures.of(result))
-    result["gates"] = [g.to_json() for g in local]
-    verdicts = [passed(local)]
-    for device in result["devices"]:
-        gates = evaluate(options.gates, Figures.of(device, device["capabilities"]["scores_outputs"]))
-        device["gates"] = [g.to_json() for g in gates]
-        device["passed"] = passed(gates)
-        verdicts.append(device["passed"])
-    result["passed"] = all(verdicts)
-    return result
+        warnings.append(mismatch)
+    devices = _on_devices(model, float_path, int8, ref, kept, first_reference, labels, scorer.classify, options) if options.devices else []
+    devices = [replace(d, gates=tuple(g), passed=passed(g)) for d in devices for g in [evaluate(options.gates, d.figures)]]
+    result = ValidationResult(
+        model=str(model), reference=str(reference), passed=False, model_kind=kind, edgeq_version=edgeq.__version__,
+        reference_tflite=float_note, data=samples.describe(), pairing=Pairing(inputs.method, outputs.method),
+        preprocessing={"used": pre.describe(), "from": sources},
+        size=Size(float_bytes, int8.model.size, round(int8.model.size / float_bytes, 4)),
+        accuracy=Accuracy(**scores["accuracy"]),
+        outputs=tuple(OutputScore(**o, reference_name=ref.output_ports[j].label) for o, j in zip(scores["outputs"], outputs.order)),
+        worst_sqnr_db=scores["worst_sqnr_db"], latency=latency, warnings=tuple(warnings), conversion_search=search,
+        per_layer=_per_layer(model, reference, data, specs, options) if options.per_layer else None, devices=tuple(devices))
+    local = evaluate(options.gates, result.figures)
+    return replace(result, gates=tuple(local), passed=passed(local) and all(d.passed for d in devices))
 
 
 def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRunner, kept: dict[str, list],
-                first: list, labels, classify: bool, options: ValidateOptions) -> list[dict[str, Any]]:
+                first: list, labels, classify: bool, options: ValidateOptions) -> list[DeviceResult]:
     import numpy as np
 
     from edgeq.run.devices import load_profile
+    from edgeq.run.runner import runner_for
     from edgeq.validate.devices import LocalRun, validate_on_devices
 
     stack = lambda rows: [np.concatenate(column) for column in zip(*rows)]  # noqa: E731 - per-sample lists -> arrays
     local = LocalRun(stack(kept["inputs"]), stack(kept["int8_raw"]), stack(kept["float"]), ref.quantize_inputs(first),
                      labels, classify)
-    profiles = [load_profile(d) for d in options.devices]
-    return validate_on_devices(profiles, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k)
+    runners = [runner_for(load_profile(d)) for d in options.devices]
+    return validate_on_devices(runners, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k)
 
 
 def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], options: ValidateOptions) -> dict[str, Any]:
@@ -271,30 +249,30 @@ REMEDIES = {
 }
 
 
-def slower_than_float(latency: dict[str, Any], kind: str) -> str | None:
+def slower_than_float(latency: Latency, kind: str) -> str | None:
     """Why the quantized model ran slower than float on this delegate, and what may help."""
-    speedup = latency.get("speedup")
-    if speedup is None or speedup >= 1 or latency.get("within_noise"):
+    speedup = latency.speedup
+    if speedup is None or speedup >= 1 or latency.within_noise:
         return None
-    fell = latency["cpu_fallback_ops"]
-    why = (f"{sum(fell.values())} op(s) fell off {latency['delegate']} ({', '.join(f'{k} x{v}' for k, v in fell.items())}), "
-           f"splitting it into {latency['partitions']} partition(s)") if fell else f"{latency['delegate']} took every op"
+    fell = latency.cpu_fallback_ops
+    why = (f"{sum(fell.values())} op(s) fell off {latency.delegate} ({', '.join(f'{k} x{v}' for k, v in fell.items())}), "
+           f"splitting it into {latency.partitions} partition(s)") if fell else f"{latency.delegate} took every op"
     remedies = [REMEDIES[op] for op in fell if op in REMEDIES]
     if kind == "int16x8":
         remedies.append("int16x8 runs on LiteRT's built-in kernels only; int8 with a few float layers may be faster")
     elif fell and not remedies:
         remedies.append(f"try --mode int8-fallback --keep-float {next(iter(fell))} so the delegate runs those ops in float, "
                         "and compare")
-    return (f"{kind} ran at {speedup:.2f}x the float model's speed on {latency['delegate']} (slower): {why}"
+    return (f"{kind} ran at {speedup:.2f}x the float model's speed on {latency.delegate} (slower): {why}"
             + (f"; {'; '.join(remedies)}" if remedies else ""))
 
 
-def within_noise(a: Latency, b: Latency) -> bool:
+def within_noise(a: Timings, b: Timings) -> bool:
     """Whether two p50s differ by less than the run-to-run spread (the larger interquartile range
     of the timed invokes): on tiny models a 'speedup' is then noise, and the result says so."""
     import numpy as np
 
-    def iqr(latency: Latency) -> float:
+    def iqr(latency: Timings) -> float:
         q1, q3 = np.percentile(latency.samples_ms, [25, 75]) if latency.samples_ms else (0.0, 0.0)
         return float(q3 - q1)
 

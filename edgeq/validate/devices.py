@@ -1,6 +1,6 @@
-"""Validation on devices: the INT8 model runs on each device (concurrently), the float reference
-stays on this machine, and every device's outputs are scored like a local run and compared
-with the local INT8 outputs bit for bit."""
+"""Validation on devices: the INT8 model runs on each device's runner (concurrently), the float
+reference stays on this machine, and every device's outputs are scored like a local run and
+compared with the local INT8 outputs bit for bit."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.run.devices import Profile, benchmark_over_adb, run_model
 from edgeq.metrics import Scorer, speedup
-from edgeq.run.litert import Latency, LiteRTRunner
+from edgeq.run.litert import LiteRTRunner
+from edgeq.run.runner import Measurement, Runner
+from edgeq.schema import from_json
+from edgeq.validate.results import Accuracy, Capabilities, DeviceResult, Latency, OutputScore, Timing
+
+LATENCY_ONLY = "latency only: no Python on the device, so no outputs to score (set python in the profile for accuracy)"
 
 
 @dataclass
@@ -29,54 +33,41 @@ class LocalRun:
     classify: bool
 
 
-def validate_on_devices(profiles: list[Profile], model: Path, float_model: Path, int8: LiteRTRunner,
-                        float_runner: LiteRTRunner, local: LocalRun, warmup: int, runs: int, top_k: int) -> list[dict[str, Any]]:
-    def one(profile: Profile) -> dict[str, Any]:
-        if profile.transport == "adb" and not profile.python:
-            return latency_only(profile, benchmark_over_adb(profile, model, warmup, runs),
-                                benchmark_over_adb(profile, float_model, warmup, runs))
-        raw, timings = run_model(profile, model, local.inputs, warmup, runs)
-        _, float_timings = run_model(profile, float_model, float_runner.quantize_inputs(local.float_feeds_first), warmup, runs)
-        return score(profile, int8, raw, timings, float_timings, local, top_k)
+def validate_on_devices(runners: list[Runner], model: Path, float_model: Path, int8: LiteRTRunner,
+                        float_runner: LiteRTRunner, local: LocalRun, warmup: int, runs: int, top_k: int) -> list[DeviceResult]:
+    def one(runner: Runner) -> DeviceResult:
+        measured = runner.measure(model, local.inputs, warmup, runs)
+        floating = runner.measure(float_model, float_runner.quantize_inputs(local.float_feeds_first), warmup, runs)
+        return device_result(runner, int8, measured, floating, local, top_k)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(profiles))) as pool:
-        return list(pool.map(one, profiles))
+    with ThreadPoolExecutor(max_workers=max(1, len(runners))) as pool:
+        return list(pool.map(one, runners))
 
 
-def score(profile: Profile, int8: LiteRTRunner, raw: list[np.ndarray], timings: dict[str, Any],
-          float_timings: dict[str, Any], local: LocalRun, top_k: int) -> dict[str, Any]:
+def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measurement, floating: Measurement,
+                  local: LocalRun | None, top_k: int) -> DeviceResult:
+    """A runner's measurements as a device result: scored where outputs came back, timed where
+    the runner gives latency, speedup always float p50 over INT8 p50."""
+    profile = getattr(runner, "profile", None)
+    int8_ms, float_ms = (from_json(Timing, m.timings_ms, f"{runner.name} timings") for m in (measured, floating))
+    latency = Latency(delegate=measured.delegate, threads=measured.threads, warmup=measured.warmup, runs=measured.runs,
+                      int8_ms=int8_ms, float_ms=float_ms, speedup=speedup(float_ms.p50, int8_ms.p50))
+    capabilities = Capabilities(runner.capabilities.scores_outputs, runner.capabilities.latency)
+    common = dict(name=runner.name, transport=getattr(profile, "transport", "local"), address=getattr(profile, "address", None),
+                  runtime=measured.runtime, machine=measured.machine, emulated=not capabilities.latency,
+                  capabilities=capabilities, latency=latency)
+    if measured.outputs is None or int8 is None or local is None:
+        return DeviceResult(**common, accuracy=Accuracy(samples=0), note=LATENCY_ONLY)
     names = [d["name"] for d in int8.outputs]
     scorer = Scorer(names, local.classify, top_k)
+    raw = measured.outputs
     for i in range(raw[0].shape[0]):
         got = int8.dequantize_outputs([r[i:i + 1] for r in raw])
         scorer.add([f[i:i + 1] for f in local.float_outputs], got, local.labels[i] if local.labels is not None else None)
-    int8_ms = Latency.of(timings["latency_ms"], timings["warmup"], timings["threads"])
-    float_ms = Latency.of(float_timings["latency_ms"], float_timings["warmup"], float_timings["threads"])
-    return {
-        "name": profile.name, "transport": profile.transport, "address": profile.address,
-        "runtime": timings.get("runtime"), "machine": timings.get("machine"), "emulated": profile.emulated,
-        "capabilities": {"scores_outputs": True, "latency": not profile.emulated},
-        **scorer.result(),
-        "latency": {"delegate": timings["delegate"], "threads": timings["threads"], "warmup": timings["warmup"],
-                    "runs": timings["runs"], "int8_ms": int8_ms.to_dict(), "float_ms": float_ms.to_dict(),
-                    "speedup": speedup(float_ms.p50, int8_ms.p50)},
-        "vs_local": bit_exactness(names, raw, local.int8_raw),
-    }
-
-
-def latency_only(profile: Profile, int8: dict[str, Any], floating: dict[str, Any]) -> dict[str, Any]:
-    """An adb device without Python: benchmark_model's timings, and no outputs to score."""
-    keys = ("p50", "mean", "std", "min", "max", "p5", "p95")
-    return {
-        "name": profile.name, "transport": profile.transport, "address": profile.address, "runtime": "benchmark_model",
-        "machine": None, "emulated": False, "capabilities": {"scores_outputs": False, "latency": True},
-        "accuracy": {"samples": 0, "agreement": None, "int8_top1": None},
-        "outputs": [], "worst_sqnr_db": None, "vs_local": None,
-        "latency": {"delegate": int8["delegate"], "threads": int8["threads"], "runs": int8["runs"],
-                    "int8_ms": {k: int8[k] for k in keys}, "float_ms": {k: floating[k] for k in keys},
-                    "speedup": speedup(floating["p50"], int8["p50"])},
-        "note": "latency only: no Python on the device, so no outputs to score (set python in the profile for accuracy)",
-    }
+    scores = scorer.result()
+    return DeviceResult(**common, accuracy=Accuracy(**scores["accuracy"]),
+                        outputs=tuple(OutputScore(**o) for o in scores["outputs"]), worst_sqnr_db=scores["worst_sqnr_db"],
+                        vs_local=bit_exactness(names, raw, local.int8_raw))
 
 
 def bit_exactness(names: list[str], device: list[np.ndarray], local: list[np.ndarray]) -> dict[str, Any]:
@@ -90,4 +81,3 @@ def bit_exactness(names: list[str], device: list[np.ndarray], local: list[np.nda
     return {"bit_exact": mismatches == 0, "mismatches": mismatches,
             "max_lsb_diff": max((o["max_lsb_diff"] or 0 for o in per_output), default=0),
             "outputs_differing": [o["name"] for o in per_output if o["mismatches"]], "outputs": per_output}
-
