@@ -190,7 +190,7 @@ def test_unexpected_exception_is_one_line_and_exit_3(monkeypatch, capsys, tmp_pa
     model = tmp_path / "m.tflite"
     model.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 64)
     monkeypatch.setattr(sys, "argv", ["edgeq", "inspect", str(model)])
-    monkeypatch.setattr(cli, "_fail", lambda exc: (_ for _ in ()).throw(KeyError("a bug inside edgeq")))
+    monkeypatch.setattr(cli.inspect, "fail", lambda exc: (_ for _ in ()).throw(KeyError("a bug inside edgeq")))
     with pytest.raises(SystemExit) as exit_info:
         cli.run()
     err = capsys.readouterr().err

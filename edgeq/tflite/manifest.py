@@ -45,13 +45,19 @@ class Recipe:
     data: str | None = None  # the calibration samples' path, as given
     fingerprint: str | None = None  # sha256 over the calibration samples as fed
 
+    def __post_init__(self) -> None:
+        if self.mode not in IO_TYPES:
+            raise DataError(f"recipe mode {self.mode!r}: not one of {', '.join(IO_TYPES)}")
+        if self.io is None:  # the type the mode defaults to, written down
+            object.__setattr__(self, "io", IO_TYPES[self.mode][0])
+
     @property
     def io_type(self) -> str:
-        return self.io or IO_TYPES[self.mode][0]
+        return self.io
 
     def to_json(self) -> dict[str, Any]:
         pre = self.preprocessing
-        return {"mode": self.mode, "io": self.io_type, "per_tensor": self.per_tensor, "keep_float": list(self.keep_float),
+        return {"mode": self.mode, "io": self.io, "per_tensor": self.per_tensor, "keep_float": list(self.keep_float),
                 "calibration": self.calibration, "signatures": list(self.signatures),
                 "preprocessing": {"color": pre.color, "resize": pre.resize, "value_range": pre.value_range,
                                   "mean": list(pre.mean) if pre.mean else None, "std": list(pre.std) if pre.std else None},

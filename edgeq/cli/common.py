@@ -1,0 +1,151 @@
+"""What every command shares: the Typer app, -v/-q, human output, one-line errors, progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from typing import Optional
+
+import typer
+
+import edgeq
+from edgeq.errors import EdgeqError
+from edgeq.escape import terminal
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Turn a trained TensorFlow/Keras model into a production INT8 TFLite model and prove it fits the edge.",
+)
+log = logging.getLogger("edgeq")
+state = {"verbose": False, "quiet": False}
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeq {edgeq.__version__}")
+        raise typer.Exit()
+
+
+VERBOSE = typer.Option(False, "-v", "--verbose", metavar="", help="Log details; show tracebacks and TensorFlow's own log.")
+QUIET = typer.Option(False, "-q", "--quiet", metavar="", help="Only errors (and the machine output asked for with --json).")
+
+
+@app.callback()
+def main(
+    verbose: bool = VERBOSE,
+    quiet: bool = QUIET,
+    version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, metavar="", help="Print the version."),
+) -> None:
+    state.update(verbose=False, quiet=False, json=False)  # a new invocation (tests run several in one process)
+    configure(verbose, quiet)
+
+
+def configure(verbose: bool, quiet: bool) -> None:
+    """-v / -q, before or after the command name: the later call only adds to the earlier one."""
+    verbose, quiet = verbose or state["verbose"], quiet or state["quiet"]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("edgeq: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
+    if verbose:  # TensorFlow's and absl's own Python logs, otherwise silent
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+    state.update(verbose=verbose, quiet=quiet)
+
+
+def command(target=None, name: str | None = None):
+    """`app.command()` that also takes -v/-q after the command name."""
+    import functools
+    import inspect
+
+    def register(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, verbose: bool = False, quiet: bool = False, **kwargs):
+            configure(verbose, quiet)
+            return fn(*args, **kwargs)
+
+        signature = inspect.signature(fn)
+        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation="bool")
+                 for n, d in (("verbose", VERBOSE), ("quiet", QUIET))]
+        wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
+        wrapper.__annotations__ = {**fn.__annotations__, "verbose": "bool", "quiet": "bool"}
+        return (target or app).command(name)(wrapper)
+
+    return register
+
+
+def say(text: str) -> None:
+    """Human output on stdout, which -q silences."""
+    if not state["quiet"]:
+        typer.echo(text)
+
+
+def fail(exc: EdgeqError) -> None:
+    if state["verbose"]:
+        import traceback
+
+        traceback.print_exception(exc)
+    typer.echo(f"edgeq: error: {terminal(exc)}", err=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def floats(value: Optional[str], option: str) -> Optional[tuple[float, ...]]:
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes comma-separated numbers, e.g. 127.5,127.5,127.5") from None
+
+
+@contextlib.contextmanager
+def progress_bar():
+    """A bar with samples/s and an ETA on an interactive terminal; nothing in CI, in pipes, with
+    -q or with --json."""
+    from edgeq.convert.isolation import STEP
+    from edgeq.progress import reporting
+
+    if not sys.stderr.isatty() or os.environ.get("CI") or state["quiet"] or state.get("json"):
+        with reporting(None):
+            yield
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    terminal_out = os.fdopen(os.dup(sys.stderr.fileno()), "w")  # the terminal, even while TensorFlow's fd 2 is captured
+    with terminal_out, Progress(*columns, transient=True, console=Console(file=terminal_out)) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(label: str, done: int, total: int | None) -> None:
+            if label.startswith(f"{STEP}:"):  # step markers name crashes; in-process steps (per-layer) draw nothing
+                return
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total, rate="")
+            task = bar.tasks[tasks[label]]
+            rate = f"{task.speed:.1f} samples/s" if task.speed else ""
+            bar.update(tasks[label], completed=done, total=total, rate=rate)
+
+        with reporting(update):
+            yield
+
+
+def key_values(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{option} takes key=value, got {value!r}")
+        pairs[key] = val
+    return pairs

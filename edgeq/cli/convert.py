@@ -1,0 +1,80 @@
+"""edgeq convert: a float model and samples in, a quantized .tflite and its manifest out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeq.cli.common import command, fail, floats, log, progress_bar, say, state
+from edgeq.errors import EdgeqError
+from edgeq.escape import terminal
+
+
+@command()
+def convert(
+    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file, SavedModel folder or float .tflite."),
+    output: Path = typer.Option(..., "--output", "-o", show_default=False, help="The .tflite to write (a .edgeq.json manifest goes beside it)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", show_default=False, help="Calibration samples: image folder, .npy or .npz."),
+    mode: str = typer.Option("int8", help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16."),
+    io: Optional[str] = typer.Option(None, "--io", show_default="int8 (int16 for int16x8)", help="Input/output type: int8 | uint8 | float32 (int16 for int16x8)."),
+    per_tensor: bool = typer.Option(False, "--per-tensor", metavar="", help="Per-tensor instead of per-channel weight scales."),
+    keep_float: list[str] = typer.Option([], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable)."),
+    samples: int = typer.Option(200, help="Calibration samples to use."),
+    seed: int = typer.Option(0, help="Seed of the sample shuffle."),
+    target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable)."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data", show_default=False, help="Held-out samples: search the fewest layers to keep in float that meet the budget below."),
+    max_drop: Optional[float] = typer.Option(None, show_default=False, help="Budget: top-1 drop at most PTS points (needs labels)."),
+    min_agreement: Optional[float] = typer.Option(None, show_default=False, help="Budget: INT8/float top-1 agreement at least FRAC."),
+    min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Budget: worst output SQNR at least DB."),
+    max_float_layers: Optional[int] = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
+    calibration: str = typer.Option("minmax", "--calibration", help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data)."),
+    allow_int16x8: bool = typer.Option(False, "--allow-int16x8", metavar="", help="Let the search try 16-bit activations (whole model) before float layers."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes; the result equals --jobs 1.", show_default="CPU cores"),
+    color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
+    resize: str = typer.Option("stretch", help="stretch | crop | pad."),
+    value_range: Optional[str] = typer.Option(None, "--range", show_default="0,1", help="Pixel range fed to the model: 0,1 (default) | -1,1 | 0,255."),
+    mean: Optional[str] = typer.Option(None, show_default=False, help="Per-channel mean subtracted from 0..255 pixels, e.g. 123.7,116.3,103.5."),
+    std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std dividing after --mean."),
+    signature: list[str] = typer.Option([], "--signature", help="SavedModel signature to convert (repeatable; 'all' for every one) [default: serving_default]."),
+    input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining the Keras model's custom classes (imported: it is your code)."),
+    trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Let Keras run the Python code of Lambda layers stored in the model file."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
+) -> None:
+    """Convert a float model (.keras/.h5, SavedModel or float .tflite) to a quantized .tflite, calibrated on real samples."""
+    from edgeq.convert.converter import ConvertOptions
+    from edgeq.convert.converter import convert as run_convert
+    from edgeq.convert.search import Budget
+    from edgeq.data.samples import Preprocessing
+
+    try:
+        options = ConvertOptions(
+            mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed, jobs=jobs, targets=tuple(target),
+            eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers, allow_int16x8=allow_int16x8,
+            budget=Budget(max_drop, min_agreement, min_sqnr) if any(v is not None for v in (max_drop, min_agreement, min_sqnr)) else None,
+            preprocessing=Preprocessing(color, resize, value_range, floats(mean, "--mean"), floats(std, "--std")),
+            signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape), force=force,
+            custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
+        )
+        state["json"] = as_json
+        with progress_bar():
+            result = run_convert(model, output, data, options, quiet_native=not state["verbose"])
+    except EdgeqError as exc:
+        fail(exc)
+    for warning in result.warnings:
+        log.warning(terminal(warning))
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        from edgeq.report.text import conversion_text
+
+        say(conversion_text(result))
+    if result.budget_met is False:
+        best = result.manifest["search"]["chosen"]
+        log.error(f"no mix within the bounds meets the budget; kept the best found ({best['k']} float layer(s): "
+                  f"{'; '.join(best['missed'])}) as {result.output}")
+        raise typer.Exit(1)

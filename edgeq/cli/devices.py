@@ -1,0 +1,70 @@
+"""edgeq devices: list, check and set up device profiles."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from edgeq.cli.common import app, command, fail, say, state
+from edgeq.errors import EdgeqError, UsageError
+from edgeq.escape import terminal
+
+devices_app = typer.Typer(help="Device profiles (devices/*.toml): list them, check one, set up ARM64 emulation.", invoke_without_command=True)
+app.add_typer(devices_app, name="devices")
+
+
+@devices_app.callback()
+def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only.")) -> None:
+    """List the device profiles."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from dataclasses import asdict
+
+    from edgeq.run.devices import list_profiles
+
+    profiles = list_profiles()
+    if as_json:
+        typer.echo(json.dumps([asdict(p) for p in profiles], indent=2))
+        return
+    for p in profiles:
+        say(terminal(f"{p.name:<28} {p.transport:<6} {p.address:<28} {p.description}"))
+        say(f"{'':<28} {terminal(p.path)}")
+
+
+@command(devices_app, "check")
+def devices_check(
+    name: str = typer.Argument(..., show_default=False, metavar="NAME", help="A profile name or a .toml path."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
+) -> None:
+    """Connect to a device and report OS, CPU architecture, ARM dot-product, runtime and delegates."""
+    from edgeq.run.devices import check, load_profile
+
+    try:
+        info = check(load_profile(name))
+    except EdgeqError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    delegates = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["delegates"].items()) or "none"
+    for label, value in (("device", f"{info['name']} ({info['transport']}, {info['address']})"), ("os", info["os"]),
+                         ("cpu", info["machine"]), ("dot-product", "yes (asimddp)" if info["asimddp"] else "no"),
+                         ("python", info["python"]), ("runtime", info["runtime"] or info.get("runtime_error")),
+                         ("delegates", delegates)):
+        say(terminal(f"{label:<12}{value}"))
+
+
+@command(devices_app, "setup")
+def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", metavar="NAME", help="An emulated profile (transport qemu).")) -> None:
+    """Build the ARM64 emulation (QEMU user mode, arm64 sysroot, aarch64 wheels) once into the cache."""
+    from edgeq.run.devices import load_profile
+    from edgeq.run.emulation import setup
+
+    try:
+        profile = load_profile(name)
+        if not profile.emulated:
+            raise UsageError(f"{profile.name} is a {profile.transport} device; setup builds emulated (qemu) ones")
+        setup(lambda line: state["quiet"] or typer.echo(line, err=True))
+    except EdgeqError as exc:
+        fail(exc)

@@ -1,0 +1,44 @@
+"""edgeq inspect: what is inside a .tflite, and which ops a target runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from edgeq.cli.common import command, fail, say
+from edgeq.errors import EdgeqError
+
+
+@command()
+def inspect(
+    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="A .tflite model."),
+    target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: predict which ops run there (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
+) -> None:
+    """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
+    from edgeq.targets import check_target
+    from edgeq.tflite.manifest import Recipe, manifest_mismatch
+    from edgeq.tflite.model import read_tflite
+    from edgeq.tflite.summary import summarize
+
+    try:
+        parsed = read_tflite(model)
+        summary = summarize(parsed)
+        reports = [check_target(parsed, t) for t in target]
+    except EdgeqError as exc:
+        fail(exc)
+    if as_json:
+        data = summary.to_dict()
+        recipe = Recipe.from_manifest(model) if manifest_mismatch(parsed) is None else None
+        data["recipe"] = recipe.to_json() if recipe else None
+        if reports:
+            data["targets"] = {r.target: r.to_dict() for r in reports}
+        typer.echo(json.dumps(data, indent=2))
+        return
+    from edgeq.report.text import summary_text, target_text
+
+    say(summary_text(summary))
+    for report in reports:
+        say(target_text(report))

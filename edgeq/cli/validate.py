@@ -1,0 +1,123 @@
+"""edgeq validate: the INT8 model against the float one, with gates; exit 1 when a gate fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeq.cli.common import (
+    command,
+    fail,
+    floats,
+    key_values,
+    log,
+    progress_bar,
+    say,
+    state,
+)
+from edgeq.errors import EdgeqError, UsageError
+from edgeq.escape import terminal
+
+
+@command()
+def validate(
+    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="The INT8 .tflite to validate."),
+    reference: Path = typer.Option(..., "--reference", "-r", show_default=False, help="The float model: .tflite, .keras/.h5 or SavedModel."),
+    data: Path = typer.Option(..., "--data", "-d", show_default=False, help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
+    delegate: str = typer.Option("xnnpack", help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled model)."),
+    delegate_library: Optional[str] = typer.Option(None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1."),
+    delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
+    threads: int = typer.Option(1, help="Interpreter threads for both models."),
+    warmup: int = typer.Option(10, help="Untimed invokes before timing."),
+    runs: int = typer.Option(100, help="Timed invokes."),
+    limit: Optional[int] = typer.Option(None, show_default=False, help="Use at most N samples."),
+    top_k: int = typer.Option(5, help="k of the top-k accuracy."),
+    color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="the manifest's, else the model's channels"),
+    resize: Optional[str] = typer.Option(None, show_default=False, help="stretch | crop | pad."),
+    value_range: Optional[str] = typer.Option(None, "--range", show_default="0,1", help="0,1 | -1,1 | 0,255."),
+    mean: Optional[str] = typer.Option(None, show_default=False, help="Per-channel mean."),
+    std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std."),
+    max_drop: Optional[float] = typer.Option(None, show_default=False, help="Gate: top-1 drop at most PTS points."),
+    min_agreement: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8/float top-1 agreement at least FRAC."),
+    min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Gate: every output's SQNR at least DB."),
+    max_latency_ms: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8 p50 latency at most MS."),
+    min_speedup: Optional[float] = typer.Option(None, show_default=False, help="Gate: float p50 / INT8 p50 at least X."),
+    target: list[str] = typer.Option([], "--target", "-t", show_default=False, help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present."),
+    device: list[str] = typer.Option([], "--device", help="Also run the INT8 model on this device profile (name in devices/ or a .toml path; repeatable)."),
+    compare_to: str = typer.Option("local", "--compare-to", help="Compare each device's raw INT8 outputs with this run: local (the only one)."),
+    per_layer: bool = typer.Option(False, "--per-layer", metavar="", help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference)."),
+    per_layer_samples: int = typer.Option(32, help="Samples the per-layer debugger runs."),
+    per_layer_csv: Optional[Path] = typer.Option(None, show_default=False, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", show_default=False, help="Write the results JSON to FILE."),
+    report_dir: Optional[Path] = typer.Option(None, "--report", show_default=False, help="Write report.md and report.html to DIR."),
+    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining a Keras reference's custom classes."),
+    trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Let Keras run the Python code of a Keras reference's Lambda layers."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
+) -> None:
+    """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
+    from edgeq.fileio import check_writable, write_files_atomically
+    from edgeq.validate.compare import ValidateOptions
+    from edgeq.validate.compare import validate as run_validate
+
+    gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
+                                    max_latency_ms=max_latency_ms, min_speedup=min_speedup).items() if v is not None}
+    outputs = {"json": json_out, "csv": per_layer_csv,
+               **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {})}
+    outputs = {k: v for k, v in outputs.items() if v is not None}
+    try:
+        if len(target) > 1:
+            raise UsageError(f"validate checks one --target per run (the Edge TPU one may run the model on it); "
+                             f"got {', '.join(target)}: run validate once per target")
+        if compare_to != "local":
+            raise UsageError(f"--compare-to {compare_to!r}: devices are compared with the local run; use local")
+        if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
+            raise UsageError(f"--report {report_dir}: is a file; --report names a folder for report.md and report.html")
+        for path in outputs.values():
+            if path.parent != report_dir or report_dir.is_dir():  # --report DIR is created on success
+                check_writable(path, force, [model, reference, data])
+        preprocessing = {"color": color, "resize": resize, "value_range": value_range, "mean": floats(mean, "--mean"),
+                         "std": floats(std, "--std")}
+        if delegate == "edgetpu":
+            delegate, delegate_library = "xnnpack", delegate_library or "libedgetpu.so.1"
+        options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
+                                  delegate_options=key_values(delegate_option, "--delegate-option"), threads=threads,
+                                  warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
+                                  per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples,
+                                  custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
+        state["json"] = False
+        with progress_bar():
+            result = run_validate(model, reference, data, options)
+    except EdgeqError as exc:
+        fail(exc)
+    for warning in result.warnings:
+        log.warning(terminal(warning))
+    if "json" in outputs:  # first: a rendering problem never loses a finished run
+        write_files_atomically({outputs["json"]: output_bytes("json", result)})
+    try:
+        if report_dir is not None:
+            report_dir.mkdir(parents=True, exist_ok=True)
+        write_files_atomically({path: output_bytes(kind, result) for kind, path in outputs.items() if kind != "json"})
+    except (EdgeqError, OSError) as exc:
+        kept = f"; the results are in {outputs['json']}" if "json" in outputs else ""
+        fail(EdgeqError(f"writing the reports failed ({exc}){kept}"))
+    from edgeq.report.text import validation_text
+
+    say(validation_text(result))
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def output_bytes(kind: str, result) -> bytes:
+    from edgeq.fileio import json_bytes
+
+    if kind == "json":
+        return json_bytes(result.to_json())
+    if kind == "csv":
+        from edgeq.convert.debugger import write_csv
+
+        return write_csv((result.per_layer or {}).get("layers") or [])
+    from edgeq.report.documents import render
+
+    return render(result, kind).encode()

@@ -1,0 +1,153 @@
+"""Unit tests of the shared modules and the search, with no TensorFlow and no model: the JSON
+codec of the typed records, the metrics, atomic writes, and the bisection over a fake evaluator."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from edgeq.convert.search import Budget, search
+from edgeq.errors import DataError, OutputExistsError, UsageError
+from edgeq.fileio import check_writable, write_files_atomically
+from edgeq.metrics import Scorer, speedup
+from edgeq.schema import from_json, to_json
+from edgeq.validate.results import Accuracy, DeviceResult, Latency, Timing, ValidationResult
+
+
+# -- schema: the typed records' JSON -----------------------------------------------------------
+
+def test_from_json_names_the_key_of_a_wrong_type():
+    with pytest.raises(DataError, match=r"r\.latency\.int8_ms\.p50: expected an integer or a number, got str"):
+        from_json(ValidationResult, {"model": "m", "reference": "r", "passed": True, "latency": {"int8_ms": {"p50": "1"}}}, "r")
+    with pytest.raises(DataError, match=r"r\.devices\[0\]: missing key 'transport'"):
+        from_json(ValidationResult, {"model": "m", "reference": "r", "passed": True, "devices": [{"name": "pi"}]}, "r")
+    with pytest.raises(DataError, match="expected true/false, got int"):
+        from_json(ValidationResult, {"model": "m", "reference": "r", "passed": 1}, "r")
+
+
+def test_records_round_trip_and_optional_fields_take_defaults():
+    record = ValidationResult("m", "r", True, accuracy=Accuracy(agreement=0.5), latency=Latency(int8_ms=Timing(p50=1.0, samples=(1.0, 2.0))),
+                              devices=(DeviceResult("pi", "ssh"),), warnings=("w",))
+    data = to_json(record)
+    assert data["latency"]["int8_ms"]["samples"] == [1.0, 2.0] and data["warnings"] == ["w"]
+    assert from_json(ValidationResult, data, "r") == record
+    assert from_json(ValidationResult, {"model": "m", "reference": "r", "passed": False}, "r").accuracy == Accuracy()
+
+
+def test_a_newer_major_schema_is_refused():
+    with pytest.raises(DataError, match="newer edgeq"):
+        ValidationResult.from_json({"model": "m", "reference": "r", "passed": True, "schema_version": "2.0"})
+
+
+def test_a_1_1_results_file_reads_with_gate_status_and_device_capabilities():
+    old = {"schema_version": "1.1", "model": "m", "reference": "r", "passed": True,
+           "gates": [{"name": "min_sqnr", "description": "d", "limit": 1, "value": 3, "passed": True}],
+           "devices": [{"name": "phone", "transport": "adb", "runtime": "benchmark_model", "gates": []}]}
+    result = ValidationResult.from_json(old)
+    assert result.gates[0].status == "passed" and not result.devices[0].capabilities.scores_outputs
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+def test_sqnr_agreement_and_top1_on_known_arrays():
+    scorer = Scorer(["out"], classify=True, top_k=2)
+    reference = np.array([[1.0, 3.0, 2.0]], np.float32)
+    scorer.add([reference], [reference + np.array([[0.1, -0.1, 0.0]], np.float32)], label=1)
+    scorer.add([reference], [np.array([[3.0, 1.0, 2.0]], np.float32)], label=1)
+    result = scorer.result()
+    acc = result["accuracy"]
+    assert acc["agreement"] == 0.5 and acc["float_top1"] == 1.0 and acc["int8_top1"] == 0.5 and acc["top1_drop_pts"] == 50.0
+    signal, noise = 2 * (1 + 9 + 4), (0.01 + 0.01) + (4 + 4 + 0)
+    assert result["worst_sqnr_db"] == pytest.approx(10 * math.log10(signal / noise), abs=1e-3)
+
+
+def test_speedup_is_a_ratio_of_p50s_and_none_without_them():
+    assert speedup(3.0, 1.5) == 2.0 and speedup(None, 1.0) is None and speedup(1.0, 0.0) is None
+
+
+# -- fileio ----------------------------------------------------------------------------------
+
+def test_atomic_write_refuses_an_existing_file_and_leaves_no_temporary(tmp_path):
+    taken = tmp_path / "a.tflite"
+    taken.write_bytes(b"old")
+    with pytest.raises(OutputExistsError):
+        write_files_atomically({tmp_path / "b.json": b"{}", taken: b"new"}, force=False)
+    assert taken.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["a.tflite"]
+    write_files_atomically({tmp_path / "b.json": b"{}", taken: b"new"}, force=True)
+    assert taken.read_bytes() == b"new" and (tmp_path / "b.json").read_bytes() == b"{}"
+
+
+def test_check_writable_protects_inputs_and_needs_the_folder(tmp_path):
+    source = tmp_path / "m.keras"
+    source.write_bytes(b"x")
+    with pytest.raises(UsageError, match="overwrite an input"):
+        check_writable(source, True, [source])
+    with pytest.raises(UsageError, match="no such folder"):
+        check_writable(tmp_path / "missing" / "m.tflite", False)
+
+
+# -- the search, over a fake evaluator --------------------------------------------------------
+
+@dataclass
+class FakeEvaluator:
+    """`meets(k)`: whether k float layers meet the budget; counts what the search evaluates."""
+
+    meets: callable
+    budget: Budget = field(default_factory=lambda: Budget(min_sqnr=30.0))
+    samples: list = field(default_factory=lambda: [0] * 8)
+    evaluated: list = field(default_factory=list)
+
+    def evaluate(self, model: bytes, float_layers: list[str], kind: str = "int8") -> dict:
+        k = len(float_layers)
+        self.evaluated.append((kind, k))
+        ok = self.meets(k) if kind == "int8" else False
+        return {"kind": kind, "float_layers": float_layers, "k": k, "size_bytes": len(model), "meets": ok,
+                "missed": [] if ok else ["SQNR"], "quality": float(k), "top1_drop_pts": None, "agreement": None,
+                "worst_sqnr_db": 20.0 + k}
+
+
+LAYERS = [{"node": f"layer{i}"} for i in range(10)]
+
+
+def _run(meets, max_float_layers=None, int16x8=None):
+    evaluator = FakeEvaluator(meets)
+    model, record = search(evaluator, b"k0", lambda: LAYERS, lambda nodes: f"k{len(nodes)}".encode(), max_float_layers, int16x8)
+    return evaluator, model, record
+
+
+@pytest.mark.parametrize("threshold", [1, 3, 7, 10])
+def test_bisection_finds_the_fewest_float_layers_of_a_monotone_budget(threshold):
+    evaluator, model, record = _run(lambda k: k >= threshold)
+    assert model == f"k{threshold}".encode() and record["chosen"]["k"] == threshold and record["met"]
+    assert record["evaluations"] <= record["max_evaluations"]
+
+
+def test_full_int8_meeting_the_budget_evaluates_once_and_never_ranks():
+    ranked = []
+    evaluator = FakeEvaluator(lambda k: True)
+    model, record = search(evaluator, b"k0", lambda: ranked.append(1) or LAYERS, lambda n: b"x", None)
+    assert model == b"k0" and evaluator.evaluated == [("int8", 0)] and not ranked
+
+
+def test_a_budget_no_mix_meets_keeps_the_best_effort_within_the_bound():
+    evaluator, model, record = _run(lambda k: False, max_float_layers=4)
+    assert not record["met"] and evaluator.evaluated == [("int8", 0), ("int8", 4)]
+    assert model == b"k4"  # the best quality among what was evaluated
+
+
+def test_non_monotone_budget_still_returns_a_mix_that_meets_it():
+    """Meets at k=3 and k>=8 only: bisection may not find the smallest, but what it returns meets."""
+    meets = lambda k: k == 3 or k >= 8  # noqa: E731
+    evaluator, model, record = _run(meets)
+    assert record["met"] and meets(record["chosen"]["k"]) and model == f"k{record['chosen']['k']}".encode()
+    assert record["evaluations"] <= record["max_evaluations"]
+
+
+def test_int16x8_is_tried_before_float_layers_when_allowed():
+    evaluator, model, record = _run(lambda k: k >= 2, int16x8=lambda: b"wide")
+    assert evaluator.evaluated[:2] == [("int8", 0), ("int16x8", 0)]
+    assert record["chosen"]["k"] == 2
