@@ -93,11 +93,11 @@ def data(shape: tuple[int, ...], n: int, seed: int, path: Path, scale: tuple[flo
 
 
 def measure(name: str) -> dict:
-    from edgeq.convert.converter import convert
+    from edgeq.conversion.converter import convert
     from edgeq.errors import EdgeqError
     from edgeq.targets import check_target
     from edgeq.tflite.model import read_tflite
-    from edgeq.validate.compare import validate
+    from edgeq.validation.compare import validate
 
     model, source, shape = build(name)
     scale = (0.0, 255.0) if name in RAW_PIXELS else (-1.0, 1.0) if name in APPS else None

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeq.errors import DataError, UsageError
-from edgeq.validate.results import ValidationResult
+from edgeq.validation.results import ValidationResult
 
 
 @dataclass(frozen=True)
@@ -46,21 +46,25 @@ class Validated:
 def convert(source: Any, data: Any = None, output: str | Path | None = None, **options: Any) -> Converted:
     """Quantize `source` (path, keras.Model, tf.Module, concrete function) calibrated on `data`
     (path, array, dict of arrays, or iterable of samples). `options` are those of edgeq convert."""
-    from edgeq.convert.converter import convert as run
+    from edgeq.conversion.converter import convert as convert_and_save
+    from edgeq.conversion.converter import quantize_model
 
+    force = bool(options.pop("force", False))
     with tempfile.TemporaryDirectory(prefix="edgeq-api-") as scratch:
         folder = Path(scratch)
-        target = Path(output) if output is not None else folder / "model_int8.tflite"
-        result = run(_as_path(source, folder), target, _data_path(data, folder), **options)
-        return Converted(result.output.read_bytes(), result.manifest, list(result.warnings),
-                         result.output if output is not None else None, result.budget_met)
+        source_path, data_path = _as_path(source, folder), _data_path(data, folder)
+        if output is not None:
+            saved = convert_and_save(source_path, output, data_path, force=force, **options)
+            return Converted(saved.output.read_bytes(), saved.manifest, list(saved.warnings), saved.output, saved.budget_met)
+        result = quantize_model(source_path, data_path, **options)
+        return Converted(result.model, result.manifest, list(result.warnings), None, result.budget_met)
 
 
 def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated:
     """Compare `model` (path or .tflite bytes) with `reference` on `data`; `options` are those of
     edgeq validate (gates as max_drop=..., min_sqnr=...)."""
     from edgeq.gates import GATES
-    from edgeq.validate.compare import validate as run
+    from edgeq.validation.compare import validate as run
 
     gates = {k: options.pop(k) for k in list(options) if k in GATES}
     with tempfile.TemporaryDirectory(prefix="edgeq-api-") as scratch:
@@ -79,7 +83,7 @@ def _as_path(source: Any, folder: Path) -> Path:
     if isinstance(source, (bytes, bytearray)):
         (folder / "source.tflite").write_bytes(source)
         return folder / "source.tflite"
-    from edgeq.convert.source import export_in_memory
+    from edgeq.conversion.source import export_in_memory
 
     return export_in_memory(source, folder / "source_saved_model")
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 EXACT_DB = 100.0  # above this a layer only moves values (RESHAPE, MAX_POOL_2D): no quantization error
 
 

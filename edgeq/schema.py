@@ -92,7 +92,7 @@ SEARCH = {
     "notes": optional([str]),
 }
 
-RESULTS = {  # the sections of a results file that other modules own; edgeq.validate.results types the rest
+RESULTS = {  # the sections of a results file that other modules own; edgeq.validation.results types the rest
     "conversion_search": optional(SEARCH),
     "per_layer": optional({"ranked_by": str, "calibration": str, "debug_samples": int,
                            "layers": [{"rank": int, "tensor_name": str, "op_type": str, "sqnr_db": optional(NUM),

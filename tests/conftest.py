@@ -178,7 +178,7 @@ def cnn_h5(cnn_keras, models_dir) -> Path:
 @pytest.fixture(scope="session")
 def cnn_int8(cnn_keras, digits_calib, tmp_path_factory):
     """The CNN converted once with defaults (strict int8, int8 I/O) from the PNG folder."""
-    from edgeq.convert.converter import convert
+    from edgeq.conversion.converter import convert
 
     out = tmp_path_factory.mktemp("cnn_int8") / "cnn_int8.tflite"
     return convert(cnn_keras, out, digits_calib, samples=64)
@@ -190,14 +190,14 @@ def trained(tmp_path_factory, digits_calib):
     sys.path.insert(0, str(ROOT / "demo"))
     from train_digits import train
 
-    from edgeq.convert.converter import convert
+    from edgeq.conversion.converter import convert
 
     folder = tmp_path_factory.mktemp("trained")
     keras_path = folder / "digits.keras"
     train(keras_path, epochs=6)
     int8 = convert(keras_path, folder / "digits_int8.tflite", digits_calib, samples=200).output
     float_path = folder / "digits_float.tflite"
-    from edgeq.convert.source import load_source
+    from edgeq.conversion.source import load_source
 
     float_path.write_bytes(load_source(keras_path).make_converter().convert())
     return keras_path, int8, float_path

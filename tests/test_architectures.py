@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.convert.converter import convert
-from edgeq.validate.compare import validate
+from edgeq.conversion.converter import convert
+from edgeq.validation.compare import validate
 
 pytestmark = pytest.mark.tf
 
@@ -49,7 +49,7 @@ def features(tmp_path_factory):
 def test_recurrent_keyword_spotter_converts_to_strict_int8(kind, models_dir, features, tmp_path):
     import keras
 
-    from edgeq.convert.rewrites import unrolled
+    from edgeq.conversion.rewrites import unrolled
 
     source = _kws(models_dir, kind)
     original = keras.models.load_model(source)

@@ -4,10 +4,14 @@ import sys
 
 import pytest
 
-from edgeq.convert.calibration import ParallelCalibrator, read_ranges, wrapper_library
-from edgeq.convert.converter import convert
-from edgeq.errors import ConversionError
+from edgeq.conversion.calibration import (
+    ParallelCalibrator,
+    read_ranges,
+    wrapper_library,
+)
+from edgeq.conversion.converter import convert
 from edgeq.data.samples import InputSpec, open_samples
+from edgeq.errors import ConversionError
 from edgeq.tflite.model import parse_tflite
 
 

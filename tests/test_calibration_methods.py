@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from edgeq.convert.converter import convert
-from edgeq.convert.search import Budget
-from edgeq.validate.compare import validate
+from edgeq.conversion.converter import convert
+from edgeq.conversion.search import Budget
+from edgeq.validation.compare import validate
 
 pytestmark = pytest.mark.tf
 METHODS = ("percentile", "mse", "entropy")
@@ -79,11 +79,11 @@ def test_auto_search_stops_at_the_method_that_meets_the_budget(outlier_runs, cnn
 
 
 def test_parallel_histograms_equal_serial_ones(outlier_keras, digits_calib, tmp_path):
-    from edgeq.convert.calibration import read_ranges
-    from edgeq.convert.converter import ConvertOptions, calibrate
-    from edgeq.convert.ranges import histograms, histograms_parallel
+    from edgeq.conversion.calibration import read_ranges
+    from edgeq.conversion.converter import ConvertOptions, calibrate
+    from edgeq.conversion.ranges import histograms, histograms_parallel
+    from edgeq.conversion.source import load_source
     from edgeq.data.samples import open_samples
-    from edgeq.convert.source import load_source
 
     source = load_source(outlier_keras)
     samples = list(open_samples(digits_calib, source.specs, limit=24))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeq.convert.converter import convert
+from edgeq.conversion.converter import convert
 from edgeq.tflite.model import read_tflite
 from tests.conftest import digits_images
 

@@ -17,7 +17,7 @@ import pytest
 from prerequisites import require
 
 from edgeq.run.devices import Profile, load_profile, parse_benchmark_model
-from edgeq.validate.compare import validate
+from edgeq.validation.compare import validate
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 FIXTURES = Path(__file__).parent / "fixtures" / "benchmark_model"

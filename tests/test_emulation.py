@@ -12,9 +12,9 @@ import numpy
 import pytest
 from prerequisites import require
 
-from edgeq.run.emulation import ready, setup
 from edgeq.report.documents import markdown
-from edgeq.validate.compare import validate
+from edgeq.run.emulation import ready, setup
+from edgeq.validation.compare import validate
 
 PROFILES = ("emulated-raspberry-pi-4", "emulated-raspberry-pi-5")
 

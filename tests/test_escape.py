@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from edgeq.escape import md, terminal
 from edgeq.report.documents import html_page, markdown
-from edgeq.validate.results import ValidationResult
+from edgeq.validation.results import ValidationResult
 
 EVIL = "x\n## ✅ PASSED\n![pixel](https://evil.example/p.png)<script>alert(1)</script>\x1b[2J\x1b]0;owned\x07|"
 
 
 def _results(cnn_int8_path, digits_val) -> dict:
-    from edgeq.validate.compare import validate
+    from edgeq.validation.compare import validate
 
     return validate(cnn_int8_path, cnn_int8_path, digits_val, runs=2, warmup=0)
 

@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from edgeq.convert.converter import convert
-from edgeq.errors import UsageError
+from edgeq.conversion.converter import convert
 from edgeq.data.samples import Preprocessing
+from edgeq.errors import UsageError
 
 pytestmark = pytest.mark.tf
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from edgeq.errors import ModelError
-from edgeq.tflite.summary import summarize
 from edgeq.targets import TARGETS, check_target
 from edgeq.tflite.model import parse_tflite
+from edgeq.tflite.summary import summarize
 
 CASES = 600
 

@@ -11,7 +11,7 @@ from edgeq.errors import UsageError
 from edgeq.gates import Figures, evaluate, passed
 from edgeq.run.devices import Profile, parse_benchmark_model
 from edgeq.run.runner import BenchmarkModelRunner, Measurement
-from edgeq.validate.devices import device_result
+from edgeq.validation.devices import device_result
 
 RECORDED = Path(__file__).parent / "fixtures" / "benchmark_model" / "android_logcat_percentiles.txt"
 
@@ -38,7 +38,7 @@ def test_accuracy_gates_are_not_applicable_to_a_latency_only_runner():
 
 
 def test_unknown_gate_is_a_usage_error():
-    from edgeq.validate.compare import ValidateOptions
+    from edgeq.validation.compare import ValidateOptions
 
     with pytest.raises(UsageError, match="unknown gate"):
         ValidateOptions(gates={"max_dorp": 1.0})

@@ -1,6 +1,6 @@
 """The package's dependency rule, checked on the import graph of edgeq/ (every import, also the
 ones inside functions): lower stages never import higher ones, nothing imports the CLI, only
-convert/ imports TensorFlow, no import cycle, no private name imported from another module."""
+conversion/ imports TensorFlow, no import cycle, no private name imported from another module."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "edgeq"
 # stage -> rank; top-level modules (errors, schema, metrics, ...) are the shared core, rank 0
-STAGES = {"data": 1, "tflite": 2, "targets": 3, "run": 4, "convert": 5, "validate": 6, "report": 7, "api": 8, "cli": 9}
+STAGES = {"data": 1, "tflite": 2, "targets": 3, "run": 4, "conversion": 5, "validation": 6, "report": 7, "api": 8, "cli": 9}
 TENSORFLOW = ("tensorflow", "keras", "tf_keras")
 
 
@@ -68,7 +68,7 @@ def test_lower_stages_never_import_higher_ones_and_nothing_imports_the_cli():
 def test_only_convert_imports_tensorflow():
     known = set(modules())
     wrong = [f"{name}:{line} imports {m}" for name, path in modules().items() for m, _, line in imports(path, known)
-             if m.split(".")[0] in TENSORFLOW and not name.startswith("edgeq.convert")]
+             if m.split(".")[0] in TENSORFLOW and not name.startswith("edgeq.conversion")]
     assert not wrong
 
 
@@ -101,8 +101,8 @@ def test_no_import_cycle():
     assert not cycles
 
 
-@pytest.mark.parametrize("importer, imported", [("tflite/model.py", "edgeq.convert.converter"),
-                                                ("run/litert.py", "edgeq.validate.compare"),
+@pytest.mark.parametrize("importer, imported", [("tflite/model.py", "edgeq.conversion.converter"),
+                                                ("run/litert.py", "edgeq.validation.compare"),
                                                 ("report/text.py", "edgeq.cli")])
 def test_the_rule_catches_an_upward_import(importer, imported, tmp_path):
     """The check is not vacuous: the same code finds an upward import planted in a copy of the tree."""

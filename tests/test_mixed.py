@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from edgeq.convert.converter import convert
-from edgeq.convert.search import Budget
+from edgeq.conversion.converter import convert
+from edgeq.conversion.search import Budget
 from edgeq.tflite.model import read_tflite
 
 

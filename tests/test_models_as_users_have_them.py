@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.convert.converter import convert
+from edgeq.conversion.converter import convert
 from edgeq.tflite.model import read_tflite
-from edgeq.validate.compare import validate
+from edgeq.validation.compare import validate
 
 pytestmark = pytest.mark.tf
 ROOT = Path(__file__).resolve().parent.parent

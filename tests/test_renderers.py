@@ -16,8 +16,8 @@ from edgeq.report.documents import html_page, markdown
 from edgeq.report.text import validation_text
 from edgeq.run.devices import Profile, parse_benchmark_model
 from edgeq.run.runner import BenchmarkModelRunner, Measurement
-from edgeq.validate.devices import device_result
-from edgeq.validate.results import ValidationResult
+from edgeq.validation.devices import device_result
+from edgeq.validation.results import ValidationResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GATES = {"max_drop": 0.5, "min_speedup": 0.1}

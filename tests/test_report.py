@@ -11,10 +11,10 @@ import re
 import numpy as np
 import pytest
 
-from edgeq.convert.converter import convert
+from edgeq.conversion.converter import convert
 from edgeq.report.documents import html_page, markdown
-from edgeq.validate.compare import validate
-from edgeq.validate.results import ValidationResult
+from edgeq.validation.compare import validate
+from edgeq.validation.results import ValidationResult
 from tests.conftest import digits_images
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeq.errors import DataError, UsageError
 from edgeq.data.samples import Audit, InputSpec, Preprocessing, open_samples
+from edgeq.errors import DataError, UsageError
 
 GRAY = [InputSpec("image", (1, 8, 8, 1))]
 

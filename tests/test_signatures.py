@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.convert.converter import convert
-from edgeq.validate.compare import validate
+from edgeq.conversion.converter import convert
+from edgeq.validation.compare import validate
 
 pytestmark = pytest.mark.tf
 

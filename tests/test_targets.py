@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.convert.converter import convert
-from edgeq.targets.edgetpu_toolchain import compare, parse_compiler_output
+from edgeq.conversion.converter import convert
 from edgeq.run.litert import LiteRTRunner
 from edgeq.targets import check_target
+from edgeq.targets.edgetpu_toolchain import compare, parse_compiler_output
 from edgeq.tflite.model import read_tflite
-from edgeq.validate.compare import validate
+from edgeq.validation.compare import validate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "edgetpu"
 

@@ -10,13 +10,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from edgeq.convert.search import Budget, search
+from edgeq.conversion.search import Budget, search
 from edgeq.errors import DataError, OutputExistsError, UsageError
 from edgeq.fileio import check_writable, write_files_atomically
 from edgeq.metrics import Scorer, speedup
 from edgeq.schema import from_json, to_json
-from edgeq.validate.results import Accuracy, DeviceResult, Latency, Timing, ValidationResult
-
+from edgeq.validation.results import (
+    Accuracy,
+    DeviceResult,
+    Latency,
+    Timing,
+    ValidationResult,
+)
 
 # -- schema: the typed records' JSON -----------------------------------------------------------
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeq.run.litert import LiteRTRunner, to_float, to_model_dtype
-from edgeq.validate.compare import validate
+from edgeq.validation.compare import validate
 
 REQUIRED = [
     "model", "reference", "size.float_bytes", "size.int8_bytes", "size.ratio", "accuracy.float_top1",

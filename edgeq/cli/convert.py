@@ -46,9 +46,9 @@ def convert(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
 ) -> None:
     """Convert a float model (.keras/.h5, SavedModel or float .tflite) to a quantized .tflite, calibrated on real samples."""
-    from edgeq.convert.converter import ConvertOptions
-    from edgeq.convert.converter import convert as run_convert
-    from edgeq.convert.search import Budget
+    from edgeq.conversion.converter import ConvertOptions
+    from edgeq.conversion.converter import convert as run_convert
+    from edgeq.conversion.search import Budget
     from edgeq.data.samples import Preprocessing
 
     try:
@@ -57,12 +57,12 @@ def convert(
             eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers, allow_int16x8=allow_int16x8,
             budget=Budget(max_drop, min_agreement, min_sqnr) if any(v is not None for v in (max_drop, min_agreement, min_sqnr)) else None,
             preprocessing=Preprocessing(color, resize, value_range, floats(mean, "--mean"), floats(std, "--std")),
-            signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape), force=force,
+            signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape),
             custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
         )
         state["json"] = as_json
         with progress_bar():
-            result = run_convert(model, output, data, options, quiet_native=not state["verbose"])
+            result = run_convert(model, output, data, options, quiet_native=not state["verbose"], force=force)
     except EdgeqError as exc:
         fail(exc)
     for warning in result.warnings:

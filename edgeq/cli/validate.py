@@ -58,8 +58,8 @@ def validate(
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
     from edgeq.fileio import check_writable, write_files_atomically
-    from edgeq.validate.compare import ValidateOptions
-    from edgeq.validate.compare import validate as run_validate
+    from edgeq.validation.compare import ValidateOptions
+    from edgeq.validation.compare import validate as run_validate
 
     gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
                                     max_latency_ms=max_latency_ms, min_speedup=min_speedup).items() if v is not None}
@@ -115,7 +115,7 @@ def output_bytes(kind: str, result) -> bytes:
     if kind == "json":
         return json_bytes(result.to_json())
     if kind == "csv":
-        from edgeq.convert.debugger import write_csv
+        from edgeq.conversion.debugger import write_csv
 
         return write_csv((result.per_layer or {}).get("layers") or [])
     from edgeq.report.documents import render

@@ -12,14 +12,14 @@ from pathlib import Path
 
 from edgeq.errors import DataError
 from edgeq.escape import html_text, md
+from edgeq.gates import GateResult
+from edgeq.metrics import EXACT_DB
 from edgeq.report.text import evaluations, short_name
 from edgeq.schema import RESULTS, check, check_version
 from edgeq.units import gate_figure, gate_status
 from edgeq.units import percent as pct
 from edgeq.units import size as kib
-from edgeq.gates import GateResult
-from edgeq.metrics import EXACT_DB
-from edgeq.validate.results import ValidationResult
+from edgeq.validation.results import ValidationResult
 
 LAYERS_SHOWN = 10
 

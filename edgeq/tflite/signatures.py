@@ -29,8 +29,8 @@ def _plain(name: str) -> str:
 
 def with_signatures(model: bytes, specs: list[SignatureSpec]) -> bytes:
     """`model` (one subgraph) with `specs` as its SignatureDefs, tensors found by name."""
-    from ai_edge_litert import schema_py_generated as schema
     import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
 
     root = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     graph = root.subgraphs[0]

@@ -13,6 +13,7 @@ from typing import Any
 from edgeq.tflite.manifest import manifest_for, manifest_mismatch, read_manifest
 from edgeq.tflite.model import Tensor, TfliteModel, read_tflite
 
+
 @dataclass(frozen=True)
 class TensorInfo:
     """What app code needs to feed or read a tensor: real = scale * (q - zero_point)."""

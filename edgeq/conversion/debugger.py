@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.errors import AnalysisError, UsageError
-from edgeq.tflite.manifest import Recipe, manifest_part
-from edgeq.schema import NUM, optional
-from edgeq.native import captured_native_stderr
 from edgeq.data.samples import InputSpec, open_samples
+from edgeq.errors import AnalysisError, UsageError
+from edgeq.native import captured_native_stderr
+from edgeq.schema import NUM, optional
+from edgeq.tflite.manifest import Recipe, manifest_part
 
 CSV_FIELDS = ("rank", "op_type", "tensor_name", "scale", "zero_point", "sqnr_db", "rmse", "mean_error",
               "max_abs_error", "rmse_lsb", "max_abs_error_lsb", "range_ratio", "clipped_fraction")
@@ -37,9 +37,14 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
                      signature: str = "serving_default", custom_objects: str | None = None,
                      trust_model: bool = False) -> dict[str, Any]:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
-    from edgeq.convert.quantize import RangeChooser, calibrate, quantize, resolve_keep_float
-    from edgeq.convert.ranges import Method
-    from edgeq.convert.source import KerasCode, load_source
+    from edgeq.conversion.quantize import (
+        RangeChooser,
+        calibrate,
+        quantize,
+        resolve_keep_float,
+    )
+    from edgeq.conversion.ranges import Method
+    from edgeq.conversion.source import KerasCode, load_source
     from edgeq.tflite.model import parse_tflite
 
     recipe = Recipe.from_manifest(model) or Recipe(signatures=(signature,))
@@ -119,7 +124,7 @@ def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[di
             quant_debug_model_content=debug_model, debug_dataset=lambda: iter(feeds), debug_options=options)
         debugger.run()
     except (ValueError, RuntimeError) as exc:
-        from edgeq.convert.source import first_line
+        from edgeq.conversion.source import first_line
 
         raise AnalysisError(f"TensorFlow's QuantizationDebugger failed on the debug model: {first_line(exc)}") from exc
     dump = io.StringIO()

@@ -16,7 +16,29 @@ from pathlib import Path
 from typing import Any
 
 import edgeq
-from edgeq.convert.calibration import ParallelCalibrator, default_jobs
+from edgeq.conversion.calibration import ParallelCalibrator, default_jobs
+from edgeq.conversion.isolation import run_isolated, step
+from edgeq.conversion.quantize import (
+    RangeChooser,
+    calibrate,
+    keyed,
+    not_kept,
+    one_step,
+    quantize,
+    resolve_keep_float,
+    tf_type,
+)
+from edgeq.conversion.ranges import Method
+from edgeq.conversion.search import Budget
+from edgeq.conversion.source import KerasCode, first_line, has_fake_quant, load_source
+from edgeq.data.samples import (
+    ArraySource,
+    Audit,
+    ImageFolder,
+    InputSpec,
+    Preprocessing,
+    open_samples,
+)
 from edgeq.errors import ConversionError, DataError, EdgeqError, ModelError, UsageError
 from edgeq.fileio import (
     check_writable,
@@ -25,20 +47,14 @@ from edgeq.fileio import (
     size_of,
     write_files_atomically,
 )
-from edgeq.tflite.summary import ModelSummary, manifest_for, summarize
-from edgeq.convert.search import Budget
 from edgeq.native import captured_native_stderr
-from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec, Preprocessing, open_samples
-from edgeq.convert.isolation import run_isolated, step
 from edgeq.progress import counted
-from edgeq.convert.ranges import Method
 from edgeq.schema import SCHEMA_VERSION
-from edgeq.tflite.signatures import calibrator_order
-from edgeq.convert.source import KerasCode, first_line, has_fake_quant, load_source
 from edgeq.targets import TARGETS, check_target
 from edgeq.tflite.manifest import IO_TYPES, Recipe
 from edgeq.tflite.model import TfliteModel, parse_tflite
-from edgeq.convert.quantize import RangeChooser, calibrate, keyed, not_kept, one_step, quantize, resolve_keep_float, tf_type
+from edgeq.tflite.signatures import calibrator_order
+from edgeq.tflite.summary import ModelSummary, manifest_for, summarize
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +76,6 @@ class ConvertOptions:
     custom_objects: str | None = None  # a .py with the Keras model's custom classes
     trust_model: bool = False  # let Keras run the Python code of Lambda layers
     input_shapes: tuple[str, ...] = ()
-    force: bool = False
     jobs: int | None = None  # calibration processes; default: the CPU cores available
     targets: tuple[str, ...] = ()  # edgetpu | nnapi | xnnpack: warn about ops that will not run there
     eval_data: str | None = None  # with a budget: search the fewest float layers that meet it
@@ -126,6 +141,35 @@ class ConversionResult:
         return {"output": str(self.output), "manifest_path": str(self.manifest_path), **self.manifest}
 
 
+@dataclass(frozen=True)
+class Conversion:
+    """A quantized model and its manifest, in memory: nothing is written until `save`."""
+
+    model: bytes
+    manifest: dict[str, Any]
+    warnings: list[str]
+    budget_met: bool | None = None
+
+    def destination(self, output: Path) -> Path:
+        """Where `save(output)` writes: a model that misses its budget is named best-effort."""
+        if self.budget_met is False:
+            return output.with_name(output.name.removesuffix(".tflite") + ".best-effort.tflite")
+        return output
+
+    def save(self, output: str | Path, force: bool = False, protected: list[Path] = ()) -> ConversionResult:
+        """Write the model and `<model>.edgeq.json` together, atomically; existing files only with `force`."""
+        output = self.destination(Path(output))
+        if output.suffix != ".tflite":
+            raise UsageError(f"{output}: --output must end in .tflite")
+        manifest_path = manifest_for(output)
+        for path in (output, manifest_path):
+            check_writable(path, force, list(protected))
+        manifest = {**self.manifest, "output": output.name}
+        write_files_atomically({output: self.model, manifest_path: json_bytes(manifest)}, force)
+        return ConversionResult(output, manifest_path, manifest, summarize(parse_tflite(self.model, output), manifest),
+                                self.warnings, self.budget_met)
+
+
 def convert(
     model: str | Path,
     output: str | Path,
@@ -133,21 +177,35 @@ def convert(
     options: ConvertOptions | None = None,
     quiet_native: bool = True,
     isolated: bool = True,
+    force: bool = False,
     **option_values: Any,
 ) -> ConversionResult:
-    """Convert `model` to `output` (.tflite) and write the manifest `<output>.edgeq.json` beside it.
+    """Convert `model` and save it to `output` (.tflite) with its manifest beside it; the outputs
+    are checked before the (long) conversion, and written together at the end."""
+    model, output = Path(model), Path(output)
+    inputs = [model] + ([Path(data)] if data is not None else [])
+    if output.suffix != ".tflite":
+        raise UsageError(f"{output}: --output must end in .tflite")
+    for path in (output, manifest_for(output)):
+        check_writable(path, force, inputs)
+    return quantize_model(model, data, options, quiet_native, isolated, **option_values).save(output, force, inputs)
+
+
+def quantize_model(
+    model: str | Path,
+    data: str | Path | None = None,
+    options: ConvertOptions | None = None,
+    quiet_native: bool = True,
+    isolated: bool = True,
+    **option_values: Any,
+) -> Conversion:
+    """The quantized model of `model` calibrated on `data`, and its manifest; writes nothing.
 
     `isolated`: TensorFlow's native steps run in a child process, so a crash there is a
     ConversionError, not the end of the caller's process (and this process never imports TensorFlow).
     """
     options = options or ConvertOptions(**option_values)
-    model, output = Path(model), Path(output)
-    manifest_path = manifest_for(output)
-    inputs = [model] + ([Path(data)] if data is not None else [])
-    if output.suffix != ".tflite":
-        raise UsageError(f"{output}: --output must end in .tflite")
-    check_writable(output, options.force, inputs)
-    check_writable(manifest_path, options.force, inputs)
+    model = Path(model)
     if options.mode in CALIBRATED_MODES and data is None and not has_fake_quant(model):
         raise UsageError(f"--mode {options.mode} calibrates on real samples; pass --data DIR|FILE.npy|FILE.npz")
     ignored = [] if options.mode in CALIBRATED_MODES else [
@@ -167,13 +225,8 @@ def convert(
             detail = native.last_error_line() or first_line(exc)
             raise ConversionError(f"the TFLite converter failed on {model}: {detail}") from exc
 
-    if search is not None and not search["met"]:  # keep the best model found, named as such
-        output = output.with_name(output.name.removesuffix(".tflite") + ".best-effort.tflite")
-        manifest_path = manifest_for(output)
-        check_writable(output, options.force, inputs)
-        check_writable(manifest_path, options.force, inputs)
-    result = parse_tflite(quantized, output)
-    summary = summarize(result, {})  # not the previous run's manifest beside the output
+    result = parse_tflite(quantized)
+    summary = summarize(result, {})
     _check_strict(result, summary, options, keep)
     targets = {t: check_target(result, t) for t in options.targets}
     target_warnings = [line for report in targets.values() for line in report.warnings()]
@@ -182,7 +235,7 @@ def convert(
         "edgeq_version": edgeq.__version__,
         **_versions(),
         "source": {"path": str(model), **kind, "sha256": sha256_of(model), "bytes": size_of(model)},
-        "output": output.name,
+        "output": None,
         "model": {"sha256": hashlib.sha256(quantized).hexdigest(), "bytes": len(quantized)},
         "recipe": _recipe(options, data, calibration).to_json(),
         "options": _options_dict(options, data),
@@ -209,10 +262,7 @@ def convert(
         + (calibration.get("warnings", []) if calibration else []) + target_warnings
         + (search["notes"] if search else []),
     }
-    write_files_atomically({output: quantized, manifest_path: json_bytes(manifest)}, options.force)
-    summary = summarize(result, manifest)
-    return ConversionResult(output, manifest_path, manifest, summary, manifest["warnings"],
-                            None if search is None else search["met"])
+    return Conversion(quantized, manifest, manifest["warnings"], None if search is None else search["met"])
 
 
 def _run(model: Path, data: Path | None, options: ConvertOptions):
@@ -286,13 +336,13 @@ def choose_ranges(calibrated: bytes, source, options: ConvertOptions, data: Path
                   workers=None) -> tuple[bytes, dict]:
     """The calibrated model with activation ranges chosen by --calibration from histograms of
     the calibration samples; `auto` tries the methods in turn on --eval-data."""
-    from edgeq.convert.ranges import AUTO_ORDER
+    from edgeq.conversion.ranges import AUTO_ORDER
 
     chooser = RangeChooser(calibrated, source, options.recipe, data, len(workers.workers) if workers else 1)
     with_method = chooser.with_method
     if options.calibration != "auto":
         return with_method(Method.parse(options.calibration))
-    from edgeq.convert.search import Budget, Evaluator
+    from edgeq.conversion.search import Budget, Evaluator
 
     budget = options.budget or Budget(min_sqnr=float("inf"))  # no budget: the best worst-output SQNR wins
     eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
@@ -366,10 +416,10 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
 
 
 def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions, keep: dict[str, Any], data: Path):
-    """The accuracy-budget search of edgeq.convert.search over this conversion's calibrated graph."""
+    """The accuracy-budget search of edgeq.conversion.search over this conversion's calibrated graph."""
     from dataclasses import replace
 
-    from edgeq.convert.search import Evaluator, ranked_layers, search
+    from edgeq.conversion.search import Evaluator, ranked_layers, search
 
     def int16x8() -> bytes:  # TensorFlow's one-step 16x8 path, on the same calibration samples
         wide = replace(options, mode="int16x8", io="float32" if options.io_type == "float32" else "int16", keep_float=(),

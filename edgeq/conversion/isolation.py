@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Any, Callable
 
-from edgeq.errors import ConversionError, EdgeqError
 from edgeq import progress
+from edgeq.errors import ConversionError, EdgeqError
 from edgeq.progress import report, reporting
 
 log = logging.getLogger(__name__)

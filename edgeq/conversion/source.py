@@ -10,9 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeq.errors import ModelError, UsageError
-from edgeq.convert.rewrites import layer_norms, recurrent_layers, unrolled, without_neg
+from edgeq.conversion.rewrites import (
+    layer_norms,
+    recurrent_layers,
+    unrolled,
+    without_neg,
+)
 from edgeq.data.samples import InputSpec
+from edgeq.errors import ModelError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -347,8 +352,8 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
     """A float .tflite (from TensorFlow, MediaPipe, litert-torch, onnx2tf...): calibrated with
     TensorFlow's flatbuffer calibrator, quantized by the same step as the other sources."""
     from edgeq.tflite.float16_weights import fold_float16_weights, has_float16_weights
-    from edgeq.tflite.summary import summarize
     from edgeq.tflite.model import parse_tflite, read_tflite
+    from edgeq.tflite.summary import summarize
 
     model = read_tflite(path)
     summary = summarize(model)

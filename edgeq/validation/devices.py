@@ -15,7 +15,14 @@ from edgeq.metrics import Scorer, speedup
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.runner import Measurement, Runner
 from edgeq.schema import from_json
-from edgeq.validate.results import Accuracy, Capabilities, DeviceResult, Latency, OutputScore, Timing
+from edgeq.validation.results import (
+    Accuracy,
+    Capabilities,
+    DeviceResult,
+    Latency,
+    OutputScore,
+    Timing,
+)
 
 LATENCY_ONLY = "latency only: no Python on the device, so no outputs to score (set python in the profile for accuracy)"
 

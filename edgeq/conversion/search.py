@@ -1,7 +1,7 @@
 """Mixed precision under an accuracy budget: the fewest layers kept in float that meet it.
 
 Full INT8 is evaluated first; if it misses the budget, the layers are ranked by their own
-quantization error (QuantizationDebugger, see edgeq.convert.debugger) and the ranked list is searched
+quantization error (QuantizationDebugger, see edgeq.conversion.debugger) and the ranked list is searched
 by bisection for the shortest prefix that, kept in float (denylisted nodes of the quantizer),
 meets the budget: at most ceil(log2 L) + 2 evaluations for L ranked layers (full INT8, the
 upper bound, then the bisection). Bisection assumes that keeping more of the worst layers in
@@ -25,8 +25,8 @@ from edgeq.gates import Figures, evaluate
 from edgeq.metrics import Scorer, is_classification
 from edgeq.progress import report
 from edgeq.run.litert import LiteRTRunner
-from edgeq.tflite.signatures import positions
 from edgeq.tflite.model import parse_tflite
+from edgeq.tflite.signatures import positions
 
 DEBUG_SAMPLES = 32
 
@@ -108,7 +108,7 @@ def ranked_layers(debug_model: bytes, samples: list[list[np.ndarray]], calibrate
     """Every verified layer, worst first, with the calibrated graph's exact node name to denylist.
     Layers that only move values (RESHAPE, MAX_POOL_2D) come last but stay in the list: next to
     float neighbours their int8 tensor still costs a rounding."""
-    from edgeq.convert.debugger import run_debugger
+    from edgeq.conversion.debugger import run_debugger
 
     nodes = {t.name for t in parse_tflite(calibrated).tensors}
     layers = []

@@ -29,8 +29,8 @@ from queue import Empty, Full
 
 import numpy as np
 
+from edgeq.conversion.isolation import die_with_parent, main_module_hidden
 from edgeq.errors import ConversionError
-from edgeq.convert.isolation import die_with_parent, main_module_hidden
 
 Ranges = dict[int, tuple[float, float]]
 WRAPPER = "_pywrap_tensorflow_lite_calibration_wrapper"

@@ -15,20 +15,33 @@ from pathlib import Path
 from typing import Any
 
 import edgeq
+from edgeq.data.samples import InputSpec, Preprocessing, open_samples
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
 from edgeq.gates import check_names, evaluate, passed
-from edgeq.tflite.manifest import Recipe, manifest_mismatch, manifest_part, read_manifest
-from edgeq.tflite.summary import summarize
 from edgeq.metrics import Scorer, is_classification, speedup
 from edgeq.native import captured_native_stderr
-from edgeq.run.pairing import pair
 from edgeq.progress import report
+from edgeq.run.litert import LiteRTRunner, Timings
+from edgeq.run.pairing import pair
 from edgeq.schema import NUM, SEARCH, mapping, optional
-from edgeq.run.litert import Timings
-from edgeq.run.litert import LiteRTRunner
-from edgeq.validate.results import Accuracy, DeviceResult, Latency, OutputScore, Pairing, Size, Timing, ValidationResult
-from edgeq.data.samples import InputSpec, Preprocessing, open_samples
+from edgeq.tflite.manifest import (
+    Recipe,
+    manifest_mismatch,
+    manifest_part,
+    read_manifest,
+)
+from edgeq.tflite.summary import summarize
+from edgeq.validation.results import (
+    Accuracy,
+    DeviceResult,
+    Latency,
+    OutputScore,
+    Pairing,
+    Size,
+    Timing,
+    ValidationResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +98,8 @@ def _target(model: Path, int8: LiteRTRunner, options: ValidateOptions, scratch: 
     run the compiled model through libedgetpu.so.1 when that loads. Nothing is claimed to have
     run on hardware that did not.
     """
-    from edgeq.targets import edgetpu_toolchain as edgetpu
     from edgeq.targets import check_target
+    from edgeq.targets import edgetpu_toolchain as edgetpu
 
     prediction = check_target(int8.model, options.target).to_dict()
     section: dict[str, Any] = {"name": options.target, "prediction": prediction, "compiler": None,
@@ -208,7 +221,7 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
 
     from edgeq.run.devices import load_profile
     from edgeq.run.runner import runner_for
-    from edgeq.validate.devices import LocalRun, validate_on_devices
+    from edgeq.validation.devices import LocalRun, validate_on_devices
 
     stack = lambda rows: [np.concatenate(column) for column in zip(*rows)]  # noqa: E731 - per-sample lists -> arrays
     local = LocalRun(stack(kept["inputs"]), stack(kept["int8_raw"]), stack(kept["float"]), ref.quantize_inputs(first),
@@ -218,7 +231,7 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
 
 
 def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], options: ValidateOptions) -> dict[str, Any]:
-    from edgeq.convert.debugger import per_layer_errors
+    from edgeq.conversion.debugger import per_layer_errors
 
     pre, _ = preprocessing_for(model, options)
     samples = list(open_samples(data, specs, pre, options.per_layer_samples, options.seed))
@@ -331,7 +344,7 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
         raise ModelError(f"{reference}: no such reference model; pass the float .tflite, .keras/.h5 or SavedModel")
     if reference.suffix == ".tflite":
         return reference, "given"
-    from edgeq.convert.source import KerasCode, load_source
+    from edgeq.conversion.source import KerasCode, load_source
 
     shapes = [f"{p.label}=" + ",".join(map(str, p.shape)) for p in int8.input_ports]
     with captured_native_stderr():

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeq.convert.isolation import step
+from edgeq.conversion.isolation import step
 from edgeq.errors import UsageError
 from edgeq.tflite.manifest import Recipe
 from edgeq.tflite.model import TfliteModel, parse_tflite
@@ -170,8 +170,8 @@ class RangeChooser:
     processes), written into the calibrated model by method."""
 
     def __init__(self, calibrated: bytes, source, recipe: Recipe, data: Path, jobs: int = 1) -> None:
-        from edgeq.convert.calibration import read_ranges
-        from edgeq.convert.ranges import histograms_parallel
+        from edgeq.conversion.calibration import read_ranges
+        from edgeq.conversion.ranges import histograms_parallel
         from edgeq.data.samples import open_samples
         from edgeq.tflite.signatures import calibrator_order
 
@@ -185,8 +185,8 @@ class RangeChooser:
         self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
 
     def with_method(self, method) -> tuple[bytes, dict[str, Any]]:
-        from edgeq.convert.calibration import write_ranges
-        from edgeq.convert.ranges import chosen_ranges, clipped_fraction
+        from edgeq.conversion.calibration import write_ranges
+        from edgeq.conversion.ranges import chosen_ranges, clipped_fraction
 
         minmax, counts, tensors = self.minmax, self.counts, self.parsed.tensors
         chosen = chosen_ranges(self.parsed, method, counts, minmax)
