@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_wheel_ships_the_profiles_and_an_installed_wheel_lists_them(tmp_path):
-    shipped = sorted(p.name for p in (ROOT / "edgeq" / "profiles").glob("*.toml"))
+    shipped = sorted(p.name for p in (ROOT / "edgeq" / "run" / "profiles").glob("*.toml"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
                            capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-2000:]

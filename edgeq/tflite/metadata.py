@@ -1,0 +1,281 @@
+"""TFLite Model Metadata: written into a model and read back, against the published schema
+(tensorflow/tflite-support `metadata_schema.fbs`, the same file MediaPipe ships).
+
+What Android Studio's ML Model Binding, MediaPipe Tasks and ML Kit read: the model's name,
+description, version, author and license; per input, the image properties (color space, size) and
+the normalization (mean/std in pixel units: input = (pixel - mean) / std) with the value range as
+stats; per output, the labels as an associated file (TENSOR_AXIS_LABELS). The metadata is a
+flatbuffer (identifier M001) in a model buffer named TFLITE_METADATA; associated files are a zip
+appended to the model, which the interpreter ignores.
+
+Written with the flatbuffers builder on the schema's field slots (the ones used here are listed in
+the tables below), with no dependency beyond `flatbuffers`: MediaPipe's writer needs a C extension
+its current wheels do not ship, and tflite-support has no wheels past Python 3.11.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+
+import flatbuffers
+from flatbuffers import encode, packer
+from flatbuffers import number_types as N
+from flatbuffers.table import Table
+
+from edgeq.errors import ModelError
+
+METADATA_NAME = "TFLITE_METADATA"
+IDENTIFIER = b"M001"
+MIN_PARSER_VERSION = "1.0.0"  # image properties, normalization, stats and tensor-level associated files are 1.0.0 features
+COLOR = {"rgb": 1, "gray": 2}  # ColorSpaceType
+IMAGE_PROPERTIES, NORMALIZATION, TENSOR_AXIS_LABELS = 2, 1, 2  # ContentProperties, ProcessUnitOptions, AssociatedFileType
+
+# table -> field -> vtable slot, from metadata_schema.fbs
+SLOTS = {
+    "ModelMetadata": {"name": 0, "description": 1, "version": 2, "subgraph_metadata": 3, "author": 4, "license": 5,
+                      "min_parser_version": 7},
+    "SubGraphMetadata": {"name": 0, "input_tensor_metadata": 2, "output_tensor_metadata": 3},
+    "TensorMetadata": {"name": 0, "description": 1, "content": 3, "process_units": 4, "stats": 5, "associated_files": 6},
+    "Content": {"content_properties_type": 0, "content_properties": 1},
+    "ImageProperties": {"color_space": 0, "default_size": 1},
+    "ImageSize": {"width": 0, "height": 1},
+    "ProcessUnit": {"options_type": 0, "options": 1},
+    "NormalizationOptions": {"mean": 0, "std": 1},
+    "Stats": {"max": 0, "min": 1},
+    "AssociatedFile": {"name": 0, "description": 1, "type": 2},
+}
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    name: str
+    description: str = ""
+    color: str | None = None  # rgb | gray
+    width: int | None = None
+    height: int | None = None
+    mean: tuple[float, ...] = ()  # pixel units: input = (pixel - mean) / std
+    std: tuple[float, ...] = ()
+    min: tuple[float, ...] = ()  # the input's value range, after normalization
+    max: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    description: str = ""
+    labels_file: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    name: str
+    description: str = ""
+    version: str = ""
+    author: str = ""
+    license: str = ""
+    inputs: tuple[ImageInput, ...] = ()
+    outputs: tuple[Output, ...] = ()
+    files: dict[str, bytes] = field(default_factory=dict)  # associated files by name (labels.txt)
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The first output's labels, one per line of its associated file."""
+        name = next((o.labels_file for o in self.outputs if o.labels_file), None)
+        if name is None or name not in self.files:
+            return None
+        return [line.strip() for line in self.files[name].decode("utf-8", "replace").splitlines() if line.strip()]
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+class _Writer:
+    def __init__(self) -> None:
+        self.b = flatbuffers.Builder(1024)
+
+    def table(self, kind: str, fields: dict) -> int:
+        """A table whose fields are already-built offsets ("o"), strings ("s"), ints ("i8"/"u8"/"u32")."""
+        values = {k: (t, v) for k, (t, v) in fields.items() if v is not None and v != ""}
+        strings = {k: self.b.CreateString(v) for k, (t, v) in values.items() if t == "s"}
+        self.b.StartObject(max(SLOTS[kind].values()) + 1)
+        for key, (kind_, value) in values.items():
+            slot = SLOTS[kind][key]
+            if kind_ == "s":
+                self.b.PrependUOffsetTRelativeSlot(slot, strings[key], 0)
+            elif kind_ == "o":
+                self.b.PrependUOffsetTRelativeSlot(slot, value, 0)
+            elif kind_ == "i8":
+                self.b.PrependInt8Slot(slot, value, 0)
+            elif kind_ == "u8":
+                self.b.PrependUint8Slot(slot, value, 0)
+            else:
+                self.b.PrependUint32Slot(slot, value, 0)
+        return self.b.EndObject()
+
+    def offsets(self, items: list[int]) -> int:
+        self.b.StartVector(4, len(items), 4)
+        for item in reversed(items):
+            self.b.PrependUOffsetTRelative(item)
+        return self.b.EndVector()
+
+    def floats(self, values: tuple[float, ...]) -> int | None:
+        if not values:
+            return None
+        self.b.StartVector(4, len(values), 4)
+        for v in reversed(values):
+            self.b.PrependFloat32(float(v))
+        return self.b.EndVector()
+
+    def image_input(self, t: ImageInput) -> int:
+        size = self.table("ImageSize", {"width": ("u32", t.width), "height": ("u32", t.height)}) if t.width else None
+        props = self.table("ImageProperties", {"color_space": ("i8", COLOR.get(t.color or "")), "default_size": ("o", size)})
+        content = self.table("Content", {"content_properties_type": ("u8", IMAGE_PROPERTIES), "content_properties": ("o", props)})
+        units = None
+        if t.mean:
+            norm = self.table("NormalizationOptions", {"mean": ("o", self.floats(t.mean)), "std": ("o", self.floats(t.std))})
+            units = self.offsets([self.table("ProcessUnit", {"options_type": ("u8", NORMALIZATION), "options": ("o", norm)})])
+        stats = self.table("Stats", {"max": ("o", self.floats(t.max)), "min": ("o", self.floats(t.min))}) if t.max else None
+        return self.table("TensorMetadata", {"name": ("s", t.name), "description": ("s", t.description), "content": ("o", content),
+                                             "process_units": ("o", units), "stats": ("o", stats)})
+
+    def output(self, t: Output) -> int:
+        files = None
+        if t.labels_file:
+            files = self.offsets([self.table("AssociatedFile", {"name": ("s", t.labels_file), "type": ("i8", TENSOR_AXIS_LABELS),
+                                                                "description": ("s", "Labels for the categories the model can recognize.")})])
+        return self.table("TensorMetadata", {"name": ("s", t.name), "description": ("s", t.description),
+                                             "associated_files": ("o", files)})
+
+    def model(self, m: ModelMetadata) -> bytes:
+        inputs = self.offsets([self.image_input(t) for t in m.inputs])
+        outputs = self.offsets([self.output(t) for t in m.outputs])
+        subgraph = self.table("SubGraphMetadata", {"input_tensor_metadata": ("o", inputs), "output_tensor_metadata": ("o", outputs)})
+        root = self.table("ModelMetadata", {
+            "name": ("s", m.name), "description": ("s", m.description), "version": ("s", m.version),
+            "subgraph_metadata": ("o", self.offsets([subgraph])), "author": ("s", m.author), "license": ("s", m.license),
+            "min_parser_version": ("s", MIN_PARSER_VERSION)})
+        self.b.Finish(root, file_identifier=IDENTIFIER)
+        return bytes(self.b.Output())
+
+
+def with_metadata(model: bytes, metadata: ModelMetadata) -> bytes:
+    """`model` with `metadata` in its TFLITE_METADATA buffer (replacing any) and the associated
+    files zipped after it. Tensors, operators and signatures are untouched."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
+    buffer = schema.BufferT()
+    buffer.data = list(_Writer().model(metadata))
+    entries = [m for m in (root.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
+    root.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(root.buffers) - 1
+    root.metadata = entries + [entry]
+    builder = flatbuffers.Builder(len(model) + 4096)
+    builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
+    out = io.BytesIO(bytes(builder.Output()))
+    if metadata.files:
+        with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as archive:
+            for name, data in metadata.files.items():
+                archive.writestr(name, data)
+    return out.getvalue()
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+class _Table:
+    """Read access to one table of the metadata flatbuffer, by the field names of SLOTS."""
+
+    def __init__(self, buf: bytes, pos: int) -> None:
+        self.t = Table(buf, pos)
+
+    def _at(self, kind: str, key: str) -> int:
+        return self.t.Offset(4 + 2 * SLOTS[kind][key])
+
+    def string(self, kind: str, key: str) -> str:
+        o = self._at(kind, key)
+        return self.t.String(o + self.t.Pos).decode("utf-8", "replace") if o else ""
+
+    def int(self, kind: str, key: str, flags) -> int:
+        o = self._at(kind, key)
+        return self.t.Get(flags, o + self.t.Pos) if o else 0
+
+    def table(self, kind: str, key: str) -> _Table | None:
+        o = self._at(kind, key)
+        return _Table(self.t.Bytes, self.t.Indirect(o + self.t.Pos)) if o else None
+
+    def tables(self, kind: str, key: str) -> list[_Table]:
+        o = self._at(kind, key)
+        if not o:
+            return []
+        start = self.t.Vector(o)
+        return [_Table(self.t.Bytes, self.t.Indirect(start + 4 * i)) for i in range(self.t.VectorLen(o))]
+
+    def floats(self, kind: str, key: str) -> tuple[float, ...]:
+        o = self._at(kind, key)
+        if not o:
+            return ()
+        start = self.t.Vector(o)
+        return tuple(round(self.t.Get(N.Float32Flags, start + 4 * i), 6) for i in range(self.t.VectorLen(o)))
+
+
+def read_metadata(model: bytes) -> ModelMetadata | None:
+    """The metadata of a model, or None when it has none; ModelError when it is malformed."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.Model.GetRootAs(model, 0)
+    found = None
+    for i in range(root.MetadataLength()):
+        entry = root.Metadata(i)
+        if (entry.Name() or b"").decode("utf-8", "replace") == METADATA_NAME:
+            found = root.Buffers(entry.Buffer()).DataAsNumpy()
+    if found is None or isinstance(found, int):
+        return None
+    data = bytes(found)
+    if data[4:8] != IDENTIFIER:
+        raise ModelError(f"the model's {METADATA_NAME} buffer is not TFLite Model Metadata (identifier {data[4:8]!r})")
+    try:
+        top = _Table(data, encode.Get(packer.uoffset, data, 0))
+        subgraphs = top.tables("ModelMetadata", "subgraph_metadata")
+        sub = subgraphs[0] if subgraphs else None
+        inputs = tuple(_input(t) for t in (sub.tables("SubGraphMetadata", "input_tensor_metadata") if sub else []))
+        outputs = tuple(_output(t) for t in (sub.tables("SubGraphMetadata", "output_tensor_metadata") if sub else []))
+        meta = ModelMetadata(top.string("ModelMetadata", "name"), top.string("ModelMetadata", "description"),
+                             top.string("ModelMetadata", "version"), top.string("ModelMetadata", "author"),
+                             top.string("ModelMetadata", "license"), inputs, outputs, _associated_files(model))
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"the model's metadata is malformed ({exc})") from None
+    return meta
+
+
+def _input(t: _Table) -> ImageInput:
+    content = t.table("TensorMetadata", "content")
+    props = content.table("Content", "content_properties") if content and content.int(
+        "Content", "content_properties_type", N.Uint8Flags) == IMAGE_PROPERTIES else None
+    color = {v: k for k, v in COLOR.items()}.get(props.int("ImageProperties", "color_space", N.Int8Flags)) if props else None
+    size = props.table("ImageProperties", "default_size") if props else None
+    mean = std = ()
+    for unit in t.tables("TensorMetadata", "process_units"):
+        if unit.int("ProcessUnit", "options_type", N.Uint8Flags) == NORMALIZATION:
+            norm = unit.table("ProcessUnit", "options")
+            mean, std = norm.floats("NormalizationOptions", "mean"), norm.floats("NormalizationOptions", "std")
+    stats = t.table("TensorMetadata", "stats")
+    return ImageInput(t.string("TensorMetadata", "name"), t.string("TensorMetadata", "description"), color,
+                      size.int("ImageSize", "width", N.Uint32Flags) if size else None,
+                      size.int("ImageSize", "height", N.Uint32Flags) if size else None, mean, std,
+                      stats.floats("Stats", "min") if stats else (), stats.floats("Stats", "max") if stats else ())
+
+
+def _output(t: _Table) -> Output:
+    labels = next((f.string("AssociatedFile", "name") for f in t.tables("TensorMetadata", "associated_files")
+                   if f.int("AssociatedFile", "type", N.Int8Flags) == TENSOR_AXIS_LABELS), None)
+    return Output(t.string("TensorMetadata", "name"), t.string("TensorMetadata", "description"), labels)
+
+
+def _associated_files(model: bytes) -> dict[str, bytes]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(model)) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+    except zipfile.BadZipFile:
+        return {}
