@@ -28,7 +28,11 @@ GATES = {g.name: g for g in (
     Gate("min_sqnr", "SQNR (dB), worst output", "worst_sqnr_db", "min", True),
     Gate("max_latency_ms", "INT8 p50 latency (ms)", "int8_p50_ms", "max", False),
     Gate("min_speedup", "speedup (float p50 / INT8 p50)", "speedup", "min", False),
+    Gate("max_regression_pts", "top-1 regression vs baseline (pts)", "regression_pts", "max", True),
+    Gate("max_latency_regression", "INT8 p50 latency growth vs baseline (%)", "latency_regression_pct", "max", False),
+    Gate("max_size_growth", "model size growth vs baseline (%)", "size_growth_pct", "max", False),
 )}
+BASELINE_GATES = ("max_regression_pts", "max_latency_regression", "max_size_growth")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class Figures:
     int8_p50_ms: float | None = None
     speedup: float | None = None  # float p50 / INT8 p50, on the same runner
     scores_outputs: bool = True  # False for a latency-only runner
+    regression_pts: float | None = None  # against a baseline results file: top-1 points lost
+    latency_regression_pct: float | None = None  # INT8 p50 growth, %
+    size_growth_pct: float | None = None  # model size growth, %
 
     @classmethod
     def of(cls, result: dict[str, Any], scores_outputs: bool = True) -> Figures:

@@ -203,8 +203,7 @@ def trained(tmp_path_factory, digits_calib):
     return keras_path, int8, float_path
 
 
-@pytest.fixture
-def cli():
+def _cli_runner():
     """Run the real CLI in-process; returns (exit code, stdout, stderr)."""
     from edgeq.cli import app
 
@@ -215,6 +214,17 @@ def cli():
         return result.exit_code, result.stdout, result.stderr
 
     return run
+
+
+@pytest.fixture
+def cli():
+    return _cli_runner()
+
+
+@pytest.fixture(scope="module")
+def cli_module():
+    """The CLI for module-scoped fixtures."""
+    return _cli_runner()
 
 
 def digits_images(n: int = 16) -> np.ndarray:

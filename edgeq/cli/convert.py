@@ -42,6 +42,14 @@ def convert(
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining the Keras model's custom classes (imported: it is your code)."),
     trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Let Keras run the Python code of Lambda layers stored in the model file."),
+    labels: Optional[Path] = typer.Option(None, "--labels", show_default=False, help="Embed TFLite Model Metadata with these labels (one per line, in the output's order)."),
+    metadata: Optional[str] = typer.Option(None, "--metadata", show_default="image-classifier with --labels", help="Embed TFLite Model Metadata: image-classifier | generic."),
+    name: Optional[str] = typer.Option(None, "--name", show_default=False, help="Metadata: the model's name."),
+    description: Optional[str] = typer.Option(None, "--description", show_default=False, help="Metadata: what the model does."),
+    version: Optional[str] = typer.Option(None, "--version", show_default=False, help="Metadata: the model's version."),
+    author: Optional[str] = typer.Option(None, "--author", show_default=False, help="Metadata: author."),
+    license_: Optional[str] = typer.Option(None, "--license", show_default=False, help="Metadata: license."),
+    bundle_dir: Optional[Path] = typer.Option(None, "--bundle", show_default=False, help="Also write the app bundle (see edgeq bundle) into DIR."),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
 ) -> None:
@@ -50,6 +58,7 @@ def convert(
     from edgeq.conversion.converter import convert as run_convert
     from edgeq.conversion.search import Budget
     from edgeq.data.samples import Preprocessing
+    from edgeq.tflite.metadata import Description, read_labels
 
     try:
         options = ConvertOptions(
@@ -60,9 +69,21 @@ def convert(
             signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape),
             custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
         )
+        if bundle_dir is not None:
+            from edgeq.report.bundle import check_bundle
+
+            check_bundle(bundle_dir, force)
+        about = None
+        if labels or metadata or any((name, description, version, author, license_)):
+            about = Description(metadata or "image-classifier", read_labels(labels) if labels else (), name or "", description or "",
+                                version or "", author or "", license_ or "")
         state["json"] = as_json
         with progress_bar():
-            result = run_convert(model, output, data, options, quiet_native=not state["verbose"], force=force)
+            result = run_convert(model, output, data, options, quiet_native=not state["verbose"], force=force, about=about)
+        if bundle_dir is not None and result.budget_met is not False:
+            from edgeq.report.bundle import bundle
+
+            bundle(result.output, bundle_dir, None, force)
     except EdgeqError as exc:
         fail(exc)
     for warning in result.warnings:

@@ -19,7 +19,9 @@ def inspect(
 ) -> None:
     """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
     from edgeq.targets import check_target
+    from edgeq.schema import to_json
     from edgeq.tflite.manifest import Recipe, manifest_mismatch
+    from edgeq.tflite.metadata import read_metadata
     from edgeq.tflite.model import read_tflite
     from edgeq.tflite.summary import summarize
 
@@ -27,18 +29,23 @@ def inspect(
         parsed = read_tflite(model)
         summary = summarize(parsed)
         reports = [check_target(parsed, t) for t in target]
+        metadata = read_metadata(parsed.data)
+        recipe = Recipe.from_manifest(model) if manifest_mismatch(parsed) is None else None
     except EdgeqError as exc:
         fail(exc)
     if as_json:
         data = summary.to_dict()
-        recipe = Recipe.from_manifest(model) if manifest_mismatch(parsed) is None else None
         data["recipe"] = recipe.to_json() if recipe else None
+        data["metadata"] = None if metadata is None else {
+            **{k: v for k, v in to_json(metadata).items() if k != "files"}, "labels": metadata.labels, "files": sorted(metadata.files)}
         if reports:
             data["targets"] = {r.target: r.to_dict() for r in reports}
         typer.echo(json.dumps(data, indent=2))
         return
-    from edgeq.report.text import summary_text, target_text
+    from edgeq.report.text import metadata_text, summary_text, target_text
 
     say(summary_text(summary))
+    if metadata is not None:
+        say(metadata_text(metadata))
     for report in reports:
         say(target_text(report))

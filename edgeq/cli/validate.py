@@ -44,6 +44,10 @@ def validate(
     min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Gate: every output's SQNR at least DB."),
     max_latency_ms: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8 p50 latency at most MS."),
     min_speedup: Optional[float] = typer.Option(None, show_default=False, help="Gate: float p50 / INT8 p50 at least X."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", show_default=False, help="A previous results JSON (the last release's): compare with it."),
+    max_regression_pts: Optional[float] = typer.Option(None, show_default=False, help="Gate: top-1 at most PTS points below the baseline's."),
+    max_latency_regression: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8 p50 at most PCT % slower than the baseline's."),
+    max_size_growth: Optional[float] = typer.Option(None, show_default=False, help="Gate: model at most PCT % larger than the baseline's."),
     target: list[str] = typer.Option([], "--target", "-t", show_default=False, help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present."),
     device: list[str] = typer.Option([], "--device", help="Also run the INT8 model on this device profile (name in devices/ or a .toml path; repeatable)."),
     compare_to: str = typer.Option("local", "--compare-to", help="Compare each device's raw INT8 outputs with this run: local (the only one)."),
@@ -62,7 +66,8 @@ def validate(
     from edgeq.validation.compare import validate as run_validate
 
     gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
-                                    max_latency_ms=max_latency_ms, min_speedup=min_speedup).items() if v is not None}
+                                    max_latency_ms=max_latency_ms, min_speedup=min_speedup, max_regression_pts=max_regression_pts,
+                                    max_latency_regression=max_latency_regression, max_size_growth=max_size_growth).items() if v is not None}
     outputs = {"json": json_out, "csv": per_layer_csv,
                **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {})}
     outputs = {k: v for k, v in outputs.items() if v is not None}
@@ -76,7 +81,7 @@ def validate(
             raise UsageError(f"--report {report_dir}: is a file; --report names a folder for report.md and report.html")
         for path in outputs.values():
             if path.parent != report_dir or report_dir.is_dir():  # --report DIR is created on success
-                check_writable(path, force, [model, reference, data])
+                check_writable(path, force, [model, reference, data] + ([baseline] if baseline else []))
         preprocessing = {"color": color, "resize": resize, "value_range": value_range, "mean": floats(mean, "--mean"),
                          "std": floats(std, "--std")}
         if delegate == "edgetpu":
@@ -85,7 +90,8 @@ def validate(
                                   delegate_options=key_values(delegate_option, "--delegate-option"), threads=threads,
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
                                   per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples,
-                                  custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model)
+                                  custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
+                                  baseline=str(baseline) if baseline else None)
         state["json"] = False
         with progress_bar():
             result = run_validate(model, reference, data, options)

@@ -52,6 +52,7 @@ from edgeq.progress import counted
 from edgeq.schema import SCHEMA_VERSION
 from edgeq.targets import TARGETS, check_target
 from edgeq.tflite.manifest import IO_TYPES, Recipe
+from edgeq.tflite.metadata import Description, metadata_for, with_metadata
 from edgeq.tflite.model import TfliteModel, parse_tflite
 from edgeq.tflite.signatures import calibrator_order
 from edgeq.tflite.summary import ModelSummary, manifest_for, summarize
@@ -178,6 +179,7 @@ def convert(
     quiet_native: bool = True,
     isolated: bool = True,
     force: bool = False,
+    about: Description | None = None,
     **option_values: Any,
 ) -> ConversionResult:
     """Convert `model` and save it to `output` (.tflite) with its manifest beside it; the outputs
@@ -188,7 +190,7 @@ def convert(
         raise UsageError(f"{output}: --output must end in .tflite")
     for path in (output, manifest_for(output)):
         check_writable(path, force, inputs)
-    return quantize_model(model, data, options, quiet_native, isolated, **option_values).save(output, force, inputs)
+    return quantize_model(model, data, options, quiet_native, isolated, about, **option_values).save(output, force, inputs)
 
 
 def quantize_model(
@@ -197,12 +199,14 @@ def quantize_model(
     options: ConvertOptions | None = None,
     quiet_native: bool = True,
     isolated: bool = True,
+    about: Description | None = None,
     **option_values: Any,
 ) -> Conversion:
     """The quantized model of `model` calibrated on `data`, and its manifest; writes nothing.
 
     `isolated`: TensorFlow's native steps run in a child process, so a crash there is a
     ConversionError, not the end of the caller's process (and this process never imports TensorFlow).
+    `about`: TFLite Model Metadata to embed (labels, name, ...); the tensors stay as quantized.
     """
     options = options or ConvertOptions(**option_values)
     model = Path(model)
@@ -228,6 +232,9 @@ def quantize_model(
     result = parse_tflite(quantized)
     summary = summarize(result, {})
     _check_strict(result, summary, options, keep)
+    if about is not None:
+        quantized = with_metadata(quantized, metadata_for(result, options.preprocessing, about))
+        result = parse_tflite(quantized)
     targets = {t: check_target(result, t) for t in options.targets}
     target_warnings = [line for report in targets.values() for line in report.warnings()]
     manifest = {
@@ -256,6 +263,8 @@ def quantize_model(
         "float_ops": summary.float_ops,
         "float_tensors": summary.float_tensors,
         "keep_float": keep,
+        "metadata": None if about is None else {"kind": about.kind, "name": about.name, "version": about.version,
+                                                "labels": len(about.labels), "labels_file": "labels.txt" if about.labels else None},
         "search": search,
         "targets": {t: {k: v for k, v in r.to_dict().items() if k != "ops"} for t, r in targets.items()},
         "warnings": [f"{' and '.join(ignored)} ignored: --mode {options.mode} does not calibrate" for _ in ignored[:1]]

@@ -125,8 +125,11 @@ def open_samples(
     preprocessing: Preprocessing | None = None,
     limit: int | None = None,
     seed: int = 0,
+    class_names: list[str] | None = None,
 ) -> SampleSource:
-    """Open a folder of images, a .npy or a .npz; pick `limit` samples in a seeded shuffle."""
+    """Open a folder of images, a .npy or a .npz; pick `limit` samples in a seeded shuffle.
+    `class_names`: the model's labels in output order; an image folder's class folders are
+    looked up in them (default: the folders in sorted order are classes 0, 1, ...)."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder; pass an image folder, a .npy or a .npz")
@@ -134,13 +137,28 @@ def open_samples(
         raise UsageError(f"the sample count must be at least 1, got {limit}")
     preprocessing = preprocessing or Preprocessing()
     if path.is_dir():
-        return ImageFolder(path, specs, preprocessing, limit, seed)
+        return ImageFolder(path, specs, preprocessing, limit, seed, class_names)
     if path.suffix == ".npy":
         return ArraySource(path, specs, {specs[0].name: _load_npy(path)} if len(specs) == 1 else None, limit, seed)
     if path.suffix == ".npz":
         arrays = _load_npz(path, specs)
         return ArraySource(path, specs, arrays, limit, seed, arrays.pop("__labels__", None))
     raise DataError(f"{path}: unsupported data file; use an image folder, a .npy or a .npz")
+
+
+def _class_index(root: Path, classes: list[str], labels: list[str] | None) -> dict[str, int]:
+    """Class folder -> output index: by the model's labels when it has them (a folder may also be
+    the index itself, 0..N-1), else the folders in sorted order."""
+    if not labels:
+        return {c: i for i, c in enumerate(classes)}
+    by_label = {c: labels.index(c) for c in classes if c in labels}
+    if len(by_label) == len(classes):
+        return by_label
+    if all(c.isdigit() and int(c) < len(labels) for c in classes):
+        return {c: int(c) for c in classes}
+    unknown = [c for c in classes if c not in labels]
+    raise DataError(f"{root}: class folder(s) {', '.join(unknown[:5])} are not among the model's labels "
+                    f"({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}); name the folders by label or by class index")
 
 
 def _pick(total: int, limit: int | None, seed: int) -> np.ndarray:
@@ -151,7 +169,8 @@ def _pick(total: int, limit: int | None, seed: int) -> np.ndarray:
 class ImageFolder(SampleSource):
     """Images found recursively; the first folder level below the root names the class."""
 
-    def __init__(self, root: Path, specs: list[InputSpec], pre: Preprocessing, limit: int | None, seed: int):
+    def __init__(self, root: Path, specs: list[InputSpec], pre: Preprocessing, limit: int | None, seed: int,
+                 class_names: list[str] | None = None):
         if len(specs) != 1 or len(specs[0].shape) != 4:
             shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs)
             raise DataError(f"{root}: an image folder feeds one NHWC image input, but the model takes {shapes}; pass a .npz")
@@ -172,8 +191,8 @@ class ImageFolder(SampleSource):
         self.files = [files[i] for i in _pick(len(files), limit, seed)]
         classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
         if classes and all(len(p.relative_to(root).parts) > 1 for p in files):
-            self.class_names = classes
-            index = {c: i for i, c in enumerate(classes)}
+            index = _class_index(root, classes, class_names)
+            self.class_names = list(class_names) if class_names else classes
             self.labels = [index[p.relative_to(root).parts[0]] for p in self.files]
         self.available = len(files)
 

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from pathlib import Path
 
-from edgeq.errors import DataError
 from edgeq.escape import html_text, md
 from edgeq.gates import GateResult
 from edgeq.metrics import EXACT_DB
 from edgeq.report.text import evaluations, short_name
-from edgeq.schema import RESULTS, check, check_version
 from edgeq.units import gate_figure, gate_status
 from edgeq.units import percent as pct
 from edgeq.units import size as kib
@@ -25,21 +22,7 @@ LAYERS_SHOWN = 10
 
 
 def load_results(path: str | Path) -> ValidationResult:
-    """The results JSON, or one clear line about why it cannot be used."""
-    path = Path(path)
-    try:
-        results = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such results file; write one with edgeq validate ... --json {path}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc}); write it again with edgeq validate --json") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
-    if not isinstance(results, dict) or not all(k in results for k in ("model", "gates", "passed")):
-        raise DataError(f"{path}: not an edgeq validate results file (write one with edgeq validate --json)")
-    check_version(results, path.name)
-    check(results, RESULTS, path.name)  # the sections other modules own
-    return ValidationResult.from_json(results, path.name)
+    return ValidationResult.read(path)
 
 
 # -- figures, formatted once ------------------------------------------------------------------
@@ -84,6 +67,18 @@ def _rows(results: ValidationResult) -> list[tuple[str, str, str, str]]:
                  ms(lat.int8_ms.p50), f"{num(lat.speedup)}× speedup"))
     rows.append(("latency p90", ms(lat.float_ms.p90), ms(lat.int8_ms.p90), ""))
     return rows
+
+
+BASELINE_HEAD = ("", "baseline", "now", "change")
+
+
+def _baseline_rows(results: ValidationResult) -> list[tuple[str, str, str, str]]:
+    """This run against the previous results file, figure by figure."""
+    b = results.baseline
+    signed = lambda x, unit: "n/a" if x is None else f"{x:+.2f}{unit}"  # noqa: E731
+    return [("INT8 top-1", pct(b.int8_top1), pct(results.accuracy.int8_top1), signed(None if b.regression_pts is None else -b.regression_pts, " pts")),
+            ("INT8 p50 latency", ms(b.int8_p50_ms), ms(results.latency.int8_ms.p50), signed(b.latency_regression_pct, " %")),
+            ("model size", kib(b.int8_bytes), kib(results.size.int8_bytes), signed(b.size_growth_pct, " %"))]
 
 
 def _gate_rows(gates: tuple[GateResult, ...], marks: bool = True) -> list[tuple[str, str, str, str]]:
@@ -170,6 +165,9 @@ def markdown(results: ValidationResult) -> str:
              f"**{s['size reduction']}** · top-1 drop **{s['top-1 drop']}** · agreement **{s['top-1 agreement']}** · "
              f"speedup **{s['speedup']}**", ""]
     lines += _md_table(("", "float", "INT8", "change"), _rows(results))
+    if results.baseline:
+        lines += ["", f"### Against the baseline ({md(Path(results.baseline.path).name)})", ""]
+        lines += _md_table(BASELINE_HEAD, _baseline_rows(results))
     if results.gates:
         lines += ["", "### Gates", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(results.gates))
     lines += ["", "### Outputs", ""] + _md_table(OUTPUT_HEAD, _output_rows(results))
@@ -286,6 +284,9 @@ def html_page(results: ValidationResult) -> str:
              f"<p><code>{esc(results.model)}</code> vs <code>{esc(results.reference)}</code> on {esc(str(results.data))}</p>",
              f'<div class="cards">{cards}</div>',
              "<h2>Float vs INT8</h2>", _html_table(("", "float", "INT8", "change"), _rows(results))]
+    if results.baseline:
+        parts += [f"<h2>Against the baseline ({esc(Path(results.baseline.path).name)})</h2>",
+                  _html_table(BASELINE_HEAD, _baseline_rows(results))]
     if results.gates:
         parts += ["<h2>Gates</h2>", _html_table(("gate", "limit", "value", "result"), _gate_rows(results.gates, marks=False),
                                                  ["failed" if g.failed else "" for g in results.gates])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from edgeq.escape import terminal
 from edgeq.tflite.summary import ModelSummary, TensorInfo
 from edgeq.units import gate_figure, gate_status, percent, size
+from edgeq.tflite.metadata import ModelMetadata
 from edgeq.validation.results import DeviceResult, OutputScore, ValidationResult
 
 SHOWN_FLOAT_OPS = 8
@@ -159,6 +160,12 @@ def validation_text(r: ValidationResult) -> str:
     for d in r.devices:
         where = ", ".join(str(x) for x in (d.transport, d.runtime, d.machine) if x)
         lines.append(f"device    {terminal(d.name)} ({terminal(where)}): {device_summary(d)}")
+    if r.baseline:
+        b = r.baseline
+        lines.append(f"baseline  {terminal(b.path)}: top-1 {percent(b.int8_top1)} -> {percent(acc.int8_top1)} "
+                     f"(lost {_num(b.regression_pts, '.2f', ' pts')}), p50 {_num(b.int8_p50_ms, '.3f', ' ms')} -> "
+                     f"{_num(lat.int8_ms.p50, '.3f', ' ms')} ({_num(b.latency_regression_pct, '+.1f', ' %')}), size "
+                     f"{size(b.int8_bytes)} -> {size(sizes.int8_bytes)} ({_num(b.size_growth_pct, '+.1f', ' %')})")
     for g in r.gates:
         lines.append(f"gate      {gate_status(g).upper()} {g.name}: {gate_figure(g.name, g.value)} (limit {gate_figure(g.name, g.limit)})")
     per_layer = r.per_layer
@@ -168,6 +175,21 @@ def validation_text(r: ValidationResult) -> str:
         lines += [f"  {l['rank']:>3}. {l['op_type']:<18} {short_name(l['tensor_name'])}  SQNR {_num(l['sqnr_db'], '.2f', ' dB')}  "
                   f"RMSE {_num(l['rmse_lsb'], '.3f')} LSB" for l in layers[:5]]
     lines.append("verdict   " + ("PASS" if r.passed else "FAIL: a gate failed"))
+    return "\n".join(lines)
+
+
+def metadata_text(m: ModelMetadata) -> str:
+    """The TFLite Model Metadata an app's tooling reads (ML Model Binding, MediaPipe Tasks)."""
+    about = ", ".join(f"{k} {terminal(v)}" for k, v in (("version", m.version), ("author", m.author), ("license", m.license)) if v)
+    lines = [f"metadata  {terminal(m.name)}" + (f" ({about})" if about else "") + (f": {terminal(m.description)}" if m.description else "")]
+    for i in m.inputs:
+        image = f"{i.color or 'image'} {i.width}x{i.height}, " if i.width else ""
+        norm = f"(pixel - {list(i.mean)}) / {list(i.std)}" if i.mean else "no normalization"
+        lines.append(f"  input   {terminal(i.name)}: {image}{norm}")
+    for o in m.outputs:
+        labels = m.labels if o.labels_file else None
+        shown = f"{len(labels)} labels in {terminal(o.labels_file)} ({terminal(', '.join(labels[:5]))}{', ...' if len(labels) > 5 else ''})" if labels else "no labels"
+        lines.append(f"  output  {terminal(o.name)}: {shown}")
     return "\n".join(lines)
 
 

@@ -18,13 +18,16 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import flatbuffers
 from flatbuffers import encode, packer
 from flatbuffers import number_types as N
 from flatbuffers.table import Table
 
-from edgeq.errors import ModelError
+from edgeq.data.samples import RANGES, Preprocessing
+from edgeq.errors import DataError, ModelError, UsageError
+from edgeq.tflite.model import TfliteModel
 
 METADATA_NAME = "TFLITE_METADATA"
 IDENTIFIER = b"M001"
@@ -279,3 +282,88 @@ def _associated_files(model: bytes) -> dict[str, bytes]:
             return {name: archive.read(name) for name in archive.namelist()}
     except zipfile.BadZipFile:
         return {}
+
+
+# -- from a conversion ----------------------------------------------------------------------------
+
+KINDS = ("image-classifier", "generic")
+
+
+@dataclass(frozen=True)
+class Description:
+    """What the user says about a model for its metadata (`edgeq convert --labels ... --name ...`)."""
+
+    kind: str = "image-classifier"
+    labels: tuple[str, ...] = ()
+    name: str = ""
+    description: str = ""
+    version: str = ""
+    author: str = ""
+    license: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind == "object-detector":
+            raise UsageError("--metadata object-detector: not written by edgeq yet (MediaPipe's detector needs the metadata of "
+                             "the SSD post-processing outputs: locations, categories, scores, count); use image-classifier or generic")
+        if self.kind not in KINDS:
+            raise UsageError(f"--metadata {self.kind!r}: use {' or '.join(KINDS)}")
+
+
+def read_labels(path: str | Path) -> tuple[str, ...]:
+    """One label per line (blank lines skipped), as Android's and MediaPipe's label files are."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the labels ({exc}); pass a UTF-8 text file with one label per line") from None
+    labels = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not labels:
+        raise DataError(f"{path}: no labels in it; one label per line")
+    return labels
+
+
+def metadata_for(model: TfliteModel, preprocessing: Preprocessing, about: Description) -> ModelMetadata:
+    """The metadata of a converted model: its inputs as images scaled the way it was calibrated,
+    its first output labelled. The labels must match that output's class count."""
+    inputs = [model.tensors[i] for i in model.inputs]
+    outputs = [model.tensors[i] for i in model.outputs]
+    keys = {i: k for s in model.signatures[:1] for k, i in s.inputs + s.outputs}
+    if about.labels:
+        classes = outputs[0].shape[-1] if outputs[0].shape else 0
+        if len(about.labels) != classes:
+            raise UsageError(f"--labels has {len(about.labels)} labels but the model's output '{keys.get(model.outputs[0], outputs[0].name)}' "
+                             f"has {classes} classes; give one label per class, in the output's order")
+    described = []
+    for index, tensor in zip(model.inputs, inputs):
+        name = keys.get(index, tensor.name)
+        image = about.kind == "image-classifier" and len(tensor.shape) == 4 and tensor.shape[-1] in (1, 3)
+        if not image:
+            described.append(ImageInput(name) if about.kind == "generic" else _not_an_image(name, tensor.shape))
+            continue
+        mean, std, low, high = _normalization(preprocessing, tensor.shape[-1])
+        described.append(ImageInput(name, "Input image to be classified.", preprocessing.color or ("rgb" if tensor.shape[-1] == 3 else "gray"),
+                                    tensor.shape[2], tensor.shape[1], mean, std, low, high))
+    files = {"labels.txt": ("\n".join(about.labels) + "\n").encode()} if about.labels else {}
+    outs = [Output(keys.get(i, t.name), "Probabilities of the labels respectively." if n == 0 and about.labels else "",
+                   "labels.txt" if n == 0 and about.labels else None) for n, (i, t) in enumerate(zip(model.outputs, outputs))]
+    return ModelMetadata(about.name or "edgeq model", about.description, about.version, about.author, about.license,
+                         tuple(described), tuple(outs), files)
+
+
+def _not_an_image(name: str, shape: tuple[int, ...]) -> ImageInput:
+    raise UsageError(f"--metadata image-classifier: input '{name}' has shape {list(shape)}, not an image [1, H, W, 1|3]; "
+                     "use --metadata generic")
+
+
+def _normalization(pre: Preprocessing, channels: int) -> tuple[tuple[float, ...], ...]:
+    """mean/std in pixel units (input = (pixel - mean) / std) and the input's range, per channel."""
+    if pre.mean is not None and pre.std is not None:
+        mean = pre.mean * channels if len(pre.mean) == 1 else pre.mean
+        std = pre.std * channels if len(pre.std) == 1 else pre.std
+    else:
+        low, high = RANGES[pre.value_range or "0,1"]
+        scale = 255.0 / (high - low)
+        mean, std = (-low * scale + 0.0,) * channels, (scale,) * channels  # + 0.0: no -0.0
+    low_ = tuple(round((0 - m) / s, 6) for m, s in zip(mean, std))
+    high_ = tuple(round((255 - m) / s, 6) for m, s in zip(mean, std))
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std), low_, high_

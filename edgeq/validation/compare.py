@@ -18,7 +18,7 @@ import edgeq
 from edgeq.data.samples import InputSpec, Preprocessing, open_samples
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
-from edgeq.gates import check_names, evaluate, passed
+from edgeq.gates import BASELINE_GATES, check_names, evaluate, passed
 from edgeq.metrics import Scorer, is_classification, speedup
 from edgeq.native import captured_native_stderr
 from edgeq.progress import report
@@ -31,9 +31,11 @@ from edgeq.tflite.manifest import (
     manifest_part,
     read_manifest,
 )
+from edgeq.tflite.metadata import read_metadata
 from edgeq.tflite.summary import summarize
 from edgeq.validation.results import (
     Accuracy,
+    Baseline,
     DeviceResult,
     Latency,
     OutputScore,
@@ -65,9 +67,13 @@ class ValidateOptions:
     devices: tuple[str, ...] = ()  # device profile names or paths: run the INT8 model there too
     custom_objects: str | None = None  # a Keras reference's custom classes (.py)
     trust_model: bool = False  # let Keras run a Keras reference's Lambda code
+    baseline: str | None = None  # a previous results JSON: the regression gates compare with it
 
     def __post_init__(self) -> None:
         check_names(self.gates)
+        needing = [g for g in BASELINE_GATES if g in self.gates]
+        if needing and self.baseline is None:
+            raise UsageError(f"--{needing[0].replace('_', '-')} compares with a previous release: pass --baseline PREVIOUS.json")
         if self.target is not None and self.target not in ("edgetpu", "nnapi", "xnnpack"):
             raise UsageError(f"--target {self.target!r}: use edgetpu, nnapi or xnnpack")
         if self.threads < 1 or self.runs < 1 or self.warmup < 0 or self.top_k < 1:
@@ -78,12 +84,13 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
              **values: Any) -> ValidationResult:
     """Compare `model` with `reference` on `data` (progress goes to edgeq.progress listeners)."""
     options = options or ValidateOptions(**values)
+    previous = ValidationResult.read(options.baseline) if options.baseline else None  # a bad file fails before the run
     model, reference = Path(model), Path(reference)
     int8 = LiteRTRunner(model, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
         target, int8 = _target(model, int8, options, Path(scratch)) if options.target else (None, int8)
         float_path, float_note = _float_tflite(reference, int8, options, Path(scratch))
-        result = _compare(model, reference, data, options, int8, float_path, float_note)
+        result = _compare(model, reference, data, options, int8, float_path, float_note, previous)
     if target is not None:
         if target.get("delegate_check") is not None:
             target["delegate_check"] = _delegate_check(target, result.latency)
@@ -139,7 +146,7 @@ def _delegate_check(target: dict[str, Any], latency: Latency) -> dict[str, Any]:
 
 
 def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner,
-             float_path: Path, float_note: str) -> dict[str, Any]:
+             float_path: Path, float_note: str, previous: ValidationResult | None) -> ValidationResult:
     ref = LiteRTRunner(float_path, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     same_source = _same_source(model, reference)
     inputs = pair("inputs", int8.input_ports, ref.input_ports, same_source)
@@ -150,7 +157,9 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         to_reference[j] = i
 
     pre, sources = preprocessing_for(model, options)
-    samples = open_samples(data, specs, pre, options.limit, options.seed)
+    metadata = read_metadata(int8.model.data)
+    labels_from = metadata.labels if metadata is not None else None
+    samples = open_samples(data, specs, pre, options.limit, options.seed, labels_from)
     labels = samples.labels
     names = [p.label for p in int8.output_ports]
     scorer = Scorer(names, is_classification(int8.outputs[0]["shape"].tolist()), options.top_k)
@@ -211,6 +220,8 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         outputs=tuple(OutputScore(**o, reference_name=ref.output_ports[j].label) for o, j in zip(scores["outputs"], outputs.order)),
         worst_sqnr_db=scores["worst_sqnr_db"], latency=latency, warnings=tuple(warnings), conversion_search=search,
         per_layer=_per_layer(model, reference, data, specs, options) if options.per_layer else None, devices=tuple(devices))
+    if previous is not None:
+        result = replace(result, baseline=Baseline.compare(str(options.baseline), previous, result.accuracy, result.latency, result.size))
     local = evaluate(options.gates, result.figures)
     return replace(result, gates=tuple(local), passed=passed(local) and all(d.passed for d in devices))
 

@@ -8,14 +8,16 @@ check) stay JSON objects here.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from edgeq.errors import DataError
 from edgeq.gates import Figures, GateResult
 from edgeq.run.litert import Timings
 from edgeq.run.runner import Capabilities
-from edgeq.schema import SCHEMA_VERSION, check_version, from_json, to_json
+from edgeq.schema import RESULTS, SCHEMA_VERSION, check, check_version, from_json, to_json
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,29 @@ class DeviceResult:
 
 
 @dataclass(frozen=True)
+class Baseline:
+    """A previous results file (the last release's) and how this run compares with it."""
+
+    path: str
+    int8_top1: float | None = None
+    int8_p50_ms: float | None = None
+    int8_bytes: int | None = None
+    regression_pts: float | None = None  # top-1 points lost since the baseline (negative: gained)
+    latency_regression_pct: float | None = None  # INT8 p50 growth, % (negative: faster)
+    size_growth_pct: float | None = None  # model size growth, %
+
+    @classmethod
+    def compare(cls, path: str, previous: ValidationResult, accuracy: Accuracy, latency: Latency, size: Size) -> Baseline:
+        def growth(now: float | None, before: float | None) -> float | None:
+            return round(100 * (now / before - 1), 3) if now is not None and before else None
+
+        before_top1 = previous.accuracy.int8_top1
+        return cls(path, before_top1, previous.latency.int8_ms.p50, previous.size.int8_bytes,
+                   round(100 * (before_top1 - accuracy.int8_top1), 3) if before_top1 is not None and accuracy.int8_top1 is not None else None,
+                   growth(latency.int8_ms.p50, previous.latency.int8_ms.p50), growth(size.int8_bytes, previous.size.int8_bytes))
+
+
+@dataclass(frozen=True)
 class Pairing:
     inputs: str
     outputs: str
@@ -139,11 +164,16 @@ class ValidationResult:
     devices: tuple[DeviceResult, ...] = ()
     gates: tuple[GateResult, ...] = ()
     target: dict[str, Any] | None = None
-    baseline: dict[str, Any] | None = None
+    baseline: Baseline | None = None
 
     @property
     def figures(self) -> Figures:
-        return _figures(self.accuracy, self.worst_sqnr_db, self.latency, True)
+        figures = _figures(self.accuracy, self.worst_sqnr_db, self.latency, True)
+        if self.baseline is None:
+            return figures
+        b = self.baseline
+        return replace(figures, regression_pts=b.regression_pts, latency_regression_pct=b.latency_regression_pct,
+                       size_growth_pct=b.size_growth_pct)
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
@@ -154,6 +184,24 @@ class ValidationResult:
             raise DataError(f"{where}: expected an object, got {type(data).__name__}")
         check_version(data, where)
         return from_json(cls, _upgraded(data), where)
+
+    @classmethod
+    def read(cls, path: str | Path) -> ValidationResult:
+        """A results JSON file, or one clear line about why it cannot be used."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such results file; write one with edgeq validate ... --json {path}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DataError(f"{path}: not valid JSON ({exc}); write it again with edgeq validate --json") from None
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+        if not isinstance(data, dict) or not all(k in data for k in ("model", "gates", "passed")):
+            raise DataError(f"{path}: not an edgeq validate results file (write one with edgeq validate --json)")
+        check_version(data, path.name)
+        check(data, RESULTS, path.name)  # the sections other modules own
+        return cls.from_json(data, path.name)
 
     def with_warnings(self, *more: str) -> ValidationResult:
         return replace(self, warnings=self.warnings + tuple(more))

@@ -1,0 +1,29 @@
+"""edgeq bundle: the folder an app build copies (model, manifest, labels, ops, report, checksums)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgeq.cli.common import command, fail, say
+from edgeq.errors import EdgeqError
+from edgeq.escape import terminal
+
+
+@command()
+def bundle(
+    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="A .tflite (its .edgeq.json manifest beside it, if any)."),
+    output: Path = typer.Option(..., "--output", "-o", show_default=False, help="The bundle's folder."),
+    results: Optional[Path] = typer.Option(None, "--results", show_default=False, help="A results JSON of edgeq validate: adds report.md."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Replace files already in the folder."),
+) -> None:
+    """Write the bundle an app build copies as is: model.tflite, model.edgeq.json, labels.txt, ops.txt, report.md, SHA256SUMS."""
+    from edgeq.report.bundle import bundle as write_bundle
+
+    try:
+        made = write_bundle(model, output, results, force)
+    except EdgeqError as exc:
+        fail(exc)
+    say(f"bundle    {terminal(made.folder)}: {', '.join(made.files)}")
