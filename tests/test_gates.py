@@ -10,7 +10,8 @@ import pytest
 from edgeq.errors import UsageError
 from edgeq.gates import Figures, evaluate, passed
 from edgeq.run.devices import Profile, parse_benchmark_model
-from edgeq.run.runner import BenchmarkModelRunner, Measurement
+from edgeq.run.protocol import Measurement
+from edgeq.run.runner import BenchmarkModelRunner
 from edgeq.validation.devices import device_result
 
 RECORDED = Path(__file__).parent / "fixtures" / "benchmark_model" / "android_logcat_percentiles.txt"

@@ -15,7 +15,8 @@ from edgeq.gates import evaluate, passed
 from edgeq.report.documents import html_page, markdown
 from edgeq.report.text import validation_text
 from edgeq.run.devices import Profile, parse_benchmark_model
-from edgeq.run.runner import BenchmarkModelRunner, Measurement
+from edgeq.run.protocol import Measurement
+from edgeq.run.runner import BenchmarkModelRunner
 from edgeq.validation.devices import device_result
 from edgeq.validation.results import ValidationResult
 

@@ -75,3 +75,19 @@ def test_recipe_from_a_manifest_and_from_an_older_one(tmp_path):
     (tmp_path / "m.edgeq.json").write_text(json.dumps({"recipe": {"samples": "many"}}))
     with pytest.raises(DataError, match="recipe.samples"):
         Recipe.from_manifest(model)
+
+
+def test_the_local_runner_is_a_runner_and_measures_like_run_raw():
+    from edgeq.run.protocol import Runner
+
+    runner = LiteRTRunner(INT8)
+    assert isinstance(runner, Runner) and runner.capabilities.scores_outputs
+    batch = [runner.quantize_inputs([np.random.default_rng(seed).uniform(0, 1, (1, 8, 8, 1)).astype(np.float32)])[0]
+             for seed in range(3)]
+    stacked = [np.concatenate(batch)]
+    measured = runner.measure(INT8, stacked, warmup=1, runs=4)
+    for i, sample in enumerate(batch):
+        np.testing.assert_array_equal(measured.outputs[0][i:i + 1], runner.run_raw([sample])[0])
+    assert len(measured.timings_ms["samples"]) == 4 and measured.timings_ms["p50"] > 0
+    with pytest.raises(Exception, match="holds tiny_int8"):
+        runner.measure(FLOAT, stacked, 0, 1)

@@ -18,8 +18,8 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
-    from edgeq.targets import check_target
     from edgeq.schema import to_json
+    from edgeq.targets import check_target
     from edgeq.tflite.manifest import Recipe, manifest_mismatch
     from edgeq.tflite.metadata import read_metadata
     from edgeq.tflite.model import read_tflite

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from edgeq.escape import terminal
+from edgeq.tflite.metadata import ModelMetadata
 from edgeq.tflite.summary import ModelSummary, TensorInfo
 from edgeq.units import gate_figure, gate_status, percent, size
-from edgeq.tflite.metadata import ModelMetadata
 from edgeq.validation.results import DeviceResult, OutputScore, ValidationResult
 
 SHOWN_FLOAT_OPS = 8

@@ -19,6 +19,7 @@ import numpy as np
 from edgeq.errors import ModelError, UsageError
 from edgeq.native import captured_native_stderr
 from edgeq.run.pairing import Port
+from edgeq.run.protocol import Capabilities, Measurement
 
 DELEGATES = ("xnnpack", "none", "ref")
 
@@ -162,6 +163,9 @@ class LiteRTRunner:
     def dequantize_outputs(self, raw: list[np.ndarray]) -> list[np.ndarray]:
         return [to_float(q, *d["quantization"]) for d, q in zip(self.outputs, raw)]
 
+    def dequantize_inputs(self, raw: list[np.ndarray]) -> list[np.ndarray]:
+        return [to_float(q, *d["quantization"]) for d, q in zip(self.inputs, raw)]
+
     def _set_inputs(self, feeds: list[np.ndarray]) -> None:
         for detail, array in zip(self.inputs, self.quantize_inputs(feeds)):
             self.interpreter.set_tensor(detail["index"], array)
@@ -176,6 +180,26 @@ class LiteRTRunner:
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         """Float arrays in (in input order), float arrays out (in output order)."""
         return self.dequantize_outputs(self.run_raw(self.quantize_inputs(feeds)))
+
+    @property
+    def name(self) -> str:
+        return f"local ({self.delegate})"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(scores_outputs=True, latency=True)
+
+    def measure(self, model: Path, inputs: list[np.ndarray], warmup: int, runs: int) -> Measurement:
+        """The Runner protocol on this interpreter (`model` must be the file it was opened with):
+        every sample of the batch run, then the first one timed."""
+        if Path(model).resolve() != self.path.resolve():
+            raise UsageError(f"this runner holds {self.path.name}, not {Path(model).name}; open a runner for it")
+        rows = [self.run_raw([a[i:i + 1] for a in inputs]) for i in range(inputs[0].shape[0])]
+        timed = self.time(self.dequantize_inputs([a[:1] for a in inputs]), warmup, runs)
+        figures = {"p50": timed.p50, "p90": timed.p90, "p99": timed.p99, "mean": timed.mean, "std": timed.std,
+                   "samples": list(timed.samples_ms)}
+        return Measurement([np.concatenate(column) for column in zip(*rows)], figures, self.delegate, self.threads,
+                           warmup, runs, "ai_edge_litert")
 
     def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> Timings:
         self._set_inputs(feeds)

@@ -13,7 +13,7 @@ import numpy as np
 
 from edgeq.metrics import Scorer, speedup
 from edgeq.run.litert import LiteRTRunner
-from edgeq.run.runner import Measurement, Runner
+from edgeq.run.protocol import Measurement, Runner
 from edgeq.schema import from_json
 from edgeq.validation.results import (
     Accuracy,

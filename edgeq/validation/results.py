@@ -16,8 +16,15 @@ from typing import Any
 from edgeq.errors import DataError
 from edgeq.gates import Figures, GateResult
 from edgeq.run.litert import Timings
-from edgeq.run.runner import Capabilities
-from edgeq.schema import RESULTS, SCHEMA_VERSION, check, check_version, from_json, to_json
+from edgeq.run.protocol import Capabilities
+from edgeq.schema import (
+    RESULTS,
+    SCHEMA_VERSION,
+    check,
+    check_version,
+    from_json,
+    to_json,
+)
 
 
 @dataclass(frozen=True)
