@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,21 +36,14 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
                      signature: str = "serving_default", custom_objects: str | None = None,
                      trust_model: bool = False) -> dict[str, Any]:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
-    from edgeq.conversion.quantize import (
-        RangeChooser,
-        calibrate,
-        quantize,
-        resolve_keep_float,
-    )
+    from edgeq.conversion.quantize import RangeChooser, calibrate, quantize, resolve_keep_float
     from edgeq.conversion.ranges import Method
     from edgeq.conversion.source import KerasCode, load_source
     from edgeq.tflite.model import parse_tflite
 
-    recipe = Recipe.from_manifest(model) or Recipe(signatures=(signature,))
+    recipe = Recipe.from_manifest(model) or Recipe(signatures=(signature,), samples=len(debug_samples))
     if recipe.mode not in ("int8", "int8-fallback"):
         raise UsageError(f"--per-layer needs an int8 model; {model} was converted with --mode {recipe.mode}")
-    if Recipe.from_manifest(model) is None:
-        recipe = replace(recipe, samples=len(debug_samples))
     with captured_native_stderr():
         source = load_source(reference, recipe.signatures[:1], [",".join(map(str, s.shape)) for s in specs] if len(specs) == 1 else
                              [f"{s.name}=" + ",".join(map(str, s.shape)) for s in specs],
