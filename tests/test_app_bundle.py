@@ -135,7 +135,11 @@ def test_validate_takes_class_folders_by_the_models_labels(labelled, digits_cali
 
 def test_mediapipe_image_classifier_runs_the_model(trained, digits_calib, tmp_path, cli):
     """MediaPipe Tasks (RGB models with uint8 input) classifies the digits with edgeq's metadata."""
+    import ctypes.util
+
     _mediapipe_schema()
+    require(all(ctypes.util.find_library(lib) for lib in ("EGL", "GLESv2")),
+            "MediaPipe's library needs libEGL.so.1 and libGLESv2.so.2 (apt-get install libegl1 libgles2)")
     import keras
 
     keras_path, _, _ = trained
