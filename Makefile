@@ -11,7 +11,7 @@ DEMO := build/demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@echo "installing edgeq and TensorFlow into $(VENV) (first run: about a minute, 1.6 GB)"
+	@echo "installing edgeq and TensorFlow into $(VENV) (first run: a minute or two, about 1.9 GB)"
 	@$(PY) -m pip install --quiet --upgrade pip
 	@$(PY) -m pip install --quiet -e '.[convert,dev]' > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@# float .tflite files from the wild for the tests (its declared dependency is full tensorflow, which tensorflow-cpu provides)
