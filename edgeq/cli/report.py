@@ -21,12 +21,12 @@ def report(
 ) -> None:
     """Render a validation results JSON as a Markdown or HTML report."""
     from edgeq.fileio import check_writable, write_files_atomically
-    from edgeq.report.documents import load_results
+    from edgeq.validation.results import ValidationResult
 
     try:
         if fmt not in ("md", "html"):
             raise UsageError(f"--format {fmt!r}: use md or html")
-        data = load_results(results)
+        data = ValidationResult.read(results)
         if output is None and fmt == "html":
             output = results.with_suffix(".html")
         if output is not None:

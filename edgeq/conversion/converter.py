@@ -160,15 +160,22 @@ class Conversion:
     def save(self, output: str | Path, force: bool = False, protected: list[Path] = ()) -> ConversionResult:
         """Write the model and `<model>.edgeq.json` together, atomically; existing files only with `force`."""
         output = self.destination(Path(output))
-        if output.suffix != ".tflite":
-            raise UsageError(f"{output}: --output must end in .tflite")
-        manifest_path = manifest_for(output)
-        for path in (output, manifest_path):
-            check_writable(path, force, list(protected))
+        manifest_path = check_outputs(output, force, protected)
         manifest = {**self.manifest, "output": output.name}
         write_files_atomically({output: self.model, manifest_path: json_bytes(manifest)}, force)
         return ConversionResult(output, manifest_path, manifest, summarize(parse_tflite(self.model, output), manifest),
                                 self.warnings, self.budget_met)
+
+
+def check_outputs(output: Path, force: bool, protected: list[Path] = ()) -> Path:
+    """The model and manifest paths may be written (`force` for existing files, never over an
+    input); returns the manifest's path."""
+    if output.suffix != ".tflite":
+        raise UsageError(f"{output}: --output must end in .tflite")
+    manifest_path = manifest_for(output)
+    for path in (output, manifest_path):
+        check_writable(path, force, list(protected))
+    return manifest_path
 
 
 def convert(
@@ -186,10 +193,7 @@ def convert(
     are checked before the (long) conversion, and written together at the end."""
     model, output = Path(model), Path(output)
     inputs = [model] + ([Path(data)] if data is not None else [])
-    if output.suffix != ".tflite":
-        raise UsageError(f"{output}: --output must end in .tflite")
-    for path in (output, manifest_for(output)):
-        check_writable(path, force, inputs)
+    check_outputs(output, force, inputs)
     return quantize_model(model, data, options, quiet_native, isolated, about, **option_values).save(output, force, inputs)
 
 

@@ -36,7 +36,12 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
                      signature: str = "serving_default", custom_objects: str | None = None,
                      trust_model: bool = False) -> dict[str, Any]:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
-    from edgeq.conversion.quantize import RangeChooser, calibrate, quantize, resolve_keep_float
+    from edgeq.conversion.quantize import (
+        RangeChooser,
+        calibrate,
+        quantize,
+        resolve_keep_float,
+    )
     from edgeq.conversion.ranges import Method
     from edgeq.conversion.source import KerasCode, load_source
     from edgeq.tflite.model import parse_tflite

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from edgeq.errors import DataError, UsageError
 from edgeq.fileio import check_writable, json_bytes, write_files_atomically
-from edgeq.report.documents import load_results, markdown
+from edgeq.report.documents import markdown
 from edgeq.tflite.manifest import manifest_mismatch, read_manifest
 from edgeq.tflite.metadata import read_metadata
 from edgeq.tflite.model import TfliteModel, read_tflite
 from edgeq.tflite.summary import summarize
+from edgeq.validation.results import ValidationResult
 
 MODEL, MANIFEST, LABELS, OPS, REPORT, SUMS = "model.tflite", "model.edgeq.json", "labels.txt", "ops.txt", "report.md", "SHA256SUMS"
 
@@ -54,7 +55,7 @@ def bundle(model_path: str | Path, folder: str | Path, results: str | Path | Non
         contents[LABELS] = ("\n".join(metadata.labels) + "\n").encode()
     contents[OPS] = ops_text(model).encode()
     if results is not None:
-        validated = load_results(results)
+        validated = ValidationResult.read(results)
         if validated.size.int8_bytes not in (None, model.size):
             raise DataError(f"{results}: the results are of a {validated.size.int8_bytes}-byte model ({Path(validated.model).name}), "
                             f"not of {model_path.name} ({model.size} bytes); validate this model")

@@ -21,10 +21,6 @@ from edgeq.validation.results import ValidationResult
 LAYERS_SHOWN = 10
 
 
-def load_results(path: str | Path) -> ValidationResult:
-    return ValidationResult.read(path)
-
-
 # -- figures, formatted once ------------------------------------------------------------------
 
 def num(x: float | None, digits: int = 2) -> str:

@@ -163,9 +163,6 @@ class LiteRTRunner:
     def dequantize_outputs(self, raw: list[np.ndarray]) -> list[np.ndarray]:
         return [to_float(q, *d["quantization"]) for d, q in zip(self.outputs, raw)]
 
-    def dequantize_inputs(self, raw: list[np.ndarray]) -> list[np.ndarray]:
-        return [to_float(q, *d["quantization"]) for d, q in zip(self.inputs, raw)]
-
     def _set_inputs(self, feeds: list[np.ndarray]) -> None:
         for detail, array in zip(self.inputs, self.quantize_inputs(feeds)):
             self.interpreter.set_tensor(detail["index"], array)
@@ -195,14 +192,16 @@ class LiteRTRunner:
         if Path(model).resolve() != self.path.resolve():
             raise UsageError(f"this runner holds {self.path.name}, not {Path(model).name}; open a runner for it")
         rows = [self.run_raw([a[i:i + 1] for a in inputs]) for i in range(inputs[0].shape[0])]
-        timed = self.time(self.dequantize_inputs([a[:1] for a in inputs]), warmup, runs)
-        figures = {"p50": timed.p50, "p90": timed.p90, "p99": timed.p99, "mean": timed.mean, "std": timed.std,
-                   "samples": list(timed.samples_ms)}
-        return Measurement([np.concatenate(column) for column in zip(*rows)], figures, self.delegate, self.threads,
-                           warmup, runs, "ai_edge_litert")
+        self.run_raw([a[:1] for a in inputs])  # the first sample stays set for the timed invokes
+        return Measurement([np.concatenate(column) for column in zip(*rows)], self._timed(warmup, runs).to_dict(),
+                           self.delegate, self.threads, warmup, runs, "ai_edge_litert")
 
     def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> Timings:
         self._set_inputs(feeds)
+        return self._timed(warmup, runs)
+
+    def _timed(self, warmup: int, runs: int) -> Timings:
+        """`warmup` untimed, then `runs` timed invokes on the inputs already set."""
         invoke = self.interpreter.invoke
         for _ in range(warmup):
             invoke()

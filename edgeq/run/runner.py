@@ -20,8 +20,7 @@ class DeviceRunner:
 
     def measure(self, model: Path, inputs: list[Any], warmup: int, runs: int) -> Measurement:
         outputs, timings = run_model(self.profile, model, inputs, warmup, runs)
-        t = Timings.of(timings["latency_ms"], timings["warmup"], timings["threads"])
-        figures = {"p50": t.p50, "p90": t.p90, "p99": t.p99, "mean": t.mean, "std": t.std, "samples": list(t.samples_ms)}
+        figures = Timings.of(timings["latency_ms"], timings["warmup"], timings["threads"]).to_dict()
         return Measurement(outputs, figures, timings["delegate"], timings["threads"], timings["warmup"], timings["runs"],
                            timings.get("runtime"), timings.get("machine"))
 

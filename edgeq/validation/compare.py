@@ -330,20 +330,22 @@ def preprocessing_for(model: Path, options: ValidateOptions) -> tuple[Preprocess
 
 def signature_of(model: Path, asked: str) -> str:
     """The signature the model was converted from (its manifest's recipe), else the one asked for."""
-    try:
-        recipe = Recipe.from_manifest(model)
-    except DataError:
-        return asked
+    recipe = _recipe(model)
     return recipe.signatures[0] if recipe is not None and recipe.signatures != ("all",) else asked
 
 
 def _manifest_preprocessing(model: Path) -> Preprocessing | None:
-    try:
-        recipe = Recipe.from_manifest(model)
-    except DataError as exc:
-        log.warning("the manifest's recipe is not usable (%s); using the default preprocessing", exc)
-        return None
+    recipe = _recipe(model)
     return recipe.preprocessing if recipe is not None else None
+
+
+def _recipe(model: Path) -> Recipe | None:
+    """The manifest's recipe; a malformed one is a warning, and validation goes on without it."""
+    try:
+        return Recipe.from_manifest(model)
+    except DataError as exc:
+        log.warning("the manifest's recipe is not usable (%s); using the defaults", exc)
+        return None
 
 
 def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions, scratch: Path) -> tuple[Path, str]:

@@ -67,8 +67,7 @@ class Timing:
 
     @classmethod
     def of(cls, measured: Timings) -> Timing:
-        return cls(p50=measured.p50, p90=measured.p90, p99=measured.p99, mean=measured.mean, std=measured.std,
-                   samples=measured.samples_ms)
+        return cls(**{**measured.to_dict(), "samples": measured.samples_ms})
 
 
 @dataclass(frozen=True)
@@ -206,7 +205,7 @@ class ValidationResult:
             raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
         if not isinstance(data, dict) or not all(k in data for k in ("model", "gates", "passed")):
             raise DataError(f"{path}: not an edgeq validate results file (write one with edgeq validate --json)")
-        check_version(data, path.name)
+        check_version(data, path.name)  # before the shape checks: a newer file is refused, not misread
         check(data, RESULTS, path.name)  # the sections other modules own
         return cls.from_json(data, path.name)
 
