@@ -26,12 +26,16 @@ GATES = {g.name: g for g in (
     Gate("max_drop", "top-1 drop (pts)", "top1_drop_pts", "max", True),
     Gate("min_agreement", "top-1 agreement", "agreement", "min", True),
     Gate("min_sqnr", "SQNR (dB), worst output", "worst_sqnr_db", "min", True),
+    Gate("min_slice_sqnr", "SQNR (dB), worst slice of any output", "worst_slice_sqnr_db", "min", True),
     Gate("max_latency_ms", "INT8 p50 latency (ms)", "int8_p50_ms", "max", False),
     Gate("min_speedup", "speedup (float p50 / INT8 p50)", "speedup", "min", False),
     Gate("max_regression_pts", "top-1 regression vs baseline (pts)", "regression_pts", "max", True),
     Gate("max_latency_regression", "INT8 p50 latency growth vs baseline (%)", "latency_regression_pct", "max", False),
     Gate("max_size_growth", "model size growth vs baseline (%)", "size_growth_pct", "max", False),
 )}
+NO_VALUE = {"top1_drop_pts": "no value to check: no labels, or no classes output",
+            "agreement": "no value to check: no classes output",
+            "worst_slice_sqnr_db": "no value to check: no output axis of 2 to 256 entries to slice"}
 BASELINE_GATES = ("max_regression_pts", "max_latency_regression", "max_size_growth")
 
 
@@ -48,13 +52,16 @@ class Figures:
     regression_pts: float | None = None  # against a baseline results file: top-1 points lost
     latency_regression_pct: float | None = None  # INT8 p50 growth, %
     size_growth_pct: float | None = None  # model size growth, %
+    worst_slice_sqnr_db: float | None = None  # the worst per-index SQNR along any output axis
+    exact: bool = False  # every output equals float: no SQNR to give, and none needed
 
     @classmethod
     def of(cls, result: dict[str, Any], scores_outputs: bool = True) -> Figures:
         """The figures of a local or device result (the results JSON's shape)."""
         accuracy, latency = result.get("accuracy") or {}, result.get("latency") or {}
         return cls(accuracy.get("top1_drop_pts"), accuracy.get("agreement"), result.get("worst_sqnr_db"),
-                   (latency.get("int8_ms") or {}).get("p50"), latency.get("speedup"), scores_outputs)
+                   (latency.get("int8_ms") or {}).get("p50"), latency.get("speedup"), scores_outputs,
+                   worst_slice_sqnr_db=result.get("worst_slice_sqnr_db"), exact=bool(result.get("exact")))
 
 
 @dataclass(frozen=True)
@@ -87,9 +94,12 @@ def evaluate(limits: dict[str, float], figures: Figures) -> list[GateResult]:
             results.append(GateResult(name, gate.description, limit, None, "n/a", None,
                                       "not applicable: this runner measures latency only (no outputs to score)"))
             continue
+        if value is None and figures.exact and gate.figure in ("worst_sqnr_db", "worst_slice_sqnr_db"):
+            results.append(GateResult(name, gate.description, limit, None, "passed", True, "INT8 equals float exactly: no error"))
+            continue
         ok = value is not None and (value <= limit if gate.bound == "max" else value >= limit)
         results.append(GateResult(name, gate.description, limit, value, "passed" if ok else "failed", ok,
-                                  None if value is not None else "no value to check (e.g. no labels or not a classifier)"))
+                                  None if value is not None else NO_VALUE.get(gate.figure, "no value to check")))
     return results
 
 

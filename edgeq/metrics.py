@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 EXACT_DB = 100.0  # above this a layer only moves values (RESHAPE, MAX_POOL_2D): no quantization error
+BROKEN_DB = 10.0  # an output or slice below this is likely broken
+SLICE_GAP_DB = 20.0  # a worst slice this far below its output's SQNR is flagged too
+MAX_SLICE_AXIS = 256  # per-slice error along axes of at most this many entries
+DIGITS = 6  # significant digits kept of every error figure
+
+
+def significant(x: float | None, digits: int = DIGITS) -> float | None:
+    """`x` to `digits` significant digits, whatever its scale (1e-6 stays 1e-6, not 0)."""
+    return None if x is None or not math.isfinite(x) else float(f"{x:.{digits}g}")
+
+
+def sqnr_db(signal: float, noise: float) -> float | None:
+    """10 log10(signal / noise); inf for an exact match; None without signal."""
+    if signal <= 0:
+        return None
+    return math.inf if noise == 0 else 10 * math.log10(signal / noise)
 
 
 @dataclass
 class OutputError:
-    """INT8 (dequantized) vs float for one output tensor, over all samples."""
+    """INT8 (dequantized) vs float for one output tensor, over all samples, and per slice: per index
+    along every axis of at most MAX_SLICE_AXIS entries but the batch axis (a class score among
+    boxes, one landmark, one channel). `skip_axis`: an axis not to slice (the class axis of a
+    `classes` output, which agreement judges)."""
 
     name: str
+    skip_axis: int | None = None
     signal: float = 0.0  # sum of reference squares: SQNR's numerator and the cosine's reference norm
     noise: float = 0.0
     dot: float = 0.0
@@ -22,10 +42,11 @@ class OutputError:
     max_abs: float = 0.0
     sum_abs: float = 0.0
     count: int = 0
+    slices: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # axis -> (signal, noise) per index
 
     def add(self, reference: np.ndarray, quantized: np.ndarray) -> None:
-        r = reference.astype(np.float64).ravel()
-        q = quantized.astype(np.float64).ravel()
+        r64, q64 = reference.astype(np.float64), quantized.astype(np.float64)
+        r, q = r64.ravel(), q64.ravel()
         diff = r - q
         self.signal += float(r @ r)
         self.noise += float(diff @ diff)
@@ -34,19 +55,40 @@ class OutputError:
         self.max_abs = max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
         self.sum_abs += float(np.abs(diff).sum())
         self.count += r.size
+        squares, errors = r64 ** 2, (r64 - q64) ** 2
+        for axis in self._axes(r64.shape):
+            others = tuple(a for a in range(r64.ndim) if a != axis)
+            s, n = squares.sum(axis=others), errors.sum(axis=others)
+            if axis in self.slices:
+                s, n = s + self.slices[axis][0], n + self.slices[axis][1]
+            self.slices[axis] = (s, n)
+
+    def _axes(self, shape: tuple[int, ...]) -> list[int]:
+        first = 1 if len(shape) > 1 else 0  # axis 0 is the batch axis
+        skip = None if self.skip_axis is None else self.skip_axis % len(shape)
+        return [a for a in range(first, len(shape)) if 1 < shape[a] <= MAX_SLICE_AXIS and a != skip]
+
+    def worst_slice(self) -> dict | None:
+        """The slice with the lowest SQNR: {axis, index, sqnr_db}; slices without signal or error are skipped."""
+        worst = None
+        for axis, (signal, noise) in self.slices.items():
+            for index in np.flatnonzero((signal > 0) & (noise > 0)):
+                db = sqnr_db(float(signal[index]), float(noise[index]))
+                if worst is None or db < worst["sqnr_db"]:
+                    worst = {"axis": axis, "index": int(index), "sqnr_db": db}
+        return None if worst is None else {**worst, "sqnr_db": round(worst["sqnr_db"], 3)}
 
     def to_dict(self) -> dict:
-        if self.noise == 0:
-            sqnr = math.inf if self.signal > 0 else None
-        else:
-            sqnr = 10 * math.log10(self.signal / self.noise) if self.signal > 0 else None
+        sqnr = sqnr_db(self.signal, self.noise)
         denominator = math.sqrt(self.signal * self.norm_q)
         return {
             "name": self.name,
-            "sqnr_db": None if sqnr is None else (round(sqnr, 3) if math.isfinite(sqnr) else 999.0),
-            "cosine": round(self.dot / denominator, 6) if denominator else None,
-            "max_abs_error": round(self.max_abs, 6),
-            "mean_abs_error": round(self.sum_abs / self.count, 6) if self.count else None,
+            "sqnr_db": None if sqnr is None or math.isinf(sqnr) else round(sqnr, 3),
+            "exact": self.count > 0 and self.noise == 0,
+            "cosine": significant(self.dot / denominator) if denominator else None,
+            "max_abs_error": significant(self.max_abs),
+            "mean_abs_error": significant(self.sum_abs / self.count) if self.count else None,
+            "worst_slice": self.worst_slice(),
         }
 
 
@@ -55,6 +97,7 @@ class TopK:
     """Top-1/top-k accuracy of both models against labels, and their top-1 agreement."""
 
     k: int = 5
+    classes: int = 0
     count: int = 0
     labelled: int = 0
     agree: int = 0
@@ -63,64 +106,97 @@ class TopK:
     float_topk: int = 0
     int8_topk: int = 0
 
+    @property
+    def has_topk(self) -> bool:
+        """Top-k says something only when there are more than k classes."""
+        return self.classes > self.k
+
     def add(self, reference: np.ndarray, quantized: np.ndarray, label: int | None) -> None:
         r, q = reference.ravel(), quantized.ravel()
+        self.classes = r.size
         self.count += 1
         self.agree += int(np.argmax(r) == np.argmax(q))
         if label is None:
             return
         self.labelled += 1
-        k = min(self.k, r.size)
         self.float_top1 += int(np.argmax(r) == label)
         self.int8_top1 += int(np.argmax(q) == label)
-        self.float_topk += int(label in np.argsort(r)[-k:])
-        self.int8_topk += int(label in np.argsort(q)[-k:])
+        self.float_topk += int(label in np.argsort(r)[-self.k:])
+        self.int8_topk += int(label in np.argsort(q)[-self.k:])
 
     def to_dict(self) -> dict:
         n = self.labelled
         f1 = self.float_top1 / n if n else None
         i1 = self.int8_top1 / n if n else None
+        topk = n and self.has_topk
         return {
             "samples": self.count,
             "labelled": n,
             "float_top1": f1,
             "int8_top1": i1,
             "top1_drop_pts": 100 * (f1 - i1) if n else None,
-            "top_k": self.k,
-            "float_topk": self.float_topk / n if n else None,
-            "int8_topk": self.int8_topk / n if n else None,
+            "top_k": self.k if self.has_topk else None,
+            "float_topk": self.float_topk / n if topk else None,
+            "int8_topk": self.int8_topk / n if topk else None,
             "agreement": self.agree / self.count if self.count else None,
         }
 
 
-def is_classification(shape: tuple[int, ...] | list[int]) -> bool:
-    """[1, C] with C > 1: argmax means a class."""
-    return len(shape) == 2 and shape[0] == 1 and shape[1] > 1
+@dataclass
+class Decision:
+    """A score output: how often INT8 and float fall on the same side of the threshold."""
+
+    threshold: float = 0.5
+    count: int = 0
+    agree: int = 0
+
+    def add(self, reference: np.ndarray, quantized: np.ndarray) -> None:
+        self.count += reference.size
+        self.agree += int(np.sum((reference.ravel() >= self.threshold) == (quantized.ravel() >= self.threshold)))
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agree / self.count if self.count else None
 
 
 class Scorer:
-    """Every output's error and, for a classifier, top-k and agreement: one place for local and
-    on-device runs alike."""
+    """Every output's error, and per role: top-1/top-k and agreement for each `classes` output
+    (labels score the headline one), decision agreement for each `score` output. No argmax is
+    taken over a `values` output. One place for local and on-device runs alike."""
 
-    def __init__(self, names: list[str], classify: bool, top_k: int = 5):
-        self.errors = [OutputError(n) for n in names]
-        self.classify = classify
-        self.topk = TopK(top_k)
+    def __init__(self, names: list[str], roles: list[str], top_k: int = 5, headline: int | None = None,
+                 threshold: float = 0.5):
+        self.names, self.roles = names, roles
+        self.errors = [OutputError(n, -1 if r == "classes" else None) for n, r in zip(names, roles)]
+        self.topks = {i: TopK(top_k) for i, r in enumerate(roles) if r == "classes"}
+        self.decisions = {i: Decision(threshold) for i, r in enumerate(roles) if r == "score"}
+        self.headline = headline if headline is not None else next(iter(self.topks), None)
         self.count = 0
 
     def add(self, reference: list[np.ndarray], quantized: list[np.ndarray], label: int | None) -> None:
         for acc, r, q in zip(self.errors, reference, quantized):
             acc.add(r, q)
-        if self.classify:
-            self.topk.add(reference[0], quantized[0], label)
+        for i, topk in self.topks.items():
+            topk.add(reference[i], quantized[i], label if i == self.headline else None)
+        for i, decision in self.decisions.items():
+            decision.add(reference[i], quantized[i])
         self.count += 1
 
     def result(self) -> dict:
-        outputs = [e.to_dict() for e in self.errors]
+        outputs = []
+        for i, (error, role) in enumerate(zip(self.errors, self.roles)):
+            agreement = (self.topks[i].to_dict()["agreement"] if i in self.topks
+                         else self.decisions[i].agreement if i in self.decisions else None)
+            outputs.append({**error.to_dict(), "role": role, "agreement": agreement,
+                            "threshold": self.decisions[i].threshold if i in self.decisions else None})
+        head = self.topks.get(self.headline) if self.headline is not None else None
+        accuracy = head.to_dict() if head is not None else {k: None for k in TopK().to_dict()}
+        accuracy.update(samples=self.count, output=self.names[self.headline] if head is not None else None)
         sqnrs = [o["sqnr_db"] for o in outputs if o["sqnr_db"] is not None]
-        accuracy = self.topk.to_dict() if self.classify else {k: None for k in TopK().to_dict()}
-        accuracy["samples"] = self.count
-        return {"accuracy": accuracy, "outputs": outputs, "worst_sqnr_db": min(sqnrs) if sqnrs else None}
+        slices = [o["worst_slice"]["sqnr_db"] for o in outputs if o["worst_slice"]]
+        return {"accuracy": accuracy, "outputs": outputs, "worst_sqnr_db": min(sqnrs) if sqnrs else None,
+                "worst_slice_sqnr_db": min(slices) if slices else None,
+                "exact": bool(outputs) and all(o["exact"] for o in outputs)}
 
 
 def speedup(float_p50: float | None, int8_p50: float | None) -> float | None:

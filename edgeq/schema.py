@@ -16,7 +16,7 @@ from typing import Any
 
 from edgeq.errors import DataError
 
-SCHEMA_VERSION = "1.2"  # major bumps when a reader of the previous major would misread the file
+SCHEMA_VERSION = "1.3"  # major bumps when a reader of the previous major would misread the file
 NUM = (int, float)
 
 

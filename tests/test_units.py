@@ -13,7 +13,8 @@ import pytest
 from edgeq.conversion.search import Budget, search
 from edgeq.errors import DataError, OutputExistsError, UsageError
 from edgeq.fileio import check_writable, write_files_atomically
-from edgeq.metrics import Scorer, speedup
+from edgeq.metrics import OutputError, Scorer, speedup
+from edgeq.roles import OutputFacts, decide_roles, parse_roles
 from edgeq.schema import from_json, to_json
 from edgeq.validation.results import (
     Accuracy,
@@ -59,7 +60,7 @@ def test_a_1_1_results_file_reads_with_gate_status_and_device_capabilities():
 # -- metrics ---------------------------------------------------------------------------------
 
 def test_sqnr_agreement_and_top1_on_known_arrays():
-    scorer = Scorer(["out"], classify=True, top_k=2)
+    scorer = Scorer(["out"], ["classes"], top_k=2)
     reference = np.array([[1.0, 3.0, 2.0]], np.float32)
     scorer.add([reference], [reference + np.array([[0.1, -0.1, 0.0]], np.float32)], label=1)
     scorer.add([reference], [np.array([[3.0, 1.0, 2.0]], np.float32)], label=1)
@@ -68,6 +69,64 @@ def test_sqnr_agreement_and_top1_on_known_arrays():
     assert acc["agreement"] == 0.5 and acc["float_top1"] == 1.0 and acc["int8_top1"] == 0.5 and acc["top1_drop_pts"] == 50.0
     signal, noise = 2 * (1 + 9 + 4), (0.01 + 0.01) + (4 + 4 + 0)
     assert result["worst_sqnr_db"] == pytest.approx(10 * math.log10(signal / noise), abs=1e-3)
+    assert acc["output"] == "out" and acc["top_k"] == 2  # 3 classes > k
+
+
+def test_no_argmax_over_values_and_top_k_only_above_k_classes():
+    scorer = Scorer(["boxes", "face"], ["values", "classes"], top_k=5)
+    scorer.add([np.array([[1.0, 2.0]]), np.array([[0.2, 0.8]])], [np.array([[2.0, 1.0]]), np.array([[0.3, 0.7]])], label=1)
+    result = scorer.result()
+    acc = result["accuracy"]
+    assert acc["output"] == "face" and acc["agreement"] == 1.0  # the boxes' argmax flipped; it is not counted
+    assert acc["top_k"] is None and acc["float_topk"] is None  # 2 classes: no top-5
+    boxes, face = result["outputs"]
+    assert boxes["agreement"] is None and face["agreement"] == 1.0
+
+
+def test_a_score_output_agrees_by_its_threshold():
+    scorer = Scorer(["p"], ["score"], threshold=0.5)
+    for want, got in ((0.9, 0.8), (0.2, 0.3), (0.55, 0.45), (0.1, 0.1)):
+        scorer.add([np.array([[want]])], [np.array([[got]])], None)
+    out = scorer.result()["outputs"][0]
+    assert out["agreement"] == 0.75 and out["threshold"] == 0.5 and scorer.result()["accuracy"]["output"] is None
+
+
+def test_a_destroyed_slice_is_found_under_a_healthy_whole():
+    """Boxes of ~100 and class scores 0..1 in one [1, 6, 50] tensor, one int8 scale: the scores are gone."""
+    rng = np.random.default_rng(0)
+    error = OutputError("det")
+    scale = 200 / 255
+    for _ in range(8):
+        reference = np.concatenate([rng.uniform(50, 200, (1, 4, 50)), rng.uniform(0, 1, (1, 2, 50))], axis=1)
+        error.add(reference, np.round(reference / scale) * scale)
+    result = error.to_dict()
+    worst = result["worst_slice"]
+    assert result["sqnr_db"] > 25 and worst["axis"] == 1 and worst["index"] in (4, 5) and worst["sqnr_db"] < 10
+
+
+def test_small_errors_keep_their_digits_and_an_exact_match_says_so():
+    tiny = OutputError("t")
+    tiny.add(np.array([[1e-6, 2e-6]]), np.array([[1.1e-6, 2e-6]]))
+    figures = tiny.to_dict()
+    assert figures["max_abs_error"] == pytest.approx(1e-7, rel=1e-3) and figures["mean_abs_error"] > 0
+    same = OutputError("s")
+    same.add(np.array([[1.0, 2.0]]), np.array([[1.0, 2.0]]))
+    assert same.to_dict()["sqnr_db"] is None and same.to_dict()["exact"] is True
+
+
+def test_roles_come_from_evidence_and_say_which():
+    facts = [OutputFacts("boxes", (1, 4)), OutputFacts("landmarks", (1, 10)), OutputFacts("prob", (1, 2), "SOFTMAX"),
+             OutputFacts("presence", (1, 1), "LOGISTIC"), OutputFacts("logits", (1, 7))]
+    roles = decide_roles(facts, {"logits": "classes"})
+    assert [r.role for r in roles] == ["values", "values", "classes", "score", "classes"]
+    assert "SOFTMAX" in roles[2].evidence and roles[4].evidence == "--output-role"
+    by_data = decide_roles([OutputFacts("a", (1, 10)), OutputFacts("b", (1, 3))], class_count=3)
+    assert [r.role for r in by_data] == ["values", "classes"] and "labelled classes" in by_data[1].evidence
+    assert [r.role for r in decide_roles([OutputFacts("a", (1, 3)), OutputFacts("b", (1, 3))], class_count=3)] == ["values"] * 2
+    with pytest.raises(UsageError, match="no such output"):
+        decide_roles(facts, {"nope": "classes"})
+    with pytest.raises(UsageError, match="KEY=classes"):
+        parse_roles(["prob=probabilities"])
 
 
 def test_speedup_is_a_ratio_of_p50s_and_none_without_them():

@@ -15,7 +15,7 @@ from edgeq.escape import terminal
 @command()
 def bundle(
     model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="A .tflite (its .edgeq.json manifest beside it, if any)."),
-    output: Path = typer.Option(..., "--output", "-o", show_default=False, help="The bundle's folder."),
+    output: Path = typer.Option(..., "--output", "-o", show_envvar=False, show_default=False, help="The bundle's folder."),
     results: Optional[Path] = typer.Option(None, "--results", show_default=False, help="A results JSON of edgeq validate: adds report.md."),
     force: bool = typer.Option(False, "--force", metavar="", help="Replace files already in the folder."),
 ) -> None:

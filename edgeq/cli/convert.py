@@ -16,7 +16,7 @@ from edgeq.escape import terminal
 @command()
 def convert(
     model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file, SavedModel folder or float .tflite."),
-    output: Path = typer.Option(..., "--output", "-o", show_default=False, help="The .tflite to write (a .edgeq.json manifest goes beside it)."),
+    output: Path = typer.Option(..., "--output", "-o", show_envvar=False, show_default=False, help="The .tflite to write (a .edgeq.json manifest goes beside it)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", show_default=False, help="Calibration samples: image folder, .npy or .npz."),
     mode: str = typer.Option("int8", help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16."),
     io: Optional[str] = typer.Option(None, "--io", show_default="int8 (int16 for int16x8)", help="Input/output type: int8 | uint8 | float32 (int16 for int16x8)."),
@@ -35,9 +35,10 @@ def convert(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes; the result equals --jobs 1.", show_default="CPU cores"),
     color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
     resize: str = typer.Option("stretch", help="stretch | crop | pad."),
-    value_range: Optional[str] = typer.Option(None, "--range", show_default="0,1", help="Pixel range fed to the model: 0,1 (default) | -1,1 | 0,255."),
+    value_range: Optional[str] = typer.Option(None, "--range", show_default="what the model states, else 0,1", help="Pixel range fed to the model: 0,1 | -1,1 | 0,255."),
     mean: Optional[str] = typer.Option(None, show_default=False, help="Per-channel mean subtracted from 0..255 pixels, e.g. 123.7,116.3,103.5."),
     std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std dividing after --mean."),
+    layout: Optional[str] = typer.Option(None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."),
     signature: list[str] = typer.Option([], "--signature", help="SavedModel signature to convert (repeatable; 'all' for every one) [default: serving_default]."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining the Keras model's custom classes (imported: it is your code)."),
@@ -65,7 +66,7 @@ def convert(
             mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed, jobs=jobs, targets=tuple(target),
             eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers, allow_int16x8=allow_int16x8,
             budget=Budget(max_drop, min_agreement, min_sqnr) if any(v is not None for v in (max_drop, min_agreement, min_sqnr)) else None,
-            preprocessing=Preprocessing(color, resize, value_range, floats(mean, "--mean"), floats(std, "--std")),
+            preprocessing=Preprocessing(color, resize, value_range, floats(mean, "--mean"), floats(std, "--std"), layout),
             signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape),
             custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
         )

@@ -24,8 +24,8 @@ from edgeq.escape import terminal
 @command()
 def validate(
     model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="The INT8 .tflite to validate."),
-    reference: Path = typer.Option(..., "--reference", "-r", show_default=False, help="The float model: .tflite, .keras/.h5 or SavedModel."),
-    data: Path = typer.Option(..., "--data", "-d", show_default=False, help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
+    reference: Path = typer.Option(..., "--reference", "-r", show_envvar=False, show_default=False, help="The float model: .tflite, .keras/.h5 or SavedModel."),
+    data: Path = typer.Option(..., "--data", "-d", show_envvar=False, show_default=False, help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
     delegate: str = typer.Option("xnnpack", help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled model)."),
     delegate_library: Optional[str] = typer.Option(None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1."),
     delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
@@ -36,12 +36,16 @@ def validate(
     top_k: int = typer.Option(5, help="k of the top-k accuracy."),
     color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="the manifest's, else the model's channels"),
     resize: Optional[str] = typer.Option(None, show_default=False, help="stretch | crop | pad."),
-    value_range: Optional[str] = typer.Option(None, "--range", show_default="0,1", help="0,1 | -1,1 | 0,255."),
+    value_range: Optional[str] = typer.Option(None, "--range", show_default="the manifest's, else what the model states, else 0,1", help="0,1 | -1,1 | 0,255."),
     mean: Optional[str] = typer.Option(None, show_default=False, help="Per-channel mean."),
     std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std."),
+    layout: Optional[str] = typer.Option(None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."),
+    output_role: list[str] = typer.Option([], "--output-role", show_default=False, help="KEY=classes|score|values: what an output is (repeatable); default: from the model's evidence."),
+    score_threshold: float = typer.Option(0.5, help="Decision threshold of a score output (its agreement)."),
     max_drop: Optional[float] = typer.Option(None, show_default=False, help="Gate: top-1 drop at most PTS points."),
     min_agreement: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8/float top-1 agreement at least FRAC."),
     min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Gate: every output's SQNR at least DB."),
+    min_slice_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Gate: every slice's SQNR (per index along each output axis of at most 256) at least DB."),
     max_latency_ms: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8 p50 latency at most MS."),
     min_speedup: Optional[float] = typer.Option(None, show_default=False, help="Gate: float p50 / INT8 p50 at least X."),
     baseline: Optional[Path] = typer.Option(None, "--baseline", show_default=False, help="A previous results JSON (the last release's): compare with it."),
@@ -62,10 +66,11 @@ def validate(
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
     from edgeq.fileio import check_writable, write_files_atomically
+    from edgeq.roles import parse_roles
     from edgeq.validation.compare import ValidateOptions
     from edgeq.validation.compare import validate as run_validate
 
-    gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
+    gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr, min_slice_sqnr=min_slice_sqnr,
                                     max_latency_ms=max_latency_ms, min_speedup=min_speedup, max_regression_pts=max_regression_pts,
                                     max_latency_regression=max_latency_regression, max_size_growth=max_size_growth).items() if v is not None}
     outputs = {"json": json_out, "csv": per_layer_csv,
@@ -83,12 +88,13 @@ def validate(
             if path.parent != report_dir or report_dir.is_dir():  # --report DIR is created on success
                 check_writable(path, force, [model, reference, data] + ([baseline] if baseline else []))
         preprocessing = {"color": color, "resize": resize, "value_range": value_range, "mean": floats(mean, "--mean"),
-                         "std": floats(std, "--std")}
+                         "std": floats(std, "--std"), "layout": layout}
         if delegate == "edgetpu":
             delegate, delegate_library = "xnnpack", delegate_library or "libedgetpu.so.1"
         options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
                                   delegate_options=key_values(delegate_option, "--delegate-option"), threads=threads,
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
+                                  output_roles=parse_roles(output_role), score_threshold=score_threshold,
                                   per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples,
                                   custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
                                   baseline=str(baseline) if baseline else None)

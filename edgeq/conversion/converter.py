@@ -11,7 +11,7 @@ import hashlib
 import itertools
 import logging
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from edgeq.conversion.quantize import (
 )
 from edgeq.conversion.ranges import Method
 from edgeq.conversion.search import Budget
-from edgeq.conversion.source import KerasCode, first_line, has_fake_quant, load_source
+from edgeq.conversion.source import KerasCode, first_line, has_fake_quant, load_source, require_tensorflow, stated_scaling
+from edgeq.data.normalization import resolve
 from edgeq.data.samples import (
     ArraySource,
     Audit,
@@ -222,6 +223,7 @@ def quantize_model(
         raise ModelError(f"{model}: no such model; pass a .keras or .h5 file or a SavedModel folder")
     if data is not None and not Path(data).exists():
         raise DataError(f"{data}: no such file or folder; pass an image folder, a .npy or a .npz")
+    require_tensorflow("edgeq convert")
 
     with captured_native_stderr(quiet_native) as native:
         try:
@@ -233,6 +235,8 @@ def quantize_model(
             detail = native.last_error_line() or first_line(exc)
             raise ConversionError(f"the TFLite converter failed on {model}: {detail}") from exc
 
+    pre, origins, conflicts = kind.pop("preprocessing")
+    options = replace(options, preprocessing=pre)
     result = parse_tflite(quantized)
     summary = summarize(result, {})
     _check_strict(result, summary, options, keep)
@@ -246,6 +250,7 @@ def quantize_model(
         "edgeq_version": edgeq.__version__,
         **_versions(),
         "source": {"path": str(model), **kind, "sha256": sha256_of(model), "bytes": size_of(model)},
+        "preprocessing": {"used": pre.describe(), "from": origins},
         "output": None,
         "model": {"sha256": hashlib.sha256(quantized).hexdigest(), "bytes": len(quantized)},
         "recipe": _recipe(options, data, calibration).to_json(),
@@ -259,6 +264,8 @@ def quantize_model(
             "float_is": "calibrated float graph" if calibration and calibration.get("samples") else "float model",
             "model_bytes": result.size,
             "ratio": round(result.size / float_bytes, 4) if float_bytes else None,
+            **({"source_bytes": size_of(model), "source_ratio": round(result.size / size_of(model), 4)}
+               if model.suffix.lower() == ".tflite" else {}),
         },
         "op_census": summary.op_census,
         "ops_total": summary.ops_total,
@@ -271,7 +278,7 @@ def quantize_model(
                                                 "labels": len(about.labels), "labels_file": "labels.txt" if about.labels else None},
         "search": search,
         "targets": {t: {k: v for k, v in r.to_dict().items() if k != "ops"} for t, r in targets.items()},
-        "warnings": [f"{' and '.join(ignored)} ignored: --mode {options.mode} does not calibrate" for _ in ignored[:1]]
+        "warnings": conflicts + [f"{' and '.join(ignored)} ignored: --mode {options.mode} does not calibrate" for _ in ignored[:1]]
         + (calibration.get("warnings", []) if calibration else []) + target_warnings
         + (search["notes"] if search else []),
     }
@@ -287,11 +294,14 @@ def _run(model: Path, data: Path | None, options: ConvertOptions):
 def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: ParallelCalibrator | None):
     step("loading the model")
     source = load_source(model, options.signatures, list(options.input_shapes), KerasCode(options.custom_objects, options.trust_model))
+    pre, origins, conflicts = resolve(options.preprocessing, stated_scaling(source))
+    options = replace(options, preprocessing=pre)
+    about = {"kind": source.kind, "rewrites": source.rewrites, "preprocessing": (pre, origins, conflicts)}
     calibration: dict[str, Any] | None = None
     search: dict[str, Any] | None = None
     keep: dict[str, Any] = {"requested": list(options.keep_float), "nodes": [], "ops": []}
     if source.trained_ranges and options.mode in ("int8", "int8-fallback"):
-        return _trained(source, data, options, keep)
+        return _trained(source, data, options, keep, about)
     if options.mode in CALIBRATED_MODES:
         samples, audits, stream = _calibration_stream(source, data, options)
         if len(source.signatures) > 1:
@@ -342,7 +352,7 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
     else:
         quantized = one_step(source, options.recipe, None)
         float_bytes = len(one_step(source, options.recipe, None, float_only=True))
-    return source.restore(quantized), calibration, keep, float_bytes, {"kind": source.kind, "rewrites": source.rewrites}, search
+    return source.restore(quantized), calibration, keep, float_bytes, about, search
 
 
 def choose_ranges(calibrated: bytes, source, options: ConvertOptions, data: Path, keep: dict[str, Any],
@@ -359,7 +369,8 @@ def choose_ranges(calibrated: bytes, source, options: ConvertOptions, data: Path
 
     budget = options.budget or Budget(min_sqnr=float("inf"))  # no budget: the best worst-output SQNR wins
     eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
-    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, budget)
+    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, budget,
+                          class_count=len(eval_source.class_names or []) or None)
     tried = []
     for method in AUTO_ORDER:
         model, record = with_method(method)
@@ -367,13 +378,13 @@ def choose_ranges(calibrated: bytes, source, options: ConvertOptions, data: Path
         tried.append((step_record, model, record))
         if options.budget is not None and step_record["meets"]:
             break
-    best = next((t for t in tried if t[0]["meets"]), None) or max(tried, key=lambda t: budget.quality(t[0]))
+    best = next((t for t in tried if t[0]["meets"]), None) or max(tried, key=lambda t: t[0]["quality"])
     return best[1], {**best[2], "auto": [{"method": t[2]["method"], "worst_sqnr_db": t[0]["worst_sqnr_db"],
                                           "meets": t[0]["meets"] if options.budget else None} for t in tried],
                      "steps": [t[0] for t in tried] if options.budget is not None else []}
 
 
-def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str, Any]):
+def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str, Any], about: dict[str, Any]):
     """A quantization-aware-trained model: the converter takes every range from the fake-quant ops;
     --data, if given, only fills tensors that have none (and the trained ranges stay)."""
     if options.keep_float or options.budget is not None:
@@ -399,8 +410,7 @@ def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str,
     float_bytes = len(one_step(source, options.recipe, None, float_only=True))
     calibration = {"method": "trained ranges (QAT)" + (" and calibration for the rest" if data is not None else ""), "samples": 0, "requested": 0, "data": str(data) if data else None,
                    "fingerprint": None, "jobs": 1, "observed_range": {}, "warnings": warnings}
-    return (source.restore(quantized), calibration, keep, float_bytes,
-            {"kind": source.kind, "rewrites": source.rewrites}, None)
+    return source.restore(quantized), calibration, keep, float_bytes, about, None
 
 
 def _calibration_stream(source, data: Path, options: ConvertOptions):
@@ -430,7 +440,6 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
 
 def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions, keep: dict[str, Any], data: Path):
     """The accuracy-budget search of edgeq.conversion.search over this conversion's calibrated graph."""
-    from dataclasses import replace
 
     from edgeq.conversion.search import Evaluator, ranked_layers, search
 
@@ -441,7 +450,8 @@ def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions
         return one_step(source, wide.recipe, lambda: keyed(source)(iter(calibration)))
 
     eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
-    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, options.budget)
+    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, options.budget,
+                          class_count=len(eval_source.class_names or []) or None)
     with_float = lambda nodes: quantize(calibrated, options.recipe, {**keep, "nodes": keep["nodes"] + nodes})  # noqa: E731
     rank = lambda: ranked_layers(quantize(calibrated, options.recipe, keep, numeric_verify=True), evaluator.samples, calibrated)  # noqa: E731
     model, record = search(evaluator, full_int8, rank, with_float, options.max_float_layers,
@@ -466,7 +476,6 @@ def _check_strict(result: TfliteModel, summary: ModelSummary, options: ConvertOp
 
 def _recipe(options: ConvertOptions, data: Path | None, calibration: dict[str, Any] | None) -> Recipe:
     """The recipe as it was carried out: the method `auto` settled on, the samples' fingerprint."""
-    from dataclasses import replace
 
     method = (calibration or {}).get("method")  # absent for int16x8; "trained ranges (QAT)" for QAT
     resolved = method if method and not method.startswith("trained") else options.calibration

@@ -22,7 +22,8 @@ import numpy as np
 
 from edgeq.errors import UsageError
 from edgeq.gates import Figures, evaluate
-from edgeq.metrics import Scorer, is_classification
+from edgeq.metrics import Scorer
+from edgeq.roles import decide_roles
 from edgeq.progress import report
 from edgeq.run.litert import LiteRTRunner
 from edgeq.tflite.model import parse_tflite
@@ -69,7 +70,7 @@ class Evaluator:
     """Scores candidate models on the eval samples against the float (calibrated) model."""
 
     def __init__(self, calibrated: bytes, samples: list[list[np.ndarray]], names: list[str], labels: list[int] | None,
-                 budget: Budget):
+                 budget: Budget, roles: dict[str, str] | None = None, class_count: int | None = None):
         """`samples`: arrays in the order of the input keys `names`; fed by key to every candidate."""
         if budget.max_drop is not None and labels is None:
             raise UsageError("--max-drop needs labelled --eval-data (class folders, or y in a .npz); use --min-agreement")
@@ -79,7 +80,10 @@ class Evaluator:
         order = positions(names, [p.label for p in reference.input_ports])
         self.samples = [[sample[k] for k in order] for sample in samples]
         self.reference = [reference.run(s) for s in self.samples]
-        self.classify = is_classification(reference.outputs[0]["shape"].tolist())
+        self.roles = [r.role for r in decide_roles(reference.output_facts(), roles, class_count)]
+        if not any(r == "classes" for r in self.roles) and (budget.max_drop is not None or budget.min_agreement is not None):
+            raise UsageError("--max-drop and --min-agreement judge a classes output, and this model has none (no SOFTMAX or "
+                             "labels); use --min-sqnr")
         self.names = [d["name"] for d in reference.outputs]
 
     def _runner(self, model: bytes, name: str) -> LiteRTRunner:
@@ -91,7 +95,7 @@ class Evaluator:
         self.evaluations += 1
         report(f"evaluating mix {self.evaluations} ({kind}, {len(float_layers)} float layer(s))", 0, len(self.samples))
         runner = self._runner(model, f"{kind}-{len(float_layers)}")
-        scorer = Scorer(self.names, self.classify)
+        scorer = Scorer(self.names, self.roles)
         for i, (sample, want) in enumerate(zip(self.samples, self.reference)):
             scorer.add(want, runner.run(sample), self.labels[i] if self.labels is not None else None)
             report(f"evaluating mix {self.evaluations} ({kind}, {len(float_layers)} float layer(s))", i + 1, len(self.samples))

@@ -1,6 +1,6 @@
 """Load a Keras file or a SavedModel and make a TFLite converter for it, with fixed input shapes.
 
-This is the one module that imports TensorFlow, and only inside its functions.
+TensorFlow is imported inside its functions only.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from edgeq.conversion.rewrites import (
     unrolled,
     without_neg,
 )
-from edgeq.data.samples import InputSpec
+from edgeq.data.normalization import Statement
+from edgeq.data.samples import InputSpec, Preprocessing
 from edgeq.errors import ModelError, UsageError
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,14 @@ class ModelSource:
 
 
 FAKE_QUANT_OPS = (b"FakeQuantWithMinMaxVars", b"FakeQuantWithMinMaxArgs", b"QuantizeAndDequantizeV")
+
+
+def require_tensorflow(what: str) -> None:
+    """UsageError (exit 2) naming the extra to install when TensorFlow is not there."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("keras") is None:
+        raise UsageError(f"{what} needs TensorFlow, which this install lacks: pip install 'edgeq[convert]'")
 
 
 def has_fake_quant(path: str | Path) -> bool:
@@ -380,6 +389,41 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
         if model.tensors[i].dtype != "float32":
             raise ModelError(f"{path}: input '{model.tensors[i].name}' is {model.tensors[i].dtype}; edgeq calibrates float32 inputs only")
     return ModelSource(path, "tflite", {key: specs}, lambda: None, rewrites=notes, keyed=bool(main), flatbuffer=data)
+
+
+def stated_scaling(source: ModelSource) -> Statement | None:
+    """The input scaling the model states about itself: TFLite Model Metadata in a float .tflite,
+    or a Rescaling/Normalization layer at a Keras model's image input (it then takes raw pixels)."""
+    if source.flatbuffer is not None:
+        from edgeq.tflite.metadata import read_metadata, stated_normalization
+
+        stated = stated_normalization(read_metadata(source.path.read_bytes()))
+        return Statement(stated, "model metadata") if stated else None
+    if source.kind != "keras" or source.owner is None or any(len(s.shape) != 4 for s in source.specs):
+        return None
+    layer = _first_layer(source.owner)
+    name = type(layer).__name__ if layer is not None else ""
+    if name == "Rescaling":
+        what = f"Keras layer '{layer.name}' (Rescaling scale {float(layer.scale):.6g}, offset {float(layer.offset):.6g})"
+        return Statement(Preprocessing(value_range="0,255"), what)
+    if name == "Normalization":
+        import numpy as np
+
+        mean = np.ravel(np.asarray(layer.mean, dtype=float))
+        raw = float(np.max(mean)) > 1.5  # adapted on 0..255 pixels, not on 0..1
+        what = f"Keras layer '{layer.name}' (Normalization mean {', '.join(f'{m:.4g}' for m in mean[:3])})"
+        return Statement(Preprocessing(value_range="0,255" if raw else "0,1"), what)
+    return None
+
+
+def _first_layer(model: Any) -> Any:
+    """The first layer that computes (no InputLayer, no inactive Random* augmentation), through nested models."""
+    for layer in getattr(model, "layers", []):
+        kind = type(layer).__name__
+        if kind == "InputLayer" or kind.startswith("Random"):
+            continue
+        return _first_layer(layer) if hasattr(layer, "layers") else layer
+    return None
 
 
 def first_line(exc: BaseException) -> str:

@@ -44,8 +44,11 @@ class Preprocessing:
     value_range: str | None = None  # None: "0,1" for images, no expectation for arrays
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
+    layout: str | None = None  # "nhwc" | "nchw"; None: from the input's shape
 
     def __post_init__(self) -> None:
+        if self.layout not in (None, "nhwc", "nchw"):
+            raise UsageError(f"--layout {self.layout!r}: use nhwc or nchw")
         if self.color not in (None, "rgb", "gray"):
             raise UsageError(f"--color {self.color!r}: use rgb or gray")
         if self.resize not in ("stretch", "crop", "pad"):
@@ -69,7 +72,7 @@ class Preprocessing:
         """These settings (e.g. the manifest's) with the given fields replaced, field by field, and
         where each field came from ("given" or "base"). A range replaces a mean/std and back, as
         they are alternative ways to scale."""
-        values = {f: getattr(self, f) for f in ("color", "resize", "value_range", "mean", "std")}
+        values = {f: getattr(self, f) for f in FIELDS}
         given = {k: v for k, v in overrides.items() if v is not None}
         if "value_range" in given:
             values.update(mean=None, std=None)
@@ -81,7 +84,8 @@ class Preprocessing:
     def describe(self) -> str:
         scale = (f"mean {_list(self.mean)} std {_list(self.std)}" if self.mean is not None
                  else f"range {self.value_range or '0,1'}")
-        return f"color {self.color or 'from the model'}, resize {self.resize}, {scale}"
+        layout = f", layout {self.layout}" if self.layout else ""
+        return f"color {self.color or 'from the model'}, resize {self.resize}, {scale}{layout}"
 
     def normalize(self, pixels: np.ndarray) -> np.ndarray:
         pixels = pixels.astype(np.float32)
@@ -92,6 +96,22 @@ class Preprocessing:
             return (pixels - mean) / std
         lo, hi = RANGES[self.value_range or "0,1"]
         return pixels * np.float32((hi - lo) / 255.0) + np.float32(lo)
+
+
+FIELDS = ("color", "resize", "value_range", "mean", "std", "layout")
+
+
+def image_layout(shape: tuple[int, ...], asked: str | None = None) -> str | None:
+    """"nhwc" or "nchw" for a [1, ., ., .] image input, else None. NCHW when only the second axis
+    holds a channel count (1, 3 or 4): [1, 3, 48, 48] from PyTorch; `asked` settles the rest."""
+    if len(shape) != 4:
+        return None
+    if asked is not None:
+        return asked
+    channels = (1, 3, 4)
+    if shape[-1] in channels:
+        return "nhwc"
+    return "nchw" if shape[1] in channels else None
 
 
 def _list(values: tuple[float, ...] | None) -> str:
@@ -171,12 +191,16 @@ class ImageFolder(SampleSource):
 
     def __init__(self, root: Path, specs: list[InputSpec], pre: Preprocessing, limit: int | None, seed: int,
                  class_names: list[str] | None = None):
-        if len(specs) != 1 or len(specs[0].shape) != 4:
+        self.layout = image_layout(specs[0].shape, pre.layout) if len(specs) == 1 else None
+        if self.layout is None:
             shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs)
-            raise DataError(f"{root}: an image folder feeds one NHWC image input, but the model takes {shapes}; pass a .npz")
-        _, self.height, self.width, self.channels = specs[0].shape
-        if self.channels not in (1, 3):
-            raise DataError(f"the model's input has {self.channels} channels; image folders give 1 (gray) or 3 (rgb); pass a .npy")
+            raise DataError(f"{root}: an image folder feeds one image input [1, H, W, C] or [1, C, H, W] (C 1, 3 or 4), "
+                            f"but the model takes {shapes}; pass a .npy/.npz")
+        shape = specs[0].shape
+        self.height, self.width, self.channels = (shape[1], shape[2], shape[3]) if self.layout == "nhwc" else (shape[2], shape[3], shape[1])
+        if self.channels not in (1, 3, 4):
+            raise DataError(f"the model's input '{specs[0].name}' {list(shape)} has {self.channels} channels as {self.layout.upper()}; "
+                            "image folders give 1 (gray), 3 (rgb) or 4 (rgba); pass --layout, or a .npy")
         for name, values in (("--mean", pre.mean), ("--std", pre.std)):
             if values is not None and len(values) not in (1, self.channels):
                 raise UsageError(f"{name} has {len(values)} values but the model's input has {self.channels} channel(s); "
@@ -200,7 +224,8 @@ class ImageFolder(SampleSource):
         return len(self.files)
 
     def describe(self) -> str:
-        return f"{len(self.files)} of {self.available} images in {self.root}"
+        layout = ", fed as NCHW" if self.layout == "nchw" else ""
+        return f"{len(self.files)} of {self.available} images in {self.root}{layout}"
 
     def where(self, position: int) -> str:
         return str(self.files[position])
@@ -224,15 +249,15 @@ class ImageFolder(SampleSource):
         try:
             with Image.open(path) as img:
                 _check_mode(path, img.mode)
-                img = img.convert("RGB" if self.channels == 3 else "L")
+                img = img.convert({3: "RGB", 4: "RGBA"}.get(self.channels, "L"))
                 img = _resize(img, self.width, self.height, self.pre.resize)
                 pixels = np.asarray(img, dtype=np.uint8)
         except DataError:
             raise
         except Exception as exc:
             raise DataError(f"{path}: cannot be decoded as an image ({exc}); remove or replace it") from exc
-        pixels = pixels.reshape(self.height, self.width, self.channels)
-        return self.pre.normalize(pixels)[np.newaxis]
+        pixels = self.pre.normalize(pixels.reshape(self.height, self.width, self.channels))
+        return (pixels if self.layout == "nhwc" else pixels.transpose(2, 0, 1))[np.newaxis]
 
     def __iter__(self) -> Iterator[list[np.ndarray]]:
         with ThreadPoolExecutor(max_workers=2) as pool:

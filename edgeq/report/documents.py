@@ -12,7 +12,7 @@ from pathlib import Path
 from edgeq.escape import html_text, md
 from edgeq.gates import GateResult
 from edgeq.metrics import EXACT_DB
-from edgeq.report.text import evaluations, short_name
+from edgeq.report.text import broken_notes, evaluations, short_name, slice_text
 from edgeq.units import gate_figure, gate_status
 from edgeq.units import percent as pct
 from edgeq.units import size as kib
@@ -32,9 +32,8 @@ def ms(x: float | None) -> str:
 
 
 def verdict(results: ValidationResult, marks: bool = True) -> str:
-    passed = results.passed is True
-    word = "PASSED" if passed else "FAILED"
-    return f"{'✅' if passed else '❌'} {word}" if marks else word
+    word = {"PASS": "PASSED", "FAIL": "FAILED", "NO GATES": "NO GATES GIVEN"}[results.verdict]
+    return f"{ {'PASS': '✅', 'FAIL': '❌'}.get(results.verdict, '➖')} {word}" if marks else word
 
 
 def summary(results: ValidationResult, marks: bool = True) -> dict[str, str]:
@@ -43,7 +42,7 @@ def summary(results: ValidationResult, marks: bool = True) -> dict[str, str]:
     return {
         "size reduction": f"{1 / ratio:.2f}× smaller" if ratio else "n/a",
         "top-1 drop": f"{num(acc.top1_drop_pts)} pts" if acc.top1_drop_pts is not None else "n/a (no labels)",
-        "top-1 agreement": pct(acc.agreement),
+        "top-1 agreement": f"{pct(acc.agreement)} on {acc.output}" if acc.output else "n/a (no classes output)",
         "speedup": f"{num(lat.speedup)}× ({lat.delegate}, {lat.threads} thread(s))",
         "verdict": verdict(results, marks),
     }
@@ -90,7 +89,9 @@ def _gate_rows(gates: tuple[GateResult, ...], marks: bool = True) -> list[tuple[
 
 def _output_rows(results: ValidationResult) -> list[tuple[str, ...]]:
     sig = lambda x: "n/a" if x is None else f"{x:.4g}"  # noqa: E731 - errors span orders of magnitude
-    return [(o.name, num(o.sqnr_db), num(o.cosine, 5), sig(o.max_abs_error), sig(o.mean_abs_error))
+    return [(o.name, f"{o.role} ({o.role_from or 'n/a'})", "exact" if o.exact else num(o.sqnr_db),
+             slice_text(o) + (" (far below the output)" if o.slice_flagged else ""),
+             pct(o.agreement) if o.agreement is not None else "n/a", num(o.cosine, 5), sig(o.max_abs_error), sig(o.mean_abs_error))
             for o in results.outputs]
 
 
@@ -143,7 +144,7 @@ def _search_caption(results: ValidationResult) -> str:
             f"layer(s): {kept}" + ("" if search["met"] else " — best effort, the budget is not met") + ".")
 
 
-OUTPUT_HEAD = ("output", "SQNR (dB)", "cosine", "max abs error", "mean abs error")
+OUTPUT_HEAD = ("output", "role (evidence)", "SQNR (dB)", "worst slice", "agreement", "cosine", "max abs error", "mean abs error")
 LAYER_HEAD = ("rank", "layer (tensor)", "op", "SQNR (dB)", "RMSE (LSB)", "max abs error (LSB)", "scale", "zero-point",
               "range (chosen / min-max)", "calibration values clipped")
 
@@ -167,6 +168,8 @@ def markdown(results: ValidationResult) -> str:
     if results.gates:
         lines += ["", "### Gates", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(results.gates))
     lines += ["", "### Outputs", ""] + _md_table(OUTPUT_HEAD, _output_rows(results))
+    if results.broken_outputs:
+        lines += ["", "### Likely broken", ""] + [f"- ❌ {md(n)}" for n in broken_notes(results)]
     if results.devices:
         lines += ["", "### Devices", ""] + _md_table(DEVICE_HEAD, _device_rows(results))
         for d in results.devices:
@@ -270,8 +273,8 @@ img{max-width:100%}.warn{color:#9a6700}
 
 def html_page(results: ValidationResult) -> str:
     s, esc = summary(results, marks=False), html_text
-    ok = results.passed is True
-    cards = "".join(f'<div class="card{"" if k != "verdict" else (" pass" if ok else " fail")}">{esc(k)}<b>{esc(v)}</b></div>'
+    state = {"PASS": " pass", "FAIL": " fail"}.get(results.verdict, "")
+    cards = "".join(f'<div class="card{"" if k != "verdict" else state}">{esc(k)}<b>{esc(v)}</b></div>'
                     for k, v in s.items())
     charts = plots(results)
     parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>edgeq: {esc(Path(results.model).name)}</title>"
@@ -288,7 +291,9 @@ def html_page(results: ValidationResult) -> str:
                                                  ["failed" if g.failed else "" for g in results.gates])]
     if "latency" in charts:
         parts += ["<h2>Latency</h2>", f'<img alt="latency distribution" src="{charts["latency"]}">']
-    parts += ["<h2>Outputs</h2>", _html_table(OUTPUT_HEAD, _output_rows(results))]
+    parts += ["<h2>Outputs</h2>", _html_table(OUTPUT_HEAD, _output_rows(results), ["failed" if o.broken else "" for o in results.outputs])]
+    if results.broken_outputs:
+        parts += ["<h2>Likely broken</h2><ul>"] + [f'<li class="warn">{esc(n)}</li>' for n in broken_notes(results)] + ["</ul>"]
     if results.devices:
         parts += ["<h2>Devices</h2>", _html_table(DEVICE_HEAD, _device_rows(results, marks=False),
                                                   ["failed" if d.passed is False else "" for d in results.devices])]

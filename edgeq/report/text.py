@@ -73,6 +73,9 @@ def conversion_text(result) -> str:
     sizes = m["sizes"]
     ratio = f" ({sizes['ratio']:.3f}x the {sizes.get('float_is', 'float model')}'s {size(sizes['float_bytes'])})" if sizes["ratio"] else ""
     lines = [f"wrote {result.output}: {size(sizes['model_bytes'])}{ratio}", f"manifest: {result.manifest_path}"]
+    if sizes.get("source_ratio"):
+        lines.append(f"size vs the source file {terminal(m['source']['path'])}: {sizes['source_ratio']:.3f}x of {size(sizes['source_bytes'])}")
+    lines += _preprocessing_lines(m.get("preprocessing"))
     lines += [f"rewrite: {terminal(note)}" for note in m["source"].get("rewrites", [])]
     if m["calibration"]:
         c = m["calibration"]
@@ -112,7 +115,8 @@ def _preprocessing_lines(pre: dict | None) -> list[str]:
         return []
     origins: dict[str, list[str]] = {}
     for name, origin in pre["from"].items():
-        origins.setdefault(origin, []).append(name.replace("value_range", "range"))
+        if origin != "default" or name in ("value_range", "resize"):
+            origins.setdefault(origin, []).append(name.replace("value_range", "range"))
     return [f"preprocessing {pre['used']}  (" + "; ".join(f"{', '.join(v)} from {k}" for k, v in origins.items()) + ")"]
 
 
@@ -125,17 +129,14 @@ def validation_text(r: ValidationResult) -> str:
         f"size      float {size(sizes.float_bytes)} (the reference as float .tflite)  {kind} {size(sizes.int8_bytes)}  "
         f"ratio {_num(sizes.ratio, '.3f', 'x')}",
     ]
+    about = f", classes output '{terminal(acc.output)}'" if acc.output else ""
     if acc.labelled:
-        lines.append(
-            f"accuracy  float top-1 {percent(acc.float_top1)}  {kind} top-1 {percent(acc.int8_top1)}  "
-            f"drop {_num(acc.top1_drop_pts, '.2f')} pts  (top-{acc.top_k}: {percent(acc.float_topk)} / {percent(acc.int8_topk)})"
-        )
-    lines.append(f"agreement {percent(acc.agreement)} (top-1, {kind} vs float)")
-    for o in r.outputs:
-        lines.append(
-            f"output    {terminal(o.name)}{_paired(o)}: SQNR {_num(o.sqnr_db, '.2f', ' dB')}  cosine {_num(o.cosine, '.5f')}  "
-            f"max |err| {_num(o.max_abs_error)}  mean |err| {_num(o.mean_abs_error)}"
-        )
+        topk = f"  (top-{acc.top_k}: {percent(acc.float_topk)} / {percent(acc.int8_topk)})" if acc.top_k else ""
+        lines.append(f"accuracy  float top-1 {percent(acc.float_top1)}  {kind} top-1 {percent(acc.int8_top1)}  "
+                     f"drop {_num(acc.top1_drop_pts, '.2f')} pts ({about[2:]}){topk}")
+    lines.append(f"agreement {percent(acc.agreement)} (top-1, {kind} vs float{about})" if acc.output
+                 else "agreement n/a: no classes output (see the roles below), so no argmax is taken")
+    lines += [f"output    {output_line(o)}" for o in r.outputs]
     lines.append(
         f"latency   {lat.delegate}, {lat.threads} thread(s), {lat.runs} runs: "
         f"{kind} p50 {_num(lat.int8_ms.p50, '.3f', ' ms')}  float p50 {_num(lat.float_ms.p50, '.3f', ' ms')}  "
@@ -174,8 +175,39 @@ def validation_text(r: ValidationResult) -> str:
         lines.append(f"per-layer worst {min(5, len(layers))} of {len(layers)} layers by SQNR (--per-layer-csv or --report for all):")
         lines += [f"  {l['rank']:>3}. {l['op_type']:<18} {short_name(l['tensor_name'])}  SQNR {_num(l['sqnr_db'], '.2f', ' dB')}  "
                   f"RMSE {_num(l['rmse_lsb'], '.3f')} LSB" for l in layers[:5]]
-    lines.append("verdict   " + ("PASS" if r.passed else "FAIL: a gate failed"))
+    lines += [f"BROKEN    {terminal(note)}" for note in broken_notes(r)]
+    lines.append("verdict   " + VERDICTS[r.verdict])
     return "\n".join(lines)
+
+
+VERDICTS = {"PASS": "PASS", "FAIL": "FAIL: a gate failed",
+            "NO GATES": "no gates given: nothing was checked against a limit (exit 0); gate with --min-sqnr, "
+                        "--min-slice-sqnr, --min-agreement, --max-drop, ..."}
+REMEDIES = ("--calibration auto", "the accuracy search (--eval-data with --min-sqnr)", "--keep-float on the layers that write it")
+
+
+def sqnr(o: OutputScore) -> str:
+    return "exact match" if o.exact else f"SQNR {_num(o.sqnr_db, '.2f', ' dB')}"
+
+
+def slice_text(o: OutputScore) -> str:
+    w = o.worst_slice
+    return f"worst slice axis {w.axis} index {w.index}: {w.sqnr_db:.2f} dB" if w else "worst slice n/a"
+
+
+def output_line(o: OutputScore) -> str:
+    """One output: its role and why, its error as a whole and its worst slice."""
+    agreement = (f"  agreement {percent(o.agreement)}" + (f" at threshold {o.threshold:g}" if o.threshold is not None else "")
+                 if o.agreement is not None else "")
+    flag = "  << far below the output" if o.slice_flagged else ""
+    return (f"{terminal(o.name)} [{o.role}: {terminal(o.role_from or 'n/a')}]{_paired(o)}: {sqnr(o)}  cosine {_num(o.cosine, '.5f')}  "
+            f"max |err| {_num(o.max_abs_error)}  mean |err| {_num(o.mean_abs_error)}  {slice_text(o)}{flag}{agreement}")
+
+
+def broken_notes(r: ValidationResult) -> list[str]:
+    """Each output below 10 dB, whole or in a slice, named with what edgeq can do about it."""
+    return [f"output '{o.name}' ({o.role}) is likely broken: {sqnr(o)}, {slice_text(o)}; try {', '.join(REMEDIES)}"
+            for o in r.broken_outputs]
 
 
 def metadata_text(m: ModelMetadata) -> str:

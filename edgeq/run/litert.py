@@ -18,6 +18,7 @@ import numpy as np
 
 from edgeq.errors import ModelError, UsageError
 from edgeq.native import captured_native_stderr
+from edgeq.roles import OutputFacts
 from edgeq.run.pairing import Port
 from edgeq.run.protocol import Capabilities, Measurement
 
@@ -124,6 +125,16 @@ class LiteRTRunner:
             return [Port(keys.get(d["index"]), d["name"], tuple(int(x) for x in d["shape"])) for d in details]
 
         return ports(self.inputs), ports(self.outputs)
+
+    def output_facts(self) -> list[OutputFacts]:
+        """What the file says of each output: the op computing it, the labels its metadata gives it."""
+        from edgeq.tflite.metadata import read_metadata
+
+        metadata = read_metadata(self.model.data)
+        labels = len(metadata.labels or []) if metadata else 0
+        labelled = [labels if o.labels_file else None for o in metadata.outputs] if metadata else []
+        return [OutputFacts(p.label, p.shape, self.model.producing_op(d["index"]), labelled[m] if m < len(labelled) else None)
+                for m, (p, d) in enumerate(zip(self.output_ports, self.outputs))]
 
     @property
     def total_nodes(self) -> int:

@@ -1,5 +1,5 @@
 """Pair the inputs and outputs of a model with those of its reference: by signature key, else by
-tensor name, else by unique shape, and by position only when both come from one source.
+tensor name (as is, then without what converters add), else by unique shape, and by position only when both come from one source.
 
 Two converters can list one model's outputs in different orders, so position alone would compare
 the wrong tensors (and, when their shapes agree, report a wrong SQNR without any error).
@@ -47,8 +47,8 @@ def pair(side: str, model: list[Port], reference: list[Port], same_source: bool)
     if len(model) != len(reference):
         raise ModelError(f"the model has {len(model)} {side} but the reference has {len(reference)}: "
                          f"model {_describe(model)}; reference {_describe(reference)}")
-    for method, ident in (("signature key", lambda p: p.key), ("tensor name", lambda p: plain_name(p.name)),
-                          ("shape", lambda p: p.shape)):
+    for method, ident in (("signature key", lambda p: p.key), ("tensor name", lambda p: p.name),
+                          ("tensor name", lambda p: plain_name(p.name)), ("shape", lambda p: p.shape)):
         order = _by(model, reference, ident)
         if order is not None:
             return _checked(side, Pairing(method, order), model, reference)

@@ -60,7 +60,8 @@ class Recipe:
         return {"mode": self.mode, "io": self.io, "per_tensor": self.per_tensor, "keep_float": list(self.keep_float),
                 "calibration": self.calibration, "signatures": list(self.signatures),
                 "preprocessing": {"color": pre.color, "resize": pre.resize, "value_range": pre.value_range,
-                                  "mean": list(pre.mean) if pre.mean else None, "std": list(pre.std) if pre.std else None},
+                                  "mean": list(pre.mean) if pre.mean else None, "std": list(pre.std) if pre.std else None,
+                                  "layout": pre.layout},
                 "samples": self.samples, "seed": self.seed, "data": self.data, "fingerprint": self.fingerprint}
 
     @classmethod
@@ -70,7 +71,7 @@ class Recipe:
         try:
             preprocessing = Preprocessing(pre.get("color"), pre.get("resize") or "stretch", pre.get("value_range"),
                                           tuple(pre["mean"]) if pre.get("mean") else None,
-                                          tuple(pre["std"]) if pre.get("std") else None)
+                                          tuple(pre["std"]) if pre.get("std") else None, pre.get("layout"))
         except UsageError as exc:
             raise DataError(f"{where}.preprocessing: {exc}") from exc
         return cls(mode=data.get("mode") or "int8", io=data.get("io"), per_tensor=bool(data.get("per_tensor")),

@@ -350,6 +350,14 @@ def metadata_for(model: TfliteModel, preprocessing: Preprocessing, about: Descri
                          tuple(described), tuple(outs), files)
 
 
+def stated_normalization(metadata: ModelMetadata | None) -> Preprocessing | None:
+    """The input normalization a model's own metadata states ((pixel - mean) / std), if any."""
+    stated = next((i for i in (metadata.inputs if metadata else ()) if i.mean and i.std), None)
+    if stated is None or any(s == 0 for s in stated.std):
+        return None
+    return Preprocessing(mean=tuple(float(m) for m in stated.mean), std=tuple(float(s) for s in stated.std))
+
+
 def _not_an_image(name: str, shape: tuple[int, ...]) -> ImageInput:
     raise UsageError(f"--metadata image-classifier: input '{name}' has shape {list(shape)}, not an image [1, H, W, 1|3]; "
                      "use --metadata generic")

@@ -20,6 +20,9 @@ BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 NUMPY_TYPES = {"int32": np.int32, "int64": np.int64, "float32": np.float32, "int8": np.int8, "uint8": np.uint8}
 
 
+PASS_THROUGH_OPS = frozenset({"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE"})
+
+
 @dataclass(frozen=True)
 class Quantization:
     scales: tuple[float, ...]
@@ -88,6 +91,14 @@ class TfliteModel:
     def producers(self) -> dict[int, Operator]:
         """The operator that writes each non-constant tensor."""
         return {o: op for op in self.operators for o in op.outputs}
+
+    def producing_op(self, tensor: int) -> str | None:
+        """The op type that computes `tensor`, looking through what only converts or reshapes it
+        (QUANTIZE, DEQUANTIZE, RESHAPE, SQUEEZE): SOFTMAX for a softmax output of an int8 model."""
+        op = self.producers.get(tensor)
+        while op is not None and op.type in PASS_THROUGH_OPS and op.inputs:
+            op = self.producers.get(op.inputs[0])
+        return op.type if op is not None else None
 
     def constant(self, index: int) -> np.ndarray | None:
         """The values of a small constant tensor (axes, paddings, strides), or None."""

@@ -7,6 +7,7 @@ rendered elsewhere. Keys that do not apply are null, never missing.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import tempfile
 from collections import Counter
@@ -19,7 +20,8 @@ from edgeq.data.samples import InputSpec, Preprocessing, open_samples
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
 from edgeq.gates import BASELINE_GATES, check_names, evaluate, passed
-from edgeq.metrics import Scorer, is_classification, speedup
+from edgeq.metrics import Scorer, speedup
+from edgeq.roles import Role, decide_roles
 from edgeq.native import captured_native_stderr
 from edgeq.progress import report
 from edgeq.run.litert import LiteRTRunner, Timings
@@ -31,7 +33,7 @@ from edgeq.tflite.manifest import (
     manifest_part,
     read_manifest,
 )
-from edgeq.tflite.metadata import read_metadata
+from edgeq.tflite.metadata import read_metadata, stated_normalization
 from edgeq.tflite.summary import summarize
 from edgeq.validation.results import (
     Accuracy,
@@ -59,6 +61,8 @@ class ValidateOptions:
     top_k: int = 5
     seed: int = 0
     preprocessing: dict[str, Any] = field(default_factory=dict)  # given fields, merged over the manifest's
+    output_roles: dict[str, str] = field(default_factory=dict)  # output key -> classes | score | values
+    score_threshold: float = 0.5  # a score output's decision threshold
     signature: str = "serving_default"
     gates: dict[str, float] = field(default_factory=dict)
     per_layer: bool = False
@@ -156,13 +160,16 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     for i, j in enumerate(inputs.order):
         to_reference[j] = i
 
-    pre, sources = preprocessing_for(model, options)
+    pre, sources = preprocessing_for(model, options, int8)
     metadata = read_metadata(int8.model.data)
     labels_from = metadata.labels if metadata is not None else None
     samples = open_samples(data, specs, pre, options.limit, options.seed, labels_from)
     labels = samples.labels
     names = [p.label for p in int8.output_ports]
-    scorer = Scorer(names, is_classification(int8.outputs[0]["shape"].tolist()), options.top_k)
+    roles = decide_roles(int8.output_facts(), options.output_roles, len(samples.class_names) if samples.class_names else None)
+    _check_gates_have_classes(options.gates, roles)
+    headline = _headline(roles, [p.shape for p in int8.output_ports], len(samples.class_names or []))
+    scorer = Scorer(names, [r.role for r in roles], options.top_k, headline, options.score_threshold)
     kept: dict[str, list] = {"inputs": [], "int8_raw": [], "float": []}  # for --device runs only
     first = None
     low, high = [float("inf")] * len(specs), [float("-inf")] * len(specs)
@@ -209,7 +216,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     mismatch = manifest_mismatch(int8.model)
     if mismatch:
         warnings.append(mismatch)
-    devices = _on_devices(model, float_path, int8, ref, kept, first_reference, labels, scorer.classify, options) if options.devices else []
+    devices = _on_devices(model, float_path, int8, ref, kept, first_reference, labels, scorer, options) if options.devices else []
     devices = [replace(d, gates=tuple(g), passed=passed(g)) for d in devices for g in [evaluate(options.gates, d.figures)]]
     result = ValidationResult(
         model=str(model), reference=str(reference), passed=False, model_kind=kind, edgeq_version=edgeq.__version__,
@@ -217,8 +224,8 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         preprocessing={"used": pre.describe(), "from": sources},
         size=Size(float_bytes, int8.model.size, round(int8.model.size / float_bytes, 4)),
         accuracy=Accuracy(**scores["accuracy"]),
-        outputs=tuple(OutputScore(**o, reference_name=ref.output_ports[j].label) for o, j in zip(scores["outputs"], outputs.order)),
-        worst_sqnr_db=scores["worst_sqnr_db"], latency=latency, warnings=tuple(warnings), conversion_search=search,
+        outputs=tuple(OutputScore.of(o, r.evidence, ref.output_ports[j].label) for o, r, j in zip(scores["outputs"], roles, outputs.order)),
+        worst_sqnr_db=scores["worst_sqnr_db"], worst_slice_sqnr_db=scores["worst_slice_sqnr_db"], latency=latency, warnings=tuple(warnings), conversion_search=search,
         per_layer=_per_layer(model, reference, data, specs, options) if options.per_layer else None, devices=tuple(devices))
     if previous is not None:
         result = replace(result, baseline=Baseline.compare(str(options.baseline), previous, result.accuracy, result.latency, result.size))
@@ -227,7 +234,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
 
 
 def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRunner, kept: dict[str, list],
-                first: list, labels, classify: bool, options: ValidateOptions) -> list[DeviceResult]:
+                first: list, labels, scorer: Scorer, options: ValidateOptions) -> list[DeviceResult]:
     import numpy as np
 
     from edgeq.run.devices import load_profile
@@ -236,7 +243,7 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
 
     stack = lambda rows: [np.concatenate(column) for column in zip(*rows)]  # noqa: E731 - per-sample lists -> arrays
     local = LocalRun(stack(kept["inputs"]), stack(kept["int8_raw"]), stack(kept["float"]), ref.quantize_inputs(first),
-                     labels, classify)
+                     labels, scorer.roles, scorer.headline, options.score_threshold)
     runners = [runner_for(load_profile(d)) for d in options.devices]
     return validate_on_devices(runners, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k)
 
@@ -303,6 +310,22 @@ def within_noise(a: Timings, b: Timings) -> bool:
     return abs(a.p50 - b.p50) <= max(iqr(a), iqr(b))
 
 
+def _headline(roles: list[Role], shapes: list[tuple[int, ...]], class_count: int) -> int | None:
+    """The classes output the headline accuracy is about: the one with as many values as the
+    labelled classes, else the first."""
+    classes = [i for i, r in enumerate(roles) if r.role == "classes"]
+    counted = [i for i in classes if math.prod(shapes[i]) == class_count]
+    return (counted or classes or [None])[0]
+
+
+def _check_gates_have_classes(gates: dict[str, float], roles: list[Role]) -> None:
+    needing = [g for g in ("max_drop", "min_agreement", "max_regression_pts") if g in gates]
+    if needing and not any(r.role == "classes" for r in roles):
+        evidence = "; ".join(f"{r.evidence}" for r in roles[:3])
+        raise UsageError(f"--{needing[0].replace('_', '-')} judges a classes output, and this model has none ({evidence}); "
+                         "gate with --min-sqnr/--min-slice-sqnr, or name one with --output-role KEY=classes")
+
+
 def _specs(runner: LiteRTRunner) -> list[InputSpec]:
     """The model's inputs, named by signature key where it has one (the keys of a .npz)."""
     return [InputSpec(p.label, p.shape) for p in runner.input_ports]
@@ -319,13 +342,17 @@ def _same_source(model: Path, reference: Path) -> bool:
         return False
 
 
-def preprocessing_for(model: Path, options: ValidateOptions) -> tuple[Preprocessing, dict[str, str]]:
-    """The flags given to validate merged over the manifest's preprocessing, field by field, with
-    each field's origin: "flag", "manifest" or "default"."""
+def preprocessing_for(model: Path, options: ValidateOptions, int8: LiteRTRunner | None = None) -> tuple[Preprocessing, dict[str, str]]:
+    """The flags given to validate merged over the manifest's preprocessing (else the normalization
+    the model's own metadata states), field by field, with each field's origin."""
     manifest = _manifest_preprocessing(model)
-    merged, sources = (manifest or Preprocessing()).merged(options.preprocessing)
-    base = "manifest" if manifest is not None else "default"
-    return merged, {k: "flag" if v == "given" else base for k, v in sources.items()}
+    if manifest is not None:
+        merged, sources = manifest.merged(options.preprocessing)
+        return merged, {k: "flag" if v == "given" else "manifest" for k, v in sources.items()}
+    stated = stated_normalization(read_metadata(int8.model.data)) if int8 is not None else None
+    merged, sources = (stated or Preprocessing()).merged(options.preprocessing)
+    from_model = ("mean", "std") if stated is not None else ()
+    return merged, {k: "flag" if v == "given" else "model metadata" if k in from_model else "default" for k, v in sources.items()}
 
 
 def signature_of(model: Path, asked: str) -> str:
@@ -357,8 +384,9 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
         raise ModelError(f"{reference}: no such reference model; pass the float .tflite, .keras/.h5 or SavedModel")
     if reference.suffix == ".tflite":
         return reference, "given"
-    from edgeq.conversion.source import KerasCode, load_source
+    from edgeq.conversion.source import KerasCode, load_source, require_tensorflow
 
+    require_tensorflow(f"a {'SavedModel' if reference.is_dir() else 'Keras'} reference ({reference.name})")
     shapes = [f"{p.label}=" + ",".join(map(str, p.shape)) for p in int8.input_ports]
     with captured_native_stderr():
         source = load_source(reference, (signature_of(int8.path, options.signature),), shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]],

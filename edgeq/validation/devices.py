@@ -37,7 +37,9 @@ class LocalRun:
     float_outputs: list[np.ndarray]
     float_feeds_first: list[np.ndarray]
     labels: list[int] | None
-    classify: bool
+    roles: list[str]
+    headline: int | None
+    threshold: float
 
 
 def validate_on_devices(runners: list[Runner], model: Path, float_model: Path, int8: LiteRTRunner,
@@ -66,14 +68,15 @@ def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measureme
     if measured.outputs is None or int8 is None or local is None:
         return DeviceResult(**common, accuracy=Accuracy(samples=0), note=LATENCY_ONLY)
     names = [d["name"] for d in int8.outputs]
-    scorer = Scorer(names, local.classify, top_k)
+    scorer = Scorer(names, local.roles, top_k, local.headline, local.threshold)
     raw = measured.outputs
     for i in range(raw[0].shape[0]):
         got = int8.dequantize_outputs([r[i:i + 1] for r in raw])
         scorer.add([f[i:i + 1] for f in local.float_outputs], got, local.labels[i] if local.labels is not None else None)
     scores = scorer.result()
     return DeviceResult(**common, accuracy=Accuracy(**scores["accuracy"]),
-                        outputs=tuple(OutputScore(**o) for o in scores["outputs"]), worst_sqnr_db=scores["worst_sqnr_db"],
+                        outputs=tuple(OutputScore.of(o) for o in scores["outputs"]), worst_sqnr_db=scores["worst_sqnr_db"],
+                        worst_slice_sqnr_db=scores["worst_slice_sqnr_db"],
                         vs_local=bit_exactness(names, raw, local.int8_raw))
 
 

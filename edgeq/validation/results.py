@@ -15,6 +15,7 @@ from typing import Any
 
 from edgeq.errors import DataError
 from edgeq.gates import Figures, GateResult
+from edgeq.metrics import BROKEN_DB, SLICE_GAP_DB
 from edgeq.run.litert import Timings
 from edgeq.run.protocol import Capabilities
 from edgeq.schema import (
@@ -38,16 +39,50 @@ class Accuracy:
     float_topk: float | None = None
     int8_topk: float | None = None
     agreement: float | None = None
+    output: str | None = None  # the `classes` output these figures are about; None: the model has none
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One index along one axis of an output (e.g. axis 1, index 7: the 8th of 84 rows)."""
+
+    axis: int
+    index: int
+    sqnr_db: float
 
 
 @dataclass(frozen=True)
 class OutputScore:
     name: str
-    sqnr_db: float | None = None
+    role: str = "values"  # classes | score | values (edgeq.roles)
+    role_from: str | None = None  # the evidence for the role
+    sqnr_db: float | None = None  # None with exact: INT8 equals float
+    exact: bool = False
     cosine: float | None = None
     max_abs_error: float | None = None
     mean_abs_error: float | None = None
+    worst_slice: Slice | None = None
+    agreement: float | None = None  # classes: top-1 agreement; score: same side of `threshold`
+    threshold: float | None = None
     reference_name: str | None = None
+
+    @classmethod
+    def of(cls, scores: dict[str, Any], role_from: str | None = None, reference_name: str | None = None) -> OutputScore:
+        """From one output of `Scorer.result()`."""
+        worst = scores["worst_slice"]
+        return cls(**{**scores, "worst_slice": Slice(**worst) if worst else None}, role_from=role_from,
+                   reference_name=reference_name)
+
+    @property
+    def broken(self) -> bool:
+        """Likely broken: the output, or a slice of it, below BROKEN_DB."""
+        return any(db is not None and db < BROKEN_DB for db in (self.sqnr_db, self.worst_slice and self.worst_slice.sqnr_db))
+
+    @property
+    def slice_flagged(self) -> bool:
+        """A slice far below the output as a whole (a class score among boxes)."""
+        w = self.worst_slice
+        return w is not None and (w.sqnr_db < BROKEN_DB or (self.sqnr_db is not None and w.sqnr_db < self.sqnr_db - SLICE_GAP_DB))
 
 
 @dataclass(frozen=True)
@@ -107,6 +142,7 @@ class DeviceResult:
     accuracy: Accuracy = field(default_factory=Accuracy)
     outputs: tuple[OutputScore, ...] = ()
     worst_sqnr_db: float | None = None
+    worst_slice_sqnr_db: float | None = None
     latency: Latency = field(default_factory=Latency)
     vs_local: dict[str, Any] | None = None  # bit-exactness against the local INT8 run
     note: str | None = None
@@ -115,7 +151,7 @@ class DeviceResult:
 
     @property
     def figures(self) -> Figures:
-        return _figures(self.accuracy, self.worst_sqnr_db, self.latency, self.capabilities.scores_outputs)
+        return _figures(self, self.capabilities.scores_outputs)
 
 
 @dataclass(frozen=True)
@@ -163,6 +199,7 @@ class ValidationResult:
     accuracy: Accuracy = field(default_factory=Accuracy)
     outputs: tuple[OutputScore, ...] = ()
     worst_sqnr_db: float | None = None
+    worst_slice_sqnr_db: float | None = None
     latency: Latency = field(default_factory=Latency)
     warnings: tuple[str, ...] = ()
     conversion_search: dict[str, Any] | None = None
@@ -174,7 +211,7 @@ class ValidationResult:
 
     @property
     def figures(self) -> Figures:
-        figures = _figures(self.accuracy, self.worst_sqnr_db, self.latency, True)
+        figures = _figures(self, True)
         if self.baseline is None:
             return figures
         b = self.baseline
@@ -209,18 +246,34 @@ class ValidationResult:
         check(data, RESULTS, path.name)  # the sections other modules own
         return cls.from_json(data, path.name)
 
+    @property
+    def verdict(self) -> str:
+        """PASS or FAIL on the gates given; without gates nothing was checked, and it says so."""
+        if not self.gates and all(not d.gates for d in self.devices):
+            return "NO GATES"
+        return "PASS" if self.passed else "FAIL"
+
+    @property
+    def broken_outputs(self) -> tuple[OutputScore, ...]:
+        return tuple(o for o in self.outputs if o.broken)
+
     def with_warnings(self, *more: str) -> ValidationResult:
         return replace(self, warnings=self.warnings + tuple(more))
 
 
-def _figures(accuracy: Accuracy, worst_sqnr_db: float | None, latency: Latency, scores_outputs: bool) -> Figures:
-    return Figures(accuracy.top1_drop_pts, accuracy.agreement, worst_sqnr_db, latency.int8_ms.p50, latency.speedup,
-                   scores_outputs)
+def _figures(result: ValidationResult | DeviceResult, scores_outputs: bool) -> Figures:
+    accuracy, latency = result.accuracy, result.latency
+    return Figures(accuracy.top1_drop_pts, accuracy.agreement, result.worst_sqnr_db, latency.int8_ms.p50, latency.speedup,
+                   scores_outputs, worst_slice_sqnr_db=result.worst_slice_sqnr_db,
+                   exact=bool(result.outputs) and all(o.exact for o in result.outputs))
 
 
 def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
     """A results file of schema 1.1 or earlier in today's shape: gates had only "passed" (no
     "n/a"), devices no capabilities (a benchmark_model runtime was latency only)."""
+    def output(o: Any) -> Any:  # 1.2 stored an exact match as the sentinel SQNR 999.0
+        return {**o, "sqnr_db": None, "exact": True} if isinstance(o, dict) and o.get("sqnr_db") == 999.0 else o
+
     def gate(g: Any) -> Any:
         if isinstance(g, dict) and "status" not in g and isinstance(g.get("passed"), bool):
             return {**g, "status": "passed" if g["passed"] else "failed"}
@@ -232,7 +285,19 @@ def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
         d = {**d, "capabilities": {"scores_outputs": d.get("runtime") != "benchmark_model", "latency": not d.get("emulated")}}
         return {**d, "gates": [gate(g) for g in d["gates"]]} if isinstance(d.get("gates"), list) else d
 
-    data = dict(data)
+    def roles(holder: dict[str, Any]) -> dict[str, Any]:  # before 1.3 the agreement was an argmax over the first output
+        outputs, accuracy = holder.get("outputs"), holder.get("accuracy")
+        if not isinstance(outputs, list) or not outputs or not isinstance(outputs[0], dict) or not isinstance(accuracy, dict):
+            return holder
+        outputs = [output(o) for o in outputs]
+        if accuracy.get("agreement") is not None and "output" not in accuracy and "role" not in outputs[0]:
+            outputs[0] = {**outputs[0], "role": "classes", "role_from": "a results file before schema 1.3: its first output was scored as classes"}
+            accuracy = {**accuracy, "output": outputs[0].get("name")}
+        return {**holder, "outputs": outputs, "accuracy": accuracy}
+
+    data = roles(dict(data))
+    if isinstance(data.get("devices"), list):
+        data["devices"] = [roles(d) if isinstance(d, dict) else d for d in data["devices"]]
     if isinstance(data.get("gates"), list):
         data["gates"] = [gate(g) for g in data["gates"]]
     if isinstance(data.get("devices"), list):
