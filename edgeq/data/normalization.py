@@ -29,7 +29,7 @@ def resolve(given: Preprocessing, stated: Statement | None) -> tuple[Preprocessi
         return given, origins, []
     if not scale_given:
         s = stated.preprocessing
-        origins.update({f: stated.origin for f in SCALE_FIELDS})
+        origins.update({f: stated.origin for f in SCALE_FIELDS if getattr(s, f) is not None})
         return replace(given, value_range=s.value_range, mean=s.mean, std=s.std), origins, []
     mine, theirs = given.expected_range(), stated.preprocessing.expected_range()
     if mine and theirs and any(abs(a - b) > 1e-3 * max(1.0, abs(b)) for a, b in zip(mine, theirs)):
