@@ -249,9 +249,9 @@ class ValidationResult:
     @property
     def verdict(self) -> str:
         """PASS or FAIL on the gates given; without gates nothing was checked, and it says so."""
-        if not self.gates and all(not d.gates for d in self.devices):
-            return "NO GATES"
-        return "PASS" if self.passed else "FAIL"
+        if not self.passed:
+            return "FAIL"
+        return "PASS" if self.gates or any(d.gates for d in self.devices) else "NO GATES"
 
     @property
     def broken_outputs(self) -> tuple[OutputScore, ...]:
