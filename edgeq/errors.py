@@ -29,3 +29,9 @@ class OutputExistsError(EdgeqError):
 
 class AnalysisError(EdgeqError):
     """TensorFlow's QuantizationDebugger (per-layer analysis, the accuracy search's ranking) failed."""
+
+
+class InternalError(EdgeqError):
+    """edgeq (or a tool it drives) produced something wrong from good input: exit 3."""
+
+    exit_code = 3

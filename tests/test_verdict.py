@@ -282,3 +282,34 @@ def test_an_install_without_the_convert_extra_names_it(tmp_path, cnn_keras, cnn_
                           "--data", str(digits_calib.parent / "val")], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 2, run.stderr
     assert "pip install 'edgeq[convert]'" in run.stderr and "Traceback" not in run.stderr
+
+
+# -- a written file runs ---------------------------------------------------------------------------
+
+def _without_filter_quantization(model: bytes) -> bytes:
+    """What MediaPipe's sparse models came out as: a CONV_2D whose int8 filter has no quantization."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    graph = root.subgraphs[0]
+    codes = [c.builtinCode for c in root.operatorCodes]
+    conv = next(op for op in graph.operators if codes[op.opcodeIndex] == schema.BuiltinOperator.CONV_2D)
+    graph.tensors[conv.inputs[1]].quantization = None
+    builder = flatbuffers.Builder(len(model))
+    builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_a_model_that_would_not_run_is_never_written(cnn_keras, digits_calib, tmp_path, monkeypatch, cli):
+    import edgeq.conversion.converter as converter
+
+    monkeypatch.setattr(converter, "with_metadata", lambda model, metadata: _without_filter_quantization(model))
+    out = tmp_path / "broken.tflite"
+    code, _, err = cli("convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(out), "--samples", "8",
+                       "--metadata", "generic")
+    assert code == 3 and "does not run in LiteRT" in err and "kTfLiteAffineQuantization" in err
+    assert not out.exists() and not (tmp_path / "broken.edgeq.json").exists()
+    monkeypatch.undo()
+    fine = convert(cnn_keras, tmp_path / "fine.tflite", digits_calib, samples=8)
+    assert fine.manifest["model"]["invoked_on"] == "the first calibration sample"

@@ -40,7 +40,7 @@ from edgeq.data.samples import (
     Preprocessing,
     open_samples,
 )
-from edgeq.errors import ConversionError, DataError, EdgeqError, ModelError, UsageError
+from edgeq.errors import ConversionError, DataError, EdgeqError, InternalError, ModelError, UsageError
 from edgeq.fileio import (
     check_writable,
     json_bytes,
@@ -243,6 +243,7 @@ def quantize_model(
     if about is not None:
         quantized = with_metadata(quantized, metadata_for(result, options.preprocessing, about))
         result = parse_tflite(quantized)
+    ran_on = _proven_to_run(quantized, model, data, options)
     targets = {t: check_target(result, t) for t in options.targets}
     target_warnings = [line for report in targets.values() for line in report.warnings()]
     manifest = {
@@ -252,7 +253,7 @@ def quantize_model(
         "source": {"path": str(model), **kind, "sha256": sha256_of(model), "bytes": size_of(model)},
         "preprocessing": {"used": pre.describe(), "from": origins},
         "output": None,
-        "model": {"sha256": hashlib.sha256(quantized).hexdigest(), "bytes": len(quantized)},
+        "model": {"sha256": hashlib.sha256(quantized).hexdigest(), "bytes": len(quantized), "invoked_on": ran_on},
         "recipe": _recipe(options, data, calibration).to_json(),
         "options": _options_dict(options, data),
         "calibration": calibration,
@@ -283,6 +284,32 @@ def quantize_model(
         + (search["notes"] if search else []),
     }
     return Conversion(quantized, manifest, manifest["warnings"], None if search is None else search["met"])
+
+
+def _proven_to_run(quantized: bytes, model: Path, data: Path | None, options: ConvertOptions) -> str:
+    """Every file edgeq writes runs: loaded, allocated and invoked once in LiteRT before it is
+    written. A file that does not is never written: exit 2 when the source cannot run either,
+    else exit 3 (the fault is in the conversion)."""
+    from edgeq.run.litert import invoke_once
+
+    def first(ports: list) -> list | None:
+        if data is None or options.mode not in CALIBRATED_MODES:
+            return None
+        try:
+            return next(iter(open_samples(data, [InputSpec(n, s) for n, s in ports], options.preprocessing, 1, options.seed)))
+        except (EdgeqError, StopIteration):  # another layout of keys (several signatures): zeros still prove it loads
+            return None
+
+    try:
+        return invoke_once(quantized, first)
+    except (RuntimeError, ValueError) as exc:
+        if model.suffix.lower() == ".tflite":
+            try:
+                invoke_once(model.read_bytes(), lambda ports: None)
+            except (RuntimeError, ValueError) as source_exc:
+                raise ModelError(f"{model}: LiteRT cannot run the source model either ({source_exc}); nothing was written") from None
+        raise InternalError(f"the quantized model does not run in LiteRT ({exc}); nothing was written (rerun with -v, "
+                            "and report it with the model if you can)") from None
 
 
 def _run(model: Path, data: Path | None, options: ConvertOptions):

@@ -12,7 +12,7 @@ import ctypes
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -70,6 +70,30 @@ class Timings:
         t = np.asarray(times_ms)
         return cls(len(t), warmup, threads, *(round(float(np.percentile(t, q)), 4) for q in (50, 90, 99)),
                    round(float(t.mean()), 4), round(float(t.std()), 4), tuple(round(x, 4) for x in times_ms))
+
+
+def invoke_once(model: bytes, first_sample: Callable[[list], list[np.ndarray] | None]) -> str:
+    """Load, allocate and invoke `model` once in LiteRT (XNNPACK, as apps run it), on the first
+    real sample `first_sample(specs)` gives, else on zeros. Returns what it ran on; raises
+    RuntimeError/ValueError with the loader's message when the model does not run."""
+    litert = _runtime()
+    with captured_native_stderr() as native:
+        try:
+            interpreter = litert.Interpreter(model_content=model)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise RuntimeError(native.last_error_line() or str(exc)) from None
+    details = interpreter.get_input_details()
+    sample = first_sample([(d["name"], tuple(int(x) for x in d["shape"])) for d in details])
+    feeds = sample if sample is not None else [np.zeros(d["shape"], np.float32) for d in details]
+    for d, real in zip(details, feeds):
+        interpreter.set_tensor(d["index"], to_model_dtype(np.asarray(real).reshape(d["shape"]), d["dtype"], *d["quantization"]))
+    with captured_native_stderr() as native:
+        try:
+            interpreter.invoke()
+        except (ValueError, RuntimeError) as exc:
+            raise RuntimeError(native.last_error_line() or str(exc)) from None
+    return "the first calibration sample" if sample is not None else "zeros (no samples to take one from)"
 
 
 class LiteRTRunner:
