@@ -362,6 +362,12 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
     TensorFlow's flatbuffer calibrator, quantized by the same step as the other sources."""
     from edgeq.tflite.float16_weights import fold_float16_weights, has_float16_weights
     from edgeq.tflite.model import parse_tflite, read_tflite
+    from edgeq.tflite.sparse_weights import densify_weights, has_sparse_weights
+    from edgeq.tflite.stablehlo_constants import (
+        STABLEHLO_FLAG,
+        has_stablehlo_constant_flag,
+        without_stablehlo_constant_flag,
+    )
     from edgeq.tflite.summary import summarize
 
     model = read_tflite(path)
@@ -370,6 +376,16 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
         raise ModelError(f"{path}: already {summary.precision} ({summary.ops_int8} of {summary.ops_total} ops on int8 kernels); "
                          "validate it with edgeq validate, or convert its float original")
     notes, data = [], model.data
+    if has_stablehlo_constant_flag(data):
+        data = without_stablehlo_constant_flag(data)
+        model = parse_tflite(data, path)
+        notes.append(f"the '{STABLEHLO_FLAG}' metadata entry the LiteRT converter writes (litert-torch, litert-converter) "
+                     "was left out of the calibration copy: with it, TensorFlow's quantizer keeps every weight in float")
+    if has_sparse_weights(model):
+        data = densify_weights(data)
+        model = parse_tflite(data, path)
+        notes.append("sparse weights (behind DENSIFY ops) densified into plain constants, which the calibrator and "
+                     "quantizer take; the sparse copies are not kept")
     if has_float16_weights(model):
         data = fold_float16_weights(data)
         model = parse_tflite(data, path)

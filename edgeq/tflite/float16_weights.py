@@ -41,13 +41,13 @@ def fold_float16_weights(data: bytes) -> bytes:
             target.buffer, target.type = len(root.buffers) - 1, float32
             buffer.data = None  # the float16 copy does not stay in the file
         graph.operators = kept
-    _drop_unused_opcodes(root)
+    drop_unused_opcodes(root)
     builder = flatbuffers.Builder(len(data) * 2 + 1024)
     builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 
 
-def _drop_unused_opcodes(root) -> None:
+def drop_unused_opcodes(root) -> None:
     used = sorted({op.opcodeIndex for graph in root.subgraphs for op in graph.operators})
     remap = {old: new for new, old in enumerate(used)}
     root.operatorCodes = [root.operatorCodes[i] for i in used]

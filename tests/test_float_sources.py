@@ -1,0 +1,68 @@
+"""Float .tflite files as other tools write them: sparse weights behind DENSIFY ops, the LiteRT
+converter's keep_stablehlo_constant entry (litert-torch). Each converts to full int8 and runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeq.conversion.converter import convert
+from edgeq.tflite.model import read_tflite
+from edgeq.tflite.sparse_weights import densify_weights
+from edgeq.validation.compare import validate
+
+pytestmark = pytest.mark.tf
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tflite"
+
+
+@pytest.fixture(scope="module")
+def sparse_tflite(tmp_path_factory) -> Path:
+    """A pruned CNN (80 % zeros) converted by TensorFlow with EXPERIMENTAL_SPARSITY: DENSIFY ops."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Flatten()(keras.layers.Conv2D(16, 3, padding="same", activation="relu")(image))
+    model = keras.Model(image, keras.layers.Dense(10, activation="softmax")(x))
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights:
+            kernel = weights[0]
+            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.8)] = 0
+            layer.set_weights([kernel, *weights[1:]])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    path = tmp_path_factory.mktemp("sparse") / "pruned.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def test_densified_weights_compute_what_the_sparse_model_computes(sparse_tflite):
+    from ai_edge_litert.interpreter import Interpreter
+
+    sparse = sparse_tflite.read_bytes()
+    assert [op.type for op in read_tflite(sparse_tflite).operators].count("DENSIFY") == 2
+    x = np.random.default_rng(0).uniform(size=(1, 8, 8, 1)).astype(np.float32)
+    outputs = []
+    for model in (sparse, densify_weights(sparse)):
+        interpreter = Interpreter(model_content=model)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        outputs.append(interpreter.get_tensor(interpreter.get_output_details()[0]["index"]))
+    np.testing.assert_array_equal(*outputs)
+
+
+def test_a_sparse_model_converts_to_strict_int8_loads_and_validates(sparse_tflite, digits_calib, tmp_path):
+    result = convert(sparse_tflite, tmp_path / "pruned_int8.tflite", digits_calib, samples=32)
+    assert not result.manifest["float_ops"]  # strict int8 (the shape ops of its dynamic batch stay int32)
+    model = read_tflite(result.output)
+    weights = [model.tensors[op.inputs[1]].dtype for op in model.operators if op.type in ("CONV_2D", "FULLY_CONNECTED")]
+    assert weights == ["int8", "int8"]
+    assert any("DENSIFY" in note for note in result.manifest["source"]["rewrites"])
+    assert "DENSIFY" not in {op.type for op in read_tflite(result.output).operators}
+    scores = validate(result.output, sparse_tflite, digits_calib.parent / "val", runs=3, warmup=1, limit=64)
+    assert scores.worst_sqnr_db > 20 and scores.accuracy.output == "output_0"
