@@ -66,3 +66,22 @@ def test_a_sparse_model_converts_to_strict_int8_loads_and_validates(sparse_tflit
     assert "DENSIFY" not in {op.type for op in read_tflite(result.output).operators}
     scores = validate(result.output, sparse_tflite, digits_calib.parent / "val", runs=3, warmup=1, limit=64)
     assert scores.worst_sqnr_db > 20 and scores.accuracy.output == "output_0"
+
+
+def test_a_litert_torch_file_converts_to_strict_int8_with_int8_weights(tmp_path):
+    """tests/fixtures/litert_torch/make.py wrote it with litert-torch 0.10.0 (no torch needed here)."""
+    from edgeq.tflite.stablehlo_constants import has_stablehlo_constant_flag
+
+    source = FIXTURES.parent / "litert_torch" / "small_cnn.tflite"
+    assert has_stablehlo_constant_flag(source.read_bytes())
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "calib.npy", rng.uniform(size=(32, 16, 16, 3)).astype(np.float32))
+    np.save(tmp_path / "val.npy", rng.uniform(size=(16, 16, 16, 3)).astype(np.float32))
+    result = convert(source, tmp_path / "small_cnn_int8.tflite", tmp_path / "calib.npy", samples=32)
+    model = read_tflite(result.output)
+    weights = [model.tensors[op.inputs[1]].dtype for op in model.operators if op.type in ("CONV_2D", "FULLY_CONNECTED")]
+    assert weights == ["int8"] * 3 and result.manifest["ops_int8"] == result.manifest["ops_total"]
+    assert any("keep_stablehlo_constant" in note for note in result.manifest["source"]["rewrites"])
+    assert not has_stablehlo_constant_flag(result.output.read_bytes())
+    scores = validate(result.output, source, tmp_path / "val.npy", runs=3, warmup=1)
+    assert scores.worst_sqnr_db > 20 and scores.outputs[0].role == "classes"
