@@ -85,3 +85,22 @@ def test_a_litert_torch_file_converts_to_strict_int8_with_int8_weights(tmp_path)
     assert not has_stablehlo_constant_flag(result.output.read_bytes())
     scores = validate(result.output, source, tmp_path / "val.npy", runs=3, warmup=1)
     assert scores.worst_sqnr_db > 20 and scores.outputs[0].role == "classes"
+
+
+def test_a_custom_op_is_named_with_its_node_in_one_line(tmp_path, cli):
+    import tensorflow as tf
+
+    weights = tf.constant(np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 8), tf.float32)])
+    def bessel(x):
+        return tf.math.special.bessel_i1e(tf.matmul(x, weights))
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([bessel.get_concrete_function()])
+    converter.allow_custom_ops = True
+    (tmp_path / "custom.tflite").write_bytes(converter.convert())
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32))
+    code, _, err = cli("convert", str(tmp_path / "custom.tflite"), "--data", str(tmp_path / "x.npy"), "--output",
+                       str(tmp_path / "out.tflite"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "custom op(s) BesselI1e (node 1, output 'Identity')" in err and not (tmp_path / "out.tflite").exists()

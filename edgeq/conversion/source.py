@@ -375,6 +375,13 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
     if summary.precision not in ("float", "float16"):  # float16 weights are a float model stored small
         raise ModelError(f"{path}: already {summary.precision} ({summary.ops_int8} of {summary.ops_total} ops on int8 kernels); "
                          "validate it with edgeq validate, or convert its float original")
+    custom = [op for op in model.operators if op.type.startswith("CUSTOM")]
+    if custom:
+        named = ", ".join(f"{op.type.partition(':')[2] or 'unnamed'} (node {op.index}, output "
+                          f"'{model.tensors[op.outputs[0]].name if op.outputs else '?'}')" for op in custom[:5])
+        raise ModelError(f"{path}: uses custom op(s) {named}{' and more' if len(custom) > 5 else ''}, which LiteRT's built-in "
+                         "kernels do not include; calibration runs every op, so convert the model without them (keep that part "
+                         "out of the float model, or replace the op with built-in ones) and add it back in the app")
     notes, data = [], model.data
     if has_stablehlo_constant_flag(data):
         data = without_stablehlo_constant_flag(data)
