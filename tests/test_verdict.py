@@ -313,3 +313,25 @@ def test_a_model_that_would_not_run_is_never_written(cnn_keras, digits_calib, tm
     monkeypatch.undo()
     fine = convert(cnn_keras, tmp_path / "fine.tflite", digits_calib, samples=8)
     assert fine.manifest["model"]["invoked_on"] == "the first calibration sample"
+
+
+def test_mtcnns_subclassed_onet_converts_with_input_shape(tmp_path, cli):
+    """mtcnn's own ONet class (a subclassed keras.Model), saved as users save it."""
+    pytest.importorskip("mtcnn", reason="needs mtcnn==1.0.0 (the dev extra installs it)")
+    from mtcnn.network.onet import ONet
+    from mtcnn.utils.tensorflow import load_weights
+
+    model = ONet()
+    model.build()
+    model.set_weights(load_weights("onet.lz4"))
+    model.save(tmp_path / "onet.keras")
+    (tmp_path / "objects.py").write_text("from mtcnn.network.onet import ONet\ncustom_objects = {'ONet': ONet}\n")
+    calib = _images(tmp_path / "calib", 16, 48, 0)
+    args = ["convert", str(tmp_path / "onet.keras"), "--custom-objects", str(tmp_path / "objects.py"), "--data", str(calib),
+            "--samples", "16", "--mean", "127.5", "--std", "128", "--output", str(tmp_path / "onet_int8.tflite")]
+    code, _, err = cli(*args)
+    assert code == 2 and "subclassed Keras model" in err and "--input-shape" in err
+    code, text, err = cli(*args, "--input-shape", "1,48,48,3")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "onet_int8.edgeq.json").read_text())
+    assert len(manifest["outputs"]) == 3 and not manifest["float_ops"]

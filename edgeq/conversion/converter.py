@@ -17,7 +17,7 @@ from typing import Any
 
 import edgeq
 from edgeq.conversion.calibration import ParallelCalibrator, default_jobs
-from edgeq.conversion.isolation import run_isolated, step
+from edgeq.conversion.isolation import ChildError, run_isolated, step
 from edgeq.conversion.quantize import (
     RangeChooser,
     calibrate,
@@ -232,6 +232,10 @@ def quantize_model(
         except EdgeqError:
             raise
         except Exception as exc:
+            if isinstance(exc, ChildError):
+                log.debug("the conversion's traceback (in its child process):\n%s", exc.child_traceback)
+                if exc.ours:
+                    raise InternalError(f"internal error: {exc} (rerun with -v for the traceback)") from exc
             detail = native.last_error_line() or first_line(exc)
             raise ConversionError(f"the TFLite converter failed on {model}: {detail}") from exc
 

@@ -17,6 +17,7 @@ import sys
 import threading
 from contextlib import contextmanager
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any, Callable
 
 from edgeq import progress
@@ -89,9 +90,14 @@ def _child(function: Callable[..., Any], args: tuple, results, events) -> None:
         results.send(("ok", value))
     except EdgeqError as exc:
         results.send(("edgeq", exc))
-    except BaseException as exc:  # noqa: BLE001 - sent to the parent as one line
+    except BaseException as exc:  # noqa: BLE001 - sent to the parent as one line, its traceback and its origin
+        import traceback
+
         lines = str(exc).strip().splitlines()
-        results.send(("exception", lines[0][:300] if lines else type(exc).__name__))
+        frames = traceback.extract_tb(exc.__traceback__)
+        ours = bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(PACKAGE)
+        results.send(("exception", (f"{type(exc).__name__}: {lines[0][:300]}" if ours and lines else lines[0][:300] if lines
+                                    else type(exc).__name__, "".join(traceback.format_exception(exc)), ours)))
     finally:
         events.put(("done",))
 
@@ -142,7 +148,19 @@ def run_isolated(function: Callable[..., Any], *args: Any, what: str = "the TFLi
         return payload
     if status == "edgeq":
         raise payload
-    raise RuntimeError(payload)
+    raise ChildError(*payload)
+
+
+PACKAGE = Path(__file__).resolve().parent.parent  # edgeq/
+
+
+class ChildError(RuntimeError):
+    """An exception in the child that is no EdgeqError: `ours` when edgeq's own code raised it
+    (an internal error), else TensorFlow's or LiteRT's; `child_traceback` for -v."""
+
+    def __init__(self, message: str, child_traceback: str, ours: bool) -> None:
+        super().__init__(message)
+        self.child_traceback, self.ours = child_traceback, ours
 
 
 def _crash_line(what: str, exitcode: int | None, step_name: str) -> str:

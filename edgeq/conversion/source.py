@@ -157,13 +157,13 @@ def _keras(path: Path, given, code: KerasCode) -> ModelSource:
                              "FILE.py, a file that defines it (registered with @keras.saving.register_keras_serializable, "
                              "or listed in a module-level custom_objects dict)") from None
         raise ModelError(f"{path}: cannot be loaded as a Keras model ({first_line(exc)})") from exc
-    inputs = list(model.inputs)
+    inputs = _symbolic_inputs(model)
     recurrent = recurrent_layers(model)
     try:
         specs = [
             InputSpec(_input_name(t, i), fix_shape(_input_name(t, i), list(t.shape), given, len(inputs) == 1))
             for i, t in enumerate(inputs)
-        ]
+        ] if inputs is not None else _traced(path, model, given)
     except UsageError as exc:
         if not recurrent:
             raise
@@ -191,6 +191,31 @@ def _keras(path: Path, given, code: KerasCode) -> ModelSource:
         return _saved_converter(lambda folder: _silently(archive.write_out, folder), ["serving_default"])
 
     return ModelSource(path, "keras", {"serving_default": specs}, make_converter, model, rewrites=notes)
+
+
+def _symbolic_inputs(model: Any) -> list | None:
+    """A functional or Sequential model's inputs; None for a subclassed model, which has none."""
+    try:
+        return list(model.inputs) or None
+    except (AttributeError, ValueError):
+        return None
+
+
+def _traced(path: Path, model: Any, given: dict[str | None, tuple[int, ...]]) -> list[InputSpec]:
+    """A subclassed model's inputs from --input-shape, built and traced by one call on zeros."""
+    import numpy as np
+
+    if not given:
+        raise UsageError(f"{path}: {type(model).__name__} is a subclassed Keras model, which has no fixed inputs; pass "
+                         "--input-shape 1,H,W,C (one per input: --input-shape NAME=...) to build and trace it")
+    specs = [InputSpec(name or f"input_{i}", shape) for i, (name, shape) in enumerate(given.items())]
+    zeros = [np.zeros(s.shape, np.float32) for s in specs]
+    try:
+        model(zeros if len(zeros) > 1 else zeros[0], training=False)
+    except Exception as exc:  # noqa: BLE001 - the user's model code
+        raise UsageError(f"{path}: calling {type(model).__name__} on zeros of {', '.join(str(list(s.shape)) for s in specs)} "
+                         f"failed ({type(exc).__name__}: {first_line(exc)}); check --input-shape") from None
+    return specs
 
 
 def _custom_objects(file: str) -> dict[str, Any]:
