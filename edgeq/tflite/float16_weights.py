@@ -18,31 +18,44 @@ def has_float16_weights(model) -> bool:
 
 
 def fold_float16_weights(data: bytes) -> bytes:
+    from ai_edge_litert import schema_py_generated as schema
+
+    def to_float32(source, raw: bytes):
+        if source.type != schema.TensorType.FLOAT16:
+            return None
+        return np.frombuffer(raw, dtype=np.float16).astype(np.float32), schema.TensorType.FLOAT32
+
+    return fold_constant_ops(data, schema.BuiltinOperator.DEQUANTIZE, to_float32)
+
+
+def fold_constant_ops(data: bytes, builtin: int, fold) -> bytes:
+    """Drop each `builtin` op whose first input is a constant that `fold(tensor, raw bytes)` turns
+    into (values, tensor type); its output becomes that constant. The old buffers are emptied and
+    opcodes no op uses any more leave the file."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    float16, float32 = schema.TensorType.FLOAT16, schema.TensorType.FLOAT32
-    dequantize = {i for i, code in enumerate(root.operatorCodes)
-                  if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE}
+    matching = {i for i, code in enumerate(root.operatorCodes) if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin}
     for graph in root.subgraphs:
         kept = []
         for op in graph.operators:
-            source = graph.tensors[op.inputs[0]] if op.opcodeIndex in dequantize else None
+            source = graph.tensors[op.inputs[0]] if op.opcodeIndex in matching else None
             buffer = root.buffers[source.buffer] if source is not None else None
-            if source is None or source.type != float16 or buffer is None or buffer.data is None or len(buffer.data) == 0:
+            folded = fold(source, bytes(bytearray(buffer.data))) if buffer is not None and buffer.data is not None and len(buffer.data) else None
+            if folded is None:
                 kept.append(op)
                 continue
-            values = np.frombuffer(bytes(bytearray(buffer.data)), dtype=np.float16).astype(np.float32)
+            values, tensor_type = folded
+            constant = schema.BufferT()
+            constant.data = np.frombuffer(values.tobytes(), dtype=np.uint8)
+            root.buffers.append(constant)
             target = graph.tensors[op.outputs[0]]
-            folded = schema.BufferT()
-            folded.data = np.frombuffer(values.tobytes(), dtype=np.uint8)
-            root.buffers.append(folded)
-            target.buffer, target.type = len(root.buffers) - 1, float32
-            buffer.data = None  # the float16 copy does not stay in the file
+            target.buffer, target.type = len(root.buffers) - 1, tensor_type
+            buffer.data = None  # the old copy does not stay in the file
         graph.operators = kept
     drop_unused_opcodes(root)
-    builder = flatbuffers.Builder(len(data) * 2 + 1024)
+    builder = flatbuffers.Builder(len(data) * 4 + 1024)
     builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())
 

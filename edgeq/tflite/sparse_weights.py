@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.tflite.float16_weights import drop_unused_opcodes
+from edgeq.tflite.float16_weights import fold_constant_ops
 
 DTYPES = {0: np.float32, 1: np.float16, 9: np.int8, 3: np.uint8}  # TensorType FLOAT32, FLOAT16, INT8, UINT8
 
@@ -22,33 +22,15 @@ def has_sparse_weights(model) -> bool:
 
 
 def densify_weights(data: bytes) -> bytes:
-    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
-    densify = {i for i, code in enumerate(root.operatorCodes)
-               if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DENSIFY}
-    for graph in root.subgraphs:
-        kept = []
-        for op in graph.operators:
-            source = graph.tensors[op.inputs[0]] if op.opcodeIndex in densify else None
-            buffer = root.buffers[source.buffer] if source is not None else None
-            if source is None or source.sparsity is None or buffer is None or buffer.data is None or source.type not in DTYPES:
-                kept.append(op)
-                continue
-            values = np.frombuffer(bytes(bytearray(buffer.data)), dtype=DTYPES[source.type])
-            dense = to_dense(tuple(int(d) for d in source.shape), source.sparsity, values)
-            target = graph.tensors[op.outputs[0]]
-            folded = schema.BufferT()
-            folded.data = np.frombuffer(dense.tobytes(), dtype=np.uint8)
-            root.buffers.append(folded)
-            target.buffer, target.type = len(root.buffers) - 1, source.type
-            buffer.data = None  # the sparse copy does not stay in the file
-        graph.operators = kept
-    drop_unused_opcodes(root)
-    builder = flatbuffers.Builder(len(data) * 4 + 1024)
-    builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    def dense(source, raw: bytes):
+        if source.sparsity is None or source.type not in DTYPES:
+            return None
+        values = np.frombuffer(raw, dtype=DTYPES[source.type])
+        return to_dense(tuple(int(d) for d in source.shape), source.sparsity, values), source.type
+
+    return fold_constant_ops(data, schema.BuiltinOperator.DENSIFY, dense)
 
 
 def to_dense(shape: tuple[int, ...], sparsity, values: np.ndarray) -> np.ndarray:
