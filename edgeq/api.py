@@ -5,7 +5,8 @@
     report = edgeq.validate(result.model, keras_model, held_out)  # passed, SQNR, accuracy, latency
 
 Paths work everywhere; in-memory sources (a keras.Model, a tf.Module with one signature, a concrete
-function) are exported to a scratch SavedModel, and arrays to a scratch .npy/.npz, so that the
+function) are exported to a scratch SavedModel, a PyTorch nn.Module (with `sample_inputs=`) to a
+torch.export `.pt2`, and arrays to a scratch .npy/.npz, so that the
 conversion runs exactly as the command line's does (in its own process, crash-contained).
 """
 
@@ -50,9 +51,10 @@ def convert(source: Any, data: Any = None, output: str | Path | None = None, **o
     from edgeq.conversion.converter import quantize_model
 
     force = bool(options.pop("force", False))
+    sample_inputs = options.pop("sample_inputs", None)
     with tempfile.TemporaryDirectory(prefix="edgeq-api-") as scratch:
         folder = Path(scratch)
-        source_path, data_path = _as_path(source, folder), _data_path(data, folder)
+        source_path, data_path = _as_path(source, folder, sample_inputs), _data_path(data, folder)
         if output is not None:
             saved = convert_and_save(source_path, output, data_path, force=force, **options)
             return Converted(saved.output.read_bytes(), saved.manifest, list(saved.warnings), saved.output, saved.budget_met)
@@ -67,19 +69,24 @@ def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated
     from edgeq.validation.compare import validate as run
 
     gates = {k: options.pop(k) for k in list(options) if k in GATES}
+    sample_inputs = options.pop("sample_inputs", None)
     with tempfile.TemporaryDirectory(prefix="edgeq-api-") as scratch:
         folder = Path(scratch)
         if isinstance(model, (bytes, bytearray)):
             (folder / "model.tflite").write_bytes(model)
             model = folder / "model.tflite"
-        results = run(model, _as_path(reference, folder), _data_path(data, folder), gates=gates, **options)
+        results = run(model, _as_path(reference, folder, sample_inputs), _data_path(data, folder), gates=gates, **options)
     return Validated(results.passed, results.worst_sqnr_db, results.accuracy.agreement, results.accuracy.top1_drop_pts,
                      results.latency.speedup, list(results.warnings), results)
 
 
-def _as_path(source: Any, folder: Path) -> Path:
+def _as_path(source: Any, folder: Path, sample_inputs: Any = None) -> Path:
+    from edgeq.conversion.pytorch import is_module, save_program
+
     if isinstance(source, (str, Path)):
         return Path(source)
+    if is_module(source):  # a PyTorch nn.Module: exported as the CLI's .pt2 input
+        return save_program(source, sample_inputs, folder / "source.pt2")
     if isinstance(source, (bytes, bytearray)):
         (folder / "source.tflite").write_bytes(source)
         return folder / "source.tflite"

@@ -71,7 +71,9 @@ def test_html_report_is_self_contained_with_both_plots(results):
 
 def test_results_without_labels_show_agreement_but_no_accuracy(cnn_int8, cnn_keras, tmp_path):
     np.savez(tmp_path / "x.npz", x=digits_images(24))
-    unlabelled = validate(cnn_int8.output, cnn_keras, tmp_path / "x.npz", runs=5, warmup=1)
+    unlabelled = validate(cnn_int8.output, cnn_keras, tmp_path / "x.npz", runs=5, warmup=1,
+                          output_roles={"output_0": "classes"})  # logits, no labels: the user says what it is
+    assert unlabelled.outputs[0].role_from == "--output-role"
     md, page = markdown(unlabelled), html_page(unlabelled)
     assert unlabelled.accuracy.float_top1 is None
     for report in (md, page):

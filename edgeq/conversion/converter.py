@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
+import tempfile
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from edgeq.conversion.quantize import (
     resolve_keep_float,
     tf_type,
 )
+from edgeq.conversion.pytorch import PT2_SUFFIX, require_torch, to_float_tflite, versions
 from edgeq.conversion.ranges import Method
 from edgeq.conversion.search import Budget
 from edgeq.conversion.source import KerasCode, first_line, has_fake_quant, load_source, require_tensorflow, stated_scaling
@@ -84,6 +86,7 @@ class ConvertOptions:
     budget: Budget | None = None
     max_float_layers: int | None = None
     allow_int16x8: bool = False  # the search may try 16-bit activations before float layers
+    channels_last: bool = False  # a PyTorch source's 4-D inputs as NHWC (litert-torch's to_channel_last_io)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -127,7 +130,7 @@ class ConvertOptions:
     def recipe(self) -> Recipe:
         """What decides the bytes; the rest of these options say how to run and where to write."""
         return Recipe(self.mode, self.io, self.per_tensor, self.keep_float, self.calibration, self.signatures,
-                      self.preprocessing, self.samples, self.seed)
+                      self.preprocessing, self.samples, self.seed, channels_last=self.channels_last)
 
 
 @dataclass(frozen=True)
@@ -225,19 +228,14 @@ def quantize_model(
         raise DataError(f"{data}: no such file or folder; pass an image folder, a .npy or a .npz")
     require_tensorflow("edgeq convert")
 
-    with captured_native_stderr(quiet_native) as native:
-        try:
-            run = run_isolated if isolated else (lambda function, *args: function(*args))
-            quantized, calibration, keep, float_bytes, kind, search = run(_run, model, data, options)
-        except EdgeqError:
-            raise
-        except Exception as exc:
-            if isinstance(exc, ChildError):
-                log.debug("the conversion's traceback (in its child process):\n%s", exc.child_traceback)
-                if exc.ours:
-                    raise InternalError(f"internal error: {exc} (rerun with -v for the traceback)") from exc
-            detail = native.last_error_line() or first_line(exc)
-            raise ConversionError(f"the TFLite converter failed on {model}: {detail}") from exc
+    with tempfile.TemporaryDirectory(prefix="edgeq-convert-") as scratch:
+        float_source = _float_source(model, options, quiet_native, isolated, Path(scratch))
+        quantized, calibration, keep, float_bytes, kind, search = _in_child(
+            _run, model, quiet_native, isolated, float_source, data, options)
+        source_model = float_source.read_bytes() if float_source.suffix.lower() == ".tflite" else None
+    if float_source != model:
+        kind.update(kind="pytorch", rewrites=[f"exported to a float .tflite by litert-torch ({versions()})"
+                                              + (", channels-last I/O" if options.channels_last else "")] + kind["rewrites"])
 
     pre, origins, conflicts = kind.pop("preprocessing")
     options = replace(options, preprocessing=pre)
@@ -247,7 +245,7 @@ def quantize_model(
     if about is not None:
         quantized = with_metadata(quantized, metadata_for(result, options.preprocessing, about))
         result = parse_tflite(quantized)
-    ran_on = _proven_to_run(quantized, model, data, options)
+    ran_on = _proven_to_run(quantized, model, source_model, data, options)
     targets = {t: check_target(result, t) for t in options.targets}
     target_warnings = [line for report in targets.values() for line in report.warnings()]
     manifest = {
@@ -290,7 +288,39 @@ def quantize_model(
     return Conversion(quantized, manifest, manifest["warnings"], None if search is None else search["met"])
 
 
-def _proven_to_run(quantized: bytes, model: Path, data: Path | None, options: ConvertOptions) -> str:
+def _in_child(function, model: Path, quiet_native: bool, isolated: bool, *args):
+    """`function(*args)` in the crash-contained child: edgeq's own exceptions are internal errors
+    (exit 3), TensorFlow's and LiteRT's are the converter's (exit 2)."""
+    with captured_native_stderr(quiet_native) as native:
+        try:
+            run = run_isolated if isolated else (lambda function, *args: function(*args))
+            return run(function, *args)
+        except EdgeqError:
+            raise
+        except Exception as exc:
+            if isinstance(exc, ChildError):
+                log.debug("the conversion's traceback (in its child process):\n%s", exc.child_traceback)
+                if exc.ours:
+                    raise InternalError(f"internal error: {exc} (rerun with -v for the traceback)") from exc
+            detail = native.last_error_line() or first_line(exc)
+            raise ConversionError(f"the TFLite converter failed on {model}: {detail}") from exc
+
+
+def _float_source(model: Path, options: ConvertOptions, quiet_native: bool, isolated: bool, scratch: Path) -> Path:
+    """The file the conversion starts from: the model itself, or for a PyTorch program (.pt2) the
+    float .tflite litert-torch makes of it."""
+    if model.suffix.lower() != PT2_SUFFIX:
+        if options.channels_last:
+            raise UsageError("--channels-last sets the I/O layout of a PyTorch (.pt2) source; drop it for this model")
+        return model
+    require_torch(f"converting {model.name}")
+    flat = _in_child(to_float_tflite, model, quiet_native, isolated, model, options.channels_last)
+    path = scratch / (model.stem + ".tflite")
+    path.write_bytes(flat)
+    return path
+
+
+def _proven_to_run(quantized: bytes, model: Path, source_model: bytes | None, data: Path | None, options: ConvertOptions) -> str:
     """Every file edgeq writes runs: loaded, allocated and invoked once in LiteRT before it is
     written. A file that does not is never written: exit 2 when the source cannot run either,
     else exit 3 (the fault is in the conversion)."""
@@ -307,9 +337,9 @@ def _proven_to_run(quantized: bytes, model: Path, data: Path | None, options: Co
     try:
         return invoke_once(quantized, first)
     except (RuntimeError, ValueError) as exc:
-        if model.suffix.lower() == ".tflite":
+        if source_model is not None:
             try:
-                invoke_once(model.read_bytes(), lambda ports: None)
+                invoke_once(source_model, lambda ports: None)
             except (RuntimeError, ValueError) as source_exc:
                 raise ModelError(f"{model}: LiteRT cannot run the source model either ({source_exc}); nothing was written") from None
         raise InternalError(f"the quantized model does not run in LiteRT ({exc}); nothing was written (rerun with -v, "

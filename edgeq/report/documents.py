@@ -95,6 +95,11 @@ def _output_rows(results: ValidationResult) -> list[tuple[str, ...]]:
             for o in results.outputs]
 
 
+def _source_rows(results: ValidationResult) -> list[tuple[str, ...]]:
+    return [(o.name, "exact" if o.exact else num(o.sqnr_db), "n/a" if o.max_abs_error is None else f"{o.max_abs_error:.4g}")
+            for o in results.source_check.outputs]
+
+
 def _layer_rows(results: ValidationResult, limit: int | None = LAYERS_SHOWN) -> list[tuple[str, ...]]:
     layers = (results.per_layer or {}).get("layers") or []
     return [(str(l["rank"]), short_name(l["tensor_name"], 60), l["op_type"], num(l["sqnr_db"]), num(l["rmse_lsb"], 3),
@@ -167,6 +172,10 @@ def markdown(results: ValidationResult) -> str:
         lines += _md_table(BASELINE_HEAD, _baseline_rows(results))
     if results.gates:
         lines += ["", "### Gates", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(results.gates))
+    if results.source_check:
+        c = results.source_check
+        lines += ["", f"### Conversion: the float .tflite against {md(c.reference)} ({c.samples} samples)", ""]
+        lines += _md_table(("output", "SQNR (dB)", "max abs error"), _source_rows(results))
     lines += ["", "### Outputs", ""] + _md_table(OUTPUT_HEAD, _output_rows(results))
     if results.broken_outputs:
         lines += ["", "### Likely broken", ""] + [f"- ❌ {md(n)}" for n in broken_notes(results)]
@@ -291,6 +300,10 @@ def html_page(results: ValidationResult) -> str:
                                                  ["failed" if g.failed else "" for g in results.gates])]
     if "latency" in charts:
         parts += ["<h2>Latency</h2>", f'<img alt="latency distribution" src="{charts["latency"]}">']
+    if results.source_check:
+        c = results.source_check
+        parts += [f"<h2>Conversion: the float .tflite against {esc(c.reference)} ({c.samples} samples)</h2>",
+                  _html_table(("output", "SQNR (dB)", "max abs error"), _source_rows(results))]
     parts += ["<h2>Outputs</h2>", _html_table(OUTPUT_HEAD, _output_rows(results), ["failed" if o.broken else "" for o in results.outputs])]
     if results.broken_outputs:
         parts += ["<h2>Likely broken</h2><ul>"] + [f'<li class="warn">{esc(n)}</li>' for n in broken_notes(results)] + ["</ul>"]

@@ -136,6 +136,11 @@ def validation_text(r: ValidationResult) -> str:
                      f"drop {_num(acc.top1_drop_pts, '.2f')} pts ({about[2:]}){topk}")
     lines.append(f"agreement {percent(acc.agreement)} (top-1, {kind} vs float{about})" if acc.output
                  else "agreement n/a: no classes output (see the roles below), so no argmax is taken")
+    if r.source_check:
+        c = r.source_check
+        lines.append(f"source    the float .tflite against {terminal(c.reference)} on {c.samples} samples (the conversion's "
+                     f"error; the outputs below are the quantization's):")
+        lines += [f"  source  {terminal(o.name)}: {sqnr(o)}  max |err| {_num(o.max_abs_error)}" for o in c.outputs]
     lines += [f"output    {output_line(o)}" for o in r.outputs]
     lines.append(
         f"latency   {lat.delegate}, {lat.threads} thread(s), {lat.runs} runs: "

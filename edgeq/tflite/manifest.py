@@ -44,6 +44,7 @@ class Recipe:
     seed: int = 0
     data: str | None = None  # the calibration samples' path, as given
     fingerprint: str | None = None  # sha256 over the calibration samples as fed
+    channels_last: bool = False  # a PyTorch source exported with NHWC inputs
 
     def __post_init__(self) -> None:
         if self.mode not in IO_TYPES:
@@ -62,7 +63,8 @@ class Recipe:
                 "preprocessing": {"color": pre.color, "resize": pre.resize, "value_range": pre.value_range,
                                   "mean": list(pre.mean) if pre.mean else None, "std": list(pre.std) if pre.std else None,
                                   "layout": pre.layout},
-                "samples": self.samples, "seed": self.seed, "data": self.data, "fingerprint": self.fingerprint}
+                "samples": self.samples, "seed": self.seed, "data": self.data, "fingerprint": self.fingerprint,
+                "channels_last": self.channels_last}
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: str) -> Recipe:
@@ -78,7 +80,7 @@ class Recipe:
                    keep_float=tuple(data.get("keep_float") or ()), calibration=data.get("calibration") or "minmax",
                    signatures=tuple(data.get("signatures") or ("serving_default",)), preprocessing=preprocessing,
                    samples=int(data.get("samples") or 200), seed=int(data.get("seed") or 0), data=data.get("data"),
-                   fingerprint=data.get("fingerprint"))
+                   fingerprint=data.get("fingerprint"), channels_last=bool(data.get("channels_last")))
 
     @classmethod
     def from_manifest(cls, model: str | Path) -> Recipe | None:

@@ -20,6 +20,7 @@ from edgeq.data.samples import InputSpec, Preprocessing, open_samples
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
 from edgeq.gates import BASELINE_GATES, check_names, evaluate, passed
+from edgeq.conversion.pytorch import PT2_SUFFIX
 from edgeq.metrics import Scorer, speedup
 from edgeq.roles import Role, decide_roles
 from edgeq.native import captured_native_stderr
@@ -43,6 +44,7 @@ from edgeq.validation.results import (
     OutputScore,
     Pairing,
     Size,
+    SourceCheck,
     Timing,
     ValidationResult,
 )
@@ -95,6 +97,8 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
         target, int8 = _target(model, int8, options, Path(scratch)) if options.target else (None, int8)
         float_path, float_note = _float_tflite(reference, int8, options, Path(scratch))
         result = _compare(model, reference, data, options, int8, float_path, float_note, previous)
+        if reference.suffix.lower() == PT2_SUFFIX:
+            result = replace(result, source_check=_pytorch_check(model, reference, float_path, data, options, int8))
     if target is not None:
         if target.get("delegate_check") is not None:
             target["delegate_check"] = _delegate_check(target, result.latency)
@@ -248,6 +252,34 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
     return validate_on_devices(runners, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k)
 
 
+SOURCE_CHECK_SAMPLES = 64
+
+
+def _pytorch_check(model: Path, reference: Path, float_path: Path, data, options: ValidateOptions,
+                   int8: LiteRTRunner) -> SourceCheck:
+    """The float .tflite against PyTorch itself on the first samples: the conversion's own error."""
+    from edgeq.conversion.isolation import run_isolated
+    from edgeq.conversion.pytorch import run_program
+
+    ref = LiteRTRunner(float_path, options.delegate, options.threads)
+    pre, _ = preprocessing_for(model, options, int8)
+    specs = [InputSpec(p.label, p.shape) for p in ref.input_ports]
+    samples = list(open_samples(data, specs, pre, min(options.limit or SOURCE_CHECK_SAMPLES, SOURCE_CHECK_SAMPLES), options.seed))
+    torch_outputs = run_isolated(run_program, reference, samples, _channels_last(model), what="PyTorch")
+    names = [p.label for p in ref.output_ports]
+    scorer = Scorer(names, ["values"] * len(names))
+    for sample, want in zip(samples, torch_outputs):
+        scorer.add([w.reshape(p.shape) for w, p in zip(want, ref.output_ports)], ref.run(sample), None)
+    scores = scorer.result()
+    return SourceCheck(f"PyTorch ({reference.name})", len(samples), tuple(OutputScore.of(o) for o in scores["outputs"]),
+                       scores["worst_sqnr_db"])
+
+
+def _channels_last(model: Path) -> bool:
+    recipe = _recipe(model)
+    return bool(recipe and recipe.channels_last)
+
+
 def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], options: ValidateOptions) -> dict[str, Any]:
     from edgeq.conversion.debugger import per_layer_errors
 
@@ -384,6 +416,14 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
         raise ModelError(f"{reference}: no such reference model; pass the float .tflite, .keras/.h5 or SavedModel")
     if reference.suffix == ".tflite":
         return reference, "given"
+    if reference.suffix.lower() == PT2_SUFFIX:
+        from edgeq.conversion.isolation import run_isolated
+        from edgeq.conversion.pytorch import require_torch, to_float_tflite, versions
+
+        require_torch(f"a PyTorch reference ({reference.name})")
+        path = scratch / (reference.stem + "_float.tflite")
+        path.write_bytes(run_isolated(to_float_tflite, reference, _channels_last(int8.path), what="litert-torch"))
+        return path, f"converted from {reference.name} to float TFLite by litert-torch ({versions()})"
     from edgeq.conversion.source import KerasCode, load_source, require_tensorflow
 
     require_tensorflow(f"a {'SavedModel' if reference.is_dir() else 'Keras'} reference ({reference.name})")

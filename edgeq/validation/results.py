@@ -184,6 +184,17 @@ class Pairing:
 
 
 @dataclass(frozen=True)
+class SourceCheck:
+    """The float .tflite that INT8 is compared with, against the framework's own model (PyTorch):
+    the conversion's error, apart from the quantization's."""
+
+    reference: str
+    samples: int
+    outputs: tuple[OutputScore, ...] = ()
+    worst_sqnr_db: float | None = None
+
+
+@dataclass(frozen=True)
 class ValidationResult:
     model: str
     reference: str
@@ -208,6 +219,7 @@ class ValidationResult:
     gates: tuple[GateResult, ...] = ()
     target: dict[str, Any] | None = None
     baseline: Baseline | None = None
+    source_check: SourceCheck | None = None
 
     @property
     def figures(self) -> Figures:
