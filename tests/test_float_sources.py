@@ -104,3 +104,16 @@ def test_a_custom_op_is_named_with_its_node_in_one_line(tmp_path, cli):
                        str(tmp_path / "out.tflite"))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "custom op(s) BesselI1e (node 1, output 'Identity')" in err and not (tmp_path / "out.tflite").exists()
+
+
+def test_an_onnx2tf_file_converts_and_validates_from_an_image_folder(tmp_path):
+    """tests/fixtures/onnx2tf/make.py wrote it with onnx2tf 1.29 from an NCHW ONNX classifier."""
+    from test_verdict import _images
+
+    source = FIXTURES.parent / "onnx2tf" / "small_cnn_float32.tflite"
+    assert read_tflite(source).tensors[read_tflite(source).inputs[0]].shape == (1, 32, 32, 3)  # onnx2tf made it NHWC
+    calib, val = _images(tmp_path / "calib", 32, 32, 0), _images(tmp_path / "val", 16, 32, 1)
+    result = convert(source, tmp_path / "onnx_int8.tflite", calib, samples=32)
+    assert not result.manifest["float_ops"] and result.manifest["sizes"]["source_bytes"] == source.stat().st_size
+    scores = validate(result.output, source, val, runs=3, warmup=1)
+    assert scores.worst_sqnr_db > 20 and scores.accuracy.output is not None  # its Softmax: a classes output
