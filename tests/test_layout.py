@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "edgeq"
 # stage -> rank; top-level modules (errors, schema, metrics, ...) are the shared core, rank 0
 STAGES = {"data": 1, "tflite": 2, "targets": 3, "run": 4, "conversion": 5, "validation": 6, "report": 7, "api": 8, "cli": 9}
-TENSORFLOW = ("tensorflow", "keras", "tf_keras")
+TENSORFLOW = ("tensorflow", "keras", "tf_keras", "torch", "litert_torch", "torchao")  # the frameworks only conversion/ loads
 
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:
@@ -65,7 +65,7 @@ def test_lower_stages_never_import_higher_ones_and_nothing_imports_the_cli():
     assert not upward()
 
 
-def test_only_convert_imports_tensorflow():
+def test_only_convert_imports_tensorflow_and_pytorch():
     known = set(modules())
     wrong = [f"{name}:{line} imports {m}" for name, path in modules().items() for m, _, line in imports(path, known)
              if m.split(".")[0] in TENSORFLOW and not name.startswith("edgeq.conversion")]
