@@ -215,3 +215,13 @@ def test_int16x8_is_tried_before_float_layers_when_allowed():
     evaluator, model, record = _run(lambda k: k >= 2, int16x8=lambda: b"wide")
     assert evaluator.evaluated[:2] == [("int8", 0), ("int16x8", 0)]
     assert record["chosen"]["k"] == 2
+
+
+def test_a_missing_required_option_names_it_without_an_env_var(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgeq.cli import app
+
+    for args in (["validate", "m.tflite"], ["convert", "m.keras"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2 and "Missing option" in result.output and "env var" not in result.output

@@ -104,7 +104,7 @@ class Evaluator:
         acc = scores["accuracy"]
         return {"kind": kind, "float_layers": float_layers, "k": len(float_layers), "size_bytes": len(model),
                 "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "top1_drop_pts": acc["top1_drop_pts"],
-                "agreement": acc["agreement"], "worst_sqnr_db": scores["worst_sqnr_db"], "meets": not missed,
+                "agreement": acc["agreement"], "worst_sqnr_db": scores["worst_sqnr_db"], "exact": scores["exact"], "meets": not missed,
                 "missed": missed, "quality": self.budget.quality(scores)}
 
 

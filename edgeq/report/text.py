@@ -288,7 +288,7 @@ def search_lines(search: dict) -> list[str]:
         what = ("int16x8 activations" if step["kind"] == "int16x8" else f"{step['k']:>3} float layer(s)"
                 + (f", {step['kind'][6:-1]} ranges" if step["kind"].startswith("int8 (") else ""))
         lines.append(f"  {what}  {step['size_bytes'] / 1024:,.1f} KiB  top-1 drop {_num(step['top1_drop_pts'], '.2f')} pts  "
-                     f"agreement {_num(step['agreement'], '.4f')}  SQNR {_num(step['worst_sqnr_db'], '.2f')} dB  {mark}")
+                     f"agreement {_num(step['agreement'], '.4f')}  {'exact match' if step.get('exact') else 'SQNR ' + _num(step['worst_sqnr_db'], '.2f') + ' dB'}  {mark}")
     chosen = search["chosen"]
     label = "int16x8 (16-bit activations, int8 weights)" if chosen["kind"] == "int16x8" else (
         f"{chosen['k']} float layer(s)" + (f": {_shortened([short_name(n) for n in chosen['float_layers']])}" if chosen["float_layers"] else " (full INT8)"))
