@@ -80,7 +80,7 @@ def test_results_without_labels_show_agreement_but_no_accuracy(cnn_int8, cnn_ker
         assert "top-1 accuracy" not in report
         assert _pct(unlabelled.accuracy.agreement) in report
         assert "n/a (no labels)" in report
-    assert "PASSED" in md and "per-layer" not in md.lower()
+    assert "NO GATES GIVEN" in md and "PASSED" not in md and "per-layer" not in md.lower()  # no gates: no PASS
 
 
 def test_report_command_writes_both_formats(results, tmp_path, cli):
