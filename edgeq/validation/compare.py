@@ -1,7 +1,7 @@
 """edgeq validate: run the INT8 model where it will run and compare it with the float model.
 
-The result is a plain dict (the results JSON, the contract with the reporter), built here and
-rendered elsewhere. Keys that do not apply are null, never missing.
+The result is a ValidationResult (typed records; its JSON is the contract with the reporter), built
+here and rendered elsewhere. Figures that do not apply are None, never missing.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import edgeq
+from edgeq.conversion.pytorch import PT2_SUFFIX
 from edgeq.data.samples import InputSpec, Preprocessing, open_samples
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
 from edgeq.gates import BASELINE_GATES, check_names, evaluate, passed
-from edgeq.conversion.pytorch import PT2_SUFFIX
 from edgeq.metrics import Scorer, speedup
 from edgeq.roles import Role, decide_roles
 from edgeq.native import captured_native_stderr
