@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,3 +226,15 @@ def test_a_missing_required_option_names_it_without_an_env_var(tmp_path):
     for args in (["validate", "m.tflite"], ["convert", "m.keras"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and "Missing option" in result.output and "env var" not in result.output
+
+
+def test_strict_int8_names_float_weights_not_a_missing_kernel():
+    """The litert-torch fixture is float: its CONV_2D and FULLY_CONNECTED ops are float because their weights are."""
+    from edgeq.conversion.converter import ConvertOptions, _check_strict
+    from edgeq.errors import ConversionError
+    from edgeq.tflite.model import read_tflite
+    from edgeq.tflite.summary import summarize
+
+    model = read_tflite(Path(__file__).parent / "fixtures" / "litert_torch" / "small_cnn.tflite")
+    with pytest.raises(ConversionError, match=r"the weights of CONV_2D .* stayed float32, so the op did \(it has int8 kernels\)"):
+        _check_strict(model, summarize(model), ConvertOptions(), {"requested": [], "nodes": [], "ops": []})

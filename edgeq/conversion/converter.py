@@ -526,13 +526,27 @@ def _check_strict(result: TfliteModel, summary: ModelSummary, options: ConvertOp
     if options.mode != "int8":
         return
     offending = not_kept(summary.float_ops, keep)
-    if offending:
-        named = ", ".join(f"{op['type']} ({op['outputs'][0]})" for op in offending[:5])
-        more = f" and {len(offending) - 5} more" if len(offending) > 5 else ""
-        first = offending[0]["type"]
-        raise ConversionError(
-            f"strict int8: no int8 kernel for {named}{more}; pass --mode int8-fallback, or --keep-float {first}"
-        )
+    if not offending:
+        return
+    float_weights = [op for op in offending if _weights_stayed_float(result, op["index"])]
+    if float_weights:
+        named = ", ".join(f"{op['type']} ({op['outputs'][0]})" for op in float_weights[:5])
+        raise ConversionError(f"strict int8: the weights of {named}{' and more' if len(float_weights) > 5 else ''} stayed float32, "
+                              "so the op did (it has int8 kernels): the quantizer did not take those constants; "
+                              "rerun with -v, or pass --mode int8-fallback to see the rest")
+    named = ", ".join(f"{op['type']} ({op['outputs'][0]})" for op in offending[:5])
+    more = f" and {len(offending) - 5} more" if len(offending) > 5 else ""
+    raise ConversionError(f"strict int8: no int8 kernel for {named}{more}; pass --mode int8-fallback, or --keep-float {offending[0]['type']}")
+
+
+WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"})
+
+
+def _weights_stayed_float(model: TfliteModel, index: int) -> bool:
+    """An op with int8 kernels whose weight constant is still float: its weights, not its kernel, kept it float."""
+    op = model.operators[index]
+    weight = op.inputs[1] if op.type in WEIGHTED_OPS and len(op.inputs) > 1 else -1
+    return weight >= 0 and model.tensors[weight].is_constant and model.tensors[weight].is_float
 
 
 def _recipe(options: ConvertOptions, data: Path | None, calibration: dict[str, Any] | None) -> Recipe:
