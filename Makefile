@@ -32,7 +32,8 @@ demo: $(STAMP)
 	@echo "(or call $(VENV)/bin/edgeq); then try:  edgeq inspect $(DEMO)/digits_cnn_int8.tflite"
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	@# two workers, one test file each: the tests spend much of their time starting TensorFlow in child processes
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 emulation: $(STAMP)
 	$(EDGEQ) devices setup emulated-raspberry-pi-5
