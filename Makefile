@@ -46,7 +46,7 @@ compat: $(STAMP)
 	$(PY) benchmarks/compat.py
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not tf and not slow and not ssh and not emulation"
+	$(PY) -m pytest -q -m "not tf and not slow and not ssh and not emulation and not torch"
 
 clean:
 	rm -rf build .pytest_cache
