@@ -13,6 +13,22 @@ from edgeq.errors import EdgeqError
 from edgeq.escape import terminal
 
 
+def slower_hint(latency: dict | None) -> str | None:
+    """INT8 slower than float here: the figures and the exact command that fixes it."""
+    import shlex
+    import sys
+
+    if not latency or "candidates" in latency or latency["ratio"] <= 1 or latency["within_noise"]:
+        return None
+    off = latency["off_delegate"]
+    why = (f"{', '.join(f'{k} x{v}' for k, v in off.items())} fell off XNNPACK ({latency['partitions']} partitions)" if off
+           else "XNNPACK took every op")
+    command = shlex.join(["edgeq", *sys.argv[1:], "--optimize", "latency"])
+    return (f"INT8 ran at {1 / latency['ratio']:.2f}x the float model's speed on XNNPACK here (p50 {latency['int8_p50_ms']:.3f} "
+            f"vs {latency['float_p50_ms']:.3f} ms, 1 thread): {why}; to keep those ops in float where that is faster, run: "
+            + terminal(command))
+
+
 @command()
 def convert(
     model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file, SavedModel folder, float .tflite or PyTorch torch.export program (.pt2)."),
@@ -31,6 +47,7 @@ def convert(
     min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Budget: worst output SQNR at least DB."),
     max_float_layers: Optional[int] = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
     calibration: str = typer.Option("minmax", "--calibration", help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data)."),
+    optimize: Optional[str] = typer.Option(None, "--optimize", show_default=False, help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower (within the budget)."),
     allow_int16x8: bool = typer.Option(False, "--allow-int16x8", metavar="", help="Let the search try 16-bit activations (whole model) before float layers."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes; the result equals --jobs 1.", show_default="CPU cores"),
     color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
@@ -70,7 +87,7 @@ def convert(
             preprocessing=Preprocessing(color, resize, value_range, floats(mean, "--mean"), floats(std, "--std"), layout),
             signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape),
             custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
-            channels_last=channels_last,
+            channels_last=channels_last, optimize=optimize,
         )
         if bundle_dir is not None:
             from edgeq.report.bundle import check_bundle
@@ -91,6 +108,9 @@ def convert(
         fail(exc)
     for warning in result.warnings:
         log.warning(terminal(warning))
+    slower = slower_hint(result.manifest.get("latency"))
+    if slower:
+        log.warning(slower)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:

@@ -87,6 +87,7 @@ class ConvertOptions:
     max_float_layers: int | None = None
     allow_int16x8: bool = False  # the search may try 16-bit activations before float layers
     channels_last: bool = False  # a PyTorch source's 4-D inputs as NHWC (litert-torch's to_channel_last_io)
+    optimize: str | None = None  # "latency": the fastest candidate on XNNPACK that keeps the budget
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -111,6 +112,10 @@ class ConvertOptions:
             raise UsageError("--calibration auto picks the method by its accuracy: pass --eval-data (and a budget if you have one)")
         if self.calibration != "minmax" and self.mode not in ("int8", "int8-fallback"):
             raise UsageError(f"--calibration {self.calibration} sets int8 activation ranges; it does not go with --mode {self.mode}")
+        if self.optimize not in (None, "latency"):
+            raise UsageError(f"--optimize {self.optimize!r}: use latency")
+        if self.optimize and self.mode not in ("int8", "int8-fallback"):
+            raise UsageError(f"--optimize latency chooses which op types stay float in an int8 model; not with --mode {self.mode}")
         unknown = sorted(set(self.targets) - set(TARGETS))
         if unknown:
             raise UsageError(f"--target {unknown[0]!r}: use one of {', '.join(TARGETS)}")
@@ -238,6 +243,7 @@ def quantize_model(
                                               + (", channels-last I/O" if options.channels_last else "")] + kind["rewrites"])
 
     pre, origins, conflicts = kind.pop("preprocessing")
+    latency_record = kind.pop("latency", None)
     options = replace(options, preprocessing=pre)
     result = parse_tflite(quantized)
     summary = summarize(result, {})
@@ -280,6 +286,7 @@ def quantize_model(
         "metadata": None if about is None else {"kind": about.kind, "name": about.name, "version": about.version,
                                                 "labels": len(about.labels), "labels_file": "labels.txt" if about.labels else None},
         "search": search,
+        "latency": latency_record,
         "targets": {t: {k: v for k, v in r.to_dict().items() if k != "ops"} for t, r in targets.items()},
         "warnings": conflicts + [f"{' and '.join(ignored)} ignored: --mode {options.mode} does not calibrate" for _ in ignored[:1]]
         + (calibration.get("warnings", []) if calibration else []) + target_warnings
@@ -318,6 +325,34 @@ def _float_source(model: Path, options: ConvertOptions, quiet_native: bool, isol
     path = scratch / (model.stem + ".tflite")
     path.write_bytes(flat)
     return path
+
+
+def _latency(calibrated: bytes, quantized: bytes, source, options: ConvertOptions, keep: dict[str, Any], data: Path):
+    """INT8 against float on XNNPACK here; with --optimize latency, the fastest candidate that keeps
+    the budget (its kept op types join `keep`). Returns the model to write and the record."""
+    from edgeq.conversion import latency
+
+    step("timing INT8 against float (XNNPACK, 1 thread)")
+    order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
+    samples = [[sample[k] for k in order] for sample in open_samples(data, source.specs, options.preprocessing, 16, options.seed)]
+    if options.optimize != "latency":
+        return quantized, latency.slower_than_float(calibrated, quantized, samples[0])
+    if options.budget is not None:
+        from edgeq.conversion.search import Evaluator
+
+        eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
+        evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels,
+                              options.budget, class_count=len(eval_source.class_names or []) or None)
+
+        def score(model: bytes):
+            record = evaluator.evaluate(model, [], kind="int8 (latency candidate)")
+            return record["worst_sqnr_db"], record["meets"]
+    else:
+        score = latency.sqnr_scorer(calibrated, samples)
+    with_ops = lambda ops: quantize(calibrated, options.recipe, {**keep, "ops": keep["ops"] + list(ops)})  # noqa: E731
+    chosen, record = latency.optimize(calibrated, quantized, with_ops, samples[0], score)
+    keep["ops"] = keep["ops"] + record["keep_ops"]
+    return chosen, record
 
 
 def _proven_to_run(quantized: bytes, model: Path, source_model: bytes | None, data: Path | None, options: ConvertOptions) -> str:
@@ -393,6 +428,7 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
                     search["steps"] = ranges_record["steps"] + search["steps"]
                     search["evaluations"] += len(ranges_record["steps"])
                 keep["nodes"] += [n for n in search["chosen"]["float_layers"] if n not in keep["nodes"]]
+            quantized, about["latency"] = _latency(calibrated, quantized, source, options, keep, data)
         warnings = [w for a in audits for w in a.warnings()]
         for a, described in zip(audits, (s.describe() for s in samples)):
             if a.count == 0:

@@ -84,6 +84,7 @@ def conversion_text(result) -> str:
     lines += _io_lines(result.summary)
     if m.get("search"):
         lines += search_lines(m["search"])
+    lines += latency_lines(m.get("latency"))
     for name, count in (m.get("keep_float") or {}).get("per_name", {}).items():
         lines.append(f"keep-float {terminal(name)}: {count} node(s) kept in float")
     if m["float_ops"] and m["options"]["mode"] in ("dynamic", "float16"):
@@ -92,6 +93,23 @@ def conversion_text(result) -> str:
         lines.append(f"left in float ({len(m['float_ops'])}): "
                      + _shortened([f"{o['type']} ({short_name(o['outputs'][0])})" for o in m["float_ops"]]))
     return "\n".join(lines)
+
+
+def latency_lines(latency: dict | None) -> list[str]:
+    """--optimize latency: every candidate timed against float, and the one chosen."""
+    if not latency or "candidates" not in latency:
+        return []
+    lines = [f"optimize latency on {latency['delegate']}, {latency['threads']} thread, {latency['rounds']} interleaved rounds; "
+             f"float p50 {latency['float_p50_ms']:.4g} ms:"]
+    for c in latency["candidates"]:
+        budget = "" if c["meets"] is None else ("  meets the budget" if c["meets"] else "  misses the budget")
+        mark = "  << chosen" if c["name"] == latency["chosen"] else ""
+        lines.append(f"  {terminal(c['name']):<36} INT8 p50 {c['int8_p50_ms']:.4g} ms ({c['ratio']:.2f}x float"
+                     f"{', within noise' if c['within_noise'] else ''})  XNNPACK {c['delegated_nodes']}/{c['total_nodes']} nodes, "
+                     f"{c['partitions']} partition(s)  SQNR {_num(c['worst_sqnr_db'], '.2f', ' dB')}{budget}{mark}")
+    if not latency["faster_than_float"]:
+        lines.append("  no candidate runs faster than float here: the remaining ops off XNNPACK are listed per candidate")
+    return lines
 
 
 def short_name(tensor_name: str, width: int = 48) -> str:

@@ -96,6 +96,16 @@ def invoke_once(model: bytes, first_sample: Callable[[list], list[np.ndarray] | 
     return "the first calibration sample" if sample is not None else "zeros (no samples to take one from)"
 
 
+def within_noise(a: Timings, b: Timings) -> bool:
+    """Whether two p50s differ by less than the run-to-run spread (the larger interquartile range
+    of the timed invokes): on tiny models a 'speedup' is then noise, and the result says so."""
+    def iqr(latency: Timings) -> float:
+        q1, q3 = np.percentile(latency.samples_ms, [25, 75]) if latency.samples_ms else (0.0, 0.0)
+        return float(q3 - q1)
+
+    return abs(a.p50 - b.p50) <= max(iqr(a), iqr(b))
+
+
 class LiteRTRunner:
     """A .tflite in the LiteRT interpreter, with XNNPACK (default), without delegates, with reference
     kernels, or with an external delegate library (e.g. libedgetpu.so.1)."""

@@ -25,7 +25,7 @@ from edgeq.metrics import Scorer, speedup
 from edgeq.roles import Role, decide_roles
 from edgeq.native import captured_native_stderr
 from edgeq.progress import report
-from edgeq.run.litert import LiteRTRunner, Timings
+from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.pairing import pair
 from edgeq.schema import NUM, SEARCH, mapping, optional
 from edgeq.tflite.manifest import (
@@ -328,18 +328,6 @@ def slower_than_float(latency: Latency, kind: str) -> str | None:
                         "and compare")
     return (f"{kind} ran at {speedup:.2f}x the float model's speed on {latency.delegate} (slower): {why}"
             + (f"; {'; '.join(remedies)}" if remedies else ""))
-
-
-def within_noise(a: Timings, b: Timings) -> bool:
-    """Whether two p50s differ by less than the run-to-run spread (the larger interquartile range
-    of the timed invokes): on tiny models a 'speedup' is then noise, and the result says so."""
-    import numpy as np
-
-    def iqr(latency: Timings) -> float:
-        q1, q3 = np.percentile(latency.samples_ms, [25, 75]) if latency.samples_ms else (0.0, 0.0)
-        return float(q3 - q1)
-
-    return abs(a.p50 - b.p50) <= max(iqr(a), iqr(b))
 
 
 def _headline(roles: list[Role], shapes: list[tuple[int, ...]], class_count: int) -> int | None:

@@ -1,0 +1,123 @@
+"""INT8 that is faster than float where it runs: measure the converted model against the float one
+on XNNPACK (this machine, 1 thread) and, with `--optimize latency`, try keeping in float the op
+types the real delegate left to LiteRT's built-in int8 kernels (PRELU, HARD_SWISH, ...), which
+split the graph into partitions. Candidates are timed interleaved, in rounds, in one process.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeq.metrics import Scorer
+from edgeq.run.litert import LiteRTRunner, within_noise
+
+ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
+BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}  # at float I/O: XNNPACK takes them; they split nothing
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    keep_ops: tuple[str, ...]  # op types kept in float on top of the user's --keep-float
+    int8_p50_ms: float
+    ratio: float  # INT8 p50 / float p50 (below 1: faster than float)
+    within_noise: bool  # the difference to float is inside the run-to-run spread
+    delegated_nodes: int
+    total_nodes: int
+    partitions: int
+    off_delegate: dict[str, int]
+    worst_sqnr_db: float | None  # against float, on the evaluation samples
+    meets: bool | None  # the accuracy budget; None without one
+    size_bytes: int
+
+
+def fell_off(runner: LiteRTRunner) -> dict[str, int]:
+    """The op types XNNPACK left to the built-in kernels, as the real delegate decided."""
+    return {op: n for op, n in runner.kept_ops.items() if op not in BOUNDARY}
+
+
+def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarray], runs: int,
+            seconds: float) -> tuple[Any, dict[str, Any]]:
+    """The float model's timings and each model's, in ROUNDS interleaved rounds: `runs` invokes
+    each, fewer when that would take longer than about `seconds` in all."""
+    with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
+        runners = {}
+        for name, data in {"float": float_model, **models}.items():
+            path = Path(scratch) / f"{len(runners)}.tflite"
+            path.write_bytes(data)
+            runners[name] = LiteRTRunner(path, "xnnpack", 1)
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        warm = sum(runner.time(sample, 3, 3).p50 for runner in runners.values())  # ms for one invoke of each
+        per_round = max(2, min(runs, int(seconds * 1000 / max(warm, 1e-3))) // ROUNDS)
+        for _ in range(ROUNDS):
+            for name, runner in runners.items():
+                times[name] += runner.time(sample, 1, per_round).samples_ms
+        from edgeq.run.litert import Timings
+
+        timed = {name: Timings.of(t, 2, 1) for name, t in times.items()}
+        return timed.pop("float"), {name: (timed[name], runners[name]) for name in models}
+
+
+def slower_than_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray], runs: int = 60) -> dict[str, Any]:
+    """INT8 against float as converted (about 2 s at most): the figures, and what fell off the delegate."""
+    float_time, timed = measure(float_model, {"int8": quantized}, sample, runs, 2.0)
+    int8_time, runner = timed["int8"]
+    return {"delegate": "xnnpack", "threads": 1, "float_p50_ms": float_time.p50, "int8_p50_ms": int8_time.p50,
+            "ratio": round(int8_time.p50 / float_time.p50, 4), "within_noise": within_noise(int8_time, float_time),
+            "off_delegate": fell_off(runner), "partitions": runner.partitions}
+
+
+def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, ...]], bytes], sample: list[np.ndarray],
+             score: Callable[[bytes], tuple[float | None, bool | None]], runs: int = 200) -> tuple[bytes, dict[str, Any]]:
+    """The fastest of: the model as converted, and each op type that fell off XNNPACK (and all of
+    them) kept in float; among those that meet the budget when `score` says so. Returns the chosen
+    model and the record of every candidate."""
+    _, first = measure(float_model, {"as converted": quantized}, sample, 3, 1.0)
+    off = fell_off(first["as converted"][1])
+    keeps = [()] + [(op,) for op in off] + ([tuple(off)] if len(off) > 1 else [])
+    models = {_name(k): quantized if not k else build(k) for k in keeps}
+    float_time, timed = measure(float_model, models, sample, runs, 10.0)
+    candidates = []
+    for keep in keeps:
+        timing, runner = timed[_name(keep)]
+        sqnr, meets = score(models[_name(keep)])
+        candidates.append(Candidate(_name(keep), keep, timing.p50, round(timing.p50 / float_time.p50, 4),
+                                    within_noise(timing, float_time), runner.delegated_nodes, runner.total_nodes,
+                                    runner.partitions, fell_off(runner), sqnr, meets, len(models[_name(keep)])))
+    eligible = [c for c in candidates if c.meets is not False] or candidates
+    chosen = min(eligible, key=lambda c: c.int8_p50_ms)
+    return models[chosen.name], {"delegate": "xnnpack (this machine)", "threads": 1, "rounds": ROUNDS, "runs": runs,
+                         "float_p50_ms": float_time.p50, "chosen": chosen.name, "keep_ops": list(chosen.keep_ops),
+                         "candidates": [asdict(c) | {"keep_ops": list(c.keep_ops)} for c in candidates],
+                         "faster_than_float": chosen.ratio <= 1 or chosen.within_noise}
+
+
+def _name(keep: tuple[str, ...]) -> str:
+    return "as converted" if not keep else "keep " + " + ".join(keep) + " in float"
+
+
+def sqnr_scorer(float_model: bytes, samples: list[list[np.ndarray]]) -> Callable[[bytes], tuple[float | None, None]]:
+    """Worst-output SQNR against float on `samples`, for candidates when there is no budget."""
+    with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
+        path = Path(scratch) / "float.tflite"
+        path.write_bytes(float_model)
+        reference = LiteRTRunner(path, "xnnpack", 1)
+        wanted = [reference.run(s) for s in samples]
+        names = [p.label for p in reference.output_ports]
+
+    def score(model: bytes) -> tuple[float | None, None]:
+        with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
+            path = Path(scratch) / "candidate.tflite"
+            path.write_bytes(model)
+            runner = LiteRTRunner(path, "xnnpack", 1)
+            scorer = Scorer(names, ["values"] * len(names))
+            for sample, want in zip(samples, wanted):
+                scorer.add(want, runner.run(sample), None)
+        return scorer.result()["worst_sqnr_db"], None
+
+    return score
