@@ -123,11 +123,17 @@ def measure(name: str) -> dict:
     row.update(mode=m["options"]["mode"], rewrites=m["source"].get("rewrites", []),
                float_ops=sorted({op["type"] for op in m["float_ops"]}), size_ratio=m["sizes"]["ratio"])
     scores = validate(result.output, source, val, runs=50, warmup=5)
-    lat = scores["latency"]
-    row.update(worst_sqnr_db=scores["worst_sqnr_db"], xnnpack_nodes=f"{lat['delegated_nodes']}/{lat['total_nodes']}",
-               xnnpack_off=lat["cpu_fallback_ops"], partitions=lat["partitions"],
-               int8_over_float=round(1 / lat["speedup"], 3) if lat["speedup"] else None,
-               within_noise=lat["within_noise"], slower_warning=next((w for w in scores["warnings"] if "(slower)" in w), None))
+    lat = scores.latency
+    row.update(worst_sqnr_db=scores.worst_sqnr_db, xnnpack_nodes=f"{lat.delegated_nodes}/{lat.total_nodes}",
+               xnnpack_off=lat.cpu_fallback_ops, partitions=lat.partitions,
+               int8_over_float=round(1 / lat.speedup, 3) if lat.speedup else None,
+               within_noise=lat.within_noise, slower_warning=next((w for w in scores.warnings if "(slower)" in w), None))
+    optimized = convert(source, WORK / f"{source.stem}_latency.tflite", calib, samples=32, force=True,
+                        mode=m["options"]["mode"], optimize="latency")
+    fast = validate(optimized.output, source, val, runs=50, warmup=5)
+    row.update(latency_choice=optimized.manifest["latency"]["chosen"], latency_worst_sqnr_db=fast.worst_sqnr_db,
+               latency_int8_over_float=round(1 / fast.latency.speedup, 3) if fast.latency.speedup else None,
+               latency_within_noise=fast.latency.within_noise)
     model = read_tflite(result.output)
     for target in ("edgetpu", "nnapi"):
         report = check_target(model, target)
@@ -151,8 +157,8 @@ def markdown(rows: list[dict], meta: dict) -> str:
              "BatchNorm statistics set from the calibration batch (so activations do not vanish) and logits heads; 32 calibration and 16 held-out samples of structured synthetic data; XNNPACK, 1 thread. "
              "Read it before you start: will my architecture convert, run in int8 on the target, and be faster than float?",
              "", "| model | strict int8 | rewrites | ops left in float | size vs float | worst SQNR (dB) | XNNPACK nodes "
-             "(partitions) | off XNNPACK | INT8 / float latency | Edge TPU | NNAPI |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(partitions) | off XNNPACK | INT8 / float latency | INT8 / float with `--optimize latency` (kept in float; SQNR) | Edge TPU | NNAPI |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | no | | | | | | | | | error: {r['error']} |")
@@ -165,12 +171,17 @@ def markdown(rows: list[dict], meta: dict) -> str:
         nnapi = f"{r['nnapi']['target_ops']}/{r['nnapi']['target_ops'] + r['nnapi']['cpu_ops']} ops" + (
             f", API {r['nnapi']['min_api']}+" if r["nnapi"].get("min_api") else "")
         off = ", ".join(f"{k} x{v}" for k, v in r["xnnpack_off"].items()) or "none"
+        kept = r["latency_choice"].removeprefix("keep ").removesuffix(" in float") if r["latency_choice"] != "as converted" else "nothing"
+        optimized = (f"{r['latency_int8_over_float']:.2f}" + (" (noise)" if r["latency_within_noise"] else "")
+                     + f" ({kept}; {r['latency_worst_sqnr_db']:.1f} dB)")
         lines.append(f"| {r['model']} | {strict} | {rewrites} | {', '.join(r['float_ops']) or 'none'} | {r['size_ratio']:.3f} | "
-                     f"{r['worst_sqnr_db']:.1f} | {r['xnnpack_nodes']} ({r['partitions']}) | {off} | {latency} | {edgetpu} | {nnapi} |")
+                     f"{r['worst_sqnr_db']:.1f} | {r['xnnpack_nodes']} ({r['partitions']}) | {off} | {latency} | {optimized} | {edgetpu} | {nnapi} |")
     lines += ["", "INT8 / float latency is p50 over p50 (below 1: INT8 is faster); \"noise\" marks a difference within "
               "the run-to-run spread. Edge TPU and NNAPI columns are edgeq's static predictions (ops the target takes / "
               "all ops), not runs on hardware. When INT8 is slower, `edgeq validate` says which ops fell off XNNPACK and "
-              "what may help; the raw figures and warnings are in `benchmarks/compat.json`.", ""]
+              "what may help, and `edgeq convert` ends with the command that adds `--optimize latency`; that column is the "
+              "model `--optimize latency` chose, validated the same way. The raw figures and warnings are in "
+              "`benchmarks/compat.json`.", ""]
     return "\n".join(lines)
 
 
@@ -198,7 +209,10 @@ def main() -> None:
         rows = [fresh.pop(r["model"], r) for r in earlier] + list(fresh.values())
         meta["partial_rerun"] = args.models
     (ROOT / "benchmarks" / "compat.json").write_text(json.dumps({**meta, "models": rows}, indent=2) + "\n")
-    (ROOT / "docs" / "compat.md").write_text(markdown(rows, meta))
+    doc = ROOT / "docs" / "compat.md"
+    earlier = doc.read_text() if doc.is_file() else ""
+    kept = earlier[earlier.index("\n## "):] if "\n## " in earlier else ""  # the sections other benchmarks write
+    doc.write_text(markdown(rows, meta) + kept.lstrip("\n").join(["\n", ""]) if kept else markdown(rows, meta))
     print(f"wrote benchmarks/compat.json and docs/compat.md in {meta['seconds']} s")
 
 
