@@ -212,3 +212,15 @@ def test_benchmark_model_parser_on_recorded_output(fixture, expected):
     """Recorded output of the real benchmark_model; sources in fixtures/benchmark_model/README.md."""
     parsed = parse_benchmark_model((FIXTURES / fixture).read_text())
     assert {k: parsed[k] for k in expected} == expected
+
+
+def test_optimize_latency_times_the_candidates_on_the_device(trained, digits_calib, sshd, device_python, tmp_path, cli):
+    keras_path, _, _ = trained
+    profile = _profile(tmp_path, sshd, device_python)
+    code, text, err = cli("convert", str(keras_path), "--data", str(digits_calib), "--samples", "16", "--output",
+                          str(tmp_path / "m.tflite"), "--optimize", "latency", "--device", str(profile))
+    assert code == 0, err
+    record = json.loads((tmp_path / "m.edgeq.json").read_text())["latency"]
+    assert record["delegate"] == f"xnnpack on test-pi ({getpass.getuser()}@127.0.0.1:{sshd['port']})"
+    assert record["note"] is None and all(c["int8_p50_ms"] > 0 for c in record["candidates"])
+    assert "on test-pi" in text

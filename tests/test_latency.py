@@ -76,3 +76,10 @@ def test_without_the_flag_a_slower_int8_model_says_so_with_the_command(nets, tmp
     code, text, err = cli("convert", str(nets["prelu"]), "--data", str(nets["calib"]), "--samples", "32", "--output",
                           str(tmp_path / "p.tflite"), "--force", "--optimize", "latency")
     assert code == 0 and "<< chosen" in text and "keep PRELU in float" in text and "INT8 ran at" not in err
+
+
+def test_an_emulated_device_is_not_a_latency_judge(nets, tmp_path):
+    result = convert(nets["prelu"], tmp_path / "m.tflite", nets["calib"], samples=16, optimize="latency",
+                     device="emulated-raspberry-pi-5")
+    record = result.manifest["latency"]
+    assert record["delegate"] == "xnnpack (this machine)" and "emulator gives no meaningful latency" in record["note"]

@@ -48,6 +48,7 @@ def convert(
     max_float_layers: Optional[int] = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
     calibration: str = typer.Option("minmax", "--calibration", help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data)."),
     optimize: Optional[str] = typer.Option(None, "--optimize", show_default=False, help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower (within the budget)."),
+    device: Optional[str] = typer.Option(None, "--device", show_default=False, help="With --optimize latency: time the candidates on this device profile (name in devices/ or a .toml path)."),
     allow_int16x8: bool = typer.Option(False, "--allow-int16x8", metavar="", help="Let the search try 16-bit activations (whole model) before float layers."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes; the result equals --jobs 1.", show_default="CPU cores"),
     color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
@@ -87,7 +88,7 @@ def convert(
             preprocessing=Preprocessing(color, resize, value_range, floats(mean, "--mean"), floats(std, "--std"), layout),
             signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape),
             custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
-            channels_last=channels_last, optimize=optimize,
+            channels_last=channels_last, optimize=optimize, device=device,
         )
         if bundle_dir is not None:
             from edgeq.report.bundle import check_bundle

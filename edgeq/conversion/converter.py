@@ -88,6 +88,7 @@ class ConvertOptions:
     allow_int16x8: bool = False  # the search may try 16-bit activations before float layers
     channels_last: bool = False  # a PyTorch source's 4-D inputs as NHWC (litert-torch's to_channel_last_io)
     optimize: str | None = None  # "latency": the fastest candidate on XNNPACK that keeps the budget
+    device: str | None = None  # a device profile: --optimize latency times the candidates there
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -114,6 +115,8 @@ class ConvertOptions:
             raise UsageError(f"--calibration {self.calibration} sets int8 activation ranges; it does not go with --mode {self.mode}")
         if self.optimize not in (None, "latency"):
             raise UsageError(f"--optimize {self.optimize!r}: use latency")
+        if self.device and not self.optimize:
+            raise UsageError("--device times the --optimize latency candidates on a device; add --optimize latency")
         if self.optimize and self.mode not in ("int8", "int8-fallback"):
             raise UsageError(f"--optimize latency chooses which op types stay float in an int8 model; not with --mode {self.mode}")
         unknown = sorted(set(self.targets) - set(TARGETS))
@@ -350,9 +353,24 @@ def _latency(calibrated: bytes, quantized: bytes, source, options: ConvertOption
     else:
         score = latency.sqnr_scorer(calibrated, samples)
     with_ops = lambda ops: quantize(calibrated, options.recipe, {**keep, "ops": keep["ops"] + list(ops)})  # noqa: E731
-    chosen, record = latency.optimize(calibrated, quantized, with_ops, samples[0], score)
+    device, where, note = _timing_device(options.device)
+    chosen, record = latency.optimize(calibrated, quantized, with_ops, samples[0], score, device=device, where=where)
+    record["note"] = note
     keep["ops"] = keep["ops"] + record["keep_ops"]
     return chosen, record
+
+
+def _timing_device(name: str | None):
+    """The device profile the candidates are timed on, how to name it, and why not when not."""
+    if name is None:
+        return None, "xnnpack (this machine)", None
+    from edgeq.run.devices import load_profile
+
+    profile = load_profile(name)
+    if profile.emulated:
+        return None, "xnnpack (this machine)", (f"{profile.name} is emulated ({profile.address}): an emulator gives no "
+                                                "meaningful latency, so the candidates were timed on this machine")
+    return profile, f"{profile.delegates[0]} on {profile.name} ({profile.address})", None
 
 
 def _proven_to_run(quantized: bytes, model: Path, source_model: bytes | None, data: Path | None, options: ConvertOptions) -> str:

@@ -42,9 +42,10 @@ def fell_off(runner: LiteRTRunner) -> dict[str, int]:
 
 
 def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarray], runs: int,
-            seconds: float) -> tuple[Any, dict[str, Any]]:
+            seconds: float, device: Any = None) -> tuple[Any, dict[str, Any]]:
     """The float model's timings and each model's, in ROUNDS interleaved rounds: `runs` invokes
-    each, fewer when that would take longer than about `seconds` in all."""
+    each, fewer when that would take longer than about `seconds` in all (here). `device`: a device
+    profile to time them on instead (its runner; XNNPACK coverage still comes from this machine)."""
     with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
         runners = {}
         for name, data in {"float": float_model, **models}.items():
@@ -54,9 +55,18 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
         times: dict[str, list[float]] = {name: [] for name in runners}
         warm = sum(runner.time(sample, 3, 3).p50 for runner in runners.values())  # ms for one invoke of each
         per_round = max(2, min(runs, int(seconds * 1000 / max(warm, 1e-3))) // ROUNDS)
+        remote = None
+        if device is not None:
+            from edgeq.run.runner import runner_for
+
+            remote = runner_for(device)
         for _ in range(ROUNDS):
             for name, runner in runners.items():
-                times[name] += runner.time(sample, 1, per_round).samples_ms
+                if remote is None:
+                    times[name] += runner.time(sample, 1, per_round).samples_ms
+                    continue
+                figures = remote.measure(runner.path, runner.quantize_inputs(sample), 1, per_round).timings_ms
+                times[name] += list(figures.get("samples") or [figures["p50"]])
         from edgeq.run.litert import Timings
 
         timed = {name: Timings.of(t, 2, 1) for name, t in times.items()}
@@ -73,7 +83,8 @@ def slower_than_float(float_model: bytes, quantized: bytes, sample: list[np.ndar
 
 
 def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, ...]], bytes], sample: list[np.ndarray],
-             score: Callable[[bytes], tuple[float | None, bool | None]], runs: int = 200) -> tuple[bytes, dict[str, Any]]:
+             score: Callable[[bytes], tuple[float | None, bool | None]], runs: int = 200, device: Any = None,
+             where: str = "xnnpack (this machine)") -> tuple[bytes, dict[str, Any]]:
     """The fastest of: the model as converted, and each op type that fell off XNNPACK (and all of
     them) kept in float; among those that meet the budget when `score` says so. Returns the chosen
     model and the record of every candidate."""
@@ -81,7 +92,7 @@ def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, .
     off = fell_off(first["as converted"][1])
     keeps = [()] + [(op,) for op in off] + ([tuple(off)] if len(off) > 1 else [])
     models = {_name(k): quantized if not k else build(k) for k in keeps}
-    float_time, timed = measure(float_model, models, sample, runs, 10.0)
+    float_time, timed = measure(float_model, models, sample, runs, 10.0, device)
     candidates = []
     for keep in keeps:
         timing, runner = timed[_name(keep)]
@@ -91,7 +102,7 @@ def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, .
                                     runner.partitions, fell_off(runner), sqnr, meets, len(models[_name(keep)])))
     eligible = [c for c in candidates if c.meets is not False] or candidates
     chosen = min(eligible, key=lambda c: c.int8_p50_ms)
-    return models[chosen.name], {"delegate": "xnnpack (this machine)", "threads": 1, "rounds": ROUNDS, "runs": runs,
+    return models[chosen.name], {"delegate": where, "threads": 1, "rounds": ROUNDS, "runs": runs,
                          "float_p50_ms": float_time.p50, "chosen": chosen.name, "keep_ops": list(chosen.keep_ops),
                          "candidates": [asdict(c) | {"keep_ops": list(c.keep_ops)} for c in candidates],
                          "faster_than_float": chosen.ratio <= 1 or chosen.within_noise}

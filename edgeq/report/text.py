@@ -107,6 +107,8 @@ def latency_lines(latency: dict | None) -> list[str]:
         lines.append(f"  {terminal(c['name']):<36} INT8 p50 {c['int8_p50_ms']:.4g} ms ({c['ratio']:.2f}x float"
                      f"{', within noise' if c['within_noise'] else ''})  XNNPACK {c['delegated_nodes']}/{c['total_nodes']} nodes, "
                      f"{c['partitions']} partition(s)  SQNR {_num(c['worst_sqnr_db'], '.2f', ' dB')}{budget}{mark}")
+    if latency.get("note"):
+        lines.append(f"  note: {terminal(latency['note'])}")
     if not latency["faster_than_float"]:
         lines.append("  no candidate runs faster than float here: the remaining ops off XNNPACK are listed per candidate")
     return lines
