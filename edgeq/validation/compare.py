@@ -323,9 +323,9 @@ def slower_than_float(latency: Latency, kind: str) -> str | None:
     remedies = [REMEDIES[op] for op in fell if op in REMEDIES]
     if kind == "int16x8":
         remedies.append("int16x8 runs on LiteRT's built-in kernels only; int8 with a few float layers may be faster")
-    elif fell and not remedies:
-        remedies.append(f"try --mode int8-fallback --keep-float {next(iter(fell))} so the delegate runs those ops in float, "
-                        "and compare")
+    if fell and kind != "int16x8":
+        remedies.insert(0, "reconvert with edgeq convert ... --optimize latency, which times keeping those op types in "
+                           "float against float and writes the fastest model that keeps your accuracy budget")
     return (f"{kind} ran at {speedup:.2f}x the float model's speed on {latency.delegate} (slower): {why}"
             + (f"; {'; '.join(remedies)}" if remedies else ""))
 
