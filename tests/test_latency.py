@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgeq.conversion.converter import convert
@@ -25,6 +26,9 @@ def _net(activation: str, path: Path) -> Path:
             x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same")(x)
             x = keras.layers.PReLU(shared_axes=[1, 2])(x) if activation == "prelu" else keras.layers.Activation("hard_swish")(x)
     model = keras.Model(image, keras.layers.Dense(10, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    rng = np.random.default_rng(0)  # trained a few steps, so the slopes and ranges are not the initial ones
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(rng.uniform(size=(64, 64, 64, 3)).astype("float32"), rng.integers(0, 10, 64), epochs=2, batch_size=16, verbose=0)
     model.save(path)
     return path
 
