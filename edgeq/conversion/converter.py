@@ -335,6 +335,10 @@ def _latency(calibrated: bytes, quantized: bytes, source, options: ConvertOption
     the budget (its kept op types join `keep`). Returns the model to write and the record."""
     from edgeq.conversion import latency
 
+    if len(source.signatures) > 1:
+        if options.optimize:
+            raise UsageError("--optimize latency takes one signature; convert with one --signature")
+        return quantized, None
     step("timing INT8 against float (XNNPACK, 1 thread)")
     order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
     samples = [[sample[k] for k in order] for sample in open_samples(data, source.specs, options.preprocessing, 16, options.seed)]
