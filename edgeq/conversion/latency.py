@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeq.metrics import Scorer
-from edgeq.run.litert import LiteRTRunner, within_noise
+from edgeq.run.litert import LiteRTRunner, Timings, within_noise
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
 BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}  # at float I/O: XNNPACK takes them; they split nothing
@@ -67,8 +67,6 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
                     continue
                 figures = remote.measure(runner.path, runner.quantize_inputs(sample), 1, per_round).timings_ms
                 times[name] += list(figures.get("samples") or [figures["p50"]])
-        from edgeq.run.litert import Timings
-
         timed = {name: Timings.of(t, 2, 1) for name, t in times.items()}
         return timed.pop("float"), {name: (timed[name], runners[name]) for name in models}
 
