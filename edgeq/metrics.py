@@ -46,16 +46,15 @@ class OutputError:
 
     def add(self, reference: np.ndarray, quantized: np.ndarray) -> None:
         r64, q64 = reference.astype(np.float64), quantized.astype(np.float64)
-        r, q = r64.ravel(), q64.ravel()
-        diff = r - q
-        self.signal += float(r @ r)
-        self.noise += float(diff @ diff)
-        self.dot += float(r @ q)
-        self.norm_q += float(q @ q)
+        diff = r64 - q64
+        squares, errors = r64 ** 2, diff ** 2  # per element: the sums below and the slices' sums
+        self.signal += float(squares.sum())
+        self.noise += float(errors.sum())
+        self.dot += float(r64.ravel() @ q64.ravel())
+        self.norm_q += float(q64.ravel() @ q64.ravel())
         self.max_abs = max(self.max_abs, float(np.abs(diff).max(initial=0.0)))
         self.sum_abs += float(np.abs(diff).sum())
-        self.count += r.size
-        squares, errors = r64 ** 2, (r64 - q64) ** 2
+        self.count += r64.size
         for axis in self._axes(r64.shape):
             others = tuple(a for a in range(r64.ndim) if a != axis)
             s, n = squares.sum(axis=others), errors.sum(axis=others)
