@@ -57,7 +57,10 @@ def _program(path: Path) -> tuple[Any, tuple]:
                          "save one with torch.export.save(torch.export.export(model, args), 'model.pt2')") from None
     if not program.example_inputs:
         raise ModelError(f"{path}: the program holds no example inputs; export it with torch.export.export(model, args)")
-    return program.module(), tuple(program.example_inputs[0])
+    module = program.module()
+    for part in module.modules():  # an exported module refuses .eval(); its graph was traced as exported
+        part.training = False
+    return module, tuple(program.example_inputs[0])
 
 
 def _images(args: tuple) -> list[int]:

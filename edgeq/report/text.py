@@ -134,8 +134,9 @@ def _preprocessing_lines(pre: dict | None) -> list[str]:
     if not pre:
         return []
     origins: dict[str, list[str]] = {}
+    unused = ("value_range",) if "mean " in pre["used"] else ("mean", "std")  # the scale is a range or a mean/std
     for name, origin in pre["from"].items():
-        if origin != "default" or name in ("value_range", "resize"):
+        if name not in unused and (origin != "default" or name in ("value_range", "resize")):
             origins.setdefault(origin, []).append(name.replace("value_range", "range"))
     return [f"preprocessing {pre['used']}  (" + "; ".join(f"{', '.join(v)} from {k}" for k, v in origins.items()) + ")"]
 

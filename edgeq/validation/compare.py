@@ -265,7 +265,8 @@ def _pytorch_check(model: Path, reference: Path, float_path: Path, data, options
     pre, _ = preprocessing_for(model, options, int8)
     specs = [InputSpec(p.label, p.shape) for p in ref.input_ports]
     samples = list(open_samples(data, specs, pre, min(options.limit or SOURCE_CHECK_SAMPLES, SOURCE_CHECK_SAMPLES), options.seed))
-    torch_outputs = run_isolated(run_program, reference, samples, _channels_last(model), what="PyTorch")
+    with captured_native_stderr():
+        torch_outputs = run_isolated(run_program, reference, samples, _channels_last(model), what="PyTorch")
     names = [p.label for p in ref.output_ports]
     scorer = Scorer(names, ["values"] * len(names))
     for sample, want in zip(samples, torch_outputs):
@@ -410,7 +411,8 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
 
         require_torch(f"a PyTorch reference ({reference.name})")
         path = scratch / (reference.stem + "_float.tflite")
-        path.write_bytes(run_isolated(to_float_tflite, reference, _channels_last(int8.path), what="litert-torch"))
+        with captured_native_stderr():  # torch and litert-torch's own start-up chatter
+            path.write_bytes(run_isolated(to_float_tflite, reference, _channels_last(int8.path), what="litert-torch"))
         return path, f"converted from {reference.name} to float TFLite by litert-torch ({versions()})"
     from edgeq.conversion.source import KerasCode, load_source, require_tensorflow
 
