@@ -13,8 +13,9 @@ import logging
 import tempfile
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import edgeq
 from edgeq.conversion.calibration import ParallelCalibrator, default_jobs
@@ -142,6 +143,23 @@ class ConvertOptions:
 
 
 @dataclass(frozen=True)
+class ChildResult:
+    """What the conversion child sends back to the parent, which checks, describes and writes it."""
+
+    model: bytes
+    calibration: dict[str, Any] | None
+    keep: dict[str, Any]
+    float_bytes: int
+    search: dict[str, Any] | None
+    latency: dict[str, Any] | None  # INT8 against float here, or the --optimize latency candidates
+    kind: str  # the source's kind (keras, saved_model, tflite)
+    rewrites: list[str]
+    preprocessing: Preprocessing  # as resolved against what the model states
+    origins: dict[str, str]  # where each preprocessing field came from
+    conflicts: list[str]  # flags that contradict what the model states
+
+
+@dataclass(frozen=True)
 class ConversionResult:
     output: Path
     manifest_path: Path
@@ -238,15 +256,14 @@ def quantize_model(
 
     with tempfile.TemporaryDirectory(prefix="edgeq-convert-") as scratch:
         float_source = _float_source(model, options, quiet_native, isolated, Path(scratch))
-        quantized, calibration, keep, float_bytes, kind, search = _in_child(
-            _run, model, quiet_native, isolated, float_source, data, options)
+        child = _in_child(_run, model, quiet_native, isolated, float_source, data, options)
         source_model = float_source.read_bytes() if float_source.suffix.lower() == ".tflite" else None
+    quantized, calibration, keep, float_bytes, search = child.model, child.calibration, child.keep, child.float_bytes, child.search
+    kind = {"kind": child.kind, "rewrites": child.rewrites}
     if float_source != model:
         kind.update(kind="pytorch", rewrites=[f"exported to a float .tflite by litert-torch ({versions()})"
-                                              + (", channels-last I/O" if options.channels_last else "")] + kind["rewrites"])
-
-    pre, origins, conflicts = kind.pop("preprocessing")
-    latency_record = kind.pop("latency", None)
+                                              + (", channels-last I/O" if options.channels_last else "")] + child.rewrites)
+    pre = child.preprocessing
     options = replace(options, preprocessing=pre)
     result = parse_tflite(quantized)
     summary = summarize(result, {})
@@ -262,7 +279,7 @@ def quantize_model(
         "edgeq_version": edgeq.__version__,
         **_versions(),
         "source": {"path": str(model), **kind, "sha256": sha256_of(model), "bytes": size_of(model)},
-        "preprocessing": {"used": pre.describe(), "from": origins},
+        "preprocessing": {"used": pre.describe(), "from": child.origins},
         "output": None,
         "model": {"sha256": hashlib.sha256(quantized).hexdigest(), "bytes": len(quantized), "invoked_on": ran_on},
         "recipe": _recipe(options, data, calibration).to_json(),
@@ -289,9 +306,9 @@ def quantize_model(
         "metadata": None if about is None else {"kind": about.kind, "name": about.name, "version": about.version,
                                                 "labels": len(about.labels), "labels_file": "labels.txt" if about.labels else None},
         "search": search,
-        "latency": latency_record,
+        "latency": child.latency,
         "targets": {t: {k: v for k, v in r.to_dict().items() if k != "ops"} for t, r in targets.items()},
-        "warnings": conflicts + [f"{' and '.join(ignored)} ignored: --mode {options.mode} does not calibrate" for _ in ignored[:1]]
+        "warnings": child.conflicts + [f"{' and '.join(ignored)} ignored: --mode {options.mode} does not calibrate" for _ in ignored[:1]]
         + (calibration.get("warnings", []) if calibration else []) + target_warnings
         + (search["notes"] if search else []),
     }
@@ -414,12 +431,14 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
     source = load_source(model, options.signatures, list(options.input_shapes), KerasCode(options.custom_objects, options.trust_model))
     pre, origins, conflicts = resolve(options.preprocessing, stated_scaling(source))
     options = replace(options, preprocessing=pre)
-    about = {"kind": source.kind, "rewrites": source.rewrites, "preprocessing": (pre, origins, conflicts)}
+    done = partial(ChildResult, kind=source.kind, rewrites=source.rewrites, preprocessing=pre, origins=origins,
+                   conflicts=conflicts)
+    latency_record: dict[str, Any] | None = None
     calibration: dict[str, Any] | None = None
     search: dict[str, Any] | None = None
     keep: dict[str, Any] = {"requested": list(options.keep_float), "nodes": [], "ops": []}
     if source.trained_ranges and options.mode in ("int8", "int8-fallback"):
-        return _trained(source, data, options, keep, about)
+        return _trained(source, data, options, keep, done)
     if options.mode in CALIBRATED_MODES:
         samples, audits, stream = _calibration_stream(source, data, options)
         if len(source.signatures) > 1:
@@ -450,7 +469,7 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
                     search["steps"] = ranges_record["steps"] + search["steps"]
                     search["evaluations"] += len(ranges_record["steps"])
                 keep["nodes"] += [n for n in search["chosen"]["float_layers"] if n not in keep["nodes"]]
-            quantized, about["latency"] = _latency(calibrated, quantized, source, options, keep, data)
+            quantized, latency_record = _latency(calibrated, quantized, source, options, keep, data)
         warnings = [w for a in audits for w in a.warnings()]
         for a, described in zip(audits, (s.describe() for s in samples)):
             if a.count == 0:
@@ -471,7 +490,7 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
     else:
         quantized = one_step(source, options.recipe, None)
         float_bytes = len(one_step(source, options.recipe, None, float_only=True))
-    return source.restore(quantized), calibration, keep, float_bytes, about, search
+    return done(source.restore(quantized), calibration, keep, float_bytes, search, latency_record)
 
 
 def choose_ranges(calibrated: bytes, source, options: ConvertOptions, data: Path, keep: dict[str, Any],
@@ -503,7 +522,7 @@ def choose_ranges(calibrated: bytes, source, options: ConvertOptions, data: Path
                      "steps": [t[0] for t in tried] if options.budget is not None else []}
 
 
-def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str, Any], about: dict[str, Any]):
+def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str, Any], done: Callable[..., ChildResult]):
     """A quantization-aware-trained model: the converter takes every range from the fake-quant ops;
     --data, if given, only fills tensors that have none (and the trained ranges stay)."""
     if options.keep_float or options.budget is not None:
@@ -529,7 +548,7 @@ def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str,
     float_bytes = len(one_step(source, options.recipe, None, float_only=True))
     calibration = {"method": "trained ranges (QAT)" + (" and calibration for the rest" if data is not None else ""), "samples": 0, "requested": 0, "data": str(data) if data else None,
                    "fingerprint": None, "jobs": 1, "observed_range": {}, "warnings": warnings}
-    return source.restore(quantized), calibration, keep, float_bytes, about, None
+    return done(source.restore(quantized), calibration, keep, float_bytes, None, None)
 
 
 def _calibration_stream(source, data: Path, options: ConvertOptions):
