@@ -31,6 +31,7 @@ from edgeq.conversion.quantize import (
     tf_type,
 )
 from edgeq.conversion.pytorch import PT2_SUFFIX, require_torch, to_float_tflite, versions
+from edgeq.conversion.range_choice import choose_ranges
 from edgeq.conversion.ranges import Method
 from edgeq.conversion.search import Budget
 from edgeq.conversion.source import KerasCode, first_line, has_fake_quant, load_source, require_tensorflow, stated_scaling
@@ -493,35 +494,6 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
     return done(source.restore(quantized), calibration, keep, float_bytes, search, latency_record)
 
 
-def choose_ranges(calibrated: bytes, source, options: ConvertOptions, data: Path, keep: dict[str, Any],
-                  workers=None) -> tuple[bytes, dict]:
-    """The calibrated model with activation ranges chosen by --calibration from histograms of
-    the calibration samples; `auto` tries the methods in turn on --eval-data."""
-    from edgeq.conversion.ranges import AUTO_ORDER
-
-    chooser = RangeChooser(calibrated, source, options.recipe, data, len(workers.workers) if workers else 1)
-    with_method = chooser.with_method
-    if options.calibration != "auto":
-        return with_method(Method.parse(options.calibration))
-    from edgeq.conversion.search import Budget, Evaluator
-
-    budget = options.budget or Budget(min_sqnr=float("inf"))  # no budget: the best worst-output SQNR wins
-    eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
-    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, budget,
-                          class_count=len(eval_source.class_names or []) or None)
-    tried = []
-    for method in AUTO_ORDER:
-        model, record = with_method(method)
-        step_record = evaluator.evaluate(quantize(model, options.recipe, keep), [], kind=f"int8 ({method})")
-        tried.append((step_record, model, record))
-        if options.budget is not None and step_record["meets"]:
-            break
-    best = next((t for t in tried if t[0]["meets"]), None) or max(tried, key=lambda t: t[0]["quality"])
-    return best[1], {**best[2], "auto": [{"method": t[2]["method"], "worst_sqnr_db": t[0]["worst_sqnr_db"],
-                                          "meets": t[0]["meets"] if options.budget else None} for t in tried],
-                     "steps": [t[0] for t in tried] if options.budget is not None else []}
-
-
 def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str, Any], done: Callable[..., ChildResult]):
     """A quantization-aware-trained model: the converter takes every range from the fake-quant ops;
     --data, if given, only fills tensors that have none (and the trained ranges stay)."""
@@ -579,7 +551,8 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
 def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions, keep: dict[str, Any], data: Path):
     """The accuracy-budget search of edgeq.conversion.search over this conversion's calibrated graph."""
 
-    from edgeq.conversion.search import Evaluator, ranked_layers, search
+    from edgeq.conversion.search import Evaluator, search
+    from edgeq.tflite.graph import LayerGraph
 
     def int16x8() -> bytes:  # TensorFlow's one-step 16x8 path, on the same calibration samples
         wide = replace(options, mode="int16x8", io="float32" if options.io_type == "float32" else "int16", keep_float=(),
@@ -591,8 +564,8 @@ def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions
     evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, options.budget,
                           class_count=len(eval_source.class_names or []) or None)
     with_float = lambda nodes: quantize(calibrated, options.recipe, {**keep, "nodes": keep["nodes"] + nodes})  # noqa: E731
-    rank = lambda: ranked_layers(quantize(calibrated, options.recipe, keep, numeric_verify=True), evaluator.samples, calibrated)  # noqa: E731
-    model, record = search(evaluator, full_int8, rank, with_float, options.max_float_layers,
+    graph = LayerGraph.of(parse_tflite(calibrated), frozenset(keep["nodes"]), frozenset(keep["ops"]))
+    model, record = search(evaluator, full_int8, graph, with_float, options.max_float_layers,
                            int16x8 if options.allow_int16x8 else None)
     record["eval_data"] = str(options.eval_data)
     return model, record

@@ -159,8 +159,11 @@ def _components(tensor_name: str) -> set[str]:
 
 def not_kept(float_ops: list[dict[str, Any]], keep: dict[str, Any]) -> list[dict[str, Any]]:
     """The float ops that no --keep-float (op type or node) asked for."""
-    def kept(name: str) -> bool:  # the quantizer may suffix a kept node's name with a digit (Identity -> Identity1)
-        return any(name == n or (name.startswith(n) and name[len(n):].isdigit()) for n in keep["nodes"])
+    def kept(name: str) -> bool:
+        """The quantizer may suffix a kept node's name with a digit (Identity -> Identity1), and fuse
+        it with its activation ('activation_1;add_1' for the nodes add_1 and activation_1)."""
+        return any(part == n or (part.startswith(n) and part[len(n):].isdigit()) for part in (name, *name.split(";"))
+                   for n in keep["nodes"])
 
     return [op for op in float_ops if op["type"] not in set(keep["ops"]) and not any(map(kept, op["outputs"]))]
 
@@ -184,14 +187,22 @@ class RangeChooser:
         step("building activation histograms")
         self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
 
+    def ranges(self, method) -> dict[int, tuple[float, float]]:
+        from edgeq.conversion.ranges import chosen_ranges
+
+        return chosen_ranges(self.parsed, method, self.counts, self.minmax)
+
     def with_method(self, method) -> tuple[bytes, dict[str, Any]]:
+        return self.write(self.ranges(method), str(method))
+
+    def write(self, chosen: dict[int, tuple[float, float]], method: str) -> tuple[bytes, dict[str, Any]]:
+        """The calibrated model with the `chosen` ranges, and the record of those that differ from min/max."""
         from edgeq.conversion.calibration import write_ranges
-        from edgeq.conversion.ranges import chosen_ranges, clipped_fraction
+        from edgeq.conversion.ranges import clipped_fraction
 
         minmax, counts, tensors = self.minmax, self.counts, self.parsed.tensors
-        chosen = chosen_ranges(self.parsed, method, counts, minmax)
         changed = [i for i in chosen if chosen[i] != minmax[i]]
-        record = {"method": str(method), "ranges": [
+        record = {"method": method, "ranges": [
             {"tensor": tensors[i].name, "minmax": list(minmax[i]), "chosen": list(chosen[i]),
              "range_ratio": round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
              "clipped_fraction": clipped_fraction(counts[i], *minmax[i], chosen[i])} for i in changed]}

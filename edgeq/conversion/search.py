@@ -1,19 +1,30 @@
-"""Mixed precision under an accuracy budget: the fewest layers kept in float that meet it.
+"""Mixed precision under an accuracy budget: few layers kept in float, found by their effect on
+the model's outputs.
 
-Full INT8 is evaluated first; if it misses the budget, the layers are ranked by their own
-quantization error (QuantizationDebugger, see edgeq.conversion.debugger) and the ranked list is searched
-by bisection for the shortest prefix that, kept in float (denylisted nodes of the quantizer),
-meets the budget: at most ceil(log2 L) + 2 evaluations for L ranked layers (full INT8, the
-upper bound, then the bisection). Bisection assumes that keeping more of the worst layers in
-float never hurts, which holds for the error each layer adds; a non-monotonic model can make
-it settle on a longer prefix than needed, never on one that misses the budget.
+Every candidate is judged the same way: quantized with that set of layers kept in float (one
+calibration for all), run on the eval samples, and scored per output against the float model.
+The budget holds for every output; the outputs that miss it drive the search:
+
+1. full INT8 (and, when allowed, int16x8 activations);
+2. the layers that write the outputs that miss (a regression head);
+3. every layer feeding those outputs: the upper bound; if even that misses, the best effort;
+4. bisection over the execution order of those layers, as Polygraphy's `debug precision` does:
+   the shortest prefix that meets the budget, then the latest start of a region ending there
+   (a front end, a head, or a front end and the normalization after it);
+5. shrinking: parts of the set found are dropped while the rest still meets the budget,
+   coarse to fine within a bound on evaluations, since keeping more in float does not always
+   help (rounding errors that cancelled can stop cancelling).
+
+The smallest set that met the budget is chosen; with none, the best-scoring one within
+--max-float-layers. No layer is ranked by its isolated error: an error that cannot be measured
+in isolation (a LOG on zeros, a REDUCE_MAX) is never a reason to look at a layer last.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,45 +32,82 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeq.errors import UsageError
-from edgeq.gates import Figures, evaluate
 from edgeq.metrics import Scorer
-from edgeq.roles import decide_roles
 from edgeq.progress import report
+from edgeq.roles import decide_roles
 from edgeq.run.litert import LiteRTRunner
-from edgeq.tflite.model import parse_tflite
+from edgeq.tflite.graph import Layer, LayerGraph
 from edgeq.tflite.signatures import positions
-
-DEBUG_SAMPLES = 32
 
 
 @dataclass(frozen=True)
 class Budget:
     max_drop: float | None = None  # top-1 points, needs labels
     min_agreement: float | None = None
-    min_sqnr: float | None = None  # dB, worst output
+    min_sqnr: float | None = None  # dB, every output it judges
 
     def __post_init__(self) -> None:
         if self.max_drop is None and self.min_agreement is None and self.min_sqnr is None:
             raise UsageError("--eval-data needs a budget: --max-drop PTS, --min-agreement FRAC or --min-sqnr DB")
 
+    def judged_by_sqnr(self, role: str) -> bool:
+        """A classes output is judged by agreement when the budget has such a criterion; by SQNR otherwise."""
+        return self.min_sqnr is not None and (role != "classes" or (self.min_agreement is None and self.max_drop is None))
+
+    def margins(self, scores: dict[str, Any]) -> dict[str, float]:
+        """Each judged output's margin over the budget (>= 0 meets): dB for SQNR, points for agreement
+        and the top-1 drop (the drop belongs to the headline classes output)."""
+        found: dict[str, float] = {}
+        acc = scores["accuracy"]
+        for out in scores["outputs"]:
+            margins = []
+            if self.judged_by_sqnr(out["role"]):
+                margins.append(math.inf if out["exact"] else -math.inf if out["sqnr_db"] is None else out["sqnr_db"] - self.min_sqnr)
+            if out["role"] == "classes" and self.min_agreement is not None and out["agreement"] is not None:
+                margins.append(100 * (out["agreement"] - self.min_agreement))
+            if self.max_drop is not None and out["name"] == acc["output"]:
+                margins.append(-math.inf if acc["top1_drop_pts"] is None else self.max_drop - acc["top1_drop_pts"])
+            if margins:
+                found[out["name"]] = min(margins)
+        return found
+
     def missed(self, scores: dict[str, Any]) -> list[str]:
-        """What a model's scores miss; empty when it meets the budget (the gates of the same names decide)."""
-        limits = {name: limit for name, limit in asdict(self).items() if limit is not None}
-        return [MISSED[r.name](_fmt(r.value, 4 if r.name == "min_agreement" else 2), r.limit)
-                for r in evaluate(limits, Figures.of(scores)) if r.failed]
+        """What a model's scores miss, per output; empty when it meets the budget."""
+        acc, missed = scores["accuracy"], []
+        for out in scores["outputs"]:
+            name = out["name"]
+            if self.judged_by_sqnr(out["role"]) and not out["exact"] and (out["sqnr_db"] is None or out["sqnr_db"] < self.min_sqnr):
+                missed.append(f"{name}: SQNR {_fmt(out['sqnr_db'])} dB < {self.min_sqnr:g}")
+            if (out["role"] == "classes" and self.min_agreement is not None and out["agreement"] is not None
+                    and out["agreement"] < self.min_agreement):
+                missed.append(f"{name}: agreement {_fmt(out['agreement'], 4)} < {self.min_agreement:g}")
+            if self.max_drop is not None and name == acc["output"] and (acc["top1_drop_pts"] is None or acc["top1_drop_pts"] > self.max_drop):
+                missed.append(f"{name}: top-1 drop {_fmt(acc['top1_drop_pts'])} pts > {self.max_drop:g}")
+        return missed
 
     def quality(self, scores: dict[str, Any]) -> float:
-        """Higher is better, on the budget's first criterion: picks the best of models that all miss."""
-        acc = scores["accuracy"]
-        if self.max_drop is not None:
-            return -(acc["top1_drop_pts"] if acc["top1_drop_pts"] is not None else math.inf)
-        if self.min_agreement is not None:
-            return acc["agreement"] or 0.0
-        return scores["worst_sqnr_db"] if scores["worst_sqnr_db"] is not None else -math.inf
+        """Higher is better: the worst output's margin. Picks the best of models that all miss."""
+        margins = self.margins(scores)
+        return min(margins.values()) if margins else -math.inf
 
 
-MISSED = {"max_drop": "top-1 drop {} pts > {:g}".format, "min_agreement": "agreement {} < {:g}".format,
-          "min_sqnr": "SQNR {} dB < {:g}".format}
+def _finite(x: float | None) -> float | None:
+    """A margin as JSON keeps it: None for an exact output (+inf) or one without a figure (-inf)."""
+    return None if x is None or math.isinf(x) else round(x, 4)
+
+
+def output_quality(output: dict[str, Any]) -> float:
+    """One output's figure from a step's `outputs` entry, higher is better: its margin over the
+    budget, or its SQNR where the budget gives no finite margin (none given: SQNR as high as it gets)."""
+    if output["exact"]:
+        return math.inf
+    figure = output["margin"] if output["margin"] is not None else output["sqnr_db"]
+    return -math.inf if figure is None else figure
+
+
+def leximin(step: dict[str, Any]) -> tuple[bool, list[float]]:
+    """Orders steps best last: meeting the budget first, then the worst output's figure, then the next worst's."""
+    return step["meets"], sorted(output_quality(o) for o in step["outputs"])
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
@@ -67,7 +115,7 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 
 
 class Evaluator:
-    """Scores candidate models on the eval samples against the float (calibrated) model."""
+    """Scores candidate models on the eval samples against the float (calibrated) model, per output."""
 
     def __init__(self, calibrated: bytes, samples: list[list[np.ndarray]], names: list[str], labels: list[int] | None,
                  budget: Budget, roles: dict[str, str] | None = None, class_count: int | None = None):
@@ -84,106 +132,167 @@ class Evaluator:
         if not any(r == "classes" for r in self.roles) and (budget.max_drop is not None or budget.min_agreement is not None):
             raise UsageError("--max-drop and --min-agreement judge a classes output, and this model has none (no SOFTMAX or "
                              "labels); use --min-sqnr")
-        self.names = [d["name"] for d in reference.outputs]
+        self.names = [p.label for p in reference.output_ports]  # signature keys where the model has them
+        self.tensors = [d["name"] for d in reference.outputs]
 
     def _runner(self, model: bytes, name: str) -> LiteRTRunner:
         path = Path(self.tmp.name) / f"{name}.tflite"
         path.write_bytes(model)
         return LiteRTRunner(path)
 
-    def evaluate(self, model: bytes, float_layers: list[str], kind: str = "int8") -> dict[str, Any]:
+    def evaluate(self, model: bytes, float_layers: list[str], kind: str = "int8", phase: str = "") -> dict[str, Any]:
+        """One candidate's figures: per output, the worst of them, and whether it meets the budget."""
+        start = time.perf_counter()
         self.evaluations += 1
-        report(f"evaluating mix {self.evaluations} ({kind}, {len(float_layers)} float layer(s))", 0, len(self.samples))
+        what = f"evaluating mix {self.evaluations} ({kind}, {len(float_layers)} float layer(s))"
+        report(what, 0, len(self.samples))
         runner = self._runner(model, f"{kind}-{len(float_layers)}")
         scorer = Scorer(self.names, self.roles)
         for i, (sample, want) in enumerate(zip(self.samples, self.reference)):
             scorer.add(want, runner.run(sample), self.labels[i] if self.labels is not None else None)
-            report(f"evaluating mix {self.evaluations} ({kind}, {len(float_layers)} float layer(s))", i + 1, len(self.samples))
+            report(what, i + 1, len(self.samples))
         scores = scorer.result()
         missed = self.budget.missed(scores)
+        margins = self.budget.margins(scores)
         acc = scores["accuracy"]
-        return {"kind": kind, "float_layers": float_layers, "k": len(float_layers), "size_bytes": len(model),
+        outputs = [{"name": o["name"], "tensor": tensor, "role": o["role"], "sqnr_db": o["sqnr_db"], "exact": o["exact"], "agreement": o["agreement"],
+                    "margin": _finite(margins.get(o["name"])), "meets": o["name"] not in margins or margins[o["name"]] >= 0}
+                   for o, tensor in zip(scores["outputs"], self.tensors)]
+        return {"kind": kind, "phase": phase, "float_layers": float_layers, "k": len(float_layers), "size_bytes": len(model),
                 "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "top1_drop_pts": acc["top1_drop_pts"],
-                "agreement": acc["agreement"], "worst_sqnr_db": scores["worst_sqnr_db"], "exact": scores["exact"], "meets": not missed,
-                "missed": missed, "quality": self.budget.quality(scores)}
-
-
-def ranked_layers(debug_model: bytes, samples: list[list[np.ndarray]], calibrated: bytes) -> list[dict[str, Any]]:
-    """Every verified layer, worst first, with the calibrated graph's exact node name to denylist.
-    Layers that only move values (RESHAPE, MAX_POOL_2D) come last but stay in the list: next to
-    float neighbours their int8 tensor still costs a rounding."""
-    from edgeq.conversion.debugger import run_debugger
-
-    nodes = {t.name for t in parse_tflite(calibrated).tensors}
-    layers = []
-    for layer in run_debugger(debug_model, samples[:DEBUG_SAMPLES]):
-        node = _node(layer["tensor_name"], nodes)
-        if node is not None:
-            layers.append({"rank": len(layers) + 1, "node": node, "op_type": layer["op_type"], "sqnr_db": layer["sqnr_db"]})
-    return layers
-
-
-def _node(name: str, nodes: set[str]) -> str | None:
-    """The debugger reports a tensor name that may have lost a trailing digit of the original."""
-    if name in nodes:
-        return name
-    stem = re.sub(r"\d$", "", name)
-    matches = [n for n in nodes if re.sub(r"\d$", "", n) == stem]
-    return matches[0] if len(matches) == 1 else None
+                "agreement": acc["agreement"], "worst_sqnr_db": scores["worst_sqnr_db"], "exact": scores["exact"],
+                "outputs": outputs, "meets": not missed, "missed": missed, "quality": self.budget.quality(scores),
+                "seconds": round(time.perf_counter() - start, 3)}
 
 
 INT16X8_NOTE = "16-bit activations (int16x8) run on LiteRT's built-in kernels only: not on XNNPACK, the Edge TPU or NNAPI"
 
 
-def search(evaluator: Evaluator, full_int8: bytes, rank: Callable[[], list[dict[str, Any]]],
-           quantize: Callable[[list[str]], bytes], max_float_layers: int | None,
-           int16x8: Callable[[], bytes] | None = None) -> tuple[bytes, dict[str, Any]]:
-    """Bisection over the ranked list; returns the chosen (or best-effort) model and the record.
-    `rank` runs only when full INT8 misses the budget; `int16x8` (allowed by the user) is tried
-    before any layer goes to float."""
-    models: dict[int, bytes] = {0: full_int8}
-    steps: list[dict[str, Any]] = []
-    layers: list[dict[str, Any]] = []
+def max_evaluations(candidates: int) -> int:
+    """The bound on int8 evaluations: full INT8, heads, the upper bound, two bisections and shrinking."""
+    log = math.ceil(math.log2(candidates)) if candidates > 1 else 1
+    return 3 + 2 * log + shrink_budget(candidates)
 
-    def evaluate(k: int) -> dict[str, Any]:
-        if k not in models:
-            models[k] = quantize([layer["node"] for layer in layers[:k]])
-        step = evaluator.evaluate(models[k], [layer["node"] for layer in layers[:k]])
-        steps.append(step)
-        return step
 
-    chosen = evaluate(0)
-    if not chosen["meets"] and int16x8 is not None:
+def shrink_budget(candidates: int) -> int:
+    return 2 * math.ceil(math.log2(candidates)) + 8 if candidates > 1 else 1
+
+
+class _Search:
+    """One search: every evaluated set once, by its nodes."""
+
+    def __init__(self, evaluator: Evaluator, full_int8: bytes, quantize: Callable[[list[str]], bytes]):
+        self.evaluator, self.quantize = evaluator, quantize
+        self.models: dict[tuple[str, ...], bytes] = {(): full_int8}
+        self.seen: dict[tuple[str, ...], dict[str, Any]] = {}
+        self.steps: list[dict[str, Any]] = []
+
+    def meets(self, layers: list[Layer], phase: str) -> bool:
+        return self.step(layers, phase)["meets"]
+
+    def step(self, layers: list[Layer], phase: str) -> dict[str, Any]:
+        key = tuple(layer.node for layer in sorted(layers, key=lambda layer: layer.position))
+        if key not in self.seen:
+            if key not in self.models:
+                self.models[key] = self.quantize(list(key))
+            self.seen[key] = self.evaluator.evaluate(self.models[key], list(key), phase=phase)
+            self.steps.append(self.seen[key])
+        return self.seen[key]
+
+
+def search(evaluator: Evaluator, full_int8: bytes, graph: LayerGraph, quantize: Callable[[list[str]], bytes],
+           max_float_layers: int | None, int16x8: Callable[[], bytes] | None = None) -> tuple[bytes, dict[str, Any]]:
+    """The search of the module docstring; returns the chosen (or best-effort) model and the record."""
+    start = time.perf_counter()
+    run = _Search(evaluator, full_int8, quantize)
+    first = run.step([], "full int8")
+    if not first["meets"] and int16x8 is not None:
         wide = int16x8()
-        step = evaluator.evaluate(wide, [], kind="int16x8")
-        steps.append(step)
+        step = evaluator.evaluate(wide, [], kind="int16x8", phase="int16x8 activations")
+        run.steps.append(step)
         if step["meets"]:
-            return wide, _record(evaluator, layers, 0, steps, step)
-    if not chosen["meets"]:
-        layers = rank()
-    limit = len(layers) if max_float_layers is None else min(max_float_layers, len(layers))
-    if not chosen["meets"] and limit > 0 and evaluate(limit)["meets"]:
-        low, high = 0, limit  # k=low misses, k=high meets
-        while high - low > 1:
-            mid = (low + high) // 2
-            if evaluate(mid)["meets"]:
-                high = mid
-            else:
-                low = mid
-        chosen = next(s for s in steps if s["k"] == high and s["meets"] and s["kind"] == "int8")
-    elif not chosen["meets"]:
-        chosen = max((s for s in steps if s["kind"] == "int8"), key=lambda s: s["quality"])
-    return models[chosen["k"]], _record(evaluator, layers, limit, steps, chosen)
+            return wide, _record(evaluator, graph, [], run.steps, step, start)
+    candidates: list[Layer] = []
+    if not first["meets"]:
+        missing = {graph.output_names.index(o["tensor"]) for o in first["outputs"] if not o["meets"] and o["tensor"] in graph.output_names}
+        candidates = graph.feeding(missing) if missing else list(graph.layers)
+        found = _find(run, candidates, [graph.heads[i] for i in sorted(missing) if graph.heads[i] is not None])
+        if found is not None:
+            _shrink(run, found, shrink_budget(len(candidates)))
+    chosen = _best(run.steps, max_float_layers)
+    return run.models[tuple(chosen["float_layers"])], _record(evaluator, graph, candidates, run.steps, chosen, start)
 
 
-def _record(evaluator: Evaluator, layers: list[dict[str, Any]], limit: int, steps: list[dict[str, Any]],
-            chosen: dict[str, Any]) -> dict[str, Any]:
-    """The search as the manifest keeps it; the bound counts the float search (full INT8, upper
-    bound, bisection), not the optional int16x8 try."""
+def _find(run: _Search, candidates: list[Layer], heads: list[Layer]) -> list[Layer] | None:
+    """A set that meets the budget (steps 2-4), or None when even every candidate in float misses."""
+    heads = sorted(set(heads), key=lambda layer: layer.position)
+    if heads and run.meets(heads, "output heads"):
+        return heads
+    if not candidates or not run.meets(candidates, "every layer feeding the missed outputs"):
+        return None
+    low, high = 0, len(candidates)  # the prefix of `low` layers misses, of `high` meets
+    while high - low > 1:
+        mid = (low + high) // 2
+        if run.meets(candidates[:mid], "prefix bisection"):
+            high = mid
+        else:
+            low = mid
+    good, bad = 0, high  # the region from `good` to `high` meets; from `bad` (none at first) misses
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        if run.meets(candidates[mid:high], "region start bisection"):
+            good = mid
+        else:
+            bad = mid
+    return candidates[good:high]
+
+
+def _shrink(run: _Search, kept: list[Layer], budget: int) -> list[Layer]:
+    """Drop parts of `kept` (halves, then quarters, ...) while the rest meets, within `budget` evaluations."""
+    parts, spent = 2, 0
+    while len(kept) > 1 and spent < budget:
+        size = math.ceil(len(kept) / parts)
+        dropped = False
+        for i in range(0, len(kept), size):
+            part = set(kept[i:i + size])
+            rest = [layer for layer in kept if layer not in part]
+            if not rest or spent >= budget:
+                continue
+            spent += 1
+            if run.meets(rest, "shrink"):
+                kept, dropped = rest, True
+        if not dropped:
+            if size == 1:
+                break
+            parts = min(len(kept), parts * 2)
+        else:
+            parts = max(2, parts - 1)
+    return kept
+
+
+def _best(steps: list[dict[str, Any]], max_float_layers: int | None) -> dict[str, Any]:
+    """The smallest int8 set that meets the budget (ties: the better figures); else the best-scoring
+    within --max-float-layers."""
+    allowed = [s for s in steps if s["kind"] == "int8" and (max_float_layers is None or s["k"] <= max_float_layers)]
+    meeting = [s for s in allowed if s["meets"]]
+    if meeting:
+        return min(meeting, key=lambda s: (s["k"], -s["quality"]))
+    return max(allowed, key=lambda s: s["quality"])
+
+
+def _record(evaluator: Evaluator, graph: LayerGraph, candidates: list[Layer], steps: list[dict[str, Any]],
+            chosen: dict[str, Any], start: float) -> dict[str, Any]:
+    """The search as the manifest keeps it; the bound counts the int8 evaluations, not the int16x8 try."""
+    by_node = {layer.node: layer for layer in graph.layers}
     return {
         "budget": asdict(evaluator.budget), "eval_samples": len(evaluator.samples),
-        "ranked_layers": layers, "layers_considered": limit,
-        "max_evaluations": math.ceil(math.log2(limit)) + 2 if limit > 1 else 2,
-        "evaluations": len(steps), "int8_evaluations": sum(s["kind"] == "int8" for s in steps), "steps": steps, "chosen": chosen, "met": chosen["meets"],
+        "strategy": "output-aware: output heads, bisection by region over the execution order, shrinking",
+        "layers_considered": len(candidates), "graph_layers": len(graph.layers),
+        "missed_outputs": [o["name"] for o in steps[0]["outputs"] if not o["meets"]],
+        "max_evaluations": max_evaluations(len(candidates)),
+        "evaluations": len(steps), "int8_evaluations": sum(s["kind"] == "int8" for s in steps), "steps": steps, "chosen": chosen,
+        "met": chosen["meets"], "seconds": round(time.perf_counter() - start, 3),
+        "chosen_layers": [{"node": n, "op_type": by_node[n].op_type, "position": by_node[n].position}
+                          for n in chosen["float_layers"] if n in by_node],
         "notes": [INT16X8_NOTE] if chosen["kind"] == "int16x8" else [],
     }

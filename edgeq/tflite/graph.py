@@ -1,0 +1,98 @@
+"""The graph of a float (calibrated) model as the accuracy search sees it: its layers in
+execution order, the layers that write each output, and which outputs each layer feeds.
+
+A TFLite subgraph lists its operators in execution order, which is a topological order, so a
+prefix or a contiguous run of that list is a region of the graph (the model's front end, its
+head) in the sense of Polygraphy's `debug precision`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeq.tflite.model import BOUNDARY_OPS, PASS_THROUGH_OPS, Operator, TfliteModel
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One op that quantization can keep in float: `node` is the name the quantizer's denylist takes."""
+
+    position: int  # in execution order, among the layers
+    node: str  # the op's first output tensor
+    op_type: str
+    op: int  # index in the subgraph
+    outputs: frozenset[int]  # the model outputs (positions in model.outputs) this layer feeds
+
+
+def layers(model: TfliteModel) -> list[Layer]:
+    """Every op with a float output, in execution order, with the outputs it feeds."""
+    fed = _outputs_fed(model)
+    found: list[Layer] = []
+    for op in model.operators:
+        outs = [i for i in op.outputs if i >= 0]
+        if op.type in BOUNDARY_OPS or not outs or not model.tensors[outs[0]].is_float:
+            continue
+        found.append(Layer(len(found), model.tensors[outs[0]].name, op.type, op.index, fed.get(op.index, frozenset())))
+    return found
+
+
+def head(model: TfliteModel, output: int) -> Operator | None:
+    """The op that computes model output number `output`, looking through ops that only convert
+    or reshape it (a FULLY_CONNECTED under a RESHAPE)."""
+    op = model.producers.get(model.outputs[output])
+    while op is not None and op.type in PASS_THROUGH_OPS and op.inputs:
+        op = model.producers.get(op.inputs[0])
+    return op
+
+
+def _outputs_fed(model: TfliteModel) -> dict[int, frozenset[int]]:
+    """For each op index, the positions of the model outputs it feeds."""
+    fed: dict[int, set[int]] = {}
+    for tensor, positions in tensor_outputs(model).items():
+        op = model.producers.get(tensor)
+        if op is not None:
+            fed.setdefault(op.index, set()).update(positions)
+    return {op: frozenset(positions) for op, positions in fed.items()}
+
+
+def tensor_outputs(model: TfliteModel) -> dict[int, frozenset[int]]:
+    """For each non-constant tensor, the positions of the model outputs it feeds (walked back from each output)."""
+    fed: dict[int, set[int]] = {}
+    for position, output in enumerate(model.outputs):
+        stack, seen = [output], set()
+        while stack:
+            tensor = stack.pop()
+            if tensor in seen:
+                continue
+            seen.add(tensor)
+            fed.setdefault(tensor, set()).add(position)
+            op = model.producers.get(tensor)
+            if op is not None:
+                stack.extend(i for i in op.inputs if i >= 0 and not model.tensors[i].is_constant)
+    return {tensor: frozenset(positions) for tensor, positions in fed.items()}
+
+
+@dataclass(frozen=True)
+class LayerGraph:
+    """What the accuracy search walks: the candidate layers in execution order, the model's
+    output names (in `model.outputs` order) and the layer that writes each output."""
+
+    layers: tuple[Layer, ...]
+    output_names: tuple[str, ...]
+    heads: tuple[Layer | None, ...]
+
+    @classmethod
+    def of(cls, model: TfliteModel, exclude: frozenset[str] = frozenset(), exclude_ops: frozenset[str] = frozenset()) -> LayerGraph:
+        """`exclude`: nodes, `exclude_ops`: op types already kept in float (not candidates)."""
+        found = [layer for layer in layers(model) if layer.node not in exclude and layer.op_type not in exclude_ops]
+        found = [Layer(i, layer.node, layer.op_type, layer.op, layer.outputs) for i, layer in enumerate(found)]
+        by_op = {layer.op: layer for layer in found}
+        heads = []
+        for position in range(len(model.outputs)):
+            op = head(model, position)
+            heads.append(by_op.get(op.index) if op is not None else None)
+        return cls(tuple(found), tuple(model.tensors[t].name for t in model.outputs), tuple(heads))
+
+    def feeding(self, outputs: set[int]) -> list[Layer]:
+        """The layers that feed any of `outputs` (positions), in execution order."""
+        return [layer for layer in self.layers if layer.outputs & outputs]
