@@ -88,7 +88,10 @@ SEARCH = {
     "eval_samples": int, "evaluations": int, "int8_evaluations": optional(int), "max_evaluations": int, "layers_considered": int, "met": bool,
     "chosen": {"k": int, "kind": str, "float_layers": [str], "missed": [str]},
     "steps": [{"kind": str, "k": int, "size_bytes": int, "top1_drop_pts": optional(NUM), "agreement": optional(NUM),
-               "worst_sqnr_db": optional(NUM), "meets": bool, "missed": [str]}],
+               "worst_sqnr_db": optional(NUM), "meets": bool, "missed": [str], "phase": optional(str), "seconds": optional(NUM),
+               "outputs": optional([{"name": str, "role": str, "sqnr_db": optional(NUM), "exact": bool,
+                                     "agreement": optional(NUM), "meets": bool}])}],
+    "seconds": optional(NUM),
     "notes": optional([str]),
 }
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.conversion.search import Budget, search
 from edgeq.errors import DataError, OutputExistsError, UsageError
 from edgeq.fileio import check_writable, write_files_atomically
 from edgeq.metrics import OutputError, Scorer, speedup
@@ -153,69 +152,6 @@ def test_check_writable_protects_inputs_and_needs_the_folder(tmp_path):
         check_writable(source, True, [source])
     with pytest.raises(UsageError, match="no such folder"):
         check_writable(tmp_path / "missing" / "m.tflite", False)
-
-
-# -- the search, over a fake evaluator --------------------------------------------------------
-
-@dataclass
-class FakeEvaluator:
-    """`meets(k)`: whether k float layers meet the budget; counts what the search evaluates."""
-
-    meets: callable
-    budget: Budget = field(default_factory=lambda: Budget(min_sqnr=30.0))
-    samples: list = field(default_factory=lambda: [0] * 8)
-    evaluated: list = field(default_factory=list)
-
-    def evaluate(self, model: bytes, float_layers: list[str], kind: str = "int8") -> dict:
-        k = len(float_layers)
-        self.evaluated.append((kind, k))
-        ok = self.meets(k) if kind == "int8" else False
-        return {"kind": kind, "float_layers": float_layers, "k": k, "size_bytes": len(model), "meets": ok,
-                "missed": [] if ok else ["SQNR"], "quality": float(k), "top1_drop_pts": None, "agreement": None,
-                "worst_sqnr_db": 20.0 + k}
-
-
-LAYERS = [{"node": f"layer{i}"} for i in range(10)]
-
-
-def _run(meets, max_float_layers=None, int16x8=None):
-    evaluator = FakeEvaluator(meets)
-    model, record = search(evaluator, b"k0", lambda: LAYERS, lambda nodes: f"k{len(nodes)}".encode(), max_float_layers, int16x8)
-    return evaluator, model, record
-
-
-@pytest.mark.parametrize("threshold", [1, 3, 7, 10])
-def test_bisection_finds_the_fewest_float_layers_of_a_monotone_budget(threshold):
-    evaluator, model, record = _run(lambda k: k >= threshold)
-    assert model == f"k{threshold}".encode() and record["chosen"]["k"] == threshold and record["met"]
-    assert record["evaluations"] <= record["max_evaluations"]
-
-
-def test_full_int8_meeting_the_budget_evaluates_once_and_never_ranks():
-    ranked = []
-    evaluator = FakeEvaluator(lambda k: True)
-    model, record = search(evaluator, b"k0", lambda: ranked.append(1) or LAYERS, lambda n: b"x", None)
-    assert model == b"k0" and evaluator.evaluated == [("int8", 0)] and not ranked
-
-
-def test_a_budget_no_mix_meets_keeps_the_best_effort_within_the_bound():
-    evaluator, model, record = _run(lambda k: False, max_float_layers=4)
-    assert not record["met"] and evaluator.evaluated == [("int8", 0), ("int8", 4)]
-    assert model == b"k4"  # the best quality among what was evaluated
-
-
-def test_non_monotone_budget_still_returns_a_mix_that_meets_it():
-    """Meets at k=3 and k>=8 only: bisection may not find the smallest, but what it returns meets."""
-    meets = lambda k: k == 3 or k >= 8  # noqa: E731
-    evaluator, model, record = _run(meets)
-    assert record["met"] and meets(record["chosen"]["k"]) and model == f"k{record['chosen']['k']}".encode()
-    assert record["evaluations"] <= record["max_evaluations"]
-
-
-def test_int16x8_is_tried_before_float_layers_when_allowed():
-    evaluator, model, record = _run(lambda k: k >= 2, int16x8=lambda: b"wide")
-    assert evaluator.evaluated[:2] == [("int8", 0), ("int16x8", 0)]
-    assert record["chosen"]["k"] == 2
 
 
 def test_a_missing_required_option_names_it_without_an_env_var(tmp_path):

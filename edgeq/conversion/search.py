@@ -187,11 +187,18 @@ class _Search:
         self.seen: dict[tuple[str, ...], dict[str, Any]] = {}
         self.steps: list[dict[str, Any]] = []
 
+    def known(self, layers: list[Layer]) -> bool:
+        return self._key(layers) in self.seen
+
+    @staticmethod
+    def _key(layers: list[Layer]) -> tuple[str, ...]:
+        return tuple(layer.node for layer in sorted(layers, key=lambda layer: layer.position))
+
     def meets(self, layers: list[Layer], phase: str) -> bool:
         return self.step(layers, phase)["meets"]
 
     def step(self, layers: list[Layer], phase: str) -> dict[str, Any]:
-        key = tuple(layer.node for layer in sorted(layers, key=lambda layer: layer.position))
+        key = self._key(layers)
         if key not in self.seen:
             if key not in self.models:
                 self.models[key] = self.quantize(list(key))
@@ -248,25 +255,22 @@ def _find(run: _Search, candidates: list[Layer], heads: list[Layer]) -> list[Lay
 
 
 def _shrink(run: _Search, kept: list[Layer], budget: int) -> list[Layer]:
-    """Drop parts of `kept` (halves, then quarters, ...) while the rest meets, within `budget` evaluations."""
-    parts, spent = 2, 0
+    """Drop parts of `kept` (halves, then quarters, ...) while the rest meets, within `budget` new
+    evaluations; a part that could not go is tried again only in smaller pieces."""
+    size, spent = math.ceil(len(kept) / 2), 0
     while len(kept) > 1 and spent < budget:
-        size = math.ceil(len(kept) / parts)
         dropped = False
         for i in range(0, len(kept), size):
-            part = set(kept[i:i + size])
-            rest = [layer for layer in kept if layer not in part]
-            if not rest or spent >= budget:
+            rest = [layer for layer in kept if layer not in set(kept[i:i + size])]
+            if not rest or len(rest) == len(kept) or spent >= budget:
                 continue
-            spent += 1
+            spent += not run.known(rest)
             if run.meets(rest, "shrink"):
                 kept, dropped = rest, True
         if not dropped:
             if size == 1:
                 break
-            parts = min(len(kept), parts * 2)
-        else:
-            parts = max(2, parts - 1)
+            size = math.ceil(size / 2)
     return kept
 
 

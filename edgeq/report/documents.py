@@ -12,7 +12,7 @@ from pathlib import Path
 from edgeq.escape import html_text, md
 from edgeq.gates import GateResult
 from edgeq.metrics import EXACT_DB
-from edgeq.report.text import broken_notes, evaluations, short_name, slice_text
+from edgeq.report.text import broken_notes, evaluations, short_name, slice_text, step_label, step_outputs
 from edgeq.units import gate_figure, gate_status
 from edgeq.units import percent as pct
 from edgeq.units import size as kib
@@ -128,13 +128,13 @@ def _device_rows(results: ValidationResult, marks: bool = True) -> list[tuple[st
     return rows
 
 
-SEARCH_HEAD = ("float layers", "size", "top-1 drop (pts)", "agreement", "worst SQNR (dB)", "budget")
+SEARCH_HEAD = ("candidate", "size", "outputs (* misses)", "seconds", "budget")
 
 
 def _search_rows(results: ValidationResult, marks: bool = True) -> list[tuple[str, ...]]:
     search = results.conversion_search or {}
     ok, bad = ("✅ meets", "❌ misses") if marks else ("meets", "misses")
-    return [("int16x8 activations" if s["kind"] == "int16x8" else str(s["k"]) + (f" ({s['kind'][6:-1]} ranges)" if s["kind"].startswith("int8 (") else ""), kib(s["size_bytes"]), num(s["top1_drop_pts"]), pct(s["agreement"]), num(s["worst_sqnr_db"]),
+    return [(step_label(s), kib(s["size_bytes"]), step_outputs(s), num(s.get("seconds")),
              ok if s["meets"] else f"{bad}: {'; '.join(s['missed'])}") for s in search.get("steps", [])]
 
 
@@ -145,7 +145,7 @@ def _search_caption(results: ValidationResult) -> str:
     kept = ("none: 16-bit activations (int16x8)" if chosen["kind"] == "int16x8"
             else ", ".join(short_name(n) for n in chosen["float_layers"]) or "none (full INT8)")
     return (f"Budget {budget} on {search['eval_samples']} samples; {evaluations(search)} over "
-            f"{search['layers_considered']} ranked layers. Chosen: {chosen['k']} float "
+            f"{search['layers_considered']} candidate layers. Chosen: {chosen['k']} float "
             f"layer(s): {kept}" + ("" if search["met"] else " — best effort, the budget is not met") + ".")
 
 

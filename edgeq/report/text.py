@@ -293,26 +293,56 @@ def _shortened(items: list[str], shown: int = SHOWN_FLOAT_OPS) -> str:
 
 
 def evaluations(search: dict) -> str:
-    """'N evaluations (bound B)', the bound counting the int8 mixes only, and the int16x8 try apart."""
+    """'N int8 evaluations (bound B) in S s', the bound counting the int8 candidates, the int16x8 try apart."""
     int8 = search.get("int8_evaluations", search["evaluations"])
     wide = search["evaluations"] - int8
-    return f"{int8} int8 evaluation(s) (bound {search['max_evaluations']})" + (f" and {wide} int16x8 try" if wide else "")
+    took = f" in {search['seconds']:.1f} s" if search.get("seconds") is not None else ""
+    return f"{int8} int8 evaluation(s) (bound {search['max_evaluations']})" + (f" and {wide} int16x8 try" if wide else "") + took
+
+
+def step_label(step: dict) -> str:
+    """What one evaluated candidate was: int16x8, a calibration method, or k float layers (and why)."""
+    if step["kind"] == "int16x8":
+        return "int16x8 activations"
+    if step["kind"].startswith("int8 ("):
+        return f"{step['k']} float layer(s), {step['kind'][len('int8 ('):-1]} ranges"
+    return f"{step['k']} float layer(s)" + (f" ({step['phase']})" if step.get("phase") else "")
+
+
+def step_outputs(step: dict) -> str:
+    """Each output's figure in one step: SQNR, or agreement for a classes output, '*' where it misses."""
+    if not step.get("outputs"):
+        return "exact match" if step.get("exact") else f"SQNR {_num(step['worst_sqnr_db'], '.2f')} dB"
+    parts = []
+    for o in step["outputs"]:
+        figure = ("exact" if o["exact"] else f"agreement {_num(o['agreement'], '.4f')}" if o["role"] == "classes" and o["agreement"] is not None
+                  else f"{_num(o['sqnr_db'], '.2f')} dB")
+        parts.append(f"{terminal(o['name'])} {figure}" + ("" if o["meets"] else "*"))
+    return ", ".join(parts)
 
 
 def search_lines(search: dict) -> list[str]:
-    """The accuracy-budget search, one line per evaluated model."""
+    """The accuracy-budget search: what it tried, one line per evaluated model, and what it chose."""
     budget = ", ".join(f"{k} {v:g}" for k, v in search["budget"].items() if v is not None)
+    considered = (f"{search['layers_considered']} candidate layers (those feeding the outputs that missed)"
+                  if "graph_layers" in search else f"{search['layers_considered']} ranked layers")
     lines = [f"search: budget {budget} on {search['eval_samples']} samples of {terminal(search['eval_data'])}; "
-             f"{evaluations(search)} over {search['layers_considered']} ranked layers"]
+             f"{evaluations(search)} over {considered}; * misses"]
     for step in search["steps"]:
-        mark = "meets" if step["meets"] else "misses: " + "; ".join(step["missed"])
-        what = ("int16x8 activations" if step["kind"] == "int16x8" else f"{step['k']:>3} float layer(s)"
-                + (f", {step['kind'][6:-1]} ranges" if step["kind"].startswith("int8 (") else ""))
-        lines.append(f"  {what}  {step['size_bytes'] / 1024:,.1f} KiB  top-1 drop {_num(step['top1_drop_pts'], '.2f')} pts  "
-                     f"agreement {_num(step['agreement'], '.4f')}  {'exact match' if step.get('exact') else 'SQNR ' + _num(step['worst_sqnr_db'], '.2f') + ' dB'}  {mark}")
+        took = f"  {step['seconds']:.2f} s" if step.get("seconds") is not None else ""
+        lines.append(f"  {step_label(step):<48} {step['size_bytes'] / 1024:,.1f} KiB  {step_outputs(step)}"
+                     f"  {'meets' if step['meets'] else 'misses'}{took}")
     chosen = search["chosen"]
     label = "int16x8 (16-bit activations, int8 weights)" if chosen["kind"] == "int16x8" else (
         f"{chosen['k']} float layer(s)" + (f": {_shortened([short_name(n) for n in chosen['float_layers']])}" if chosen["float_layers"] else " (full INT8)"))
-    lines.append(f"chosen: {label}"
-                 + ("" if search["met"] else " (best effort: the budget is not met)"))
+    lines.append(f"chosen: {label}" + ("" if search["met"] else " (best effort: the budget is not met)"))
+    if chosen["kind"] == "int8" and 0 < len(chosen["float_layers"]) <= SHOWN_FLOAT_OPS * 2:
+        lines.append("  by hand: " + " ".join(f"--keep-float {shell_word(n)}" for n in chosen["float_layers"]))
     return lines
+
+
+def shell_word(text: str) -> str:
+    """A model's name as one shell word, safe to paste and to print."""
+    import shlex
+
+    return terminal(shlex.quote(text))

@@ -1,0 +1,154 @@
+"""The accuracy search on models built to its patterns (tests/search_models.py): an error in one
+small dense head, a DSP front end that needs its normalization in float with it, two far-apart
+culprits that shrinking separates, and two outputs that want different calibration methods."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import search_models as models
+
+pytestmark = pytest.mark.tf
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("search_models")
+    models.dense_head_model(d / "head.keras")
+    models.save_npz(d / "head_cal.npz", models.images(64, 1))
+    models.save_npz(d / "head_eval.npz", models.images(32, 2))
+    models.dsp_audio_model(d / "audio.keras")
+    models.save_npz(d / "audio_cal.npz", models.audio(64, 1))
+    models.save_npz(d / "audio_eval.npz", models.audio(24, 2))
+    models.two_culprit_model(d / "chain.keras")
+    models.save_npz(d / "chain_cal.npz", models.features(64, 1))
+    models.save_npz(d / "chain_eval.npz", models.features(32, 2))
+    models.two_output_ranges_model(d / "two.keras")
+    np.savez(d / "two_cal.npz", near=models.spiky_features(256, 1), far=models.spiky_features(256, 3))
+    np.savez(d / "two_eval.npz", near=models.spiky_features(128, 2), far=models.spiky_features(128, 4))
+    return d
+
+
+def _convert(cli, d: Path, name: str, out: Path, *args) -> tuple[int, str, str, dict]:
+    code, stdout, err = cli("convert", d / f"{name}.keras", "-d", d / f"{name}_cal.npz", "-o", out, "--force", *map(str, args))
+    manifest = out.with_name(out.stem + ".edgeq.json")
+    best = out.with_name(out.stem + ".best-effort.edgeq.json")
+    found = manifest if manifest.exists() else best
+    return code, stdout, err, json.loads(found.read_text()) if found.exists() else {}
+
+
+def test_an_error_in_one_dense_head_is_fixed_by_that_head_alone(built, tmp_path, cli):
+    code, out, err, manifest = _convert(cli, built, "head", tmp_path / "h.tflite", "--eval-data", built / "head_eval.npz",
+                                        "--min-sqnr", 25)
+    search = manifest["search"]
+    assert code == 0 and search["met"], err
+    assert search["missed_outputs"] == ["offsets"]  # scores met the budget in full INT8
+    assert not search["steps"][0]["meets"] and search["steps"][0]["outputs"][0]["sqnr_db"] < 25
+    chosen = search["chosen_layers"]
+    offsets_tensor = next(o["tensor"] for o in search["steps"][0]["outputs"] if o["name"] == "offsets")
+    assert len(chosen) <= 3 and any(c["op_type"] == "FULLY_CONNECTED" and c["node"] == offsets_tensor for c in chosen)
+    assert "by hand: --keep-float" in out
+
+    # the chosen names, given to --keep-float by hand, give the same model
+    by_hand = [a for n in search["chosen"]["float_layers"] for a in ("--keep-float", n)]
+    code, _, err, again = _convert(cli, built, "head", tmp_path / "k.tflite", *by_hand)
+    assert code == 0, err
+    assert (tmp_path / "k.tflite").read_bytes() == (tmp_path / "h.tflite").read_bytes()
+
+
+def test_a_dsp_front_end_and_its_normalization_are_found_together(built, tmp_path, cli):
+    """Full int8 misses 25 dB by more than 8 dB; the search meets it with no more layers than the
+    front end and the normalization (plus 10%), and among them layers of both."""
+    code, out, err, manifest = _convert(cli, built, "audio", tmp_path / "a.tflite", "--mode", "int8-fallback", "--io", "float32",
+                                        "--eval-data", built / "audio_eval.npz", "--min-sqnr", 25)
+    search = manifest["search"]
+    assert code == 0 and search["met"], err
+    assert search["steps"][0]["worst_sqnr_db"] <= 25 - 8
+    chosen = search["chosen_layers"]
+    log = next(c for c in _graph(built) if c.op_type == "LOG")
+    first_cnn = next(c for c in _graph(built) if "cnn0" in c.node)
+    assert len(chosen) <= 1.1 * first_cnn.position
+    assert any(c["position"] < log.position for c in chosen) and any(log.position <= c["position"] < first_cnn.position for c in chosen)
+    assert all(c["position"] < first_cnn.position for c in chosen)  # no CNN layer
+    assert search["int8_evaluations"] <= search["max_evaluations"]
+    assert any(line.strip().startswith("search:") for line in out.splitlines())
+
+
+def _graph(built: Path):
+    """The audio model's layers, from its calibrated graph (in this process: TensorFlow)."""
+    from edgeq.tflite.graph import LayerGraph
+
+    return LayerGraph.of(_calibrated(built)[0]).layers
+
+
+def _calibrated(built: Path, cache: dict = {}):  # noqa: B006 - one calibration per test session
+    if "audio" not in cache:
+        from edgeq.conversion.converter import ConvertOptions
+        from edgeq.conversion.quantize import calibrate
+        from edgeq.conversion.source import KerasCode, load_source
+        from edgeq.tflite.model import parse_tflite
+
+        source = load_source(built / "audio.keras", ("serving_default",), [], KerasCode(None, False))
+        options = ConvertOptions(mode="int8-fallback", io="float32")
+        x = np.load(built / "audio_cal.npz")["x"]
+        calibrated = calibrate(source, options.recipe, lambda: ([s[None]] for s in x))
+        cache["audio"] = (parse_tflite(calibrated), calibrated, source, options)
+    return cache["audio"]
+
+
+def test_in_the_dsp_model_neither_region_alone_fixes_it(built):
+    """The pattern itself: front end alone or normalization alone in float stays near full int8."""
+    from edgeq.conversion.quantize import quantize
+    from edgeq.conversion.search import Budget, Evaluator
+
+    model, calibrated, source, options = _calibrated(built)
+    layers = _graph(built)
+    log = next(c.position for c in layers if c.op_type == "LOG")
+    cnn = next(c.position for c in layers if "cnn0" in c.node)
+    x = np.load(built / "audio_eval.npz")["x"]
+    evaluator = Evaluator(calibrated, [[s[None]] for s in x], [s.name for s in source.specs], None, Budget(min_sqnr=25))
+
+    def sqnr(nodes: list[str]) -> float:
+        keep = {"nodes": nodes, "ops": [], "requested": []}
+        return evaluator.evaluate(quantize(calibrated, options.recipe, keep), nodes)["worst_sqnr_db"]
+
+    nodes = [c.node for c in layers]
+    full, front, norm, both = sqnr([]), sqnr(nodes[:log]), sqnr(nodes[log:cnn]), sqnr(nodes[:cnn])
+    assert front < full + 3 and norm < full + 3 and both >= 25 > full + 8
+
+
+def test_shrinking_finds_a_smaller_set_than_the_first_that_met(built, tmp_path, cli):
+    code, out, err, manifest = _convert(cli, built, "chain", tmp_path / "c.tflite", "--io", "float32",
+                                        "--eval-data", built / "chain_eval.npz", "--min-sqnr", 30)
+    search = manifest["search"]
+    assert code == 0 and search["met"], err
+    first = next(s for s in search["steps"] if s["meets"])
+    names = [n.split("/")[1] for n in search["chosen"]["float_layers"]]
+    assert search["chosen"]["k"] < first["k"] and "early_1" in names and "late_1" in names and len(names) <= 3
+    assert any(s["phase"] == "shrink" and s["meets"] for s in search["steps"])
+
+
+def test_auto_calibration_mixes_methods_by_output_path(built, tmp_path, cli):
+    """Entropy helps `capped` and wrecks `power`: auto keeps entropy's ranges on capped's path only."""
+    code, out, err, manifest = _convert(cli, built, "two", tmp_path / "t.tflite", "--io", "float32", "--samples", 256,
+                                        "--calibration", "auto", "--eval-data", built / "two_eval.npz")
+    assert code == 0, err
+    tried = {t["method"].split(" (")[0]: t["outputs"] for t in manifest["calibration"]["auto"]}
+    minmax, entropy, mix = tried["minmax"], tried["entropy"], tried["by output path"]
+    assert entropy["capped"] > minmax["capped"] + 3 and entropy["power"] < minmax["power"] - 10
+    assert manifest["calibration"]["method"].startswith("by output path (capped: entropy, power: minmax")
+    assert mix["capped"] >= entropy["capped"] - 0.5 and mix["power"] >= minmax["power"] - 0.5
+
+
+def test_auto_with_a_budget_on_a_model_without_a_classes_output(built, tmp_path, cli):
+    """It crashed with KeyError 'accuracy', blamed on TensorFlow's converter."""
+    code, out, err, manifest = _convert(cli, built, "two", tmp_path / "b.tflite", "--io", "float32", "--samples", 256,
+                                        "--calibration", "auto", "--eval-data", built / "two_eval.npz", "--min-sqnr", 45)
+    assert code in (0, 1) and "accuracy" not in err and "converter failed" not in err, err
+    search = manifest["search"]
+    assert [s["kind"] for s in search["steps"][:6]][-1] == "int8 (by output path)"
+    assert search["met"] == (code == 0)
