@@ -128,7 +128,8 @@ def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[di
     debugger.layer_statistics_dump(dump)
     dump.seek(0)
     layers = [_layer(row) for row in csv.DictReader(dump)]
-    layers.sort(key=lambda layer: (math.inf if layer["sqnr_db"] is None else layer["sqnr_db"]))
+    # a layer whose error could not be measured (no signal, or a NaN from LOG on zeros) is a suspect: first, never last
+    layers.sort(key=lambda layer: (layer["sqnr_db"] is not None, layer["sqnr_db"] or 0.0))
     for rank, layer in enumerate(layers, 1):
         layer["rank"] = rank
     return [{k: layer.get(k) for k in CSV_FIELDS} for layer in layers]
