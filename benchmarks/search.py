@@ -77,7 +77,7 @@ def convert(tree: Path, case: dict, out: Path, search: bool) -> dict:
         args = [a for i, a in enumerate(args) if a != "--min-sqnr" and (i == 0 or args[i - 1] != "--min-sqnr")]
     env = {**os.environ, "PYTHONPATH": str(tree), "TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.perf_counter()
-    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=out.parent)  # not ROOT: `-m` puts the cwd first
     seconds = time.perf_counter() - start
     manifest = next((p for p in (out.with_name(out.stem + ".edgeq.json"), out.with_name(out.stem + ".best-effort.edgeq.json"))
                      if p.exists()), None)

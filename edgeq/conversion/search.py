@@ -168,10 +168,15 @@ class Evaluator:
 INT16X8_NOTE = "16-bit activations (int16x8) run on LiteRT's built-in kernels only: not on XNNPACK, the Edge TPU or NNAPI"
 
 
+EFFECT_UNITS = 24  # the effect ranking measures at most this many units of layers, each alone
+
+
 def max_evaluations(candidates: int) -> int:
-    """The bound on int8 evaluations: full INT8, heads, the upper bound, two bisections and shrinking."""
+    """The bound on int8 evaluations: full INT8, heads, the upper bound, the region's two
+    bisections, the effect ranking and its bisection, dropping the least effective, shrinking."""
     log = math.ceil(math.log2(candidates)) if candidates > 1 else 1
-    return 3 + 2 * log + shrink_budget(candidates)
+    units = min(candidates, EFFECT_UNITS)
+    return 3 + 3 * log + units + math.ceil(math.log2(max(units, 2))) + shrink_budget(candidates)
 
 
 def shrink_budget(candidates: int) -> int:
@@ -231,27 +236,78 @@ def search(evaluator: Evaluator, full_int8: bytes, graph: LayerGraph, quantize: 
 
 
 def _find(run: _Search, candidates: list[Layer], heads: list[Layer]) -> list[Layer] | None:
-    """A set that meets the budget (steps 2-4), or None when even every candidate in float misses."""
+    """A set that meets the budget (steps 2-5), or None when even every candidate in float misses."""
     heads = sorted(set(heads), key=lambda layer: layer.position)
     if heads and run.meets(heads, "output heads"):
         return heads
     if not candidates or not run.meets(candidates, "every layer feeding the missed outputs"):
         return None
-    low, high = 0, len(candidates)  # the prefix of `low` layers misses, of `high` meets
+    region = _region(run, candidates)
+    ranked, effect = _ranked_by_effect(run, candidates)
+    found = min(region, ranked, key=len) if ranked is not None else region
+    return _drop_least_effective(run, found, effect)
+
+
+def _shortest_prefix(run: _Search, ordered: list, phase: str) -> int:
+    """The fewest leading items of `ordered` (layers, or units of layers) that meet the budget
+    together (all of them do; none does not)."""
+    def layers(items: list) -> list[Layer]:
+        return [x for item in items for x in (item if isinstance(item, list) else [item])]
+
+    low, high = 0, len(ordered)
     while high - low > 1:
         mid = (low + high) // 2
-        if run.meets(candidates[:mid], "prefix bisection"):
+        if run.meets(layers(ordered[:mid]), phase):
             high = mid
         else:
             low = mid
-    good, bad = 0, high  # the region from `good` to `high` meets; from `bad` (none at first) misses
+    return high
+
+
+def _region(run: _Search, candidates: list[Layer]) -> list[Layer]:
+    """The shortest prefix in execution order that meets, then the latest start of a region ending there."""
+    end = _shortest_prefix(run, candidates, "prefix bisection")
+    good, bad = 0, end  # the region from `good` to `end` meets; from `bad` (none at first) misses
     while bad - good > 1:
         mid = (good + bad) // 2
-        if run.meets(candidates[mid:high], "region start bisection"):
+        if run.meets(candidates[mid:end], "region start bisection"):
             good = mid
         else:
             bad = mid
-    return candidates[good:high]
+    return candidates[good:end]
+
+
+def _ranked_by_effect(run: _Search, candidates: list[Layer]) -> tuple[list[Layer] | None, dict[str, float]]:
+    """Contiguous units of the candidates (at most EFFECT_UNITS), each measured alone in float by
+    what it does to the worst output, best first; then the fewest of them that meet together
+    (bisection over the ranking), and each layer's effect (its unit's). For an error spread over
+    many layers, where no region explains it."""
+    size = math.ceil(len(candidates) / EFFECT_UNITS)
+    units = [candidates[i:i + size] for i in range(0, len(candidates), size)]
+    if len(units) < 2:
+        return None, {}
+    effect = [run.step(unit, "effect of one unit alone")["quality"] for unit in units]
+    order = sorted(range(len(units)), key=lambda i: (-effect[i], i))
+    count = _shortest_prefix(run, [units[i] for i in order], "bisection over the effect ranking")
+    chosen = sorted([layer for i in order[:count] for layer in units[i]], key=lambda layer: layer.position)
+    return chosen, {layer.node: effect[i] for i, unit in enumerate(units) for layer in unit}
+
+
+def _drop_least_effective(run: _Search, kept: list[Layer], effect: dict[str, float]) -> list[Layer]:
+    """`kept` without as many of its least effective layers (by their unit's effect) as it can
+    lose and still meet: bisection on how many."""
+    if not effect or len(kept) < 2:
+        return kept
+    weakest = sorted(kept, key=lambda layer: (effect.get(layer.node, -math.inf), -layer.position))
+    low, high = 0, len(kept)  # dropping `low` of them meets; dropping all (none kept) misses
+    while high - low > 1:
+        mid = (low + high) // 2
+        rest = [layer for layer in kept if layer not in set(weakest[:mid])]
+        if run.meets(rest, "dropping the least effective"):
+            low = mid
+        else:
+            high = mid
+    return [layer for layer in kept if layer not in set(weakest[:low])]
 
 
 def _shrink(run: _Search, kept: list[Layer], budget: int) -> list[Layer]:
