@@ -41,6 +41,7 @@ emulation: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/calibration_methods.py
+	$(PY) benchmarks/search.py
 
 compat: $(STAMP)
 	$(PY) benchmarks/compat.py

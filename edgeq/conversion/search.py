@@ -11,9 +11,12 @@ The budget holds for every output; the outputs that miss it drive the search:
 4. bisection over the execution order of those layers, as Polygraphy's `debug precision` does:
    the shortest prefix that meets the budget, then the latest start of a region ending there
    (a front end, a head, or a front end and the normalization after it);
-5. shrinking: parts of the set found are dropped while the rest still meets the budget,
-   coarse to fine within a bound on evaluations, since keeping more in float does not always
-   help (rounding errors that cancelled can stop cancelling).
+5. ranking by effect: contiguous units of those layers, each alone in float, judged by the worst
+   output; bisection over that ranking (an error spread over many layers);
+6. the smaller set of 4 and 5 loses its least effective layers (bisection on how many); then
+   shrinking drops parts of it while the rest still meets the budget, coarse to fine within a
+   bound on evaluations, since keeping more in float does not always help (rounding errors that
+   cancelled can stop cancelling).
 
 The smallest set that met the budget is chosen; with none, the best-scoring one within
 --max-float-layers. No layer is ranked by its isolated error: an error that cannot be measured
@@ -236,7 +239,7 @@ def search(evaluator: Evaluator, full_int8: bytes, graph: LayerGraph, quantize: 
 
 
 def _find(run: _Search, candidates: list[Layer], heads: list[Layer]) -> list[Layer] | None:
-    """A set that meets the budget (steps 2-5), or None when even every candidate in float misses."""
+    """A set that meets the budget (steps 2-6 but shrinking), or None when even every candidate in float misses."""
     heads = sorted(set(heads), key=lambda layer: layer.position)
     if heads and run.meets(heads, "output heads"):
         return heads
