@@ -21,7 +21,6 @@ import edgeq
 from edgeq.conversion.calibration import ParallelCalibrator, default_jobs
 from edgeq.conversion.isolation import ChildError, run_isolated, step
 from edgeq.conversion.quantize import (
-    RangeChooser,
     calibrate,
     keyed,
     not_kept,
