@@ -139,3 +139,11 @@ def test_auto_with_a_budget_on_a_model_without_a_classes_output(built, tmp_path,
     search = manifest["search"]
     assert [s["kind"] for s in search["steps"][:6]][-1] == "int8 (by output path)"
     assert search["met"] == (code == 0)
+
+
+def test_a_budget_the_int8_io_tensors_forbid_says_so(built, tmp_path, cli):
+    """Every layer in float still misses 60 dB with int8 I/O: the warning names the I/O, not the layers."""
+    code, out, err, manifest = _convert(cli, built, "head", tmp_path / "u.tflite", "--eval-data", built / "head_eval.npz",
+                                        "--min-sqnr", 60)
+    assert code == 1 and not manifest["search"]["met"], err
+    assert "the int8 input and output tensors stay quantized; --io float32 lifts that bound" in err

@@ -315,8 +315,9 @@ def step_outputs(step: dict) -> str:
         return "exact match" if step.get("exact") else f"SQNR {_num(step['worst_sqnr_db'], '.2f')} dB"
     parts = []
     for o in step["outputs"]:
-        figure = ("exact" if o["exact"] else f"agreement {_num(o['agreement'], '.4f')}" if o["role"] == "classes" and o["agreement"] is not None
-                  else f"{_num(o['sqnr_db'], '.2f')} dB")
+        figure = "exact" if o["exact"] else f"{_num(o['sqnr_db'], '.2f')} dB"
+        if o["role"] == "classes" and o["agreement"] is not None:
+            figure += f" agreement {_num(o['agreement'], '.4f')}"
         parts.append(f"{terminal(o['name'])} {figure}" + ("" if o["meets"] else "*"))
     return ", ".join(parts)
 
