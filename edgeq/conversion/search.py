@@ -57,36 +57,35 @@ class Budget:
         """A classes output is judged by agreement when the budget has such a criterion; by SQNR otherwise."""
         return self.min_sqnr is not None and (role != "classes" or (self.min_agreement is None and self.max_drop is None))
 
-    def margins(self, scores: dict[str, Any]) -> dict[str, float]:
-        """Each judged output's margin over the budget (>= 0 meets): dB for SQNR, points for agreement
-        and the top-1 drop (the drop belongs to the headline classes output)."""
-        found: dict[str, float] = {}
-        acc = scores["accuracy"]
+    def judged(self, scores: dict[str, Any]) -> list[tuple[str, float, str]]:
+        """Each criterion applied to each output: (output, margin, what a miss reads as). The margin
+        is >= 0 when met: dB for SQNR, points for agreement and for the top-1 drop (which belongs to
+        the headline classes output)."""
+        acc, found = scores["accuracy"], []
         for out in scores["outputs"]:
-            margins = []
+            name = out["name"]
             if self.judged_by_sqnr(out["role"]):
-                margins.append(math.inf if out["exact"] else -math.inf if out["sqnr_db"] is None else out["sqnr_db"] - self.min_sqnr)
+                margin = math.inf if out["exact"] else -math.inf if out["sqnr_db"] is None else out["sqnr_db"] - self.min_sqnr
+                found.append((name, margin, f"{name}: SQNR {_fmt(out['sqnr_db'])} dB < {self.min_sqnr:g}"))
             if out["role"] == "classes" and self.min_agreement is not None and out["agreement"] is not None:
-                margins.append(100 * (out["agreement"] - self.min_agreement))
-            if self.max_drop is not None and out["name"] == acc["output"]:
-                margins.append(-math.inf if acc["top1_drop_pts"] is None else self.max_drop - acc["top1_drop_pts"])
-            if margins:
-                found[out["name"]] = min(margins)
+                found.append((name, 100 * (out["agreement"] - self.min_agreement),
+                              f"{name}: agreement {_fmt(out['agreement'], 4)} < {self.min_agreement:g}"))
+            if self.max_drop is not None and name == acc["output"]:
+                drop = acc["top1_drop_pts"]
+                found.append((name, -math.inf if drop is None else self.max_drop - drop,
+                              f"{name}: top-1 drop {_fmt(drop)} pts > {self.max_drop:g}"))
+        return found
+
+    def margins(self, scores: dict[str, Any]) -> dict[str, float]:
+        """Each judged output's worst margin over the budget (>= 0 meets)."""
+        found: dict[str, float] = {}
+        for name, margin, _ in self.judged(scores):
+            found[name] = min(margin, found.get(name, math.inf))
         return found
 
     def missed(self, scores: dict[str, Any]) -> list[str]:
         """What a model's scores miss, per output; empty when it meets the budget."""
-        acc, missed = scores["accuracy"], []
-        for out in scores["outputs"]:
-            name = out["name"]
-            if self.judged_by_sqnr(out["role"]) and not out["exact"] and (out["sqnr_db"] is None or out["sqnr_db"] < self.min_sqnr):
-                missed.append(f"{name}: SQNR {_fmt(out['sqnr_db'])} dB < {self.min_sqnr:g}")
-            if (out["role"] == "classes" and self.min_agreement is not None and out["agreement"] is not None
-                    and out["agreement"] < self.min_agreement):
-                missed.append(f"{name}: agreement {_fmt(out['agreement'], 4)} < {self.min_agreement:g}")
-            if self.max_drop is not None and name == acc["output"] and (acc["top1_drop_pts"] is None or acc["top1_drop_pts"] > self.max_drop):
-                missed.append(f"{name}: top-1 drop {_fmt(acc['top1_drop_pts'])} pts > {self.max_drop:g}")
-        return missed
+        return [miss for _, margin, miss in self.judged(scores) if margin < 0]
 
     def quality(self, scores: dict[str, Any]) -> float:
         """Higher is better: the worst output's margin. Picks the best of models that all miss."""

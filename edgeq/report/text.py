@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from edgeq.escape import terminal
 from edgeq.tflite.metadata import ModelMetadata
 from edgeq.tflite.summary import ModelSummary, TensorInfo
@@ -344,6 +346,4 @@ def search_lines(search: dict) -> list[str]:
 
 def shell_word(text: str) -> str:
     """A model's name as one shell word, safe to paste and to print."""
-    import shlex
-
     return terminal(shlex.quote(text))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edgeq.tflite.model import BOUNDARY_OPS, PASS_THROUGH_OPS, Operator, TfliteModel
+from edgeq.tflite.model import BOUNDARY_OPS, TfliteModel
 
 
 @dataclass(frozen=True)
@@ -24,25 +24,19 @@ class Layer:
     outputs: frozenset[int]  # the model outputs (positions in model.outputs) this layer feeds
 
 
-def layers(model: TfliteModel) -> list[Layer]:
-    """Every op with a float output, in execution order, with the outputs it feeds."""
+def layers(model: TfliteModel, exclude: frozenset[str] = frozenset(), exclude_ops: frozenset[str] = frozenset()) -> list[Layer]:
+    """Every op with a float output, in execution order, with the outputs it feeds; `exclude`:
+    nodes, `exclude_ops`: op types already kept in float (not candidates)."""
     fed = _outputs_fed(model)
     found: list[Layer] = []
     for op in model.operators:
         outs = [i for i in op.outputs if i >= 0]
         if op.type in BOUNDARY_OPS or not outs or not model.tensors[outs[0]].is_float:
             continue
-        found.append(Layer(len(found), model.tensors[outs[0]].name, op.type, op.index, fed.get(op.index, frozenset())))
+        node = model.tensors[outs[0]].name
+        if node not in exclude and op.type not in exclude_ops:
+            found.append(Layer(len(found), node, op.type, op.index, fed.get(op.index, frozenset())))
     return found
-
-
-def head(model: TfliteModel, output: int) -> Operator | None:
-    """The op that computes model output number `output`, looking through ops that only convert
-    or reshape it (a FULLY_CONNECTED under a RESHAPE)."""
-    op = model.producers.get(model.outputs[output])
-    while op is not None and op.type in PASS_THROUGH_OPS and op.inputs:
-        op = model.producers.get(op.inputs[0])
-    return op
 
 
 def _outputs_fed(model: TfliteModel) -> dict[int, frozenset[int]]:
@@ -83,15 +77,12 @@ class LayerGraph:
 
     @classmethod
     def of(cls, model: TfliteModel, exclude: frozenset[str] = frozenset(), exclude_ops: frozenset[str] = frozenset()) -> LayerGraph:
-        """`exclude`: nodes, `exclude_ops`: op types already kept in float (not candidates)."""
-        found = [layer for layer in layers(model) if layer.node not in exclude and layer.op_type not in exclude_ops]
-        found = [Layer(i, layer.node, layer.op_type, layer.op, layer.outputs) for i, layer in enumerate(found)]
+        """The candidates of `layers(model, exclude, exclude_ops)` and the layer computing each output."""
+        found = layers(model, exclude, exclude_ops)
         by_op = {layer.op: layer for layer in found}
-        heads = []
-        for position in range(len(model.outputs)):
-            op = head(model, position)
-            heads.append(by_op.get(op.index) if op is not None else None)
-        return cls(tuple(found), tuple(model.tensors[t].name for t in model.outputs), tuple(heads))
+        computing = [model.computing_operator(t) for t in model.outputs]
+        heads = tuple(by_op.get(op.index) if op is not None else None for op in computing)
+        return cls(tuple(found), tuple(model.tensors[t].name for t in model.outputs), heads)
 
     def feeding(self, outputs: set[int]) -> list[Layer]:
         """The layers that feed any of `outputs` (positions), in execution order."""

@@ -92,12 +92,17 @@ class TfliteModel:
         """The operator that writes each non-constant tensor."""
         return {o: op for op in self.operators for o in op.outputs}
 
-    def producing_op(self, tensor: int) -> str | None:
-        """The op type that computes `tensor`, looking through what only converts or reshapes it
-        (QUANTIZE, DEQUANTIZE, RESHAPE, SQUEEZE): SOFTMAX for a softmax output of an int8 model."""
+    def computing_operator(self, tensor: int) -> Operator | None:
+        """The op that computes `tensor`, looking through what only converts or reshapes it
+        (QUANTIZE, DEQUANTIZE, RESHAPE, SQUEEZE): the SOFTMAX of a softmax output of an int8 model."""
         op = self.producers.get(tensor)
         while op is not None and op.type in PASS_THROUGH_OPS and op.inputs:
             op = self.producers.get(op.inputs[0])
+        return op
+
+    def producing_op(self, tensor: int) -> str | None:
+        """The type of `computing_operator(tensor)`."""
+        op = self.computing_operator(tensor)
         return op.type if op is not None else None
 
     def constant(self, index: int) -> np.ndarray | None:
