@@ -30,19 +30,22 @@ def choose_ranges(calibrated: bytes, source, options, data: Path, keep: dict[str
     evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, budget,
                           class_count=len(eval_source.class_names or []) or None)
     tried = []
-    for method in AUTO_ORDER:
-        model, record = chooser.with_method(method)
-        step_record = evaluator.evaluate(quantize(model, options.recipe, keep), [], kind=f"int8 ({method})", phase="calibration method")
+
+    def attempt(ranges: tuple[bytes, dict[str, Any]], kind: str) -> bool:
+        model, record = ranges
+        step_record = evaluator.evaluate(quantize(model, options.recipe, keep), [], kind=f"int8 ({kind})", phase="calibration method")
         tried.append((step_record, model, record))
-        if options.budget is not None and step_record["meets"]:
+        return step_record["meets"]
+
+    methods = []
+    for method in AUTO_ORDER:
+        methods.append(method)
+        if attempt(chooser.with_method(method), str(method)) and options.budget is not None:
             break
     if not any(t[0]["meets"] for t in tried):
-        mix = _by_output_path(chooser, [t[0] for t in tried])
+        mix = _by_output_path(chooser, methods, [t[0] for t in tried])
         if mix is not None:
-            model, record = mix
-            step_record = evaluator.evaluate(quantize(model, options.recipe, keep), [], kind="int8 (by output path)",
-                                             phase="calibration method")
-            tried.append((step_record, model, record))
+            attempt(mix, "by output path")
     best = next((t for t in tried if t[0]["meets"]), None) or max(tried, key=lambda t: leximin(t[0]))
     return best[1], {**best[2], "auto": [{"method": t[2]["method"], "worst_sqnr_db": t[0]["worst_sqnr_db"],
                                           "outputs": {o["name"]: o["sqnr_db"] for o in t[0]["outputs"]},
@@ -50,9 +53,9 @@ def choose_ranges(calibrated: bytes, source, options, data: Path, keep: dict[str
                      "steps": [t[0] for t in tried] if options.budget is not None else []}
 
 
-def _by_output_path(chooser: RangeChooser, steps: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]] | None:
-    """The mix of the module docstring, or None when one method is best for every output."""
-    methods = [Method.parse(s["kind"][len("int8 ("):-1]) for s in steps]
+def _by_output_path(chooser: RangeChooser, methods: list[Method], steps: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]] | None:
+    """The mix of the module docstring from `steps`, the figures of `methods`, or None when one
+    method is best for every output."""
     names = [o["name"] for o in steps[0]["outputs"]]
     best_for = {name: max(range(len(steps)), key=lambda i: output_quality(steps[i]["outputs"][k]))
                 for k, name in enumerate(names)}
