@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# conversions reuse each other's calibrations within a test session, never the user's cache folder
+os.environ["EDGEQ_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgeq-test-cache-")
 
 import numpy as np
 import pytest

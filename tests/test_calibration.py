@@ -7,8 +7,8 @@ import pytest
 from edgeq.conversion.calibration import (
     ParallelCalibrator,
     read_ranges,
-    wrapper_library,
 )
+from edgeq.conversion.extensions import calibration_wrapper_file
 from edgeq.conversion.converter import convert
 from edgeq.data.samples import InputSpec, open_samples
 from edgeq.errors import ConversionError
@@ -58,7 +58,7 @@ def test_workers_use_the_calibration_module_the_converter_loads():
     from tensorflow.lite.python.optimize import calibrator
 
     calibrator._calibration_wrapper.CalibrationWrapper  # noqa: B018 - forces the lazy import
-    assert wrapper_library() == sys.modules[calibrator._calibration_wrapper.__name__].__file__
+    assert calibration_wrapper_file() == sys.modules[calibrator._calibration_wrapper.__name__].__file__
 
 
 def test_a_failing_worker_is_one_conversion_error(samples):

@@ -70,6 +70,7 @@ def convert(
     author: Optional[str] = typer.Option(None, "--author", show_default=False, help="Metadata: author."),
     license_: Optional[str] = typer.Option(None, "--license", show_default=False, help="Metadata: license."),
     bundle_dir: Optional[Path] = typer.Option(None, "--bundle", show_default=False, help="Also write the app bundle (see edgeq bundle) into DIR."),
+    no_cache: bool = typer.Option(False, "--no-cache", metavar="", help="Neither reuse nor keep calibrations and conversions in the cache folder ($EDGEQ_CACHE_DIR, else ~/.cache/edgeq)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
 ) -> None:
@@ -88,7 +89,7 @@ def convert(
             preprocessing=Preprocessing(color, resize, value_range, floats(mean, "--mean"), floats(std, "--std"), layout),
             signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape),
             custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
-            channels_last=channels_last, optimize=optimize, device=device,
+            channels_last=channels_last, optimize=optimize, device=device, cache=not no_cache,
         )
         if bundle_dir is not None:
             from edgeq.report.bundle import check_bundle
@@ -112,6 +113,9 @@ def convert(
     slower = slower_hint(result.manifest.get("latency"))
     if slower:
         log.warning(slower)
+    from edgeq.report.text import timings_line
+
+    log.debug(timings_line(result.manifest.get("timings")))
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
     else:

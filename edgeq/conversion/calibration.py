@@ -18,7 +18,6 @@ own library, so a worker starts in well under a second without importing TensorF
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import struct
 import tempfile
@@ -29,11 +28,11 @@ from queue import Empty, Full
 
 import numpy as np
 
+from edgeq.conversion.extensions import CALIBRATION_WRAPPER, calibration_wrapper_file, load_module
 from edgeq.conversion.isolation import die_with_parent, main_module_hidden
 from edgeq.errors import ConversionError
 
 Ranges = dict[int, tuple[float, float]]
-WRAPPER = "_pywrap_tensorflow_lite_calibration_wrapper"
 
 
 def default_jobs() -> int:
@@ -88,29 +87,11 @@ def merge(parts: Iterable[Ranges]) -> Ranges:
     return merged
 
 
-def wrapper_library() -> str:
-    """The calibration extension module TensorFlow's converter loads, found without importing TensorFlow."""
-    spec = importlib.util.find_spec("tensorflow")
-    if spec is None or spec.origin is None:
-        raise ConversionError("TensorFlow is not installed; pip install 'edgeq[convert]'")
-    found = sorted((Path(spec.origin).parent / "lite" / "python").glob(f"{WRAPPER}*.so"))
-    if not found:
-        raise ConversionError(f"this TensorFlow has no {WRAPPER} module; use --jobs 1")
-    return str(found[0])
-
-
-def _load_wrapper(library: str):
-    spec = importlib.util.spec_from_file_location(WRAPPER, library)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _worker(library: str, model_path: str, tasks, results) -> None:
     """Calibrate the samples taken from `tasks` until None; put the ranges (or an error) on `results`."""
     die_with_parent()
     try:
-        module = _load_wrapper(library)
+        module = load_module(CALIBRATION_WRAPPER, library)
         wrapper, content = None, b""
         while (sample := tasks.get()) is not None:
             if wrapper is None:  # the model file exists once samples arrive
@@ -133,7 +114,7 @@ class ParallelCalibrator:
         self.tmp = tempfile.TemporaryDirectory(prefix="edgeq-calibrate-")
         self.model_path = Path(self.tmp.name) / "calibrated.tflite"
         self.tasks, self.results = context.Queue(maxsize=2 * jobs), context.Queue()
-        library = wrapper_library()
+        library = calibration_wrapper_file()
         self.workers = [context.Process(target=_worker, args=(library, str(self.model_path), self.tasks, self.results),
                                         daemon=True) for _ in range(jobs)]
         with main_module_hidden():

@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import logging
 import tempfile
+import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import edgeq
+from edgeq.conversion.cache import Cache, edgeq_build
+from edgeq.conversion.calibrated import Calibrated, cache_keys
 from edgeq.conversion.calibration import ParallelCalibrator, default_jobs
 from edgeq.conversion.isolation import ChildError, run_isolated, step
 from edgeq.conversion.quantize import (
@@ -60,6 +63,7 @@ from edgeq.tflite.metadata import Description, metadata_for, with_metadata
 from edgeq.tflite.model import TfliteModel, parse_tflite
 from edgeq.tflite.signatures import calibrator_order
 from edgeq.tflite.summary import ModelSummary, manifest_for, summarize
+from edgeq.timing import Timings, phase
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,7 @@ class ConvertOptions:
     max_float_layers: int | None = None
     allow_int16x8: bool = False  # the search may try 16-bit activations before float layers
     channels_last: bool = False  # a PyTorch source's 4-D inputs as NHWC (litert-torch's to_channel_last_io)
+    cache: bool = True  # reuse (and keep) calibrations and finished conversions in the user's cache folder
     optimize: str | None = None  # "latency": the fastest candidate on XNNPACK that keeps the budget
     device: str | None = None  # a device profile: --optimize latency times the candidates there
 
@@ -157,6 +162,8 @@ class ChildResult:
     preprocessing: Preprocessing  # as resolved against what the model states
     origins: dict[str, str]  # where each preprocessing field came from
     conflicts: list[str]  # flags that contradict what the model states
+    calibrated: Calibrated | None = None  # the calibration, when another conversion may reuse it
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -246,21 +253,72 @@ def quantize_model(
     model = Path(model)
     if options.mode in CALIBRATED_MODES and data is None and not has_fake_quant(model):
         raise UsageError(f"--mode {options.mode} calibrates on real samples; pass --data DIR|FILE.npy|FILE.npz")
-    ignored = [] if options.mode in CALIBRATED_MODES else [
-        name for name, value in (("--data", data), ("--eval-data", options.eval_data)) if value is not None]
     if not model.exists():
         raise ModelError(f"{model}: no such model; pass a .keras or .h5 file or a SavedModel folder")
     if data is not None and not Path(data).exists():
         raise DataError(f"{data}: no such file or folder; pass an image folder, a .npy or a .npz")
     require_tensorflow("edgeq convert")
 
-    with tempfile.TemporaryDirectory(prefix="edgeq-convert-") as scratch:
-        float_source = _float_source(model, options, quiet_native, isolated, Path(scratch))
-        child = _in_child(_run, model, quiet_native, isolated, float_source, data, options)
-        source_model = float_source.read_bytes() if float_source.suffix.lower() == ".tflite" else None
+    timings = Timings()
+    with timings.recording():
+        with phase("cache lookup"):
+            cache = Cache.open(_versions() | {"edgeq": edgeq_build()}) if options.cache else None
+            keys = cache_keys(model, Path(data) if data is not None else None, options, about) if cache else None
+            served = cache.get("conversion", keys.conversion) if cache else None
+        if served is not None:
+            return _served(served, timings, cache)
+        entry = cache.get("calibration", keys.calibration) if cache and keys.calibration else None
+        cached = Calibrated.from_entry(entry) if entry else None
+        with tempfile.TemporaryDirectory(prefix="edgeq-convert-") as scratch:
+            if cached is not None:
+                started = time.perf_counter()
+                child = _in_child(_requantize, model, quiet_native, isolated, cached, data, options)
+                source_model = cached.source_model or (model.read_bytes() if model.suffix.lower() == ".tflite" else None)
+            else:
+                with phase("export (litert-torch, in its own child)"):
+                    float_source = _float_source(model, options, quiet_native, isolated, Path(scratch))
+                started = time.perf_counter()
+                child = _in_child(_run, model, quiet_native, isolated, float_source, data, options)
+                source_model = float_source.read_bytes() if float_source.suffix.lower() == ".tflite" else None
+        timings.merge(child.timings)
+        timings.add("child process start", time.perf_counter() - started - sum(child.timings.values()))
+        fresh = child.calibrated is not None and (cached is None or cached.histograms is None and child.calibrated.histograms is not None)
+        if cache and keys.calibration and fresh:
+            pt2 = model.suffix.lower() == PT2_SUFFIX
+            with phase("cache store"):
+                cache.put("calibration", keys.calibration, *replace(child.calibrated, source_model=source_model if pt2 else None).to_entry())
+        with phase("checks"):
+            conversion = _described(child, model, data, options, about, source_model)
+        conversion.manifest["cache"] = {"conversion": "miss" if cache else "off",
+                                        "calibration": "off" if cache is None else "not reusable" if keys.calibration is None
+                                        else "hit" if cached is not None else "miss", "folder": str(cache.folder) if cache else None}
+        conversion.manifest["warnings"] += cache.warnings if cache else []
+        if cache:
+            with phase("cache store"):
+                cache.put("conversion", keys.conversion, {"manifest": conversion.manifest, "budget_met": conversion.budget_met},
+                          {"model": conversion.model})
+    conversion.manifest["timings"] = timings.rounded()
+    return conversion
+
+
+def _served(entry, timings: Timings, cache: Cache) -> Conversion:
+    """A conversion done before with the same inputs and options: its bytes (checked against their
+    hash when read) and manifest, which says it came from the cache and how long this run took."""
+    manifest = entry.header["manifest"]
+    manifest["cache"] = {**manifest["cache"], "conversion": "hit"}
+    manifest["timings"] = timings.rounded()
+    manifest["warnings"] = manifest["warnings"] + cache.warnings
+    return Conversion(entry.blobs["model"], manifest, manifest["warnings"], entry.header["budget_met"])
+
+
+def _described(child: ChildResult, model: Path, data: str | Path | None, options: ConvertOptions, about: Description | None,
+               source_model: bytes | None) -> Conversion:
+    """The child's model checked (strict int8, runs in LiteRT, targets), its metadata embedded, and its manifest."""
+    ignored = [] if options.mode in CALIBRATED_MODES else [
+        name for name, value in (("--data", data), ("--eval-data", options.eval_data)) if value is not None]
     quantized, calibration, keep, float_bytes, search = child.model, child.calibration, child.keep, child.float_bytes, child.search
     kind = {"kind": child.kind, "rewrites": child.rewrites}
-    if float_source != model:
+    if model.suffix.lower() == PT2_SUFFIX:
         kind.update(kind="pytorch", rewrites=[f"exported to a float .tflite by litert-torch ({versions()})"
                                               + (", channels-last I/O" if options.channels_last else "")] + child.rewrites)
     pre = child.preprocessing
@@ -347,25 +405,21 @@ def _float_source(model: Path, options: ConvertOptions, quiet_native: bool, isol
     return path
 
 
-def _latency(calibrated: bytes, quantized: bytes, source, options: ConvertOptions, keep: dict[str, Any], data: Path):
+def _latency(calibrated: bytes, quantized: bytes, specs: list[InputSpec], options: ConvertOptions, keep: dict[str, Any], data: Path):
     """INT8 against float on XNNPACK here; with --optimize latency, the fastest candidate that keeps
     the budget (its kept op types join `keep`). Returns the model to write and the record."""
     from edgeq.conversion import latency
 
-    if len(source.signatures) > 1:
-        if options.optimize:
-            raise UsageError("--optimize latency takes one signature; convert with one --signature")
-        return quantized, None
     step("timing INT8 against float (XNNPACK, 1 thread)")
-    order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
-    samples = [[sample[k] for k in order] for sample in open_samples(data, source.specs, options.preprocessing, 16, options.seed)]
+    order = calibrator_order(parse_tflite(calibrated), [s.name for s in specs])
+    samples = [[sample[k] for k in order] for sample in open_samples(data, specs, options.preprocessing, 16, options.seed)]
     if options.optimize != "latency":
         return quantized, latency.slower_than_float(calibrated, quantized, samples[0])
     if options.budget is not None:
         from edgeq.conversion.search import Evaluator
 
-        eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
-        evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels,
+        eval_source = open_samples(options.eval_data, specs, options.preprocessing, None, options.seed)
+        evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in specs], eval_source.labels,
                               options.budget, class_count=len(eval_source.class_names or []) or None)
 
         def score(model: bytes):
@@ -420,77 +474,118 @@ def _proven_to_run(quantized: bytes, model: Path, source_model: bytes | None, da
                             "and report it with the model if you can)") from None
 
 
-def _run(model: Path, data: Path | None, options: ConvertOptions):
-    jobs = options.calibration_jobs if data is not None else 1
-    with ParallelCalibrator(jobs) if jobs > 1 else nullcontext() as workers:  # they start while TF loads
-        return _run_with(model, data, options, workers)
+def _run(model: Path, data: Path | None, options: ConvertOptions) -> ChildResult:
+    """The conversion child: load, calibrate, quantize; the phases timed."""
+    timings = Timings()
+    with timings.recording():
+        with phase("import"):
+            import tensorflow  # noqa: F401 - once, here: timed apart from loading the model
+
+        jobs = options.calibration_jobs if data is not None else 1
+        with ParallelCalibrator(jobs) if jobs > 1 else nullcontext() as workers:  # they start while TF loads
+            result = _run_with(model, data, options, workers)
+    return replace(result, timings=timings.seconds)
 
 
-def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: ParallelCalibrator | None):
+def _requantize(calibrated: Calibrated, data: Path, options: ConvertOptions) -> ChildResult:
+    """The conversion child when the calibration is cached: no model to load, no TensorFlow to import."""
+    timings = Timings()
+    with timings.recording():
+        result = _finish(calibrated, None, data, replace(options, preprocessing=calibrated.preprocessing))
+    return replace(result, timings=timings.seconds)
+
+
+def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: ParallelCalibrator | None) -> ChildResult:
     step("loading the model")
-    source = load_source(model, options.signatures, list(options.input_shapes), KerasCode(options.custom_objects, options.trust_model))
+    with phase("load"):
+        source = load_source(model, options.signatures, list(options.input_shapes), KerasCode(options.custom_objects, options.trust_model))
     pre, origins, conflicts = resolve(options.preprocessing, stated_scaling(source))
     options = replace(options, preprocessing=pre)
-    done = partial(ChildResult, kind=source.kind, rewrites=source.rewrites, preprocessing=pre, origins=origins,
-                   conflicts=conflicts)
-    latency_record: dict[str, Any] | None = None
-    calibration: dict[str, Any] | None = None
-    search: dict[str, Any] | None = None
+    learned = {"kind": source.kind, "rewrites": source.rewrites, "preprocessing": pre, "origins": origins, "conflicts": conflicts}
     keep: dict[str, Any] = {"requested": list(options.keep_float), "nodes": [], "ops": []}
     if source.trained_ranges and options.mode in ("int8", "int8-fallback"):
-        return _trained(source, data, options, keep, done)
-    if options.mode in CALIBRATED_MODES:
-        samples, audits, stream = _calibration_stream(source, data, options)
-        if len(source.signatures) > 1:
-            if options.budget is not None or options.calibration != "minmax":
-                raise UsageError("the accuracy search and --calibration other than minmax take one signature; convert with one --signature")
-            workers = None  # the parallel calibrator takes one subgraph; TensorFlow's own one takes them all
-        audit = audits[0]
-        if options.mode == "int16x8":
-            quantized = one_step(source, options.recipe, lambda: keyed(source)(stream))
+        return _trained(source, data, options, keep, partial(ChildResult, **learned))
+    if options.mode not in CALIBRATED_MODES:
+        with phase("convert"):
+            quantized = one_step(source, options.recipe, None)
             float_bytes = len(one_step(source, options.recipe, None, float_only=True))
-        else:
-            if workers is None:
-                calibrated = calibrate(source, options.recipe, lambda: stream)
-            else:  # TensorFlow calibrates on one sample to build the graph; the workers on all
-                first = list(itertools.islice(stream, 1))
-                calibrated = calibrate(source, options.recipe, lambda: iter(first))
-                order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
-                calibrated = workers.calibrate(calibrated, ([sample[k] for k in order] for sample in itertools.chain(first, stream)))
-            float_bytes = len(calibrated)
-            keep.update(resolve_keep_float(parse_tflite(calibrated), options.keep_float))
-            ranges_record = None
-            if options.calibration != "minmax":
-                calibrated, ranges_record = choose_ranges(calibrated, source, options, data, keep, workers)
-            quantized = quantize(calibrated, options.recipe, keep)
-            if options.budget is not None:
-                quantized, search = _search(calibrated, quantized, source, options, keep, data)
-                if ranges_record and ranges_record.get("steps"):
-                    search["steps"] = ranges_record["steps"] + search["steps"]
-                    search["evaluations"] += len(ranges_record["steps"])
-                keep["nodes"] += [n for n in search["chosen"]["float_layers"] if n not in keep["nodes"]]
-            quantized, latency_record = _latency(calibrated, quantized, source, options, keep, data)
-        warnings = [w for a in audits for w in a.warnings()]
-        for a, described in zip(audits, (s.describe() for s in samples)):
-            if a.count == 0:
-                raise DataError(f"{described}: no samples to calibrate with")
-            if a.count < options.samples:
-                warnings.insert(0, f"asked for {options.samples} calibration samples but {described} gave {a.count}")
-        calibration = {
-            "samples": audit.count,
-            "requested": options.samples,
-            "data": str(data),
-            "fingerprint": audit.fingerprint,
-            "jobs": len(workers.workers) if workers else 1,
-            "observed_range": {s.name: [lo, hi] for a in audits for s, lo, hi in zip(a.specs, a.low, a.high)},
-            "warnings": warnings,
-            **({"method": "minmax"} if options.mode != "int16x8" and options.calibration == "minmax" else {}),
-            **({k: v for k, v in ranges_record.items() if k != "steps"} if options.mode != "int16x8" and ranges_record else {}),
-        }
+        return ChildResult(source.restore(quantized), None, keep, float_bytes, None, None, **learned)
+    samples, audits, stream = _calibration_stream(source, data, options)
+    if len(source.signatures) > 1:
+        if options.budget is not None or options.calibration != "minmax":
+            raise UsageError("the accuracy search and --calibration other than minmax take one signature; convert with one --signature")
+        workers = None  # the parallel calibrator takes one subgraph; TensorFlow's own one takes them all
+    if options.mode == "int16x8":
+        with phase("convert and calibrate"):
+            quantized = one_step(source, options.recipe, lambda: keyed(source)(stream))
+        with phase("convert"):
+            float_bytes = len(one_step(source, options.recipe, None, float_only=True))
+        return ChildResult(source.restore(quantized), _calibration_record(samples, audits, data, options, 1), keep, float_bytes,
+                           None, None, **learned)
+    if workers is None:
+        calibrated = calibrate(source, options.recipe, lambda: stream)
+    else:  # TensorFlow calibrates on one sample to build the graph; the workers on all
+        first = list(itertools.islice(stream, 1))
+        calibrated = calibrate(source, options.recipe, lambda: iter(first), "convert")
+        order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
+        with phase("calibrate"):
+            calibrated = workers.calibrate(calibrated, ([sample[k] for k in order] for sample in itertools.chain(first, stream)))
+    record = _calibration_record(samples, audits, data, options, len(workers.workers) if workers else 1)
+    result = _finish(Calibrated(calibrated, source.specs, record, **learned), source, data, options)
+    reusable = len(source.signatures) == 1 and source.kind in ("keras", "saved_model", "tflite")  # restore() is the identity
+    return replace(result, model=source.restore(result.model), calibrated=result.calibrated if reusable else None)
+
+
+def _finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) -> ChildResult:
+    """From the calibrated graph on: the range method, the layers kept in float, quantization, the
+    accuracy search, the latency check. `source` is None when the calibration came from the cache."""
+    keep: dict[str, Any] = {"requested": list(options.keep_float), "nodes": [], "ops": []}
+    keep.update(resolve_keep_float(parse_tflite(calibrated.model), options.keep_float))
+    model, ranges_record, search = calibrated.model, None, None
+    if options.calibration != "minmax":
+        with phase("ranges"):
+            model, ranges_record, histograms = choose_ranges(calibrated.model, calibrated.specs, options, data, keep,
+                                                             options.calibration_jobs, calibrated.histograms)
+        calibrated = calibrated.with_histograms(histograms)
+    with phase("quantize"):
+        quantized = quantize(model, options.recipe, keep)
+    if options.budget is not None:
+        with phase("search"):
+            quantized, search = _search(model, quantized, calibrated.specs, source, options, keep, data)
+        if ranges_record and ranges_record.get("steps"):
+            search["steps"] = ranges_record["steps"] + search["steps"]
+            search["evaluations"] += len(ranges_record["steps"])
+        keep["nodes"] += [n for n in search["chosen"]["float_layers"] if n not in keep["nodes"]]
+    latency_record = None
+    if source is not None and len(source.signatures) > 1:
+        if options.optimize:
+            raise UsageError("--optimize latency takes one signature; convert with one --signature")
     else:
-        quantized = one_step(source, options.recipe, None)
-        float_bytes = len(one_step(source, options.recipe, None, float_only=True))
-    return done(source.restore(quantized), calibration, keep, float_bytes, search, latency_record)
+        with phase("latency check"):
+            quantized, latency_record = _latency(model, quantized, calibrated.specs, options, keep, data)
+    record = {**calibrated.calibration,
+              **({"method": "minmax"} if ranges_record is None else {k: v for k, v in ranges_record.items() if k != "steps"})}
+    return ChildResult(quantized, record, keep, len(calibrated.model), search, latency_record, calibrated.kind, calibrated.rewrites,
+                       calibrated.preprocessing, calibrated.origins, calibrated.conflicts, calibrated=calibrated)
+
+
+def _calibration_record(samples: list, audits: list[Audit], data: Path, options: ConvertOptions, jobs: int) -> dict[str, Any]:
+    """What the calibration samples were: how many, from where, their fingerprint and observed ranges."""
+    warnings = [w for a in audits for w in a.warnings()]
+    for a, described in zip(audits, (s.describe() for s in samples)):
+        if a.count == 0:
+            raise DataError(f"{described}: no samples to calibrate with")
+        if a.count < options.samples:
+            warnings.insert(0, f"asked for {options.samples} calibration samples but {described} gave {a.count}")
+    return {
+        "samples": audits[0].count,
+        "requested": options.samples,
+        "data": str(data),
+        "fingerprint": audits[0].fingerprint,
+        "jobs": jobs,
+        "observed_range": {s.name: [lo, hi] for a in audits for s, lo, hi in zip(a.specs, a.low, a.high)},
+        "warnings": warnings,
+    }
 
 
 def _trained(source, data: Path | None, options: ConvertOptions, keep: dict[str, Any], done: Callable[..., ChildResult]):
@@ -547,8 +642,10 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
     return sources, audits, counted("calibrating", stream, total)
 
 
-def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions, keep: dict[str, Any], data: Path):
-    """The accuracy-budget search of edgeq.conversion.search over this conversion's calibrated graph."""
+def _search(calibrated: bytes, full_int8: bytes, specs: list[InputSpec], source, options: ConvertOptions, keep: dict[str, Any],
+            data: Path):
+    """The accuracy-budget search of edgeq.conversion.search over this conversion's calibrated graph;
+    int16x8 is tried when the source is at hand (not from the calibration cache, which --allow-int16x8 skips)."""
 
     from edgeq.conversion.search import Evaluator, search
     from edgeq.tflite.graph import LayerGraph
@@ -559,13 +656,13 @@ def _search(calibrated: bytes, full_int8: bytes, source, options: ConvertOptions
         calibration = open_samples(data, source.specs, options.preprocessing, options.samples, options.seed)
         return one_step(source, wide.recipe, lambda: keyed(source)(iter(calibration)))
 
-    eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
-    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, options.budget,
+    eval_source = open_samples(options.eval_data, specs, options.preprocessing, None, options.seed)
+    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in specs], eval_source.labels, options.budget,
                           class_count=len(eval_source.class_names or []) or None)
     with_float = lambda nodes: quantize(calibrated, options.recipe, {**keep, "nodes": keep["nodes"] + nodes})  # noqa: E731
     graph = LayerGraph.of(parse_tflite(calibrated), frozenset(keep["nodes"]), frozenset(keep["ops"]))
     model, record = search(evaluator, full_int8, graph, with_float, options.max_float_layers,
-                           int16x8 if options.allow_int16x8 else None)
+                           int16x8 if options.allow_int16x8 and source is not None else None)
     record["eval_data"] = str(options.eval_data)
     bound = next((s for s in record["steps"] if s.get("phase") == "every layer feeding the missed outputs"), None)
     if not record["met"] and bound is not None and options.io_type != "float32":

@@ -63,7 +63,7 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
         calibrated = calibrate(source, recipe, lambda: iter(calibration))
         keep = resolve_keep_float(parse_tflite(calibrated), recipe.keep_float)
         if recipe.calibration != "minmax" and recorded:
-            calibrated, _ = RangeChooser(calibrated, source, recipe, Path(recipe.data)).with_method(Method.parse(recipe.calibration))
+            calibrated, _ = RangeChooser(calibrated, source.specs, recipe, Path(recipe.data)).with_method(Method.parse(recipe.calibration))
             note += f", ranges chosen by {recipe.calibration}"
         debug_model = quantize(calibrated, recipe, keep, numeric_verify=True)
         layers = run_debugger(debug_model, debug_samples)

@@ -18,6 +18,7 @@ from edgeq.errors import UsageError
 from edgeq.tflite.manifest import Recipe
 from edgeq.tflite.model import TfliteModel, parse_tflite
 from edgeq.tflite.summary import summarize
+from edgeq.timing import phase
 
 
 def keyed(source):
@@ -35,7 +36,7 @@ def tf_type(name: str):
     return {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}[name]
 
 
-def calibrate(source, recipe: Recipe, samples: Callable[[], Iterable[Any]]) -> bytes:
+def calibrate(source, recipe: Recipe, samples: Callable[[], Iterable[Any]], phase_name: str = "convert and calibrate") -> bytes:
     """The calibrated float model (min/max on every tensor) of `source` on `samples()`, which
     yields lists of arrays in the order of `source.specs` (or, for several signatures, keyed pairs)."""
     import tensorflow as tf
@@ -44,8 +45,10 @@ def calibrate(source, recipe: Recipe, samples: Callable[[], Iterable[Any]]) -> b
         from tensorflow.lite.python.optimize.calibrator import Calibrator
 
         step("calibrating (TensorFlow's flatbuffer calibrator)")
-        return Calibrator(source.flatbuffer).calibrate(lambda: keyed(source)(samples()))
-    converter = source.make_converter()
+        with phase(phase_name):
+            return Calibrator(source.flatbuffer).calibrate(lambda: keyed(source)(samples()))
+    with phase("export"):
+        converter = source.make_converter()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: keyed(source)(samples())
     step("calibrating (TensorFlow's converter and calibrator)")
@@ -54,7 +57,8 @@ def calibrate(source, recipe: Recipe, samples: Callable[[], Iterable[Any]]) -> b
         ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
     converter.target_spec.supported_ops = ops
     converter._experimental_calibrate_only = True  # noqa: SLF001 - see the module docstring
-    return converter.convert()
+    with phase(phase_name):
+        return converter.convert()
 
 
 QUANTIZE_ATTEMPTS = 12
@@ -68,19 +72,12 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: dict[str, Any], numeric_ve
     SPLIT left in float. In strict int8, where such a result would be refused, a result with ops
     in float that nobody kept is quantized again (at most QUANTIZE_ATTEMPTS calls).
     """
-    from tensorflow.lite.python.convert import mlir_quantize
+    from edgeq.conversion.extensions import mlir_quantize
 
     step("quantizing (TensorFlow's MLIR quantizer)")
     for _ in range(1 if numeric_verify or recipe.mode != "int8" else QUANTIZE_ATTEMPTS):
-        result = mlir_quantize(
-            calibrated,
-            disable_per_channel=recipe.per_tensor,
-            input_data_type=tf_type(recipe.io_type),
-            output_data_type=tf_type(recipe.io_type),
-            enable_numeric_verify=numeric_verify,
-            denylisted_ops=keep["ops"] or None,
-            denylisted_nodes=keep["nodes"] or None,
-        )
+        result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io_type, numeric_verify, keep["ops"] or None,
+                               keep["nodes"] or None)
         if not not_kept(summarize(parse_tflite(result), {}).float_ops, keep):
             break
     return result
@@ -170,9 +167,10 @@ def not_kept(float_ops: list[dict[str, Any]], keep: dict[str, Any]) -> list[dict
 
 class RangeChooser:
     """Activation ranges chosen from histograms of the calibration samples (built once, in `jobs`
-    processes), written into the calibrated model by method."""
+    processes, or taken from the calibration cache), written into the calibrated model by method."""
 
-    def __init__(self, calibrated: bytes, source, recipe: Recipe, data: Path, jobs: int = 1) -> None:
+    def __init__(self, calibrated: bytes, specs: list, recipe: Recipe, data: Path, jobs: int = 1,
+                 counts: dict[int, Any] | None = None) -> None:
         from edgeq.conversion.calibration import read_ranges
         from edgeq.conversion.ranges import histograms_parallel
         from edgeq.data.samples import open_samples
@@ -180,12 +178,14 @@ class RangeChooser:
 
         self.calibrated = calibrated
         self.parsed = parse_tflite(calibrated)
-        order = calibrator_order(self.parsed, [s.name for s in source.specs])
-        samples = [[sample[k] for k in order] for sample in
-                   open_samples(data, source.specs, recipe.preprocessing, recipe.samples, recipe.seed)]
         self.minmax = read_ranges(calibrated)
-        step("building activation histograms")
-        self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
+        self.counts = counts
+        if counts is None or set(counts) != set(self.minmax):
+            order = calibrator_order(self.parsed, [s.name for s in specs])
+            samples = [[sample[k] for k in order] for sample in
+                       open_samples(data, specs, recipe.preprocessing, recipe.samples, recipe.seed)]
+            step("building activation histograms")
+            self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
 
     def ranges(self, method) -> dict[int, tuple[float, float]]:
         from edgeq.conversion.ranges import chosen_ranges

@@ -12,22 +12,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeq.conversion.quantize import RangeChooser, quantize
 from edgeq.conversion.ranges import AUTO_ORDER, Method
 from edgeq.conversion.search import Budget, Evaluator, leximin, output_quality
-from edgeq.data.samples import open_samples
+from edgeq.data.samples import InputSpec, open_samples
 from edgeq.tflite.graph import tensor_outputs
 
 
-def choose_ranges(calibrated: bytes, source, options, data: Path, keep: dict[str, Any], workers=None) -> tuple[bytes, dict]:
+def choose_ranges(calibrated: bytes, specs: list[InputSpec], options, data: Path, keep: dict[str, Any], jobs: int = 1,
+                  histograms: dict[int, np.ndarray] | None = None) -> tuple[bytes, dict, dict[int, np.ndarray]]:
     """The calibrated model with activation ranges chosen by --calibration from histograms of
-    the calibration samples; `auto` tries the methods in turn on --eval-data."""
-    chooser = RangeChooser(calibrated, source, options.recipe, data, len(workers.workers) if workers else 1)
+    the calibration samples (built in `jobs` processes unless given); `auto` tries the methods in
+    turn on --eval-data. Returns the model, the record, and the histograms."""
+    chooser = RangeChooser(calibrated, specs, options.recipe, data, jobs, histograms)
     if options.calibration != "auto":
-        return chooser.with_method(Method.parse(options.calibration))
+        return (*chooser.with_method(Method.parse(options.calibration)), chooser.counts)
     budget = options.budget or Budget(min_sqnr=float("inf"))  # no budget: the best worst-output SQNR wins
-    eval_source = open_samples(options.eval_data, source.specs, options.preprocessing, None, options.seed)
-    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in source.specs], eval_source.labels, budget,
+    eval_source = open_samples(options.eval_data, specs, options.preprocessing, None, options.seed)
+    evaluator = Evaluator(calibrated, list(eval_source), [s.name for s in specs], eval_source.labels, budget,
                           class_count=len(eval_source.class_names or []) or None)
     tried = []
 
@@ -50,7 +54,7 @@ def choose_ranges(calibrated: bytes, source, options, data: Path, keep: dict[str
     return best[1], {**best[2], "auto": [{"method": t[2]["method"], "worst_sqnr_db": t[0]["worst_sqnr_db"],
                                           "outputs": {o["name"]: o["sqnr_db"] for o in t[0]["outputs"]},
                                           "meets": t[0]["meets"] if options.budget else None} for t in tried],
-                     "steps": [t[0] for t in tried] if options.budget is not None else []}
+                     "steps": [t[0] for t in tried] if options.budget is not None else []}, chooser.counts
 
 
 def _by_output_path(chooser: RangeChooser, methods: list[Method], steps: list[dict[str, Any]]) -> tuple[bytes, dict[str, Any]] | None:

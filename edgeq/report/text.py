@@ -87,6 +87,8 @@ def conversion_text(result) -> str:
     if m.get("search"):
         lines += search_lines(m["search"])
     lines += latency_lines(m.get("latency"))
+    if m.get("cache"):
+        lines.append(f"cache: conversion {m['cache']['conversion']}, calibration {m['cache']['calibration']}")
     for name, count in (m.get("keep_float") or {}).get("per_name", {}).items():
         lines.append(f"keep-float {terminal(name)}: {count} node(s) kept in float")
     if m["float_ops"] and m["options"]["mode"] in ("dynamic", "float16"):
@@ -95,6 +97,14 @@ def conversion_text(result) -> str:
         lines.append(f"left in float ({len(m['float_ops'])}): "
                      + _shortened([f"{o['type']} ({short_name(o['outputs'][0])})" for o in m["float_ops"]]))
     return "\n".join(lines)
+
+
+def timings_line(timings: dict[str, float] | None) -> str:
+    """Where the conversion's time went, phase by phase (the manifest's `timings`)."""
+    if not timings:
+        return "timings: not recorded (a manifest from an older edgeq)"
+    return "timings: " + ", ".join(f"{terminal(name)} {seconds:.2f} s" for name, seconds in timings.items()) + \
+        f" (total {sum(timings.values()):.2f} s, before the write)"
 
 
 def latency_lines(latency: dict | None) -> list[str]:
