@@ -109,7 +109,7 @@ def test_native_crash_in_the_quantizer_is_one_line_exit_2(cnn_keras, digits_cali
     out = tmp_path / "m.tflite"
     env = {**os.environ, "EDGEQ_TEST_CRASH": "quantizing (TensorFlow's MLIR quantizer)"}
     proc = subprocess.run([sys.executable, "-m", "edgeq.cli", "convert", str(cnn_keras), "--data", str(digits_calib),
-                           "--samples", "8", "-o", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                           "--samples", "8", "-o", str(out), "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "crashed with SIGABRT while quantizing" in proc.stderr and "Traceback" not in proc.stderr
     assert len([l for l in proc.stderr.splitlines() if l.startswith("edgeq: error")]) == 1

@@ -92,7 +92,7 @@ def test_parallel_histograms_equal_serial_ones(outlier_keras, digits_calib, tmp_
     one, two = histograms(calibrated, samples, ranges), histograms_parallel(calibrated, samples, ranges, 2)
     assert set(one) == set(two) and all(np.array_equal(one[i], two[i]) for i in one)
     assert sum(int(c.sum()) for c in one.values()) > 0
-    a = convert(outlier_keras, tmp_path / "1.tflite", digits_calib, samples=64, calibration="entropy", jobs=1)
-    b = convert(outlier_keras, tmp_path / "2.tflite", digits_calib, samples=64, calibration="entropy", jobs=2)
+    a = convert(outlier_keras, tmp_path / "1.tflite", digits_calib, samples=64, calibration="entropy", jobs=1, cache=False)
+    b = convert(outlier_keras, tmp_path / "2.tflite", digits_calib, samples=64, calibration="entropy", jobs=2, cache=False)
     assert a.output.read_bytes() == b.output.read_bytes()
     assert json.loads(a.manifest_path.read_text())["calibration"]["ranges"] == json.loads(b.manifest_path.read_text())["calibration"]["ranges"]

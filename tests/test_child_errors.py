@@ -28,7 +28,7 @@ def test_convert_maps_edgeqs_own_child_exception_to_exit_3(cnn_keras, digits_cal
     import edgeq.conversion.converter as converter
 
     monkeypatch.setattr(converter, "run_isolated", lambda function, *args: run_isolated(sqnr_db, "injected", 1.0))
-    code, _, err = cli("convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"))
+    code, _, err = cli("convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"), "--no-cache")
     assert code == 3 and err.startswith("edgeq: error: internal error: TypeError") and "TFLite converter" not in err
-    code, _, err = cli("-v", "convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"))
+    code, _, err = cli("-v", "convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"), "--no-cache")
     assert code == 3 and "in its child process" in err and "edgeq/metrics.py" in err

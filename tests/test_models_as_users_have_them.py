@@ -38,8 +38,8 @@ def test_float_tflite_gets_the_keras_sources_scales_and_zero_points(float_tflite
     from_keras = convert(cnn_keras, tmp_path / "k.tflite", digits_calib, samples=64)
     assert not from_tflite.manifest["float_ops"]  # strict int8 (the shape ops of its dynamic batch stay int32)
     assert _activation_params(from_tflite.output) == _activation_params(from_keras.output)
-    two = convert(float_tflite, tmp_path / "t2.tflite", digits_calib, samples=64, jobs=2)
-    one = convert(float_tflite, tmp_path / "t1.tflite", digits_calib, samples=64, jobs=1)
+    two = convert(float_tflite, tmp_path / "t2.tflite", digits_calib, samples=64, jobs=2, cache=False)
+    one = convert(float_tflite, tmp_path / "t1.tflite", digits_calib, samples=64, jobs=1, cache=False)
     assert two.output.read_bytes() == one.output.read_bytes()
 
 

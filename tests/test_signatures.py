@@ -171,7 +171,8 @@ def test_tf1_converter_path_restores_the_signature(dict_saved_model, digits_cali
         raise ValueError("optimizer slot objects cannot be restored")
 
     monkeypatch.setattr(tf.saved_model, "load", refuse)
-    result = convert(dict_saved_model, tmp_path / "v1.tflite", digits_calib, samples=16, isolated=False)  # the patch lives here
+    result = convert(dict_saved_model, tmp_path / "v1.tflite", digits_calib, samples=16, isolated=False,
+                     cache=False)  # the patch lives here, where the cache cannot see it
     assert result.manifest["source"]["kind"] == "saved_model (TF1 converter)"
     ours = _interpreter(result.output).get_signature_list()
     assert {k: sorted(v) for k, v in ours["serving_default"].items()} == {k: sorted(v) for k, v in plain["serving_default"].items()}

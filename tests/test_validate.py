@@ -141,3 +141,22 @@ def test_missing_delegate_library_real_process_one_line(trained, digits_calib):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "libedgetpu.so.1" in proc.stderr
+
+
+def test_two_interpreter_pairs_give_the_figures_of_one(trained, digits_calib):
+    keras_path, int8, _ = trained
+    one = validate(int8, keras_path, digits_calib.parent / "val", runs=3, warmup=1, jobs=1)
+    two = validate(int8, keras_path, digits_calib.parent / "val", runs=3, warmup=1, jobs=2)
+    assert one.accuracy == two.accuracy and one.outputs == two.outputs and one.accuracy.samples > 100
+    assert one.worst_sqnr_db == two.worst_sqnr_db and one.worst_slice_sqnr_db == two.worst_slice_sqnr_db
+
+
+def test_a_keras_reference_is_converted_once_then_taken_from_the_cache(trained, digits_calib, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEQ_CACHE_DIR", str(tmp_path / "cache"))
+    keras_path, int8, _ = trained
+    first = validate(int8, keras_path, digits_calib.parent / "val", runs=3, warmup=1, limit=64)
+    again = validate(int8, keras_path, digits_calib.parent / "val", runs=3, warmup=1, limit=64)
+    cold = validate(int8, keras_path, digits_calib.parent / "val", runs=3, warmup=1, limit=64, cache=False)
+    assert "cache" not in first.reference_tflite and "kept in the conversion cache" in again.reference_tflite
+    assert "cache" not in cold.reference_tflite
+    assert first.outputs == again.outputs == cold.outputs and first.size == again.size

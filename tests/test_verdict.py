@@ -310,7 +310,7 @@ def test_a_model_that_would_not_run_is_never_written(cnn_keras, digits_calib, tm
     monkeypatch.setattr(converter, "with_metadata", lambda model, metadata: _without_filter_quantization(model))
     out = tmp_path / "broken.tflite"
     code, _, err = cli("convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(out), "--samples", "8",
-                       "--metadata", "generic")
+                       "--metadata", "generic", "--no-cache")
     assert code == 3 and "does not run in LiteRT" in err and "kTfLiteAffineQuantization" in err
     assert not out.exists() and not (tmp_path / "broken.edgeq.json").exists()
     monkeypatch.undo()

@@ -30,6 +30,8 @@ def validate(
     delegate_library: Optional[str] = typer.Option(None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1."),
     delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
     threads: int = typer.Option(1, help="Interpreter threads for both models."),
+    no_cache: bool = typer.Option(False, "--no-cache", metavar="", help="Convert a Keras/SavedModel/PyTorch reference to float TFLite again instead of reusing it from the cache folder."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", show_default="CPU cores", help="INT8/float interpreter pairs run concurrently on the samples; the figures equal --jobs 1 (latency is timed alone)."),
     warmup: int = typer.Option(10, help="Untimed invokes before timing."),
     runs: int = typer.Option(100, help="Timed invokes."),
     limit: Optional[int] = typer.Option(None, show_default=False, help="Use at most N samples."),
@@ -67,6 +69,7 @@ def validate(
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
     from edgeq.fileio import check_writable, write_files_atomically
     from edgeq.roles import parse_roles
+    from edgeq.conversion.calibration import default_jobs as cores
     from edgeq.validation.compare import ValidateOptions
     from edgeq.validation.compare import validate as run_validate
 
@@ -93,6 +96,7 @@ def validate(
             delegate, delegate_library = "xnnpack", delegate_library or "libedgetpu.so.1"
         options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
                                   delegate_options=key_values(delegate_option, "--delegate-option"), threads=threads,
+                                  jobs=jobs if jobs is not None else cores(), cache=not no_cache,
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
                                   output_roles=parse_roles(output_role), score_threshold=score_threshold,
                                   per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples,

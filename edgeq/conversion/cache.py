@@ -53,6 +53,22 @@ def edgeq_build() -> str:
     return f"{edgeq.__version__}+{digest.hexdigest()[:16]}"
 
 
+def versions_installed() -> dict[str, str]:
+    """The versions of what decides a conversion's bytes, read without importing any of it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for key, package in (("tensorflow_version", "tensorflow"), ("tensorflow_cpu_version", "tensorflow-cpu"),
+                         ("keras_version", "keras"), ("litert_version", "ai-edge-litert")):
+        try:
+            found[key] = version(package)
+        except PackageNotFoundError:
+            pass
+    if "tensorflow_cpu_version" in found:
+        found.setdefault("tensorflow_version", found.pop("tensorflow_cpu_version"))
+    return found
+
+
 def cache_key(material: dict[str, Any]) -> str:
     """sha256 of the JSON of what decides an entry (sorted keys: the order it was built in does not count)."""
     return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
@@ -72,7 +88,16 @@ class Cache:
     warnings: list[str] = field(default_factory=list)  # entries ignored (corrupt, stale), for the manifest
 
     @classmethod
-    def open(cls, versions: dict[str, str]) -> Cache:
+    def open(cls) -> Cache:
+        """The user's cache, for this edgeq (its code included), TensorFlow, Keras, LiteRT and PyTorch."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        versions = {**versions_installed(), "edgeq": edgeq_build()}
+        for package in ("torch", "litert-torch"):
+            try:
+                versions[package] = version(package)
+            except PackageNotFoundError:
+                pass
         limit = os.environ.get("EDGEQ_CACHE_MAX_MB", "")
         return cls(cache_folder(), versions, (int(limit) if limit.isdigit() else DEFAULT_LIMIT_MB) << 20)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import edgeq
-from edgeq.conversion.cache import Cache, edgeq_build
+from edgeq.conversion.cache import Cache, versions_installed
 from edgeq.conversion.calibrated import Calibrated, cache_keys
 from edgeq.conversion.calibration import ParallelCalibrator, default_jobs
 from edgeq.conversion.isolation import ChildError, run_isolated, step
@@ -262,7 +262,7 @@ def quantize_model(
     timings = Timings()
     with timings.recording():
         with phase("cache lookup"):
-            cache = Cache.open(_versions() | {"edgeq": edgeq_build()}) if options.cache else None
+            cache = Cache.open() if options.cache else None
             keys = cache_keys(model, Path(data) if data is not None else None, options, about) if cache else None
             served = cache.get("conversion", keys.conversion) if cache else None
         if served is not None:
@@ -335,7 +335,7 @@ def _described(child: ChildResult, model: Path, data: str | Path | None, options
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "edgeq_version": edgeq.__version__,
-        **_versions(),
+        **versions_installed(),
         "source": {"path": str(model), **kind, "sha256": sha256_of(model), "bytes": size_of(model)},
         "preprocessing": {"used": pre.describe(), "from": child.origins},
         "output": None,
@@ -714,19 +714,3 @@ def _options_dict(options: ConvertOptions, data: Path | None) -> dict[str, Any]:
     values["io"] = options.io_type
     values["data"] = str(data) if data is not None else None
     return values
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for key, package in (("tensorflow_version", "tensorflow"), ("tensorflow_cpu_version", "tensorflow-cpu"),
-                         ("keras_version", "keras"), ("litert_version", "ai-edge-litert")):
-        try:
-            found[key] = version(package)
-        except PackageNotFoundError:
-            pass
-    if "tensorflow_cpu_version" in found:
-        found.setdefault("tensorflow_version", found.pop("tensorflow_cpu_version"))
-    return found
-

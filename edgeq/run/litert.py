@@ -117,6 +117,7 @@ class LiteRTRunner:
         if delegate not in DELEGATES:
             raise UsageError(f"--delegate {delegate!r}: use one of {', '.join(DELEGATES)}")
         self.path, self.threads = Path(path), threads
+        self._made_with = (path, delegate, threads, delegate_library, delegate_options)
         self.model = read_tflite(path)  # a clear error for a missing, foreign or corrupt file
         self.delegate = Path(delegate_library).name if delegate_library else delegate
         litert = _runtime()
@@ -148,6 +149,10 @@ class LiteRTRunner:
         self.delegated_nodes, self.kept_ops = self._delegation()
         self.partitions = sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())  # noqa: SLF001
         self.input_ports, self.output_ports = self._ports()
+
+    def clone(self) -> LiteRTRunner:
+        """Another interpreter of the same model and delegate: one per thread (an interpreter is not thread-safe)."""
+        return LiteRTRunner(*self._made_with)
 
     def _ports(self) -> tuple[list[Port], list[Port]]:
         """Inputs and outputs with the signature keys of the main subgraph's signature, if it has one."""

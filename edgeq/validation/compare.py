@@ -36,6 +36,7 @@ from edgeq.tflite.manifest import (
 )
 from edgeq.tflite.metadata import read_metadata, stated_normalization
 from edgeq.tflite.summary import summarize
+from edgeq.validation.streaming import Spill, paired_runs
 from edgeq.validation.results import (
     Accuracy,
     Baseline,
@@ -74,6 +75,8 @@ class ValidateOptions:
     custom_objects: str | None = None  # a Keras reference's custom classes (.py)
     trust_model: bool = False  # let Keras run a Keras reference's Lambda code
     baseline: str | None = None  # a previous results JSON: the regression gates compare with it
+    cache: bool = True  # reuse a Keras/SavedModel/PyTorch reference's float .tflite from the conversion cache
+    jobs: int = 1  # pairs of interpreters (INT8 and float) run concurrently on the samples; the figures equal --jobs 1
 
     def __post_init__(self) -> None:
         check_names(self.gates)
@@ -82,8 +85,8 @@ class ValidateOptions:
             raise UsageError(f"--{needing[0].replace('_', '-')} compares with a previous release: pass --baseline PREVIOUS.json")
         if self.target is not None and self.target not in ("edgetpu", "nnapi", "xnnpack"):
             raise UsageError(f"--target {self.target!r}: use edgetpu, nnapi or xnnpack")
-        if self.threads < 1 or self.runs < 1 or self.warmup < 0 or self.top_k < 1:
-            raise UsageError("--threads, --runs and --top-k must be at least 1, --warmup at least 0")
+        if self.threads < 1 or self.runs < 1 or self.warmup < 0 or self.top_k < 1 or self.jobs < 1:
+            raise UsageError("--threads, --runs, --top-k and --jobs must be at least 1, --warmup at least 0")
 
 
 def validate(model: str | Path, reference: str | Path, data: str | Path, options: ValidateOptions | None = None,
@@ -96,7 +99,7 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
         target, int8 = _target(model, int8, options, Path(scratch)) if options.target else (None, int8)
         float_path, float_note = _float_tflite(reference, int8, options, Path(scratch))
-        result = _compare(model, reference, data, options, int8, float_path, float_note, previous)
+        result = _compare(model, reference, data, options, int8, float_path, float_note, previous, Path(scratch))
         if reference.suffix.lower() == PT2_SUFFIX:
             result = replace(result, source_check=_pytorch_check(model, reference, float_path, data, options, int8))
     if target is not None:
@@ -154,7 +157,7 @@ def _delegate_check(target: dict[str, Any], latency: Latency) -> dict[str, Any]:
 
 
 def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner,
-             float_path: Path, float_note: str, previous: ValidationResult | None) -> ValidationResult:
+             float_path: Path, float_note: str, previous: ValidationResult | None, scratch: Path) -> ValidationResult:
     ref = LiteRTRunner(float_path, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     same_source = _same_source(model, reference)
     inputs = pair("inputs", int8.input_ports, ref.input_ports, same_source)
@@ -174,22 +177,18 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     _check_gates_have_classes(options.gates, roles)
     headline = _headline(roles, [p.shape for p in int8.output_ports], len(samples.class_names or []))
     scorer = Scorer(names, [r.role for r in roles], options.top_k, headline, options.score_threshold)
-    kept: dict[str, list] = {"inputs": [], "int8_raw": [], "float": []}  # for --device runs only
+    kept = Spill(scratch, len(samples)) if options.devices else None  # for --device runs: on disk, not in memory
     first = None
     low, high = [float("inf")] * len(specs), [float("-inf")] * len(specs)
-    for i, feeds in enumerate(samples):
+    for i, (feeds, model_feeds, raw, want) in enumerate(paired_runs(samples, int8, ref, to_reference, outputs.order, options.jobs)):
         first = first or feeds
         for k, array in enumerate(feeds):
             low[k], high[k] = min(low[k], float(array.min())), max(high[k], float(array.max()))
-        model_feeds = int8.quantize_inputs(feeds)
-        raw = int8.run_raw(model_feeds)
-        got = ref.run([feeds[k] for k in to_reference])
-        want = [got[j].reshape(int8.output_ports[m].shape) for m, j in enumerate(outputs.order)]
         scorer.add(want, int8.dequantize_outputs(raw), labels[i] if labels is not None else None)
-        if options.devices:
-            kept["inputs"].append(model_feeds)
-            kept["int8_raw"].append(raw)
-            kept["float"].append(want)
+        if kept is not None:
+            kept.add("inputs", i, model_feeds)
+            kept.add("int8_raw", i, raw)
+            kept.add("float", i, want)
         report("comparing with float", i + 1, len(samples))
     if first is None:
         raise DataError(f"{samples.describe()}: no samples to validate with")
@@ -237,16 +236,13 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     return replace(result, gates=tuple(local), passed=passed(local) and all(d.passed for d in devices))
 
 
-def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRunner, kept: dict[str, list],
+def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRunner, kept: Spill,
                 first: list, labels, scorer: Scorer, options: ValidateOptions) -> list[DeviceResult]:
-    import numpy as np
-
     from edgeq.run.devices import load_profile
     from edgeq.run.runner import runner_for
     from edgeq.validation.devices import LocalRun, validate_on_devices
 
-    stack = lambda rows: [np.concatenate(column) for column in zip(*rows)]  # noqa: E731 - per-sample lists -> arrays
-    local = LocalRun(stack(kept["inputs"]), stack(kept["int8_raw"]), stack(kept["float"]), ref.quantize_inputs(first),
+    local = LocalRun(kept.stacked("inputs"), kept.stacked("int8_raw"), kept.stacked("float"), ref.quantize_inputs(first),
                      labels, scorer.roles, scorer.headline, options.score_threshold)
     runners = [runner_for(load_profile(d)) for d in options.devices]
     return validate_on_devices(runners, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k)
@@ -405,6 +401,27 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
         raise ModelError(f"{reference}: no such reference model; pass the float .tflite, .keras/.h5 or SavedModel")
     if reference.suffix == ".tflite":
         return reference, "given"
+    cache, key = None, None
+    if options.cache:
+        from edgeq.conversion.cache import Cache, cache_key
+
+        cache = Cache.open()
+        key = cache_key({"reference": sha256_of(reference), "suffix": reference.suffix.lower(), "signature": options.signature,
+                         "inputs": [(p.label, p.shape) for p in int8.input_ports], "channels_last": _channels_last(int8.path),
+                         "custom_objects": sha256_of(Path(options.custom_objects)) if options.custom_objects else None,
+                         "trust_model": options.trust_model})
+        entry = cache.get("reference", key)
+        if entry is not None:
+            path = scratch / (reference.stem + "_float.tflite")
+            path.write_bytes(entry.blobs["model"])
+            return path, entry.header["note"] + " (kept in the conversion cache by an earlier run)"
+    path, note = _converted_reference(reference, int8, options, scratch)
+    if cache is not None:
+        cache.put("reference", key, {"note": note}, {"model": path.read_bytes()})
+    return path, note
+
+
+def _converted_reference(reference: Path, int8: LiteRTRunner, options: ValidateOptions, scratch: Path) -> tuple[Path, str]:
     if reference.suffix.lower() == PT2_SUFFIX:
         from edgeq.conversion.isolation import run_isolated
         from edgeq.conversion.pytorch import require_torch, to_float_tflite, versions
