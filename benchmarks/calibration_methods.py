@@ -33,7 +33,7 @@ def main() -> None:
             out = WORK / f"methods_{method}.tflite"
             start = time.monotonic()
             subprocess.run([*EDGEQ, "convert", str(model), "--data", str(images), "--samples", str(args.samples), "--range",
-                            "-1,1", "--jobs", "2", "--calibration", method, "-o", str(out), "--force", "-q"], check=True)
+                            "-1,1", "--jobs", "2", "--calibration", method, "-o", str(out), "--force", "-q", "--no-cache"], check=True)
             times[method].append(time.monotonic() - start)
     medians = {m: statistics.median(t) for m, t in times.items()}
     result = {"cpu": cpu_name(), "date": time.strftime("%Y-%m-%d %H:%M"), "model": "MobileNetV2 224, weights=None",

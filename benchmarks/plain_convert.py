@@ -1,10 +1,12 @@
 """The baseline edgeq is measured against: the converter script users write by hand.
 
-    python benchmarks/plain_convert.py MODEL.keras IMAGE_FOLDER OUT.tflite SIZE
+    python benchmarks/plain_convert.py MODEL.keras IMAGE_FOLDER OUT.tflite SIZE [concrete|keras]
 
 Full-integer TFLiteConverter, int8 I/O, a representative dataset read with Pillow from the folder
 (every image, sorted, scaled to [-1, 1]). The graph is traced with a fixed batch of 1, as edgeq
-does, so the two conversions can be compared tensor by tensor.
+does, so the two conversions can be compared tensor by tensor. `concrete` (the default) converts
+the traced function alone, which gives no SignatureDef (the floor); `keras` is the script most users
+write, `from_keras_model`, which keeps the SignatureDefs as edgeq does.
 """
 
 import sys
@@ -28,7 +30,10 @@ def main() -> None:
                 pixels = np.asarray(img.convert("RGB"), np.float32)
             yield [(pixels * np.float32(2 / 255) + np.float32(-1))[np.newaxis]]
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()])
+    if (sys.argv[5:] or ["concrete"])[0] == "keras":
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

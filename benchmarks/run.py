@@ -95,7 +95,8 @@ def measured(cmd: list[str]) -> dict:
 
 
 def edgeq_convert(model: Path, data: Path, out: Path, samples: int, *extra: str) -> list[str]:
-    return [*EDGEQ, "-q", "convert", str(model), "--data", str(data), "-o", str(out), "--samples", str(samples), "--force", *extra]
+    return [*EDGEQ, "-q", "convert", str(model), "--data", str(data), "-o", str(out), "--samples", str(samples), "--force",
+            "--no-cache", *extra]  # cold conversions: the cache has its own figures (benchmarks/speed.py)
 
 
 def run_convert(model: Path, data: Path, out: Path, samples: int) -> dict:
@@ -173,7 +174,8 @@ def bench_sizes(model: Path, int8: Path, tag: str) -> dict:
     sizes = {"float": manifest["sizes"]["float_bytes"], "int8": int8.stat().st_size}
     for mode in ("dynamic", "float16"):
         out = WORK / f"{tag}_{mode}.tflite"
-        subprocess.run([*EDGEQ, "-q", "convert", str(model), "--mode", mode, "-o", str(out), "--force"], check=True, capture_output=True)
+        subprocess.run([*EDGEQ, "-q", "convert", str(model), "--mode", mode, "-o", str(out), "--force", "--no-cache"], check=True,
+                       capture_output=True)
         sizes[mode] = out.stat().st_size
     return {"bytes": sizes, "over_float": {k: round(v / sizes["float"], 3) for k, v in sizes.items()}}
 

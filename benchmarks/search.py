@@ -53,6 +53,7 @@ def convert(tree: Path, case: dict, out: Path, search: bool) -> dict:
         args[-2:-2] = ["--eval-data", str(case["eval"])]
     else:  # the same conversion, no budget
         args = [a for i, a in enumerate(args) if a != "--min-sqnr" and (i == 0 or args[i - 1] != "--min-sqnr")]
+    args += ["--no-cache"] if tree == ROOT else []  # cold runs, as the old tree's
     env = {**os.environ, "PYTHONPATH": str(tree), "TF_CPP_MIN_LOG_LEVEL": "3"}
     start = time.perf_counter()
     done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=out.parent)  # not ROOT: `-m` puts the cwd first

@@ -123,7 +123,7 @@ def _on_a_terminal(args, env_extra):
 
 
 def test_progress_bar_on_a_terminal_and_none_in_ci(cnn_keras, digits_calib, tmp_path):
-    args = ["convert", cnn_keras, "--data", digits_calib, "--samples", "64", "--output", tmp_path / "m.tflite", "--force"]
+    args = ["convert", cnn_keras, "--data", digits_calib, "--samples", "64", "--output", tmp_path / "m.tflite", "--force", "--no-cache"]
     code, screen = _on_a_terminal(args, {})
     assert code == 0 and "calibrating" in screen and "samples/s" in screen and "64/64" in screen
     code, screen = _on_a_terminal(args, {"CI": "true"})
