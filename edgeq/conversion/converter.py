@@ -275,7 +275,7 @@ def quantize_model(
                 child = _in_child(_requantize, model, quiet_native, isolated, cached, data, options)
                 source_model = cached.source_model or (model.read_bytes() if model.suffix.lower() == ".tflite" else None)
             else:
-                with phase("export (litert-torch, in its own child)"):
+                with phase("export (litert-torch, in its own child)") if model.suffix.lower() == PT2_SUFFIX else nullcontext():
                     float_source = _float_source(model, options, quiet_native, isolated, Path(scratch))
                 started = time.perf_counter()
                 child = _in_child(_run, model, quiet_native, isolated, float_source, data, options)
