@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/calibration_methods.py
 	$(PY) benchmarks/search.py
+	$(PY) benchmarks/speed.py
 
 compat: $(STAMP)
 	$(PY) benchmarks/compat.py
