@@ -140,10 +140,10 @@ class Cache:
         path.unlink(missing_ok=True)
 
     def _trim(self) -> None:
-        entries = sorted(((p.stat().st_mtime, p.stat().st_size, p) for p in self.folder.glob(f"*{SUFFIX}")), reverse=True)
+        entries = sorted(((p.stat(), p) for p in self.folder.glob(f"*{SUFFIX}")), key=lambda e: e[0].st_mtime, reverse=True)
         total = 0
-        for _, size, path in entries:
-            total += size
+        for stat, path in entries:
+            total += stat.st_size
             if total > self.limit_bytes:
                 path.unlink(missing_ok=True)
 

@@ -70,12 +70,12 @@ class CacheKeys:
     conversion: str
 
 
-def cache_keys(model: Path, data: Path | None, options: Any, about: Any) -> CacheKeys:
+def cache_keys(model: Path, source_sha256: str, data: Path | None, options: Any, about: Any) -> CacheKeys:
     """The keys of this conversion's calibration and of its result, from file contents (sha256)
     and options; no TensorFlow needed."""
     digest = lambda path: sha256_of(Path(path)) if path is not None else None  # noqa: E731
     calibration = {
-        "source": digest(model), "source_suffix": model.suffix.lower(), "data": digest(data),
+        "source": source_sha256, "source_suffix": model.suffix.lower(), "data": digest(data),
         "signatures": options.signatures, "input_shapes": options.input_shapes, "custom_objects": digest(options.custom_objects),
         "trust_model": options.trust_model, "channels_last": options.channels_last,
         "preprocessing": asdict(options.preprocessing), "samples": options.samples, "seed": options.seed,

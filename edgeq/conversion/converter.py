@@ -262,8 +262,9 @@ def quantize_model(
     timings = Timings()
     with timings.recording():
         with phase("cache lookup"):
+            source_sha256 = sha256_of(model)  # the manifest's too
             cache = Cache.open() if options.cache else None
-            keys = cache_keys(model, Path(data) if data is not None else None, options, about) if cache else None
+            keys = cache_keys(model, source_sha256, Path(data) if data is not None else None, options, about) if cache else None
             served = cache.get("conversion", keys.conversion) if cache else None
         if served is not None:
             return _served(served, timings, cache)
@@ -288,7 +289,7 @@ def quantize_model(
             with phase("cache store"):
                 cache.put("calibration", keys.calibration, *replace(child.calibrated, source_model=source_model if pt2 else None).to_entry())
         with phase("checks"):
-            conversion = _described(child, model, data, options, about, source_model)
+            conversion = _described(child, model, source_sha256, data, options, about, source_model)
         conversion.manifest["cache"] = {"conversion": "miss" if cache else "off",
                                         "calibration": "off" if cache is None else "not reusable" if keys.calibration is None
                                         else "hit" if cached is not None else "miss", "folder": str(cache.folder) if cache else None}
@@ -311,8 +312,8 @@ def _served(entry, timings: Timings, cache: Cache) -> Conversion:
     return Conversion(entry.blobs["model"], manifest, manifest["warnings"], entry.header["budget_met"])
 
 
-def _described(child: ChildResult, model: Path, data: str | Path | None, options: ConvertOptions, about: Description | None,
-               source_model: bytes | None) -> Conversion:
+def _described(child: ChildResult, model: Path, source_sha256: str, data: str | Path | None, options: ConvertOptions,
+               about: Description | None, source_model: bytes | None) -> Conversion:
     """The child's model checked (strict int8, runs in LiteRT, targets), its metadata embedded, and its manifest."""
     ignored = [] if options.mode in CALIBRATED_MODES else [
         name for name, value in (("--data", data), ("--eval-data", options.eval_data)) if value is not None]
@@ -336,7 +337,7 @@ def _described(child: ChildResult, model: Path, data: str | Path | None, options
         "schema_version": SCHEMA_VERSION,
         "edgeq_version": edgeq.__version__,
         **versions_installed(),
-        "source": {"path": str(model), **kind, "sha256": sha256_of(model), "bytes": size_of(model)},
+        "source": {"path": str(model), **kind, "sha256": source_sha256, "bytes": size_of(model)},
         "preprocessing": {"used": pre.describe(), "from": child.origins},
         "output": None,
         "model": {"sha256": hashlib.sha256(quantized).hexdigest(), "bytes": len(quantized), "invoked_on": ran_on},
