@@ -80,7 +80,7 @@ def test_a_repeat_is_served_whole_with_the_bytes_of_an_uncached_run(cnn_keras, d
     again, m2 = _convert(cnn_keras, digits_calib, tmp_path / "b.tflite")
     cold, m3 = _convert(cnn_keras, digits_calib, tmp_path / "c.tflite", cache=False)
     assert m1["cache"]["conversion"] == "miss" and m1["cache"]["calibration"] == "miss"
-    assert m2["cache"]["conversion"] == "hit" and m3["cache"] == {"conversion": "off", "calibration": "off", "folder": None}
+    assert m2["cache"]["conversion"] == "hit" and m2["cache"]["calibration"] == "not needed" and m3["cache"] == {"conversion": "off", "calibration": "off", "folder": None}
     assert first == again == cold
     # timings: the first run imported TensorFlow and calibrated; the repeat started no child at all
     assert {"import", "load", "calibrate", "quantize"} <= set(m1["timings"]) or {"import", "load", "convert and calibrate"} <= set(m1["timings"])

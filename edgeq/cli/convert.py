@@ -13,8 +13,9 @@ from edgeq.errors import EdgeqError
 from edgeq.escape import terminal
 
 
-def slower_hint(latency: dict | None) -> str | None:
-    """INT8 slower than float here: the figures and the exact command that fixes it."""
+def slower_hint(latency: dict | None, served: bool = False) -> str | None:
+    """INT8 slower than float here: the figures (`served`: measured by the run that made the cached
+    conversion) and the exact command that fixes it."""
     import shlex
     import sys
 
@@ -25,7 +26,7 @@ def slower_hint(latency: dict | None) -> str | None:
            else "XNNPACK took every op")
     command = shlex.join(["edgeq", *sys.argv[1:], "--optimize", "latency"])
     return (f"INT8 ran at {1 / latency['ratio']:.2f}x the float model's speed on XNNPACK here (p50 {latency['int8_p50_ms']:.3f} "
-            f"vs {latency['float_p50_ms']:.3f} ms, 1 thread): {why}; to keep those ops in float where that is faster, run: "
+            f"vs {latency['float_p50_ms']:.3f} ms, 1 thread{', measured by the run this conversion was cached from' if served else ''}): {why}; to keep those ops in float where that is faster, run: "
             + terminal(command))
 
 
@@ -110,7 +111,7 @@ def convert(
         fail(exc)
     for warning in result.warnings:
         log.warning(terminal(warning))
-    slower = slower_hint(result.manifest.get("latency"))
+    slower = slower_hint(result.manifest.get("latency"), result.manifest.get("cache", {}).get("conversion") == "hit")
     if slower:
         log.warning(slower)
     from edgeq.report.text import timings_line

@@ -306,7 +306,7 @@ def _served(entry, timings: Timings, cache: Cache) -> Conversion:
     """A conversion done before with the same inputs and options: its bytes (checked against their
     hash when read) and manifest, which says it came from the cache and how long this run took."""
     manifest = entry.header["manifest"]
-    manifest["cache"] = {**manifest["cache"], "conversion": "hit"}
+    manifest["cache"] = {**manifest["cache"], "conversion": "hit", "calibration": "not needed"}
     manifest["timings"] = timings.rounded()
     manifest["warnings"] = manifest["warnings"] + cache.warnings
     return Conversion(entry.blobs["model"], manifest, manifest["warnings"], entry.header["budget_met"])
