@@ -6,7 +6,7 @@ pulls in TensorFlow.
 
 from typing import Any
 
-__version__ = "0.1.0"
+from edgeq.version import __version__
 
 __all__ = ["__version__", "convert", "inspect_model", "validate"]
 
@@ -20,8 +20,8 @@ def convert(source: Any, data: Any = None, output: Any = None, **options: Any) -
 
 
 def inspect_model(*args: Any, **kwargs: Any) -> Any:
-    """See edgeq.tflite.summary.inspect_model."""
-    from edgeq.tflite.summary import inspect_model as _inspect
+    """See edgeq.conversion.manifest.inspect_model."""
+    from edgeq.conversion.manifest import inspect_model as _inspect
 
     return _inspect(*args, **kwargs)
 

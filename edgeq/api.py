@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.conversion.records import Manifest
 from edgeq.errors import DataError, UsageError
 from edgeq.validation.results import ValidationResult
 
@@ -27,7 +28,7 @@ from edgeq.validation.results import ValidationResult
 @dataclass(frozen=True)
 class Converted:
     model: bytes  # the .tflite, ready for LiteRT
-    manifest: dict[str, Any]  # what `OUT.edgeq.json` holds: interface, quantization, recipe, provenance
+    manifest: Manifest  # what `OUT.edgeq.json` holds: interface, quantization, recipe, provenance
     warnings: list[str]
     output: Path | None  # where it was written, if an output was given
     budget_met: bool | None = None
@@ -59,7 +60,7 @@ def convert(source: Any, data: Any = None, output: str | Path | None = None, **o
             saved = convert_and_save(source_path, output, data_path, force=force, **options)
             return Converted(saved.output.read_bytes(), saved.manifest, list(saved.warnings), saved.output, saved.budget_met)
         result = quantize_model(source_path, data_path, **options)
-        return Converted(result.model, result.manifest, list(result.warnings), None, result.budget_met)
+        return Converted(result.model, result.manifest, list(result.manifest.warnings), None, result.budget_met)
 
 
 def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated:

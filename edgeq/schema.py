@@ -12,11 +12,12 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-from edgeq.errors import DataError
+from edgeq.errors import DataError, UsageError
 
-SCHEMA_VERSION = "1.3"  # major bumps when a reader of the previous major would misread the file
+SCHEMA_VERSION = "1.4"  # major bumps when a reader of the previous major would misread the file
 NUM = (int, float)
 
 
@@ -113,6 +114,10 @@ MANIFEST_OPTIONS = {
 
 def to_json(record: Any) -> Any:
     """A record (frozen dataclass) as JSON data: fields by name, tuples as lists."""
+    if isinstance(record, Enum):
+        return record.value
+    if hasattr(record, "to_json_text"):  # a setting written as the text a user gives (percentile:99.9)
+        return record.to_json_text()
     if dataclasses.is_dataclass(record) and not isinstance(record, type):
         return {f.name: to_json(getattr(record, f.name)) for f in dataclasses.fields(record)}
     if isinstance(record, (list, tuple)):
@@ -139,12 +144,27 @@ def from_json(cls: Any, data: Any, where: str) -> Any:
             _expect(data, NUM, where)
             return data
         raise TypeError(f"{where}: unsupported union {cls}")
+    if origin is list:
+        _expect(data, list, where)
+        return [from_json(args[0], item, f"{where}[{i}]") for i, item in enumerate(data)]
     if origin is tuple:
         _expect(data, list, where)
         return tuple(from_json(args[0], item, f"{where}[{i}]") for i, item in enumerate(data))
     if origin is dict:
         _expect(data, dict, where)
         return {key: from_json(args[1], value, f"{where}.{key}") for key, value in data.items()}
+    if isinstance(cls, type) and issubclass(cls, Enum):
+        _expect(data, str, where)
+        try:
+            return cls(data)
+        except ValueError:
+            raise DataError(f"{where}: {data!r} is not one of {', '.join(m.value for m in cls)}") from None
+    if hasattr(cls, "from_json_text"):
+        _expect(data, str, where)
+        try:
+            return cls.from_json_text(data)
+        except UsageError as exc:
+            raise DataError(f"{where}: {exc}") from None
     if dataclasses.is_dataclass(cls):
         _expect(data, dict, where)
         hints = typing.get_type_hints(cls)
@@ -154,6 +174,93 @@ def from_json(cls: Any, data: Any, where: str) -> Any:
                 values[f.name] = from_json(hints[f.name], data[f.name], f"{where}.{f.name}")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise DataError(f"{where}: missing key '{f.name}'")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except UsageError as exc:  # a value the record refuses (a mode that does not exist)
+            raise DataError(f"{where}: {exc}") from None
     _expect(data, NUM if cls is float else cls, where)
     return data
+
+
+def upgraded_results(data: dict[str, Any]) -> dict[str, Any]:
+    """A results file of schema 1.1 or earlier in today's shape: gates had only "passed" (no
+    "n/a"), devices no capabilities (a benchmark_model runtime was latency only)."""
+    def output(o: Any) -> Any:  # 1.2 stored an exact match as the sentinel SQNR 999.0
+        return {**o, "sqnr_db": None, "exact": True} if isinstance(o, dict) and o.get("sqnr_db") == 999.0 else o
+
+    def gate(g: Any) -> Any:
+        if isinstance(g, dict) and "status" not in g and isinstance(g.get("passed"), bool):
+            return {**g, "status": "passed" if g["passed"] else "failed"}
+        return g
+
+    def device(d: Any) -> Any:
+        if not isinstance(d, dict) or "capabilities" in d:
+            return d
+        d = {**d, "capabilities": {"scores_outputs": d.get("runtime") != "benchmark_model", "latency": not d.get("emulated")}}
+        return {**d, "gates": [gate(g) for g in d["gates"]]} if isinstance(d.get("gates"), list) else d
+
+    def roles(holder: dict[str, Any]) -> dict[str, Any]:  # before 1.3 the agreement was an argmax over the first output
+        outputs, accuracy = holder.get("outputs"), holder.get("accuracy")
+        if not isinstance(outputs, list) or not outputs or not isinstance(outputs[0], dict) or not isinstance(accuracy, dict):
+            return holder
+        outputs = [output(o) for o in outputs]
+        if accuracy.get("agreement") is not None and "output" not in accuracy and "role" not in outputs[0]:
+            outputs[0] = {**outputs[0], "role": "classes", "role_from": "a results file before schema 1.3: its first output was scored as classes"}
+            accuracy = {**accuracy, "output": outputs[0].get("name")}
+        return {**holder, "outputs": outputs, "accuracy": accuracy}
+
+    data = roles(dict(data))
+    pre = data.get("preprocessing")
+    if isinstance(pre, dict) and "from" in pre:
+        data["preprocessing"] = {"used": pre.get("used"), "origins": pre["from"]}
+    if isinstance(data.get("conversion_search"), dict):
+        data["conversion_search"] = upgraded_manifest({"search": data["conversion_search"]}, "results")["search"]
+    if isinstance(data.get("devices"), list):
+        data["devices"] = [roles(d) if isinstance(d, dict) else d for d in data["devices"]]
+    if isinstance(data.get("gates"), list):
+        data["gates"] = [gate(g) for g in data["gates"]]
+    if isinstance(data.get("devices"), list):
+        data["devices"] = [device(d) for d in data["devices"]]
+    return data
+
+
+def upgraded_manifest(data: Any, where: str) -> dict[str, Any]:
+    """A manifest of schema 1.3 or earlier in today's shape. 1.4 took the calibration method out of
+    the search steps' kind ("int8 (entropy)" -> kind int8, method entropy) and out of the
+    calibration record (the recipe holds it; a QAT model's ranges are `trained`), named the
+    preprocessing origins `origins`, and left the recipe's fields out of `options`. Files of
+    1.1 and earlier have no recipe: their options and calibration give it."""
+    if not isinstance(data, dict):
+        raise DataError(f"{where}: expected an object, got {type(data).__name__}")
+    check_version(data, where)
+    data = dict(data)
+    calibration = data.get("calibration")
+    method = calibration.get("method") if isinstance(calibration, dict) else None
+    trained = isinstance(method, str) and method.startswith("trained")
+    if not isinstance(data.get("recipe"), dict) and isinstance(data.get("options"), dict):
+        recipe = {k: v for k, v in data["options"].items() if k in RECIPE_KEYS}
+        data["recipe"] = {**recipe, "calibration": method if isinstance(method, str) and not trained else "minmax",
+                          "fingerprint": calibration.get("fingerprint") if isinstance(calibration, dict) else None}
+    if isinstance(calibration, dict) and "method" in calibration:
+        data["calibration"] = {k: v for k, v in calibration.items() if k != "method"} | ({"trained": method} if trained else {})
+    pre = data.get("preprocessing")
+    if isinstance(pre, dict) and "from" in pre:
+        data["preprocessing"] = {"used": pre.get("used"), "origins": pre["from"]}
+    search = data.get("search")
+    if isinstance(search, dict):
+        steps = search.get("steps")
+        data["search"] = {**search, "steps": [_step(s) for s in steps] if isinstance(steps, list) else steps,
+                          "chosen": _step(search.get("chosen"))}
+    return data
+
+
+RECIPE_KEYS = ("mode", "io", "per_tensor", "keep_float", "calibration", "signatures", "preprocessing", "samples", "seed",
+               "data", "fingerprint", "channels_last")
+
+
+def _step(step: Any) -> Any:
+    """A search step of schema 1.3 or earlier: "int8 (entropy)" is kind int8, method entropy."""
+    kind = step.get("kind") if isinstance(step, dict) else None
+    if not isinstance(kind, str) or not kind.startswith("int8 ("):
+        return step
+    return {**step, "kind": "int8", "method": kind[len("int8 ("):-1]}

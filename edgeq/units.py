@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def number(x: float | None, fmt: str = ".4g", suffix: str = "") -> str:
+    """A figure, or "n/a" where there is none: the one way edgeq prints a missing number."""
+    return "n/a" if x is None else f"{x:{fmt}}{suffix}"
+
+
 def size(n: int | None) -> str:
     if n is None:
         return "n/a"
@@ -13,14 +18,12 @@ def size(n: int | None) -> str:
 
 
 def percent(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}%"
+    return number(None if x is None else 100 * x, ".2f", "%")
 
 
 def gate_figure(name: str, value: float | None) -> str:
     """A gate's limit or value in the unit the rest of the output uses for that figure."""
-    if value is None:
-        return "n/a"
-    return percent(value) if name == "min_agreement" else f"{value:.4g}"
+    return percent(value) if name == "min_agreement" else number(value)
 
 
 def gate_status(gate) -> str:

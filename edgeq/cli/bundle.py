@@ -20,7 +20,7 @@ def bundle(
     force: bool = typer.Option(False, "--force", metavar="", help="Replace files already in the folder."),
 ) -> None:
     """Write the bundle an app build copies as is: model.tflite, model.edgeq.json, labels.txt, ops.txt, report.md, SHA256SUMS."""
-    from edgeq.report.bundle import bundle as write_bundle
+    from edgeq.packaging.bundle import bundle as write_bundle
 
     try:
         made = write_bundle(model, output, results, force)

@@ -13,20 +13,21 @@ from edgeq.errors import EdgeqError
 from edgeq.escape import terminal
 
 
-def slower_hint(latency: dict | None, served: bool = False) -> str | None:
-    """INT8 slower than float here: the figures (`served`: measured by the run that made the cached
-    conversion) and the exact command that fixes it."""
+def slower_hint(latency, served: bool = False) -> str | None:
+    """INT8 slower than float here (an edgeq.conversion.records.Latency): the figures (`served`:
+    measured by the run that made the cached conversion) and the exact command that fixes it."""
     import shlex
     import sys
 
-    if not latency or "candidates" in latency or latency["ratio"] <= 1 or latency["within_noise"]:
+    if not latency or latency.optimized or latency.ratio is None or latency.ratio <= 1 or latency.within_noise:
         return None
-    off = latency["off_delegate"]
-    why = (f"{', '.join(f'{k} x{v}' for k, v in off.items())} fell off XNNPACK ({latency['partitions']} partitions)" if off
+    off = latency.off_delegate
+    why = (f"{', '.join(f'{k} x{v}' for k, v in off.items())} fell off XNNPACK ({latency.partitions} partitions)" if off
            else "XNNPACK took every op")
     command = shlex.join(["edgeq", *sys.argv[1:], "--optimize", "latency"])
-    return (f"INT8 ran at {1 / latency['ratio']:.2f}x the float model's speed on XNNPACK here (p50 {latency['int8_p50_ms']:.3f} "
-            f"vs {latency['float_p50_ms']:.3f} ms, 1 thread{', measured by the run this conversion was cached from' if served else ''}): {why}; to keep those ops in float where that is faster, run: "
+    cached = ", measured by the run this conversion was cached from" if served else ""
+    return (f"INT8 ran at {1 / latency.ratio:.2f}x the float model's speed on XNNPACK here (p50 {latency.int8_p50_ms:.3f} "
+            f"vs {latency.float_p50_ms:.3f} ms, 1 thread{cached}): {why}; to keep those ops in float where that is faster, run: "
             + terminal(command))
 
 
@@ -76,14 +77,14 @@ def convert(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
 ) -> None:
     """Convert a float model (.keras/.h5, SavedModel or float .tflite) to a quantized .tflite, calibrated on real samples."""
-    from edgeq.conversion.converter import ConvertOptions
     from edgeq.conversion.converter import convert as run_convert
+    from edgeq.conversion.options import ConvertOptions
     from edgeq.conversion.search import Budget
     from edgeq.data.samples import Preprocessing
     from edgeq.tflite.metadata import Description, read_labels
 
     try:
-        options = ConvertOptions(
+        options = ConvertOptions.of(
             mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed, jobs=jobs, targets=tuple(target),
             eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers, allow_int16x8=allow_int16x8,
             budget=Budget(max_drop, min_agreement, min_sqnr) if any(v is not None for v in (max_drop, min_agreement, min_sqnr)) else None,
@@ -93,7 +94,7 @@ def convert(
             channels_last=channels_last, optimize=optimize, device=device, cache=not no_cache,
         )
         if bundle_dir is not None:
-            from edgeq.report.bundle import check_bundle
+            from edgeq.packaging.bundle import check_bundle
 
             check_bundle(bundle_dir, force)
         about = None
@@ -104,27 +105,28 @@ def convert(
         with progress_bar():
             result = run_convert(model, output, data, options, quiet_native=not state["verbose"], force=force, about=about)
         if bundle_dir is not None and result.budget_met is not False:
-            from edgeq.report.bundle import bundle
+            from edgeq.packaging.bundle import bundle
 
             bundle(result.output, bundle_dir, None, force)
     except EdgeqError as exc:
         fail(exc)
     for warning in result.warnings:
         log.warning(terminal(warning))
-    slower = slower_hint(result.manifest.get("latency"), result.manifest.get("cache", {}).get("conversion") == "hit")
+    manifest = result.manifest
+    slower = slower_hint(manifest.latency, manifest.cache is not None and manifest.cache.conversion == "hit")
     if slower:
         log.warning(slower)
     from edgeq.report.text import timings_line
 
-    log.debug(timings_line(result.manifest.get("timings")))
+    log.debug(timings_line(manifest.timings))
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(json.dumps(result.to_json(), indent=2))
     else:
         from edgeq.report.text import conversion_text
 
         say(conversion_text(result))
     if result.budget_met is False:
-        best = result.manifest["search"]["chosen"]
-        log.error(f"no mix within the bounds meets the budget; kept the best found ({best['k']} float layer(s): "
-                  f"{'; '.join(best['missed'])}) as {result.output}")
+        best = manifest.search.chosen
+        log.error(f"no mix within the bounds meets the budget; kept the best found ({best.k} float layer(s): "
+                  f"{'; '.join(best.missed)}) as {result.output}")
         raise typer.Exit(1)

@@ -18,24 +18,22 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
+    from edgeq.conversion.manifest import Described
     from edgeq.schema import to_json
     from edgeq.targets import check_target
-    from edgeq.tflite.manifest import Recipe, manifest_mismatch
     from edgeq.tflite.metadata import read_metadata
-    from edgeq.tflite.model import read_tflite
-    from edgeq.tflite.summary import summarize
 
     try:
-        parsed = read_tflite(model)
-        summary = summarize(parsed)
-        reports = [check_target(parsed, t) for t in target]
-        metadata = read_metadata(parsed.data)
-        recipe = Recipe.from_manifest(model) if manifest_mismatch(parsed) is None else None
+        described = Described.of(model)
+        summary = described.summary()
+        reports = [check_target(described.model, t) for t in target]
+        metadata = read_metadata(described.model.data)
+        recipe = described.manifest.recipe if described.manifest else None
     except EdgeqError as exc:
         fail(exc)
     if as_json:
         data = summary.to_dict()
-        data["recipe"] = recipe.to_json() if recipe else None
+        data["recipe"] = to_json(recipe) if recipe else None
         data["metadata"] = None if metadata is None else {
             **{k: v for k, v in to_json(metadata).items() if k != "files"}, "labels": metadata.labels, "files": sorted(metadata.files)}
         if reports:

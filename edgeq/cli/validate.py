@@ -67,9 +67,9 @@ def validate(
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
-    from edgeq.fileio import check_writable, write_files_atomically
-    from edgeq.roles import parse_roles
     from edgeq.conversion.calibration import default_jobs as cores
+    from edgeq.data.samples import PreprocessingOverride
+    from edgeq.roles import parse_roles
     from edgeq.validation.compare import ValidateOptions
     from edgeq.validation.compare import validate as run_validate
 
@@ -80,24 +80,15 @@ def validate(
                **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {})}
     outputs = {k: v for k, v in outputs.items() if v is not None}
     try:
-        if len(target) > 1:
-            raise UsageError(f"validate checks one --target per run (the Edge TPU one may run the model on it); "
-                             f"got {', '.join(target)}: run validate once per target")
-        if compare_to != "local":
-            raise UsageError(f"--compare-to {compare_to!r}: devices are compared with the local run; use local")
-        if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
-            raise UsageError(f"--report {report_dir}: is a file; --report names a folder for report.md and report.html")
-        for path in outputs.values():
-            if path.parent != report_dir or report_dir.is_dir():  # --report DIR is created on success
-                check_writable(path, force, [model, reference, data] + ([baseline] if baseline else []))
-        preprocessing = {"color": color, "resize": resize, "value_range": value_range, "mean": floats(mean, "--mean"),
-                         "std": floats(std, "--std"), "layout": layout}
+        _check_usage(target, compare_to, report_dir, outputs, force, [model, reference, data] + ([baseline] if baseline else []))
         if delegate == "edgetpu":
             delegate, delegate_library = "xnnpack", delegate_library or "libedgetpu.so.1"
         options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
                                   delegate_options=key_values(delegate_option, "--delegate-option"), threads=threads,
                                   jobs=jobs if jobs is not None else cores(), cache=not no_cache,
-                                  warmup=warmup, runs=runs, limit=limit, top_k=top_k, preprocessing=preprocessing, gates=gates,
+                                  warmup=warmup, runs=runs, limit=limit, top_k=top_k, gates=gates,
+                                  preprocessing=PreprocessingOverride(color, resize, value_range, floats(mean, "--mean"),
+                                                                      floats(std, "--std"), layout),
                                   output_roles=parse_roles(output_role), score_threshold=score_threshold,
                                   per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples,
                                   custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
@@ -109,7 +100,36 @@ def validate(
         fail(exc)
     for warning in result.warnings:
         log.warning(terminal(warning))
-    if "json" in outputs:  # first: a rendering problem never loses a finished run
+    _write(result, outputs, report_dir)
+    from edgeq.report.text import validation_text
+
+    say(validation_text(result))
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _check_usage(target: list[str], compare_to: str, report_dir: Path | None, outputs: dict[str, Path], force: bool,
+                 inputs: list[Path]) -> None:
+    """Before the run: the flags go together and every file to write may be written."""
+    from edgeq.fileio import check_writable
+
+    if len(target) > 1:
+        raise UsageError(f"validate checks one --target per run (the Edge TPU one may run the model on it); "
+                         f"got {', '.join(target)}: run validate once per target")
+    if compare_to != "local":
+        raise UsageError(f"--compare-to {compare_to!r}: devices are compared with the local run; use local")
+    if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
+        raise UsageError(f"--report {report_dir}: is a file; --report names a folder for report.md and report.html")
+    for path in outputs.values():
+        if path.parent != report_dir or report_dir.is_dir():  # --report DIR is created on success
+            check_writable(path, force, inputs)
+
+
+def _write(result, outputs: dict[str, Path], report_dir: Path | None) -> None:
+    """The results JSON first (a rendering problem never loses a finished run), then the reports."""
+    from edgeq.fileio import write_files_atomically
+
+    if "json" in outputs:
         write_files_atomically({outputs["json"]: output_bytes("json", result)})
     try:
         if report_dir is not None:
@@ -118,11 +138,6 @@ def validate(
     except (EdgeqError, OSError) as exc:
         kept = f"; the results are in {outputs['json']}" if "json" in outputs else ""
         fail(EdgeqError(f"writing the reports failed ({exc}){kept}"))
-    from edgeq.report.text import validation_text
-
-    say(validation_text(result))
-    if not result.passed:
-        raise typer.Exit(1)
 
 
 def output_bytes(kind: str, result) -> bytes:
@@ -133,7 +148,7 @@ def output_bytes(kind: str, result) -> bytes:
     if kind == "csv":
         from edgeq.conversion.debugger import write_csv
 
-        return write_csv((result.per_layer or {}).get("layers") or [])
+        return write_csv(result.per_layer.layers if result.per_layer else ())
     from edgeq.report.documents import render
 
     return render(result, kind).encode()

@@ -14,18 +14,17 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Any
+from dataclasses import astuple, fields, replace
 
 import numpy as np
 
+from edgeq.conversion.recipe import Recipe
+from edgeq.conversion.records import LayerError, Manifest, PerLayer, RangeChange
 from edgeq.data.samples import InputSpec, open_samples
 from edgeq.errors import AnalysisError, UsageError
 from edgeq.native import captured_native_stderr
-from edgeq.schema import NUM, optional
-from edgeq.tflite.manifest import Recipe, manifest_part
 
-CSV_FIELDS = ("rank", "op_type", "tensor_name", "scale", "zero_point", "sqnr_db", "rmse", "mean_error",
-              "max_abs_error", "rmse_lsb", "max_abs_error_lsb", "range_ratio", "clipped_fraction")
+CSV_FIELDS = tuple(f.name for f in fields(LayerError))
 
 
 def _signal_power(float_values: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:
@@ -34,7 +33,7 @@ def _signal_power(float_values: np.ndarray, quantized: np.ndarray, scale: float,
 
 def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.ndarray]], specs: list[InputSpec],
                      signature: str = "serving_default", custom_objects: str | None = None,
-                     trust_model: bool = False) -> dict[str, Any]:
+                     trust_model: bool = False, manifest: Manifest | None = None) -> PerLayer:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
     from edgeq.conversion.quantize import (
         RangeChooser,
@@ -42,12 +41,11 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
         quantize,
         resolve_keep_float,
     )
-    from edgeq.conversion.ranges import Method
     from edgeq.conversion.source import KerasCode, load_source
     from edgeq.tflite.model import parse_tflite
 
-    recipe = Recipe.from_manifest(model) or Recipe(signatures=(signature,), samples=len(debug_samples))
-    if recipe.mode not in ("int8", "int8-fallback"):
+    recipe = manifest.recipe if manifest else Recipe(signatures=(signature,), samples=len(debug_samples))
+    if not recipe.mode.int8_activations:
         raise UsageError(f"--per-layer needs an int8 model; {model} was converted with --mode {recipe.mode}")
     with captured_native_stderr():
         source = load_source(reference, recipe.signatures[:1], [",".join(map(str, s.shape)) for s in specs] if len(specs) == 1 else
@@ -62,19 +60,20 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
             note = f"no calibration data recorded beside {model.name}; calibrated on the {len(debug_samples)} debug samples"
         calibrated = calibrate(source, recipe, lambda: iter(calibration))
         keep = resolve_keep_float(parse_tflite(calibrated), recipe.keep_float)
-        if recipe.calibration != "minmax" and recorded:
-            calibrated, _ = RangeChooser(calibrated, source.specs, recipe, Path(recipe.data)).with_method(Method.parse(recipe.calibration))
+        if not recipe.calibration.is_minmax and recorded:
+            calibrated, _ = RangeChooser(calibrated, source.specs, recipe, Path(recipe.data)).with_method(recipe.calibration)
             note += f", ranges chosen by {recipe.calibration}"
         debug_model = quantize(calibrated, recipe, keep, numeric_verify=True)
         layers = run_debugger(debug_model, debug_samples)
-    chosen = _chosen_ranges(model)
-    for layer in layers:
-        found = chosen.get(layer["tensor_name"]) or chosen.get(layer["tensor_name"].rstrip("0123456789"))
-        layer["range_ratio"] = found["range_ratio"] if found else None
-        layer["clipped_fraction"] = found["clipped_fraction"] if found else None
-    return {"calibration": note, "debug_samples": len(debug_samples), "ranked_by": "sqnr_db (lowest first)",
-            "calibration_ranges": sorted(chosen.values(), key=lambda r: r["range_ratio"])[:20],
-            "method": "TensorFlow's QuantizationDebugger on a NumericVerify model of the same recipe", "layers": layers}
+    ranges = manifest.calibration.ranges if manifest and manifest.calibration else ()
+    chosen = {r.tensor: r for r in ranges} | {r.tensor.rstrip("0123456789"): r for r in ranges}  # the debugger may drop a digit
+    for i, layer in enumerate(layers):
+        found = chosen.get(layer.tensor_name) or chosen.get(layer.tensor_name.rstrip("0123456789"))
+        if found:
+            layers[i] = replace(layer, range_ratio=found.range_ratio, clipped_fraction=found.clipped_fraction)
+    return PerLayer("sqnr_db (lowest first)", note, len(debug_samples), tuple(layers),
+                    tuple(sorted(ranges, key=lambda r: r.range_ratio)[:20]),
+                    "TensorFlow's QuantizationDebugger on a NumericVerify model of the same recipe")
 
 
 def debugger_feeds(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
@@ -98,19 +97,7 @@ def debugger_feeds(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[
     return [[cast(a, t) for a, t in zip(sample, inputs)] for sample in samples]
 
 
-def _chosen_ranges(model: Path) -> dict[str, dict[str, Any]]:
-    """The ranges --calibration chose (not min/max), by tensor name and by name without a trailing
-    digit (the debugger may drop one), from the manifest beside the model."""
-    calibration = manifest_part(model, "calibration", {"ranges": optional([{"tensor": str, "minmax": [NUM], "chosen": [NUM],
-                                                                             "range_ratio": NUM, "clipped_fraction": NUM}])}, [])
-    found: dict[str, dict[str, Any]] = {}
-    for entry in (calibration or {}).get("ranges") or []:
-        found[entry["tensor"]] = entry
-        found.setdefault(entry["tensor"].rstrip("0123456789"), entry)
-    return found
-
-
-def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[dict[str, Any]]:
+def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[LayerError]:
     """Per-layer statistics of the NumericVerify `debug_model` on float `samples` (input order)."""
     import tensorflow as tf
 
@@ -129,33 +116,25 @@ def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[di
     dump.seek(0)
     layers = [_layer(row) for row in csv.DictReader(dump)]
     # a layer whose error could not be measured (no signal, or a NaN from LOG on zeros) is a suspect: first, never last
-    layers.sort(key=lambda layer: (layer["sqnr_db"] is not None, layer["sqnr_db"] or 0.0))
-    for rank, layer in enumerate(layers, 1):
-        layer["rank"] = rank
-    return [{k: layer.get(k) for k in CSV_FIELDS} for layer in layers]
+    layers.sort(key=lambda layer: (layer.sqnr_db is not None, layer.sqnr_db or 0.0))
+    return [replace(layer, rank=rank) for rank, layer in enumerate(layers, 1)]
 
 
-def _layer(row: dict[str, str]) -> dict[str, Any]:
+def _layer(row: dict[str, str]) -> LayerError:
+    """One row of TensorFlow's layer statistics (its CSV's columns)."""
     scale, mse = float(row["scale"]), float(row["mean_squared_error"])
     signal = float(row["signal_power"])
     rmse, max_abs = math.sqrt(mse), float(row["max_abs_error"])
-    return {
-        "op_type": row["op_name"],
-        "tensor_name": row["tensor_name"],
-        "scale": scale,
-        "zero_point": int(float(row["zero_point"])),
-        "sqnr_db": round(10 * math.log10(signal / mse), 3) if mse > 0 and signal > 0 else None,
-        "rmse": rmse,
-        "mean_error": float(row["mean_error"]),
-        "max_abs_error": max_abs,
-        "rmse_lsb": round(rmse / scale, 4) if scale else None,
-        "max_abs_error_lsb": round(max_abs / scale, 4) if scale else None,
-    }
+    return LayerError(
+        rank=0, op_type=row["op_name"], tensor_name=row["tensor_name"], scale=scale, zero_point=int(float(row["zero_point"])),
+        sqnr_db=round(10 * math.log10(signal / mse), 3) if mse > 0 and signal > 0 else None,
+        rmse=rmse, mean_error=float(row["mean_error"]), max_abs_error=max_abs,
+        rmse_lsb=round(rmse / scale, 4) if scale else None, max_abs_error_lsb=round(max_abs / scale, 4) if scale else None)
 
 
-def write_csv(layers: list[dict[str, Any]]) -> bytes:
+def write_csv(layers: tuple[LayerError, ...]) -> bytes:
     out = io.StringIO()
-    writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(layers)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_FIELDS)
+    writer.writerows(["" if v is None else v for v in astuple(layer)] for layer in layers)
     return out.getvalue().encode()

@@ -7,33 +7,17 @@ split the graph into partitions. Candidates are timed interleaved, in rounds, in
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edgeq.conversion.records import Candidate, Latency
 from edgeq.metrics import Scorer
 from edgeq.run.litert import LiteRTRunner, Timings, within_noise
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
 BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}  # at float I/O: XNNPACK takes them; they split nothing
-
-
-@dataclass(frozen=True)
-class Candidate:
-    name: str
-    keep_ops: tuple[str, ...]  # op types kept in float on top of the user's --keep-float
-    int8_p50_ms: float
-    ratio: float  # INT8 p50 / float p50 (below 1: faster than float)
-    within_noise: bool  # the difference to float is inside the run-to-run spread
-    delegated_nodes: int
-    total_nodes: int
-    partitions: int
-    off_delegate: dict[str, int]
-    worst_sqnr_db: float | None  # against float, on the evaluation samples
-    meets: bool | None  # the accuracy budget; None without one
-    size_bytes: int
 
 
 def fell_off(runner: LiteRTRunner) -> dict[str, int]:
@@ -71,18 +55,17 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
         return timed.pop("float"), {name: (timed[name], runners[name]) for name in models}
 
 
-def slower_than_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray], runs: int = 60) -> dict[str, Any]:
+def slower_than_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray], runs: int = 60) -> Latency:
     """INT8 against float as converted (about 2 s at most): the figures, and what fell off the delegate."""
     float_time, timed = measure(float_model, {"int8": quantized}, sample, runs, 2.0)
     int8_time, runner = timed["int8"]
-    return {"delegate": "xnnpack", "threads": 1, "float_p50_ms": float_time.p50, "int8_p50_ms": int8_time.p50,
-            "ratio": round(int8_time.p50 / float_time.p50, 4), "within_noise": within_noise(int8_time, float_time),
-            "off_delegate": fell_off(runner), "partitions": runner.partitions}
+    return Latency("xnnpack", 1, float_time.p50, int8_time.p50, round(int8_time.p50 / float_time.p50, 4),
+                   within_noise(int8_time, float_time), fell_off(runner), runner.partitions)
 
 
 def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, ...]], bytes], sample: list[np.ndarray],
              score: Callable[[bytes], tuple[float | None, bool | None]], runs: int = 200, device: Any = None,
-             where: str = "xnnpack (this machine)") -> tuple[bytes, dict[str, Any]]:
+             where: str = "xnnpack (this machine)") -> tuple[bytes, Latency]:
     """The fastest of: the model as converted, and each op type that fell off XNNPACK (and all of
     them) kept in float; among those that meet the budget when `score` says so. Returns the chosen
     model and the record of every candidate."""
@@ -100,10 +83,9 @@ def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, .
                                     runner.partitions, fell_off(runner), sqnr, meets, len(models[_name(keep)])))
     eligible = [c for c in candidates if c.meets is not False] or candidates
     chosen = min(eligible, key=lambda c: c.int8_p50_ms)
-    return models[chosen.name], {"delegate": where, "threads": 1, "rounds": ROUNDS, "runs": runs,
-                         "float_p50_ms": float_time.p50, "chosen": chosen.name, "keep_ops": list(chosen.keep_ops),
-                         "candidates": [asdict(c) | {"keep_ops": list(c.keep_ops)} for c in candidates],
-                         "faster_than_float": chosen.ratio <= 1 or chosen.within_noise}
+    return models[chosen.name], Latency(where, 1, float_time.p50, rounds=ROUNDS, runs=runs, chosen=chosen.name,
+                                        keep_ops=chosen.keep_ops, candidates=tuple(candidates),
+                                        faster_than_float=chosen.ratio <= 1 or chosen.within_noise)
 
 
 def _name(keep: tuple[str, ...]) -> str:

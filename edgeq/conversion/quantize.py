@@ -11,13 +11,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from dataclasses import replace
 from typing import Any, Callable
 
 from edgeq.conversion.isolation import step
+from edgeq.conversion.recipe import Method, Mode, Recipe
+from edgeq.conversion.records import KeepFloat, RangeChange
 from edgeq.errors import UsageError
-from edgeq.tflite.manifest import Recipe
 from edgeq.tflite.model import TfliteModel, parse_tflite
-from edgeq.tflite.summary import summarize
+from edgeq.tflite.summary import FloatOp, float_ops
 from edgeq.timing import phase
 
 
@@ -53,7 +55,7 @@ def calibrate(source, recipe: Recipe, samples: Callable[[], Iterable[Any]], phas
     converter.representative_dataset = lambda: keyed(source)(samples())
     step("calibrating (TensorFlow's converter and calibrator)")
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if recipe.mode == "int8-fallback" or recipe.keep_float:
+    if recipe.mode == Mode.INT8_FALLBACK or recipe.keep_float:
         ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
     converter.target_spec.supported_ops = ops
     converter._experimental_calibrate_only = True  # noqa: SLF001 - see the module docstring
@@ -64,7 +66,7 @@ def calibrate(source, recipe: Recipe, samples: Callable[[], Iterable[Any]], phas
 QUANTIZE_ATTEMPTS = 12
 
 
-def quantize(calibrated: bytes, recipe: Recipe, keep: dict[str, Any], numeric_verify: bool = False) -> bytes:
+def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify: bool = False) -> bytes:
     """`numeric_verify`: the debug model of QuantizationDebugger (float ops kept beside the quantized ones).
 
     TensorFlow's MLIR quantizer is not deterministic on some graphs: on an unrolled LSTM the same
@@ -75,10 +77,10 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: dict[str, Any], numeric_ve
     from edgeq.conversion.extensions import mlir_quantize
 
     step("quantizing (TensorFlow's MLIR quantizer)")
-    for _ in range(1 if numeric_verify or recipe.mode != "int8" else QUANTIZE_ATTEMPTS):
-        result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io_type, numeric_verify, keep["ops"] or None,
-                               keep["nodes"] or None)
-        if not not_kept(summarize(parse_tflite(result), {}).float_ops, keep):
+    for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
+        result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, list(keep.ops) or None,
+                               list(keep.nodes) or None)
+        if not not_kept(float_ops(parse_tflite(result)), keep):
             break
     return result
 
@@ -97,17 +99,17 @@ def one_step(source, recipe: Recipe, representative_dataset, float_only: bool = 
     if float_only:
         return converter.convert()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if recipe.mode == "float16":
+    if recipe.mode == Mode.FLOAT16:
         converter.target_spec.supported_types = [tf.float16]
-    elif recipe.mode == "int16x8":
+    elif recipe.mode == Mode.INT16X8:
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        converter.inference_input_type = converter.inference_output_type = tf_type(recipe.io_type)
+        converter.inference_input_type = converter.inference_output_type = tf_type(recipe.io)
         converter._experimental_disable_per_channel = recipe.per_tensor  # noqa: SLF001
     return converter.convert()
 
 
-def resolve_keep_float(calibrated: TfliteModel, names: tuple[str, ...]) -> dict[str, list[str]]:
+def resolve_keep_float(calibrated: TfliteModel, names: tuple[str, ...]) -> KeepFloat:
     """Map each --keep-float NAME to op types or the exact node names of the calibrated graph.
 
     A NAME is an op type (CONV_2D), an exact output tensor name, or a Keras layer name, which
@@ -135,7 +137,7 @@ def resolve_keep_float(calibrated: TfliteModel, names: tuple[str, ...]) -> dict[
             )
         kept[name] = len(found)
         nodes.extend(n for n in found if n not in nodes)
-    return {"nodes": nodes, "ops": ops, "per_name": kept}
+    return KeepFloat(tuple(names), tuple(nodes), tuple(ops), kept)
 
 
 def _unique_layers(outputs: dict[int, list[str]]) -> list[str]:
@@ -154,15 +156,15 @@ def _components(tensor_name: str) -> set[str]:
     return {c for part in tensor_name.split(";") for c in part.split("/")}
 
 
-def not_kept(float_ops: list[dict[str, Any]], keep: dict[str, Any]) -> list[dict[str, Any]]:
+def not_kept(found: list[FloatOp], keep: KeepFloat) -> list[FloatOp]:
     """The float ops that no --keep-float (op type or node) asked for."""
     def kept(name: str) -> bool:
         """The quantizer may suffix a kept node's name with a digit (Identity -> Identity1), and fuse
         it with its activation ('activation_1;add_1' for the nodes add_1 and activation_1)."""
         return any(part == n or (part.startswith(n) and part[len(n):].isdigit()) for part in (name, *name.split(";"))
-                   for n in keep["nodes"])
+                   for n in keep.nodes)
 
-    return [op for op in float_ops if op["type"] not in set(keep["ops"]) and not any(map(kept, op["outputs"]))]
+    return [op for op in found if op.type not in set(keep.ops) and not any(map(kept, op.outputs))]
 
 
 class RangeChooser:
@@ -192,18 +194,17 @@ class RangeChooser:
 
         return chosen_ranges(self.parsed, method, self.counts, self.minmax)
 
-    def with_method(self, method) -> tuple[bytes, dict[str, Any]]:
-        return self.write(self.ranges(method), str(method))
+    def with_method(self, method: Method) -> tuple[bytes, tuple[RangeChange, ...]]:
+        return self.write(self.ranges(method))
 
-    def write(self, chosen: dict[int, tuple[float, float]], method: str) -> tuple[bytes, dict[str, Any]]:
-        """The calibrated model with the `chosen` ranges, and the record of those that differ from min/max."""
+    def write(self, chosen: dict[int, tuple[float, float]]) -> tuple[bytes, tuple[RangeChange, ...]]:
+        """The calibrated model with the `chosen` ranges, and those that differ from min/max."""
         from edgeq.conversion.calibration import write_ranges
         from edgeq.conversion.ranges import clipped_fraction
 
         minmax, counts, tensors = self.minmax, self.counts, self.parsed.tensors
         changed = [i for i in chosen if chosen[i] != minmax[i]]
-        record = {"method": method, "ranges": [
-            {"tensor": tensors[i].name, "minmax": list(minmax[i]), "chosen": list(chosen[i]),
-             "range_ratio": round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
-             "clipped_fraction": clipped_fraction(counts[i], *minmax[i], chosen[i])} for i in changed]}
-        return write_ranges(self.calibrated, chosen), record
+        changes = tuple(RangeChange(tensors[i].name, tuple(minmax[i]), tuple(chosen[i]),
+                                    round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
+                                    clipped_fraction(counts[i], *minmax[i], chosen[i])) for i in changed)
+        return write_ranges(self.calibrated, chosen), changes

@@ -22,11 +22,9 @@ as the quantizer wants one scale on both sides; every range includes 0.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from edgeq.errors import UsageError
+from edgeq.conversion.recipe import Method
 
 BINS = 2048
 LEVELS = 255
@@ -34,30 +32,6 @@ FIXED_OUTPUT = frozenset({"SOFTMAX", "LOGISTIC", "TANH", "LOG_SOFTMAX"})
 PASS_THROUGH = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "MAX_POOL_2D", "TRANSPOSE", "STRIDED_SLICE", "SLICE",
                           "GATHER", "PAD", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE"})
 Ranges = dict[int, tuple[float, float]]
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str  # minmax | percentile | mse | entropy
-    percentile: float = 99.99
-
-    @classmethod
-    def parse(cls, text: str) -> Method:
-        name, _, arg = text.partition(":")
-        if name not in ("minmax", "percentile", "mse", "entropy") or (arg and name != "percentile"):
-            raise UsageError(f"--calibration {text!r}: use minmax, percentile[:P], mse, entropy or auto")
-        if not arg:
-            return cls(name)
-        try:
-            p = float(arg)
-        except ValueError:
-            raise UsageError(f"--calibration {text!r}: P must be a number, e.g. percentile:99.99") from None
-        if not 50 < p < 100:
-            raise UsageError(f"--calibration {text!r}: P must be between 50 and 100")
-        return cls(name, p)
-
-    def __str__(self) -> str:
-        return f"percentile:{self.percentile:g}" if self.name == "percentile" else self.name
 
 
 AUTO_ORDER = (Method("minmax"), Method("entropy"), Method("percentile", 99.99), Method("percentile", 99.999), Method("mse"))

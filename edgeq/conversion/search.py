@@ -28,12 +28,13 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edgeq.conversion.records import ChosenLayer, Search, SearchStep, StepKind, StepOutput
 from edgeq.errors import UsageError
 from edgeq.metrics import Scorer
 from edgeq.progress import report
@@ -41,6 +42,7 @@ from edgeq.roles import decide_roles
 from edgeq.run.litert import LiteRTRunner
 from edgeq.tflite.graph import Layer, LayerGraph
 from edgeq.tflite.signatures import positions
+from edgeq.units import number
 
 
 @dataclass(frozen=True)
@@ -98,22 +100,22 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or math.isinf(x) else round(x, 4)
 
 
-def output_quality(output: dict[str, Any]) -> float:
-    """One output's figure from a step's `outputs` entry, higher is better: its margin over the
-    budget, or its SQNR where the budget gives no finite margin (none given: SQNR as high as it gets)."""
-    if output["exact"]:
+def output_quality(output: StepOutput) -> float:
+    """One output's figure in a step, higher is better: its margin over the budget, or its SQNR
+    where the budget gives no finite margin (none given: SQNR as high as it gets)."""
+    if output.exact:
         return math.inf
-    figure = output["margin"] if output["margin"] is not None else output["sqnr_db"]
+    figure = output.margin if output.margin is not None else output.sqnr_db
     return -math.inf if figure is None else figure
 
 
-def leximin(step: dict[str, Any]) -> tuple[bool, list[float]]:
+def leximin(step: SearchStep) -> tuple[bool, list[float]]:
     """Orders steps best last: meeting the budget first, then the worst output's figure, then the next worst's."""
-    return step["meets"], sorted(output_quality(o) for o in step["outputs"])
+    return step.meets, sorted(output_quality(o) for o in step.outputs)
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
+    return number(x, f".{digits}f")
 
 
 class Evaluator:
@@ -142,13 +144,14 @@ class Evaluator:
         path.write_bytes(model)
         return LiteRTRunner(path)
 
-    def evaluate(self, model: bytes, float_layers: list[str], kind: str = "int8", phase: str = "") -> dict[str, Any]:
+    def evaluate(self, model: bytes, float_layers: list[str], kind: StepKind = StepKind.INT8, phase: str | None = None,
+                 method: str | None = None) -> SearchStep:
         """One candidate's figures: per output, the worst of them, and whether it meets the budget."""
         start = time.perf_counter()
         self.evaluations += 1
-        what = f"evaluating mix {self.evaluations} ({kind}, {len(float_layers)} float layer(s))"
+        what = f"evaluating mix {self.evaluations} ({kind.value}{f' {method}' if method else ''}, {len(float_layers)} float layer(s))"
         report(what, 0, len(self.samples))
-        runner = self._runner(model, f"{kind}-{len(float_layers)}")
+        runner = self._runner(model, f"{kind.value}-{len(float_layers)}")
         scorer = Scorer(self.names, self.roles)
         for i, (sample, want) in enumerate(zip(self.samples, self.reference)):
             scorer.add(want, runner.run(sample), self.labels[i] if self.labels is not None else None)
@@ -157,14 +160,13 @@ class Evaluator:
         missed = self.budget.missed(scores)
         margins = self.budget.margins(scores)
         acc = scores["accuracy"]
-        outputs = [{"name": o["name"], "tensor": tensor, "role": o["role"], "sqnr_db": o["sqnr_db"], "exact": o["exact"], "agreement": o["agreement"],
-                    "margin": _finite(margins.get(o["name"])), "meets": o["name"] not in margins or margins[o["name"]] >= 0}
-                   for o, tensor in zip(scores["outputs"], self.tensors)]
-        return {"kind": kind, "phase": phase, "float_layers": float_layers, "k": len(float_layers), "size_bytes": len(model),
-                "float_top1": acc["float_top1"], "int8_top1": acc["int8_top1"], "top1_drop_pts": acc["top1_drop_pts"],
-                "agreement": acc["agreement"], "worst_sqnr_db": scores["worst_sqnr_db"], "exact": scores["exact"],
-                "outputs": outputs, "meets": not missed, "missed": missed, "quality": self.budget.quality(scores),
-                "seconds": round(time.perf_counter() - start, 3)}
+        outputs = tuple(StepOutput(o["name"], tensor, o["role"], o["sqnr_db"], o["exact"], o["agreement"],
+                                   _finite(margins.get(o["name"])), o["name"] not in margins or margins[o["name"]] >= 0)
+                        for o, tensor in zip(scores["outputs"], self.tensors))
+        return SearchStep(kind, len(float_layers), len(model), not missed, method, phase, tuple(float_layers),
+                          acc["float_top1"], acc["int8_top1"], acc["top1_drop_pts"], acc["agreement"], scores["worst_sqnr_db"],
+                          scores["exact"], outputs, tuple(missed), self.budget.quality(scores),
+                          round(time.perf_counter() - start, 3))
 
 
 INT16X8_NOTE = "16-bit activations (int16x8) run on LiteRT's built-in kernels only: not on XNNPACK, the Edge TPU or NNAPI"
@@ -193,8 +195,8 @@ class _Search:
                  max_float_layers: int | None):
         self.evaluator, self.quantize, self.max = evaluator, quantize, max_float_layers
         self.models: dict[tuple[str, ...], bytes] = {}
-        self.seen: dict[tuple[str, ...], dict[str, Any]] = {}
-        self.steps: list[dict[str, Any]] = []
+        self.seen: dict[tuple[str, ...], SearchStep] = {}
+        self.steps: list[SearchStep] = []
         self.full_int8 = full_int8
 
     def known(self, layers: list[Layer]) -> bool:
@@ -205,9 +207,9 @@ class _Search:
         return tuple(layer.node for layer in sorted(layers, key=lambda layer: layer.position))
 
     def meets(self, layers: list[Layer], phase: str) -> bool:
-        return self.step(layers, phase)["meets"]
+        return self.step(layers, phase).meets
 
-    def step(self, layers: list[Layer], phase: str) -> dict[str, Any]:
+    def step(self, layers: list[Layer], phase: str) -> SearchStep:
         key = self._key(layers)
         if key not in self.seen:
             model = self.quantize(list(key)) if key else self.full_int8
@@ -218,34 +220,34 @@ class _Search:
             self.steps.append(step)
         return self.seen[key]
 
-    def _may_be_chosen(self, step: dict[str, Any]) -> bool:
-        allowed = [s for s in self.steps if s["kind"] == "int8" and (self.max is None or s["k"] <= self.max)]
-        if self.max is not None and step["k"] > self.max:
+    def _may_be_chosen(self, step: SearchStep) -> bool:
+        allowed = [s for s in self.steps if s.kind == StepKind.INT8 and (self.max is None or s.k <= self.max)]
+        if self.max is not None and step.k > self.max:
             return False
-        if step["meets"]:
-            return all(step["k"] <= s["k"] for s in allowed if s["meets"])
-        return not any(s["meets"] for s in allowed) and all(step["quality"] >= s["quality"] for s in allowed)
+        if step.meets:
+            return all(step.k <= s.k for s in allowed if s.meets)
+        return not any(s.meets for s in allowed) and all(step.quality >= s.quality for s in allowed)
 
-    def model(self, step: dict[str, Any]) -> bytes:
-        key = tuple(step["float_layers"])
+    def model(self, step: SearchStep) -> bytes:
+        key = step.float_layers
         return self.models.get(key) or (self.quantize(list(key)) if key else self.full_int8)
 
 
 def search(evaluator: Evaluator, full_int8: bytes, graph: LayerGraph, quantize: Callable[[list[str]], bytes],
-           max_float_layers: int | None, int16x8: Callable[[], bytes] | None = None) -> tuple[bytes, dict[str, Any]]:
+           max_float_layers: int | None, int16x8: Callable[[], bytes] | None = None) -> tuple[bytes, Search]:
     """The search of the module docstring; returns the chosen (or best-effort) model and the record."""
     start = time.perf_counter()
     run = _Search(evaluator, full_int8, quantize, max_float_layers)
     first = run.step([], "full int8")
-    if not first["meets"] and int16x8 is not None:
+    if not first.meets and int16x8 is not None:
         wide = int16x8()
-        step = evaluator.evaluate(wide, [], kind="int16x8", phase="int16x8 activations")
+        step = evaluator.evaluate(wide, [], kind=StepKind.INT16X8, phase="int16x8 activations")
         run.steps.append(step)
-        if step["meets"]:
+        if step.meets:
             return wide, _record(evaluator, graph, [], run.steps, step, start)
     candidates: list[Layer] = []
-    if not first["meets"]:
-        missing = {graph.output_names.index(o["tensor"]) for o in first["outputs"] if not o["meets"] and o["tensor"] in graph.output_names}
+    if not first.meets:
+        missing = {graph.output_names.index(o.tensor) for o in first.outputs if not o.meets and o.tensor in graph.output_names}
         candidates = graph.feeding(missing) if missing else list(graph.layers)
         found = _find(run, candidates, [graph.heads[i] for i in sorted(missing) if graph.heads[i] is not None])
         if found is not None:
@@ -305,7 +307,7 @@ def _ranked_by_effect(run: _Search, candidates: list[Layer]) -> tuple[list[Layer
     units = [candidates[i:i + size] for i in range(0, len(candidates), size)]
     if len(units) < 2:
         return None, {}
-    effect = [run.step(unit, "effect of one unit alone")["quality"] for unit in units]
+    effect = [run.step(unit, "effect of one unit alone").quality for unit in units]
     order = sorted(range(len(units)), key=lambda i: (-effect[i], i))
     count = _shortest_prefix(run, [units[i] for i in order], "bisection over the effect ranking")
     chosen = sorted([layer for i in order[:count] for layer in units[i]], key=lambda layer: layer.position)
@@ -349,29 +351,28 @@ def _shrink(run: _Search, kept: list[Layer], budget: int) -> list[Layer]:
     return kept
 
 
-def _best(steps: list[dict[str, Any]], max_float_layers: int | None) -> dict[str, Any]:
+def _best(steps: list[SearchStep], max_float_layers: int | None) -> SearchStep:
     """The smallest int8 set that meets the budget (ties: the better figures); else the best-scoring
     within --max-float-layers."""
-    allowed = [s for s in steps if s["kind"] == "int8" and (max_float_layers is None or s["k"] <= max_float_layers)]
-    meeting = [s for s in allowed if s["meets"]]
+    allowed = [s for s in steps if s.kind == StepKind.INT8 and (max_float_layers is None or s.k <= max_float_layers)]
+    meeting = [s for s in allowed if s.meets]
     if meeting:
-        return min(meeting, key=lambda s: (s["k"], -s["quality"]))
-    return max(allowed, key=lambda s: s["quality"])
+        return min(meeting, key=lambda s: (s.k, -s.quality))
+    return max(allowed, key=lambda s: s.quality)
 
 
-def _record(evaluator: Evaluator, graph: LayerGraph, candidates: list[Layer], steps: list[dict[str, Any]],
-            chosen: dict[str, Any], start: float) -> dict[str, Any]:
+def _record(evaluator: Evaluator, graph: LayerGraph, candidates: list[Layer], steps: list[SearchStep],
+            chosen: SearchStep, start: float) -> Search:
     """The search as the manifest keeps it; the bound counts the int8 evaluations, not the int16x8 try."""
     by_node = {layer.node: layer for layer in graph.layers}
-    return {
-        "budget": asdict(evaluator.budget), "eval_samples": len(evaluator.samples),
-        "strategy": "output-aware: output heads, bisection by region over the execution order, shrinking",
-        "layers_considered": len(candidates), "graph_layers": len(graph.layers),
-        "missed_outputs": [o["name"] for o in steps[0]["outputs"] if not o["meets"]],
-        "max_evaluations": max_evaluations(len(candidates)),
-        "evaluations": len(steps), "int8_evaluations": sum(s["kind"] == "int8" for s in steps), "steps": steps, "chosen": chosen,
-        "met": chosen["meets"], "seconds": round(time.perf_counter() - start, 3),
-        "chosen_layers": [{"node": n, "op_type": by_node[n].op_type, "position": by_node[n].position}
-                          for n in chosen["float_layers"] if n in by_node],
-        "notes": [INT16X8_NOTE] if chosen["kind"] == "int16x8" else [],
-    }
+    budget = evaluator.budget
+    return Search(
+        budget={f.name: getattr(budget, f.name) for f in fields(budget)}, eval_samples=len(evaluator.samples),
+        layers_considered=len(candidates), max_evaluations=max_evaluations(len(candidates)), evaluations=len(steps),
+        steps=tuple(steps), chosen=chosen, met=chosen.meets,
+        int8_evaluations=sum(s.kind == StepKind.INT8 for s in steps),
+        strategy="output-aware: output heads, bisection by region over the execution order, shrinking",
+        graph_layers=len(graph.layers), missed_outputs=tuple(o.name for o in steps[0].outputs if not o.meets),
+        seconds=round(time.perf_counter() - start, 3),
+        chosen_layers=tuple(ChosenLayer(n, by_node[n].op_type, by_node[n].position) for n in chosen.float_layers if n in by_node),
+        notes=(INT16X8_NOTE,) if chosen.kind == StepKind.INT16X8 else ())

@@ -68,12 +68,12 @@ class Preprocessing:
             return lo, hi
         return RANGES.get(self.value_range or "")
 
-    def merged(self, overrides: dict[str, object]) -> tuple[Preprocessing, dict[str, str]]:
+    def merged(self, overrides: PreprocessingOverride) -> tuple[Preprocessing, dict[str, str]]:
         """These settings (e.g. the manifest's) with the given fields replaced, field by field, and
         where each field came from ("given" or "base"). A range replaces a mean/std and back, as
         they are alternative ways to scale."""
         values = {f: getattr(self, f) for f in FIELDS}
-        given = {k: v for k, v in overrides.items() if v is not None}
+        given = {f: getattr(overrides, f) for f in FIELDS if getattr(overrides, f) is not None}
         if "value_range" in given:
             values.update(mean=None, std=None)
         if "mean" in given or "std" in given:
@@ -99,6 +99,18 @@ class Preprocessing:
 
 
 FIELDS = ("color", "resize", "value_range", "mean", "std", "layout")
+
+
+@dataclass(frozen=True)
+class PreprocessingOverride:
+    """The preprocessing flags given to validate: each one given replaces the manifest's."""
+
+    color: str | None = None
+    resize: str | None = None
+    value_range: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    layout: str | None = None
 
 
 def image_layout(shape: tuple[int, ...], asked: str | None = None) -> str | None:
@@ -375,6 +387,7 @@ class Audit:
     specs: list[InputSpec]
     expected_range: tuple[float, float] | None = None
     unscaled_warning: bool = False  # arrays given without any declared range: warn about raw 0..255 values
+    described: str = "the samples"  # where they come from, for messages
 
     def __post_init__(self) -> None:
         self.count = 0

@@ -13,7 +13,8 @@ from edgeq.escape import html_text, md
 from edgeq.gates import GateResult
 from edgeq.metrics import EXACT_DB
 from edgeq.report.text import broken_notes, evaluations, short_name, slice_text, step_label, step_outputs
-from edgeq.units import gate_figure, gate_status
+from edgeq.conversion.records import StepKind
+from edgeq.units import gate_figure, gate_status, number
 from edgeq.units import percent as pct
 from edgeq.units import size as kib
 from edgeq.validation.results import ValidationResult
@@ -24,11 +25,11 @@ LAYERS_SHOWN = 10
 # -- figures, formatted once ------------------------------------------------------------------
 
 def num(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None else f"{x:.{digits}f}"
+    return number(x, f".{digits}f")
 
 
 def ms(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f} ms"
+    return number(x, ".3f", " ms")
 
 
 def verdict(results: ValidationResult, marks: bool = True) -> str:
@@ -70,7 +71,7 @@ BASELINE_HEAD = ("", "baseline", "now", "change")
 def _baseline_rows(results: ValidationResult) -> list[tuple[str, str, str, str]]:
     """This run against the previous results file, figure by figure."""
     b = results.baseline
-    signed = lambda x, unit: "n/a" if x is None else f"{x:+.2f}{unit}"  # noqa: E731
+    signed = lambda x, unit: number(x, "+.2f", unit)  # noqa: E731
     return [("INT8 top-1", pct(b.int8_top1), pct(results.accuracy.int8_top1), signed(None if b.regression_pts is None else -b.regression_pts, " pts")),
             ("INT8 p50 latency", ms(b.int8_p50_ms), ms(results.latency.int8_ms.p50), signed(b.latency_regression_pct, " %")),
             ("model size", kib(b.int8_bytes), kib(results.size.int8_bytes), signed(b.size_growth_pct, " %"))]
@@ -88,24 +89,23 @@ def _gate_rows(gates: tuple[GateResult, ...], marks: bool = True) -> list[tuple[
 
 
 def _output_rows(results: ValidationResult) -> list[tuple[str, ...]]:
-    sig = lambda x: "n/a" if x is None else f"{x:.4g}"  # noqa: E731 - errors span orders of magnitude
     return [(o.name, f"{o.role} ({o.role_from or 'n/a'})", "exact" if o.exact else num(o.sqnr_db),
              slice_text(o) + (" (far below the output)" if o.slice_flagged else ""),
-             pct(o.agreement) if o.agreement is not None else "n/a", num(o.cosine, 5), sig(o.max_abs_error), sig(o.mean_abs_error))
+             pct(o.agreement), num(o.cosine, 5), number(o.max_abs_error), number(o.mean_abs_error))
             for o in results.outputs]
 
 
 def _source_rows(results: ValidationResult) -> list[tuple[str, ...]]:
-    return [(o.name, "exact" if o.exact else num(o.sqnr_db), "n/a" if o.max_abs_error is None else f"{o.max_abs_error:.4g}")
+    return [(o.name, "exact" if o.exact else num(o.sqnr_db), number(o.max_abs_error))
             for o in results.source_check.outputs]
 
 
 def _layer_rows(results: ValidationResult, limit: int | None = LAYERS_SHOWN) -> list[tuple[str, ...]]:
-    layers = (results.per_layer or {}).get("layers") or []
-    return [(str(l["rank"]), short_name(l["tensor_name"], 60), l["op_type"], num(l["sqnr_db"]), num(l["rmse_lsb"], 3),
-             num(l["max_abs_error_lsb"], 3), f"{l['scale']:.6g}", str(l["zero_point"]),
-             "min/max" if l.get("range_ratio") is None else f"{l['range_ratio']:.3f}",
-             "0" if l.get("clipped_fraction") is None else pct(l["clipped_fraction"])) for l in layers[:limit]]
+    layers = results.per_layer.layers if results.per_layer else ()
+    return [(str(l.rank), short_name(l.tensor_name, 60), l.op_type, num(l.sqnr_db), num(l.rmse_lsb, 3),
+             num(l.max_abs_error_lsb, 3), f"{l.scale:.6g}", str(l.zero_point),
+             "min/max" if l.range_ratio is None else f"{l.range_ratio:.3f}",
+             "0" if l.clipped_fraction is None else pct(l.clipped_fraction)) for l in layers[:limit]]
 
 
 DEVICE_HEAD = ("device", "transport", "runtime", "INT8 top-1", "agreement", "worst SQNR (dB)", "INT8 p50", "float p50",
@@ -117,8 +117,8 @@ def _device_rows(results: ValidationResult, marks: bool = True) -> list[tuple[st
     for d in results.devices:
         acc, lat, exact = d.accuracy, d.latency, d.vs_local
         timed = d.capabilities.latency
-        same = ("latency only" if exact is None else "bit-exact" if exact["bit_exact"] else
-                f"{exact['mismatches']} differ (max {exact['max_lsb_diff']} LSB)")
+        same = ("latency only" if exact is None else "bit-exact" if exact.bit_exact else
+                f"{exact.mismatches} differ (max {exact.max_lsb_diff} LSB)")
         ok = d.passed is not False
         mark = (("✅ " if ok else "❌ ") if marks else "") + ("pass" if ok else "FAIL")
         rows.append((d.name, d.transport, str(d.runtime), pct(acc.int8_top1), pct(acc.agreement), num(d.worst_sqnr_db),
@@ -132,21 +132,20 @@ SEARCH_HEAD = ("candidate", "size", "outputs (* misses)", "seconds", "budget")
 
 
 def _search_rows(results: ValidationResult, marks: bool = True) -> list[tuple[str, ...]]:
-    search = results.conversion_search or {}
     ok, bad = ("✅ meets", "❌ misses") if marks else ("meets", "misses")
-    return [(step_label(s), kib(s["size_bytes"]), step_outputs(s), num(s.get("seconds")),
-             ok if s["meets"] else f"{bad}: {'; '.join(s['missed'])}") for s in search.get("steps", [])]
+    return [(step_label(s), kib(s.size_bytes), step_outputs(s), num(s.seconds),
+             ok if s.meets else f"{bad}: {'; '.join(s.missed)}") for s in results.conversion_search.steps]
 
 
 def _search_caption(results: ValidationResult) -> str:
-    search = results.conversion_search or {}
-    chosen = search["chosen"]
-    budget = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in search["budget"].items() if v is not None)
-    kept = ("none: 16-bit activations (int16x8)" if chosen["kind"] == "int16x8"
-            else ", ".join(short_name(n) for n in chosen["float_layers"]) or "none (full INT8)")
-    return (f"Budget {budget} on {search['eval_samples']} samples; {evaluations(search)} over "
-            f"{search['layers_considered']} candidate layers. Chosen: {chosen['k']} float "
-            f"layer(s): {kept}" + ("" if search["met"] else " — best effort, the budget is not met") + ".")
+    search = results.conversion_search
+    chosen = search.chosen
+    budget = ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in search.budget.items() if v is not None)
+    kept = ("none: 16-bit activations (int16x8)" if chosen.kind == StepKind.INT16X8
+            else ", ".join(short_name(n) for n in chosen.float_layers) or "none (full INT8)")
+    return (f"Budget {budget} on {search.eval_samples} samples; {evaluations(search)} over "
+            f"{search.layers_considered} candidate layers. Chosen: {chosen.k} float "
+            f"layer(s): {kept}" + ("" if search.met else " — best effort, the budget is not met") + ".")
 
 
 OUTPUT_HEAD = ("output", "role (evidence)", "SQNR (dB)", "worst slice", "agreement", "cosine", "max abs error", "mean abs error")
@@ -189,9 +188,9 @@ def markdown(results: ValidationResult) -> str:
         lines += _md_table(SEARCH_HEAD, _search_rows(results))
     if results.per_layer:
         pl = results.per_layer
-        lines += ["", f"### Per-layer quantization error (worst {min(LAYERS_SHOWN, len(pl['layers']))} of {len(pl['layers'])})", "",
-                  md(f"Ranked by {pl['ranked_by']}; {pl['calibration']}; {pl['debug_samples']} debug samples; "
-                     f"{pl.get('method', 'QuantizationDebugger')}."), ""]
+        lines += ["", f"### Per-layer quantization error (worst {min(LAYERS_SHOWN, len(pl.layers))} of {len(pl.layers)})", "",
+                  md(f"Ranked by {pl.ranked_by}; {pl.calibration}; {pl.debug_samples} debug samples; "
+                     f"{pl.method or 'QuantizationDebugger'}."), ""]
         lines += _md_table(LAYER_HEAD, _layer_rows(results))
     if results.warnings:
         lines += ["", "### Warnings", ""] + [f"- ⚠️ {md(w)}" for w in results.warnings]
@@ -229,30 +228,30 @@ def plots(results: ValidationResult) -> dict[str, str]:
         ax.grid(axis="x", alpha=0.3)
         charts["latency"] = _png(fig)
         plt.close(fig)
-    layers = (results.per_layer or {}).get("layers") or []
-    shown = [l for l in layers if l["sqnr_db"] is not None and l["sqnr_db"] < EXACT_DB][:20]
+    layers = results.per_layer.layers if results.per_layer else ()
+    shown = [l for l in layers if l.sqnr_db is not None and l.sqnr_db < EXACT_DB][:20]
     if shown:
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.2))
-        labels = [f"{short_name(l['op_type'])} {short_name(l['tensor_name'])}" for l in shown]
-        bars = ax.barh(range(len(shown)), [l["sqnr_db"] for l in shown], color="#c0504d")
+        labels = [f"{short_name(l.op_type)} {short_name(l.tensor_name)}" for l in shown]
+        bars = ax.barh(range(len(shown)), [l.sqnr_db for l in shown], color="#c0504d")
         ax.bar_label(bars, fmt="%.1f", padding=3, fontsize=8)
         ax.set_yticks(range(len(shown)), labels, fontsize=8)
         ax.invert_yaxis()
-        exact = len(layers) - len([l for l in layers if l["sqnr_db"] is not None and l["sqnr_db"] < EXACT_DB])
+        exact = len(layers) - len([l for l in layers if l.sqnr_db is not None and l.sqnr_db < EXACT_DB])
         ax.set_xlabel("SQNR (dB), lower is worse" + (f"; {exact} layer(s) with no error (≥ {EXACT_DB:g} dB) not drawn" if exact else ""))
         ax.set_title("Per-layer quantization error, worst first")
         ax.grid(axis="x", alpha=0.3)
         charts["per_layer"] = _png(fig)
         plt.close(fig)
-    ranges = (results.per_layer or {}).get("calibration_ranges") or []
+    ranges = results.per_layer.calibration_ranges if results.per_layer else ()
     if ranges:
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(ranges) + 1.2))
         rows = range(len(ranges))
-        ax.barh(rows, [r["minmax"][1] - r["minmax"][0] for r in ranges], left=[r["minmax"][0] for r in ranges],
+        ax.barh(rows, [r.minmax[1] - r.minmax[0] for r in ranges], left=[r.minmax[0] for r in ranges],
                 color="#d9d9d9", label="min/max")
-        ax.barh(rows, [r["chosen"][1] - r["chosen"][0] for r in ranges], left=[r["chosen"][0] for r in ranges],
+        ax.barh(rows, [r.chosen[1] - r.chosen[0] for r in ranges], left=[r.chosen[0] for r in ranges],
                 height=0.45, color="#2a7ab9", label="chosen")
-        ax.set_yticks(list(rows), [short_name(r["tensor"], 40) for r in ranges], fontsize=7)
+        ax.set_yticks(list(rows), [short_name(r.tensor, 40) for r in ranges], fontsize=7)
         ax.invert_yaxis()
         ax.set_xlabel("activation range")
         ax.set_title("Chosen ranges against min/max (most clipped first)")
@@ -315,8 +314,8 @@ def html_page(results: ValidationResult) -> str:
                   _html_table(SEARCH_HEAD, _search_rows(results, marks=False))]
     if results.per_layer:
         pl = results.per_layer
-        parts += [f"<h2>Per-layer quantization error</h2><p>Ranked by {esc(pl['ranked_by'])}; {esc(pl['calibration'])}; "
-                  f"{esc(str(pl['debug_samples']))} debug samples.</p>"]
+        parts += [f"<h2>Per-layer quantization error</h2><p>Ranked by {esc(pl.ranked_by)}; {esc(pl.calibration)}; "
+                  f"{pl.debug_samples} debug samples.</p>"]
         if "per_layer" in charts:
             parts.append(f'<img alt="per-layer error chart" src="{charts["per_layer"]}">')
         if "ranges" in charts:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import shlex
 
+from edgeq.conversion.records import Latency, PreprocessingUsed, Search, SearchStep, StepKind
 from edgeq.escape import terminal
 from edgeq.tflite.metadata import ModelMetadata
 from edgeq.tflite.summary import ModelSummary, TensorInfo
-from edgeq.units import gate_figure, gate_status, percent, size
+from edgeq.units import gate_figure, gate_status, number, percent, size
 from edgeq.validation.results import DeviceResult, OutputScore, ValidationResult
 
 SHOWN_FLOAT_OPS = 8
-
 
 
 def _tensor_line(t: TensorInfo) -> str:
@@ -29,8 +29,7 @@ def _io_lines(s: ModelSummary) -> list[str]:
         for side in ("inputs", "outputs"):
             lines.append(f"  {side}:")
             for port in getattr(sig, side):
-                t = TensorInfo(**{k: port[k] for k in ("name", "shape", "dtype", "scale", "zero_point")})
-                lines.append(f"  {terminal(port['key'])} ->" + _tensor_line(t)[1:] + f"  (tensor {port['index']})")
+                lines.append(f"  {terminal(port.key)} ->" + _tensor_line(port.tensor)[1:] + f"  (tensor {port.index})")
     return lines
 
 
@@ -63,7 +62,7 @@ def summary_text(s: ModelSummary) -> str:
         f"{size(w['weight_bytes'])} of {size(s.bytes)} is constant data"
     )
     if s.float_ops:
-        lines.append(f"float ops ({len(s.float_ops)}): " + ", ".join(f"{terminal(o['type'])}#{o['index']}" for o in s.float_ops))
+        lines.append(f"float ops ({len(s.float_ops)}): " + ", ".join(f"{terminal(o.type)}#{o.index}" for o in s.float_ops))
     else:
         lines.append("float ops: none")
     lines += [f"note: {terminal(n)}" for n in s.notes]
@@ -71,32 +70,44 @@ def summary_text(s: ModelSummary) -> str:
 
 
 def conversion_text(result) -> str:
-    m = result.manifest
-    sizes = m["sizes"]
-    ratio = f" ({sizes['ratio']:.3f}x the {sizes.get('float_is', 'float model')}'s {size(sizes['float_bytes'])})" if sizes["ratio"] else ""
-    lines = [f"wrote {result.output}: {size(sizes['model_bytes'])}{ratio}", f"manifest: {result.manifest_path}"]
-    if sizes.get("source_ratio"):
-        lines.append(f"size vs the source file {terminal(m['source']['path'])}: {sizes['source_ratio']:.3f}x of {size(sizes['source_bytes'])}")
-    lines += _preprocessing_lines(m.get("preprocessing"))
-    lines += [f"rewrite: {terminal(note)}" for note in m["source"].get("rewrites", [])]
-    if m["calibration"]:
-        c = m["calibration"]
-        lines.append(f"calibration: {c['method']}" if c.get("method") else f"calibrated on {c['samples']} samples from {terminal(c['data'])}")
-    lines.append(f"{kernels_line(result.summary)}; mode {m['options']['mode']}, io {m['options']['io']}")
+    """What `edgeq convert` wrote (an edgeq.conversion.converter.SavedConversion)."""
+    m, sizes = result.manifest, result.manifest.sizes
+    ratio = f" ({sizes.ratio:.3f}x the {sizes.float_is}'s {size(sizes.float_bytes)})" if sizes.ratio else ""
+    lines = [f"wrote {result.output}: {size(sizes.model_bytes)}{ratio}", f"manifest: {result.manifest_path}"]
+    if sizes.source_ratio:
+        lines.append(f"size vs the source file {terminal(m.source.path)}: {sizes.source_ratio:.3f}x of {size(sizes.source_bytes)}")
+    lines += _preprocessing_lines(m.preprocessing)
+    lines += [f"rewrite: {terminal(note)}" for note in m.source.rewrites]
+    lines += calibration_lines(m)
+    lines.append(f"{kernels_line(result.summary)}; mode {m.recipe.mode}, io {m.recipe.io}")
     lines += _io_lines(result.summary)
-    if m.get("search"):
-        lines += search_lines(m["search"])
-    lines += latency_lines(m.get("latency"))
-    if m.get("cache"):
-        lines.append(f"cache: conversion {m['cache']['conversion']}, calibration {m['cache']['calibration']}")
-    for name, count in (m.get("keep_float") or {}).get("per_name", {}).items():
+    if m.search:
+        lines += search_lines(m.search)
+    lines += latency_lines(m.latency)
+    if m.cache:
+        lines.append(f"cache: conversion {m.cache.conversion}, calibration {m.cache.calibration}")
+    for name, count in m.keep_float.per_name.items():
         lines.append(f"keep-float {terminal(name)}: {count} node(s) kept in float")
-    if m["float_ops"] and m["options"]["mode"] in ("dynamic", "float16"):
-        lines.append(f"float activations by design of --mode {m['options']['mode']}: every op computes in float")
-    elif m["float_ops"]:
-        lines.append(f"left in float ({len(m['float_ops'])}): "
-                     + _shortened([f"{o['type']} ({short_name(o['outputs'][0])})" for o in m["float_ops"]]))
+    if m.float_ops and m.recipe.mode in ("dynamic", "float16"):
+        lines.append(f"float activations by design of --mode {m.recipe.mode}: every op computes in float")
+    elif m.float_ops:
+        lines.append(f"left in float ({len(m.float_ops)}): "
+                     + _shortened([f"{o.type} ({short_name(o.outputs[0])})" for o in m.float_ops]))
     return "\n".join(lines)
+
+
+def calibration_lines(m) -> list[str]:
+    """How the activation ranges were set: the samples, the method (and what auto tried)."""
+    c = m.calibration
+    if c is None:
+        return []
+    if c.trained:
+        return [f"calibration: {c.trained}"]
+    lines = [f"calibration: {m.recipe.calibration} on {c.samples} samples from {terminal(c.data or 'n/a')}"]
+    if c.auto:
+        lines.append("  auto tried: " + ", ".join(f"{terminal(t.method)} {number(t.worst_sqnr_db, '.2f', ' dB')}"
+                                                  + (" (chosen)" if t.chosen else "") for t in c.auto))
+    return lines
 
 
 def timings_line(timings: dict[str, float] | None) -> str:
@@ -107,21 +118,21 @@ def timings_line(timings: dict[str, float] | None) -> str:
         f" (total {sum(timings.values()):.2f} s, before the write)"
 
 
-def latency_lines(latency: dict | None) -> list[str]:
+def latency_lines(latency: Latency | None) -> list[str]:
     """--optimize latency: every candidate timed against float, and the one chosen."""
-    if not latency or "candidates" not in latency:
+    if not latency or not latency.optimized:
         return []
-    lines = [f"optimize latency on {latency['delegate']}, {latency['threads']} thread, {latency['rounds']} interleaved rounds; "
-             f"float p50 {latency['float_p50_ms']:.4g} ms:"]
-    for c in latency["candidates"]:
-        budget = "" if c["meets"] is None else ("  meets the budget" if c["meets"] else "  misses the budget")
-        mark = "  << chosen" if c["name"] == latency["chosen"] else ""
-        lines.append(f"  {terminal(c['name']):<36} INT8 p50 {c['int8_p50_ms']:.4g} ms ({c['ratio']:.2f}x float"
-                     f"{', within noise' if c['within_noise'] else ''})  XNNPACK {c['delegated_nodes']}/{c['total_nodes']} nodes, "
-                     f"{c['partitions']} partition(s)  SQNR {_num(c['worst_sqnr_db'], '.2f', ' dB')}{budget}{mark}")
-    if latency.get("note"):
-        lines.append(f"  note: {terminal(latency['note'])}")
-    if not latency["faster_than_float"]:
+    lines = [f"optimize latency on {latency.delegate}, {latency.threads} thread, {latency.rounds} interleaved rounds; "
+             f"float p50 {latency.float_p50_ms:.4g} ms:"]
+    for c in latency.candidates:
+        budget = "" if c.meets is None else ("  meets the budget" if c.meets else "  misses the budget")
+        mark = "  << chosen" if c.name == latency.chosen else ""
+        lines.append(f"  {terminal(c.name):<36} INT8 p50 {c.int8_p50_ms:.4g} ms ({c.ratio:.2f}x float"
+                     f"{', within noise' if c.within_noise else ''})  XNNPACK {c.delegated_nodes}/{c.total_nodes} nodes, "
+                     f"{c.partitions} partition(s)  SQNR {number(c.worst_sqnr_db, '.2f', ' dB')}{budget}{mark}")
+    if latency.note:
+        lines.append(f"  note: {terminal(latency.note)}")
+    if not latency.faster_than_float:
         lines.append("  no candidate runs faster than float here: the remaining ops off XNNPACK are listed per candidate")
     return lines
 
@@ -138,19 +149,15 @@ def _paired(output: OutputScore) -> str:
     return f" (vs reference {terminal(ref)})" if ref and ref != output.name else ""
 
 
-def _num(value, fmt: str = ".4g", suffix: str = "") -> str:
-    return "n/a" if value is None else f"{value:{fmt}}{suffix}"
-
-
-def _preprocessing_lines(pre: dict | None) -> list[str]:
+def _preprocessing_lines(pre: PreprocessingUsed | None) -> list[str]:
     if not pre:
         return []
     origins: dict[str, list[str]] = {}
-    unused = ("value_range",) if "mean " in pre["used"] else ("mean", "std")  # the scale is a range or a mean/std
-    for name, origin in pre["from"].items():
+    unused = ("value_range",) if pre.normalizes else ("mean", "std")  # the scale is a range or a mean/std
+    for name, origin in pre.origins.items():
         if name not in unused and (origin != "default" or name in ("value_range", "resize")):
             origins.setdefault(origin, []).append(name.replace("value_range", "range"))
-    return [f"preprocessing {pre['used']}  (" + "; ".join(f"{', '.join(v)} from {k}" for k, v in origins.items()) + ")"]
+    return [f"preprocessing {pre.used}  (" + "; ".join(f"{', '.join(v)} from {k}" for k, v in origins.items()) + ")"]
 
 
 def validation_text(r: ValidationResult) -> str:
@@ -160,62 +167,65 @@ def validation_text(r: ValidationResult) -> str:
         terminal(f"{r.model} vs {r.reference} on {r.data}"),
         *_preprocessing_lines(r.preprocessing),
         f"size      float {size(sizes.float_bytes)} (the reference as float .tflite)  {kind} {size(sizes.int8_bytes)}  "
-        f"ratio {_num(sizes.ratio, '.3f', 'x')}",
+        f"ratio {number(sizes.ratio, '.3f', 'x')}",
     ]
     about = f", classes output '{terminal(acc.output)}'" if acc.output else ""
     if acc.labelled:
         topk = f"  (top-{acc.top_k}: {percent(acc.float_topk)} / {percent(acc.int8_topk)})" if acc.top_k else ""
         lines.append(f"accuracy  float top-1 {percent(acc.float_top1)}  {kind} top-1 {percent(acc.int8_top1)}  "
-                     f"drop {_num(acc.top1_drop_pts, '.2f')} pts ({about[2:]}){topk}")
+                     f"drop {number(acc.top1_drop_pts, '.2f')} pts ({about[2:]}){topk}")
     lines.append(f"agreement {percent(acc.agreement)} (top-1, {kind} vs float{about})" if acc.output
                  else "agreement n/a: no classes output (see the roles below), so no argmax is taken")
     if r.source_check:
         c = r.source_check
         lines.append(f"source    the float .tflite against {terminal(c.reference)} on {c.samples} samples (the conversion's "
                      f"error; the outputs below are the quantization's):")
-        lines += [f"  source  {terminal(o.name)}: {sqnr(o)}  max |err| {_num(o.max_abs_error)}" for o in c.outputs]
+        lines += [f"  source  {terminal(o.name)}: {sqnr(o)}  max |err| {number(o.max_abs_error)}" for o in c.outputs]
     lines += [f"output    {output_line(o)}" for o in r.outputs]
     lines.append(
         f"latency   {lat.delegate}, {lat.threads} thread(s), {lat.runs} runs: "
-        f"{kind} p50 {_num(lat.int8_ms.p50, '.3f', ' ms')}  float p50 {_num(lat.float_ms.p50, '.3f', ' ms')}  "
-        f"speedup {_num(lat.speedup, '.2f', 'x')}" + ("  (within run-to-run noise)" if lat.within_noise else "")
+        f"{kind} p50 {number(lat.int8_ms.p50, '.3f', ' ms')}  float p50 {number(lat.float_ms.p50, '.3f', ' ms')}  "
+        f"speedup {number(lat.speedup, '.2f', 'x')}" + ("  (within run-to-run noise)" if lat.within_noise else "")
     )
     kept = ", ".join(f"{k} x{v}" for k, v in lat.cpu_fallback_ops.items()) or "none"
     lines.append(f"delegate  took {lat.delegated_nodes} of {lat.total_nodes} nodes; on built-in kernels: {kept}")
-    t = r.target
-    if t:
-        p = t["prediction"]
-        lines.append(f"target    {p['title']} (predicted): {p['verdict']}")
-        if t.get("compiler"):
-            c = t["compiler"]
-            lines.append(f"target    edgetpu_compiler {c['version'] or '(version not printed)'}: {c['ops_on_edgetpu']} ops on the Edge TPU, "
-                         f"{c['ops_on_cpu']} on the CPU; " + ("agrees with the prediction" if c["comparison"]["agrees"] else
-                                                             f"differs: {c['comparison']['differences']}"))
-        if t.get("delegate_check"):
-            d = t["delegate_check"]
-            lines.append(f"target    real delegate took {d['actual_delegated']} nodes, predicted {d['predicted_delegated']}: "
-                         + ("agrees" if d["agrees"] else f"differs (kept {d['actual_kept']} vs predicted {d['predicted_kept']})"))
-        lines.append(f"target    ran on {p['title']}: {'yes' if t['ran_on_target'] else 'no'}")
+    if r.target:
+        lines += target_lines(r.target)
     for d in r.devices:
         where = ", ".join(str(x) for x in (d.transport, d.runtime, d.machine) if x)
         lines.append(f"device    {terminal(d.name)} ({terminal(where)}): {device_summary(d)}")
     if r.baseline:
         b = r.baseline
         lines.append(f"baseline  {terminal(b.path)}: top-1 {percent(b.int8_top1)} -> {percent(acc.int8_top1)} "
-                     f"(lost {_num(b.regression_pts, '.2f', ' pts')}), p50 {_num(b.int8_p50_ms, '.3f', ' ms')} -> "
-                     f"{_num(lat.int8_ms.p50, '.3f', ' ms')} ({_num(b.latency_regression_pct, '+.1f', ' %')}), size "
-                     f"{size(b.int8_bytes)} -> {size(sizes.int8_bytes)} ({_num(b.size_growth_pct, '+.1f', ' %')})")
+                     f"(lost {number(b.regression_pts, '.2f', ' pts')}), p50 {number(b.int8_p50_ms, '.3f', ' ms')} -> "
+                     f"{number(lat.int8_ms.p50, '.3f', ' ms')} ({number(b.latency_regression_pct, '+.1f', ' %')}), size "
+                     f"{size(b.int8_bytes)} -> {size(sizes.int8_bytes)} ({number(b.size_growth_pct, '+.1f', ' %')})")
     for g in r.gates:
         lines.append(f"gate      {gate_status(g).upper()} {g.name}: {gate_figure(g.name, g.value)} (limit {gate_figure(g.name, g.limit)})")
-    per_layer = r.per_layer
-    if per_layer and per_layer.get("layers"):
-        layers = per_layer["layers"]
+    layers = r.per_layer.layers if r.per_layer else ()
+    if layers:
         lines.append(f"per-layer worst {min(5, len(layers))} of {len(layers)} layers by SQNR (--per-layer-csv or --report for all):")
-        lines += [f"  {l['rank']:>3}. {l['op_type']:<18} {short_name(l['tensor_name'])}  SQNR {_num(l['sqnr_db'], '.2f', ' dB')}  "
-                  f"RMSE {_num(l['rmse_lsb'], '.3f')} LSB" for l in layers[:5]]
+        lines += [f"  {l.rank:>3}. {l.op_type:<18} {short_name(l.tensor_name)}  SQNR {number(l.sqnr_db, '.2f', ' dB')}  "
+                  f"RMSE {number(l.rmse_lsb, '.3f')} LSB" for l in layers[:5]]
     lines += [f"BROKEN    {terminal(note)}" for note in broken_notes(r)]
     lines.append("verdict   " + VERDICTS[r.verdict])
     return "\n".join(lines)
+
+
+def target_lines(t) -> list[str]:
+    """--target: the prediction, the compiler's and the real delegate's word where they were here."""
+    from edgeq.targets import TargetReport
+
+    p = TargetReport.from_dict(t.prediction)
+    lines = [f"target    {p.title} (predicted): {p.verdict}"]
+    if t.compiler:
+        lines.append("target    " + t.compiler.line())
+    if t.delegate_check:
+        d = t.delegate_check
+        lines.append(f"target    real delegate took {d.actual_delegated} nodes, predicted {d.predicted_delegated}: "
+                     + ("agrees" if d.agrees else f"differs (kept {d.actual_kept} vs predicted {d.predicted_kept})"))
+    lines.append(f"target    ran on {p.title}: {'yes' if t.ran_on_target else 'no'}")
+    return lines
 
 
 VERDICTS = {"PASS": "PASS", "FAIL": "FAIL: a gate failed",
@@ -225,7 +235,7 @@ REMEDIES = ("--calibration auto", "the accuracy search (--eval-data with --min-s
 
 
 def sqnr(o: OutputScore) -> str:
-    return "exact match" if o.exact else f"SQNR {_num(o.sqnr_db, '.2f', ' dB')}"
+    return "exact match" if o.exact else f"SQNR {number(o.sqnr_db, '.2f', ' dB')}"
 
 
 def slice_text(o: OutputScore) -> str:
@@ -238,8 +248,8 @@ def output_line(o: OutputScore) -> str:
     agreement = (f"  agreement {percent(o.agreement)}" + (f" at threshold {o.threshold:g}" if o.threshold is not None else "")
                  if o.agreement is not None else "")
     flag = "  << far below the output" if o.slice_flagged else ""
-    return (f"{terminal(o.name)} [{o.role}: {terminal(o.role_from or 'n/a')}]{_paired(o)}: {sqnr(o)}  cosine {_num(o.cosine, '.5f')}  "
-            f"max |err| {_num(o.max_abs_error)}  mean |err| {_num(o.mean_abs_error)}  {slice_text(o)}{flag}{agreement}")
+    return (f"{terminal(o.name)} [{o.role}: {terminal(o.role_from or 'n/a')}]{_paired(o)}: {sqnr(o)}  cosine {number(o.cosine, '.5f')}  "
+            f"max |err| {number(o.max_abs_error)}  mean |err| {number(o.mean_abs_error)}  {slice_text(o)}{flag}{agreement}")
 
 
 def broken_notes(r: ValidationResult) -> list[str]:
@@ -283,17 +293,17 @@ def device_summary(d: DeviceResult) -> str:
     parts = []
     if acc.int8_top1 is not None:
         parts.append(f"int8 top-1 {acc.int8_top1:.4f}")
-    parts.append(f"agreement {_num(acc.agreement, '.4f')}")
-    parts.append(f"SQNR {_num(d.worst_sqnr_db, '.2f', ' dB')}")
+    parts.append(f"agreement {number(acc.agreement, '.4f')}")
+    parts.append(f"SQNR {number(d.worst_sqnr_db, '.2f', ' dB')}")
     if not d.capabilities.latency:
         parts.append("latency: emulated, not a latency figure")
     else:
-        parts.append(f"int8 p50 {_num(lat.int8_ms.p50, '.3f', ' ms')}, speedup {_num(lat.speedup, '.2f', 'x')}")
+        parts.append(f"int8 p50 {number(lat.int8_ms.p50, '.3f', ' ms')}, speedup {number(lat.speedup, '.2f', 'x')}")
     if exact is None:
         parts.append(d.note or "no outputs")
     else:
-        parts.append("bit-exact with local" if exact["bit_exact"] else
-                     f"{exact['mismatches']} output values differ from local (max {exact['max_lsb_diff']} LSB)")
+        parts.append("bit-exact with local" if exact.bit_exact else
+                     f"{exact.mismatches} output values differ from local (max {exact.max_lsb_diff} LSB)")
     if d.passed is not None:
         parts.append("PASS" if d.passed else "FAIL")
     return "; ".join(parts)
@@ -304,53 +314,53 @@ def _shortened(items: list[str], shown: int = SHOWN_FLOAT_OPS) -> str:
     return ", ".join(items[:shown]) + (f", and {len(items) - shown} more (see the manifest)" if len(items) > shown else "")
 
 
-def evaluations(search: dict) -> str:
+def evaluations(search: Search) -> str:
     """'N int8 evaluations (bound B) in S s', the bound counting the int8 candidates, the int16x8 try apart."""
-    int8 = search.get("int8_evaluations", search["evaluations"])
-    wide = search["evaluations"] - int8
-    took = f" in {search['seconds']:.1f} s" if search.get("seconds") is not None else ""
-    return f"{int8} int8 evaluation(s) (bound {search['max_evaluations']})" + (f" and {wide} int16x8 try" if wide else "") + took
+    int8 = search.int8_evaluations if search.int8_evaluations is not None else search.evaluations
+    wide = search.evaluations - int8
+    took = f" in {search.seconds:.1f} s" if search.seconds is not None else ""
+    return f"{int8} int8 evaluation(s) (bound {search.max_evaluations})" + (f" and {wide} int16x8 try" if wide else "") + took
 
 
-def step_label(step: dict) -> str:
+def step_label(step: SearchStep) -> str:
     """What one evaluated candidate was: int16x8, a calibration method, or k float layers (and why)."""
-    if step["kind"] == "int16x8":
+    if step.kind == StepKind.INT16X8:
         return "int16x8 activations"
-    if step["kind"].startswith("int8 ("):
-        return f"{step['k']} float layer(s), {step['kind'][len('int8 ('):-1]} ranges"
-    return f"{step['k']} float layer(s)" + (f" ({step['phase']})" if step.get("phase") else "")
+    if step.method:
+        return f"{step.k} float layer(s), {step.method} ranges"
+    return f"{step.k} float layer(s)" + (f" ({step.phase})" if step.phase else "")
 
 
-def step_outputs(step: dict) -> str:
+def step_outputs(step: SearchStep) -> str:
     """Each output's figure in one step: SQNR, or agreement for a classes output, '*' where it misses."""
-    if not step.get("outputs"):
-        return "exact match" if step.get("exact") else f"SQNR {_num(step['worst_sqnr_db'], '.2f')} dB"
+    if not step.outputs:
+        return "exact match" if step.exact else f"SQNR {number(step.worst_sqnr_db, '.2f')} dB"
     parts = []
-    for o in step["outputs"]:
-        figure = "exact" if o["exact"] else f"{_num(o['sqnr_db'], '.2f')} dB"
-        if o["role"] == "classes" and o["agreement"] is not None:
-            figure += f" agreement {_num(o['agreement'], '.4f')}"
-        parts.append(f"{terminal(o['name'])} {figure}" + ("" if o["meets"] else "*"))
+    for o in step.outputs:
+        figure = "exact" if o.exact else f"{number(o.sqnr_db, '.2f')} dB"
+        if o.role == "classes" and o.agreement is not None:
+            figure += f" agreement {number(o.agreement, '.4f')}"
+        parts.append(f"{terminal(o.name)} {figure}" + ("" if o.meets else "*"))
     return ", ".join(parts)
 
 
-def search_lines(search: dict) -> list[str]:
+def search_lines(search: Search) -> list[str]:
     """The accuracy-budget search: what it tried, one line per evaluated model, and what it chose."""
-    budget = ", ".join(f"{k} {v:g}" for k, v in search["budget"].items() if v is not None)
-    considered = (f"{search['layers_considered']} candidate layers (those feeding the outputs that missed)"
-                  if "graph_layers" in search else f"{search['layers_considered']} ranked layers")
-    lines = [f"search: budget {budget} on {search['eval_samples']} samples of {terminal(search['eval_data'])}; "
+    budget = ", ".join(f"{k} {v:g}" for k, v in search.budget.items() if v is not None)
+    considered = (f"{search.layers_considered} candidate layers (those feeding the outputs that missed)"
+                  if search.graph_layers is not None else f"{search.layers_considered} ranked layers")
+    lines = [f"search: budget {budget} on {search.eval_samples} samples of {terminal(search.eval_data or 'n/a')}; "
              f"{evaluations(search)} over {considered}; * misses"]
-    for step in search["steps"]:
-        took = f"  {step['seconds']:.2f} s" if step.get("seconds") is not None else ""
-        lines.append(f"  {step_label(step):<48} {step['size_bytes'] / 1024:,.1f} KiB  {step_outputs(step)}"
-                     f"  {'meets' if step['meets'] else 'misses'}{took}")
-    chosen = search["chosen"]
-    label = "int16x8 (16-bit activations, int8 weights)" if chosen["kind"] == "int16x8" else (
-        f"{chosen['k']} float layer(s)" + (f": {_shortened([short_name(n) for n in chosen['float_layers']])}" if chosen["float_layers"] else " (full INT8)"))
-    lines.append(f"chosen: {label}" + ("" if search["met"] else " (best effort: the budget is not met)"))
-    if chosen["kind"] == "int8" and 0 < len(chosen["float_layers"]) <= SHOWN_FLOAT_OPS * 2:
-        lines.append("  by hand: " + " ".join(f"--keep-float {shell_word(n)}" for n in chosen["float_layers"]))
+    for step in search.steps:
+        took = f"  {step.seconds:.2f} s" if step.seconds is not None else ""
+        lines.append(f"  {step_label(step):<48} {step.size_bytes / 1024:,.1f} KiB  {step_outputs(step)}"
+                     f"  {'meets' if step.meets else 'misses'}{took}")
+    chosen = search.chosen
+    label = "int16x8 (16-bit activations, int8 weights)" if chosen.kind == StepKind.INT16X8 else (
+        f"{chosen.k} float layer(s)" + (f": {_shortened([short_name(n) for n in chosen.float_layers])}" if chosen.float_layers else " (full INT8)"))
+    lines.append(f"chosen: {label}" + ("" if search.met else " (best effort: the budget is not met)"))
+    if chosen.kind == StepKind.INT8 and 0 < len(chosen.float_layers) <= SHOWN_FLOAT_OPS * 2:
+        lines.append("  by hand: " + " ".join(f"--keep-float {shell_word(n)}" for n in chosen.float_layers))
     return lines
 
 

@@ -8,7 +8,7 @@ milliseconds. A prediction, not a promise: where a vendor tool or delegate is pr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 from edgeq.errors import UsageError
@@ -114,6 +114,19 @@ class TargetReport:
             "first_unsupported_op": self.first_unsupported_op, "target_ops": self.target_ops, "cpu_ops": self.cpu_ops,
             **self.extra, "notes": self.notes, "sources": self.sources, "ops": [f.to_dict() for f in self.ops],
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TargetReport:
+        """A report read back from `to_dict()` (a results file's target section)."""
+        from edgeq.schema import from_json
+
+        names = {f.name for f in fields(cls)}
+        extra = {k: v for k, v in data.items() if k not in names and k not in ("target_ops", "cpu_ops")}
+        return from_json(cls, {**{k: v for k, v in data.items() if k in names}, "extra": extra}, "target report")
+
+    def summary(self) -> dict[str, Any]:
+        """What a manifest keeps: the report without its per-op findings."""
+        return {k: v for k, v in self.to_dict().items() if k != "ops"}
 
     def warnings(self) -> list[str]:
         """One line per problem, for `edgeq convert --target`."""

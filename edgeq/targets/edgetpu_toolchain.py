@@ -13,9 +13,9 @@ import re
 import shutil
 import subprocess
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
 
 from edgeq.errors import ModelError
 
@@ -32,6 +32,32 @@ _FIELDS = {
 }
 
 
+@dataclass(frozen=True)
+class OperatorRow:
+    """One row of the compiler's operator table."""
+
+    type: str
+    count: int
+    status: str
+
+
+@dataclass(frozen=True)
+class Difference:
+    type: str
+    predicted_cpu: int
+    compiler_cpu: int
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The compiler's word against edgeq's prediction."""
+
+    predicted_edgetpu_ops: int
+    compiler_edgetpu_ops: int | None
+    agrees: bool
+    differences: tuple[Difference, ...] = ()
+
+
 @dataclass
 class CompilerReport:
     version: str | None = None
@@ -39,18 +65,25 @@ class CompilerReport:
     total_ops: int | None = None
     ops_on_edgetpu: int | None = None
     ops_on_cpu: int | None = None
-    operators: list[dict[str, Any]] = field(default_factory=list)  # {"type", "count", "status"}
+    operators: list[OperatorRow] = field(default_factory=list)
     others_mapped: bool = False  # "... All other operators were mapped successfully"
+    comparison: Comparison | None = None  # set once compared with the prediction
 
     def not_mapped(self) -> Counter:
         counts: Counter = Counter()
         for row in self.operators:
-            if row["status"] != MAPPED:
-                counts[row["type"]] += row["count"]
+            if row.status != MAPPED:
+                counts[row.type] += row.count
         return counts
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def line(self) -> str:
+        """One line: the compiler's version, where the ops run, and whether that agrees with the prediction."""
+        c = self.comparison
+        verdict = "" if c is None else "; " + ("agrees with the prediction" if c.agrees else
+                                               "differs: " + ", ".join(f"{d.type} on the CPU {d.compiler_cpu} (predicted "
+                                                                       f"{d.predicted_cpu})" for d in c.differences))
+        return (f"edgetpu_compiler {self.version or '(version not printed)'}: {self.ops_on_edgetpu} ops on the Edge TPU, "
+                f"{self.ops_on_cpu} on the CPU{verdict}")
 
 
 def parse_compiler_output(text: str) -> CompilerReport:
@@ -72,10 +105,10 @@ def parse_compiler_output(text: str) -> CompilerReport:
             row = _ROW.match(line)
             if row:  # the same table may appear in stdout and in the log: count each row once
                 rows[(row.group(1), row.group(3))] = int(row.group(2))
-    report.operators = [{"type": t, "count": c, "status": s} for (t, s), c in rows.items()]
+    report.operators = [OperatorRow(t, c, s) for (t, s), c in rows.items()]
     if report.ops_on_edgetpu is None and report.operators and not report.others_mapped:
-        report.ops_on_edgetpu = sum(r["count"] for r in report.operators if r["status"] == MAPPED)
-        report.ops_on_cpu = sum(r["count"] for r in report.operators if r["status"] != MAPPED)
+        report.ops_on_edgetpu = sum(r.count for r in report.operators if r.status == MAPPED)
+        report.ops_on_cpu = sum(r.count for r in report.operators if r.status != MAPPED)
     return report
 
 
@@ -96,17 +129,14 @@ def compile_model(model: Path, out_dir: Path, timeout: float = 600) -> tuple[Com
     return parse_compiler_output(text), out_dir / f"{model.stem}_edgetpu.tflite"
 
 
-def compare(predicted: dict[str, Any], report: CompilerReport) -> dict[str, Any]:
-    """Predicted per-op-type CPU counts against the compiler's."""
-    want: Counter = Counter(f["type"] for f in predicted["ops"] if not f["on_target"])
+def compare(predicted, report: CompilerReport) -> Comparison:
+    """Predicted per-op-type CPU counts (an edgeq.targets.TargetReport) against the compiler's."""
+    want: Counter = Counter(f.type for f in predicted.ops if not f.on_target)
     got = report.not_mapped()
     types = sorted(set(want) | set(got))
-    differences = [{"type": t, "predicted_cpu": want[t], "compiler_cpu": got[t]} for t in types if want[t] != got[t]]
-    return {
-        "predicted_edgetpu_ops": predicted["target_ops"], "compiler_edgetpu_ops": report.ops_on_edgetpu,
-        "agrees": not differences and (report.ops_on_edgetpu in (None, predicted["target_ops"])),
-        "differences": differences,
-    }
+    differences = tuple(Difference(t, want[t], got[t]) for t in types if want[t] != got[t])
+    return Comparison(predicted.target_ops, report.ops_on_edgetpu,
+                      not differences and report.ops_on_edgetpu in (None, predicted.target_ops), differences)
 
 
 def library_loads() -> str | None:

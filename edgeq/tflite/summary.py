@@ -10,8 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeq.tflite.manifest import manifest_for, manifest_mismatch, read_manifest
-from edgeq.tflite.model import Tensor, TfliteModel, read_tflite
+from edgeq.tflite.model import Tensor, TfliteModel
 
 
 @dataclass(frozen=True)
@@ -19,7 +18,7 @@ class TensorInfo:
     """What app code needs to feed or read a tensor: real = scale * (q - zero_point)."""
 
     name: str
-    shape: list[int]
+    shape: tuple[int, ...]
     dtype: str
     scale: float | None
     zero_point: int | None
@@ -29,11 +28,23 @@ class TensorInfo:
         q = tensor.quantization
         return cls(
             name=tensor.name,
-            shape=list(tensor.shape),
+            shape=tuple(tensor.shape),
             dtype=tensor.dtype,
             scale=q.scales[0] if q and not q.per_channel else None,
             zero_point=q.zero_points[0] if q and not q.per_channel else None,
         )
+
+
+@dataclass(frozen=True)
+class Port(TensorInfo):
+    """A signature's input or output: the key app code uses, and the tensor behind it."""
+
+    key: str = ""
+    index: int = 0
+
+    @property
+    def tensor(self) -> TensorInfo:
+        return TensorInfo(self.name, self.shape, self.dtype, self.scale, self.zero_point)
 
 
 @dataclass(frozen=True)
@@ -42,16 +53,25 @@ class SignatureInfo:
 
     key: str
     subgraph: int
-    inputs: list[dict[str, Any]]  # {"key", "index", **TensorInfo}
-    outputs: list[dict[str, Any]]
+    inputs: tuple[Port, ...]
+    outputs: tuple[Port, ...]
 
     @classmethod
     def of(cls, model: TfliteModel) -> list[SignatureInfo]:
-        def ports(sig, pairs):
-            return [{"key": key, "index": i, **asdict(TensorInfo.of(model.signature_tensors[(sig.subgraph, i)]))}
-                    for key, i in pairs]
+        def ports(sig, pairs) -> tuple[Port, ...]:
+            return tuple(Port(**asdict(TensorInfo.of(model.signature_tensors[(sig.subgraph, i)])), key=key, index=i)
+                         for key, i in pairs)
 
         return [cls(s.key, s.subgraph, ports(s, s.inputs), ports(s, s.outputs)) for s in model.signatures]
+
+
+@dataclass(frozen=True)
+class FloatOp:
+    """An op that computes in float in a quantized model."""
+
+    index: int
+    type: str
+    outputs: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -65,9 +85,9 @@ class ModelSummary:
     ops_int8: int
     dtype_census: dict[str, int]
     weights: dict[str, int]  # per_channel / per_tensor / float / weight_bytes
-    float_ops: list[dict[str, Any]]
+    float_ops: list[FloatOp]
     float_tensors: list[str]
-    float_bytes: int | None  # bytes of the float model, from the manifest beside the file
+    float_bytes: int | None  # bytes of the float model: from the manifest beside the file, else estimated
     float_bytes_source: str
     size_ratio: float | None
     subgraphs: int
@@ -91,26 +111,21 @@ class ModelSummary:
         return "float"
 
 
-def inspect_model(path: str | Path) -> ModelSummary:
-    model = read_tflite(path)
-    return summarize(model)
+def float_ops(model: TfliteModel) -> list[FloatOp]:
+    return [FloatOp(op.index, op.type, tuple(model.tensors[i].name for i in op.outputs if i >= 0))
+            for op in model.operators if model.op_precision(op) == "float"]
 
 
-def summarize(model: TfliteModel, manifest: dict[str, Any] | None = None) -> ModelSummary:
-    """`manifest`: what describes the model (default: the manifest beside its file; {} for none).
-    A caller that is about to replace the file beside it passes the new one."""
-    manifest = read_manifest(model.path) if manifest is None else manifest
+def summarize(model: TfliteModel, float_bytes: int | None = None, float_from: str = "", notes: tuple[str, ...] = ()) -> ModelSummary:
+    """`float_bytes`: the float model's size where a manifest records it (`float_from` names it);
+    else it is estimated. `notes`: what the caller knows about the file (a stale manifest)."""
     census: dict[str, Counter] = {}
-    float_ops = []
     for op in model.operators:
         precision = model.op_precision(op)
         entry = census.setdefault(op.type, Counter())
         entry["count"] += 1
         if precision not in ("convert", "other"):
             entry[precision] += 1
-        if precision == "float":
-            names = [model.tensors[i].name for i in op.outputs if i >= 0]
-            float_ops.append({"index": op.index, "type": op.type, "outputs": names})
 
     io = set(model.inputs) | set(model.outputs)
     weights = Counter()
@@ -123,15 +138,13 @@ def summarize(model: TfliteModel, manifest: dict[str, Any] | None = None) -> Mod
         elif t.quantization is not None and t.dtype in ("int8", "uint8", "int4"):
             weights["per_channel" if t.quantization.per_channel else "per_tensor"] += 1
 
-    float_bytes, source = _float_size(model, manifest)
-    notes = []
+    if not float_bytes:
+        float_bytes, float_from = _estimated_float_size(model)
+    notes = list(notes)
     if model.subgraph_count > 1:
         notes.append(f"{model.subgraph_count} subgraphs; only the main one is described (the signatures list all)")
     if not model.signatures:
         notes.append("no SignatureDef: app code must address tensors by index")
-    mismatch = manifest_mismatch(model, manifest)
-    if mismatch:
-        notes.append(mismatch)
     return ModelSummary(
         path=str(model.path),
         bytes=model.size,
@@ -142,10 +155,10 @@ def summarize(model: TfliteModel, manifest: dict[str, Any] | None = None) -> Mod
         ops_int8=sum(v["int8"] for v in census.values()),
         dtype_census=dict(sorted(Counter(t.dtype for t in model.tensors).items())),
         weights={k: weights[k] for k in ("per_channel", "per_tensor", "float", "weight_bytes")},
-        float_ops=float_ops,
+        float_ops=float_ops(model),
         float_tensors=[t.name for t in model.tensors if t.is_float and t.index not in io and not t.is_constant],
         float_bytes=float_bytes,
-        float_bytes_source=source,
+        float_bytes_source=float_from,
         size_ratio=round(model.size / float_bytes, 4) if float_bytes else None,
         subgraphs=model.subgraph_count,
         signatures=SignatureInfo.of(model),
@@ -153,16 +166,9 @@ def summarize(model: TfliteModel, manifest: dict[str, Any] | None = None) -> Mod
     )
 
 
-def _float_size(model: TfliteModel, manifest: dict[str, Any]) -> tuple[int | None, str]:
-    """The float model's size: exact from a manifest beside the file, else estimated.
-
-    The estimate widens every integer weight buffer to float32 (int32 biases stay 4 bytes), which
-    is what the float model of the same graph stores.
-    """
-    sizes = manifest.get("sizes")
-    size = sizes.get("float_bytes") if isinstance(sizes, dict) else None
-    if isinstance(size, int) and not isinstance(size, bool) and size > 0 and manifest_mismatch(model, manifest) is None:
-        return size, f"manifest {manifest_for(model.path).name}"
+def _estimated_float_size(model: TfliteModel) -> tuple[int | None, str]:
+    """The estimate widens every integer weight buffer to float32 (int32 biases stay 4 bytes), which
+    is what the float model of the same graph stores."""
     widen = {"int8": 4, "uint8": 4, "int16": 2, "float16": 2}
     extra = sum(t.constant_bytes * (widen[t.dtype] - 1) for t in model.tensors if t.is_constant and t.dtype in widen)
     if extra == 0:

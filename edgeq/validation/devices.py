@@ -17,8 +17,10 @@ from edgeq.run.protocol import Measurement, Runner
 from edgeq.schema import from_json
 from edgeq.validation.results import (
     Accuracy,
+    BitExactness,
     Capabilities,
     DeviceResult,
+    OutputMatch,
     Latency,
     OutputScore,
     Timing,
@@ -80,14 +82,13 @@ def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measureme
                         vs_local=bit_exactness(names, raw, local.int8_raw))
 
 
-def bit_exactness(names: list[str], device: list[np.ndarray], local: list[np.ndarray]) -> dict[str, Any]:
+def bit_exactness(names: list[str], device: list[np.ndarray], local: list[np.ndarray]) -> BitExactness:
     """Element-by-element comparison of raw outputs; integer outputs also give the largest LSB gap."""
     per_output = []
     for name, d, l in zip(names, device, local):
         diff = d != l
         gap = int(np.abs(d.astype(np.int64) - l.astype(np.int64)).max()) if np.issubdtype(d.dtype, np.integer) and d.size else None
-        per_output.append({"name": name, "elements": int(d.size), "mismatches": int(diff.sum()), "max_lsb_diff": gap})
-    mismatches = sum(o["mismatches"] for o in per_output)
-    return {"bit_exact": mismatches == 0, "mismatches": mismatches,
-            "max_lsb_diff": max((o["max_lsb_diff"] or 0 for o in per_output), default=0),
-            "outputs_differing": [o["name"] for o in per_output if o["mismatches"]], "outputs": per_output}
+        per_output.append(OutputMatch(name, int(d.size), int(diff.sum()), gap))
+    mismatches = sum(o.mismatches for o in per_output)
+    return BitExactness(mismatches == 0, mismatches, max((o.max_lsb_diff or 0 for o in per_output), default=0),
+                        tuple(o.name for o in per_output if o.mismatches), tuple(per_output))

@@ -9,6 +9,7 @@ check) stay JSON objects here.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,9 @@ from edgeq.gates import Figures, GateResult
 from edgeq.metrics import BROKEN_DB, SLICE_GAP_DB
 from edgeq.run.litert import Timings
 from edgeq.run.protocol import Capabilities
-from edgeq.schema import (
-    RESULTS,
-    SCHEMA_VERSION,
-    check,
-    check_version,
-    from_json,
-    to_json,
-)
+from edgeq.conversion.records import PerLayer, PreprocessingUsed, Search
+from edgeq.targets.edgetpu_toolchain import CompilerReport
+from edgeq.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgraded_results
 
 
 @dataclass(frozen=True)
@@ -131,6 +127,25 @@ class Size:
 
 
 @dataclass(frozen=True)
+class OutputMatch:
+    name: str
+    elements: int
+    mismatches: int
+    max_lsb_diff: int | None = None  # integer outputs only
+
+
+@dataclass(frozen=True)
+class BitExactness:
+    """A device's raw INT8 outputs against the local run's, element by element."""
+
+    bit_exact: bool
+    mismatches: int
+    max_lsb_diff: int = 0
+    outputs_differing: tuple[str, ...] = ()
+    outputs: tuple[OutputMatch, ...] = ()
+
+
+@dataclass(frozen=True)
 class DeviceResult:
     name: str
     transport: str
@@ -144,7 +159,7 @@ class DeviceResult:
     worst_sqnr_db: float | None = None
     worst_slice_sqnr_db: float | None = None
     latency: Latency = field(default_factory=Latency)
-    vs_local: dict[str, Any] | None = None  # bit-exactness against the local INT8 run
+    vs_local: BitExactness | None = None  # against the local INT8 run
     note: str | None = None
     gates: tuple[GateResult, ...] = ()
     passed: bool | None = None
@@ -195,6 +210,48 @@ class SourceCheck:
 
 
 @dataclass(frozen=True)
+class DelegateCheck:
+    """XNNPACK: the nodes the real delegate took against the static prediction."""
+
+    predicted_delegated: int = 0
+    actual_delegated: int = 0
+    predicted_kept: dict[str, int] = field(default_factory=dict)
+    actual_kept: dict[str, int] = field(default_factory=dict)
+    agrees: bool = False
+
+    @classmethod
+    def pending(cls) -> DelegateCheck:
+        """To be filled in once the model ran on the delegate."""
+        return cls()
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """--target: the static prediction (edgeq.targets' report, as its JSON), and what the real
+    target said where it is on this machine (the Edge TPU compiler's report, the real delegate)."""
+
+    name: str
+    prediction: dict[str, Any]  # edgeq.targets.TargetReport.to_dict(), rendered by the targets' own terms
+    compiler: CompilerReport | None = None  # with its comparison to the prediction
+    ran_on_target: bool = False
+    delegate_check: DelegateCheck | None = None
+    notes: tuple[str, ...] = ()
+
+    def predicted_kept(self) -> tuple[dict[str, int], int]:
+        """The op types the prediction leaves off the target, and the nodes it puts on it."""
+        from edgeq.targets import TargetReport
+
+        report = TargetReport.from_dict(self.prediction)
+        return dict(Counter(f.type for f in report.ops if not f.on_target)), report.target_ops
+
+    @property
+    def title(self) -> str:
+        from edgeq.targets import TargetReport
+
+        return TargetReport.from_dict(self.prediction).title
+
+
+@dataclass(frozen=True)
 class ValidationResult:
     model: str
     reference: str
@@ -205,7 +262,7 @@ class ValidationResult:
     reference_tflite: str | None = None
     data: str | None = None
     pairing: Pairing | None = None
-    preprocessing: dict[str, Any] | None = None
+    preprocessing: PreprocessingUsed | None = None
     size: Size = field(default_factory=Size)
     accuracy: Accuracy = field(default_factory=Accuracy)
     outputs: tuple[OutputScore, ...] = ()
@@ -213,11 +270,11 @@ class ValidationResult:
     worst_slice_sqnr_db: float | None = None
     latency: Latency = field(default_factory=Latency)
     warnings: tuple[str, ...] = ()
-    conversion_search: dict[str, Any] | None = None
-    per_layer: dict[str, Any] | None = None
+    conversion_search: Search | None = None
+    per_layer: PerLayer | None = None
     devices: tuple[DeviceResult, ...] = ()
     gates: tuple[GateResult, ...] = ()
-    target: dict[str, Any] | None = None
+    target: TargetCheck | None = None
     baseline: Baseline | None = None
     source_check: SourceCheck | None = None
 
@@ -238,7 +295,7 @@ class ValidationResult:
         if not isinstance(data, dict):
             raise DataError(f"{where}: expected an object, got {type(data).__name__}")
         check_version(data, where)
-        return from_json(cls, _upgraded(data), where)
+        return from_json(cls, upgraded_results(data), where)
 
     @classmethod
     def read(cls, path: str | Path) -> ValidationResult:
@@ -254,8 +311,6 @@ class ValidationResult:
             raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
         if not isinstance(data, dict) or not all(k in data for k in ("model", "gates", "passed")):
             raise DataError(f"{path}: not an edgeq validate results file (write one with edgeq validate --json)")
-        check_version(data, path.name)  # before the shape checks: a newer file is refused, not misread
-        check(data, RESULTS, path.name)  # the sections other modules own
         return cls.from_json(data, path.name)
 
     @property
@@ -278,40 +333,3 @@ def _figures(result: ValidationResult | DeviceResult, scores_outputs: bool) -> F
     return Figures(accuracy.top1_drop_pts, accuracy.agreement, result.worst_sqnr_db, latency.int8_ms.p50, latency.speedup,
                    scores_outputs, worst_slice_sqnr_db=result.worst_slice_sqnr_db,
                    exact=bool(result.outputs) and all(o.exact for o in result.outputs))
-
-
-def _upgraded(data: dict[str, Any]) -> dict[str, Any]:
-    """A results file of schema 1.1 or earlier in today's shape: gates had only "passed" (no
-    "n/a"), devices no capabilities (a benchmark_model runtime was latency only)."""
-    def output(o: Any) -> Any:  # 1.2 stored an exact match as the sentinel SQNR 999.0
-        return {**o, "sqnr_db": None, "exact": True} if isinstance(o, dict) and o.get("sqnr_db") == 999.0 else o
-
-    def gate(g: Any) -> Any:
-        if isinstance(g, dict) and "status" not in g and isinstance(g.get("passed"), bool):
-            return {**g, "status": "passed" if g["passed"] else "failed"}
-        return g
-
-    def device(d: Any) -> Any:
-        if not isinstance(d, dict) or "capabilities" in d:
-            return d
-        d = {**d, "capabilities": {"scores_outputs": d.get("runtime") != "benchmark_model", "latency": not d.get("emulated")}}
-        return {**d, "gates": [gate(g) for g in d["gates"]]} if isinstance(d.get("gates"), list) else d
-
-    def roles(holder: dict[str, Any]) -> dict[str, Any]:  # before 1.3 the agreement was an argmax over the first output
-        outputs, accuracy = holder.get("outputs"), holder.get("accuracy")
-        if not isinstance(outputs, list) or not outputs or not isinstance(outputs[0], dict) or not isinstance(accuracy, dict):
-            return holder
-        outputs = [output(o) for o in outputs]
-        if accuracy.get("agreement") is not None and "output" not in accuracy and "role" not in outputs[0]:
-            outputs[0] = {**outputs[0], "role": "classes", "role_from": "a results file before schema 1.3: its first output was scored as classes"}
-            accuracy = {**accuracy, "output": outputs[0].get("name")}
-        return {**holder, "outputs": outputs, "accuracy": accuracy}
-
-    data = roles(dict(data))
-    if isinstance(data.get("devices"), list):
-        data["devices"] = [roles(d) if isinstance(d, dict) else d for d in data["devices"]]
-    if isinstance(data.get("gates"), list):
-        data["gates"] = [gate(g) for g in data["gates"]]
-    if isinstance(data.get("devices"), list):
-        data["devices"] = [device(d) for d in data["devices"]]
-    return data

@@ -12,16 +12,18 @@ validation report, and checksums of all of them.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edgeq.conversion.manifest import Described
+from edgeq.conversion.records import ModelFile
 from edgeq.errors import DataError, UsageError
 from edgeq.fileio import check_writable, json_bytes, write_files_atomically
 from edgeq.report.documents import markdown
-from edgeq.tflite.manifest import manifest_mismatch, read_manifest
+from edgeq.schema import SCHEMA_VERSION, to_json
 from edgeq.tflite.metadata import read_metadata
 from edgeq.tflite.model import TfliteModel, read_tflite
-from edgeq.tflite.summary import summarize
+from edgeq.tflite.summary import SignatureInfo, TensorInfo, summarize
 from edgeq.validation.results import ValidationResult
 
 MODEL, MANIFEST, LABELS, OPS, REPORT, SUMS = "model.tflite", "model.edgeq.json", "labels.txt", "ops.txt", "report.md", "SHA256SUMS"
@@ -75,15 +77,25 @@ def check_bundle(folder: Path, force: bool) -> None:
             check_writable(folder / name, force)
 
 
+@dataclass(frozen=True)
+class Interface:
+    """What the bundle's manifest says of a model no edgeq manifest describes: its interface."""
+
+    output: str
+    model: ModelFile
+    signatures: tuple[SignatureInfo, ...]
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    schema_version: str = SCHEMA_VERSION
+    note: str = "no edgeq manifest described this model: interface read from the flatbuffer, no recipe"
+
+
 def _manifest(model: TfliteModel) -> dict:
-    """The manifest beside the model, renamed for the bundle; a model without one (or with a stale
-    one) gets the interface part, read from the flatbuffer."""
-    manifest = read_manifest(model.path)
-    if manifest and manifest_mismatch(model, manifest) is None:
-        return {**manifest, "output": MODEL}
-    summary = summarize(model, {})
-    return {"schema_version": manifest.get("schema_version", "1.2") if manifest else "1.2", "output": MODEL,
-            "model": {"sha256": hashlib.sha256(model.data).hexdigest(), "bytes": model.size},
-            "signatures": [asdict(s) for s in summary.signatures], "inputs": [asdict(t) for t in summary.inputs],
-            "outputs": [asdict(t) for t in summary.outputs],
-            "note": "no edgeq manifest described this model: interface read from the flatbuffer, no recipe"}
+    """The manifest beside the model (in today's schema), renamed for the bundle; a model without
+    one (or with a stale one) gets the interface part, read from the flatbuffer."""
+    manifest = Described.of(model.path, model).manifest
+    if manifest is not None:
+        return replace(manifest, output=MODEL).to_json()
+    summary = summarize(model)
+    return to_json(Interface(MODEL, ModelFile(hashlib.sha256(model.data).hexdigest(), model.size), tuple(summary.signatures),
+                             tuple(summary.inputs), tuple(summary.outputs)))

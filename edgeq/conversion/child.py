@@ -1,0 +1,293 @@
+"""The conversion child: load the source, calibrate, choose ranges, quantize, search, time. It
+runs in its own process (crash-contained) and returns a typed `ChildResult` to the parent, which
+checks, describes and writes it (edgeq.conversion.converter).
+
+    calibrate -> Calibrated -> ranges -> quantize -> search -> latency -> ChildResult
+"""
+
+from __future__ import annotations
+
+import itertools
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from edgeq.conversion.calibrated import Calibrated, Learned
+from edgeq.conversion.calibration import ParallelCalibrator, default_jobs
+from edgeq.conversion.isolation import step
+from edgeq.conversion.options import ConvertOptions
+from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, resolve_keep_float, tf_type
+from edgeq.conversion.recipe import Method, Mode
+from edgeq.conversion.records import Calibration, KeepFloat, Latency, Search
+from edgeq.conversion.source import KerasCode, load_source, stated_scaling
+from edgeq.data.normalization import resolve
+from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec, open_samples
+from edgeq.errors import DataError, UsageError
+from edgeq.progress import counted
+from edgeq.tflite.model import parse_tflite
+from edgeq.tflite.signatures import calibrator_order
+from edgeq.tflite.summary import float_ops
+from edgeq.timing import Timings, phase
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """What the conversion child sends back to the parent."""
+
+    model: bytes
+    learned: Learned
+    float_bytes: int
+    keep: KeepFloat
+    calibration: Calibration | None = None
+    method: Method | None = None  # the range method carried out (what `auto` settled on)
+    search: Search | None = None
+    latency: Latency | None = None  # INT8 against float here, or the --optimize latency candidates
+    calibrated: Calibrated | None = None  # the calibration, when another conversion may reuse it
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run(model: Path, data: Path | None, options: ConvertOptions) -> ChildResult:
+    """The conversion child: load, calibrate, quantize; the phases timed."""
+    timings = Timings()
+    with timings.recording():
+        with phase("import"):
+            import tensorflow  # noqa: F401 - once, here: timed apart from loading the model
+
+        jobs = options.calibration_jobs(default_jobs()) if data is not None else 1
+        with ParallelCalibrator(jobs) if jobs > 1 else nullcontext() as workers:  # they start while TF loads
+            result = _run_with(model, data, options, workers)
+    return replace(result, timings=timings.seconds)
+
+
+def requantize(calibrated: Calibrated, data: Path, options: ConvertOptions) -> ChildResult:
+    """The conversion child when the calibration is cached: no model to load, no TensorFlow to import."""
+    timings = Timings()
+    with timings.recording():
+        recipe = replace(options.recipe, preprocessing=calibrated.learned.preprocessing)
+        result = finish(calibrated, None, data, replace(options, recipe=recipe))
+    return replace(result, timings=timings.seconds)
+
+
+def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: ParallelCalibrator | None) -> ChildResult:
+    step("loading the model")
+    with phase("load"):
+        source = load_source(model, options.recipe.signatures, list(options.input_shapes),
+                             KerasCode(options.custom_objects, options.trust_model))
+    pre, origins, conflicts = resolve(options.recipe.preprocessing, stated_scaling(source))
+    options = replace(options, recipe=replace(options.recipe, preprocessing=pre))
+    learned = Learned(source.kind, tuple(source.rewrites), pre, origins, tuple(conflicts))
+    mode, keep = options.recipe.mode, KeepFloat(options.recipe.keep_float)
+    if source.trained_ranges and mode.int8_activations:
+        return _trained(source, data, options, learned)
+    if not mode.calibrates:
+        with phase("convert"):
+            quantized = one_step(source, options.recipe, None)
+            float_bytes = len(one_step(source, options.recipe, None, float_only=True))
+        return ChildResult(source.restore(quantized), learned, float_bytes, keep)
+    audits, stream = _calibration_stream(source, data, options)
+    if len(source.signatures) > 1:
+        if options.budget is not None or not options.recipe.calibration.is_minmax:
+            raise UsageError("the accuracy search and --calibration other than minmax take one signature; convert with one --signature")
+        workers = None  # the parallel calibrator takes one subgraph; TensorFlow's own one takes them all
+    if mode == Mode.INT16X8:
+        with phase("convert and calibrate"):
+            quantized = one_step(source, options.recipe, lambda: keyed(source)(stream))
+        with phase("convert"):
+            float_bytes = len(one_step(source, options.recipe, None, float_only=True))
+        return ChildResult(source.restore(quantized), learned, float_bytes, keep, _calibration_record(audits, data, options, 1))
+    calibrated = _calibrated(source, options, stream, workers)
+    record = _calibration_record(audits, data, options, len(workers.workers) if workers else 1)
+    result = finish(Calibrated(calibrated, tuple(source.specs), record, learned), source, data, options)
+    reusable = len(source.signatures) == 1 and source.kind in ("keras", "saved_model", "tflite")  # restore() is the identity
+    return replace(result, model=source.restore(result.model), calibrated=result.calibrated if reusable else None)
+
+
+def _calibrated(source, options: ConvertOptions, stream, workers: ParallelCalibrator | None) -> bytes:
+    """TensorFlow's calibrated graph; with workers, TensorFlow calibrates on one sample to build
+    the graph and the workers on all (the same bytes as TensorFlow's serial calibration)."""
+    if workers is None:
+        return calibrate(source, options.recipe, lambda: stream)
+    first = list(itertools.islice(stream, 1))
+    calibrated = calibrate(source, options.recipe, lambda: iter(first), "convert")
+    order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
+    with phase("calibrate"):
+        return workers.calibrate(calibrated, ([sample[k] for k in order] for sample in itertools.chain(first, stream)))
+
+
+def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) -> ChildResult:
+    """From the calibrated graph on: the range method, the layers kept in float, quantization, the
+    accuracy search, the latency check. `source` is None when the calibration came from the cache."""
+    from edgeq.conversion.range_choice import MINMAX_RANGES, choose_ranges
+
+    keep = resolve_keep_float(parse_tflite(calibrated.model), options.recipe.keep_float)
+    ranges = MINMAX_RANGES
+    if not options.recipe.calibration.is_minmax:
+        with phase("ranges"):
+            ranges = choose_ranges(calibrated, options, data, keep, options.calibration_jobs(default_jobs()))
+        calibrated = calibrated.with_histograms(ranges.histograms)
+    model = ranges.model or calibrated.model
+    with phase("quantize"):
+        quantized = quantize(model, options.recipe, keep)
+    search = None
+    if options.budget is not None:
+        with phase("search"):
+            quantized, search = _search(model, quantized, calibrated.specs, source, options, keep, data)
+        search = replace(search, steps=ranges.steps + search.steps, evaluations=search.evaluations + len(ranges.steps))
+        keep = replace(keep, nodes=keep.nodes + tuple(n for n in search.chosen.float_layers if n not in keep.nodes))
+    latency = None
+    if source is not None and len(source.signatures) > 1:
+        if options.optimize:
+            raise UsageError("--optimize latency takes one signature; convert with one --signature")
+    else:
+        with phase("latency check"):
+            quantized, latency = _latency(model, quantized, calibrated.specs, options, keep, data)
+        keep = replace(keep, ops=keep.ops + latency.keep_ops)
+    record = replace(calibrated.calibration, ranges=ranges.changes, auto=ranges.tries)
+    return ChildResult(quantized, calibrated.learned, len(calibrated.model), keep, record, ranges.method, search, latency,
+                       calibrated)
+
+
+def _calibration_record(audits: list[Audit], data: Path, options: ConvertOptions, jobs: int) -> Calibration:
+    """What the calibration samples were: how many, from where, their fingerprint and observed ranges."""
+    warnings = [w for a in audits for w in a.warnings()]
+    requested = options.recipe.samples
+    for a in audits:
+        if a.count == 0:
+            raise DataError(f"{a.described}: no samples to calibrate with")
+        if a.count < requested:
+            warnings.insert(0, f"asked for {requested} calibration samples but {a.described} gave {a.count}")
+    return Calibration(audits[0].count, requested, str(data), audits[0].fingerprint, jobs,
+                       {s.name: (lo, hi) for a in audits for s, lo, hi in zip(a.specs, a.low, a.high)}, tuple(warnings))
+
+
+def _trained(source, data: Path | None, options: ConvertOptions, learned: Learned) -> ChildResult:
+    """A quantization-aware-trained model: the converter takes every range from the fake-quant ops;
+    --data, if given, only fills tensors that have none (and the trained ranges stay)."""
+    recipe = options.recipe
+    if recipe.keep_float or options.budget is not None:
+        raise UsageError("a quantization-aware-trained model keeps its trained ranges: --keep-float and the accuracy "
+                         "search do not apply; retrain or convert its float original")
+    import tensorflow as tf
+
+    step("converting with the trained ranges (QAT)")
+    converter = source.make_converter()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = converter.inference_output_type = tf_type(recipe.io)
+    warnings = ()
+    if data is not None:
+        samples = open_samples(data, source.specs, recipe.preprocessing, recipe.samples, recipe.seed)
+        converter.representative_dataset = lambda: keyed(source)(iter(samples))
+        warnings = ("the model carries trained ranges (QAT): they are kept; --data only calibrates tensors without one",)
+    quantized = converter.convert()
+    untrained = float_ops(parse_tflite(quantized))
+    if data is None and untrained:
+        names = ", ".join(o.outputs[0] for o in untrained[:6]) + (f" and {len(untrained) - 6} more" if len(untrained) > 6 else "")
+        raise UsageError(f"the fake-quant ops give no range for {names} (quantization-aware training covered part of the "
+                         "model); pass --data to calibrate those tensors")
+    float_bytes = len(one_step(source, recipe, None, float_only=True))
+    calibration = Calibration(0, 0, str(data) if data else None, warnings=warnings,
+                              trained="trained ranges (QAT)" + (" and calibration for the rest" if data is not None else ""))
+    return ChildResult(source.restore(quantized), learned, float_bytes, KeepFloat(), calibration)
+
+
+def _calibration_stream(source, data: Path, options: ConvertOptions):
+    """The audits of every signature's samples, and the samples as they stream by, audited.
+
+    One signature: lists of arrays in input order. Several: (key, {input: array}) pairs, as
+    TensorFlow's calibrator takes them, fed from a .npz holding `KEY/INPUT` arrays.
+    """
+    recipe = options.recipe
+    multi = len(source.signatures) > 1
+    sources, audits = [], []
+    for key, specs in source.signatures.items():
+        named = [InputSpec(f"{key}/{s.name}", s.shape) for s in specs] if multi else specs
+        samples = open_samples(data, named, recipe.preprocessing, recipe.samples, recipe.seed)
+        if isinstance(samples, ImageFolder):
+            samples.check_headers()
+        sources.append(samples)
+        arrays = isinstance(samples, ArraySource)
+        audits.append(Audit(named, recipe.preprocessing.expected_range() if arrays else None, unscaled_warning=arrays,
+                            described=samples.describe()))
+    total = sum(len(s) for s in sources)
+    if not multi:
+        return audits, counted("calibrating", audits[0].watch(sources[0]), total)
+    stream = ((key, {s.name: a for s, a in zip(specs, sample)})
+              for (key, specs), samples, audit in zip(source.signatures.items(), sources, audits)
+              for sample in audit.watch(samples))
+    return audits, counted("calibrating", stream, total)
+
+
+def _evaluator(calibrated: bytes, specs: tuple[InputSpec, ...], options: ConvertOptions, budget=None):
+    """Scores candidates on --eval-data against the calibrated float graph."""
+    from edgeq.conversion.search import Evaluator
+
+    recipe = options.recipe
+    eval_source = open_samples(options.eval_data, list(specs), recipe.preprocessing, None, recipe.seed)
+    return Evaluator(calibrated, list(eval_source), [s.name for s in specs], eval_source.labels, budget or options.budget,
+                     class_count=len(eval_source.class_names or []) or None)
+
+
+def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], source, options: ConvertOptions,
+            keep: KeepFloat, data: Path) -> tuple[bytes, Search]:
+    """The accuracy-budget search of edgeq.conversion.search over this conversion's calibrated graph;
+    int16x8 is tried when the source is at hand (not from the calibration cache, which --allow-int16x8 skips)."""
+    from edgeq.conversion.search import search
+    from edgeq.tflite.graph import LayerGraph
+
+    recipe = options.recipe
+
+    def int16x8() -> bytes:  # TensorFlow's one-step 16x8 path, on the same calibration samples
+        wide = replace(recipe, mode=Mode.INT16X8, io="float32" if recipe.io == "float32" else "int16", keep_float=())
+        calibration = open_samples(data, source.specs, recipe.preprocessing, recipe.samples, recipe.seed)
+        return one_step(source, wide, lambda: keyed(source)(iter(calibration)))
+
+    with_float = lambda nodes: quantize(calibrated, recipe, replace(keep, nodes=keep.nodes + tuple(nodes)))  # noqa: E731
+    graph = LayerGraph.of(parse_tflite(calibrated), frozenset(keep.nodes), frozenset(keep.ops))
+    model, record = search(_evaluator(calibrated, specs, options), full_int8, graph, with_float, options.max_float_layers,
+                           int16x8 if options.allow_int16x8 and source is not None else None)
+    record = replace(record, eval_data=str(options.eval_data))
+    bound = next((s for s in record.steps if s.phase == "every layer feeding the missed outputs"), None)
+    if not record.met and bound is not None and recipe.io != "float32":
+        record = replace(record, notes=record.notes + (
+            f"with every layer feeding the missed outputs in float, the worst output reached {bound.worst_sqnr_db} dB: "
+            f"the {recipe.io} input and output tensors stay quantized; --io float32 lifts that bound",))
+    return model, record
+
+
+def _latency(calibrated: bytes, quantized: bytes, specs: tuple[InputSpec, ...], options: ConvertOptions, keep: KeepFloat,
+             data: Path) -> tuple[bytes, Latency]:
+    """INT8 against float on XNNPACK here; with --optimize latency, the fastest candidate that keeps
+    the budget (its kept op types are the record's `keep_ops`). Returns the model to write and the record."""
+    from edgeq.conversion import latency
+
+    step("timing INT8 against float (XNNPACK, 1 thread)")
+    recipe = options.recipe
+    order = calibrator_order(parse_tflite(calibrated), [s.name for s in specs])
+    samples = [[sample[k] for k in order] for sample in open_samples(data, list(specs), recipe.preprocessing, 16, recipe.seed)]
+    if options.optimize != "latency":
+        return quantized, latency.slower_than_float(calibrated, quantized, samples[0])
+    if options.budget is not None:
+        evaluator = _evaluator(calibrated, specs, options)
+
+        def score(model: bytes):
+            record = evaluator.evaluate(model, [], phase="latency candidate")
+            return record.worst_sqnr_db, record.meets
+    else:
+        score = latency.sqnr_scorer(calibrated, samples)
+    with_ops = lambda ops: quantize(calibrated, recipe, replace(keep, ops=keep.ops + tuple(ops)))  # noqa: E731
+    device, where, note = _timing_device(options.device)
+    chosen, record = latency.optimize(calibrated, quantized, with_ops, samples[0], score, device=device, where=where)
+    return chosen, replace(record, note=note)
+
+
+def _timing_device(name: str | None):
+    """The device profile the candidates are timed on, how to name it, and why not when not."""
+    if name is None:
+        return None, "xnnpack (this machine)", None
+    from edgeq.run.devices import load_profile
+
+    profile = load_profile(name)
+    if profile.emulated:
+        return None, "xnnpack (this machine)", (f"{profile.name} is emulated ({profile.address}): an emulator gives no "
+                                                "meaningful latency, so the candidates were timed on this machine")
+    return profile, f"{profile.delegates[0]} on {profile.name} ({profile.address})", None

@@ -1,0 +1,75 @@
+"""How to run one conversion: its recipe (what decides the bytes) and how to carry it out (where
+the source's code is, the jobs, the search's data and budget, the cache, the targets to check)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from edgeq.conversion.recipe import Recipe
+from edgeq.conversion.records import RunOptions
+from edgeq.conversion.search import Budget
+from edgeq.errors import UsageError
+from edgeq.targets import TARGETS
+
+RECIPE_FIELDS = frozenset(f.name for f in fields(Recipe))
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    recipe: Recipe = field(default_factory=Recipe)
+    custom_objects: str | None = None  # a .py with the Keras model's custom classes
+    trust_model: bool = False  # let Keras run the Python code of Lambda layers
+    input_shapes: tuple[str, ...] = ()
+    jobs: int | None = None  # calibration processes; default: the CPU cores available
+    targets: tuple[str, ...] = ()  # edgetpu | nnapi | xnnpack: warn about ops that will not run there
+    eval_data: str | None = None  # with a budget: search the fewest float layers that meet it
+    budget: Budget | None = None
+    max_float_layers: int | None = None
+    allow_int16x8: bool = False  # the search may try 16-bit activations before float layers
+    cache: bool = True  # reuse (and keep) calibrations and finished conversions in the user's cache folder
+    optimize: str | None = None  # "latency": the fastest candidate on XNNPACK that keeps the budget
+    device: str | None = None  # a device profile: --optimize latency times the candidates there
+
+    @classmethod
+    def of(cls, **values: Any) -> ConvertOptions:
+        """From the flat settings of the command line and the API (mode=..., calibration=..., jobs=...)."""
+        recipe = {k: values.pop(k) for k in list(values) if k in RECIPE_FIELDS}
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise UsageError(f"unknown conversion option {unknown[0]!r}")
+        return cls(recipe=Recipe(**recipe), **values)
+
+    def __post_init__(self) -> None:
+        recipe, method = self.recipe, self.recipe.calibration
+        if self.jobs is not None and self.jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.budget is not None and self.eval_data is None:
+            raise UsageError("the accuracy search needs both --eval-data and a budget (--max-drop, --min-agreement or --min-sqnr)")
+        if self.eval_data is not None and self.budget is None and not method.is_auto:
+            raise UsageError("--eval-data needs a budget (--max-drop, --min-agreement or --min-sqnr), or --calibration auto")
+        if self.eval_data is not None and not recipe.mode.int8_activations:
+            raise UsageError(f"--eval-data searches int8 mixes; it does not go with --mode {recipe.mode}")
+        if method.is_auto and self.eval_data is None:
+            raise UsageError("--calibration auto picks the method by its accuracy: pass --eval-data (and a budget if you have one)")
+        if self.optimize not in (None, "latency"):
+            raise UsageError(f"--optimize {self.optimize!r}: use latency")
+        if self.device and not self.optimize:
+            raise UsageError("--device times the --optimize latency candidates on a device; add --optimize latency")
+        if self.optimize and not recipe.mode.int8_activations:
+            raise UsageError(f"--optimize latency chooses which op types stay float in an int8 model; not with --mode {recipe.mode}")
+        unknown = sorted(set(self.targets) - set(TARGETS))
+        if unknown:
+            raise UsageError(f"--target {unknown[0]!r}: use one of {', '.join(TARGETS)}")
+
+    def calibration_jobs(self, default: int) -> int:
+        """Parallel calibration serves the int8 modes; int16x8 uses TensorFlow's one-step path."""
+        if not self.recipe.mode.int8_activations:
+            return 1
+        return min(self.jobs or default, self.recipe.samples)
+
+    def run_options(self) -> RunOptions:
+        """What the manifest keeps of these options beside the recipe."""
+        budget = None if self.budget is None else {f.name: getattr(self.budget, f.name) for f in fields(self.budget)}
+        return RunOptions(str(self.recipe.calibration), self.custom_objects, self.trust_model, self.input_shapes, self.jobs, self.targets,
+                          self.eval_data, budget, self.max_float_layers, self.allow_int16x8, self.cache, self.optimize, self.device)

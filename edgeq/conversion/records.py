@@ -1,0 +1,327 @@
+"""What a conversion found and did, as typed records: the manifest (`<model>.edgeq.json`) is
+`to_json()` of a `Manifest`, and `Manifest.from_json` reads one back with every value's type
+checked, after `edgeq.schema.upgraded_manifest` has brought an older file to today's shape.
+
+Field names are the JSON keys: this module is the contract of the manifest, as
+`edgeq.validation.results` is that of the results file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from edgeq.conversion.recipe import Recipe
+from edgeq.schema import SCHEMA_VERSION, from_json, to_json, upgraded_manifest
+from edgeq.tflite.summary import FloatOp, SignatureInfo, TensorInfo
+
+
+class StepKind(str, Enum):
+    """What one evaluated candidate of the search quantized its activations to."""
+
+    INT8 = "int8"
+    INT16X8 = "int16x8"
+
+
+@dataclass(frozen=True)
+class StepOutput:
+    """One output's figures in one evaluated candidate."""
+
+    name: str
+    tensor: str | None = None
+    role: str = "values"
+    sqnr_db: float | None = None
+    exact: bool = False
+    agreement: float | None = None
+    margin: float | None = None  # over the budget, >= 0 meets; None: exact, or no finite margin
+    meets: bool = True
+
+
+@dataclass(frozen=True)
+class SearchStep:
+    """One candidate the search (or `--calibration auto`) evaluated on --eval-data."""
+
+    kind: StepKind
+    k: int  # layers kept in float
+    size_bytes: int
+    meets: bool
+    method: str | None = None  # the activation-range method this candidate tried (auto); None: the conversion's own
+    phase: str | None = None
+    float_layers: tuple[str, ...] = ()
+    float_top1: float | None = None
+    int8_top1: float | None = None
+    top1_drop_pts: float | None = None
+    agreement: float | None = None
+    worst_sqnr_db: float | None = None
+    exact: bool = False
+    outputs: tuple[StepOutput, ...] = ()
+    missed: tuple[str, ...] = ()
+    quality: float | None = None  # the worst output's margin: orders candidates that all miss
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ChosenLayer:
+    node: str
+    op_type: str
+    position: int
+
+
+@dataclass(frozen=True)
+class Search:
+    """The accuracy-budget search: every candidate evaluated, and the one chosen."""
+
+    budget: dict[str, float | None]
+    eval_samples: int
+    layers_considered: int
+    max_evaluations: int
+    evaluations: int
+    steps: tuple[SearchStep, ...]
+    chosen: SearchStep
+    met: bool
+    eval_data: str | None = None
+    int8_evaluations: int | None = None
+    strategy: str | None = None
+    graph_layers: int | None = None  # None: a search before the output-aware one (ranked layers)
+    missed_outputs: tuple[str, ...] = ()
+    seconds: float | None = None
+    chosen_layers: tuple[ChosenLayer, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RangeChange:
+    """One tensor whose activation range the method moved away from min/max."""
+
+    tensor: str
+    minmax: tuple[float, float]
+    chosen: tuple[float, float]
+    range_ratio: float
+    clipped_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class MethodTry:
+    """One method `--calibration auto` tried, by its worst output and each output."""
+
+    method: str
+    worst_sqnr_db: float | None = None
+    outputs: dict[str, float | None] = field(default_factory=dict)
+    meets: bool | None = None
+    chosen: bool = False
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the calibration samples were, and which activation ranges they gave."""
+
+    samples: int
+    requested: int
+    data: str | None = None
+    fingerprint: str | None = None
+    jobs: int = 1
+    observed_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    trained: str | None = None  # quantization-aware training gave the ranges: how ("trained ranges (QAT)", ...)
+    ranges: tuple[RangeChange, ...] = ()  # where the recipe's method differs from min/max
+    auto: tuple[MethodTry, ...] = ()  # --calibration auto: each method tried
+
+
+@dataclass(frozen=True)
+class KeepFloat:
+    """--keep-float as asked, and the nodes and op types it (and the search) kept in float."""
+
+    requested: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
+    ops: tuple[str, ...] = ()
+    per_name: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One --optimize latency candidate: op types kept in float, timed against float."""
+
+    name: str
+    keep_ops: tuple[str, ...]
+    int8_p50_ms: float
+    ratio: float
+    within_noise: bool
+    delegated_nodes: int
+    total_nodes: int
+    partitions: int
+    off_delegate: dict[str, int]
+    worst_sqnr_db: float | None
+    meets: bool | None
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Latency:
+    """INT8 against float where the conversion ran; with --optimize latency, every candidate."""
+
+    delegate: str
+    threads: int
+    float_p50_ms: float
+    int8_p50_ms: float | None = None
+    ratio: float | None = None
+    within_noise: bool = False
+    off_delegate: dict[str, int] = field(default_factory=dict)
+    partitions: int | None = None
+    rounds: int | None = None
+    runs: int | None = None
+    chosen: str | None = None
+    keep_ops: tuple[str, ...] = ()
+    candidates: tuple[Candidate, ...] = ()
+    faster_than_float: bool | None = None
+    note: str | None = None
+
+    @property
+    def optimized(self) -> bool:
+        return bool(self.candidates)
+
+
+@dataclass(frozen=True)
+class Source:
+    path: str
+    kind: str  # keras | saved_model | tflite | pytorch
+    sha256: str | None = None
+    bytes: int | None = None
+    rewrites: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PreprocessingUsed:
+    """The preprocessing the samples went through, and where each setting came from."""
+
+    used: str
+    origins: dict[str, str] = field(default_factory=dict)  # setting -> flag | the model's metadata | default
+
+    @property
+    def normalizes(self) -> bool:
+        """A mean/std normalization rather than a value range."""
+        return "mean " in self.used
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    sha256: str
+    bytes: int
+    invoked_on: str | None = None
+
+
+@dataclass(frozen=True)
+class Sizes:
+    float_bytes: int | None
+    model_bytes: int
+    ratio: float | None = None
+    float_is: str = "float model"
+    source_bytes: int | None = None
+    source_ratio: float | None = None
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The TFLite Model Metadata embedded in the model."""
+
+    kind: str
+    name: str
+    version: str | None = None
+    labels: int = 0
+    labels_file: str | None = None
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    conversion: str  # hit | miss | off
+    calibration: str  # hit | miss | off | not reusable | not needed
+    folder: str | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How the conversion was run, beside its recipe: what was asked, not what decides the bytes."""
+
+    calibration: str = "minmax"  # as asked: `auto` here, the method it settled on in the recipe
+    custom_objects: str | None = None
+    trust_model: bool = False
+    input_shapes: tuple[str, ...] = ()
+    jobs: int | None = None
+    targets: tuple[str, ...] = ()
+    eval_data: str | None = None
+    budget: dict[str, float | None] | None = None
+    max_float_layers: int | None = None
+    allow_int16x8: bool = False
+    cache: bool = True
+    optimize: str | None = None
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """One layer of the per-layer debugger's ranking: INT8 against float at its output."""
+
+    rank: int
+    op_type: str
+    tensor_name: str
+    scale: float
+    zero_point: int
+    sqnr_db: float | None = None
+    rmse: float | None = None
+    mean_error: float | None = None
+    max_abs_error: float | None = None
+    rmse_lsb: float | None = None  # in units of the tensor's scale
+    max_abs_error_lsb: float | None = None
+    range_ratio: float | None = None  # the range --calibration chose over min/max's, where it chose one
+    clipped_fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class PerLayer:
+    ranked_by: str
+    calibration: str  # which samples calibrated the debug model
+    debug_samples: int
+    layers: tuple[LayerError, ...] = ()
+    calibration_ranges: tuple[RangeChange, ...] = ()
+    method: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    source: Source
+    recipe: Recipe
+    sizes: Sizes
+    schema_version: str = SCHEMA_VERSION
+    edgeq_version: str | None = None
+    tensorflow_version: str | None = None
+    keras_version: str | None = None
+    litert_version: str | None = None
+    preprocessing: PreprocessingUsed | None = None
+    output: str | None = None
+    model: ModelFile | None = None
+    options: RunOptions = field(default_factory=RunOptions)
+    calibration: Calibration | None = None
+    signatures: tuple[SignatureInfo, ...] = ()
+    inputs: tuple[TensorInfo, ...] = ()
+    outputs: tuple[TensorInfo, ...] = ()
+    op_census: dict[str, dict[str, int]] = field(default_factory=dict)
+    ops_total: int = 0
+    ops_int8: int = 0
+    weights: dict[str, int] = field(default_factory=dict)
+    float_ops: tuple[FloatOp, ...] = ()
+    float_tensors: tuple[str, ...] = ()
+    keep_float: KeepFloat = field(default_factory=KeepFloat)
+    metadata: Embedded | None = None
+    search: Search | None = None
+    latency: Latency | None = None
+    targets: dict[str, dict[str, Any]] = field(default_factory=dict)  # edgeq.targets.TargetReport.summary() by target
+    warnings: tuple[str, ...] = ()
+    cache: CacheUse | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return to_json(self)
+
+    @classmethod
+    def from_json(cls, data: Any, where: str) -> Manifest:
+        return from_json(cls, upgraded_manifest(data, where), where)

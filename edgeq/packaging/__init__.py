@@ -1,0 +1,1 @@
+"""Packaging a converted model for an app: the bundle a build pipeline drops into the app."""
