@@ -8,7 +8,6 @@ not fail the run; a figure that should be there and is not (no labels for a top-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from edgeq.errors import UsageError
 
@@ -54,14 +53,6 @@ class Figures:
     size_growth_pct: float | None = None  # model size growth, %
     worst_slice_sqnr_db: float | None = None  # the worst per-index SQNR along any output axis
     exact: bool = False  # every output equals float: no SQNR to give, and none needed
-
-    @classmethod
-    def of(cls, result: dict[str, Any], scores_outputs: bool = True) -> Figures:
-        """The figures of a local or device result (the results JSON's shape)."""
-        accuracy, latency = result.get("accuracy") or {}, result.get("latency") or {}
-        return cls(accuracy.get("top1_drop_pts"), accuracy.get("agreement"), result.get("worst_sqnr_db"),
-                   (latency.get("int8_ms") or {}).get("p50"), latency.get("speedup"), scores_outputs,
-                   worst_slice_sqnr_db=result.get("worst_slice_sqnr_db"), exact=bool(result.get("exact")))
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,69 @@ def sqnr_db(signal: float, noise: float) -> float | None:
     return math.inf if noise == 0 else 10 * math.log10(signal / noise)
 
 
+@dataclass(frozen=True)
+class Accuracy:
+    samples: int | None = None
+    labelled: int | None = None
+    float_top1: float | None = None
+    int8_top1: float | None = None
+    top1_drop_pts: float | None = None
+    top_k: int | None = None
+    float_topk: float | None = None
+    int8_topk: float | None = None
+    agreement: float | None = None
+    output: str | None = None  # the `classes` output these figures are about; None: the model has none
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One index along one axis of an output (e.g. axis 1, index 7: the 8th of 84 rows)."""
+
+    axis: int
+    index: int
+    sqnr_db: float
+
+
+@dataclass(frozen=True)
+class OutputScore:
+    name: str
+    role: str = "values"  # classes | score | values (edgeq.roles)
+    role_from: str | None = None  # the evidence for the role
+    sqnr_db: float | None = None  # None with exact: INT8 equals float
+    exact: bool = False
+    cosine: float | None = None
+    max_abs_error: float | None = None
+    mean_abs_error: float | None = None
+    worst_slice: Slice | None = None
+    agreement: float | None = None  # classes: top-1 agreement; score: same side of `threshold`
+    threshold: float | None = None
+    reference_name: str | None = None
+
+    @property
+    def broken(self) -> bool:
+        """Likely broken: the output, or a slice of it, below BROKEN_DB."""
+        return any(db is not None and db < BROKEN_DB for db in (self.sqnr_db, self.worst_slice and self.worst_slice.sqnr_db))
+
+    @property
+    def slice_flagged(self) -> bool:
+        """A slice far below the output as a whole (a class score among boxes)."""
+        w = self.worst_slice
+        return w is not None and (w.sqnr_db < BROKEN_DB or (self.sqnr_db is not None and w.sqnr_db < self.sqnr_db - SLICE_GAP_DB))
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What a Scorer found over all samples: the headline accuracy, each output's error."""
+
+    accuracy: Accuracy
+    outputs: tuple[OutputScore, ...]
+    worst_sqnr_db: float | None = None
+    worst_slice_sqnr_db: float | None = None
+    exact: bool = False
+
+
 @dataclass
-class OutputError:
+class OutputErrors:
     """INT8 (dequantized) vs float for one output tensor, over all samples, and per slice: per index
     along every axis of at most MAX_SLICE_AXIS entries but the batch axis (a class score among
     boxes, one landmark, one channel). `skip_axis`: an axis not to slice (the class axis of a
@@ -67,28 +128,27 @@ class OutputError:
         skip = None if self.skip_axis is None else self.skip_axis % len(shape)
         return [a for a in range(first, len(shape)) if 1 < shape[a] <= MAX_SLICE_AXIS and a != skip]
 
-    def worst_slice(self) -> dict | None:
-        """The slice with the lowest SQNR: {axis, index, sqnr_db}; slices without signal or error are skipped."""
+    def worst_slice(self) -> Slice | None:
+        """The slice with the lowest SQNR; slices without signal or error are skipped."""
         worst = None
         for axis, (signal, noise) in self.slices.items():
             for index in np.flatnonzero((signal > 0) & (noise > 0)):
                 db = sqnr_db(float(signal[index]), float(noise[index]))
-                if worst is None or db < worst["sqnr_db"]:
-                    worst = {"axis": axis, "index": int(index), "sqnr_db": db}
-        return None if worst is None else {**worst, "sqnr_db": round(worst["sqnr_db"], 3)}
+                if worst is None or db < worst[2]:
+                    worst = (axis, int(index), db)
+        return None if worst is None else Slice(worst[0], worst[1], round(worst[2], 3))
 
-    def to_dict(self) -> dict:
+    def score(self, role: str, agreement: float | None, threshold: float | None) -> OutputScore:
         sqnr = sqnr_db(self.signal, self.noise)
         denominator = math.sqrt(self.signal * self.norm_q)
-        return {
-            "name": self.name,
-            "sqnr_db": None if sqnr is None or math.isinf(sqnr) else round(sqnr, 3),
-            "exact": self.count > 0 and self.noise == 0,
-            "cosine": significant(self.dot / denominator) if denominator else None,
-            "max_abs_error": significant(self.max_abs),
-            "mean_abs_error": significant(self.sum_abs / self.count) if self.count else None,
-            "worst_slice": self.worst_slice(),
-        }
+        return OutputScore(
+            name=self.name, role=role,
+            sqnr_db=None if sqnr is None or math.isinf(sqnr) else round(sqnr, 3),
+            exact=self.count > 0 and self.noise == 0,
+            cosine=significant(self.dot / denominator) if denominator else None,
+            max_abs_error=significant(self.max_abs),
+            mean_abs_error=significant(self.sum_abs / self.count) if self.count else None,
+            worst_slice=self.worst_slice(), agreement=agreement, threshold=threshold)
 
 
 @dataclass
@@ -123,22 +183,18 @@ class TopK:
         self.float_topk += int(label in np.argsort(r)[-self.k:])
         self.int8_topk += int(label in np.argsort(q)[-self.k:])
 
-    def to_dict(self) -> dict:
+    @property
+    def agreement(self) -> float | None:
+        return self.agree / self.count if self.count else None
+
+    def accuracy(self, output: str) -> Accuracy:
         n = self.labelled
         f1 = self.float_top1 / n if n else None
         i1 = self.int8_top1 / n if n else None
         topk = n and self.has_topk
-        return {
-            "samples": self.count,
-            "labelled": n,
-            "float_top1": f1,
-            "int8_top1": i1,
-            "top1_drop_pts": 100 * (f1 - i1) if n else None,
-            "top_k": self.k if self.has_topk else None,
-            "float_topk": self.float_topk / n if topk else None,
-            "int8_topk": self.int8_topk / n if topk else None,
-            "agreement": self.agree / self.count if self.count else None,
-        }
+        return Accuracy(samples=self.count, labelled=n, float_top1=f1, int8_top1=i1, top1_drop_pts=100 * (f1 - i1) if n else None,
+                        top_k=self.k if self.has_topk else None, float_topk=self.float_topk / n if topk else None,
+                        int8_topk=self.int8_topk / n if topk else None, agreement=self.agreement, output=output)
 
 
 @dataclass
@@ -166,7 +222,7 @@ class Scorer:
     def __init__(self, names: list[str], roles: list[str], top_k: int = 5, headline: int | None = None,
                  threshold: float = 0.5):
         self.names, self.roles = names, roles
-        self.errors = [OutputError(n, -1 if r == "classes" else None) for n, r in zip(names, roles)]
+        self.errors = [OutputErrors(n, -1 if r == "classes" else None) for n, r in zip(names, roles)]
         self.topks = {i: TopK(top_k) for i, r in enumerate(roles) if r == "classes"}
         self.decisions = {i: Decision(threshold) for i, r in enumerate(roles) if r == "score"}
         self.headline = headline if headline is not None else next(iter(self.topks), None)
@@ -181,21 +237,17 @@ class Scorer:
             decision.add(reference[i], quantized[i])
         self.count += 1
 
-    def result(self) -> dict:
+    def result(self) -> Scores:
         outputs = []
         for i, (error, role) in enumerate(zip(self.errors, self.roles)):
-            agreement = (self.topks[i].to_dict()["agreement"] if i in self.topks
-                         else self.decisions[i].agreement if i in self.decisions else None)
-            outputs.append({**error.to_dict(), "role": role, "agreement": agreement,
-                            "threshold": self.decisions[i].threshold if i in self.decisions else None})
+            agreement = (self.topks[i].agreement if i in self.topks else self.decisions[i].agreement if i in self.decisions else None)
+            outputs.append(error.score(role, agreement, self.decisions[i].threshold if i in self.decisions else None))
         head = self.topks.get(self.headline) if self.headline is not None else None
-        accuracy = head.to_dict() if head is not None else {k: None for k in TopK().to_dict()}
-        accuracy.update(samples=self.count, output=self.names[self.headline] if head is not None else None)
-        sqnrs = [o["sqnr_db"] for o in outputs if o["sqnr_db"] is not None]
-        slices = [o["worst_slice"]["sqnr_db"] for o in outputs if o["worst_slice"]]
-        return {"accuracy": accuracy, "outputs": outputs, "worst_sqnr_db": min(sqnrs) if sqnrs else None,
-                "worst_slice_sqnr_db": min(slices) if slices else None,
-                "exact": bool(outputs) and all(o["exact"] for o in outputs)}
+        accuracy = head.accuracy(self.names[self.headline]) if head is not None else Accuracy(samples=self.count)
+        sqnrs = [o.sqnr_db for o in outputs if o.sqnr_db is not None]
+        slices = [o.worst_slice.sqnr_db for o in outputs if o.worst_slice]
+        return Scores(accuracy, tuple(outputs), min(sqnrs) if sqnrs else None, min(slices) if slices else None,
+                      bool(outputs) and all(o.exact for o in outputs))
 
 
 def speedup(float_p50: float | None, int8_p50: float | None) -> float | None:

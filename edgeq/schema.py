@@ -233,7 +233,7 @@ def upgraded_manifest(data: Any, where: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise DataError(f"{where}: expected an object, got {type(data).__name__}")
     check_version(data, where)
-    data = dict(data)
+    data = {**data, "schema_version": SCHEMA_VERSION}  # read into today's shape
     calibration = data.get("calibration")
     method = calibration.get("method") if isinstance(calibration, dict) else None
     trained = isinstance(method, str) and method.startswith("trained")

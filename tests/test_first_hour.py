@@ -78,7 +78,7 @@ def test_keep_float_suggests_unique_names_and_counts_what_it_kept(cnn_keras, dig
     assert suggested and not {"Relu", "BiasAdd", "Conv2D"} & set(suggested)
     result = convert(cnn_keras, tmp_path / "k.tflite", digits_calib, samples=8, mode="int8-fallback",
                      keep_float=(suggested[0], "FULLY_CONNECTED"))
-    per_name = result.manifest["keep_float"]["per_name"]
+    per_name = result.manifest.keep_float.per_name
     assert per_name[suggested[0]] == 1 and per_name["FULLY_CONNECTED"] >= 1
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -13,8 +12,9 @@ from edgeq.run.devices import Profile, parse_benchmark_model
 from edgeq.run.protocol import Measurement
 from edgeq.run.runner import BenchmarkModelRunner
 from edgeq.validation.devices import device_result
+from helpers import FIXTURES
 
-RECORDED = Path(__file__).parent / "fixtures" / "benchmark_model" / "android_logcat_percentiles.txt"
+RECORDED = FIXTURES / "benchmark_model" / "android_logcat_percentiles.txt"
 
 
 def test_bounds_pass_and_fail_on_the_right_side():

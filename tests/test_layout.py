@@ -1,17 +1,25 @@
-"""The package's dependency rule, checked on the import graph of edgeq/ (every import, also the
-ones inside functions): lower stages never import higher ones, nothing imports the CLI, only
-conversion/ imports TensorFlow, no import cycle, no private name imported from another module."""
+"""The package's rules, checked on its source: the dependency rule on the import graph of edgeq/
+(every import, also the ones inside functions, and `edgeq` itself): lower stages never import
+higher ones, nothing imports the CLI, only conversion/ imports TensorFlow, no import cycle, no
+private name imported from another module; manifests and results are read as typed records, never
+by string key outside the schema module; no function longer than 60 lines. Each check is run once
+on a planted violation, so that none of them passes vacuously."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
+import shutil
+import typing
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
-PACKAGE = Path(__file__).resolve().parent.parent / "edgeq"
+PACKAGE = ROOT / "edgeq"
 # stage -> rank; top-level modules (errors, schema, metrics, ...) are the shared core, rank 0
-STAGES = {"data": 1, "tflite": 2, "targets": 3, "run": 4, "conversion": 5, "validation": 6, "report": 7, "api": 8, "cli": 9}
+STAGES = {"data": 1, "tflite": 2, "targets": 3, "run": 4, "conversion": 5, "validation": 6, "report": 7, "packaging": 8,
+          "api": 9, "cli": 10}
 TENSORFLOW = ("tensorflow", "keras", "tf_keras", "torch", "litert_torch", "torchao")  # the frameworks only conversion/ loads
 
 
@@ -47,7 +55,7 @@ def imports(path: Path, known: set[str]) -> list[tuple[str, list[str], int]]:
 
 def graph(package: Path = PACKAGE) -> dict[str, set[str]]:
     known = set(modules(package))
-    return {name: {m for m, _, _ in imports(path, known) if m in known and m not in ("edgeq", name)}
+    return {name: {m for m, _, _ in imports(path, known) if m in known and m != name}
             for name, path in modules(package).items()}
 
 
@@ -59,6 +67,13 @@ def upward(package: Path = PACKAGE) -> list[str]:
 
 def test_the_stage_packages_exist():
     assert set(STAGES) - {"api", "cli"} <= {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+
+
+def test_the_package_face_is_in_the_graph():
+    """`edgeq` itself (its __init__, the API face) is a node: a stage that imports it imports upward."""
+    edges = graph()
+    assert "edgeq" in edges and "edgeq.version" in edges["edgeq"]
+    assert stage("edgeq") == STAGES["api"]
 
 
 def test_lower_stages_never_import_higher_ones_and_nothing_imports_the_cli():
@@ -103,14 +118,140 @@ def test_no_import_cycle():
 
 @pytest.mark.parametrize("importer, imported", [("tflite/model.py", "edgeq.conversion.converter"),
                                                 ("run/litert.py", "edgeq.validation.compare"),
-                                                ("report/text.py", "edgeq.cli")])
+                                                ("report/text.py", "edgeq.cli"),
+                                                ("validation/compare.py", "edgeq")])
 def test_the_rule_catches_an_upward_import(importer, imported, tmp_path):
     """The check is not vacuous: the same code finds an upward import planted in a copy of the tree."""
-    import shutil
-
     copy = tmp_path / "edgeq"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     assert not upward(copy)
     target = copy / importer
     target.write_text(target.read_text() + f"\n\ndef _planted():\n    import {imported}  # noqa\n")
     assert [v for v in upward(copy) if imported in v]
+
+
+# -- manifests and results are typed records ---------------------------------------------------
+
+# Modules that read another format by its own keys, some of which are also field names of the
+# manifest or results records; none of them reads a manifest or a results file.
+OTHER_FORMATS = {
+    "edgeq/schema.py": "the manifest and results upgrades: the one place their JSON is read by key",
+    "edgeq/run/litert.py": "LiteRT's tensor-detail dicts (name, index, shape, dtype, quantization)",
+    "edgeq/conversion/ranges.py": "LiteRT's tensor-detail dicts",
+    "edgeq/run/device_runner.py": "the device-side script's JSON protocol",
+    "edgeq/run/runner.py": "the device-side script's JSON protocol",
+    "edgeq/run/protocol.py": "the device-side script's JSON protocol (its timings)",
+    "edgeq/run/emulation.py": "the emulated device's setup record",
+    "edgeq/cli/devices.py": "the device check's JSON lines",
+    "edgeq/conversion/debugger.py": "TensorFlow's layer-statistics CSV",
+}
+
+
+def record_keys() -> set[str]:
+    """Every field name of the manifest's and the results file's records, all the way down."""
+    from edgeq.conversion.records import Manifest
+    from edgeq.validation.results import ValidationResult
+
+    found: set[str] = set()
+    seen: set[type] = set()
+
+    def walk(hint) -> None:
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            if hint in seen:
+                return
+            seen.add(hint)
+            found.update(f.name for f in dataclasses.fields(hint))
+            for inner in typing.get_type_hints(hint).values():
+                walk(inner)
+        for arg in typing.get_args(hint):
+            walk(arg)
+
+    walk(Manifest)
+    walk(ValidationResult)
+    return found
+
+
+def string_key_reads(package: Path = PACKAGE) -> list[str]:
+    """`x["key"]` and `x.get("key")` where the key is a field of the manifest or results records."""
+    keys, found = record_keys(), []
+    for path in sorted(package.rglob("*.py")):
+        if f"edgeq/{path.relative_to(package).as_posix()}" in OTHER_FORMATS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            key = None
+            if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and isinstance(node.slice, ast.Constant):
+                key = node.slice.value
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                  and node.args and isinstance(node.args[0], ast.Constant)):
+                key = node.args[0].value
+            if isinstance(key, str) and key in keys:
+                found.append(f"{path.relative_to(package)}:{node.lineno} reads '{key}'")
+    return found
+
+
+def test_no_module_reads_a_manifest_or_results_key_by_string():
+    assert not string_key_reads()
+
+
+def test_the_records_are_typed_all_the_way_down():
+    """No field of the manifest or results records is Any, except the target sections that hold
+    edgeq.targets' own report JSON (read back with TargetReport.from_dict)."""
+    from edgeq.conversion.records import Manifest
+    from edgeq.validation.results import ValidationResult
+
+    untyped: list[str] = []
+    seen: set[type] = set()
+
+    def walk(cls) -> None:
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)) or cls in seen:
+            return
+        seen.add(cls)
+        for name, hint in typing.get_type_hints(cls).items():
+            if "Any" in str(hint) and f"{cls.__name__}.{name}" not in ("Manifest.targets", "TargetCheck.prediction"):
+                untyped.append(f"{cls.__name__}.{name}: {hint}")
+            for inner in (hint, *typing.get_args(hint), *(a for arg in typing.get_args(hint) for a in typing.get_args(arg))):
+                walk(inner)
+
+    walk(Manifest)
+    walk(ValidationResult)
+    assert len(seen) > 30 and not untyped
+
+
+def test_a_string_key_read_of_a_manifest_is_caught(tmp_path):
+    copy = tmp_path / "edgeq"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert not string_key_reads(copy)
+    target = copy / "report" / "text.py"
+    target.write_text(target.read_text() + "\n\ndef _planted(m):\n    return m['calibration'].get('fingerprint')\n")
+    assert sorted(string_key_reads(copy)) == ["report/text.py:%d reads 'calibration'" % (target.read_text().count("\n")),
+                                               "report/text.py:%d reads 'fingerprint'" % (target.read_text().count("\n"))]
+
+
+# -- short functions -------------------------------------------------------------------------------
+
+MAX_LINES = 60
+
+
+def long_functions(package: Path = PACKAGE) -> list[str]:
+    """Functions whose body (not the signature: a command's option declarations) is over MAX_LINES."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.body[0].lineno + 1
+                if lines > MAX_LINES:
+                    found.append(f"{path.relative_to(package)}::{node.name} {lines} lines")
+    return found
+
+
+def test_no_function_is_over_60_lines():
+    assert not long_functions()
+
+
+def test_a_long_function_is_caught(tmp_path):
+    copy = tmp_path / "edgeq"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert not long_functions(copy)
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_LINES + 1))
+    (copy / "units.py").write_text((copy / "units.py").read_text() + f"\n\ndef planted():\n{body}")
+    assert long_functions(copy) == [f"units.py::planted {MAX_LINES + 1} lines"]

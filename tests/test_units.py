@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgeq.errors import DataError, OutputExistsError, UsageError
 from edgeq.fileio import check_writable, write_files_atomically
-from edgeq.metrics import OutputError, Scorer, speedup
+from edgeq.metrics import OutputErrors, Scorer, speedup
 from edgeq.roles import OutputFacts, decide_roles, parse_roles
 from edgeq.schema import from_json, to_json
 from edgeq.validation.results import (
@@ -23,6 +21,7 @@ from edgeq.validation.results import (
     Timing,
     ValidationResult,
 )
+from helpers import FIXTURES
 
 # -- schema: the typed records' JSON -----------------------------------------------------------
 
@@ -65,53 +64,53 @@ def test_sqnr_agreement_and_top1_on_known_arrays():
     scorer.add([reference], [reference + np.array([[0.1, -0.1, 0.0]], np.float32)], label=1)
     scorer.add([reference], [np.array([[3.0, 1.0, 2.0]], np.float32)], label=1)
     result = scorer.result()
-    acc = result["accuracy"]
-    assert acc["agreement"] == 0.5 and acc["float_top1"] == 1.0 and acc["int8_top1"] == 0.5 and acc["top1_drop_pts"] == 50.0
+    acc = result.accuracy
+    assert acc.agreement == 0.5 and acc.float_top1 == 1.0 and acc.int8_top1 == 0.5 and acc.top1_drop_pts == 50.0
     signal, noise = 2 * (1 + 9 + 4), (0.01 + 0.01) + (4 + 4 + 0)
-    assert result["worst_sqnr_db"] == pytest.approx(10 * math.log10(signal / noise), abs=1e-3)
-    assert acc["output"] == "out" and acc["top_k"] == 2  # 3 classes > k
+    assert result.worst_sqnr_db == pytest.approx(10 * math.log10(signal / noise), abs=1e-3)
+    assert acc.output == "out" and acc.top_k == 2  # 3 classes > k
 
 
 def test_no_argmax_over_values_and_top_k_only_above_k_classes():
     scorer = Scorer(["boxes", "face"], ["values", "classes"], top_k=5)
     scorer.add([np.array([[1.0, 2.0]]), np.array([[0.2, 0.8]])], [np.array([[2.0, 1.0]]), np.array([[0.3, 0.7]])], label=1)
     result = scorer.result()
-    acc = result["accuracy"]
-    assert acc["output"] == "face" and acc["agreement"] == 1.0  # the boxes' argmax flipped; it is not counted
-    assert acc["top_k"] is None and acc["float_topk"] is None  # 2 classes: no top-5
-    boxes, face = result["outputs"]
-    assert boxes["agreement"] is None and face["agreement"] == 1.0
+    acc = result.accuracy
+    assert acc.output == "face" and acc.agreement == 1.0  # the boxes' argmax flipped; it is not counted
+    assert acc.top_k is None and acc.float_topk is None  # 2 classes: no top-5
+    boxes, face = result.outputs
+    assert boxes.agreement is None and face.agreement == 1.0
 
 
 def test_a_score_output_agrees_by_its_threshold():
     scorer = Scorer(["p"], ["score"], threshold=0.5)
     for want, got in ((0.9, 0.8), (0.2, 0.3), (0.55, 0.45), (0.1, 0.1)):
         scorer.add([np.array([[want]])], [np.array([[got]])], None)
-    out = scorer.result()["outputs"][0]
-    assert out["agreement"] == 0.75 and out["threshold"] == 0.5 and scorer.result()["accuracy"]["output"] is None
+    out = scorer.result().outputs[0]
+    assert out.agreement == 0.75 and out.threshold == 0.5 and scorer.result().accuracy.output is None
 
 
 def test_a_destroyed_slice_is_found_under_a_healthy_whole():
     """Boxes of ~100 and class scores 0..1 in one [1, 6, 50] tensor, one int8 scale: the scores are gone."""
     rng = np.random.default_rng(0)
-    error = OutputError("det")
+    error = OutputErrors("det")
     scale = 200 / 255
     for _ in range(8):
         reference = np.concatenate([rng.uniform(50, 200, (1, 4, 50)), rng.uniform(0, 1, (1, 2, 50))], axis=1)
         error.add(reference, np.round(reference / scale) * scale)
-    result = error.to_dict()
-    worst = result["worst_slice"]
-    assert result["sqnr_db"] > 25 and worst["axis"] == 1 and worst["index"] in (4, 5) and worst["sqnr_db"] < 10
+    result = error.score("values", None, None)
+    worst = result.worst_slice
+    assert result.sqnr_db > 25 and worst.axis == 1 and worst.index in (4, 5) and worst.sqnr_db < 10
 
 
 def test_small_errors_keep_their_digits_and_an_exact_match_says_so():
-    tiny = OutputError("t")
+    tiny = OutputErrors("t")
     tiny.add(np.array([[1e-6, 2e-6]]), np.array([[1.1e-6, 2e-6]]))
-    figures = tiny.to_dict()
-    assert figures["max_abs_error"] == pytest.approx(1e-7, rel=1e-3) and figures["mean_abs_error"] > 0
-    same = OutputError("s")
+    figures = tiny.score("values", None, None)
+    assert figures.max_abs_error == pytest.approx(1e-7, rel=1e-3) and figures.mean_abs_error > 0
+    same = OutputErrors("s")
     same.add(np.array([[1.0, 2.0]]), np.array([[1.0, 2.0]]))
-    assert same.to_dict()["sqnr_db"] is None and same.to_dict()["exact"] is True
+    assert same.score("values", None, None).sqnr_db is None and same.score("values", None, None).exact is True
 
 
 def test_roles_come_from_evidence_and_say_which():
@@ -166,11 +165,13 @@ def test_a_missing_required_option_names_it_without_an_env_var(tmp_path):
 
 def test_strict_int8_names_float_weights_not_a_missing_kernel():
     """The litert-torch fixture is float: its CONV_2D and FULLY_CONNECTED ops are float because their weights are."""
-    from edgeq.conversion.converter import ConvertOptions, _check_strict
+    from edgeq.conversion.describe import check_strict
+    from edgeq.conversion.options import ConvertOptions
+    from edgeq.conversion.records import KeepFloat
     from edgeq.errors import ConversionError
     from edgeq.tflite.model import read_tflite
     from edgeq.tflite.summary import summarize
 
-    model = read_tflite(Path(__file__).parent / "fixtures" / "litert_torch" / "small_cnn.tflite")
+    model = read_tflite(FIXTURES / "litert_torch" / "small_cnn.tflite")
     with pytest.raises(ConversionError, match=r"the weights of CONV_2D .* stayed float32, so the op did \(it has int8 kernels\)"):
-        _check_strict(model, summarize(model), ConvertOptions(), {"requested": [], "nodes": [], "ops": []})
+        check_strict(model, summarize(model), ConvertOptions(), KeepFloat())

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.prerequisites import require
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "examples" / "github-actions" / "model-ci.yml"
 BIN = Path(sys.executable).parent
 

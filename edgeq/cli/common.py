@@ -10,9 +10,10 @@ from typing import Optional
 
 import typer
 
-import edgeq
+
 from edgeq.errors import EdgeqError
 from edgeq.escape import terminal
+from edgeq.version import __version__
 
 app = typer.Typer(
     add_completion=False,
@@ -26,7 +27,7 @@ state = {"verbose": False, "quiet": False}
 
 def show_version(value: bool) -> None:
     if value:
-        typer.echo(f"edgeq {edgeq.__version__}")
+        typer.echo(f"edgeq {__version__}")
         raise typer.Exit()
 
 

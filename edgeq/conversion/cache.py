@@ -27,6 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeq.errors import DataError
+from edgeq.schema import from_json, to_json
+from edgeq.version import __version__
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"EDGEQ-CACHE 1\n"
@@ -44,13 +48,11 @@ def cache_folder() -> Path:
 def edgeq_build() -> str:
     """edgeq's version and a hash of its own code: an entry written by another edgeq, a development
     checkout included, is never read."""
-    import edgeq
-
     digest = hashlib.sha256()
-    package = Path(edgeq.__file__).parent
+    package = Path(__file__).resolve().parent.parent  # edgeq/
     for file in sorted(package.rglob("*.py")):
         digest.update(str(file.relative_to(package)).encode() + b"\0" + file.read_bytes())
-    return f"{edgeq.__version__}+{digest.hexdigest()[:16]}"
+    return f"{__version__}+{digest.hexdigest()[:16]}"
 
 
 def versions_installed() -> dict[str, str]:
@@ -80,6 +82,24 @@ class Entry:
     blobs: dict[str, bytes]
 
 
+@dataclass(frozen=True)
+class Blob:
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The JSON head of an entry file: what it is, what wrote it, its header and its blobs."""
+
+    kind: str
+    key: str
+    versions: dict[str, str]
+    header: dict[str, Any]
+    blobs: tuple[Blob, ...]
+
+
 @dataclass
 class Cache:
     folder: Path
@@ -104,7 +124,7 @@ class Cache:
     def _path(self, kind: str, key: str) -> Path:
         return self.folder / f"{kind}-{key}{SUFFIX}"
 
-    def get(self, kind: str, key: str) -> Entry | None:
+    def find(self, kind: str, key: str) -> Entry | None:
         path = self._path(kind, key)
         try:
             content = path.read_bytes()
@@ -121,7 +141,7 @@ class Cache:
             pass
         return entry
 
-    def put(self, kind: str, key: str, header: dict[str, Any], blobs: dict[str, bytes]) -> None:
+    def store(self, kind: str, key: str, header: dict[str, Any], blobs: dict[str, bytes]) -> None:
         """Store an entry; a cache that cannot be written is a warning, never a failed conversion."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -149,9 +169,8 @@ class Cache:
 
 
 def _encode(kind: str, key: str, versions: dict[str, str], header: dict[str, Any], blobs: dict[str, bytes]) -> bytes:
-    record = {"kind": kind, "key": key, "versions": versions, "header": header,
-              "blobs": [{"name": n, "bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()} for n, b in blobs.items()]}
-    text = json.dumps(record).encode()
+    record = Stored(kind, key, versions, header, tuple(Blob(n, len(b), hashlib.sha256(b).hexdigest()) for n, b in blobs.items()))
+    text = json.dumps(to_json(record)).encode()
     return MAGIC + struct.pack("<Q", len(text)) + text + b"".join(blobs.values())
 
 
@@ -160,17 +179,20 @@ def _decode(content: bytes, kind: str, key: str, versions: dict[str, str]) -> En
         raise ValueError("not an edgeq cache entry")
     (length,) = struct.unpack_from("<Q", content, len(MAGIC))
     start = len(MAGIC) + 8
-    record = json.loads(content[start:start + length])
-    if record["kind"] != kind or record["key"] != key:
+    try:
+        record = from_json(Stored, json.loads(content[start:start + length]), "entry")
+    except DataError as exc:
+        raise ValueError(str(exc)) from None
+    if record.kind != kind or record.key != key:
         raise ValueError("its header names another entry")
-    if record["versions"] != versions:
-        raise ValueError(f"written by {record['versions']}")
+    if record.versions != versions:
+        raise ValueError(f"written by {record.versions}")
     blobs, at = {}, start + length
-    for blob in record["blobs"]:
-        data = content[at:at + blob["bytes"]]
-        if len(data) != blob["bytes"] or hashlib.sha256(data).hexdigest() != blob["sha256"]:
-            raise ValueError(f"its {blob['name']} does not match its hash")
-        blobs[blob["name"]], at = data, at + blob["bytes"]
-    if at != len(content) or not isinstance(record["header"], dict):
+    for blob in record.blobs:
+        data = content[at:at + blob.size]
+        if len(data) != blob.size or hashlib.sha256(data).hexdigest() != blob.sha256:
+            raise ValueError(f"its {blob.name} does not match its hash")
+        blobs[blob.name], at = data, at + blob.size
+    if at != len(content):
         raise ValueError("trailing bytes after its blobs")
-    return Entry(record["header"], blobs)
+    return Entry(record.header, blobs)

@@ -54,7 +54,7 @@ class Calibrated:
     source_model: bytes | None = None  # a PyTorch source's float .tflite (litert-torch's), to name a fault in it
 
     def to_entry(self) -> tuple[dict[str, Any], dict[str, bytes]]:
-        blobs = {"model": self.model}
+        blobs = {"tflite": self.model}
         if self.histograms is not None:
             buffer = io.BytesIO()
             np.savez(buffer, **{str(i): counts for i, counts in self.histograms.items()})
@@ -70,7 +70,7 @@ class Calibrated:
         if "histograms" in entry.blobs:
             with np.load(io.BytesIO(entry.blobs["histograms"]), allow_pickle=False) as found:
                 histograms = {int(i): found[i] for i in found.files}
-        return cls(entry.blobs["model"], header.specs, header.calibration, header.learned, histograms,
+        return cls(entry.blobs["tflite"], header.specs, header.calibration, header.learned, histograms,
                    entry.blobs.get("source_model"))
 
     def with_histograms(self, histograms: dict[int, np.ndarray] | None) -> Calibrated:

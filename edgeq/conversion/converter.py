@@ -10,7 +10,7 @@ import logging
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,74 +19,18 @@ from edgeq.conversion.cache import Cache
 from edgeq.conversion.calibrated import Calibrated, cache_keys
 from edgeq.conversion.describe import described
 from edgeq.conversion.isolation import ChildError, run_isolated
-from edgeq.conversion.manifest import manifest_for
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.pytorch import PT2_SUFFIX, require_torch, to_float_tflite
+from edgeq.conversion.quantized import QuantizedModel, SavedConversion, check_outputs
 from edgeq.conversion.records import CacheUse, Manifest
 from edgeq.conversion.source import first_line, has_fake_quant, require_tensorflow
 from edgeq.errors import ConversionError, DataError, EdgeqError, InternalError, ModelError, UsageError
-from edgeq.fileio import check_writable, json_bytes, sha256_of, write_files_atomically
+from edgeq.fileio import sha256_of
 from edgeq.native import captured_native_stderr
 from edgeq.tflite.metadata import Description
-from edgeq.tflite.model import parse_tflite
-from edgeq.tflite.summary import ModelSummary, summarize
 from edgeq.timing import Timings, phase
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SavedConversion:
-    """A quantized model and its manifest as written."""
-
-    output: Path
-    manifest_path: Path
-    manifest: Manifest
-    summary: ModelSummary
-    warnings: tuple[str, ...]
-    budget_met: bool | None = None  # None: no accuracy search; False: `output` is the best-effort model
-
-    def to_json(self) -> dict[str, Any]:
-        return {"output": str(self.output), "manifest_path": str(self.manifest_path), **self.manifest.to_json()}
-
-
-@dataclass(frozen=True)
-class QuantizedModel:
-    """A quantized model and its manifest, in memory: nothing is written until `save`."""
-
-    model: bytes
-    manifest: Manifest
-
-    @property
-    def budget_met(self) -> bool | None:
-        return None if self.manifest.search is None else self.manifest.search.met
-
-    def destination(self, output: Path) -> Path:
-        """Where `save(output)` writes: a model that misses its budget is named best-effort."""
-        if self.budget_met is False:
-            return output.with_name(output.name.removesuffix(".tflite") + ".best-effort.tflite")
-        return output
-
-    def save(self, output: str | Path, force: bool = False, protected: list[Path] = ()) -> SavedConversion:
-        """Write the model and `<model>.edgeq.json` together, atomically; existing files only with `force`."""
-        output = self.destination(Path(output))
-        manifest_path = check_outputs(output, force, protected)
-        manifest = replace(self.manifest, output=output.name)
-        write_files_atomically({output: self.model, manifest_path: json_bytes(manifest.to_json())}, force)
-        sizes = manifest.sizes
-        summary = summarize(parse_tflite(self.model, output), sizes.float_bytes, f"manifest {manifest_path.name}")
-        return SavedConversion(output, manifest_path, manifest, summary, manifest.warnings, self.budget_met)
-
-
-def check_outputs(output: Path, force: bool, protected: list[Path] = ()) -> Path:
-    """The model and manifest paths may be written (`force` for existing files, never over an
-    input); returns the manifest's path."""
-    if output.suffix != ".tflite":
-        raise UsageError(f"{output}: --output must end in .tflite")
-    manifest_path = manifest_for(output)
-    for path in (output, manifest_path):
-        check_writable(path, force, list(protected))
-    return manifest_path
 
 
 def convert(model: str | Path, output: str | Path, data: str | Path | None = None, options: ConvertOptions | None = None,
@@ -118,16 +62,16 @@ def quantize_model(model: str | Path, data: str | Path | None = None, options: C
             source_sha256 = sha256_of(model)  # the manifest's too
             cache = Cache.open() if options.cache else None
             keys = cache_keys(model, source_sha256, data, options, about) if cache else None
-            served = cache.get("conversion", keys.conversion) if cache else None
+            served = cache.find("conversion", keys.conversion) if cache else None
         if served is not None:
             return _served(served, timings, cache)
-        entry = cache.get("calibration", keys.calibration) if cache and keys.calibration else None
+        entry = cache.find("calibration", keys.calibration) if cache and keys.calibration else None
         cached = Calibrated.from_entry(entry) if entry else None
         result, source_model = _converted(model, data, options, quiet_native, isolated, cached, timings)
         if cache and keys.calibration and result.calibrated is not None and (cached is None or cached.histograms is None):
             with phase("cache store"):
                 pt2 = model.suffix.lower() == PT2_SUFFIX
-                cache.put("calibration", keys.calibration, *replace(result.calibrated, source_model=source_model if pt2 else None).to_entry())
+                cache.store("calibration", keys.calibration, *replace(result.calibrated, source_model=source_model if pt2 else None).to_entry())
         with phase("checks"):
             quantized = described(result, model, source_sha256, data, options, about, source_model)
         use = CacheUse("miss" if cache else "off", "off" if cache is None else "not reusable" if keys.calibration is None
@@ -136,7 +80,7 @@ def quantize_model(model: str | Path, data: str | Path | None = None, options: C
         quantized = replace(quantized, manifest=manifest)
         if cache:
             with phase("cache store"):
-                cache.put("conversion", keys.conversion, {"manifest": manifest.to_json()}, {"model": quantized.model})
+                cache.store("conversion", keys.conversion, {"manifest": manifest.to_json()}, {"tflite": quantized.model})
     return replace(quantized, manifest=replace(quantized.manifest, timings=timings.rounded()))
 
 
@@ -177,7 +121,7 @@ def _served(entry, timings: Timings, cache: Cache) -> QuantizedModel:
     manifest = Manifest.from_json(entry.header["manifest"], "conversion cache entry")
     manifest = replace(manifest, cache=replace(manifest.cache, conversion="hit", calibration="not needed"),
                        timings=timings.rounded(), warnings=manifest.warnings + tuple(cache.warnings))
-    return QuantizedModel(entry.blobs["model"], manifest)
+    return QuantizedModel(entry.blobs["tflite"], manifest)
 
 
 def _in_child(function, model: Path, quiet_native: bool, isolated: bool, *args):

@@ -19,7 +19,7 @@ from dataclasses import astuple, fields, replace
 import numpy as np
 
 from edgeq.conversion.recipe import Recipe
-from edgeq.conversion.records import LayerError, Manifest, PerLayer, RangeChange
+from edgeq.conversion.records import LayerError, Manifest, PerLayer
 from edgeq.data.samples import InputSpec, open_samples
 from edgeq.errors import AnalysisError, UsageError
 from edgeq.native import captured_native_stderr

@@ -12,6 +12,7 @@ from edgeq.conversion.child import ChildResult
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.pytorch import PT2_SUFFIX, versions
 from edgeq.conversion.quantize import not_kept
+from edgeq.conversion.quantized import QuantizedModel
 from edgeq.conversion.records import Embedded, Manifest, ModelFile, PreprocessingUsed, Sizes, Source
 from edgeq.data.samples import InputSpec, open_samples
 from edgeq.errors import ConversionError, EdgeqError, InternalError, ModelError
@@ -28,8 +29,6 @@ WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TR
 def described(result: ChildResult, model: Path, source_sha256: str, data: Path | None, options: ConvertOptions,
               about: Description | None, source_model: bytes | None):
     """The model to write (with its metadata) and its manifest; raises where the model must not be written."""
-    from edgeq.conversion.converter import QuantizedModel
-
     recipe = options.recipe
     quantized = result.model
     parsed = parse_tflite(quantized)

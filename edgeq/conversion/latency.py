@@ -49,16 +49,15 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
                 if remote is None:
                     times[name] += runner.time(sample, 1, per_round).samples_ms
                     continue
-                figures = remote.measure(runner.path, runner.quantize_inputs(sample), 1, per_round).timings_ms
-                times[name] += list(figures.get("samples") or [figures["p50"]])
+                times[name] += remote.measure(runner.path, runner.quantize_inputs(sample), 1, per_round).samples_ms
         timed = {name: Timings.of(t, 2, 1) for name, t in times.items()}
         return timed.pop("float"), {name: (timed[name], runners[name]) for name in models}
 
 
 def slower_than_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray], runs: int = 60) -> Latency:
     """INT8 against float as converted (about 2 s at most): the figures, and what fell off the delegate."""
-    float_time, timed = measure(float_model, {"int8": quantized}, sample, runs, 2.0)
-    int8_time, runner = timed["int8"]
+    float_time, timed = measure(float_model, {"as converted": quantized}, sample, runs, 2.0)
+    int8_time, runner = timed["as converted"]
     return Latency("xnnpack", 1, float_time.p50, int8_time.p50, round(int8_time.p50 / float_time.p50, 4),
                    within_noise(int8_time, float_time), fell_off(runner), runner.partitions)
 
@@ -109,6 +108,6 @@ def sqnr_scorer(float_model: bytes, samples: list[list[np.ndarray]]) -> Callable
             scorer = Scorer(names, ["values"] * len(names))
             for sample, want in zip(samples, wanted):
                 scorer.add(want, runner.run(sample), None)
-        return scorer.result()["worst_sqnr_db"], None
+        return scorer.result().worst_sqnr_db, None
 
     return score

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from dataclasses import replace
 from typing import Any, Callable
 
 from edgeq.conversion.isolation import step

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgeq.conversion.recipe import Recipe
 from edgeq.schema import SCHEMA_VERSION, from_json, to_json, upgraded_manifest
-from edgeq.tflite.summary import FloatOp, SignatureInfo, TensorInfo
+from edgeq.tflite.summary import FloatOp, OpCount, SignatureInfo, TensorInfo, Weights
 
 
 class StepKind(str, Enum):
@@ -304,10 +304,10 @@ class Manifest:
     signatures: tuple[SignatureInfo, ...] = ()
     inputs: tuple[TensorInfo, ...] = ()
     outputs: tuple[TensorInfo, ...] = ()
-    op_census: dict[str, dict[str, int]] = field(default_factory=dict)
+    op_census: dict[str, OpCount] = field(default_factory=dict)
     ops_total: int = 0
     ops_int8: int = 0
-    weights: dict[str, int] = field(default_factory=dict)
+    weights: Weights = field(default_factory=Weights)
     float_ops: tuple[FloatOp, ...] = ()
     float_tensors: tuple[str, ...] = ()
     keep_float: KeepFloat = field(default_factory=KeepFloat)

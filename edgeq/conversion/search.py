@@ -30,13 +30,13 @@ import tempfile
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 from edgeq.conversion.records import ChosenLayer, Search, SearchStep, StepKind, StepOutput
 from edgeq.errors import UsageError
-from edgeq.metrics import Scorer
+from edgeq.metrics import Scorer, Scores
 from edgeq.progress import report
 from edgeq.roles import decide_roles
 from edgeq.run.litert import LiteRTRunner
@@ -59,37 +59,37 @@ class Budget:
         """A classes output is judged by agreement when the budget has such a criterion; by SQNR otherwise."""
         return self.min_sqnr is not None and (role != "classes" or (self.min_agreement is None and self.max_drop is None))
 
-    def judged(self, scores: dict[str, Any]) -> list[tuple[str, float, str]]:
+    def judged(self, scores: Scores) -> list[tuple[str, float, str]]:
         """Each criterion applied to each output: (output, margin, what a miss reads as). The margin
         is >= 0 when met: dB for SQNR, points for agreement and for the top-1 drop (which belongs to
         the headline classes output)."""
-        acc, found = scores["accuracy"], []
-        for out in scores["outputs"]:
-            name = out["name"]
-            if self.judged_by_sqnr(out["role"]):
-                margin = math.inf if out["exact"] else -math.inf if out["sqnr_db"] is None else out["sqnr_db"] - self.min_sqnr
-                found.append((name, margin, f"{name}: SQNR {_fmt(out['sqnr_db'])} dB < {self.min_sqnr:g}"))
-            if out["role"] == "classes" and self.min_agreement is not None and out["agreement"] is not None:
-                found.append((name, 100 * (out["agreement"] - self.min_agreement),
-                              f"{name}: agreement {_fmt(out['agreement'], 4)} < {self.min_agreement:g}"))
-            if self.max_drop is not None and name == acc["output"]:
-                drop = acc["top1_drop_pts"]
+        acc, found = scores.accuracy, []
+        for out in scores.outputs:
+            name = out.name
+            if self.judged_by_sqnr(out.role):
+                margin = math.inf if out.exact else -math.inf if out.sqnr_db is None else out.sqnr_db - self.min_sqnr
+                found.append((name, margin, f"{name}: SQNR {_fmt(out.sqnr_db)} dB < {self.min_sqnr:g}"))
+            if out.role == "classes" and self.min_agreement is not None and out.agreement is not None:
+                found.append((name, 100 * (out.agreement - self.min_agreement),
+                              f"{name}: agreement {_fmt(out.agreement, 4)} < {self.min_agreement:g}"))
+            if self.max_drop is not None and name == acc.output:
+                drop = acc.top1_drop_pts
                 found.append((name, -math.inf if drop is None else self.max_drop - drop,
                               f"{name}: top-1 drop {_fmt(drop)} pts > {self.max_drop:g}"))
         return found
 
-    def margins(self, scores: dict[str, Any]) -> dict[str, float]:
+    def margins(self, scores: Scores) -> dict[str, float]:
         """Each judged output's worst margin over the budget (>= 0 meets)."""
         found: dict[str, float] = {}
         for name, margin, _ in self.judged(scores):
             found[name] = min(margin, found.get(name, math.inf))
         return found
 
-    def missed(self, scores: dict[str, Any]) -> list[str]:
+    def missed(self, scores: Scores) -> list[str]:
         """What a model's scores miss, per output; empty when it meets the budget."""
         return [miss for _, margin, miss in self.judged(scores) if margin < 0]
 
-    def quality(self, scores: dict[str, Any]) -> float:
+    def quality(self, scores: Scores) -> float:
         """Higher is better: the worst output's margin. Picks the best of models that all miss."""
         margins = self.margins(scores)
         return min(margins.values()) if margins else -math.inf
@@ -137,7 +137,7 @@ class Evaluator:
             raise UsageError("--max-drop and --min-agreement judge a classes output, and this model has none (no SOFTMAX or "
                              "labels); use --min-sqnr")
         self.names = [p.label for p in reference.output_ports]  # signature keys where the model has them
-        self.tensors = [d["name"] for d in reference.outputs]
+        self.tensors = reference.output_names
 
     def _runner(self, model: bytes, name: str) -> LiteRTRunner:
         path = Path(self.tmp.name) / f"{name}.tflite"
@@ -159,13 +159,13 @@ class Evaluator:
         scores = scorer.result()
         missed = self.budget.missed(scores)
         margins = self.budget.margins(scores)
-        acc = scores["accuracy"]
-        outputs = tuple(StepOutput(o["name"], tensor, o["role"], o["sqnr_db"], o["exact"], o["agreement"],
-                                   _finite(margins.get(o["name"])), o["name"] not in margins or margins[o["name"]] >= 0)
-                        for o, tensor in zip(scores["outputs"], self.tensors))
+        acc = scores.accuracy
+        outputs = tuple(StepOutput(o.name, tensor, o.role, o.sqnr_db, o.exact, o.agreement,
+                                   _finite(margins.get(o.name)), o.name not in margins or margins[o.name] >= 0)
+                        for o, tensor in zip(scores.outputs, self.tensors))
         return SearchStep(kind, len(float_layers), len(model), not missed, method, phase, tuple(float_layers),
-                          acc["float_top1"], acc["int8_top1"], acc["top1_drop_pts"], acc["agreement"], scores["worst_sqnr_db"],
-                          scores["exact"], outputs, tuple(missed), self.budget.quality(scores),
+                          acc.float_top1, acc.int8_top1, acc.top1_drop_pts, acc.agreement, scores.worst_sqnr_db,
+                          scores.exact, outputs, tuple(missed), self.budget.quality(scores),
                           round(time.perf_counter() - start, 3))
 
 

@@ -44,7 +44,7 @@ def summary(results: ValidationResult, marks: bool = True) -> dict[str, str]:
         "size reduction": f"{1 / ratio:.2f}× smaller" if ratio else "n/a",
         "top-1 drop": f"{num(acc.top1_drop_pts)} pts" if acc.top1_drop_pts is not None else "n/a (no labels)",
         "top-1 agreement": f"{pct(acc.agreement)} on {acc.output}" if acc.output else "n/a (no classes output)",
-        "speedup": f"{num(lat.speedup)}× ({lat.delegate}, {lat.threads} thread(s))",
+        "speedup vs float": f"{num(lat.speedup)}× ({lat.delegate}, {lat.threads} thread(s))",
         "verdict": verdict(results, marks),
     }
 
@@ -164,7 +164,7 @@ def markdown(results: ValidationResult) -> str:
     lines = [f"## edgeq validation: {s['verdict']}", "",
              f"{md(Path(results.model).name)} vs {md(Path(results.reference).name)} on {md(results.data or 'n/a')}", "",
              f"**{s['size reduction']}** · top-1 drop **{s['top-1 drop']}** · agreement **{s['top-1 agreement']}** · "
-             f"speedup **{s['speedup']}**", ""]
+             f"speedup **{s['speedup vs float']}**", ""]
     lines += _md_table(("", "float", "INT8", "change"), _rows(results))
     if results.baseline:
         lines += ["", f"### Against the baseline ({md(Path(results.baseline.path).name)})", ""]
@@ -226,7 +226,7 @@ def plots(results: ValidationResult) -> dict[str, str]:
         ax.set_xlabel(f"latency per invoke ({unit}), {lat.delegate}, {lat.threads} thread(s), {lat.runs} runs")
         ax.set_title("Latency distribution: float vs INT8")
         ax.grid(axis="x", alpha=0.3)
-        charts["latency"] = _png(fig)
+        charts["latency.png"] = _png(fig)
         plt.close(fig)
     layers = results.per_layer.layers if results.per_layer else ()
     shown = [l for l in layers if l.sqnr_db is not None and l.sqnr_db < EXACT_DB][:20]
@@ -241,7 +241,7 @@ def plots(results: ValidationResult) -> dict[str, str]:
         ax.set_xlabel("SQNR (dB), lower is worse" + (f"; {exact} layer(s) with no error (≥ {EXACT_DB:g} dB) not drawn" if exact else ""))
         ax.set_title("Per-layer quantization error, worst first")
         ax.grid(axis="x", alpha=0.3)
-        charts["per_layer"] = _png(fig)
+        charts["per_layer.png"] = _png(fig)
         plt.close(fig)
     ranges = results.per_layer.calibration_ranges if results.per_layer else ()
     if ranges:
@@ -256,7 +256,7 @@ def plots(results: ValidationResult) -> dict[str, str]:
         ax.set_xlabel("activation range")
         ax.set_title("Chosen ranges against min/max (most clipped first)")
         ax.legend(loc="lower right")
-        charts["ranges"] = _png(fig)
+        charts["ranges.png"] = _png(fig)
         plt.close(fig)
     return charts
 
@@ -297,8 +297,8 @@ def html_page(results: ValidationResult) -> str:
     if results.gates:
         parts += ["<h2>Gates</h2>", _html_table(("gate", "limit", "value", "result"), _gate_rows(results.gates, marks=False),
                                                  ["failed" if g.failed else "" for g in results.gates])]
-    if "latency" in charts:
-        parts += ["<h2>Latency</h2>", f'<img alt="latency distribution" src="{charts["latency"]}">']
+    if "latency.png" in charts:
+        parts += ["<h2>Latency</h2>", f'<img alt="latency distribution" src="{charts["latency.png"]}">']
     if results.source_check:
         c = results.source_check
         parts += [f"<h2>Conversion: the float .tflite against {esc(c.reference)} ({c.samples} samples)</h2>",
@@ -316,10 +316,10 @@ def html_page(results: ValidationResult) -> str:
         pl = results.per_layer
         parts += [f"<h2>Per-layer quantization error</h2><p>Ranked by {esc(pl.ranked_by)}; {esc(pl.calibration)}; "
                   f"{pl.debug_samples} debug samples.</p>"]
-        if "per_layer" in charts:
-            parts.append(f'<img alt="per-layer error chart" src="{charts["per_layer"]}">')
-        if "ranges" in charts:
-            parts.append(f'<img alt="chosen ranges against min/max" src="{charts["ranges"]}">')
+        if "per_layer.png" in charts:
+            parts.append(f'<img alt="per-layer error chart" src="{charts["per_layer.png"]}">')
+        if "ranges.png" in charts:
+            parts.append(f'<img alt="chosen ranges against min/max" src="{charts["ranges.png"]}">')
         parts.append(_html_table(LAYER_HEAD, _layer_rows(results, None)))
     if results.warnings:
         parts += ["<h2>Warnings</h2><ul>"] + [f'<li class="warn">{esc(w)}</li>' for w in results.warnings] + ["</ul>"]

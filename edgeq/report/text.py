@@ -39,7 +39,7 @@ def kernels_line(s: ModelSummary) -> str:
     if kind == "int8":
         return f"{s.ops_int8} of {s.ops_total} ops on int8 kernels"
     if kind == "int16x8":
-        int16 = sum(c.get("int16", 0) for c in s.op_census.values())
+        int16 = sum(c.int16 for c in s.op_census.values())
         return f"{int16} of {s.ops_total} ops on int16x8 kernels (16-bit activations, 8-bit weights)"
     return {"float16": f"{s.ops_total} ops on float kernels, float16 weights",
             "dynamic": f"{s.ops_total} ops, dynamic range (int8 weights, float activations)",
@@ -53,13 +53,13 @@ def summary_text(s: ModelSummary) -> str:
     lines += _io_lines(s)
     lines.append("ops:")
     for op, c in s.op_census.items():
-        kinds = ", ".join(f"{c[k]} {k}" for k in ("int8", "int16", "float") if c.get(k))
-        lines.append(f"  {terminal(op):<24} {c['count']:>4}" + (f"  ({kinds})" if kinds else ""))
+        kinds = ", ".join(f"{n} {k}" for k, n in (("int8", c.int8), ("int16", c.int16), ("float", c.float)) if n)
+        lines.append(f"  {terminal(op):<24} {c.count:>4}" + (f"  ({kinds})" if kinds else ""))
     lines.append("tensors: " + ", ".join(f"{k} {v}" for k, v in s.dtype_census.items()))
     w = s.weights
     lines.append(
-        f"weights: {w['per_channel']} per-channel, {w['per_tensor']} per-tensor, {w['float']} float; "
-        f"{size(w['weight_bytes'])} of {size(s.bytes)} is constant data"
+        f"weights: {w.per_channel} per-channel, {w.per_tensor} per-tensor, {w.float} float; "
+        f"{size(w.weight_bytes)} of {size(s.bytes)} is constant data"
     )
     if s.float_ops:
         lines.append(f"float ops ({len(s.float_ops)}): " + ", ".join(f"{terminal(o.type)}#{o.index}" for o in s.float_ops))
@@ -278,7 +278,7 @@ def target_text(report) -> str:
     lines = [f"{report.title}: {report.verdict}"]
     if report.first_unsupported_op and report.target == "edgetpu":
         first = report.first_unsupported_op
-        lines.append(f"  first unsupported: op {first['index']} {first['type']}: {first['reason']}")
+        lines.append(f"  first unsupported: op {first.index} {first.type}: {first.reason}")
     if "min_android_api" in report.extra:
         lines.append(f"  needs Android API {report.extra['min_android_api']}")
     for f in report.ops:

@@ -165,6 +165,11 @@ class LiteRTRunner:
 
         return ports(self.inputs), ports(self.outputs)
 
+    @property
+    def output_names(self) -> list[str]:
+        """The output tensors' names, in the model's output order."""
+        return [d["name"] for d in self.outputs]
+
     def output_facts(self) -> list[OutputFacts]:
         """What the file says of each output: the op computing it, the labels its metadata gives it."""
         from edgeq.tflite.metadata import read_metadata

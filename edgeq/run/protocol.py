@@ -34,6 +34,11 @@ class Measurement:
     runtime: str | None = None
     machine: str | None = None
 
+    @property
+    def samples_ms(self) -> list[float]:
+        """Every run's time where the runner gives them, else its p50 alone."""
+        return list(self.timings_ms.get("samples") or [self.timings_ms["p50"]])
+
 
 @runtime_checkable
 class Runner(Protocol):

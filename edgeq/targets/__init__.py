@@ -94,7 +94,7 @@ class TargetReport:
     title: str
     verdict: str
     ops: list[Finding]
-    first_unsupported_op: dict[str, Any] | None
+    first_unsupported_op: Finding | None
     notes: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -111,7 +111,7 @@ class TargetReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target, "title": self.title, "verdict": self.verdict,
-            "first_unsupported_op": self.first_unsupported_op, "target_ops": self.target_ops, "cpu_ops": self.cpu_ops,
+            "first_unsupported_op": self.first_unsupported_op and self.first_unsupported_op.to_dict(), "target_ops": self.target_ops, "cpu_ops": self.cpu_ops,
             **self.extra, "notes": self.notes, "sources": self.sources, "ops": [f.to_dict() for f in self.ops],
         }
 
@@ -135,8 +135,8 @@ class TargetReport:
         if self.first_unsupported_op and self.target == "edgetpu":
             first = self.first_unsupported_op
             last = self.ops[-1].index
-            span = f"op {first['index']}" if first["index"] == last else f"ops {first['index']}–{last}"
-            lines.append(f"{self.title}: {span} will run on {self.fallback} because {first['type']} (op {first['index']}) {first['reason']}")
+            span = f"op {first.index}" if first.index == last else f"ops {first.index}–{last}"
+            lines.append(f"{self.title}: {span} will run on {self.fallback} because {first.type} (op {first.index}) {first.reason}")
         else:
             lines += [f"{self.title}: op {f.index} {f.type} will run on {self.fallback}: {f.reason}" for f in cpu[:10]]
             if len(cpu) > 10:

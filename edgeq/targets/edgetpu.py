@@ -13,7 +13,6 @@ Sources:
 from __future__ import annotations
 
 from edgeq.targets import (
-    Finding,
     Op,
     Rule,
     TargetReport,
@@ -160,9 +159,6 @@ def check(model: TfliteModel) -> TargetReport:
         verdict = f"{on} of {len(findings)} ops on the Edge TPU; the CPU runs the rest from op {first.index} ({first.type}) on"
     return TargetReport(
         target="edgetpu", title="Edge TPU", verdict=verdict, ops=findings,
-        first_unsupported_op=_first(first), notes=notes, sources=SOURCES,
+        first_unsupported_op=first, notes=notes, sources=SOURCES,
     )
 
-
-def _first(f: Finding | None) -> dict | None:
-    return None if f is None else {"index": f.index, "type": f.type, "reason": f.reason}

@@ -84,6 +84,6 @@ def check(model: TfliteModel) -> TargetReport:
     ]
     return TargetReport(
         target="nnapi", title="NNAPI", verdict=verdict, ops=findings,
-        first_unsupported_op=None if first is None else {"index": first.index, "type": first.type, "reason": first.reason},
+        first_unsupported_op=first,
         notes=notes, sources=SOURCES, extra={"min_android_api": needed, "deprecated_from_api": DEPRECATED_API},
     )

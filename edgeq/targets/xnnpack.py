@@ -86,7 +86,7 @@ def check(model: TfliteModel) -> TargetReport:
                f"{on} of {len(findings)} ops on XNNPACK; {', '.join(sorted({f.type for f in cpu}))} on built-in kernels")
     return TargetReport(
         target="xnnpack", title="XNNPACK", verdict=verdict, ops=findings,
-        first_unsupported_op=None if not cpu else {"index": cpu[0].index, "type": cpu[0].type, "reason": cpu[0].reason},
+        first_unsupported_op=cpu[0] if cpu else None,
         notes=["Ops XNNPACK leaves run on LiteRT's built-in kernels in between, each boundary costing a partition switch."],
         sources=SOURCES, fallback="LiteRT's built-in kernels",
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from edgeq.tflite.model import Tensor, TfliteModel
@@ -75,16 +74,36 @@ class FloatOp:
 
 
 @dataclass(frozen=True)
+class OpCount:
+    """How many ops of one type, and on which kernels (int8, int16x8, float)."""
+
+    count: int = 0
+    int8: int = 0
+    int16: int = 0
+    float: int = 0
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The constant tensors that are weights, by how they are stored."""
+
+    per_channel: int = 0
+    per_tensor: int = 0
+    float: int = 0
+    weight_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class ModelSummary:
     path: str
     bytes: int
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
-    op_census: dict[str, dict[str, int]]  # op type -> {"count", "int8", "int16", "float"}
+    op_census: dict[str, OpCount]
     ops_total: int
     ops_int8: int
     dtype_census: dict[str, int]
-    weights: dict[str, int]  # per_channel / per_tensor / float / weight_bytes
+    weights: Weights
     float_ops: list[FloatOp]
     float_tensors: list[str]
     float_bytes: int | None  # bytes of the float model: from the manifest beside the file, else estimated
@@ -100,13 +119,13 @@ class ModelSummary:
     @property
     def precision(self) -> str:
         """int8 | int16x8 | float16 | dynamic | float: what the model computes in."""
-        if any(c.get("int16") for c in self.op_census.values()):
+        if any(c.int16 for c in self.op_census.values()):
             return "int16x8"
         if self.ops_int8:
             return "int8"
         if self.dtype_census.get("float16"):
             return "float16"
-        if self.weights["per_channel"] or self.weights["per_tensor"]:
+        if self.weights.per_channel or self.weights.per_tensor:
             return "dynamic"
         return "float"
 
@@ -128,16 +147,13 @@ def summarize(model: TfliteModel, float_bytes: int | None = None, float_from: st
             entry[precision] += 1
 
     io = set(model.inputs) | set(model.outputs)
-    weights = Counter()
-    for t in model.tensors:
-        if not t.is_constant:
-            continue
-        weights["weight_bytes"] += t.constant_bytes
-        if t.is_float and len(t.shape) >= 1:
-            weights["float"] += 1
-        elif t.quantization is not None and t.dtype in ("int8", "uint8", "int4"):
-            weights["per_channel" if t.quantization.per_channel else "per_tensor"] += 1
+    constants = [t for t in model.tensors if t.is_constant]
+    quantized = [t for t in constants if not (t.is_float and len(t.shape) >= 1) and t.quantization is not None
+                 and t.dtype in ("int8", "uint8", "int4")]
+    weights = Weights(sum(t.quantization.per_channel for t in quantized), sum(not t.quantization.per_channel for t in quantized),
+                      sum(t.is_float and len(t.shape) >= 1 for t in constants), sum(t.constant_bytes for t in constants))
 
+    op_census = {k: OpCount(**v) for k, v in sorted(census.items())}
     if not float_bytes:
         float_bytes, float_from = _estimated_float_size(model)
     notes = list(notes)
@@ -150,11 +166,11 @@ def summarize(model: TfliteModel, float_bytes: int | None = None, float_from: st
         bytes=model.size,
         inputs=[TensorInfo.of(model.tensors[i]) for i in model.inputs],
         outputs=[TensorInfo.of(model.tensors[i]) for i in model.outputs],
-        op_census={k: dict(v) for k, v in sorted(census.items())},
+        op_census=op_census,
         ops_total=len(model.operators),
-        ops_int8=sum(v["int8"] for v in census.values()),
+        ops_int8=sum(c.int8 for c in op_census.values()),
         dtype_census=dict(sorted(Counter(t.dtype for t in model.tensors).items())),
-        weights={k: weights[k] for k in ("per_channel", "per_tensor", "float", "weight_bytes")},
+        weights=weights,
         float_ops=float_ops(model),
         float_tensors=[t.name for t in model.tensors if t.is_float and t.index not in io and not t.is_constant],
         float_bytes=float_bytes,

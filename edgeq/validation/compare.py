@@ -10,12 +10,11 @@ import logging
 import math
 import shutil
 import tempfile
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgeq.conversion.manifest import Described, manifest_for
+from edgeq.conversion.manifest import Described
 from edgeq.conversion.pytorch import PT2_SUFFIX
 from edgeq.conversion.recipe import Recipe
 from edgeq.conversion.records import Manifest, PerLayer, PreprocessingUsed
@@ -34,11 +33,9 @@ from edgeq.tflite.summary import summarize
 from edgeq.version import __version__
 from edgeq.validation.streaming import Spill, paired_runs
 from edgeq.validation.results import (
-    Accuracy,
     Baseline,
     DeviceResult,
     Latency,
-    OutputScore,
     Pairing,
     Size,
     SourceCheck,
@@ -244,9 +241,10 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         reference_tflite=float_note, data=sweep.samples.describe(), pairing=Pairing(inputs.method, outputs.method),
         preprocessing=PreprocessingUsed(pre.describe(), sources),
         size=Size(float_bytes, int8.model.size, round(int8.model.size / float_bytes, 4)),
-        accuracy=Accuracy(**scores["accuracy"]),
-        outputs=tuple(OutputScore.of(o, r.evidence, ref.output_ports[j].label) for o, r, j in zip(scores["outputs"], sweep.roles, outputs.order)),
-        worst_sqnr_db=scores["worst_sqnr_db"], worst_slice_sqnr_db=scores["worst_slice_sqnr_db"], latency=latency,
+        accuracy=scores.accuracy,
+        outputs=tuple(replace(o, role_from=r.evidence, reference_name=ref.output_ports[j].label)
+                      for o, r, j in zip(scores.outputs, sweep.roles, outputs.order)),
+        worst_sqnr_db=scores.worst_sqnr_db, worst_slice_sqnr_db=scores.worst_slice_sqnr_db, latency=latency,
         warnings=tuple(_warnings(options, int8, latency, kind, manifest, sweep)),
         conversion_search=manifest.search if manifest else None,
         per_layer=_per_layer(model, reference, data, _specs(int8), options, manifest) if options.per_layer else None,
@@ -301,8 +299,7 @@ def _pytorch_check(reference: Path, float_path: Path, data, options: ValidateOpt
     for sample, want in zip(samples, torch_outputs):
         scorer.add([w.reshape(p.shape) for w, p in zip(want, ref.output_ports)], ref.run(sample), None)
     scores = scorer.result()
-    return SourceCheck(f"PyTorch ({reference.name})", len(samples), tuple(OutputScore.of(o) for o in scores["outputs"]),
-                       scores["worst_sqnr_db"])
+    return SourceCheck(f"PyTorch ({reference.name})", len(samples), scores.outputs, scores.worst_sqnr_db)
 
 
 def _channels_last(manifest: Manifest | None) -> bool:
@@ -427,14 +424,14 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
                          "inputs": [(p.label, p.shape) for p in int8.input_ports], "channels_last": _channels_last(manifest),
                          "custom_objects": sha256_of(Path(options.custom_objects)) if options.custom_objects else None,
                          "trust_model": options.trust_model})
-        entry = cache.get("reference", key)
+        entry = cache.find("reference", key)
         if entry is not None:
             path = scratch / (reference.stem + "_float.tflite")
-            path.write_bytes(entry.blobs["model"])
-            return path, entry.header["note"] + " (kept in the conversion cache by an earlier run)"
+            path.write_bytes(entry.blobs["tflite"])
+            return path, entry.header["described"] + " (kept in the conversion cache by an earlier run)"
     path, note = _converted_reference(reference, int8, options, manifest, scratch)
     if cache is not None:
-        cache.put("reference", key, {"note": note}, {"model": path.read_bytes()})
+        cache.store("reference", key, {"described": note}, {"tflite": path.read_bytes()})
     return path, note
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -22,7 +21,6 @@ from edgeq.validation.results import (
     DeviceResult,
     OutputMatch,
     Latency,
-    OutputScore,
     Timing,
 )
 
@@ -69,16 +67,15 @@ def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measureme
                   capabilities=capabilities, latency=latency)
     if measured.outputs is None or int8 is None or local is None:
         return DeviceResult(**common, accuracy=Accuracy(samples=0), note=LATENCY_ONLY)
-    names = [d["name"] for d in int8.outputs]
+    names = int8.output_names
     scorer = Scorer(names, local.roles, top_k, local.headline, local.threshold)
     raw = measured.outputs
     for i in range(raw[0].shape[0]):
         got = int8.dequantize_outputs([r[i:i + 1] for r in raw])
         scorer.add([f[i:i + 1] for f in local.float_outputs], got, local.labels[i] if local.labels is not None else None)
     scores = scorer.result()
-    return DeviceResult(**common, accuracy=Accuracy(**scores["accuracy"]),
-                        outputs=tuple(OutputScore.of(o) for o in scores["outputs"]), worst_sqnr_db=scores["worst_sqnr_db"],
-                        worst_slice_sqnr_db=scores["worst_slice_sqnr_db"],
+    return DeviceResult(**common, accuracy=scores.accuracy, outputs=scores.outputs, worst_sqnr_db=scores.worst_sqnr_db,
+                        worst_slice_sqnr_db=scores.worst_slice_sqnr_db,
                         vs_local=bit_exactness(names, raw, local.int8_raw))
 
 

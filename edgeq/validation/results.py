@@ -16,69 +16,12 @@ from typing import Any
 
 from edgeq.errors import DataError
 from edgeq.gates import Figures, GateResult
-from edgeq.metrics import BROKEN_DB, SLICE_GAP_DB
+from edgeq.metrics import Accuracy, OutputScore
 from edgeq.run.litert import Timings
 from edgeq.run.protocol import Capabilities
 from edgeq.conversion.records import PerLayer, PreprocessingUsed, Search
 from edgeq.targets.edgetpu_toolchain import CompilerReport
 from edgeq.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgraded_results
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    samples: int | None = None
-    labelled: int | None = None
-    float_top1: float | None = None
-    int8_top1: float | None = None
-    top1_drop_pts: float | None = None
-    top_k: int | None = None
-    float_topk: float | None = None
-    int8_topk: float | None = None
-    agreement: float | None = None
-    output: str | None = None  # the `classes` output these figures are about; None: the model has none
-
-
-@dataclass(frozen=True)
-class Slice:
-    """One index along one axis of an output (e.g. axis 1, index 7: the 8th of 84 rows)."""
-
-    axis: int
-    index: int
-    sqnr_db: float
-
-
-@dataclass(frozen=True)
-class OutputScore:
-    name: str
-    role: str = "values"  # classes | score | values (edgeq.roles)
-    role_from: str | None = None  # the evidence for the role
-    sqnr_db: float | None = None  # None with exact: INT8 equals float
-    exact: bool = False
-    cosine: float | None = None
-    max_abs_error: float | None = None
-    mean_abs_error: float | None = None
-    worst_slice: Slice | None = None
-    agreement: float | None = None  # classes: top-1 agreement; score: same side of `threshold`
-    threshold: float | None = None
-    reference_name: str | None = None
-
-    @classmethod
-    def of(cls, scores: dict[str, Any], role_from: str | None = None, reference_name: str | None = None) -> OutputScore:
-        """From one output of `Scorer.result()`."""
-        worst = scores["worst_slice"]
-        return cls(**{**scores, "worst_slice": Slice(**worst) if worst else None}, role_from=role_from,
-                   reference_name=reference_name)
-
-    @property
-    def broken(self) -> bool:
-        """Likely broken: the output, or a slice of it, below BROKEN_DB."""
-        return any(db is not None and db < BROKEN_DB for db in (self.sqnr_db, self.worst_slice and self.worst_slice.sqnr_db))
-
-    @property
-    def slice_flagged(self) -> bool:
-        """A slice far below the output as a whole (a class score among boxes)."""
-        w = self.worst_slice
-        return w is not None and (w.sqnr_db < BROKEN_DB or (self.sqnr_db is not None and w.sqnr_db < self.sqnr_db - SLICE_GAP_DB))
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def test_a_method_beats_minmax_on_heavy_tailed_activations(outlier_runs):
     best = max(outlier_runs[m][1] for m in METHODS)
     assert best >= minmax + 3, {m: s for m, (_, s) in outlier_runs.items()}
     winner = max(METHODS, key=lambda m: outlier_runs[m][1])
-    ranges = outlier_runs[winner][0].manifest["calibration"]["ranges"]
+    ranges = outlier_runs[winner][0].manifest.calibration.ranges
     shrunk = [r for r in ranges if "/conv_1/" in r["tensor"]]  # the first layer's output, past the input
     assert shrunk and shrunk[0]["range_ratio"] < 0.5 and 0 < shrunk[0]["clipped_fraction"] < 0.01
 
@@ -70,12 +70,12 @@ def test_auto_search_stops_at_the_method_that_meets_the_budget(outlier_runs, cnn
     budget = Budget(min_sqnr=(minmax + best) / 2)
     result = convert(cnn_keras, tmp_path / "a.tflite", spiky_calibration, samples=128, calibration="auto",
                      eval_data=str(digits_calib.parent / "val"), budget=budget)
-    search = result.manifest["search"]
+    search = result.manifest.search
     assert search["met"] and search["chosen"]["k"] == 0 and search["chosen"]["float_layers"] == []
     kinds = [s["kind"] for s in search["steps"]]
     assert kinds[0] == "int8 (minmax)" and not search["steps"][0]["meets"]
-    assert result.manifest["calibration"]["method"] != "minmax"
-    assert [a["method"] for a in result.manifest["calibration"]["auto"]][0] == "minmax"
+    assert result.manifest.calibration.method != "minmax"
+    assert [a["method"] for a in result.manifest.calibration.auto][0] == "minmax"
 
 
 def test_parallel_histograms_equal_serial_ones(outlier_keras, digits_calib, tmp_path):

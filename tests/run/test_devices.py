@@ -18,9 +18,10 @@ from prerequisites import require
 
 from edgeq.run.devices import Profile, load_profile, parse_benchmark_model
 from edgeq.validation.compare import validate
+from helpers import FIXTURES
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-FIXTURES = Path(__file__).parent / "fixtures" / "benchmark_model"
+RECORDED = FIXTURES / "benchmark_model"
 
 
 def _free_port() -> int:
@@ -210,7 +211,7 @@ def test_shipped_profiles_load_and_list(cli):
 ])
 def test_benchmark_model_parser_on_recorded_output(fixture, expected):
     """Recorded output of the real benchmark_model; sources in fixtures/benchmark_model/README.md."""
-    parsed = parse_benchmark_model((FIXTURES / fixture).read_text())
+    parsed = parse_benchmark_model((RECORDED / fixture).read_text())
     assert {k: parsed[k] for k in expected} == expected
 
 

@@ -7,7 +7,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from prerequisites import require
@@ -40,7 +39,7 @@ def torch_net():
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> tuple[Path, Path]:
-    from test_verdict import _images
+    from helpers import images as _images
 
     folder = tmp_path_factory.mktemp("torch_images")
     return _images(folder / "calib", 32, 16, 0), _images(folder / "val", 16, 16, 1)
@@ -59,9 +58,9 @@ def test_an_nn_module_converts_to_strict_int8_and_validates_against_itself(torch
     module, sample = torch_net
     calib, val = images
     converted = edgeq.convert(module, calib, tmp_path / "net_int8.tflite", sample_inputs=(sample,), samples=32)
-    assert _weights(converted.output) == ["int8"] * 3 and not converted.manifest["float_ops"]
-    assert converted.manifest["source"]["kind"] == "pytorch"
-    assert any("litert-torch" in note for note in converted.manifest["source"]["rewrites"])
+    assert _weights(converted.output) == ["int8"] * 3 and not converted.manifest.float_ops
+    assert converted.manifest.source.kind == "pytorch"
+    assert any("litert-torch" in note for note in converted.manifest.source.rewrites)
     report = edgeq.validate(converted.output, module, val, sample_inputs=(sample,), runs=3, warmup=1)
     check = report.results.source_check
     assert check is not None and check.reference.startswith("PyTorch") and check.samples == 16

@@ -146,7 +146,7 @@ def test_int8_model_has_the_plain_converters_signatures(fixture, request, digits
     _assert_runner_matches_invoke(result.output)
     # the manifest speaks in keys: each key resolves to a tensor of the written model
     it = _interpreter(result.output)
-    (manifest_sig,) = result.manifest["signatures"]
+    (manifest_sig,) = result.manifest.signatures
     for side, details in (("inputs", it.get_input_details()), ("outputs", it.get_output_details())):
         by_index = {d["index"]: d for d in details}
         for port in manifest_sig[side]:
@@ -173,7 +173,7 @@ def test_tf1_converter_path_restores_the_signature(dict_saved_model, digits_cali
     monkeypatch.setattr(tf.saved_model, "load", refuse)
     result = convert(dict_saved_model, tmp_path / "v1.tflite", digits_calib, samples=16, isolated=False,
                      cache=False)  # the patch lives here, where the cache cannot see it
-    assert result.manifest["source"]["kind"] == "saved_model (TF1 converter)"
+    assert result.manifest.source.kind == "saved_model (TF1 converter)"
     ours = _interpreter(result.output).get_signature_list()
     assert {k: sorted(v) for k, v in ours["serving_default"].items()} == {k: sorted(v) for k, v in plain["serving_default"].items()}
     _assert_runner_matches_invoke(result.output)
@@ -192,7 +192,7 @@ def test_signature_all_converts_every_signature(two_signature_saved_model, tmp_p
         (name, detail), = runner.get_input_details().items()
         got = runner(**{name: np.zeros(detail["shape"], detail["dtype"])})
         assert set(got) == outputs
-    assert {s["key"] for s in result.manifest["signatures"]} == {"serving_default", "embed"}
+    assert {s["key"] for s in result.manifest.signatures} == {"serving_default", "embed"}
 
 
 def _outputs(result) -> dict[str, float]:

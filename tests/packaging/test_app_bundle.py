@@ -15,7 +15,6 @@ import pytest
 
 from tests.prerequisites import require
 
-ROOT = Path(__file__).resolve().parent.parent
 LABELS = [f"digit {i}" for i in range(10)]
 
 

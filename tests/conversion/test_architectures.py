@@ -58,8 +58,8 @@ def test_recurrent_keyword_spotter_converts_to_strict_int8(kind, models_dir, fea
     assert all(layer.unroll for layer in clone.layers if type(layer).__name__ == kind)
     assert float(np.max(np.abs(original(x).numpy() - clone(x).numpy()))) <= 1e-5
     result = convert(source, tmp_path / "kws.tflite", features[0], samples=64)  # strict int8: raises if any op is float
-    assert result.manifest["ops_int8"] == result.manifest["ops_total"]
-    assert "unrolled recurrent layer(s) rnn over 49 steps" in result.manifest["source"]["rewrites"][0]
+    assert result.manifest.ops_int8 == result.manifest.ops_total
+    assert "unrolled recurrent layer(s) rnn over 49 steps" in result.manifest.source.rewrites[0]
     scores = validate(result.output, source, features[1], runs=5, warmup=1)
     assert scores.worst_sqnr_db >= 20, scores.worst_sqnr_db
 
@@ -100,8 +100,8 @@ def test_transformer_block_converts_to_strict_int8(transformer_block, tmp_path):
     np.save(calib, rng.normal(size=(48, 16, 32)).astype(np.float32))
     np.save(val, rng.normal(size=(16, 16, 32)).astype(np.float32))
     strict = convert(transformer_block, tmp_path / "s.tflite", calib, samples=48)
-    assert strict.manifest["ops_int8"] == strict.manifest["ops_total"]
-    assert any("LayerNormalization ln1, ln2" in r for r in strict.manifest["source"]["rewrites"])
+    assert strict.manifest.ops_int8 == strict.manifest.ops_total
+    assert any("LayerNormalization ln1, ln2" in r for r in strict.manifest.source.rewrites)
     assert validate(strict.output, transformer_block, val, runs=3, warmup=1).worst_sqnr_db >= 25
 
 

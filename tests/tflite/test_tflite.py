@@ -3,38 +3,35 @@ summarising, the manifest's recipe, running and pairing. No TensorFlow."""
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeq.errors import DataError, ModelError
+from edgeq.errors import ModelError
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.pairing import pair
 from edgeq.targets import check_target
-from edgeq.tflite.manifest import Recipe
 from edgeq.tflite.model import read_tflite
 from edgeq.tflite.summary import summarize
+from helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tflite"
-INT8, FLOAT, NOSIG = (FIXTURES / n for n in ("tiny_int8.tflite", "tiny_float.tflite", "tiny_int8_nosig.tflite"))
+TFLITE = FIXTURES / "tflite"
+INT8, FLOAT, NOSIG = (TFLITE / n for n in ("tiny_int8.tflite", "tiny_float.tflite", "tiny_int8_nosig.tflite"))
 
 
 def test_int8_model_reads_as_full_integer_with_its_signature():
     model = read_tflite(INT8)
-    summary = summarize(model, {})
+    summary = summarize(model)
     assert summary.precision == "int8" and summary.float_ops == []
     (image,) = summary.inputs
     assert image.dtype == "int8" and image.scale > 0 and -128 <= image.zero_point <= 127
-    assert summary.weights["per_channel"] >= 1  # the conv's weights, per output channel
-    assert [(s.key, [p["key"] for p in s.inputs]) for s in summary.signatures] == [("serving_default", ["image"])]
+    assert summary.weights.per_channel >= 1  # the conv's weights, per output channel
+    assert [(s.key, [p.key for p in s.inputs]) for s in summary.signatures] == [("serving_default", ["image"])]
 
 
 def test_float_and_signatureless_models_are_described_as_such():
-    assert summarize(read_tflite(FLOAT), {}).precision == "float"
-    assert any("no SignatureDef" in n for n in summarize(read_tflite(NOSIG), {}).notes)
+    assert summarize(read_tflite(FLOAT)).precision == "float"
+    assert any("no SignatureDef" in n for n in summarize(read_tflite(NOSIG)).notes)
 
 
 def test_runner_outputs_equal_the_float_model_within_quantization_error():
@@ -56,25 +53,6 @@ def test_ports_without_keys_pair_by_unique_shape_or_not_at_all():
 def test_targets_read_the_models_own_ops():
     report = check_target(read_tflite(INT8), "edgetpu")
     assert report.to_dict()["ops"] and {o["type"] for o in report.to_dict()["ops"]} >= {"CONV_2D", "FULLY_CONNECTED"}
-
-
-def test_recipe_from_a_manifest_and_from_an_older_one(tmp_path):
-    model = tmp_path / "m.tflite"
-    shutil.copy(INT8, model)
-    assert Recipe.from_manifest(model) is None
-    recipe = Recipe(mode="int8-fallback", keep_float=("probs",), calibration="entropy", signatures=("embed",), samples=64)
-    (tmp_path / "m.edgeq.json").write_text(json.dumps({"schema_version": "1.2", "recipe": recipe.to_json()}))
-    assert Recipe.from_manifest(model) == recipe
-    older = {"schema_version": "1.1", "options": {"mode": "int8", "per_tensor": True, "samples": 10, "seed": 3,
-                                                  "signatures": ["embed"], "data": "d.npy"},
-             "calibration": {"method": "percentile:99.9", "fingerprint": "abc"}}
-    (tmp_path / "m.edgeq.json").write_text(json.dumps(older))
-    read = Recipe.from_manifest(model)
-    assert (read.per_tensor, read.samples, read.seed, read.signatures, read.calibration, read.fingerprint, read.data) == (
-        True, 10, 3, ("embed",), "percentile:99.9", "abc", "d.npy")
-    (tmp_path / "m.edgeq.json").write_text(json.dumps({"recipe": {"samples": "many"}}))
-    with pytest.raises(DataError, match="recipe.samples"):
-        Recipe.from_manifest(model)
 
 
 def test_the_local_runner_is_a_runner_and_measures_like_run_raw():

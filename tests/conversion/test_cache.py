@@ -26,16 +26,16 @@ def cache_dir(tmp_path, monkeypatch):
 
 def test_an_entry_comes_back_as_it_was_stored(tmp_path):
     cache = Cache(tmp_path, VERSIONS)
-    cache.put("calibration", "k1", {"a": [1, 2]}, {"model": b"TFL3" * 10, "histograms": b""})
-    entry = cache.get("calibration", "k1")
-    assert entry.header == {"a": [1, 2]} and entry.blobs == {"model": b"TFL3" * 10, "histograms": b""}
-    assert cache.get("calibration", "k2") is None and cache.get("conversion", "k1") is None
+    cache.store("calibration", "k1", {"a": [1, 2]}, {"tflite": b"TFL3" * 10, "histograms": b""})
+    entry = cache.find("calibration", "k1")
+    assert entry.header == {"a": [1, 2]} and entry.blobs == {"tflite": b"TFL3" * 10, "histograms": b""}
+    assert cache.find("calibration", "k2") is None and cache.find("conversion", "k1") is None
     assert not cache.warnings
 
 
 @pytest.mark.parametrize("damage", ["flip a blob byte", "truncate", "garbage", "another edgeq"])
 def test_a_damaged_or_foreign_entry_is_ignored_with_a_warning_and_removed(tmp_path, damage):
-    Cache(tmp_path, VERSIONS).put("calibration", "k", {"a": 1}, {"model": bytes(range(256))})
+    Cache(tmp_path, VERSIONS).store("calibration", "k", {"a": 1}, {"tflite": bytes(range(256))})
     path = next(tmp_path.glob(f"*{SUFFIX}"))
     content = bytearray(path.read_bytes())
     if damage == "flip a blob byte":
@@ -46,7 +46,7 @@ def test_a_damaged_or_foreign_entry_is_ignored_with_a_warning_and_removed(tmp_pa
         content = bytearray(b"\x00" * 40)
     path.write_bytes(bytes(content))
     cache = Cache(tmp_path, {**VERSIONS, "edgeq": "other"} if damage == "another edgeq" else VERSIONS)
-    assert cache.get("calibration", "k") is None
+    assert cache.find("calibration", "k") is None
     assert len(cache.warnings) == 1 and "ignored a corrupt or stale cache entry" in cache.warnings[0]
     assert not path.exists()
 
@@ -54,8 +54,8 @@ def test_a_damaged_or_foreign_entry_is_ignored_with_a_warning_and_removed(tmp_pa
 def test_the_folder_stays_within_its_bound_least_recently_used_first(tmp_path):
     cache = Cache(tmp_path, VERSIONS, limit_bytes=2500)
     for key in ("old", "mid", "new"):
-        cache.put("calibration", key, {}, {"model": bytes(1000)})
-    assert cache.get("calibration", "old") is None and cache.get("calibration", "new") is not None
+        cache.store("calibration", key, {}, {"tflite": bytes(1000)})
+    assert cache.find("calibration", "old") is None and cache.find("calibration", "new") is not None
     assert sum(p.stat().st_size for p in tmp_path.glob(f"*{SUFFIX}")) <= 2500
 
 

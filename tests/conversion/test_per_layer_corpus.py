@@ -109,7 +109,7 @@ def test_input_zero_point_is_zero_in_the_reported_graph(mini_xception, faces, tm
     from edgeq.conversion.converter import convert
 
     result = convert(mini_xception, tmp_path / "m.tflite", faces, preprocessing=_range("-1,1"))
-    assert result.manifest["inputs"][0]["zero_point"] == 0 and result.manifest["inputs"][0]["dtype"] == "int8"
+    assert result.manifest.inputs[0].zero_point == 0 and result.manifest.inputs[0].dtype == "int8"
 
 
 def _range(value: str):

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from edgeq.tflite.summary import inspect_model
+from edgeq.conversion.manifest import inspect_model
 
 
 def test_inspect_matches_the_interpreter(cnn_int8):
@@ -24,16 +24,16 @@ def test_inspect_matches_the_interpreter(cnn_int8):
     assert {k: v["count"] for k, v in summary.op_census.items()} == {o: ops.count(o) for o in set(ops)}
     dtypes = [np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()]
     assert summary.dtype_census == {d: dtypes.count(d) for d in set(dtypes)}
-    assert summary.weights["per_channel"] == 3 and summary.weights["float"] == 0
-    assert 0 < summary.weights["weight_bytes"] < summary.bytes
-    assert summary.float_bytes == cnn_int8.manifest["sizes"]["float_bytes"]  # read from the manifest beside it
+    assert summary.weights.per_channel == 3 and summary.weights.float == 0
+    assert 0 < summary.weights.weight_bytes < summary.bytes
+    assert summary.float_bytes == cnn_int8.manifest.sizes.float_bytes  # read from the manifest beside it
 
 
 def test_inspect_estimates_float_size_without_a_manifest(cnn_int8, tmp_path):
     lone = tmp_path / "lone.tflite"
     lone.write_bytes(cnn_int8.output.read_bytes())
     summary = inspect_model(lone)
-    exact = cnn_int8.manifest["sizes"]["float_bytes"]
+    exact = cnn_int8.manifest.sizes.float_bytes
     assert summary.float_bytes_source.startswith("estimate")
     assert abs(summary.float_bytes - exact) / exact < 0.15
 

@@ -31,8 +31,8 @@ def test_int8_from_png_folder_is_fully_integer(cnn_int8):
             weights, bias = model.tensors[op.inputs[1]], model.tensors[op.inputs[2]]
             assert weights.dtype == "int8" and weights.quantization.per_channel
             assert bias.dtype == "int32"
-    assert cnn_int8.manifest["ops_int8"] == len(model.operators)
-    assert cnn_int8.manifest["float_ops"] == [] and cnn_int8.manifest["float_tensors"] == []
+    assert cnn_int8.manifest.ops_int8 == len(model.operators)
+    assert cnn_int8.manifest.float_ops == [] and cnn_int8.manifest.float_tensors == []
 
 
 def test_manifest_io_quantization_matches_the_model_and_reproduces_float_outputs(cnn_int8, cnn_keras):
@@ -74,9 +74,9 @@ def test_manifest_records_provenance(cnn_int8, cnn_keras, digits_calib):
 def test_same_samples_give_same_model_and_fingerprint(cnn_keras, digits_calib, cnn_int8, tmp_path):
     again = convert(cnn_keras, tmp_path / "again.tflite", digits_calib, samples=64)
     assert again.output.read_bytes() == cnn_int8.output.read_bytes()
-    assert again.manifest["calibration"]["fingerprint"] == cnn_int8.manifest["calibration"]["fingerprint"]
+    assert again.manifest.calibration.fingerprint == cnn_int8.manifest.calibration.fingerprint
     other = convert(cnn_keras, tmp_path / "other.tflite", digits_calib, samples=64, seed=1)
-    assert other.manifest["calibration"]["fingerprint"] != cnn_int8.manifest["calibration"]["fingerprint"]
+    assert other.manifest.calibration.fingerprint != cnn_int8.manifest.calibration.fingerprint
 
 
 def test_quantization_parameters_equal_the_plain_converter(cnn_keras, cnn_int8, digits_calib):
@@ -107,13 +107,13 @@ def test_io_types(cnn_keras, digits_calib, tmp_path, io):
     interpreter = _interpreter(result.output)
     assert interpreter.get_input_details()[0]["dtype"] == np.dtype(io)
     assert interpreter.get_output_details()[0]["dtype"] == np.dtype(io)
-    assert result.manifest["inputs"][0]["dtype"] == io
+    assert result.manifest.inputs[0].dtype == io
     if io == "float32":
-        assert result.manifest["inputs"][0]["scale"] is None
+        assert result.manifest.inputs[0].scale is None
         model = read_tflite(result.output)
         assert {model.op_precision(op) for op in model.operators} == {"int8", "convert"}
     else:
-        assert result.manifest["inputs"][0]["scale"] > 0
+        assert result.manifest.inputs[0].scale > 0
 
 
 @pytest.mark.parametrize("fixture", ["cnn_export_dir", "cnn_h5"])
@@ -122,7 +122,7 @@ def test_savedmodel_and_h5_inputs(request, fixture, digits_calib, tmp_path, cnn_
     result = convert(path, tmp_path / "m.tflite", digits_calib, samples=64)
     model = read_tflite(result.output)
     assert all(model.op_precision(op) == "int8" for op in model.operators)
-    assert result.manifest["source"]["kind"] == ("saved_model" if path.is_dir() else "keras")
+    assert result.manifest.source.kind == ("saved_model" if path.is_dir() else "keras")
     # Same weights, same samples: the same quantization as the .keras conversion.
     reference = read_tflite(cnn_int8.output)
     assert [t.quantization for t in model.tensors if t.is_constant] == [t.quantization for t in reference.tensors if t.is_constant]
@@ -143,8 +143,8 @@ def test_tf_saved_model_save_with_dynamic_batch(models_dir, digits_calib, tmp_pa
     path = tmp_path / "tf_module"
     tf.saved_model.save(module, str(path), signatures=module.__call__)
     result = convert(path, tmp_path / "m.tflite", digits_calib, samples=16)
-    assert result.manifest["inputs"][0]["shape"] == [1, 8, 8, 1]  # dynamic batch became 1
-    assert result.manifest["outputs"][0]["dtype"] == "int8"
+    assert result.manifest.inputs[0].shape == [1, 8, 8, 1]  # dynamic batch became 1
+    assert result.manifest.outputs[0].dtype == "int8"
 
 
 def test_strict_int8_names_the_op_without_int8_kernel(sin_keras, digits_calib, tmp_path, cli):
@@ -158,9 +158,9 @@ def test_strict_int8_names_the_op_without_int8_kernel(sin_keras, digits_calib, t
 
 def test_int8_fallback_converts_and_lists_float_ops(sin_keras, digits_calib, tmp_path):
     result = convert(sin_keras, tmp_path / "sin.tflite", digits_calib, samples=16, mode="int8-fallback")
-    assert [op["type"] for op in result.manifest["float_ops"]] == ["SIN"]
-    assert result.manifest["float_tensors"]  # the float tensors around SIN are listed
-    census = result.manifest["op_census"]
+    assert [op["type"] for op in result.manifest.float_ops] == ["SIN"]
+    assert result.manifest.float_tensors  # the float tensors around SIN are listed
+    census = result.manifest.op_census
     assert census["CONV_2D"]["int8"] == 1 and census["FULLY_CONNECTED"]["int8"] == 1
     assert census["SIN"] == {"count": 1, "float": 1}
 
@@ -170,12 +170,12 @@ def test_keep_float_leaves_the_named_layer_in_float(cnn_keras, digits_calib, tmp
     model = read_tflite(result.output)
     precision = {op.type: model.op_precision(op) for op in model.operators if op.type not in ("QUANTIZE", "DEQUANTIZE")}
     assert precision == {"CONV_2D": "int8", "DEPTHWISE_CONV_2D": "float", "RESHAPE": "int8", "FULLY_CONNECTED": "int8"}
-    assert result.manifest["keep_float"]["nodes"] and all("dwconv" in n for n in result.manifest["keep_float"]["nodes"])
+    assert result.manifest.keep_float.nodes and all("dwconv" in n for n in result.manifest.keep_float.nodes)
 
 
 def test_keep_float_by_op_type_and_strict_mode_accepts_it(sin_keras, digits_calib, tmp_path):
     result = convert(sin_keras, tmp_path / "s.tflite", digits_calib, samples=16, keep_float=("SIN",))
-    assert [op["type"] for op in result.manifest["float_ops"]] == ["SIN"]
+    assert [op["type"] for op in result.manifest.float_ops] == ["SIN"]
 
 
 def test_keep_float_unknown_name_is_a_usage_error(cnn_keras, digits_calib, tmp_path, cli):
@@ -190,14 +190,14 @@ def test_two_input_model_from_npz(two_input_keras, tmp_path):
     data = tmp_path / "pairs.npz"
     np.savez(data, a=rng.normal(size=(20, 4)).astype(np.float32), b=rng.normal(size=(20, 6)).astype(np.float32))
     result = convert(two_input_keras, tmp_path / "m.tflite", data, samples=20)
-    (signature,) = result.manifest["signatures"]
+    (signature,) = result.manifest.signatures
     assert {i["key"]: i["shape"] for i in signature["inputs"]} == {"a": [1, 4], "b": [1, 6]}
-    assert result.manifest["calibration"]["samples"] == 20
+    assert result.manifest.calibration.samples == 20
 
 
 def test_dynamic_spatial_input_with_input_shape(dynamic_keras, digits_calib, tmp_path):
     result = convert(dynamic_keras, tmp_path / "d.tflite", digits_calib, samples=8, input_shapes=("1,8,8,1",))
-    assert result.manifest["inputs"][0]["shape"] == [1, 8, 8, 1]
+    assert result.manifest.inputs[0].shape == [1, 8, 8, 1]
 
 
 @pytest.mark.parametrize(
@@ -215,12 +215,12 @@ def test_other_modes(cnn_keras, digits_calib, tmp_path, mode, weight_type, activ
         producer = next(op for op in model.operators if dense.inputs[1] in op.outputs)
         assert producer.type == "DEQUANTIZE" and model.tensors[producer.inputs[0]].dtype == weight_type
     assert model.tensors[dense.outputs[0]].dtype == activation_type
-    assert result.manifest["sizes"]["ratio"] < 1
+    assert result.manifest.sizes.ratio < 1
 
 
 def test_per_tensor_weights(cnn_keras, digits_calib, tmp_path):
     result = convert(cnn_keras, tmp_path / "m.tflite", digits_calib, samples=16, per_tensor=True)
-    assert result.manifest["weights"]["per_channel"] == 0 and result.manifest["weights"]["per_tensor"] >= 3
+    assert result.manifest.weights.per_channel == 0 and result.manifest.weights.per_tensor >= 3
 
 
 def test_written_files_get_ordinary_permissions(cnn_int8):

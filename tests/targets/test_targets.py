@@ -8,18 +8,19 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from edgeq.conversion.converter import convert
 from edgeq.run.litert import LiteRTRunner
 from edgeq.targets import check_target
-from edgeq.targets.edgetpu_toolchain import compare, parse_compiler_output
+from edgeq.targets import Finding, TargetReport
+from edgeq.targets.edgetpu_toolchain import Difference, OperatorRow, compare, parse_compiler_output
 from edgeq.tflite.model import read_tflite
 from edgeq.validation.compare import validate
+from helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "edgetpu"
+EDGETPU = FIXTURES / "edgetpu"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_convert_target_warns_with_the_findings(hardswish_int8):
     warning = next(w for w in hardswish_int8.warnings if w.startswith("Edge TPU"))
     n = len(read_tflite(hardswish_int8.output).operators)
     assert f"ops 1–{n - 1} will run on the CPU because HARD_SWISH (op 1)" in warning
-    assert hardswish_int8.manifest["targets"]["edgetpu"]["first_unsupported_op"]["type"] == "HARD_SWISH"
+    assert hardswish_int8.manifest.targets["edgetpu"]["first_unsupported_op"]["type"] == "HARD_SWISH"
 
 
 def test_inspect_target_json_without_tensorflow(hardswish_int8):
@@ -121,7 +122,7 @@ def test_validate_target_edgetpu_compiles_with_the_compiler_on_path(hardswish_in
     """A stand-in compiler replays a recorded report: this checks the plumbing, not the compiler."""
     tool = tmp_path / "bin" / "edgetpu_compiler"
     tool.parent.mkdir()
-    tool.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'argv'}\ncat {FIXTURES / 'frc_model_stdout.txt'}\n")
+    tool.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'argv'}\ncat {EDGETPU / 'frc_model_stdout.txt'}\n")
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
     result = validate(hardswish_int8.output, hardswish_keras, digits_calib, limit=4, runs=2, warmup=0, target="edgetpu")
@@ -140,20 +141,21 @@ def test_edgetpu_delegate_without_the_library_is_exit_2(cnn_int8, cnn_keras, dig
 
 def test_compiler_log_parser_on_recorded_operation_log():
     """tiny_yolo_edgetpu.log: compiler 14.1 operation log (see fixtures/edgetpu/README.md)."""
-    report = parse_compiler_output((FIXTURES / "tiny_yolo_edgetpu.log").read_text())
+    report = parse_compiler_output((EDGETPU / "tiny_yolo_edgetpu.log").read_text())
     assert report.version == "14.1.317412892"
     assert report.ops_on_edgetpu == 6 + 11 + 2 and report.ops_on_cpu == 1 + 1 + 2 + 1 + 1
     assert report.not_mapped() == Counter({"CONV_2D": 2, "QUANTIZE": 2, "CONCATENATION": 1, "RESIZE_NEAREST_NEIGHBOR": 1})
-    assert {"type": "RESIZE_NEAREST_NEIGHBOR", "count": 1, "status": "Operation version not supported"} in report.operators
+    assert OperatorRow("RESIZE_NEAREST_NEIGHBOR", 1, "Operation version not supported") in report.operators
 
 
 def test_compiler_log_parser_on_recorded_console_output():
     """frc_model_stdout.txt: compiler 16.0 console summary and partial table (see fixtures/edgetpu/README.md)."""
-    report = parse_compiler_output((FIXTURES / "frc_model_stdout.txt").read_text())
+    report = parse_compiler_output((EDGETPU / "frc_model_stdout.txt").read_text())
     assert (report.subgraphs, report.total_ops, report.ops_on_edgetpu, report.ops_on_cpu) == (1, 141, 138, 3)
     assert report.others_mapped and sum(report.not_mapped().values()) == 3
-    predicted = {"target_ops": 138, "ops": [{"type": t, "on_target": False} for t in ("RESHAPE", "CONCATENATION", "QUANTIZE")]}
-    assert compare(predicted, report)["agrees"] is True
-    predicted["ops"][0]["type"] = "SOFTMAX"
+    ops = [Finding(i, t, False) for i, t in enumerate(("RESHAPE", "CONCATENATION", "QUANTIZE"))] + [Finding(3 + i, "CONV_2D", True) for i in range(138)]
+    predicted = TargetReport("edgetpu", "Edge TPU", "", ops, None)
+    assert compare(predicted, report).agrees is True
+    predicted.ops[0] = Finding(0, "SOFTMAX", False)
     diff = compare(predicted, report)
-    assert not diff["agrees"] and {"type": "RESHAPE", "predicted_cpu": 0, "compiler_cpu": 1} in diff["differences"]
+    assert not diff.agrees and Difference("RESHAPE", 0, 1) in diff.differences

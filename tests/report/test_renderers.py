@@ -7,7 +7,6 @@ import json
 import os
 import re
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +18,8 @@ from edgeq.run.protocol import Measurement
 from edgeq.run.runner import BenchmarkModelRunner
 from edgeq.validation.devices import device_result
 from edgeq.validation.results import ValidationResult
+from helpers import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 GATES = {"max_drop": 0.5, "min_speedup": 0.1}
 
 

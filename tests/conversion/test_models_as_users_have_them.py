@@ -12,9 +12,9 @@ import pytest
 from edgeq.conversion.converter import convert
 from edgeq.tflite.model import read_tflite
 from edgeq.validation.compare import validate
+from helpers import ROOT
 
 pytestmark = pytest.mark.tf
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _activation_params(path: Path) -> list:
@@ -36,7 +36,7 @@ def float_tflite(cnn_keras, tmp_path_factory) -> Path:
 def test_float_tflite_gets_the_keras_sources_scales_and_zero_points(float_tflite, cnn_keras, digits_calib, tmp_path):
     from_tflite = convert(float_tflite, tmp_path / "t.tflite", digits_calib, samples=64)
     from_keras = convert(cnn_keras, tmp_path / "k.tflite", digits_calib, samples=64)
-    assert not from_tflite.manifest["float_ops"]  # strict int8 (the shape ops of its dynamic batch stay int32)
+    assert not from_tflite.manifest.float_ops  # strict int8 (the shape ops of its dynamic batch stay int32)
     assert _activation_params(from_tflite.output) == _activation_params(from_keras.output)
     two = convert(float_tflite, tmp_path / "t2.tflite", digits_calib, samples=64, jobs=2, cache=False)
     one = convert(float_tflite, tmp_path / "t1.tflite", digits_calib, samples=64, jobs=1, cache=False)
@@ -75,9 +75,9 @@ def test_float16_tflite_from_a_package_converts_and_validates(tmp_path):
     assert not source.signatures and any(op.type == "DEQUANTIZE" for op in source.operators)
     result = convert(shipped, tmp_path / "fd.tflite", _faces(tmp_path / "c.npy", 24, 0), samples=24)
     model = read_tflite(result.output)
-    assert result.manifest["ops_int8"] == result.manifest["ops_total"]
+    assert result.manifest.ops_int8 == result.manifest.ops_total
     assert "float16" not in {t.dtype for t in model.tensors}  # the folded float16 copies are gone
-    assert any("float16 weights" in r for r in result.manifest["source"]["rewrites"])
+    assert any("float16 weights" in r for r in result.manifest.source.rewrites)
     scores = validate(result.output, shipped, _faces(tmp_path / "v.npy", 8, 1), runs=3, warmup=1)
     assert [o.name for o in scores.outputs] == ["regressors", "classificators"] and scores.worst_sqnr_db > 10
 

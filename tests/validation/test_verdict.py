@@ -15,28 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from edgeq.conversion.converter import convert
 from edgeq.data.samples import Preprocessing
 from edgeq.tflite.metadata import ImageInput, ModelMetadata, Output, with_metadata
 from edgeq.validation.compare import validate
+from helpers import ROOT, images as _images
 
 pytestmark = pytest.mark.tf
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _images(folder: Path, n: int, size: int, seed: int, mode: str = "RGB") -> Path:
-    """Smooth random colour images (edges and gradients, like crops of a photo)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    y, x = np.mgrid[0:size, 0:size] / size
-    for i in range(n):
-        channels = [127 + 120 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y) + rng.uniform(0, 6))
-                    for _ in range(3)]
-        pixels = np.clip(np.stack(channels, -1), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).convert(mode).save(folder / f"{i:03d}.png")
-    return folder
 
 
 def _json(cli, *args) -> tuple[int, dict]:
@@ -188,9 +174,9 @@ def test_metadata_normalization_is_the_default_and_equals_the_explicit_range(min
     stated = convert(minus_one_to_one, tmp_path / "a.tflite", digits_calib, samples=64)
     explicit = convert(minus_one_to_one, tmp_path / "b.tflite", digits_calib, samples=64, preprocessing=Preprocessing(value_range="-1,1"))
     wrong = convert(minus_one_to_one, tmp_path / "c.tflite", digits_calib, samples=64, preprocessing=Preprocessing(value_range="0,1"))
-    recipe = stated.manifest["recipe"]["preprocessing"]
+    recipe = stated.manifest.recipe.preprocessing
     assert recipe["mean"] == [127.5] and recipe["std"] == [127.5]
-    assert stated.manifest["preprocessing"]["from"]["mean"] == "model metadata"
+    assert stated.manifest.preprocessing.origins["mean"] == "model metadata"
     assert any("states [-1, 1]" in w for w in wrong.warnings)  # a flag that contradicts the model is named
     sqnr = {name: validate(r.output, minus_one_to_one, val, runs=3, warmup=1) for name, r in
             (("stated", stated), ("explicit", explicit))}
@@ -198,7 +184,7 @@ def test_metadata_normalization_is_the_default_and_equals_the_explicit_range(min
     assert abs(sqnr["stated"].worst_sqnr_db - sqnr["explicit"].worst_sqnr_db) < 0.2  # float rounding of two spellings
     at_real_range = validate(wrong.output, minus_one_to_one, val, runs=3, warmup=1, preprocessing={"value_range": "-1,1"})
     assert at_real_range.worst_sqnr_db < sqnr["stated"].worst_sqnr_db - 6  # what the silent default used to cost
-    assert stated.manifest["sizes"]["source_bytes"] == minus_one_to_one.stat().st_size  # the ratio against the given file
+    assert stated.manifest.sizes.source_bytes == minus_one_to_one.stat().st_size  # the ratio against the given file
 
 
 def test_a_keras_rescaling_layer_makes_the_default_range_0_255(digits_calib, tmp_path, cli):
@@ -213,7 +199,7 @@ def test_a_keras_rescaling_layer_makes_the_default_range_0_255(digits_calib, tmp
     assert code == 0, err
     manifest = json.loads((tmp_path / "r.edgeq.json").read_text())
     assert manifest["recipe"]["preprocessing"]["value_range"] == "0,255"
-    assert manifest["preprocessing"]["from"]["value_range"].startswith("Keras layer 'rescaling")
+    assert manifest["preprocessing"]["origins"]["value_range"].startswith("Keras layer 'rescaling")
     assert "range from Keras layer 'rescaling" in text
     assert max(hi for _, hi in manifest["calibration"]["observed_range"].values()) > 200  # calibrated on raw pixels
 
@@ -315,7 +301,7 @@ def test_a_model_that_would_not_run_is_never_written(cnn_keras, digits_calib, tm
     assert not out.exists() and not (tmp_path / "broken.edgeq.json").exists()
     monkeypatch.undo()
     fine = convert(cnn_keras, tmp_path / "fine.tflite", digits_calib, samples=8)
-    assert fine.manifest["model"]["invoked_on"] == "the first calibration sample"
+    assert fine.manifest.model.invoked_on == "the first calibration sample"
 
 
 def test_mtcnns_subclassed_onet_converts_with_input_shape(tmp_path, cli):

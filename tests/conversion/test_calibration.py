@@ -49,9 +49,9 @@ def test_parallel_calibration_writes_the_serial_calibrators_model_byte_for_byte(
 def test_jobs_1_and_jobs_2_give_the_same_model(cnn_keras, digits_calib, tmp_path):
     one = convert(cnn_keras, tmp_path / "one.tflite", digits_calib, samples=64, jobs=1, cache=False)
     two = convert(cnn_keras, tmp_path / "two.tflite", digits_calib, samples=64, jobs=2, cache=False)
-    assert one.manifest["calibration"]["jobs"] == 1 and two.manifest["calibration"]["jobs"] == 2
+    assert one.manifest.calibration.jobs == 1 and two.manifest.calibration.jobs == 2
     assert one.output.read_bytes() == two.output.read_bytes()
-    assert one.manifest["calibration"]["fingerprint"] == two.manifest["calibration"]["fingerprint"]
+    assert one.manifest.calibration.fingerprint == two.manifest.calibration.fingerprint
 
 
 def test_workers_use_the_calibration_module_the_converter_loads():

@@ -11,6 +11,8 @@ from typing import Callable
 
 import pytest
 
+from edgeq.conversion.records import SearchStep, StepKind, StepOutput
+from edgeq.metrics import Accuracy, OutputScore, Scores
 from edgeq.conversion.search import Budget, max_evaluations, search
 from edgeq.tflite.graph import Layer, LayerGraph
 
@@ -32,17 +34,16 @@ class FakeEvaluator:
     samples: list = field(default_factory=lambda: [0] * 8)
     evaluated: list = field(default_factory=list)
 
-    def evaluate(self, model: bytes, float_layers: list[str], kind: str = "int8", phase: str = "") -> dict:
+    def evaluate(self, model: bytes, float_layers: list[str], kind: StepKind = StepKind.INT8, phase: str | None = None,
+                 method: str | None = None) -> SearchStep:
         positions = {int(n[1:]) for n in float_layers}
-        self.evaluated.append((kind, len(float_layers)))
-        missing = self.missing(positions) if kind == "int8" else set(range(self.outputs))
-        outputs = [{"name": f"out{i}", "tensor": f"out{i}", "role": "values", "exact": False, "agreement": None,
-                    "sqnr_db": 20.0 if i in missing else 35.0, "margin": -10.0 if i in missing else 5.0, "meets": i not in missing}
-                   for i in range(self.outputs)]
-        return {"kind": kind, "phase": phase, "float_layers": float_layers, "k": len(float_layers), "size_bytes": len(model),
-                "meets": not missing, "missed": [f"out{i}: SQNR" for i in sorted(missing)], "quality": -10.0 if missing else 5.0,
-                "top1_drop_pts": None, "agreement": None, "worst_sqnr_db": 20.0 if missing else 35.0, "exact": False,
-                "outputs": outputs, "seconds": 0.0}
+        self.evaluated.append((kind.value, len(float_layers)))
+        missing = self.missing(positions) if kind == StepKind.INT8 else set(range(self.outputs))
+        outputs = tuple(StepOutput(f"out{i}", f"out{i}", "values", 20.0 if i in missing else 35.0, False, None,
+                                   -10.0 if i in missing else 5.0, i not in missing) for i in range(self.outputs))
+        return SearchStep(kind, len(float_layers), len(model), not missing, method, phase, tuple(float_layers),
+                          worst_sqnr_db=20.0 if missing else 35.0, outputs=outputs,
+                          missed=tuple(f"out{i}: SQNR" for i in sorted(missing)), quality=-10.0 if missing else 5.0, seconds=0.0)
 
 
 def run(missing, n: int = 40, outputs: int = 1, max_float_layers=None, int16x8=None, feeds=None):
@@ -58,19 +59,19 @@ def needs(required: set[int]):
 
 
 def positions(record) -> list[int]:
-    return [int(n[1:]) for n in record["chosen"]["float_layers"]]
+    return [int(n[1:]) for n in record.chosen.float_layers]
 
 
 def test_full_int8_within_budget_is_one_evaluation():
     evaluator, model, record = run(lambda kept: set())
-    assert model == b"full" and evaluator.evaluated == [("int8", 0)] and record["met"] and record["layers_considered"] == 0
+    assert model == b"full" and evaluator.evaluated == [("int8", 0)] and record.met and record.layers_considered == 0
 
 
 def test_the_layer_writing_the_output_that_misses_is_tried_first():
     """Two outputs; only out1 misses, and its head (layer n-2) fixes it: two evaluations, one layer."""
     evaluator, model, record = run(lambda kept: set() if 38 in kept else {1}, outputs=2)
-    assert positions(record) == [38] and record["met"] and len(evaluator.evaluated) == 2
-    assert record["steps"][1]["phase"] == "output heads" and record["missed_outputs"] == ["out1"]
+    assert positions(record) == [38] and record.met and len(evaluator.evaluated) == 2
+    assert record.steps[1].phase == "output heads" and record.missed_outputs == ("out1",)
     assert model == b"L38"
 
 
@@ -78,8 +79,8 @@ def test_only_the_layers_feeding_the_outputs_that_miss_are_candidates():
     """Layers 0-19 feed out0 only, 20-39 out1 only; out1 misses: the search never keeps a layer of out0's path."""
     feeds = lambda i: frozenset({0}) if i < 20 else frozenset({1})  # noqa: E731
     evaluator, _, record = run(lambda kept: set() if {25, 26} <= kept else {1}, outputs=2, feeds=feeds)
-    assert record["layers_considered"] == 20 and positions(record) == [25, 26]
-    assert all(int(n[1:]) >= 20 for s in record["steps"] for n in s["float_layers"])
+    assert record.layers_considered == 20 and positions(record) == [25, 26]
+    assert all(int(n[1:]) >= 20 for s in record.steps for n in s.float_layers)
 
 
 def test_two_adjacent_regions_needed_together_are_found_as_their_union():
@@ -87,17 +88,17 @@ def test_two_adjacent_regions_needed_together_are_found_as_their_union():
     neither alone helps. Prefix bisection finds the union; nothing else is kept."""
     required = set(range(25))
     evaluator, _, record = run(needs(required))
-    assert positions(record) == sorted(required) and record["met"]
-    assert record["int8_evaluations"] <= record["max_evaluations"] == max_evaluations(40)
+    assert positions(record) == sorted(required) and record.met
+    assert record.int8_evaluations <= record.max_evaluations == max_evaluations(40)
 
 
 def test_shrinking_drops_the_layers_between_two_far_apart_culprits():
     """The first set that meets is the region from layer 3 to 17; shrinking leaves the two."""
     evaluator, model, record = run(needs({3, 17}))
-    first = next(s for s in record["steps"] if s["meets"])
-    assert first["k"] > 2 and positions(record) == [3, 17] and model == b"L3,L17"
-    assert any(s["phase"] == "shrink" and s["meets"] for s in record["steps"])
-    assert record["int8_evaluations"] <= record["max_evaluations"]
+    first = next(s for s in record.steps if s.meets)
+    assert first.k > 2 and positions(record) == [3, 17] and model == b"L3,L17"
+    assert any(s.phase == "shrink" and s.meets for s in record.steps)
+    assert record.int8_evaluations <= record.max_evaluations
 
 
 def test_a_non_monotone_rule_keeps_the_smallest_set_that_met():
@@ -105,7 +106,7 @@ def test_a_non_monotone_rule_keeps_the_smallest_set_that_met():
     keeps the best set it saw, never one that misses."""
     rule = lambda kept: set() if 5 in kept and (30 not in kept or 31 in kept) else {0}  # noqa: E731
     _, _, record = run(rule)
-    assert record["met"] and positions(record) == [5]
+    assert record.met and positions(record) == [5]
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -114,33 +115,32 @@ def test_whatever_is_required_the_chosen_set_meets_within_the_bound(seed):
     required = set(rng.sample(range(60), rng.randint(1, 4)))
     _, _, record = run(needs(required), n=60)
     kept = set(positions(record))
-    assert record["met"] and required <= kept and len(kept) <= max(required) - min(required) + 1
-    assert record["int8_evaluations"] <= record["max_evaluations"]
+    assert record.met and required <= kept and len(kept) <= max(required) - min(required) + 1
+    assert record.int8_evaluations <= record.max_evaluations
 
 
 def test_an_unreachable_budget_keeps_the_best_effort_within_max_float_layers():
     evaluator, model, record = run(lambda kept: {0}, max_float_layers=1)
-    assert not record["met"] and record["chosen"]["k"] <= 1
-    assert model == ",".join(record["chosen"]["float_layers"]).encode() or (model == b"full" and record["chosen"]["k"] == 0)
-    assert [phase for phase in (s["phase"] for s in record["steps"])] == ["full int8", "output heads",
+    assert not record.met and record.chosen.k <= 1
+    assert model == ",".join(record.chosen.float_layers).encode() or (model == b"full" and record.chosen.k == 0)
+    assert [phase for phase in (s.phase for s in record.steps)] == ["full int8", "output heads",
                                                                            "every layer feeding the missed outputs"]
 
 
 def test_a_set_over_max_float_layers_is_never_chosen():
     _, _, record = run(needs({3, 17}), max_float_layers=1)
-    assert not record["met"] and record["chosen"]["k"] <= 1
+    assert not record.met and record.chosen.k <= 1
 
 
 def test_int16x8_is_tried_before_float_layers_when_allowed():
     evaluator, _, record = run(needs({4}), int16x8=lambda: b"wide")
     assert evaluator.evaluated[:2] == [("int8", 0), ("int16x8", 0)]
-    assert positions(record) == [4] and record["int8_evaluations"] == record["evaluations"] - 1
+    assert positions(record) == [4] and record.int8_evaluations == record.evaluations - 1
 
 
 def test_budget_judges_every_output_and_a_classes_output_by_agreement():
-    scores = {"accuracy": {"output": "cls", "top1_drop_pts": None},
-              "outputs": [{"name": "cls", "role": "classes", "sqnr_db": 5.0, "exact": False, "agreement": 0.995},
-                          {"name": "box", "role": "values", "sqnr_db": 18.0, "exact": False, "agreement": None}]}
+    scores = Scores(Accuracy(output="cls"), (OutputScore("cls", "classes", sqnr_db=5.0, agreement=0.995),
+                                             OutputScore("box", "values", sqnr_db=18.0)))
     both = Budget(min_agreement=0.99, min_sqnr=20)
     assert both.missed(scores) == ["box: SQNR 18.00 dB < 20"]  # the classes output is judged by agreement only
     assert both.quality(scores) == pytest.approx(-2.0)

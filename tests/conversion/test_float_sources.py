@@ -12,9 +12,10 @@ from edgeq.conversion.converter import convert
 from edgeq.tflite.model import read_tflite
 from edgeq.tflite.sparse_weights import densify_weights
 from edgeq.validation.compare import validate
+from helpers import FIXTURES
 
 pytestmark = pytest.mark.tf
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tflite"
+TFLITE = FIXTURES / "tflite"
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +59,11 @@ def test_densified_weights_compute_what_the_sparse_model_computes(sparse_tflite)
 
 def test_a_sparse_model_converts_to_strict_int8_loads_and_validates(sparse_tflite, digits_calib, tmp_path):
     result = convert(sparse_tflite, tmp_path / "pruned_int8.tflite", digits_calib, samples=32)
-    assert not result.manifest["float_ops"]  # strict int8 (the shape ops of its dynamic batch stay int32)
+    assert not result.manifest.float_ops  # strict int8 (the shape ops of its dynamic batch stay int32)
     model = read_tflite(result.output)
     weights = [model.tensors[op.inputs[1]].dtype for op in model.operators if op.type in ("CONV_2D", "FULLY_CONNECTED")]
     assert weights == ["int8", "int8"]
-    assert any("DENSIFY" in note for note in result.manifest["source"]["rewrites"])
+    assert any("DENSIFY" in note for note in result.manifest.source.rewrites)
     assert "DENSIFY" not in {op.type for op in read_tflite(result.output).operators}
     scores = validate(result.output, sparse_tflite, digits_calib.parent / "val", runs=3, warmup=1, limit=64)
     assert scores.worst_sqnr_db > 20 and scores.accuracy.output == "output_0"
@@ -72,7 +73,7 @@ def test_a_litert_torch_file_converts_to_strict_int8_with_int8_weights(tmp_path)
     """tests/fixtures/litert_torch/make.py wrote it with litert-torch 0.10.0 (no torch needed here)."""
     from edgeq.tflite.stablehlo_constants import has_stablehlo_constant_flag
 
-    source = FIXTURES.parent / "litert_torch" / "small_cnn.tflite"
+    source = TFLITE.parent / "litert_torch" / "small_cnn.tflite"
     assert has_stablehlo_constant_flag(source.read_bytes())
     rng = np.random.default_rng(0)
     np.save(tmp_path / "calib.npy", rng.uniform(size=(32, 16, 16, 3)).astype(np.float32))
@@ -80,8 +81,8 @@ def test_a_litert_torch_file_converts_to_strict_int8_with_int8_weights(tmp_path)
     result = convert(source, tmp_path / "small_cnn_int8.tflite", tmp_path / "calib.npy", samples=32)
     model = read_tflite(result.output)
     weights = [model.tensors[op.inputs[1]].dtype for op in model.operators if op.type in ("CONV_2D", "FULLY_CONNECTED")]
-    assert weights == ["int8"] * 3 and result.manifest["ops_int8"] == result.manifest["ops_total"]
-    assert any("keep_stablehlo_constant" in note for note in result.manifest["source"]["rewrites"])
+    assert weights == ["int8"] * 3 and result.manifest.ops_int8 == result.manifest.ops_total
+    assert any("keep_stablehlo_constant" in note for note in result.manifest.source.rewrites)
     assert not has_stablehlo_constant_flag(result.output.read_bytes())
     scores = validate(result.output, source, tmp_path / "val.npy", runs=3, warmup=1)
     assert scores.worst_sqnr_db > 20 and scores.outputs[0].role == "classes"
@@ -108,12 +109,12 @@ def test_a_custom_op_is_named_with_its_node_in_one_line(tmp_path, cli):
 
 def test_an_onnx2tf_file_converts_and_validates_from_an_image_folder(tmp_path):
     """tests/fixtures/onnx2tf/make.py wrote it with onnx2tf 1.29 from an NCHW ONNX classifier."""
-    from test_verdict import _images
+    from helpers import images as _images
 
-    source = FIXTURES.parent / "onnx2tf" / "small_cnn_float32.tflite"
+    source = TFLITE.parent / "onnx2tf" / "small_cnn_float32.tflite"
     assert read_tflite(source).tensors[read_tflite(source).inputs[0]].shape == (1, 32, 32, 3)  # onnx2tf made it NHWC
     calib, val = _images(tmp_path / "calib", 32, 32, 0), _images(tmp_path / "val", 16, 32, 1)
     result = convert(source, tmp_path / "onnx_int8.tflite", calib, samples=32)
-    assert not result.manifest["float_ops"] and result.manifest["sizes"]["source_bytes"] == source.stat().st_size
+    assert not result.manifest.float_ops and result.manifest.sizes.source_bytes == source.stat().st_size
     scores = validate(result.output, source, val, runs=3, warmup=1)
     assert scores.worst_sqnr_db > 20 and scores.accuracy.output is not None  # its Softmax: a classes output
