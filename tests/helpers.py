@@ -22,3 +22,25 @@ def images(folder: Path, n: int, size: int, seed: int, mode: str = "RGB") -> Pat
         pixels = np.clip(np.stack(channels, -1), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).convert(mode).save(folder / f"{i:03d}.png")
     return folder
+
+
+class RecordedAdb:
+    """A transport to an Android phone that answers benchmark_model with a recorded run of it
+    (tests/fixtures/benchmark_model), its p50 and mean scaled; it keeps the commands it was given."""
+
+    def __init__(self, p50_scale: float = 1.0, mean_scale: float = 1.0,
+                 recording: str = "android_logcat_percentiles.txt") -> None:
+        import re
+
+        text = (FIXTURES / "benchmark_model" / recording).read_text()
+        text = re.sub(r"median=(\d+)", lambda m: f"median={int(int(m.group(1)) * p50_scale)}", text)
+        self.output = re.sub(r"avg=(\d+)", lambda m: f"avg={int(int(m.group(1)) * mean_scale)}", text, count=1)
+        self.commands: list[list[str]] = []
+        self.pushed: list[str] = []
+
+    def run(self, command: list[str], timeout: float, connecting: bool = False) -> bytes:
+        self.commands.append(command)
+        return self.output.encode() if "--graph=" in " ".join(command) else b""
+
+    def push(self, local, remote: str) -> None:
+        self.pushed.append(remote)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
+from pathlib import Path
 
 import pytest
 
 from edgeq.errors import UsageError
 from edgeq.gates import Figures, evaluate, passed
-from edgeq.run.devices import Profile, parse_benchmark_model
+from edgeq.run.devices import Profile
 from edgeq.run.protocol import Measurement
 from edgeq.run.runner import BenchmarkModelRunner
 from edgeq.validation.devices import device_result
-from helpers import FIXTURES
+from helpers import RecordedAdb
 
-RECORDED = FIXTURES / "benchmark_model" / "android_logcat_percentiles.txt"
 
 
 def test_bounds_pass_and_fail_on_the_right_side():
@@ -45,19 +44,27 @@ def test_unknown_gate_is_a_usage_error():
         ValidateOptions(gates={"max_dorp": 1.0})
 
 
+PIXEL = Profile("pixel", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm", delegates=("xnnpack",), threads=4)
+
+
 def _recorded(scale_p50: float, scale_mean: float) -> Measurement:
-    """The recorded benchmark_model output with its median and mean scaled apart (a float run)."""
-    text = RECORDED.read_text()
-    text = re.sub(r"median=(\d+)", lambda m: f"median={int(int(m.group(1)) * scale_p50)}", text)
-    text = re.sub(r"avg=(\d+)", lambda m: f"avg={int(int(m.group(1)) * scale_mean)}", text, count=1)
-    found = parse_benchmark_model(text)
-    return Measurement(None, {k: found[k] for k in ("p50", "mean", "std", "min", "max", "p5", "p95")}, "xnnpack", 4, 0,
-                       found["runs"], "benchmark_model")
+    """BenchmarkModelRunner.measure itself, over a transport that answers with the recorded
+    benchmark_model output, its median and mean scaled apart (a float run)."""
+    adb = RecordedAdb(scale_p50, scale_mean)
+    measured = BenchmarkModelRunner(PIXEL, adb).measure(Path("model.tflite"), [], 0, 50)
+    assert any("--graph=" in " ".join(c) and "--num_threads=4" in c for c in adb.commands)
+    return measured
+
+
+def test_the_adb_runner_reads_its_timings_from_benchmark_model():
+    measured = _recorded(1.0, 1.0)
+    assert measured.outputs is None and measured.runtime == "benchmark_model" and measured.delegate == "xnnpack"
+    assert measured.timings_ms["p50"] > 0 and measured.samples_ms == [measured.timings_ms["p50"]]
 
 
 def test_latency_only_device_speedup_is_p50_based_and_its_accuracy_gates_are_na():
     int8, floating = _recorded(1.0, 1.0), _recorded(2.0, 3.0)  # p50 ratio 2, mean ratio 3
-    runner = BenchmarkModelRunner(Profile("pixel", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm"))
+    runner = BenchmarkModelRunner(PIXEL)
     device = device_result(runner, None, int8, floating, None, 5)
     assert device.latency.speedup == pytest.approx(floating.timings_ms["p50"] / int8.timings_ms["p50"], rel=1e-3)
     assert device.latency.speedup != pytest.approx(floating.timings_ms["mean"] / int8.timings_ms["mean"], rel=1e-2)

@@ -138,7 +138,7 @@ OTHER_FORMATS = {
     "edgeq/schema.py": "the manifest and results upgrades: the one place their JSON is read by key",
     "edgeq/run/litert.py": "LiteRT's tensor-detail dicts (name, index, shape, dtype, quantization)",
     "edgeq/conversion/ranges.py": "LiteRT's tensor-detail dicts",
-    "edgeq/run/device_runner.py": "the device-side script's JSON protocol",
+    "edgeq/run/on_device.py": "the device-side script's JSON protocol",
     "edgeq/run/runner.py": "the device-side script's JSON protocol",
     "edgeq/run/protocol.py": "the device-side script's JSON protocol (its timings)",
     "edgeq/run/emulation.py": "the emulated device's setup record",

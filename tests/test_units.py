@@ -18,7 +18,7 @@ from edgeq.validation.results import (
     Accuracy,
     DeviceResult,
     Latency,
-    Timing,
+    Percentiles,
     ValidationResult,
 )
 from helpers import FIXTURES
@@ -35,7 +35,7 @@ def test_from_json_names_the_key_of_a_wrong_type():
 
 
 def test_records_round_trip_and_optional_fields_take_defaults():
-    record = ValidationResult("m", "r", True, accuracy=Accuracy(agreement=0.5), latency=Latency(int8_ms=Timing(p50=1.0, samples=(1.0, 2.0))),
+    record = ValidationResult("m", "r", True, accuracy=Accuracy(agreement=0.5), latency=Latency(int8_ms=Percentiles(p50=1.0, samples=(1.0, 2.0))),
                               devices=(DeviceResult("pi", "ssh"),), warnings=("w",))
     data = to_json(record)
     assert data["latency"]["int8_ms"]["samples"] == [1.0, 2.0] and data["warnings"] == ["w"]

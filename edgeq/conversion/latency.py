@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeq.conversion.records import Candidate, Latency
 from edgeq.metrics import Scorer
-from edgeq.run.litert import LiteRTRunner, Timings, within_noise
+from edgeq.run.litert import LiteRTRunner, InvokeTimes, within_noise
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
 BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}  # at float I/O: XNNPACK takes them; they split nothing
@@ -50,7 +50,7 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
                     times[name] += runner.time(sample, 1, per_round).samples_ms
                     continue
                 times[name] += remote.measure(runner.path, runner.quantize_inputs(sample), 1, per_round).samples_ms
-        timed = {name: Timings.of(t, 2, 1) for name, t in times.items()}
+        timed = {name: InvokeTimes.of(t, 2, 1) for name, t in times.items()}
         return timed.pop("float"), {name: (timed[name], runners[name]) for name in models}
 
 

@@ -51,10 +51,6 @@ class ModelSource:
         """The inputs of the only (or first) signature."""
         return next(iter(self.signatures.values()))
 
-    @property
-    def keys(self) -> list[str]:
-        return list(self.signatures)
-
 
 FAKE_QUANT_OPS = (b"FakeQuantWithMinMaxVars", b"FakeQuantWithMinMaxArgs", b"QuantizeAndDequantizeV")
 

@@ -25,7 +25,7 @@ from edgeq.errors import EdgeqError, UsageError
 
 TRANSPORTS = ("local", "ssh", "adb", "qemu")
 FORBIDDEN_KEYS = ("password", "passphrase", "passwd", "secret", "token")
-RUNNER = Path(__file__).with_name("device_runner.py")
+RUNNER = Path(__file__).with_name("on_device.py")
 
 
 log = logging.getLogger(__name__)
@@ -289,9 +289,10 @@ def transport(profile: Profile) -> Transport:
 # -- a session: a scratch folder on the device, always removed ----------------------------------
 
 class Session:
-    def __init__(self, profile: Profile):
+    def __init__(self, profile: Profile, through=None):
+        """`through`: the transport to use (default: the profile's own)."""
         self.profile = profile
-        self.transport = transport(profile)
+        self.transport = through or transport(profile)
         self.workdir = f"{profile.workdir.rstrip('/')}/edgeq-{uuid.uuid4().hex[:12]}"
 
     def __enter__(self) -> Session:
@@ -317,14 +318,14 @@ class Session:
 
     def runner(self, *args: str, timeout: float | None = None) -> bytes:
         runtime = ["--runtime", self.profile.runtime] if self.profile.runtime else []
-        argv = [*self.python(), self.path("device_runner.py"), args[0], *runtime, *args[1:]]
+        argv = [*self.python(), self.path("on_device.py"), args[0], *runtime, *args[1:]]
         return self.transport.run(argv, timeout or max(self.profile.timeout, 600))
 
 
 def check(profile: Profile) -> dict[str, Any]:
     """Connect and report OS, CPU architecture, dot-product support, runtime and delegates."""
     with Session(profile) as session:
-        session.transport.push(RUNNER, session.path("device_runner.py"))
+        session.transport.push(RUNNER, session.path("on_device.py"))
         info = json.loads(session.runner("probe", timeout=profile.timeout * 4))
     info["name"], info["transport"], info["address"] = profile.name, profile.transport, profile.address
     info["emulated"] = profile.emulated
@@ -342,7 +343,7 @@ def run_model(profile: Profile, model: Path, feeds: list[Any], warmup: int, runs
     with tempfile.TemporaryDirectory(prefix="edgeq-device-") as tmp, Session(profile) as session:
         inputs = Path(tmp) / "inputs.npz"
         np.savez(inputs, **{f"in{i}": f for i, f in enumerate(feeds)})
-        for local, name in ((RUNNER, "device_runner.py"), (model, "model.tflite"), (inputs, "inputs.npz")):
+        for local, name in ((RUNNER, "on_device.py"), (model, "model.tflite"), (inputs, "inputs.npz")):
             session.transport.push(local, session.path(name))
         session.runner("run", "--model", session.path("model.tflite"), "--inputs", session.path("inputs.npz"),
                        "--outputs", session.path("outputs.npz"), "--timings", session.path("timings.json"),
@@ -380,14 +381,14 @@ def parse_benchmark_model(text: str) -> dict[str, Any]:
             "init_ms": us(summary.group(1)), "first_ms": us(summary.group(2)), "inference_avg_ms": us(summary.group(4))}
 
 
-def benchmark_over_adb(profile: Profile, model: Path, warmup: int, runs: int) -> dict[str, Any]:
+def benchmark_over_adb(profile: Profile, model: Path, warmup: int, runs: int, through=None) -> dict[str, Any]:
     """Latency from the device's benchmark_model (no Python on the device: no outputs)."""
     if not profile.benchmark_binary:
         raise UsageError(f"device {profile.name}: set benchmark_binary (the path of benchmark_model on the device)")
     flags = {"xnnpack": ["--use_xnnpack=true"], "nnapi": ["--use_nnapi=true"], "gpu": ["--use_gpu=true"],
              "none": ["--use_xnnpack=false"]}
     delegate = profile.delegates[0]
-    with Session(profile) as session:
+    with Session(profile, through) as session:
         session.transport.push(model, session.path("model.tflite"))
         out = session.transport.run([profile.benchmark_binary, f"--graph={session.path('model.tflite')}",
                                      f"--num_threads={profile.threads}", f"--num_runs={runs}", f"--warmup_runs={warmup}",

@@ -1,4 +1,5 @@
-"""Runners: every place a model can run, behind one interface.
+"""The local runner: a model in LiteRT on this machine (XNNPACK, a delegate library, or the
+built-in kernels). Device runners (edgeq.run.runner) share its `measure` interface.
 
 A runner takes named float arrays, returns named float arrays, and times its own invokes.
 Quantizing inputs and dequantizing outputs with each tensor's scale and zero-point happens here,
@@ -50,7 +51,7 @@ def _runtime():
 
 
 @dataclass(frozen=True)
-class Timings:
+class InvokeTimes:
     runs: int
     warmup: int
     threads: int
@@ -66,7 +67,7 @@ class Timings:
                 "samples": list(self.samples_ms)}
 
     @classmethod
-    def of(cls, times_ms: list[float], warmup: int, threads: int) -> Timings:
+    def of(cls, times_ms: list[float], warmup: int, threads: int) -> InvokeTimes:
         t = np.asarray(times_ms)
         return cls(len(t), warmup, threads, *(round(float(np.percentile(t, q)), 4) for q in (50, 90, 99)),
                    round(float(t.mean()), 4), round(float(t.std()), 4), tuple(round(x, 4) for x in times_ms))
@@ -96,10 +97,10 @@ def invoke_once(model: bytes, first_sample: Callable[[list], list[np.ndarray] | 
     return "the first calibration sample" if sample is not None else "zeros (no samples to take one from)"
 
 
-def within_noise(a: Timings, b: Timings) -> bool:
+def within_noise(a: InvokeTimes, b: InvokeTimes) -> bool:
     """Whether two p50s differ by less than the run-to-run spread (the larger interquartile range
     of the timed invokes): on tiny models a 'speedup' is then noise, and the result says so."""
-    def iqr(latency: Timings) -> float:
+    def iqr(latency: InvokeTimes) -> float:
         q1, q3 = np.percentile(latency.samples_ms, [25, 75]) if latency.samples_ms else (0.0, 0.0)
         return float(q3 - q1)
 
@@ -251,11 +252,11 @@ class LiteRTRunner:
         return Measurement([np.concatenate(column) for column in zip(*rows)], self._timed(warmup, runs).to_dict(),
                            self.delegate, self.threads, warmup, runs, "ai_edge_litert")
 
-    def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> Timings:
+    def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> InvokeTimes:
         self._set_inputs(feeds)
         return self._timed(warmup, runs)
 
-    def _timed(self, warmup: int, runs: int) -> Timings:
+    def _timed(self, warmup: int, runs: int) -> InvokeTimes:
         """`warmup` untimed, then `runs` timed invokes on the inputs already set."""
         invoke = self.interpreter.invoke
         for _ in range(warmup):
@@ -265,4 +266,4 @@ class LiteRTRunner:
             start = time.perf_counter()
             invoke()
             times.append((time.perf_counter() - start) * 1000.0)
-        return Timings.of(times, warmup, self.threads)
+        return InvokeTimes.of(times, warmup, self.threads)

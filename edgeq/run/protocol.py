@@ -7,7 +7,7 @@ not applicable to it; an emulated one gives outputs but no latency figure.
 
 Runners: `litert.LiteRTRunner` (this machine: XNNPACK, built-in or reference kernels, or an
 external delegate such as the Edge TPU's libedgetpu), `runner.DeviceRunner` (ssh, qemu, local:
-edgeq's device_runner.py there) and `runner.BenchmarkModelRunner` (adb: TFLite's benchmark_model).
+edgeq's on_device.py there) and `runner.BenchmarkModelRunner` (adb: TFLite's benchmark_model).
 """
 
 from __future__ import annotations

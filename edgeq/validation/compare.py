@@ -41,7 +41,7 @@ from edgeq.validation.results import (
     SourceCheck,
     DelegateCheck,
     TargetCheck,
-    Timing,
+    Percentiles,
     ValidationResult,
 )
 
@@ -212,7 +212,7 @@ def _latency(int8: LiteRTRunner, ref: LiteRTRunner, first: list, first_reference
     float_latency = ref.time(first_reference, options.warmup, options.runs)
     return Latency(
         delegate=int8.delegate, threads=options.threads, warmup=options.warmup, runs=options.runs,
-        int8_ms=Timing.of(int8_latency), float_ms=Timing.of(float_latency),
+        int8_ms=Percentiles.of(int8_latency), float_ms=Percentiles.of(float_latency),
         speedup=speedup(float_latency.p50, int8_latency.p50), within_noise=within_noise(int8_latency, float_latency),
         delegated_nodes=int8.delegated_nodes, total_nodes=int8.total_nodes, cpu_fallback_ops=int8.kept_ops,
         partitions=int8.partitions, float_delegated_nodes=ref.delegated_nodes, float_total_nodes=ref.total_nodes)

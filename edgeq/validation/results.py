@@ -17,7 +17,7 @@ from typing import Any
 from edgeq.errors import DataError
 from edgeq.gates import Figures, GateResult
 from edgeq.metrics import Accuracy, OutputScore
-from edgeq.run.litert import Timings
+from edgeq.run.litert import InvokeTimes
 from edgeq.run.protocol import Capabilities
 from edgeq.conversion.records import PerLayer, PreprocessingUsed, Search
 from edgeq.targets.edgetpu_toolchain import CompilerReport
@@ -25,7 +25,7 @@ from edgeq.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgr
 
 
 @dataclass(frozen=True)
-class Timing:
+class Percentiles:
     """Milliseconds per invoke; a runner fills what it measures (benchmark_model: no samples)."""
 
     p50: float | None = None
@@ -40,7 +40,7 @@ class Timing:
     samples: tuple[float, ...] = ()
 
     @classmethod
-    def of(cls, measured: Timings) -> Timing:
+    def of(cls, measured: InvokeTimes) -> Percentiles:
         return cls(**{**measured.to_dict(), "samples": measured.samples_ms})
 
 
@@ -50,8 +50,8 @@ class Latency:
     threads: int | None = None
     warmup: int | None = None
     runs: int | None = None
-    int8_ms: Timing = field(default_factory=Timing)
-    float_ms: Timing = field(default_factory=Timing)
+    int8_ms: Percentiles = field(default_factory=Percentiles)
+    float_ms: Percentiles = field(default_factory=Percentiles)
     speedup: float | None = None  # float p50 / INT8 p50, on the same runner
     within_noise: bool | None = None
     delegated_nodes: int | None = None

@@ -66,7 +66,7 @@ def _per_layer(cli, model: Path, reference: Path, data: Path, tmp: Path, *extra:
     out = tmp / f"{model.stem}.json"
     code, _, err = cli("validate", model, "--reference", reference, "--data", data, "--per-layer", "--runs", "2",
                        "--warmup", "0", "--json", out, "--force", *extra)
-    assert code in (0, 1), err
+    assert code == 0, err  # no gate is given here: exit 1 would be a gate failing that nobody set
     return json.loads(out.read_text())
 
 

@@ -119,11 +119,11 @@ def test_audit_is_quiet_on_good_data_and_fingerprints_content(digits_calib):
 
 
 def test_usage_errors():
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="--mean and --std go together"):
         Preprocessing(mean=(1.0,))
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="--resize 'zoom': use stretch, crop or pad"):
         Preprocessing(resize="zoom")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match="--std must not contain 0"):
         Preprocessing(mean=(0.0,), std=(0.0,))
 
 

@@ -4,6 +4,7 @@ the same figures, "n/a" for what a runner could not measure, never a failure for
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import os
 import re
 from dataclasses import replace
@@ -13,30 +14,22 @@ import pytest
 from edgeq.gates import evaluate, passed
 from edgeq.report.documents import html_page, markdown
 from edgeq.report.text import validation_text
-from edgeq.run.devices import Profile, parse_benchmark_model
-from edgeq.run.protocol import Measurement
+from edgeq.run.devices import Profile
 from edgeq.run.runner import BenchmarkModelRunner
 from edgeq.validation.devices import device_result
 from edgeq.validation.results import ValidationResult
-from helpers import FIXTURES
+from helpers import FIXTURES, RecordedAdb
 
 GATES = {"max_drop": 0.5, "min_speedup": 0.1}
-
-
-class RecordedBenchmarkModel(BenchmarkModelRunner):
-    """The adb runner, with benchmark_model's answer read from a recording instead of a phone."""
-
-    def measure(self, model, inputs, warmup, runs):
-        found = parse_benchmark_model((FIXTURES / "benchmark_model" / "android_logcat_percentiles.txt").read_text())
-        return Measurement(None, {k: found[k] for k in ("p50", "mean", "std", "min", "max", "p5", "p95")}, "nnapi", 4,
-                           warmup, found["runs"], "benchmark_model")
 
 
 @pytest.fixture
 def results() -> ValidationResult:
     results = ValidationResult.from_json(json.loads((FIXTURES / "results" / "digits_validation.json").read_text()))
-    runner = RecordedBenchmarkModel(Profile("pixel-8", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm"))
-    device = device_result(runner, None, runner.measure(None, [], 2, 20), runner.measure(None, [], 2, 20), None, 5)
+    runner = BenchmarkModelRunner(Profile("pixel-8", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm",
+                                          delegates=("nnapi",), threads=4), RecordedAdb())
+    measured = runner.measure(Path("model.tflite"), [], 2, 20)
+    device = device_result(runner, None, measured, measured, None, 5)
     gates = evaluate(GATES, device.figures)
     return replace(results, devices=(replace(device, gates=tuple(gates), passed=passed(gates)),))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeq.errors import ModelError
+from edgeq.errors import ModelError, UsageError
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.pairing import pair
 from edgeq.targets import check_target
@@ -67,5 +67,5 @@ def test_the_local_runner_is_a_runner_and_measures_like_run_raw():
     for i, sample in enumerate(batch):
         np.testing.assert_array_equal(measured.outputs[0][i:i + 1], runner.run_raw([sample])[0])
     assert len(measured.timings_ms["samples"]) == 4 and measured.timings_ms["p50"] > 0
-    with pytest.raises(Exception, match="holds tiny_int8"):
+    with pytest.raises(UsageError, match="this runner holds tiny_int8.tflite, not tiny_float.tflite"):
         runner.measure(FLOAT, stacked, 0, 1)

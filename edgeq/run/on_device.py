@@ -4,8 +4,8 @@ Self-contained on purpose: it needs numpy and a TFLite runtime (ai_edge_litert, 
 tflite_runtime) and nothing of edgeq or TensorFlow. The host quantizes the inputs and
 dequantizes the outputs; this script only feeds raw tensors, invokes and times.
 
-    python3 device_runner.py probe [--runtime NAME]
-    python3 device_runner.py run --model M --inputs IN.npz --outputs OUT.npz --timings T.json
+    python3 on_device.py probe [--runtime NAME]
+    python3 on_device.py run --model M --inputs IN.npz --outputs OUT.npz --timings T.json
                                  [--runtime NAME] [--delegate xnnpack|none|LIBRARY] [--threads N]
                                  [--warmup N] [--runs N]
 
@@ -140,7 +140,7 @@ def run(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="device_runner.py")
+    parser = argparse.ArgumentParser(prog="on_device.py")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("probe")
     p.add_argument("--runtime")
