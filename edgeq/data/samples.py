@@ -62,11 +62,24 @@ class Preprocessing:
 
     def expected_range(self) -> tuple[float, float] | None:
         """The value range the user said inputs have, if they said one."""
+        if self.mean is None and self.value_range is None:
+            return None
+        n = self.per_channel(max(len(self.mean or ()), len(self.std or ()), 1))
+        return min(n.low), max(n.high)
+
+    def per_channel(self, channels: int) -> PixelScaling:
+        """mean/std in pixel units (input = (pixel - mean) / std) and the input's range, per channel:
+        the one place a range and a mean/std are turned into each other."""
         if self.mean is not None and self.std is not None:
-            lo = min((0 - m) / s for m, s in zip(self.mean, self.std))
-            hi = max((255 - m) / s for m, s in zip(self.mean, self.std))
-            return lo, hi
-        return RANGES.get(self.value_range or "")
+            mean = self.mean * channels if len(self.mean) == 1 else self.mean
+            std = self.std * channels if len(self.std) == 1 else self.std
+        else:
+            low, high = RANGES[self.value_range or "0,1"]
+            scale = 255.0 / (high - low)
+            mean, std = (-low * scale + 0.0,) * channels, (scale,) * channels  # + 0.0: no -0.0
+        return PixelScaling(tuple(float(m) for m in mean), tuple(float(s) for s in std),
+                            tuple(round((0 - m) / s, 6) for m, s in zip(mean, std)),
+                            tuple(round((255 - m) / s, 6) for m, s in zip(mean, std)))
 
     def merged(self, overrides: PreprocessingOverride) -> tuple[Preprocessing, dict[str, str]]:
         """These settings (e.g. the manifest's) with the given fields replaced, field by field, and
@@ -99,6 +112,16 @@ class Preprocessing:
 
 
 FIELDS = ("color", "resize", "value_range", "mean", "std", "layout")
+
+
+@dataclass(frozen=True)
+class PixelScaling:
+    """Per channel: input = (pixel - mean) / std, so pixels 0..255 become low..high."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
 
 
 @dataclass(frozen=True)

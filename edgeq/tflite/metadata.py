@@ -25,7 +25,7 @@ from flatbuffers import encode, packer
 from flatbuffers import number_types as N
 from flatbuffers.table import Table
 
-from edgeq.data.samples import RANGES, Preprocessing
+from edgeq.data.samples import Preprocessing
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.tflite.model import TfliteModel
 
@@ -340,7 +340,8 @@ def metadata_for(model: TfliteModel, preprocessing: Preprocessing, about: Descri
         if not image:
             described.append(ImageInput(name) if about.kind == "generic" else _not_an_image(name, tensor.shape))
             continue
-        mean, std, low, high = _normalization(preprocessing, tensor.shape[-1])
+        scaling = preprocessing.per_channel(tensor.shape[-1])
+        mean, std, low, high = scaling.mean, scaling.std, scaling.low, scaling.high
         described.append(ImageInput(name, "Input image to be classified.", preprocessing.color or ("rgb" if tensor.shape[-1] == 3 else "gray"),
                                     tensor.shape[2], tensor.shape[1], mean, std, low, high))
     files = {"labels.txt": ("\n".join(about.labels) + "\n").encode()} if about.labels else {}
@@ -361,17 +362,3 @@ def stated_normalization(metadata: ModelMetadata | None) -> Preprocessing | None
 def _not_an_image(name: str, shape: tuple[int, ...]) -> ImageInput:
     raise UsageError(f"--metadata image-classifier: input '{name}' has shape {list(shape)}, not an image [1, H, W, 1|3]; "
                      "use --metadata generic")
-
-
-def _normalization(pre: Preprocessing, channels: int) -> tuple[tuple[float, ...], ...]:
-    """mean/std in pixel units (input = (pixel - mean) / std) and the input's range, per channel."""
-    if pre.mean is not None and pre.std is not None:
-        mean = pre.mean * channels if len(pre.mean) == 1 else pre.mean
-        std = pre.std * channels if len(pre.std) == 1 else pre.std
-    else:
-        low, high = RANGES[pre.value_range or "0,1"]
-        scale = 255.0 / (high - low)
-        mean, std = (-low * scale + 0.0,) * channels, (scale,) * channels  # + 0.0: no -0.0
-    low_ = tuple(round((0 - m) / s, 6) for m, s in zip(mean, std))
-    high_ = tuple(round((255 - m) / s, 6) for m, s in zip(mean, std))
-    return tuple(float(m) for m in mean), tuple(float(s) for s in std), low_, high_

@@ -20,8 +20,8 @@ def test_inspect_matches_the_interpreter(cnn_int8):
     assert summary.inputs[0].name == detail["name"]
     assert (summary.inputs[0].scale, summary.inputs[0].zero_point) == detail["quantization"]
     ops = [op["op_name"] for op in interpreter._get_ops_details()]
-    assert sum(c["count"] for c in summary.op_census.values()) == len(ops) == summary.ops_total
-    assert {k: v["count"] for k, v in summary.op_census.items()} == {o: ops.count(o) for o in set(ops)}
+    assert sum(c.count for c in summary.op_census.values()) == len(ops) == summary.ops_total
+    assert {k: v.count for k, v in summary.op_census.items()} == {o: ops.count(o) for o in set(ops)}
     dtypes = [np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()]
     assert summary.dtype_census == {d: dtypes.count(d) for d in set(dtypes)}
     assert summary.weights.per_channel == 3 and summary.weights.float == 0

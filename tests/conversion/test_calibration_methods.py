@@ -45,7 +45,7 @@ def test_a_method_beats_minmax_on_heavy_tailed_activations(outlier_runs):
     best = max(outlier_runs[m][1] for m in METHODS)
     assert best >= minmax + 3, {m: s for m, (_, s) in outlier_runs.items()}
     winner = max(METHODS, key=lambda m: outlier_runs[m][1])
-    ranges = outlier_runs[winner][0].manifest.calibration.ranges
+    ranges = outlier_runs[winner][0].manifest.to_json()["calibration"]["ranges"]
     shrunk = [r for r in ranges if "/conv_1/" in r["tensor"]]  # the first layer's output, past the input
     assert shrunk and shrunk[0]["range_ratio"] < 0.5 and 0 < shrunk[0]["clipped_fraction"] < 0.01
 
@@ -70,24 +70,25 @@ def test_auto_search_stops_at_the_method_that_meets_the_budget(outlier_runs, cnn
     budget = Budget(min_sqnr=(minmax + best) / 2)
     result = convert(cnn_keras, tmp_path / "a.tflite", spiky_calibration, samples=128, calibration="auto",
                      eval_data=str(digits_calib.parent / "val"), budget=budget)
-    search = result.manifest.search
-    assert search["met"] and search["chosen"]["k"] == 0 and search["chosen"]["float_layers"] == []
-    kinds = [s["kind"] for s in search["steps"]]
-    assert kinds[0] == "int8 (minmax)" and not search["steps"][0]["meets"]
-    assert result.manifest.calibration.method != "minmax"
-    assert [a["method"] for a in result.manifest.calibration.auto][0] == "minmax"
+    search = result.manifest.to_json()["search"]
+    assert search.met and search.chosen.k == 0 and search.chosen.float_layers == ()
+    assert (search.steps[0].kind, search.steps[0].method) == ("int8", "minmax") and not search.steps[0].meets
+    assert not result.manifest.recipe.calibration.is_minmax and not result.manifest.recipe.calibration.is_auto
+    assert [a.method for a in result.manifest.calibration.auto][0] == "minmax"
+    assert [a.method for a in result.manifest.calibration.auto if a.chosen] == [str(result.manifest.recipe.calibration)]
 
 
 def test_parallel_histograms_equal_serial_ones(outlier_keras, digits_calib, tmp_path):
     from edgeq.conversion.calibration import read_ranges
-    from edgeq.conversion.converter import ConvertOptions, calibrate
+    from edgeq.conversion.quantize import calibrate
+    from edgeq.conversion.recipe import Recipe
     from edgeq.conversion.ranges import histograms, histograms_parallel
     from edgeq.conversion.source import load_source
     from edgeq.data.samples import open_samples
 
     source = load_source(outlier_keras)
     samples = list(open_samples(digits_calib, source.specs, limit=24))
-    calibrated = calibrate(source, ConvertOptions(), lambda: iter(samples))
+    calibrated = calibrate(source, Recipe(), lambda: iter(samples))
     ranges = read_ranges(calibrated)
     one, two = histograms(calibrated, samples, ranges), histograms_parallel(calibrated, samples, ranges, 2)
     assert set(one) == set(two) and all(np.array_equal(one[i], two[i]) for i in one)

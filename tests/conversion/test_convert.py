@@ -9,6 +9,7 @@ import pytest
 
 from edgeq.conversion.converter import convert
 from edgeq.tflite.model import read_tflite
+from edgeq.tflite.summary import OpCount
 from tests.conftest import digits_images
 
 WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
@@ -32,7 +33,7 @@ def test_int8_from_png_folder_is_fully_integer(cnn_int8):
             assert weights.dtype == "int8" and weights.quantization.per_channel
             assert bias.dtype == "int32"
     assert cnn_int8.manifest.ops_int8 == len(model.operators)
-    assert cnn_int8.manifest.float_ops == [] and cnn_int8.manifest.float_tensors == []
+    assert cnn_int8.manifest.float_ops == () and cnn_int8.manifest.float_tensors == ()
 
 
 def test_manifest_io_quantization_matches_the_model_and_reproduces_float_outputs(cnn_int8, cnn_keras):
@@ -143,7 +144,7 @@ def test_tf_saved_model_save_with_dynamic_batch(models_dir, digits_calib, tmp_pa
     path = tmp_path / "tf_module"
     tf.saved_model.save(module, str(path), signatures=module.__call__)
     result = convert(path, tmp_path / "m.tflite", digits_calib, samples=16)
-    assert result.manifest.inputs[0].shape == [1, 8, 8, 1]  # dynamic batch became 1
+    assert result.manifest.inputs[0].shape == (1, 8, 8, 1)  # dynamic batch became 1
     assert result.manifest.outputs[0].dtype == "int8"
 
 
@@ -158,11 +159,11 @@ def test_strict_int8_names_the_op_without_int8_kernel(sin_keras, digits_calib, t
 
 def test_int8_fallback_converts_and_lists_float_ops(sin_keras, digits_calib, tmp_path):
     result = convert(sin_keras, tmp_path / "sin.tflite", digits_calib, samples=16, mode="int8-fallback")
-    assert [op["type"] for op in result.manifest.float_ops] == ["SIN"]
+    assert [op.type for op in result.manifest.float_ops] == ["SIN"]
     assert result.manifest.float_tensors  # the float tensors around SIN are listed
     census = result.manifest.op_census
-    assert census["CONV_2D"]["int8"] == 1 and census["FULLY_CONNECTED"]["int8"] == 1
-    assert census["SIN"] == {"count": 1, "float": 1}
+    assert census["CONV_2D"].int8 == 1 and census["FULLY_CONNECTED"].int8 == 1
+    assert census["SIN"] == OpCount(count=1, float=1)
 
 
 def test_keep_float_leaves_the_named_layer_in_float(cnn_keras, digits_calib, tmp_path):
@@ -175,7 +176,7 @@ def test_keep_float_leaves_the_named_layer_in_float(cnn_keras, digits_calib, tmp
 
 def test_keep_float_by_op_type_and_strict_mode_accepts_it(sin_keras, digits_calib, tmp_path):
     result = convert(sin_keras, tmp_path / "s.tflite", digits_calib, samples=16, keep_float=("SIN",))
-    assert [op["type"] for op in result.manifest.float_ops] == ["SIN"]
+    assert [op.type for op in result.manifest.float_ops] == ["SIN"]
 
 
 def test_keep_float_unknown_name_is_a_usage_error(cnn_keras, digits_calib, tmp_path, cli):
@@ -197,7 +198,7 @@ def test_two_input_model_from_npz(two_input_keras, tmp_path):
 
 def test_dynamic_spatial_input_with_input_shape(dynamic_keras, digits_calib, tmp_path):
     result = convert(dynamic_keras, tmp_path / "d.tflite", digits_calib, samples=8, input_shapes=("1,8,8,1",))
-    assert result.manifest.inputs[0].shape == [1, 8, 8, 1]
+    assert result.manifest.inputs[0].shape == (1, 8, 8, 1)
 
 
 @pytest.mark.parametrize(

@@ -54,14 +54,14 @@ def nets(tmp_path_factory) -> dict[str, Path]:
 def test_optimize_latency_chooses_a_faster_than_float_int8_model(nets, source, tmp_path):
     result = convert(nets[source], tmp_path / "m.tflite", nets["calib"], samples=32, optimize="latency",
                      eval_data=str(nets["eval"]), budget=_budget(25.0))
-    record = result.manifest.latency
+    record = result.manifest.to_json()["latency"]
     chosen = next(c for c in record["candidates"] if c["name"] == record["chosen"])
     as_converted = next(c for c in record["candidates"] if c["name"] == "as converted")
     activation = "PRELU" if source.startswith("prelu") else "HARD_SWISH"
     assert activation in as_converted["off_delegate"] and as_converted["ratio"] > 1  # slower than float as converted
     assert activation in chosen["keep_ops"] and chosen["ratio"] <= 1 and record["faster_than_float"]
     assert chosen["meets"] and chosen["worst_sqnr_db"] >= 25  # the accuracy budget still holds
-    assert {op["type"] for op in result.manifest.float_ops} == set(chosen["keep_ops"])  # only what was chosen stays float
+    assert {op.type for op in result.manifest.float_ops} == set(chosen["keep_ops"])  # only what was chosen stays float
 
 
 def _budget(min_sqnr: float):
@@ -85,5 +85,5 @@ def test_without_the_flag_a_slower_int8_model_says_so_with_the_command(nets, tmp
 def test_an_emulated_device_is_not_a_latency_judge(nets, tmp_path):
     result = convert(nets["prelu"], tmp_path / "m.tflite", nets["calib"], samples=16, optimize="latency",
                      device="emulated-raspberry-pi-5")
-    record = result.manifest.latency
+    record = result.manifest.to_json()["latency"]
     assert record["delegate"] == "xnnpack (this machine)" and "emulator gives no meaningful latency" in record["note"]

@@ -20,7 +20,7 @@ def searched(weight_outlier_keras, digits_calib, tmp_path_factory):
 
 
 def test_full_int8_misses_and_the_search_keeps_exactly_the_hard_layers(searched):
-    search = searched.manifest.search
+    search = searched.manifest.to_json()["search"]
     assert searched.budget_met is True and search["met"] is True
     assert search["steps"][0]["k"] == 0 and not search["steps"][0]["meets"]  # full INT8 misses the budget
     chosen = search["chosen"]["float_layers"]
@@ -31,7 +31,7 @@ def test_full_int8_misses_and_the_search_keeps_exactly_the_hard_layers(searched)
 
 def test_the_chosen_layers_are_float_in_the_written_model(searched):
     model = read_tflite(searched.output)
-    float_ops = {o["outputs"][0] for o in searched.manifest.float_ops}
+    float_ops = {o.outputs[0] for o in searched.manifest.float_ops}
     assert any("hard_1" in n for n in float_ops) and any("hard2_1" in n for n in float_ops)
     assert any(op.type == "FULLY_CONNECTED" and model.op_precision(op) == "int8" for op in model.operators)  # logits stay int8
     assert searched.manifest.keep_float.nodes == searched.manifest.search.chosen.float_layers
@@ -44,7 +44,7 @@ def test_float_layers_split_the_edge_tpu_graph_and_the_target_says_so(searched):
 def test_full_int8_within_budget_needs_no_search(cnn_keras, digits_calib, tmp_path):
     result = convert(cnn_keras, tmp_path / "m.tflite", digits_calib, samples=32, eval_data=str(digits_calib.parent / "val"),
                      budget=Budget(min_agreement=0.5))
-    search = result.manifest.search
+    search = result.manifest.to_json()["search"]
     assert search["met"] and search["evaluations"] == 1 and search["chosen"]["k"] == 0 and search["layers_considered"] == 0
 
 
@@ -80,7 +80,7 @@ def test_int16x8_is_tried_before_float_layers_and_chosen_when_it_meets(outlier_k
     """dense**4 has heavy-tailed activations: 16-bit activations help; weights are not the problem."""
     result = convert(outlier_keras, tmp_path / "m.tflite", digits_calib, samples=64, io="float32", allow_int16x8=True,
                      eval_data=str(digits_calib.parent / "val"), budget=Budget(min_sqnr=32))
-    search = result.manifest.search
+    search = result.manifest.to_json()["search"]
     assert [s["kind"] for s in search["steps"]] == ["int8", "int16x8"]  # no float layer was needed
     assert search["met"] and search["chosen"]["kind"] == "int16x8" and search["layers_considered"] == 0
     assert search["steps"][1]["worst_sqnr_db"] >= 32 > search["steps"][0]["worst_sqnr_db"]
@@ -91,7 +91,7 @@ def test_int16x8_is_tried_before_float_layers_and_chosen_when_it_meets(outlier_k
 def test_int16x8_that_misses_leaves_the_float_search_to_do_it(weight_outlier_keras, digits_calib, tmp_path):
     result = convert(weight_outlier_keras, tmp_path / "m.tflite", digits_calib, samples=32, allow_int16x8=True,
                      eval_data=str(digits_calib.parent / "val"), budget=Budget(min_agreement=0.99))
-    search = result.manifest.search
+    search = result.manifest.to_json()["search"]
     assert search["steps"][1]["kind"] == "int16x8" and not search["steps"][1]["meets"]  # int8 weights stay the problem
     assert search["met"] and search["chosen"]["kind"] == "int8"
     assert sorted(n.split("/")[1] for n in search["chosen"]["float_layers"]) == ["hard2_1", "hard_1"]

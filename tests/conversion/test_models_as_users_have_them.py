@@ -162,7 +162,7 @@ def test_qat_model_converts_with_its_trained_ranges_without_data(qat_saved_model
     import json
 
     manifest = json.loads((tmp_path / "q.edgeq.json").read_text())
-    assert manifest["calibration"]["method"] == "trained ranges (QAT)"
+    assert manifest["calibration"]["trained"] == "trained ranges (QAT)"
     model = read_tflite(tmp_path / "q.tflite")
     for tensor in (t for t in model.tensors if t.quantization and not t.is_constant and t.dtype == "int8"):
         scale, zero = tensor.quantization.scales[0], tensor.quantization.zero_points[0]

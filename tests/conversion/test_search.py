@@ -74,13 +74,13 @@ def _graph(built: Path):
 
 def _calibrated(built: Path, cache: dict = {}):  # noqa: B006 - one calibration per test session
     if "audio" not in cache:
-        from edgeq.conversion.converter import ConvertOptions
+        from edgeq.conversion.options import ConvertOptions
         from edgeq.conversion.quantize import calibrate
         from edgeq.conversion.source import KerasCode, load_source
         from edgeq.tflite.model import parse_tflite
 
         source = load_source(built / "audio.keras", ("serving_default",), [], KerasCode(None, False))
-        options = ConvertOptions(mode="int8-fallback", io="float32")
+        options = ConvertOptions.of(mode="int8-fallback", io="float32")
         x = np.load(built / "audio_cal.npz")["x"]
         calibrated = calibrate(source, options.recipe, lambda: ([s[None]] for s in x))
         cache["audio"] = (parse_tflite(calibrated), calibrated, source, options)
@@ -90,6 +90,7 @@ def _calibrated(built: Path, cache: dict = {}):  # noqa: B006 - one calibration 
 def test_in_the_dsp_model_neither_region_alone_fixes_it(built):
     """The pattern itself: front end alone or normalization alone in float stays near full int8."""
     from edgeq.conversion.quantize import quantize
+    from edgeq.conversion.records import KeepFloat
     from edgeq.conversion.search import Budget, Evaluator
 
     model, calibrated, source, options = _calibrated(built)
@@ -100,8 +101,8 @@ def test_in_the_dsp_model_neither_region_alone_fixes_it(built):
     evaluator = Evaluator(calibrated, [[s[None]] for s in x], [s.name for s in source.specs], None, Budget(min_sqnr=25))
 
     def sqnr(nodes: list[str]) -> float:
-        keep = {"nodes": nodes, "ops": [], "requested": []}
-        return evaluator.evaluate(quantize(calibrated, options.recipe, keep), nodes)["worst_sqnr_db"]
+        keep = KeepFloat(nodes=tuple(nodes))
+        return evaluator.evaluate(quantize(calibrated, options.recipe, keep), nodes).worst_sqnr_db
 
     nodes = [c.node for c in layers]
     full, front, norm, both = sqnr([]), sqnr(nodes[:log]), sqnr(nodes[log:cnn]), sqnr(nodes[:cnn])
@@ -127,7 +128,8 @@ def test_auto_calibration_mixes_methods_by_output_path(built, tmp_path, cli):
     tried = {t["method"].split(" (")[0]: t["outputs"] for t in manifest["calibration"]["auto"]}
     minmax, entropy, mix = tried["minmax"], tried["entropy"], tried["by output path"]
     assert entropy["capped"] > minmax["capped"] + 3 and entropy["power"] < minmax["power"] - 10
-    assert manifest["calibration"]["method"].startswith("by output path (capped: entropy, power: minmax")
+    chosen = [t["method"] for t in manifest["calibration"]["auto"] if t["chosen"]]
+    assert chosen[0].startswith("by output path (capped: entropy, power: minmax") and manifest["recipe"]["calibration"] == "auto"
     assert mix["capped"] >= entropy["capped"] - 0.5 and mix["power"] >= minmax["power"] - 0.5
 
 
@@ -137,7 +139,8 @@ def test_auto_with_a_budget_on_a_model_without_a_classes_output(built, tmp_path,
                                         "--calibration", "auto", "--eval-data", built / "two_eval.npz", "--min-sqnr", 45)
     assert code in (0, 1) and "accuracy" not in err and "converter failed" not in err, err
     search = manifest["search"]
-    assert [s["kind"] for s in search["steps"][:6]][-1] == "int8 (by output path)"
+    last = search["steps"][:6][-1]
+    assert last["kind"] == "int8" and last["method"].startswith("by output path (")
     assert search["met"] == (code == 0)
 
 

@@ -146,7 +146,7 @@ def test_int8_model_has_the_plain_converters_signatures(fixture, request, digits
     _assert_runner_matches_invoke(result.output)
     # the manifest speaks in keys: each key resolves to a tensor of the written model
     it = _interpreter(result.output)
-    (manifest_sig,) = result.manifest.signatures
+    (manifest_sig,) = result.manifest.to_json()["signatures"]
     for side, details in (("inputs", it.get_input_details()), ("outputs", it.get_output_details())):
         by_index = {d["index"]: d for d in details}
         for port in manifest_sig[side]:
@@ -192,7 +192,7 @@ def test_signature_all_converts_every_signature(two_signature_saved_model, tmp_p
         (name, detail), = runner.get_input_details().items()
         got = runner(**{name: np.zeros(detail["shape"], detail["dtype"])})
         assert set(got) == outputs
-    assert {s["key"] for s in result.manifest.signatures} == {"serving_default", "embed"}
+    assert {s.key for s in result.manifest.signatures} == {"serving_default", "embed"}
 
 
 def _outputs(result) -> dict[str, float]:

@@ -140,7 +140,7 @@ def test_per_layer_with_a_float_tflite_reference_equals_the_keras_one(trained, d
 def test_per_layer_ranking_puts_the_outlier_layer_first(outlier_keras, digits_calib, tmp_path):
     model = convert(outlier_keras, tmp_path / "outlier.tflite", digits_calib, samples=64).output
     result = validate(model, outlier_keras, digits_calib.parent / "val", runs=5, warmup=1, per_layer=True)
-    layers = result.per_layer["layers"]
-    assert "fourth_power" in layers[0]["tensor_name"] and layers[0]["op_type"] == "MUL"
-    assert {"conv", "dense", "square", "StatefulPartitionedCall"} <= {c for l in layers for c in re.split(r"[/;_:]", l["tensor_name"])}
-    assert "recalibrated as the model was: 64 samples" in result.per_layer["calibration"]
+    layers = result.per_layer.layers
+    assert "fourth_power" in layers[0].tensor_name and layers[0].op_type == "MUL"
+    assert {"conv", "dense", "square", "StatefulPartitionedCall"} <= {c for l in layers for c in re.split(r"[/;_:]", l.tensor_name)}
+    assert "recalibrated as the model was: 64 samples" in result.per_layer.calibration

@@ -122,8 +122,8 @@ def test_validate_over_ssh_is_bit_exact_with_the_local_run(trained, digits_calib
     result = validate(int8, float_path, digits_calib.parent / "val", limit=60, runs=15, warmup=2, devices=(str(profile),))
     device = result.devices[0]
     assert device.name == "test-pi" and device.transport == "ssh"
-    assert device.vs_local["bit_exact"] is True and device.vs_local["mismatches"] == 0
-    assert device.vs_local["outputs"][0]["elements"] == 60 * 10
+    assert device.vs_local.bit_exact is True and device.vs_local.mismatches == 0
+    assert device.vs_local.outputs[0].elements == 60 * 10
     assert device.accuracy.int8_top1 == result.accuracy.int8_top1
     assert device.latency.runs == 15 and len(device.latency.int8_ms.samples) == 15
     assert device.latency.int8_ms.p50 > 0 and device.runtime.startswith("ai_edge_litert")
@@ -135,7 +135,7 @@ def test_two_devices_run_concurrently_with_one_result_each(cnn_int8, cnn_keras, 
     profile = _profile(tmp_path, sshd, device_python)
     result = validate(cnn_int8.output, cnn_keras, digits_calib, limit=10, runs=3, warmup=1, devices=(str(profile), "local"))
     assert [d.name for d in result.devices] == ["test-pi", "local"]
-    assert all(d.vs_local["bit_exact"] for d in result.devices)
+    assert all(d.vs_local.bit_exact for d in result.devices)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -183,7 +183,7 @@ def test_names_with_shell_metacharacters_are_quoted(cnn_int8, cnn_keras, digits_
     evil.mkdir(parents=True)
     profile = _profile(tmp_path, sshd, device_python, workdir=str(evil))
     result = validate(cnn_int8.output, cnn_keras, digits_calib, limit=4, runs=2, warmup=0, devices=(str(profile),))
-    assert result.devices[0].vs_local["bit_exact"]
+    assert result.devices[0].vs_local.bit_exact
     assert not list(Path("/").glob("PWNED*")) and not list(Path.home().glob("PWNED*")) and not list(tmp_path.rglob("PWNED*"))
 
 

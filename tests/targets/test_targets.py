@@ -42,7 +42,7 @@ def test_unsupported_op_in_the_middle_is_named_and_the_cpu_tail_counted(hardswis
     at = types.index("HARD_SWISH")
     assert 0 < at < len(types) - 1  # really in the middle
     report = check_target(model, "edgetpu")
-    assert report.first_unsupported_op["type"] == "HARD_SWISH" and report.first_unsupported_op["index"] == at
+    assert report.first_unsupported_op.type == "HARD_SWISH" and report.first_unsupported_op.index == at
     assert report.target_ops == at and report.cpu_ops == len(types) - at
     after = [f for f in report.ops if f.index > at]
     assert all(not f.on_target and "follows op" in f.reason for f in after)
@@ -102,18 +102,18 @@ def test_xnnpack_prediction_equals_the_real_delegate(mode, sin_keras, hardswish_
 
 def test_validate_target_xnnpack_records_the_delegate_check(cnn_int8, cnn_keras, digits_calib):
     result = validate(cnn_int8.output, cnn_keras, digits_calib, limit=8, runs=3, warmup=1, target="xnnpack")
-    check = result.target["delegate_check"]
-    assert check["agrees"] is True
-    assert check["actual_delegated"] == check["predicted_delegated"] == result.latency.delegated_nodes > 0
+    check = result.target.delegate_check
+    assert check.agrees is True
+    assert check.actual_delegated == check.predicted_delegated == result.latency.delegated_nodes > 0
 
 
 def test_validate_target_edgetpu_without_compiler_or_runtime_says_so(cnn_int8, cnn_keras, digits_calib, monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     result = validate(cnn_int8.output, cnn_keras, digits_calib, limit=8, runs=3, warmup=1, target="edgetpu")
     target = result.target
-    assert target["ran_on_target"] is False and target["compiler"] is None
-    assert target["prediction"]["first_unsupported_op"] is None
-    notes = " ".join(target["notes"])
+    assert target.ran_on_target is False and target.compiler is None
+    assert target.prediction["first_unsupported_op"] is None
+    notes = " ".join(target.notes)
     assert "edgetpu_compiler is not on PATH" in notes and "libedgetpu.so.1 cannot be loaded" in notes
     assert result.latency.delegate == "xnnpack"  # what did run, said plainly
 
@@ -126,12 +126,12 @@ def test_validate_target_edgetpu_compiles_with_the_compiler_on_path(hardswish_in
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
     result = validate(hardswish_int8.output, hardswish_keras, digits_calib, limit=4, runs=2, warmup=0, target="edgetpu")
-    compiler = result.target["compiler"]
+    compiler = result.target.compiler
     assert (tmp_path / "argv").read_text().split()[:2] == ["-s", "-o"]
-    assert compiler["version"] is None and compiler["ops_on_edgetpu"] == 138
-    assert compiler["comparison"]["agrees"] is False
-    assert {"type": "HARD_SWISH", "predicted_cpu": 1, "compiler_cpu": 0} in compiler["comparison"]["differences"]
-    assert result.target["ran_on_target"] is False
+    assert compiler.version is None and compiler.ops_on_edgetpu == 138
+    assert compiler.comparison.agrees is False
+    assert Difference("HARD_SWISH", 1, 0) in compiler.comparison.differences
+    assert result.target.ran_on_target is False
 
 
 def test_edgetpu_delegate_without_the_library_is_exit_2(cnn_int8, cnn_keras, digits_calib, cli):

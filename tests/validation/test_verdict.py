@@ -174,13 +174,13 @@ def test_metadata_normalization_is_the_default_and_equals_the_explicit_range(min
     stated = convert(minus_one_to_one, tmp_path / "a.tflite", digits_calib, samples=64)
     explicit = convert(minus_one_to_one, tmp_path / "b.tflite", digits_calib, samples=64, preprocessing=Preprocessing(value_range="-1,1"))
     wrong = convert(minus_one_to_one, tmp_path / "c.tflite", digits_calib, samples=64, preprocessing=Preprocessing(value_range="0,1"))
-    recipe = stated.manifest.recipe.preprocessing
+    recipe = stated.manifest.to_json()["recipe"]["preprocessing"]
     assert recipe["mean"] == [127.5] and recipe["std"] == [127.5]
     assert stated.manifest.preprocessing.origins["mean"] == "model metadata"
     assert any("states [-1, 1]" in w for w in wrong.warnings)  # a flag that contradicts the model is named
     sqnr = {name: validate(r.output, minus_one_to_one, val, runs=3, warmup=1) for name, r in
             (("stated", stated), ("explicit", explicit))}
-    assert sqnr["stated"].preprocessing["from"]["mean"] == "manifest"
+    assert sqnr["stated"].preprocessing.origins["mean"] == "manifest"
     assert abs(sqnr["stated"].worst_sqnr_db - sqnr["explicit"].worst_sqnr_db) < 0.2  # float rounding of two spellings
     at_real_range = validate(wrong.output, minus_one_to_one, val, runs=3, warmup=1, preprocessing={"value_range": "-1,1"})
     assert at_real_range.worst_sqnr_db < sqnr["stated"].worst_sqnr_db - 6  # what the silent default used to cost
