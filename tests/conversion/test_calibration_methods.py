@@ -70,7 +70,7 @@ def test_auto_search_stops_at_the_method_that_meets_the_budget(outlier_runs, cnn
     budget = Budget(min_sqnr=(minmax + best) / 2)
     result = convert(cnn_keras, tmp_path / "a.tflite", spiky_calibration, samples=128, calibration="auto",
                      eval_data=str(digits_calib.parent / "val"), budget=budget)
-    search = result.manifest.to_json()["search"]
+    search = result.manifest.search
     assert search.met and search.chosen.k == 0 and search.chosen.float_layers == ()
     assert (search.steps[0].kind, search.steps[0].method) == ("int8", "minmax") and not search.steps[0].meets
     assert not result.manifest.recipe.calibration.is_minmax and not result.manifest.recipe.calibration.is_auto

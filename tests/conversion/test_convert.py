@@ -63,12 +63,12 @@ def test_manifest_io_quantization_matches_the_model_and_reproduces_float_outputs
 def test_manifest_records_provenance(cnn_int8, cnn_keras, digits_calib):
     import hashlib
 
-    m = cnn_int8.manifest
+    m = cnn_int8.manifest.to_json()  # as the file holds it
     assert m["source"]["sha256"] == hashlib.sha256(cnn_keras.read_bytes()).hexdigest()
     assert m["calibration"]["samples"] == 64 and m["calibration"]["fingerprint"].startswith("sha256:")
     assert m["sizes"]["model_bytes"] == cnn_int8.output.stat().st_size
     assert 0 < m["sizes"]["ratio"] < 0.5
-    assert m["options"]["mode"] == "int8" and m["options"]["data"] == str(digits_calib)
+    assert m["recipe"]["mode"] == "int8" and m["recipe"]["data"] == str(digits_calib) and m["options"]["calibration"] == "minmax"
     assert m["tensorflow_version"] and m["litert_version"]
 
 
@@ -192,7 +192,7 @@ def test_two_input_model_from_npz(two_input_keras, tmp_path):
     np.savez(data, a=rng.normal(size=(20, 4)).astype(np.float32), b=rng.normal(size=(20, 6)).astype(np.float32))
     result = convert(two_input_keras, tmp_path / "m.tflite", data, samples=20)
     (signature,) = result.manifest.signatures
-    assert {i["key"]: i["shape"] for i in signature["inputs"]} == {"a": [1, 4], "b": [1, 6]}
+    assert {i.key: i.shape for i in signature.inputs} == {"a": (1, 4), "b": (1, 6)}
     assert result.manifest.calibration.samples == 20
 
 

@@ -132,9 +132,9 @@ def test_per_layer_with_a_float_tflite_reference_equals_the_keras_one(trained, d
     val = digits_calib.parent / "val"
     from_tflite = validate(int8, float_path, val, runs=2, warmup=0, per_layer=True, per_layer_samples=16).per_layer
     from_keras = validate(int8, keras_path, val, runs=2, warmup=0, per_layer=True, per_layer_samples=16).per_layer
-    assert sorted(l["sqnr_db"] or 0 for l in from_tflite["layers"]) == pytest.approx(
-        sorted(l["sqnr_db"] or 0 for l in from_keras["layers"]), abs=0.05)
-    assert "QuantizationDebugger" in from_tflite["method"]
+    assert sorted(l.sqnr_db or 0 for l in from_tflite.layers) == pytest.approx(
+        sorted(l.sqnr_db or 0 for l in from_keras.layers), abs=0.05)
+    assert "QuantizationDebugger" in from_tflite.method
 
 
 def test_per_layer_ranking_puts_the_outlier_layer_first(outlier_keras, digits_calib, tmp_path):

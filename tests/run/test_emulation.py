@@ -48,8 +48,8 @@ def test_int8_logits_on_both_arm_cpus_equal_the_x86_run(emulation, cnn_int8, cnn
     assert [d.name for d in result.devices] == list(PROFILES)
     for device in result.devices:
         exact = device.vs_local
-        assert exact["outputs"][0]["elements"] == 40 * 10
-        assert exact["bit_exact"] is True and exact["mismatches"] == 0 and exact["max_lsb_diff"] == 0
+        assert exact.outputs[0].elements == 40 * 10
+        assert exact.bit_exact is True and exact.mismatches == 0 and exact.max_lsb_diff == 0
         assert device.emulated is True and device.machine == "aarch64" and not device.capabilities.latency
     md = markdown(result)
     rows = [line for line in md.splitlines() if line.startswith("| emulated-raspberry-pi")]

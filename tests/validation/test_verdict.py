@@ -291,9 +291,9 @@ def _without_filter_quantization(model: bytes) -> bytes:
 
 
 def test_a_model_that_would_not_run_is_never_written(cnn_keras, digits_calib, tmp_path, monkeypatch, cli):
-    import edgeq.conversion.converter as converter
+    import edgeq.conversion.describe as describe
 
-    monkeypatch.setattr(converter, "with_metadata", lambda model, metadata: _without_filter_quantization(model))
+    monkeypatch.setattr(describe, "with_metadata", lambda model, metadata: _without_filter_quantization(model))
     out = tmp_path / "broken.tflite"
     code, _, err = cli("convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(out), "--samples", "8",
                        "--metadata", "generic", "--no-cache")
