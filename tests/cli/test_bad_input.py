@@ -25,6 +25,7 @@ def test_missing_model(cli, tmp_path, digits_calib):
     _assert_clean_failure(cli("convert", tmp_path / "nope.keras", "--data", digits_calib, "-o", out), out, "nope.keras", "no such model")
 
 
+@pytest.mark.tf  # the conversion child imports TensorFlow before it loads the model
 def test_unsupported_model_type(cli, tmp_path, digits_calib):
     model = tmp_path / "model.onnx"
     model.write_bytes(b"not a model")
@@ -32,6 +33,7 @@ def test_unsupported_model_type(cli, tmp_path, digits_calib):
     _assert_clean_failure(cli("convert", model, "--data", digits_calib, "-o", out), out, "model.onnx", "unsupported")
 
 
+@pytest.mark.tf  # the conversion child imports TensorFlow before it loads the model
 def test_corrupt_keras_file(cli, tmp_path, digits_calib):
     model = tmp_path / "broken.keras"
     model.write_bytes(b"PK\x03\x04 this is not a zip")
@@ -39,6 +41,7 @@ def test_corrupt_keras_file(cli, tmp_path, digits_calib):
     _assert_clean_failure(cli("convert", model, "--data", digits_calib, "-o", out), out, "broken.keras", "cannot be loaded")
 
 
+@pytest.mark.tf  # the conversion child imports TensorFlow before it loads the model
 def test_folder_that_is_not_a_savedmodel(cli, tmp_path, digits_calib):
     out = tmp_path / "m.tflite"
     (tmp_path / "empty_model").mkdir()
