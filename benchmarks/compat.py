@@ -120,8 +120,8 @@ def measure(name: str) -> dict:
             return row
     row["convert_s"] = round(time.monotonic() - started, 1)
     m = result.manifest
-    row.update(mode=m["options"]["mode"], rewrites=m["source"].get("rewrites", []),
-               float_ops=sorted({op["type"] for op in m["float_ops"]}), size_ratio=m["sizes"]["ratio"])
+    row.update(mode=m.recipe.mode.value, rewrites=list(m.source.rewrites),
+               float_ops=sorted({op.type for op in m.float_ops}), size_ratio=m.sizes.ratio)
     scores = validate(result.output, source, val, runs=50, warmup=5)
     lat = scores.latency
     row.update(worst_sqnr_db=scores.worst_sqnr_db, xnnpack_nodes=f"{lat.delegated_nodes}/{lat.total_nodes}",
@@ -129,9 +129,9 @@ def measure(name: str) -> dict:
                int8_over_float=round(1 / lat.speedup, 3) if lat.speedup else None,
                within_noise=lat.within_noise, slower_warning=next((w for w in scores.warnings if "(slower)" in w), None))
     optimized = convert(source, WORK / f"{source.stem}_latency.tflite", calib, samples=32, force=True,
-                        mode=m["options"]["mode"], optimize="latency")
+                        mode=m.recipe.mode.value, optimize="latency")
     fast = validate(optimized.output, source, val, runs=50, warmup=5)
-    row.update(latency_choice=optimized.manifest["latency"]["chosen"], latency_worst_sqnr_db=fast.worst_sqnr_db,
+    row.update(latency_choice=optimized.manifest.latency.chosen, latency_worst_sqnr_db=fast.worst_sqnr_db,
                latency_int8_over_float=round(1 / fast.latency.speedup, 3) if fast.latency.speedup else None,
                latency_within_noise=fast.latency.within_noise)
     model = read_tflite(result.output)

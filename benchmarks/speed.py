@@ -97,7 +97,7 @@ def bench_auto(model: Path, images: Path, evaluation: Path) -> dict:
                                               "--eval-data", str(evaluation)))}
     return {"runs": figures, "eval_samples": len(list(evaluation.glob("*.png"))),
             "auto_over_minmax": round(figures["auto"]["seconds"] / figures["minmax"]["seconds"], 3),
-            "auto_chose": manifest(auto)["calibration"]["method"], "auto_phases_s": manifest(auto)["timings"]}
+            "auto_chose": manifest(auto)["recipe"]["calibration"], "auto_phases_s": manifest(auto)["timings"]}
 
 
 def bench_validate(model: Path, int8: Path, images: Path, limit: int) -> dict:
