@@ -1,9 +1,8 @@
-"""The shapes of the JSON files edgeq reads back (results, manifests), checked before use.
+"""Typed records to and from JSON (results, manifests, cache entries), every value's type checked,
+and the upgrades that bring an older file to today's shape before it is read.
 
 Results and manifests come from elsewhere (a CI artifact, a model zoo): a wrong type in them must
-be one line naming the key, never a traceback after a long run. Specs are plain data: a type or
-tuple of types, a dict of key -> spec (extra keys allowed), a one-element list (every item), or
-`optional(spec)` (missing or null allowed).
+be one line naming the key, never a traceback after a long run.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -19,44 +17,6 @@ from edgeq.errors import DataError, UsageError
 
 SCHEMA_VERSION = "1.4"  # major bumps when a reader of the previous major would misread the file
 NUM = (int, float)
-
-
-@dataclass(frozen=True)
-class optional:  # noqa: N801 - reads as a type in the specs
-    spec: Any
-
-
-@dataclass(frozen=True)
-class mapping:  # noqa: N801
-    """A dict with any string keys, every value of `spec`."""
-
-    spec: Any
-
-
-def check(value: Any, spec: Any, where: str) -> None:
-    """Raise DataError "<where>.key: expected ..., got ..." at the first mismatch."""
-    if isinstance(spec, optional):
-        if value is not None:
-            check(value, spec.spec, where)
-        return
-    if isinstance(spec, mapping):
-        _expect(value, dict, where)
-        for key, item in value.items():
-            check(item, spec.spec, f"{where}.{key}")
-        return
-    if isinstance(spec, dict):
-        _expect(value, dict, where)
-        for key, item_spec in spec.items():
-            if key not in value and not isinstance(item_spec, optional):
-                raise DataError(f"{where}: missing key '{key}'")
-            check(value.get(key), item_spec, f"{where}.{key}")
-        return
-    if isinstance(spec, list):
-        _expect(value, list, where)
-        for i, item in enumerate(value):
-            check(item, spec[0], f"{where}[{i}]")
-        return
-    _expect(value, spec, where)
 
 
 def _expect(value: Any, types, where: str) -> None:
@@ -82,34 +42,6 @@ def check_version(data: dict[str, Any], where: str) -> None:
         raise DataError(f"{where}: written by a newer edgeq (schema {version}; this edgeq reads {SCHEMA_VERSION.split('.')[0]}.x); "
                         "upgrade edgeq")
 
-
-
-SEARCH = {
-    "budget": mapping(optional(NUM)),
-    "eval_samples": int, "evaluations": int, "int8_evaluations": optional(int), "max_evaluations": int, "layers_considered": int, "met": bool,
-    "chosen": {"k": int, "kind": str, "float_layers": [str], "missed": [str]},
-    "steps": [{"kind": str, "k": int, "size_bytes": int, "top1_drop_pts": optional(NUM), "agreement": optional(NUM),
-               "worst_sqnr_db": optional(NUM), "meets": bool, "missed": [str], "phase": optional(str), "seconds": optional(NUM),
-               "outputs": optional([{"name": str, "role": str, "sqnr_db": optional(NUM), "exact": bool,
-                                     "agreement": optional(NUM), "meets": bool}])}],
-    "seconds": optional(NUM),
-    "notes": optional([str]),
-}
-
-RESULTS = {  # the sections of a results file that other modules own; edgeq.validation.results types the rest
-    "conversion_search": optional(SEARCH),
-    "per_layer": optional({"ranked_by": str, "calibration": str, "debug_samples": int,
-                           "layers": [{"rank": int, "tensor_name": str, "op_type": str, "sqnr_db": optional(NUM),
-                                       "rmse_lsb": optional(NUM), "max_abs_error_lsb": optional(NUM), "scale": NUM,
-                                       "zero_point": int}]}),
-}
-
-MANIFEST_OPTIONS = {
-    "mode": optional(str), "io": optional(str), "per_tensor": optional(bool), "keep_float": optional([str]),
-    "samples": optional(int), "seed": optional(int), "data": optional(str), "signatures": optional([str]),
-    "preprocessing": optional({"color": optional(str), "resize": optional(str), "value_range": optional(str),
-                               "mean": optional([NUM]), "std": optional([NUM])}),
-}
 
 
 def to_json(record: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,6 @@ class RecordedAdb:
 
     def __init__(self, p50_scale: float = 1.0, mean_scale: float = 1.0,
                  recording: str = "android_logcat_percentiles.txt") -> None:
-        import re
-
         text = (FIXTURES / "benchmark_model" / recording).read_text()
         text = re.sub(r"median=(\d+)", lambda m: f"median={int(int(m.group(1)) * p50_scale)}", text)
         self.output = re.sub(r"avg=(\d+)", lambda m: f"avg={int(int(m.group(1)) * mean_scale)}", text, count=1)

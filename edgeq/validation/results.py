@@ -187,12 +187,6 @@ class TargetCheck:
         report = TargetReport.from_dict(self.prediction)
         return dict(Counter(f.type for f in report.ops if not f.on_target)), report.target_ops
 
-    @property
-    def title(self) -> str:
-        from edgeq.targets import TargetReport
-
-        return TargetReport.from_dict(self.prediction).title
-
 
 @dataclass(frozen=True)
 class ValidationResult:
