@@ -139,7 +139,15 @@ def test_int8_slower_than_float_says_why(hard_swish_stack, tmp_path):
     model = convert(source, tmp_path / "hs.tflite", data, samples=16).output
     result = validate(model, source, data, runs=30, warmup=3)
     latency = result.latency
-    assert latency.speedup < 1 and latency.cpu_fallback_ops == {"HARD_SWISH": 12} and latency.partitions == 13
-    (warning,) = [w for w in result.warnings if "(slower)" in w]
-    assert "HARD_SWISH x12" in warning and "13 partition(s)" in warning and "--keep-float HARD_SWISH" in warning
+    assert latency.cpu_fallback_ops == {"HARD_SWISH": 12} and latency.partitions == 13  # the real delegate's split
+    # whether INT8 is slower depends on this CPU (no VNNI: it is, with VNNI: not always): the warning follows the figures
+    slower = [w for w in result.warnings if "(slower)" in w]
+    assert bool(slower) == (latency.speedup < 1 and not latency.within_noise)
     assert json.loads(json.dumps(result.to_json()))["warnings"] == list(result.warnings)
+    from dataclasses import replace
+
+    from edgeq.validation.compare import slower_than_float
+
+    warning = slower_than_float(replace(latency, speedup=0.5, within_noise=False), "int8")  # the wording, for fixed figures
+    assert "0.50x" in warning and "HARD_SWISH x12" in warning and "13 partition(s)" in warning and "--keep-float HARD_SWISH" in warning
+    assert slower_than_float(replace(latency, speedup=1.2, within_noise=False), "int8") is None
