@@ -20,8 +20,8 @@ def convert(source: Any, data: Any = None, output: Any = None, **options: Any) -
 
 
 def inspect_model(*args: Any, **kwargs: Any) -> Any:
-    """See edgeq.conversion.manifest.inspect_model."""
-    from edgeq.conversion.manifest import inspect_model as _inspect
+    """See edgeq.records.manifest_file.inspect_model."""
+    from edgeq.records.manifest_file import inspect_model as _inspect
 
     return _inspect(*args, **kwargs)
 

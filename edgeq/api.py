@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.conversion.records import Manifest
 from edgeq.errors import DataError, UsageError
+from edgeq.records.manifest import Manifest
 from edgeq.validation.results import ValidationResult
 
 

@@ -14,12 +14,13 @@ import typing
 from pathlib import Path
 
 import pytest
+
 from helpers import ROOT
 
 PACKAGE = ROOT / "edgeq"
 # stage -> rank; top-level modules (errors, schema, metrics, ...) are the shared core, rank 0
-STAGES = {"data": 1, "tflite": 2, "targets": 3, "run": 4, "conversion": 5, "validation": 6, "report": 7, "packaging": 8,
-          "api": 9, "cli": 10}
+STAGES = {"data": 1, "tflite": 2, "targets": 3, "records": 4, "run": 5, "conversion": 6, "validation": 7, "report": 8,
+          "packaging": 9, "api": 10, "cli": 11}
 TENSORFLOW = ("tensorflow", "keras", "tf_keras", "torch", "litert_torch", "torchao")  # the frameworks only conversion/ loads
 
 
@@ -130,6 +131,43 @@ def test_the_rule_catches_an_upward_import(importer, imported, tmp_path):
     assert [v for v in upward(copy) if imported in v]
 
 
+# -- the shared records sit below conversion/ ------------------------------------------------------
+
+# What validation/ may take from conversion/: framework services (a source loaded, a reference
+# converted to float TFLite, the isolated child, the cache, the per-layer debugger), never records.
+FRAMEWORK_SERVICES = {"edgeq.conversion.isolation", "edgeq.conversion.pytorch", "edgeq.conversion.debugger",
+                      "edgeq.conversion.cache", "edgeq.conversion.source"}
+READERS = ("edgeq.report", "edgeq.packaging", "edgeq.cli.inspect", "edgeq.cli.report")
+
+
+def conversion_imports(package: Path = PACKAGE) -> list[str]:
+    """Readers of JSON that import conversion/, and validation/ taking more than its services."""
+    found = []
+    for name, targets in graph(package).items():
+        for other in sorted(t for t in targets if t.startswith("edgeq.conversion")):
+            if name.startswith(READERS) or (name.startswith("edgeq.validation") and other not in FRAMEWORK_SERVICES):
+                found.append(f"{name} imports {other}")
+    return found
+
+
+def test_readers_of_records_import_no_conversion_module():
+    assert not conversion_imports()
+
+
+@pytest.mark.parametrize("importer, imported", [("report/text.py", "edgeq.conversion.options"),
+                                                ("packaging/bundle.py", "edgeq.conversion.describe"),
+                                                ("cli/inspect.py", "edgeq.conversion.search"),
+                                                ("cli/report.py", "edgeq.conversion.latency"),
+                                                ("validation/results.py", "edgeq.conversion.options")])
+def test_a_reader_importing_conversion_is_caught(importer, imported, tmp_path):
+    copy = tmp_path / "edgeq"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert not conversion_imports(copy)
+    target = copy / importer
+    target.write_text(target.read_text() + f"\n\ndef _planted():\n    import {imported}  # noqa\n")
+    assert conversion_imports(copy) == [f"{module_name(target, copy)} imports {imported}"]
+
+
 # -- manifests and results are typed records ---------------------------------------------------
 
 # Modules that read another format by its own keys, some of which are also field names of the
@@ -149,7 +187,7 @@ OTHER_FORMATS = {
 
 def record_keys() -> set[str]:
     """Every field name of the manifest's and the results file's records, all the way down."""
-    from edgeq.conversion.records import Manifest
+    from edgeq.records.manifest import Manifest
     from edgeq.validation.results import ValidationResult
 
     found: set[str] = set()
@@ -196,7 +234,7 @@ def test_no_module_reads_a_manifest_or_results_key_by_string():
 def test_the_records_are_typed_all_the_way_down():
     """No field of the manifest or results records is Any, except the target sections that hold
     edgeq.targets' own report JSON (read back with TargetReport.from_dict)."""
-    from edgeq.conversion.records import Manifest
+    from edgeq.records.manifest import Manifest
     from edgeq.validation.results import ValidationResult
 
     untyped: list[str] = []

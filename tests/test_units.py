@@ -14,13 +14,7 @@ from edgeq.fileio import check_writable, write_files_atomically
 from edgeq.metrics import OutputErrors, Scorer, speedup
 from edgeq.roles import OutputFacts, decide_roles, parse_roles
 from edgeq.schema import from_json, to_json
-from edgeq.validation.results import (
-    Accuracy,
-    DeviceResult,
-    Latency,
-    Percentiles,
-    ValidationResult,
-)
+from edgeq.validation.results import Accuracy, DeviceResult, Latency, Percentiles, ValidationResult
 from helpers import FIXTURES
 
 # -- schema: the typed records' JSON -----------------------------------------------------------
@@ -167,8 +161,8 @@ def test_strict_int8_names_float_weights_not_a_missing_kernel():
     """The litert-torch fixture is float: its CONV_2D and FULLY_CONNECTED ops are float because their weights are."""
     from edgeq.conversion.describe import check_strict
     from edgeq.conversion.options import ConvertOptions
-    from edgeq.conversion.records import KeepFloat
     from edgeq.errors import ConversionError
+    from edgeq.records.manifest import KeepFloat
     from edgeq.tflite.model import read_tflite
     from edgeq.tflite.summary import summarize
 

@@ -10,7 +10,6 @@ from typing import Optional
 
 import typer
 
-
 from edgeq.errors import EdgeqError
 from edgeq.escape import terminal
 from edgeq.version import __version__
@@ -115,13 +114,7 @@ def progress_bar():
             yield
         return
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn())

@@ -14,7 +14,7 @@ from edgeq.escape import terminal
 
 
 def slower_hint(latency, served: bool = False) -> str | None:
-    """INT8 slower than float here (an edgeq.conversion.records.Latency): the figures (`served`:
+    """INT8 slower than float here (an edgeq.records.manifest.Latency): the figures (`served`:
     measured by the run that made the cached conversion) and the exact command that fixes it."""
     import shlex
     import sys
@@ -79,8 +79,8 @@ def convert(
     """Convert a float model (.keras/.h5, SavedModel or float .tflite) to a quantized .tflite, calibrated on real samples."""
     from edgeq.conversion.converter import convert as run_convert
     from edgeq.conversion.options import ConvertOptions
-    from edgeq.conversion.search import Budget
     from edgeq.data.samples import Preprocessing
+    from edgeq.records.budget import Budget
     from edgeq.tflite.metadata import Description, read_labels
 
     try:

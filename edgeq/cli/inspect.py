@@ -18,7 +18,7 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
-    from edgeq.conversion.manifest import Described
+    from edgeq.records.manifest_file import Described
     from edgeq.schema import to_json
     from edgeq.targets import check_target
     from edgeq.tflite.metadata import read_metadata

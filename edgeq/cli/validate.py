@@ -7,16 +7,7 @@ from typing import Optional
 
 import typer
 
-from edgeq.cli.common import (
-    command,
-    fail,
-    floats,
-    key_values,
-    log,
-    progress_bar,
-    say,
-    state,
-)
+from edgeq.cli.common import command, fail, floats, key_values, log, progress_bar, say, state
 from edgeq.errors import EdgeqError, UsageError
 from edgeq.escape import terminal
 

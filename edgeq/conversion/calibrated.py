@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from edgeq.conversion.cache import Entry, cache_key
-from edgeq.conversion.records import Calibration
 from edgeq.data.samples import InputSpec, Preprocessing
 from edgeq.fileio import sha256_of
+from edgeq.records.manifest import Calibration
 from edgeq.schema import from_json, to_json
 
 

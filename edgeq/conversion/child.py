@@ -17,13 +17,13 @@ from edgeq.conversion.calibration import ParallelCalibrator, default_jobs
 from edgeq.conversion.isolation import step
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, resolve_keep_float, tf_type
-from edgeq.conversion.recipe import Method, Mode
-from edgeq.conversion.records import Calibration, KeepFloat, Latency, Search
 from edgeq.conversion.source import KerasCode, load_source, stated_scaling
 from edgeq.data.normalization import resolve
 from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec, open_samples
 from edgeq.errors import DataError, UsageError
 from edgeq.progress import counted
+from edgeq.records.manifest import Calibration, KeepFloat, Latency, Search
+from edgeq.records.recipe import Method, Mode
 from edgeq.tflite.model import parse_tflite
 from edgeq.tflite.signatures import calibrator_order
 from edgeq.tflite.summary import float_ops

@@ -22,11 +22,11 @@ from edgeq.conversion.isolation import ChildError, run_isolated
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.pytorch import PT2_SUFFIX, require_torch, to_float_tflite
 from edgeq.conversion.quantized import QuantizedModel, SavedConversion, check_outputs
-from edgeq.conversion.records import CacheUse, Manifest
 from edgeq.conversion.source import first_line, has_fake_quant, require_tensorflow
 from edgeq.errors import ConversionError, DataError, EdgeqError, InternalError, ModelError, UsageError
 from edgeq.fileio import sha256_of
 from edgeq.native import captured_native_stderr
+from edgeq.records.manifest import CacheUse, Manifest
 from edgeq.tflite.metadata import Description
 from edgeq.timing import Timings, phase
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 import csv
 import io
 import math
-from pathlib import Path
 from dataclasses import astuple, fields, replace
+from pathlib import Path
 
 import numpy as np
 
-from edgeq.conversion.recipe import Recipe
-from edgeq.conversion.records import LayerError, Manifest, PerLayer
 from edgeq.data.samples import InputSpec, open_samples
 from edgeq.errors import AnalysisError, UsageError
 from edgeq.native import captured_native_stderr
+from edgeq.records.manifest import LayerError, Manifest, PerLayer
+from edgeq.records.recipe import Recipe
 
 CSV_FIELDS = tuple(f.name for f in fields(LayerError))
 
@@ -35,12 +35,7 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
                      signature: str = "serving_default", custom_objects: str | None = None,
                      trust_model: bool = False, manifest: Manifest | None = None) -> PerLayer:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
-    from edgeq.conversion.quantize import (
-        RangeChooser,
-        calibrate,
-        quantize,
-        resolve_keep_float,
-    )
+    from edgeq.conversion.quantize import RangeChooser, calibrate, quantize, resolve_keep_float
     from edgeq.conversion.source import KerasCode, load_source
     from edgeq.tflite.model import parse_tflite
 

@@ -13,10 +13,10 @@ from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.pytorch import PT2_SUFFIX, versions
 from edgeq.conversion.quantize import not_kept
 from edgeq.conversion.quantized import QuantizedModel
-from edgeq.conversion.records import Embedded, Manifest, ModelFile, PreprocessingUsed, Sizes, Source
 from edgeq.data.samples import InputSpec, open_samples
 from edgeq.errors import ConversionError, EdgeqError, InternalError, ModelError
 from edgeq.fileio import size_of
+from edgeq.records.manifest import Embedded, Manifest, ModelFile, PreprocessingUsed, Sizes, Source
 from edgeq.targets import check_target
 from edgeq.tflite.metadata import Description, metadata_for, with_metadata
 from edgeq.tflite.model import TfliteModel, parse_tflite

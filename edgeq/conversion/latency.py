@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeq.conversion.records import Candidate, Latency
 from edgeq.metrics import Scorer
-from edgeq.run.litert import LiteRTRunner, InvokeTimes, within_noise
+from edgeq.records.manifest import Candidate, Latency
+from edgeq.run.litert import InvokeTimes, LiteRTRunner, within_noise
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
 BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}  # at float I/O: XNNPACK takes them; they split nothing

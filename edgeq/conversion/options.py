@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from edgeq.conversion.recipe import Recipe
-from edgeq.conversion.records import RunOptions
-from edgeq.conversion.search import Budget
 from edgeq.errors import UsageError
+from edgeq.records.budget import Budget
+from edgeq.records.manifest import RunOptions
+from edgeq.records.recipe import Recipe
 from edgeq.targets import TARGETS
 
 RECIPE_FIELDS = frozenset(f.name for f in fields(Recipe))

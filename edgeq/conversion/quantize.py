@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeq.conversion.isolation import step
-from edgeq.conversion.recipe import Method, Mode, Recipe
-from edgeq.conversion.records import KeepFloat, RangeChange
 from edgeq.errors import UsageError
+from edgeq.records.manifest import KeepFloat, RangeChange
+from edgeq.records.recipe import Method, Mode, Recipe
 from edgeq.tflite.model import TfliteModel, parse_tflite
 from edgeq.tflite.summary import FloatOp, float_ops
 from edgeq.timing import phase

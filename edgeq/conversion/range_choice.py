@@ -17,10 +17,11 @@ import numpy as np
 from edgeq.conversion.calibrated import Calibrated
 from edgeq.conversion.quantize import RangeChooser, quantize
 from edgeq.conversion.ranges import AUTO_ORDER
-from edgeq.conversion.recipe import Method
-from edgeq.conversion.records import KeepFloat, MethodTry, RangeChange, SearchStep
-from edgeq.conversion.search import Budget, Evaluator, leximin, output_quality
+from edgeq.conversion.search import Evaluator, leximin, output_quality
 from edgeq.data.samples import open_samples
+from edgeq.records.budget import Budget
+from edgeq.records.manifest import KeepFloat, MethodTry, RangeChange, SearchStep
+from edgeq.records.recipe import Method
 from edgeq.tflite.graph import tensor_outputs
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.conversion.recipe import Method
+from edgeq.records.recipe import Method
 
 BINS = 2048
 LEVELS = 255

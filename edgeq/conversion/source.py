@@ -10,12 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeq.conversion.rewrites import (
-    layer_norms,
-    recurrent_layers,
-    unrolled,
-    without_neg,
-)
+from edgeq.conversion.rewrites import layer_norms, recurrent_layers, unrolled, without_neg
 from edgeq.data.normalization import Statement
 from edgeq.data.samples import InputSpec, Preprocessing
 from edgeq.errors import ModelError, UsageError
@@ -384,11 +379,7 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
     from edgeq.tflite.float16_weights import fold_float16_weights, has_float16_weights
     from edgeq.tflite.model import parse_tflite, read_tflite
     from edgeq.tflite.sparse_weights import densify_weights, has_sparse_weights
-    from edgeq.tflite.stablehlo_constants import (
-        STABLEHLO_FLAG,
-        has_stablehlo_constant_flag,
-        without_stablehlo_constant_flag,
-    )
+    from edgeq.tflite.stablehlo_constants import STABLEHLO_FLAG, has_stablehlo_constant_flag, without_stablehlo_constant_flag
     from edgeq.tflite.summary import summarize
 
     model = read_tflite(path)

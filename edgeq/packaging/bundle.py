@@ -15,10 +15,10 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgeq.conversion.manifest import Described
-from edgeq.conversion.records import ModelFile
 from edgeq.errors import DataError, UsageError
 from edgeq.fileio import check_writable, json_bytes, write_files_atomically
+from edgeq.records.manifest import ModelFile
+from edgeq.records.manifest_file import Described
 from edgeq.report.documents import markdown
 from edgeq.schema import SCHEMA_VERSION, to_json
 from edgeq.tflite.metadata import read_metadata

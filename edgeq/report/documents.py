@@ -12,8 +12,8 @@ from pathlib import Path
 from edgeq.escape import html_text, md
 from edgeq.gates import GateResult
 from edgeq.metrics import EXACT_DB
+from edgeq.records.manifest import StepKind
 from edgeq.report.text import broken_notes, evaluations, short_name, slice_text, step_label, step_outputs
-from edgeq.conversion.records import StepKind
 from edgeq.units import gate_figure, gate_status, number
 from edgeq.units import percent as pct
 from edgeq.units import size as kib

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shlex
 
-from edgeq.conversion.records import Latency, PreprocessingUsed, Search, SearchStep, StepKind
 from edgeq.escape import terminal
+from edgeq.records.manifest import Latency, PreprocessingUsed, Search, SearchStep, StepKind
 from edgeq.tflite.metadata import ModelMetadata
 from edgeq.tflite.summary import ModelSummary, TensorInfo
 from edgeq.units import gate_figure, gate_status, number, percent, size

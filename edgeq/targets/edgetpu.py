@@ -12,16 +12,7 @@ Sources:
 
 from __future__ import annotations
 
-from edgeq.targets import (
-    Op,
-    Rule,
-    TargetReport,
-    fused,
-    half_pixel_centers,
-    no_batch_axis,
-    per_op,
-    static_shapes,
-)
+from edgeq.targets import Op, Rule, TargetReport, fused, half_pixel_centers, no_batch_axis, per_op, static_shapes
 from edgeq.tflite.model import TfliteModel
 
 SOURCES = [

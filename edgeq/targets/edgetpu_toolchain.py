@@ -16,7 +16,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from edgeq.errors import ModelError
 
 COMPILER = "edgetpu_compiler"

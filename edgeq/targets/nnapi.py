@@ -15,14 +15,7 @@ Sources:
 
 from __future__ import annotations
 
-from edgeq.targets import (
-    Op,
-    Rule,
-    TargetReport,
-    half_pixel_centers,
-    per_op,
-    static_shapes,
-)
+from edgeq.targets import Op, Rule, TargetReport, half_pixel_centers, per_op, static_shapes
 from edgeq.tflite.model import TfliteModel
 
 SOURCES = [

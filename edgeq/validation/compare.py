@@ -14,36 +14,25 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgeq.conversion.manifest import Described
 from edgeq.conversion.pytorch import PT2_SUFFIX
-from edgeq.conversion.recipe import Recipe
-from edgeq.conversion.records import Manifest, PerLayer, PreprocessingUsed
 from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, open_samples
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
 from edgeq.gates import BASELINE_GATES, check_names, evaluate, passed
 from edgeq.metrics import Scorer, speedup
-from edgeq.roles import Role, decide_roles
 from edgeq.native import captured_native_stderr
 from edgeq.progress import report
+from edgeq.records.manifest import Manifest, PerLayer, PreprocessingUsed
+from edgeq.records.manifest_file import Described
+from edgeq.records.recipe import Recipe
+from edgeq.roles import Role, decide_roles
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.pairing import pair
 from edgeq.tflite.metadata import read_metadata, stated_normalization
 from edgeq.tflite.summary import summarize
-from edgeq.version import __version__
+from edgeq.validation.results import Baseline, DelegateCheck, DeviceResult, Latency, Pairing, Percentiles, Size, SourceCheck, TargetCheck, ValidationResult
 from edgeq.validation.streaming import Spill, paired_runs
-from edgeq.validation.results import (
-    Baseline,
-    DeviceResult,
-    Latency,
-    Pairing,
-    Size,
-    SourceCheck,
-    DelegateCheck,
-    TargetCheck,
-    Percentiles,
-    ValidationResult,
-)
+from edgeq.version import __version__
 
 log = logging.getLogger(__name__)
 

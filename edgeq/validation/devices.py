@@ -14,15 +14,7 @@ from edgeq.metrics import Scorer, speedup
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.protocol import Measurement, Runner
 from edgeq.schema import from_json
-from edgeq.validation.results import (
-    Accuracy,
-    BitExactness,
-    Capabilities,
-    DeviceResult,
-    OutputMatch,
-    Latency,
-    Percentiles,
-)
+from edgeq.validation.results import Accuracy, BitExactness, Capabilities, DeviceResult, Latency, OutputMatch, Percentiles
 
 LATENCY_ONLY = "latency only: no Python on the device, so no outputs to score (set python in the profile for accuracy)"
 

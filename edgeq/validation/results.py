@@ -17,11 +17,11 @@ from typing import Any
 from edgeq.errors import DataError
 from edgeq.gates import Figures, GateResult
 from edgeq.metrics import Accuracy, OutputScore
+from edgeq.records.manifest import PerLayer, PreprocessingUsed, Search
 from edgeq.run.litert import InvokeTimes
 from edgeq.run.protocol import Capabilities
-from edgeq.conversion.records import PerLayer, PreprocessingUsed, Search
-from edgeq.targets.edgetpu_toolchain import CompilerReport
 from edgeq.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgraded_results
+from edgeq.targets.edgetpu_toolchain import CompilerReport
 
 
 @dataclass(frozen=True)

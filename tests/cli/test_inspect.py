@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from edgeq.conversion.manifest import inspect_model
+from edgeq.records.manifest_file import inspect_model
 
 
 def test_inspect_matches_the_interpreter(cnn_int8):

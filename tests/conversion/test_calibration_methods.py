@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeq.conversion.converter import convert
-from edgeq.conversion.search import Budget
+from edgeq.records.budget import Budget
 from edgeq.validation.compare import validate
 
 pytestmark = pytest.mark.tf
@@ -81,10 +81,10 @@ def test_auto_search_stops_at_the_method_that_meets_the_budget(outlier_runs, cnn
 def test_parallel_histograms_equal_serial_ones(outlier_keras, digits_calib, tmp_path):
     from edgeq.conversion.calibration import read_ranges
     from edgeq.conversion.quantize import calibrate
-    from edgeq.conversion.recipe import Recipe
     from edgeq.conversion.ranges import histograms, histograms_parallel
     from edgeq.conversion.source import load_source
     from edgeq.data.samples import open_samples
+    from edgeq.records.recipe import Recipe
 
     source = load_source(outlier_keras)
     samples = list(open_samples(digits_calib, source.specs, limit=24))

@@ -70,7 +70,7 @@ def test_optimize_latency_writes_the_fastest_candidate_that_meets_the_budget(net
 
 
 def _candidate(name: str, p50: float, meets: bool | None):
-    from edgeq.conversion.records import Candidate
+    from edgeq.records.manifest import Candidate
 
     return Candidate(name, (), p50, p50 / 1.0, False, 10, 10, 1, {}, 30.0, meets, 1000)
 
@@ -90,7 +90,7 @@ def test_the_choice_is_the_fastest_that_meets_the_budget_for_fixed_timings(timin
 
 
 def _budget(min_sqnr: float):
-    from edgeq.conversion.search import Budget
+    from edgeq.records.budget import Budget
 
     return Budget(min_sqnr=min_sqnr)
 

@@ -9,10 +9,10 @@ import shutil
 
 import pytest
 
-from edgeq.conversion.manifest import Described, manifest_for, read_manifest
-from edgeq.conversion.recipe import Method, Mode
-from edgeq.conversion.records import Manifest, StepKind
 from edgeq.errors import DataError
+from edgeq.records.manifest import Manifest, StepKind
+from edgeq.records.manifest_file import Described, manifest_for, read_manifest
+from edgeq.records.recipe import Method, Mode
 from helpers import FIXTURES
 
 OLD = FIXTURES / "manifests"

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from edgeq.conversion.converter import convert
-from edgeq.conversion.search import Budget
+from edgeq.records.budget import Budget
 from edgeq.tflite.model import read_tflite
 
 

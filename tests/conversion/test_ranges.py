@@ -8,8 +8,8 @@ import pytest
 
 from edgeq.conversion.quantize import not_kept, resolve_keep_float
 from edgeq.conversion.ranges import BINS, choose, clipped_fraction
-from edgeq.conversion.recipe import Method
 from edgeq.errors import UsageError
+from edgeq.records.recipe import Method
 from edgeq.tflite.model import read_tflite
 from edgeq.tflite.summary import FloatOp
 from helpers import FIXTURES

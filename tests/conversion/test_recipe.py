@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from edgeq.conversion.options import ConvertOptions
-from edgeq.conversion.recipe import Method, Mode, Recipe
-from edgeq.conversion.search import Budget
 from edgeq.errors import DataError, UsageError
+from edgeq.records.budget import Budget
+from edgeq.records.recipe import Method, Mode, Recipe
 from edgeq.schema import from_json, to_json
 
 

@@ -90,8 +90,9 @@ def _calibrated(built: Path, cache: dict = {}):  # noqa: B006 - one calibration 
 def test_in_the_dsp_model_neither_region_alone_fixes_it(built):
     """The pattern itself: front end alone or normalization alone in float stays near full int8."""
     from edgeq.conversion.quantize import quantize
-    from edgeq.conversion.records import KeepFloat
-    from edgeq.conversion.search import Budget, Evaluator
+    from edgeq.conversion.search import Evaluator
+    from edgeq.records.budget import Budget
+    from edgeq.records.manifest import KeepFloat
 
     model, calibrated, source, options = _calibrated(built)
     layers = _graph(built)

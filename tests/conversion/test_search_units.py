@@ -11,9 +11,10 @@ from typing import Callable
 
 import pytest
 
-from edgeq.conversion.records import SearchStep, StepKind, StepOutput
+from edgeq.conversion.search import max_evaluations, search
 from edgeq.metrics import Accuracy, OutputScore, Scores
-from edgeq.conversion.search import Budget, max_evaluations, search
+from edgeq.records.budget import Budget
+from edgeq.records.manifest import SearchStep, StepKind, StepOutput
 from edgeq.tflite.graph import Layer, LayerGraph
 
 

@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeq.conversion.records import Manifest
 from edgeq.errors import DataError
+from edgeq.records.manifest import Manifest
 from edgeq.tflite.model import TfliteModel, read_tflite
 from edgeq.tflite.summary import ModelSummary, summarize
 

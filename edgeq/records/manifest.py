@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from edgeq.conversion.recipe import Recipe
+from edgeq.records.recipe import Recipe
 from edgeq.schema import SCHEMA_VERSION, from_json, to_json, upgraded_manifest
 from edgeq.tflite.summary import FloatOp, OpCount, SignatureInfo, TensorInfo, Weights
 
