@@ -236,7 +236,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         worst_sqnr_db=scores.worst_sqnr_db, worst_slice_sqnr_db=scores.worst_slice_sqnr_db, latency=latency,
         warnings=tuple(_warnings(options, int8, latency, kind, manifest, sweep)),
         conversion_search=manifest.search if manifest else None,
-        per_layer=_per_layer(model, reference, data, _specs(int8), options, manifest) if options.per_layer else None,
+        per_layer=_per_layer(model, reference, data, _specs(int8), options, manifest, pre) if options.per_layer else None,
         devices=tuple(devices))
 
 
@@ -296,10 +296,11 @@ def _channels_last(manifest: Manifest | None) -> bool:
 
 
 def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], options: ValidateOptions,
-               manifest: Manifest | None) -> PerLayer:
+               manifest: Manifest | None, pre: Preprocessing) -> PerLayer:
+    """The debugger's samples go through the preprocessing the main sweep resolved (flags, manifest,
+    or the model's metadata), so both judge the same inputs."""
     from edgeq.conversion.debugger import per_layer_errors
 
-    pre, _ = preprocessing_for(manifest, options)
     samples = list(open_samples(data, specs, pre, options.per_layer_samples, options.seed))
     return per_layer_errors(model, reference, samples, specs, options.signature, options.custom_objects, options.trust_model,
                             manifest)

@@ -187,6 +187,28 @@ def test_metadata_normalization_is_the_default_and_equals_the_explicit_range(min
     assert stated.manifest.sizes.source_bytes == minus_one_to_one.stat().st_size  # the ratio against the given file
 
 
+def test_per_layer_without_a_manifest_uses_the_normalization_the_metadata_states(minus_one_to_one, digits_calib, tmp_path,
+                                                                                 monkeypatch):
+    """An INT8 file alone (no manifest beside it) whose metadata states (x - 127.5) / 127.5: the
+    per-layer debugger gets the same inputs as the main sweep, in [-1, 1], not the 0..1 default."""
+    from edgeq.conversion import debugger
+
+    model = convert(minus_one_to_one, tmp_path / "alone.tflite", digits_calib, samples=32).output
+    (tmp_path / "alone.edgeq.json").unlink()
+    seen = []
+    real = debugger.per_layer_errors
+
+    def watched(model, reference, samples, *args):
+        seen.extend(samples)
+        return real(model, reference, samples, *args)
+
+    monkeypatch.setattr(debugger, "per_layer_errors", watched)
+    result = validate(model, minus_one_to_one, digits_calib.parent / "val", runs=2, warmup=1, per_layer=True, per_layer_samples=8)
+    assert result.preprocessing.origins["mean"] == "model metadata" and result.per_layer.layers
+    values = np.concatenate([np.ravel(x) for sample in seen for x in sample])
+    assert len(seen) == 8 and values.min() < -0.5 and values.max() <= 1.0  # (pixel - 127.5) / 127.5, not pixel / 255
+
+
 def test_a_keras_rescaling_layer_makes_the_default_range_0_255(digits_calib, tmp_path, cli):
     import keras
 
