@@ -123,12 +123,18 @@ def test_no_import_cycle():
                                                 ("validation/compare.py", "edgeq")])
 def test_the_rule_catches_an_upward_import(importer, imported, tmp_path):
     """The check is not vacuous: the same code finds an upward import planted in a copy of the tree."""
+    copy, _ = planted_import(tmp_path, importer, imported, upward)
+    assert [v for v in upward(copy) if imported in v]
+
+
+def planted_import(tmp_path: Path, importer: str, imported: str, check) -> tuple[Path, Path]:
+    """A copy of the package that passes `check`, then with `import imported` planted in `importer`."""
     copy = tmp_path / "edgeq"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert not upward(copy)
+    assert not check(copy)
     target = copy / importer
     target.write_text(target.read_text() + f"\n\ndef _planted():\n    import {imported}  # noqa\n")
-    assert [v for v in upward(copy) if imported in v]
+    return copy, target
 
 
 # -- the shared records sit below conversion/ ------------------------------------------------------
@@ -160,11 +166,7 @@ def test_readers_of_records_import_no_conversion_module():
                                                 ("cli/report.py", "edgeq.conversion.latency"),
                                                 ("validation/results.py", "edgeq.conversion.options")])
 def test_a_reader_importing_conversion_is_caught(importer, imported, tmp_path):
-    copy = tmp_path / "edgeq"
-    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    assert not conversion_imports(copy)
-    target = copy / importer
-    target.write_text(target.read_text() + f"\n\ndef _planted():\n    import {imported}  # noqa\n")
+    copy, target = planted_import(tmp_path, importer, imported, conversion_imports)
     assert conversion_imports(copy) == [f"{module_name(target, copy)} imports {imported}"]
 
 
