@@ -142,7 +142,8 @@ def test_int8_slower_than_float_says_why(hard_swish_stack, tmp_path):
     assert latency.cpu_fallback_ops == {"HARD_SWISH": 12} and latency.partitions == 13  # the real delegate's split
     # whether INT8 is slower depends on this CPU (no VNNI: it is, with VNNI: not always): the warning follows the figures
     slower = [w for w in result.warnings if "(slower)" in w]
-    assert bool(slower) == (latency.speedup < 1 and not latency.within_noise)
+    measured_slower = latency.speedup < 1 and not latency.within_noise
+    assert bool(slower) == measured_slower
     assert json.loads(json.dumps(result.to_json()))["warnings"] == list(result.warnings)
     from dataclasses import replace
 
