@@ -8,9 +8,9 @@ import pytest
 
 from edgeq.errors import UsageError
 from edgeq.gates import Figures, evaluate, passed
-from edgeq.run.devices import Profile
+from edgeq.run.profiles import Profile
 from edgeq.run.protocol import Measurement
-from edgeq.run.runner import BenchmarkModelRunner
+from edgeq.run.benchmark_model import BenchmarkModelRunner
 from edgeq.validation.devices import device_result
 from helpers import RecordedAdb
 
@@ -59,15 +59,15 @@ def _recorded(scale_p50: float, scale_mean: float) -> Measurement:
 def test_the_adb_runner_reads_its_timings_from_benchmark_model():
     measured = _recorded(1.0, 1.0)
     assert measured.outputs is None and measured.runtime == "benchmark_model" and measured.delegate == "xnnpack"
-    assert measured.timings_ms["p50"] > 0 and measured.samples_ms == [measured.timings_ms["p50"]]
+    assert measured.timings_ms.p50 > 0 and measured.samples_ms == [measured.timings_ms.p50]
 
 
 def test_latency_only_device_speedup_is_p50_based_and_its_accuracy_gates_are_na():
     int8, floating = _recorded(1.0, 1.0), _recorded(2.0, 3.0)  # p50 ratio 2, mean ratio 3
     runner = BenchmarkModelRunner(PIXEL)
     device = device_result(runner, None, int8, floating, None, 5)
-    assert device.latency.speedup == pytest.approx(floating.timings_ms["p50"] / int8.timings_ms["p50"], rel=1e-3)
-    assert device.latency.speedup != pytest.approx(floating.timings_ms["mean"] / int8.timings_ms["mean"], rel=1e-2)
+    assert device.latency.speedup == pytest.approx(floating.timings_ms.p50 / int8.timings_ms.p50, rel=1e-3)
+    assert device.latency.speedup != pytest.approx(floating.timings_ms.mean / int8.timings_ms.mean, rel=1e-2)
     assert not device.capabilities.scores_outputs and device.outputs == ()
     gates = evaluate({"max_drop": 0.5, "min_agreement": 0.99, "min_speedup": 1.5}, device.figures)
     assert [g.status for g in gates] == ["n/a", "n/a", "passed"]

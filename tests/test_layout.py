@@ -179,9 +179,6 @@ OTHER_FORMATS = {
     "edgeq/run/litert.py": "LiteRT's tensor-detail dicts (name, index, shape, dtype, quantization)",
     "edgeq/conversion/ranges.py": "LiteRT's tensor-detail dicts",
     "edgeq/run/on_device.py": "the device-side script's JSON protocol",
-    "edgeq/run/runner.py": "the device-side script's JSON protocol",
-    "edgeq/run/protocol.py": "the device-side script's JSON protocol (its timings)",
-    "edgeq/run/emulation.py": "the emulated device's setup record",
     "edgeq/cli/devices.py": "the device check's JSON lines",
     "edgeq/conversion/debugger.py": "TensorFlow's layer-statistics CSV",
 }
@@ -265,6 +262,43 @@ def test_a_string_key_read_of_a_manifest_is_caught(tmp_path):
     target.write_text(target.read_text() + "\n\ndef _planted(m):\n    return m['calibration'].get('fingerprint')\n")
     assert sorted(string_key_reads(copy)) == ["report/text.py:%d reads 'calibration'" % (target.read_text().count("\n")),
                                                "report/text.py:%d reads 'fingerprint'" % (target.read_text().count("\n"))]
+
+
+# -- run/ returns typed records -------------------------------------------------------------------
+
+# on_device.py runs on the device without edgeq: its JSON is read back typed (device_script.Probe, ScriptRun)
+DEVICE_SIDE = {"on_device.py"}
+
+
+def dict_returns(package: Path = PACKAGE) -> list[str]:
+    """Functions in run/ annotated to return a dict, or returning a dict display or comprehension."""
+    found = []
+    for path in sorted((package / "run").glob("*.py")):
+        if path.name in DEVICE_SIDE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            annotated = node.returns is not None and "dict" in ast.unparse(node.returns).lower()
+            literal = any(isinstance(r, ast.Return) and isinstance(r.value, (ast.Dict, ast.DictComp))
+                          for r in ast.walk(node))
+            if annotated or literal:
+                found.append(f"run/{path.name}::{node.name}")
+    return found
+
+
+def test_no_function_in_run_returns_a_dict():
+    assert not dict_returns()
+
+
+@pytest.mark.parametrize("planted", ["def planted() -> dict[str, float]:\n    return timings()\n",
+                                     "def planted(times):\n    return {'p50': times[0]}\n"])
+def test_a_dict_returned_in_run_is_caught(planted, tmp_path):
+    copy = tmp_path / "edgeq"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert not dict_returns(copy)
+    (copy / "run" / "litert.py").write_text((copy / "run" / "litert.py").read_text() + "\n\n" + planted)
+    assert dict_returns(copy) == ["run/litert.py::planted"]
 
 
 # -- short functions -------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
         return
     from dataclasses import asdict
 
-    from edgeq.run.devices import list_profiles
+    from edgeq.run.profiles import list_profiles
 
     profiles = list_profiles()
     if as_json:
@@ -38,19 +38,21 @@ def devices_check(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Connect to a device and report OS, CPU architecture, ARM dot-product, runtime and delegates."""
-    from edgeq.run.devices import check, load_profile
+    from edgeq.run.device_script import check
+    from edgeq.run.profiles import load_profile
+    from edgeq.schema import to_json
 
     try:
         info = check(load_profile(name))
     except EdgeqError as exc:
         fail(exc)
     if as_json:
-        typer.echo(json.dumps(info, indent=2))
+        typer.echo(json.dumps(to_json(info), indent=2))
         return
-    delegates = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["delegates"].items()) or "none"
-    for label, value in (("device", f"{info['name']} ({info['transport']}, {info['address']})"), ("os", info["os"]),
-                         ("cpu", info["machine"]), ("dot-product", "yes (asimddp)" if info["asimddp"] else "no"),
-                         ("python", info["python"]), ("runtime", info["runtime"] or info.get("runtime_error")),
+    delegates = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info.delegates.items()) or "none"
+    for label, value in (("device", f"{info.name} ({info.transport}, {info.address})"), ("os", info.os),
+                         ("cpu", info.machine), ("dot-product", "yes (asimddp)" if info.asimddp else "no"),
+                         ("python", info.python), ("runtime", info.runtime or info.runtime_error),
                          ("delegates", delegates)):
         say(terminal(f"{label:<12}{value}"))
 
@@ -58,8 +60,8 @@ def devices_check(
 @command(devices_app, "setup")
 def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", metavar="NAME", help="An emulated profile (transport qemu).")) -> None:
     """Build the ARM64 emulation (QEMU user mode, arm64 sysroot, aarch64 wheels) once into the cache."""
-    from edgeq.run.devices import load_profile
     from edgeq.run.emulation import setup
+    from edgeq.run.profiles import load_profile
 
     try:
         profile = load_profile(name)

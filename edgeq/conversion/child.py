@@ -284,7 +284,7 @@ def _timing_device(name: str | None):
     """The device profile the candidates are timed on, how to name it, and why not when not."""
     if name is None:
         return None, "xnnpack (this machine)", None
-    from edgeq.run.devices import load_profile
+    from edgeq.run.profiles import load_profile
 
     profile = load_profile(name)
     if profile.emulated:

@@ -14,7 +14,8 @@ import numpy as np
 
 from edgeq.metrics import Scorer
 from edgeq.records.manifest import Candidate, Latency
-from edgeq.run.litert import InvokeTimes, LiteRTRunner, within_noise
+from edgeq.run.litert import LiteRTRunner, within_noise
+from edgeq.run.protocol import InvokeTimes
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
 BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}  # at float I/O: XNNPACK takes them; they split nothing

@@ -20,10 +20,12 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 from edgeq.errors import EdgeqError
+from edgeq.schema import from_json, to_json
 
 MIRROR = "http://deb.debian.org/debian"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -53,13 +55,14 @@ def python_command(cpu: str, cache: Path | None = None) -> list[str]:
     cache = cache or cache_dir()
     if not ready(cache):
         raise EmulationError(f"no ARM64 emulation in {cache}; run: edgeq devices setup emulated-raspberry-pi-5")
-    check_architecture(cache / "site")
+    check_architecture(site_dir(cache))
     sysroot = cache / "sysroot"
     return [str(qemu_binary(cache)), "-cpu", cpu, "-L", str(sysroot), str(sysroot / "usr" / "bin" / "python3")]
 
 
-def environment(cache: Path | None = None) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str((cache or cache_dir()) / "site"), "PYTHONNOUSERSITE": "1"}
+def site_dir(cache: Path | None = None) -> Path:
+    """The unpacked aarch64 wheels (numpy, ai-edge-litert): the emulated Python's PYTHONPATH."""
+    return (cache or cache_dir()) / "site"
 
 
 def check_architecture(site: Path) -> None:
@@ -75,13 +78,25 @@ def check_architecture(site: Path) -> None:
                              f"delete {site.parent} and run edgeq devices setup again")
 
 
-def setup(say: Callable[[str], None] = print, cache: Path | None = None) -> dict:
+@dataclass(frozen=True)
+class Emulation:
+    """What `edgeq devices setup` built (complete.json in the cache), and whether it was there already."""
+
+    bytes: int
+    seconds: float
+    qemu: str
+    sysroot: str
+    wheels: tuple[str, ...]
+    reused: bool = False
+
+
+def setup(say: Callable[[str], None] = print, cache: Path | None = None) -> Emulation:
     """Build the cache once (a no-op when it is complete); what was downloaded, sizes and time."""
     cache = cache or cache_dir()
     if ready(cache):
-        info = json.loads((cache / "complete.json").read_text())
-        say(f"ARM64 emulation is ready in {cache} ({_mib(info['bytes'])}); nothing to download")
-        return {**info, "reused": True}
+        info = from_json(Emulation, json.loads((cache / "complete.json").read_text()), str(cache / "complete.json"))
+        say(f"ARM64 emulation is ready in {cache} ({_mib(info.bytes)}); nothing to download")
+        return replace(info, reused=True)
     for tool in ("dpkg", "apt-get", "debootstrap"):
         if shutil.which(tool) is None:
             raise EmulationError(f"{tool} is not installed; on Debian/Ubuntu: apt-get install {'debootstrap' if tool == 'debootstrap' else 'dpkg apt'}")
@@ -111,13 +126,12 @@ def setup(say: Callable[[str], None] = print, cache: Path | None = None) -> dict
     _download_wheels(work / "site")
     check_architecture(work / "site")
     size = sum(p.stat().st_size for p in work.rglob("*") if p.is_file() and not p.is_symlink())
-    info = {"bytes": size, "seconds": round(time.monotonic() - start, 1), "qemu": "trixie qemu-user",
-            "sysroot": "bookworm arm64 minbase + python3", "wheels": list(PACKAGES)}
-    (work / "complete.json").write_text(json.dumps(info))
+    info = Emulation(size, round(time.monotonic() - start, 1), "trixie qemu-user", "bookworm arm64 minbase + python3", PACKAGES)
+    (work / "complete.json").write_text(json.dumps(to_json(info)))
     shutil.rmtree(cache, ignore_errors=True)
     work.rename(cache)
-    say(f"ARM64 emulation ready in {cache}: {_mib(size)} in {info['seconds']:.0f} s")
-    return {**info, "reused": False}
+    say(f"ARM64 emulation ready in {cache}: {_mib(size)} in {info.seconds:.0f} s")
+    return info
 
 
 def _download_qemu(work: Path) -> Path:

@@ -1,5 +1,6 @@
 """The local runner: a model in LiteRT on this machine (XNNPACK, a delegate library, or the
-built-in kernels). Device runners (edgeq.run.runner) share its `measure` interface.
+built-in kernels). Device runners (edgeq.run.device_script, edgeq.run.benchmark_model) share its
+`measure` interface.
 
 A runner takes named float arrays, returns named float arrays, and times its own invokes.
 Quantizing inputs and dequantizing outputs with each tensor's scale and zero-point happens here,
@@ -21,7 +22,7 @@ from edgeq.errors import ModelError, UsageError
 from edgeq.native import captured_native_stderr
 from edgeq.roles import OutputFacts
 from edgeq.run.pairing import Port
-from edgeq.run.protocol import Capabilities, Measurement
+from edgeq.run.protocol import Capabilities, InvokeTimes, Measurement, Percentiles
 
 DELEGATES = ("xnnpack", "none", "ref")
 
@@ -50,29 +51,6 @@ def _runtime():
     return litert
 
 
-@dataclass(frozen=True)
-class InvokeTimes:
-    runs: int
-    warmup: int
-    threads: int
-    p50: float
-    p90: float
-    p99: float
-    mean: float
-    std: float
-    samples_ms: tuple[float, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "mean": self.mean, "std": self.std,
-                "samples": list(self.samples_ms)}
-
-    @classmethod
-    def of(cls, times_ms: list[float], warmup: int, threads: int) -> InvokeTimes:
-        t = np.asarray(times_ms)
-        return cls(len(t), warmup, threads, *(round(float(np.percentile(t, q)), 4) for q in (50, 90, 99)),
-                   round(float(t.mean()), 4), round(float(t.std()), 4), tuple(round(x, 4) for x in times_ms))
-
-
 def invoke_once(model: bytes, first_sample: Callable[[list], list[np.ndarray] | None]) -> str:
     """Load, allocate and invoke `model` once in LiteRT (XNNPACK, as apps run it), on the first
     real sample `first_sample(specs)` gives, else on zeros. Returns what it ran on; raises
@@ -95,6 +73,14 @@ def invoke_once(model: bytes, first_sample: Callable[[list], list[np.ndarray] | 
         except (ValueError, RuntimeError) as exc:
             raise RuntimeError(native.last_error_line() or str(exc)) from None
     return "the first calibration sample" if sample is not None else "zeros (no samples to take one from)"
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """How many of the model's nodes the delegate took, and the op types left to the built-in kernels."""
+
+    nodes: int
+    kept_ops: dict[str, int]
 
 
 def within_noise(a: InvokeTimes, b: InvokeTimes) -> bool:
@@ -147,7 +133,8 @@ class LiteRTRunner:
             raise ModelError(f"{path}: the interpreter rejected the model ({native.last_error_line() or exc})") from exc
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
-        self.delegated_nodes, self.kept_ops = self._delegation()
+        delegation = self._delegation()
+        self.delegated_nodes, self.kept_ops = delegation.nodes, delegation.kept_ops
         self.partitions = sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())  # noqa: SLF001
         self.input_ports, self.output_ports = self._ports()
 
@@ -185,7 +172,7 @@ class LiteRTRunner:
     def total_nodes(self) -> int:
         return len(self.model.operators)
 
-    def _delegation(self) -> tuple[int, dict[str, int]]:
+    def _delegation(self) -> Delegation:
         """How many of the model's nodes a delegate took, and which op types stayed on built-ins.
 
         Delegated nodes stay in the interpreter's node list, replaced by DELEGATE nodes; a node
@@ -210,7 +197,7 @@ class LiteRTRunner:
         for i, op in enumerate(original):
             if i not in taken:
                 kept[op["op_name"]] = kept.get(op["op_name"], 0) + 1
-        return len(taken), kept
+        return Delegation(len(taken), kept)
 
     def quantize_inputs(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         """Float arrays in input order -> arrays in the model's input dtypes."""
@@ -249,7 +236,7 @@ class LiteRTRunner:
             raise UsageError(f"this runner holds {self.path.name}, not {Path(model).name}; open a runner for it")
         rows = [self.run_raw([a[i:i + 1] for a in inputs]) for i in range(inputs[0].shape[0])]
         self.run_raw([a[:1] for a in inputs])  # the first sample stays set for the timed invokes
-        return Measurement([np.concatenate(column) for column in zip(*rows)], self._timed(warmup, runs).to_dict(),
+        return Measurement([np.concatenate(column) for column in zip(*rows)], Percentiles.of(self._timed(warmup, runs)),
                            self.delegate, self.threads, warmup, runs, "ai_edge_litert")
 
     def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> InvokeTimes:

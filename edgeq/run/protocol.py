@@ -2,12 +2,13 @@
 
 A runner takes a model file and a batch of inputs in the model's own dtypes, and gives back the
 raw outputs (None when it cannot return any) and timings. Its capabilities say what it can serve:
-a latency-only runner (adb with TFLite's benchmark_model) gives no outputs, so accuracy gates are
-not applicable to it; an emulated one gives outputs but no latency figure.
+a latency-only runner gives no outputs, so accuracy gates are not applicable to it; an emulated
+one gives outputs but no latency figure.
 
-Runners: `litert.LiteRTRunner` (this machine: XNNPACK, built-in or reference kernels, or an
-external delegate such as the Edge TPU's libedgetpu), `runner.DeviceRunner` (ssh, qemu, local:
-edgeq's on_device.py there) and `runner.BenchmarkModelRunner` (adb: TFLite's benchmark_model).
+Runners, one module per backend: `litert.LiteRTRunner` (the LiteRT interpreter on this machine:
+XNNPACK, built-in or reference kernels, or an external delegate such as the Edge TPU's
+libedgetpu), `device_script.DeviceRunner` (ssh, qemu, local: edgeq's on_device.py there) and
+`benchmark_model.BenchmarkModelRunner` (adb: TFLite's benchmark_model).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -24,9 +27,51 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class InvokeTimes:
+    """Timed invokes of one model, as measured: every run's milliseconds and their percentiles."""
+
+    runs: int
+    warmup: int
+    threads: int
+    p50: float
+    p90: float
+    p99: float
+    mean: float
+    std: float
+    samples_ms: tuple[float, ...]
+
+    @classmethod
+    def of(cls, times_ms: list[float], warmup: int, threads: int) -> InvokeTimes:
+        t = np.asarray(times_ms)
+        return cls(len(t), warmup, threads, *(round(float(np.percentile(t, q)), 4) for q in (50, 90, 99)),
+                   round(float(t.mean()), 4), round(float(t.std()), 4), tuple(round(x, 4) for x in times_ms))
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """Milliseconds per invoke; a runner fills what it measures (benchmark_model: no samples)."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p5: float | None = None
+    p95: float | None = None
+    samples: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, measured: InvokeTimes) -> Percentiles:
+        return cls(p50=measured.p50, p90=measured.p90, p99=measured.p99, mean=measured.mean, std=measured.std,
+                   samples=measured.samples_ms)
+
+
+@dataclass(frozen=True)
 class Measurement:
     outputs: list[Any] | None  # raw outputs over the batch, model dtypes; None for a latency-only runner
-    timings_ms: dict[str, Any]  # p50 and the other figures the runner gives, plus "samples" where it has them
+    timings_ms: Percentiles
     delegate: str
     threads: int
     warmup: int
@@ -37,7 +82,7 @@ class Measurement:
     @property
     def samples_ms(self) -> list[float]:
         """Every run's time where the runner gives them, else its p50 alone."""
-        return list(self.timings_ms.get("samples") or [self.timings_ms["p50"]])
+        return list(self.timings_ms.samples or [self.timings_ms.p50])
 
 
 @runtime_checkable

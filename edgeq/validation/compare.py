@@ -257,7 +257,7 @@ def _warnings(options: ValidateOptions, int8: LiteRTRunner, latency: Latency, ki
 
 def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRunner, sweep: Sweep,
                 first: list, options: ValidateOptions) -> list[DeviceResult]:
-    from edgeq.run.devices import load_profile
+    from edgeq.run.profiles import load_profile
     from edgeq.run.runner import runner_for
     from edgeq.validation.devices import LocalRun, validate_on_devices
 

@@ -13,8 +13,7 @@ import numpy as np
 from edgeq.metrics import Scorer, speedup
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.protocol import Measurement, Runner
-from edgeq.schema import from_json
-from edgeq.validation.results import Accuracy, BitExactness, Capabilities, DeviceResult, Latency, OutputMatch, Percentiles
+from edgeq.validation.results import Accuracy, BitExactness, Capabilities, DeviceResult, Latency, OutputMatch
 
 LATENCY_ONLY = "latency only: no Python on the device, so no outputs to score (set python in the profile for accuracy)"
 
@@ -50,7 +49,7 @@ def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measureme
     """A runner's measurements as a device result: scored where outputs came back, timed where
     the runner gives latency, speedup always float p50 over INT8 p50."""
     profile = getattr(runner, "profile", None)
-    int8_ms, float_ms = (from_json(Percentiles, m.timings_ms, f"{runner.name} timings") for m in (measured, floating))
+    int8_ms, float_ms = measured.timings_ms, floating.timings_ms
     latency = Latency(delegate=measured.delegate, threads=measured.threads, warmup=measured.warmup, runs=measured.runs,
                       int8_ms=int8_ms, float_ms=float_ms, speedup=speedup(float_ms.p50, int8_ms.p50))
     capabilities = Capabilities(runner.capabilities.scores_outputs, runner.capabilities.latency)

@@ -18,30 +18,9 @@ from edgeq.errors import DataError
 from edgeq.gates import Figures, GateResult
 from edgeq.metrics import Accuracy, OutputScore
 from edgeq.records.manifest import PerLayer, PreprocessingUsed, Search
-from edgeq.run.litert import InvokeTimes
-from edgeq.run.protocol import Capabilities
+from edgeq.run.protocol import Capabilities, Percentiles
 from edgeq.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgraded_results
 from edgeq.targets.edgetpu_toolchain import CompilerReport
-
-
-@dataclass(frozen=True)
-class Percentiles:
-    """Milliseconds per invoke; a runner fills what it measures (benchmark_model: no samples)."""
-
-    p50: float | None = None
-    p90: float | None = None
-    p99: float | None = None
-    mean: float | None = None
-    std: float | None = None
-    min: float | None = None
-    max: float | None = None
-    p5: float | None = None
-    p95: float | None = None
-    samples: tuple[float, ...] = ()
-
-    @classmethod
-    def of(cls, measured: InvokeTimes) -> Percentiles:
-        return cls(**{**measured.to_dict(), "samples": measured.samples_ms})
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,7 @@ def test_profile_with_a_wrong_type_is_exit_2_naming_the_key(tmp_path, cli):
     profile = tmp_path / "pi.toml"
     profile.write_text('name = "pi"\ntransport = "ssh"\nhost = 123\n')
     code, _, err = cli("devices", "check", profile)
-    assert code == 2 and "key 'host' must be a str" in err
+    assert code == 2 and "key 'host': expected a string, got int 123" in err
 
 
 def test_profile_found_by_its_name_key(tmp_path, cli, monkeypatch):

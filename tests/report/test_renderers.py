@@ -14,8 +14,8 @@ import pytest
 from edgeq.gates import evaluate, passed
 from edgeq.report.documents import html_page, markdown
 from edgeq.report.text import validation_text
-from edgeq.run.devices import Profile
-from edgeq.run.runner import BenchmarkModelRunner
+from edgeq.run.profiles import Profile
+from edgeq.run.benchmark_model import BenchmarkModelRunner
 from edgeq.validation.devices import device_result
 from edgeq.validation.results import ValidationResult
 from helpers import FIXTURES, RecordedAdb

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from prerequisites import require
 
-from edgeq.run.devices import Profile, load_profile, parse_benchmark_model
+from edgeq.run.benchmark_model import parse_benchmark_model
+from edgeq.run.profiles import Profile, load_profile
 from edgeq.validation.compare import validate
 from helpers import FIXTURES
 
@@ -212,7 +213,7 @@ def test_shipped_profiles_load_and_list(cli):
 def test_benchmark_model_parser_on_recorded_output(fixture, expected):
     """Recorded output of the real benchmark_model; sources in fixtures/benchmark_model/README.md."""
     parsed = parse_benchmark_model((RECORDED / fixture).read_text())
-    assert {k: parsed[k] for k in expected} == expected
+    assert {k: getattr(parsed, k) for k in expected} == expected
 
 
 def test_optimize_latency_times_the_candidates_on_the_device(trained, digits_calib, sshd, device_python, tmp_path, cli):

@@ -66,6 +66,6 @@ def test_the_local_runner_is_a_runner_and_measures_like_run_raw():
     measured = runner.measure(INT8, stacked, warmup=1, runs=4)
     for i, sample in enumerate(batch):
         np.testing.assert_array_equal(measured.outputs[0][i:i + 1], runner.run_raw([sample])[0])
-    assert len(measured.timings_ms["samples"]) == 4 and measured.timings_ms["p50"] > 0
+    assert len(measured.timings_ms.samples) == 4 and measured.timings_ms.p50 > 0
     with pytest.raises(UsageError, match="this runner holds tiny_int8.tflite, not tiny_float.tflite"):
         runner.measure(FLOAT, stacked, 0, 1)

@@ -1,0 +1,146 @@
+"""Device profiles: devices/*.toml, read through the one typed codec (edgeq.schema), looked up
+by name or path. A profile describes hardware and how to reach it; it never holds a secret."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from edgeq.errors import DataError, UsageError
+from edgeq.schema import from_json
+
+TRANSPORTS = ("local", "ssh", "adb", "qemu")
+FORBIDDEN_KEYS = ("password", "passphrase", "passwd", "secret", "token")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str = ""
+    transport: str = "local"
+    host: str | None = None
+    port: int = 22
+    user: str | None = None
+    identity_file: str | None = None
+    known_hosts: str | None = None  # default: the user's ~/.ssh/known_hosts
+    serial: str | None = None  # adb
+    python: str | None = None  # the device's Python; adb: none means benchmark_model
+    runtime: str | None = None  # ai_edge_litert | tflite_runtime; default: whichever the device has
+    benchmark_binary: str | None = None  # adb: path of TFLite's benchmark_model on the device
+    delegates: tuple[str, ...] = ("xnnpack",)
+    threads: int = 1
+    workdir: str = "/tmp"
+    timeout: float = 30.0  # seconds to connect / answer
+    cpu: str | None = None  # qemu: the emulated CPU model, e.g. cortex-a76
+    path: str | None = None  # where the profile was read from
+
+    def __post_init__(self) -> None:
+        if self.transport not in TRANSPORTS:
+            raise UsageError(f"device {self.name}: transport {self.transport!r}; use one of {', '.join(TRANSPORTS)}")
+        if self.transport == "ssh" and not self.host:
+            raise UsageError(f"device {self.name}: an ssh profile needs host")
+        if self.transport == "qemu" and not self.cpu:
+            raise UsageError(f"device {self.name}: a qemu profile needs cpu (e.g. cortex-a76)")
+        if self.runtime not in (None, "ai_edge_litert", "tflite_runtime"):
+            raise UsageError(f"device {self.name}: runtime {self.runtime!r}; use ai_edge_litert or tflite_runtime")
+        if self.timeout <= 0 or self.threads < 1:
+            raise UsageError(f"device {self.name}: timeout and threads must be positive")
+
+    @property
+    def address(self) -> str:
+        if self.transport == "ssh":
+            return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+        if self.transport == "qemu":
+            return f"qemu-aarch64 -cpu {self.cpu}"
+        return f"adb {self.serial or '(only device)'}" if self.transport == "adb" else "this machine"
+
+    @property
+    def emulated(self) -> bool:
+        return self.transport == "qemu"
+
+
+def shipped_dir() -> Path:
+    """The profiles shipped with edgeq, as package data (also in a wheel install)."""
+    from importlib.resources import files
+
+    return Path(str(files("edgeq.run") / "profiles"))
+
+
+def profile_dirs() -> list[Path]:
+    """Where profiles are looked up: $EDGEQ_DEVICES, ./devices, then the ones shipped with edgeq."""
+    dirs = [Path(p) for p in os.environ.get("EDGEQ_DEVICES", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "devices", shipped_dir()]
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def load_profile(name_or_path: str) -> Profile:
+    """A profile by path, or by name: its `name` key or its file name, first found wins."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise UsageError(f"{path}: no such device profile")
+        return read_profile(path)
+    for profile in list_profiles():
+        if name_or_path in (profile.name, Path(profile.path or "").stem):
+            return profile
+    known = ", ".join(p.name for p in list_profiles()) or "none"
+    raise UsageError(f"no device profile {name_or_path!r}; known: {known} (edgeq devices lists them)")
+
+
+def read_profile(path: Path) -> Profile:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read ({exc.strerror})") from None
+    return profile_of(data, path)
+
+
+def profile_of(data: dict[str, Any], path: Path) -> Profile:
+    """A profile from its TOML table: every key known and of its field's type (a wrong one is
+    one line naming the key), no key that looks like a secret."""
+    secret = [k for k in data if any(word in k.lower() for word in FORBIDDEN_KEYS)]
+    if secret:
+        raise UsageError(f"{path}: a profile never holds a password ({secret[0]}); use key authentication (identity_file)")
+    hints = {f.name: typing.get_type_hints(Profile)[f.name] for f in fields(Profile) if f.name != "path"}
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise UsageError(f"{path}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(hints))}")
+    try:
+        values = {key: from_json(hints[key], value, f"{path}: key '{key}'") for key, value in data.items()}
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    return Profile(**{"name": path.stem, **values}, path=str(path))
+
+
+def list_profiles() -> list[Profile]:
+    """Every readable profile, first found by name wins; a user profile that shadows a shipped
+    one is a warning, since its `python` (or host) is what then runs."""
+    seen: dict[str, Profile] = {}
+    shipped = shipped_dir().resolve()
+    for d in profile_dirs():
+        for path in sorted(d.glob("*.toml")):
+            try:
+                profile = read_profile(path)
+            except UsageError as exc:
+                log.warning("skipping device profile %s", exc)
+                continue
+            if profile.name in seen:
+                if d.resolve() == shipped:
+                    log.warning("device profile %s (%s) shadows the one shipped with edgeq (%s)",
+                                profile.name, seen[profile.name].path, path)
+                continue
+            seen[profile.name] = profile
+    return list(seen.values())
