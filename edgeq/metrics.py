@@ -248,9 +248,3 @@ class Scorer:
         slices = [o.worst_slice.sqnr_db for o in outputs if o.worst_slice]
         return Scores(accuracy, tuple(outputs), min(sqnrs) if sqnrs else None, min(slices) if slices else None,
                       bool(outputs) and all(o.exact for o in outputs))
-
-
-def speedup(float_p50: float | None, int8_p50: float | None) -> float | None:
-    """Float p50 over INT8 p50, as every speedup edgeq reports; None where a p50 is missing
-    (a benchmark_model build that prints no percentiles)."""
-    return round(float_p50 / int8_p50, 4) if float_p50 and int8_p50 else None

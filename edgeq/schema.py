@@ -15,7 +15,7 @@ from typing import Any
 
 from edgeq.errors import DataError, UsageError
 
-SCHEMA_VERSION = "1.4"  # major bumps when a reader of the previous major would misread the file
+SCHEMA_VERSION = "1.5"  # major bumps when a reader of the previous major would misread the file
 NUM = (int, float)
 
 
@@ -157,7 +157,8 @@ def upgraded_results(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def upgraded_manifest(data: Any, where: str) -> dict[str, Any]:
-    """A manifest of schema 1.3 or earlier in today's shape. 1.4 took the calibration method out of
+    """A manifest of schema 1.4 or earlier in today's shape. 1.5 gave latency one ratio, `speedup`
+    (float p50 / INT8 p50, as validate's), where 1.4 had `ratio` (INT8 / float). 1.4 took the calibration method out of
     the search steps' kind ("int8 (entropy)" -> kind int8, method entropy) and out of the
     calibration record (the recipe holds it; a QAT model's ranges are `trained`), named the
     preprocessing origins `origins`, and left the recipe's fields out of `options`. Files of
@@ -183,7 +184,21 @@ def upgraded_manifest(data: Any, where: str) -> dict[str, Any]:
         steps = search.get("steps")
         data["search"] = {**search, "steps": [_step(s) for s in steps] if isinstance(steps, list) else steps,
                           "chosen": _step(search.get("chosen"))}
+    latency = data.get("latency")
+    if isinstance(latency, dict):
+        candidates = latency.get("candidates")
+        data["latency"] = _speedup(latency) | ({"candidates": [_speedup(c) for c in candidates]}
+                                               if isinstance(candidates, list) else {})
     return data
+
+
+def _speedup(timed: Any) -> Any:
+    """A latency record of schema 1.4 or earlier: `ratio` (INT8 / float) becomes `speedup` (float / INT8)."""
+    if not isinstance(timed, dict) or "ratio" not in timed:
+        return timed
+    ratio = timed["ratio"]
+    speed = round(1 / ratio, 4) if isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and ratio > 0 else None
+    return {**{k: v for k, v in timed.items() if k != "ratio"}, "speedup": speed}
 
 
 RECIPE_KEYS = ("mode", "io", "per_tensor", "keep_float", "calibration", "signatures", "preprocessing", "samples", "seed",

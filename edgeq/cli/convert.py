@@ -19,16 +19,16 @@ def slower_hint(latency, served: bool = False) -> str | None:
     import shlex
     import sys
 
-    if not latency or latency.optimized or latency.ratio is None or latency.ratio <= 1 or latency.within_noise:
+    from edgeq.speed import slower_than_float, this_cpu
+
+    if not latency or latency.optimized:
         return None
-    off = latency.off_delegate
-    why = (f"{', '.join(f'{k} x{v}' for k, v in off.items())} fell off XNNPACK ({latency.partitions} partitions)" if off
-           else "XNNPACK took every op")
     command = shlex.join(["edgeq", *sys.argv[1:], "--optimize", "latency"])
     cached = ", measured by the run this conversion was cached from" if served else ""
-    return (f"INT8 ran at {1 / latency.ratio:.2f}x the float model's speed on XNNPACK here (p50 {latency.int8_p50_ms:.3f} "
-            f"vs {latency.float_p50_ms:.3f} ms, 1 thread{cached}): {why}; to keep those ops in float where that is faster, run: "
-            + terminal(command))
+    return slower_than_float("INT8", latency.speedup, latency.within_noise, f"XNNPACK on this machine ({this_cpu().describe()})",
+                             latency.off_delegate, latency.partitions,
+                             [f"to keep those ops in float where that is faster, run: {terminal(command)}"],
+                             f"p50 {latency.int8_p50_ms:.3f} vs {latency.float_p50_ms:.3f} ms, 1 thread{cached}")
 
 
 @command()

@@ -265,7 +265,7 @@ def _latency(calibrated: bytes, quantized: bytes, specs: tuple[InputSpec, ...], 
     order = calibrator_order(parse_tflite(calibrated), [s.name for s in specs])
     samples = [[sample[k] for k in order] for sample in open_samples(data, list(specs), recipe.preprocessing, 16, recipe.seed)]
     if options.optimize != "latency":
-        return quantized, latency.slower_than_float(calibrated, quantized, samples[0])
+        return quantized, latency.against_float(calibrated, quantized, samples[0])
     if options.budget is not None:
         evaluator = _evaluator(calibrated, specs, options)
 

@@ -16,6 +16,7 @@ from edgeq.metrics import Scorer
 from edgeq.records.manifest import Candidate, Latency
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.protocol import InvokeTimes
+from edgeq.speed import speedup
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
 BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}  # at float I/O: XNNPACK takes them; they split nothing
@@ -55,11 +56,11 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
         return timed.pop("float"), {name: (timed[name], runners[name]) for name in models}
 
 
-def slower_than_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray], runs: int = 60) -> Latency:
+def against_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray], runs: int = 60) -> Latency:
     """INT8 against float as converted (about 2 s at most): the figures, and what fell off the delegate."""
     float_time, timed = measure(float_model, {"as converted": quantized}, sample, runs, 2.0)
     int8_time, runner = timed["as converted"]
-    return Latency("xnnpack", 1, float_time.p50, int8_time.p50, round(int8_time.p50 / float_time.p50, 4),
+    return Latency("xnnpack", 1, float_time.p50, int8_time.p50, speedup(float_time.p50, int8_time.p50),
                    within_noise(int8_time, float_time), fell_off(runner), runner.partitions)
 
 
@@ -78,13 +79,13 @@ def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, .
     for keep in keeps:
         timing, runner = timed[_name(keep)]
         sqnr, meets = score(models[_name(keep)])
-        candidates.append(Candidate(_name(keep), keep, timing.p50, round(timing.p50 / float_time.p50, 4),
+        candidates.append(Candidate(_name(keep), keep, timing.p50, speedup(float_time.p50, timing.p50),
                                     within_noise(timing, float_time), runner.delegated_nodes, runner.total_nodes,
                                     runner.partitions, fell_off(runner), sqnr, meets, len(models[_name(keep)])))
     chosen = choose(candidates)
     return models[chosen.name], Latency(where, 1, float_time.p50, rounds=ROUNDS, runs=runs, chosen=chosen.name,
                                         keep_ops=chosen.keep_ops, candidates=tuple(candidates),
-                                        faster_than_float=chosen.ratio <= 1 or chosen.within_noise)
+                                        faster_than_float=chosen.speedup >= 1 or chosen.within_noise)
 
 
 def choose(candidates: list[Candidate]) -> Candidate:

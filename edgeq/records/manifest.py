@@ -145,7 +145,7 @@ class Candidate:
     name: str
     keep_ops: tuple[str, ...]
     int8_p50_ms: float
-    ratio: float
+    speedup: float  # float p50 / this candidate's p50
     within_noise: bool
     delegated_nodes: int
     total_nodes: int
@@ -164,7 +164,7 @@ class Latency:
     threads: int
     float_p50_ms: float
     int8_p50_ms: float | None = None
-    ratio: float | None = None
+    speedup: float | None = None  # float p50 / INT8 p50
     within_noise: bool = False
     off_delegate: dict[str, int] = field(default_factory=dict)
     partitions: int | None = None

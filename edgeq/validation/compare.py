@@ -19,7 +19,8 @@ from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, 
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
 from edgeq.gates import BASELINE_GATES, check_names, evaluate, passed
-from edgeq.metrics import Scorer, speedup
+from edgeq.metrics import Scorer
+from edgeq.speed import slower_than_float, speedup, this_cpu
 from edgeq.native import captured_native_stderr
 from edgeq.progress import report
 from edgeq.records.manifest import Manifest, PerLayer, PreprocessingUsed
@@ -248,7 +249,7 @@ def _warnings(options: ValidateOptions, int8: LiteRTRunner, latency: Latency, ki
             f"XNNPACK was asked for but took none of the {kind} model's nodes: its latency is that of LiteRT's built-in "
             f"kernels (measured {latency.speedup or 0:.2f}x the float model's speed)"
         )
-    slower = slower_than_float(latency, kind)
+    slower = _slower(latency, kind, options)
     if slower:
         warnings.append(slower)
     observed = manifest.calibration.observed_range if manifest and manifest.calibration else {}
@@ -320,30 +321,17 @@ def _range_warnings(seen: dict[str, tuple[float, float]], specs: list[InputSpec]
     return found
 
 
-REMEDIES = {
-    "HARD_SWISH": "XNNPACK's delegate takes HARD_SWISH in float only (its VisitHardSwishNode checks for float "
-                  "tensors; not a matter of quantization parameters): keep it in float with --mode int8-fallback "
-                  "--keep-float HARD_SWISH, or use a ReLU6 variant of the model",
-    "SOFTMAX": "an int8 SOFTMAX runs on built-in kernels; it is cheap unless the tensor is large",
-}
-
-
-def slower_than_float(latency: Latency, kind: str) -> str | None:
-    """Why the quantized model ran slower than float on this delegate, and what may help."""
-    speedup = latency.speedup
-    if speedup is None or speedup >= 1 or latency.within_noise:
-        return None
-    fell = latency.cpu_fallback_ops
-    why = (f"{sum(fell.values())} op(s) fell off {latency.delegate} ({', '.join(f'{k} x{v}' for k, v in fell.items())}), "
-           f"splitting it into {latency.partitions} partition(s)") if fell else f"{latency.delegate} took every op"
-    remedies = [REMEDIES[op] for op in fell if op in REMEDIES]
+def _slower(latency: Latency, kind: str, options: ValidateOptions) -> str | None:
+    """Why the quantized model ran slower than float on this delegate, on this machine's CPU, and what may help."""
+    remedies = []
     if kind == "int16x8":
         remedies.append("int16x8 runs on LiteRT's built-in kernels only; int8 with a few float layers may be faster")
-    if fell and kind != "int16x8":
-        remedies.insert(0, "reconvert with edgeq convert ... --optimize latency, which times keeping those op types in "
-                           "float against float and writes the fastest model that keeps your accuracy budget")
-    return (f"{kind} ran at {speedup:.2f}x the float model's speed on {latency.delegate} (slower): {why}"
-            + (f"; {'; '.join(remedies)}" if remedies else ""))
+    elif latency.cpu_fallback_ops:
+        remedies.append("reconvert with edgeq convert ... --optimize latency, which times keeping those op types in "
+                        "float against float and writes the fastest model that keeps your accuracy budget")
+    where = latency.delegate if options.delegate_library else f"{latency.delegate} on this machine ({this_cpu().describe()})"
+    return slower_than_float(kind, latency.speedup, bool(latency.within_noise), where, latency.cpu_fallback_ops,
+                             latency.partitions, remedies)
 
 
 def _headline(roles: list[Role], shapes: list[tuple[int, ...]], class_count: int) -> int | None:

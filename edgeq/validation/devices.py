@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.metrics import Scorer, speedup
+from edgeq.metrics import Scorer
+from edgeq.speed import speedup
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.protocol import Measurement, Runner
 from edgeq.validation.results import Accuracy, BitExactness, Capabilities, DeviceResult, Latency, OutputMatch

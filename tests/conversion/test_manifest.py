@@ -13,6 +13,7 @@ from edgeq.errors import DataError
 from edgeq.records.manifest import Manifest, StepKind
 from edgeq.records.manifest_file import Described, manifest_for, read_manifest
 from edgeq.records.recipe import Method, Mode
+from edgeq.schema import SCHEMA_VERSION
 from helpers import FIXTURES
 
 OLD = FIXTURES / "manifests"
@@ -24,7 +25,7 @@ def test_an_older_manifest_reads_into_todays_records(version):
     plain, auto = Described.of(OLD / version / "small_cnn_int8.tflite"), Described.of(OLD / version / "small_cnn_auto.tflite")
     for described in (plain, auto):
         m = described.manifest
-        assert described.mismatch is None and m.schema_version == "1.4"  # upgraded on read
+        assert described.mismatch is None and m.schema_version == SCHEMA_VERSION  # upgraded on read
         assert m.recipe.mode is Mode.INT8 and m.recipe.calibration == Method("minmax") and m.recipe.samples == 200
         assert m.recipe.fingerprint == m.calibration.fingerprint and m.calibration.samples == 8
         assert m.sizes.float_bytes > m.sizes.model_bytes and m.source.kind == "tflite"
@@ -33,6 +34,10 @@ def test_an_older_manifest_reads_into_todays_records(version):
     assert [(s.kind, s.method) for s in steps] == [(StepKind.INT8, "minmax"), (StepKind.INT8, None)]  # was "int8 (minmax)"
     assert auto.manifest.keep_float.ops == ("SOFTMAX",) and auto.manifest.float_ops[0].type == "SOFTMAX"
     assert auto.manifest.options.calibration == "auto"  # as asked; the recipe says what auto settled on
+    # 1.4 and earlier kept INT8/float as `ratio`; today's one speed ratio is float/INT8
+    stored = json.loads((OLD / version / "small_cnn_int8.edgeq.json").read_text()).get("latency")
+    if stored is not None:  # 1.2 had no latency record
+        assert plain.manifest.latency.speedup == round(1 / stored["ratio"], 4) > 1
 
 
 def test_a_manifest_of_schema_1_1_gets_its_recipe_from_options_and_calibration(tmp_path):
