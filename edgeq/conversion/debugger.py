@@ -23,6 +23,7 @@ from edgeq.errors import AnalysisError, UsageError
 from edgeq.native import captured_native_stderr
 from edgeq.records.manifest import LayerError, Manifest, PerLayer
 from edgeq.records.recipe import Recipe
+from edgeq.tflite.model import parse_tflite
 
 CSV_FIELDS = tuple(f.name for f in fields(LayerError))
 
@@ -37,7 +38,6 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
     from edgeq.conversion.quantize import RangeChooser, calibrate, quantize, resolve_keep_float
     from edgeq.conversion.source import KerasCode, load_source
-    from edgeq.tflite.model import parse_tflite
 
     recipe = manifest.recipe if manifest else Recipe(signatures=(signature,), samples=len(debug_samples))
     if not recipe.mode.int8_activations:
@@ -59,6 +59,7 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
             calibrated, _ = RangeChooser(calibrated, source.specs, recipe, Path(recipe.data)).with_method(recipe.calibration)
             note += f", ranges chosen by {recipe.calibration}"
         debug_model = quantize(calibrated, recipe, keep, numeric_verify=True)
+        matches = same_ops(quantize(calibrated, recipe, keep), model.read_bytes()) if manifest else None
         layers = run_debugger(debug_model, debug_samples)
     ranges = manifest.calibration.ranges if manifest and manifest.calibration else ()
     chosen = {r.tensor: r for r in ranges} | {r.tensor.rstrip("0123456789"): r for r in ranges}  # the debugger may drop a digit
@@ -68,7 +69,14 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
             layers[i] = replace(layer, range_ratio=found.range_ratio, clipped_fraction=found.clipped_fraction)
     return PerLayer("sqnr_db (lowest first)", note, len(debug_samples), tuple(layers),
                     tuple(sorted(ranges, key=lambda r: r.range_ratio)[:20]),
-                    "TensorFlow's QuantizationDebugger on a NumericVerify model of the same recipe")
+                    "TensorFlow's QuantizationDebugger on a NumericVerify model of the same recipe", matches)
+
+
+def same_ops(rebuilt: bytes, shipped: bytes) -> bool:
+    """Whether the recipe's model has the op census of the file: every op type, as often, in the same types."""
+    from edgeq.tflite.summary import summarize
+
+    return summarize(parse_tflite(rebuilt)).op_census == summarize(parse_tflite(shipped)).op_census
 
 
 def debugger_feeds(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[list[np.ndarray]]:

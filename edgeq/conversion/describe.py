@@ -40,8 +40,10 @@ def described(result: ChildResult, model: Path, source_sha256: str, data: Path |
     ran_on = _proven_to_run(quantized, model, source_model, data, options, result)
     targets = {t: check_target(parsed, t) for t in options.targets}
     calibration = result.calibration
+    chosen_float = ((result.search.chosen.float_layers if result.search else ())
+                    + (result.latency.keep_ops if result.latency else ()))
     carried_out = recipe.carried_out(result.method, str(data) if data is not None else None,
-                                     calibration.fingerprint if calibration else None)
+                                     calibration.fingerprint if calibration else None, chosen_float)
     manifest = Manifest(
         source=_source(result, model, source_sha256, options),
         recipe=replace(carried_out, preprocessing=result.learned.preprocessing),

@@ -3,7 +3,7 @@ the source's code is, the jobs, the search's data and budget, the cache, the tar
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from edgeq.errors import UsageError
@@ -33,12 +33,16 @@ class ConvertOptions:
 
     @classmethod
     def of(cls, **values: Any) -> ConvertOptions:
-        """From the flat settings of the command line and the API (mode=..., calibration=..., jobs=...)."""
+        """From the flat settings of the command line and the API (mode=..., calibration=..., jobs=...);
+        `recipe=` a whole Recipe (a manifest's, to convert again as it was), the flat ones on top."""
+        base = values.pop("recipe", None) or Recipe()
+        if not isinstance(base, Recipe):
+            raise UsageError(f"recipe= takes an edgeq Recipe (a manifest's .recipe), not a {type(base).__name__}")
         recipe = {k: values.pop(k) for k in list(values) if k in RECIPE_FIELDS}
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
             raise UsageError(f"unknown conversion option {unknown[0]!r}")
-        return cls(recipe=Recipe(**recipe), **values)
+        return cls(recipe=replace(base, **recipe), **values)
 
     def __post_init__(self) -> None:
         recipe, method = self.recipe, self.recipe.calibration

@@ -284,6 +284,9 @@ class PerLayer:
     layers: tuple[LayerError, ...] = ()
     calibration_ranges: tuple[RangeChange, ...] = ()
     method: str | None = None
+    # the recipe's model rebuilt beside the debug model: its op census against the file analysed
+    # (the float layers the search or --optimize latency chose are part of the recipe); None: not checked
+    matches_model: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,10 @@ class Recipe:
         if not self.calibration.is_minmax and not self.mode.int8_activations:
             raise UsageError(f"--calibration {self.calibration} sets int8 activation ranges; it does not go with --mode {self.mode}")
 
-    def carried_out(self, method: Method | None, data: str | None, fingerprint: str | None) -> Recipe:
-        """The recipe as the conversion carried it out: the method `auto` settled on, the samples."""
-        return replace(self, calibration=method or self.calibration, data=data, fingerprint=fingerprint)
+    def carried_out(self, method: Method | None, data: str | None, fingerprint: str | None,
+                    chosen_float: tuple[str, ...] = ()) -> Recipe:
+        """The recipe as the conversion carried it out: the method `auto` settled on, the samples,
+        and the nodes and op types the search and --optimize latency kept in float, so that the
+        same recipe on the same samples gives the same bytes without searching again."""
+        keep = self.keep_float + tuple(n for n in dict.fromkeys(chosen_float) if n not in self.keep_float)
+        return replace(self, calibration=method or self.calibration, data=data, fingerprint=fingerprint, keep_float=keep)

@@ -226,6 +226,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     devices = _on_devices(model, float_path, int8, ref, sweep, first_reference, options) if options.devices else []
     devices = [replace(d, gates=tuple(g), passed=passed(g)) for d in devices for g in [evaluate(options.gates, d.figures)]]
     float_bytes = size_of(float_path)
+    per_layer = _per_layer(model, reference, data, _specs(int8), options, manifest, pre) if options.per_layer else None
     return ValidationResult(
         model=str(model), reference=str(reference), passed=False, model_kind=kind, edgeq_version=__version__,
         reference_tflite=float_note, data=sweep.samples.describe(), pairing=Pairing(inputs.method, outputs.method),
@@ -235,15 +236,19 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         outputs=tuple(replace(o, role_from=r.evidence, reference_name=ref.output_ports[j].label)
                       for o, r, j in zip(scores.outputs, sweep.roles, outputs.order)),
         worst_sqnr_db=scores.worst_sqnr_db, worst_slice_sqnr_db=scores.worst_slice_sqnr_db, latency=latency,
-        warnings=tuple(_warnings(options, int8, latency, kind, manifest, sweep)),
+        warnings=tuple(_warnings(options, int8, latency, kind, manifest, sweep, per_layer)),
         conversion_search=manifest.search if manifest else None,
-        per_layer=_per_layer(model, reference, data, _specs(int8), options, manifest, pre) if options.per_layer else None,
+        per_layer=per_layer,
         devices=tuple(devices))
 
 
 def _warnings(options: ValidateOptions, int8: LiteRTRunner, latency: Latency, kind: str, manifest: Manifest | None,
-              sweep: Sweep) -> list[str]:
+              sweep: Sweep, per_layer: PerLayer | None) -> list[str]:
     warnings: list[str] = []
+    if per_layer is not None and per_layer.matches_model is False:
+        warnings.append(f"--per-layer rebuilt the model from its manifest's recipe, and its op census differs from "
+                        f"{int8.path.name}: the ranking is of that rebuilt model (a manifest of an older edgeq, "
+                        "or a file changed after conversion)")
     if options.delegate == "xnnpack" and not options.delegate_library and int8.delegated_nodes == 0:
         warnings.append(
             f"XNNPACK was asked for but took none of the {kind} model's nodes: its latency is that of LiteRT's built-in "

@@ -69,10 +69,22 @@ def test_optimize_latency_writes_the_fastest_candidate_that_meets_the_budget(net
     assert {op.type for op in result.manifest.float_ops} == set(chosen.keep_ops)  # only what was chosen stays float
 
 
+def test_the_recipe_of_a_latency_optimized_model_decides_it(nets, tmp_path):
+    """The op types --optimize latency kept in float are part of the recipe: converting again from
+    it, without --optimize, gives the same bytes (whichever candidate this CPU's timings chose)."""
+    first = convert(nets["prelu"], tmp_path / "m.tflite", nets["calib"], samples=32, optimize="latency")
+    record, recipe = first.manifest.latency, first.manifest.recipe
+    assert set(record.keep_ops) <= set(recipe.keep_float)
+    again = convert(nets["prelu"], tmp_path / "again.tflite", nets["calib"], recipe=recipe)
+    assert again.manifest.latency.candidates == () and again.manifest.recipe == recipe
+    assert (tmp_path / "again.tflite").read_bytes() == (tmp_path / "m.tflite").read_bytes()
+    assert again.manifest.model.sha256 == first.manifest.model.sha256
+
+
 def _candidate(name: str, p50: float, meets: bool | None):
     from edgeq.records.manifest import Candidate
 
-    return Candidate(name, (), p50, p50 / 1.0, False, 10, 10, 1, {}, 30.0, meets, 1000)
+    return Candidate(name, (), p50, 1.0 / p50, False, 10, 10, 1, {}, 30.0, meets, 1000)
 
 
 @pytest.mark.parametrize("timings, meets, chosen", [

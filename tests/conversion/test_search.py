@@ -47,6 +47,29 @@ def test_an_error_in_one_dense_head_is_fixed_by_that_head_alone(built, tmp_path,
     assert (tmp_path / "k.tflite").read_bytes() == (tmp_path / "h.tflite").read_bytes()
 
 
+def test_the_recipe_of_a_searched_model_decides_it(built, tmp_path, cli):
+    """The layers the search kept in float are part of the recipe as carried out: converting again
+    from the manifest's recipe, with no search, gives the same bytes, and --per-layer analyses the
+    model that ships (its rebuilt op census is the file's)."""
+    import hashlib
+
+    from edgeq.api import convert, validate
+    from edgeq.records.manifest import Manifest
+
+    code, _, err, manifest = _convert(cli, built, "head", tmp_path / "h.tflite", "--eval-data", built / "head_eval.npz",
+                                      "--min-sqnr", 25)
+    assert code == 0 and manifest["search"]["chosen"]["float_layers"], err
+    recipe = Manifest.from_json(manifest, "h.edgeq.json").recipe
+    assert set(manifest["search"]["chosen"]["float_layers"]) <= set(recipe.keep_float)
+    again = convert(built / "head.keras", built / "head_cal.npz", tmp_path / "again.tflite", recipe=recipe)
+    shipped = (tmp_path / "h.tflite").read_bytes()
+    assert again.manifest.search is None and again.manifest.recipe == recipe
+    assert hashlib.sha256(again.model).hexdigest() == hashlib.sha256(shipped).hexdigest() == manifest["model"]["sha256"]
+    checked = validate(tmp_path / "h.tflite", built / "head.keras", built / "head_eval.npz", per_layer=True, runs=3, warmup=1)
+    assert checked.results.per_layer.matches_model is True
+    assert not [w for w in checked.warnings if "rebuilt the model" in w]
+
+
 def test_a_dsp_front_end_and_its_normalization_are_found_together(built, tmp_path, cli):
     """Full int8 misses 25 dB by more than 8 dB; the search meets it with no more layers than the
     front end and the normalization (plus 10%), and among them layers of both."""
