@@ -35,14 +35,14 @@ class ConvertOptions:
     def of(cls, **values: Any) -> ConvertOptions:
         """From the flat settings of the command line and the API (mode=..., calibration=..., jobs=...);
         `recipe=` a whole Recipe (a manifest's, to convert again as it was), the flat ones on top."""
-        base = values.pop("recipe", None) or Recipe()
-        if not isinstance(base, Recipe):
+        base = values.pop("recipe", None)
+        if base is not None and not isinstance(base, Recipe):
             raise UsageError(f"recipe= takes an edgeq Recipe (a manifest's .recipe), not a {type(base).__name__}")
         recipe = {k: values.pop(k) for k in list(values) if k in RECIPE_FIELDS}
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
             raise UsageError(f"unknown conversion option {unknown[0]!r}")
-        return cls(recipe=replace(base, **recipe), **values)
+        return cls(recipe=replace(base, **recipe) if base is not None else Recipe(**recipe), **values)
 
     def __post_init__(self) -> None:
         recipe, method = self.recipe, self.recipe.calibration
