@@ -4,14 +4,22 @@ The heavy entry points are imported lazily so that `import edgeq` (and `edgeq --
 pulls in TensorFlow.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from edgeq.version import __version__
+
+if TYPE_CHECKING:  # the types only: importing edgeq.api here would load it on `import edgeq`
+    from edgeq.api import Converted, Validated
+    from pathlib import Path
+
+    from edgeq.tflite.summary import ModelSummary
 
 __all__ = ["__version__", "convert", "inspect_model", "validate"]
 
 
-def convert(source: Any, data: Any = None, output: Any = None, **options: Any) -> Any:
+def convert(source: Any, data: Any = None, output: Any = None, **options: Any) -> Converted:
     """Quantize a model (path, keras.Model, tf.Module, concrete function) on data (path, array,
     dict of arrays, iterable of samples); returns edgeq.api.Converted. See edgeq.api."""
     from edgeq.api import convert as _convert
@@ -19,14 +27,14 @@ def convert(source: Any, data: Any = None, output: Any = None, **options: Any) -
     return _convert(source, data, output, **options)
 
 
-def inspect_model(*args: Any, **kwargs: Any) -> Any:
-    """See edgeq.records.manifest_file.inspect_model."""
+def inspect_model(path: str | Path) -> ModelSummary:
+    """What is inside a .tflite, with the float size its manifest records. See edgeq.records.manifest_file."""
     from edgeq.records.manifest_file import inspect_model as _inspect
 
-    return _inspect(*args, **kwargs)
+    return _inspect(path)
 
 
-def validate(model: Any, reference: Any, data: Any, **options: Any) -> Any:
+def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated:
     """Compare an INT8 model (path or bytes) with its float reference; returns edgeq.api.Validated."""
     from edgeq.api import validate as _validate
 

@@ -142,9 +142,7 @@ def upgraded_results(data: dict[str, Any]) -> dict[str, Any]:
         return {**holder, "outputs": outputs, "accuracy": accuracy}
 
     data = roles(dict(data))
-    pre = data.get("preprocessing")
-    if isinstance(pre, dict) and "from" in pre:
-        data["preprocessing"] = {"used": pre.get("used"), "origins": pre["from"]}
+    data["preprocessing"] = _preprocessing_used(data.get("preprocessing"), None)
     if isinstance(data.get("conversion_search"), dict):
         data["conversion_search"] = upgraded_manifest({"search": data["conversion_search"]}, "results")["search"]
     if isinstance(data.get("devices"), list):
@@ -158,7 +156,8 @@ def upgraded_results(data: dict[str, Any]) -> dict[str, Any]:
 
 def upgraded_manifest(data: Any, where: str) -> dict[str, Any]:
     """A manifest of schema 1.4 or earlier in today's shape. 1.5 gave latency one ratio, `speedup`
-    (float p50 / INT8 p50, as validate's), where 1.4 had `ratio` (INT8 / float). 1.4 took the calibration method out of
+    (float p50 / INT8 p50, as validate's), where 1.4 had `ratio` (INT8 / float), and keeps the
+    preprocessing typed (1.4: a text beside the recipe's). 1.4 took the calibration method out of
     the search steps' kind ("int8 (entropy)" -> kind int8, method entropy) and out of the
     calibration record (the recipe holds it; a QAT model's ranges are `trained`), named the
     preprocessing origins `origins`, and left the recipe's fields out of `options`. Files of
@@ -176,9 +175,8 @@ def upgraded_manifest(data: Any, where: str) -> dict[str, Any]:
                           "fingerprint": calibration.get("fingerprint") if isinstance(calibration, dict) else None}
     if isinstance(calibration, dict) and "method" in calibration:
         data["calibration"] = {k: v for k, v in calibration.items() if k != "method"} | ({"trained": method} if trained else {})
-    pre = data.get("preprocessing")
-    if isinstance(pre, dict) and "from" in pre:
-        data["preprocessing"] = {"used": pre.get("used"), "origins": pre["from"]}
+    recipe = data.get("recipe")
+    data["preprocessing"] = _preprocessing_used(data.get("preprocessing"), recipe.get("preprocessing") if isinstance(recipe, dict) else None)
     search = data.get("search")
     if isinstance(search, dict):
         steps = search.get("steps")
@@ -190,6 +188,33 @@ def upgraded_manifest(data: Any, where: str) -> dict[str, Any]:
         data["latency"] = _speedup(latency) | ({"candidates": [_speedup(c) for c in candidates]}
                                                if isinstance(candidates, list) else {})
     return data
+
+
+def _preprocessing_used(pre: Any, recorded: Any) -> Any:
+    """The preprocessing record of schema 1.4 or earlier: its settings were a text ("color from the
+    model, resize stretch, range 0,1"); 1.5 keeps them typed (a manifest's are its recipe's). Before
+    1.4 the origins were under `from`."""
+    if not isinstance(pre, dict) or "settings" in pre or not isinstance(pre.get("used", ""), str):
+        return pre
+    settings = recorded if isinstance(recorded, dict) else _settings_of(pre.get("used", ""))
+    return {"settings": settings, "origins": pre.get("origins", pre.get("from", {}))}
+
+
+def _settings_of(text: str) -> dict[str, Any]:
+    """The typed settings of the text 1.4 and earlier wrote (Preprocessing.describe())."""
+    found: dict[str, Any] = {}
+    for part in text.split(", "):
+        word, _, value = part.partition(" ")
+        if word == "color" and value != "from the model":
+            found["color"] = value
+        elif word in ("resize", "layout"):
+            found[word] = value
+        elif word == "range":
+            found["value_range"] = value
+        elif word == "mean" and " std " in value:
+            mean, std = value.split(" std ")
+            found["mean"], found["std"] = ([float(v) for v in s.split(",")] for s in (mean, std))
+    return found
 
 
 def _speedup(timed: Any) -> Any:

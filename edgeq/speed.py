@@ -1,20 +1,9 @@
 """INT8 against float speed, said one way everywhere: `speedup` is float p50 / INT8 p50 (above 1,
-INT8 is faster), and one message says when INT8 ran slower, where, on which CPU, and why.
-
-A latency measured on this machine says something about a phone only when this CPU has int8
-dot-product instructions (x86 VNNI or AMX, ARM `asimddp`/i8mm): without them XNNPACK's INT8 is no
-faster than float, while ARM dot-product devices run it well ahead. Every local figure names it.
+INT8 is faster), and one message says when INT8 ran slower, where (for this machine, its CPU and
+whether it has int8 dot-product instructions: edgeq.machine), and why.
 """
 
 from __future__ import annotations
-
-import platform
-from dataclasses import dataclass
-from functools import lru_cache
-
-# /proc/cpuinfo flags that give XNNPACK fast int8 dot products, by the name users know them by
-DOT_PRODUCT_FLAGS = (("amx_int8", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
-                     ("i8mm", "i8mm"), ("asimddp", "asimddp"))
 
 # what may help when an op type falls off XNNPACK in int8
 REMEDIES = {
@@ -29,44 +18,6 @@ def speedup(float_p50: float | None, int8_p50: float | None) -> float | None:
     """Float p50 over INT8 p50, as every speedup edgeq reports; None where a p50 is missing
     (a benchmark_model build that prints no percentiles)."""
     return round(float_p50 / int8_p50, 4) if float_p50 and int8_p50 else None
-
-
-@dataclass(frozen=True)
-class Cpu:
-    """This machine's CPU as a latency figure needs it named."""
-
-    name: str
-    int8_dot: str | None  # the dot-product instructions it has, e.g. "AVX-512 VNNI"; None: none
-
-    def describe(self) -> str:
-        if self.int8_dot:
-            return f"{self.name}, with int8 dot-product instructions ({self.int8_dot})"
-        return (f"{self.name}, without int8 dot-product instructions, where INT8 is no faster than float: "
-                "ARM dot-product devices (asimddp) and x86 CPUs with VNNI differ")
-
-
-def cpu_of(cpuinfo: str, machine: str) -> Cpu:
-    """The CPU named in a /proc/cpuinfo text, and its int8 dot-product support."""
-    name, flags = machine, set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and name == machine and value.strip():
-            name = value.strip()
-        elif key in ("flags", "features"):
-            flags |= set(value.split())
-    found = [label for flag, label in DOT_PRODUCT_FLAGS if flag in flags]
-    return Cpu(name, ", ".join(found) or None)
-
-
-@lru_cache(maxsize=1)
-def this_cpu() -> Cpu:
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
-        text = ""
-    return cpu_of(text, platform.machine() or "unknown CPU")
 
 
 def slower_than_float(kind: str, speed: float | None, within_noise: bool, where: str, fell_off: dict[str, int],

@@ -41,9 +41,9 @@ def test_one_preprocessing_flag_keeps_the_rest_of_the_manifests(pad_model, cnn_k
     assert one_flag["accuracy"]["agreement"] == plain["accuracy"]["agreement"]
     assert one_flag["outputs"][0]["sqnr_db"] == plain["outputs"][0]["sqnr_db"]
     assert one_flag["preprocessing"]["origins"]["value_range"] == "manifest" and one_flag["preprocessing"]["origins"]["resize"] == "flag"
-    assert "range -1,1" in one_flag["preprocessing"]["used"]
+    assert one_flag["preprocessing"]["settings"]["value_range"] == "-1,1"
     other_range = _validate(cli, pad_model, cnn_keras, val, "--range", "0,1")
-    assert other_range["preprocessing"]["origins"]["value_range"] == "flag" and "range 0,1" in other_range["preprocessing"]["used"]
+    assert other_range["preprocessing"]["origins"]["value_range"] == "flag" and other_range["preprocessing"]["settings"]["value_range"] == "0,1"
     assert any("calibration data" in w for w in other_range["warnings"]) or \
         other_range["outputs"][0]["sqnr_db"] != plain["outputs"][0]["sqnr_db"]
 

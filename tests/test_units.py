@@ -175,7 +175,8 @@ def test_strict_int8_names_float_weights_not_a_missing_kernel():
 def test_the_cpu_is_named_with_its_int8_dot_product_support_both_ways():
     """A latency line names the CPU it was measured on; without VNNI (or asimddp) it says the figure
     does not carry over to dot-product devices. Fixed /proc/cpuinfo texts: no test depends on this CPU."""
-    from edgeq.speed import cpu_of, slower_than_float
+    from edgeq.machine import cpu_of
+    from edgeq.speed import slower_than_float
 
     avx2 = cpu_of("model name\t: AMD EPYC 7B12\nflags\t\t: fpu sse4_2 avx2 fma\n", "x86_64")
     vnni = cpu_of("model name\t: Intel(R) Xeon(R) Processor\nflags\t\t: avx2 avx512f avx512_vnni avx_vnni\n", "x86_64")

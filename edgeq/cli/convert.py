@@ -19,7 +19,8 @@ def slower_hint(latency, served: bool = False) -> str | None:
     import shlex
     import sys
 
-    from edgeq.speed import slower_than_float, this_cpu
+    from edgeq.machine import this_cpu
+    from edgeq.speed import slower_than_float
 
     if not latency or latency.optimized:
         return None

@@ -8,7 +8,6 @@ from typing import Optional
 import typer
 
 from edgeq.cli.common import command, fail, say
-from edgeq.cli.validate import output_bytes
 from edgeq.errors import EdgeqError, UsageError
 
 
@@ -21,6 +20,7 @@ def report(
 ) -> None:
     """Render a validation results JSON as a Markdown or HTML report."""
     from edgeq.fileio import check_writable, write_files_atomically
+    from edgeq.report.files import file_bytes
     from edgeq.validation.results import ValidationResult
 
     try:
@@ -31,7 +31,7 @@ def report(
             output = results.with_suffix(".html")
         if output is not None:
             check_writable(output, force, [results])
-        text = output_bytes(fmt, data)
+        text = file_bytes(fmt, data)
     except EdgeqError as exc:
         fail(exc)
     if output is None:

@@ -58,7 +58,6 @@ def validate(
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
-    from edgeq.conversion.calibration import default_jobs as cores
     from edgeq.data.samples import PreprocessingOverride
     from edgeq.roles import parse_roles
     from edgeq.validation.compare import ValidateOptions
@@ -72,11 +71,9 @@ def validate(
     outputs = {k: v for k, v in outputs.items() if v is not None}
     try:
         _check_usage(target, compare_to, report_dir, outputs, force, [model, reference, data] + ([baseline] if baseline else []))
-        if delegate == "edgetpu":
-            delegate, delegate_library = "xnnpack", delegate_library or "libedgetpu.so.1"
         options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
                                   delegate_options=key_values(delegate_option, "--delegate-option"), threads=threads,
-                                  jobs=jobs if jobs is not None else cores(), cache=not no_cache,
+                                  jobs=jobs, cache=not no_cache,
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, gates=gates,
                                   preprocessing=PreprocessingOverride(color, resize, value_range, floats(mean, "--mean"),
                                                                       floats(std, "--std"), layout),
@@ -119,27 +116,14 @@ def _check_usage(target: list[str], compare_to: str, report_dir: Path | None, ou
 def _write(result, outputs: dict[str, Path], report_dir: Path | None) -> None:
     """The results JSON first (a rendering problem never loses a finished run), then the reports."""
     from edgeq.fileio import write_files_atomically
+    from edgeq.report.files import file_bytes
 
     if "json" in outputs:
-        write_files_atomically({outputs["json"]: output_bytes("json", result)})
+        write_files_atomically({outputs["json"]: file_bytes("json", result)})
     try:
         if report_dir is not None:
             report_dir.mkdir(parents=True, exist_ok=True)
-        write_files_atomically({path: output_bytes(kind, result) for kind, path in outputs.items() if kind != "json"})
+        write_files_atomically({path: file_bytes(kind, result) for kind, path in outputs.items() if kind != "json"})
     except (EdgeqError, OSError) as exc:
         kept = f"; the results are in {outputs['json']}" if "json" in outputs else ""
         fail(EdgeqError(f"writing the reports failed ({exc}){kept}"))
-
-
-def output_bytes(kind: str, result) -> bytes:
-    from edgeq.fileio import json_bytes
-
-    if kind == "json":
-        return json_bytes(result.to_json())
-    if kind == "csv":
-        from edgeq.conversion.debugger import write_csv
-
-        return write_csv(result.per_layer.layers if result.per_layer else ())
-    from edgeq.report.documents import render
-
-    return render(result, kind).encode()

@@ -35,10 +35,6 @@ from edgeq.errors import ConversionError
 Ranges = dict[int, tuple[float, float]]
 
 
-def default_jobs() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _schema():
     from ai_edge_litert import schema_py_generated
 

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgeq.conversion.calibrated import Calibrated, Learned
-from edgeq.conversion.calibration import ParallelCalibrator, default_jobs
+from edgeq.conversion.calibration import ParallelCalibrator
 from edgeq.conversion.isolation import step
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, resolve_keep_float, tf_type
 from edgeq.conversion.source import KerasCode, load_source, stated_scaling
-from edgeq.data.normalization import resolve
-from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec, open_samples
+from edgeq.data.normalization import given_flags, resolve
+from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec
 from edgeq.errors import DataError, UsageError
+from edgeq.machine import cores
 from edgeq.progress import counted
 from edgeq.records.manifest import Calibration, KeepFloat, Latency, Search
 from edgeq.records.recipe import Method, Mode
@@ -53,7 +54,7 @@ def run(model: Path, data: Path | None, options: ConvertOptions) -> ChildResult:
         with phase("import"):
             import tensorflow  # noqa: F401 - once, here: timed apart from loading the model
 
-        jobs = options.calibration_jobs(default_jobs()) if data is not None else 1
+        jobs = options.calibration_jobs(cores()) if data is not None else 1
         with ParallelCalibrator(jobs) if jobs > 1 else nullcontext() as workers:  # they start while TF loads
             result = _run_with(model, data, options, workers)
     return replace(result, timings=timings.seconds)
@@ -73,9 +74,9 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
     with phase("load"):
         source = load_source(model, options.recipe.signatures, list(options.input_shapes),
                              KerasCode(options.custom_objects, options.trust_model))
-    pre, origins, conflicts = resolve(options.recipe.preprocessing, stated_scaling(source))
-    options = replace(options, recipe=replace(options.recipe, preprocessing=pre))
-    learned = Learned(source.kind, tuple(source.rewrites), pre, origins, tuple(conflicts))
+    resolved = resolve(given_flags(options.recipe.preprocessing), stated=stated_scaling(source))
+    options = replace(options, recipe=replace(options.recipe, preprocessing=resolved.preprocessing))
+    learned = Learned(source.kind, tuple(source.rewrites), resolved.preprocessing, resolved.origins, resolved.conflicts)
     mode, keep = options.recipe.mode, KeepFloat(options.recipe.keep_float)
     if source.trained_ranges and mode.int8_activations:
         return _trained(source, data, options, learned)
@@ -123,7 +124,7 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
     ranges = MINMAX_RANGES
     if not options.recipe.calibration.is_minmax:
         with phase("ranges"):
-            ranges = choose_ranges(calibrated, options, data, keep, options.calibration_jobs(default_jobs()))
+            ranges = choose_ranges(calibrated, options, data, keep, options.calibration_jobs(cores()))
         calibrated = calibrated.with_histograms(ranges.histograms)
     model = ranges.model or calibrated.model
     with phase("quantize"):
@@ -175,7 +176,7 @@ def _trained(source, data: Path | None, options: ConvertOptions, learned: Learne
     converter.inference_input_type = converter.inference_output_type = tf_type(recipe.io)
     warnings = ()
     if data is not None:
-        samples = open_samples(data, source.specs, recipe.preprocessing, recipe.samples, recipe.seed)
+        samples = recipe.open(data, source.specs)
         converter.representative_dataset = lambda: keyed(source)(iter(samples))
         warnings = ("the model carries trained ranges (QAT): they are kept; --data only calibrates tensors without one",)
     quantized = converter.convert()
@@ -201,7 +202,7 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
     sources, audits = [], []
     for key, specs in source.signatures.items():
         named = [InputSpec(f"{key}/{s.name}", s.shape) for s in specs] if multi else specs
-        samples = open_samples(data, named, recipe.preprocessing, recipe.samples, recipe.seed)
+        samples = recipe.open(data, named)
         if isinstance(samples, ImageFolder):
             samples.check_headers()
         sources.append(samples)
@@ -222,7 +223,7 @@ def _evaluator(calibrated: bytes, specs: tuple[InputSpec, ...], options: Convert
     from edgeq.conversion.search import Evaluator
 
     recipe = options.recipe
-    eval_source = open_samples(options.eval_data, list(specs), recipe.preprocessing, None, recipe.seed)
+    eval_source = recipe.open(options.eval_data, list(specs), None)
     return Evaluator(calibrated, list(eval_source), [s.name for s in specs], eval_source.labels, budget or options.budget,
                      class_count=len(eval_source.class_names or []) or None)
 
@@ -238,7 +239,7 @@ def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], s
 
     def int16x8() -> bytes:  # TensorFlow's one-step 16x8 path, on the same calibration samples
         wide = replace(recipe, mode=Mode.INT16X8, io="float32" if recipe.io == "float32" else "int16", keep_float=())
-        calibration = open_samples(data, source.specs, recipe.preprocessing, recipe.samples, recipe.seed)
+        calibration = recipe.open(data, source.specs)
         return one_step(source, wide, lambda: keyed(source)(iter(calibration)))
 
     with_float = lambda nodes: quantize(calibrated, recipe, replace(keep, nodes=keep.nodes + tuple(nodes)))  # noqa: E731
@@ -263,7 +264,7 @@ def _latency(calibrated: bytes, quantized: bytes, specs: tuple[InputSpec, ...], 
     step("timing INT8 against float (XNNPACK, 1 thread)")
     recipe = options.recipe
     order = calibrator_order(parse_tflite(calibrated), [s.name for s in specs])
-    samples = [[sample[k] for k in order] for sample in open_samples(data, list(specs), recipe.preprocessing, 16, recipe.seed)]
+    samples = [[sample[k] for k in order] for sample in recipe.open(data, list(specs), 16)]
     if options.optimize != "latency":
         return quantized, latency.against_float(calibrated, quantized, samples[0])
     if options.budget is not None:

@@ -13,19 +13,18 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import astuple, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from edgeq.data.samples import InputSpec, open_samples
+from edgeq.data.samples import InputSpec
 from edgeq.errors import AnalysisError, UsageError
 from edgeq.native import captured_native_stderr
 from edgeq.records.manifest import LayerError, Manifest, PerLayer
 from edgeq.records.recipe import Recipe
 from edgeq.tflite.model import parse_tflite
 
-CSV_FIELDS = tuple(f.name for f in fields(LayerError))
 
 
 def _signal_power(float_values: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:
@@ -48,7 +47,7 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
                              KerasCode(custom_objects, trust_model))
         recorded = recipe.data is not None and Path(recipe.data).exists()
         if recorded:
-            calibration = list(open_samples(recipe.data, source.specs, recipe.preprocessing, recipe.samples, recipe.seed))
+            calibration = list(recipe.open(recipe.data, source.specs))
             note = f"recalibrated as the model was: {len(calibration)} samples of {recipe.data}"
         else:
             calibration = debug_samples
@@ -135,9 +134,3 @@ def _layer(row: dict[str, str]) -> LayerError:
         rmse_lsb=round(rmse / scale, 4) if scale else None, max_abs_error_lsb=round(max_abs / scale, 4) if scale else None)
 
 
-def write_csv(layers: tuple[LayerError, ...]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_FIELDS)
-    writer.writerows(["" if v is None else v for v in astuple(layer)] for layer in layers)
-    return out.getvalue().encode()

@@ -13,7 +13,7 @@ from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.pytorch import PT2_SUFFIX, versions
 from edgeq.conversion.quantize import not_kept
 from edgeq.conversion.quantized import QuantizedModel
-from edgeq.data.samples import InputSpec, open_samples
+from edgeq.data.samples import InputSpec
 from edgeq.errors import ConversionError, EdgeqError, InternalError, ModelError
 from edgeq.fileio import size_of
 from edgeq.records.manifest import Embedded, Manifest, ModelFile, PreprocessingUsed, Sizes, Source
@@ -50,7 +50,7 @@ def described(result: ChildResult, model: Path, source_sha256: str, data: Path |
         sizes=_sizes(result, parsed, model),
         edgeq_version=__version__,
         **versions_installed(),
-        preprocessing=PreprocessingUsed(result.learned.preprocessing.describe(), result.learned.origins),
+        preprocessing=PreprocessingUsed(result.learned.preprocessing, result.learned.origins),
         model=ModelFile(hashlib.sha256(quantized).hexdigest(), len(quantized), ran_on),
         options=options.run_options(),
         calibration=calibration,
@@ -133,7 +133,7 @@ def _proven_to_run(quantized: bytes, model: Path, source_model: bytes | None, da
             return None
         try:
             specs = [InputSpec(n, s) for n, s in ports]
-            return next(iter(open_samples(data, specs, result.learned.preprocessing, 1, recipe.seed)))
+            return next(iter(replace(recipe, preprocessing=result.learned.preprocessing).open(data, specs, 1)))
         except (EdgeqError, StopIteration):  # another layout of keys (several signatures): zeros still prove it loads
             return None
 

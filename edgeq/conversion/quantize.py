@@ -174,7 +174,6 @@ class RangeChooser:
                  counts: dict[int, Any] | None = None) -> None:
         from edgeq.conversion.calibration import read_ranges
         from edgeq.conversion.ranges import histograms_parallel
-        from edgeq.data.samples import open_samples
         from edgeq.tflite.signatures import calibrator_order
 
         self.calibrated = calibrated
@@ -184,7 +183,7 @@ class RangeChooser:
         if counts is None or set(counts) != set(self.minmax):
             order = calibrator_order(self.parsed, [s.name for s in specs])
             samples = [[sample[k] for k in order] for sample in
-                       open_samples(data, specs, recipe.preprocessing, recipe.samples, recipe.seed)]
+                       recipe.open(data, specs)]
             step("building activation histograms")
             self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
 

@@ -18,7 +18,6 @@ from edgeq.conversion.calibrated import Calibrated
 from edgeq.conversion.quantize import RangeChooser, quantize
 from edgeq.conversion.ranges import AUTO_ORDER
 from edgeq.conversion.search import Evaluator, leximin, output_quality
-from edgeq.data.samples import open_samples
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import KeepFloat, MethodTry, RangeChange, SearchStep
 from edgeq.records.recipe import Method
@@ -50,7 +49,7 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
         model, changes = chooser.with_method(recipe.calibration)
         return ChosenRanges(model, None, changes, histograms=chooser.counts)
     budget = options.budget or Budget(min_sqnr=float("inf"))  # no budget: the best worst-output SQNR wins
-    eval_source = open_samples(options.eval_data, list(calibrated.specs), recipe.preprocessing, None, recipe.seed)
+    eval_source = recipe.open(options.eval_data, list(calibrated.specs), None)
     evaluator = Evaluator(calibrated.model, list(eval_source), [s.name for s in calibrated.specs], eval_source.labels, budget,
                           class_count=len(eval_source.class_names or []) or None)
     tried: list[tuple[SearchStep, bytes, tuple[RangeChange, ...], str]] = []

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from edgeq.data.samples import Preprocessing
 from edgeq.records.recipe import Recipe
 from edgeq.schema import SCHEMA_VERSION, from_json, to_json, upgraded_manifest
 from edgeq.tflite.summary import FloatOp, OpCount, SignatureInfo, TensorInfo, Weights
@@ -192,15 +193,16 @@ class Source:
 
 @dataclass(frozen=True)
 class PreprocessingUsed:
-    """The preprocessing the samples went through, and where each setting came from."""
+    """The preprocessing the samples went through, and where each setting came from
+    (edgeq.data.normalization.resolve: flag, manifest, what the model states, default)."""
 
-    used: str
-    origins: dict[str, str] = field(default_factory=dict)  # setting -> flag | the model's metadata | default
+    settings: Preprocessing = field(default_factory=Preprocessing)
+    origins: dict[str, str] = field(default_factory=dict)
 
     @property
     def normalizes(self) -> bool:
         """A mean/std normalization rather than a value range."""
-        return "mean " in self.used
+        return self.settings.mean is not None
 
 
 @dataclass(frozen=True)

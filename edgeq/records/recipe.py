@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from enum import Enum
+from pathlib import Path
 
-from edgeq.data.samples import Preprocessing
+from edgeq.data.samples import InputSpec, Preprocessing, SampleSource, open_samples
 from edgeq.errors import UsageError
 
 
@@ -91,6 +92,7 @@ class Method:
 
 
 MINMAX = Method("minmax")
+AS_RECIPE = -1  # Recipe.open: as many samples as the recipe says
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,11 @@ class Recipe:
             raise UsageError(f"--samples must be at least 1, got {self.samples}")
         if not self.calibration.is_minmax and not self.mode.int8_activations:
             raise UsageError(f"--calibration {self.calibration} sets int8 activation ranges; it does not go with --mode {self.mode}")
+
+    def open(self, path: str | Path, specs: list[InputSpec], count: int | None = AS_RECIPE) -> SampleSource:
+        """Samples at `path` through this recipe's preprocessing and seed: its sample count, or
+        `count` of them (None: all). Every sample a conversion reads is opened here."""
+        return open_samples(path, specs, self.preprocessing, self.samples if count == AS_RECIPE else count, self.seed)
 
     def carried_out(self, method: Method | None, data: str | None, fingerprint: str | None,
                     chosen_float: tuple[str, ...] = ()) -> Recipe:

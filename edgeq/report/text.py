@@ -157,7 +157,7 @@ def _preprocessing_lines(pre: PreprocessingUsed | None) -> list[str]:
     for name, origin in pre.origins.items():
         if name not in unused and (origin != "default" or name in ("value_range", "resize")):
             origins.setdefault(origin, []).append(name.replace("value_range", "range"))
-    return [f"preprocessing {pre.used}  (" + "; ".join(f"{', '.join(v)} from {k}" for k, v in origins.items()) + ")"]
+    return [f"preprocessing {pre.settings.describe()}  (" + "; ".join(f"{', '.join(v)} from {k}" for k, v in origins.items()) + ")"]
 
 
 def validation_text(r: ValidationResult) -> str:

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.conversion.pytorch import PT2_SUFFIX
+from edgeq.data.normalization import Resolved, Statement, resolve
 from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, open_samples
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
 from edgeq.gates import BASELINE_GATES, check_names, evaluate, passed
 from edgeq.metrics import Scorer
-from edgeq.speed import slower_than_float, speedup, this_cpu
+from edgeq.machine import cores, this_cpu
+from edgeq.speed import slower_than_float, speedup
 from edgeq.native import captured_native_stderr
 from edgeq.progress import report
 from edgeq.records.manifest import Manifest, PerLayer, PreprocessingUsed
@@ -61,9 +63,14 @@ class ValidateOptions:
     trust_model: bool = False  # let Keras run a Keras reference's Lambda code
     baseline: str | None = None  # a previous results JSON: the regression gates compare with it
     cache: bool = True  # reuse a Keras/SavedModel/PyTorch reference's float .tflite from the conversion cache
-    jobs: int = 1  # pairs of interpreters (INT8 and float) run concurrently on the samples; the figures equal --jobs 1
+    jobs: int | None = None  # pairs of interpreters (INT8 and float) run concurrently; None: the cores. Same figures as 1
 
     def __post_init__(self) -> None:
+        if self.jobs is None:
+            object.__setattr__(self, "jobs", cores())
+        if self.delegate == "edgetpu":  # the Edge TPU is an external delegate: Coral's library, XNNPACK for the rest
+            object.__setattr__(self, "delegate", "xnnpack")
+            object.__setattr__(self, "delegate_library", self.delegate_library or "libedgetpu.so.1")
         if isinstance(self.preprocessing, dict):  # the API's preprocessing={"value_range": "-1,1"}
             object.__setattr__(self, "preprocessing", PreprocessingOverride(**self.preprocessing))
         check_names(self.gates)
@@ -85,12 +92,13 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
     int8 = LiteRTRunner(model, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     described, notes = _described(model, int8)
     manifest = described.manifest
+    pre = preprocessing_for(manifest, options, int8)  # once: the sweep, the source check and --per-layer feed alike
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
         target, int8 = _target(model, int8, options, Path(scratch)) if options.target else (None, int8)
         float_path, float_note = _float_tflite(reference, int8, options, manifest, Path(scratch))
-        result = _compare(model, reference, data, options, int8, manifest, float_path, float_note, Path(scratch))
+        result = _compare(model, reference, data, options, int8, manifest, pre, float_path, float_note, Path(scratch))
         if reference.suffix.lower() == PT2_SUFFIX:
-            result = replace(result, source_check=_pytorch_check(reference, float_path, data, options, int8, manifest))
+            result = replace(result, source_check=_pytorch_check(reference, float_path, data, options, pre.preprocessing, manifest))
     result = result.with_warnings(*notes)
     if previous is not None:
         result = replace(result, baseline=Baseline.compare(str(options.baseline), previous, result.accuracy, result.latency, result.size))
@@ -209,7 +217,7 @@ def _latency(int8: LiteRTRunner, ref: LiteRTRunner, first: list, first_reference
 
 
 def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner, manifest: Manifest | None,
-             float_path: Path, float_note: str, scratch: Path) -> ValidationResult:
+             resolved: Resolved, float_path: Path, float_note: str, scratch: Path) -> ValidationResult:
     ref = LiteRTRunner(float_path, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     same_source = _same_source(manifest, reference)
     inputs = pair("inputs", int8.input_ports, ref.input_ports, same_source)
@@ -217,7 +225,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     to_reference = [0] * len(inputs.order)  # the reference's feeds in its own input order
     for i, j in enumerate(inputs.order):
         to_reference[j] = i
-    pre, sources = preprocessing_for(manifest, options, int8)
+    pre = resolved.preprocessing
     sweep = _sweep(int8, ref, data, options, pre, to_reference, outputs.order, scratch)
     first_reference = [sweep.first[k] for k in to_reference]
     latency = _latency(int8, ref, sweep.first, first_reference, options)
@@ -230,13 +238,13 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     return ValidationResult(
         model=str(model), reference=str(reference), passed=False, model_kind=kind, edgeq_version=__version__,
         reference_tflite=float_note, data=sweep.samples.describe(), pairing=Pairing(inputs.method, outputs.method),
-        preprocessing=PreprocessingUsed(pre.describe(), sources),
+        preprocessing=PreprocessingUsed(pre, resolved.origins),
         size=Size(float_bytes, int8.model.size, round(int8.model.size / float_bytes, 4)),
         accuracy=scores.accuracy,
         outputs=tuple(replace(o, role_from=r.evidence, reference_name=ref.output_ports[j].label)
                       for o, r, j in zip(scores.outputs, sweep.roles, outputs.order)),
         worst_sqnr_db=scores.worst_sqnr_db, worst_slice_sqnr_db=scores.worst_slice_sqnr_db, latency=latency,
-        warnings=tuple(_warnings(options, int8, latency, kind, manifest, sweep, per_layer)),
+        warnings=resolved.conflicts + tuple(_warnings(options, int8, latency, kind, manifest, sweep, per_layer)),
         conversion_search=manifest.search if manifest else None,
         per_layer=per_layer,
         devices=tuple(devices))
@@ -277,14 +285,13 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
 SOURCE_CHECK_SAMPLES = 64
 
 
-def _pytorch_check(reference: Path, float_path: Path, data, options: ValidateOptions, int8: LiteRTRunner,
+def _pytorch_check(reference: Path, float_path: Path, data, options: ValidateOptions, pre: Preprocessing,
                    manifest: Manifest | None) -> SourceCheck:
     """The float .tflite against PyTorch itself on the first samples: the conversion's own error."""
     from edgeq.conversion.isolation import run_isolated
     from edgeq.conversion.pytorch import run_program
 
     ref = LiteRTRunner(float_path, options.delegate, options.threads)
-    pre, _ = preprocessing_for(manifest, options, int8)
     specs = [InputSpec(p.label, p.shape) for p in ref.input_ports]
     samples = list(open_samples(data, specs, pre, min(options.limit or SOURCE_CHECK_SAMPLES, SOURCE_CHECK_SAMPLES), options.seed))
     with captured_native_stderr():
@@ -370,17 +377,13 @@ def _same_source(manifest: Manifest | None, reference: Path) -> bool:
         return False
 
 
-def preprocessing_for(manifest: Manifest | None, options: ValidateOptions,
-                      int8: LiteRTRunner | None = None) -> tuple[Preprocessing, dict[str, str]]:
-    """The flags given to validate merged over the manifest's preprocessing (else the normalization
-    the model's own metadata states), field by field, with each field's origin."""
+def preprocessing_for(manifest: Manifest | None, options: ValidateOptions, int8: LiteRTRunner) -> Resolved:
+    """The flags given to validate over the manifest's preprocessing, else over the normalization
+    the model's own metadata states (edgeq.data.normalization.resolve, as convert does)."""
     if manifest is not None:
-        merged, sources = manifest.recipe.preprocessing.merged(options.preprocessing)
-        return merged, {k: "flag" if v == "given" else "manifest" for k, v in sources.items()}
-    stated = stated_normalization(read_metadata(int8.model.data)) if int8 is not None else None
-    merged, sources = (stated or Preprocessing()).merged(options.preprocessing)
-    from_model = ("mean", "std") if stated is not None else ()
-    return merged, {k: "flag" if v == "given" else "model metadata" if k in from_model else "default" for k, v in sources.items()}
+        return resolve(options.preprocessing, manifest.recipe.preprocessing)
+    stated = stated_normalization(read_metadata(int8.model.data))
+    return resolve(options.preprocessing, stated=Statement(stated, "model metadata") if stated is not None else None)
 
 
 def signature_of(recipe: Recipe | None, asked: str) -> str:
