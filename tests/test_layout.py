@@ -329,3 +329,12 @@ def test_a_long_function_is_caught(tmp_path):
     body = "".join(f"    x{i} = {i}\n" for i in range(MAX_LINES + 1))
     (copy / "units.py").write_text((copy / "units.py").read_text() + f"\n\ndef planted():\n{body}")
     assert long_functions(copy) == [f"units.py::planted {MAX_LINES + 1} lines"]
+
+
+def test_tests_are_laid_out_like_the_package():
+    """Unit tests sit beside the stage they test (tests/<stage>/, tests/core/ for the shared modules);
+    the root keeps only what crosses every stage."""
+    root = {p.name for p in (ROOT / "tests").glob("test_*.py")}
+    assert root == {"test_readme.py", "test_layout.py", "test_fuzz.py", "test_workflow.py"}
+    folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    assert folders <= set(STAGES) | {"core"} and {"run", "conversion", "validation", "core"} <= folders
