@@ -47,12 +47,13 @@ def devices_check(
     except EdgeqError as exc:
         fail(exc)
     if as_json:
-        typer.echo(json.dumps(to_json(info), indent=2))
+        typer.echo(json.dumps({**to_json(info.probe), **{k: v for k, v in to_json(info).items() if k != "probe"}}, indent=2))
         return
-    delegates = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info.delegates.items()) or "none"
-    for label, value in (("device", f"{info.name} ({info.transport}, {info.address})"), ("os", info.os),
-                         ("cpu", info.machine), ("dot-product", "yes (asimddp)" if info.asimddp else "no"),
-                         ("python", info.python), ("runtime", info.runtime or info.runtime_error),
+    probe = info.probe
+    delegates = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in probe.delegates.items()) or "none"
+    for label, value in (("device", f"{info.name} ({info.transport}, {info.address})"), ("os", probe.os),
+                         ("cpu", probe.machine), ("dot-product", "yes (asimddp)" if probe.asimddp else "no"),
+                         ("python", probe.python), ("runtime", probe.runtime or probe.runtime_error),
                          ("delegates", delegates)):
         say(terminal(f"{label:<12}{value}"))
 

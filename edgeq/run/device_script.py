@@ -43,14 +43,7 @@ class DeviceInfo:
     transport: str
     address: str
     emulated: bool
-    os: str
-    machine: str
-    python: str
-    asimddp: bool
-    cpu_features: tuple[str, ...]
-    runtime: str | None
-    runtime_error: str | None
-    delegates: dict[str, bool]
+    probe: Probe
 
 
 @dataclass(frozen=True)
@@ -79,8 +72,7 @@ def check(profile: Profile) -> DeviceInfo:
     with Session(profile) as session:
         session.transport.push(SCRIPT, session.path("on_device.py"))
         probe = from_json(Probe, json.loads(_script(session, "probe", timeout=profile.timeout * 4)), f"{profile.name} probe")
-    return DeviceInfo(profile.name, profile.transport, profile.address, profile.emulated, probe.os, probe.machine,
-                      probe.python, probe.asimddp, probe.cpu_features, probe.runtime, probe.runtime_error, probe.delegates)
+    return DeviceInfo(profile.name, profile.transport, profile.address, profile.emulated, probe)
 
 
 class DeviceRunner:
