@@ -6,7 +6,7 @@ whether it has int8 dot-product instructions: edgeq.machine), and why.
 from __future__ import annotations
 
 # what may help when an op type falls off XNNPACK in int8
-REMEDIES = {
+OFF_DELEGATE_REMEDIES = {
     "HARD_SWISH": "XNNPACK's delegate takes HARD_SWISH in float only (its VisitHardSwishNode checks for float "
                   "tensors; not a matter of quantization parameters): keep it in float with --mode int8-fallback "
                   "--keep-float HARD_SWISH, or use a ReLU6 variant of the model",
@@ -28,6 +28,6 @@ def slower_than_float(kind: str, speed: float | None, within_noise: bool, where:
         return None
     why = (f"{sum(fell_off.values())} op(s) fell off {where.split()[0]} ({', '.join(f'{k} x{v}' for k, v in fell_off.items())}), "
            f"splitting it into {partitions} partition(s)") if fell_off else f"{where.split()[0]} took every op"
-    helps = [REMEDIES[op] for op in fell_off if op in REMEDIES] + list(remedies)
+    helps = [OFF_DELEGATE_REMEDIES[op] for op in fell_off if op in OFF_DELEGATE_REMEDIES] + list(remedies)
     return (f"{kind} ran at {speed:.2f}x the float model's speed on {where} (slower{'; ' + figures if figures else ''}): {why}"
             + (f"; {'; '.join(helps)}" if helps else ""))

@@ -177,7 +177,7 @@ def test_a_reader_importing_conversion_is_caught(importer, imported, tmp_path):
 OTHER_FORMATS = {
     "edgeq/schema.py": "the manifest and results upgrades: the one place their JSON is read by key",
     "edgeq/run/litert.py": "LiteRT's tensor-detail dicts (name, index, shape, dtype, quantization)",
-    "edgeq/conversion/ranges.py": "LiteRT's tensor-detail dicts",
+    "edgeq/conversion/range_methods.py": "LiteRT's tensor-detail dicts",
     "edgeq/run/on_device.py": "the device-side script's JSON protocol",
     "edgeq/cli/devices.py": "the device check's JSON lines",
     "edgeq/conversion/debugger.py": "TensorFlow's layer-statistics CSV",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgeq.conversion.calibrated import Calibrated, Learned
-from edgeq.conversion.calibration import ParallelCalibrator
+from edgeq.conversion.parallel_calibration import ParallelCalibrator
 from edgeq.conversion.isolation import step
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, resolve_keep_float, tf_type

@@ -21,7 +21,7 @@ from edgeq.conversion.describe import described
 from edgeq.conversion.isolation import ChildError, run_isolated
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.pytorch import PT2_SUFFIX, require_torch, to_float_tflite
-from edgeq.conversion.quantized import QuantizedModel, SavedConversion, check_outputs
+from edgeq.conversion.result import QuantizedModel, SavedConversion, check_outputs
 from edgeq.conversion.source import first_line, has_fake_quant, require_tensorflow
 from edgeq.errors import ConversionError, DataError, EdgeqError, InternalError, ModelError, UsageError
 from edgeq.fileio import sha256_of

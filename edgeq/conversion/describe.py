@@ -12,7 +12,7 @@ from edgeq.conversion.child import ChildResult
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.pytorch import PT2_SUFFIX, versions
 from edgeq.conversion.quantize import not_kept
-from edgeq.conversion.quantized import QuantizedModel
+from edgeq.conversion.result import QuantizedModel
 from edgeq.data.samples import InputSpec
 from edgeq.errors import ConversionError, EdgeqError, InternalError, ModelError
 from edgeq.fileio import size_of

@@ -172,8 +172,8 @@ class RangeChooser:
 
     def __init__(self, calibrated: bytes, specs: list, recipe: Recipe, data: Path, jobs: int = 1,
                  counts: dict[int, Any] | None = None) -> None:
-        from edgeq.conversion.calibration import read_ranges
-        from edgeq.conversion.ranges import histograms_parallel
+        from edgeq.conversion.parallel_calibration import read_ranges
+        from edgeq.conversion.range_methods import histograms_parallel
         from edgeq.tflite.signatures import calibrator_order
 
         self.calibrated = calibrated
@@ -188,7 +188,7 @@ class RangeChooser:
             self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
 
     def ranges(self, method) -> dict[int, tuple[float, float]]:
-        from edgeq.conversion.ranges import chosen_ranges
+        from edgeq.conversion.range_methods import chosen_ranges
 
         return chosen_ranges(self.parsed, method, self.counts, self.minmax)
 
@@ -197,8 +197,8 @@ class RangeChooser:
 
     def write(self, chosen: dict[int, tuple[float, float]]) -> tuple[bytes, tuple[RangeChange, ...]]:
         """The calibrated model with the `chosen` ranges, and those that differ from min/max."""
-        from edgeq.conversion.calibration import write_ranges
-        from edgeq.conversion.ranges import clipped_fraction
+        from edgeq.conversion.parallel_calibration import write_ranges
+        from edgeq.conversion.range_methods import clipped_fraction
 
         minmax, counts, tensors = self.minmax, self.counts, self.parsed.tensors
         changed = [i for i in chosen if chosen[i] != minmax[i]]

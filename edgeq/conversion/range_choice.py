@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeq.conversion.calibrated import Calibrated
 from edgeq.conversion.quantize import RangeChooser, quantize
-from edgeq.conversion.ranges import AUTO_ORDER
+from edgeq.conversion.range_methods import AUTO_ORDER
 from edgeq.conversion.search import Evaluator, leximin, output_quality
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import KeepFloat, MethodTry, RangeChange, SearchStep

@@ -231,7 +231,7 @@ def target_lines(t) -> list[str]:
 VERDICTS = {"PASS": "PASS", "FAIL": "FAIL: a gate failed",
             "NO GATES": "no gates given: nothing was checked against a limit (exit 0); gate with --min-sqnr, "
                         "--min-slice-sqnr, --min-agreement, --max-drop, ..."}
-REMEDIES = ("--calibration auto", "the accuracy search (--eval-data with --min-sqnr)", "--keep-float on the layers that write it")
+BROKEN_OUTPUT_REMEDIES = ("--calibration auto", "the accuracy search (--eval-data with --min-sqnr)", "--keep-float on the layers that write it")
 
 
 def sqnr(o: OutputScore) -> str:
@@ -254,7 +254,7 @@ def output_line(o: OutputScore) -> str:
 
 def broken_notes(r: ValidationResult) -> list[str]:
     """Each output below 10 dB, whole or in a slice, named with what edgeq can do about it."""
-    return [f"output '{o.name}' ({o.role}) is likely broken: {sqnr(o)}, {slice_text(o)}; try {', '.join(REMEDIES)}"
+    return [f"output '{o.name}' ({o.role}) is likely broken: {sqnr(o)}, {slice_text(o)}; try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
             for o in r.broken_outputs]
 
 

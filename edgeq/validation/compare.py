@@ -33,7 +33,7 @@ from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.pairing import pair
 from edgeq.tflite.metadata import read_metadata, stated_normalization
 from edgeq.tflite.summary import summarize
-from edgeq.validation.results import Baseline, DelegateCheck, DeviceResult, Latency, Pairing, Percentiles, Size, SourceCheck, TargetCheck, ValidationResult
+from edgeq.validation.results import Baseline, DelegateCheck, DeviceResult, Latency, PairedBy, Percentiles, Size, SourceCheck, TargetCheck, ValidationResult
 from edgeq.validation.streaming import Spill, paired_runs
 from edgeq.version import __version__
 
@@ -237,7 +237,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     per_layer = _per_layer(model, reference, data, _specs(int8), options, manifest, pre) if options.per_layer else None
     return ValidationResult(
         model=str(model), reference=str(reference), passed=False, model_kind=kind, edgeq_version=__version__,
-        reference_tflite=float_note, data=sweep.samples.describe(), pairing=Pairing(inputs.method, outputs.method),
+        reference_tflite=float_note, data=sweep.samples.describe(), pairing=PairedBy(inputs.method, outputs.method),
         preprocessing=PreprocessingUsed(pre, resolved.origins),
         size=Size(float_bytes, int8.model.size, round(int8.model.size / float_bytes, 4)),
         accuracy=scores.accuracy,

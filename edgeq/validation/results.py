@@ -115,7 +115,9 @@ class Baseline:
 
 
 @dataclass(frozen=True)
-class Pairing:
+class PairedBy:
+    """How validate paired the INT8 model's tensors with the reference's (edgeq.run.pairing): key, name, shape."""
+
     inputs: str
     outputs: str
 
@@ -177,7 +179,7 @@ class ValidationResult:
     edgeq_version: str | None = None
     reference_tflite: str | None = None
     data: str | None = None
-    pairing: Pairing | None = None
+    pairing: PairedBy | None = None
     preprocessing: PreprocessingUsed | None = None
     size: Size = field(default_factory=Size)
     accuracy: Accuracy = field(default_factory=Accuracy)

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from edgeq.conversion.calibration import (
+from edgeq.conversion.parallel_calibration import (
     ParallelCalibrator,
     read_ranges,
 )

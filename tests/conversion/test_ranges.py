@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgeq.conversion.quantize import not_kept, resolve_keep_float
-from edgeq.conversion.ranges import BINS, choose, clipped_fraction
+from edgeq.conversion.range_methods import BINS, choose, clipped_fraction
 from edgeq.errors import UsageError
 from edgeq.records.recipe import Method
 from edgeq.tflite.model import read_tflite
