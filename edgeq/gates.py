@@ -53,6 +53,10 @@ class Figures:
     size_growth_pct: float | None = None  # model size growth, %
     worst_slice_sqnr_db: float | None = None  # the worst per-index SQNR along any output axis
     exact: bool = False  # every output equals float: no SQNR to give, and none needed
+    real_latency: bool = True  # False: emulated, or a software adapter: its timings are not the device's latency
+
+
+LATENCY_FIGURES = ("int8_p50_ms", "speedup", "latency_regression_pct")
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,10 @@ def evaluate(limits: dict[str, float], figures: Figures) -> list[GateResult]:
         if gate.needs_outputs and not figures.scores_outputs:
             results.append(GateResult(name, gate.description, limit, None, "n/a", None,
                                       "not applicable: this runner measures latency only (no outputs to score)"))
+            continue
+        if gate.figure in LATENCY_FIGURES and not figures.real_latency:
+            results.append(GateResult(name, gate.description, limit, None, "n/a", None,
+                                      "not applicable: this runner's timings are not latency (emulated, or a software adapter)"))
             continue
         if value is None and figures.exact and gate.figure in ("worst_sqnr_db", "worst_slice_sqnr_db"):
             results.append(GateResult(name, gate.description, limit, None, "passed", True, "INT8 equals float exactly: no error"))

@@ -21,8 +21,10 @@ def significant(x: float | None, digits: int = DIGITS) -> float | None:
 
 def sqnr_db(signal: float, noise: float) -> float | None:
     """10 log10(signal / noise); inf for an exact match; None without signal."""
-    if signal <= 0:
+    if signal <= 0 or math.isnan(signal):
         return None
+    if not math.isfinite(noise) or not math.isfinite(signal):  # inf or NaN among the outputs: no signal survives
+        return -math.inf
     return math.inf if noise == 0 else 10 * math.log10(signal / noise)
 
 

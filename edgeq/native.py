@@ -23,7 +23,8 @@ class Captured:
 
 
 @contextlib.contextmanager
-def captured_native_stderr(enabled: bool = True) -> Iterator[Captured]:
+def captured_native_stderr(enabled: bool = True, stdout: bool = False) -> Iterator[Captured]:
+    """`stdout`: fd 1 too (LiteRT's GPU loader prints there), into the same text."""
     captured = Captured()
     if not enabled:
         yield captured
@@ -33,16 +34,22 @@ def captured_native_stderr(enabled: bool = True) -> Iterator[Captured]:
     levels = [logger.level for logger in noisy]
     for logger in noisy:
         logger.setLevel(logging.ERROR)
-    saved = os.dup(2)
+    fds = (2, 1) if stdout else (2,)
+    if stdout:
+        sys.stdout.flush()
+    saved = [os.dup(fd) for fd in fds]
     with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        os.dup2(sink.fileno(), 2)
+        for fd in fds:
+            os.dup2(sink.fileno(), fd)
         try:
             yield captured
         finally:
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            sys.stdout.flush()
+            for fd, kept in zip(fds, saved):
+                os.dup2(kept, fd)
+                os.close(kept)
             for logger, level in zip(noisy, levels):
                 logger.setLevel(level)
             sink.seek(0)

@@ -141,7 +141,7 @@ def planted_import(tmp_path: Path, importer: str, imported: str, check) -> tuple
 
 # What validation/ may take from conversion/: framework services (a source loaded, a reference
 # converted to float TFLite, the isolated child, the cache, the per-layer debugger), never records.
-FRAMEWORK_SERVICES = {"edgeq.conversion.isolation", "edgeq.conversion.pytorch", "edgeq.conversion.debugger",
+FRAMEWORK_SERVICES = {"edgeq.conversion.pytorch", "edgeq.conversion.debugger",
                       "edgeq.conversion.cache", "edgeq.conversion.source"}
 READERS = ("edgeq.report", "edgeq.packaging", "edgeq.cli.inspect", "edgeq.cli.report")
 
@@ -177,6 +177,7 @@ def test_a_reader_importing_conversion_is_caught(importer, imported, tmp_path):
 OTHER_FORMATS = {
     "edgeq/schema.py": "the manifest and results upgrades: the one place their JSON is read by key",
     "edgeq/run/litert.py": "LiteRT's tensor-detail dicts (name, index, shape, dtype, quantization)",
+    "edgeq/run/compiled_model.py": "LiteRT CompiledModel's signature and tensor-detail dicts",
     "edgeq/conversion/range_methods.py": "LiteRT's tensor-detail dicts",
     "edgeq/run/on_device.py": "the device-side script's JSON protocol",
     "edgeq/cli/devices.py": "the device check's JSON lines",

@@ -106,7 +106,7 @@ def floats(value: Optional[str], option: str) -> Optional[tuple[float, ...]]:
 def progress_bar():
     """A bar with samples/s and an ETA on an interactive terminal; nothing in CI, in pipes, with
     -q or with --json."""
-    from edgeq.conversion.isolation import STEP
+    from edgeq.isolation import STEP
     from edgeq.progress import reporting
 
     if not sys.stderr.isatty() or os.environ.get("CI") or state["quiet"] or state.get("json"):

@@ -80,16 +80,14 @@ def convert(
     """Convert a float model (.keras/.h5, SavedModel or float .tflite) to a quantized .tflite, calibrated on real samples."""
     from edgeq.conversion.converter import convert as run_convert
     from edgeq.conversion.options import ConvertOptions
-    from edgeq.data.samples import Preprocessing
-    from edgeq.records.budget import Budget
     from edgeq.tflite.metadata import Description, read_labels
 
     try:
         options = ConvertOptions.of(
             mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed, jobs=jobs, targets=tuple(target),
             eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers, allow_int16x8=allow_int16x8,
-            budget=Budget(max_drop, min_agreement, min_sqnr) if any(v is not None for v in (max_drop, min_agreement, min_sqnr)) else None,
-            preprocessing=Preprocessing(color, resize, value_range, floats(mean, "--mean"), floats(std, "--std"), layout),
+            max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
+            color=color, resize=resize, value_range=value_range, mean=floats(mean, "--mean"), std=floats(std, "--std"), layout=layout,
             signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape),
             custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
             channels_last=channels_last, optimize=optimize, device=device, cache=not no_cache,

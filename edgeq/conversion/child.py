@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgeq.conversion.calibrated import Calibrated, Learned
 from edgeq.conversion.parallel_calibration import ParallelCalibrator
-from edgeq.conversion.isolation import step
+from edgeq.isolation import step
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, resolve_keep_float, tf_type
 from edgeq.conversion.source import KerasCode, load_source, stated_scaling

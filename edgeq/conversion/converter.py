@@ -18,7 +18,7 @@ from edgeq.conversion import child as conversion_child
 from edgeq.conversion.cache import Cache
 from edgeq.conversion.calibrated import Calibrated, cache_keys
 from edgeq.conversion.describe import described
-from edgeq.conversion.isolation import ChildError, run_isolated
+from edgeq.isolation import ChildError, run_isolated
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.pytorch import PT2_SUFFIX, require_torch, to_float_tflite
 from edgeq.conversion.result import QuantizedModel, SavedConversion, check_outputs

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from edgeq.data.samples import Preprocessing
 from edgeq.errors import UsageError
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import RunOptions
@@ -13,6 +14,8 @@ from edgeq.records.recipe import Recipe
 from edgeq.targets import TARGETS
 
 RECIPE_FIELDS = frozenset(f.name for f in fields(Recipe))
+BUDGET_FIELDS = tuple(f.name for f in fields(Budget))
+PREPROCESSING_FIELDS = tuple(f.name for f in fields(Preprocessing))
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,21 @@ class ConvertOptions:
 
     @classmethod
     def of(cls, **values: Any) -> ConvertOptions:
-        """From the flat settings of the command line and the API (mode=..., calibration=..., jobs=...);
-        `recipe=` a whole Recipe (a manifest's, to convert again as it was), the flat ones on top."""
+        """From the flat settings of the command line and the API (mode=..., calibration=..., jobs=...,
+        min_sqnr=..., mean=...); `recipe=` a whole Recipe (a manifest's, to convert again as it was),
+        the flat ones on top."""
+        budget, pre = values.pop("budget", None), values.pop("preprocessing", None)
+        limits = {k: values.pop(k) for k in BUDGET_FIELDS if k in values}
+        if any(v is not None for v in limits.values()):
+            if budget is not None:
+                raise UsageError("give the budget as budget=Budget(...) or as max_drop/min_agreement/min_sqnr, not both")
+            budget = Budget(**limits)
+        scaling = {k: v for k in PREPROCESSING_FIELDS if k in values for v in [values.pop(k)] if v is not None}
+        if scaling:
+            if pre is not None:
+                raise UsageError(f"give the preprocessing as preprocessing=Preprocessing(...) or as {', '.join(scaling)}, not both")
+            pre = Preprocessing(**{k: tuple(v) if k in ("mean", "std") else v for k, v in scaling.items()})
+        values.update({"budget": budget} if budget is not None else {}, **({"preprocessing": pre} if pre is not None else {}))
         base = values.pop("recipe", None)
         if base is not None and not isinstance(base, Recipe):
             raise UsageError(f"recipe= takes an edgeq Recipe (a manifest's .recipe), not a {type(base).__name__}")

@@ -29,7 +29,7 @@ from queue import Empty, Full
 import numpy as np
 
 from edgeq.conversion.extensions import CALIBRATION_WRAPPER, calibration_wrapper_file, load_module
-from edgeq.conversion.isolation import die_with_parent, main_module_hidden
+from edgeq.isolation import die_with_parent, main_module_hidden
 from edgeq.errors import ConversionError
 
 Ranges = dict[int, tuple[float, float]]

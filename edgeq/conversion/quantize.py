@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeq.conversion.isolation import step
+from edgeq.isolation import step
 from edgeq.errors import UsageError
 from edgeq.records.manifest import KeepFloat, RangeChange
 from edgeq.records.recipe import Method, Mode, Recipe

@@ -72,7 +72,7 @@ def histograms_parallel(model: bytes, samples: list, ranges: Ranges, jobs: int) 
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from edgeq.conversion.isolation import main_module_hidden
+    from edgeq.isolation import main_module_hidden
 
     shards = [samples[k::jobs] for k in range(jobs)]
     with main_module_hidden(), ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:

@@ -292,6 +292,24 @@ class PerLayer:
 
 
 @dataclass(frozen=True)
+class NpuCompile:
+    """`edgeq compile --npu`: the file compiled ahead of time for an NPU, from which INT8 file, and
+    what the vendor's compiler took."""
+
+    target: str  # vendor:SoC, as asked
+    source: str  # the INT8 file it was compiled from (its name, beside this one) ...
+    source_sha256: str  # ... and its sha256: validate runs that file on the CPU to compare with
+    stamp: str | None  # the vendor and SoC the file's LiteRtStamp names
+    graph_backend: str | None  # Intel: the OpenVINO device the bytecode targets
+    ops_offloaded: int
+    ops_total: int
+    partitions: int
+    ops_on_cpu: dict[str, int] = field(default_factory=dict)
+    report: str = ""  # the compiler's own partition report
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class Manifest:
     source: Source
     recipe: Recipe
@@ -323,6 +341,7 @@ class Manifest:
     warnings: tuple[str, ...] = ()
     cache: CacheUse | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    npu: NpuCompile | None = None
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)

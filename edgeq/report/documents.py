@@ -13,7 +13,7 @@ from edgeq.escape import html_text, md
 from edgeq.gates import GateResult
 from edgeq.metrics import EXACT_DB
 from edgeq.records.manifest import StepKind
-from edgeq.report.text import broken_notes, evaluations, short_name, slice_text, step_label, step_outputs
+from edgeq.report.text import accelerator_lines, broken_notes, differs_from_local, evaluations, short_name, slice_text, step_label, step_outputs
 from edgeq.units import gate_figure, gate_status, number
 from edgeq.units import percent as pct
 from edgeq.units import size as kib
@@ -118,7 +118,7 @@ def _device_rows(results: ValidationResult, marks: bool = True) -> list[tuple[st
         acc, lat, exact = d.accuracy, d.latency, d.vs_local
         timed = d.capabilities.latency
         same = ("latency only" if exact is None else "bit-exact" if exact.bit_exact else
-                f"{exact.mismatches} differ (max {exact.max_lsb_diff} LSB)")
+                differs_from_local(exact))
         ok = d.passed is not False
         mark = (("✅ " if ok else "❌ ") if marks else "") + ("pass" if ok else "FAIL")
         rows.append((d.name, d.transport, str(d.runtime), pct(acc.int8_top1), pct(acc.agreement), num(d.worst_sqnr_db),
@@ -180,6 +180,7 @@ def markdown(results: ValidationResult) -> str:
         lines += ["", "### Likely broken", ""] + [f"- ❌ {md(n)}" for n in broken_notes(results)]
     if results.devices:
         lines += ["", "### Devices", ""] + _md_table(DEVICE_HEAD, _device_rows(results))
+        lines += [f"- {md(d.name)}: {md(line)}" for d in results.devices for line in accelerator_lines(d)]
         for d in results.devices:
             if d.gates:
                 lines += ["", f"Gates on {md(d.name)}:", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(d.gates))
@@ -309,6 +310,8 @@ def html_page(results: ValidationResult) -> str:
     if results.devices:
         parts += ["<h2>Devices</h2>", _html_table(DEVICE_HEAD, _device_rows(results, marks=False),
                                                   ["failed" if d.passed is False else "" for d in results.devices])]
+        used = [f"<li>{esc(d.name)}: {esc(line)}</li>" for d in results.devices for line in accelerator_lines(d)]
+        parts += ["<ul>", *used, "</ul>"] if used else []
     if results.conversion_search:
         parts += ["<h2>Mixed-precision search</h2>", f"<p>{esc(_search_caption(results))}</p>",
                   _html_table(SEARCH_HEAD, _search_rows(results, marks=False))]

@@ -9,7 +9,7 @@ from edgeq.records.manifest import Latency, PreprocessingUsed, Search, SearchSte
 from edgeq.tflite.metadata import ModelMetadata
 from edgeq.tflite.summary import ModelSummary, TensorInfo
 from edgeq.units import gate_figure, gate_status, number, percent, size
-from edgeq.validation.results import DeviceResult, OutputScore, ValidationResult
+from edgeq.validation.results import BitExactness, DeviceResult, OutputScore, ValidationResult
 
 SHOWN_FLOAT_OPS = 8
 
@@ -194,6 +194,7 @@ def validation_text(r: ValidationResult) -> str:
     for d in r.devices:
         where = ", ".join(str(x) for x in (d.transport, d.runtime, d.machine) if x)
         lines.append(f"device    {terminal(d.name)} ({terminal(where)}): {device_summary(d)}")
+        lines += [f"          {terminal(line)}" for line in accelerator_lines(d)]
     if r.baseline:
         b = r.baseline
         lines.append(f"baseline  {terminal(b.path)}: top-1 {percent(b.int8_top1)} -> {percent(acc.int8_top1)} "
@@ -288,6 +289,40 @@ def target_text(report) -> str:
     return "\n".join(lines)
 
 
+def accelerator_lines(d: DeviceResult) -> list[str]:
+    """What an accelerator run used, by the evidence: where it ran, on what, how much of the model."""
+    use = d.accelerator
+    if use is None:
+        return []
+    on = ("every op" if use.accelerated else
+          f"{number(use.ops_on_accelerator, 'd', '')} op(s) there, {use.ops_on_cpu} on the CPU"
+          + (f" ({', '.join(f'{k} x{v}' for k, v in use.cpu_op_types.items())})" if use.cpu_op_types else ""))
+    lines = [f"asked {use.asked}, ran on the {use.ran_on}" + (f" ({use.adapter}" + (", a software adapter" if use.software else "") + ")"
+                                                             if use.adapter else "")
+             + (f", {use.precision}" if use.precision else "") + (f"; {on}" if use.ran_on != "cpu" else "")
+             + (f", {use.partitions} partition(s)" if use.partitions else "")
+             + f"; LiteRT's is_fully_accelerated(): {use.fully_accelerated}"]
+    if d.vs_local and not d.vs_local.bit_exact:
+        lines += [f"vs the CPU run, {m.name}: {m.mismatches} of {m.elements} values differ"
+                  + (f", max {m.max_lsb_diff} step(s)" if m.max_lsb_diff is not None else "")
+                  + (f", max |diff| {m.max_abs_diff:.4g}, SQNR {number(m.sqnr_db, '.2f', ' dB')}" if m.sqnr_db is not None
+                     else ", not finite")
+                  for m in d.vs_local.outputs if m.mismatches]
+    return lines + ([f"note: {d.note}"] if d.note else [])
+
+
+def differs_from_local(exact: BitExactness) -> str:
+    """How a device's outputs differ from the local run's: quantization steps for integer outputs,
+    the largest real difference and SQNR for float ones."""
+    steps = [m.max_lsb_diff for m in exact.outputs if m.max_lsb_diff is not None]
+    worst = min((m.sqnr_db for m in exact.outputs if m.mismatches and m.sqnr_db is not None), default=None)
+    largest = max((m.max_abs_diff for m in exact.outputs if m.max_abs_diff is not None), default=None)
+    finite = all(m.sqnr_db is not None or not m.mismatches for m in exact.outputs)
+    size = f"max {max(steps)} step(s)" if steps else f"max |diff| {number(largest, '.3g')}"
+    return (f"{exact.mismatches} output values differ from local ({size}, "
+            + (f"SQNR {number(worst, '.2f', ' dB')}" if finite else "not finite") + ")")
+
+
 def device_summary(d: DeviceResult) -> str:
     acc, lat, exact = d.accuracy, d.latency, d.vs_local
     parts = []
@@ -296,14 +331,14 @@ def device_summary(d: DeviceResult) -> str:
     parts.append(f"agreement {number(acc.agreement, '.4f')}")
     parts.append(f"SQNR {number(d.worst_sqnr_db, '.2f', ' dB')}")
     if not d.capabilities.latency:
-        parts.append("latency: emulated, not a latency figure")
+        parts.append("latency: a software adapter's timing, not the accelerator's latency" if d.accelerator and d.accelerator.software
+                     else "latency: emulated, not a latency figure")
     else:
         parts.append(f"int8 p50 {number(lat.int8_ms.p50, '.3f', ' ms')}, speedup {number(lat.speedup, '.2f', 'x')}")
     if exact is None:
         parts.append(d.note or "no outputs")
     else:
-        parts.append("bit-exact with local" if exact.bit_exact else
-                     f"{exact.mismatches} output values differ from local (max {exact.max_lsb_diff} LSB)")
+        parts.append("bit-exact with local" if exact.bit_exact else differs_from_local(exact))
     if d.passed is not None:
         parts.append("PASS" if d.passed else "FAIL")
     return "; ".join(parts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -238,6 +239,29 @@ class LiteRTRunner:
         self.run_raw([a[:1] for a in inputs])  # the first sample stays set for the timed invokes
         return Measurement([np.concatenate(column) for column in zip(*rows)], Percentiles.of(self._timed(warmup, runs)),
                            self.delegate, self.threads, warmup, runs, "ai_edge_litert")
+
+    def largest_tensor(self, feeds: list[np.ndarray]) -> tuple[str, float]:
+        """The float tensor of this model (inputs, intermediates, outputs) with the largest magnitude
+        on one sample, and that magnitude: what an fp16 accelerator must hold."""
+        litert = _runtime()
+        with warnings.catch_warnings():  # "for debugging purposes only": that is what this is
+            warnings.simplefilter("ignore")
+            interpreter = litert.Interpreter(model_path=str(self.path), experimental_preserve_all_tensors=True)
+        interpreter.allocate_tensors()
+        for detail, array in zip(interpreter.get_input_details(), self.quantize_inputs(feeds)):
+            interpreter.set_tensor(detail["index"], array)
+        interpreter.invoke()
+        largest = ("", 0.0)
+        for detail in interpreter.get_tensor_details():
+            if np.dtype(detail["dtype"]) != np.float32:
+                continue
+            try:
+                peak = float(np.abs(interpreter.get_tensor(detail["index"])).max(initial=0.0))
+            except ValueError:  # a tensor the interpreter freed or never filled
+                continue
+            if peak > largest[1] or not np.isfinite(peak):
+                largest = (detail["name"], peak)
+        return largest
 
     def time(self, feeds: list[np.ndarray], warmup: int, runs: int) -> InvokeTimes:
         self._set_inputs(feeds)

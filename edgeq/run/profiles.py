@@ -39,6 +39,8 @@ class Profile:
     workdir: str = "/tmp"
     timeout: float = 30.0  # seconds to connect / answer
     cpu: str | None = None  # qemu: the emulated CPU model, e.g. cortex-a76
+    accelerator: str | None = None  # local: gpu | npu:VENDOR, run through LiteRT's CompiledModel
+    gpu_precision: str = "fp16"
     path: str | None = None  # where the profile was read from
 
     def __post_init__(self) -> None:
@@ -50,6 +52,9 @@ class Profile:
             raise UsageError(f"device {self.name}: a qemu profile needs cpu (e.g. cortex-a76)")
         if self.runtime not in (None, "ai_edge_litert", "tflite_runtime"):
             raise UsageError(f"device {self.name}: runtime {self.runtime!r}; use ai_edge_litert or tflite_runtime")
+        if self.accelerator is not None and self.transport != "local":
+            raise UsageError(f"device {self.name}: accelerator runs on this machine (transport local); on a phone, "
+                             "benchmark_model's delegates (delegates = [\"gpu\"]) choose the GPU")
         if self.timeout <= 0 or self.threads < 1:
             raise UsageError(f"device {self.name}: timeout and threads must be positive")
 

@@ -13,7 +13,7 @@ libedgetpu), `device_script.DeviceRunner` (ssh, qemu, local: edgeq's on_device.p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,6 +69,31 @@ class Percentiles:
 
 
 @dataclass(frozen=True)
+class AcceleratorUse:
+    """What an accelerator run used, taken from evidence (the adapter the GPU environment selected,
+    the dispatch library and device, the DISPATCH_OPs and partitions), never from
+    is_fully_accelerated() alone, which LiteRT also reports True for some CPU-only runs."""
+
+    asked: str  # gpu | npu:VENDOR[:SOC], as given
+    ran_on: str  # gpu | npu | cpu: where the work ran, by the evidence
+    adapter: str | None = None  # as the runtime names it: a Vulkan adapter, an OpenVINO device
+    software: bool | None = None  # a software adapter (lavapipe) or a CPU graph backend: its timings are no latency
+    precision: str | None = None  # gpu: fp16 | fp32
+    fully_accelerated: bool | None = None  # LiteRT's own is_fully_accelerated(), for the record
+    ops_on_accelerator: int | None = None
+    ops_on_cpu: int | None = None
+    cpu_op_types: dict[str, int] = field(default_factory=dict)  # the op types the accelerator named as not taken
+    partitions: int | None = None
+    evidence: tuple[str, ...] = ()  # the runtime's own lines it was decided from
+    note: str | None = None  # why it did not run where asked, in words
+
+    @property
+    def accelerated(self) -> bool:
+        """Every op ran where it was asked to."""
+        return self.ran_on == self.asked.split(":")[0] and not self.ops_on_cpu and not self.cpu_op_types
+
+
+@dataclass(frozen=True)
 class Measurement:
     outputs: list[Any] | None  # raw outputs over the batch, model dtypes; None for a latency-only runner
     timings_ms: Percentiles
@@ -78,6 +103,7 @@ class Measurement:
     runs: int
     runtime: str | None = None
     machine: str | None = None
+    accelerator: AcceleratorUse | None = None
 
     @property
     def samples_ms(self) -> list[float]:

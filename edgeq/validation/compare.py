@@ -29,10 +29,15 @@ from edgeq.records.manifest import Manifest, PerLayer, PreprocessingUsed
 from edgeq.records.manifest_file import Described
 from edgeq.records.recipe import Recipe
 from edgeq.roles import Role, decide_roles
+from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.pairing import pair
+from edgeq.tflite.dispatch import dispatch_of
 from edgeq.tflite.metadata import read_metadata, stated_normalization
+from edgeq.tflite.model import read_tflite
 from edgeq.tflite.summary import summarize
+from edgeq.validation import accelerators
+from edgeq.validation.accelerators import compiled_source
 from edgeq.validation.results import Baseline, DelegateCheck, DeviceResult, Latency, PairedBy, Percentiles, Size, SourceCheck, TargetCheck, ValidationResult
 from edgeq.validation.streaming import Spill, paired_runs
 from edgeq.version import __version__
@@ -64,6 +69,9 @@ class ValidateOptions:
     baseline: str | None = None  # a previous results JSON: the regression gates compare with it
     cache: bool = True  # reuse a Keras/SavedModel/PyTorch reference's float .tflite from the conversion cache
     jobs: int | None = None  # pairs of interpreters (INT8 and float) run concurrently; None: the cores. Same figures as 1
+    accelerators: tuple[str, ...] = ()  # gpu | npu:VENDOR[:SOC]: run the model on LiteRT's accelerators here too
+    gpu_precision: str = "fp16"  # the GPU computes in fp16 unless told otherwise, as on phones
+    require_accelerated: bool = False  # a gate: every op of each accelerator run ran there
 
     def __post_init__(self) -> None:
         if self.jobs is None:
@@ -79,6 +87,10 @@ class ValidateOptions:
             raise UsageError(f"--{needing[0].replace('_', '-')} compares with a previous release: pass --baseline PREVIOUS.json")
         if self.target is not None and self.target not in ("edgetpu", "nnapi", "xnnpack"):
             raise UsageError(f"--target {self.target!r}: use edgetpu, nnapi or xnnpack")
+        for asked in self.accelerators:
+            Accelerator.parse(asked, self.gpu_precision)  # a wrong one is a usage error before the run
+        if self.require_accelerated and not self.accelerators:
+            raise UsageError("--require-accelerated gates the --accelerator runs: add --accelerator gpu or npu:VENDOR")
         if self.threads < 1 or self.runs < 1 or self.warmup < 0 or self.top_k < 1 or self.jobs < 1:
             raise UsageError("--threads, --runs, --top-k and --jobs must be at least 1, --warmup at least 0")
 
@@ -89,17 +101,22 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
     options = options or ValidateOptions(**values)
     previous = ValidationResult.read(options.baseline) if options.baseline else None  # a bad file fails before the run
     model, reference = Path(model), Path(reference)
+    dispatch = dispatch_of(read_tflite(model))
+    compiled = model if dispatch.compiled else None
+    if compiled is not None:  # DISPATCH_OPs run through the vendor's dispatch only: the CPU runs the INT8 file it came from
+        model = compiled_source(compiled, dispatch, Described.of(compiled).manifest)
     int8 = LiteRTRunner(model, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     described, notes = _described(model, int8)
     manifest = described.manifest
+    accelerated = accelerators.runners(options.accelerators, options.gpu_precision, options.threads, dispatch, compiled, model)
     pre = preprocessing_for(manifest, options, int8)  # once: the sweep, the source check and --per-layer feed alike
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
         target, int8 = _target(model, int8, options, Path(scratch)) if options.target else (None, int8)
         float_path, float_note = _float_tflite(reference, int8, options, manifest, Path(scratch))
-        result = _compare(model, reference, data, options, int8, manifest, pre, float_path, float_note, Path(scratch))
+        result = _compare(model, reference, data, options, int8, manifest, pre, float_path, float_note, Path(scratch), accelerated)
         if reference.suffix.lower() == PT2_SUFFIX:
             result = replace(result, source_check=_pytorch_check(reference, float_path, data, options, pre.preprocessing, manifest))
-    result = result.with_warnings(*notes)
+    result = replace(result.with_warnings(*notes), model=str(compiled or model))
     if previous is not None:
         result = replace(result, baseline=Baseline.compare(str(options.baseline), previous, result.accuracy, result.latency, result.size))
     if target is not None:
@@ -177,7 +194,7 @@ class Sweep:
 
 
 def _sweep(int8: LiteRTRunner, ref: LiteRTRunner, data, options: ValidateOptions, pre: Preprocessing, to_reference: list[int],
-           output_order: list[int], scratch: Path) -> Sweep:
+           output_order: list[int], scratch: Path, keep: bool = False) -> Sweep:
     """The sample loop: INT8 and float on every sample, scored per output; one audit of the inputs."""
     specs = _specs(int8)
     metadata = read_metadata(int8.model.data)
@@ -187,7 +204,7 @@ def _sweep(int8: LiteRTRunner, ref: LiteRTRunner, data, options: ValidateOptions
     _check_gates_have_classes(options.gates, roles)
     headline = _headline(roles, [p.shape for p in int8.output_ports], len(samples.class_names or []))
     scorer = Scorer([p.label for p in int8.output_ports], [r.role for r in roles], options.top_k, headline, options.score_threshold)
-    kept = Spill(scratch, len(samples)) if options.devices else None  # for --device runs: on disk, not in memory
+    kept = Spill(scratch, len(samples)) if options.devices or options.accelerators or keep else None  # for --device runs: on disk, not in memory
     first = None
     low, high = [float("inf")] * len(specs), [float("-inf")] * len(specs)
     for i, (feeds, model_feeds, raw, want) in enumerate(paired_runs(samples, int8, ref, to_reference, output_order, options.jobs)):
@@ -217,7 +234,8 @@ def _latency(int8: LiteRTRunner, ref: LiteRTRunner, first: list, first_reference
 
 
 def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner, manifest: Manifest | None,
-             resolved: Resolved, float_path: Path, float_note: str, scratch: Path) -> ValidationResult:
+             resolved: Resolved, float_path: Path, float_note: str, scratch: Path,
+             accelerated: list[CompiledModelRunner]) -> ValidationResult:
     ref = LiteRTRunner(float_path, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     same_source = _same_source(manifest, reference)
     inputs = pair("inputs", int8.input_ports, ref.input_ports, same_source)
@@ -226,13 +244,15 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     for i, j in enumerate(inputs.order):
         to_reference[j] = i
     pre = resolved.preprocessing
-    sweep = _sweep(int8, ref, data, options, pre, to_reference, outputs.order, scratch)
+    sweep = _sweep(int8, ref, data, options, pre, to_reference, outputs.order, scratch, bool(accelerated))
     first_reference = [sweep.first[k] for k in to_reference]
     latency = _latency(int8, ref, sweep.first, first_reference, options)
     kind = summarize(int8.model).precision
     scores = sweep.scorer.result()
-    devices = _on_devices(model, float_path, int8, ref, sweep, first_reference, options) if options.devices else []
+    devices = _on_devices(model, float_path, int8, ref, sweep, first_reference, options, accelerated) \
+        if options.devices or accelerated else []
     devices = [replace(d, gates=tuple(g), passed=passed(g)) for d in devices for g in [evaluate(options.gates, d.figures)]]
+    devices, accelerator_warnings = _judged(devices, scores.worst_sqnr_db, ref, first_reference, kind, options)
     float_bytes = size_of(float_path)
     per_layer = _per_layer(model, reference, data, _specs(int8), options, manifest, pre) if options.per_layer else None
     return ValidationResult(
@@ -244,7 +264,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         outputs=tuple(replace(o, role_from=r.evidence, reference_name=ref.output_ports[j].label)
                       for o, r, j in zip(scores.outputs, sweep.roles, outputs.order)),
         worst_sqnr_db=scores.worst_sqnr_db, worst_slice_sqnr_db=scores.worst_slice_sqnr_db, latency=latency,
-        warnings=resolved.conflicts + tuple(_warnings(options, int8, latency, kind, manifest, sweep, per_layer)),
+        warnings=resolved.conflicts + tuple(_warnings(options, int8, latency, kind, manifest, sweep, per_layer)) + accelerator_warnings,
         conversion_search=manifest.search if manifest else None,
         per_layer=per_layer,
         devices=tuple(devices))
@@ -269,8 +289,19 @@ def _warnings(options: ValidateOptions, int8: LiteRTRunner, latency: Latency, ki
     return warnings + _range_warnings(observed, _specs(int8), sweep.low, sweep.high)
 
 
+def _judged(devices: list[DeviceResult], local_worst_db: float | None, ref: LiteRTRunner, first: list, kind: str,
+            options: ValidateOptions) -> tuple[list[DeviceResult], tuple[str, ...]]:
+    """Each accelerator run's notes, warnings and --require-accelerated gate."""
+    judged, warnings = [], []
+    for device in devices:
+        device, said = accelerators.judged(device, local_worst_db, ref, first, kind != "float", options.require_accelerated)
+        judged.append(device)
+        warnings += said
+    return judged, tuple(warnings)
+
+
 def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRunner, sweep: Sweep,
-                first: list, options: ValidateOptions) -> list[DeviceResult]:
+                first: list, options: ValidateOptions, accelerated: list[CompiledModelRunner]) -> list[DeviceResult]:
     from edgeq.run.profiles import load_profile
     from edgeq.run.runner import runner_for
     from edgeq.validation.devices import LocalRun, validate_on_devices
@@ -278,7 +309,7 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
     kept, scorer = sweep.kept, sweep.scorer
     local = LocalRun(kept.stacked("inputs"), kept.stacked("int8_raw"), kept.stacked("float"), ref.quantize_inputs(first),
                      sweep.samples.labels, scorer.roles, scorer.headline, options.score_threshold)
-    runners = [runner_for(load_profile(d)) for d in options.devices]
+    runners = [runner_for(load_profile(d)) for d in options.devices] + accelerated
     return validate_on_devices(runners, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k)
 
 
@@ -288,7 +319,7 @@ SOURCE_CHECK_SAMPLES = 64
 def _pytorch_check(reference: Path, float_path: Path, data, options: ValidateOptions, pre: Preprocessing,
                    manifest: Manifest | None) -> SourceCheck:
     """The float .tflite against PyTorch itself on the first samples: the conversion's own error."""
-    from edgeq.conversion.isolation import run_isolated
+    from edgeq.isolation import run_isolated
     from edgeq.conversion.pytorch import run_program
 
     ref = LiteRTRunner(float_path, options.delegate, options.threads)
@@ -424,7 +455,7 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
 def _converted_reference(reference: Path, int8: LiteRTRunner, options: ValidateOptions, manifest: Manifest | None,
                          scratch: Path) -> tuple[Path, str]:
     if reference.suffix.lower() == PT2_SUFFIX:
-        from edgeq.conversion.isolation import run_isolated
+        from edgeq.isolation import run_isolated
         from edgeq.conversion.pytorch import require_torch, to_float_tflite, versions
 
         require_torch(f"a PyTorch reference ({reference.name})")

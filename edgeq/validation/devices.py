@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.metrics import Scorer
+from edgeq.metrics import OutputErrors, OutputScore, Scorer
 from edgeq.speed import speedup
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.protocol import Measurement, Runner
@@ -41,22 +41,24 @@ def validate_on_devices(runners: list[Runner], model: Path, float_model: Path, i
         floating = runner.measure(float_model, float_runner.quantize_inputs(local.float_feeds_first), warmup, runs)
         return device_result(runner, int8, measured, floating, local, top_k)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(runners))) as pool:
-        return list(pool.map(one, runners))
+    remote = [r for r in runners if getattr(r, "concurrent", True)]
+    with ThreadPoolExecutor(max_workers=max(1, len(remote))) as pool:  # devices wait on their transports: side by side
+        done = dict(zip(map(id, remote), pool.map(one, remote)))
+    return [done[id(r)] if id(r) in done else one(r) for r in runners]  # accelerators: one at a time, in this thread
 
 
 def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measurement, floating: Measurement,
                   local: LocalRun | None, top_k: int) -> DeviceResult:
     """A runner's measurements as a device result: scored where outputs came back, timed where
     the runner gives latency, speedup always float p50 over INT8 p50."""
-    profile = getattr(runner, "profile", None)
+    profile = getattr(runner, "profile", None) or runner
     int8_ms, float_ms = measured.timings_ms, floating.timings_ms
     latency = Latency(delegate=measured.delegate, threads=measured.threads, warmup=measured.warmup, runs=measured.runs,
                       int8_ms=int8_ms, float_ms=float_ms, speedup=speedup(float_ms.p50, int8_ms.p50))
     capabilities = Capabilities(runner.capabilities.scores_outputs, runner.capabilities.latency)
     common = dict(name=runner.name, transport=getattr(profile, "transport", "local"), address=getattr(profile, "address", None),
                   runtime=measured.runtime, machine=measured.machine, emulated=not capabilities.latency,
-                  capabilities=capabilities, latency=latency)
+                  capabilities=capabilities, latency=latency, accelerator=measured.accelerator)
     if measured.outputs is None or int8 is None or local is None:
         return DeviceResult(**common, accuracy=Accuracy(samples=0), note=LATENCY_ONLY)
     names = int8.output_names
@@ -68,16 +70,30 @@ def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measureme
     scores = scorer.result()
     return DeviceResult(**common, accuracy=scores.accuracy, outputs=scores.outputs, worst_sqnr_db=scores.worst_sqnr_db,
                         worst_slice_sqnr_db=scores.worst_slice_sqnr_db,
-                        vs_local=bit_exactness(names, raw, local.int8_raw))
+                        vs_local=bit_exactness(names, raw, local.int8_raw, int8.dequantize_outputs(raw),
+                                               int8.dequantize_outputs(local.int8_raw)))
 
 
-def bit_exactness(names: list[str], device: list[np.ndarray], local: list[np.ndarray]) -> BitExactness:
-    """Element-by-element comparison of raw outputs; integer outputs also give the largest LSB gap."""
+def _against(reference: np.ndarray, got: np.ndarray) -> OutputScore:
+    errors = OutputErrors("vs local")
+    errors.add(reference, got)
+    return errors.score("values", None, None)
+
+
+def bit_exactness(names: list[str], device: list[np.ndarray], local: list[np.ndarray], device_real: list[np.ndarray] | None = None,
+                  local_real: list[np.ndarray] | None = None) -> BitExactness:
+    """Element-by-element comparison of raw outputs: how many differ and, for integer outputs, the
+    largest gap in quantization steps; with the dequantized outputs, the largest real difference
+    and the SQNR of the device's outputs against the local run's."""
     per_output = []
-    for name, d, l in zip(names, device, local):
+    for k, (name, d, l) in enumerate(zip(names, device, local)):
         diff = d != l
         gap = int(np.abs(d.astype(np.int64) - l.astype(np.int64)).max()) if np.issubdtype(d.dtype, np.integer) and d.size else None
-        per_output.append(OutputMatch(name, int(d.size), int(diff.sum()), gap))
+        real: tuple[float | None, float | None] = (None, None)
+        if device_real is not None and local_real is not None and d.size:
+            score = _against(local_real[k], device_real[k])
+            real = (score.max_abs_error, score.sqnr_db)
+        per_output.append(OutputMatch(name, int(d.size), int(diff.sum()), gap, *real))
     mismatches = sum(o.mismatches for o in per_output)
     return BitExactness(mismatches == 0, mismatches, max((o.max_lsb_diff or 0 for o in per_output), default=0),
                         tuple(o.name for o in per_output if o.mismatches), tuple(per_output))

@@ -18,7 +18,7 @@ from edgeq.errors import DataError
 from edgeq.gates import Figures, GateResult
 from edgeq.metrics import Accuracy, OutputScore
 from edgeq.records.manifest import PerLayer, PreprocessingUsed, Search
-from edgeq.run.protocol import Capabilities, Percentiles
+from edgeq.run.protocol import AcceleratorUse, Capabilities, Percentiles
 from edgeq.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgraded_results
 from edgeq.targets.edgetpu_toolchain import CompilerReport
 
@@ -53,7 +53,9 @@ class OutputMatch:
     name: str
     elements: int
     mismatches: int
-    max_lsb_diff: int | None = None  # integer outputs only
+    max_lsb_diff: int | None = None  # integer outputs only: the largest gap in quantization steps
+    max_abs_diff: float | None = None  # in real units (dequantized)
+    sqnr_db: float | None = None  # the device's real outputs against the local run's; None when equal
 
 
 @dataclass(frozen=True)
@@ -82,13 +84,14 @@ class DeviceResult:
     worst_slice_sqnr_db: float | None = None
     latency: Latency = field(default_factory=Latency)
     vs_local: BitExactness | None = None  # against the local INT8 run
+    accelerator: AcceleratorUse | None = None  # a GPU/NPU run: what ran it, by the evidence
     note: str | None = None
     gates: tuple[GateResult, ...] = ()
     passed: bool | None = None
 
     @property
     def figures(self) -> Figures:
-        return _figures(self, self.capabilities.scores_outputs)
+        return _figures(self, self.capabilities.scores_outputs, self.capabilities.latency)
 
 
 @dataclass(frozen=True)
@@ -246,8 +249,8 @@ class ValidationResult:
         return replace(self, warnings=self.warnings + tuple(more))
 
 
-def _figures(result: ValidationResult | DeviceResult, scores_outputs: bool) -> Figures:
+def _figures(result: ValidationResult | DeviceResult, scores_outputs: bool, real_latency: bool = True) -> Figures:
     accuracy, latency = result.accuracy, result.latency
     return Figures(accuracy.top1_drop_pts, accuracy.agreement, result.worst_sqnr_db, latency.int8_ms.p50, latency.speedup,
                    scores_outputs, worst_slice_sqnr_db=result.worst_slice_sqnr_db,
-                   exact=bool(result.outputs) and all(o.exact for o in result.outputs))
+                   exact=bool(result.outputs) and all(o.exact for o in result.outputs), real_latency=real_latency)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from edgeq.conversion.isolation import ChildError, run_isolated
+from edgeq.isolation import ChildError, run_isolated
 from edgeq.metrics import sqnr_db
 
 

@@ -1,5 +1,5 @@
-"""Run a native-code step (TensorFlow's converter, calibrator, quantizer) in a child process, so
-that a crash in it is one line and exit 2, never a segfault of edgeq.
+"""Run a native-code step (TensorFlow's converter, calibrator, quantizer; LiteRT's accelerators) in
+a child process, so that a crash in it is one line and exit 2, never a segfault of edgeq.
 
 The child is spawned (never forked: a parent may hold TensorFlow's threads), dies with its parent,
 writes no core file, and sends back its result, an EdgeqError, or the first line of any other
@@ -151,7 +151,7 @@ def run_isolated(function: Callable[..., Any], *args: Any, what: str = "the TFLi
     raise ChildError(*payload)
 
 
-PACKAGE = Path(__file__).resolve().parent.parent  # edgeq/
+PACKAGE = Path(__file__).resolve().parent  # edgeq/
 
 
 class ChildError(RuntimeError):
