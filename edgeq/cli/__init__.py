@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from edgeq.cli import bundle, convert, devices, inspect, report, validate  # noqa: F401 - they register their commands
+from edgeq.cli import bundle, compile, convert, devices, inspect, report, validate  # noqa: F401 - they register their commands
 from edgeq.cli.common import app, state
 
 __all__ = ["app", "run"]

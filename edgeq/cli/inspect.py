@@ -21,6 +21,7 @@ def inspect(
     from edgeq.records.manifest_file import Described
     from edgeq.schema import to_json
     from edgeq.targets import check_target
+    from edgeq.tflite.dispatch import dispatch_of
     from edgeq.tflite.metadata import read_metadata
 
     try:
@@ -29,6 +30,8 @@ def inspect(
         reports = [check_target(described.model, t) for t in target]
         metadata = read_metadata(described.model.data)
         recipe = described.manifest.recipe if described.manifest else None
+        dispatch = dispatch_of(described.model)
+        compiled = described.manifest.npu if described.manifest else None
     except EdgeqError as exc:
         fail(exc)
     if as_json:
@@ -38,11 +41,15 @@ def inspect(
             **{k: v for k, v in to_json(metadata).items() if k != "files"}, "labels": metadata.labels, "files": sorted(metadata.files)}
         if reports:
             data["targets"] = {r.target: r.to_dict() for r in reports}
+        if dispatch.compiled:
+            data["npu"] = {**to_json(dispatch), "compiled": to_json(compiled) if compiled else None}
         typer.echo(json.dumps(data, indent=2))
         return
-    from edgeq.report.text import metadata_text, summary_text, target_text
+    from edgeq.report.text import dispatch_text, metadata_text, summary_text, target_text
 
     say(summary_text(summary))
+    if dispatch.compiled:
+        say(dispatch_text(dispatch, compiled))
     if metadata is not None:
         say(metadata_text(metadata))
     for report in reports:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shlex
 
 from edgeq.escape import terminal
-from edgeq.records.manifest import Latency, PreprocessingUsed, Search, SearchStep, StepKind
+from edgeq.records.manifest import Latency, NpuCompile, PreprocessingUsed, Search, SearchStep, StepKind
+from edgeq.tflite.dispatch import Dispatch
 from edgeq.tflite.metadata import ModelMetadata
 from edgeq.tflite.summary import ModelSummary, TensorInfo
 from edgeq.units import gate_figure, gate_status, number, percent, size
@@ -289,6 +290,20 @@ def target_text(report) -> str:
     return "\n".join(lines)
 
 
+def dispatch_text(dispatch: Dispatch, compiled: NpuCompile | None) -> str:
+    """A file compiled for an NPU: its stamp, partitions, what stays on the CPU, where it came from."""
+    stamp = dispatch.stamp
+    on_cpu = ", ".join(f"{terminal(k)} x{v}" for k, v in dispatch.ops_on_cpu.items()) or "none"
+    lines = [f"npu       compiled for {terminal(stamp.vendor) if stamp else 'an unnamed vendor'}"
+             + (f", SoC {terminal(stamp.soc)}" if stamp and stamp.soc else "")
+             + f": {dispatch.partitions} DISPATCH_OP partition(s); ops left to the CPU: {on_cpu}"]
+    if compiled is not None:
+        lines.append(f"          from {terminal(compiled.source)}: {compiled.ops_offloaded} of {compiled.ops_total} ops offloaded"
+                     + (f"; OpenVINO graph backend {compiled.graph_backend}" if compiled.graph_backend else ""))
+        lines += [f"          note: {terminal(compiled.note)}"] if compiled.note else []
+    return "\n".join(lines)
+
+
 def accelerator_lines(d: DeviceResult) -> list[str]:
     """What an accelerator run used, by the evidence: where it ran, on what, how much of the model."""
     use = d.accelerator
@@ -297,7 +312,8 @@ def accelerator_lines(d: DeviceResult) -> list[str]:
     on = ("every op" if use.accelerated else
           f"{number(use.ops_on_accelerator, 'd', '')} op(s) there, {use.ops_on_cpu} on the CPU"
           + (f" ({', '.join(f'{k} x{v}' for k, v in use.cpu_op_types.items())})" if use.cpu_op_types else ""))
-    lines = [f"asked {use.asked}, ran on the {use.ran_on}" + (f" ({use.adapter}" + (", a software adapter" if use.software else "") + ")"
+    stand_in = ", a software adapter" if use.ran_on == "gpu" else ", the CPU standing in for the NPU"
+    lines = [f"asked {use.asked}, ran on the {use.ran_on}" + (f" ({use.adapter}" + (stand_in if use.software else "") + ")"
                                                              if use.adapter else "")
              + (f", {use.precision}" if use.precision else "") + (f"; {on}" if use.ran_on != "cpu" else "")
              + (f", {use.partitions} partition(s)" if use.partitions else "")
@@ -331,8 +347,9 @@ def device_summary(d: DeviceResult) -> str:
     parts.append(f"agreement {number(acc.agreement, '.4f')}")
     parts.append(f"SQNR {number(d.worst_sqnr_db, '.2f', ' dB')}")
     if not d.capabilities.latency:
-        parts.append("latency: a software adapter's timing, not the accelerator's latency" if d.accelerator and d.accelerator.software
-                     else "latency: emulated, not a latency figure")
+        use = d.accelerator
+        parts.append("latency: emulated, not a latency figure" if use is None else
+                     f"latency: not the {use.asked.split(':')[0].upper()}'s ({'it ran on the CPU' if use.ran_on == 'cpu' else 'a software adapter' if use.ran_on == 'gpu' else 'a CPU stand-in'})")
     else:
         parts.append(f"int8 p50 {number(lat.int8_ms.p50, '.3f', ' ms')}, speedup {number(lat.speedup, '.2f', 'x')}")
     if exact is None:

@@ -55,6 +55,8 @@ def judged(device: DeviceResult, local_worst_db: float | None, reference: LiteRT
     use = device.accelerator
     if use is None:
         return device, []
+    if use.ran_on != use.asked.split(":")[0]:  # named by what ran, never as the accelerator asked for
+        device = replace(device, name=f"{use.ran_on} (instead of {use.asked})")
     warnings = [f"{device.name}: {use.note}"] if use.note and use.ran_on == "cpu" else []
     notes = [use.note] if use.note else []
     if use.asked == "gpu" and use.ran_on == "gpu":
