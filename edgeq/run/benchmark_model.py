@@ -1,18 +1,30 @@
-"""TFLite's benchmark_model as a runner: an Android device without Python, reached over adb,
-gives latency (no outputs). The parser reads the binary's own output, as recorded from real
-runs (tests/fixtures/benchmark_model)."""
+"""TFLite's benchmark_model as a runner: an Android device without Python, reached over adb.
+
+Latency from its timing lines (the parser reads the binary's own output, as recorded from real
+runs in tests/fixtures/benchmark_model). Accuracy from its input and output files: each sample's
+inputs are pushed as raw files of exactly the tensor's size (`--input_layer`,
+`--input_layer_shape`, `--input_layer_value_files`, names with ':' escaped as '::'), one
+invocation per sample writes every output's raw bytes, concatenated in output order, to
+`--output_filepath`; all invocations run from one script in one shell call, and their outputs
+come back concatenated in one pull. Each invocation reloads the model, so the profile bounds the
+samples (`device_samples`)."""
 
 from __future__ import annotations
 
 import re
+import shlex
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from edgeq.errors import UsageError
 from edgeq.run.profiles import Profile
 from edgeq.run.protocol import Capabilities, Measurement, Percentiles
 from edgeq.run.transports import DeviceError, Session, Transport
+from edgeq.tflite.model import TfliteModel, read_tflite
 
 FLAGS = {"xnnpack": ["--use_xnnpack=true"], "nnapi": ["--use_nnapi=true"], "gpu": ["--use_gpu=true"],
          "none": ["--use_xnnpack=false"]}
@@ -64,22 +76,84 @@ def parse_benchmark_model(text: str) -> BenchmarkFigures:
 
 
 class BenchmarkModelRunner:
-    """An Android device without Python: TFLite's benchmark_model over adb, timings only."""
+    """An Android device without Python: TFLite's benchmark_model over adb; its outputs for the
+    first `device_samples` samples (0: latency only)."""
 
     def __init__(self, profile: Profile, through: Transport | None = None) -> None:
         """`through`: the transport to the device (default: adb, as the profile says)."""
         self.profile, self.name, self.through = profile, profile.name, through
-        self.capabilities = Capabilities(scores_outputs=False, latency=True)
+        self.capabilities = Capabilities(scores_outputs=profile.device_samples > 0, latency=True)
 
     def measure(self, model: Path, inputs: list[Any], warmup: int, runs: int) -> Measurement:
         profile = self.profile
         if not profile.benchmark_binary:
             raise UsageError(f"device {profile.name}: set benchmark_binary (the path of benchmark_model on the device)")
         delegate = profile.delegates[0]
+        flags = [f"--num_threads={profile.threads}", *FLAGS.get(delegate, [])]
         with Session(profile, self.through) as session:
             session.transport.push(model, session.path("model.tflite"))
-            out = session.transport.run([profile.benchmark_binary, f"--graph={session.path('model.tflite')}",
-                                         f"--num_threads={profile.threads}", f"--num_runs={runs}", f"--warmup_runs={warmup}",
-                                         *FLAGS.get(delegate, [])], max(profile.timeout, 600))
+            graph = f"--graph={session.path('model.tflite')}"
+            outputs = (self._outputs(session, read_tflite(model), inputs, [graph, *flags])
+                       if self.capabilities.scores_outputs and inputs else None)
+            out = session.transport.run([profile.benchmark_binary, graph, *flags, f"--num_runs={runs}",
+                                         f"--warmup_runs={warmup}"], max(profile.timeout, 600))
         found = parse_benchmark_model(out.decode(errors="replace"))
-        return Measurement(None, found.percentiles(), delegate, profile.threads, warmup, found.runs, "benchmark_model")
+        return Measurement(outputs, found.percentiles(), delegate, profile.threads, warmup, found.runs, "benchmark_model")
+
+    def _outputs(self, session: Session, model: TfliteModel, inputs: list[np.ndarray], flags: list[str]) -> list[np.ndarray]:
+        """Every output of the first `device_samples` samples, one benchmark_model invocation each."""
+        count = min(self.profile.device_samples, inputs[0].shape[0])
+        ports = [model.tensors[t] for t in model.inputs]
+        outs = [model.tensors[t] for t in model.outputs]
+        with tempfile.TemporaryDirectory(prefix="edgeq-adb-") as scratch:
+            folder = Path(scratch) / "inputs"
+            folder.mkdir()
+            for i in range(count):
+                for k, array in enumerate(inputs):
+                    (folder / f"{i}_{k}.bin").write_bytes(np.ascontiguousarray(array[i:i + 1]).tobytes())
+            script = Path(scratch) / "run.sh"
+            script.write_text(sample_script(self.profile.benchmark_binary, flags, ports, count, session.path("inputs"),
+                                            session.path("out"), session.path("outputs.bin")))
+            session.transport.push(folder, session.path("inputs"))
+            session.transport.push(script, session.path("run.sh"))
+        try:
+            session.transport.run(["sh", session.path("run.sh")], max(self.profile.timeout, 600) * max(1, count // 10))
+        except DeviceError as exc:
+            raise DeviceError(f"{self.profile.name}: benchmark_model refused the samples: {_fatal(str(exc))}") from None
+        return split_outputs(session.transport.pull(session.path("outputs.bin")), outs, count)
+
+
+def sample_script(binary: str, flags: list[str], ports: list, count: int, inputs: str, out: str, joined: str) -> str:
+    """The device-side script: one invocation per sample (exit at the first failure), then every
+    sample's output file concatenated into one."""
+    names = ",".join(p.name for p in ports)
+    shapes = ":".join(",".join(str(d) for d in p.shape) for p in ports)
+    lines = ["set -e"]
+    for i in range(count):
+        files = ",".join(f"{p.name.replace(':', '::')}:{inputs}/{i}_{k}.bin" for k, p in enumerate(ports))
+        lines.append(shlex.join([binary, *flags, f"--input_layer={names}", f"--input_layer_shape={shapes}",
+                                 f"--input_layer_value_files={files}", f"--output_filepath={out}_{i}.bin",
+                                 "--num_runs=1", "--warmup_runs=0"]))
+    lines.append(f"cat {' '.join(shlex.quote(f'{out}_{i}.bin') for i in range(count))} > {shlex.quote(joined)}")
+    return "\n".join(lines) + "\n"
+
+
+def split_outputs(data: bytes, outputs: list, count: int) -> list[np.ndarray]:
+    """The concatenated raw outputs of `count` samples, each sample's outputs in output order."""
+    sizes = [int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in outputs]
+    if len(data) != count * sum(sizes):
+        raise DeviceError(f"benchmark_model wrote {len(data)} output bytes for {count} sample(s); "
+                          f"the model's outputs take {sum(sizes)} bytes a sample")
+    found: list[list[np.ndarray]] = [[] for _ in outputs]
+    offset = 0
+    for _ in range(count):
+        for k, (t, size) in enumerate(zip(outputs, sizes)):
+            found[k].append(np.frombuffer(data[offset:offset + size], np.dtype(t.dtype)).reshape((1, *t.shape[1:])))
+            offset += size
+    return [np.concatenate(column) for column in found]
+
+
+def _fatal(message: str) -> str:
+    """benchmark_model's own fatal line (e.g. "The size of X is N bytes. It should be M bytes.")."""
+    found = re.search(r"The size of .*? bytes\.? It should be \d+ bytes\.?", message)
+    return found.group(0) if found else message

@@ -30,6 +30,7 @@ from edgeq.tflite.dispatch import dispatch_of
 from edgeq.tflite.model import TfliteModel, read_tflite
 
 PRECISIONS = ("fp16", "fp32")
+VULKAN_HINT = "on Debian 12, Mesa 25's mesa-vulkan-drivers from bookworm-backports gives a software one; Mesa 22 finds no adapter"
 _ADAPTER = re.compile(r"Selected adapter: (?P<name>.*?), arch=(?P<arch>[^,]*), vendor=(?P<vendor>[^,]*), "
                       r"backend=(?P<backend>[^,]*), adapterType=(?P<type>[^\n]*)")
 _GPU_SPLIT = re.compile(r"(\d+) operations will run on the GPU, and the remaining (\d+) operations? will run on the CPU")
@@ -106,7 +107,8 @@ class CompiledModelRunner:
             except (RuntimeError, ValueError) as exc:
                 failure = exc
         if failure is not None:
-            raise DeviceError(f"{self.name}: LiteRT could not run {Path(model).name} there: {_first_error(native.text, failure)}")
+            hint = (f"; LiteRT's GPU accelerator needs a Vulkan driver ({VULKAN_HINT})" if "No adapters found" in native.text else "")
+            raise DeviceError(f"{self.name}: LiteRT could not run {Path(model).name} there: {_first_error(native.text, failure)}{hint}")
         return outputs, times, fully, native.text
 
     def _run(self, parsed: TfliteModel, inputs: list[np.ndarray], warmup: int, runs: int):
@@ -236,11 +238,12 @@ def npu_evidence(log: str, fully: bool, asked: str, parsed: TfliteModel) -> Acce
 
 
 def _first_error(log: str, exc: Exception | None) -> str:
-    """The runtime's own reason: the last line naming a missing library or an error, else the exception."""
-    lines = [l.strip().lstrip("└ ") for l in log.splitlines()
-             if re.search(r"cannot open shared object|No adapters found|not supported|Exception|ERROR", l)]
-    meaningful = [l for l in lines if "cannot open shared object" in l or "No adapters" in l] or lines
-    if meaningful:
-        line = re.sub(r'"?/[^\s":]*/([^/\s":]+)"?', r"\1", meaningful[-1])  # library paths as their names
-        return line[:300]
-    return str(exc).strip().splitlines()[-1][:300] if exc else ""
+    """The runtime's own reason, most telling first: a missing library or adapter, then a refused
+    graph (dynamic shapes, an unsupported op, a failed compile), else the exception's last line.
+    Library paths are shortened to their names; the OpenCL probe's miss is no reason (WebGPU follows)."""
+    lines = [l.strip().lstrip("└ ") for l in log.splitlines() if "OpenCL" not in l]
+    for pattern in (r"cannot open shared object|No adapters found", "dynamic-sized", "not supported", "Exception in compilation", "ERROR"):
+        found = [l for l in lines if re.search(pattern, l)]
+        if found:
+            return re.sub(r'"?/[^\s":]*/([^/\s":]+)"?', r"\1", found[-1])[:300]
+    return str(exc).strip().splitlines()[-1].lstrip("└ ")[:300] if exc else ""

@@ -39,6 +39,7 @@ class Profile:
     workdir: str = "/tmp"
     timeout: float = 30.0  # seconds to connect / answer
     cpu: str | None = None  # qemu: the emulated CPU model, e.g. cortex-a76
+    device_samples: int = 50  # adb with benchmark_model: samples run one invocation each for accuracy; 0: latency only
     accelerator: str | None = None  # local: gpu | npu:VENDOR, run through LiteRT's CompiledModel
     gpu_precision: str = "fp16"
     path: str | None = None  # where the profile was read from
@@ -55,6 +56,8 @@ class Profile:
         if self.accelerator is not None and self.transport != "local":
             raise UsageError(f"device {self.name}: accelerator runs on this machine (transport local); on a phone, "
                              "benchmark_model's delegates (delegates = [\"gpu\"]) choose the GPU")
+        if self.device_samples < 0:
+            raise UsageError(f"device {self.name}: device_samples must be 0 (latency only) or more")
         if self.timeout <= 0 or self.threads < 1:
             raise UsageError(f"device {self.name}: timeout and threads must be positive")
 

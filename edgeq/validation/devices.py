@@ -64,14 +64,16 @@ def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measureme
     names = int8.output_names
     scorer = Scorer(names, local.roles, top_k, local.headline, local.threshold)
     raw = measured.outputs
+    count = raw[0].shape[0]  # a device may run fewer samples than the local run (benchmark_model: device_samples)
+    local_raw = [l[:count] for l in local.int8_raw]
     for i in range(raw[0].shape[0]):
         got = int8.dequantize_outputs([r[i:i + 1] for r in raw])
         scorer.add([f[i:i + 1] for f in local.float_outputs], got, local.labels[i] if local.labels is not None else None)
     scores = scorer.result()
     return DeviceResult(**common, accuracy=scores.accuracy, outputs=scores.outputs, worst_sqnr_db=scores.worst_sqnr_db,
                         worst_slice_sqnr_db=scores.worst_slice_sqnr_db,
-                        vs_local=bit_exactness(names, raw, local.int8_raw, int8.dequantize_outputs(raw),
-                                               int8.dequantize_outputs(local.int8_raw)))
+                        vs_local=bit_exactness(names, raw, local_raw, int8.dequantize_outputs(raw),
+                                               int8.dequantize_outputs(local_raw)))
 
 
 def _against(reference: np.ndarray, got: np.ndarray) -> OutputScore:

@@ -44,7 +44,8 @@ def test_unknown_gate_is_a_usage_error():
         ValidateOptions(gates={"max_dorp": 1.0})
 
 
-PIXEL = Profile("pixel", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm", delegates=("xnnpack",), threads=4)
+PIXEL = Profile("pixel", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm", delegates=("xnnpack",), threads=4,
+                device_samples=0)  # latency only
 
 
 def _recorded(scale_p50: float, scale_mean: float) -> Measurement:

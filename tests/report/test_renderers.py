@@ -27,7 +27,7 @@ GATES = {"max_drop": 0.5, "min_speedup": 0.1}
 def results() -> ValidationResult:
     results = ValidationResult.from_json(json.loads((FIXTURES / "results" / "digits_validation.json").read_text()))
     runner = BenchmarkModelRunner(Profile("pixel-8", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm",
-                                          delegates=("nnapi",), threads=4), RecordedAdb())
+                                          delegates=("nnapi",), threads=4, device_samples=0), RecordedAdb())
     measured = runner.measure(Path("model.tflite"), [], 2, 20)
     device = device_result(runner, None, measured, measured, None, 5)
     gates = evaluate(GATES, device.figures)

@@ -226,3 +226,51 @@ def test_optimize_latency_times_the_candidates_on_the_device(trained, digits_cal
     assert record["delegate"] == f"xnnpack on test-pi ({getpass.getuser()}@127.0.0.1:{sshd['port']})"
     assert record["note"] is None and all(c["int8_p50_ms"] > 0 for c in record["candidates"])
     assert "on test-pi" in text
+
+
+# -- accuracy on an Android phone with only benchmark_model (a transport that enforces its contract) --
+
+@pytest.mark.tf
+def test_validate_on_a_phone_scores_benchmark_models_own_outputs(trained, digits_calib, tmp_path, monkeypatch):
+    """validate --device with an adb profile: the samples' raw input files, one invocation each from
+    one script, the outputs concatenated in one file, scored and gated like any device. No phone was
+    used: ContractAdb (tests/helpers.py) answers as benchmark_model does, computing with LiteRT here."""
+    from edgeq.run import transports
+    from helpers import ContractAdb
+
+    _, int8, float_path = trained
+    phone = ContractAdb()
+    monkeypatch.setattr(transports, "transport", lambda profile: phone)
+    profile = tmp_path / "phone.toml"
+    profile.write_text('name = "phone"\ntransport = "adb"\nbenchmark_binary = "/data/local/tmp/benchmark_model"\n'
+                       'workdir = "/data/local/tmp"\ndevice_samples = 12\n')
+    result = validate(int8, float_path, digits_calib.parent / "val", limit=40, runs=5, warmup=1, devices=(str(profile),),
+                      gates={"min_agreement": 0.5, "max_latency_ms": 1e6})
+    device = result.devices[0]
+    assert device.capabilities.scores_outputs and device.accuracy.samples == 12 and device.outputs[0].sqnr_db > 20
+    assert device.vs_local.bit_exact and device.vs_local.outputs[0].elements == 12 * 10  # LiteRT here computed them
+    assert [g.status for g in device.gates] == ["passed", "passed"]
+    samples = [c for c in phone.invocations if any(a.startswith("--output_filepath=") for a in c)]
+    assert len(samples) == 12 + 1  # the INT8 model's 12 samples and the float model's first (its timing reference)
+    first = samples[0]
+    workdir = first[1].split("=", 1)[1].rsplit("/", 1)[0]
+    assert first == ["/data/local/tmp/benchmark_model", f"--graph={workdir}/model.tflite", "--num_threads=1", "--use_xnnpack=true",
+                     "--input_layer=serving_default_image:0", "--input_layer_shape=1,8,8,1",
+                     f"--input_layer_value_files=serving_default_image::0:{workdir}/inputs/0_0.bin",
+                     f"--output_filepath={workdir}/out_0.bin", "--num_runs=1", "--warmup_runs=0"]
+    assert sum(1 for c in phone.commands if c[0] == "sh") == 2  # one shell call per model for all its samples
+
+
+def test_an_input_of_the_wrong_size_is_benchmark_models_own_error_in_one_line(tmp_path):
+    import numpy as np
+
+    from edgeq.run.benchmark_model import BenchmarkModelRunner
+    from edgeq.run.transports import DeviceError
+    from helpers import ContractAdb
+
+    model = FIXTURES / "tflite" / "tiny_int8.tflite"
+    profile = Profile("phone", transport="adb", benchmark_binary="/bm", device_samples=2)
+    wrong = np.zeros((2, 8, 8, 2), np.int8)  # two channels where the model takes one
+    with pytest.raises(DeviceError, match=r"^phone: benchmark_model refused the samples: The size of \S+ is 128 bytes\. "
+                                          r"It should be 64 bytes\.$"):
+        BenchmarkModelRunner(profile, ContractAdb()).measure(model, [wrong], 0, 1)
