@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/calibration_methods.py
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/accelerators.py
 
 compat: $(STAMP)
 	$(PY) benchmarks/compat.py

@@ -63,7 +63,7 @@ def judged(device: DeviceResult, local_worst_db: float | None, reference: LiteRT
         if int8_on_gpu:
             notes.append("an INT8 model runs dequantized on LiteRT's GPU accelerator: its arithmetic is the GPU's float "
                          f"({use.precision}), re-quantized at the outputs, not the int8 kernels of the CPU or an NPU")
-        trouble = gpu_trouble(device, local_worst_db, reference, first, use.precision or "fp16")
+        trouble = gpu_trouble(device, local_worst_db, reference, first, use.precision or "fp16", int8_on_gpu)
         if trouble:
             warnings.append(trouble)
             notes.append(trouble)
@@ -85,7 +85,7 @@ def accelerated_gate(device: DeviceResult) -> GateResult:
 
 
 def gpu_trouble(device: DeviceResult, local_worst_db: float | None, reference: LiteRTRunner, first: list[np.ndarray],
-                precision: str) -> str | None:
+                precision: str, int8: bool = False) -> str | None:
     """"Likely broken on the GPU" where an output is not finite or far from the CPU run's, and why
     where that can be known: a float-model tensor past fp16's range, else fp16 rounding."""
     exact = device.vs_local
@@ -97,10 +97,16 @@ def gpu_trouble(device: DeviceResult, local_worst_db: float | None, reference: L
     names = ", ".join(sorted({o.name for o in broken} | {m.name for m in far})) or "its outputs"
     over = fp16_overflow(reference, first) if precision == "fp16" else None
     why = (f"the float model's tensor '{over[0]}' reaches {over[1]:.3g}, past fp16's largest value {FP16_MAX:.0f}" if over
-           else "fp16 rounding alone (no tensor of the float model passes 65504 on the first sample)" if precision == "fp16"
-           else "not fp16's range (it ran in fp32)")
+           else "fp16 rounding (no tensor of the float model passes 65504 on the first sample)" if precision == "fp16"
+           else "not fp16 (it ran in fp32)")
+    if int8 and not over:
+        why += ("; the GPU runs an INT8 model dequantized, in float from end to end, while the CPU's int8 kernels "
+                "requantize at every layer, so the two drift apart")
+    remedies = (["--gpu-precision fp32 (GpuOptions(enforce_f32=True) in the app)"] if precision == "fp16" else []) + \
+        (["ship the float model to the GPU (a phone's GPU runs float models natively)"] if int8 else []) + \
+        ["keep that part of the model off the GPU"]
     return (f"{device.name}: {names} likely broken on the GPU ({'not finite' if broken else 'far from the CPU run'}): {why}; "
-            "remedies: --gpu-precision fp32 (GpuOptions(enforce_f32=True) in the app), or keep that part of the model off the GPU")
+            f"remedies: {', or '.join(remedies)}")
 
 
 def fp16_overflow(reference: LiteRTRunner, first: list[np.ndarray]) -> tuple[str, float] | None:

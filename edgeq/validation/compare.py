@@ -294,7 +294,7 @@ def _judged(devices: list[DeviceResult], local_worst_db: float | None, ref: Lite
     """Each accelerator run's notes, warnings and --require-accelerated gate."""
     judged, warnings = [], []
     for device in devices:
-        device, said = accelerators.judged(device, local_worst_db, ref, first, kind != "float", options.require_accelerated)
+        device, said = accelerators.judged(device, local_worst_db, ref, first, kind in ("int8", "int16x8"), options.require_accelerated)
         judged.append(device)
         warnings += said
     return judged, tuple(warnings)
