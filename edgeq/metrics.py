@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -62,8 +62,9 @@ class OutputScore:
     max_abs_error: float | None = None
     mean_abs_error: float | None = None
     worst_slice: Slice | None = None
-    agreement: float | None = None  # classes: top-1 agreement; score: same side of `threshold`
+    agreement: float | None = None  # classes: top-1 agreement; sequence: per step; score: same side of `threshold`
     threshold: float | None = None
+    sequence_match: float | None = None  # sequence: the share of samples whose decoded argmax path equals float's
     reference_name: str | None = None
 
     @property
@@ -200,6 +201,41 @@ class TopK:
 
 
 @dataclass
+class Steps:
+    """A sequence output ([1, T, C]): INT8 against float at each step (argmax over the last axis),
+    and whole sequences: each argmax path decoded (with a CTC blank: repeats merged, blanks
+    dropped) and compared."""
+
+    blank: int | None = None
+    steps: int = 0
+    agree: int = 0
+    sequences: int = 0
+    same: int = 0
+
+    def add(self, reference: np.ndarray, quantized: np.ndarray) -> None:
+        want = reference.reshape(-1, reference.shape[-1]).argmax(-1)
+        got = quantized.reshape(-1, quantized.shape[-1]).argmax(-1)
+        self.steps += want.size
+        self.agree += int(np.sum(want == got))
+        self.sequences += 1
+        self.same += int(self.decoded(want) == self.decoded(got))
+
+    def decoded(self, path: np.ndarray) -> tuple[int, ...]:
+        if self.blank is None:
+            return tuple(int(c) for c in path)
+        merged = [int(c) for i, c in enumerate(path) if i == 0 or c != path[i - 1]]
+        return tuple(c for c in merged if c != self.blank)
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agree / self.steps if self.steps else None
+
+    @property
+    def match(self) -> float | None:
+        return self.same / self.sequences if self.sequences else None
+
+
+@dataclass
 class Decision:
     """A score output: how often INT8 and float fall on the same side of the threshold."""
 
@@ -218,14 +254,16 @@ class Decision:
 
 class Scorer:
     """Every output's error, and per role: top-1/top-k and agreement for each `classes` output
-    (labels score the headline one), decision agreement for each `score` output. No argmax is
-    taken over a `values` output. One place for local and on-device runs alike."""
+    (labels score the headline one), per-step agreement and sequence match for each `sequence`
+    output, decision agreement for each `score` output. No argmax is taken over a `values`
+    output. One place for local and on-device runs alike."""
 
     def __init__(self, names: list[str], roles: list[str], top_k: int = 5, headline: int | None = None,
-                 threshold: float = 0.5):
-        self.names, self.roles = names, roles
-        self.errors = [OutputErrors(n, -1 if r == "classes" else None) for n, r in zip(names, roles)]
+                 threshold: float = 0.5, blanks: dict[int, int] | None = None):
+        self.names, self.roles, self.blanks = names, roles, dict(blanks or {})
+        self.errors = [OutputErrors(n, -1 if r in ("classes", "sequence") else None) for n, r in zip(names, roles)]
         self.topks = {i: TopK(top_k) for i, r in enumerate(roles) if r == "classes"}
+        self.sequences = {i: Steps(self.blanks.get(i)) for i, r in enumerate(roles) if r == "sequence"}
         self.decisions = {i: Decision(threshold) for i, r in enumerate(roles) if r == "score"}
         self.headline = headline if headline is not None else next(iter(self.topks), None)
         self.count = 0
@@ -235,6 +273,8 @@ class Scorer:
             acc.add(r, q)
         for i, topk in self.topks.items():
             topk.add(reference[i], quantized[i], label if i == self.headline else None)
+        for i, steps in self.sequences.items():
+            steps.add(reference[i], quantized[i])
         for i, decision in self.decisions.items():
             decision.add(reference[i], quantized[i])
         self.count += 1
@@ -242,10 +282,14 @@ class Scorer:
     def result(self) -> Scores:
         outputs = []
         for i, (error, role) in enumerate(zip(self.errors, self.roles)):
-            agreement = (self.topks[i].agreement if i in self.topks else self.decisions[i].agreement if i in self.decisions else None)
-            outputs.append(error.score(role, agreement, self.decisions[i].threshold if i in self.decisions else None))
+            per_role = self.topks.get(i) or self.sequences.get(i) or self.decisions.get(i)
+            score = error.score(role, per_role.agreement if per_role else None, self.decisions[i].threshold if i in self.decisions else None)
+            outputs.append(replace(score, sequence_match=self.sequences[i].match) if i in self.sequences else score)
         head = self.topks.get(self.headline) if self.headline is not None else None
-        accuracy = head.accuracy(self.names[self.headline]) if head is not None else Accuracy(samples=self.count)
+        first_sequence = next(iter(self.sequences), None)
+        accuracy = (head.accuracy(self.names[self.headline]) if head is not None else
+                    Accuracy(samples=self.count, agreement=self.sequences[first_sequence].agreement, output=self.names[first_sequence])
+                    if first_sequence is not None else Accuracy(samples=self.count))
         sqnrs = [o.sqnr_db for o in outputs if o.sqnr_db is not None]
         slices = [o.worst_slice.sqnr_db for o in outputs if o.worst_slice]
         return Scores(accuracy, tuple(outputs), min(sqnrs) if sqnrs else None, min(slices) if slices else None,

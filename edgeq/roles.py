@@ -1,7 +1,9 @@
-"""What each model output is, decided from evidence: classes (argmax means something), a score (one
-probability), or values (boxes, landmarks, embeddings, feature maps).
+"""What each model output is, decided from evidence: classes (argmax means something), a sequence
+(a class per step: [1, T, C], e.g. a CTC recognizer), a score (one probability), or values (boxes,
+landmarks, embeddings, feature maps).
 
-An argmax is taken only over a `classes` output. Every role records the evidence it came from, so
+An argmax is taken only over a `classes` output, and over the last axis of each step of a
+`sequence` one: never over a flattened multi-axis tensor. Every role records the evidence it came from, so
 a figure computed on an output can say why it was computed that way.
 """
 
@@ -12,13 +14,14 @@ from dataclasses import dataclass
 
 from edgeq.errors import UsageError
 
-ROLES = ("classes", "score", "values")
+ROLES = ("classes", "sequence", "score", "values")
 
 
 @dataclass(frozen=True)
 class Role:
-    role: str  # classes | score | values
+    role: str  # classes | sequence | score | values
     evidence: str  # where the role came from, in words
+    blank: int | None = None  # a CTC sequence: the blank class, dropped when decoding
 
 
 @dataclass(frozen=True)
@@ -34,14 +37,21 @@ class OutputFacts:
     def size(self) -> int:
         return math.prod(self.shape) if self.shape else 1
 
+    @property
+    def steps(self) -> bool:
+        """More than one axis of more than one value beside the batch: a class per step, not one class."""
+        return sum(d > 1 for d in self.shape[1:]) > 1
+
 
 def parse_roles(values: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """--output-role KEY=classes|score|values (repeatable)."""
+    """--output-role KEY=classes|sequence|ctc:BLANK|score|values (repeatable)."""
     given = {}
     for value in values:
         key, sep, role = value.rpartition("=")
-        if not sep or not key or role not in ROLES:
-            raise UsageError(f"--output-role {value!r}: use KEY=classes, KEY=score or KEY=values")
+        ctc = role.startswith("ctc:") and role[4:].isdigit()
+        if not sep or not key or (role not in ROLES and not ctc):
+            raise UsageError(f"--output-role {value!r}: use KEY=classes, KEY=sequence, KEY=ctc:BLANK (a CTC sequence "
+                             "whose blank class is BLANK), KEY=score or KEY=values")
         given[key] = role
     return given
 
@@ -60,9 +70,12 @@ def decide_roles(outputs: list[OutputFacts], given: dict[str, str] | None = None
     roles = []
     for o in outputs:
         if o.name in given:
-            roles.append(Role(given[o.name], "--output-role"))
-        elif o.producer == "SOFTMAX" and o.size > 1:
-            roles.append(Role("classes", f"SOFTMAX over {o.size} values"))
+            roles.append(_given(given[o.name], o))
+        elif o.producer in ("SOFTMAX", "LOG_SOFTMAX") and o.steps:
+            roles.append(Role("sequence", f"{o.producer} over the last axis of a {list(o.shape)} output: "
+                                          f"{math.prod(o.shape[:-1])} steps of {o.shape[-1]} classes"))
+        elif o.producer in ("SOFTMAX", "LOG_SOFTMAX") and o.size > 1:
+            roles.append(Role("classes", f"{o.producer} over {o.size} values"))
         elif o.producer == "LOGISTIC" and o.size == 1:
             roles.append(Role("score", "LOGISTIC of one value"))
         elif o.labels and o.labels == o.size and o.size > 1:
@@ -72,3 +85,12 @@ def decide_roles(outputs: list[OutputFacts], given: dict[str, str] | None = None
         else:
             roles.append(Role("values", "no evidence of classes (no SOFTMAX, labels or --output-role)"))
     return roles
+
+
+def _given(role: str, output: OutputFacts) -> Role:
+    """The user's role; classes over several axes is a sequence (a class per step, never one flattened argmax)."""
+    if role.startswith("ctc:"):
+        return Role("sequence", f"--output-role (CTC, blank class {role[4:]})", int(role[4:]))
+    if role == "classes" and output.steps:
+        return Role("sequence", f"--output-role classes on a {list(output.shape)} output: a class per step over the last axis")
+    return Role(role, "--output-role")

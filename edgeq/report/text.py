@@ -175,8 +175,13 @@ def validation_text(r: ValidationResult) -> str:
         topk = f"  (top-{acc.top_k}: {percent(acc.float_topk)} / {percent(acc.int8_topk)})" if acc.top_k else ""
         lines.append(f"accuracy  float top-1 {percent(acc.float_top1)}  {kind} top-1 {percent(acc.int8_top1)}  "
                      f"drop {number(acc.top1_drop_pts, '.2f')} pts ({about[2:]}){topk}")
-    lines.append(f"agreement {percent(acc.agreement)} (top-1, {kind} vs float{about})" if acc.output
-                 else "agreement n/a: no classes output (see the roles below), so no argmax is taken")
+    head = next((o for o in r.outputs if o.name == acc.output), None)
+    if head is not None and head.role == "sequence":
+        lines.append(f"agreement {percent(acc.agreement)} per step ({kind} vs float, sequence output '{terminal(acc.output)}'); "
+                     f"sequences matching {percent(head.sequence_match)}")
+    else:
+        lines.append(f"agreement {percent(acc.agreement)} (top-1, {kind} vs float{about})" if acc.output
+                     else "agreement n/a: no classes output (see the roles below), so no argmax is taken")
     if r.source_check:
         c = r.source_check
         lines.append(f"source    the float .tflite against {terminal(c.reference)} on {c.samples} samples (the conversion's "
@@ -247,7 +252,9 @@ def slice_text(o: OutputScore) -> str:
 
 def output_line(o: OutputScore) -> str:
     """One output: its role and why, its error as a whole and its worst slice."""
-    agreement = (f"  agreement {percent(o.agreement)}" + (f" at threshold {o.threshold:g}" if o.threshold is not None else "")
+    agreement = (f"  agreement {percent(o.agreement)}" + (" per step" if o.role == "sequence" else "")
+                 + (f" at threshold {o.threshold:g}" if o.threshold is not None else "")
+                 + (f", sequences matching {percent(o.sequence_match)}" if o.sequence_match is not None else "")
                  if o.agreement is not None else "")
     flag = "  << far below the output" if o.slice_flagged else ""
     return (f"{terminal(o.name)} [{o.role}: {terminal(o.role_from or 'n/a')}]{_paired(o)}: {sqnr(o)}  cosine {number(o.cosine, '.5f')}  "
@@ -390,7 +397,7 @@ def step_outputs(step: SearchStep) -> str:
     parts = []
     for o in step.outputs:
         figure = "exact" if o.exact else f"{number(o.sqnr_db, '.2f')} dB"
-        if o.role == "classes" and o.agreement is not None:
+        if o.role in ("classes", "sequence") and o.agreement is not None:
             figure += f" agreement {number(o.agreement, '.4f')}"
         parts.append(f"{terminal(o.name)} {figure}" + ("" if o.meets else "*"))
     return ", ".join(parts)

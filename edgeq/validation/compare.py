@@ -203,7 +203,8 @@ def _sweep(int8: LiteRTRunner, ref: LiteRTRunner, data, options: ValidateOptions
     roles = decide_roles(int8.output_facts(), options.output_roles, len(samples.class_names) if samples.class_names else None)
     _check_gates_have_classes(options.gates, roles)
     headline = _headline(roles, [p.shape for p in int8.output_ports], len(samples.class_names or []))
-    scorer = Scorer([p.label for p in int8.output_ports], [r.role for r in roles], options.top_k, headline, options.score_threshold)
+    scorer = Scorer([p.label for p in int8.output_ports], [r.role for r in roles], options.top_k, headline, options.score_threshold,
+                    {i: r.blank for i, r in enumerate(roles) if r.blank is not None})
     kept = Spill(scratch, len(samples)) if options.devices or options.accelerators or keep else None  # for --device runs: on disk, not in memory
     first = None
     low, high = [float("inf")] * len(specs), [float("-inf")] * len(specs)
@@ -308,7 +309,7 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
 
     kept, scorer = sweep.kept, sweep.scorer
     local = LocalRun(kept.stacked("inputs"), kept.stacked("int8_raw"), kept.stacked("float"), ref.quantize_inputs(first),
-                     sweep.samples.labels, scorer.roles, scorer.headline, options.score_threshold)
+                     sweep.samples.labels, scorer.roles, scorer.headline, options.score_threshold, scorer.blanks)
     runners = [runner_for(load_profile(d)) for d in options.devices] + accelerated
     return validate_on_devices(runners, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k)
 
@@ -386,7 +387,8 @@ def _headline(roles: list[Role], shapes: list[tuple[int, ...]], class_count: int
 
 
 def _check_gates_have_classes(gates: dict[str, float], roles: list[Role]) -> None:
-    needing = [g for g in ("max_drop", "min_agreement", "max_regression_pts") if g in gates]
+    needing = [g for g in ("max_drop", "min_agreement", "max_regression_pts") if g in gates
+               if not (g == "min_agreement" and any(r.role == "sequence" for r in roles))]
     if needing and not any(r.role == "classes" for r in roles):
         evidence = "; ".join(f"{r.evidence}" for r in roles[:3])
         raise UsageError(f"--{needing[0].replace('_', '-')} judges a classes output, and this model has none ({evidence}); "

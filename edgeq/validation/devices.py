@@ -32,6 +32,7 @@ class LocalRun:
     roles: list[str]
     headline: int | None
     threshold: float
+    blanks: dict[int, int]  # CTC sequence outputs: their blank class
 
 
 def validate_on_devices(runners: list[Runner], model: Path, float_model: Path, int8: LiteRTRunner,
@@ -62,7 +63,7 @@ def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measureme
     if measured.outputs is None or int8 is None or local is None:
         return DeviceResult(**common, accuracy=Accuracy(samples=0), note=LATENCY_ONLY)
     names = int8.output_names
-    scorer = Scorer(names, local.roles, top_k, local.headline, local.threshold)
+    scorer = Scorer(names, local.roles, top_k, local.headline, local.threshold, local.blanks)
     raw = measured.outputs
     count = raw[0].shape[0]  # a device may run fewer samples than the local run (benchmark_model: device_samples)
     local_raw = [l[:count] for l in local.int8_raw]

@@ -188,3 +188,30 @@ def test_the_cpu_is_named_with_its_int8_dot_product_support_both_ways():
     line = slower_than_float("INT8", 0.4, False, f"XNNPACK on this machine ({avx2.describe()})", {}, 1)
     assert line.startswith("INT8 ran at 0.40x the float model's speed on XNNPACK on this machine (AMD EPYC 7B12, without")
     assert slower_than_float("INT8", 0.4, True, "XNNPACK", {}, 1) is None  # within the run-to-run spread: no claim
+
+
+def test_a_sequence_output_is_scored_per_step_never_by_a_flattened_argmax():
+    """[1, 3, 4]: three steps of four classes. The flattened argmax of both is the same element
+    (so a flattened agreement would say 100%), while one step of three disagrees."""
+    from edgeq.roles import OutputFacts, decide_roles
+
+    reference = np.array([[[0.1, 0.7, 0.1, 0.1], [0.2, 0.3, 0.4, 0.1], [0.9, 0.0, 0.05, 0.05]]], np.float32)
+    quantized = np.array([[[0.1, 0.7, 0.1, 0.1], [0.2, 0.5, 0.2, 0.1], [0.9, 0.0, 0.05, 0.05]]], np.float32)
+    assert np.argmax(reference.ravel()) == np.argmax(quantized.ravel())
+    role = decide_roles([OutputFacts("logits", (1, 3, 4), "SOFTMAX")])[0]
+    assert role.role == "sequence" and "3 steps of 4 classes" in role.evidence
+    scorer = Scorer(["logits"], [role.role])
+    scorer.add([reference], [quantized], None)
+    out = scorer.result().outputs[0]
+    assert out.agreement == pytest.approx(2 / 3) and out.sequence_match == 0.0
+    assert scorer.result().accuracy.agreement == pytest.approx(2 / 3) and scorer.result().accuracy.output == "logits"
+    # a CTC path: [a, a, blank, b] and [a, blank, b, b] decode to the same text
+    ctc = decide_roles([OutputFacts("ctc", (1, 4, 3), "LOG_SOFTMAX")], {"ctc": "ctc:0"})[0]
+    assert (ctc.role, ctc.blank) == ("sequence", 0)
+    one_hot = np.eye(3, dtype=np.float32)
+    scorer = Scorer(["ctc"], ["sequence"], blanks={0: 0})
+    scorer.add([one_hot[[1, 1, 0, 2]][None]], [one_hot[[1, 0, 2, 2]][None]], None)
+    out = scorer.result().outputs[0]
+    assert out.sequence_match == 1.0 and out.agreement == pytest.approx(2 / 4)
+    # the user's "classes" on a multi-axis output is a sequence too
+    assert decide_roles([OutputFacts("y", (1, 5, 7), None)], {"y": "classes"})[0].role == "sequence"
