@@ -225,7 +225,7 @@ def _evaluator(calibrated: bytes, specs: tuple[InputSpec, ...], options: Convert
     recipe = options.recipe
     eval_source = recipe.open(options.eval_data, list(specs), None)
     return Evaluator(calibrated, list(eval_source), [s.name for s in specs], eval_source.labels, budget or options.budget,
-                     class_count=len(eval_source.class_names or []) or None)
+                     options.output_roles, class_count=len(eval_source.class_names or []) or None)
 
 
 def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], source, options: ConvertOptions,

@@ -11,6 +11,7 @@ from edgeq.errors import UsageError
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import RunOptions
 from edgeq.records.recipe import Recipe
+from edgeq.roles import parse_roles
 from edgeq.targets import TARGETS
 
 RECIPE_FIELDS = frozenset(f.name for f in fields(Recipe))
@@ -33,12 +34,15 @@ class ConvertOptions:
     cache: bool = True  # reuse (and keep) calibrations and finished conversions in the user's cache folder
     optimize: str | None = None  # "latency": the fastest candidate on XNNPACK that keeps the budget
     device: str | None = None  # a device profile: --optimize latency times the candidates there
+    output_roles: dict[str, str] = field(default_factory=dict)  # output key -> classes | sequence | ctc:B | score | values
 
     @classmethod
     def of(cls, **values: Any) -> ConvertOptions:
         """From the flat settings of the command line and the API (mode=..., calibration=..., jobs=...,
         min_sqnr=..., mean=...); `recipe=` a whole Recipe (a manifest's, to convert again as it was),
         the flat ones on top."""
+        if "output_role" in values:  # the command's flag, KEY=ROLE strings, as the API may pass it too
+            values["output_roles"] = {**values.get("output_roles", {}), **parse_roles(values.pop("output_role"))}
         budget, pre = values.pop("budget", None), values.pop("preprocessing", None)
         limits = {k: values.pop(k) for k in BUDGET_FIELDS if k in values}
         if any(v is not None for v in limits.values()):
@@ -92,4 +96,5 @@ class ConvertOptions:
         """What the manifest keeps of these options beside the recipe."""
         budget = None if self.budget is None else {f.name: getattr(self.budget, f.name) for f in fields(self.budget)}
         return RunOptions(str(self.recipe.calibration), self.custom_objects, self.trust_model, self.input_shapes, self.jobs, self.targets,
-                          self.eval_data, budget, self.max_float_layers, self.allow_int16x8, self.cache, self.optimize, self.device)
+                          self.eval_data, budget, self.max_float_layers, self.allow_int16x8, self.cache, self.optimize, self.device,
+                          dict(self.output_roles))

@@ -51,7 +51,7 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
     budget = options.budget or Budget(min_sqnr=float("inf"))  # no budget: the best worst-output SQNR wins
     eval_source = recipe.open(options.eval_data, list(calibrated.specs), None)
     evaluator = Evaluator(calibrated.model, list(eval_source), [s.name for s in calibrated.specs], eval_source.labels, budget,
-                          class_count=len(eval_source.class_names or []) or None)
+                          options.output_roles, class_count=len(eval_source.class_names or []) or None)
     tried: list[tuple[SearchStep, bytes, tuple[RangeChange, ...], str]] = []
 
     def attempt(ranges: tuple[bytes, tuple[RangeChange, ...]], name: str) -> bool:

@@ -84,9 +84,12 @@ class Evaluator:
         self.samples = [[sample[k] for k in order] for sample in samples]
         self.reference = [reference.run(s) for s in self.samples]
         self.roles = [r.role for r in decide_roles(reference.output_facts(), roles, class_count)]
-        if not any(r == "classes" for r in self.roles) and (budget.max_drop is not None or budget.min_agreement is not None):
-            raise UsageError("--max-drop and --min-agreement judge a classes output, and this model has none (no SOFTMAX or "
-                             "labels); use --min-sqnr")
+        if budget.max_drop is not None and "classes" not in self.roles or \
+                budget.min_agreement is not None and not {"classes", "sequence"} & set(self.roles):
+            keys = ", ".join(p.label for p in reference.output_ports)
+            raise UsageError(f"--{'max-drop' if budget.max_drop is not None else 'min-agreement'} judges a classes output, and "
+                             f"this model has none (no SOFTMAX, labels in its metadata or --output-role); for a logits output "
+                             f"name it: --output-role KEY=classes (its outputs: {keys}), or use --min-sqnr")
         self.names = [p.label for p in reference.output_ports]  # signature keys where the model has them
         self.tensors = reference.output_names
 

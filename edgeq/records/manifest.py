@@ -257,6 +257,7 @@ class RunOptions:
     cache: bool = True
     optimize: str | None = None
     device: str | None = None
+    output_roles: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

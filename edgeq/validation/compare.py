@@ -10,7 +10,7 @@ import logging
 import math
 import shutil
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from edgeq.progress import report
 from edgeq.records.manifest import Manifest, PerLayer, PreprocessingUsed
 from edgeq.records.manifest_file import Described
 from edgeq.records.recipe import Recipe
-from edgeq.roles import Role, decide_roles
+from edgeq.roles import Role, decide_roles, parse_roles
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.pairing import pair
@@ -73,6 +73,18 @@ class ValidateOptions:
     gpu_precision: str = "fp16"  # the GPU computes in fp16 unless told otherwise, as on phones
     require_accelerated: bool = False  # a gate: every op of each accelerator run ran there
 
+    @classmethod
+    def of(cls, **values: Any) -> ValidateOptions:
+        """From the API's keyword settings: the command's names (output_role=["KEY=classes"] as the
+        flag, or output_roles={...}); an unknown one is one UsageError line naming the known ones."""
+        if "output_role" in values:
+            values["output_roles"] = {**values.get("output_roles", {}), **parse_roles(values.pop("output_role"))}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"unknown validate option {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
     def __post_init__(self) -> None:
         if self.jobs is None:
             object.__setattr__(self, "jobs", cores())
@@ -98,7 +110,7 @@ class ValidateOptions:
 def validate(model: str | Path, reference: str | Path, data: str | Path, options: ValidateOptions | None = None,
              **values: Any) -> ValidationResult:
     """Compare `model` with `reference` on `data` (progress goes to edgeq.progress listeners)."""
-    options = options or ValidateOptions(**values)
+    options = options or ValidateOptions.of(**values)
     previous = ValidationResult.read(options.baseline) if options.baseline else None  # a bad file fails before the run
     model, reference = Path(model), Path(reference)
     dispatch = dispatch_of(read_tflite(model))

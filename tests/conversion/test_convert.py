@@ -231,3 +231,19 @@ def test_written_files_get_ordinary_permissions(cnn_int8):
     os.umask(umask)
     for path in (cnn_int8.output, cnn_int8.manifest_path):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_logits_classifier_gets_an_agreement_budget_through_output_role(cnn_keras, digits_calib, tmp_path, cli):
+    """No SOFTMAX, unlabelled eval data: --min-agreement has no classes output to judge until --output-role names one."""
+    val = tmp_path / "val.npy"
+    np.save(val, digits_images(24))
+    args = ("convert", cnn_keras, "--data", digits_calib, "--samples", "32", "--eval-data", val, "--min-agreement", "0.9",
+            "-o", tmp_path / "m.tflite")
+    code, _, err = cli(*args)
+    assert code == 2 and "--output-role KEY=classes (its outputs: output_0)" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli(*args, "--output-role", "output_0=classes")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "m.edgeq.json").read_text())
+    first = manifest["search"]["steps"][0]["outputs"][0]
+    assert first["role"] == "classes" and 0 <= first["agreement"] <= 1
+    assert manifest["options"]["output_roles"] == {"output_0": "classes"}
