@@ -56,6 +56,13 @@ def parse_roles(values: list[str] | tuple[str, ...]) -> dict[str, str]:
     return given
 
 
+def roles_given(values: dict) -> dict[str, str]:
+    """The roles among an API call's keyword settings, taken out of them: `output_roles` (a dict)
+    and `output_role` (KEY=ROLE strings, as the command's flag)."""
+    roles = dict(values.pop("output_roles", None) or {})
+    return {**roles, **parse_roles(values.pop("output_role", None) or [])}
+
+
 def decide_roles(outputs: list[OutputFacts], given: dict[str, str] | None = None,
                  class_count: int | None = None) -> list[Role]:
     """One role per output. `given`: the user's --output-role by output name; `class_count`: the

@@ -11,7 +11,7 @@ from edgeq.errors import UsageError
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import RunOptions
 from edgeq.records.recipe import Recipe
-from edgeq.roles import parse_roles
+from edgeq.roles import roles_given
 from edgeq.targets import TARGETS
 
 RECIPE_FIELDS = frozenset(f.name for f in fields(Recipe))
@@ -41,8 +41,7 @@ class ConvertOptions:
         """From the flat settings of the command line and the API (mode=..., calibration=..., jobs=...,
         min_sqnr=..., mean=...); `recipe=` a whole Recipe (a manifest's, to convert again as it was),
         the flat ones on top."""
-        if "output_role" in values:  # the command's flag, KEY=ROLE strings, as the API may pass it too
-            values["output_roles"] = {**values.get("output_roles", {}), **parse_roles(values.pop("output_role"))}
+        values["output_roles"] = roles_given(values)  # the command's flag (KEY=ROLE strings) or a dict
         budget, pre = values.pop("budget", None), values.pop("preprocessing", None)
         limits = {k: values.pop(k) for k in BUDGET_FIELDS if k in values}
         if any(v is not None for v in limits.values()):

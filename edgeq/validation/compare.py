@@ -28,7 +28,7 @@ from edgeq.progress import report
 from edgeq.records.manifest import Manifest, PerLayer, PreprocessingUsed
 from edgeq.records.manifest_file import Described
 from edgeq.records.recipe import Recipe
-from edgeq.roles import Role, decide_roles, parse_roles
+from edgeq.roles import Role, decide_roles, roles_given
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.pairing import pair
@@ -77,8 +77,7 @@ class ValidateOptions:
     def of(cls, **values: Any) -> ValidateOptions:
         """From the API's keyword settings: the command's names (output_role=["KEY=classes"] as the
         flag, or output_roles={...}); an unknown one is one UsageError line naming the known ones."""
-        if "output_role" in values:
-            values["output_roles"] = {**values.get("output_roles", {}), **parse_roles(values.pop("output_role"))}
+        values["output_roles"] = roles_given(values)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
