@@ -16,6 +16,7 @@ from edgeq.metrics import Scorer
 from edgeq.records.manifest import Candidate, Latency
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.protocol import InvokeTimes
+from edgeq.machine import this_cpu
 from edgeq.speed import speedup
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
@@ -61,38 +62,55 @@ def against_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray]
     float_time, timed = measure(float_model, {"as converted": quantized}, sample, runs, 2.0)
     int8_time, runner = timed["as converted"]
     return Latency("xnnpack", 1, float_time.p50, int8_time.p50, speedup(float_time.p50, int8_time.p50),
-                   within_noise(int8_time, float_time), fell_off(runner), runner.partitions)
+                   within_noise(int8_time, float_time), fell_off(runner), runner.partitions, cpu=this_cpu().describe())
 
 
 def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, ...]], bytes], sample: list[np.ndarray],
              score: Callable[[bytes], tuple[float | None, bool | None]], runs: int = 200, device: Any = None,
              where: str = "xnnpack (this machine)") -> tuple[bytes, Latency]:
-    """The fastest of: the model as converted, and each op type that fell off XNNPACK (and all of
-    them) kept in float; among those that meet the budget when `score` says so. Returns the chosen
-    model and the record of every candidate."""
+    """The model as converted, or one with the op types that fell off XNNPACK (each, and all of
+    them) kept in float when that is a real win: judged by timings where they say something of the
+    device (this CPU has int8 dot-product instructions, or `device` times them), else by what holds
+    on every CPU, the delegate's coverage. Only candidates that meet the budget (when `score` says
+    so) compete. Returns the chosen model and the record of every candidate."""
     _, first = measure(float_model, {"as converted": quantized}, sample, 3, 1.0)
     off = fell_off(first["as converted"][1])
     keeps = [()] + [(op,) for op in off] + ([tuple(off)] if len(off) > 1 else [])
     models = {_name(k): quantized if not k else build(k) for k in keeps}
     float_time, timed = measure(float_model, models, sample, runs, 10.0, device)
+    plain_time = timed[_name(())][0]
     candidates = []
     for keep in keeps:
         timing, runner = timed[_name(keep)]
         sqnr, meets = score(models[_name(keep)])
         candidates.append(Candidate(_name(keep), keep, timing.p50, speedup(float_time.p50, timing.p50),
                                     within_noise(timing, float_time), runner.delegated_nodes, runner.total_nodes,
-                                    runner.partitions, fell_off(runner), sqnr, meets, len(models[_name(keep)])))
-    chosen = choose(candidates)
+                                    runner.partitions, fell_off(runner), sqnr, meets, len(models[_name(keep)]),
+                                    None if not keep else timing.p50 < plain_time.p50 and not within_noise(timing, plain_time)))
+    cpu = this_cpu()
+    judge = "timing" if device is not None or cpu.int8_dot else "coverage"
+    chosen = choose(candidates, judge)
+    judged_by = (f"timings on {where}" if judge == "timing" else
+                 f"XNNPACK coverage (fewest partitions, most nodes delegated), not timings: this CPU ({cpu.name}) has no int8 "
+                 "dot-product instructions, so its INT8 timings say nothing of a phone; time on a device with --device")
     return models[chosen.name], Latency(where, 1, float_time.p50, rounds=ROUNDS, runs=runs, chosen=chosen.name,
                                         keep_ops=chosen.keep_ops, candidates=tuple(candidates),
-                                        faster_than_float=chosen.speedup >= 1 or chosen.within_noise)
+                                        faster_than_float=chosen.speedup >= 1 or chosen.within_noise, judged_by=judged_by,
+                                        cpu=cpu.describe() if device is None else None)
 
 
-def choose(candidates: list[Candidate]) -> Candidate:
-    """The fastest candidate (by its p50) among those that meet the budget; the fastest of all
-    when none does. The timings decide, so this is where a test fixes them."""
-    eligible = [c for c in candidates if c.meets is not False] or candidates
-    return min(eligible, key=lambda c: c.int8_p50_ms)
+def choose(candidates: list[Candidate], judge: str = "timing") -> Candidate:
+    """The model as converted unless a candidate that meets the budget is a real win: faster
+    beyond the run-to-run spread (`judge` "timing"), or, where timings say nothing of the device
+    ("coverage"), fewer XNNPACK partitions. The choice is a function of the figures, so this is
+    where a test fixes them."""
+    plain = next(c for c in candidates if not c.keep_ops)
+    eligible = [c for c in candidates if c.keep_ops and c.meets is not False]
+    if judge == "coverage":
+        better = [c for c in eligible if c.partitions < plain.partitions]
+        return min(better, key=lambda c: (c.partitions, -c.delegated_nodes, len(c.keep_ops))) if better else plain
+    wins = [c for c in eligible if c.beats_plain]
+    return min(wins, key=lambda c: c.int8_p50_ms) if wins else plain
 
 
 def _name(keep: tuple[str, ...]) -> str:

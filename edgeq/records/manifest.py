@@ -155,6 +155,7 @@ class Candidate:
     worst_sqnr_db: float | None
     meets: bool | None
     size_bytes: int
+    beats_plain: bool | None = None  # faster than the model as converted, beyond the run-to-run spread
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,8 @@ class Latency:
     candidates: tuple[Candidate, ...] = ()
     faster_than_float: bool | None = None
     note: str | None = None
+    judged_by: str | None = None  # --optimize latency: "timings on ..." or "XNNPACK coverage (...)", and why
+    cpu: str | None = None  # the CPU the timings were measured on, and its int8 dot-product instructions
 
     @property
     def optimized(self) -> bool:

@@ -124,7 +124,7 @@ def latency_lines(latency: Latency | None) -> list[str]:
     if not latency or not latency.optimized:
         return []
     lines = [f"optimize latency on {latency.delegate}, {latency.threads} thread, {latency.rounds} interleaved rounds; "
-             f"float p50 {latency.float_p50_ms:.4g} ms:"]
+             f"float p50 {latency.float_p50_ms:.4g} ms" + (f"; CPU {terminal(latency.cpu)}" if latency.cpu else "") + ":"]
     for c in latency.candidates:
         budget = "" if c.meets is None else ("  meets the budget" if c.meets else "  misses the budget")
         mark = "  << chosen" if c.name == latency.chosen else ""
@@ -133,6 +133,10 @@ def latency_lines(latency: Latency | None) -> list[str]:
                      f"{c.partitions} partition(s)  SQNR {number(c.worst_sqnr_db, '.2f', ' dB')}{budget}{mark}")
     if latency.note:
         lines.append(f"  note: {terminal(latency.note)}")
+    if latency.judged_by:
+        lines.append(f"  chosen by {terminal(latency.judged_by)}")
+    if latency.chosen == "as converted" and len(latency.candidates) > 1:
+        lines.append("  no candidate beat the model as converted (beyond the run-to-run spread, within the budget): it is written as converted")
     if not latency.faster_than_float:
         lines.append("  no candidate runs faster than float here: the remaining ops off XNNPACK are listed per candidate")
     return lines
