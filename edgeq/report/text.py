@@ -378,11 +378,15 @@ def _shortened(items: list[str], shown: int = SHOWN_FLOAT_OPS) -> str:
 
 
 def evaluations(search: Search) -> str:
-    """'N int8 evaluations (bound B) in S s', the bound counting the int8 candidates, the int16x8 try apart."""
-    int8 = search.int8_evaluations if search.int8_evaluations is not None else search.evaluations
-    wide = search.evaluations - int8
+    """'N int8 evaluations (bound B) in S s', the bound counting the search's int8 candidates; the
+    calibration methods --calibration auto tried and an int16x8 try (--allow-int16x8) apart."""
+    wide = sum(s.kind == StepKind.INT16X8 for s in search.steps)
+    methods = sum(s.phase == "calibration method" for s in search.steps)
+    int8 = search.int8_evaluations if search.int8_evaluations is not None else search.evaluations - wide - methods
     took = f" in {search.seconds:.1f} s" if search.seconds is not None else ""
-    return f"{int8} int8 evaluation(s) (bound {search.max_evaluations})" + (f" and {wide} int16x8 try" if wide else "") + took
+    return (f"{int8} int8 evaluation(s) (bound {search.max_evaluations})"
+            + (f", {methods} calibration method(s) tried by --calibration auto" if methods else "")
+            + (f" and {wide} int16x8 try" if wide else "") + took)
 
 
 def step_label(step: SearchStep) -> str:

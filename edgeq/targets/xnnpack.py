@@ -7,7 +7,8 @@ Sources:
 - Checked against the real delegate on this project's machine (LiteRT 2.3, tests/test_targets.py):
   int8 SOFTMAX and int8 HARD_SWISH stay on the built-in kernels; in dynamic-range models
   DEPTHWISE_CONV_2D with int8 weights stays too (CONV_2D and FULLY_CONNECTED are taken); float16
-  weights behind a DEQUANTIZE of a constant count as static; float SIN is taken (newer than the README).
+  weights behind a DEQUANTIZE of a constant count as static; float SIN and SUM are taken (newer than the README);
+  ops on int32 tensors only (SUB, ADD, RESHAPE of index arithmetic) stay on the built-in kernels.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ FLOAT_OPS = set(
     "ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CEIL CONCATENATION CONV_2D DEPTH_TO_SPACE DEPTHWISE_CONV_2D DEQUANTIZE DIV "
     "ELU FLOOR FULLY_CONNECTED GELU HARD_SWISH LEAKY_RELU LOGISTIC MAX_POOL_2D MAXIMUM MEAN MINIMUM MUL NEG PAD PRELU "
     "QUANTIZE RELU RELU6 RELU_N1_TO_1 RESHAPE RESIZE_BILINEAR ROUND RSQRT SIN SLICE SOFTMAX SPACE_TO_DEPTH SPLIT SQRT SQUARE "
-    "SQUARED_DIFFERENCE STRIDED_SLICE SUB TANH TRANSPOSE TRANSPOSE_CONV".split()
+    "SQUARED_DIFFERENCE STRIDED_SLICE SUB SUM TANH TRANSPOSE TRANSPOSE_CONV".split()
 )
 INT8_OPS = set(
     "ADD AVERAGE_POOL_2D CONCATENATION CONV_2D DEPTH_TO_SPACE DEPTHWISE_CONV_2D DEQUANTIZE ELU FULLY_CONNECTED "
@@ -39,6 +40,8 @@ def kernel_type(op: Op) -> str | None:
         return None if dtypes <= {"float32", "int8"} else f"converts {'/'.join(sorted(dtypes))}"
     if "float32" in dtypes:
         return None if op.type in FLOAT_OPS else "has no float32 XNNPACK kernel"
+    if dtypes == {"int32"}:
+        return "computes on int32 tensors only (index arithmetic), which XNNPACK does not take"
     if dtypes <= {"int8", "int32"}:
         return None if op.type in INT8_OPS else "has no int8 XNNPACK kernel (it runs on LiteRT's built-in int8 kernel)"
     return f"has {'/'.join(sorted(dtypes))} tensors, which XNNPACK does not take"

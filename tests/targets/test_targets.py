@@ -159,3 +159,28 @@ def test_compiler_log_parser_on_recorded_console_output():
     predicted.ops[0] = Finding(0, "SOFTMAX", False)
     diff = compare(predicted, report)
     assert not diff.agrees and Difference("RESHAPE", 0, 1) in diff.differences
+
+
+def test_int32_index_arithmetic_is_predicted_off_xnnpack_as_the_real_delegate_leaves_it(tmp_path):
+    """A float model that computes an index from the data: CAST to int32, SUB and MINIMUM on int32
+    only, then GATHER. XNNPACK takes the float ops and leaves the int32 arithmetic (issue 38)."""
+    import numpy as np
+    import tensorflow as tf
+
+    class Net(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32, name="x")])
+        def __call__(self, x):
+            y = tf.nn.relu(x * 2.0)
+            index = tf.minimum(tf.cast(tf.reduce_sum(y), tf.int32) - 3, 7)
+            return {"out": y + tf.gather(y, tf.maximum(index, 0), axis=1)}
+
+    net = Net()
+    path = tmp_path / "index.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([net.__call__.get_concrete_function()], net).convert())
+    runner = LiteRTRunner(path)
+    report = check_target(runner.model, "xnnpack")
+    int32_only = [f for f in report.ops if "int32 tensors only" in (f.reason or "")]
+    assert int32_only and {f.type for f in int32_only} & {"SUB", "MINIMUM", "MAXIMUM"}
+    assert report.target_ops == runner.delegated_nodes
+    assert dict(Counter(f.type for f in report.ops if not f.on_target)) == runner.kept_ops
+    np.testing.assert_array_equal(runner.run([np.ones((1, 8), np.float32)])[0].shape, (1, 8))
