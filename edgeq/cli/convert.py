@@ -41,7 +41,7 @@ def convert(
     io: Optional[str] = typer.Option(None, "--io", show_default="int8 (int16 for int16x8)", help="Input/output type: int8 | uint8 | float32 (int16 for int16x8)."),
     per_tensor: bool = typer.Option(False, "--per-tensor", metavar="", help="Per-tensor instead of per-channel weight scales."),
     keep_float: list[str] = typer.Option([], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable)."),
-    samples: int = typer.Option(200, help="Calibration samples to use."),
+    samples: Optional[int] = typer.Option(None, show_default="200", help="Calibration samples to use."),
     seed: int = typer.Option(0, help="Seed of the sample shuffle."),
     target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable)."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", show_default=False, help="Held-out samples: search the fewest layers to keep in float that meet the budget below."),
@@ -78,7 +78,7 @@ def convert(
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
 ) -> None:
-    """Convert a float model (.keras/.h5, SavedModel or float .tflite) to a quantized .tflite, calibrated on real samples."""
+    """Convert a float model (.keras/.h5, SavedModel, float .tflite or PyTorch .pt2) to a quantized .tflite, calibrated on real samples."""
     from edgeq.conversion.converter import convert as run_convert
     from edgeq.conversion.options import ConvertOptions
     from edgeq.tflite.metadata import Description, read_labels

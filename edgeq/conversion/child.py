@@ -155,7 +155,7 @@ def _calibration_record(audits: list[Audit], data: Path, options: ConvertOptions
     for a in audits:
         if a.count == 0:
             raise DataError(f"{a.described}: no samples to calibrate with")
-        if a.count < requested:
+        if a.count < requested and options.samples_given:
             warnings.insert(0, f"asked for {requested} calibration samples but {a.described} gave {a.count}")
     return Calibration(audits[0].count, requested, str(data), audits[0].fingerprint, jobs,
                        {s.name: (lo, hi) for a in audits for s, lo, hi in zip(a.specs, a.low, a.high)}, tuple(warnings))

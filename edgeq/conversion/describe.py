@@ -13,7 +13,7 @@ from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.pytorch import PT2_SUFFIX, versions
 from edgeq.conversion.quantize import not_kept
 from edgeq.conversion.result import QuantizedModel
-from edgeq.data.samples import InputSpec
+from edgeq.data.samples import InputSpec, fed_as_arrays
 from edgeq.errors import ConversionError, EdgeqError, InternalError, ModelError
 from edgeq.fileio import size_of
 from edgeq.records.manifest import Embedded, Manifest, ModelFile, PreprocessingUsed, Sizes, Source
@@ -50,7 +50,7 @@ def described(result: ChildResult, model: Path, source_sha256: str, data: Path |
         sizes=_sizes(result, parsed, model),
         edgeq_version=__version__,
         **versions_installed(),
-        preprocessing=PreprocessingUsed(result.learned.preprocessing, result.learned.origins),
+        preprocessing=PreprocessingUsed(result.learned.preprocessing, result.learned.origins, not fed_as_arrays(data)),
         model=ModelFile(hashlib.sha256(quantized).hexdigest(), len(quantized), ran_on),
         options=options.run_options(),
         calibration=calibration,

@@ -35,6 +35,7 @@ class ConvertOptions:
     optimize: str | None = None  # "latency": the fastest candidate on XNNPACK that keeps the budget
     device: str | None = None  # a device profile: --optimize latency times the candidates there
     output_roles: dict[str, str] = field(default_factory=dict)  # output key -> classes | sequence | ctc:B | score | values
+    samples_given: bool = True  # --samples was given (else the recipe's default): a shortfall is then worth a warning
 
     @classmethod
     def of(cls, **values: Any) -> ConvertOptions:
@@ -54,6 +55,9 @@ class ConvertOptions:
                 raise UsageError(f"give the preprocessing as preprocessing=Preprocessing(...) or as {', '.join(scaling)}, not both")
             pre = Preprocessing(**{k: tuple(v) if k in ("mean", "std") else v for k, v in scaling.items()})
         values.update({"budget": budget} if budget is not None else {}, **({"preprocessing": pre} if pre is not None else {}))
+        if "samples" in values and values["samples"] is None:  # not given: the recipe's default, and no claim it was asked for
+            del values["samples"]
+            values["samples_given"] = False
         base = values.pop("recipe", None)
         if base is not None and not isinstance(base, Recipe):
             raise UsageError(f"recipe= takes an edgeq Recipe (a manifest's .recipe), not a {type(base).__name__}")

@@ -174,6 +174,11 @@ class SampleSource:
         raise NotImplementedError
 
 
+def fed_as_arrays(path: str | Path | None) -> bool:
+    """Samples in a .npy/.npz are fed as given: no resize, range or mean/std applies to them."""
+    return path is not None and Path(path).suffix in (".npy", ".npz")
+
+
 def open_samples(
     path: str | Path,
     specs: list[InputSpec],

@@ -201,6 +201,7 @@ class PreprocessingUsed:
 
     settings: Preprocessing = field(default_factory=Preprocessing)
     origins: dict[str, str] = field(default_factory=dict)
+    images: bool = True  # False: the samples were .npy/.npz arrays, fed as given (the settings did not apply)
 
     @property
     def normalizes(self) -> bool:

@@ -80,7 +80,9 @@ def conversion_text(result) -> str:
     lines += _preprocessing_lines(m.preprocessing)
     lines += [f"rewrite: {terminal(note)}" for note in m.source.rewrites]
     lines += calibration_lines(m)
-    lines.append(f"{kernels_line(result.summary)}; mode {m.recipe.mode}, io {m.recipe.io}")
+    kept = len(m.float_ops) if m.recipe.mode.int8_activations else 0
+    lines.append(f"{kernels_line(result.summary)}; mode {m.recipe.mode}" + (f" with {kept} op(s) in float" if kept else "")
+                 + f", io {m.recipe.io}")
     lines += _io_lines(result.summary)
     if m.search:
         lines += search_lines(m.search)
@@ -157,6 +159,8 @@ def _paired(output: OutputScore) -> str:
 def _preprocessing_lines(pre: PreprocessingUsed | None) -> list[str]:
     if not pre:
         return []
+    if not pre.images:
+        return ["preprocessing none: .npy/.npz arrays are fed as given (no resize, range or mean/std)"]
     origins: dict[str, list[str]] = {}
     unused = ("value_range",) if pre.normalizes else ("mean", "std")  # the scale is a range or a mean/std
     for name, origin in pre.origins.items():

@@ -16,7 +16,7 @@ from typing import Any
 
 from edgeq.conversion.pytorch import PT2_SUFFIX
 from edgeq.data.normalization import Resolved, Statement, resolve
-from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, open_samples
+from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, fed_as_arrays, open_samples
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
 from edgeq.gates import BASELINE_GATES, check_names, evaluate, passed
@@ -270,7 +270,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     return ValidationResult(
         model=str(model), reference=str(reference), passed=False, model_kind=kind, edgeq_version=__version__,
         reference_tflite=float_note, data=sweep.samples.describe(), pairing=PairedBy(inputs.method, outputs.method),
-        preprocessing=PreprocessingUsed(pre, resolved.origins),
+        preprocessing=PreprocessingUsed(pre, resolved.origins, not fed_as_arrays(data)),
         size=Size(float_bytes, int8.model.size, round(int8.model.size / float_bytes, 4)),
         accuracy=scores.accuracy,
         outputs=tuple(replace(o, role_from=r.evidence, reference_name=ref.output_ports[j].label)

@@ -102,3 +102,21 @@ def test_profile_found_by_its_name_key(tmp_path, cli, monkeypatch):
     code, out, err = cli("devices", "check", "ok-local", "--json")
     assert code == 0, err
     assert json.loads(out)["name"] == "ok-local"
+
+
+def test_the_smaller_things_a_new_user_saw(cnn_keras, tmp_path, cli):
+    """Issue 38's list: no "asked for 200" without --samples; no image preprocessing claimed for
+    .npy arrays; --help names .pt2."""
+    import numpy as np
+
+    from tests.conftest import digits_images
+
+    np.save(tmp_path / "x.npy", digits_images(16))
+    code, out, err = cli("convert", cnn_keras, "--data", tmp_path / "x.npy", "-o", tmp_path / "m.tflite")
+    assert code == 0, err
+    assert "asked for" not in out + err and "preprocessing none: .npy/.npz arrays are fed as given" in out
+    assert json.loads((tmp_path / "m.edgeq.json").read_text())["preprocessing"]["images"] is False
+    code, out, err = cli("convert", cnn_keras, "--data", tmp_path / "x.npy", "-o", tmp_path / "n.tflite", "--samples", "50")
+    assert code == 0 and "asked for 50 calibration samples" in out + err
+    code, out, _ = cli("convert", "--help")
+    assert ".pt2" in " ".join(out.split()[:40])

@@ -39,6 +39,7 @@ def test_an_error_in_one_dense_head_is_fixed_by_that_head_alone(built, tmp_path,
     offsets_tensor = next(o["tensor"] for o in search["steps"][0]["outputs"] if o["name"] == "offsets")
     assert len(chosen) <= 3 and any(c["op_type"] == "FULLY_CONNECTED" and c["node"] == offsets_tensor for c in chosen)
     assert "by hand: --keep-float" in out
+    assert f"mode int8 with {len(manifest['float_ops'])} op(s) in float" in out  # not a bare "mode int8" (issue 38)
 
     # the chosen names, given to --keep-float by hand, give the same model
     by_hand = [a for n in search["chosen"]["float_layers"] for a in ("--keep-float", n)]
