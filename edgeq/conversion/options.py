@@ -55,9 +55,11 @@ class ConvertOptions:
                 raise UsageError(f"give the preprocessing as preprocessing=Preprocessing(...) or as {', '.join(scaling)}, not both")
             pre = Preprocessing(**{k: tuple(v) if k in ("mean", "std") else v for k, v in scaling.items()})
         values.update({"budget": budget} if budget is not None else {}, **({"preprocessing": pre} if pre is not None else {}))
-        if "samples" in values and values["samples"] is None:  # not given: the recipe's default, and no claim it was asked for
-            del values["samples"]
+        samples = values.pop("samples", ...)
+        if samples is None:  # not given: the recipe's default, and no claim that it was asked for
             values["samples_given"] = False
+        elif samples is not ...:
+            values.update(samples=samples)
         base = values.pop("recipe", None)
         if base is not None and not isinstance(base, Recipe):
             raise UsageError(f"recipe= takes an edgeq Recipe (a manifest's .recipe), not a {type(base).__name__}")
