@@ -363,20 +363,27 @@ def _labels(archive) -> dict[str, np.ndarray]:
 
 
 class ArraySource(SampleSource):
-    """Arrays shaped (N, *input shape without batch), one per model input."""
+    """Arrays shaped (N, *input shape): one sample is one input as the model declares it, its own
+    batch axis wherever it is (a recurrent state [layers, 1, units]). An input whose first axis is
+    a batch of 1 also takes (N, *input shape without it)."""
 
     def __init__(self, path: Path, specs: list[InputSpec], arrays: dict[str, np.ndarray] | None, limit: int | None,
                  seed: int, labels: np.ndarray | None = None):
         if arrays is None:
             raise DataError(f"{path}: a .npy feeds one input, but the model takes {len(specs)}; pass a .npz with one key per input")
         counts = set()
+        self.whole: dict[str, bool] = {}  # per input: one array row is the whole input (N, *shape), else a batch-1 row
         for spec in specs:
             array = arrays[spec.name]
-            want = tuple(spec.shape[1:])
-            if array.ndim != len(spec.shape) or tuple(array.shape[1:]) != want:
-                raise DataError(
-                    f"{path}: array for input '{spec.name}' has shape {list(array.shape)}, expected [N, {', '.join(map(str, want))}]"
-                )
+            shape = tuple(spec.shape)
+            if tuple(array.shape[1:]) == shape and array.ndim == len(shape) + 1:
+                self.whole[spec.name] = True
+            elif array.ndim == len(shape) and shape[:1] == (1,) and tuple(array.shape[1:]) == shape[1:]:
+                self.whole[spec.name] = False
+            else:
+                forms = f"[N, {', '.join(map(str, shape))}]" + (f" or [N, {', '.join(map(str, shape[1:]))}]" if shape[:1] == (1,) else "")
+                raise DataError(f"{path}: array for input '{spec.name}' has shape {list(array.shape)}; the model declares the "
+                                f"input {list(shape)}, so edgeq feeds arrays shaped {forms} (N samples)")
             if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
                 raise DataError(f"{path}: array for input '{spec.name}' has dtype {array.dtype}; expected numbers")
             counts.add(array.shape[0])
@@ -401,7 +408,8 @@ class ArraySource(SampleSource):
 
     def __iter__(self) -> Iterator[list[np.ndarray]]:
         for i in self.indices:
-            yield [np.asarray(self.arrays[s.name][i : i + 1], dtype=np.float32) for s in self.specs]
+            yield [np.asarray(self.arrays[s.name][i] if self.whole[s.name] else self.arrays[s.name][i : i + 1], dtype=np.float32)
+                   for s in self.specs]
 
 
 @dataclass

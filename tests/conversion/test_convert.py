@@ -247,3 +247,33 @@ def test_a_logits_classifier_gets_an_agreement_budget_through_output_role(cnn_ke
     first = manifest["search"]["steps"][0]["outputs"][0]
     assert first["role"] == "classes" and 0 <= first["agreement"] <= 1
     assert manifest["options"]["output_roles"] == {"output_0": "classes"}
+
+
+def test_a_state_input_not_batched_on_its_first_axis_converts_and_validates(tmp_path):
+    """A recurrent step with an explicit state [layers, 1, units] (as a PyTorch LSTM's): the .npz
+    holds (N, 2, 1, 16) states, fed as declared to the calibrator and to validate."""
+    import tensorflow as tf
+
+    from edgeq.validation.compare import validate
+
+    rng = np.random.default_rng(0)
+
+    class Step(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(rng.normal(0, 0.3, (10, 16)).astype(np.float32))
+            self.u = tf.Variable(rng.normal(0, 0.3, (16, 16)).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 10], tf.float32, name="x"), tf.TensorSpec([2, 1, 16], tf.float32, name="state")])
+        def __call__(self, x, state):
+            top = tf.tanh(tf.matmul(x, self.w) + tf.matmul(state[1], self.u))
+            bottom = tf.tanh(tf.matmul(x, self.w) + tf.matmul(state[0], self.u))
+            return {"speech": tf.sigmoid(tf.reduce_mean(top, axis=1, keepdims=True)), "state_out": tf.stack([bottom, top])}
+
+    step = Step()
+    tf.saved_model.save(step, str(tmp_path / "step"), signatures=step.__call__.get_concrete_function())
+    np.savez(tmp_path / "d.npz", x=rng.normal(size=(24, 10)).astype(np.float32),
+             state=rng.uniform(-1, 1, (24, 2, 1, 16)).astype(np.float32))
+    result = convert(tmp_path / "step", tmp_path / "step.tflite", tmp_path / "d.npz", samples=24)
+    assert [2, 1, 16] in [list(i.shape) for i in result.manifest.inputs]
+    checked = validate(result.output, tmp_path / "step", tmp_path / "d.npz", runs=3, warmup=1)
+    assert checked.accuracy.samples == 24 and checked.worst_sqnr_db > 15

@@ -130,3 +130,21 @@ def test_usage_errors():
 def test_image_folder_for_a_non_image_model(digits_calib):
     with pytest.raises(DataError, match="npz"):
         open_samples(digits_calib, [InputSpec("a", (1, 4)), InputSpec("b", (1, 6))])
+
+
+def test_an_input_whose_first_axis_is_not_the_batch_is_fed_as_the_model_declares_it(tmp_path):
+    """A recurrent state [layers, 1, units]: one sample is the whole [2, 1, 16] array, not a row of it."""
+    import numpy as np
+
+    from edgeq.data.samples import InputSpec, open_samples
+    from edgeq.errors import DataError
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "s.npz", x=rng.normal(size=(5, 10)).astype(np.float32), state=rng.normal(size=(5, 2, 1, 16)).astype(np.float32))
+    specs = [InputSpec("x", (1, 10)), InputSpec("state", (2, 1, 16))]
+    samples = list(open_samples(tmp_path / "s.npz", specs))
+    assert [a.shape for a in samples[0]] == [(1, 10), (2, 1, 16)] and len(samples) == 5
+    np.savez(tmp_path / "bad.npz", x=np.zeros((5, 10), np.float32), state=np.zeros((5, 1, 16), np.float32))
+    with pytest.raises(DataError, match=r"array for input 'state' has shape \[5, 1, 16\]; the model declares the input "
+                                        r"\[2, 1, 16\], so edgeq feeds arrays shaped \[N, 2, 1, 16\] \(N samples\)"):
+        open_samples(tmp_path / "bad.npz", specs)
