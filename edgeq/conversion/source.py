@@ -379,7 +379,8 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
     from edgeq.tflite.float16_weights import fold_float16_weights, has_float16_weights
     from edgeq.tflite.model import parse_tflite, read_tflite
     from edgeq.tflite.sparse_weights import densify_weights, has_sparse_weights
-    from edgeq.tflite.stablehlo_constants import STABLEHLO_FLAG, has_stablehlo_constant_flag, without_stablehlo_constant_flag
+    from edgeq.tflite.stablehlo_constants import (STABLEHLO_FLAG, STABLEHLO_REWRITES, has_stablehlo_constant_flag, stablehlo_ops,
+                                                  without_stablehlo_constant_flag)
     from edgeq.tflite.summary import summarize
 
     model = read_tflite(path)
@@ -394,6 +395,12 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
         raise ModelError(f"{path}: uses custom op(s) {named}{' and more' if len(custom) > 5 else ''}, which LiteRT's built-in "
                          "kernels do not include; calibration runs every op, so convert the model without them (keep that part "
                          "out of the float model, or replace the op with built-in ones) and add it back in the app")
+    stablehlo = stablehlo_ops(model)
+    if stablehlo:
+        raise ModelError(f"{path}: has StableHLO op(s) {', '.join(f'{k} x{v}' for k, v in stablehlo.items())}, which TensorFlow's "
+                         "quantizer does not take (nothing was calibrated); "
+                         + "; ".join(f"{k}: {STABLEHLO_REWRITES.get(k, 'rewrite it with ops that export to TFLite builtins')}"
+                                     for k in stablehlo))
     notes, data = [], model.data
     if has_stablehlo_constant_flag(data):
         data = without_stablehlo_constant_flag(data)

@@ -1,4 +1,4 @@
-"""The LiteRT converter (litert-torch, litert-converter) writes a `keep_stablehlo_constant = "true"`
+"""StableHLO in LiteRT files. The LiteRT converter (litert-torch, litert-converter) writes a `keep_stablehlo_constant = "true"`
 metadata entry into every file, beside `min_runtime_version`. TensorFlow's flatbuffer -> MLIR import
 then rebuilds constants as StableHLO constants, which its quantizer leaves in float: every weight
 stays float32. The entry tells the importer, not the runtime, so the copy edgeq calibrates goes
@@ -8,6 +8,24 @@ without it (the runtime's `min_runtime_version` stays).
 from __future__ import annotations
 
 STABLEHLO_FLAG = "keep_stablehlo_constant"
+
+# StableHLO ops the LiteRT converter leaves in a file, which TensorFlow's MLIR quantizer refuses
+# ("'stablehlo.reduce_window' op is not any of a builtin TFLite op"), with the equal rewrite that
+# converts where one is known
+STABLEHLO_REWRITES = {
+    "STABLEHLO_REDUCE_WINDOW": "an average or max pool over one axis, e.g. PyTorch's nn.AdaptiveAvgPool2d((None, 1)): "
+                               "x.mean(-1) (or x.amax(-1)) is equal and exports to MEAN (REDUCE_MAX), which quantize",
+    "STABLEHLO_COMPOSITE": "a composite the exporter did not lower; export the module with its decomposition",
+}
+
+
+def stablehlo_ops(model) -> dict[str, int]:
+    """The StableHLO op types among a parsed model's operators, with their counts."""
+    found: dict[str, int] = {}
+    for op in model.operators:
+        if op.type.startswith("STABLEHLO_"):
+            found[op.type] = found.get(op.type, 0) + 1
+    return found
 
 
 def _names(data: bytes) -> list[str]:
