@@ -202,7 +202,10 @@ def open_samples(
         return ArraySource(path, specs, {specs[0].name: _load_npy(path)} if len(specs) == 1 else None, limit, seed)
     if path.suffix == ".npz":
         arrays = _load_npz(path, specs)
-        return ArraySource(path, specs, arrays, limit, seed, arrays.pop("__labels__", None))
+        starts = arrays.pop("__starts__", None)
+        source = ArraySource(path, specs, arrays, limit, seed, arrays.pop("__labels__", None))
+        source.starts = set(np.flatnonzero(np.asarray(starts).ravel()).tolist()) if starts is not None else set()
+        return source
     raise DataError(f"{path}: unsupported data file; use an image folder, a .npy or a .npz")
 
 
@@ -358,8 +361,10 @@ def _load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
 
 
 def _labels(archive) -> dict[str, np.ndarray]:
-    """An optional integer array 'y' holds one class label per sample."""
-    return {"__labels__": archive["y"]} if "y" in archive.files else {}
+    """An optional integer array 'y' holds one class label per sample; an optional 'starts' marks
+    (nonzero) the samples where a sequence starts, for streaming validation (--feedback)."""
+    extra = {"__labels__": archive["y"]} if "y" in archive.files else {}
+    return {**extra, "__starts__": archive["starts"]} if "starts" in archive.files else extra
 
 
 class ArraySource(SampleSource):
@@ -390,6 +395,7 @@ class ArraySource(SampleSource):
         if len(counts) != 1 or 0 in counts:
             raise DataError(f"{path}: the inputs hold different or zero sample counts {sorted(counts)}")
         self.path, self.specs, self.arrays = path, specs, arrays
+        self.starts: set[int] = set()  # rows where a sequence starts (a .npz's 'starts')
         self.available = counts.pop()
         self.indices = _pick(self.available, limit, seed)
         if labels is not None:

@@ -205,6 +205,7 @@ def validation_text(r: ValidationResult) -> str:
     lines.append(f"delegate  took {lat.delegated_nodes} of {lat.total_nodes} nodes; on built-in kernels: {kept}")
     if r.target:
         lines += target_lines(r.target)
+    lines += streaming_lines(r)
     for d in r.devices:
         where = ", ".join(str(x) for x in (d.transport, d.runtime, d.machine) if x)
         lines.append(f"device    {terminal(d.name)} ({terminal(where)}): {device_summary(d)}")
@@ -317,6 +318,22 @@ def dispatch_text(dispatch: Dispatch, compiled: NpuCompile | None) -> str:
                      + (f"; OpenVINO graph backend {compiled.graph_backend}" if compiled.graph_backend else ""))
         lines += [f"          note: {terminal(compiled.note)}"] if compiled.note else []
     return "\n".join(lines)
+
+
+def streaming_lines(r: ValidationResult) -> list[str]:
+    """--feedback: each output's error when both models feed their own state, beside the per-window one."""
+    s = r.streaming
+    if s is None:
+        return []
+    window = {o.name: o.sqnr_db for o in r.outputs}
+    lines = [f"streamed  {s.sequences} sequence(s), {s.steps} steps, "
+             + ", ".join(f"{terminal(o)} -> {terminal(i)}" for o, i in s.feedback.items()) + f" ({s.note})"]
+    for o in s.outputs:
+        drift = ", ".join(f"step {p.index}: {number(p.sqnr_db, '.1f')}" for p in o.drift)
+        lines.append(f"          {terminal(o.name)}: SQNR {number(o.sqnr_db, '.2f', ' dB')} streamed (per window "
+                     f"{number(window.get(o.name), '.2f', ' dB')}), first step {number(o.first_step_sqnr_db, '.2f', ' dB')}, "
+                     f"end of sequence {number(o.end_sqnr_db, '.2f', ' dB')}; drift (dB) {drift}")
+    return lines
 
 
 def accelerator_lines(d: DeviceResult) -> list[str]:

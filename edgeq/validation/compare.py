@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgeq.conversion.pytorch import PT2_SUFFIX
 from edgeq.data.normalization import Resolved, Statement, resolve
 from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, fed_as_arrays, open_samples
@@ -38,6 +40,7 @@ from edgeq.tflite.model import read_tflite
 from edgeq.tflite.summary import summarize
 from edgeq.validation import accelerators
 from edgeq.validation.accelerators import compiled_source
+from edgeq.validation.feedback import Streaming, parse_feedback, streamed
 from edgeq.validation.results import Baseline, DelegateCheck, DeviceResult, Latency, PairedBy, Percentiles, Size, SourceCheck, TargetCheck, ValidationResult
 from edgeq.validation.streaming import Spill, paired_runs
 from edgeq.version import __version__
@@ -72,6 +75,7 @@ class ValidateOptions:
     accelerators: tuple[str, ...] = ()  # gpu | npu:VENDOR[:SOC]: run the model on LiteRT's accelerators here too
     gpu_precision: str = "fp16"  # the GPU computes in fp16 unless told otherwise, as on phones
     require_accelerated: bool = False  # a gate: every op of each accelerator run ran there
+    feedback: dict[str, str] = field(default_factory=dict)  # output key -> input key: streaming validation
 
     @classmethod
     def of(cls, **values: Any) -> ValidateOptions:
@@ -87,6 +91,7 @@ class ValidateOptions:
     def __post_init__(self) -> None:
         if self.jobs is None:
             object.__setattr__(self, "jobs", cores())
+        object.__setattr__(self, "feedback", parse_feedback(self.feedback))
         if self.delegate == "edgetpu":  # the Edge TPU is an external delegate: Coral's library, XNNPACK for the rest
             object.__setattr__(self, "delegate", "xnnpack")
             object.__setattr__(self, "delegate_library", self.delegate_library or "libedgetpu.so.1")
@@ -267,6 +272,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     devices, accelerator_warnings = _judged(devices, scores.worst_sqnr_db, ref, first_reference, kind, options)
     float_bytes = size_of(float_path)
     per_layer = _per_layer(model, reference, data, _specs(int8), options, manifest, pre) if options.per_layer else None
+    streaming = _streaming(int8, ref, data, options, pre, to_reference, outputs.order) if options.feedback else None
     return ValidationResult(
         model=str(model), reference=str(reference), passed=False, model_kind=kind, edgeq_version=__version__,
         reference_tflite=float_note, data=sweep.samples.describe(), pairing=PairedBy(inputs.method, outputs.method),
@@ -279,6 +285,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         warnings=resolved.conflicts + tuple(_warnings(options, int8, latency, kind, manifest, sweep, per_layer)) + accelerator_warnings,
         conversion_search=manifest.search if manifest else None,
         per_layer=per_layer,
+        streaming=streaming,
         devices=tuple(devices))
 
 
@@ -299,6 +306,16 @@ def _warnings(options: ValidateOptions, int8: LiteRTRunner, latency: Latency, ki
         warnings.append(slower)
     observed = manifest.calibration.observed_range if manifest and manifest.calibration else {}
     return warnings + _range_warnings(observed, _specs(int8), sweep.low, sweep.high)
+
+
+def _streaming(int8: LiteRTRunner, ref: LiteRTRunner, data, options: ValidateOptions, pre: Preprocessing,
+               to_reference: list[int], output_order: list[int]) -> Streaming:
+    """The samples in the data's order (the first --limit of them), run as sequences with --feedback."""
+    source = open_samples(data, _specs(int8), pre, None, options.seed)
+    rows = list(source)
+    order = np.argsort(getattr(source, "indices", np.arange(len(rows))))[:options.limit or len(rows)]
+    return streamed(int8, ref, [rows[p] for p in order], getattr(source, "starts", set()), options.feedback, to_reference,
+                    output_order)
 
 
 def _judged(devices: list[DeviceResult], local_worst_db: float | None, ref: LiteRTRunner, first: list, kind: str,

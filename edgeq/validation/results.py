@@ -21,6 +21,7 @@ from edgeq.records.manifest import PerLayer, PreprocessingUsed, Search
 from edgeq.run.protocol import AcceleratorUse, Capabilities, Percentiles
 from edgeq.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgraded_results
 from edgeq.targets.edgetpu_toolchain import CompilerReport
+from edgeq.validation.feedback import Streaming
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,7 @@ class ValidationResult:
     warnings: tuple[str, ...] = ()
     conversion_search: Search | None = None
     per_layer: PerLayer | None = None
+    streaming: Streaming | None = None  # --feedback: each model fed its own state, step by step
     devices: tuple[DeviceResult, ...] = ()
     gates: tuple[GateResult, ...] = ()
     target: TargetCheck | None = None

@@ -160,3 +160,51 @@ def test_a_keras_reference_is_converted_once_then_taken_from_the_cache(trained, 
     assert "cache" not in first.reference_tflite and "kept in the conversion cache" in again.reference_tflite
     assert "cache" not in cold.reference_tflite
     assert first.outputs == again.outputs == cold.outputs and first.size == again.size
+
+
+@pytest.mark.tf
+def test_streaming_a_stateful_model_feeds_each_model_its_own_state(tmp_path, cli):
+    """A recurrent step with a [2, 1, 16] state: per window, both models get the float model's
+    recorded state from the data; with --feedback each feeds its own back, as the app does, and the
+    INT8 model's error compounds: the streamed figures differ from the per-window ones."""
+    import json
+
+    import tensorflow as tf
+
+    from edgeq.conversion.converter import convert
+
+    rng = np.random.default_rng(0)
+
+    class Step(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(rng.normal(0, 0.4, (10, 16)).astype(np.float32))
+            self.u = tf.Variable((np.eye(16) * 0.9 + rng.normal(0, 0.05, (16, 16))).astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 10], tf.float32, name="x"), tf.TensorSpec([2, 1, 16], tf.float32, name="state")])
+        def __call__(self, x, state):
+            top = tf.tanh(tf.matmul(x, self.w) * 0.3 + tf.matmul(state[1], self.u))
+            bottom = tf.tanh(tf.matmul(x, self.w) + tf.matmul(state[0], self.u))
+            return {"speech": tf.sigmoid(tf.reduce_sum(top, axis=1, keepdims=True)), "state_out": tf.stack([bottom, top])}
+
+    step = Step()
+    tf.saved_model.save(step, str(tmp_path / "step"), signatures=step.__call__.get_concrete_function())
+    xs = rng.normal(size=(60, 10)).astype(np.float32)
+    states, state = [], np.zeros((2, 1, 16), np.float32)
+    for x in xs:  # the float model's own trajectory: what the per-window run is given
+        states.append(state)
+        state = step(tf.constant(x[None]), tf.constant(state))["state_out"].numpy()
+    starts = np.zeros(60, np.int8)
+    starts[[0, 30]] = 1
+    np.savez(tmp_path / "d.npz", x=xs, state=np.stack(states), starts=starts)
+    convert(tmp_path / "step", tmp_path / "step.tflite", tmp_path / "d.npz", samples=60)
+    code, text, err = cli("validate", tmp_path / "step.tflite", "--reference", tmp_path / "step", "--data", tmp_path / "d.npz",
+                          "--feedback", "state_out=state", "--json", tmp_path / "r.json", "--runs", "3", "--warmup", "1")
+    assert code == 0, err
+    result = json.loads((tmp_path / "r.json").read_text())
+    streamed = {o["name"]: o for o in result["streaming"]["outputs"]}
+    window = {o["name"]: o["sqnr_db"] for o in result["outputs"]}
+    assert result["streaming"]["sequences"] == 2 and result["streaming"]["steps"] == 60
+    assert streamed["state_out"]["first_step_sqnr_db"] is None or streamed["state_out"]["first_step_sqnr_db"] > 0
+    assert streamed["speech"]["sqnr_db"] < window["speech"] - 1  # what the app sees: the INT8 state drifts (34.3 vs 40.3 dB here)
+    assert [p["index"] for p in streamed["speech"]["drift"]][0] == 0 and streamed["speech"]["drift"][-1]["index"] == 29
+    assert "streamed  2 sequence(s), 60 steps, state_out -> state" in text
