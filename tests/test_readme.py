@@ -42,3 +42,26 @@ def test_readme_sh_blocks_run_as_printed(trained, tmp_path):
         assert "Traceback" not in proc.stderr
     assert (demo / "digits_int8.tflite").is_file() and (demo / "results.json").is_file()
     assert (demo / "report.md").read_text().startswith("## edgeq validation: ✅ PASSED")
+
+
+def test_the_demo_figures_the_readme_quotes_are_what_the_demo_gives(digits_calib, tmp_path):
+    """The demo as `make demo` runs it (15 epochs, default conversion, the held-out digits), against
+    the figures the README quotes: equal within what training on another CPU moves them."""
+    sys.path.insert(0, str(ROOT / "demo"))
+    from train_digits import train
+
+    from edgeq.conversion.converter import convert
+    from edgeq.validation.compare import validate
+
+    text = " ".join((ROOT / "README.md").read_text().split())
+    quoted = re.search(r"On the demo \(`make demo`.*?float top-1 ([\d.]+), INT8 top-1 ([\d.]+) on the (\d+) held-out digits "
+                       r"\(drop −?[\d.]+ points\), agreement ([\d.]+)%, SQNR ([\d.]+) dB, INT8 ([\d.]+)×", text)
+    assert quoted, "the README's demo sentence moved: keep it and this test together"
+    float_top1, int8_top1, samples, agreement, sqnr, ratio = (float(g) for g in quoted.groups())
+    train(tmp_path / "digits_cnn.keras")
+    out = convert(tmp_path / "digits_cnn.keras", tmp_path / "digits_cnn_int8.tflite", digits_calib).output
+    result = validate(out, tmp_path / "digits_cnn.keras", digits_calib.parent / "val", runs=3, warmup=1)
+    assert result.accuracy.samples == samples
+    assert abs(result.accuracy.float_top1 - float_top1) < 0.02 and abs(result.accuracy.int8_top1 - int8_top1) < 0.02
+    assert abs(100 * result.accuracy.agreement - agreement) < 1.5 and abs(result.worst_sqnr_db - sqnr) < 6
+    assert abs(result.size.ratio - ratio) < 0.005
