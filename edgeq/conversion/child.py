@@ -26,6 +26,7 @@ from edgeq.progress import counted
 from edgeq.records.manifest import Calibration, KeepFloat, Latency, Search
 from edgeq.records.recipe import Method, Mode
 from edgeq.tflite.model import parse_tflite
+from edgeq.tflite.rewrites import rewritten
 from edgeq.tflite.signatures import calibrator_order
 from edgeq.tflite.summary import float_ops
 from edgeq.timing import Timings, phase
@@ -126,7 +127,7 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
         with phase("ranges"):
             ranges = choose_ranges(calibrated, options, data, keep, options.calibration_jobs(cores()))
         calibrated = calibrated.with_histograms(ranges.histograms)
-    model = ranges.model or calibrated.model
+    model = rewritten(ranges.model or calibrated.model, options.recipe.rewrites)
     with phase("quantize"):
         quantized = quantize(model, options.recipe, keep)
     search = None
@@ -275,7 +276,9 @@ def _latency(calibrated: bytes, quantized: bytes, specs: tuple[InputSpec, ...], 
             return record.worst_sqnr_db, record.meets
     else:
         score = latency.sqnr_scorer(calibrated, samples)
-    with_ops = lambda ops: quantize(calibrated, recipe, replace(keep, ops=keep.ops + tuple(ops)))  # noqa: E731
+    def with_ops(ops: tuple[str, ...], rewrites: tuple[str, ...] = ()) -> bytes:
+        return quantize(rewritten(calibrated, rewrites), recipe, replace(keep, ops=keep.ops + tuple(ops)))
+
     device, where, note = _timing_device(options.device)
     chosen, record = latency.optimize(calibrated, quantized, with_ops, samples[0], score, device=device, where=where)
     return chosen, replace(record, note=note)

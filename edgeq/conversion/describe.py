@@ -43,7 +43,8 @@ def described(result: ChildResult, model: Path, source_sha256: str, data: Path |
     chosen_float = ((result.search.chosen.float_layers if result.search else ())
                     + (result.latency.keep_ops if result.latency else ()))
     carried_out = recipe.carried_out(result.method, str(data) if data is not None else None,
-                                     calibration.fingerprint if calibration else None, chosen_float)
+                                     calibration.fingerprint if calibration else None, chosen_float,
+                                     result.latency.rewrites if result.latency else ())
     manifest = Manifest(
         source=_source(result, model, source_sha256, options),
         recipe=replace(carried_out, preprocessing=result.learned.preprocessing),

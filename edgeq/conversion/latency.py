@@ -18,9 +18,11 @@ from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.protocol import InvokeTimes
 from edgeq.machine import this_cpu
 from edgeq.speed import speedup
+from edgeq.tflite.rewrites import REWRITES, hard_swish_decomposed, prelu_as_leaky_relu
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
-BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}  # at float I/O: XNNPACK takes them; they split nothing
+BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}
+TIE = 1.05  # a candidate that stays all int8 wins against float ops this close in p50  # at float I/O: XNNPACK takes them; they split nothing
 
 
 def fell_off(runner: LiteRTRunner) -> dict[str, int]:
@@ -77,16 +79,20 @@ def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, .
     off = fell_off(first["as converted"][1])
     keeps = [()] + [(op,) for op in off] + ([tuple(off)] if len(off) > 1 else [])
     models = {_name(k): quantized if not k else build(k) for k in keeps}
+    rewrites = equal_rewrites(float_model, off, sample)
+    models.update({_rewrite_name(r): build((), (r,)) for r in rewrites})
     float_time, timed = measure(float_model, models, sample, runs, 10.0, device)
     plain_time = timed[_name(())][0]
     candidates = []
-    for keep in keeps:
-        timing, runner = timed[_name(keep)]
-        sqnr, meets = score(models[_name(keep)])
-        candidates.append(Candidate(_name(keep), keep, timing.p50, speedup(float_time.p50, timing.p50),
+    for keep, rewrite in [(k, ()) for k in keeps] + [((), (r,)) for r in rewrites]:
+        name = _rewrite_name(rewrite[0]) if rewrite else _name(keep)
+        timing, runner = timed[name]
+        sqnr, meets = score(models[name])
+        candidates.append(Candidate(name, keep, timing.p50, speedup(float_time.p50, timing.p50),
                                     within_noise(timing, float_time), runner.delegated_nodes, runner.total_nodes,
-                                    runner.partitions, fell_off(runner), sqnr, meets, len(models[_name(keep)]),
-                                    None if not keep else timing.p50 < plain_time.p50 and not within_noise(timing, plain_time)))
+                                    runner.partitions, fell_off(runner), sqnr, meets, len(models[name]),
+                                    None if name == "as converted" else timing.p50 < plain_time.p50 and not within_noise(timing, plain_time),
+                                    rewrite))
     cpu = this_cpu()
     judge = "timing" if device is not None or cpu.int8_dot else "coverage"
     chosen = choose(candidates, judge)
@@ -94,7 +100,7 @@ def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, .
                  f"XNNPACK coverage (fewest partitions, most nodes delegated), not timings: this CPU ({cpu.name}) has no int8 "
                  "dot-product instructions, so its INT8 timings say nothing of a phone; time on a device with --device")
     return models[chosen.name], Latency(where, 1, float_time.p50, rounds=ROUNDS, runs=runs, chosen=chosen.name,
-                                        keep_ops=chosen.keep_ops, candidates=tuple(candidates),
+                                        keep_ops=chosen.keep_ops, rewrites=chosen.rewrites, candidates=tuple(candidates),
                                         faster_than_float=chosen.speedup >= 1 or chosen.within_noise, judged_by=judged_by,
                                         cpu=cpu.describe() if device is None else None)
 
@@ -104,13 +110,45 @@ def choose(candidates: list[Candidate], judge: str = "timing") -> Candidate:
     beyond the run-to-run spread (`judge` "timing"), or, where timings say nothing of the device
     ("coverage"), fewer XNNPACK partitions. The choice is a function of the figures, so this is
     where a test fixes them."""
-    plain = next(c for c in candidates if not c.keep_ops)
-    eligible = [c for c in candidates if c.keep_ops and c.meets is not False]
+    plain = next(c for c in candidates if c.name == "as converted")
+    eligible = [c for c in candidates if c is not plain and c.meets is not False]
     if judge == "coverage":
         better = [c for c in eligible if c.partitions < plain.partitions]
         return min(better, key=lambda c: (c.partitions, -c.delegated_nodes, len(c.keep_ops))) if better else plain
     wins = [c for c in eligible if c.beats_plain]
-    return min(wins, key=lambda c: c.int8_p50_ms) if wins else plain
+    if not wins:
+        return plain
+    fastest = min(wins, key=lambda c: c.int8_p50_ms)
+    int8 = [c for c in wins if not c.keep_ops and c.int8_p50_ms <= fastest.int8_p50_ms * TIE]
+    return min(int8, key=lambda c: c.int8_p50_ms) if int8 else fastest  # all int8 (a rewrite) wins a tie: NPUs want it
+
+
+REWRITE_FOR = {"PRELU": "prelu_as_leaky_relu", "HARD_SWISH": "hard_swish_decomposed"}
+
+
+def equal_rewrites(float_model: bytes, off: dict[str, int], sample: list[np.ndarray]) -> list[str]:
+    """The graph rewrites that would keep the ops that fell off XNNPACK in int8 (edgeq.tflite.rewrites),
+    each proven equal to the calibrated graph in float on the sample before it becomes a candidate."""
+    found = []
+    with tempfile.TemporaryDirectory(prefix="edgeq-rewrite-") as scratch:
+        paths = {"float": Path(scratch) / "float.tflite"}
+        paths["float"].write_bytes(float_model)
+        want = LiteRTRunner(paths["float"], "none", 1).run(sample)
+        for op, name in REWRITE_FOR.items():
+            data = {"prelu_as_leaky_relu": prelu_as_leaky_relu, "hard_swish_decomposed": hard_swish_decomposed}[name](float_model) \
+                if op in off else None
+            if data is None:
+                continue
+            path = Path(scratch) / f"{name}.tflite"
+            path.write_bytes(data)
+            got = LiteRTRunner(path, "none", 1).run(sample)
+            if all(np.allclose(w, g, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(w).max()))) for w, g in zip(want, got)):
+                found.append(name)
+    return found
+
+
+def _rewrite_name(rewrite: str) -> str:
+    return f"rewrite {REWRITES[rewrite]}"
 
 
 def _name(keep: tuple[str, ...]) -> str:

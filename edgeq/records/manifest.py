@@ -156,6 +156,7 @@ class Candidate:
     meets: bool | None
     size_bytes: int
     beats_plain: bool | None = None  # faster than the model as converted, beyond the run-to-run spread
+    rewrites: tuple[str, ...] = ()  # graph rewrites (edgeq.tflite.rewrites) instead of float ops
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class Latency:
     runs: int | None = None
     chosen: str | None = None
     keep_ops: tuple[str, ...] = ()
+    rewrites: tuple[str, ...] = ()  # the chosen candidate's graph rewrites
     candidates: tuple[Candidate, ...] = ()
     faster_than_float: bool | None = None
     note: str | None = None

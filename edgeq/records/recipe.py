@@ -112,12 +112,14 @@ class Recipe:
     data: str | None = None  # the calibration samples' path, as given
     fingerprint: str | None = None  # sha256 over the calibration samples as fed
     channels_last: bool = False  # a PyTorch source exported with NHWC inputs
+    rewrites: tuple[str, ...] = ()  # graph rewrites of the calibrated graph (edgeq.tflite.rewrites), in order
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode.parse(self.mode))
         object.__setattr__(self, "calibration", Method.parse(self.calibration))
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "signatures", tuple(self.signatures))
+        object.__setattr__(self, "rewrites", tuple(self.rewrites))
         if self.io is None:  # the type the mode defaults to, written down
             object.__setattr__(self, "io", self.mode.io_types[0])
         if self.io not in self.mode.io_types:
@@ -135,9 +137,11 @@ class Recipe:
         return open_samples(path, specs, self.preprocessing, self.samples if count == AS_RECIPE else count, self.seed)
 
     def carried_out(self, method: Method | None, data: str | None, fingerprint: str | None,
-                    chosen_float: tuple[str, ...] = ()) -> Recipe:
+                    chosen_float: tuple[str, ...] = (), rewrites: tuple[str, ...] = ()) -> Recipe:
         """The recipe as the conversion carried it out: the method `auto` settled on, the samples,
         and the nodes and op types the search and --optimize latency kept in float, so that the
         same recipe on the same samples gives the same bytes without searching again."""
         keep = self.keep_float + tuple(n for n in dict.fromkeys(chosen_float) if n not in self.keep_float)
-        return replace(self, calibration=method or self.calibration, data=data, fingerprint=fingerprint, keep_float=keep)
+        chosen = self.rewrites + tuple(r for r in rewrites if r not in self.rewrites)
+        return replace(self, calibration=method or self.calibration, data=data, fingerprint=fingerprint, keep_float=keep,
+                       rewrites=chosen)

@@ -157,3 +157,54 @@ def test_an_emulated_device_is_not_a_latency_judge(nets, tmp_path):
                      device="emulated-raspberry-pi-5")
     record = result.manifest.to_json()["latency"]
     assert record["delegate"] == "xnnpack (this machine)" and "emulator gives no meaningful latency" in record["note"]
+
+
+def read_tflite_ops(path: Path) -> list[str]:
+    from edgeq.tflite.model import read_tflite
+
+    return [op.type for op in read_tflite(path).operators]
+
+
+def _logits_net(activation: str, path: Path) -> Path:
+    """Conv blocks with a shared-slope PReLU (one alpha) or hard-swish, and a logits head (no SOFTMAX,
+    whose int8 kernel XNNPACK leaves): every op can stay in one int8 XNNPACK partition."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = image = keras.Input((32, 32, 3), name="image")
+    for filters in (16, 32):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same")(x)
+        x = (keras.layers.PReLU(shared_axes=[1, 2, 3], alpha_initializer=keras.initializers.Constant(0.2))(x)
+             if activation == "prelu" else keras.layers.Activation("hard_swish")(x))
+    keras.Model(image, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(x))).save(path)
+    return path
+
+
+@pytest.mark.parametrize("activation, rewrite", [("prelu", "prelu_as_leaky_relu"), ("hard_swish", "hard_swish_decomposed")])
+def test_a_rewrite_keeps_the_whole_graph_in_one_int8_xnnpack_partition(activation, rewrite, nets, tmp_path):
+    """The rewrite candidate is equal in float (it is only a candidate once proven so) and the real
+    delegate takes every node of it: one partition, all int8; the plain conversion splits."""
+    from edgeq.run.litert import LiteRTRunner
+    from edgeq.tflite.rewrites import rewritten
+
+    source = _logits_net(activation, tmp_path / f"{activation}.keras")
+    result = convert(source, tmp_path / "m.tflite", nets["calib"], samples=32, optimize="latency", cache=False)
+    by_name = {c.name: c for c in result.manifest.latency.candidates}
+    plain = by_name["as converted"]
+    candidate = next(c for c in result.manifest.latency.candidates if c.rewrites == (rewrite,))
+    assert plain.partitions > 1 and candidate.partitions == 1 and candidate.delegated_nodes == candidate.total_nodes
+    assert candidate.keep_ops == () and candidate.worst_sqnr_db > 30
+    if result.manifest.latency.rewrites:  # chosen: the recipe says so, and the file is all int8
+        assert result.manifest.recipe.rewrites == (rewrite,) and not result.manifest.float_ops
+        runner = LiteRTRunner(result.output)
+        assert runner.delegated_nodes == runner.total_nodes
+    sample = [np.random.default_rng(1).uniform(0, 1, (1, 32, 32, 3)).astype(np.float32)]
+    float_path = tmp_path / "float.tflite"
+    import tensorflow as tf
+    import keras
+
+    float_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.models.load_model(source)).convert())
+    (tmp_path / "re.tflite").write_bytes(rewritten(float_path.read_bytes(), (rewrite,)))
+    assert read_tflite_ops(tmp_path / "re.tflite") != read_tflite_ops(float_path)  # rewritten, not left as it was
+    want, got = LiteRTRunner(float_path).run(sample), LiteRTRunner(tmp_path / "re.tflite").run(sample)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5)

@@ -1,0 +1,161 @@
+"""Rewrites of a calibrated float graph (the flatbuffer TensorFlow's calibrator writes, every
+tensor's min/max recorded) into ops XNNPACK runs in int8, so that the whole graph stays one
+delegate partition where the int8 op itself would fall to LiteRT's built-in kernels:
+
+- `prelu_as_leaky_relu`: a PRELU whose slope is one constant value for every channel is a
+  LEAKY_RELU with that alpha (same output tensor, same range).
+- `hard_swish_decomposed`: HARD_SWISH(x) = x * relu6(x + 3) / 6, as ADD, RELU6, MUL and MUL; the
+  new tensors get their ranges from x's (x + 3, clipped to 0..6, the products' bounds).
+
+Each returns None where the graph has nothing to rewrite. The caller proves the rewritten graph
+equal in float before using it (edgeq.conversion.latency)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+REWRITES: dict[str, str] = {
+    "prelu_as_leaky_relu": "PRELU with one slope as LEAKY_RELU",
+    "hard_swish_decomposed": "HARD_SWISH as x * relu6(x + 3) / 6",
+}
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated as schema
+
+    return schema
+
+
+def _packed(root) -> bytes:
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1 << 16)
+    builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def _opcode(root, builtin: int) -> int:
+    """The index of `builtin`'s operator code, added if the model has none."""
+    schema = _schema()
+    for i, code in enumerate(root.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return i
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 1
+    root.operatorCodes.append(code)
+    return len(root.operatorCodes) - 1
+
+
+def _is(root, op, builtin: int) -> bool:
+    code = root.operatorCodes[op.opcodeIndex]
+    return max(code.builtinCode, code.deprecatedBuiltinCode) == builtin
+
+
+def _constant(root, tensor) -> np.ndarray | None:
+    buffer = root.buffers[tensor.buffer] if tensor.buffer < len(root.buffers) else None
+    if buffer is None or buffer.data is None or len(buffer.data) == 0 or tensor.type != _schema().TensorType.FLOAT32:
+        return None
+    return np.frombuffer(bytes(bytearray(buffer.data)), np.float32)
+
+
+def prelu_as_leaky_relu(data: bytes) -> bytes | None:
+    schema = _schema()
+    root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    graph, changed = root.subgraphs[0], False
+    for op in graph.operators:
+        if not _is(root, op, schema.BuiltinOperator.PRELU):
+            continue
+        alpha = _constant(root, graph.tensors[op.inputs[1]])
+        if alpha is None or alpha.size == 0 or not np.all(alpha == alpha[0]):
+            continue
+        options = schema.LeakyReluOptionsT()
+        options.alpha = float(alpha[0])
+        op.opcodeIndex = _opcode(root, schema.BuiltinOperator.LEAKY_RELU)
+        op.inputs = [op.inputs[0]]
+        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.LeakyReluOptions, options
+        changed = True
+    return _packed(root) if changed else None
+
+
+def _range(tensor) -> tuple[float, float] | None:
+    q = tensor.quantization
+    if q is None or q.min is None or q.max is None or len(q.min) != 1:
+        return None
+    return float(q.min[0]), float(q.max[0])
+
+
+def _tensor(root, graph, name: str, like, low: float | None, high: float | None, value: float | None = None) -> int:
+    """A new float32 tensor (a constant when `value` is given), shaped like `like` unless constant;
+    its calibrated range where the graph is calibrated (`low`/`high` not None)."""
+    schema = _schema()
+    tensor = schema.TensorT()
+    tensor.name, tensor.type = name.encode(), schema.TensorType.FLOAT32
+    tensor.shape = [1] * len(like.shape) if value is not None else list(like.shape)
+    buffer = schema.BufferT()
+    if value is not None:
+        buffer.data = np.frombuffer(np.full(1, value, np.float32).tobytes(), np.uint8)
+    elif low is not None:
+        tensor.quantization = schema.QuantizationParametersT()
+        tensor.quantization.min, tensor.quantization.max = [low], [high]
+    root.buffers.append(buffer)
+    tensor.buffer = len(root.buffers) - 1
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
+
+
+def _binary(root, builtin: int, options_type: int, options_cls: Callable, inputs: list[int], output: int):
+    schema = _schema()
+    op = schema.OperatorT()
+    op.opcodeIndex = _opcode(root, builtin)
+    op.inputs, op.outputs = inputs, [output]
+    options = options_cls()
+    options.fusedActivationFunction = schema.ActivationFunctionType.NONE
+    op.builtinOptionsType, op.builtinOptions = options_type, options
+    return op
+
+
+def hard_swish_decomposed(data: bytes) -> bytes | None:
+    schema = _schema()
+    root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    graph, operators, changed = root.subgraphs[0], [], False
+    for op in graph.operators:
+        if not _is(root, op, schema.BuiltinOperator.HARD_SWISH):
+            operators.append(op)
+            continue
+        x = graph.tensors[op.inputs[0]]
+        base = (x.name or b"x").decode("utf-8", "replace")
+        ranges = _decomposed_ranges(_range(x))
+        three = _tensor(root, graph, f"{base}/hard_swish/3", x, None, None, 3.0)
+        sixth = _tensor(root, graph, f"{base}/hard_swish/1_6", x, None, None, 1.0 / 6.0)
+        shifted, clipped, product = (_tensor(root, graph, f"{base}/hard_swish/{part}", x, *bounds)
+                                     for part, bounds in zip(("add3", "relu6", "mul"), ranges))
+        relu6 = schema.OperatorT()
+        relu6.opcodeIndex, relu6.inputs, relu6.outputs = _opcode(root, schema.BuiltinOperator.RELU6), [shifted], [clipped]
+        operators += [_binary(root, schema.BuiltinOperator.ADD, schema.BuiltinOptions.AddOptions, schema.AddOptionsT,
+                              [op.inputs[0], three], shifted), relu6,
+                      _binary(root, schema.BuiltinOperator.MUL, schema.BuiltinOptions.MulOptions, schema.MulOptionsT,
+                              [op.inputs[0], clipped], product),
+                      _binary(root, schema.BuiltinOperator.MUL, schema.BuiltinOptions.MulOptions, schema.MulOptionsT,
+                              [product, sixth], op.outputs[0])]
+        changed = True
+    graph.operators = operators
+    return _packed(root) if changed else None
+
+
+def _decomposed_ranges(seen: tuple[float, float] | None) -> list[tuple[float | None, float | None]]:
+    """The ranges of x + 3, relu6 of it, and x times that, from x's calibrated range (none in an uncalibrated graph)."""
+    if seen is None:
+        return [(None, None)] * 3
+    lo, hi = seen
+    r_lo, r_hi = min(max(lo + 3, 0.0), 6.0), min(max(hi + 3, 0.0), 6.0)
+    corners = [a * b for a in (lo, hi) for b in (r_lo, r_hi)] + [0.0]
+    return [(lo + 3, hi + 3), (r_lo, r_hi), (min(corners), max(corners))]
+
+
+def rewritten(data: bytes, names: tuple[str, ...]) -> bytes:
+    """`data` with the named rewrites applied in order (a rewrite with nothing to do leaves it)."""
+    for name in names:
+        data = {"prelu_as_leaky_relu": prelu_as_leaky_relu, "hard_swish_decomposed": hard_swish_decomposed}[name](data) or data
+    return data
