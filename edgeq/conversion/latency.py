@@ -131,9 +131,9 @@ def equal_rewrites(float_model: bytes, off: dict[str, int], sample: list[np.ndar
     each proven equal to the calibrated graph in float on the sample before it becomes a candidate."""
     found = []
     with tempfile.TemporaryDirectory(prefix="edgeq-rewrite-") as scratch:
-        paths = {"float": Path(scratch) / "float.tflite"}
-        paths["float"].write_bytes(float_model)
-        want = LiteRTRunner(paths["float"], "none", 1).run(sample)
+        reference = Path(scratch) / "float.tflite"
+        reference.write_bytes(float_model)
+        want = LiteRTRunner(reference, "none", 1).run(sample)
         for op, name in REWRITE_FOR.items():
             data = {"prelu_as_leaky_relu": prelu_as_leaky_relu, "hard_swish_decomposed": hard_swish_decomposed}[name](float_model) \
                 if op in off else None
