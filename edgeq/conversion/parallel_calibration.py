@@ -18,7 +18,6 @@ own library, so a worker starts in well under a second without importing TensorF
 
 from __future__ import annotations
 
-import os
 import struct
 import tempfile
 from collections.abc import Iterable

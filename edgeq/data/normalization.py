@@ -5,7 +5,7 @@ or the default. A model that states its normalization is never calibrated at ano
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from edgeq.data.samples import FIELDS, Preprocessing, PreprocessingOverride
 
