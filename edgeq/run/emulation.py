@@ -27,7 +27,7 @@ from typing import Callable
 from edgeq.errors import EdgeqError
 from edgeq.schema import from_json, to_json
 
-MIRROR = "http://deb.debian.org/debian"
+SOURCES = (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list"))
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 PACKAGES = ("numpy", "ai-edge-litert==2.3.0")
 AARCH64 = 183  # ELF e_machine of aarch64
@@ -35,6 +35,20 @@ AARCH64 = 183  # ELF e_machine of aarch64
 
 class EmulationError(EdgeqError):
     pass
+
+
+def mirror() -> str:
+    """The Debian archive this machine's own apt sources use (no host is written into edgeq)."""
+    for path in SOURCES:
+        text = path.read_text() if path.is_file() else ""
+        for line in text.splitlines():
+            words = line.split()
+            if words[:1] == ["URIs:"] and len(words) > 1 and "security" not in words[1]:
+                return words[1]
+            if words[:1] == ["deb"] and len(words) > 2 and "security" not in words[1]:
+                return words[1 if not words[1].startswith("[") else 2]
+    raise EmulationError("no Debian archive in this machine's apt sources (/etc/apt/sources.list.d/debian.sources); "
+                         "the ARM64 emulation setup downloads its packages from it")
 
 
 def cache_dir() -> Path:
@@ -117,7 +131,7 @@ def setup(say: Callable[[str], None] = print, cache: Path | None = None) -> Emul
     say("downloading a Debian bookworm arm64 root with python3 (debootstrap minbase, about 40 MB of packages)")
     sysroot = work / "sysroot"
     _run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase", "--include=python3", "bookworm",
-          str(sysroot), MIRROR], "debootstrap")
+          str(sysroot), mirror()], "debootstrap")
     archives = sysroot / "var" / "cache" / "apt" / "archives"
     for package in sorted(archives.glob("*.deb")):
         _run(["dpkg", "-x", str(package), str(sysroot)], f"unpacking {package.name}")
@@ -141,7 +155,7 @@ def _download_qemu(work: Path) -> Path:
     (apt / "archives" / "partial").mkdir(parents=True)
     (apt / "sources").mkdir()
     (apt / "sources" / "trixie.sources").write_text(
-        f"Types: deb\nURIs: {MIRROR}\nSuites: trixie\nComponents: main\nSigned-By: {KEYRING}\n")
+        f"Types: deb\nURIs: {mirror()}\nSuites: trixie\nComponents: main\nSigned-By: {KEYRING}\n")
     options = ["-o", "Dir::Etc::SourceList=/dev/null", "-o", f"Dir::Etc::SourceParts={apt / 'sources'}",
                "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::Cache::Archives={apt / 'archives'}",
                "-o", "APT::Sandbox::User=root", "-o", "APT::Architecture=amd64"]
