@@ -17,13 +17,14 @@ from edgeq.conversion.parallel_calibration import ParallelCalibrator
 from edgeq.isolation import step
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, resolve_keep_float, tf_type
+from edgeq.conversion.refine import bias_corrected
 from edgeq.conversion.source import KerasCode, load_source, stated_scaling
 from edgeq.data.normalization import given_flags, resolve
 from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec
 from edgeq.errors import DataError, UsageError
 from edgeq.machine import cores
 from edgeq.progress import counted
-from edgeq.records.manifest import Calibration, KeepFloat, Latency, Search
+from edgeq.records.manifest import Calibration, KeepFloat, Latency, Refinement, Search
 from edgeq.records.recipe import Method, Mode
 from edgeq.tflite.model import parse_tflite
 from edgeq.tflite.rewrites import rewritten
@@ -45,6 +46,7 @@ class ChildResult:
     search: Search | None = None
     latency: Latency | None = None  # INT8 against float here, or the --optimize latency candidates
     calibrated: Calibrated | None = None  # the calibration, when another conversion may reuse it
+    refinement: Refinement | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -116,6 +118,29 @@ def _calibrated(source, options: ConvertOptions, stream, workers: ParallelCalibr
         return workers.calibrate(calibrated, ([sample[k] for k in order] for sample in itertools.chain(first, stream)))
 
 
+REFINE_SAMPLES = 64  # calibration samples whose float activations give the layers' input means
+HELD_BACK = 16  # --refine auto: of those, the last ones judge instead
+
+
+def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data: Path) -> tuple[bytes, Refinement]:
+    """--refine bias: the corrected model. auto: corrected on the first samples, then kept only if
+    its worst-output SQNR against the calibrated float graph on held-back samples is higher."""
+    from edgeq.conversion.latency import sqnr_scorer
+
+    order = calibrator_order(parse_tflite(model), [p.name for p in specs])
+    samples = [[s[k] for k in order] for s in options.recipe.open(data, list(specs), min(options.recipe.samples, REFINE_SAMPLES))]
+    if options.recipe.refine == "bias" or len(samples) <= HELD_BACK:
+        corrected, record = bias_corrected(quantized, model, samples)
+        return corrected, replace(record, method="bias")
+    corrected, record = bias_corrected(quantized, model, samples[:-HELD_BACK])
+    score = sqnr_scorer(model, samples[-HELD_BACK:])
+    before, after = score(quantized)[0], score(corrected)[0]
+    kept = after is not None and (before is None or after > before)
+    judged = (f"auto: worst-output SQNR on {HELD_BACK} held-back calibration samples {before} dB as converted, {after} dB "
+               f"corrected: {'kept the correction' if kept else 'kept the model as converted'}")
+    return (corrected if kept else quantized), replace(record, method="bias" if kept else "none", judged=judged)
+
+
 def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) -> ChildResult:
     """From the calibrated graph on: the range method, the layers kept in float, quantization, the
     accuracy search, the latency check. `source` is None when the calibration came from the cache."""
@@ -144,9 +169,13 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
         with phase("latency check"):
             quantized, latency = _latency(model, quantized, calibrated.specs, options, keep, data)
         keep = replace(keep, ops=keep.ops + latency.keep_ops)
+    refinement = None
+    if options.recipe.refine != "none":
+        with phase("refine"):
+            quantized, refinement = _refined(model, quantized, calibrated.specs, options, data)
     record = replace(calibrated.calibration, ranges=ranges.changes, auto=ranges.tries)
     return ChildResult(quantized, calibrated.learned, len(calibrated.model), keep, record, ranges.method, search, latency,
-                       calibrated)
+                       calibrated, refinement=refinement)
 
 
 def _calibration_record(audits: list[Audit], data: Path, options: ConvertOptions, jobs: int) -> Calibration:

@@ -62,6 +62,7 @@ def described(result: ChildResult, model: Path, source_sha256: str, data: Path |
         metadata=None if about is None else Embedded(about.kind, about.name, about.version, len(about.labels),
                                                      "labels.txt" if about.labels else None),
         search=result.search,
+        refinement=result.refinement,
         latency=result.latency,
         targets={t: r.summary() for t, r in targets.items()},
         warnings=_warnings(result, data, options, [line for report in targets.values() for line in report.warnings()]),

@@ -299,6 +299,18 @@ class PerLayer:
 
 
 @dataclass(frozen=True)
+class Refinement:
+    """--refine bias: the weight-rounding shift taken out of the int32 biases (edgeq.conversion.refine)."""
+
+    method: str  # bias: the file's biases are corrected; none: auto kept the model as converted
+    layers: int  # layers whose bias was corrected
+    samples: int  # calibration samples the float input means came from
+    largest_shift: float  # the largest corrected mean shift, in steps of the layer's output scale
+    skipped: tuple[str, ...] = ()
+    judged: str | None = None  # --refine auto: what it compared, and what it kept
+
+
+@dataclass(frozen=True)
 class NpuCompile:
     """`edgeq compile --npu`: the file compiled ahead of time for an NPU, from which INT8 file, and
     what the vendor's compiler took."""
@@ -349,6 +361,7 @@ class Manifest:
     cache: CacheUse | None = None
     timings: dict[str, float] = field(default_factory=dict)
     npu: NpuCompile | None = None
+    refinement: Refinement | None = None
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)

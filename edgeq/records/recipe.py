@@ -92,7 +92,8 @@ class Method:
 
 
 MINMAX = Method("minmax")
-AS_RECIPE = -1  # Recipe.open: as many samples as the recipe says
+AS_RECIPE = -1
+REFINEMENTS = ("none", "bias", "auto")  # Recipe.open: as many samples as the recipe says
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class Recipe:
     fingerprint: str | None = None  # sha256 over the calibration samples as fed
     channels_last: bool = False  # a PyTorch source exported with NHWC inputs
     rewrites: tuple[str, ...] = ()  # graph rewrites of the calibrated graph (edgeq.tflite.rewrites), in order
+    refine: str = "none"  # none | bias: the weight-rounding shift taken out of the int32 biases
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode.parse(self.mode))
@@ -126,6 +128,10 @@ class Recipe:
             raise UsageError(f"--io {self.io} does not go with --mode {self.mode}; use {' or '.join(self.mode.io_types)}")
         if self.keep_float and not self.mode.int8_activations:
             raise UsageError(f"--keep-float works with --mode int8 or int8-fallback, not {self.mode}")
+        if self.refine not in REFINEMENTS:
+            raise UsageError(f"--refine {self.refine!r}: use {' or '.join(REFINEMENTS)}")
+        if self.refine != "none" and not self.mode.int8_activations:
+            raise UsageError(f"--refine {self.refine} corrects int8 layers; it does not go with --mode {self.mode}")
         if self.samples < 1:
             raise UsageError(f"--samples must be at least 1, got {self.samples}")
         if not self.calibration.is_minmax and not self.mode.int8_activations:

@@ -87,6 +87,12 @@ def conversion_text(result) -> str:
     if m.search:
         lines += search_lines(m.search)
     lines += latency_lines(m.latency)
+    if m.refinement:
+        r = m.refinement
+        lines.append(f"refine: bias {'corrected' if r.method == 'bias' else 'correction measured, not kept'} in {r.layers} layer(s), "
+                     f"the largest shift {r.largest_shift:g} output step(s), input means from {r.samples} calibration samples"
+                     + (f"; {len(r.skipped)} left as converted" if r.skipped else ""))
+        lines += [f"  {r.judged}"] if r.judged else []
     if m.cache:
         lines.append(f"cache: conversion {m.cache.conversion}, calibration {m.cache.calibration}")
     for name, count in m.keep_float.per_name.items():
