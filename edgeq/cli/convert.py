@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from click.core import ParameterSource
 
 from edgeq.cli.common import command, fail, floats, log, progress_bar, say, state
 from edgeq.errors import EdgeqError
@@ -34,6 +35,7 @@ def slower_hint(latency, served: bool = False) -> str | None:
 
 @command()
 def convert(
+    ctx: typer.Context,
     model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file, SavedModel folder, float .tflite or PyTorch torch.export program (.pt2)."),
     output: Path = typer.Option(..., "--output", "-o", show_envvar=False, show_default=False, help="The .tflite to write (a .edgeq.json manifest goes beside it)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", show_default=False, help="Calibration samples: image folder, .npy or .npz."),
@@ -41,7 +43,7 @@ def convert(
     io: Optional[str] = typer.Option(None, "--io", show_default="int8 (int16 for int16x8)", help="Input/output type: int8 | uint8 | float32 (int16 for int16x8)."),
     per_tensor: bool = typer.Option(False, "--per-tensor", metavar="", help="Per-tensor instead of per-channel weight scales."),
     keep_float: list[str] = typer.Option([], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable)."),
-    samples: Optional[int] = typer.Option(None, show_default="200", help="Calibration samples to use."),
+    samples: int = typer.Option(200, help="Calibration samples to use."),
     seed: int = typer.Option(0, help="Seed of the sample shuffle."),
     target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable)."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", show_default=False, help="Held-out samples: search the fewest layers to keep in float that meet the budget below."),
@@ -86,7 +88,8 @@ def convert(
 
     try:
         options = ConvertOptions.of(
-            mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), samples=samples, seed=seed, jobs=jobs, targets=tuple(target),
+            mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), seed=seed,
+            samples=samples if ctx.get_parameter_source("samples") != ParameterSource.DEFAULT else None, jobs=jobs, targets=tuple(target),
             eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers, allow_int16x8=allow_int16x8,
             max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
             color=color, resize=resize, value_range=value_range, mean=floats(mean, "--mean"), std=floats(std, "--std"), layout=layout,
