@@ -14,6 +14,7 @@ from edgeq.errors import UsageError
 from edgeq.gates import GateResult
 from edgeq.records.manifest import Manifest
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
+from edgeq.run.npu import VENDORS
 from edgeq.run.litert import LiteRTRunner
 from edgeq.tflite.dispatch import Dispatch
 from edgeq.validation.results import DeviceResult
@@ -42,10 +43,16 @@ def runners(asked: tuple[str, ...], gpu_precision: str, threads: int, dispatch: 
     """One runner per --accelerator; a compiled file adds its own NPU (from its stamp) and runs there."""
     accelerators = [Accelerator.parse(a, gpu_precision) for a in asked]
     if compiled is not None and dispatch is not None and not any(a.kind == "npu" for a in accelerators):
-        vendor = "intel" if dispatch.stamp is None or "intel" in dispatch.stamp.vendor.lower() else dispatch.stamp.vendor.lower()
-        accelerators.append(Accelerator.parse(f"npu:{vendor}" + (f":{dispatch.stamp.soc}" if dispatch.stamp and dispatch.stamp.soc else "")))
+        accelerators.append(Accelerator.parse(f"npu:{stamp_vendor(dispatch)}"
+                                              + (f":{dispatch.stamp.soc}" if dispatch.stamp and dispatch.stamp.soc else "")))
     return [CompiledModelRunner(a, threads, (source, compiled) if compiled is not None and a.kind == "npu" else None)
             for a in accelerators]
+
+
+def stamp_vendor(dispatch: Dispatch) -> str:
+    """edgeq's name of the vendor a compiled file's stamp names (IntelOpenVINO -> intel, Google_Tensor -> google-tensor)."""
+    letters = "".join(c for c in (dispatch.stamp.vendor if dispatch.stamp else "").lower() if c.isalpha())
+    return next((name for name in VENDORS if letters.startswith(name.replace("-", ""))), "intel")
 
 
 def judged(device: DeviceResult, local_worst_db: float | None, reference: LiteRTRunner, first: list[np.ndarray],

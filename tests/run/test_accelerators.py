@@ -211,3 +211,12 @@ def test_a_vendor_without_its_sdk_is_one_line_and_writes_nothing(tmp_path, cli):
     code, out, err = cli("compile", model, "--npu", "qualcomm:SM8650", "-o", tmp_path / "qc.tflite")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "ai-edge-litert-sdk-qualcomm" in err and "libQnnHtp.so" in err and not (tmp_path / "qc.tflite").exists()
+
+
+@pytest.mark.parametrize("stamped, vendor", [("IntelOpenVINO", "intel"), ("Qualcomm", "qualcomm"), ("MediaTek", "mediatek"),
+                                             ("Google_Tensor", "google-tensor")])
+def test_a_compiled_files_stamp_names_its_npu(stamped, vendor):
+    from edgeq.tflite.dispatch import Dispatch, Stamp
+    from edgeq.validation.accelerators import stamp_vendor
+
+    assert stamp_vendor(Dispatch(Stamp(stamped, "X"), 1, {})) == vendor
