@@ -54,7 +54,7 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
                 if remote is None:
                     times[name] += runner.time(sample, 1, per_round).samples_ms
                     continue
-                times[name] += remote.measure(runner.path, runner.quantize_inputs(sample), 1, per_round).samples_ms
+                times[name] += remote.measure(runner.path, [a[None] for a in runner.quantize_inputs(sample)], 1, per_round).samples_ms
         timed = {name: InvokeTimes.of(t, 2, 1) for name, t in times.items()}
         return timed.pop("float"), {name: (timed[name], runners[name]) for name in models}
 

@@ -110,7 +110,7 @@ class BenchmarkModelRunner:
             folder.mkdir()
             for i in range(count):
                 for k, array in enumerate(inputs):
-                    (folder / f"{i}_{k}.bin").write_bytes(np.ascontiguousarray(array[i:i + 1]).tobytes())
+                    (folder / f"{i}_{k}.bin").write_bytes(np.ascontiguousarray(array[i]).tobytes())
             script = Path(scratch) / "run.sh"
             script.write_text(sample_script(self.profile.benchmark_binary, flags, ports, count, session.path("inputs"),
                                             session.path("out"), session.path("outputs.bin")))
@@ -148,9 +148,9 @@ def split_outputs(data: bytes, outputs: list, count: int) -> list[np.ndarray]:
     offset = 0
     for _ in range(count):
         for k, (t, size) in enumerate(zip(outputs, sizes)):
-            found[k].append(np.frombuffer(data[offset:offset + size], np.dtype(t.dtype)).reshape((1, *t.shape[1:])))
+            found[k].append(np.frombuffer(data[offset:offset + size], np.dtype(t.dtype)).reshape(t.shape))
             offset += size
-    return [np.concatenate(column) for column in found]
+    return [np.stack(column) for column in found]
 
 
 def _fatal(message: str) -> str:

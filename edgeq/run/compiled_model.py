@@ -136,7 +136,7 @@ class CompiledModelRunner:
 
         def invoke(sample: int) -> list[np.ndarray]:
             for buffer, k in zip(ins, feeds):
-                buffer.write(np.ascontiguousarray(inputs[k][sample:sample + 1]))
+                buffer.write(np.ascontiguousarray(inputs[k][sample]))
             compiled.run_by_index(index, ins, outs)  # asynchronous: reading the outputs waits for it
             got = [b.read(int(np.prod(shape)), dtype).reshape(shape) for b, (shape, dtype) in zip(outs, shapes)]
             return [got[j] for j in takes]
@@ -149,7 +149,7 @@ class CompiledModelRunner:
             start = time.perf_counter()
             invoke(0)
             times.append((time.perf_counter() - start) * 1000.0)
-        return [np.concatenate(column) for column in zip(*rows)], InvokeTimes.of(times, warmup, self.threads), compiled.is_fully_accelerated()
+        return [np.stack(column) for column in zip(*rows)], InvokeTimes.of(times, warmup, self.threads), compiled.is_fully_accelerated()
 
     def _options(self):
         from ai_edge_litert.compiled_model import CpuOptions, GpuOptions, HardwareAccelerator, Options

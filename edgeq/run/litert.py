@@ -235,9 +235,9 @@ class LiteRTRunner:
         every sample of the batch run, then the first one timed."""
         if Path(model).resolve() != self.path.resolve():
             raise UsageError(f"this runner holds {self.path.name}, not {Path(model).name}; open a runner for it")
-        rows = [self.run_raw([a[i:i + 1] for a in inputs]) for i in range(inputs[0].shape[0])]
-        self.run_raw([a[:1] for a in inputs])  # the first sample stays set for the timed invokes
-        return Measurement([np.concatenate(column) for column in zip(*rows)], Percentiles.of(self._timed(warmup, runs)),
+        rows = [self.run_raw([a[i] for a in inputs]) for i in range(inputs[0].shape[0])]
+        self.run_raw([a[0] for a in inputs])  # the first sample stays set for the timed invokes
+        return Measurement([np.stack(column) for column in zip(*rows)], Percentiles.of(self._timed(warmup, runs)),
                            self.delegate, self.threads, warmup, runs, "ai_edge_litert")
 
     def largest_tensor(self, feeds: list[np.ndarray]) -> tuple[str, float]:

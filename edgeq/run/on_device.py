@@ -120,13 +120,13 @@ def run(args):
     outputs = [[] for _ in out_details]
     for n in range(feeds[0].shape[0]):
         for detail, feed in zip(in_details, feeds):
-            runner.set_tensor(detail["index"], feed[n:n + 1])
+            runner.set_tensor(detail["index"], feed[n])
         runner.invoke()
         for k, detail in enumerate(out_details):
             outputs[k].append(runner.get_tensor(detail["index"]).copy())
-    np.savez(args.outputs, **{"out{}".format(k): np.concatenate(v) for k, v in enumerate(outputs)})
+    np.savez(args.outputs, **{"out{}".format(k): np.stack(v) for k, v in enumerate(outputs)})
     for detail, feed in zip(in_details, feeds):
-        runner.set_tensor(detail["index"], feed[0:1])
+        runner.set_tensor(detail["index"], feed[0])
     for _ in range(args.warmup):
         runner.invoke()
     times = []

@@ -1,7 +1,9 @@
 """The runner protocol: one interface for every place a model runs away from the reference.
 
-A runner takes a model file and a batch of inputs in the model's own dtypes, and gives back the
-raw outputs (None when it cannot return any) and timings. Its capabilities say what it can serve:
+A runner takes a model file and its samples in the model's own dtypes, per input stacked on a
+new leading axis, (N, *input shape), and gives back the raw outputs stacked the same way,
+(N, *output shape) (None when it cannot return any), and timings. A new axis, not the model's
+batch axis: an input such as a recurrent state [layers, 1, units] has its batch elsewhere. Its capabilities say what it can serve:
 a latency-only runner gives no outputs, so accuracy gates are not applicable to it; an emulated
 one gives outputs but no latency figure.
 
@@ -95,7 +97,7 @@ class AcceleratorUse:
 
 @dataclass(frozen=True)
 class Measurement:
-    outputs: list[Any] | None  # raw outputs over the batch, model dtypes; None for a latency-only runner
+    outputs: list[Any] | None  # raw outputs, (N, *output shape) each, model dtypes; None for a latency-only runner
     timings_ms: Percentiles
     delegate: str
     threads: int

@@ -39,7 +39,7 @@ def validate_on_devices(runners: list[Runner], model: Path, float_model: Path, i
                         float_runner: LiteRTRunner, local: LocalRun, warmup: int, runs: int, top_k: int) -> list[DeviceResult]:
     def one(runner: Runner) -> DeviceResult:
         measured = runner.measure(model, local.inputs, warmup, runs)
-        floating = runner.measure(float_model, float_runner.quantize_inputs(local.float_feeds_first), warmup, runs)
+        floating = runner.measure(float_model, [a[None] for a in float_runner.quantize_inputs(local.float_feeds_first)], warmup, runs)
         return device_result(runner, int8, measured, floating, local, top_k)
 
     remote = [r for r in runners if getattr(r, "concurrent", True)]
@@ -68,8 +68,8 @@ def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measureme
     count = raw[0].shape[0]  # a device may run fewer samples than the local run (benchmark_model: device_samples)
     local_raw = [l[:count] for l in local.int8_raw]
     for i in range(raw[0].shape[0]):
-        got = int8.dequantize_outputs([r[i:i + 1] for r in raw])
-        scorer.add([f[i:i + 1] for f in local.float_outputs], got, local.labels[i] if local.labels is not None else None)
+        got = int8.dequantize_outputs([r[i] for r in raw])
+        scorer.add([f[i] for f in local.float_outputs], got, local.labels[i] if local.labels is not None else None)
     scores = scorer.result()
     return DeviceResult(**common, accuracy=scores.accuracy, outputs=scores.outputs, worst_sqnr_db=scores.worst_sqnr_db,
                         worst_slice_sqnr_db=scores.worst_slice_sqnr_db,

@@ -61,8 +61,8 @@ def paired_runs(samples: Iterable[list[np.ndarray]], int8: LiteRTRunner, referen
 
 
 class Spill:
-    """Per-sample arrays stacked on disk as they come (.npy memory maps in `folder`), so that a
-    --device run keeps memory flat in the sample count."""
+    """Per-sample arrays stacked on disk as they come, on a new leading axis (.npy memory maps in
+    `folder`), so that a --device run keeps memory flat in the sample count."""
 
     def __init__(self, folder: Path, rows: int) -> None:
         self.folder, self.rows = folder, rows
@@ -71,10 +71,10 @@ class Spill:
     def add(self, name: str, index: int, arrays: list[np.ndarray]) -> None:
         if name not in self.columns:
             self.columns[name] = [np.lib.format.open_memmap(self.folder / f"{name}_{k}.npy", mode="w+", dtype=a.dtype,
-                                                            shape=(self.rows * a.shape[0], *a.shape[1:]))
+                                                            shape=(self.rows, *a.shape))
                                   for k, a in enumerate(arrays)]
         for column, array in zip(self.columns[name], arrays):
-            column[index * array.shape[0]:(index + 1) * array.shape[0]] = array
+            column[index] = array
 
     def stacked(self, name: str) -> list[np.ndarray]:
         return self.columns[name]

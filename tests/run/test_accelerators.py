@@ -83,8 +83,8 @@ def vulkan_adapter() -> bool:
 
     runner = LiteRTRunner(SMALL_INT8)
     try:
-        measured = CompiledModelRunner(Accelerator.parse("gpu")).measure(SMALL_INT8, runner.quantize_inputs(
-            [__import__("numpy").zeros((1, 32, 32, 3), "float32")]), 0, 1)
+        measured = CompiledModelRunner(Accelerator.parse("gpu")).measure(SMALL_INT8, [a[None] for a in runner.quantize_inputs(
+            [__import__("numpy").zeros((1, 32, 32, 3), "float32")])], 0, 1)
     except Exception:  # noqa: BLE001 - any failure means no usable adapter
         return False
     return measured.accelerator.ran_on == "gpu"
@@ -220,3 +220,31 @@ def test_a_compiled_files_stamp_names_its_npu(stamped, vendor):
     from edgeq.validation.accelerators import stamp_vendor
 
     assert stamp_vendor(Dispatch(Stamp(stamped, "X"), 1, {})) == vendor
+
+
+@pytest.mark.tf
+def test_an_input_not_batched_on_its_first_axis_runs_on_the_accelerator(tmp_path):
+    """Runners take samples on a new leading axis, (N, *input shape): a [2, 1, 4] state is one
+    sample's input, not two rows of a batch (the local runner and the GPU agree with run_raw)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from edgeq.run.litert import LiteRTRunner
+
+    need_gpu()
+
+    class Step(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([2, 1, 4], tf.float32, name="state")])
+        def __call__(self, state):
+            return {"out": tf.tanh(state[0] + 2.0 * state[1])}
+
+    step = Step()
+    path = tmp_path / "step.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([step.__call__.get_concrete_function()], step).convert())
+    local = LiteRTRunner(path)
+    samples = np.random.default_rng(0).uniform(-1, 1, (3, 2, 1, 4)).astype(np.float32)
+    want = [local.run_raw([s])[0] for s in samples]
+    for runner in (local, CompiledModelRunner(Accelerator.parse("gpu", "fp32"))):
+        measured = runner.measure(path, [samples], 0, 1)
+        assert measured.outputs[0].shape == (3, 1, 4)
+        np.testing.assert_allclose(measured.outputs[0], np.stack(want), atol=1e-5)

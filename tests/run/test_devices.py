@@ -270,7 +270,7 @@ def test_an_input_of_the_wrong_size_is_benchmark_models_own_error_in_one_line(tm
 
     model = FIXTURES / "tflite" / "tiny_int8.tflite"
     profile = Profile("phone", transport="adb", benchmark_binary="/bm", device_samples=2)
-    wrong = np.zeros((2, 8, 8, 2), np.int8)  # two channels where the model takes one
+    wrong = np.zeros((2, 1, 8, 8, 2), np.int8)  # two samples of two channels where the model takes one
     with pytest.raises(DeviceError, match=r"^phone: benchmark_model refused the samples: The size of \S+ is 128 bytes\. "
                                           r"It should be 64 bytes\.$"):
         BenchmarkModelRunner(profile, ContractAdb()).measure(model, [wrong], 0, 1)

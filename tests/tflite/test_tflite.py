@@ -62,10 +62,10 @@ def test_the_local_runner_is_a_runner_and_measures_like_run_raw():
     assert isinstance(runner, Runner) and runner.capabilities.scores_outputs
     batch = [runner.quantize_inputs([np.random.default_rng(seed).uniform(0, 1, (1, 8, 8, 1)).astype(np.float32)])[0]
              for seed in range(3)]
-    stacked = [np.concatenate(batch)]
+    stacked = [np.stack(batch)]  # samples on a new leading axis: (N, *input shape)
     measured = runner.measure(INT8, stacked, warmup=1, runs=4)
     for i, sample in enumerate(batch):
-        np.testing.assert_array_equal(measured.outputs[0][i:i + 1], runner.run_raw([sample])[0])
+        np.testing.assert_array_equal(measured.outputs[0][i], runner.run_raw([sample])[0])
     assert len(measured.timings_ms.samples) == 4 and measured.timings_ms.p50 > 0
     with pytest.raises(UsageError, match="this runner holds tiny_int8.tflite, not tiny_float.tflite"):
         runner.measure(FLOAT, stacked, 0, 1)
