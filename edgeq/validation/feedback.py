@@ -73,6 +73,7 @@ def streamed(int8: LiteRTRunner, reference: LiteRTRunner, samples: list[list[np.
     whole = [[0.0, 0.0] for _ in outs]
     state_q = state_f = None
     step, sequences = 0, 0
+    last_pair: list[tuple[float, float]] = []  # the last step's (signal, noise) per output: a sequence's end
     for n, sample in enumerate(samples):
         if n == 0 or n in starts:
             step, sequences = 0, sequences + 1
