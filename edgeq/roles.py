@@ -56,6 +56,19 @@ def parse_roles(values: list[str] | tuple[str, ...]) -> dict[str, str]:
     return given
 
 
+def parse_feedback(values: list[str] | tuple[str, ...] | dict[str, str]) -> dict[str, str]:
+    """--feedback OUT=IN (repeatable)."""
+    if isinstance(values, dict):
+        return dict(values)
+    pairs = {}
+    for value in values:
+        out, sep, into = value.partition("=")
+        if not sep or not out or not into:
+            raise UsageError(f"--feedback {value!r}: use OUT=IN, the output key fed back as the input key at the next step")
+        pairs[out] = into
+    return pairs
+
+
 def roles_given(values: dict) -> dict[str, str]:
     """The roles among an API call's keyword settings, taken out of them: `output_roles` (a dict)
     and `output_role` (KEY=ROLE strings, as the command's flag)."""

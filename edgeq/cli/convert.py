@@ -53,6 +53,7 @@ def convert(
     max_float_layers: Optional[int] = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
     calibration: str = typer.Option("minmax", "--calibration", help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data)."),
     refine: str = typer.Option("none", "--refine", help="none | bias: take each layer's weight-rounding shift out of its int32 bias (measured on the calibration samples) | auto: keep that only where held-back samples say it is better."),
+    feedback: list[str] = typer.Option([], "--feedback", show_default=False, help="OUT=IN: a stateful model; the budget judges --eval-data streamed in order, each model feeding its own OUT back as the next step's IN (repeatable)."),
     output_role: list[str] = typer.Option([], "--output-role", show_default=False, help="KEY=classes|sequence|ctc:BLANK|score|values: what an output is, for the budget (e.g. a logits output without SOFTMAX is classes); repeatable."),
     optimize: Optional[str] = typer.Option(None, "--optimize", show_default=False, help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower (within the budget)."),
     device: Optional[str] = typer.Option(None, "--device", show_default=False, help="With --optimize latency: time the candidates on this device profile (name in devices/ or a .toml path)."),
@@ -95,7 +96,7 @@ def convert(
             color=color, resize=resize, value_range=value_range, mean=floats(mean, "--mean"), std=floats(std, "--std"), layout=layout,
             signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape),
             custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
-            channels_last=channels_last, optimize=optimize, device=device, cache=not no_cache, output_role=output_role, refine=refine,
+            channels_last=channels_last, optimize=optimize, device=device, cache=not no_cache, output_role=output_role, refine=refine, feedback=tuple(feedback),
         )
         if bundle_dir is not None:
             from edgeq.packaging.bundle import check_bundle

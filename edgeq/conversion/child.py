@@ -252,10 +252,10 @@ def _evaluator(calibrated: bytes, specs: tuple[InputSpec, ...], options: Convert
     """Scores candidates on --eval-data against the calibrated float graph."""
     from edgeq.conversion.search import Evaluator
 
-    recipe = options.recipe
-    eval_source = recipe.open(options.eval_data, list(specs), None)
-    return Evaluator(calibrated, list(eval_source), [s.name for s in specs], eval_source.labels, budget or options.budget,
-                     options.output_roles, class_count=len(eval_source.class_names or []) or None)
+    samples, eval_source = options.eval_samples(list(specs))
+    return Evaluator(calibrated, samples, [s.name for s in specs], eval_source.labels, budget or options.budget,
+                     options.output_roles, len(eval_source.class_names or []) or None, options.feedback,
+                     getattr(eval_source, "starts", set()))
 
 
 def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], source, options: ConvertOptions,

@@ -6,12 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from edgeq.data.samples import Preprocessing
+import numpy as np
+
+from edgeq.data.samples import Preprocessing, SampleSource
 from edgeq.errors import UsageError
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import RunOptions
 from edgeq.records.recipe import Recipe
-from edgeq.roles import roles_given
+from edgeq.roles import parse_feedback, roles_given
 from edgeq.targets import TARGETS
 
 RECIPE_FIELDS = frozenset(f.name for f in fields(Recipe))
@@ -36,6 +38,7 @@ class ConvertOptions:
     device: str | None = None  # a device profile: --optimize latency times the candidates there
     output_roles: dict[str, str] = field(default_factory=dict)  # output key -> classes | sequence | ctc:B | score | values
     samples_given: bool = True  # --samples was given (else the recipe's default): a shortfall is then worth a warning
+    feedback: dict[str, str] = field(default_factory=dict)  # output key -> input key: the budget judges streamed figures
 
     @classmethod
     def of(cls, **values: Any) -> ConvertOptions:
@@ -43,6 +46,7 @@ class ConvertOptions:
         min_sqnr=..., mean=...); `recipe=` a whole Recipe (a manifest's, to convert again as it was),
         the flat ones on top."""
         values["output_roles"] = roles_given(values)  # the command's flag (KEY=ROLE strings) or a dict
+        values["feedback"] = parse_feedback(values.pop("feedback", None) or {})
         budget, pre = values.pop("budget", None), values.pop("preprocessing", None)
         limits = {k: values.pop(k) for k in BUDGET_FIELDS if k in values}
         if any(v is not None for v in limits.values()):
@@ -77,6 +81,8 @@ class ConvertOptions:
             raise UsageError("the accuracy search needs both --eval-data and a budget (--max-drop, --min-agreement or --min-sqnr)")
         if self.eval_data is not None and self.budget is None and not method.is_auto:
             raise UsageError("--eval-data needs a budget (--max-drop, --min-agreement or --min-sqnr), or --calibration auto")
+        if self.feedback and self.eval_data is None:
+            raise UsageError("--feedback streams the --eval-data samples for the budget; add --eval-data and a budget")
         if self.eval_data is not None and not recipe.mode.int8_activations:
             raise UsageError(f"--eval-data searches int8 mixes; it does not go with --mode {recipe.mode}")
         if method.is_auto and self.eval_data is None:
@@ -91,6 +97,14 @@ class ConvertOptions:
         if unknown:
             raise UsageError(f"--target {unknown[0]!r}: use one of {', '.join(TARGETS)}")
 
+    def eval_samples(self, specs: list) -> tuple[list[list[np.ndarray]], SampleSource]:
+        """The --eval-data samples and their source; in the data's order with --feedback (sequences)."""
+        source = self.recipe.open(self.eval_data, specs, None)
+        samples = list(source)
+        if self.feedback:
+            samples = [samples[p] for p in np.argsort(getattr(source, "indices", np.arange(len(samples))))]
+        return samples, source
+
     def calibration_jobs(self, default: int) -> int:
         """Parallel calibration serves the int8 modes; int16x8 uses TensorFlow's one-step path."""
         if not self.recipe.mode.int8_activations:
@@ -102,4 +116,4 @@ class ConvertOptions:
         budget = None if self.budget is None else {f.name: getattr(self.budget, f.name) for f in fields(self.budget)}
         return RunOptions(str(self.recipe.calibration), self.custom_objects, self.trust_model, self.input_shapes, self.jobs, self.targets,
                           self.eval_data, budget, self.max_float_layers, self.allow_int16x8, self.cache, self.optimize, self.device,
-                          dict(self.output_roles))
+                          dict(self.output_roles), dict(self.feedback))

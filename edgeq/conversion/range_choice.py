@@ -49,9 +49,10 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
         model, changes = chooser.with_method(recipe.calibration)
         return ChosenRanges(model, None, changes, histograms=chooser.counts)
     budget = options.budget or Budget(min_sqnr=float("inf"))  # no budget: the best worst-output SQNR wins
-    eval_source = recipe.open(options.eval_data, list(calibrated.specs), None)
-    evaluator = Evaluator(calibrated.model, list(eval_source), [s.name for s in calibrated.specs], eval_source.labels, budget,
-                          options.output_roles, class_count=len(eval_source.class_names or []) or None)
+    samples, eval_source = options.eval_samples(list(calibrated.specs))
+    evaluator = Evaluator(calibrated.model, samples, [s.name for s in calibrated.specs], eval_source.labels, budget,
+                          options.output_roles, len(eval_source.class_names or []) or None, options.feedback,
+                          getattr(eval_source, "starts", set()))
     tried: list[tuple[SearchStep, bytes, tuple[RangeChange, ...], str]] = []
 
     def attempt(ranges: tuple[bytes, tuple[RangeChange, ...]], name: str) -> bool:

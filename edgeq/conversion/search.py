@@ -41,6 +41,7 @@ from edgeq.records.budget import Budget
 from edgeq.records.manifest import ChosenLayer, Search, SearchStep, StepKind, StepOutput
 from edgeq.roles import decide_roles
 from edgeq.run.litert import LiteRTRunner
+from edgeq.run.sequences import fed_back, feedback_pairs
 from edgeq.tflite.graph import Layer, LayerGraph
 from edgeq.tflite.signatures import positions
 from edgeq.units import number
@@ -73,8 +74,11 @@ class Evaluator:
     """Scores candidate models on the eval samples against the float (calibrated) model, per output."""
 
     def __init__(self, calibrated: bytes, samples: list[list[np.ndarray]], names: list[str], labels: list[int] | None,
-                 budget: Budget, roles: dict[str, str] | None = None, class_count: int | None = None):
-        """`samples`: arrays in the order of the input keys `names`; fed by key to every candidate."""
+                 budget: Budget, roles: dict[str, str] | None = None, class_count: int | None = None,
+                 feedback: dict[str, str] | None = None, starts: set[int] = frozenset()):
+        """`samples`: arrays in the order of the input keys `names`; fed by key to every candidate.
+        `feedback` (output key -> input key): the samples are sequences in data order (new ones at
+        `starts`), and each model, the float one and every candidate, feeds its own outputs back."""
         if budget.max_drop is not None and labels is None:
             raise UsageError("--max-drop needs labelled --eval-data (class folders, or y in a .npz); use --min-agreement")
         self.labels, self.budget, self.evaluations = labels, budget, 0
@@ -82,7 +86,9 @@ class Evaluator:
         reference = self._runner(calibrated, "float")
         order = positions(names, [p.label for p in reference.input_ports])
         self.samples = [[sample[k] for k in order] for sample in samples]
-        self.reference = [reference.run(s) for s in self.samples]
+        self.pairs = feedback_pairs([p.label for p in reference.output_ports], [p.label for p in reference.input_ports], feedback or {})
+        self.starts = set(starts)
+        self.reference = self._outputs(reference)
         self.roles = [r.role for r in decide_roles(reference.output_facts(), roles, class_count)]
         if budget.max_drop is not None and "classes" not in self.roles or \
                 budget.min_agreement is not None and not {"classes", "sequence"} & set(self.roles):
@@ -92,6 +98,12 @@ class Evaluator:
                              f"name it: --output-role KEY=classes (its outputs: {keys}), or use --min-sqnr")
         self.names = [p.label for p in reference.output_ports]  # signature keys where the model has them
         self.tensors = reference.output_names
+
+    def _outputs(self, runner: LiteRTRunner) -> list[list[np.ndarray]]:
+        """Each sample's outputs: window by window, or streamed with the model's own state fed back."""
+        if self.pairs:
+            return fed_back(runner.run, self.samples, self.pairs, self.starts)
+        return [runner.run(s) for s in self.samples]
 
     def _runner(self, model: bytes, name: str) -> LiteRTRunner:
         path = Path(self.tmp.name) / f"{name}.tflite"
@@ -107,8 +119,8 @@ class Evaluator:
         report(what, 0, len(self.samples))
         runner = self._runner(model, f"{kind.value}-{len(float_layers)}")
         scorer = Scorer(self.names, self.roles)
-        for i, (sample, want) in enumerate(zip(self.samples, self.reference)):
-            scorer.add(want, runner.run(sample), self.labels[i] if self.labels is not None else None)
+        for i, (want, got) in enumerate(zip(self.reference, self._outputs(runner))):
+            scorer.add(want, got, self.labels[i] if self.labels is not None else None)
             report(what, i + 1, len(self.samples))
         scores = scorer.result()
         missed = self.budget.missed(scores)

@@ -264,6 +264,7 @@ class RunOptions:
     optimize: str | None = None
     device: str | None = None
     output_roles: dict[str, str] = field(default_factory=dict)
+    feedback: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from edgeq.progress import report
 from edgeq.records.manifest import Manifest, PerLayer, PreprocessingUsed
 from edgeq.records.manifest_file import Described
 from edgeq.records.recipe import Recipe
-from edgeq.roles import Role, decide_roles, roles_given
+from edgeq.roles import Role, decide_roles, parse_feedback, roles_given
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.pairing import pair
@@ -40,7 +40,7 @@ from edgeq.tflite.model import read_tflite
 from edgeq.tflite.summary import summarize
 from edgeq.validation import accelerators
 from edgeq.validation.accelerators import compiled_source
-from edgeq.validation.feedback import Streaming, parse_feedback, streamed
+from edgeq.validation.feedback import Streaming, streamed
 from edgeq.validation.results import Baseline, DelegateCheck, DeviceResult, Latency, PairedBy, Percentiles, Size, SourceCheck, TargetCheck, ValidationResult
 from edgeq.validation.streaming import Spill, paired_runs
 from edgeq.version import __version__

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeq.errors import UsageError
 from edgeq.metrics import sqnr_db
 from edgeq.run.litert import LiteRTRunner
+from edgeq.run.sequences import fed_back, feedback_pairs
 
 DRIFT_POINTS = 16  # the drift series: SQNR against step index, at most this many points
 
@@ -45,48 +45,28 @@ class Streaming:
     note: str = ("per step, each model fed its own state; the per-window figures above fed the data's state to both")
 
 
-def parse_feedback(values: list[str] | tuple[str, ...] | dict[str, str]) -> dict[str, str]:
-    """--feedback OUT=IN (repeatable)."""
-    if isinstance(values, dict):
-        return dict(values)
-    pairs = {}
-    for value in values:
-        out, sep, into = value.partition("=")
-        if not sep or not out or not into:
-            raise UsageError(f"--feedback {value!r}: use OUT=IN, the output key fed back as the input key at the next step")
-        pairs[out] = into
-    return pairs
-
-
 def streamed(int8: LiteRTRunner, reference: LiteRTRunner, samples: list[list[np.ndarray]], starts: set[int],
              feedback: dict[str, str], to_reference: list[int], output_order: list[int]) -> Streaming:
     """Run `samples` (INT8 input order, data order) as sequences with `feedback`; score every output per step."""
-    outs = {p.label: m for m, p in enumerate(int8.output_ports)}
-    ins = {p.label: k for k, p in enumerate(int8.input_ports)}
-    bad = [f"{o}={i}" for o, i in feedback.items() if o not in outs or i not in ins]
-    if bad:
-        raise UsageError(f"--feedback {bad[0]}: the model's outputs are {', '.join(outs)} and its inputs {', '.join(ins)}")
-    pairs = [(outs[o], ins[i]) for o, i in feedback.items()]
+    outs = [p.label for p in int8.output_ports]
+    pairs = feedback_pairs(outs, [p.label for p in int8.input_ports], feedback)
     shapes = [p.shape for p in int8.output_ports]
-    signal = [[] for _ in outs]  # per output, per step index: [signal, noise] sums
+
+    def floating(feeds: list[np.ndarray]) -> list[np.ndarray]:  # the reference, in the INT8 model's input and output order
+        got = reference.run([feeds[k] for k in to_reference])
+        return [got[j].reshape(shapes[m]) for m, j in enumerate(output_order)]
+
+    quantized, wanted = fed_back(int8.run, samples, pairs, starts), fed_back(floating, samples, pairs, starts)
+    signal = [[] for _ in outs]  # per output, per step index: [signal, noise, sequences] sums
     ends = [[0.0, 0.0] for _ in outs]
     whole = [[0.0, 0.0] for _ in outs]
-    state_q = state_f = None
     step, sequences = 0, 0
     last_pair: list[tuple[float, float]] = []  # the last step's (signal, noise) per output: a sequence's end
-    for n, sample in enumerate(samples):
+    for n, (state_f, state_q) in enumerate(zip(wanted, quantized)):
         if n == 0 or n in starts:
             step, sequences = 0, sequences + 1
             if n > 0:
                 _add_end(ends, last_pair)
-        q_feeds, f_feeds = list(sample), list(sample)
-        if step > 0:
-            for m, k in pairs:
-                q_feeds[k] = state_q[m].reshape(sample[k].shape)
-                f_feeds[k] = state_f[m].reshape(sample[k].shape)
-        state_q = int8.run(q_feeds)
-        got = reference.run([f_feeds[k] for k in to_reference])
-        state_f = [got[j].reshape(shapes[m]) for m, j in enumerate(output_order)]
         last_pair = []
         for m, (want, have) in enumerate(zip(state_f, state_q)):
             s, e = float(np.sum(np.square(want, dtype=np.float64))), float(np.sum(np.square(want.astype(np.float64) - have)))
@@ -101,9 +81,8 @@ def streamed(int8: LiteRTRunner, reference: LiteRTRunner, samples: list[list[np.
         step += 1
     if samples:
         _add_end(ends, last_pair)
-    names = [p.label for p in int8.output_ports]
-    outputs = tuple(StreamedOutput(names[m], _db(*whole[m]), _db(*ends[m]), _db(*signal[m][0][:2]) if signal[m] else None,
-                                   _drift(signal[m])) for m in range(len(names)))
+    outputs = tuple(StreamedOutput(outs[m], _db(*whole[m]), _db(*ends[m]), _db(*signal[m][0][:2]) if signal[m] else None,
+                                   _drift(signal[m])) for m in range(len(outs)))
     return Streaming(dict(feedback), sequences, len(samples), outputs)
 
 

@@ -208,3 +208,15 @@ def test_streaming_a_stateful_model_feeds_each_model_its_own_state(tmp_path, cli
     assert streamed["speech"]["sqnr_db"] < window["speech"] - 1  # what the app sees: the INT8 state drifts (34.3 vs 40.3 dB here)
     assert [p["index"] for p in streamed["speech"]["drift"]][0] == 0 and streamed["speech"]["drift"][-1]["index"] == 29
     assert "streamed  2 sequence(s), 60 steps, state_out -> state" in text
+
+    # the same in convert's budget: the search judges what the app sees
+    budget = ("convert", tmp_path / "step", "--data", tmp_path / "d.npz", "--eval-data", tmp_path / "d.npz", "--min-sqnr", "20")
+    code, _, err = cli(*budget, "-o", tmp_path / "window.tflite")
+    code_streamed, _, err_streamed = cli(*budget, "--feedback", "state_out=state", "-o", tmp_path / "streamed.tflite")
+    assert code == 0 and code_streamed == 0, err + err_streamed
+    read = lambda name: json.loads(next(tmp_path.glob(f"{name}*.edgeq.json")).read_text())  # noqa: E731
+    window, streamed_budget = read("window"), read("streamed")
+    assert streamed_budget["options"]["feedback"] == {"state_out": "state"}
+    first = {o["name"]: o["sqnr_db"] for o in window["search"]["steps"][0]["outputs"]}
+    first_streamed = {o["name"]: o["sqnr_db"] for o in streamed_budget["search"]["steps"][0]["outputs"]}
+    assert first_streamed["speech"] < first["speech"] - 1  # full INT8, streamed: the drift the app would see
