@@ -34,6 +34,7 @@ def test_convert_maps_edgeqs_own_child_exception_to_exit_3(cnn_keras, digits_cal
     assert code == 3 and "in its child process" in err and "edgeq/metrics.py" in err
 
 
+@pytest.mark.tf  # the conversion child imports TensorFlow before it reads the file
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_stablehlo_op_is_named_with_its_rewrite_before_calibration_with_any_jobs(tmp_path, cli, jobs):
     """litert-torch exports nn.AdaptiveAvgPool2d((None, 1)) as STABLEHLO_REDUCE_WINDOW, which

@@ -249,6 +249,7 @@ def test_a_logits_classifier_gets_an_agreement_budget_through_output_role(cnn_ke
     assert manifest["options"]["output_roles"] == {"output_0": "classes"}
 
 
+@pytest.mark.tf
 def test_a_state_input_not_batched_on_its_first_axis_converts_and_validates(tmp_path):
     """A recurrent step with an explicit state [layers, 1, units] (as a PyTorch LSTM's): the .npz
     holds (N, 2, 1, 16) states, fed as declared to the calibrator and to validate."""

@@ -161,6 +161,7 @@ def test_compiler_log_parser_on_recorded_console_output():
     assert not diff.agrees and Difference("RESHAPE", 0, 1) in diff.differences
 
 
+@pytest.mark.tf
 def test_int32_index_arithmetic_is_predicted_off_xnnpack_as_the_real_delegate_leaves_it(tmp_path):
     """A float model that computes an index from the data: CAST to int32, SUB and MINIMUM on int32
     only, then GATHER. XNNPACK takes the float ops and leaves the int32 arithmetic (issue 38)."""
