@@ -14,8 +14,8 @@ from edgeq.errors import UsageError
 from edgeq.gates import GateResult
 from edgeq.records.manifest import Manifest
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
-from edgeq.run.npu import VENDORS
 from edgeq.run.litert import LiteRTRunner
+from edgeq.run.npu import VENDORS
 from edgeq.tflite.dispatch import Dispatch
 from edgeq.validation.results import DeviceResult
 
