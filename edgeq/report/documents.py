@@ -13,7 +13,7 @@ from edgeq.escape import html_text, md
 from edgeq.gates import GateResult
 from edgeq.metrics import EXACT_DB
 from edgeq.records.manifest import StepKind
-from edgeq.report.text import accelerator_lines, broken_notes, differs_from_local, evaluations, short_name, slice_text, step_label, step_outputs
+from edgeq.report.text import accelerator_lines, broken_notes, differs_from_local, low_sqnr_notes, slice_flag, evaluations, short_name, slice_text, step_label, step_outputs
 from edgeq.units import gate_figure, gate_status, number
 from edgeq.units import percent as pct
 from edgeq.units import size as kib
@@ -90,7 +90,7 @@ def _gate_rows(gates: tuple[GateResult, ...], marks: bool = True) -> list[tuple[
 
 def _output_rows(results: ValidationResult) -> list[tuple[str, ...]]:
     return [(o.name, f"{o.role} ({o.role_from or 'n/a'})", "exact" if o.exact else num(o.sqnr_db),
-             slice_text(o) + (" (far below the output)" if o.slice_flagged else ""),
+             slice_text(o) + (f" ({slice_flag(o)})" if o.slice_flagged else ""),
              pct(o.agreement), num(o.cosine, 5), number(o.max_abs_error), number(o.mean_abs_error))
             for o in results.outputs]
 
@@ -176,8 +176,10 @@ def markdown(results: ValidationResult) -> str:
         lines += ["", f"### Conversion: the float .tflite against {md(c.reference)} ({c.samples} samples)", ""]
         lines += _md_table(("output", "SQNR (dB)", "max abs error"), _source_rows(results))
     lines += ["", "### Outputs", ""] + _md_table(OUTPUT_HEAD, _output_rows(results))
-    if results.broken_outputs:
+    if broken_notes(results):
         lines += ["", "### Likely broken", ""] + [f"- ❌ {md(n)}" for n in broken_notes(results)]
+    if low_sqnr_notes(results):
+        lines += ["", "### Low SQNR, decisions hold", ""] + [f"- ⚠️ {md(n)}" for n in low_sqnr_notes(results)]
     if results.devices:
         lines += ["", "### Devices", ""] + _md_table(DEVICE_HEAD, _device_rows(results))
         lines += [f"- {md(d.name)}: {md(line)}" for d in results.devices for line in accelerator_lines(d)]
@@ -305,8 +307,10 @@ def html_page(results: ValidationResult) -> str:
         parts += [f"<h2>Conversion: the float .tflite against {esc(c.reference)} ({c.samples} samples)</h2>",
                   _html_table(("output", "SQNR (dB)", "max abs error"), _source_rows(results))]
     parts += ["<h2>Outputs</h2>", _html_table(OUTPUT_HEAD, _output_rows(results), ["failed" if o.broken else "" for o in results.outputs])]
-    if results.broken_outputs:
+    if broken_notes(results):
         parts += ["<h2>Likely broken</h2><ul>"] + [f'<li class="warn">{esc(n)}</li>' for n in broken_notes(results)] + ["</ul>"]
+    if low_sqnr_notes(results):
+        parts += ["<h2>Low SQNR, decisions hold</h2><ul>"] + [f"<li>{esc(n)}</li>" for n in low_sqnr_notes(results)] + ["</ul>"]
     if results.devices:
         parts += ["<h2>Devices</h2>", _html_table(DEVICE_HEAD, _device_rows(results, marks=False),
                                                   ["failed" if d.passed is False else "" for d in results.devices])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from edgeq.escape import terminal
+from edgeq.metrics import BROKEN_DB, SLICE_GAP_DB
 from edgeq.records.manifest import Latency, NpuCompile, PreprocessingUsed, Search, SearchStep, StepKind
 from edgeq.tflite.dispatch import Dispatch
 from edgeq.tflite.metadata import ModelMetadata
@@ -230,6 +231,7 @@ def validation_text(r: ValidationResult) -> str:
         lines += [f"  {l.rank:>3}. {l.op_type:<18} {short_name(l.tensor_name)}  SQNR {number(l.sqnr_db, '.2f', ' dB')}  "
                   f"RMSE {number(l.rmse_lsb, '.3f')} LSB" for l in layers[:5]]
     lines += [f"BROKEN    {terminal(note)}" for note in broken_notes(r)]
+    lines += [f"LOW SQNR  {terminal(note)}" for note in low_sqnr_notes(r)]
     lines.append("verdict   " + VERDICTS[r.verdict])
     return "\n".join(lines)
 
@@ -271,15 +273,43 @@ def output_line(o: OutputScore) -> str:
                  + (f" at threshold {o.threshold:g}" if o.threshold is not None else "")
                  + (f", sequences matching {percent(o.sequence_match)}" if o.sequence_match is not None else "")
                  if o.agreement is not None else "")
-    flag = "  << far below the output" if o.slice_flagged else ""
+    flag = f"  << {slice_flag(o)}" if o.slice_flagged else ""
     return (f"{terminal(o.name)} [{o.role}: {terminal(o.role_from or 'n/a')}]{_paired(o)}: {sqnr(o)}  cosine {number(o.cosine, '.5f')}  "
             f"max |err| {number(o.max_abs_error)}  mean |err| {number(o.mean_abs_error)}  {slice_text(o)}{flag}{agreement}")
 
 
+DECISIONS_HOLD = 0.99  # a classes or sequence output whose argmax agrees this often is not called broken for its SQNR
+
+
+def slice_flag(o: OutputScore) -> str:
+    """Why the worst slice is flagged: far below the output as a whole, or simply below 10 dB."""
+    w = o.worst_slice
+    far = o.sqnr_db is not None and w is not None and w.sqnr_db < o.sqnr_db - SLICE_GAP_DB
+    return "far below the output" if far else f"below {BROKEN_DB:g} dB"
+
+
 def broken_notes(r: ValidationResult) -> list[str]:
-    """Each output below 10 dB, whole or in a slice, named with what edgeq can do about it."""
+    """Each output below 10 dB, whole or in a slice, named with what edgeq can do about it, unless
+    its decisions hold (see low_sqnr_notes)."""
     return [f"output '{o.name}' ({o.role}) is likely broken: {sqnr(o)}, {slice_text(o)}; try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
-            for o in r.broken_outputs]
+            for o in r.broken_outputs if not _decisions_hold(o)]
+
+
+def low_sqnr_notes(r: ValidationResult) -> list[str]:
+    """An output below 10 dB whose decisions (argmax per sample or per step) still agree with
+    float: the error sits in values no argmax reads (a log-softmax's unlikely classes)."""
+    notes = []
+    for o in (o for o in r.broken_outputs if _decisions_hold(o)):
+        match = f", sequences matching {percent(o.sequence_match)}" if o.sequence_match is not None else ""
+        notes.append(f"output '{o.name}' ({o.role}) has {sqnr(o)}, {slice_text(o)}, yet its decisions hold (agreement "
+                     f"{percent(o.agreement)}{' per step' if o.role == 'sequence' else ''}{match}): the error is in values no "
+                     f"argmax reads; if the app reads them (scores, a beam search), try {', '.join(BROKEN_OUTPUT_REMEDIES)}")
+    return notes
+
+
+def _decisions_hold(o: OutputScore) -> bool:
+    return (o.role in ("classes", "sequence") and o.agreement is not None and o.agreement >= DECISIONS_HOLD
+            and (o.sequence_match is None or o.sequence_match >= DECISIONS_HOLD))
 
 
 def metadata_text(m: ModelMetadata) -> str:

@@ -71,3 +71,20 @@ def test_renderers_show_the_same_speedup(results):
     speedup = f"{results.latency.speedup:.2f}"
     for rendered in (validation_text(results), markdown(results), html_page(results)):
         assert speedup in rendered
+
+
+def test_a_low_sqnr_whose_decisions_hold_is_not_called_broken(results):
+    """A CTC recognizer's log-softmax: 6.7 dB, while every step's argmax and every decoded
+    sequence agree (as seen on a real one): said as such, not as likely broken."""
+    from edgeq.metrics import OutputScore, Slice
+    from edgeq.report.text import broken_notes, low_sqnr_notes, validation_text
+
+    held = OutputScore("logits", "sequence", sqnr_db=6.72, agreement=0.9995, sequence_match=1.0, worst_slice=Slice(1, 1, 6.57))
+    lost = OutputScore("boxes", "values", sqnr_db=6.72)
+    checked = replace(results, outputs=(held, lost))
+    assert [n for n in broken_notes(checked) if "'logits'" in n] == [] and len(broken_notes(checked)) == 1
+    assert "yet its decisions hold (agreement 99.95% per step, sequences matching 100.00%)" in low_sqnr_notes(checked)[0]
+    text = validation_text(checked)
+    assert "LOW SQNR  output 'logits'" in text and "BROKEN    output 'boxes'" in text
+    assert "6.57 dB  << below 10 dB" in text and "far below the output" not in text  # 6.57 is not far below 6.72
+    assert "Low SQNR, decisions hold" in markdown(checked) and "Low SQNR, decisions hold" in html_page(checked)
