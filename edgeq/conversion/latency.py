@@ -18,7 +18,7 @@ from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.protocol import InvokeTimes
 from edgeq.machine import this_cpu
 from edgeq.speed import speedup
-from edgeq.tflite.rewrites import REWRITES, hard_swish_decomposed, prelu_as_leaky_relu
+from edgeq.tflite.rewrites import REWRITES, rewrite
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
 BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}
@@ -84,15 +84,15 @@ def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, .
     float_time, timed = measure(float_model, models, sample, runs, 10.0, device)
     plain_time = timed[_name(())][0]
     candidates = []
-    for keep, rewrite in [(k, ()) for k in keeps] + [((), (r,)) for r in rewrites]:
-        name = _rewrite_name(rewrite[0]) if rewrite else _name(keep)
+    for keep, rewritten_as in [(k, ()) for k in keeps] + [((), (r,)) for r in rewrites]:
+        name = _rewrite_name(rewritten_as[0]) if rewritten_as else _name(keep)
         timing, runner = timed[name]
         sqnr, meets = score(models[name])
         candidates.append(Candidate(name, keep, timing.p50, speedup(float_time.p50, timing.p50),
                                     within_noise(timing, float_time), runner.delegated_nodes, runner.total_nodes,
                                     runner.partitions, fell_off(runner), sqnr, meets, len(models[name]),
                                     None if name == "as converted" else timing.p50 < plain_time.p50 and not within_noise(timing, plain_time),
-                                    rewrite))
+                                    rewritten_as))
     cpu = this_cpu()
     judge = "timing" if device is not None or cpu.int8_dot else "coverage"
     chosen = choose(candidates, judge)
@@ -135,8 +135,7 @@ def equal_rewrites(float_model: bytes, off: dict[str, int], sample: list[np.ndar
         reference.write_bytes(float_model)
         want = LiteRTRunner(reference, "none", 1).run(sample)
         for op, name in REWRITE_FOR.items():
-            data = {"prelu_as_leaky_relu": prelu_as_leaky_relu, "hard_swish_decomposed": hard_swish_decomposed}[name](float_model) \
-                if op in off else None
+            data = rewrite(name, float_model) if op in off else None
             if data is None:
                 continue
             path = Path(scratch) / f"{name}.tflite"

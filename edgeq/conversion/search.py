@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -88,7 +88,7 @@ class Evaluator:
         self.samples = [[sample[k] for k in order] for sample in samples]
         self.pairs = feedback_pairs([p.label for p in reference.output_ports], [p.label for p in reference.input_ports], feedback or {})
         self.starts = set(starts)
-        self.reference = self._outputs(reference)
+        self.reference = list(self._outputs(reference))
         self.roles = [r.role for r in decide_roles(reference.output_facts(), roles, class_count)]
         if budget.max_drop is not None and "classes" not in self.roles or \
                 budget.min_agreement is not None and not {"classes", "sequence"} & set(self.roles):
@@ -99,11 +99,11 @@ class Evaluator:
         self.names = [p.label for p in reference.output_ports]  # signature keys where the model has them
         self.tensors = reference.output_names
 
-    def _outputs(self, runner: LiteRTRunner) -> list[list[np.ndarray]]:
-        """Each sample's outputs: window by window, or streamed with the model's own state fed back."""
+    def _outputs(self, runner: LiteRTRunner) -> Iterable[list[np.ndarray]]:
+        """Each sample's outputs: window by window as they are scored, or streamed with the model's own state fed back."""
         if self.pairs:
             return fed_back(runner.run, self.samples, self.pairs, self.starts)
-        return [runner.run(s) for s in self.samples]
+        return (runner.run(s) for s in self.samples)
 
     def _runner(self, model: bytes, name: str) -> LiteRTRunner:
         path = Path(self.tmp.name) / f"{name}.tflite"

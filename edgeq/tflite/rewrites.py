@@ -154,8 +154,13 @@ def _decomposed_ranges(seen: tuple[float, float] | None) -> list[tuple[float | N
     return [(lo + 3, hi + 3), (r_lo, r_hi), (min(corners), max(corners))]
 
 
+def rewrite(name: str, data: bytes) -> bytes | None:
+    """The named rewrite of `data` (REWRITES), or None where it has nothing to rewrite."""
+    return {"prelu_as_leaky_relu": prelu_as_leaky_relu, "hard_swish_decomposed": hard_swish_decomposed}[name](data)
+
+
 def rewritten(data: bytes, names: tuple[str, ...]) -> bytes:
     """`data` with the named rewrites applied in order (a rewrite with nothing to do leaves it)."""
     for name in names:
-        data = {"prelu_as_leaky_relu": prelu_as_leaky_relu, "hard_swish_decomposed": hard_swish_decomposed}[name](data) or data
+        data = rewrite(name, data) or data
     return data
