@@ -100,10 +100,7 @@ class ConvertOptions:
     def eval_samples(self, specs: list) -> tuple[list[list[np.ndarray]], SampleSource]:
         """The --eval-data samples and their source; in the data's order with --feedback (sequences)."""
         source = self.recipe.open(self.eval_data, specs, None)
-        samples = list(source)
-        if self.feedback:
-            samples = [samples[p] for p in np.argsort(getattr(source, "indices", np.arange(len(samples))))]
-        return samples, source
+        return (source.in_data_order() if self.feedback else list(source)), source
 
     def calibration_jobs(self, default: int) -> int:
         """Parallel calibration serves the int8 modes; int16x8 uses TensorFlow's one-step path."""

@@ -166,6 +166,11 @@ class SampleSource:
     def __iter__(self) -> Iterator[list[np.ndarray]]:
         raise NotImplementedError
 
+    def in_data_order(self) -> list[list[np.ndarray]]:
+        """The samples in the order the data holds them, not the seeded shuffle: a sequence's steps."""
+        rows = list(self)
+        return [rows[p] for p in np.argsort(getattr(self, "indices", np.arange(len(rows))))]
+
     def describe(self) -> str:
         raise NotImplementedError
 

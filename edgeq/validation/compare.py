@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from edgeq.conversion.pytorch import PT2_SUFFIX
 from edgeq.data.normalization import Resolved, Statement, resolve
@@ -312,10 +311,8 @@ def _streaming(int8: LiteRTRunner, ref: LiteRTRunner, data, options: ValidateOpt
                to_reference: list[int], output_order: list[int]) -> Streaming:
     """The samples in the data's order (the first --limit of them), run as sequences with --feedback."""
     source = open_samples(data, _specs(int8), pre, None, options.seed)
-    rows = list(source)
-    order = np.argsort(getattr(source, "indices", np.arange(len(rows))))[:options.limit or len(rows)]
-    return streamed(int8, ref, [rows[p] for p in order], getattr(source, "starts", set()), options.feedback, to_reference,
-                    output_order)
+    return streamed(int8, ref, source.in_data_order()[:options.limit], getattr(source, "starts", set()), options.feedback,
+                    to_reference, output_order)
 
 
 def _judged(devices: list[DeviceResult], local_worst_db: float | None, ref: LiteRTRunner, first: list, kind: str,
