@@ -23,7 +23,7 @@ def speedup(float_p50: float | None, int8_p50: float | None) -> float | None:
 def slower_than_float(kind: str, speed: float | None, within_noise: bool, where: str, fell_off: dict[str, int],
                       partitions: int | None, remedies: list[str] = (), figures: str = "") -> str | None:
     """The one message for "INT8 ran slower than float": None unless `speed` (float/INT8) is below 1
-    beyond the run-to-run spread. `where` names the delegate and machine; `figures` the p50s."""
+    beyond the run-to-run spread. `where` names the delegate (its first word) and the machine; `figures` the p50s."""
     if speed is None or speed >= 1 or within_noise:
         return None
     why = (f"{sum(fell_off.values())} op(s) fell off {where.split()[0]} ({', '.join(f'{k} x{v}' for k, v in fell_off.items())}), "
