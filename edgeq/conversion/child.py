@@ -8,11 +8,11 @@ checks, describes and writes it (edgeq.conversion.converter).
 from __future__ import annotations
 
 import itertools
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from edgeq.conversion.calibrated import Calibrated, Learned
+from edgeq.conversion.observed_calibration import calibrated_on_xnnpack, observable
 from edgeq.conversion.parallel_calibration import ParallelCalibrator
 from edgeq.isolation import step
 from edgeq.conversion.options import ConvertOptions
@@ -57,9 +57,7 @@ def run(model: Path, data: Path | None, options: ConvertOptions) -> ChildResult:
         with phase("import"):
             import tensorflow  # noqa: F401 - once, here: timed apart from loading the model
 
-        jobs = options.calibration_jobs(cores()) if data is not None else 1
-        with ParallelCalibrator(jobs) if jobs > 1 else nullcontext() as workers:  # they start while TF loads
-            result = _run_with(model, data, options, workers)
+        result = _run_with(model, data, options)
     return replace(result, timings=timings.seconds)
 
 
@@ -72,7 +70,7 @@ def requantize(calibrated: Calibrated, data: Path, options: ConvertOptions) -> C
     return replace(result, timings=timings.seconds)
 
 
-def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: ParallelCalibrator | None) -> ChildResult:
+def _run_with(model: Path, data: Path | None, options: ConvertOptions) -> ChildResult:
     step("loading the model")
     with phase("load"):
         source = load_source(model, options.recipe.signatures, list(options.input_shapes),
@@ -89,33 +87,40 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions, workers: 
             float_bytes = len(one_step(source, options.recipe, None, float_only=True))
         return ChildResult(source.restore(quantized), learned, float_bytes, keep)
     audits, stream = _calibration_stream(source, data, options)
-    if len(source.signatures) > 1:
-        if options.budget is not None or not options.recipe.calibration.is_minmax:
-            raise UsageError("the accuracy search and --calibration other than minmax take one signature; convert with one --signature")
-        workers = None  # the parallel calibrator takes one subgraph; TensorFlow's own one takes them all
+    if len(source.signatures) > 1 and (options.budget is not None or not options.recipe.calibration.is_minmax):
+        raise UsageError("the accuracy search and --calibration other than minmax take one signature; convert with one --signature")
     if mode == Mode.INT16X8:
         with phase("convert and calibrate"):
             quantized = one_step(source, options.recipe, lambda: keyed(source)(stream))
         with phase("convert"):
             float_bytes = len(one_step(source, options.recipe, None, float_only=True))
         return ChildResult(source.restore(quantized), learned, float_bytes, keep, _calibration_record(audits, data, options, 1))
-    calibrated = _calibrated(source, options, stream, workers)
-    record = _calibration_record(audits, data, options, len(workers.workers) if workers else 1)
+    jobs = options.calibration_jobs(cores())
+    calibrated = _calibrated(source, options, stream, jobs)
+    record = _calibration_record(audits, data, options, jobs)
     result = finish(Calibrated(calibrated, tuple(source.specs), record, learned), source, data, options)
     reusable = len(source.signatures) == 1 and source.kind in ("keras", "saved_model", "tflite")  # restore() is the identity
     return replace(result, model=source.restore(result.model), calibrated=result.calibrated if reusable else None)
 
 
-def _calibrated(source, options: ConvertOptions, stream, workers: ParallelCalibrator | None) -> bytes:
-    """TensorFlow's calibrated graph; with workers, TensorFlow calibrates on one sample to build
-    the graph and the workers on all (the same bytes as TensorFlow's serial calibration)."""
-    if workers is None:
+def _calibrated(source, options: ConvertOptions, stream, jobs: int) -> bytes:
+    """TensorFlow's calibrated graph. TensorFlow calibrates on one sample to build the graph; then
+    every sample runs through it on XNNPACK with `jobs` threads (TensorFlow's ranges within float
+    rounding), or where XNNPACK's run cannot show every logged tensor, through TensorFlow's own
+    calibrator in `jobs` processes (its bytes exactly). Several signatures: TensorFlow's calibrator."""
+    if len(source.signatures) > 1:
         return calibrate(source, options.recipe, lambda: stream)
     first = list(itertools.islice(stream, 1))
     calibrated = calibrate(source, options.recipe, lambda: iter(first), "convert")
     order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
+    samples = ([sample[k] for k in order] for sample in itertools.chain(first, stream))
     with phase("calibrate"):
-        return workers.calibrate(calibrated, ([sample[k] for k in order] for sample in itertools.chain(first, stream)))
+        if observable(calibrated):
+            step(f"calibrating (the calibrated graph on XNNPACK, {jobs} thread{'s' if jobs > 1 else ''})")
+            return calibrated_on_xnnpack(calibrated, samples, jobs)
+        step(f"calibrating (TensorFlow's calibrator, {jobs} process{'es' if jobs > 1 else ''})")
+        with ParallelCalibrator(jobs) as workers:
+            return workers.calibrate(calibrated, samples)
 
 
 REFINE_SAMPLES = 64  # calibration samples whose float activations give the layers' input means

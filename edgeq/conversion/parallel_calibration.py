@@ -101,8 +101,9 @@ def _worker(library: str, model_path: str, tasks, results) -> None:
 
 
 class ParallelCalibrator:
-    """`jobs` worker processes, started at once so that their start-up overlaps TensorFlow's
-    import and conversion. Spawned, never forked: the parent holds TensorFlow's threads."""
+    """`jobs` worker processes, started when the calibrated graph exists (for graphs that
+    edgeq.conversion.observed_calibration cannot run). Spawned, never forked: the parent holds
+    TensorFlow's threads."""
 
     def __init__(self, jobs: int):
         context = get_context("spawn")

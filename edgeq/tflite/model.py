@@ -33,6 +33,13 @@ class Quantization:
     def per_channel(self) -> bool:
         return len(self.scales) > 1
 
+    def matches(self, other: Quantization | None, rtol: float = 1e-5) -> bool:
+        """The same zero-points and axis, scales within `rtol` (ranges measured on other kernels
+        differ in the last float bits; see edgeq.conversion.observed_calibration)."""
+        return (other is not None and self.zero_points == other.zero_points and self.axis == other.axis
+                and len(self.scales) == len(other.scales)
+                and all(abs(a - b) <= rtol * max(abs(a), abs(b)) for a, b in zip(self.scales, other.scales)))
+
 
 @dataclass(frozen=True)
 class Tensor:
@@ -134,6 +141,13 @@ class TfliteModel:
         if any(t.dtype in ("int8", "uint8") for t in self.op_tensors(op)):
             return "int8"
         return "other"
+
+
+def same_quantization(a: TfliteModel, b: TfliteModel, rtol: float = 1e-5) -> bool:
+    """The same ops, and every tensor's scales (within `rtol`) and zero-points."""
+    return ([op.type for op in a.operators] == [op.type for op in b.operators] and len(a.tensors) == len(b.tensors)
+            and all(x.quantization == y.quantization or (x.quantization is not None and x.quantization.matches(y.quantization, rtol))
+                    for x, y in zip(a.tensors, b.tensors)))
 
 
 @cache

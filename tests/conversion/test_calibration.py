@@ -1,4 +1,5 @@
-"""Parallel calibration: TensorFlow's own calibrator in worker processes, ranges merged."""
+"""Calibration: the calibrated graph on XNNPACK (TensorFlow's ranges within float rounding), and
+TensorFlow's own calibrator in worker processes for graphs XNNPACK's run cannot show."""
 
 import sys
 
@@ -18,9 +19,13 @@ from edgeq.tflite.model import parse_tflite
 def _calibrate_only(keras_path, samples) -> bytes:
     """The plain converter's calibrate step (TensorFlow's serial calibrator) on `samples`."""
     import keras
+
+    return _calibrate_model(keras.models.load_model(keras_path), samples)
+
+
+def _calibrate_model(model, samples) -> bytes:
     import tensorflow as tf
 
-    model = keras.models.load_model(keras_path)
     function = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec((1, 8, 8, 1), tf.float32)])
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()])
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -44,6 +49,82 @@ def test_parallel_calibration_writes_the_serial_calibrators_model_byte_for_byte(
     assert merged == serial
     activations = {t.index for t in parse_tflite(merged).tensors if t.dtype == "float32" and not t.is_constant}
     assert set(read_ranges(merged)) == activations  # every activation got a range
+
+
+@pytest.fixture(scope="module")
+def residual():
+    """conv -> conv + skip (an ADD the built-in kernels run in place) -> conv: the in-place quirk of
+    TensorFlow's calibrator shows on the ADD's input."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    x = keras.Input((8, 8, 1), batch_size=1)
+    a = keras.layers.Conv2D(6, 3, padding="same", activation="relu")(x)
+    b = keras.layers.Conv2D(6, 3, padding="same")(a)
+    y = keras.layers.Conv2D(4, 3, padding="same")(keras.layers.Add()([keras.layers.Conv2D(6, 1)(a), b]))
+    return keras.Model(x, y)
+
+
+def _relative_differences(ours, theirs):
+    return {i: max(abs(ours[i][0] - lo), abs(ours[i][1] - hi)) / max(hi - lo, 1e-30) for i, (lo, hi) in theirs.items()}
+
+
+def test_xnnpack_calibration_gives_tensorflows_ranges(residual, samples):
+    """Every tensor's range is the serial calibrator's within float rounding; the ADD's in-place
+    input gets the ADD's range, as TensorFlow's calibrator logs it (without the quirk it would not)."""
+    from edgeq.conversion.observed_calibration import calibrated_on_xnnpack, in_place, observable, observed_ranges
+
+    serial = read_ranges(_calibrate_model(residual, samples))
+    once = _calibrate_model(residual, samples[:1])
+    assert observable(once)
+    ours = read_ranges(calibrated_on_xnnpack(once, samples, threads=2))
+    assert set(ours) == set(serial)
+    assert max(_relative_differences(ours, serial).values()) < 1e-5
+    pairs = in_place(once, [(1, 8, 8, 1)])
+    assert pairs  # the ADD runs in place
+    source, target = pairs[0]
+    assert serial[source][0] <= serial[target][0] and serial[target][1] <= serial[source][1]  # TensorFlow's quirk
+    assert ours[source] != _own_range(once, samples, source)  # and ours: the input's own values give another range
+    assert observed_ranges(once, samples, threads=1) == observed_ranges(once, samples, threads=2)  # threads change nothing
+
+
+def _own_range(model: bytes, samples, index: int) -> tuple[float, float]:
+    """The tensor's own values' range, every tensor kept (no buffer shared)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    low, high = np.inf, -np.inf
+    for sample in samples:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample[0])
+        interpreter.invoke()
+        values = interpreter.get_tensor(index)
+        low, high = min(low, float(values.min())), max(high, float(values.max()))
+    return low, high
+
+
+def test_a_stateful_graph_is_calibrated_by_tensorflows_calibrator():
+    """A graph with a state variable is not observable: its inputs are logged after the op changed them."""
+    import tensorflow as tf
+
+    from edgeq.conversion.observed_calibration import observable
+
+    class Counter(tf.Module):
+        def __init__(self):
+            self.total = tf.Variable(tf.zeros((1, 4)))
+
+        @tf.function(input_signature=[tf.TensorSpec((1, 4), tf.float32)])
+        def __call__(self, x):
+            self.total.assign_add(x)
+            return self.total * 2.0
+
+    module = Counter()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: iter([[tf.ones((1, 4))]])
+    converter._experimental_calibrate_only = True
+    assert not observable(converter.convert())
 
 
 def test_jobs_1_and_jobs_2_give_the_same_model(cnn_keras, digits_calib, tmp_path):

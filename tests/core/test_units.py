@@ -215,3 +215,13 @@ def test_a_sequence_output_is_scored_per_step_never_by_a_flattened_argmax():
     assert out.sequence_match == 1.0 and out.agreement == pytest.approx(2 / 4)
     # the user's "classes" on a multi-axis output is a sequence too
     assert decide_roles([OutputFacts("y", (1, 5, 7), None)], {"y": "classes"})[0].role == "sequence"
+
+
+def test_quantization_matches_within_relative_tolerance_and_exact_zero_points():
+    from edgeq.tflite.model import Quantization
+
+    base = Quantization((0.5, 0.25), (0, 0), 0)
+    assert base.matches(Quantization((0.5 * (1 + 4e-6), 0.25), (0, 0), 0))
+    assert not base.matches(Quantization((0.5 * (1 + 2e-5), 0.25), (0, 0), 0))
+    assert not base.matches(Quantization((0.5, 0.25), (0, 1), 0))
+    assert not base.matches(None)
