@@ -58,7 +58,7 @@ def convert(
     optimize: Optional[str] = typer.Option(None, "--optimize", show_default=False, help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower (within the budget)."),
     device: Optional[str] = typer.Option(None, "--device", show_default=False, help="With --optimize latency: time the candidates on this device profile (name in devices/ or a .toml path)."),
     allow_int16x8: bool = typer.Option(False, "--allow-int16x8", metavar="", help="Let the search try 16-bit activations (whole model) before float layers."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration processes; the result equals --jobs 1.", show_default="CPU cores"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration threads (XNNPACK; processes for TensorFlow's calibrator and histograms); the result equals --jobs 1.", show_default="CPU cores; 1 for a graph under 1 MiB"),
     color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
     resize: str = typer.Option("stretch", help="stretch | crop | pad."),
     value_range: Optional[str] = typer.Option(None, "--range", show_default="what the model states, else 0,1", help="Pixel range fed to the model: 0,1 | -1,1 | 0,255."),

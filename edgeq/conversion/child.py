@@ -95,32 +95,33 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions) -> ChildR
         with phase("convert"):
             float_bytes = len(one_step(source, options.recipe, None, float_only=True))
         return ChildResult(source.restore(quantized), learned, float_bytes, keep, _calibration_record(audits, data, options, 1))
-    jobs = options.calibration_jobs(cores())
-    calibrated = _calibrated(source, options, stream, jobs)
+    calibrated, jobs = _calibrated(source, options, stream)
     record = _calibration_record(audits, data, options, jobs)
     result = finish(Calibrated(calibrated, tuple(source.specs), record, learned), source, data, options)
     reusable = len(source.signatures) == 1 and source.kind in ("keras", "saved_model", "tflite")  # restore() is the identity
     return replace(result, model=source.restore(result.model), calibrated=result.calibrated if reusable else None)
 
 
-def _calibrated(source, options: ConvertOptions, stream, jobs: int) -> bytes:
+def _calibrated(source, options: ConvertOptions, stream) -> tuple[bytes, int]:
     """TensorFlow's calibrated graph. TensorFlow calibrates on one sample to build the graph; then
     every sample runs through it on XNNPACK with `jobs` threads (TensorFlow's ranges within float
     rounding), or where XNNPACK's run cannot show every logged tensor, through TensorFlow's own
-    calibrator in `jobs` processes (its bytes exactly). Several signatures: TensorFlow's calibrator."""
+    calibrator in `jobs` processes (its bytes exactly). Several signatures: TensorFlow's calibrator.
+    Returns the graph and the jobs used."""
     if len(source.signatures) > 1:
-        return calibrate(source, options.recipe, lambda: stream)
+        return calibrate(source, options.recipe, lambda: stream), 1
     first = list(itertools.islice(stream, 1))
     calibrated = calibrate(source, options.recipe, lambda: iter(first), "convert")
+    jobs = options.calibration_jobs(cores(), len(calibrated))
     order = calibrator_order(parse_tflite(calibrated), [s.name for s in source.specs])
     samples = ([sample[k] for k in order] for sample in itertools.chain(first, stream))
     with phase("calibrate"):
         if observable(calibrated):
             step(f"calibrating (the calibrated graph on XNNPACK, {jobs} thread{'s' if jobs > 1 else ''})")
-            return calibrated_on_xnnpack(calibrated, samples, jobs)
+            return calibrated_on_xnnpack(calibrated, samples, jobs), jobs
         step(f"calibrating (TensorFlow's calibrator, {jobs} process{'es' if jobs > 1 else ''})")
         with ParallelCalibrator(jobs) as workers:
-            return workers.calibrate(calibrated, samples)
+            return workers.calibrate(calibrated, samples), jobs
 
 
 REFINE_SAMPLES = 64  # calibration samples whose float activations give the layers' input means
@@ -155,7 +156,7 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
     ranges = MINMAX_RANGES
     if not options.recipe.calibration.is_minmax:
         with phase("ranges"):
-            ranges = choose_ranges(calibrated, options, data, keep, options.calibration_jobs(cores()))
+            ranges = choose_ranges(calibrated, options, data, keep, options.calibration_jobs(cores(), len(calibrated.model)))
         calibrated = calibrated.with_histograms(ranges.histograms)
     model = rewritten(ranges.model or calibrated.model, options.recipe.rewrites)
     with phase("quantize"):

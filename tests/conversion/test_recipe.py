@@ -65,7 +65,10 @@ def test_convert_options_contain_the_recipe_and_check_the_run_settings():
     assert options.recipe.samples == 32 and options.recipe.calibration.is_auto
     assert options.run_options().calibration == "auto" and options.run_options().budget == {
         "max_drop": None, "min_agreement": None, "min_sqnr": 30}
-    assert options.calibration_jobs(8) == 8 and ConvertOptions.of(mode="int16x8").calibration_jobs(8) == 1
+    big, small = 14 << 20, 100 << 10
+    assert options.calibration_jobs(8, big) == 8 and ConvertOptions.of(mode="int16x8").calibration_jobs(8, big) == 1
+    assert options.calibration_jobs(8, small) == 1  # a small graph: one thread is as fast
+    assert ConvertOptions.of(jobs=3).calibration_jobs(8, small) == 3  # --jobs decides when given
     with pytest.raises(UsageError, match="--calibration auto picks the method"):
         ConvertOptions.of(calibration="auto")
     with pytest.raises(UsageError, match="unknown conversion option 'modes'"):
