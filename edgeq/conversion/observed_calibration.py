@@ -77,12 +77,8 @@ def in_place(calibrated: bytes, shapes: list[tuple[int, ...]]) -> list[tuple[int
 
     from edgeq.tflite.model import parse_tflite
 
-    interpreter = Interpreter(model_content=calibrated,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    for detail, shape in zip(interpreter.get_input_details(), shapes):
-        if tuple(detail["shape"]) != tuple(shape):
-            interpreter.resize_tensor_input(detail["index"], list(shape))
-    interpreter.allocate_tensors()
+    interpreter = _shaped(Interpreter(model_content=calibrated,
+                                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES), shapes)
     model = parse_tflite(calibrated)
     logged = set(range_slots(calibrated))
 
@@ -107,12 +103,9 @@ def observed_ranges(calibrated: bytes, samples: Iterable[list[np.ndarray]], thre
     logged = sorted(range_slots(calibrated))
     samples = iter(samples)
     first = next(samples)
-    interpreter = Interpreter(model_content=_observer(calibrated, logged), num_threads=threads)
-    inputs = [d["index"] for d in interpreter.get_input_details()]
-    for index, array in zip(inputs, first):
-        if tuple(interpreter.get_input_details()[inputs.index(index)]["shape"]) != array.shape:
-            interpreter.resize_tensor_input(index, list(array.shape))
-    interpreter.allocate_tensors()
+    shapes = [np.shape(a) for a in first]
+    interpreter = _shaped(Interpreter(model_content=_observer(calibrated, logged), num_threads=threads), shapes)
+    inputs = [detail["index"] for detail in interpreter.get_input_details()]
     graph_inputs = {index: position for position, index in enumerate(inputs)}
     low = {i: np.inf for i in logged}
     high = {i: -np.inf for i in logged}
@@ -138,9 +131,18 @@ def observed_ranges(calibrated: bytes, samples: Iterable[list[np.ndarray]], thre
                 del values
     true = {i: (low[i], high[i]) for i in logged}
     ranges = dict(true)
-    for source, target in in_place(calibrated, [np.shape(a) for a in first]):
+    for source, target in in_place(calibrated, shapes):
         ranges[source] = (min(ranges[source][0], true[target][0]), max(ranges[source][1], true[target][1]))
     return ranges
+
+
+def _shaped(interpreter, shapes: list[tuple[int, ...]]):
+    """The interpreter allocated for inputs of `shapes` (as the calibrator prepares it)."""
+    for detail, shape in zip(interpreter.get_input_details(), shapes):
+        if tuple(detail["shape"]) != tuple(shape):
+            interpreter.resize_tensor_input(detail["index"], list(shape))
+    interpreter.allocate_tensors()
+    return interpreter
 
 
 def _chain(first, rest):
