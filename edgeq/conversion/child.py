@@ -8,6 +8,7 @@ checks, describes and writes it (edgeq.conversion.converter).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, reso
 from edgeq.conversion.refine import bias_corrected
 from edgeq.conversion.source import KerasCode, load_source, stated_scaling
 from edgeq.data.normalization import given_flags, resolve
+from edgeq.data.read_ahead import read_ahead
 from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec
 from edgeq.errors import DataError, UsageError
 from edgeq.machine import cores
@@ -247,7 +249,8 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
                             described=samples.describe()))
     total = sum(len(s) for s in sources)
     if not multi:
-        return audits, counted("calibrating", audits[0].watch(sources[0]), total)
+        sample_bytes = sum(4 * math.prod(s.shape) for s in audits[0].specs)
+        return audits, counted("calibrating", read_ahead(audits[0].watch(sources[0]), sample_bytes), total)
     stream = ((key, {s.name: a for s, a in zip(specs, sample)})
               for (key, specs), samples, audit in zip(source.signatures.items(), sources, audits)
               for sample in audit.watch(samples))

@@ -83,7 +83,10 @@ def in_place(calibrated: bytes, shapes: list[tuple[int, ...]]) -> list[tuple[int
     logged = set(range_slots(calibrated))
 
     def address(index: int) -> int | None:
-        view = interpreter.tensor(index)()
+        try:
+            view = interpreter.tensor(index)()
+        except ValueError:  # no buffer planned for it (the interpreter says "Tensor data is null")
+            return None
         found = view.__array_interface__["data"][0] if view.nbytes else None
         del view  # the interpreter refuses to run while a view of its memory is held
         return found
@@ -91,6 +94,7 @@ def in_place(calibrated: bytes, shapes: list[tuple[int, ...]]) -> list[tuple[int
     pairs = []
     for op in model.operators:
         outputs = {address(o): o for o in op.outputs if o in logged}
+        outputs.pop(None, None)
         pairs += [(i, outputs[address(i)]) for i in op.inputs if i in logged and address(i) in outputs]
     return [(i, o) for i, o in pairs if i != o]
 

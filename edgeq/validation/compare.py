@@ -10,14 +10,17 @@ import logging
 import math
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 from edgeq.conversion.pytorch import PT2_SUFFIX
 from edgeq.data.normalization import Resolved, Statement, resolve
-from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, fed_as_arrays, open_samples
+from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, SampleSource, fed_as_arrays, open_samples
 from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import sha256_of, size_of
 from edgeq.gates import BASELINE_GATES, check_names, evaluate, passed
@@ -41,7 +44,7 @@ from edgeq.validation import accelerators
 from edgeq.validation.accelerators import compiled_source
 from edgeq.validation.feedback import Streaming, streamed
 from edgeq.validation.results import Baseline, DelegateCheck, DeviceResult, Latency, PairedBy, Percentiles, Size, SourceCheck, TargetCheck, ValidationResult
-from edgeq.validation.streaming import Spill, paired_runs
+from edgeq.validation.streaming import Spill, int8_runs, paired_runs
 from edgeq.version import __version__
 
 log = logging.getLogger(__name__)
@@ -127,8 +130,9 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
     pre = preprocessing_for(manifest, options, int8)  # once: the sweep, the source check and --per-layer feed alike
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
         target, int8 = _target(model, int8, options, Path(scratch)) if options.target else (None, int8)
-        float_path, float_note = _float_tflite(reference, int8, options, manifest, Path(scratch))
-        result = _compare(model, reference, data, options, int8, manifest, pre, float_path, float_note, Path(scratch), accelerated)
+        float_path, float_note, int8_first = _float_tflite(reference, int8, options, manifest, Path(scratch), data, pre.preprocessing)
+        result = _compare(model, reference, data, options, int8, manifest, pre, float_path, float_note, Path(scratch), accelerated,
+                          int8_first)
         if reference.suffix.lower() == PT2_SUFFIX:
             result = replace(result, source_check=_pytorch_check(reference, float_path, data, options, pre.preprocessing, manifest))
     result = replace(result.with_warnings(*notes), model=str(compiled or model))
@@ -208,12 +212,17 @@ class Sweep:
     kept: Spill | None
 
 
-def _sweep(int8: LiteRTRunner, ref: LiteRTRunner, data, options: ValidateOptions, pre: Preprocessing, to_reference: list[int],
-           output_order: list[int], scratch: Path, keep: bool = False) -> Sweep:
-    """The sample loop: INT8 and float on every sample, scored per output; one audit of the inputs."""
-    specs = _specs(int8)
+def _samples(int8: LiteRTRunner, data, options: ValidateOptions, pre: Preprocessing) -> SampleSource:
     metadata = read_metadata(int8.model.data)
-    samples = open_samples(data, specs, pre, options.limit, options.seed, metadata.labels if metadata is not None else None)
+    return open_samples(data, _specs(int8), pre, options.limit, options.seed, metadata.labels if metadata is not None else None)
+
+
+def _sweep(int8: LiteRTRunner, ref: LiteRTRunner, data, options: ValidateOptions, pre: Preprocessing, to_reference: list[int],
+           output_order: list[int], scratch: Path, keep: bool = False, int8_first: list[np.ndarray] | None = None) -> Sweep:
+    """The sample loop: INT8 and float on every sample, scored per output; one audit of the inputs.
+    `int8_first`: the INT8 outputs, run while the reference was converted."""
+    specs = _specs(int8)
+    samples = _samples(int8, data, options, pre)
     labels = samples.labels
     roles = decide_roles(int8.output_facts(), options.output_roles, len(samples.class_names) if samples.class_names else None)
     _check_gates_have_classes(options.gates, roles)
@@ -223,7 +232,8 @@ def _sweep(int8: LiteRTRunner, ref: LiteRTRunner, data, options: ValidateOptions
     kept = Spill(scratch, len(samples)) if options.devices or options.accelerators or keep else None  # for --device runs: on disk, not in memory
     first = None
     low, high = [float("inf")] * len(specs), [float("-inf")] * len(specs)
-    for i, (feeds, model_feeds, raw, want) in enumerate(paired_runs(samples, int8, ref, to_reference, output_order, options.jobs)):
+    for i, (feeds, model_feeds, raw, want) in enumerate(paired_runs(samples, int8, ref, to_reference, output_order, options.jobs,
+                                                                           int8_first)):
         first = first or feeds
         for k, array in enumerate(feeds):
             low[k], high[k] = min(low[k], float(array.min())), max(high[k], float(array.max()))
@@ -251,7 +261,7 @@ def _latency(int8: LiteRTRunner, ref: LiteRTRunner, first: list, first_reference
 
 def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8: LiteRTRunner, manifest: Manifest | None,
              resolved: Resolved, float_path: Path, float_note: str, scratch: Path,
-             accelerated: list[CompiledModelRunner]) -> ValidationResult:
+             accelerated: list[CompiledModelRunner], int8_first: list[np.ndarray] | None) -> ValidationResult:
     ref = LiteRTRunner(float_path, options.delegate, options.threads, options.delegate_library, options.delegate_options)
     same_source = _same_source(manifest, reference)
     inputs = pair("inputs", int8.input_ports, ref.input_ports, same_source)
@@ -260,7 +270,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     for i, j in enumerate(inputs.order):
         to_reference[j] = i
     pre = resolved.preprocessing
-    sweep = _sweep(int8, ref, data, options, pre, to_reference, outputs.order, scratch, bool(accelerated))
+    sweep = _sweep(int8, ref, data, options, pre, to_reference, outputs.order, scratch, bool(accelerated), int8_first)
     first_reference = [sweep.first[k] for k in to_reference]
     latency = _latency(int8, ref, sweep.first, first_reference, options)
     kind = summarize(int8.model).precision
@@ -450,15 +460,18 @@ def signature_of(recipe: Recipe | None, asked: str) -> str:
 
 
 def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions, manifest: Manifest | None,
-                  scratch: Path) -> tuple[Path, str]:
-    """The float model as a .tflite, so both run in the same runtime on the same delegate.
+                  scratch: Path, data, pre: Preprocessing) -> tuple[Path, str, list[np.ndarray] | None]:
+    """The float model as a .tflite, so both run in the same runtime on the same delegate, and what
+    was described of it; with the INT8 model's raw outputs on every sample when the reference had to
+    be converted, since those ran meanwhile.
 
-    A Keras/SavedModel reference is converted to float TFLite (TensorFlow is imported only here).
+    A Keras/SavedModel or PyTorch reference is converted to float TFLite in a child process
+    (TensorFlow is never imported here), while the INT8 model runs on the samples.
     """
     if not reference.exists():
         raise ModelError(f"{reference}: no such reference model; pass the float .tflite, .keras/.h5 or SavedModel")
     if reference.suffix == ".tflite":
-        return reference, "given"
+        return reference, "given", None
     cache, key = None, None
     if options.cache:
         from edgeq.conversion.cache import Cache, cache_key
@@ -472,11 +485,16 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
         if entry is not None:
             path = scratch / (reference.stem + "_float.tflite")
             path.write_bytes(entry.blobs["tflite"])
-            return path, entry.header["described"] + " (kept in the conversion cache by an earlier run)"
-    path, note = _converted_reference(reference, int8, options, manifest, scratch)
+            return path, entry.header["described"] + " (kept in the conversion cache by an earlier run)", None
+    with ThreadPoolExecutor(1) as pool:  # the thread waits on the converting child; this process runs the INT8 side
+        converting = pool.submit(_converted_reference, reference, int8, options, manifest, scratch)
+        samples = _samples(int8, data, options, pre)
+        spill = Spill(scratch, len(samples))
+        int8_runs(samples, int8, options.jobs, spill)
+        path, note = converting.result()
     if cache is not None:
         cache.store("reference", key, {"described": note}, {"tflite": path.read_bytes()})
-    return path, note
+    return path, note, spill.stacked("int8_first") if spill.columns else None
 
 
 def _converted_reference(reference: Path, int8: LiteRTRunner, options: ValidateOptions, manifest: Manifest | None,
@@ -487,18 +505,30 @@ def _converted_reference(reference: Path, int8: LiteRTRunner, options: ValidateO
 
         require_torch(f"a PyTorch reference ({reference.name})")
         path = scratch / (reference.stem + "_float.tflite")
-        with captured_native_stderr():  # torch and litert-torch's own start-up chatter
-            path.write_bytes(run_isolated(to_float_tflite, reference, _channels_last(manifest), what="litert-torch"))
+        path.write_bytes(run_isolated(quietly, to_float_tflite, reference, _channels_last(manifest), what="litert-torch"))
         return path, f"converted from {reference.name} to float TFLite by litert-torch ({versions()})"
-    from edgeq.conversion.source import KerasCode, load_source, require_tensorflow
+    from edgeq.conversion.source import KerasCode, require_tensorflow
+    from edgeq.isolation import run_isolated
 
     require_tensorflow(f"a {'SavedModel' if reference.is_dir() else 'Keras'} reference ({reference.name})")
     shapes = [f"{p.label}=" + ",".join(map(str, p.shape)) for p in int8.input_ports]
-    with captured_native_stderr():
-        signature = signature_of(manifest.recipe if manifest else None, options.signature)
-        source = load_source(reference, (signature,), shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]],
-                             KerasCode(options.custom_objects, options.trust_model))
-        data = source.make_converter().convert()
+    signature = signature_of(manifest.recipe if manifest else None, options.signature)
     path = scratch / (reference.stem + "_float.tflite")
-    path.write_bytes(data)
+    path.write_bytes(run_isolated(quietly, float_tflite_of, reference, signature,
+                                  shapes if len(shapes) > 1 else [shapes[0].split("=", 1)[1]],
+                                  KerasCode(options.custom_objects, options.trust_model)))
     return path, f"converted from {reference.name} to float TFLite"
+
+
+def float_tflite_of(reference: Path, signature: str, shapes: list[str], code) -> bytes:
+    """The plain converter's float .tflite of a Keras model or SavedModel."""
+    from edgeq.conversion.source import load_source
+
+    return load_source(reference, (signature,), shapes, code).make_converter().convert()
+
+
+def quietly(function, *args):
+    """`function(*args)` with the native chatter of TensorFlow, torch or litert-torch captured: run
+    in the converting child, so the parent's own progress on stderr goes on meanwhile."""
+    with captured_native_stderr():
+        return function(*args)

@@ -9,51 +9,73 @@ in sample order, so every figure equals a one-pair run.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import SimpleQueue
+from typing import TypeVar
 
 import numpy as np
 
+from edgeq.progress import report
 from edgeq.run.litert import LiteRTRunner
 
+T, I, R = TypeVar("T"), TypeVar("I"), TypeVar("R")
 Run = tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]  # feeds, INT8 feeds, INT8 raw, float
 
 
 def paired_runs(samples: Iterable[list[np.ndarray]], int8: LiteRTRunner, reference: LiteRTRunner, to_reference: list[int],
-                output_order: list[int], jobs: int = 1) -> Iterator[Run]:
+                output_order: list[int], jobs: int = 1, int8_raw: list[np.ndarray] | None = None) -> Iterator[Run]:
     """Per sample, in order: its feeds, the INT8 model's (quantized) feeds and raw outputs, and the
-    float outputs in the INT8 model's output order and shapes. `jobs` pairs run at once."""
+    float outputs in the INT8 model's output order and shapes. `jobs` pairs run at once.
+    `int8_raw`: the INT8 model's raw outputs stacked per output (from `int8_runs`), not run again."""
     shapes = [int8.output_ports[m].shape for m in range(len(output_order))]
 
-    def run(pair: tuple[LiteRTRunner, LiteRTRunner], feeds: list[np.ndarray]) -> Run:
-        quantized, floating = pair
+    def run(pair: tuple[LiteRTRunner, LiteRTRunner], item: tuple[int, list[np.ndarray]]) -> Run:
+        (quantized, floating), (index, feeds) = pair, item
         model_feeds = quantized.quantize_inputs(feeds)
-        raw = quantized.run_raw(model_feeds)
+        raw = quantized.run_raw(model_feeds) if int8_raw is None else [np.asarray(column[index]) for column in int8_raw]
         got = floating.run([feeds[k] for k in to_reference])
         return feeds, model_feeds, raw, [got[j].reshape(shapes[m]) for m, j in enumerate(output_order)]
 
-    if jobs <= 1:
-        for feeds in samples:
-            yield run((int8, reference), feeds)
-        return
-    pairs: SimpleQueue = SimpleQueue()
-    pairs.put((int8, reference))
-    for _ in range(jobs - 1):
-        pairs.put((int8.clone(), reference.clone()))
+    return in_order(run, enumerate(samples), (int8, reference), lambda: (int8.clone(), reference.clone()), jobs)
 
-    def task(feeds: list[np.ndarray]) -> Run:
-        pair = pairs.get()
+
+def int8_runs(samples: Iterable[list[np.ndarray]], int8: LiteRTRunner, jobs: int, spill: Spill) -> None:
+    """The INT8 model's raw outputs on every sample, into `spill` as "int8_first" (what runs while
+    the float reference is still being converted)."""
+    def run(runner: LiteRTRunner, item: tuple[int, list[np.ndarray]]) -> tuple[int, list[np.ndarray]]:
+        index, feeds = item
+        return index, runner.run_raw(runner.quantize_inputs(feeds))
+
+    for index, raw in in_order(run, enumerate(samples), int8, int8.clone, jobs):
+        spill.add("int8_first", index, raw)
+        report("running INT8 while the float reference converts", index + 1, spill.rows)
+
+
+def in_order(run: Callable[[T, I], R], items: Iterable[I], first: T, another: Callable[[], T], jobs: int) -> Iterator[R]:
+    """`run(runner, item)` for every item, results in item order; `jobs` runners (the first, and
+    `another()` for the rest) each in a thread of its own, a bounded window of items in flight."""
+    if jobs <= 1:
+        for item in items:
+            yield run(first, item)
+        return
+    runners: SimpleQueue = SimpleQueue()
+    runners.put(first)
+    for _ in range(jobs - 1):
+        runners.put(another())
+
+    def task(item: I) -> R:
+        runner = runners.get()
         try:
-            return run(pair, feeds)
+            return run(runner, item)
         finally:
-            pairs.put(pair)
+            runners.put(runner)
 
     with ThreadPoolExecutor(jobs) as pool:
         pending: deque = deque()
-        for feeds in samples:
-            pending.append(pool.submit(task, feeds))
+        for item in items:
+            pending.append(pool.submit(task, item))
             if len(pending) >= 2 * jobs:  # a bounded window: memory stays flat in the sample count
                 yield pending.popleft().result()
         while pending:

@@ -225,3 +225,22 @@ def test_quantization_matches_within_relative_tolerance_and_exact_zero_points():
     assert not base.matches(Quantization((0.5 * (1 + 2e-5), 0.25), (0, 0), 0))
     assert not base.matches(Quantization((0.5, 0.25), (0, 1), 0))
     assert not base.matches(None)
+
+
+def test_read_ahead_keeps_the_order_and_raises_where_the_reading_failed():
+    import pytest
+
+    from edgeq.data.read_ahead import read_ahead
+
+    assert list(read_ahead(iter(range(50)), item_bytes=1 << 30)) == list(range(50))  # a queue of 2: still all, in order
+
+    def failing():
+        yield 1
+        yield 2
+        raise ValueError("unreadable image 3")
+
+    got = []
+    with pytest.raises(ValueError, match="unreadable image 3"):
+        for item in read_ahead(failing(), 8):
+            got.append(item)
+    assert got == [1, 2]

@@ -152,14 +152,17 @@ def test_two_interpreter_pairs_give_the_figures_of_one(trained, digits_calib):
 
 
 def test_a_keras_reference_is_converted_once_then_taken_from_the_cache(trained, digits_calib, tmp_path, monkeypatch):
+    """Cold, the INT8 model runs on every sample while the reference converts in its own process;
+    from the cache both run side by side. The figures are the same either way, with any --jobs."""
     monkeypatch.setenv("EDGEQ_CACHE_DIR", str(tmp_path / "cache"))
     keras_path, int8, _ = trained
     first = validate(int8, keras_path, digits_calib.parent / "val", runs=3, warmup=1, limit=64)
     again = validate(int8, keras_path, digits_calib.parent / "val", runs=3, warmup=1, limit=64)
-    cold = validate(int8, keras_path, digits_calib.parent / "val", runs=3, warmup=1, limit=64, cache=False)
+    cold = validate(int8, keras_path, digits_calib.parent / "val", runs=3, warmup=1, limit=64, cache=False, jobs=2)
     assert "cache" not in first.reference_tflite and "kept in the conversion cache" in again.reference_tflite
     assert "cache" not in cold.reference_tflite
     assert first.outputs == again.outputs == cold.outputs and first.size == again.size
+    assert first.accuracy == again.accuracy == cold.accuracy and first.worst_slice_sqnr_db == cold.worst_slice_sqnr_db
 
 
 @pytest.mark.tf
