@@ -21,6 +21,7 @@ from edgeq.speed import speedup
 from edgeq.tflite.rewrites import REWRITES, rewrite
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
+SETTLED = 3  # p50s this many spreads apart: a verdict more rounds would not change
 BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}
 TIE = 1.05  # a candidate that stays all int8 wins against float ops this close in p50  # at float I/O: XNNPACK takes them; they split nothing
 
@@ -31,10 +32,12 @@ def fell_off(runner: LiteRTRunner) -> dict[str, int]:
 
 
 def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarray], runs: int,
-            seconds: float, device: Any = None) -> tuple[Any, dict[str, Any]]:
+            seconds: float, device: Any = None, settle: bool = False) -> tuple[Any, dict[str, Any]]:
     """The float model's timings and each model's, in ROUNDS interleaved rounds: `runs` invokes
     each, fewer when that would take longer than about `seconds` in all (here). `device`: a device
-    profile to time them on instead (its runner; XNNPACK coverage still comes from this machine)."""
+    profile to time them on instead (its runner; XNNPACK coverage still comes from this machine).
+    `settle`: stop after two rounds once every model's p50 is clear of float's by SETTLED times the
+    spread, where more rounds could not change the verdict."""
     with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
         runners = {}
         for name, data in {"float": float_model, **models}.items():
@@ -49,19 +52,30 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
             from edgeq.run.runner import runner_for
 
             remote = runner_for(device)
-        for _ in range(ROUNDS):
+        for done in range(1, ROUNDS + 1):
             for name, runner in runners.items():
                 if remote is None:
                     times[name] += runner.time(sample, 1, per_round).samples_ms
                     continue
                 times[name] += remote.measure(runner.path, [a[None] for a in runner.quantize_inputs(sample)], 1, per_round).samples_ms
+            if settle and done >= 2 and all(_settled(times[name], times["float"]) for name in models):
+                break
         timed = {name: InvokeTimes.of(t, 2, 1) for name, t in times.items()}
         return timed.pop("float"), {name: (timed[name], runners[name]) for name in models}
 
 
+def _settled(a: list[float], b: list[float]) -> bool:
+    def iqr(values: list[float]) -> float:
+        q1, q3 = np.percentile(values, [25, 75])
+        return float(q3 - q1)
+
+    return abs(float(np.median(a)) - float(np.median(b))) > SETTLED * max(iqr(a), iqr(b))
+
+
 def against_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray], runs: int = 60) -> Latency:
-    """INT8 against float as converted (about 2 s at most): the figures, and what fell off the delegate."""
-    float_time, timed = measure(float_model, {"as converted": quantized}, sample, runs, 2.0)
+    """INT8 against float as converted (about 2 s at most, less once the verdict is clear): the
+    figures, and what fell off the delegate."""
+    float_time, timed = measure(float_model, {"as converted": quantized}, sample, runs, 2.0, settle=True)
     int8_time, runner = timed["as converted"]
     return Latency("xnnpack", 1, float_time.p50, int8_time.p50, speedup(float_time.p50, int8_time.p50),
                    within_noise(int8_time, float_time), fell_off(runner), runner.partitions, cpu=this_cpu().describe())

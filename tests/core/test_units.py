@@ -244,3 +244,10 @@ def test_read_ahead_keeps_the_order_and_raises_where_the_reading_failed():
         for item in read_ahead(failing(), 8):
             got.append(item)
     assert got == [1, 2]
+
+
+def test_the_latency_check_settles_only_on_a_clear_verdict():
+    from edgeq.conversion.latency import _settled
+
+    assert _settled([1.0, 1.1, 0.9, 1.0], [2.0, 2.1, 1.9, 2.0])  # p50s 1 ms apart, spreads of 0.05 ms
+    assert not _settled([1.0, 1.5, 0.6, 1.2], [1.3, 1.9, 0.9, 1.4])  # apart by less than three spreads: keep timing
