@@ -36,7 +36,7 @@ def slower_hint(latency, served: bool = False) -> str | None:
 @command()
 def convert(
     ctx: typer.Context,
-    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file, SavedModel folder, float .tflite or PyTorch torch.export program (.pt2)."),
+    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file, SavedModel folder, float .tflite, PyTorch torch.export program (.pt2) or ONNX model (.onnx)."),
     output: Path = typer.Option(..., "--output", "-o", show_envvar=False, show_default=False, help="The .tflite to write (a .edgeq.json manifest goes beside it)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", show_default=False, help="Calibration samples: image folder, .npy or .npz."),
     mode: str = typer.Option("int8", help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16."),
@@ -66,7 +66,7 @@ def convert(
     std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std dividing after --mean."),
     layout: Optional[str] = typer.Option(None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."),
     signature: list[str] = typer.Option([], "--signature", help="SavedModel signature to convert (repeatable; 'all' for every one) [default: serving_default]."),
-    channels_last: bool = typer.Option(False, "--channels-last", metavar="", help="A PyTorch (.pt2) source's 4-D inputs as NHWC (litert-torch's to_channel_last_io)."),
+    channels_last: bool = typer.Option(False, "--channels-last", metavar="", help="A PyTorch (.pt2) or ONNX source's 4-D inputs as NHWC (litert-torch's to_channel_last_io)."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining the Keras model's custom classes (imported: it is your code)."),
     trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Let Keras run the Python code of Lambda layers stored in the model file."),
@@ -82,7 +82,7 @@ def convert(
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
 ) -> None:
-    """Convert a float model (.keras/.h5, SavedModel, float .tflite or PyTorch .pt2) to a quantized .tflite, calibrated on real samples."""
+    """Convert a float model (.keras/.h5, SavedModel, float .tflite, PyTorch .pt2 or ONNX) to a quantized .tflite, calibrated on real samples."""
     from edgeq.conversion.converter import convert as run_convert
     from edgeq.conversion.options import ConvertOptions
     from edgeq.tflite.metadata import Description, read_labels

@@ -15,7 +15,7 @@ from edgeq.escape import terminal
 @command()
 def validate(
     model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="The INT8 .tflite to validate."),
-    reference: Path = typer.Option(..., "--reference", "-r", show_envvar=False, show_default=False, help="The float model: .tflite, .keras/.h5, SavedModel or PyTorch .pt2."),
+    reference: Path = typer.Option(..., "--reference", "-r", show_envvar=False, show_default=False, help="The float model: .tflite, .keras/.h5, SavedModel, PyTorch .pt2 or ONNX (.onnx)."),
     data: Path = typer.Option(..., "--data", "-d", show_envvar=False, show_default=False, help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
     delegate: str = typer.Option("xnnpack", help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled model)."),
     delegate_library: Optional[str] = typer.Option(None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1."),

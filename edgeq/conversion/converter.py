@@ -20,6 +20,8 @@ from edgeq.conversion.calibrated import Calibrated, cache_keys
 from edgeq.conversion.describe import described
 from edgeq.isolation import ChildError, run_isolated
 from edgeq.conversion.options import ConvertOptions
+from edgeq.conversion.onnx import ONNX_SUFFIX, require_onnx
+from edgeq.conversion.onnx import to_float_tflite as onnx_to_float_tflite
 from edgeq.conversion.pytorch import PT2_SUFFIX, require_torch, to_float_tflite
 from edgeq.conversion.result import QuantizedModel, SavedConversion, check_outputs
 from edgeq.conversion.source import first_line, has_fake_quant, require_tensorflow
@@ -31,6 +33,7 @@ from edgeq.tflite.metadata import Description
 from edgeq.timing import Timings, phase
 
 log = logging.getLogger(__name__)
+EXPORTED = (PT2_SUFFIX, ONNX_SUFFIX)  # sources litert-torch exports to a float .tflite first
 
 
 def convert(model: str | Path, output: str | Path, data: str | Path | None = None, options: ConvertOptions | None = None,
@@ -70,8 +73,8 @@ def quantize_model(model: str | Path, data: str | Path | None = None, options: C
         result, source_model = _converted(model, data, options, quiet_native, isolated, cached, timings)
         if cache and keys.calibration and result.calibrated is not None and (cached is None or cached.histograms is None):
             with phase("cache store"):
-                pt2 = model.suffix.lower() == PT2_SUFFIX
-                cache.store("calibration", keys.calibration, *replace(result.calibrated, source_model=source_model if pt2 else None).to_entry())
+                exported = model.suffix.lower() in EXPORTED
+                cache.store("calibration", keys.calibration, *replace(result.calibrated, source_model=source_model if exported else None).to_entry())
         with phase("checks"):
             quantized = described(result, model, source_sha256, data, options, about, source_model)
         use = CacheUse("miss" if cache else "off", "off" if cache is None else "not reusable" if keys.calibration is None
@@ -105,7 +108,7 @@ def _converted(model: Path, data: Path | None, options: ConvertOptions, quiet_na
             result = _in_child(conversion_child.requantize, model, quiet_native, isolated, cached, data, options)
             source_model = cached.source_model or (model.read_bytes() if model.suffix.lower() == ".tflite" else None)
         else:
-            with phase("export (litert-torch, in its own child)") if model.suffix.lower() == PT2_SUFFIX else nullcontext():
+            with phase("export (litert-torch, in its own child)") if model.suffix.lower() in EXPORTED else nullcontext():
                 float_source = _float_source(model, options, quiet_native, isolated, Path(scratch))
             started = time.perf_counter()
             result = _in_child(conversion_child.run, model, quiet_native, isolated, float_source, data, options)
@@ -143,14 +146,20 @@ def _in_child(function, model: Path, quiet_native: bool, isolated: bool, *args):
 
 
 def _float_source(model: Path, options: ConvertOptions, quiet_native: bool, isolated: bool, scratch: Path) -> Path:
-    """The file the conversion starts from: the model itself, or for a PyTorch program (.pt2) the
-    float .tflite litert-torch makes of it."""
-    if model.suffix.lower() != PT2_SUFFIX:
+    """The file the conversion starts from: the model itself, or for a PyTorch program (.pt2) or an
+    ONNX model the float .tflite litert-torch makes of it."""
+    suffix = model.suffix.lower()
+    if suffix not in EXPORTED:
         if options.recipe.channels_last:
-            raise UsageError("--channels-last sets the I/O layout of a PyTorch (.pt2) source; drop it for this model")
+            raise UsageError("--channels-last sets the I/O layout of a PyTorch (.pt2) or ONNX source; drop it for this model")
         return model
-    require_torch(f"converting {model.name}")
-    flat = _in_child(to_float_tflite, model, quiet_native, isolated, model, options.recipe.channels_last)
+    if suffix == ONNX_SUFFIX:
+        require_onnx(f"converting {model.name}")
+        export = onnx_to_float_tflite
+    else:
+        require_torch(f"converting {model.name}")
+        export = to_float_tflite
+    flat = _in_child(export, model, quiet_native, isolated, model, options.recipe.channels_last)
     path = scratch / (model.stem + ".tflite")
     path.write_bytes(flat)
     return path

@@ -10,6 +10,8 @@ from pathlib import Path
 from edgeq.conversion.cache import versions_installed
 from edgeq.conversion.child import ChildResult
 from edgeq.conversion.options import ConvertOptions
+from edgeq.conversion.onnx import ONNX_SUFFIX
+from edgeq.conversion.onnx import versions as onnx_versions
 from edgeq.conversion.pytorch import PT2_SUFFIX, versions
 from edgeq.conversion.quantize import not_kept
 from edgeq.conversion.result import QuantizedModel
@@ -71,10 +73,13 @@ def described(result: ChildResult, model: Path, source_sha256: str, data: Path |
 
 
 def _source(result: ChildResult, model: Path, source_sha256: str, options: ConvertOptions) -> Source:
-    if model.suffix.lower() == PT2_SUFFIX:
-        exported = f"exported to a float .tflite by litert-torch ({versions()})" + (
-            ", channels-last I/O" if options.recipe.channels_last else "")
-        return Source(str(model), "pytorch", source_sha256, size_of(model), (exported,) + result.learned.rewrites)
+    suffix = model.suffix.lower()
+    if suffix in (PT2_SUFFIX, ONNX_SUFFIX):
+        exported = (f"exported to a float .tflite by {'onnx2torch and ' if suffix == ONNX_SUFFIX else ''}litert-torch "
+                    f"({onnx_versions() if suffix == ONNX_SUFFIX else versions()})"
+                    + (", channels-last I/O" if options.recipe.channels_last else ""))
+        kind = "onnx" if suffix == ONNX_SUFFIX else "pytorch"
+        return Source(str(model), kind, source_sha256, size_of(model), (exported,) + result.learned.rewrites)
     return Source(str(model), result.learned.kind, source_sha256, size_of(model), result.learned.rewrites)
 
 

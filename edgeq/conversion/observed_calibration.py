@@ -19,7 +19,7 @@ LSTM has) return None: the caller calibrates them with TensorFlow's own calibrat
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -99,20 +99,45 @@ def in_place(calibrated: bytes, shapes: list[tuple[int, ...]]) -> list[tuple[int
     return [(i, o) for i, o in pairs if i != o]
 
 
+def observe(calibrated: bytes, samples: Iterable[list[np.ndarray]], tensors: Iterable[int],
+            threads: int) -> Iterator[Callable[[Callable[[int, np.ndarray], None]], None]]:
+    """Per sample (arrays in the graph's input order), after the graph ran on it on XNNPACK: a
+    function that hands each of `tensors` (graph inputs or op outputs) and its float values to a
+    visitor. The values are views into the interpreter, valid only inside the visit."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    wanted = sorted(tensors)
+    samples = iter(samples)
+    first = next(samples, None)
+    if first is None:
+        return
+    interpreter = _shaped(Interpreter(model_content=_observer(calibrated, wanted), num_threads=threads), [np.shape(a) for a in first])
+    inputs = [detail["index"] for detail in interpreter.get_input_details()]
+    graph_inputs = {index: position for position, index in enumerate(inputs)}
+    for sample in _chain(first, samples):
+        for index, array in zip(inputs, sample):
+            interpreter.set_tensor(index, np.asarray(array, np.float32))
+        interpreter.invoke()
+
+        def visit(visitor: Callable[[int, np.ndarray], None], sample=sample) -> None:
+            for index in wanted:
+                if index in graph_inputs:
+                    visitor(index, np.asarray(sample[graph_inputs[index]], np.float32))
+                    continue
+                values = interpreter.tensor(index)()
+                visitor(index, values)
+                del values  # the interpreter refuses to run while a view of its memory is held
+
+        yield visit
+
+
 def observed_ranges(calibrated: bytes, samples: Iterable[list[np.ndarray]], threads: int) -> Ranges:
     """The min and max of every logged tensor over `samples` (arrays in the graph's input order),
     with the in-place quirk of TensorFlow's calibrator applied."""
-    from ai_edge_litert.interpreter import Interpreter
-
     logged = sorted(range_slots(calibrated))
-    samples = iter(samples)
-    first = next(samples)
-    shapes = [np.shape(a) for a in first]
-    interpreter = _shaped(Interpreter(model_content=_observer(calibrated, logged), num_threads=threads), shapes)
-    inputs = [detail["index"] for detail in interpreter.get_input_details()]
-    graph_inputs = {index: position for position, index in enumerate(inputs)}
     low = {i: np.inf for i in logged}
     high = {i: -np.inf for i in logged}
+    shapes: list[tuple[int, ...]] = []
 
     def log(index: int, values: np.ndarray) -> None:
         a, b = values.min(), values.max()
@@ -122,17 +147,13 @@ def observed_ranges(calibrated: bytes, samples: Iterable[list[np.ndarray]], thre
             a, b = np.nanmin(values), np.nanmax(values)
         low[index], high[index] = min(low[index], float(a)), max(high[index], float(b))
 
-    for sample in _chain(first, samples):
-        for index, array in zip(inputs, sample):
-            interpreter.set_tensor(index, np.asarray(array, np.float32))
-        interpreter.invoke()
-        for index in logged:
-            if index in graph_inputs:
-                log(index, np.asarray(sample[graph_inputs[index]], np.float32))
-            else:
-                values = interpreter.tensor(index)()
-                log(index, values)
-                del values
+    def shaped(samples):
+        for sample in samples:
+            shapes[:] = shapes or [np.shape(a) for a in sample]
+            yield sample
+
+    for visit in observe(calibrated, shaped(samples), logged, threads):
+        visit(log)
     true = {i: (low[i], high[i]) for i in logged}
     ranges = dict(true)
     for source, target in in_place(calibrated, shapes):

@@ -39,22 +39,38 @@ AUTO_ORDER = (Method("minmax"), Method("entropy"), Method("percentile", 99.99), 
 
 def histograms(model: bytes, samples, ranges: Ranges) -> dict[int, np.ndarray]:
     """Counts of every logged tensor's values in BINS fixed bins over its min/max, on `samples`
-    (lists of arrays in the model's input order); run with LiteRT, all tensors preserved."""
+    (lists of arrays in the model's input order): the graph on XNNPACK with those tensors as
+    outputs where it shows them all (edgeq.conversion.observed_calibration), else on the built-in
+    kernels with every tensor preserved."""
+    counts = {i: np.zeros(BINS, np.int64) for i in ranges}
+
+    def add(index: int, values: np.ndarray) -> None:
+        lo, hi = ranges[index]
+        if hi > lo:
+            counts[index] += _bin_counts(values, lo, hi)
+
+    for visit in _runs(model, samples, ranges):
+        visit(add)
+    return counts
+
+
+def _runs(model: bytes, samples, ranges: Ranges):
+    from edgeq.conversion.observed_calibration import observable, observe
+
+    if observable(model):
+        yield from observe(model, samples, ranges, threads=1)
+        return
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True,
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
     inputs = interpreter.get_input_details()
-    counts = {i: np.zeros(BINS, np.int64) for i in ranges}
     for sample in samples:
         for detail, array in zip(inputs, sample):
             interpreter.set_tensor(detail["index"], np.asarray(array, np.float32))
         interpreter.invoke()
-        for index, (lo, hi) in ranges.items():
-            if hi > lo:
-                counts[index] += _bin_counts(interpreter.get_tensor(index), lo, hi)
-    return counts
+        yield lambda visitor: [visitor(index, interpreter.get_tensor(index)) for index in ranges]
 
 
 def _bin_counts(values: np.ndarray, lo: float, hi: float) -> np.ndarray:

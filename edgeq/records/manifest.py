@@ -190,7 +190,7 @@ class Latency:
 @dataclass(frozen=True)
 class Source:
     path: str
-    kind: str  # keras | saved_model | tflite | pytorch
+    kind: str  # keras | saved_model | tflite | pytorch | onnx
     sha256: str | None = None
     bytes: int | None = None
     rewrites: tuple[str, ...] = ()

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 
+from edgeq.conversion.onnx import ONNX_SUFFIX
 from edgeq.conversion.pytorch import PT2_SUFFIX
 from edgeq.data.normalization import Resolved, Statement, resolve
 from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, SampleSource, fed_as_arrays, open_samples
@@ -133,8 +134,8 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
         float_path, float_note, int8_first = _float_tflite(reference, int8, options, manifest, Path(scratch), data, pre.preprocessing)
         result = _compare(model, reference, data, options, int8, manifest, pre, float_path, float_note, Path(scratch), accelerated,
                           int8_first)
-        if reference.suffix.lower() == PT2_SUFFIX:
-            result = replace(result, source_check=_pytorch_check(reference, float_path, data, options, pre.preprocessing, manifest))
+        if reference.suffix.lower() in (PT2_SUFFIX, ONNX_SUFFIX):
+            result = replace(result, source_check=_source_check(reference, float_path, data, options, pre.preprocessing, manifest))
     result = replace(result.with_warnings(*notes), model=str(compiled or model))
     if previous is not None:
         result = replace(result, baseline=Baseline.compare(str(options.baseline), previous, result.accuracy, result.latency, result.size))
@@ -352,23 +353,27 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
 SOURCE_CHECK_SAMPLES = 64
 
 
-def _pytorch_check(reference: Path, float_path: Path, data, options: ValidateOptions, pre: Preprocessing,
-                   manifest: Manifest | None) -> SourceCheck:
-    """The float .tflite against PyTorch itself on the first samples: the conversion's own error."""
-    from edgeq.isolation import run_isolated
+def _source_check(reference: Path, float_path: Path, data, options: ValidateOptions, pre: Preprocessing,
+                  manifest: Manifest | None) -> SourceCheck:
+    """The float .tflite against PyTorch itself, or the ONNX model in ONNX Runtime, on the first
+    samples: the conversion's own error."""
+    from edgeq.conversion.onnx import run_onnx
     from edgeq.conversion.pytorch import run_program
+    from edgeq.isolation import run_isolated
 
     ref = LiteRTRunner(float_path, options.delegate, options.threads)
     specs = [InputSpec(p.label, p.shape) for p in ref.input_ports]
     samples = list(open_samples(data, specs, pre, min(options.limit or SOURCE_CHECK_SAMPLES, SOURCE_CHECK_SAMPLES), options.seed))
-    with captured_native_stderr():
-        torch_outputs = run_isolated(run_program, reference, samples, _channels_last(manifest), what="PyTorch")
+    onnx = reference.suffix.lower() == ONNX_SUFFIX
+    runtime = "ONNX Runtime" if onnx else "PyTorch"
+    torch_outputs = run_isolated(quietly, run_onnx if onnx else run_program, reference, samples, _channels_last(manifest),
+                                 what=runtime)
     names = [p.label for p in ref.output_ports]
     scorer = Scorer(names, ["values"] * len(names))
     for sample, want in zip(samples, torch_outputs):
         scorer.add([w.reshape(p.shape) for w, p in zip(want, ref.output_ports)], ref.run(sample), None)
     scores = scorer.result()
-    return SourceCheck(f"PyTorch ({reference.name})", len(samples), scores.outputs, scores.worst_sqnr_db)
+    return SourceCheck(f"{runtime} ({reference.name})", len(samples), scores.outputs, scores.worst_sqnr_db)
 
 
 def _channels_last(manifest: Manifest | None) -> bool:
@@ -490,7 +495,7 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
         converting = pool.submit(_converted_reference, reference, int8, options, manifest, scratch)
         samples = _samples(int8, data, options, pre)
         spill = Spill(scratch, len(samples))
-        int8_runs(samples, int8, options.jobs, spill)
+        int8_runs(samples, int8, max(1, options.jobs - 1), spill)  # one core stays the converting child's: it is the longer
         path, note = converting.result()
     if cache is not None:
         cache.store("reference", key, {"described": note}, {"tflite": path.read_bytes()})
@@ -499,6 +504,14 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
 
 def _converted_reference(reference: Path, int8: LiteRTRunner, options: ValidateOptions, manifest: Manifest | None,
                          scratch: Path) -> tuple[Path, str]:
+    if reference.suffix.lower() == ONNX_SUFFIX:
+        from edgeq.conversion.onnx import require_onnx, to_float_tflite, versions
+        from edgeq.isolation import run_isolated
+
+        require_onnx(f"an ONNX reference ({reference.name})")
+        path = scratch / (reference.stem + "_float.tflite")
+        path.write_bytes(run_isolated(quietly, to_float_tflite, reference, _channels_last(manifest), what="onnx2torch and litert-torch"))
+        return path, f"converted from {reference.name} to float TFLite by onnx2torch and litert-torch ({versions()})"
     if reference.suffix.lower() == PT2_SUFFIX:
         from edgeq.isolation import run_isolated
         from edgeq.conversion.pytorch import require_torch, to_float_tflite, versions
