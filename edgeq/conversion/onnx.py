@@ -17,9 +17,10 @@ import numpy as np
 from edgeq.errors import ModelError, UsageError
 
 ONNX_SUFFIX = ".onnx"
-NEEDED = ("onnx", "onnx2torch", "onnxruntime", "torch", "litert_torch")
+NEEDED = ("onnx", "onnx2torch", "onnxruntime", "torch", "litert_torch")  # torchvision: see _onnx2torch
 INSTALL = "pip install 'edgeq[onnx]' (torch's CPU build first, as for 'edgeq[torch]')"
 FLOAT = 1  # onnx.TensorProto.FLOAT
+FALLBACK_OPSET = 17  # onnx2torch 1.5.15 has converters up to here (Constant-19 and others after it are missing)
 
 
 def require_onnx(what: str) -> None:
@@ -59,32 +60,93 @@ def input_shapes(path: Path) -> list[tuple[str, tuple[int, ...]]]:
     return shapes
 
 
+def _onnx2torch():
+    """onnx2torch's convert. onnx2torch imports torchvision for two converters only
+    (NonMaxSuppression, RoiAlign: ops no int8 TFLite graph takes). Where torchvision does not load
+    beside this torch (PyPI's torchvision is built against torch's CUDA build: "operator
+    torchvision::nms does not exist" beside the CPU build), a stand-in takes its place in this
+    child process, and a model with those ops is refused by name."""
+    import sys
+    import types
+
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - any failure to load it
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+
+        def missing(*args, **kwargs):
+            raise ModelError("the model has NonMaxSuppression or RoiAlign, which need torchvision (it does not load beside "
+                             "this torch) and which no int8 TFLite graph takes; cut the model before them")
+
+        ops = types.ModuleType("torchvision.ops")
+        ops.nms = ops.roi_align = ops.box_convert = missing
+        stand_in = types.ModuleType("torchvision")
+        stand_in.ops = ops
+        sys.modules.update({"torchvision": stand_in, "torchvision.ops": ops})
+    from onnx2torch import convert
+
+    return convert
+
+
 def _module(path: Path) -> tuple[Any, tuple]:
     """The ONNX graph as a torch module (onnx2torch), and zero inputs of its shapes."""
     import onnx
     import torch
-    from onnx2torch import convert
 
+    convert = _onnx2torch()
+    model = onnx.load(str(path))
     try:
-        module = convert(onnx.load(str(path)))
+        module = convert(model)
+    except NotImplementedError:  # an op version newer than onnx2torch's converters: the same graph at an older opset
+        try:
+            module = convert(onnx.version_converter.convert_version(model, FALLBACK_OPSET))
+        except Exception as exc:  # noqa: BLE001 - an op onnx2torch does not take at any version
+            raise ModelError(f"{path}: onnx2torch cannot convert it, at its opset or at {FALLBACK_OPSET} ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:300]})") from None
     except Exception as exc:  # noqa: BLE001 - an op onnx2torch does not take
         raise ModelError(f"{path}: onnx2torch cannot convert it ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
     return module.eval(), tuple(torch.zeros(shape) for _, shape in input_shapes(path))
 
 
+def output_names(path: Path) -> list[str]:
+    import onnx
+
+    return [value.name for value in onnx.load(str(path), load_external_data=False).graph.output]
+
+
 def to_float_tflite(path: Path, channels_last: bool) -> bytes:
-    """The ONNX model as a float .tflite: onnx2torch, then torch.export and litert-torch."""
+    """The ONNX model as a float .tflite (onnx2torch, then litert-torch), its signature keyed by
+    the ONNX input and output names; `channels_last`: its 4-D inputs taken as NHWC."""
+    import tempfile
+
+    import litert_torch
     import torch
 
-    from edgeq.conversion.pytorch import module_to_tflite
-
     module, args = _module(path)
-    try:
-        program = torch.export.export(module, args)
-    except Exception as exc:  # noqa: BLE001 - the module onnx2torch built does not trace
-        raise ModelError(f"{path}: torch.export cannot trace onnx2torch's module ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:300]})") from None
-    return module_to_tflite(program.module(), args, channels_last)
+    inputs, outputs = [name for name, _ in input_shapes(path)], output_names(path)
+
+    class Named(torch.nn.Module):
+        """The module with the ONNX graph's names: inputs by keyword, outputs as a dict."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, **feeds):
+            given = [feeds[n].permute(0, 3, 1, 2) if channels_last and feeds[n].dim() == 4 else feeds[n] for n in inputs]
+            got = self.inner(*given)
+            return dict(zip(outputs, got if isinstance(got, (tuple, list)) else (got,)))
+
+    feeds = {n: a.permute(0, 2, 3, 1) if channels_last and a.dim() == 4 else a for n, a in zip(inputs, args)}
+    with tempfile.TemporaryDirectory(prefix="edgeq-onnx-") as scratch:
+        out = Path(scratch) / "float.tflite"
+        try:
+            litert_torch.convert(Named().eval(), (), feeds).export(str(out))
+        except Exception as exc:  # noqa: BLE001 - the module onnx2torch built does not export
+            raise ModelError(f"{path}: litert-torch cannot export onnx2torch's module ({type(exc).__name__}: "
+                             f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''})") from None
+        return out.read_bytes()
 
 
 def run_onnx(path: Path, samples: list[list[np.ndarray]], channels_last: bool) -> list[list[np.ndarray]]:

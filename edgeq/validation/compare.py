@@ -541,7 +541,8 @@ def float_tflite_of(reference: Path, signature: str, shapes: list[str], code) ->
 
 
 def quietly(function, *args):
-    """`function(*args)` with the native chatter of TensorFlow, torch or litert-torch captured: run
-    in the converting child, so the parent's own progress on stderr goes on meanwhile."""
-    with captured_native_stderr():
+    """`function(*args)` with the chatter of TensorFlow, torch or litert-torch (stderr, and stdout,
+    where litert-torch prints its progress) captured: run in the converting child, so the parent's
+    own progress goes on meanwhile."""
+    with captured_native_stderr(stdout=True):
         return function(*args)

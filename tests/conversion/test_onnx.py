@@ -1,0 +1,71 @@
+"""ONNX in: a MobileNet-style PyTorch net exported with torch.onnx.export, converted through
+onnx2torch and litert-torch to strict int8 with the ONNX names as its signature keys, and validated
+against the ONNX file itself in ONNX Runtime."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from prerequisites import require
+
+pytestmark = [pytest.mark.tf, pytest.mark.torch]
+
+
+@pytest.fixture(scope="module")
+def onnx_net(tmp_path_factory):
+    """Conv-BN-ReLU6, depthwise, pointwise, pooled, a linear head and SOFTMAX, exported by
+    PyTorch's TorchScript exporter at its default opset (19: onnx2torch 1.5.15 lacks some of its
+    op versions, so edgeq converts the graph to opset 17 first)."""
+    require(all(importlib.util.find_spec(m) is not None for m in ("torch", "litert_torch", "onnx", "onnx2torch", "onnxruntime")),
+            "needs torch, litert-torch, onnx, onnx2torch and onnxruntime: pip install 'edgeq[onnx]' (make test does)")
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
+                        nn.ReLU6(), nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5),
+                        nn.Softmax(dim=1)).eval()
+    folder = tmp_path_factory.mktemp("onnx")
+    path = folder / "net.onnx"
+    torch.onnx.export(net, (torch.rand(1, 3, 24, 24),), str(path), input_names=["image"], output_names=["probs"], dynamo=False,
+                      dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}})
+    rng = np.random.default_rng(0)
+    np.save(folder / "calib.npy", rng.uniform(0, 1, (48, 1, 3, 24, 24)).astype(np.float32))
+    np.save(folder / "val.npy", rng.uniform(0, 1, (24, 1, 3, 24, 24)).astype(np.float32))
+    return path
+
+
+def test_an_onnx_file_converts_to_strict_int8_and_validates_against_onnx_runtime(onnx_net, tmp_path, cli):
+    from ai_edge_litert.interpreter import Interpreter
+
+    folder = onnx_net.parent
+    out = tmp_path / "net_int8.tflite"
+    code, _, err = cli("convert", onnx_net, "--data", folder / "calib.npy", "-o", out)
+    assert code == 0, err
+    manifest = json.loads(out.with_name("net_int8.edgeq.json").read_text())
+    assert manifest["source"]["kind"] == "onnx" and not manifest["float_ops"]
+    assert any("onnx2torch" in note for note in manifest["source"]["rewrites"])
+    assert Interpreter(str(out)).get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["probs"]}}
+    code, _, err = cli("validate", out, "-r", onnx_net, "-d", folder / "val.npy", "--runs", "3", "--json", tmp_path / "v.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "v.json").read_text())
+    check = result["source_check"]
+    assert check["reference"] == "ONNX Runtime (net.onnx)" and check["samples"] == 24
+    assert check["worst_sqnr_db"] > 60  # the float .tflite is the ONNX model to float rounding
+    assert 20 < result["worst_sqnr_db"] < check["worst_sqnr_db"]  # the quantization's error, reported apart
+
+
+def test_a_symbolic_dimension_other_than_the_batch_is_one_line(onnx_net, tmp_path, cli):
+    import onnx
+
+    model = onnx.load(str(onnx_net))
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
+    dynamic = tmp_path / "dynamic.onnx"
+    onnx.save(model, str(dynamic))
+    code, _, err = cli("convert", dynamic, "--data", onnx_net.parent / "calib.npy", "-o", tmp_path / "m.tflite")
+    assert code == 2 and "symbolic dimension 'height' at axis 2" in err and "Traceback" not in err
+    assert not (tmp_path / "m.tflite").exists()
