@@ -95,18 +95,44 @@ def _module(path: Path) -> tuple[Any, tuple]:
     import torch
 
     convert = _onnx2torch()
-    model = onnx.load(str(path))
-    try:
-        module = convert(model)
-    except NotImplementedError:  # an op version newer than onnx2torch's converters: the same graph at an older opset
+    model = _weights_constant(onnx.load(str(path)))
+    failures = []
+    for name, variant in (("as given", lambda: model), ("constants folded", lambda: _folded(model)),
+                          (f"at opset {FALLBACK_OPSET}", lambda: onnx.version_converter.convert_version(_folded(model), FALLBACK_OPSET))):
         try:
-            module = convert(onnx.version_converter.convert_version(model, FALLBACK_OPSET))
-        except Exception as exc:  # noqa: BLE001 - an op onnx2torch does not take at any version
-            raise ModelError(f"{path}: onnx2torch cannot convert it, at its opset or at {FALLBACK_OPSET} ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:300]})") from None
-    except Exception as exc:  # noqa: BLE001 - an op onnx2torch does not take
-        raise ModelError(f"{path}: onnx2torch cannot convert it ({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from None
-    return module.eval(), tuple(torch.zeros(shape) for _, shape in input_shapes(path))
+            return convert(variant()).eval(), tuple(torch.zeros(shape) for _, shape in input_shapes(path))
+        except Exception as exc:  # noqa: BLE001 - an op or a form onnx2torch does not take
+            failures.append(f"{name}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}")
+    raise ModelError(f"{path}: onnx2torch cannot convert it ({'; '.join(failures)})")
+
+
+def _weights_constant(model):
+    """Initializers that IR 3 files also list as graph inputs (overridable there) made plain weights."""
+    weights = {i.name for i in model.graph.initializer}
+    graph_inputs = [value for value in model.graph.input if value.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(graph_inputs)
+    model.ir_version = max(model.ir_version, 4)
+    return model
+
+
+def _folded(model):
+    """The graph with its constant subgraphs folded into weights (ONNX Runtime's basic, standard-op
+    optimizations), for files whose weights come from nodes (ConstantOfShape, Constant) where
+    onnx2torch wants initializers; shapes inferred, since onnx2torch reads ranks from them."""
+    import tempfile
+
+    import onnx
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory(prefix="edgeq-onnx-") as scratch:
+        given, folded = Path(scratch) / "given.onnx", Path(scratch) / "folded.onnx"
+        onnx.save(model, str(given))
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        onnxruntime.InferenceSession(str(given), options, providers=["CPUExecutionProvider"])
+        return onnx.shape_inference.infer_shapes(onnx.load(str(folded)))
 
 
 def output_names(path: Path) -> list[str]:
