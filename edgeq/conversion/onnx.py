@@ -100,10 +100,45 @@ def _module(path: Path) -> tuple[Any, tuple]:
     for name, variant in (("as given", lambda: model), ("constants folded", lambda: _folded(model)),
                           (f"at opset {FALLBACK_OPSET}", lambda: onnx.version_converter.convert_version(_folded(model), FALLBACK_OPSET))):
         try:
-            return convert(variant()).eval(), tuple(torch.zeros(shape) for _, shape in input_shapes(path))
+            return _static_reshapes(convert(variant())).eval(), tuple(torch.zeros(shape) for _, shape in input_shapes(path))
         except Exception as exc:  # noqa: BLE001 - an op or a form onnx2torch does not take
             failures.append(f"{name}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}")
     raise ModelError(f"{path}: onnx2torch cannot convert it ({'; '.join(failures)})")
+
+
+def _static_reshapes(module):
+    """onnx2torch's Reshape reads its target shape from a tensor at run time, a data-dependent
+    shape torch.export refuses ("Could not guard on data-dependent expression"). Where that tensor
+    is a weight of the module, the reshape takes it as fixed numbers instead: the same result."""
+    import torch
+    from onnx2torch.node_converters.reshape import OnnxReshape
+
+    class FixedReshape(torch.nn.Module):
+        def __init__(self, shape: tuple[int, ...]) -> None:
+            super().__init__()
+            self.shape = shape
+
+        def forward(self, x):
+            return torch.reshape(x, [x.shape[i] if d == 0 else d for i, d in enumerate(self.shape)])  # ONNX: 0 keeps the dim
+
+    changed = False
+    for node in module.graph.nodes:
+        if node.op != "call_module" or not isinstance(module.get_submodule(node.target), OnnxReshape) or len(node.args) < 2:
+            continue
+        shape = node.args[1]
+        if getattr(shape, "op", None) != "get_attr":
+            continue
+        value = module
+        for part in shape.target.split("."):
+            value = getattr(value, part)
+        parent, _, name = node.target.rpartition(".")
+        setattr(module.get_submodule(parent) if parent else module, name, FixedReshape(tuple(int(d) for d in value.tolist())))
+        node.args = (node.args[0],)
+        changed = True
+    if changed:
+        module.graph.eliminate_dead_code()
+        module.recompile()
+    return module
 
 
 def _weights_constant(model):

@@ -17,17 +17,21 @@ pytestmark = [pytest.mark.tf, pytest.mark.torch]
 
 @pytest.fixture(scope="module")
 def onnx_net(tmp_path_factory):
-    """Conv-BN-ReLU6, depthwise, pointwise, pooled, a linear head and SOFTMAX, exported by
-    PyTorch's TorchScript exporter at its default opset (19: onnx2torch 1.5.15 lacks some of its
+    """Conv-BN-ReLU6, depthwise, pointwise, pooled, reshaped, a linear head and SOFTMAX, exported
+    by PyTorch's TorchScript exporter at its default opset (19: onnx2torch 1.5.15 lacks some of its
     op versions, so edgeq converts the graph to opset 17 first)."""
     require(all(importlib.util.find_spec(m) is not None for m in ("torch", "litert_torch", "onnx", "onnx2torch", "onnxruntime")),
             "needs torch, litert-torch, onnx, onnx2torch and onnxruntime: pip install 'edgeq[onnx]' (make test does)")
     import torch
     from torch import nn
 
+    class Flat(nn.Module):  # exported as Reshape with a constant shape, which onnx2torch reads at run time
+        def forward(self, x):
+            return x.reshape(1, -1)
+
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
-                        nn.ReLU6(), nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5),
+                        nn.ReLU6(), nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), Flat(), nn.Linear(16, 5),
                         nn.Softmax(dim=1)).eval()
     folder = tmp_path_factory.mktemp("onnx")
     path = folder / "net.onnx"
