@@ -141,7 +141,7 @@ def planted_import(tmp_path: Path, importer: str, imported: str, check) -> tuple
 
 # What validation/ may take from conversion/: framework services (a source loaded, a reference
 # converted to float TFLite, the isolated child, the cache, the per-layer debugger), never records.
-FRAMEWORK_SERVICES = {"edgeq.conversion.pytorch", "edgeq.conversion.debugger",
+FRAMEWORK_SERVICES = {"edgeq.conversion.pytorch", "edgeq.conversion.onnx", "edgeq.conversion.debugger",
                       "edgeq.conversion.cache", "edgeq.conversion.source"}
 READERS = ("edgeq.report", "edgeq.packaging", "edgeq.cli.inspect", "edgeq.cli.report")
 

@@ -21,6 +21,7 @@ from edgeq.speed import speedup
 from edgeq.tflite.rewrites import REWRITES, rewrite
 
 ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
+FLOAT = "float"  # the float model's name among the timed ones
 SETTLED = 3  # p50s this many spreads apart: a verdict more rounds would not change
 BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}
 TIE = 1.05  # a candidate that stays all int8 wins against float ops this close in p50  # at float I/O: XNNPACK takes them; they split nothing
@@ -40,7 +41,7 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
     spread, where more rounds could not change the verdict."""
     with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
         runners = {}
-        for name, data in {"float": float_model, **models}.items():
+        for name, data in {FLOAT: float_model, **models}.items():
             path = Path(scratch) / f"{len(runners)}.tflite"
             path.write_bytes(data)
             runners[name] = LiteRTRunner(path, "xnnpack", 1)
@@ -58,10 +59,10 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
                     times[name] += runner.time(sample, 1, per_round).samples_ms
                     continue
                 times[name] += remote.measure(runner.path, [a[None] for a in runner.quantize_inputs(sample)], 1, per_round).samples_ms
-            if settle and done >= 2 and all(_settled(times[name], times["float"]) for name in models):
+            if settle and done >= 2 and all(_settled(times[name], times[FLOAT]) for name in models):
                 break
         timed = {name: InvokeTimes.of(t, 2, 1) for name, t in times.items()}
-        return timed.pop("float"), {name: (timed[name], runners[name]) for name in models}
+        return timed.pop(FLOAT), {name: (timed[name], runners[name]) for name in models}
 
 
 def _settled(a: list[float], b: list[float]) -> bool:
