@@ -234,13 +234,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--validate-images", type=int, default=2000)
-    parser.add_argument("--only", choices=("device_memory",), help="re-measure one section; the others stay those of speed.json")
+    parser.add_argument("--only", choices=("device_memory", "validate"), help="re-measure one section; the others stay those of speed.json")
     args = parser.parse_args()
     os.environ["EDGEQ_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgeq-bench-cache-")
     started = time.time()
     if args.only:
         results = json.loads((ROOT / "benchmarks" / "speed.json").read_text())
-        results[args.only] = bench_device_memory((500, 5000))
+        if args.only == "validate":
+            model, validation = make_model("MobileNetV2", 224), make_images(WORK / "images224_2000", 2000, 224)
+            results[args.only] = bench_validate(model, WORK / "speed_edgeq_default.tflite", validation, args.validate_images)
+        else:
+            results[args.only] = bench_device_memory((500, 5000))
         results.setdefault("partial_reruns", []).append({"date": time.strftime("%Y-%m-%d %H:%M"), "section": args.only})
         _write(results)
         return

@@ -32,22 +32,11 @@ from edgeq.tflite.signatures import calibrator_order  # noqa: E402
 
 
 def onet() -> Path:
-    path = W / "onet.keras"
-    if not path.exists():
-        import keras
-        from keras import layers as L
-        from mtcnn.utils.tensorflow import load_weights
+    """MTCNN's ONet with mtcnn 1.0.0's weights, as the recipe trial builds it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from recipe_reproduces import onet as built
 
-        image = keras.Input((48, 48, 3), name="image")
-        x = image
-        for filters, kernel, pool, stride, padding in ((32, 3, 3, 2, "same"), (64, 3, 3, 2, "valid"), (64, 3, 2, 2, "same")):
-            x = L.MaxPooling2D(pool, stride, padding=padding)(L.PReLU(shared_axes=[1, 2])(L.Conv2D(filters, kernel)(x)))
-        x = L.PReLU(shared_axes=[1, 2])(L.Conv2D(128, 2)(x))
-        x = L.PReLU()(L.Dense(256)(L.Flatten()(L.Permute((2, 1, 3))(x))))
-        model = keras.Model(image, [L.Dense(4)(x), L.Dense(10)(x), L.Dense(2, activation="softmax")(x)])
-        model.set_weights(load_weights("onet.lz4"))
-        model.save(path)
-    return path
+    return built()
 
 
 def gratings(n: int, size: int, seed: int) -> list[np.ndarray]:

@@ -176,16 +176,25 @@ def output_names(path: Path) -> list[str]:
     return [value.name for value in onnx.load(str(path), load_external_data=False).graph.output]
 
 
+def _key(name: str) -> str:
+    """An ONNX name as a signature key: litert-torch traces keyword inputs, so an identifier
+    ("gpu_0/data_0" becomes gpu_0_data_0)."""
+    import re
+
+    key = re.sub(r"\W", "_", name)
+    return key if key and not key[0].isdigit() else f"_{key}"
+
+
 def to_float_tflite(path: Path, channels_last: bool) -> bytes:
     """The ONNX model as a float .tflite (onnx2torch, then litert-torch), its signature keyed by
-    the ONNX input and output names; `channels_last`: its 4-D inputs taken as NHWC."""
+    the ONNX input and output names (as identifiers); `channels_last`: its 4-D inputs taken as NHWC."""
     import tempfile
 
     import litert_torch
     import torch
 
     module, args = _module(path)
-    inputs, outputs = [name for name, _ in input_shapes(path)], output_names(path)
+    inputs, outputs = [_key(name) for name, _ in input_shapes(path)], [_key(name) for name in output_names(path)]
 
     class Named(torch.nn.Module):
         """The module with the ONNX graph's names: inputs by keyword, outputs as a dict."""
