@@ -205,7 +205,7 @@ def markdown(r: dict) -> str:
         f"{val['runs']['plain_script']['seconds']} s / {val['runs']['edgeq_cold']['seconds']} s = **{val['plain_over_edgeq_cold']}×** | ≥ 1.5× |",
         f"| the same with the float reference from the cache | {val['runs']['plain_script']['seconds']} s / "
         f"{val['runs']['edgeq_reference_cached']['seconds']} s = **{val['plain_over_edgeq_reference_cached']}×** "
-        f"({val['cached_over_two_core_limit']}× the two-core limit, the plain loop / 2) | ≥ 2.3× |",
+        f"(edgeq's time is {val['cached_over_two_core_limit']}× the plain script's time / 2) | ≥ 2.3× |",
         f"| validate: agreement plain / edgeq; SQNR plain / edgeq | {val['agreement']['plain']:.4f} / {val['agreement']['edgeq']:.4f}; "
         f"{val['sqnr_db']['plain']} / {val['sqnr_db']['edgeq']} dB | equal |",
         f"| peak RSS of validate `--device local`, {mem['counts'][0]} / {mem['counts'][1]} samples (8x8 inputs) | "
@@ -215,6 +215,9 @@ def markdown(r: dict) -> str:
         "edgeq's first-run phases (its manifest's `timings`, seconds): "
         + ", ".join(f"{k} {v}" for k, v in f["edgeq_phases_s"].items()) + ".",
     ]
+    if r.get("partial_reruns"):
+        lines += ["", "Re-measured alone afterwards with `--only SECTION` (each ratio still from one run of its own): "
+                  + ", ".join(f"{run['section']} ({run['date']})" for run in r["partial_reruns"]) + "."]
     return "\n".join(lines)
 
 
