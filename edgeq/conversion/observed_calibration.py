@@ -25,6 +25,10 @@ import numpy as np
 
 from edgeq.conversion.parallel_calibration import Ranges, range_slots, write_ranges
 
+# TensorFlow's logger starts each max at std::numeric_limits<float>::min(), the smallest positive
+# float, so an all-negative tensor's max is recorded as 1.2e-38, not its own max (MediaPipe's face
+# detector: classificator_8's range is [-7.06, 1.2e-38]); kept, as the quantizer's input
+SMALLEST_MAX = float(np.finfo(np.float32).tiny)
 STATEFUL_OPS = frozenset({"LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
                           "BIDIRECTIONAL_SEQUENCE_RNN", "RNN", "SVDF", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE",
                           "CALL_ONCE", "WHILE", "IF", "CUSTOM"})
@@ -136,7 +140,7 @@ def observed_ranges(calibrated: bytes, samples: Iterable[list[np.ndarray]], thre
     with the in-place quirk of TensorFlow's calibrator applied."""
     logged = sorted(range_slots(calibrated))
     low = {i: np.inf for i in logged}
-    high = {i: -np.inf for i in logged}
+    high = {i: SMALLEST_MAX for i in logged}
     shapes: list[tuple[int, ...]] = []
 
     def log(index: int, values: np.ndarray) -> None:

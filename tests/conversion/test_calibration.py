@@ -88,6 +88,23 @@ def test_xnnpack_calibration_gives_tensorflows_ranges(residual, samples):
     assert observed_ranges(once, samples, threads=1) == observed_ranges(once, samples, threads=2)  # threads change nothing
 
 
+def test_an_all_negative_tensor_gets_tensorflows_max(samples):
+    """TensorFlow's logger starts every max at the smallest positive float: a tensor below zero
+    everywhere is recorded up to 1.2e-38, and so it is here."""
+    import keras
+
+    from edgeq.conversion.observed_calibration import calibrated_on_xnnpack
+
+    keras.utils.set_random_seed(4)
+    x = keras.Input((8, 8, 1), batch_size=1)
+    negative = keras.layers.Rescaling(-1.0, offset=-0.5)(keras.layers.Dense(4, activation="relu")(keras.layers.Flatten()(x)))
+    model = keras.Model(x, negative)  # the graph's output: nothing folds the MUL and ADD away
+    serial = read_ranges(_calibrate_model(model, samples))
+    ours = read_ranges(calibrated_on_xnnpack(_calibrate_model(model, samples[:1]), samples, threads=1))
+    assert any(lo < 0 and 0 < hi < 1e-37 for lo, hi in serial.values())  # the quirk is there
+    assert max(_relative_differences(ours, serial).values()) < 1e-5
+
+
 def _own_range(model: bytes, samples, index: int) -> tuple[float, float]:
     """The tensor's own values' range, every tensor kept (no buffer shared)."""
     import numpy as np
