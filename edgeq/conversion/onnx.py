@@ -94,13 +94,14 @@ def _module(path: Path) -> tuple[Any, tuple]:
     import onnx
     import torch
 
+    shapes = input_shapes(path)  # a file edgeq cannot feed is refused before any conversion
     convert = _onnx2torch()
     model = _weights_constant(onnx.load(str(path)))
     failures = []
     for name, variant in (("as given", lambda: model), ("constants folded", lambda: _folded(model)),
                           (f"at opset {FALLBACK_OPSET}", lambda: onnx.version_converter.convert_version(_folded(model), FALLBACK_OPSET))):
         try:
-            return _static_reshapes(convert(variant())).eval(), tuple(torch.zeros(shape) for _, shape in input_shapes(path))
+            return _static_reshapes(convert(variant())).eval(), tuple(torch.zeros(shape) for _, shape in shapes)
         except Exception as exc:  # noqa: BLE001 - an op or a form onnx2torch does not take
             failures.append(f"{name}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}")
     raise ModelError(f"{path}: onnx2torch cannot convert it ({'; '.join(failures)})")
