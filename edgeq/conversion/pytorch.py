@@ -70,13 +70,9 @@ def _images(args: tuple) -> list[int]:
 def to_float_tflite(path: Path, channels_last: bool) -> bytes:
     """The .pt2 as a float .tflite from litert-torch; `channels_last`: its 4-D inputs as NHWC
     (litert-torch's to_channel_last_io), so image folders and NHWC app code feed it."""
-    return module_to_tflite(*_program(path), channels_last)
-
-
-def module_to_tflite(module: Any, args: tuple, channels_last: bool) -> bytes:
-    """A torch module as a float .tflite from litert-torch, traced on `args`."""
     import litert_torch
 
+    module, args = _program(path)
     if channels_last:
         images = _images(args)
         module = litert_torch.to_channel_last_io(module, args=images)
