@@ -29,15 +29,18 @@ def require_onnx(what: str) -> None:
         raise UsageError(f"{what} needs {', '.join(missing)}, which this install lacks: {INSTALL}")
 
 
-def input_shapes(path: Path) -> list[tuple[str, tuple[int, ...]]]:
-    """Each graph input's name and shape; a symbolic first dimension (the batch) is 1, any other
-    symbolic dimension is the user's to fix in the file."""
+def _load(path: Path):
     import onnx
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - a foreign or damaged file
         raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+
+
+def input_shapes(model, path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    """Each graph input's name and shape in `model` (loaded from `path`); a symbolic first
+    dimension (the batch) is 1, any other symbolic dimension is the user's to fix in the file."""
     initializers = {i.name for i in model.graph.initializer}
     shapes = []
     for value in model.graph.input:
@@ -89,19 +92,22 @@ def _onnx2torch():
     return convert
 
 
-def _module(path: Path) -> tuple[Any, tuple]:
-    """The ONNX graph as a torch module (onnx2torch), and zero inputs of its shapes."""
+def _module(path: Path) -> tuple[Any, tuple, list[str], list[str]]:
+    """The ONNX graph as a torch module (onnx2torch), zero inputs of its shapes, and the names of
+    its inputs and outputs; the file is read once."""
     import onnx
     import torch
 
-    shapes = input_shapes(path)  # a file edgeq cannot feed is refused before any conversion
+    model = _load(path)
+    shapes = input_shapes(model, path)  # a file edgeq cannot feed is refused before any conversion
+    names = ([name for name, _ in shapes], [value.name for value in model.graph.output])
     convert = _onnx2torch()
-    model = _weights_constant(onnx.load(str(path)))
+    model = _weights_constant(model)
     failures = []
     for name, variant in (("as given", lambda: model), ("constants folded", lambda: _folded(model)),
                           (f"at opset {FALLBACK_OPSET}", lambda: onnx.version_converter.convert_version(_folded(model), FALLBACK_OPSET))):
         try:
-            return _static_reshapes(convert(variant())).eval(), tuple(torch.zeros(shape) for _, shape in shapes)
+            return (_static_reshapes(convert(variant())).eval(), tuple(torch.zeros(shape) for _, shape in shapes), *names)
         except Exception as exc:  # noqa: BLE001 - an op or a form onnx2torch does not take
             failures.append(f"{name}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}")
     raise ModelError(f"{path}: onnx2torch cannot convert it ({'; '.join(failures)})")
@@ -171,12 +177,6 @@ def _folded(model):
         return onnx.shape_inference.infer_shapes(onnx.load(str(folded)))
 
 
-def output_names(path: Path) -> list[str]:
-    import onnx
-
-    return [value.name for value in onnx.load(str(path), load_external_data=False).graph.output]
-
-
 def _key(name: str) -> str:
     """An ONNX name as a signature key: litert-torch traces keyword inputs, so an identifier
     ("gpu_0/data_0" becomes gpu_0_data_0)."""
@@ -194,8 +194,8 @@ def to_float_tflite(path: Path, channels_last: bool) -> bytes:
     import litert_torch
     import torch
 
-    module, args = _module(path)
-    inputs, outputs = [_key(name) for name, _ in input_shapes(path)], [_key(name) for name in output_names(path)]
+    module, args, input_names, output_names = _module(path)
+    inputs, outputs = [_key(name) for name in input_names], [_key(name) for name in output_names]
 
     class Named(torch.nn.Module):
         """The module with the ONNX graph's names: inputs by keyword, outputs as a dict."""
@@ -225,7 +225,7 @@ def run_onnx(path: Path, samples: list[list[np.ndarray]], channels_last: bool) -
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [name for name, _ in input_shapes(path)]
+    names = [name for name, _ in input_shapes(_load(path), path)]
     outputs = []
     for sample in samples:
         feeds = {n: np.ascontiguousarray(a.transpose(0, 3, 1, 2) if channels_last and a.ndim == 4 else a)
