@@ -52,7 +52,7 @@ def convert(
     min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Budget: worst output SQNR at least DB."),
     max_float_layers: Optional[int] = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
     calibration: str = typer.Option("minmax", "--calibration", help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data)."),
-    refine: str = typer.Option("none", "--refine", help="none | bias: take each layer's weight-rounding shift out of its int32 bias (measured on the calibration samples) | auto: keep that only where held-back samples say it is better."),
+    refine: str = typer.Option("none", "--refine", help="none | bias: take each layer's weight-rounding shift out of its int32 bias (measured on the calibration samples) | rounding: round each int8 weight up or down to fit the float layer's output, refitting the bias | auto: keep the best of these and the model as converted on held-back samples."),
     feedback: list[str] = typer.Option([], "--feedback", show_default=False, help="OUT=IN: a stateful model; the budget judges --eval-data streamed in order, each model feeding its own OUT back as the next step's IN (repeatable)."),
     output_role: list[str] = typer.Option([], "--output-role", show_default=False, help="KEY=classes|sequence|ctc:BLANK|score|values: what an output is, for the budget (e.g. a logits output without SOFTMAX is classes); repeatable."),
     optimize: Optional[str] = typer.Option(None, "--optimize", show_default=False, help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower (within the budget)."),

@@ -19,6 +19,7 @@ from edgeq.isolation import step
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, resolve_keep_float, tf_type
 from edgeq.conversion.refine import bias_corrected
+from edgeq.conversion.rounding import rounded
 from edgeq.conversion.source import KerasCode, load_source, stated_scaling
 from edgeq.data.normalization import given_flags, resolve
 from edgeq.data.read_ahead import read_ahead
@@ -131,22 +132,38 @@ HELD_BACK = 16  # --refine auto: of those, the last ones judge instead
 
 
 def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data: Path) -> tuple[bytes, Refinement]:
-    """--refine bias: the corrected model. auto: corrected on the first samples, then kept only if
-    its worst-output SQNR against the calibrated float graph on held-back samples is higher."""
+    """--refine bias|rounding: the refined model. auto: bias and rounding each fitted on the first
+    samples, and the best of them and the model as converted kept by worst-output SQNR against the
+    calibrated float graph on held-back samples."""
     from edgeq.conversion.latency import sqnr_scorer
 
     order = calibrator_order(parse_tflite(model), [p.name for p in specs])
     samples = [[s[k] for k in order] for s in options.recipe.open(data, list(specs), min(options.recipe.samples, REFINE_SAMPLES))]
-    if options.recipe.refine == "bias" or len(samples) <= HELD_BACK:
-        corrected, record = bias_corrected(quantized, model, samples)
-        return corrected, replace(record, method="bias")
-    corrected, record = bias_corrected(quantized, model, samples[:-HELD_BACK])
+    threads = options.calibration_jobs(cores(), len(model))
+    if options.recipe.refine != "auto":
+        return _refinement(options.recipe.refine, quantized, model, samples, threads)
+    if len(samples) <= HELD_BACK:
+        raise UsageError(f"--refine auto judges on {HELD_BACK} held-back calibration samples and needs more than that; "
+                         f"{len(samples)} given: give more samples or choose --refine bias or rounding")
     score = sqnr_scorer(model, samples[-HELD_BACK:])
-    before, after = score(quantized)[0], score(corrected)[0]
-    kept = after is not None and (before is None or after > before)
-    judged = (f"auto: worst-output SQNR on {HELD_BACK} held-back calibration samples {before} dB as converted, {after} dB "
-               f"corrected: {'kept the correction' if kept else 'kept the model as converted'}")
-    return (corrected if kept else quantized), replace(record, method="bias" if kept else "none", judged=judged)
+    candidates = [(quantized, Refinement("none", 0, 0, 0.0))]
+    candidates += [_refinement(m, quantized, model, samples[:-HELD_BACK], threads) for m in ("bias", "rounding")]
+    scores = [score(m)[0] for m, _ in candidates]
+    best = max(range(len(candidates)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
+    kept, record = candidates[best]
+    shown = ", ".join(f"{r.method if r.method != 'none' else 'as converted'} {s if s is not None else 'no figure'} dB"
+                      for (_, r), s in zip(candidates, scores))
+    judged = (f"auto: worst-output SQNR on {HELD_BACK} held-back calibration samples: {shown}; kept "
+              f"{'the model as converted' if record.method == 'none' else record.method}")
+    if record.method == "none":
+        record = replace(candidates[1][1], method="none")
+    return kept, replace(record, judged=judged)
+
+
+def _refinement(method: str, quantized: bytes, model: bytes, samples, threads: int) -> tuple[bytes, Refinement]:
+    if method == "rounding":
+        return rounded(quantized, model, samples, threads)
+    return bias_corrected(quantized, model, samples)
 
 
 def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) -> ChildResult:

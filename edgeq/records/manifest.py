@@ -301,14 +301,17 @@ class PerLayer:
 
 @dataclass(frozen=True)
 class Refinement:
-    """--refine bias: the weight-rounding shift taken out of the int32 biases (edgeq.conversion.refine)."""
+    """--refine: the weight-rounding shift taken out of the int32 biases (bias, edgeq.conversion.refine),
+    or the int8 weights rounded to fit the float layer's output (rounding, edgeq.conversion.rounding)."""
 
-    method: str  # bias: the file's biases are corrected; none: auto kept the model as converted
-    layers: int  # layers whose bias was corrected
-    samples: int  # calibration samples the float input means came from
-    largest_shift: float  # the largest corrected mean shift, in steps of the layer's output scale
+    method: str  # bias | rounding: what the file carries; none: auto kept the model as converted
+    layers: int  # layers refined
+    samples: int  # calibration samples the refinement was measured on
+    largest_shift: float  # bias: the largest corrected mean shift, in steps of the layer's output scale
     skipped: tuple[str, ...] = ()
     judged: str | None = None  # --refine auto: what it compared, and what it kept
+    stages: int = 0  # rounding: runs of the INT8 model that gave the next layers their (refined) inputs
+    largest_gain_db: float = 0.0  # rounding: the largest cut in one layer's output error on its calibration positions
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class Method:
 
 MINMAX = Method("minmax")
 AS_RECIPE = -1
-REFINEMENTS = ("none", "bias", "auto")  # Recipe.open: as many samples as the recipe says
+REFINEMENTS = ("none", "bias", "rounding", "auto")  # Recipe.open: as many samples as the recipe says
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Recipe:
     fingerprint: str | None = None  # sha256 over the calibration samples as fed
     channels_last: bool = False  # a PyTorch source exported with NHWC inputs
     rewrites: tuple[str, ...] = ()  # graph rewrites of the calibrated graph (edgeq.tflite.rewrites), in order
-    refine: str = "none"  # none | bias: the weight-rounding shift taken out of the int32 biases
+    refine: str = "none"  # none | bias | rounding | auto (edgeq.conversion.refine, edgeq.conversion.rounding)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode.parse(self.mode))

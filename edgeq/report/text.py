@@ -90,9 +90,14 @@ def conversion_text(result) -> str:
     lines += latency_lines(m.latency)
     if m.refinement:
         r = m.refinement
-        lines.append(f"refine: bias {'corrected' if r.method == 'bias' else 'correction measured, not kept'} in {r.layers} layer(s), "
-                     f"the largest shift {r.largest_shift:g} output step(s), input means from {r.samples} calibration samples"
-                     + (f"; {len(r.skipped)} left as converted" if r.skipped else ""))
+        left = f"; {len(r.skipped)} left as converted" if r.skipped else ""
+        if r.method == "rounding":
+            lines.append(f"refine: int8 weights rounded to fit the float layers in {r.layers} layer(s), biases refitted, "
+                         f"{r.samples} calibration samples, {r.stages} stage(s); the largest cut in a layer's output error "
+                         f"{r.largest_gain_db:g} dB on its calibration positions{left}")
+        else:
+            lines.append(f"refine: bias {'corrected' if r.method == 'bias' else 'refinement measured, not kept'} in {r.layers} layer(s), "
+                         f"the largest shift {r.largest_shift:g} output step(s), input means from {r.samples} calibration samples{left}")
         lines += [f"  {r.judged}"] if r.judged else []
     if m.cache:
         lines.append(f"cache: conversion {m.cache.conversion}, calibration {m.cache.calibration}")
