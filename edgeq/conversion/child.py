@@ -133,8 +133,9 @@ HELD_BACK = 16  # --refine auto: of those, the last ones judge instead
 
 def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data: Path) -> tuple[bytes, Refinement]:
     """--refine bias|rounding: the refined model. auto: bias and rounding each fitted on the first
-    samples, and the best of them and the model as converted kept by worst-output SQNR against the
-    calibrated float graph on held-back samples."""
+    samples and judged, with the model as converted, by worst-output SQNR against the calibrated
+    float graph on held-back samples; the best method is then carried out on all the samples, so
+    the recipe records it and gives the same bytes."""
     from edgeq.conversion.latency import sqnr_scorer
 
     order = calibrator_order(parse_tflite(model), [p.name for p in specs])
@@ -150,13 +151,14 @@ def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, dat
     candidates += [_refinement(m, quantized, model, samples[:-HELD_BACK], threads) for m in ("bias", "rounding")]
     scores = [score(m)[0] for m, _ in candidates]
     best = max(range(len(candidates)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
-    kept, record = candidates[best]
+    method = candidates[best][1].method
     shown = ", ".join(f"{r.method if r.method != 'none' else 'as converted'} {s if s is not None else 'no figure'} dB"
                       for (_, r), s in zip(candidates, scores))
-    judged = (f"auto: worst-output SQNR on {HELD_BACK} held-back calibration samples: {shown}; kept "
-              f"{'the model as converted' if record.method == 'none' else record.method}")
-    if record.method == "none":
-        record = replace(candidates[1][1], method="none")
+    judged = (f"auto: worst-output SQNR on {HELD_BACK} held-back calibration samples, each fitted on the other "
+              f"{len(samples) - HELD_BACK}: {shown}; kept {'the model as converted' if method == 'none' else method + ', fitted again on all'}")
+    if method == "none":
+        return quantized, replace(candidates[1][1], method="none", judged=judged)
+    kept, record = _refinement(method, quantized, model, samples, threads)  # as --refine METHOD gives it
     return kept, replace(record, judged=judged)
 
 

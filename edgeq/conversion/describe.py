@@ -46,7 +46,8 @@ def described(result: ChildResult, model: Path, source_sha256: str, data: Path |
                     + (result.latency.keep_ops if result.latency else ()))
     carried_out = recipe.carried_out(result.method, str(data) if data is not None else None,
                                      calibration.fingerprint if calibration else None, chosen_float,
-                                     result.latency.rewrites if result.latency else ())
+                                     result.latency.rewrites if result.latency else (),
+                                     result.refinement.method if result.refinement else None)
     manifest = Manifest(
         source=_source(result, model, source_sha256, options),
         recipe=replace(carried_out, preprocessing=result.learned.preprocessing),

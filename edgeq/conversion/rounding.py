@@ -28,8 +28,6 @@ compounding.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -145,33 +143,35 @@ def _layer(kind, name, position, op, twin, w_f, b_f, w, b, x) -> Layer | str:
     return Layer(weights=w_f[0].reshape(-1, channels).T.copy(), multiplier=max(1, options.depthMultiplier), **geometry, **common)
 
 
-def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]], threads: int = 1,
-            seconds: float | None = None) -> tuple[bytes, Refinement]:
+def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]], threads: int = 1) -> tuple[bytes, Refinement]:
     """`quantized` with learned rounding and refitted biases in every weighted layer it can take.
-    `samples`: arrays in the graph's input order. `seconds`: after this long, later stages keep the
-    converter's values (the record says how many layers were refined)."""
-    started = time.monotonic()
+    `samples`: arrays in the graph's input order."""
+    from edgeq.conversion.observed_calibration import _observer
+
     layers, skipped = weighted_layers(quantized, calibrated)
     data = bytearray(quantized)
+    # both graphs with every layer input among their outputs, built once; the INT8 one is patched
+    # as layers are refined (its buffers are the file's, in the same order)
+    floats = _Run(_observer(calibrated, [layer.twin_input for layer in layers]), samples, threads)
+    observed = bytearray(_observer(quantized, [layer.input for layer in layers]))
     stages = _stages(layers)
     refined, gains = 0, []
     for number, stage in enumerate(stages, 1):
-        if seconds is not None and time.monotonic() - started > seconds:
-            skipped += [f"{layer.name}: --refine-time {seconds:g} s spent" for layer in (l for s in stages[number - 1:] for l in s)]
-            break
         sums = {layer.name: _Sums(layer) for layer in stage}
         rng = np.random.default_rng(number)
-        for floats, ints in zip(_values(calibrated, samples, [l.twin_input for l in stage], threads, None),
-                                _values(bytes(data), samples, [l.input for l in stage], threads, quantized)):
+        ints = _Run(bytes(observed), samples, threads)
+        for sample in samples:
+            x_f, x_q = floats.values(sample, [l.twin_input for l in stage]), ints.values(sample, [l.input for l in stage])
             for layer in stage:
-                x_f, x_q = floats[layer.twin_input], ints[layer.input]
-                sums[layer.name].add(x_f, x_q, rng, len(samples))
+                sums[layer.name].add(x_f[layer.twin_input], x_q[layer.input], rng, len(samples))
         for layer in stage:
             weights, bias = _buffers(data, layer)
             gain = _refine(layer, sums[layer.name], weights, bias)
             if gain is None:
                 skipped.append(f"{layer.name}: no calibration positions")
                 continue
+            mirror = _buffers(observed, layer)
+            mirror[0][:], mirror[1][:] = weights, bias
             refined += 1
             gains.append(gain)
         report("refine", number, len(stages))
@@ -184,30 +184,29 @@ def _stages(layers: list[Layer]) -> list[list[Layer]]:
     return [layers[i:i + size] for i in range(0, len(layers), size)]
 
 
-def _values(model: bytes, samples: list[list[np.ndarray]], tensors: list[int], threads: int,
-            quantized_like: bytes | None) -> Iterator[dict[int, np.ndarray]]:
-    """Per sample, the float values of `tensors` (dequantized where int8) after `model` ran on it."""
-    from ai_edge_litert.interpreter import Interpreter
+class _Run:
+    """A graph on XNNPACK, run sample by sample: the float values of chosen tensors (dequantized
+    where int8)."""
 
-    from edgeq.conversion.observed_calibration import _observer, _shaped
+    def __init__(self, model: bytes, samples: list[list[np.ndarray]], threads: int):
+        from ai_edge_litert.interpreter import Interpreter
 
-    wanted = sorted(set(tensors))
-    if not samples:
-        return
-    interpreter = _shaped(Interpreter(model_content=_observer(model, wanted), num_threads=threads),
-                          [np.shape(a) for a in samples[0]])
-    inputs = interpreter.get_input_details()
-    details = {d["index"]: d for d in interpreter.get_tensor_details() if d["index"] in wanted}
-    for sample in samples:
-        for detail, array in zip(inputs, sample):
-            interpreter.set_tensor(detail["index"], _fed(np.asarray(array, np.float32), detail))
-        interpreter.invoke()
+        from edgeq.conversion.observed_calibration import _shaped
+
+        self.interpreter = _shaped(Interpreter(model_content=model, num_threads=threads), [np.shape(a) for a in samples[0]])
+        self.inputs = self.interpreter.get_input_details()
+        self.scales = {d["index"]: d["quantization"] for d in self.interpreter.get_tensor_details()}
+
+    def values(self, sample: list[np.ndarray], tensors: list[int]) -> dict[int, np.ndarray]:
+        for detail, array in zip(self.inputs, sample):
+            self.interpreter.set_tensor(detail["index"], _fed(np.asarray(array, np.float32), detail))
+        self.interpreter.invoke()
         found = {}
-        for index in wanted:
-            value = interpreter.get_tensor(index)
-            scale, zero = details[index]["quantization"] if index in details else (0.0, 0)
-            found[index] = (value.astype(np.float32) - zero) * np.float32(scale) if scale and value.dtype != np.float32 else value.astype(np.float32)
-        yield found
+        for index in tensors:
+            value = self.interpreter.get_tensor(index)
+            scale, zero = self.scales.get(index, (0.0, 0))
+            found[index] = (value.astype(np.float32) - zero) * np.float32(scale) if value.dtype != np.float32 and scale else value.astype(np.float32)
+        return found
 
 
 def _fed(array: np.ndarray, detail: dict) -> np.ndarray:
@@ -219,16 +218,14 @@ def _fed(array: np.ndarray, detail: dict) -> np.ndarray:
 
 
 class _Sums:
-    """H = X_q'X_q, C = X_f'X_q and F = X_f'X_f over sampled positions, the inputs extended by a column of ones
-    (per input channel for depthwise layers)."""
+    """H = X_q'X_q, C = X_f'X_q and F = X_f'X_f over sampled positions, the inputs extended by a
+    column of ones (one set per input channel for depthwise layers). The rows are gathered over
+    the samples and multiplied once (`total`)."""
 
     def __init__(self, layer: Layer):
         self.layer = layer
-        k = layer.columns + 1
-        groups = layer.weights.shape[0] // layer.multiplier if layer.kind == "DEPTHWISE_CONV_2D" else 1
-        self.h = np.zeros((groups, k, k))
-        self.c = np.zeros((groups, k, k))
-        self.f = np.zeros((groups, k, k))
+        self.floats: list[np.ndarray] = []
+        self.ints: list[np.ndarray] = []
         self.rows = 0
 
     def add(self, x_f: np.ndarray, x_q: np.ndarray, rng: np.random.Generator, samples: int) -> None:
@@ -241,11 +238,16 @@ class _Sums:
             f, q = f[pick][None], q[pick][None]  # (1 group, rows, columns)
         else:
             f, q = _patches(layer, x_f, x_q, per_sample, rng)
+        self.floats.append(f)
+        self.ints.append(q)
+        self.rows += f.shape[1]
+
+    def total(self) -> None:
+        f, q = np.concatenate(self.floats, 1), np.concatenate(self.ints, 1)
         ones = np.ones(f.shape[:2] + (1,), np.float32)
         f, q = np.concatenate([f, ones], 2), np.concatenate([q, ones], 2)
-        for total, left, right in ((self.h, q, q), (self.c, f, q), (self.f, f, f)):
-            total += np.matmul(left.transpose(0, 2, 1), right)
-        self.rows += f.shape[1]
+        self.h, self.c, self.f = (np.matmul(a.transpose(0, 2, 1), b).astype(np.float64) for a, b in ((q, q), (f, q), (f, f)))
+        self.floats, self.ints = [], []
 
 
 def _patches(layer: Layer, x_f: np.ndarray, x_q: np.ndarray, count: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -293,6 +295,7 @@ def _refine(layer: Layer, sums: _Sums, weights: np.ndarray, bias: np.ndarray) ->
     output error removed on the calibration positions, in dB (0 when nearest rounding stayed)."""
     if sums.rows == 0:
         return None
+    sums.total()
     channels, k = layer.weights.shape
     group = np.arange(channels) // layer.multiplier if layer.kind == "DEPTHWISE_CONV_2D" else np.zeros(channels, int)
     target = np.concatenate([layer.weights, layer.bias[:, None]], 1)  # (channels, k + 1)
@@ -324,7 +327,10 @@ def _refine(layer: Layer, sums: _Sums, weights: np.ndarray, bias: np.ndarray) ->
 
 def _errors(target: np.ndarray, values: np.ndarray, sums: _Sums, group: np.ndarray) -> np.ndarray:
     """Per channel |X_f t - X_q v|^2 over the sampled positions."""
-    h, c, f = sums.h[group], sums.c[group], sums.f[group]
+    if sums.h.shape[0] == 1:
+        h, c, f = sums.h[0], sums.c[0], sums.f[0]
+        return ((values @ h) * values).sum(1) - 2 * ((target @ c) * values).sum(1) + ((target @ f) * target).sum(1)
+    h, c, f = sums.h[group], sums.c[group], sums.f[group]  # depthwise: one small H per channel
     return (np.einsum("ck,ckl,cl->c", values, h, values) - 2 * np.einsum("ck,ckl,cl->c", target, c, values)
             + np.einsum("ck,ckl,cl->c", target, f, target))
 

@@ -143,11 +143,12 @@ class Recipe:
         return open_samples(path, specs, self.preprocessing, self.samples if count == AS_RECIPE else count, self.seed)
 
     def carried_out(self, method: Method | None, data: str | None, fingerprint: str | None,
-                    chosen_float: tuple[str, ...] = (), rewrites: tuple[str, ...] = ()) -> Recipe:
+                    chosen_float: tuple[str, ...] = (), rewrites: tuple[str, ...] = (), refined: str | None = None) -> Recipe:
         """The recipe as the conversion carried it out: the method `auto` settled on, the samples,
-        and the nodes and op types the search and --optimize latency kept in float, so that the
-        same recipe on the same samples gives the same bytes without searching again."""
+        the nodes and op types the search and --optimize latency kept in float, and the refinement
+        --refine auto kept, so that the same recipe on the same samples gives the same bytes
+        without searching or judging again."""
         keep = self.keep_float + tuple(n for n in dict.fromkeys(chosen_float) if n not in self.keep_float)
         chosen = self.rewrites + tuple(r for r in rewrites if r not in self.rewrites)
         return replace(self, calibration=method or self.calibration, data=data, fingerprint=fingerprint, keep_float=keep,
-                       rewrites=chosen)
+                       rewrites=chosen, refine=refined or self.refine)
