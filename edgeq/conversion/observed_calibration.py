@@ -60,7 +60,7 @@ def observable(calibrated: bytes) -> bool:
     return set(range_slots(calibrated)) <= seen
 
 
-def _observer(calibrated: bytes, logged: list[int]) -> bytes:
+def observer_graph(calibrated: bytes, logged: list[int]) -> bytes:
     """The calibrated graph with every logged tensor among its outputs (the original ones first)."""
     import flatbuffers
 
@@ -81,7 +81,7 @@ def in_place(calibrated: bytes, shapes: list[tuple[int, ...]]) -> list[tuple[int
 
     from edgeq.tflite.model import parse_tflite
 
-    interpreter = _shaped(Interpreter(model_content=calibrated,
+    interpreter = allocated(Interpreter(model_content=calibrated,
                                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES), shapes)
     model = parse_tflite(calibrated)
     logged = set(range_slots(calibrated))
@@ -115,7 +115,7 @@ def observe(calibrated: bytes, samples: Iterable[list[np.ndarray]], tensors: Ite
     first = next(samples, None)
     if first is None:
         return
-    interpreter = _shaped(Interpreter(model_content=_observer(calibrated, wanted), num_threads=threads), [np.shape(a) for a in first])
+    interpreter = allocated(Interpreter(model_content=observer_graph(calibrated, wanted), num_threads=threads), [np.shape(a) for a in first])
     inputs = [detail["index"] for detail in interpreter.get_input_details()]
     graph_inputs = {index: position for position, index in enumerate(inputs)}
     for sample in _chain(first, samples):
@@ -165,7 +165,7 @@ def observed_ranges(calibrated: bytes, samples: Iterable[list[np.ndarray]], thre
     return ranges
 
 
-def _shaped(interpreter, shapes: list[tuple[int, ...]]):
+def allocated(interpreter, shapes: list[tuple[int, ...]]):
     """The interpreter allocated for inputs of `shapes` (as the calibrator prepares it)."""
     for detail, shape in zip(interpreter.get_input_details(), shapes):
         if tuple(detail["shape"]) != tuple(shape):

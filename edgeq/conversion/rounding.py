@@ -28,15 +28,15 @@ compounding.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from edgeq.conversion.refine import WEIGHTED
 from edgeq.progress import report
-from edgeq.records.manifest import Refinement
+from edgeq.records.manifest import LayerRefined, Refinement
 
-STAGES = 8  # runs of the INT8 model at most: each refreshes the next layers' inputs
+MIN_SAMPLES = 16  # the fewest samples a layer's rows come from
 ROWS = (2048, 16384)  # positions per layer: 8 per weight column, within these bounds
 DAMPING = 0.01  # of each column's input energy, added to H's diagonal (GPTQ's percdamp)
 BLOCK = 128  # columns rounded between updates of the rest (GPTQ's lazy batch)
@@ -59,6 +59,8 @@ class Layer:
     bias_buffer: int
     input_scale: float
     input_zero: int
+    positions: int = 1  # output rows per sample (positions x batch)
+    upstream: frozenset[int] = frozenset()  # positions of the weighted ops whose outputs reach its input
     kernel: tuple[int, int] = (1, 1)
     stride: tuple[int, int] = (1, 1)
     dilation: tuple[int, int] = (1, 1)
@@ -80,6 +82,7 @@ def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[Layer], l
     floating = parse_tflite(calibrated, "the calibrated graph")
     model = parse_tflite(quantized)
     twins = _twins(floating, model)
+    upstream = _upstream(model)
     root = schema.ModelT.InitFromPackedBuf(bytearray(quantized), 0)
     graph = root.subgraphs[0]
     layers, skipped = [], []
@@ -104,8 +107,23 @@ def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[Layer], l
         if isinstance(layer, str):
             skipped.append(f"{name}: {layer}")
         else:
-            layers.append(layer)
+            out = model.tensors[parsed.outputs[0]].shape
+            layers.append(replace(layer, positions=max(1, int(np.prod(out[:-1]))), upstream=upstream[position]))
     return layers, skipped
+
+
+def _upstream(model) -> list[frozenset[int]]:
+    """For each op, the weighted ops (by position) whose outputs reach its inputs."""
+    made_by = {t: i for i, op in enumerate(model.operators) for t in op.outputs}
+    found: list[frozenset[int]] = []
+    for op in model.operators:
+        reach: set[int] = set()
+        for t in op.inputs:
+            if t in made_by:
+                p = made_by[t]
+                reach |= found[p] | ({p} if model.operators[p].type in WEIGHTED else set())
+        found.append(frozenset(reach))
+    return found
 
 
 def _twins(floating, model) -> dict:
@@ -146,42 +164,60 @@ def _layer(kind, name, position, op, twin, w_f, b_f, w, b, x) -> Layer | str:
 def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]], threads: int = 1) -> tuple[bytes, Refinement]:
     """`quantized` with learned rounding and refitted biases in every weighted layer it can take.
     `samples`: arrays in the graph's input order."""
-    from edgeq.conversion.observed_calibration import _observer
+    from edgeq.conversion.observed_calibration import observer_graph
 
     layers, skipped = weighted_layers(quantized, calibrated)
     data = bytearray(quantized)
     # both graphs with every layer input among their outputs, built once; the INT8 one is patched
     # as layers are refined (its buffers are the file's, in the same order)
-    floats = _Run(_observer(calibrated, [layer.twin_input for layer in layers]), samples, threads)
-    observed = bytearray(_observer(quantized, [layer.input for layer in layers]))
+    floats = _Run(observer_graph(calibrated, [layer.twin_input for layer in layers]), samples, threads)
+    observed = bytearray(observer_graph(quantized, [layer.input for layer in layers]))
     stages = _stages(layers)
-    refined, gains = 0, []
+    per_layer: list[LayerRefined] = []
     for number, stage in enumerate(stages, 1):
         sums = {layer.name: _Sums(layer) for layer in stage}
         rng = np.random.default_rng(number)
         ints = _Run(bytes(observed), samples, threads)
-        for sample in samples:
+        used = samples[:_samples_needed(stage, len(samples))]
+        for sample in used:
             x_f, x_q = floats.values(sample, [l.twin_input for l in stage]), ints.values(sample, [l.input for l in stage])
             for layer in stage:
-                sums[layer.name].add(x_f[layer.twin_input], x_q[layer.input], rng, len(samples))
+                sums[layer.name].add(x_f[layer.twin_input], x_q[layer.input], rng, len(used))
         for layer in stage:
             weights, bias = _buffers(data, layer)
-            gain = _refine(layer, sums[layer.name], weights, bias)
-            if gain is None:
+            figures = _refine(layer, sums[layer.name], weights, bias)
+            if figures is None:
                 skipped.append(f"{layer.name}: no calibration positions")
                 continue
             mirror = _buffers(observed, layer)
             mirror[0][:], mirror[1][:] = weights, bias
-            refined += 1
-            gains.append(gain)
+            per_layer.append(figures)
         report("refine", number, len(stages))
-    return bytes(data), Refinement("rounding", refined, len(samples), 0.0, tuple(skipped), stages=len(stages),
-                                   largest_gain_db=round(max(gains, default=0.0), 2))
+    return bytes(data), Refinement("rounding", len(per_layer), len(samples), 0.0, tuple(skipped), stages=len(stages),
+                                   per_layer=tuple(per_layer))
 
 
 def _stages(layers: list[Layer]) -> list[list[Layer]]:
-    size = max(1, math.ceil(len(layers) / STAGES))
-    return [layers[i:i + size] for i in range(0, len(layers), size)]
+    """Layers in graph order, a new stage wherever a layer's input depends on one of the current
+    stage: each layer then sees its inputs with every layer before it already refined."""
+    stages: list[list[Layer]] = []
+    for layer in layers:
+        if stages and not layer.upstream & {l.position for l in stages[-1]}:
+            stages[-1].append(layer)
+        else:
+            stages.append([layer])
+    return stages
+
+
+def _samples_needed(stage: list[Layer], available: int) -> int:
+    """Samples that give every layer of the stage its rows (a 112x112 convolution fills them from
+    a few samples, a FULLY_CONNECTED layer takes one row from each), at least MIN_SAMPLES."""
+    wanted = max(math.ceil(_row_budget(layer) / layer.positions) for layer in stage)
+    return max(1, min(available, max(MIN_SAMPLES, wanted)))
+
+
+def _row_budget(layer: Layer) -> int:
+    return int(np.clip(8 * layer.columns, *ROWS))
 
 
 class _Run:
@@ -191,9 +227,9 @@ class _Run:
     def __init__(self, model: bytes, samples: list[list[np.ndarray]], threads: int):
         from ai_edge_litert.interpreter import Interpreter
 
-        from edgeq.conversion.observed_calibration import _shaped
+        from edgeq.conversion.observed_calibration import allocated
 
-        self.interpreter = _shaped(Interpreter(model_content=model, num_threads=threads), [np.shape(a) for a in samples[0]])
+        self.interpreter = allocated(Interpreter(model_content=model, num_threads=threads), [np.shape(a) for a in samples[0]])
         self.inputs = self.interpreter.get_input_details()
         self.scales = {d["index"]: d["quantization"] for d in self.interpreter.get_tensor_details()}
 
@@ -230,7 +266,7 @@ class _Sums:
 
     def add(self, x_f: np.ndarray, x_q: np.ndarray, rng: np.random.Generator, samples: int) -> None:
         layer = self.layer
-        budget = int(np.clip(8 * layer.columns, *ROWS))
+        budget = _row_budget(layer)
         per_sample = max(1, math.ceil(budget / max(1, samples)))
         if layer.kind == "FULLY_CONNECTED":
             f, q = x_f.reshape(-1, layer.columns), x_q.reshape(-1, layer.columns)
@@ -290,9 +326,9 @@ def _buffers(data: bytearray, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
     return weights, bias
 
 
-def _refine(layer: Layer, sums: _Sums, weights: np.ndarray, bias: np.ndarray) -> float | None:
-    """Round the layer's weights into `weights` and `bias` (views into the file); the relative
-    output error removed on the calibration positions, in dB (0 when nearest rounding stayed)."""
+def _refine(layer: Layer, sums: _Sums, weights: np.ndarray, bias: np.ndarray) -> LayerRefined | None:
+    """Round the layer's weights into `weights` and `bias` (views into the file); its output
+    error on the calibration positions before and after, and split by cause."""
     if sums.rows == 0:
         return None
     sums.total()
@@ -321,8 +357,13 @@ def _refine(layer: Layer, sums: _Sums, weights: np.ndarray, bias: np.ndarray) ->
     else:
         weights[:] = chosen[:, :k].astype(np.int8).reshape(-1)
     bias[:] = chosen[:, k].astype(np.int32)
-    old, new = before.sum(), np.minimum(before, after).sum()
-    return float(10 * np.log10(max(old, 1e-30) / max(new, 1e-30)))
+    energy = _errors(target, np.zeros_like(target), sums, group).sum()
+    converted = target - nearest * steps
+    weights_only = np.einsum("ck,ckl,cl->", converted, sums.f[group], converted) if sums.f.shape[0] > 1 else \
+        ((converted @ sums.f[0]) * converted).sum()
+    db = lambda error: round(float(10 * np.log10(max(energy, 1e-30) / max(error, 1e-30))), 2)  # noqa: E731
+    return LayerRefined(layer.name, layer.kind, db(before.sum()), db(np.minimum(before, after).sum()),
+                        db(_errors(target, target, sums, group).sum()), db(weights_only), sums.rows)
 
 
 def _errors(target: np.ndarray, values: np.ndarray, sums: _Sums, group: np.ndarray) -> np.ndarray:

@@ -300,6 +300,20 @@ class PerLayer:
 
 
 @dataclass(frozen=True)
+class LayerRefined:
+    """--refine rounding, one layer: its output against the float layer's on its calibration
+    positions, as SQNR (dB), and that error split by cause."""
+
+    name: str
+    kind: str
+    before_db: float  # as converted: int8 weights on the INT8 model's inputs
+    after_db: float  # refined
+    inputs_only_db: float  # the float weights on the INT8 model's inputs: what activation quantization costs
+    weights_only_db: float  # the converter's int8 weights on the float inputs: what weight rounding costs
+    rows: int  # calibration positions measured
+
+
+@dataclass(frozen=True)
 class Refinement:
     """--refine: the weight-rounding shift taken out of the int32 biases (bias, edgeq.conversion.refine),
     or the int8 weights rounded to fit the float layer's output (rounding, edgeq.conversion.rounding)."""
@@ -311,7 +325,7 @@ class Refinement:
     skipped: tuple[str, ...] = ()
     judged: str | None = None  # --refine auto: what it compared, and what it kept
     stages: int = 0  # rounding: runs of the INT8 model that gave the next layers their (refined) inputs
-    largest_gain_db: float = 0.0  # rounding: the largest cut in one layer's output error on its calibration positions
+    per_layer: tuple[LayerRefined, ...] = ()  # rounding: each layer before and after, in graph order
 
 
 @dataclass(frozen=True)

@@ -93,8 +93,8 @@ def conversion_text(result) -> str:
         left = f"; {len(r.skipped)} left as converted" if r.skipped else ""
         if r.method == "rounding":
             lines.append(f"refine: int8 weights rounded to fit the float layers in {r.layers} layer(s), biases refitted, "
-                         f"{r.samples} calibration samples, {r.stages} stage(s); the largest cut in a layer's output error "
-                         f"{r.largest_gain_db:g} dB on its calibration positions{left}")
+                         f"on {r.samples} calibration samples in {r.stages} stage(s){left}")
+            lines += refined_layer_lines(r.per_layer)
         else:
             lines.append(f"refine: bias {'corrected' if r.method == 'bias' else 'refinement measured, not kept'} in {r.layers} layer(s), "
                          f"the largest shift {r.largest_shift:g} output step(s), input means from {r.samples} calibration samples{left}")
@@ -471,6 +471,21 @@ def step_outputs(step: SearchStep) -> str:
             figure += f" agreement {number(o.agreement, '.4f')}"
         parts.append(f"{terminal(o.name)} {figure}" + ("" if o.meets else "*"))
     return ", ".join(parts)
+
+
+def refined_layer_lines(layers, shown: int = 3) -> list[str]:
+    """--refine rounding: the layers with the largest output error as converted, before and after,
+    and whether the int8 inputs or the int8 weights cause it."""
+    worst = sorted(layers, key=lambda l: l.before_db)[:shown]
+    if not worst:
+        return []
+    lines = [f"  layer output SQNR on calibration positions, the {len(worst)} worst as converted "
+             f"(cause: int8 inputs alone | int8 weights alone):"]
+    for l in worst:
+        cause = "activations" if l.inputs_only_db < l.weights_only_db else "weights"
+        lines.append(f"    {terminal(short_name(l.name))} ({l.kind}): {l.before_db:g} -> {l.after_db:g} dB "
+                     f"({l.inputs_only_db:g} | {l.weights_only_db:g} dB: mostly its {cause})")
+    return lines
 
 
 def search_lines(search: Search) -> list[str]:
