@@ -168,24 +168,29 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
 
     layers, skipped = weighted_layers(quantized, calibrated)
     data = bytearray(quantized)
-    # both graphs with every layer input among their outputs, built once; the INT8 one is patched
-    # as layers are refined (its buffers are the file's, in the same order)
+    sums = {layer.position: _Sums(layer, min(len(samples), _samples_needed(layer))) for layer in layers}
+    # the float side does not change: one run of the float graph gives every layer its rows
     floats = _Run(observer_graph(calibrated, [layer.twin_input for layer in layers]), samples, threads)
+    for index, sample in enumerate(samples[:max((s.samples for s in sums.values()), default=0)]):
+        found = floats.values(sample, [layer.twin_input for layer in layers if index < sums[layer.position].samples])
+        for layer in layers:
+            if index < sums[layer.position].samples:
+                sums[layer.position].add(index, found[layer.twin_input], sums[layer.position].floats)
+    # the INT8 graph with every layer input among its outputs, patched as layers are refined (its
+    # buffers are the file's, in the same order) and run again for each stage
     observed = bytearray(observer_graph(quantized, [layer.input for layer in layers]))
     stages = _stages(layers)
     per_layer: list[LayerRefined] = []
     for number, stage in enumerate(stages, 1):
-        sums = {layer.name: _Sums(layer) for layer in stage}
-        rng = np.random.default_rng(number)
         ints = _Run(bytes(observed), samples, threads)
-        used = samples[:_samples_needed(stage, len(samples))]
-        for sample in used:
-            x_f, x_q = floats.values(sample, [l.twin_input for l in stage]), ints.values(sample, [l.input for l in stage])
+        for index, sample in enumerate(samples[:max(sums[layer.position].samples for layer in stage)]):
+            found = ints.values(sample, [layer.input for layer in stage if index < sums[layer.position].samples])
             for layer in stage:
-                sums[layer.name].add(x_f[layer.twin_input], x_q[layer.input], rng, len(used))
+                if index < sums[layer.position].samples:
+                    sums[layer.position].add(index, found[layer.input], sums[layer.position].ints)
         for layer in stage:
             weights, bias = _buffers(data, layer)
-            figures = _refine(layer, sums[layer.name], weights, bias)
+            figures = _refine(layer, sums.pop(layer.position), weights, bias)
             if figures is None:
                 skipped.append(f"{layer.name}: no calibration positions")
                 continue
@@ -209,15 +214,18 @@ def _stages(layers: list[Layer]) -> list[list[Layer]]:
     return stages
 
 
-def _samples_needed(stage: list[Layer], available: int) -> int:
-    """Samples that give every layer of the stage its rows (a 112x112 convolution fills them from
-    a few samples, a FULLY_CONNECTED layer takes one row from each), at least MIN_SAMPLES."""
-    wanted = max(math.ceil(_row_budget(layer) / layer.positions) for layer in stage)
-    return max(1, min(available, max(MIN_SAMPLES, wanted)))
-
-
 def _row_budget(layer: Layer) -> int:
+    """Positions a layer is measured on: 8 per weight column within ROWS (a depthwise channel has
+    only its kernel window's columns: 32 per column, at least 256)."""
+    if layer.kind == "DEPTHWISE_CONV_2D":
+        return max(256, 32 * (layer.columns + 1))
     return int(np.clip(8 * layer.columns, *ROWS))
+
+
+def _samples_needed(layer: Layer) -> int:
+    """Samples that give the layer its rows (a 112x112 convolution fills them from a few samples,
+    a FULLY_CONNECTED layer takes one row from each), at least MIN_SAMPLES."""
+    return max(MIN_SAMPLES, math.ceil(_row_budget(layer) / layer.positions))
 
 
 class _Run:
@@ -254,29 +262,29 @@ def _fed(array: np.ndarray, detail: dict) -> np.ndarray:
 
 
 class _Sums:
-    """H = X_q'X_q, C = X_f'X_q and F = X_f'X_f over sampled positions, the inputs extended by a
-    column of ones (one set per input channel for depthwise layers). The rows are gathered over
-    the samples and multiplied once (`total`)."""
+    """The layer's input rows at the same positions of the same samples on both sides, then
+    H = X_q'X_q, C = X_f'X_q and F = X_f'X_f, the inputs extended by a column of ones (one set per
+    input channel for depthwise layers)."""
 
-    def __init__(self, layer: Layer):
-        self.layer = layer
+    def __init__(self, layer: Layer, samples: int):
+        self.layer, self.samples = layer, samples
+        self.per_sample = max(1, math.ceil(_row_budget(layer) / samples))
         self.floats: list[np.ndarray] = []
         self.ints: list[np.ndarray] = []
-        self.rows = 0
 
-    def add(self, x_f: np.ndarray, x_q: np.ndarray, rng: np.random.Generator, samples: int) -> None:
-        layer = self.layer
-        budget = _row_budget(layer)
-        per_sample = max(1, math.ceil(budget / max(1, samples)))
-        if layer.kind == "FULLY_CONNECTED":
-            f, q = x_f.reshape(-1, layer.columns), x_q.reshape(-1, layer.columns)
-            pick = rng.choice(len(f), min(per_sample, len(f)), replace=False) if len(f) > per_sample else slice(None)
-            f, q = f[pick][None], q[pick][None]  # (1 group, rows, columns)
+    def add(self, index: int, x: np.ndarray, rows: list[np.ndarray]) -> None:
+        """Sample `index`'s rows of input `x`: positions drawn from the layer and the sample alone,
+        so the float and the INT8 side take the same ones."""
+        rng = np.random.default_rng((self.layer.position, index))
+        if self.layer.kind == "FULLY_CONNECTED":
+            x = x.reshape(-1, self.layer.columns)
+            rows.append(x[_picked(len(x), self.per_sample, rng)][None])  # (1 group, rows, columns)
         else:
-            f, q = _patches(layer, x_f, x_q, per_sample, rng)
-        self.floats.append(f)
-        self.ints.append(q)
-        self.rows += f.shape[1]
+            rows.append(_patches(self.layer, x, self.per_sample, rng))
+
+    @property
+    def rows(self) -> int:
+        return sum(r.shape[1] for r in self.ints)
 
     def total(self) -> None:
         f, q = np.concatenate(self.floats, 1), np.concatenate(self.ints, 1)
@@ -286,34 +294,31 @@ class _Sums:
         self.floats, self.ints = [], []
 
 
-def _patches(layer: Layer, x_f: np.ndarray, x_q: np.ndarray, count: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Kernel windows of both inputs at the same `count` random output positions: (1, rows,
-    kh*kw*channels) for CONV_2D, (channels, rows, kh*kw) for DEPTHWISE_CONV_2D."""
+def _picked(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.choice(total, count, replace=False)) if total > count else np.arange(total)
+
+
+def _patches(layer: Layer, x: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Kernel windows of input `x` at `count` random output positions: (1, rows, kh*kw*channels)
+    for CONV_2D, (channels, rows, kh*kw) for DEPTHWISE_CONV_2D."""
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
-    n, height, width, channels = x_f.shape
+    n, height, width, channels = x.shape
     eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
     if layer.same:
         oh, ow = -(-height // sh), -(-width // sw)
         ph, pw = max(0, (oh - 1) * sh + eh - height), max(0, (ow - 1) * sw + ew - width)
-        pads = ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0))
+        x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
     else:
         oh, ow = (height - eh) // sh + 1, (width - ew) // sw + 1
-        pads = None
-    total = n * oh * ow
-    picks = np.sort(rng.choice(total, count, replace=False)) if total > count else np.arange(total)
+    picks = _picked(n * oh * ow, count, rng)
     b, rest = np.divmod(picks, oh * ow)
     i, j = np.divmod(rest, ow)
-    found = []
-    for x in (x_f, x_q):
-        padded = np.pad(x, pads) if pads else x
-        rows = (i * sh)[:, None, None] + (np.arange(kh) * dh)[None, :, None]
-        cols = (j * sw)[:, None, None] + (np.arange(kw) * dw)[None, None, :]
-        window = padded[b[:, None, None], rows, cols]  # (rows, kh, kw, channels)
-        if layer.kind == "CONV_2D":
-            found.append(window.reshape(len(picks), -1)[None].astype(np.float32))
-        else:
-            found.append(window.reshape(len(picks), kh * kw, channels).transpose(2, 0, 1).astype(np.float32))
-    return found[0], found[1]
+    rows = (i * sh)[:, None, None] + (np.arange(kh) * dh)[None, :, None]
+    cols = (j * sw)[:, None, None] + (np.arange(kw) * dw)[None, None, :]
+    window = x[b[:, None, None], rows, cols]  # (rows, kh, kw, channels)
+    if layer.kind == "CONV_2D":
+        return window.reshape(len(picks), -1)[None].astype(np.float32)
+    return window.reshape(len(picks), kh * kw, channels).transpose(2, 0, 1).astype(np.float32)
 
 
 def _buffers(data: bytearray, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
@@ -344,10 +349,7 @@ def _refine(layer: Layer, sums: _Sums, weights: np.ndarray, bias: np.ndarray) ->
         layout = weights.reshape(channels, -1)
     nearest[:, :k] = layout  # the converter's own weights and bias, which nearest rounding reproduces
     nearest[:, k] = bias
-    learned = np.empty_like(nearest)
-    for g in range(sums.h.shape[0]):
-        members = np.flatnonzero(group == g)
-        learned[members] = _gptq(target[members], steps[members], limits, sums.h[g], sums.c[g], act_order=sums.h.shape[0] == 1)
+    learned = _gptq(target, steps, limits, sums.h, sums.c, group)
     before = _errors(target, nearest * steps, sums, group)
     after = _errors(target, learned * steps, sums, group)
     better = after < before
@@ -377,32 +379,50 @@ def _errors(target: np.ndarray, values: np.ndarray, sums: _Sums, group: np.ndarr
 
 
 def _gptq(target: np.ndarray, steps: np.ndarray, limits: np.ndarray, h: np.ndarray, c: np.ndarray,
-          act_order: bool) -> np.ndarray:
-    """Integer values (rows of channels, the last column the bias) minimising the output error."""
-    k = h.shape[0]
-    diagonal = np.diag(h).copy()
-    dead = diagonal <= 0
-    damped = h + DAMPING * np.diag(np.where(dead, 1.0, diagonal))
+          group: np.ndarray) -> np.ndarray:
+    """Integer values (rows of channels, the last column the bias) minimising the output error.
+    `h`, `c`: one (k, k) pair per group of channels sharing an input (all, or a depthwise channel's)."""
+    groups, k = h.shape[0], h.shape[1]
+    diagonal = np.diagonal(h, axis1=1, axis2=2)
+    damped = h.copy()
+    damped[:, np.arange(k), np.arange(k)] += DAMPING * np.where(diagonal <= 0, 1.0, diagonal)
     goal = target.copy()
     # the bias takes the mean shift of the quantized inputs too: b + w (mean x_f - mean x_q)
-    goal[:, -1] += goal[:, :-1] @ (c[:-1, -1] - h[:-1, -1]) / max(h[-1, -1], 1.0)
-    order = np.concatenate([np.argsort(-diagonal[:-1], kind="stable"), [k - 1]]) if act_order else np.arange(k)
-    damped = damped[np.ix_(order, order)]
-    goal, steps_o, limits_o = goal[:, order], steps[:, order], limits[order]
+    shift = (c[:, :-1, -1] - h[:, :-1, -1]) / np.maximum(h[:, -1, -1:], 1.0)
+    goal[:, -1] += (goal[:, :-1] * shift[group]).sum(1)
+    # act-order (falling input energy) where one H serves every channel; the bias column last
+    order = np.concatenate([np.argsort(-diagonal[0, :-1], kind="stable"), [k - 1]]) if groups == 1 else np.arange(k)
+    damped = damped[:, order][:, :, order]
+    goal, steps, limits = goal[:, order], steps[:, order], limits[order]
     try:
-        upper = np.linalg.cholesky(np.linalg.inv(damped)).T
+        upper = np.linalg.cholesky(np.linalg.inv(damped)).transpose(0, 2, 1)
     except np.linalg.LinAlgError:
-        upper = np.diag(1 / np.sqrt(np.diag(damped)))
+        upper = np.zeros_like(damped)
+        upper[:, np.arange(k), np.arange(k)] = 1 / np.sqrt(np.diagonal(damped, axis1=1, axis2=2))
     values = np.empty_like(goal)
+    if groups == 1:
+        _rounded_shared(goal, steps, limits, upper[0], values)
+    else:
+        upper = upper[group]
+        for j in range(k):
+            q = np.clip(np.round(goal[:, j] / steps[:, j]), -limits[j], limits[j])
+            values[:, j] = q
+            error = (goal[:, j] - q * steps[:, j]) / upper[:, j, j]
+            goal[:, j + 1:] -= error[:, None] * upper[:, j, j + 1:]
+    result = np.empty_like(values)
+    result[:, order] = values
+    return result
+
+
+def _rounded_shared(goal: np.ndarray, steps: np.ndarray, limits: np.ndarray, upper: np.ndarray, values: np.ndarray) -> None:
+    """GPTQ's loop for channels sharing one H, in blocks of BLOCK columns (lazy batch updates)."""
+    k = goal.shape[1]
     for start in range(0, k, BLOCK):
         end = min(k, start + BLOCK)
         errors = np.empty((goal.shape[0], end - start))
         for j in range(start, end):
-            q = np.clip(np.round(goal[:, j] / steps_o[:, j]), -limits_o[j], limits_o[j])
+            q = np.clip(np.round(goal[:, j] / steps[:, j]), -limits[j], limits[j])
             values[:, j] = q
-            errors[:, j - start] = (goal[:, j] - q * steps_o[:, j]) / upper[j, j]
+            errors[:, j - start] = (goal[:, j] - q * steps[:, j]) / upper[j, j]
             goal[:, j + 1:end] -= np.outer(errors[:, j - start], upper[j, j + 1:end])
         goal[:, end:] -= errors @ upper[start:end, end:]
-    result = np.empty_like(values)
-    result[:, order] = values
-    return result
