@@ -27,7 +27,7 @@ from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec
 from edgeq.errors import DataError, UsageError
 from edgeq.machine import cores
 from edgeq.progress import counted
-from edgeq.records.manifest import Calibration, KeepFloat, Latency, Refinement, Search
+from edgeq.records.manifest import Calibration, KeepFloat, Latency, Refinement, Search, StepKind
 from edgeq.records.recipe import Method, Mode
 from edgeq.tflite.model import parse_tflite
 from edgeq.tflite.rewrites import rewritten
@@ -132,10 +132,10 @@ HELD_BACK = 16  # --refine auto: of those, the last ones judge instead
 
 
 def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data: Path) -> tuple[bytes, Refinement]:
-    """--refine bias|rounding: the refined model. auto: bias and rounding each fitted on the first
-    samples and judged, with the model as converted, by worst-output SQNR against the calibrated
-    float graph on held-back samples; the best method is then carried out on all the samples, so
-    the recipe records it and gives the same bytes."""
+    """--refine bias|rounding: the refined model. auto: bias and rounding judged, with the model as
+    converted, by worst-output SQNR against the calibrated float graph: on --eval-data when there
+    is a budget, else fitted on all but 16 calibration samples and judged on those 16, the best
+    then carried out on all of them; so the recipe records the method kept and gives the same bytes."""
     from edgeq.conversion.latency import sqnr_scorer
 
     order = calibrator_order(parse_tflite(model), [p.name for p in specs])
@@ -143,23 +143,45 @@ def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, dat
     threads = options.calibration_jobs(cores(), len(model))
     if options.recipe.refine != "auto":
         return _refinement(options.recipe.refine, quantized, model, samples, threads)
-    if len(samples) <= HELD_BACK:
-        raise UsageError(f"--refine auto judges on {HELD_BACK} held-back calibration samples and needs more than that; "
-                         f"{len(samples)} given: give more samples or choose --refine bias or rounding")
-    score = sqnr_scorer(model, samples[-HELD_BACK:])
+    if options.budget is not None:  # judged on --eval-data, as the search judges
+        evaluator = _evaluator(model, specs, options)
+        score = lambda m: evaluator.evaluate(m, [], phase="refinement candidate").worst_sqnr_db  # noqa: E731
+        where, fitted = f"the {len(evaluator.samples)} --eval-data samples, each fitted on the calibration samples", samples
+    else:
+        if len(samples) <= HELD_BACK:
+            raise UsageError(f"--refine auto judges on {HELD_BACK} held-back calibration samples and needs more than that; "
+                             f"{len(samples)} given: give more samples or choose --refine bias or rounding")
+        held_back = sqnr_scorer(model, samples[-HELD_BACK:])
+        score = lambda m: held_back(m)[0]  # noqa: E731
+        where, fitted = f"{HELD_BACK} held-back calibration samples, each fitted on the other {len(samples) - HELD_BACK}", samples[:-HELD_BACK]
     candidates = [(quantized, Refinement("none", 0, 0, 0.0))]
-    candidates += [_refinement(m, quantized, model, samples[:-HELD_BACK], threads) for m in ("bias", "rounding")]
-    scores = [score(m)[0] for m, _ in candidates]
+    candidates += [_refinement(m, quantized, model, fitted, threads) for m in ("bias", "rounding")]
+    scores = [score(m) for m, _ in candidates]
     best = max(range(len(candidates)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
     method = candidates[best][1].method
     shown = ", ".join(f"{r.method if r.method != 'none' else 'as converted'} {s if s is not None else 'no figure'} dB"
                       for (_, r), s in zip(candidates, scores))
-    judged = (f"auto: worst-output SQNR on {HELD_BACK} held-back calibration samples, each fitted on the other "
-              f"{len(samples) - HELD_BACK}: {shown}; kept {'the model as converted' if method == 'none' else method + ', fitted again on all'}")
+    judged = f"auto: worst-output SQNR on {where}: {shown}; kept {'the model as converted' if method == 'none' else method}"
     if method == "none":
         return quantized, replace(candidates[1][1], method="none", judged=judged)
-    kept, record = _refinement(method, quantized, model, samples, threads)  # as --refine METHOD gives it
-    return kept, replace(record, judged=judged)
+    kept, record = candidates[best] if fitted is samples else _refinement(method, quantized, model, samples, threads)
+    return kept, replace(record, judged=judged + ("" if fitted is samples else ", fitted again on all"))
+
+
+def _refined_search(search: Search, refinement: Refinement) -> tuple[Search, Refinement | None]:
+    """The search ran with the refined model as its all-INT8 candidate: say what that decided.
+    The refinement stands when that candidate was chosen; otherwise (None) the chosen model, built
+    without it, is refined after."""
+    first = search.steps[0] if search.steps else None
+    if search.met and search.chosen.kind == StepKind.INT8 and not search.chosen.float_layers:
+        note = (f"the refined all-INT8 model met the budget (--refine {refinement.method}, worst output "
+                f"{search.chosen.worst_sqnr_db} dB): no layer is kept in float, which on NPUs and the Edge TPU keeps the graph whole")
+        return replace(search, notes=search.notes + (note,)), refinement
+    if refinement.method == "none" or first is None:
+        return search, None
+    note = (f"the refined all-INT8 model (--refine {refinement.method}) reached {first.worst_sqnr_db} dB, short of the "
+            f"budget: the layers kept in float were chosen without refinement, and that model is refined after")
+    return replace(search, notes=search.notes + (note,)), None
 
 
 def _refinement(method: str, quantized: bytes, model: bytes, samples, threads: int) -> tuple[bytes, Refinement]:
@@ -182,12 +204,17 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
     model = rewritten(ranges.model or calibrated.model, options.recipe.rewrites)
     with phase("quantize"):
         quantized = quantize(model, options.recipe, keep)
-    search = None
+    search, refinement = None, None
     if options.budget is not None:
+        if options.recipe.refine != "none":  # the search's all-INT8 candidate is the refined model
+            with phase("refine"):
+                quantized, refinement = _refined(model, quantized, calibrated.specs, options, data)
         with phase("search"):
             quantized, search = _search(model, quantized, calibrated.specs, source, options, keep, data)
         search = replace(search, steps=ranges.steps + search.steps, evaluations=search.evaluations + len(ranges.steps))
         keep = replace(keep, nodes=keep.nodes + tuple(n for n in search.chosen.float_layers if n not in keep.nodes))
+        if refinement is not None:
+            search, refinement = _refined_search(search, refinement)
     latency = None
     if source is not None and len(source.signatures) > 1:
         if options.optimize:
@@ -196,8 +223,9 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
         with phase("latency check"):
             quantized, latency = _latency(model, quantized, calibrated.specs, options, keep, data)
         keep = replace(keep, ops=keep.ops + latency.keep_ops)
-    refinement = None
-    if options.recipe.refine != "none":
+        if latency.keep_ops or latency.rewrites:  # a rebuilt candidate: refined below
+            refinement = None
+    if options.recipe.refine != "none" and refinement is None:
         with phase("refine"):
             quantized, refinement = _refined(model, quantized, calibrated.specs, options, data)
     record = replace(calibrated.calibration, ranges=ranges.changes, auto=ranges.tries)

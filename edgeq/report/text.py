@@ -505,7 +505,7 @@ def search_lines(search: Search) -> list[str]:
     lines.append(f"chosen: {label}" + ("" if search.met else " (best effort: the budget is not met)"))
     if chosen.kind == StepKind.INT8 and 0 < len(chosen.float_layers) <= SHOWN_FLOAT_OPS * 2:
         lines.append("  by hand: " + " ".join(f"--keep-float {shell_word(n)}" for n in chosen.float_layers))
-    return lines
+    return lines + [f"  note: {terminal(n)}" for n in search.notes]
 
 
 def shell_word(text: str) -> str:

@@ -148,3 +148,19 @@ def test_refine_auto_recovers_a_depthwise_model_all_int8_and_reproducibly(tmp_pa
     recipe = Manifest.from_json(manifest, "auto.edgeq.json").recipe
     again = convert(model, calib, tmp_path / "again.tflite", recipe=recipe, cache=False)
     assert again.model == (tmp_path / "auto.tflite").read_bytes()
+
+
+def test_the_search_prefers_a_refined_all_int8_model_to_float_layers(tmp_path, cli):
+    """Both meet the budget: layers kept in float (the search without --refine) and the refined
+    all-INT8 model; with --refine the all-INT8 one is chosen and the output says why."""
+    model, calib, val = depthwise_model(tmp_path)
+    budget = ("--eval-data", val, "--min-sqnr", "26", "--no-cache")
+    code, _, err = cli("convert", model, "--data", calib, *budget, "-o", tmp_path / "float_layers.tflite")
+    plain = json.loads((tmp_path / "float_layers.edgeq.json").read_text())["search"]
+    assert code == 0 and plain["met"] and plain["chosen"]["float_layers"], err
+    code, out, err = cli("convert", model, "--data", calib, *budget, "--refine", "rounding", "-o", tmp_path / "refined.tflite")
+    manifest = json.loads((tmp_path / "refined.edgeq.json").read_text())
+    search = manifest["search"]
+    assert code == 0 and search["met"] and not search["chosen"]["float_layers"] and not manifest["float_ops"], err
+    assert manifest["refinement"]["method"] == "rounding" and manifest["recipe"]["refine"] == "rounding"
+    assert "refined all-INT8 model met the budget" in out
