@@ -180,7 +180,7 @@ OTHER_FORMATS = {
     "edgeq/run/compiled_model.py": "LiteRT CompiledModel's signature and tensor-detail dicts",
     "edgeq/conversion/range_methods.py": "LiteRT's tensor-detail dicts",
     "edgeq/conversion/refine.py": "LiteRT's tensor-detail dicts",
-    "edgeq/conversion/rounding.py": "LiteRT's tensor-detail dicts",
+    "edgeq/conversion/weighted.py": "LiteRT's tensor-detail dicts",
     "edgeq/conversion/observed_calibration.py": "LiteRT's tensor-detail dicts",
     "edgeq/run/on_device.py": "the device-side script's JSON protocol",
     "edgeq/cli/devices.py": "the device check's JSON lines",

@@ -187,7 +187,7 @@ def _refined_search(search: Search, refinement: Refinement) -> tuple[Search, Ref
 def _refinement(method: str, quantized: bytes, model: bytes, samples, threads: int) -> tuple[bytes, Refinement]:
     if method == "rounding":
         return rounded(quantized, model, samples, threads)
-    return bias_corrected(quantized, model, samples)
+    return bias_corrected(quantized, model, samples, threads)
 
 
 def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) -> ChildResult:

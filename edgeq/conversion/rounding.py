@@ -28,11 +28,9 @@ compounding.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-
 import numpy as np
 
-from edgeq.conversion.refine import WEIGHTED
+from edgeq.conversion.weighted import Layer, Run, buffers, weighted_layers
 from edgeq.progress import report
 from edgeq.records.manifest import LayerRefined, Refinement
 
@@ -40,125 +38,6 @@ MIN_SAMPLES = 16  # the fewest samples a layer's rows come from
 ROWS = (2048, 16384)  # positions per layer: 8 per weight column, within these bounds
 DAMPING = 0.01  # of each column's input energy, added to H's diagonal (GPTQ's percdamp)
 BLOCK = 128  # columns rounded between updates of the rest (GPTQ's lazy batch)
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One weighted op of the INT8 graph and what its refinement needs."""
-
-    kind: str
-    name: str
-    position: int  # operator index in the INT8 graph
-    input: int  # its int8 input tensor
-    twin_input: int  # the same input in the calibrated float graph
-    weights: np.ndarray  # float weights, one row per output channel (depthwise: the kernel window)
-    bias: np.ndarray  # float bias per output channel
-    scales: np.ndarray  # weight scale per output channel
-    bias_scales: np.ndarray  # int32 bias scale per output channel
-    weight_buffer: int
-    bias_buffer: int
-    input_scale: float
-    input_zero: int
-    positions: int = 1  # output rows per sample (positions x batch)
-    upstream: frozenset[int] = frozenset()  # positions of the weighted ops whose outputs reach its input
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    dilation: tuple[int, int] = (1, 1)
-    same: bool = False
-    multiplier: int = 1  # depthwise: output channels per input channel
-
-    @property
-    def columns(self) -> int:
-        return self.weights.shape[1]
-
-
-def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[Layer], list[str]]:
-    """The INT8 graph's weighted layers that have int8 weights, an int8 input, an int32 bias and a
-    float twin in the calibrated graph (matched by output name); and why the others were left."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    from edgeq.tflite.model import parse_tflite
-
-    floating = parse_tflite(calibrated, "the calibrated graph")
-    model = parse_tflite(quantized)
-    twins = _twins(floating, model)
-    upstream = _upstream(model)
-    root = schema.ModelT.InitFromPackedBuf(bytearray(quantized), 0)
-    graph = root.subgraphs[0]
-    layers, skipped = [], []
-    for position, (op, parsed) in enumerate(zip(graph.operators, model.operators)):
-        if parsed.type not in WEIGHTED or not parsed.outputs:
-            continue
-        name = model.tensors[parsed.outputs[0]].name
-        twin = twins.get(position)
-        tensors = [graph.tensors[i] if i >= 0 else None for i in op.inputs[:3]]
-        if twin is None or len(tensors) < 3 or None in tensors:
-            skipped.append(f"{name}: {'no float twin in the calibrated graph' if twin is None else 'no bias tensor to refit'}")
-            continue
-        x, w, b = tensors
-        if (x.type, w.type, b.type) != (schema.TensorType.INT8, schema.TensorType.INT8, schema.TensorType.INT32):
-            skipped.append(f"{name}: not an int8 layer with an int32 bias")
-            continue
-        w_f, b_f = floating.constant(twin.inputs[1]), floating.constant(twin.inputs[2]) if len(twin.inputs) > 2 and twin.inputs[2] >= 0 else None
-        if w_f is None or x.quantization is None or not len(x.quantization.scale or []):
-            skipped.append(f"{name}: no float weights or no input scale")
-            continue
-        layer = _layer(parsed.type, name, position, op, twin, np.asarray(w_f, np.float64), b_f, w, b, x)
-        if isinstance(layer, str):
-            skipped.append(f"{name}: {layer}")
-        else:
-            out = model.tensors[parsed.outputs[0]].shape
-            layers.append(replace(layer, positions=max(1, int(np.prod(out[:-1]))), upstream=upstream[position]))
-    return layers, skipped
-
-
-def _upstream(model) -> list[frozenset[int]]:
-    """For each op, the weighted ops (by position) whose outputs reach its inputs."""
-    made_by = {t: i for i, op in enumerate(model.operators) for t in op.outputs}
-    found: list[frozenset[int]] = []
-    for op in model.operators:
-        reach: set[int] = set()
-        for t in op.inputs:
-            if t in made_by:
-                p = made_by[t]
-                reach |= found[p] | ({p} if model.operators[p].type in WEIGHTED else set())
-        found.append(frozenset(reach))
-    return found
-
-
-def _twins(floating, model) -> dict:
-    """The calibrated graph's op for each weighted op of the INT8 graph, by position: the
-    quantizer keeps the ops' order but may rename an output (a graph output's tensor), so the k-th
-    weighted op of one is the k-th of the other when their kinds and weight shapes all agree;
-    otherwise by output name."""
-    mine = [(i, op) for i, op in enumerate(model.operators) if op.type in WEIGHTED and op.outputs]
-    theirs = [op for op in floating.operators if op.type in WEIGHTED and op.outputs]
-    if len(mine) == len(theirs) and all(
-            a.type == b.type and model.tensors[a.inputs[1]].shape == floating.tensors[b.inputs[1]].shape
-            for (_, a), b in zip(mine, theirs)):
-        return {i: b for (i, _), b in zip(mine, theirs)}
-    named = {floating.tensors[op.outputs[0]].name: op for op in theirs}
-    return {i: named[model.tensors[a.outputs[0]].name] for i, a in mine if model.tensors[a.outputs[0]].name in named}
-
-
-def _layer(kind, name, position, op, twin, w_f, b_f, w, b, x) -> Layer | str:
-    channels = w_f.shape[3] if kind == "DEPTHWISE_CONV_2D" else w_f.shape[0]
-    scales = np.broadcast_to(np.asarray(w.quantization.scale, np.float64), (channels,)).copy()
-    bias_scales = np.broadcast_to(np.asarray(b.quantization.scale, np.float64), (channels,)).copy()
-    bias = np.zeros(channels) if b_f is None else np.asarray(b_f, np.float64).reshape(-1)
-    if bias.size != channels:
-        return f"{bias.size} bias values for {channels} channels"
-    common = dict(kind=kind, name=name, position=position, input=op.inputs[0], twin_input=twin.inputs[0], bias=bias,
-                  scales=scales, bias_scales=bias_scales, weight_buffer=w.buffer, bias_buffer=b.buffer,
-                  input_scale=float(x.quantization.scale[0]), input_zero=int(x.quantization.zeroPoint[0]))
-    if kind == "FULLY_CONNECTED":
-        return Layer(weights=w_f.reshape(channels, -1), **common)
-    options = op.builtinOptions
-    geometry = dict(kernel=tuple(w_f.shape[1:3]), stride=(options.strideH, options.strideW),
-                    dilation=(options.dilationHFactor, options.dilationWFactor), same=options.padding == 0)
-    if kind == "CONV_2D":
-        return Layer(weights=w_f.reshape(channels, -1), **geometry, **common)
-    return Layer(weights=w_f[0].reshape(-1, channels).T.copy(), multiplier=max(1, options.depthMultiplier), **geometry, **common)
 
 
 def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]], threads: int = 1) -> tuple[bytes, Refinement]:
@@ -170,7 +49,7 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
     data = bytearray(quantized)
     sums = {layer.position: _Sums(layer, min(len(samples), _samples_needed(layer))) for layer in layers}
     # the float side does not change: one run of the float graph gives every layer its rows
-    floats = _Run(observer_graph(calibrated, [layer.twin_input for layer in layers]), samples, threads)
+    floats = Run(observer_graph(calibrated, [layer.twin_input for layer in layers]), samples, threads)
     for index, sample in enumerate(samples[:max((s.samples for s in sums.values()), default=0)]):
         found = floats.values(sample, [layer.twin_input for layer in layers if index < sums[layer.position].samples])
         for layer in layers:
@@ -182,19 +61,19 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
     stages = _stages(layers)
     per_layer: list[LayerRefined] = []
     for number, stage in enumerate(stages, 1):
-        ints = _Run(bytes(observed), samples, threads)
+        ints = Run(bytes(observed), samples, threads)
         for index, sample in enumerate(samples[:max(sums[layer.position].samples for layer in stage)]):
             found = ints.values(sample, [layer.input for layer in stage if index < sums[layer.position].samples])
             for layer in stage:
                 if index < sums[layer.position].samples:
                     sums[layer.position].add(index, found[layer.input], sums[layer.position].ints)
         for layer in stage:
-            weights, bias = _buffers(data, layer)
+            weights, bias = buffers(data, layer)
             figures = _refine(layer, sums.pop(layer.position), weights, bias)
             if figures is None:
                 skipped.append(f"{layer.name}: no calibration positions")
                 continue
-            mirror = _buffers(observed, layer)
+            mirror = buffers(observed, layer)
             mirror[0][:], mirror[1][:] = weights, bias
             per_layer.append(figures)
         report("refine", number, len(stages))
@@ -226,39 +105,6 @@ def _samples_needed(layer: Layer) -> int:
     """Samples that give the layer its rows (a 112x112 convolution fills them from a few samples,
     a FULLY_CONNECTED layer takes one row from each), at least MIN_SAMPLES."""
     return max(MIN_SAMPLES, math.ceil(_row_budget(layer) / layer.positions))
-
-
-class _Run:
-    """A graph on XNNPACK, run sample by sample: the float values of chosen tensors (dequantized
-    where int8)."""
-
-    def __init__(self, model: bytes, samples: list[list[np.ndarray]], threads: int):
-        from ai_edge_litert.interpreter import Interpreter
-
-        from edgeq.conversion.observed_calibration import allocated
-
-        self.interpreter = allocated(Interpreter(model_content=model, num_threads=threads), [np.shape(a) for a in samples[0]])
-        self.inputs = self.interpreter.get_input_details()
-        self.scales = {d["index"]: d["quantization"] for d in self.interpreter.get_tensor_details()}
-
-    def values(self, sample: list[np.ndarray], tensors: list[int]) -> dict[int, np.ndarray]:
-        for detail, array in zip(self.inputs, sample):
-            self.interpreter.set_tensor(detail["index"], _fed(np.asarray(array, np.float32), detail))
-        self.interpreter.invoke()
-        found = {}
-        for index in tensors:
-            value = self.interpreter.get_tensor(index)
-            scale, zero = self.scales.get(index, (0.0, 0))
-            found[index] = (value.astype(np.float32) - zero) * np.float32(scale) if value.dtype != np.float32 and scale else value.astype(np.float32)
-        return found
-
-
-def _fed(array: np.ndarray, detail: dict) -> np.ndarray:
-    scale, zero = detail["quantization"]
-    if detail["dtype"] == np.float32 or not scale:
-        return array.astype(detail["dtype"])
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(array / scale) + zero, info.min, info.max).astype(detail["dtype"])
 
 
 class _Sums:
@@ -319,16 +165,6 @@ def _patches(layer: Layer, x: np.ndarray, count: int, rng: np.random.Generator) 
     if layer.kind == "CONV_2D":
         return window.reshape(len(picks), -1)[None].astype(np.float32)
     return window.reshape(len(picks), kh * kw, channels).transpose(2, 0, 1).astype(np.float32)
-
-
-def _buffers(data: bytearray, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
-    """Writable views of the layer's int8 weights and int32 bias inside the file's bytes."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    root = schema.Model.GetRootAs(data, 0)
-    weights = root.Buffers(layer.weight_buffer).DataAsNumpy().view(np.int8)
-    bias = root.Buffers(layer.bias_buffer).DataAsNumpy().view(np.int32)
-    return weights, bias
 
 
 def _refine(layer: Layer, sums: _Sums, weights: np.ndarray, bias: np.ndarray) -> LayerRefined | None:
