@@ -158,7 +158,8 @@ class Run:
         for index in tensors:
             value = self.interpreter.get_tensor(index)
             scale, zero = self.scales.get(index, (0.0, 0))
-            found[index] = (value.astype(np.float32) - zero) * np.float32(scale) if value.dtype != np.float32 and scale else value.astype(np.float32)
+            found[index] = (value.astype(np.float32) - zero) * np.float32(scale) if value.dtype != np.float32 and scale else \
+                value.astype(np.float32, copy=False)
         return found
 
 
