@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/accelerators.py
+	$(PY) benchmarks/refine.py
 
 compat: $(STAMP)
 	$(PY) benchmarks/compat.py

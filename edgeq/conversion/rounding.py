@@ -76,7 +76,7 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
             mirror = buffers(observed, layer)
             mirror[0][:], mirror[1][:] = weights, bias
             per_layer.append(figures)
-        report("refine", number, len(stages))
+        report("refining, stage by stage", number, len(stages))
     return bytes(data), Refinement("rounding", len(per_layer), len(samples), 0.0, tuple(skipped), stages=len(stages),
                                    per_layer=tuple(per_layer))
 
@@ -128,12 +128,9 @@ class _Sums:
         else:
             rows.append(_patches(self.layer, x, self.per_sample, rng))
 
-    @property
-    def rows(self) -> int:
-        return sum(r.shape[1] for r in self.ints)
-
     def total(self) -> None:
         f, q = np.concatenate(self.floats, 1), np.concatenate(self.ints, 1)
+        self.rows = q.shape[1]
         ones = np.ones(f.shape[:2] + (1,), np.float32)
         f, q = np.concatenate([f, ones], 2), np.concatenate([q, ones], 2)
         self.h, self.c, self.f = (np.matmul(a.transpose(0, 2, 1), b).astype(np.float64) for a, b in ((q, q), (f, q), (f, f)))
@@ -170,7 +167,7 @@ def _patches(layer: Layer, x: np.ndarray, count: int, rng: np.random.Generator) 
 def _refine(layer: Layer, sums: _Sums, weights: np.ndarray, bias: np.ndarray) -> LayerRefined | None:
     """Round the layer's weights into `weights` and `bias` (views into the file); its output
     error on the calibration positions before and after, and split by cause."""
-    if sums.rows == 0:
+    if not sums.ints:
         return None
     sums.total()
     channels, k = layer.weights.shape

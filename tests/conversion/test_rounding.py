@@ -49,7 +49,8 @@ def depthwise_model(directory: Path) -> tuple[Path, Path, Path]:
 
 def _single_layer(kind: str):
     """One layer with a bias, its calibrated float graph as TensorFlow's calibrator writes it, and
-    48 calibration inputs of which every position is taken (a layer this small is not subsampled)."""
+    48 calibration inputs of which every position is taken (a layer this small is not subsampled;
+    a depthwise layer's channels are measured on 320 of its 1728 positions)."""
     import keras
     import tensorflow as tf
 
@@ -114,6 +115,9 @@ def test_learned_rounding_never_gives_a_larger_layer_error_than_nearest(kind):
     nearest = quantize(calibrated, Recipe(), KeepFloat())
     refined, record = rounded(nearest, calibrated, [[d] for d in data])
     assert record.method == "rounding" and record.layers == 1 and not record.skipped
+    # every position; a depthwise channel (10 columns) is measured on 320 of them
+    assert record.per_layer[0].rows == {"FULLY_CONNECTED": len(data), "CONV_2D": len(data) * 36, "DEPTHWISE_CONV_2D": 320}[kind]
+    assert record.per_layer[0].after_db > record.per_layer[0].before_db
     before, after = _layer_error(nearest, calibrated, data), _layer_error(refined, calibrated, data)
     assert after <= before * (1 + 1e-9), (before, after)
     assert after < 0.99 * before, (before, after)
