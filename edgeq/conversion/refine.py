@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.conversion.weighted import Layer, Run, buffers, weighted_layers
+from edgeq.conversion.weighted import Layer, Run, buffers, unshared, weighted_layers
 from edgeq.records.manifest import Refinement
 
 
@@ -35,6 +35,7 @@ def input_means(calibrated: bytes, samples: list[list[np.ndarray]], tensors: lis
 
 def bias_corrected(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]], threads: int = 1) -> tuple[bytes, Refinement]:
     """`quantized` with every weighted layer's weight-rounding shift taken out of its bias."""
+    quantized = unshared(quantized)
     layers, skipped = weighted_layers(quantized, calibrated)
     means = input_means(calibrated, samples, sorted({layer.twin_input for layer in layers}), threads)
     data = bytearray(quantized)

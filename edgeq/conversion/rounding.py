@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import numpy as np
 
-from edgeq.conversion.weighted import Layer, Run, buffers, weighted_layers
+from edgeq.conversion.weighted import Layer, Run, buffers, unshared, weighted_layers
 from edgeq.progress import report
 from edgeq.records.manifest import LayerRefined, Refinement
 
@@ -45,6 +45,7 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
     `samples`: arrays in the graph's input order."""
     from edgeq.conversion.observed_calibration import observer_graph
 
+    quantized = unshared(quantized)
     layers, skipped = weighted_layers(quantized, calibrated)
     data = bytearray(quantized)
     sums = {layer.position: _Sums(layer, min(len(samples), _samples_needed(layer))) for layer in layers}

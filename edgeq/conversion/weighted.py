@@ -6,6 +6,7 @@ that shows chosen tensors (dequantized) sample by sample. What --refine bias and
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -45,8 +46,9 @@ class Layer:
 
 
 def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[Layer], list[str]]:
-    """The INT8 graph's weighted layers that have int8 weights, an int8 input, an int32 bias and a
-    float twin in the calibrated graph (matched by output name); and why the others were left."""
+    """The INT8 graph's weighted layers that have int8 weights, an int8 input, an int32 bias of
+    their own (no buffer shared with another tensor) and a float twin in the calibrated graph; and
+    why the others were left."""
     from ai_edge_litert import schema_py_generated as schema
 
     from edgeq.tflite.model import parse_tflite
@@ -57,6 +59,8 @@ def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[Layer], l
     upstream = _upstream(model)
     root = schema.ModelT.InitFromPackedBuf(bytearray(quantized), 0)
     graph = root.subgraphs[0]
+    uses = Counter(t.buffer for g in root.subgraphs for t in g.tensors if t.buffer)  # tensors per buffer
+    reads = Counter(i for op in graph.operators for i in op.inputs if i >= 0)  # ops per tensor
     layers, skipped = [], []
     for position, (op, parsed) in enumerate(zip(graph.operators, model.operators)):
         if parsed.type not in WEIGHTED or not parsed.outputs:
@@ -68,6 +72,9 @@ def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[Layer], l
             skipped.append(f"{name}: {'no float twin in the calibrated graph' if twin is None else 'no bias tensor to refit'}")
             continue
         x, w, b = tensors
+        if uses[w.buffer] > 1 or uses[b.buffer] > 1 or reads[op.inputs[1]] > 1 or reads[op.inputs[2]] > 1:
+            skipped.append(f"{name}: its weights or bias are shared with another op or tensor")
+            continue
         if (x.type, w.type, b.type) != (schema.TensorType.INT8, schema.TensorType.INT8, schema.TensorType.INT32):
             skipped.append(f"{name}: not an int8 layer with an int32 bias")
             continue
@@ -84,6 +91,35 @@ def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[Layer], l
             layers.append(replace(layer, positions=max(1, int(np.prod(out.shape[:-1]))), upstream=upstream[position],
                                   output_scale=float(scale)))
     return layers, skipped
+
+
+def unshared(quantized: bytes) -> bytes:
+    """`quantized` with its own buffer for every weight and bias tensor that shares one with
+    another tensor (the converter stores equal constants once: two BatchNorm-folded biases of the
+    same values are one buffer), so refining one layer cannot change another. Unchanged bytes
+    when nothing is shared."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.ModelT.InitFromPackedBuf(bytearray(quantized), 0)
+    uses = Counter(t.buffer for g in root.subgraphs for t in g.tensors if t.buffer)
+    copied = 0
+    for graph in root.subgraphs:
+        for op in graph.operators:
+            for index in op.inputs[1:3]:
+                tensor = graph.tensors[index] if index >= 0 else None
+                if tensor is None or not tensor.buffer or uses[tensor.buffer] < 2:
+                    continue
+                own = schema.BufferT()
+                own.data = np.array(root.buffers[tensor.buffer].data, copy=True)
+                uses[tensor.buffer] -= 1
+                root.buffers.append(own)
+                tensor.buffer, copied = len(root.buffers) - 1, copied + 1
+    if not copied:
+        return quantized
+    builder = flatbuffers.Builder(len(quantized) + 4096)
+    builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def _upstream(model) -> list[frozenset[int]]:

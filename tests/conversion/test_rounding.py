@@ -168,3 +168,61 @@ def test_the_search_prefers_a_refined_all_int8_model_to_float_layers(tmp_path, c
     assert code == 0 and search["met"] and not search["chosen"]["float_layers"] and not manifest["float_ops"], err
     assert manifest["refinement"]["method"] == "rounding" and manifest["recipe"]["refine"] == "rounding"
     assert "refined all-INT8 model met the budget" in out
+
+
+def test_a_layer_whose_weights_another_layer_shares_is_left_as_converted():
+    """Refining tied weights for one layer would change the other (the converter gives both ops
+    one weight tensor): such layers are skipped, named."""
+    import keras
+    import tensorflow as tf
+
+    from edgeq.conversion.quantize import quantize
+    from edgeq.conversion.rounding import rounded
+    from edgeq.records.manifest import KeepFloat
+    from edgeq.records.recipe import Recipe
+
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((16,), name="x")
+    tied = keras.layers.Dense(16, name="tied")
+    model = keras.Model(inputs, keras.layers.Dense(4, name="head")(tied(keras.layers.ReLU()(tied(inputs)))))
+    for layer in ("tied", "head"):  # nonzero biases, which the converter keeps
+        model.get_layer(layer).set_weights([w + 0.1 for w in model.get_layer(layer).get_weights()])
+    data = [np.random.default_rng(i).uniform(-1, 1, (1, 16)).astype(np.float32) for i in range(32)]
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([d] for d in data)
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    _, record = rounded(quantize(calibrated, Recipe(), KeepFloat()), calibrated, [[d] for d in data])
+    shared = [s for s in record.skipped if "shared with another" in s]
+    assert len(shared) == 1 and "tied" in shared[0] and record.layers == 1, record.skipped  # the head alone
+
+
+def test_equal_constants_the_converter_stores_once_are_refined_apart(tmp_path):
+    """The depthwise model's two pointwise layers have equal (zero) folded biases, which the
+    converter stores in one buffer; each is refined on its own buffer, so they come out apart."""
+    import keras
+    import tensorflow as tf
+
+    from edgeq.conversion.quantize import quantize
+    from edgeq.conversion.rounding import rounded
+    from edgeq.records.manifest import KeepFloat
+    from edgeq.records.recipe import Recipe
+    from edgeq.tflite.model import parse_tflite
+
+    model, calib, _ = depthwise_model(tmp_path)
+    data = list(np.load(calib))
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.models.load_model(model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([d] for d in data)
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    quantized = quantize(calibrated, Recipe(), KeepFloat())
+    plain = parse_tflite(quantized)
+    pointwise = [op for op in plain.operators if op.type == "CONV_2D"][1:]
+    assert len({plain.tensors[op.inputs[2]].buffer for op in pointwise}) == 1  # one buffer for both biases
+    refined, record = rounded(quantized, calibrated, [[d] for d in data[:48]])
+    after = parse_tflite(refined)
+    biases = [after.constant(op.inputs[2]) for op in [o for o in after.operators if o.type == "CONV_2D"][1:]]
+    assert len({after.tensors[op.inputs[2]].buffer for op in pointwise}) == 2
+    assert (biases[0] != biases[1]).any() and record.layers == 5
