@@ -169,16 +169,17 @@ def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, dat
 
 
 def _refined_search(search: Search, refinement: Refinement) -> tuple[Search, Refinement | None]:
-    """The search ran with the refined model as its all-INT8 candidate: say what that decided.
+    """The search ran with the refined model as its all-INT8 candidate (its first step): say what that decided.
     The refinement stands when that candidate was chosen; otherwise (None) the chosen model, built
     without it, is refined after."""
     first = search.steps[0] if search.steps else None
-    if search.met and search.chosen.kind == StepKind.INT8 and not search.chosen.float_layers:
+    all_int8 = search.met and search.chosen.kind == StepKind.INT8 and not search.chosen.float_layers
+    if refinement.method == "none" or first is None:  # auto kept the model as converted
+        return search, refinement if all_int8 else None
+    if all_int8:
         note = (f"the refined all-INT8 model met the budget (--refine {refinement.method}, worst output "
                 f"{search.chosen.worst_sqnr_db} dB): no layer is kept in float, which on NPUs and the Edge TPU keeps the graph whole")
         return replace(search, notes=search.notes + (note,)), refinement
-    if refinement.method == "none" or first is None:
-        return search, None
     note = (f"the refined all-INT8 model (--refine {refinement.method}) reached {first.worst_sqnr_db} dB, short of the "
             f"budget: the layers kept in float were chosen without refinement, and that model is refined after")
     return replace(search, notes=search.notes + (note,)), None
@@ -211,10 +212,10 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
                 quantized, refinement = _refined(model, quantized, calibrated.specs, options, data)
         with phase("search"):
             quantized, search = _search(model, quantized, calibrated.specs, source, options, keep, data)
-        search = replace(search, steps=ranges.steps + search.steps, evaluations=search.evaluations + len(ranges.steps))
-        keep = replace(keep, nodes=keep.nodes + tuple(n for n in search.chosen.float_layers if n not in keep.nodes))
         if refinement is not None:
             search, refinement = _refined_search(search, refinement)
+        search = replace(search, steps=ranges.steps + search.steps, evaluations=search.evaluations + len(ranges.steps))
+        keep = replace(keep, nodes=keep.nodes + tuple(n for n in search.chosen.float_layers if n not in keep.nodes))
     latency = None
     if source is not None and len(source.signatures) > 1:
         if options.optimize:

@@ -168,6 +168,11 @@ def test_the_search_prefers_a_refined_all_int8_model_to_float_layers(tmp_path, c
     assert code == 0 and search["met"] and not search["chosen"]["float_layers"] and not manifest["float_ops"], err
     assert manifest["refinement"]["method"] == "rounding" and manifest["recipe"]["refine"] == "rounding"
     assert "refined all-INT8 model met the budget" in out
+    code, out, err = cli("convert", model, "--data", calib, *budget, "--refine", "auto", "-o", tmp_path / "auto.tflite")
+    manifest = json.loads((tmp_path / "auto.edgeq.json").read_text())
+    assert code == 0 and not manifest["search"]["chosen"]["float_layers"], err
+    assert "--eval-data samples" in manifest["refinement"]["judged"]  # with a budget, auto judges where the search does
+    assert manifest["recipe"]["refine"] == manifest["refinement"]["method"] != "none"
 
 
 def test_a_layer_whose_weights_another_layer_shares_is_left_as_converted():
