@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -50,23 +49,12 @@ def crops(path: Path, n: int, seed: int, channels_first: bool) -> Path:
 def keras_onet() -> dict | str:
     if importlib.util.find_spec("mtcnn") is None:
         return "mtcnn not installed"
-    import keras
-    from keras import layers as L
-    from mtcnn.utils.tensorflow import load_weights
+    sys.path.insert(0, str(ROOT / "benchmarks" / "trials"))
+    from recipe_reproduces import onet  # the functional ONet with mtcnn's weights, as the recipe trial builds it
 
-    image = keras.Input((48, 48, 3), name="image")
-    x = image
-    for filters, kernel, pool, stride, padding in ((32, 3, 3, 2, "same"), (64, 3, 3, 2, "valid"), (64, 3, 2, 2, "same")):
-        x = L.MaxPooling2D(pool, stride, padding=padding)(L.PReLU(shared_axes=[1, 2])(L.Conv2D(filters, kernel)(x)))
-    x = L.PReLU(shared_axes=[1, 2])(L.Conv2D(128, 2)(x))
-    x = L.PReLU()(L.Dense(256)(L.Flatten()(L.Permute((2, 1, 3))(x))))
-    model = keras.Model(image, [L.Dense(4, name="box")(x), L.Dense(10, name="landmarks")(x),
-                                L.Dense(2, activation="softmax", name="face")(x)])
-    model.set_weights(load_weights("onet.lz4"))
-    model.save(WORK / "onet.keras")
     from tests.helpers import images  # the photo-like crops issue 39's 20.95 dB was measured on
 
-    return {"name": "MTCNN ONet (Keras, mtcnn 1.0.0 weights)", "model": WORK / "onet.keras",
+    return {"name": "MTCNN ONet (Keras, mtcnn 1.0.0 weights)", "model": onet(),
             "data": images(WORK / "onet_calib", 48, 48, 0), "eval": images(WORK / "onet_val", 32, 48, 1),
             "args": ["--mean", "127.5", "--std", "128"]}
 
@@ -76,20 +64,10 @@ def facenet_onet() -> dict | str:
         return "facenet-pytorch not installed (pip install --no-deps facenet-pytorch==2.6.0)"
     import torch
 
-    try:
-        import torchvision  # noqa: F401
-    except Exception:  # noqa: BLE001 - PyPI's build does not load beside the CPU torch; ONet uses none of it
-        for name in [n for n in sys.modules if n.startswith("torchvision")]:
-            del sys.modules[name]
-        stand_in = {n: types.ModuleType(n) for n in ("torchvision", "torchvision.ops", "torchvision.ops.boxes",
-                                                     "torchvision.transforms", "torchvision.transforms.functional")}
-        stand_in["torchvision.ops.boxes"].batched_nms = None
-        stand_in["torchvision.transforms"].functional = stand_in["torchvision.transforms.functional"]
-        sys.modules.update(stand_in)
-    from facenet_pytorch.models.mtcnn import ONet
+    from benchmarks.pytorch_routes import onet  # its architecture with the state dict the wheel ships
 
-    onet = ONet(pretrained=True).eval()
-    torch.export.save(torch.export.export(onet, (torch.rand(1, 3, 48, 48),)), str(WORK / "onet.pt2"))
+    model, size = onet()
+    torch.export.save(torch.export.export(model, (torch.rand(1, 3, size, size),)), str(WORK / "onet.pt2"))
     return {"name": "facenet-pytorch ONet (.pt2, shipped weights)", "model": WORK / "onet.pt2",
             "data": crops(WORK / "facenet_calib.npy", 64, 0, True), "eval": crops(WORK / "facenet_val.npy", 32, 1, True)}
 
