@@ -161,7 +161,7 @@ def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, dat
     method = candidates[best][1].method
     shown = ", ".join(f"{r.method if r.method != 'none' else 'as converted'} {s if s is not None else 'no figure'} dB"
                       for (_, r), s in zip(candidates, scores))
-    judged = f"auto: worst-output SQNR on {where}: {shown}; kept {'the model as converted' if method == 'none' else method}"
+    judged = f"auto: worst-output SQNR against the calibrated float graph on {where}: {shown}; kept {'the model as converted' if method == 'none' else method}"
     if method == "none":
         return quantized, replace(candidates[1][1], method="none", judged=judged)
     kept, record = candidates[best] if fitted is samples else _refinement(method, quantized, model, samples, threads)

@@ -93,11 +93,13 @@ def conversion_text(result) -> str:
         left = f"; {len(r.skipped)} left as converted" if r.skipped else ""
         if r.method == "rounding":
             lines.append(f"refine: int8 weights rounded to fit the float layers in {r.layers} layer(s), biases refitted, "
-                         f"on {r.samples} calibration samples in {r.stages} stage(s){left}")
+                         f"measured on up to {r.samples} calibration samples in {r.stages} stage(s){left}")
             lines += refined_layer_lines(r.per_layer)
+        elif r.method == "bias":
+            lines.append(f"refine: bias corrected in {r.layers} layer(s), the largest shift {r.largest_shift:g} output step(s), "
+                         f"input means from {r.samples} calibration samples{left}")
         else:
-            lines.append(f"refine: bias {'corrected' if r.method == 'bias' else 'refinement measured, not kept'} in {r.layers} layer(s), "
-                         f"the largest shift {r.largest_shift:g} output step(s), input means from {r.samples} calibration samples{left}")
+            lines.append("refine: auto kept the model as converted (no refinement scored higher)")
         lines += [f"  {r.judged}"] if r.judged else []
     if m.cache:
         lines.append(f"cache: conversion {m.cache.conversion}, calibration {m.cache.calibration}")
@@ -479,11 +481,11 @@ def refined_layer_lines(layers, shown: int = 3) -> list[str]:
     worst = sorted(layers, key=lambda l: l.before_db)[:shown]
     if not worst:
         return []
-    lines = [f"  layer output SQNR on calibration positions, the {len(worst)} worst as converted "
-             f"(cause: int8 inputs alone | int8 weights alone):"]
+    lines = [f"  layer output SQNR against the float layer on its calibration positions, the {len(worst)} worst as converted, "
+             f"converted -> refined (cause: int8 inputs alone | int8 weights alone):"]
     for l in worst:
         cause = "activations" if l.inputs_only_db < l.weights_only_db else "weights"
-        lines.append(f"    {terminal(short_name(l.name))} ({l.kind}): {l.before_db:g} -> {l.after_db:g} dB "
+        lines.append(f"    {terminal(short_name(l.name))} ({l.kind}, {l.rows} positions): {l.before_db:g} -> {l.after_db:g} dB "
                      f"({l.inputs_only_db:g} | {l.weights_only_db:g} dB: mostly its {cause})")
     return lines
 
