@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from edgeq.errors import OutputExistsError, UsageError
+from edgeq.errors import DataError, EdgeqError, OutputExistsError, UsageError
 
 
 def check_writable(path: Path, force: bool, protected: list[Path] = ()) -> None:
@@ -39,11 +41,14 @@ def write_files_atomically(contents: dict[Path, bytes], force: bool = True) -> N
     os.umask(umask)
     try:
         for path, data in contents.items():
-            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            temps.append((temp, path))
-            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a written model is an ordinary file
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
+            try:
+                fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+                temps.append((temp, path))
+                os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a written model is an ordinary file
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            except OSError as exc:
+                raise no_room(exc, path, sum(map(len, contents.values()))) from None
         if not force:
             for _, path in temps:
                 if path.exists():
@@ -60,8 +65,53 @@ def write_files_atomically(contents: dict[Path, bytes], force: bool = True) -> N
                 os.unlink(temp)
 
 
+FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def no_room(exc: OSError, path: Path | str, needed: int | None = None) -> EdgeqError:
+    """An OSError while writing `path` as one line for the user: a full disk or a file-size limit
+    (ulimit -f) is theirs to fix (exit 2), as is a folder they may not write."""
+    size = f" ({needed / 2**20:.1f} MiB to write)" if needed else ""
+    if exc.errno in FULL:
+        free = shutil.disk_usage(Path(path).parent).free if Path(path).parent.exists() else None
+        room = f"; {free / 2**20:.1f} MiB free there" if free is not None else ""
+        return UsageError(f"{path}: no room to write it{size}: {exc.strerror}{room}; free space or raise the file-size limit")
+    return UsageError(f"{path}: cannot be written ({exc.strerror or exc}){size}")
+
+
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """Strict JSON (RFC 8259): a NaN or an infinity is edgeq's bug, never written as `NaN`."""
+    return json.dumps(data, indent=indent, sort_keys=False, allow_nan=False)
+
+
 def json_bytes(data: Any) -> bytes:
-    return (json.dumps(data, indent=2, sort_keys=False) + "\n").encode()
+    return (json_text(data) + "\n").encode()
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """Strict JSON from a stranger: not JSON, NaN/Infinity, nesting past Python's recursion limit,
+    an integer of more digits than Python converts: one DataError line naming `where`."""
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise DataError(f"{where}: nested too deeply to be an edgeq file") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError, so is an over-long integer
+        raise DataError(f"{where}: not valid JSON ({' '.join(str(exc).split())[:200]})") from None
+
+
+def read_json(path: Path, where: str | None = None) -> Any:
+    """`parse_json` of a file; a file that cannot be read is one DataError line too."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+    return parse_json(data, where or str(path))
 
 
 def sha256_of(path: Path) -> str:

@@ -13,6 +13,8 @@ import typer
 
 from edgeq.cli import bundle, compile, convert, devices, inspect, report, validate  # noqa: F401 - they register their commands
 from edgeq.cli.common import app, state
+from edgeq.escape import terminal
+from edgeq.fileio import FULL, no_room
 
 __all__ = ["app", "run"]
 
@@ -26,16 +28,27 @@ def run() -> None:
     """The console entry point: an unexpected exception is one line and exit 3, never a traceback
     (exit 1 stays "a gate failed")."""
     signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past `ulimit -f` a write fails (EFBIG) instead of killing edgeq
     try:
         app()
     except KeyboardInterrupt:
         typer.echo("edgeq: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:
+        if exc.errno not in FULL:
+            raise_internal(exc)
+        typer.echo(f"edgeq: error: {terminal(no_room(exc, exc.filename or 'a file edgeq writes'))}", err=True)
+        sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the last line of defence of the exit-code contract
-        if state["verbose"]:
-            import traceback
+        raise_internal(exc)
 
-            traceback.print_exception(exc)
-        detail = " ".join(str(exc).split())[:300] or type(exc).__name__
-        typer.echo(f"edgeq: internal error: {type(exc).__name__}: {detail} (rerun with -v for the traceback)", err=True)
-        sys.exit(3)
+
+def raise_internal(exc: BaseException) -> None:
+    """One line and exit 3: edgeq's own bug (or a tool it drives), never a traceback."""
+    if state["verbose"]:
+        import traceback
+
+        traceback.print_exception(exc)
+    detail = " ".join(str(exc).split())[:300] or type(exc).__name__
+    typer.echo(f"edgeq: internal error: {type(exc).__name__}: {terminal(detail)} (rerun with -v for the traceback)", err=True)
+    sys.exit(3)

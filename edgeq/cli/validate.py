@@ -63,6 +63,7 @@ def validate(
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
     from edgeq.data.samples import PreprocessingOverride
+    from edgeq.records.manifest_file import manifest_for
     from edgeq.roles import parse_roles
     from edgeq.validation.compare import ValidateOptions
     from edgeq.validation.compare import validate as run_validate
@@ -74,7 +75,8 @@ def validate(
                **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {})}
     outputs = {k: v for k, v in outputs.items() if v is not None}
     try:
-        _check_usage(target, compare_to, report_dir, outputs, force, [model, reference, data] + ([baseline] if baseline else []))
+        _check_usage(target, compare_to, report_dir, outputs, force, [model, reference, data, manifest_for(model), manifest_for(reference)]
+                     + ([baseline] if baseline else []))
         options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
                                   delegate_options=key_values(delegate_option, "--delegate-option"), threads=threads,
                                   jobs=jobs, cache=not no_cache, accelerators=tuple(accelerator), gpu_precision=gpu_precision,

@@ -147,7 +147,11 @@ class Cache:
             self.folder.mkdir(parents=True, exist_ok=True)
             content = _encode(kind, key, self.versions, header, blobs)
             with tempfile.NamedTemporaryFile(dir=self.folder, prefix=".partial-", delete=False) as f:
-                f.write(content)
+                try:
+                    f.write(content)
+                except OSError:
+                    os.unlink(f.name)  # a full disk leaves no half entry
+                    raise
             os.replace(f.name, self._path(kind, key))
             self._trim()
         except OSError as exc:

@@ -155,11 +155,10 @@ def _float_source(model: Path, options: ConvertOptions, quiet_native: bool, isol
         return model
     if suffix == ONNX_SUFFIX:
         require_onnx(f"converting {model.name}")
-        export = onnx_to_float_tflite
+        flat = _in_child(onnx_to_float_tflite, model, quiet_native, isolated, model, options.recipe.channels_last)
     else:
         require_torch(f"converting {model.name}")
-        export = to_float_tflite
-    flat = _in_child(export, model, quiet_native, isolated, model, options.recipe.channels_last)
+        flat = _in_child(to_float_tflite, model, quiet_native, isolated, model, options.recipe.channels_last, options.trust_model)
     path = scratch / (model.stem + ".tflite")
     path.write_bytes(flat)
     return path

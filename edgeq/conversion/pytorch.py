@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.conversion.trust import checked_pt2
 from edgeq.errors import ModelError, UsageError
 
 PT2_SUFFIX = ".pt2"
@@ -46,12 +47,16 @@ def save_program(module: Any, sample_inputs: Any, path: Path) -> Path:
     return path
 
 
-def _program(path: Path) -> tuple[Any, tuple]:
-    """The program's module and its example inputs (torch.export.save keeps them)."""
+def _program(path: Path, trusted: bool) -> tuple[Any, tuple]:
+    """The program's module and its example inputs (torch.export.save keeps them); the archive
+    is checked before torch.export.load sees it, unless the user trusts it (edgeq.conversion.trust)."""
+    import io
+
     import torch
 
+    data = checked_pt2(path, trusted)
     try:
-        program = torch.export.load(str(path))
+        program = torch.export.load(io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - a foreign or damaged file
         raise ModelError(f"{path}: not a torch.export program ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
                          "save one with torch.export.save(torch.export.export(model, args), 'model.pt2')") from None
@@ -67,12 +72,12 @@ def _images(args: tuple) -> list[int]:
     return [i for i, a in enumerate(args) if getattr(a, "dim", lambda: 0)() == 4]
 
 
-def to_float_tflite(path: Path, channels_last: bool) -> bytes:
+def to_float_tflite(path: Path, channels_last: bool, trusted: bool = False) -> bytes:
     """The .pt2 as a float .tflite from litert-torch; `channels_last`: its 4-D inputs as NHWC
     (litert-torch's to_channel_last_io), so image folders and NHWC app code feed it."""
     import litert_torch
 
-    module, args = _program(path)
+    module, args = _program(path, trusted)
     if channels_last:
         images = _images(args)
         module = litert_torch.to_channel_last_io(module, args=images)
@@ -83,11 +88,11 @@ def to_float_tflite(path: Path, channels_last: bool) -> bytes:
         return out.read_bytes()
 
 
-def run_program(path: Path, samples: list[list[np.ndarray]], channels_last: bool) -> list[list[np.ndarray]]:
+def run_program(path: Path, samples: list[list[np.ndarray]], channels_last: bool, trusted: bool = False) -> list[list[np.ndarray]]:
     """PyTorch's own outputs for `samples` (each a list of float arrays in the .tflite's layout)."""
     import torch
 
-    module, args = _program(path)
+    module, args = _program(path, trusted)
     images = _images(args) if channels_last else []
     outputs = []
     with torch.no_grad():

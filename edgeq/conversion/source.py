@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeq.conversion.rewrites import layer_norms, recurrent_layers, unrolled, without_neg
+from edgeq.conversion.trust import check_saved_model, refusal
 from edgeq.data.normalization import Statement
 from edgeq.data.samples import InputSpec, Preprocessing
 from edgeq.errors import ModelError, UsageError
@@ -99,8 +100,9 @@ def _show(shape) -> str:
 
 @dataclass(frozen=True)
 class KerasCode:
-    """What a Keras file may need to load: the user's custom classes (a .py file they name), and
-    their explicit trust to run the Python code a Lambda layer stores. Neither is ever implied."""
+    """What a Keras file or SavedModel may need to load: the user's custom classes (a .py file they
+    name), and their explicit trust to run code the file holds (a Lambda layer's Python, a
+    SavedModel's file or Python ops: edgeq.conversion.trust). Neither is ever implied."""
 
     custom_objects: str | None = None
     trust_model: bool = False
@@ -117,6 +119,7 @@ def load_source(path: str | Path, signature: str | tuple[str, ...] = "serving_de
     if path.is_dir():
         if not (path / "saved_model.pb").is_file():
             raise ModelError(f"{path}: a folder without saved_model.pb is not a SavedModel")
+        check_saved_model(path, code.trust_model)
         return _saved_model(path, wanted, given)
     if path.suffix.lower() == ".tflite":
         return _tflite(path, wanted)
@@ -137,8 +140,7 @@ def _keras(path: Path, given, code: KerasCode) -> ModelSource:
     except Exception as exc:
         message = str(exc)
         if "safe_mode" in message or "Lambda" in message and "unsafe" in message:
-            raise ModelError(f"{path}: has a Lambda layer, whose Python code Keras will not run by default; if you trust "
-                             "the file, pass --trust-model (it runs Python code stored in the model)") from None
+            raise refusal(path, "a Lambda layer (Python code stored in the model; Keras' safe_mode)") from None
         if "Could not locate" in message or "Unknown layer" in message or "custom" in message.lower():
             import re
 

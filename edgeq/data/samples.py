@@ -358,18 +358,22 @@ def _load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         key = "x" if "x" in keys else keys[0] if len(keys) == 1 else None
         if key is None:
             raise DataError(f"{path}: holds {keys}; name the array '{names[0]}' or 'x'")
-        return {names[0]: archive[key], **_labels(archive)}
-    missing = [n for n in names if n not in keys]
-    if missing:
-        raise DataError(f"{path}: no array for model input(s) {missing}; it holds {keys}")
-    return {**{n: archive[n] for n in names}, **_labels(archive)}
-
-
-def _labels(archive) -> dict[str, np.ndarray]:
-    """An optional integer array 'y' holds one class label per sample; an optional 'starts' marks
-    (nonzero) the samples where a sequence starts, for streaming validation (--feedback)."""
-    extra = {"__labels__": archive["y"]} if "y" in archive.files else {}
-    return {**extra, "__starts__": archive["starts"]} if "starts" in archive.files else extra
+        chosen = {names[0]: key}
+    else:
+        missing = [n for n in names if n not in keys]
+        if missing:
+            raise DataError(f"{path}: no array for model input(s) {missing}; it holds {keys}")
+        chosen = {n: n for n in names}
+    # an optional integer array 'y' holds one class label per sample; an optional 'starts' marks
+    # (nonzero) the samples where a sequence starts, for streaming validation (--feedback)
+    chosen.update({label: key for label, key in (("__labels__", "y"), ("__starts__", "starts")) if key in keys})
+    arrays = {}
+    for name, key in chosen.items():
+        try:
+            arrays[name] = archive[key]
+        except Exception as exc:  # an object array (needs pickle), a member that is not an .npy
+            raise DataError(f"{path}: its member {key!r} is not a plain numeric array ({' '.join(str(exc).split())[:160]})") from None
+    return arrays
 
 
 class ArraySource(SampleSource):
@@ -394,8 +398,8 @@ class ArraySource(SampleSource):
                 forms = f"[N, {', '.join(map(str, shape))}]" + (f" or [N, {', '.join(map(str, shape[1:]))}]" if shape[:1] == (1,) else "")
                 raise DataError(f"{path}: array for input '{spec.name}' has shape {list(array.shape)}; the model declares the "
                                 f"input {list(shape)}, so edgeq feeds arrays shaped {forms} (N samples)")
-            if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-                raise DataError(f"{path}: array for input '{spec.name}' has dtype {array.dtype}; expected numbers")
+            if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_):
+                raise DataError(f"{path}: array for input '{spec.name}' has dtype {array.dtype}; expected real numbers (integers or floats)")
             counts.add(array.shape[0])
         if len(counts) != 1 or 0 in counts:
             raise DataError(f"{path}: the inputs hold different or zero sample counts {sorted(counts)}")
@@ -404,6 +408,10 @@ class ArraySource(SampleSource):
         self.available = counts.pop()
         self.indices = _pick(self.available, limit, seed)
         if labels is not None:
+            whole = np.issubdtype(labels.dtype, np.integer) or (
+                np.issubdtype(labels.dtype, np.floating) and bool(np.all(np.isfinite(labels))) and bool(np.all(labels == np.round(labels))))
+            if labels.ndim != 1 or not whole:
+                raise DataError(f"{path}: 'y' must be one whole-number class label per sample (got {labels.dtype} {list(labels.shape)})")
             if labels.shape[:1] != (self.available,):
                 raise DataError(f"{path}: 'y' holds {labels.shape[0] if labels.ndim else 0} labels for {self.available} samples")
             self.labels = [int(labels[i]) for i in self.indices]
@@ -419,8 +427,14 @@ class ArraySource(SampleSource):
 
     def __iter__(self) -> Iterator[list[np.ndarray]]:
         for i in self.indices:
-            yield [np.asarray(self.arrays[s.name][i] if self.whole[s.name] else self.arrays[s.name][i : i + 1], dtype=np.float32)
-                   for s in self.specs]
+            with np.errstate(all="ignore"):  # a float64 past float32's range becomes inf, refused below
+                sample = [np.asarray(self.arrays[s.name][i] if self.whole[s.name] else self.arrays[s.name][i : i + 1], dtype=np.float32)
+                          for s in self.specs]
+            for spec, array in zip(self.specs, sample):
+                if not np.all(np.isfinite(array)):  # before anything casts it (NaN to int8 is any value)
+                    raise DataError(f"row {int(i)} of {self.path} has NaN or infinite values in input '{spec.name}' "
+                                    "(as float32); fix or drop it")
+            yield sample
 
 
 @dataclass

@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeq.errors import DataError
+from edgeq.fileio import parse_json
 from edgeq.records.manifest import Manifest
 from edgeq.tflite.model import TfliteModel, read_tflite
 from edgeq.tflite.summary import ModelSummary, summarize
@@ -27,8 +27,12 @@ def read_manifest(model: str | Path) -> Manifest | None:
     but not a manifest, or written by a newer major schema, is refused (DataError naming the key)."""
     path = manifest_for(model)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        data = parse_json(text, path.name)
+    except DataError:
         return None
     return Manifest.from_json(data, path.name)
 

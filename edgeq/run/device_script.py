@@ -5,7 +5,6 @@ and sends back every output and the timed invokes."""
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeq.fileio import parse_json
 from edgeq.run.profiles import Profile
 from edgeq.run.protocol import Capabilities, InvokeTimes, Measurement, Percentiles
 from edgeq.run.transports import Session
@@ -71,7 +71,7 @@ def check(profile: Profile) -> DeviceInfo:
     """Connect and report OS, CPU architecture, dot-product support, runtime and delegates."""
     with Session(profile) as session:
         session.transport.push(SCRIPT, session.path("on_device.py"))
-        probe = from_json(Probe, json.loads(_script(session, "probe", timeout=profile.timeout * 4)), f"{profile.name} probe")
+        probe = from_json(Probe, parse_json(_script(session, "probe", timeout=profile.timeout * 4), f"{profile.name}: the device's probe output"), f"{profile.name} probe")
     return DeviceInfo(profile.name, profile.transport, profile.address, profile.emulated, probe)
 
 
@@ -96,7 +96,7 @@ class DeviceRunner:
                     "--delegate", delegate or profile.delegates[0], "--threads", str(profile.threads),
                     "--warmup", str(warmup), "--runs", str(runs))
             outputs = np.load(io.BytesIO(session.transport.pull(session.path("outputs.npz"))))
-            ran = from_json(ScriptRun, json.loads(session.transport.pull(session.path("timings.json"))), f"{profile.name} timings")
+            ran = from_json(ScriptRun, parse_json(session.transport.pull(session.path("timings.json")), f"{profile.name}: timings.json"), f"{profile.name} timings")
         times = InvokeTimes.of(list(ran.latency_ms), ran.warmup, ran.threads)
         return Measurement([outputs[f"out{k}"] for k in range(len(outputs.files))], Percentiles.of(times), ran.delegate,
                            ran.threads, ran.warmup, ran.runs, ran.runtime, ran.machine)

@@ -4,6 +4,7 @@ by name or path. A profile describes hardware and how to reach it; it never hold
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tomllib
 import typing
@@ -58,8 +59,8 @@ class Profile:
                              "benchmark_model's delegates (delegates = [\"gpu\"]) choose the GPU")
         if self.device_samples < 0:
             raise UsageError(f"device {self.name}: device_samples must be 0 (latency only) or more")
-        if self.timeout <= 0 or self.threads < 1:
-            raise UsageError(f"device {self.name}: timeout and threads must be positive")
+        if not math.isfinite(self.timeout) or self.timeout <= 0 or self.threads < 1:
+            raise UsageError(f"device {self.name}: timeout (seconds) and threads must be finite and positive")
 
     @property
     def address(self) -> str:
@@ -93,17 +94,29 @@ def profile_dirs() -> list[Path]:
 
 
 def load_profile(name_or_path: str) -> Profile:
-    """A profile by path, or by name: its `name` key or its file name, first found wins."""
+    """A profile by path, or by name: its `name` key or its file name.
+
+    A profile runs commands (its `python`, its host), so a name never silently means a file the
+    user did not choose: a profile found in ./devices or $EDGEQ_DEVICES under the name of one
+    shipped with edgeq is refused, naming both files (a cloned repository cannot take over
+    `--device local`); such a file is used when it is named by its path.
+    """
     path = Path(name_or_path)
     if path.suffix == ".toml":
         if not path.is_file():
             raise UsageError(f"{path}: no such device profile")
         return read_profile(path)
-    for profile in list_profiles():
-        if name_or_path in (profile.name, Path(profile.path or "").stem):
-            return profile
-    known = ", ".join(p.name for p in list_profiles()) or "none"
-    raise UsageError(f"no device profile {name_or_path!r}; known: {known} (edgeq devices lists them)")
+    found = [p for p in _readable_profiles() if name_or_path in (p.name, Path(p.path or "").stem)]
+    if not found:
+        known = ", ".join(p.name for p in list_profiles()) or "none"
+        raise UsageError(f"no device profile {name_or_path!r}; known: {known} (edgeq devices lists them)")
+    shipped = shipped_dir().resolve()
+    ours = [p for p in found if Path(p.path or "").resolve().parent == shipped]
+    theirs = [p for p in found if p not in ours]
+    if ours and theirs:
+        raise UsageError(f"device {name_or_path!r} is both shipped with edgeq ({ours[0].path}) and in {theirs[0].path}; "
+                         f"name the file you mean (--device {theirs[0].path}) or rename it")
+    return found[0]
 
 
 def read_profile(path: Path) -> Profile:
@@ -133,22 +146,26 @@ def profile_of(data: dict[str, Any], path: Path) -> Profile:
     return Profile(**{"name": path.stem, **values}, path=str(path))
 
 
-def list_profiles() -> list[Profile]:
-    """Every readable profile, first found by name wins; a user profile that shadows a shipped
-    one is a warning, since its `python` (or host) is what then runs."""
-    seen: dict[str, Profile] = {}
-    shipped = shipped_dir().resolve()
+def _readable_profiles() -> list[Profile]:
+    """Every readable profile of every folder, in lookup order (an unreadable one is a warning)."""
+    profiles = []
     for d in profile_dirs():
         for path in sorted(d.glob("*.toml")):
             try:
-                profile = read_profile(path)
+                profiles.append(read_profile(path))
             except UsageError as exc:
                 log.warning("skipping device profile %s", exc)
-                continue
-            if profile.name in seen:
-                if d.resolve() == shipped:
-                    log.warning("device profile %s (%s) shadows the one shipped with edgeq (%s)",
-                                profile.name, seen[profile.name].path, path)
-                continue
-            seen[profile.name] = profile
+    return profiles
+
+
+def list_profiles() -> list[Profile]:
+    """Every readable profile, first found by name wins; a user profile under a shipped one's name
+    is a warning here (using it by that name is refused: `load_profile`)."""
+    seen: dict[str, Profile] = {}
+    for profile in _readable_profiles():
+        if profile.name in seen:
+            log.warning("device profile %s (%s) has the name of %s; use it by its path", profile.name,
+                        profile.path, seen[profile.name].path)
+            continue
+        seen[profile.name] = profile
     return list(seen.values())

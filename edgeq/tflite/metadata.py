@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,6 +233,9 @@ def read_metadata(model: bytes) -> ModelMetadata | None:
     for i in range(root.MetadataLength()):
         entry = root.Metadata(i)
         if (entry.Name() or b"").decode("utf-8", "replace") == METADATA_NAME:
+            if not 0 <= entry.Buffer() < root.BuffersLength():
+                raise ModelError(f"the model's {METADATA_NAME} entry refers to buffer {entry.Buffer()}, but the model has "
+                                 f"{root.BuffersLength()} buffers; re-export or re-download it")
             found = root.Buffers(entry.Buffer()).DataAsNumpy()
     if found is None or isinstance(found, int):
         return None
@@ -277,10 +281,12 @@ def _output(t: _Table) -> Output:
 
 
 def _associated_files(model: bytes) -> dict[str, bytes]:
+    """Files zipped onto the end of the model (labels), as MediaPipe's writer appends them; a
+    member that does not read back, or claims more than 64 MiB, is left out."""
     try:
         with zipfile.ZipFile(io.BytesIO(model)) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
-    except zipfile.BadZipFile:
+            return {info.filename: archive.read(info) for info in archive.infolist() if info.file_size <= 1 << 26}
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, ValueError, EOFError, OSError, zlib.error):
         return {}
 
 

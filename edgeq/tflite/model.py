@@ -6,6 +6,7 @@ is not copied into Python lists).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
@@ -173,6 +174,10 @@ def read_tflite(path: str | Path) -> TfliteModel:
 
 MAX_DIM = 1 << 24  # no real tensor has a dimension this large; a corrupt file easily does
 MAX_ELEMENTS = 1 << 34
+MAX_RANK = 16  # LiteRT's kernels take 8 at most (its RuntimeShape inlines 6)
+ITEM_BYTES = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8,
+              "int16": 2, "uint16": 2, "int8": 1, "uint8": 1, "bool": 1, "complex64": 8, "complex128": 16}
+ZERO_POINT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "int4": (-8, 7)}
 
 
 class _Invalid(ValueError):
@@ -224,6 +229,57 @@ def _validate(model: TfliteModel) -> None:
         for key, i in sig.inputs + sig.outputs:
             if (sig.subgraph, i) not in model.signature_tensors:
                 raise _Invalid(f"signature '{sig.key}' key '{key}' refers to a missing tensor {i}")
+    _check_acyclic(model)
+
+
+def _check_tensor(t: Tensor, stored: int, sparse: bool) -> None:
+    """What LiteRT refuses when it loads the file, refused here first (so `inspect` and `bundle`
+    never pass a file the app's interpreter will not open)."""
+    if len(t.shape) > MAX_RANK or len(t.shape_signature) > MAX_RANK:
+        raise _Invalid(f"tensor {t.index} has rank {len(t.shape)}; at most {MAX_RANK}")
+    if t.dtype.startswith("type"):
+        raise _Invalid(f"tensor {t.index} has an unknown type ({t.dtype[4:]})")
+    elements = 1
+    for d in t.shape:
+        elements *= d
+    if stored and not sparse and t.dtype in ITEM_BYTES and stored != elements * ITEM_BYTES[t.dtype]:
+        raise _Invalid(f"tensor {t.index} ({t.dtype} {list(t.shape)}) needs {elements * ITEM_BYTES[t.dtype]} bytes, "
+                       f"but its buffer holds {stored}")
+    q = t.quantization
+    if q is None:
+        return
+    if not all(math.isfinite(x) and x > 0 for x in q.scales):
+        raise _Invalid(f"tensor {t.index} has a quantization scale that is not a finite positive number")
+    if len(q.zero_points) != len(q.scales):
+        raise _Invalid(f"tensor {t.index} has {len(q.scales)} scales but {len(q.zero_points)} zero-points")
+    low, high = ZERO_POINT_RANGE.get(t.dtype, (-(1 << 63), (1 << 63) - 1))
+    if not all(low <= z <= high for z in q.zero_points):
+        raise _Invalid(f"tensor {t.index} has a zero-point outside {t.dtype}'s range {low}..{high}")
+    if q.axis < 0 or (q.per_channel and not (q.axis < len(t.shape) and t.shape[q.axis] == len(q.scales))):
+        raise _Invalid(f"tensor {t.index} has {len(q.scales)} per-channel scales along dimension {q.axis} "
+                       f"of its shape {list(t.shape)}")
+
+
+def _check_acyclic(model: TfliteModel) -> None:
+    """Every op's inputs are computed before it runs, in some order (LiteRT runs ops in file order;
+    a cycle would never finish)."""
+    producer = {o: op.index for op in model.operators for o in op.outputs}
+    waiting = {op.index: {producer[i] for i in op.inputs if i in producer} - {op.index} for op in model.operators}
+    users: dict[int, list[int]] = {}
+    for op, needs in waiting.items():
+        for need in needs:
+            users.setdefault(need, []).append(op)
+    ready = [op for op, needs in waiting.items() if not needs]
+    done = 0
+    while ready:
+        op = ready.pop()
+        done += 1
+        for user in users.get(op, ()):
+            waiting[user].discard(op)
+            if not waiting[user]:
+                ready.append(user)
+    if done != len(model.operators) or any(set(op.inputs) & set(op.outputs) for op in model.operators):
+        raise _Invalid("its graph has a cycle (an op needs its own output)")
 
 
 def _parse(path: Path, data: bytes) -> TfliteModel:
@@ -238,7 +294,13 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
     buffer_bytes = []
     for b in range(model.BuffersLength()):
         buf = model.Buffers(b)
+        if buf.Offset() > 1 and buf.Offset() + buf.Size() > len(data):
+            raise _Invalid(f"buffer {b} lies at bytes {buf.Offset()}..{buf.Offset() + buf.Size()}, past the file's end ({len(data)})")
         buffer_bytes.append(buf.Size() if buf.Offset() > 1 else buf.DataLength())
+    for m in range(model.MetadataLength()):
+        if not 0 <= model.Metadata(m).Buffer() < model.BuffersLength():
+            raise _Invalid(f"metadata entry {m} refers to buffer {model.Metadata(m).Buffer()}, but the model has "
+                           f"{model.BuffersLength()} buffers")
 
     tensors = [_tensor(graph.Tensors(i), i, buffer_bytes, type_names) for i in range(graph.TensorsLength())]
 
@@ -251,7 +313,7 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         name = op_names.get(builtin, f"OP{builtin}")
         if name == "CUSTOM":
-            name = f"CUSTOM:{(code.CustomCode() or b'').decode()}"
+            name = f"CUSTOM:{_text(code.CustomCode(), f'operator {i} custom code')}"
         operators.append(
             Operator(
                 index=i,
@@ -283,11 +345,13 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
 def _tensor(t, i: int, buffer_bytes: list[int], type_names: dict[int, str]) -> Tensor:
     if not 0 <= t.Buffer() < max(len(buffer_bytes), 1):
         raise _Invalid(f"tensor {i} refers to buffer {t.Buffer()}, but the model has {len(buffer_bytes)} buffers")
+    if t.ShapeLength() > MAX_RANK or t.ShapeSignatureLength() > MAX_RANK:
+        raise _Invalid(f"tensor {i} has rank {max(t.ShapeLength(), t.ShapeSignatureLength())}; at most {MAX_RANK}")
     shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
     signature = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else shape
-    return Tensor(
+    tensor = Tensor(
         index=i,
-        name=(t.Name() or b"").decode("utf-8", "replace"),
+        name=_text(t.Name(), f"tensor {i}'s name"),
         shape=shape,
         shape_signature=signature,
         dtype=type_names.get(t.Type(), f"type{t.Type()}").lower(),
@@ -295,14 +359,24 @@ def _tensor(t, i: int, buffer_bytes: list[int], type_names: dict[int, str]) -> T
         quantization=_quantization(t.Quantization()),
         buffer=t.Buffer(),
     )
+    _check_tensor(tensor, tensor.constant_bytes, t.Sparsity() is not None)
+    return tensor
+
+
+def _text(raw: bytes | None, what: str) -> str:
+    """A name from the file: UTF-8, as the flatbuffer schema says (LiteRT's Python API decodes it)."""
+    try:
+        return (raw or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Invalid(f"{what} is not UTF-8 text") from None
 
 
 def _signatures(model) -> tuple[Signature, ...]:
     found = []
     for s in range(model.SignatureDefsLength()):
         sig = model.SignatureDefs(s)
-        maps = lambda n, get: tuple((get(i).Name().decode("utf-8", "replace"), int(get(i).TensorIndex())) for i in range(n))  # noqa: E731
-        found.append(Signature((sig.SignatureKey() or b"").decode("utf-8", "replace"), int(sig.SubgraphIndex()),
+        maps = lambda n, get: tuple((_text(get(i).Name(), "a signature key"), int(get(i).TensorIndex())) for i in range(n))  # noqa: E731
+        found.append(Signature(_text(sig.SignatureKey(), "a signature's name"), int(sig.SubgraphIndex()),
                                maps(sig.InputsLength(), sig.Inputs), maps(sig.OutputsLength(), sig.Outputs)))
     return tuple(found)
 

@@ -366,8 +366,11 @@ def _source_check(reference: Path, float_path: Path, data, options: ValidateOpti
     samples = list(open_samples(data, specs, pre, min(options.limit or SOURCE_CHECK_SAMPLES, SOURCE_CHECK_SAMPLES), options.seed))
     onnx = reference.suffix.lower() == ONNX_SUFFIX
     runtime = "ONNX Runtime" if onnx else "PyTorch"
-    torch_outputs = run_isolated(quietly, run_onnx if onnx else run_program, reference, samples, _channels_last(manifest),
-                                 what=runtime)
+    if onnx:
+        torch_outputs = run_isolated(quietly, run_onnx, reference, samples, _channels_last(manifest), what=runtime)
+    else:
+        torch_outputs = run_isolated(quietly, run_program, reference, samples, _channels_last(manifest), options.trust_model,
+                                     what=runtime)
     names = [p.label for p in ref.output_ports]
     scorer = Scorer(names, ["values"] * len(names))
     for sample, want in zip(samples, torch_outputs):
@@ -518,7 +521,8 @@ def _converted_reference(reference: Path, int8: LiteRTRunner, options: ValidateO
 
         require_torch(f"a PyTorch reference ({reference.name})")
         path = scratch / (reference.stem + "_float.tflite")
-        path.write_bytes(run_isolated(quietly, to_float_tflite, reference, _channels_last(manifest), what="litert-torch"))
+        path.write_bytes(run_isolated(quietly, to_float_tflite, reference, _channels_last(manifest), options.trust_model,
+                                      what="litert-torch"))
         return path, f"converted from {reference.name} to float TFLite by litert-torch ({versions()})"
     from edgeq.conversion.source import KerasCode, require_tensorflow
     from edgeq.isolation import run_isolated

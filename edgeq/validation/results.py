@@ -8,13 +8,13 @@ check) stay JSON objects here.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edgeq.errors import DataError
+from edgeq.fileio import read_json
 from edgeq.gates import Figures, GateResult
 from edgeq.metrics import Accuracy, OutputScore
 from edgeq.records.manifest import PerLayer, PreprocessingUsed, Search
@@ -224,14 +224,9 @@ class ValidationResult:
     def read(cls, path: str | Path) -> ValidationResult:
         """A results JSON file, or one clear line about why it cannot be used."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise DataError(f"{path}: no such results file; write one with edgeq validate ... --json {path}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: not valid JSON ({exc}); write it again with edgeq validate --json") from None
-        except OSError as exc:
-            raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
+        if not path.exists():
+            raise DataError(f"{path}: no such results file; write one with edgeq validate ... --json {path}")
+        data = read_json(path)
         if not isinstance(data, dict) or not all(k in data for k in ("model", "gates", "passed")):
             raise DataError(f"{path}: not an edgeq validate results file (write one with edgeq validate --json)")
         return cls.from_json(data, path.name)
