@@ -1,31 +1,49 @@
-"""Untrusted text (names from model files, results and profiles) made safe for where it is shown.
+"""Untrusted text (names from model files, data, results and profiles) made safe for where it is shown.
 
 A tensor name is attacker-controlled: in a Markdown report it could forge a heading, a "PASSED"
-badge or an image from another host; on a terminal it could move the cursor or set the title.
+badge, a link or an image from another host; on a terminal it could move the cursor or set the
+title; anywhere, a bidirectional control could make "FAIL" read "PASS". One escaper per format,
+and the renderers (report/documents.py, report/text.py) pass every value from a file through it.
 """
 
 from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_MARKDOWN = re.compile(r"([\\`*_\[\]<>#!|~])")
+# control characters, line and paragraph separators, and the invisible format characters that
+# reorder or hide text: bidi embeddings, overrides and isolates, zero-width spaces and joiners,
+# the byte-order mark, Unicode tags
+_INVISIBLE = (r"\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+              r"\ufff9-\ufffb\U000e0000-\U000e007f")
+_CONTROL = re.compile(f"[{_INVISIBLE}]")
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>#!|~&])")
+# GitHub links bare URLs (scheme://, www.) and e-mail addresses, and turns :name: into emoji; a
+# backslash before ':' and the '.' of www. stops the first two, an empty comment splits the others
+_URL_PARTS = re.compile(r"(:)|(?<=www)(\.)", re.IGNORECASE)
+_SPLIT = re.compile(r"(?<=[:@])(?=[\w+-])")
 
 
 def md(text: object) -> str:
-    """One Markdown table cell or inline text: newlines folded, control characters dropped, and
-    every character GitHub gives a meaning escaped."""
-    folded = " ".join(str(text).splitlines())
-    return _MARKDOWN.sub(r"\\\1", _CONTROL.sub("", folded))
+    """One Markdown table cell or inline text: newlines folded, invisible characters dropped,
+    every character GitHub gives a meaning escaped, autolinks and emoji shortcodes broken."""
+    folded = _CONTROL.sub("", " ".join(str(text).splitlines()))
+    escaped = _URL_PARTS.sub(r"\\\1\2", _MARKDOWN.sub(r"\\\1", folded))
+    return _SPLIT.sub("<!-- -->", escaped)
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def terminal(text: object) -> str:
-    """Control characters (escape sequences, carriage returns, newlines) shown as \\xNN."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    """Control and invisible characters (escape sequences, carriage returns, newlines, bidi
+    overrides) shown as \\xNN or \\uNNNN."""
+    return _CONTROL.sub(_shown, str(text))
 
 
 def html_text(text: object) -> str:
-    """HTML text or attribute: everything escaped, control characters shown as \\xNN."""
+    """HTML text or attribute: everything escaped, control and invisible characters shown."""
     import html
 
     return html.escape(terminal(text))

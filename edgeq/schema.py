@@ -81,7 +81,10 @@ def from_json(cls: Any, data: Any, where: str) -> Any:
         return [from_json(args[0], item, f"{where}[{i}]") for i, item in enumerate(data)]
     if origin is tuple:
         _expect(data, list, where)
-        return tuple(from_json(args[0], item, f"{where}[{i}]") for i, item in enumerate(data))
+        if Ellipsis not in args and len(args) != len(data):  # tuple[float, float]: exactly two
+            raise DataError(f"{where}: expected a list of {len(args)} values, got {len(data)}")
+        kinds = args if Ellipsis not in args else (args[0],) * len(data)
+        return tuple(from_json(kind, item, f"{where}[{i}]") for i, (kind, item) in enumerate(zip(kinds, data)))
     if origin is dict:
         _expect(data, dict, where)
         return {key: from_json(args[1], value, f"{where}.{key}") for key, value in data.items()}

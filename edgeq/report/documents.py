@@ -160,7 +160,7 @@ def _md_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def markdown(results: ValidationResult) -> str:
-    s = summary(results)
+    s = {k: md(v) for k, v in summary(results).items()}
     lines = [f"## edgeq validation: {s['verdict']}", "",
              f"{md(Path(results.model).name)} vs {md(Path(results.reference).name)} on {md(results.data or 'n/a')}", "",
              f"**{s['size reduction']}** · top-1 drop **{s['top-1 drop']}** · agreement **{s['top-1 agreement']}** · "

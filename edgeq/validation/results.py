@@ -165,6 +165,11 @@ class TargetCheck:
     delegate_check: DelegateCheck | None = None
     notes: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        from edgeq.targets import TargetReport
+
+        TargetReport.from_dict(self.prediction)  # a section the renderers read: checked when the file is read
+
     def predicted_kept(self) -> tuple[dict[str, int], int]:
         """The op types the prediction leaves off the target, and the nodes it puts on it."""
         from edgeq.targets import TargetReport

@@ -18,7 +18,7 @@ def _results(cnn_int8_path, digits_val) -> dict:
 
 
 def test_markdown_escaper_leaves_nothing_github_renders():
-    out = md(EVIL)
+    out = md(EVIL).replace("<!-- -->", "")  # the empty comment that splits autolinks and :shortcodes: is ours
     assert "\n" not in out and "\x1b" not in out and "\x07" not in out
     for ch in "#!<>[]|`*_":
         assert re.search(r"(?<!\\)" + re.escape(ch), out) is None, ch
