@@ -74,8 +74,12 @@ class _Forward(logging.Handler):
         self.events.put(("log", record.levelno, record.getMessage()))
 
 
-def _child(function: Callable[..., Any], args: tuple, results, events) -> None:
+def _child(name: str, args: tuple, results, events) -> None:
+    """`name` ("module:qualname") is imported here, after die_with_parent: importing TensorFlow
+    takes seconds, and a child orphaned meanwhile must not live on."""
     die_with_parent()
+    if os.getppid() == 1:  # the parent died before the line above
+        os._exit(1)
     try:
         import resource
 
@@ -85,6 +89,12 @@ def _child(function: Callable[..., Any], args: tuple, results, events) -> None:
     logging.getLogger("edgeq").addHandler(_Forward(events))
     logging.getLogger("edgeq").setLevel(logging.WARNING)
     try:
+        import importlib
+
+        module, qualname = name.split(":")
+        function = importlib.import_module(module)
+        for part in qualname.split("."):
+            function = getattr(function, part)
         with reporting(lambda label, done, total: events.put(("progress", label, done, total))):
             value = function(*args)
         results.send(("ok", value))
@@ -111,7 +121,7 @@ def run_isolated(function: Callable[..., Any], *args: Any, what: str = "the TFLi
     context = get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     events = context.SimpleQueue()  # written synchronously: the last step survives a crash
-    child = context.Process(target=_child, args=(function, args, send, events))
+    child = context.Process(target=_child, args=(f"{function.__module__}:{function.__qualname__}", args, send, events))
     current = {"step": "starting"}
     listener = progress.current()
 

@@ -15,6 +15,7 @@ from edgeq.cli import bundle, compile, convert, devices, inspect, report, valida
 from edgeq.cli.common import app, state
 from edgeq.escape import terminal
 from edgeq.fileio import FULL, no_room
+from edgeq.scratch import run_folder
 
 __all__ = ["app", "run"]
 
@@ -30,7 +31,8 @@ def run() -> None:
     signal.signal(signal.SIGTERM, _terminated)
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past `ulimit -f` a write fails (EFBIG) instead of killing edgeq
     try:
-        app()
+        with run_folder():
+            app()
     except KeyboardInterrupt:
         typer.echo("edgeq: interrupted", err=True)
         sys.exit(130)
