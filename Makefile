@@ -7,7 +7,7 @@ EDGEQ := $(VENV)/bin/edgeq
 STAMP := $(VENV)/.installed-stamp
 DEMO := build/demo
 
-.PHONY: demo test test-fast bench compat emulation clean
+.PHONY: demo test test-fast fuzz bench compat emulation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	@# two workers, one test file each: the tests spend much of their time starting TensorFlow in child processes
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+fuzz: $(STAMP)
+	@# mutated models, manifests, results files, profiles and samples through the CLI; figures in build/fuzz.json
+	$(PY) tests/fuzz_harness.py --models 2000 --manifests 300 --results 300 --profiles 200 --data 200 --json build/fuzz.json
 
 emulation: $(STAMP)
 	$(EDGEQ) devices setup emulated-raspberry-pi-5

@@ -371,8 +371,10 @@ def _load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
     for name, key in chosen.items():
         try:
             arrays[name] = archive[key]
-        except Exception as exc:  # an object array (needs pickle), a member that is not an .npy
+        except Exception as exc:  # an object array (needs pickle), a damaged member
             raise DataError(f"{path}: its member {key!r} is not a plain numeric array ({' '.join(str(exc).split())[:160]})") from None
+        if not isinstance(arrays[name], np.ndarray):  # numpy hands a member that is not an .npy back as bytes
+            raise DataError(f"{path}: its member {key!r} is not an .npy array")
     return arrays
 
 

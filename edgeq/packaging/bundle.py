@@ -15,9 +15,10 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgeq.errors import DataError, UsageError
+from edgeq.errors import DataError, ModelError, UsageError
 from edgeq.fileio import check_writable, json_bytes, write_files_atomically
 from edgeq.records.manifest import ModelFile
+from edgeq.run.litert import invoke_once
 from edgeq.records.manifest_file import Described
 from edgeq.report.documents import markdown
 from edgeq.schema import SCHEMA_VERSION, to_json
@@ -51,6 +52,11 @@ def bundle(model_path: str | Path, folder: str | Path, results: str | Path | Non
     model_path, folder = Path(model_path), Path(folder)
     check_bundle(folder, force)
     model = read_tflite(model_path)
+    try:
+        invoke_once(model.data, lambda specs: None)  # an app build copies what LiteRT opens, nothing else
+    except (RuntimeError, ValueError) as exc:
+        raise ModelError(f"{model_path}: LiteRT cannot load or run it ({' '.join(str(exc).split())[:200]}); "
+                         "nothing was bundled") from None
     contents: dict[str, bytes] = {MODEL: model.data, MANIFEST: json_bytes(_manifest(model))}
     metadata = read_metadata(model.data)
     if metadata is not None and metadata.labels:

@@ -215,7 +215,12 @@ class LiteRTRunner:
         """Arrays in the model's dtypes in and out: what a device runner sees."""
         for detail, array in zip(self.inputs, model_feeds):
             self.interpreter.set_tensor(detail["index"], array)
-        self.interpreter.invoke()
+        with captured_native_stderr() as native:
+            try:
+                self.interpreter.invoke()
+            except (ValueError, RuntimeError) as exc:  # a file LiteRT loads but cannot run (shapes that disagree)
+                raise ModelError(f"{self.path}: LiteRT cannot run the model "
+                                 f"({' '.join((native.last_error_line() or str(exc)).split())[:200]})") from None
         return [self.interpreter.get_tensor(d["index"]).copy() for d in self.outputs]
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:

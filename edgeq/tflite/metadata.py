@@ -16,6 +16,7 @@ its current wheels do not ship, and tflite-support has no wheels past Python 3.1
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -228,15 +229,19 @@ def read_metadata(model: bytes) -> ModelMetadata | None:
     """The metadata of a model, or None when it has none; ModelError when it is malformed."""
     from ai_edge_litert import schema_py_generated as schema
 
-    root = schema.Model.GetRootAs(model, 0)
     found = None
-    for i in range(root.MetadataLength()):
-        entry = root.Metadata(i)
-        if (entry.Name() or b"").decode("utf-8", "replace") == METADATA_NAME:
-            if not 0 <= entry.Buffer() < root.BuffersLength():
-                raise ModelError(f"the model's {METADATA_NAME} entry refers to buffer {entry.Buffer()}, but the model has "
-                                 f"{root.BuffersLength()} buffers; re-export or re-download it")
-            found = root.Buffers(entry.Buffer()).DataAsNumpy()
+    try:
+        root = schema.Model.GetRootAs(model, 0)
+        for i in range(root.MetadataLength()):
+            entry = root.Metadata(i)
+            if (entry.Name() or b"").decode("utf-8", "replace") == METADATA_NAME:
+                if not 0 <= entry.Buffer() < root.BuffersLength():
+                    raise ModelError(f"the model's {METADATA_NAME} entry refers to buffer {entry.Buffer()}, but the model has "
+                                     f"{root.BuffersLength()} buffers; re-export or re-download it")
+                found = root.Buffers(entry.Buffer()).DataAsNumpy()
+    except (struct.error, IndexError, ValueError, TypeError) as exc:  # offsets that point outside the file
+        raise ModelError("corrupt or truncated TFLite flatbuffer (its metadata list points outside the file); "
+                         "re-export or re-download it") from None
     if found is None or isinstance(found, int):
         return None
     data = bytes(found)
