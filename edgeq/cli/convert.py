@@ -69,7 +69,7 @@ def convert(
     channels_last: bool = typer.Option(False, "--channels-last", metavar="", help="A PyTorch (.pt2) or ONNX source's 4-D inputs as NHWC (litert-torch's to_channel_last_io)."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining the Keras model's custom classes (imported: it is your code)."),
-    trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Let Keras run the Python code of Lambda layers stored in the model file."),
+    trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Load a model file that holds code (a Keras Lambda, SavedModel file or Python ops, a .pt2 that needs pickle): only for files you trust (README: What edgeq trusts)."),
     labels: Optional[Path] = typer.Option(None, "--labels", show_default=False, help="Embed TFLite Model Metadata with these labels (one per line, in the output's order)."),
     metadata: Optional[str] = typer.Option(None, "--metadata", show_default="image-classifier with --labels", help="Embed TFLite Model Metadata: image-classifier | generic."),
     name: Optional[str] = typer.Option(None, "--name", show_default=False, help="Metadata: the model's name."),

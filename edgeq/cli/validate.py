@@ -58,7 +58,7 @@ def validate(
     json_out: Optional[Path] = typer.Option(None, "--json", show_default=False, help="Write the results JSON to FILE."),
     report_dir: Optional[Path] = typer.Option(None, "--report", show_default=False, help="Write report.md and report.html to DIR."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining a Keras reference's custom classes."),
-    trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Let Keras run the Python code of a Keras reference's Lambda layers."),
+    trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Load a model file that holds code (a Keras Lambda, SavedModel file or Python ops, a .pt2 that needs pickle): only for files you trust (README: What edgeq trusts)."),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""

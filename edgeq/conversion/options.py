@@ -29,7 +29,7 @@ SMALL_GRAPH = 1 << 20
 class ConvertOptions:
     recipe: Recipe = field(default_factory=Recipe)
     custom_objects: str | None = None  # a .py with the Keras model's custom classes
-    trust_model: bool = False  # let Keras run the Python code of Lambda layers
+    trust_model: bool = False  # load a file that holds code (edgeq.conversion.trust)
     input_shapes: tuple[str, ...] = ()
     jobs: int | None = None  # calibration processes; default: the CPU cores available
     targets: tuple[str, ...] = ()  # edgetpu | nnapi | xnnpack: warn about ops that will not run there

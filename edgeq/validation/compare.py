@@ -71,7 +71,7 @@ class ValidateOptions:
     target: str | None = None  # edgetpu | nnapi | xnnpack: check the static prediction against the real thing
     devices: tuple[str, ...] = ()  # device profile names or paths: run the INT8 model there too
     custom_objects: str | None = None  # a Keras reference's custom classes (.py)
-    trust_model: bool = False  # let Keras run a Keras reference's Lambda code
+    trust_model: bool = False  # load a reference that holds code (edgeq.conversion.trust)
     baseline: str | None = None  # a previous results JSON: the regression gates compare with it
     cache: bool = True  # reuse a Keras/SavedModel/PyTorch reference's float .tflite from the conversion cache
     jobs: int | None = None  # pairs of interpreters (INT8 and float) run concurrently; None: the cores. Same figures as 1
