@@ -88,15 +88,17 @@ def json_bytes(data: Any) -> bytes:
     return (json_text(data) + "\n").encode()
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def _no_figure(name: str) -> None:
+    """NaN and Infinity are not JSON; earlier edgeq builds wrote them for a figure with no finite value,
+    which it now writes as null (schema.to_json): read them as that."""
+    return None
 
 
 def parse_json(text: str | bytes, where: str) -> Any:
-    """Strict JSON from a stranger: not JSON, NaN/Infinity, nesting past Python's recursion limit,
-    an integer of more digits than Python converts: one DataError line naming `where`."""
+    """JSON from a stranger: not JSON, nesting past Python's recursion limit, an integer of more
+    digits than Python converts: one DataError line naming `where`; NaN and Infinity are null."""
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_figure)
     except RecursionError:
         raise DataError(f"{where}: nested too deeply to be an edgeq file") from None
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError, so is an over-long integer

@@ -8,6 +8,7 @@ be one line naming the key, never a traceback after a long run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from enum import Enum
@@ -56,6 +57,8 @@ def to_json(record: Any) -> Any:
         return [to_json(item) for item in record]
     if isinstance(record, dict):
         return {key: to_json(value) for key, value in record.items()}
+    if isinstance(record, float) and not math.isfinite(record):
+        return None  # JSON has no infinity: a figure with no finite value (an all-exact step's margin) is null
     return record
 
 

@@ -113,3 +113,15 @@ def test_cli_on_a_crafted_model_is_exit_2_and_one_line(kind, cnn_int8, digits_ca
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("edgeq: error:") and len(proc.stderr.strip().splitlines()) == 1
         assert "invalid TFLite model" in proc.stderr
+
+
+def test_a_slice_of_the_fuzz_harness_finds_nothing(record_property):
+    """A short slice of tests/fuzz_harness.py (`make fuzz` runs the full one): mutated models,
+    manifests, results files, profiles and sample files through the real command line; every exit
+    is 0, 1 or 2, with no traceback, no signal and no control or bidi character in the output."""
+    from fuzz_harness import fuzz
+
+    figures = fuzz(models=90, results=60, profiles=40, data=40, manifests=30, seed=7)
+    record_property("fuzz", {k: v for k, v in figures.items() if k != "failures"})
+    assert figures["total"] == 260
+    assert figures["failures"] == [], figures["failures"][:5]

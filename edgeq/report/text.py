@@ -16,7 +16,7 @@ from edgeq.validation.results import BitExactness, DeviceResult, OutputScore, Va
 SHOWN_FLOAT_OPS = 8
 
 
-def shown(lines: list[str]) -> str:
+def for_terminal(lines: list[str]) -> str:
     """The terminal's one escaper, applied where the text is put together: a line's control and
     invisible characters (from a name in a file) are shown, never sent (a name's own newline too)."""
     return "\n".join(terminal(line) for line in lines)
@@ -74,7 +74,7 @@ def summary_text(s: ModelSummary) -> str:
     else:
         lines.append("float ops: none")
     lines += [f"note: {terminal(n)}" for n in s.notes]
-    return shown(lines)
+    return for_terminal(lines)
 
 
 def conversion_text(result) -> str:
@@ -116,7 +116,7 @@ def conversion_text(result) -> str:
     elif m.float_ops:
         lines.append(f"left in float ({len(m.float_ops)}): "
                      + _shortened([f"{o.type} ({short_name(o.outputs[0])})" for o in m.float_ops]))
-    return shown(lines)
+    return for_terminal(lines)
 
 
 def calibration_lines(m) -> list[str]:
@@ -246,7 +246,7 @@ def validation_text(r: ValidationResult) -> str:
     lines += [f"BROKEN    {terminal(note)}" for note in broken_notes(r)]
     lines += [f"LOW SQNR  {terminal(note)}" for note in low_sqnr_notes(r)]
     lines.append("verdict   " + VERDICTS[r.verdict])
-    return shown(lines)
+    return for_terminal(lines)
 
 
 def target_lines(t) -> list[str]:
@@ -337,7 +337,7 @@ def metadata_text(m: ModelMetadata) -> str:
         labels = m.labels if o.labels_file else None
         shown = f"{len(labels)} labels in {terminal(o.labels_file)} ({terminal(', '.join(labels[:5]))}{', ...' if len(labels) > 5 else ''})" if labels else "no labels"
         lines.append(f"  output  {terminal(o.name)}: {shown}")
-    return shown(lines)
+    return for_terminal(lines)
 
 
 def target_text(report) -> str:
@@ -352,7 +352,7 @@ def target_text(report) -> str:
         if not f.on_target:
             lines.append(f"  op {f.index:<3} {f.type:<24} on {report.fallback}: {f.reason}")
     lines += [f"  note: {n}" for n in report.notes]
-    return shown(lines)
+    return for_terminal(lines)
 
 
 def dispatch_text(dispatch: Dispatch, compiled: NpuCompile | None) -> str:
@@ -366,7 +366,7 @@ def dispatch_text(dispatch: Dispatch, compiled: NpuCompile | None) -> str:
         lines.append(f"          from {terminal(compiled.source)}: {compiled.ops_offloaded} of {compiled.ops_total} ops offloaded"
                      + (f"; OpenVINO graph backend {compiled.graph_backend}" if compiled.graph_backend else ""))
         lines += [f"          note: {terminal(compiled.note)}"] if compiled.note else []
-    return shown(lines)
+    return for_terminal(lines)
 
 
 def streaming_lines(r: ValidationResult) -> list[str]:
