@@ -3,7 +3,9 @@
 A tensor name is attacker-controlled: in a Markdown report it could forge a heading, a "PASSED"
 badge, a link or an image from another host; on a terminal it could move the cursor or set the
 title; anywhere, a bidirectional control could make "FAIL" read "PASS". One escaper per format,
-and the renderers (report/documents.py, report/text.py) pass every value from a file through it.
+applied where a document is put together: Markdown and HTML by the template engine to every value
+a template shows (report/documents.py: `md`; `terminal`, then HTML autoescape), the terminal text
+where its lines are joined (report/text.py).
 """
 
 from __future__ import annotations
@@ -40,10 +42,3 @@ def terminal(text: object) -> str:
     """Control and invisible characters (escape sequences, carriage returns, newlines, bidi
     overrides) shown as \\xNN or \\uNNNN."""
     return _CONTROL.sub(_shown, str(text))
-
-
-def html_text(text: object) -> str:
-    """HTML text or attribute: everything escaped, control and invisible characters shown."""
-    import html
-
-    return html.escape(terminal(text))

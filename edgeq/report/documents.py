@@ -9,7 +9,7 @@ import base64
 import io
 from pathlib import Path
 
-from edgeq.escape import html_text, md
+from edgeq.escape import md, terminal
 from edgeq.gates import GateResult
 from edgeq.metrics import EXACT_DB
 from edgeq.records.manifest import StepKind
@@ -155,49 +155,43 @@ LAYER_HEAD = ("rank", "layer (tensor)", "op", "SQNR (dB)", "RMSE (LSB)", "max ab
 
 # -- Markdown ---------------------------------------------------------------------------------
 
-def _md_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(map(md, r)) + " |" for r in rows]
+def _environment(autoescape: bool, finalize):
+    """Templates in edgeq/report/templates; `finalize` is the format's one escaper, applied by
+    Jinja to every value a template shows."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined
+
+    return Environment(loader=PackageLoader("edgeq.report", "templates"), autoescape=autoescape, finalize=finalize,
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def _context(results: ValidationResult, marks: bool) -> dict:
+    """What both documents show, as rows of plain (unescaped) text."""
+    pl, search = results.per_layer, results.conversion_search
+    return {
+        "s": summary(results, marks), "rows": _rows(results), "gate_head": ("gate", "limit", "value", "result"),
+        "model": Path(results.model).name, "reference": Path(results.reference).name, "data": results.data or "n/a",
+        "baseline": results.baseline and {"name": Path(results.baseline.path).name, "head": BASELINE_HEAD,
+                                           "rows": _baseline_rows(results)},
+        "gates": _gate_rows(results.gates, marks),
+        "source": results.source_check and {"reference": results.source_check.reference,
+                                             "samples": results.source_check.samples, "rows": _source_rows(results)},
+        "output_head": OUTPUT_HEAD, "outputs": _output_rows(results),
+        "broken": broken_notes(results), "low": low_sqnr_notes(results),
+        "device_head": DEVICE_HEAD,
+        "devices": results.devices and {"rows": _device_rows(results, marks),
+                                        "lines": [(d.name, line) for d in results.devices for line in accelerator_lines(d)],
+                                        "gates": [(d.name, _gate_rows(d.gates, marks)) for d in results.devices if d.gates]},
+        "search": search and {"caption": _search_caption(results), "head": SEARCH_HEAD, "rows": _search_rows(results, marks)},
+        "per_layer": pl and {"shown": min(LAYERS_SHOWN, len(pl.layers)), "total": len(pl.layers), "head": LAYER_HEAD,
+                             "caption": f"Ranked by {pl.ranked_by}; {pl.calibration}; {pl.debug_samples} debug samples; "
+                                        f"{pl.method or 'QuantizationDebugger'}.",
+                             "rows": _layer_rows(results)},
+        "warnings": results.warnings,
+    }
 
 
 def markdown(results: ValidationResult) -> str:
-    s = {k: md(v) for k, v in summary(results).items()}
-    lines = [f"## edgeq validation: {s['verdict']}", "",
-             f"{md(Path(results.model).name)} vs {md(Path(results.reference).name)} on {md(results.data or 'n/a')}", "",
-             f"**{s['size reduction']}** · top-1 drop **{s['top-1 drop']}** · agreement **{s['top-1 agreement']}** · "
-             f"speedup **{s['speedup vs float']}**", ""]
-    lines += _md_table(("", "float", "INT8", "change"), _rows(results))
-    if results.baseline:
-        lines += ["", f"### Against the baseline ({md(Path(results.baseline.path).name)})", ""]
-        lines += _md_table(BASELINE_HEAD, _baseline_rows(results))
-    if results.gates:
-        lines += ["", "### Gates", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(results.gates))
-    if results.source_check:
-        c = results.source_check
-        lines += ["", f"### Conversion: the float .tflite against {md(c.reference)} ({c.samples} samples)", ""]
-        lines += _md_table(("output", "SQNR (dB)", "max abs error"), _source_rows(results))
-    lines += ["", "### Outputs", ""] + _md_table(OUTPUT_HEAD, _output_rows(results))
-    if broken_notes(results):
-        lines += ["", "### Likely broken", ""] + [f"- ❌ {md(n)}" for n in broken_notes(results)]
-    if low_sqnr_notes(results):
-        lines += ["", "### Low SQNR, decisions hold", ""] + [f"- ⚠️ {md(n)}" for n in low_sqnr_notes(results)]
-    if results.devices:
-        lines += ["", "### Devices", ""] + _md_table(DEVICE_HEAD, _device_rows(results))
-        lines += [f"- {md(d.name)}: {md(line)}" for d in results.devices for line in accelerator_lines(d)]
-        for d in results.devices:
-            if d.gates:
-                lines += ["", f"Gates on {md(d.name)}:", ""] + _md_table(("gate", "limit", "value", "result"), _gate_rows(d.gates))
-    if results.conversion_search:
-        lines += ["", "### Mixed-precision search (edgeq convert)", "", md(_search_caption(results)), ""]
-        lines += _md_table(SEARCH_HEAD, _search_rows(results))
-    if results.per_layer:
-        pl = results.per_layer
-        lines += ["", f"### Per-layer quantization error (worst {min(LAYERS_SHOWN, len(pl.layers))} of {len(pl.layers)})", "",
-                  md(f"Ranked by {pl.ranked_by}; {pl.calibration}; {pl.debug_samples} debug samples; "
-                     f"{pl.method or 'QuantizationDebugger'}."), ""]
-        lines += _md_table(LAYER_HEAD, _layer_rows(results))
-    if results.warnings:
-        lines += ["", "### Warnings", ""] + [f"- ⚠️ {md(w)}" for w in results.warnings]
-    return "\n".join(lines) + "\n"
+    return _environment(False, md).get_template("report.md.j2").render(_context(results, marks=True))
 
 
 # -- HTML -------------------------------------------------------------------------------------
@@ -264,13 +258,6 @@ def plots(results: ValidationResult) -> dict[str, str]:
     return charts
 
 
-def _html_table(head: tuple[str, ...], rows: list[tuple[str, ...]], classes: list[str] | None = None) -> str:
-    esc = html_text
-    body = "".join(f"<tr{f' class={chr(34)}{classes[i]}{chr(34)}' if classes else ''}>" + "".join(f"<td>{esc(str(c))}</td>" for c in r)
-                   + "</tr>" for i, r in enumerate(rows))
-    return f"<table><thead><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr></thead><tbody>{body}</tbody></table>"
-
-
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2em auto;max-width:980px;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd}
@@ -283,55 +270,21 @@ img{max-width:100%}.warn{color:#9a6700}
 
 
 def html_page(results: ValidationResult) -> str:
-    s, esc = summary(results, marks=False), html_text
-    state = {"PASS": " pass", "FAIL": " fail"}.get(results.verdict, "")
-    cards = "".join(f'<div class="card{"" if k != "verdict" else state}">{esc(k)}<b>{esc(v)}</b></div>'
-                    for k, v in s.items())
-    charts = plots(results)
-    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>edgeq: {esc(Path(results.model).name)}</title>"
-             f"<style>{STYLE}</style></head><body>",
-             f"<h1>edgeq validation: {esc(s['verdict'])}</h1>",
-             f"<p><code>{esc(results.model)}</code> vs <code>{esc(results.reference)}</code> on {esc(str(results.data))}</p>",
-             f'<div class="cards">{cards}</div>',
-             "<h2>Float vs INT8</h2>", _html_table(("", "float", "INT8", "change"), _rows(results))]
-    if results.baseline:
-        parts += [f"<h2>Against the baseline ({esc(Path(results.baseline.path).name)})</h2>",
-                  _html_table(BASELINE_HEAD, _baseline_rows(results))]
-    if results.gates:
-        parts += ["<h2>Gates</h2>", _html_table(("gate", "limit", "value", "result"), _gate_rows(results.gates, marks=False),
-                                                 ["failed" if g.failed else "" for g in results.gates])]
-    if "latency.png" in charts:
-        parts += ["<h2>Latency</h2>", f'<img alt="latency distribution" src="{charts["latency.png"]}">']
-    if results.source_check:
-        c = results.source_check
-        parts += [f"<h2>Conversion: the float .tflite against {esc(c.reference)} ({c.samples} samples)</h2>",
-                  _html_table(("output", "SQNR (dB)", "max abs error"), _source_rows(results))]
-    parts += ["<h2>Outputs</h2>", _html_table(OUTPUT_HEAD, _output_rows(results), ["failed" if o.broken else "" for o in results.outputs])]
-    if broken_notes(results):
-        parts += ["<h2>Likely broken</h2><ul>"] + [f'<li class="warn">{esc(n)}</li>' for n in broken_notes(results)] + ["</ul>"]
-    if low_sqnr_notes(results):
-        parts += ["<h2>Low SQNR, decisions hold</h2><ul>"] + [f"<li>{esc(n)}</li>" for n in low_sqnr_notes(results)] + ["</ul>"]
-    if results.devices:
-        parts += ["<h2>Devices</h2>", _html_table(DEVICE_HEAD, _device_rows(results, marks=False),
-                                                  ["failed" if d.passed is False else "" for d in results.devices])]
-        used = [f"<li>{esc(d.name)}: {esc(line)}</li>" for d in results.devices for line in accelerator_lines(d)]
-        parts += ["<ul>", *used, "</ul>"] if used else []
-    if results.conversion_search:
-        parts += ["<h2>Mixed-precision search</h2>", f"<p>{esc(_search_caption(results))}</p>",
-                  _html_table(SEARCH_HEAD, _search_rows(results, marks=False))]
-    if results.per_layer:
-        pl = results.per_layer
-        parts += [f"<h2>Per-layer quantization error</h2><p>Ranked by {esc(pl.ranked_by)}; {esc(pl.calibration)}; "
-                  f"{pl.debug_samples} debug samples.</p>"]
-        if "per_layer.png" in charts:
-            parts.append(f'<img alt="per-layer error chart" src="{charts["per_layer.png"]}">')
-        if "ranges.png" in charts:
-            parts.append(f'<img alt="chosen ranges against min/max" src="{charts["ranges.png"]}">')
-        parts.append(_html_table(LAYER_HEAD, _layer_rows(results, None)))
-    if results.warnings:
-        parts += ["<h2>Warnings</h2><ul>"] + [f'<li class="warn">{esc(w)}</li>' for w in results.warnings] + ["</ul>"]
-    parts.append(f"<p><small>edgeq {esc(str(results.edgeq_version))}</small></p></body></html>")
-    return "\n".join(parts) + "\n"
+    from markupsafe import Markup
+
+    context = _context(results, marks=False)
+    pl = results.per_layer
+    context.update(
+        model_path=results.model, reference_path=results.reference, data=str(results.data), style=Markup(STYLE),
+        state={"PASS": " pass", "FAIL": " fail"}.get(results.verdict, ""), charts=plots(results),
+        version=str(results.edgeq_version), gate_classes=["failed" if g.failed else "" for g in results.gates],
+        output_classes=["failed" if o.broken else "" for o in results.outputs],
+        device_classes=["failed" if d.passed is False else "" for d in results.devices])
+    if pl:
+        context["per_layer"] = {**context["per_layer"], "ranked_by": pl.ranked_by, "calibration": pl.calibration,
+                                "debug_samples": pl.debug_samples, "all_rows": _layer_rows(results, None)}
+    shown = lambda value: value if isinstance(value, Markup) else terminal(value)  # noqa: E731 - then autoescaped
+    return _environment(True, shown).get_template("report.html.j2").render(context)
 
 
 def render(results: ValidationResult, fmt: str) -> str:
