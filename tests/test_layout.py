@@ -183,6 +183,7 @@ OTHER_FORMATS = {
     "edgeq/conversion/weighted.py": "LiteRT's tensor-detail dicts",
     "edgeq/conversion/observed_calibration.py": "LiteRT's tensor-detail dicts",
     "edgeq/run/on_device.py": "the device-side script's JSON protocol",
+    "edgeq/run/aihub.py": "qai_hub's profile dicts (execution_summary, execution_detail: name, type, compute_unit)",
     "edgeq/cli/devices.py": "the device check's JSON lines",
     "edgeq/conversion/debugger.py": "TensorFlow's layer-statistics CSV",
 }

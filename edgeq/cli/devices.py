@@ -15,17 +15,34 @@ app.add_typer(devices_app, name="devices")
 
 
 @devices_app.callback()
-def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only.")) -> None:
+def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
+                 aihub: bool = typer.Option(False, "--aihub", metavar="", help="List the phones your Qualcomm AI Hub account "
+                                            "reaches (use one with --device aihub:NAME).")) -> None:
     """List the device profiles."""
     if ctx.invoked_subcommand is not None:
         return
     from dataclasses import asdict
 
+    from edgeq.fileio import json_text
     from edgeq.run.profiles import list_profiles
 
+    if aihub:
+        from edgeq.run.aihub import list_devices
+
+        try:
+            phones = list_devices()
+        except EdgeqError as exc:
+            fail(exc)
+        if as_json:
+            typer.echo(json_text([asdict(p) for p in phones]))
+            return
+        for phone in phones:
+            say(terminal(f"aihub:{phone.name:<40} Android {phone.os:<6} {phone.chipset:<34} "
+                         f"{'TFLite' if phone.tflite else 'no TFLite'}"))
+        return
     profiles = list_profiles()
     if as_json:
-        typer.echo(json.dumps([asdict(p) for p in profiles], indent=2))
+        typer.echo(json_text([asdict(p) for p in profiles]))
         return
     for p in profiles:
         say(terminal(f"{p.name:<28} {p.transport:<6} {p.address:<28} {p.description}"))

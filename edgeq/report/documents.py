@@ -121,6 +121,8 @@ def _device_rows(results: ValidationResult, marks: bool = True) -> list[tuple[st
                 differs_from_local(exact))
         ok = d.passed is not False
         mark = (("✅ " if ok else "❌ ") if marks else "") + ("pass" if ok else "FAIL")
+        if d.error:
+            mark = ("➖ " if marks else "") + "not measured (see the warnings)"
         rows.append((d.name, d.transport, str(d.runtime), pct(acc.int8_top1), pct(acc.agreement), num(d.worst_sqnr_db),
                      ms(lat.int8_ms.p50) if timed else "emulated; not a latency figure",
                      ms(lat.float_ms.p50) if timed else "emulated; not a latency figure",
@@ -185,7 +187,8 @@ def _context(results: ValidationResult, marks: bool) -> dict:
         "per_layer": pl and {"shown": min(LAYERS_SHOWN, len(pl.layers)), "total": len(pl.layers), "head": LAYER_HEAD,
                              "caption": f"Ranked by {pl.ranked_by}; {pl.calibration}; {pl.debug_samples} debug samples; "
                                         f"{pl.method or 'QuantizationDebugger'}.",
-                             "rows": _layer_rows(results)},
+                             "ranked_by": pl.ranked_by, "calibration": pl.calibration, "debug_samples": pl.debug_samples,
+                             "rows": _layer_rows(results), "all_rows": _layer_rows(results, None)},
         "warnings": results.warnings,
     }
 
@@ -273,16 +276,12 @@ def html_page(results: ValidationResult) -> str:
     from markupsafe import Markup
 
     context = _context(results, marks=False)
-    pl = results.per_layer
     context.update(
         model_path=results.model, reference_path=results.reference, data=str(results.data), style=Markup(STYLE),
         state={"PASS": " pass", "FAIL": " fail"}.get(results.verdict, ""), charts=plots(results),
         version=str(results.edgeq_version), gate_classes=["failed" if g.failed else "" for g in results.gates],
         output_classes=["failed" if o.broken else "" for o in results.outputs],
         device_classes=["failed" if d.passed is False else "" for d in results.devices])
-    if pl:
-        context["per_layer"] = {**context["per_layer"], "ranked_by": pl.ranked_by, "calibration": pl.calibration,
-                                "debug_samples": pl.debug_samples, "all_rows": _layer_rows(results, None)}
     shown = lambda value: value if isinstance(value, Markup) else terminal(value)  # noqa: E731 - then autoescaped
     return _environment(True, shown).get_template("report.html.j2").render(context)
 

@@ -398,7 +398,7 @@ def accelerator_lines(d: DeviceResult) -> list[str]:
                                                              if use.adapter else "")
              + (f", {use.precision}" if use.precision else "") + (f"; {on}" if use.ran_on != "cpu" else "")
              + (f", {use.partitions} partition(s)" if use.partitions else "")
-             + f"; LiteRT's is_fully_accelerated(): {use.fully_accelerated}"]
+             + (f"; LiteRT's is_fully_accelerated(): {use.fully_accelerated}" if use.fully_accelerated is not None else "")]
     if d.vs_local and not d.vs_local.bit_exact:
         lines += [f"vs the CPU run, {m.name}: {m.mismatches} of {m.elements} values differ"
                   + (f", max {m.max_lsb_diff} step(s)" if m.max_lsb_diff is not None else "")
@@ -422,6 +422,8 @@ def differs_from_local(exact: BitExactness) -> str:
 
 def device_summary(d: DeviceResult) -> str:
     acc, lat, exact = d.accuracy, d.latency, d.vs_local
+    if d.error:
+        return f"NOT MEASURED: {d.error.removeprefix(d.name + ': ')}"
     parts = []
     if acc.int8_top1 is not None:
         parts.append(f"int8 top-1 {acc.int8_top1:.4f}")

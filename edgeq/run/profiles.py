@@ -15,7 +15,10 @@ from typing import Any
 from edgeq.errors import DataError, UsageError
 from edgeq.schema import from_json
 
-TRANSPORTS = ("local", "ssh", "adb", "qemu")
+TRANSPORTS = ("local", "ssh", "adb", "qemu", "aihub")
+COMPUTE_UNITS = ("npu", "gpu", "cpu")
+CONNECT_TIMEOUT = 30.0
+AIHUB_TIMEOUT = 3600.0  # seconds an AI Hub job may take, queue included, unless a profile says otherwise
 FORBIDDEN_KEYS = ("password", "passphrase", "passwd", "secret", "token")
 
 log = logging.getLogger(__name__)
@@ -38,11 +41,14 @@ class Profile:
     delegates: tuple[str, ...] = ("xnnpack",)
     threads: int = 1
     workdir: str = "/tmp"
-    timeout: float = 30.0  # seconds to connect / answer
+    timeout: float = CONNECT_TIMEOUT  # seconds to connect / answer; aihub: for the job, queue included
     cpu: str | None = None  # qemu: the emulated CPU model, e.g. cortex-a76
     device_samples: int = 50  # adb with benchmark_model: samples run one invocation each for accuracy; 0: latency only
     accelerator: str | None = None  # local: gpu | npu:VENDOR, run through LiteRT's CompiledModel
     gpu_precision: str = "fp16"
+    device: str | None = None  # aihub: the phone's name as AI Hub lists it ("Samsung Galaxy S24 (Family)")
+    os: str | None = None  # aihub: the Android version, when several are offered
+    compute_unit: str = "npu"  # aihub: npu | gpu | cpu
     path: str | None = None  # where the profile was read from
 
     def __post_init__(self) -> None:
@@ -52,6 +58,12 @@ class Profile:
             raise UsageError(f"device {self.name}: an ssh profile needs host")
         if self.transport == "qemu" and not self.cpu:
             raise UsageError(f"device {self.name}: a qemu profile needs cpu (e.g. cortex-a76)")
+        if self.transport == "aihub" and self.timeout == CONNECT_TIMEOUT:  # a job waits in a queue, not for a connection
+            object.__setattr__(self, "timeout", AIHUB_TIMEOUT)
+        if self.transport == "aihub" and not self.device:
+            raise UsageError(f"device {self.name}: an aihub profile needs device (the phone's name; edgeq devices --aihub lists them)")
+        if self.compute_unit not in COMPUTE_UNITS:
+            raise UsageError(f"device {self.name}: compute_unit {self.compute_unit!r}; use one of {', '.join(COMPUTE_UNITS)}")
         if self.runtime not in (None, "ai_edge_litert", "tflite_runtime"):
             raise UsageError(f"device {self.name}: runtime {self.runtime!r}; use ai_edge_litert or tflite_runtime")
         if self.accelerator is not None and self.transport != "local":
@@ -68,6 +80,8 @@ class Profile:
             return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
         if self.transport == "qemu":
             return f"qemu-aarch64 -cpu {self.cpu}"
+        if self.transport == "aihub":
+            return f"AI Hub {self.device} ({self.compute_unit})"
         return f"adb {self.serial or '(only device)'}" if self.transport == "adb" else "this machine"
 
     @property
@@ -101,6 +115,12 @@ def load_profile(name_or_path: str) -> Profile:
     shipped with edgeq is refused, naming both files (a cloned repository cannot take over
     `--device local`); such a file is used when it is named by its path.
     """
+    if name_or_path.startswith("aihub:"):  # a phone on Qualcomm AI Hub by its name, on its NPU
+        device = name_or_path.split(":", 1)[1].strip()
+        if not device:
+            raise UsageError("--device aihub:NAME needs the phone's name, e.g. aihub:'Samsung Galaxy S24 (Family)' "
+                             "(edgeq devices --aihub lists them)")
+        return Profile(name=name_or_path, transport="aihub", device=device)
     path = Path(name_or_path)
     if path.suffix == ".toml":
         if not path.is_file():

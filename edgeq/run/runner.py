@@ -10,8 +10,12 @@ from edgeq.run.protocol import Runner
 
 
 def runner_for(profile: Profile) -> Runner:
-    """adb without a device Python: benchmark_model; a local accelerator: LiteRT's CompiledModel;
-    else edgeq's on-device script."""
+    """AI Hub: its client; adb without a device Python: benchmark_model; a local accelerator:
+    LiteRT's CompiledModel; else edgeq's on-device script."""
+    if profile.transport == "aihub":
+        from edgeq.run.aihub import AiHubRunner
+
+        return AiHubRunner(profile)
     if profile.accelerator is not None:
         runner = CompiledModelRunner(Accelerator.parse(profile.accelerator, profile.gpu_precision), profile.threads)
         runner.name = profile.name

@@ -62,6 +62,11 @@ def judged(device: DeviceResult, local_worst_db: float | None, reference: LiteRT
     use = device.accelerator
     if use is None:
         return device, []
+    if device.transport == "aihub":  # a phone's own runtime: its profile says where each layer ran, nothing here to add
+        if require_accelerated:
+            gate = accelerated_gate(device)
+            device = replace(device, gates=device.gates + (gate,), passed=bool(device.passed is not False and gate.passed))
+        return device, []
     if use.ran_on != use.asked.split(":")[0]:  # named by what ran, never as the accelerator asked for
         device = replace(device, name=f"{use.ran_on} (instead of {use.asked})")
     warnings = [f"{device.name}: {use.note}"] if use.note and use.ran_on == "cpu" else []

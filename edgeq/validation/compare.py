@@ -292,7 +292,8 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
         outputs=tuple(replace(o, role_from=r.evidence, reference_name=ref.output_ports[j].label)
                       for o, r, j in zip(scores.outputs, sweep.roles, outputs.order)),
         worst_sqnr_db=scores.worst_sqnr_db, worst_slice_sqnr_db=scores.worst_slice_sqnr_db, latency=latency,
-        warnings=resolved.conflicts + tuple(_warnings(options, int8, latency, kind, manifest, sweep, per_layer)) + accelerator_warnings,
+        warnings=resolved.conflicts + tuple(_warnings(options, int8, latency, kind, manifest, sweep, per_layer)) + accelerator_warnings
+        + tuple(f"not measured on {d.error}" for d in devices if d.error),
         conversion_search=manifest.search if manifest else None,
         per_layer=per_layer,
         streaming=streaming,

@@ -14,6 +14,7 @@ from edgeq.metrics import OutputErrors, OutputScore, Scorer
 from edgeq.speed import speedup
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.protocol import Measurement, Runner
+from edgeq.run.transports import DeviceError
 from edgeq.validation.results import Accuracy, BitExactness, Capabilities, DeviceResult, Latency, OutputMatch
 
 LATENCY_ONLY = "latency only: no Python on the device, so no outputs to score (set python in the profile for accuracy)"
@@ -38,8 +39,16 @@ class LocalRun:
 def validate_on_devices(runners: list[Runner], model: Path, float_model: Path, int8: LiteRTRunner,
                         float_runner: LiteRTRunner, local: LocalRun, warmup: int, runs: int, top_k: int) -> list[DeviceResult]:
     def one(runner: Runner) -> DeviceResult:
-        measured = runner.measure(model, local.inputs, warmup, runs)
-        floating = runner.measure(float_model, [a[None] for a in float_runner.quantize_inputs(local.float_feeds_first)], warmup, runs)
+        try:
+            measured = runner.measure(model, local.inputs, warmup, runs)
+            floating = runner.measure(float_model, [a[None] for a in float_runner.quantize_inputs(local.float_feeds_first)],
+                                      warmup, runs)
+        except DeviceError as exc:
+            if not getattr(runner, "fleet", False):
+                raise
+            # one phone of a fleet that failed its job: one line for it, the others are kept
+            return DeviceResult(runner.name, getattr(getattr(runner, "profile", None), "transport", "local"),
+                                capabilities=Capabilities(False, False), accuracy=Accuracy(samples=0), error=str(exc))
         return device_result(runner, int8, measured, floating, local, top_k)
 
     remote = [r for r in runners if getattr(r, "concurrent", True)]

@@ -89,6 +89,7 @@ class DeviceResult:
     note: str | None = None
     gates: tuple[GateResult, ...] = ()
     passed: bool | None = None
+    error: str | None = None  # a fleet device whose run failed (an AI Hub job): why, in one line; nothing was measured
 
     @property
     def figures(self) -> Figures:
