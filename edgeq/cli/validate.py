@@ -22,6 +22,7 @@ def validate(
     delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
     threads: int = typer.Option(1, help="Interpreter threads for both models."),
     no_cache: bool = typer.Option(False, "--no-cache", metavar="", help="Convert a Keras/SavedModel/PyTorch reference to float TFLite again instead of reusing it from the cache folder."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", show_default=False, help="Run the sample loop on a Ray cluster: local (a runtime for this run) or what ray.init takes (127.0.0.1:6379, ray://host:10001, auto); the figures equal a local run's. Needs pip install 'edgeq[ray]'."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", show_default="CPU cores", help="INT8/float interpreter pairs run concurrently on the samples; the figures equal --jobs 1 (latency is timed alone)."),
     warmup: int = typer.Option(10, help="Untimed invokes before timing."),
     runs: int = typer.Option(100, help="Timed invokes."),
@@ -79,7 +80,7 @@ def validate(
                      + ([baseline] if baseline else []))
         options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
                                   delegate_options=key_values(delegate_option, "--delegate-option"), threads=threads,
-                                  jobs=jobs, cache=not no_cache, accelerators=tuple(accelerator), gpu_precision=gpu_precision,
+                                  jobs=jobs, cluster=cluster, cache=not no_cache, accelerators=tuple(accelerator), gpu_precision=gpu_precision,
                                   require_accelerated=require_accelerated, feedback=tuple(feedback),
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, gates=gates,
                                   preprocessing=PreprocessingOverride(color, resize, value_range, floats(mean, "--mean"),

@@ -75,6 +75,7 @@ class ValidateOptions:
     baseline: str | None = None  # a previous results JSON: the regression gates compare with it
     cache: bool = True  # reuse a Keras/SavedModel/PyTorch reference's float .tflite from the conversion cache
     jobs: int | None = None  # pairs of interpreters (INT8 and float) run concurrently; None: the cores. Same figures as 1
+    cluster: str | None = None  # a Ray cluster's address (or `local`): the sample loop's invokes run there. Same figures
     accelerators: tuple[str, ...] = ()  # gpu | npu:VENDOR[:SOC]: run the model on LiteRT's accelerators here too
     gpu_precision: str = "fp16"  # the GPU computes in fp16 unless told otherwise, as on phones
     require_accelerated: bool = False  # a gate: every op of each accelerator run ran there
@@ -233,8 +234,13 @@ def _sweep(int8: LiteRTRunner, ref: LiteRTRunner, data, options: ValidateOptions
     kept = Spill(scratch, len(samples)) if options.devices or options.accelerators or keep else None  # for --device runs: on disk, not in memory
     first = None
     low, high = [float("inf")] * len(specs), [float("-inf")] * len(specs)
-    for i, (feeds, model_feeds, raw, want) in enumerate(paired_runs(samples, int8, ref, to_reference, output_order, options.jobs,
-                                                                           int8_first)):
+    if options.cluster and int8_first is None:
+        from edgeq.validation.cluster import paired_runs_on
+
+        runs = paired_runs_on(options.cluster, samples, int8, ref, to_reference, output_order, len(samples))
+    else:
+        runs = paired_runs(samples, int8, ref, to_reference, output_order, options.jobs, int8_first)
+    for i, (feeds, model_feeds, raw, want) in enumerate(runs):
         first = first or feeds
         for k, array in enumerate(feeds):
             low[k], high[k] = min(low[k], float(array.min())), max(high[k], float(array.max()))
@@ -495,6 +501,11 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
             path = scratch / (reference.stem + "_float.tflite")
             path.write_bytes(entry.blobs["tflite"])
             return path, entry.header["described"] + " (kept in the conversion cache by an earlier run)", None
+    if options.cluster:  # the cluster runs both sides: nothing to run here while the reference converts
+        path, note = _converted_reference(reference, int8, options, manifest, scratch)
+        if cache is not None:
+            cache.store("reference", key, {"described": note}, {"tflite": path.read_bytes()})
+        return path, note, None
     with ThreadPoolExecutor(1) as pool:  # the thread waits on the converting child; this process runs the INT8 side
         converting = pool.submit(_converted_reference, reference, int8, options, manifest, scratch)
         samples = _samples(int8, data, options, pre)
