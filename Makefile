@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/accelerators.py
 	$(PY) benchmarks/refine.py
+	$(PY) benchmarks/cluster.py
 
 compat: $(STAMP)
 	$(PY) benchmarks/compat.py
