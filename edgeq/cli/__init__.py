@@ -38,14 +38,14 @@ def run() -> None:
         sys.exit(130)
     except OSError as exc:
         if exc.errno not in FULL:
-            raise_internal(exc)
+            internal_error(exc)
         typer.echo(f"edgeq: error: {terminal(no_room(exc, exc.filename or 'a file edgeq writes'))}", err=True)
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - the last line of defence of the exit-code contract
-        raise_internal(exc)
+        internal_error(exc)
 
 
-def raise_internal(exc: BaseException) -> None:
+def internal_error(exc: BaseException) -> None:
     """One line and exit 3: edgeq's own bug (or a tool it drives), never a traceback."""
     if state["verbose"]:
         import traceback
