@@ -84,6 +84,12 @@ class AiHubRunner:
         self.capabilities = Capabilities(scores_outputs=True, latency=True)
 
     def measure(self, model: Path, inputs: list[Any], warmup: int, runs: int) -> Measurement:
+        measured = self.collect(self.submit(model, inputs), model, inputs[0].shape[0], wait=True)
+        assert measured is not None  # waited for
+        return measured
+
+    def submit(self, model: Path, inputs: list[Any]) -> str:
+        """An inference job with profiling of `model` on every sample (stacked, model dtypes); its id."""
         hub, client = require_aihub(), _client()
         profile = self.profile
         device = _call(hub.Device, "naming the device", profile.device, profile.os or "")
@@ -92,7 +98,15 @@ class AiHubRunner:
         entries = {name: [np.ascontiguousarray(array[i]) for i in range(array.shape[0])] for name, array in zip(names, inputs)}
         job = _call(client.submit_inference_job, f"submitting {model.name} to {profile.device}", model=str(model),
                     device=device, inputs=entries, name=f"edgeq {model.name}", options=f"--compute_unit {profile.compute_unit}")
+        return str(job.job_id)
+
+    def collect(self, job_id: str, model: Path, samples: int, wait: bool) -> Measurement | None:
+        """The job's outputs and the phone's timings; None when it has not finished and `wait` is off."""
+        profile = self.profile
+        job = _call(_client().get_job, f"looking up job {job_id}", job_id)
         where = f"{profile.name}: AI Hub job {job.job_id} ({job.url})"
+        if not wait and not _call(job.get_status, f"asking for job {job_id}'s status").finished:
+            return None
         try:
             status = _call(job.wait, f"waiting for job {job.job_id}", timeout=int(profile.timeout))
         except TimeoutError:
@@ -103,10 +117,11 @@ class AiHubRunner:
         data = _call(job.download_output_data, f"downloading job {job.job_id}'s outputs")
         if not data:
             raise DeviceError(f"{where} returned no output data")
+        parsed = read_tflite(model)
         outputs = [np.stack([np.asarray(a) for a in data[key]]) for key in data]  # (N, *output shape), as the runner protocol says
-        if len(outputs) != len(parsed.outputs) or any(o.shape[0] != inputs[0].shape[0] for o in outputs):
+        if len(outputs) != len(parsed.outputs) or any(o.shape[0] != samples for o in outputs):
             raise DeviceError(f"{where} returned {len(outputs)} outputs of {[o.shape[0] for o in outputs]} samples; "
-                              f"the model has {len(parsed.outputs)} and {inputs[0].shape[0]} were sent")
+                              f"the model has {len(parsed.outputs)} and {samples} were sent")
         details = _call(job.download_profile, f"downloading job {job.job_id}'s profile")
         summary = details.get("execution_summary", {})
         times_us = summary.get("all_inference_times") or [summary.get("estimated_inference_time")]
