@@ -14,9 +14,11 @@ from edgeq.escape import terminal
 
 @command()
 def validate(
-    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="The INT8 .tflite to validate."),
-    reference: Path = typer.Option(..., "--reference", "-r", show_envvar=False, show_default=False, help="The float model: .tflite, .keras/.h5, SavedModel, PyTorch .pt2 or ONNX (.onnx)."),
-    data: Path = typer.Option(..., "--data", "-d", show_envvar=False, show_default=False, help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
+    model: Optional[Path] = typer.Argument(None, show_default=False, metavar="MODEL", help="The INT8 .tflite to validate."),
+    reference: Optional[Path] = typer.Option(None, "--reference", "-r", show_envvar=False, show_default=False, help="The float model: .tflite, .keras/.h5, SavedModel, PyTorch .pt2 or ONNX (.onnx)."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", show_envvar=False, show_default=False, help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
+    no_wait: bool = typer.Option(False, "--no-wait", metavar="", help="Submit the AI Hub jobs and write the results with their ids without waiting (needs --json); collect them later with --resume."),
+    resume: Optional[Path] = typer.Option(None, "--resume", show_default=False, help="A results JSON written with --no-wait: collect the AI Hub jobs that have finished, score and gate them, and write it again."),
     delegate: str = typer.Option("xnnpack", help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled model)."),
     delegate_library: Optional[str] = typer.Option(None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1."),
     delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
@@ -63,6 +65,12 @@ def validate(
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
+    if resume is not None:
+        return _resume(resume, json_out)
+    if model is None or reference is None or data is None:
+        fail(UsageError("validate needs MODEL, --reference and --data (or --resume RESULTS.json)"))
+    if no_wait and json_out is None:
+        fail(UsageError("--no-wait writes the pending jobs into the results: add --json RESULTS.json"))
     from edgeq.data.samples import PreprocessingOverride
     from edgeq.records.manifest_file import manifest_for
     from edgeq.roles import parse_roles
@@ -80,7 +88,8 @@ def validate(
                      + ([baseline] if baseline else []))
         options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
                                   delegate_options=key_values(delegate_option, "--delegate-option"), threads=threads,
-                                  jobs=jobs, cluster=cluster, cache=not no_cache, accelerators=tuple(accelerator), gpu_precision=gpu_precision,
+                                  jobs=jobs, cluster=cluster, cache=not no_cache,
+                                  pending_store=str(json_out.with_name(json_out.name + ".pending.npz")) if no_wait and json_out else None, accelerators=tuple(accelerator), gpu_precision=gpu_precision,
                                   require_accelerated=require_accelerated, feedback=tuple(feedback),
                                   warmup=warmup, runs=runs, limit=limit, top_k=top_k, gates=gates,
                                   preprocessing=PreprocessingOverride(color, resize, value_range, floats(mean, "--mean"),
@@ -99,6 +108,25 @@ def validate(
     _write(result, outputs, report_dir)
     from edgeq.report.text import validation_text
 
+    say(validation_text(result))
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def _resume(results: Path, json_out: Path | None) -> None:
+    """--resume: the finished jobs collected; the results written again (atomically, to --json if given)."""
+    from edgeq.fileio import write_files_atomically
+    from edgeq.report.files import file_bytes
+    from edgeq.report.text import validation_text
+    from edgeq.validation.pending import resume as collect
+
+    try:
+        result = collect(results)
+    except EdgeqError as exc:
+        fail(exc)
+    for warning in result.warnings:
+        log.warning(terminal(warning))
+    write_files_atomically({json_out or results: file_bytes("json", result)})
     say(validation_text(result))
     if not result.passed:
         raise typer.Exit(1)

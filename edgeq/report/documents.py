@@ -121,8 +121,8 @@ def _device_rows(results: ValidationResult, marks: bool = True) -> list[tuple[st
                 differs_from_local(exact))
         ok = d.passed is not False
         mark = (("✅ " if ok else "❌ ") if marks else "") + ("pass" if ok else "FAIL")
-        if d.error:
-            mark = ("➖ " if marks else "") + "not measured (see the warnings)"
+        if d.error or d.pending:
+            mark = ("➖ " if marks else "") + ("pending (--resume)" if d.pending else "not measured (see the warnings)")
         rows.append((d.name, d.transport, str(d.runtime), pct(acc.int8_top1), pct(acc.agreement), num(d.worst_sqnr_db),
                      ms(lat.int8_ms.p50) if timed else "emulated; not a latency figure",
                      ms(lat.float_ms.p50) if timed else "emulated; not a latency figure",

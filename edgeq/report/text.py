@@ -424,6 +424,8 @@ def device_summary(d: DeviceResult) -> str:
     acc, lat, exact = d.accuracy, d.latency, d.vs_local
     if d.error:
         return f"NOT MEASURED: {d.error.removeprefix(d.name + ': ')}"
+    if d.pending:
+        return f"PENDING: AI Hub jobs {', '.join(d.pending)} (edgeq validate --resume RESULTS collects them)"
     parts = []
     if acc.int8_top1 is not None:
         parts.append(f"int8 top-1 {acc.int8_top1:.4f}")

@@ -84,7 +84,7 @@ class AiHubRunner:
         self.capabilities = Capabilities(scores_outputs=True, latency=True)
 
     def measure(self, model: Path, inputs: list[Any], warmup: int, runs: int) -> Measurement:
-        measured = self.collect(self.submit(model, inputs), model, inputs[0].shape[0], wait=True)
+        measured = self.collect(self.submit(model, inputs), len(read_tflite(model).outputs), inputs[0].shape[0], wait=True)
         assert measured is not None  # waited for
         return measured
 
@@ -100,7 +100,7 @@ class AiHubRunner:
                     device=device, inputs=entries, name=f"edgeq {model.name}", options=f"--compute_unit {profile.compute_unit}")
         return str(job.job_id)
 
-    def collect(self, job_id: str, model: Path, samples: int, wait: bool) -> Measurement | None:
+    def collect(self, job_id: str, outputs_expected: int, samples: int, wait: bool) -> Measurement | None:
         """The job's outputs and the phone's timings; None when it has not finished and `wait` is off."""
         profile = self.profile
         job = _call(_client().get_job, f"looking up job {job_id}", job_id)
@@ -117,11 +117,10 @@ class AiHubRunner:
         data = _call(job.download_output_data, f"downloading job {job.job_id}'s outputs")
         if not data:
             raise DeviceError(f"{where} returned no output data")
-        parsed = read_tflite(model)
         outputs = [np.stack([np.asarray(a) for a in data[key]]) for key in data]  # (N, *output shape), as the runner protocol says
-        if len(outputs) != len(parsed.outputs) or any(o.shape[0] != samples for o in outputs):
+        if len(outputs) != outputs_expected or any(o.shape[0] != samples for o in outputs):
             raise DeviceError(f"{where} returned {len(outputs)} outputs of {[o.shape[0] for o in outputs]} samples; "
-                              f"the model has {len(parsed.outputs)} and {samples} were sent")
+                              f"the model has {outputs_expected} and {samples} were sent")
         details = _call(job.download_profile, f"downloading job {job.job_id}'s profile")
         summary = details.get("execution_summary", {})
         times_us = summary.get("all_inference_times") or [summary.get("estimated_inference_time")]

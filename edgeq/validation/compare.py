@@ -76,6 +76,7 @@ class ValidateOptions:
     cache: bool = True  # reuse a Keras/SavedModel/PyTorch reference's float .tflite from the conversion cache
     jobs: int | None = None  # pairs of interpreters (INT8 and float) run concurrently; None: the cores. Same figures as 1
     cluster: str | None = None  # a Ray cluster's address (or `local`): the sample loop's invokes run there. Same figures
+    pending_store: str | None = None  # --no-wait: fleet jobs are submitted, not waited for; what scoring them needs goes here
     accelerators: tuple[str, ...] = ()  # gpu | npu:VENDOR[:SOC]: run the model on LiteRT's accelerators here too
     gpu_precision: str = "fp16"  # the GPU computes in fp16 unless told otherwise, as on phones
     require_accelerated: bool = False  # a gate: every op of each accelerator run ran there
@@ -145,7 +146,7 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
             target = replace(target, delegate_check=_delegate_check(target, result.latency))
         result = replace(result.with_warnings(*target.notes), target=target)
     local = evaluate(options.gates, result.figures)
-    return replace(result, gates=tuple(local), passed=passed(local) and all(d.passed for d in result.devices))
+    return replace(result, gates=tuple(local), passed=passed(local) and all(d.passed is not False for d in result.devices))
 
 
 def _described(model: Path, int8: LiteRTRunner) -> tuple[Described, list[str]]:
@@ -284,7 +285,8 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     scores = sweep.scorer.result()
     devices = _on_devices(model, float_path, int8, ref, sweep, first_reference, options, accelerated) \
         if options.devices or accelerated else []
-    devices = [replace(d, gates=tuple(g), passed=passed(g)) for d in devices for g in [evaluate(options.gates, d.figures)]]
+    devices = [replace(d, gates=tuple(g), passed=None if d.pending else passed(g))
+               for d in devices for g in [evaluate(options.gates, d.figures)]]
     devices, accelerator_warnings = _judged(devices, scores.worst_sqnr_db, ref, first_reference, kind, options)
     float_bytes = size_of(float_path)
     per_layer = _per_layer(model, reference, data, _specs(int8), options, manifest, pre) if options.per_layer else None
@@ -299,7 +301,9 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
                       for o, r, j in zip(scores.outputs, sweep.roles, outputs.order)),
         worst_sqnr_db=scores.worst_sqnr_db, worst_slice_sqnr_db=scores.worst_slice_sqnr_db, latency=latency,
         warnings=resolved.conflicts + tuple(_warnings(options, int8, latency, kind, manifest, sweep, per_layer)) + accelerator_warnings
-        + tuple(f"not measured on {d.error}" for d in devices if d.error),
+        + tuple(f"not measured on {d.error}" for d in devices if d.error)
+        + tuple(f"pending on {d.name}: AI Hub jobs {', '.join(d.pending)}; collect them with edgeq validate --resume"
+                for d in devices if d.pending),
         conversion_search=manifest.search if manifest else None,
         per_layer=per_layer,
         streaming=streaming,
@@ -354,7 +358,8 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
     local = LocalRun(kept.stacked("inputs"), kept.stacked("int8_raw"), kept.stacked("float"), ref.quantize_inputs(first),
                      sweep.samples.labels, scorer.roles, scorer.headline, options.score_threshold, scorer.blanks)
     runners = [runner_for(load_profile(d)) for d in options.devices] + accelerated
-    return validate_on_devices(runners, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k)
+    return validate_on_devices(runners, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k,
+                               Path(options.pending_store) if options.pending_store else None)
 
 
 SOURCE_CHECK_SAMPLES = 64

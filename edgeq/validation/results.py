@@ -90,6 +90,7 @@ class DeviceResult:
     gates: tuple[GateResult, ...] = ()
     passed: bool | None = None
     error: str | None = None  # a fleet device whose run failed (an AI Hub job): why, in one line; nothing was measured
+    pending: tuple[str, ...] = ()  # validate --no-wait: the INT8 and float jobs still to collect (--resume)
 
     @property
     def figures(self) -> Figures:

@@ -106,3 +106,33 @@ def test_without_a_configured_client_it_says_what_to_do(tmp_path, monkeypatch, c
     monkeypatch.setenv("QAIHUB_CLIENT_INI", str(tmp_path / "missing.ini"))
     code, _, err = cli("devices", "--aihub")
     assert code == 2 and "qai-hub configure" in err
+
+
+def test_no_wait_then_resume_gives_the_results_of_a_waiting_run(hub, tmp_path, cli):
+    profiles = _profiles(tmp_path)[:2]
+    base = ["validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "3", "--min-sqnr", "5",
+            "--device", profiles[0], "--device", profiles[1]]
+    code, _, err = cli(*base, "--json", tmp_path / "waited.json")
+    assert code == 0, err
+    code, out, err = cli(*base, "--json", tmp_path / "later.json", "--no-wait")
+    assert code == 0 and "pending on" in err and "--resume" in err, err
+    later = json.loads((tmp_path / "later.json").read_text())
+    assert all(len(d["pending"]) == 2 and d["passed"] is None for d in later["devices"])
+    code, out, err = cli("validate", "--resume", tmp_path / "later.json")
+    assert code == 0, err
+    waited, resumed = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("waited", "later"))
+
+    def phones(results):  # everything but the job ids (in `machine`)
+        return [{k: v for k, v in d.items() if k != "machine"} for d in results["devices"]]
+
+    assert phones(resumed) == phones(waited)
+    assert resumed["passed"] == waited["passed"] and resumed["gates"] == waited["gates"]
+    assert not [w for w in resumed["warnings"] if w.startswith("pending on")]
+
+
+def test_resume_without_pending_jobs_is_one_line(hub, tmp_path, cli):
+    code, _, err = cli("validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "2",
+                       "--json", tmp_path / "r.json")
+    assert code == 0, err
+    code, _, err = cli("validate", "--resume", tmp_path / "r.json")
+    assert code == 2 and "no pending jobs" in err and err.count("\n") == 1, err

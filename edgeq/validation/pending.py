@@ -1,0 +1,91 @@
+"""`validate --no-wait` and `--resume`: fleet jobs (AI Hub) left running, collected later.
+
+`--no-wait` writes the results with each phone's pending job ids, and beside them
+`RESULTS.pending.npz`: what the local run kept for scoring devices (inputs, INT8 and float outputs,
+labels, roles) and each pending phone's profile, as plain arrays and JSON (no pickle). `--resume`
+collects the jobs that have finished, scores and gates them exactly as a waiting run would have,
+and writes the results again.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from edgeq.errors import DataError
+from edgeq.gates import evaluate, passed
+from edgeq.run.profiles import Profile
+from edgeq.validation.devices import LocalRun, device_result
+from edgeq.validation.results import DeviceResult, ValidationResult
+
+SUFFIX = ".pending.npz"
+GROUPS = ("inputs", "int8_raw", "float_outputs", "float_feeds_first")
+
+
+def store_path(results: Path) -> Path:
+    return results.with_name(results.name + SUFFIX)
+
+
+def save(path: Path, local: LocalRun, top_k: int, profiles: list[Profile]) -> None:
+    arrays = {f"{group}_{k}": np.asarray(a) for group in GROUPS for k, a in enumerate(getattr(local, group))}
+    meta = {"counts": {group: len(getattr(local, group)) for group in GROUPS}, "labels": local.labels, "roles": local.roles,
+            "headline": local.headline, "threshold": local.threshold, "blanks": {str(k): v for k, v in local.blanks.items()},
+            "top_k": top_k, "profiles": [{k: v for k, v in asdict(p).items() if k != "path"} for p in profiles]}
+    with open(path, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load(path: Path) -> tuple[LocalRun, int, dict[str, Profile]]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(str(archive["meta"]))
+            groups = {g: [archive[f"{g}_{k}"] for k in range(meta["counts"][g])] for g in GROUPS}
+        local = LocalRun(groups["inputs"], groups["int8_raw"], groups["float_outputs"], groups["float_feeds_first"],
+                         meta["labels"], meta["roles"], meta["headline"], float(meta["threshold"]),
+                         {int(k): int(v) for k, v in meta["blanks"].items()})
+        profiles = {p["name"]: Profile(**{**p, "delegates": tuple(p["delegates"])}) for p in meta["profiles"]}
+        return local, int(meta["top_k"]), profiles
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing; --resume needs the file --no-wait wrote beside the results") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a pending-jobs file of edgeq validate --no-wait ({exc})") from None
+
+
+def resume(results_path: Path) -> ValidationResult:
+    """The results with every finished pending job collected, scored and gated."""
+    from edgeq.run.aihub import AiHubRunner
+    from edgeq.run.litert import LiteRTRunner
+    from edgeq.run.transports import DeviceError
+
+    results = ValidationResult.read(results_path)
+    if not any(d.pending for d in results.devices):
+        raise DataError(f"{results_path}: no pending jobs to collect (it was not written by validate --no-wait, or was resumed)")
+    local, top_k, profiles = load(store_path(results_path))
+    int8 = LiteRTRunner(Path(results.model))
+    limits = {g.name: g.limit for g in results.gates}
+    devices: list[DeviceResult] = []
+    for device in results.devices:
+        if not device.pending or device.name not in profiles:
+            devices.append(device)
+            continue
+        runner = AiHubRunner(profiles[device.name])
+        int8_job, float_job = device.pending
+        try:
+            measured = runner.collect(int8_job, len(int8.output_names), local.inputs[0].shape[0], wait=False)
+            floating = runner.collect(float_job, len(int8.output_names), 1, wait=False) if measured is not None else None
+        except DeviceError as exc:
+            devices.append(replace(device, pending=(), error=str(exc)))
+            continue
+        if measured is None or floating is None:
+            devices.append(device)  # still running: collected by the next --resume
+            continue
+        done = device_result(runner, int8, measured, floating, local, top_k)
+        gates = evaluate(limits, done.figures)
+        devices.append(replace(done, gates=tuple(gates), passed=passed(gates)))
+    warnings = tuple(w for w in results.warnings if not w.startswith("pending on ")) + tuple(
+        f"pending on {d.name}: AI Hub jobs {', '.join(d.pending)}; collect them with edgeq validate --resume" for d in devices if d.pending)
+    return replace(results, devices=tuple(devices), warnings=warnings,
+                   passed=passed(list(results.gates)) and all(d.passed is not False for d in devices))
