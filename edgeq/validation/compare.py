@@ -358,8 +358,14 @@ def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRu
     local = LocalRun(kept.stacked("inputs"), kept.stacked("int8_raw"), kept.stacked("float"), ref.quantize_inputs(first),
                      sweep.samples.labels, scorer.roles, scorer.headline, options.score_threshold, scorer.blanks)
     runners = [runner_for(load_profile(d)) for d in options.devices] + accelerated
-    return validate_on_devices(runners, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k,
-                               Path(options.pending_store) if options.pending_store else None)
+    devices = validate_on_devices(runners, model, float_path, int8, ref, local, options.warmup, options.runs, options.top_k,
+                                  options.pending_store is not None)
+    if options.pending_store and any(d.pending for d in devices):  # what scoring them later needs, beside the results
+        from edgeq.validation.pending import save
+
+        save(Path(options.pending_store), local, options.top_k,
+             [r.profile for r, d in zip(runners, devices) if d.pending])  # type: ignore[attr-defined]
+    return devices
 
 
 SOURCE_CHECK_SAMPLES = 64

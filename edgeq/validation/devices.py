@@ -38,13 +38,12 @@ class LocalRun:
 
 def validate_on_devices(runners: list[Runner], model: Path, float_model: Path, int8: LiteRTRunner,
                         float_runner: LiteRTRunner, local: LocalRun, warmup: int, runs: int, top_k: int,
-                        pending_store: Path | None = None) -> list[DeviceResult]:
-    """`pending_store`: fleet devices' jobs are submitted, not waited for (validate --no-wait); what
-    scoring them later needs is saved there."""
+                        no_wait: bool = False) -> list[DeviceResult]:
+    """`no_wait`: fleet devices' jobs are submitted, not waited for (validate --no-wait)."""
     float_inputs = [a[None] for a in float_runner.quantize_inputs(local.float_feeds_first)]
 
     def one(runner: Runner) -> DeviceResult:
-        if pending_store is not None and getattr(runner, "fleet", False):
+        if no_wait and getattr(runner, "fleet", False):
             try:
                 jobs = (runner.submit(model, local.inputs), runner.submit(float_model, float_inputs))  # type: ignore[attr-defined]
             except DeviceError as exc:
@@ -66,12 +65,7 @@ def validate_on_devices(runners: list[Runner], model: Path, float_model: Path, i
     remote = [r for r in runners if getattr(r, "concurrent", True)]
     with ThreadPoolExecutor(max_workers=max(1, len(remote))) as pool:  # devices wait on their transports: side by side
         done = dict(zip(map(id, remote), pool.map(one, remote)))
-    results = [done[id(r)] if id(r) in done else one(r) for r in runners]  # accelerators: one at a time, in this thread
-    if pending_store is not None and any(d.pending for d in results):
-        from edgeq.validation.pending import save
-
-        save(pending_store, local, top_k, [r.profile for r, d in zip(runners, results) if d.pending])  # type: ignore[attr-defined]
-    return results
+    return [done[id(r)] if id(r) in done else one(r) for r in runners]  # accelerators: one at a time, in this thread
 
 
 def device_result(runner: Runner, int8: LiteRTRunner | None, measured: Measurement, floating: Measurement,

@@ -9,15 +9,16 @@ and writes the results again.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from edgeq.errors import DataError
+from edgeq.fileio import json_text, parse_json
 from edgeq.gates import evaluate, passed
 from edgeq.run.profiles import Profile
+from edgeq.schema import from_json, to_json
 from edgeq.validation.devices import LocalRun, device_result
 from edgeq.validation.results import DeviceResult, ValidationResult
 
@@ -29,29 +30,42 @@ def store_path(results: Path) -> Path:
     return results.with_name(results.name + SUFFIX)
 
 
+@dataclass(frozen=True)
+class Pending:
+    """What the store's JSON part holds (the arrays are beside it, named `<group>_<k>`)."""
+
+    counts: dict[str, int]
+    labels: tuple[int, ...] | None
+    roles: tuple[str, ...]
+    headline: int | None
+    threshold: float
+    blanks: dict[str, int]
+    top_k: int
+    profiles: tuple[Profile, ...]
+
+
 def save(path: Path, local: LocalRun, top_k: int, profiles: list[Profile]) -> None:
     arrays = {f"{group}_{k}": np.asarray(a) for group in GROUPS for k, a in enumerate(getattr(local, group))}
-    meta = {"counts": {group: len(getattr(local, group)) for group in GROUPS}, "labels": local.labels, "roles": local.roles,
-            "headline": local.headline, "threshold": local.threshold, "blanks": {str(k): v for k, v in local.blanks.items()},
-            "top_k": top_k, "profiles": [{k: v for k, v in asdict(p).items() if k != "path"} for p in profiles]}
+    meta = Pending({group: len(getattr(local, group)) for group in GROUPS},
+                   tuple(local.labels) if local.labels is not None else None, tuple(local.roles), local.headline,
+                   local.threshold, {str(k): v for k, v in local.blanks.items()}, top_k, tuple(profiles))
     with open(path, "wb") as f:
-        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+        np.savez(f, meta=np.array(json_text(to_json(meta), indent=None)), **arrays)
 
 
 def load(path: Path) -> tuple[LocalRun, int, dict[str, Profile]]:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            meta = json.loads(str(archive["meta"]))
-            groups = {g: [archive[f"{g}_{k}"] for k in range(meta["counts"][g])] for g in GROUPS}
-        local = LocalRun(groups["inputs"], groups["int8_raw"], groups["float_outputs"], groups["float_feeds_first"],
-                         meta["labels"], meta["roles"], meta["headline"], float(meta["threshold"]),
-                         {int(k): int(v) for k, v in meta["blanks"].items()})
-        profiles = {p["name"]: Profile(**{**p, "delegates": tuple(p["delegates"])}) for p in meta["profiles"]}
-        return local, int(meta["top_k"]), profiles
+            meta = from_json(Pending, parse_json(str(archive["meta"]), str(path)), str(path))
+            groups = {g: [archive[f"{g}_{k}"] for k in range(meta.counts.get(g, 0))] for g in GROUPS}
     except FileNotFoundError:
         raise DataError(f"{path}: missing; --resume needs the file --no-wait wrote beside the results") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: not a pending-jobs file of edgeq validate --no-wait ({exc})") from None
+    local = LocalRun(*(groups[g] for g in GROUPS),
+                     list(meta.labels) if meta.labels is not None else None, list(meta.roles), meta.headline, meta.threshold,
+                     {int(k): v for k, v in meta.blanks.items()})
+    return local, meta.top_k, {p.name: p for p in meta.profiles}
 
 
 def resume(results_path: Path) -> ValidationResult:
