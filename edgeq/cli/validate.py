@@ -67,8 +67,10 @@ def validate(
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
     if resume is not None:
         return _resume(resume, json_out)
-    if model is None or reference is None or data is None:
-        fail(UsageError("validate needs MODEL, --reference and --data (or --resume RESULTS.json)"))
+    missing = [name for name, value in (("MODEL", model), ("--reference", reference), ("--data", data)) if value is None]
+    if missing:
+        fail(UsageError(f"Missing option {' and '.join(missing)}: validate needs MODEL, --reference and --data "
+                        "(or --resume RESULTS.json)"))
     if no_wait and json_out is None:
         fail(UsageError("--no-wait writes the pending jobs into the results: add --json RESULTS.json"))
     from edgeq.data.samples import PreprocessingOverride
