@@ -239,7 +239,7 @@ def read_metadata(model: bytes) -> ModelMetadata | None:
                     raise ModelError(f"the model's {METADATA_NAME} entry refers to buffer {entry.Buffer()}, but the model has "
                                      f"{root.BuffersLength()} buffers; re-export or re-download it")
                 found = root.Buffers(entry.Buffer()).DataAsNumpy()
-    except (struct.error, IndexError, ValueError, TypeError) as exc:  # offsets that point outside the file
+    except (struct.error, IndexError, ValueError, TypeError):  # offsets that point outside the file
         raise ModelError("corrupt or truncated TFLite flatbuffer (its metadata list points outside the file); "
                          "re-export or re-download it") from None
     if found is None or isinstance(found, int):

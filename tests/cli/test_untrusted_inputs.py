@@ -5,7 +5,6 @@ shipped ones or hold an infinite timeout, a device that answers no JSON, a file-
 
 from __future__ import annotations
 
-import json
 import resource
 import subprocess
 import sys
