@@ -91,7 +91,6 @@ def json_bytes(data: Any) -> bytes:
 def _no_figure(name: str) -> None:
     """NaN and Infinity are not JSON; earlier edgeq builds wrote them for a figure with no finite value,
     which it now writes as null (schema.to_json): read them as that."""
-    return None
 
 
 def parse_json(text: str | bytes, where: str) -> Any:

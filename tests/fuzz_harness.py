@@ -31,7 +31,8 @@ import time
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 

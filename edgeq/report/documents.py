@@ -282,7 +282,9 @@ def html_page(results: ValidationResult) -> str:
         version=str(results.edgeq_version), gate_classes=["failed" if g.failed else "" for g in results.gates],
         output_classes=["failed" if o.broken else "" for o in results.outputs],
         device_classes=["failed" if d.passed is False else "" for d in results.devices])
-    shown = lambda value: value if isinstance(value, Markup) else terminal(value)  # noqa: E731 - then autoescaped
+    def shown(value: object) -> object:  # markup as it is; text with its invisible characters shown, then autoescaped
+        return value if isinstance(value, Markup) else terminal(value)
+
     return _environment(True, shown).get_template("report.html.j2").render(context)
 
 

@@ -5,7 +5,7 @@ compared with the local INT8 outputs bit for bit."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,13 +44,12 @@ def validate_on_devices(runners: list[Runner], model: Path, float_model: Path, i
 
     def one(runner: Runner) -> DeviceResult:
         if no_wait and getattr(runner, "fleet", False):
+            unmeasured = DeviceResult(runner.name, "aihub", capabilities=Capabilities(False, False), accuracy=Accuracy(samples=0))
             try:
-                jobs = (runner.submit(model, local.inputs), runner.submit(float_model, float_inputs))  # type: ignore[attr-defined]
+                return replace(unmeasured, pending=(runner.submit(model, local.inputs),  # type: ignore[attr-defined]
+                                                    runner.submit(float_model, float_inputs)))  # type: ignore[attr-defined]
             except DeviceError as exc:
-                return DeviceResult(runner.name, "aihub", capabilities=Capabilities(False, False), accuracy=Accuracy(samples=0),
-                                    error=str(exc))
-            return DeviceResult(runner.name, "aihub", capabilities=Capabilities(False, False), accuracy=Accuracy(samples=0),
-                                pending=jobs)
+                return replace(unmeasured, error=str(exc))
         try:
             measured = runner.measure(model, local.inputs, warmup, runs)
             floating = runner.measure(float_model, float_inputs, warmup, runs)

@@ -137,7 +137,7 @@ def test_the_archives_are_real_attacks_that_run_when_trusted(archives, tmp_path,
 
 
 def test_a_benign_archive_converts_without_the_flag(archives, tmp_path, cli):
-    made, marker, calib, _ = archives
+    made, _, calib, _ = archives
     code, _, err = cli("convert", made["benign"], "--data", calib, "-o", tmp_path / "out.tflite", "--samples", "8", "--no-cache")
     assert code == 0, err
 

@@ -158,6 +158,6 @@ def test_report_command_on_a_hostile_results_file(hostile, tmp_path, cli):
     path = tmp_path / "results.json"
     path.write_bytes(json_bytes(hostile.to_json()))
     for fmt in ("md", "html"):
-        code, out, err = cli("report", path, "--format", fmt, "-o", tmp_path / f"r.{fmt}")
+        code, _, err = cli("report", path, "--format", fmt, "-o", tmp_path / f"r.{fmt}")
         assert code == 0, err
         assert not INVISIBLE.search((tmp_path / f"r.{fmt}").read_text())

@@ -70,7 +70,7 @@ def test_a_fleet_of_three_phones_two_scored_one_failed(hub, tmp_path, cli):
 
 def test_a_gate_that_fails_on_a_phone_fails_the_run(hub, tmp_path, cli):
     profiles = _profiles(tmp_path)
-    code, out, err = cli("validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "2",
+    code, _, err = cli("validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "2",
                          "--device", profiles[0], "--min-sqnr", "200")
     assert code == 1, err
 
@@ -114,11 +114,11 @@ def test_no_wait_then_resume_gives_the_results_of_a_waiting_run(hub, tmp_path, c
             "--device", profiles[0], "--device", profiles[1]]
     code, _, err = cli(*base, "--json", tmp_path / "waited.json")
     assert code == 0, err
-    code, out, err = cli(*base, "--json", tmp_path / "later.json", "--no-wait")
+    code, _, err = cli(*base, "--json", tmp_path / "later.json", "--no-wait")
     assert code == 0 and "pending on" in err and "--resume" in err, err
     later = json.loads((tmp_path / "later.json").read_text())
     assert all(len(d["pending"]) == 2 and d["passed"] is None for d in later["devices"])
-    code, out, err = cli("validate", "--resume", tmp_path / "later.json")
+    code, _, err = cli("validate", "--resume", tmp_path / "later.json")
     assert code == 0, err
     waited, resumed = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("waited", "later"))
 
