@@ -66,15 +66,15 @@ def step(name: str) -> None:
 
 
 class _Forward(logging.Handler):
-    def __init__(self, events):
-        super().__init__(logging.WARNING)
+    def __init__(self, events, level: int):
+        super().__init__(level)
         self.events = events
 
     def emit(self, record: logging.LogRecord) -> None:
         self.events.put(("log", record.levelno, record.getMessage()))
 
 
-def _child(name: str, args: tuple, results, events) -> None:
+def _child(name: str, args: tuple, results, events, level: int = logging.WARNING) -> None:
     """`name` ("module:qualname") is imported here, after die_with_parent: importing TensorFlow
     takes seconds, and a child orphaned meanwhile must not live on."""
     die_with_parent()
@@ -86,8 +86,9 @@ def _child(name: str, args: tuple, results, events) -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash leaves no core file behind
     except (ImportError, ValueError, OSError):
         pass
-    logging.getLogger("edgeq").addHandler(_Forward(events))
-    logging.getLogger("edgeq").setLevel(logging.WARNING)
+    logging.getLogger("edgeq").addHandler(_Forward(events, level))  # the parent's level: -v shows the child's INFO lines
+    logging.getLogger("edgeq").setLevel(level)
+    logging.getLogger("edgeq").propagate = False  # a library's root handler (Ray's, absl's) would print them twice
     try:
         import importlib
 
@@ -121,7 +122,8 @@ def run_isolated(function: Callable[..., Any], *args: Any, what: str = "the TFLi
     context = get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     events = context.SimpleQueue()  # written synchronously: the last step survives a crash
-    child = context.Process(target=_child, args=(f"{function.__module__}:{function.__qualname__}", args, send, events))
+    child = context.Process(target=_child, args=(f"{function.__module__}:{function.__qualname__}", args, send, events,
+                                                          min(logging.WARNING, logging.getLogger("edgeq").getEffectiveLevel())))
     current = {"step": "starting"}
     listener = progress.current()
 

@@ -58,6 +58,7 @@ def convert(
     optimize: Optional[str] = typer.Option(None, "--optimize", show_default=False, help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower (within the budget)."),
     device: Optional[str] = typer.Option(None, "--device", show_default=False, help="With --optimize latency: time the candidates on this device profile (name in devices/ or a .toml path)."),
     allow_int16x8: bool = typer.Option(False, "--allow-int16x8", metavar="", help="Let the search try 16-bit activations (whole model) before float layers."),
+    cluster: Optional[str] = typer.Option(None, "--cluster", show_default=False, help="Build and judge the candidates of the search, --calibration auto, --refine auto and --optimize latency on a Ray cluster: local (a runtime for this run) or what ray.init takes (127.0.0.1:6379, ray://host:10001, auto); the bytes equal a local run's. Needs pip install 'edgeq[ray]'."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration threads (XNNPACK; processes for TensorFlow's calibrator and histograms); the result equals --jobs 1.", show_default="CPU cores; 1 for a graph under 1 MiB"),
     color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
     resize: str = typer.Option("stretch", help="stretch | crop | pad."),
@@ -90,7 +91,8 @@ def convert(
     try:
         options = ConvertOptions.of(
             mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), seed=seed,
-            samples=samples if ctx.get_parameter_source("samples") != ParameterSource.DEFAULT else None, jobs=jobs, targets=tuple(target),
+            samples=samples if ctx.get_parameter_source("samples") != ParameterSource.DEFAULT else None, jobs=jobs, cluster=cluster,
+            targets=tuple(target),
             eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers, allow_int16x8=allow_int16x8,
             max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
             color=color, resize=resize, value_range=value_range, mean=floats(mean, "--mean"), std=floats(std, "--std"), layout=layout,

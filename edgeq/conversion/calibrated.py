@@ -96,7 +96,7 @@ def cache_keys(model: Path, source_sha256: str, data: Path | None, options: Any,
         # the converter's op set: int8 kernels only, or built-ins too (fallback, or layers kept in float)
         "op_set": "int8+builtins" if recipe.mode == "int8-fallback" or recipe.keep_float else "int8",
     }
-    conversion = {"calibration": calibration, "options": to_json(options), "paths": [str(model), str(data)],
+    conversion = {"calibration": calibration, "options": to_json(replace(options, cluster=None)), "paths": [str(model), str(data)],
                   "eval_data": digest(options.eval_data), "about": to_json(about) if about is not None else None}
     reusable = recipe.mode.int8_activations and data is not None and not options.allow_int16x8
     return CacheKeys(cache_key(calibration) if reusable else None, cache_key(conversion))

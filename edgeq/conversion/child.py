@@ -20,6 +20,7 @@ from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, resolve_keep_float, tf_type
 from edgeq.conversion.refine import bias_corrected
 from edgeq.conversion.rounding import rounded
+from edgeq.conversion.search import Candidate
 from edgeq.conversion.source import KerasCode, load_source, stated_scaling
 from edgeq.data.normalization import given_flags, resolve
 from edgeq.data.read_ahead import read_ahead
@@ -29,6 +30,7 @@ from edgeq.machine import cores
 from edgeq.progress import counted
 from edgeq.records.manifest import Calibration, KeepFloat, Latency, Refinement, Search, StepKind
 from edgeq.records.recipe import Method, Mode
+from edgeq.run.cluster import each
 from edgeq.tflite.model import parse_tflite
 from edgeq.tflite.rewrites import rewritten
 from edgeq.tflite.signatures import calibrator_order
@@ -145,18 +147,18 @@ def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, dat
         return _refinement(options.recipe.refine, quantized, model, samples, threads)
     if options.budget is not None:  # judged on --eval-data, as the search judges
         evaluator = _evaluator(model, specs, options)
-        score = lambda m: evaluator.evaluate(m, [], phase="refinement candidate").worst_sqnr_db  # noqa: E731
+        score = lambda models: [s.worst_sqnr_db for _, s in evaluator.evaluate_all([Candidate(m) for m in models], "refinement candidate")]  # noqa: E731
         where, fitted = f"the {len(evaluator.samples)} --eval-data samples, each fitted on the calibration samples", samples
     else:
         if len(samples) <= HELD_BACK:
             raise UsageError(f"--refine auto judges on {HELD_BACK} held-back calibration samples and needs more than that; "
                              f"{len(samples)} given: give more samples or choose --refine bias or rounding")
         held_back = sqnr_scorer(model, samples[-HELD_BACK:])
-        score = lambda m: held_back(m)[0]  # noqa: E731
+        score = lambda models: [held_back(m)[0] for m in models]  # noqa: E731
         where, fitted = f"{HELD_BACK} held-back calibration samples, each fitted on the other {len(samples) - HELD_BACK}", samples[:-HELD_BACK]
     candidates = [(quantized, Refinement("none", 0, 0, 0.0))]
-    candidates += [_refinement(m, quantized, model, fitted, threads) for m in ("bias", "rounding")]
-    scores = [score(m) for m, _ in candidates]
+    candidates += each(options.cluster, "refinement fits", _refinement, ("bias", "rounding"), (quantized, model, fitted, threads))
+    scores = score([m for m, _ in candidates])
     best = max(range(len(candidates)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
     method = candidates[best][1].method
     shown = ", ".join(f"{r.method if r.method != 'none' else 'as converted'} {s if s is not None else 'no figure'} dB"
@@ -312,7 +314,7 @@ def _evaluator(calibrated: bytes, specs: tuple[InputSpec, ...], options: Convert
     samples, eval_source = options.eval_samples(list(specs))
     return Evaluator(calibrated, samples, [s.name for s in specs], eval_source.labels, budget or options.budget,
                      options.output_roles, len(eval_source.class_names or []) or None, options.feedback,
-                     getattr(eval_source, "starts", set()))
+                     getattr(eval_source, "starts", set()), options.cluster)
 
 
 def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], source, options: ConvertOptions,
@@ -357,17 +359,25 @@ def _latency(calibrated: bytes, quantized: bytes, specs: tuple[InputSpec, ...], 
     if options.budget is not None:
         evaluator = _evaluator(calibrated, specs, options)
 
-        def score(model: bytes):
-            record = evaluator.evaluate(model, [], phase="latency candidate")
-            return record.worst_sqnr_db, record.meets
+        def score(models: list[bytes]) -> list[tuple[float | None, bool | None]]:
+            steps = evaluator.evaluate_all([Candidate(m) for m in models], "latency candidate")
+            return [(s.worst_sqnr_db, s.meets) for _, s in steps]
     else:
-        score = latency.sqnr_scorer(calibrated, samples)
-    def with_ops(ops: tuple[str, ...], rewrites: tuple[str, ...] = ()) -> bytes:
-        return quantize(rewritten(calibrated, rewrites), recipe, replace(keep, ops=keep.ops + tuple(ops)))
+        one = latency.sqnr_scorer(calibrated, samples)
+        score = lambda models: [one(m) for m in models]  # noqa: E731
+
+    def with_ops(variants: list[latency.Variant]) -> list[bytes]:
+        return each(options.cluster, "latency candidate builds", _with_ops, variants, (calibrated, recipe, keep))
 
     device, where, note = _timing_device(options.device)
     chosen, record = latency.optimize(calibrated, quantized, with_ops, samples[0], score, device=device, where=where)
     return chosen, replace(record, note=note)
+
+
+def _with_ops(variant: tuple[tuple[str, ...], tuple[str, ...]], calibrated: bytes, recipe, keep: KeepFloat) -> bytes:
+    """An --optimize latency candidate: the op types `variant` names kept in float, its rewrites made."""
+    ops, rewrites = variant
+    return quantize(rewritten(calibrated, rewrites), recipe, replace(keep, ops=keep.ops + tuple(ops)))
 
 
 def _timing_device(name: str | None):

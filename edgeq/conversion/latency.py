@@ -82,27 +82,33 @@ def against_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray]
                    within_noise(int8_time, float_time), fell_off(runner), runner.partitions, cpu=this_cpu().describe())
 
 
-def optimize(float_model: bytes, quantized: bytes, build: Callable[[tuple[str, ...]], bytes], sample: list[np.ndarray],
-             score: Callable[[bytes], tuple[float | None, bool | None]], runs: int = 200, device: Any = None,
+Variant = tuple[tuple[str, ...], tuple[str, ...]]  # op types kept in float, rewrites
+
+
+def optimize(float_model: bytes, quantized: bytes, build: Callable[[list[Variant]], list[bytes]], sample: list[np.ndarray],
+             score: Callable[[list[bytes]], list[tuple[float | None, bool | None]]], runs: int = 200, device: Any = None,
              where: str = "xnnpack (this machine)") -> tuple[bytes, Latency]:
     """The model as converted, or one with the op types that fell off XNNPACK (each, and all of
     them) kept in float when that is a real win: judged by timings where they say something of the
     device (this CPU has int8 dot-product instructions, or `device` times them), else by what holds
     on every CPU, the delegate's coverage. Only candidates that meet the budget (when `score` says
-    so) compete. Returns the chosen model and the record of every candidate."""
+    so) compete. `build` and `score` take every candidate at once (they may run them on a cluster);
+    the timings are all taken here or on `device`. Returns the chosen model and the record of every candidate."""
     _, first = measure(float_model, {"as converted": quantized}, sample, 3, 1.0)
     off = fell_off(first["as converted"][1])
     keeps = [()] + [(op,) for op in off] + ([tuple(off)] if len(off) > 1 else [])
-    models = {_name(k): quantized if not k else build(k) for k in keeps}
     rewrites = equal_rewrites(float_model, off, sample)
-    models.update({_rewrite_name(r): build((), (r,)) for r in rewrites})
+    variants: list[Variant] = [(k, ()) for k in keeps[1:]] + [((), (r,)) for r in rewrites]
+    names = [_name(())] + [_rewrite_name(r[0]) if r else _name(k) for k, r in variants]
+    models = dict(zip(names, [quantized, *build(variants)]))
+    scores = dict(zip(names, score(list(models.values()))))
     float_time, timed = measure(float_model, models, sample, runs, 10.0, device)
     plain_time = timed[_name(())][0]
     candidates = []
     for keep, rewritten_as in [(k, ()) for k in keeps] + [((), (r,)) for r in rewrites]:
         name = _rewrite_name(rewritten_as[0]) if rewritten_as else _name(keep)
         timing, runner = timed[name]
-        sqnr, meets = score(models[name])
+        sqnr, meets = scores[name]
         candidates.append(Candidate(name, keep, timing.p50, speedup(float_time.p50, timing.p50),
                                     within_noise(timing, float_time), runner.delegated_nodes, runner.total_nodes,
                                     runner.partitions, fell_off(runner), sqnr, meets, len(models[name]),

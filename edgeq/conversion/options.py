@@ -43,6 +43,7 @@ class ConvertOptions:
     output_roles: dict[str, str] = field(default_factory=dict)  # output key -> classes | sequence | ctc:B | score | values
     samples_given: bool = True  # --samples was given (else the recipe's default): a shortfall is then worth a warning
     feedback: dict[str, str] = field(default_factory=dict)  # output key -> input key: the budget judges streamed figures
+    cluster: str | None = None  # a Ray cluster's address (or `local`): candidates are built and judged there; same bytes
 
     @classmethod
     def of(cls, **values: Any) -> ConvertOptions:
@@ -97,6 +98,9 @@ class ConvertOptions:
             raise UsageError("--device times the --optimize latency candidates on a device; add --optimize latency")
         if self.optimize and not recipe.mode.int8_activations:
             raise UsageError(f"--optimize latency chooses which op types stay float in an int8 model; not with --mode {recipe.mode}")
+        if self.cluster is not None and self.budget is None and not method.is_auto and recipe.refine != "auto" and not self.optimize:
+            raise UsageError("--cluster spreads the candidates of a budget's search, --calibration auto, --refine auto and "
+                             "--optimize latency; this conversion tries none: add one or leave out --cluster")
         unknown = sorted(set(self.targets) - set(TARGETS))
         if unknown:
             raise UsageError(f"--target {unknown[0]!r}: use one of {', '.join(TARGETS)}")

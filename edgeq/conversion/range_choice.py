@@ -10,6 +10,7 @@ the method that is best for the worst output.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from edgeq.conversion.calibrated import Calibrated
 from edgeq.conversion.quantize import RangeChooser, quantize
 from edgeq.conversion.range_methods import AUTO_ORDER
-from edgeq.conversion.search import Evaluator, leximin, output_quality
+from edgeq.conversion.search import Candidate, Evaluator, leximin, output_quality
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import KeepFloat, MethodTry, RangeChange, SearchStep
 from edgeq.records.recipe import Method
@@ -52,24 +53,30 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
     samples, eval_source = options.eval_samples(list(calibrated.specs))
     evaluator = Evaluator(calibrated.model, samples, [s.name for s in calibrated.specs], eval_source.labels, budget,
                           options.output_roles, len(eval_source.class_names or []) or None, options.feedback,
-                          getattr(eval_source, "starts", set()))
+                          getattr(eval_source, "starts", set()), options.cluster)
     tried: list[tuple[SearchStep, bytes, tuple[RangeChange, ...], str]] = []
 
-    def attempt(ranges: tuple[bytes, tuple[RangeChange, ...]], name: str) -> bool:
-        model, changes = ranges
-        step = evaluator.evaluate(quantize(model, recipe, keep), [], phase="calibration method", method=name)
-        tried.append((step, model, changes, name))
-        return step.meets
+    def attempt(group: list[tuple[tuple[bytes, tuple[RangeChange, ...]], str]]) -> bool:
+        """The methods of `group` in turn, up to the first that meets the budget (all of them at once on a cluster)."""
+        candidates = [Candidate(partial(quantize, model, recipe, keep), method=name) for (model, _), name in group]
+        for ((model, changes), name), (_, step) in zip(group, evaluator.evaluate_all(candidates, "calibration method")):
+            tried.append((step, model, changes, name))
+            if step.meets and options.budget is not None:
+                return True
+        return False
 
-    methods = []
-    for method in AUTO_ORDER:
-        methods.append(method)
-        if attempt(chooser.with_method(method), str(method)) and options.budget is not None:
+    methods: list[Method] = []
+    at_once = len(AUTO_ORDER) if options.cluster else 1  # here, a method that meets spares the next ones
+    for i in range(0, len(AUTO_ORDER), at_once):
+        group = list(AUTO_ORDER[i:i + at_once])
+        methods += group
+        if attempt([(chooser.with_method(m), str(m)) for m in group]):
+            methods = methods[:len(tried)]
             break
     if not any(t[0].meets for t in tried):
         mix = _by_output_path(chooser, methods, [t[0] for t in tried])
         if mix is not None:
-            attempt(mix[0], mix[1])
+            attempt([mix])
     best = next((t for t in tried if t[0].meets), None) or max(tried, key=lambda t: leximin(t[0]))
     _, model, changes, name = best
     tries = tuple(MethodTry(t[3], t[0].worst_sqnr_db, {o.name: o.sqnr_db for o in t[0].outputs},

@@ -28,7 +28,8 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import fields
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -36,10 +37,11 @@ import numpy as np
 
 from edgeq.errors import UsageError
 from edgeq.metrics import Scorer
-from edgeq.progress import report
+from edgeq.progress import counted
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import ChosenLayer, Search, SearchStep, StepKind, StepOutput
 from edgeq.roles import decide_roles
+from edgeq.run.cluster import each
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.sequences import fed_back, feedback_pairs
 from edgeq.tflite.graph import Layer, LayerGraph
@@ -75,13 +77,13 @@ class Evaluator:
 
     def __init__(self, calibrated: bytes, samples: list[list[np.ndarray]], names: list[str], labels: list[int] | None,
                  budget: Budget, roles: dict[str, str] | None = None, class_count: int | None = None,
-                 feedback: dict[str, str] | None = None, starts: set[int] = frozenset()):
+                 feedback: dict[str, str] | None = None, starts: set[int] = frozenset(), cluster: str | None = None):
         """`samples`: arrays in the order of the input keys `names`; fed by key to every candidate.
         `feedback` (output key -> input key): the samples are sequences in data order (new ones at
         `starts`), and each model, the float one and every candidate, feeds its own outputs back."""
         if budget.max_drop is not None and labels is None:
             raise UsageError("--max-drop needs labelled --eval-data (class folders, or y in a .npz); use --min-agreement")
-        self.labels, self.budget, self.evaluations = labels, budget, 0
+        self.labels, self.budget, self.evaluations, self.cluster = labels, budget, 0, cluster
         self.tmp = tempfile.TemporaryDirectory(prefix="edgeq-search-")
         reference = self._runner(calibrated, "float")
         order = positions(names, [p.label for p in reference.input_ports])
@@ -101,9 +103,7 @@ class Evaluator:
 
     def _outputs(self, runner: LiteRTRunner) -> Iterable[list[np.ndarray]]:
         """Each sample's outputs: window by window as they are scored, or streamed with the model's own state fed back."""
-        if self.pairs:
-            return fed_back(runner.run, self.samples, self.pairs, self.starts)
-        return (runner.run(s) for s in self.samples)
+        return _outputs(runner, self.samples, self.pairs, self.starts)
 
     def _runner(self, model: bytes, name: str) -> LiteRTRunner:
         path = Path(self.tmp.name) / f"{name}.tflite"
@@ -116,23 +116,69 @@ class Evaluator:
         start = time.perf_counter()
         self.evaluations += 1
         what = f"evaluating mix {self.evaluations} ({kind.value}{f' {method}' if method else ''}, {len(float_layers)} float layer(s))"
-        report(what, 0, len(self.samples))
         runner = self._runner(model, f"{kind.value}-{len(float_layers)}")
+        outputs = counted(what, self._outputs(runner), len(self.samples))
+        return self._scored(model, outputs, float_layers, kind, phase, method, start)
+
+    def evaluate_all(self, builds: list[Candidate], phase: str, kind: StepKind = StepKind.INT8) -> list[tuple[bytes, SearchStep]]:
+        """Candidates that do not depend on each other, each built (a model's bytes or how to make
+        them) and evaluated: one after the other here, or all at once as tasks on --cluster; the
+        driver scores them in order, so the figures are the same either way."""
+        if self.cluster is None or len(builds) < 2:
+            built = ((c.model if isinstance(c.model, bytes) else c.model(), c) for c in builds)
+            return [(model, self.evaluate(model, list(c.float_layers), kind, phase, c.method)) for model, c in built]
+        ran = each(self.cluster, phase, candidate_outputs, [c.model for c in builds],
+                   (self.samples, self.pairs, self.starts))
+        steps = []
+        for (model, outputs, seconds), c in zip(ran, builds):
+            self.evaluations += 1
+            start = time.perf_counter() - seconds
+            steps.append((model, self._scored(model, outputs, list(c.float_layers), kind, phase, c.method, start)))
+        return steps
+
+    def _scored(self, model: bytes, outputs: Iterable[list[np.ndarray]], float_layers: list[str], kind: StepKind,
+                phase: str | None, method: str | None, start: float) -> SearchStep:
         scorer = Scorer(self.names, self.roles)
-        for i, (want, got) in enumerate(zip(self.reference, self._outputs(runner))):
+        for i, (want, got) in enumerate(zip(self.reference, outputs)):
             scorer.add(want, got, self.labels[i] if self.labels is not None else None)
-            report(what, i + 1, len(self.samples))
         scores = scorer.result()
         missed = self.budget.missed(scores)
         margins = self.budget.margins(scores)
         acc = scores.accuracy
-        outputs = tuple(StepOutput(o.name, tensor, o.role, o.sqnr_db, o.exact, o.agreement,
-                                   _finite(margins.get(o.name)), o.name not in margins or margins[o.name] >= 0)
-                        for o, tensor in zip(scores.outputs, self.tensors))
+        outputs_ = tuple(StepOutput(o.name, tensor, o.role, o.sqnr_db, o.exact, o.agreement,
+                                    _finite(margins.get(o.name)), o.name not in margins or margins[o.name] >= 0)
+                         for o, tensor in zip(scores.outputs, self.tensors))
         return SearchStep(kind, len(float_layers), len(model), not missed, method, phase, tuple(float_layers),
                           acc.float_top1, acc.int8_top1, acc.top1_drop_pts, acc.agreement, scores.worst_sqnr_db,
-                          scores.exact, outputs, tuple(missed), self.budget.quality(scores),
+                          scores.exact, outputs_, tuple(missed), self.budget.quality(scores),
                           round(time.perf_counter() - start, 3))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A candidate model: its bytes, or a function that makes them (run where it is evaluated)."""
+    model: bytes | Callable[[], bytes]
+    float_layers: tuple[str, ...] = ()
+    method: str | None = None
+
+
+def _outputs(runner: LiteRTRunner, samples: list[list[np.ndarray]], pairs: list[tuple[int, int]],
+             starts: set[int]) -> Iterable[list[np.ndarray]]:
+    if pairs:
+        return fed_back(runner.run, samples, pairs, starts)
+    return (runner.run(s) for s in samples)
+
+
+def candidate_outputs(build: bytes | Callable[[], bytes], samples: list[list[np.ndarray]], pairs: list[tuple[int, int]],
+                      starts: set[int]) -> tuple[bytes, list[list[np.ndarray]], float]:
+    """A Ray task of Evaluator.evaluate_all: the candidate built, its outputs on every sample, the seconds taken."""
+    start = time.perf_counter()
+    model = build if isinstance(build, bytes) else build()
+    with tempfile.TemporaryDirectory(prefix="edgeq-candidate-") as folder:
+        path = Path(folder) / "candidate.tflite"
+        path.write_bytes(model)
+        outputs = list(_outputs(LiteRTRunner(path), samples, pairs, starts))
+    return model, outputs, time.perf_counter() - start
 
 
 INT16X8_NOTE = "16-bit activations (int16x8) run on LiteRT's built-in kernels only: not on XNNPACK, the Edge TPU or NNAPI"
@@ -176,15 +222,18 @@ class _Search:
         return self.step(layers, phase).meets
 
     def step(self, layers: list[Layer], phase: str) -> SearchStep:
-        key = self._key(layers)
-        if key not in self.seen:
-            model = self.quantize(list(key)) if key else self.full_int8
-            step = self.evaluator.evaluate(model, list(key), phase=phase)
+        return self.steps_of([layers], phase)[0]
+
+    def steps_of(self, sets: list[list[Layer]], phase: str) -> list[SearchStep]:
+        """Each set's step; the sets not evaluated yet are independent candidates (all at once on a cluster)."""
+        new = list(dict.fromkeys(key for key in map(self._key, sets) if key not in self.seen))
+        candidates = [Candidate(partial(self.quantize, list(key)) if key else self.full_int8, key) for key in new]
+        for key, (model, step) in zip(new, self.evaluator.evaluate_all(candidates, phase)):
             if self._may_be_chosen(step):
                 self.models[key] = model
             self.seen[key] = step
             self.steps.append(step)
-        return self.seen[key]
+        return [self.seen[self._key(layers)] for layers in sets]
 
     def _may_be_chosen(self, step: SearchStep) -> bool:
         allowed = [s for s in self.steps if s.kind == StepKind.INT8 and (self.max is None or s.k <= self.max)]
@@ -273,7 +322,7 @@ def _ranked_by_effect(run: _Search, candidates: list[Layer]) -> tuple[list[Layer
     units = [candidates[i:i + size] for i in range(0, len(candidates), size)]
     if len(units) < 2:
         return None, {}
-    effect = [run.step(unit, "effect of one unit alone").quality for unit in units]
+    effect = [step.quality for step in run.steps_of(units, "effect of one unit alone")]
     order = sorted(range(len(units)), key=lambda i: (-effect[i], i))
     count = _shortest_prefix(run, [units[i] for i in order], "bisection over the effect ranking")
     chosen = sorted([layer for i in order[:count] for layer in units[i]], key=lambda layer: layer.position)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import importlib.util
 import tempfile
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -19,42 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.errors import UsageError
 from edgeq.progress import report
+from edgeq.run.cluster import connect, node_id, placements
 from edgeq.run.litert import LiteRTRunner
 from edgeq.validation.streaming import Run
 
-INSTALL = "pip install 'edgeq[ray]'"
 log = logging.getLogger(__name__)
 SHARD = 32  # samples per task: big enough that Ray's per-task cost (a few ms) is small beside the invokes
 IN_FLIGHT_PER_CPU = 2
 
 _RUNNERS: dict[tuple[str, str, int], LiteRTRunner] = {}  # per worker process: one interpreter per model
-
-
-def connect(address: str) -> Any:
-    """Ray, joined to `address` (`local` starts a runtime for this run; else what ray.init takes)."""
-    if importlib.util.find_spec("ray") is None:
-        raise UsageError(f"--cluster needs Ray, which this install lacks: {INSTALL}")
-    import ray
-
-    host, _, port = address.rpartition(":")
-    if host and port.isdigit() and "://" not in address:  # Ray retries an absent head for minutes: ask once first
-        import socket
-
-        try:
-            socket.create_connection((host, int(port)), timeout=10).close()
-        except OSError as exc:
-            raise UsageError(f"--cluster {address}: nothing answers there ({exc.strerror or exc}); start a head node with "
-                             "`ray start --head` or pass --cluster local") from None
-    if not ray.is_initialized():
-        try:
-            ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
-                     logging_level="ERROR", configure_logging=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UsageError(f"--cluster {address}: cannot join the Ray cluster ({' '.join(str(exc).split())[:200]}); "
-                             "start one with `ray start --head` or pass --cluster local") from None
-    return ray
 
 
 def _runner(model: bytes, delegate: str, threads: int) -> LiteRTRunner:
@@ -70,8 +43,6 @@ def run_shard(int8_model: bytes, float_model: bytes, delegate: str, threads: int
               to_reference: list[int], output_order: list[int], shapes: list[tuple[int, ...]]) -> tuple[str, list[tuple[list, list, list]]]:
     """On a worker: the node it ran on, then the INT8 model's feeds and raw outputs and the float
     outputs of each sample."""
-    import ray
-
     quantized, floating = _runner(int8_model, delegate, threads), _runner(float_model, delegate, threads)
     done = []
     for sample in feeds:
@@ -79,20 +50,15 @@ def run_shard(int8_model: bytes, float_model: bytes, delegate: str, threads: int
         raw = quantized.run_raw(model_feeds)
         got = floating.run([sample[k] for k in to_reference])
         done.append((model_feeds, raw, [got[j].reshape(shapes[m]) for m, j in enumerate(output_order)]))
-    return ray.get_runtime_context().get_node_id(), done
+    return node_id(), done
 
 
 def paired_runs_on(address: str, samples: Iterable[list[np.ndarray]], int8: LiteRTRunner, reference: LiteRTRunner,
                    to_reference: list[int], output_order: list[int], total: int) -> Iterator[Run]:
     """`streaming.paired_runs`, the invokes spread over the cluster in shards, results in sample order."""
     ray = connect(address)
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     task = ray.remote(num_cpus=1)(run_shard)
-    # shards dealt round the nodes (soft: a busy or lost node's shard runs elsewhere): Ray's SPREAD is best
-    # effort, and a node still starting its first worker would otherwise get none
-    places = [NodeAffinitySchedulingStrategy(n["NodeID"], soft=True) for n in ray.nodes()
-              if n["Alive"] and n["Resources"].get("CPU")] or ["SPREAD"]
+    places = placements(ray)
     int8_ref, float_ref = ray.put(int8.path.read_bytes()), ray.put(reference.path.read_bytes())
     shapes = [int8.output_ports[m].shape for m in range(len(output_order))]
     window = max(2, IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))

@@ -128,7 +128,8 @@ def test_the_judge_follows_the_cpus_int8_dot_products(nets, tmp_path, monkeypatc
     sample = [np.random.default_rng(0).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)]
     for cpu, judge in ((Cpu("test CPU", "AVX-512 VNNI"), "timings on"), (Cpu("test CPU", None), "XNNPACK coverage")):
         monkeypatch.setattr(latency, "this_cpu", lambda cpu=cpu: cpu)
-        _, record = latency.optimize(float_model, int8, lambda ops: int8, sample, lambda model: (30.0, None), runs=6)
+        _, record = latency.optimize(float_model, int8, lambda variants: [int8] * len(variants), sample,
+                                           lambda models: [(30.0, None)] * len(models), runs=6)
         assert record.judged_by.startswith(judge) and record.cpu.startswith("test CPU")
     assert record.chosen == "as converted"  # by coverage: every candidate here is the same bytes, so none is better
 

@@ -1,6 +1,6 @@
-"""validate --cluster on a real two-node Ray cluster on 127.0.0.1 (`ray start --head` and a second
-node joined to it, each from its own working directory and TMPDIR): every figure equals the
-local run's, and the shards ran on both nodes.
+"""validate --cluster and convert --cluster on a real two-node Ray cluster on 127.0.0.1 (`ray start
+--head` and a second node joined to it, each from its own working directory and TMPDIR): every
+figure and every written byte equals the local run's, and the tasks ran on both nodes.
 
 Ray never registers a node at a loopback address while the machine has another interface (it
 replaces 127.0.0.1 by the address it would use towards other hosts), so the cluster and edgeq run in
@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from prerequisites import require
+from tests import search_models
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 INT8 = FIXTURES / "tflite" / "tiny_int8.tflite"
@@ -72,6 +73,11 @@ def cluster():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _edgeq(*args: str, env: dict, inside: list[str] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([*inside, sys.executable, "-c", "from edgeq.cli import run; run()", *args],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
 def _validate(data: Path, out: Path, env: dict, *extra: str, inside: list[str] = ()) -> subprocess.CompletedProcess:
     return subprocess.run([*inside, sys.executable, "-c", "from edgeq.cli import run; run()", "validate", str(INT8), "--reference",
                            str(FLOAT), "--data", str(data), "--runs", "3", "--json", str(out), *extra],
@@ -99,4 +105,33 @@ def test_an_unreachable_cluster_is_one_line(tmp_path):
     np.save(data, np.zeros((2, 8, 8, 1), np.float32))
     proc = _validate(data, tmp_path / "r.json", {**os.environ, "RAY_AUTH_MODE": "token"}, "--cluster",
                      f"127.0.0.1:{_free_port()}")
+    assert proc.returncode == 2 and "--cluster" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@pytest.mark.tf
+def test_a_conversion_on_the_cluster_writes_the_local_bytes(cluster, tmp_path):
+    """The DSP model's search ranks 17 units of layers, each alone in float, after --calibration
+    auto tried its methods: those candidates are built and judged as tasks on both nodes, and the
+    written model is the local run's to the byte."""
+    address, env, inside = cluster
+    model = search_models.dsp_audio_model(tmp_path / "audio.keras")
+    calibration = search_models.save_npz(tmp_path / "cal.npz", search_models.audio(64, 1))
+    held_out = search_models.save_npz(tmp_path / "eval.npz", search_models.audio(24, 2))
+    args = [str(model), "-d", str(calibration), "--mode", "int8-fallback", "--io", "float32", "--eval-data", str(held_out),
+            "--min-sqnr", "25", "--calibration", "auto", "--no-cache"]
+    local = _edgeq("convert", *args, "-o", str(tmp_path / "local.tflite"), env=env)
+    spread = _edgeq("-v", "convert", *args, "-o", str(tmp_path / "cluster.tflite"), "--cluster", address, env=env, inside=inside)
+    assert local.returncode == 0 and spread.returncode == 0, spread.stderr
+    assert (tmp_path / "local.tflite").read_bytes() == (tmp_path / "cluster.tflite").read_bytes()
+    manifests = [json.loads((tmp_path / f"{n}.edgeq.json").read_text()) for n in ("local", "cluster")]
+    steps = [[{k: v for k, v in s.items() if k != "seconds"} for s in m["search"]["steps"]] for m in manifests]
+    assert steps[0] == steps[1] and len(steps[0]) > 10
+    ran = dict(re.findall(r"Ray cluster: \d+ task\(s\) \(([^)]+)\) on (\d+) node", spread.stderr))
+    assert ran.get("effect of one unit alone") == "2" and "calibration method" in ran, spread.stderr
+
+
+def test_cluster_with_nothing_to_spread_is_bad_usage(tmp_path):
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((2, 8, 8, 1), np.float32))
+    proc = _edgeq("convert", str(FLOAT), "-d", str(data), "-o", str(tmp_path / "o.tflite"), "--cluster", "local", env=dict(os.environ))
     assert proc.returncode == 2 and "--cluster" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
