@@ -13,6 +13,7 @@ from edgeq.escape import md, terminal
 from edgeq.gates import GateResult
 from edgeq.metrics import EXACT_DB
 from edgeq.records.manifest import StepKind
+from edgeq.run.protocol import AcceleratorUse
 from edgeq.report.text import accelerator_lines, broken_notes, differs_from_local, low_sqnr_notes, slice_flag, evaluations, short_name, slice_text, step_label, step_outputs
 from edgeq.units import gate_figure, gate_status, number
 from edgeq.units import percent as pct
@@ -108,8 +109,16 @@ def _layer_rows(results: ValidationResult, limit: int | None = LAYERS_SHOWN) -> 
              "0" if l.clipped_fraction is None else pct(l.clipped_fraction)) for l in layers[:limit]]
 
 
-DEVICE_HEAD = ("device", "transport", "runtime", "INT8 top-1", "agreement", "worst SQNR (dB)", "INT8 p50", "float p50",
-               "speedup", "vs local INT8", "verdict")
+DEVICE_HEAD = ("device", "transport", "runtime", "INT8 top-1", "agreement", "worst SQNR (dB)", "ops on the accelerator",
+               "INT8 p50", "float p50", "speedup", "vs local INT8", "verdict")
+
+
+def _share(use: AcceleratorUse | None) -> str:
+    """How many of the model's ops ran on the accelerator asked for (an AI Hub phone's NPU, a GPU), by its evidence."""
+    if use is None or use.ops_on_accelerator is None:
+        return "n/a (CPU)" if use is None else "not reported"
+    on, cpu = use.ops_on_accelerator, use.ops_on_cpu or 0
+    return f"{on} on {use.asked.split(':')[0].upper()}, {cpu} on CPU ({on / (on + cpu):.0%})" if on + cpu else "no ops"
 
 
 def _device_rows(results: ValidationResult, marks: bool = True) -> list[tuple[str, ...]]:
@@ -124,7 +133,7 @@ def _device_rows(results: ValidationResult, marks: bool = True) -> list[tuple[st
         if d.error or d.pending:
             mark = ("➖ " if marks else "") + ("pending (--resume)" if d.pending else "not measured (see the warnings)")
         rows.append((d.name, d.transport, str(d.runtime), pct(acc.int8_top1), pct(acc.agreement), num(d.worst_sqnr_db),
-                     ms(lat.int8_ms.p50) if timed else "emulated; not a latency figure",
+                     _share(d.accelerator), ms(lat.int8_ms.p50) if timed else "emulated; not a latency figure",
                      ms(lat.float_ms.p50) if timed else "emulated; not a latency figure",
                      f"{num(lat.speedup)}×" if timed else "n/a", same, mark))
     return rows

@@ -66,6 +66,10 @@ def test_a_fleet_of_three_phones_two_scored_one_failed(hub, tmp_path, cli):
     failed_lines = [line for line in err.splitlines() if "Snapdragon X Elite" in line or "elite" in line]
     assert len(failed_lines) == 1, err
     assert "NOT MEASURED" in out
+    report = (tmp_path / "report" / "report.md").read_text()  # the fleet as one table: where each phone ran the ops
+    on = {unit: next(p["accelerator"]["ops_on_accelerator"] for p in (s24, pixel) if p["accelerator"]["asked"] == unit)
+          for unit in ("npu", "gpu")}
+    assert f"{on['npu']} on NPU, 1 on CPU" in report and f"{on['gpu']} on GPU, 1 on CPU" in report
 
 
 def test_a_gate_that_fails_on_a_phone_fails_the_run(hub, tmp_path, cli):
