@@ -74,7 +74,7 @@ def per_sample(int8: Path, float_path: Path, data: Path) -> dict[str, float]:
     """The workers' cost `w` (INT8 and float invokes) and the driver's `d` (reading, quantizing,
     scoring), per sample, measured in this process on the same samples."""
     from edgeq.data.samples import InputSpec, open_samples
-    from edgeq.metrics import Scorer
+    from edgeq.scoring.metrics import Scorer
     from edgeq.run.litert import LiteRTRunner
 
     q, f = LiteRTRunner(int8), LiteRTRunner(float_path)
@@ -103,7 +103,7 @@ def main() -> None:
     cluster_s, done = timed([*base, str(WORK / "cluster.json"), "--cluster", "local"])
     a, b = (json.loads((WORK / f"{n}.json").read_text()) for n in ("local", "cluster"))
     same = all(a[k] == b[k] for k in ("accuracy", "outputs", "worst_sqnr_db", "data"))
-    from edgeq.conversion.source import load_source
+    from edgeq.frameworks.sources import load_source
 
     float_path.write_bytes(load_source(keras).make_converter().convert())
     costs, sample = ray_costs(), per_sample(int8, float_path, data)

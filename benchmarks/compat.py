@@ -94,7 +94,7 @@ def data(shape: tuple[int, ...], n: int, seed: int, path: Path, scale: tuple[flo
 
 def measure(name: str) -> dict:
     from edgeq.conversion.converter import convert
-    from edgeq.errors import EdgeqError
+    from edgeq.core.errors import EdgeqError
     from edgeq.targets import check_target
     from edgeq.tflite.model import read_tflite
     from edgeq.validation.compare import validate

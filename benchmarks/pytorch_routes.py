@@ -97,7 +97,7 @@ def score(model_bytes: bytes, torch_model, val: np.ndarray) -> dict:
     import torch
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgeq.metrics import Scorer
+    from edgeq.scoring.metrics import Scorer
     from edgeq.tflite.model import parse_tflite
     from edgeq.tflite.summary import summarize
 

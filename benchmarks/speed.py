@@ -255,7 +255,7 @@ def main() -> None:
     images = make_images(WORK / "images224_200", 200, 224)
     evaluation = make_images(WORK / "images224_eval100", 100, 224)
     validation = make_images(WORK / "images224_2000", 2000, 224)
-    from edgeq.machine import this_cpu
+    from edgeq.host.machine import this_cpu
 
     results = {"machine": f"{cpu_name()} ({os.cpu_count()} cores)", "int8_dot_product": this_cpu().int8_dot or "none",
                "date": time.strftime("%Y-%m-%d"), "command": "python benchmarks/speed.py"}

@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("output", type=Path)
     parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args()
-    from edgeq.native import captured_native_stderr
+    from edgeq.host.native import captured_native_stderr
 
     with captured_native_stderr():  # TensorFlow's own startup lines stay off the terminal
         accuracy = train(args.output, args.epochs)

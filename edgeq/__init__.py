@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from edgeq.version import __version__
+from edgeq.core.version import __version__
 
 if TYPE_CHECKING:  # the types only: importing edgeq.api here would load it on `import edgeq`
     from edgeq.api import Converted, Validated

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.errors import DataError, UsageError
+from edgeq.core.errors import DataError, UsageError
 from edgeq.records.manifest import Manifest
 from edgeq.validation.results import ValidationResult
 
@@ -66,7 +66,7 @@ def convert(source: Any, data: Any = None, output: str | Path | None = None, **o
 def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated:
     """Compare `model` (path or .tflite bytes) with `reference` on `data`; `options` are those of
     edgeq validate (gates as max_drop=..., min_sqnr=...)."""
-    from edgeq.gates import GATES
+    from edgeq.scoring.gates import GATES
     from edgeq.validation.compare import validate as run
 
     gates = {k: options.pop(k) for k in list(options) if k in GATES}
@@ -82,7 +82,7 @@ def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated
 
 
 def _as_path(source: Any, folder: Path, sample_inputs: Any = None) -> Path:
-    from edgeq.conversion.pytorch import is_module, save_program
+    from edgeq.frameworks.pytorch import is_module, save_program
 
     if isinstance(source, (str, Path)):
         return Path(source)
@@ -91,7 +91,7 @@ def _as_path(source: Any, folder: Path, sample_inputs: Any = None) -> Path:
     if isinstance(source, (bytes, bytearray)):
         (folder / "source.tflite").write_bytes(source)
         return folder / "source.tflite"
-    from edgeq.conversion.source import export_in_memory
+    from edgeq.frameworks.sources import export_in_memory
 
     return export_in_memory(source, folder / "source_saved_model")
 

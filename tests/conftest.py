@@ -200,7 +200,7 @@ def trained(tmp_path_factory, digits_calib):
     train(keras_path, epochs=6)
     int8 = convert(keras_path, folder / "digits_int8.tflite", digits_calib, samples=200).output
     float_path = folder / "digits_float.tflite"
-    from edgeq.conversion.source import load_source
+    from edgeq.frameworks.sources import load_source
 
     float_path.write_bytes(load_source(keras_path).make_converter().convert())
     return keras_path, int8, float_path

@@ -90,7 +90,7 @@ class ContractAdb:
         import numpy as np
         from ai_edge_litert.interpreter import Interpreter
 
-        from edgeq.run.transports import DeviceError
+        from edgeq.run.devices.transports import DeviceError
 
         self.invocations.append(argv)
         flags = dict(a[2:].split("=", 1) for a in argv[1:] if a.startswith("--"))

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from edgeq.errors import ModelError
+from edgeq.core.errors import ModelError
 from edgeq.targets import TARGETS, check_target
 from edgeq.tflite.model import parse_tflite
 from edgeq.tflite.summary import summarize

@@ -18,10 +18,13 @@ import pytest
 from helpers import ROOT
 
 PACKAGE = ROOT / "edgeq"
-# stage -> rank; top-level modules (errors, schema, metrics, ...) are the shared core, rank 0
-STAGES = {"data": 1, "tflite": 2, "targets": 3, "records": 4, "run": 5, "conversion": 6, "validation": 7, "report": 8,
-          "packaging": 9, "api": 10, "cli": 11}
-TENSORFLOW = ("tensorflow", "keras", "tf_keras", "torch", "litert_torch", "torchao")  # the frameworks only conversion/ loads
+# stage -> rank; core/ (errors, the record codec, files, units), host/ (this machine, the child) and
+# scoring/ (figures, roles, gates) are the shared ground floor, rank 0
+STAGES = {"core": 0, "host": 0, "scoring": 0, "data": 1, "tflite": 2, "targets": 3, "records": 4, "run": 5, "frameworks": 6,
+          "conversion": 7, "analysis": 8, "validation": 9, "report": 10, "packaging": 11, "api": 12, "cli": 13}
+TENSORFLOW = ("tensorflow", "keras", "tf_keras", "torch", "litert_torch", "torchao")  # the frameworks only these stages load
+LOADS_FRAMEWORKS = ("edgeq.frameworks", "edgeq.conversion", "edgeq.analysis")
+MAX_MODULES = 12  # per folder
 
 
 def module_name(path: Path, package: Path = PACKAGE) -> str:
@@ -73,7 +76,7 @@ def test_the_stage_packages_exist():
 def test_the_package_face_is_in_the_graph():
     """`edgeq` itself (its __init__, the API face) is a node: a stage that imports it imports upward."""
     edges = graph()
-    assert "edgeq" in edges and "edgeq.version" in edges["edgeq"]
+    assert "edgeq" in edges and "edgeq.core.version" in edges["edgeq"]
     assert stage("edgeq") == STAGES["api"]
 
 
@@ -81,11 +84,30 @@ def test_lower_stages_never_import_higher_ones_and_nothing_imports_the_cli():
     assert not upward()
 
 
-def test_only_convert_imports_tensorflow_and_pytorch():
+def test_only_frameworks_conversion_and_analysis_import_tensorflow_and_pytorch():
     known = set(modules())
     wrong = [f"{name}:{line} imports {m}" for name, path in modules().items() for m, _, line in imports(path, known)
-             if m.split(".")[0] in TENSORFLOW and not name.startswith("edgeq.conversion")]
+             if m.split(".")[0] in TENSORFLOW and not name.startswith(LOADS_FRAMEWORKS)]
     assert not wrong
+
+
+def crowded(package: Path = PACKAGE) -> list[str]:
+    """Folders of the package holding more than MAX_MODULES modules (an __init__ counts when it holds code)."""
+    found = []
+    for folder in [package, *(p for p in package.rglob("*") if p.is_dir() and (p / "__init__.py").exists())]:
+        count = sum(1 for f in folder.glob("*.py") if f.name != "__init__.py" or len(f.read_text().splitlines()) > 1)
+        if count > MAX_MODULES:
+            found.append(f"{folder.relative_to(package.parent)}: {count} modules")
+    return found
+
+
+def test_no_folder_holds_more_than_twelve_modules(tmp_path):
+    assert not crowded()
+    copy = tmp_path / "edgeq"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for i in range(MAX_MODULES + 1):
+        (copy / "run" / f"planted_{i}.py").write_text("")
+    assert [c for c in crowded(copy) if c.startswith("edgeq/run:")]
 
 
 def test_no_private_name_is_imported_from_another_module():
@@ -139,21 +161,15 @@ def planted_import(tmp_path: Path, importer: str, imported: str, check) -> tuple
 
 # -- the shared records sit below conversion/ ------------------------------------------------------
 
-# What validation/ may take from conversion/: framework services (a source loaded, a reference
-# converted to float TFLite, the isolated child, the cache, the per-layer debugger), never records.
-FRAMEWORK_SERVICES = {"edgeq.conversion.pytorch", "edgeq.conversion.onnx", "edgeq.conversion.debugger",
-                      "edgeq.conversion.cache", "edgeq.conversion.source"}
-READERS = ("edgeq.report", "edgeq.packaging", "edgeq.cli.inspect", "edgeq.cli.report")
+# Who may not import conversion/: validation/ (it loads sources from frameworks/, the per-layer
+# analysis is analysis/), and the readers of JSON, which read records.
+NO_CONVERSION = ("edgeq.validation", "edgeq.report", "edgeq.packaging", "edgeq.cli.inspect", "edgeq.cli.report")
 
 
 def conversion_imports(package: Path = PACKAGE) -> list[str]:
-    """Readers of JSON that import conversion/, and validation/ taking more than its services."""
-    found = []
-    for name, targets in graph(package).items():
-        for other in sorted(t for t in targets if t.startswith("edgeq.conversion")):
-            if name.startswith(READERS) or (name.startswith("edgeq.validation") and other not in FRAMEWORK_SERVICES):
-                found.append(f"{name} imports {other}")
-    return found
+    """Modules of NO_CONVERSION that import conversion/."""
+    return [f"{name} imports {other}" for name, targets in graph(package).items() if name.startswith(NO_CONVERSION)
+            for other in sorted(t for t in targets if t.startswith("edgeq.conversion"))]
 
 
 def test_readers_of_records_import_no_conversion_module():
@@ -162,9 +178,11 @@ def test_readers_of_records_import_no_conversion_module():
 
 @pytest.mark.parametrize("importer, imported", [("report/text.py", "edgeq.conversion.options"),
                                                 ("packaging/bundle.py", "edgeq.conversion.describe"),
-                                                ("cli/inspect.py", "edgeq.conversion.search"),
-                                                ("cli/report.py", "edgeq.conversion.latency"),
-                                                ("validation/results.py", "edgeq.conversion.options")])
+                                                ("cli/inspect.py", "edgeq.conversion.search.budget"),
+                                                ("cli/report.py", "edgeq.conversion.search.latency"),
+                                                ("validation/results.py", "edgeq.conversion.options"),
+                                                ("validation/compare.py", "edgeq.conversion.quantize"),
+                                                ("validation/devices.py", "edgeq.conversion.calibration.calibrated")])
 def test_a_reader_importing_conversion_is_caught(importer, imported, tmp_path):
     copy, target = planted_import(tmp_path, importer, imported, conversion_imports)
     assert conversion_imports(copy) == [f"{module_name(target, copy)} imports {imported}"]
@@ -175,17 +193,17 @@ def test_a_reader_importing_conversion_is_caught(importer, imported, tmp_path):
 # Modules that read another format by its own keys, some of which are also field names of the
 # manifest or results records; none of them reads a manifest or a results file.
 OTHER_FORMATS = {
-    "edgeq/schema.py": "the manifest and results upgrades: the one place their JSON is read by key",
+    "edgeq/core/schema.py": "the manifest and results upgrades: the one place their JSON is read by key",
     "edgeq/run/litert.py": "LiteRT's tensor-detail dicts (name, index, shape, dtype, quantization)",
     "edgeq/run/compiled_model.py": "LiteRT CompiledModel's signature and tensor-detail dicts",
-    "edgeq/conversion/range_methods.py": "LiteRT's tensor-detail dicts",
-    "edgeq/conversion/refine.py": "LiteRT's tensor-detail dicts",
-    "edgeq/conversion/weighted.py": "LiteRT's tensor-detail dicts",
-    "edgeq/conversion/observed_calibration.py": "LiteRT's tensor-detail dicts",
-    "edgeq/run/on_device.py": "the device-side script's JSON protocol",
-    "edgeq/run/aihub.py": "qai_hub's profile dicts (execution_summary, execution_detail: name, type, compute_unit)",
+    "edgeq/conversion/calibration/methods.py": "LiteRT's tensor-detail dicts",
+    "edgeq/conversion/refinement/bias.py": "LiteRT's tensor-detail dicts",
+    "edgeq/conversion/refinement/layers.py": "LiteRT's tensor-detail dicts",
+    "edgeq/conversion/calibration/observed.py": "LiteRT's tensor-detail dicts",
+    "edgeq/run/devices/on_device.py": "the device-side script's JSON protocol",
+    "edgeq/run/devices/aihub.py": "qai_hub's profile dicts (execution_summary, execution_detail: name, type, compute_unit)",
     "edgeq/cli/devices.py": "the device check's JSON lines",
-    "edgeq/conversion/debugger.py": "TensorFlow's layer-statistics CSV",
+    "edgeq/analysis/per_layer.py": "TensorFlow's layer-statistics CSV",
 }
 
 
@@ -332,8 +350,8 @@ def test_a_long_function_is_caught(tmp_path):
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     assert not long_functions(copy)
     body = "".join(f"    x{i} = {i}\n" for i in range(MAX_LINES + 1))
-    (copy / "units.py").write_text((copy / "units.py").read_text() + f"\n\ndef planted():\n{body}")
-    assert long_functions(copy) == [f"units.py::planted {MAX_LINES + 1} lines"]
+    (copy / "core" / "units.py").write_text((copy / "core" / "units.py").read_text() + f"\n\ndef planted():\n{body}")
+    assert long_functions(copy) == [f"core/units.py::planted {MAX_LINES + 1} lines"]
 
 
 def test_tests_are_laid_out_like_the_package():

@@ -21,11 +21,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 W = ROOT / "benchmarks" / "work" / "trials"
 W.mkdir(parents=True, exist_ok=True)
 
-from edgeq.conversion.observed_calibration import calibrated_on_xnnpack, observable  # noqa: E402
+from edgeq.conversion.calibration.observed import calibrated_on_xnnpack, observable  # noqa: E402
 from edgeq.conversion.options import ConvertOptions  # noqa: E402
-from edgeq.conversion.parallel_calibration import read_ranges  # noqa: E402
+from edgeq.conversion.calibration.parallel import read_ranges  # noqa: E402
 from edgeq.conversion.quantize import calibrate, quantize  # noqa: E402
-from edgeq.conversion.source import load_source  # noqa: E402
+from edgeq.frameworks.sources import load_source  # noqa: E402
 from edgeq.records.manifest import KeepFloat  # noqa: E402
 from edgeq.tflite.model import parse_tflite, same_quantization  # noqa: E402
 from edgeq.tflite.signatures import calibrator_order  # noqa: E402

@@ -13,9 +13,9 @@ import typer
 
 from edgeq.cli import bundle, compile, convert, devices, inspect, report, validate  # noqa: F401 - they register their commands
 from edgeq.cli.common import app, state
-from edgeq.escape import terminal
-from edgeq.fileio import FULL, no_room
-from edgeq.scratch import run_folder
+from edgeq.core.escape import terminal
+from edgeq.core.fileio import FULL, no_room
+from edgeq.host.scratch import run_folder
 
 __all__ = ["app", "run"]
 

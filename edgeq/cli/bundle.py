@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 
 from edgeq.cli.common import command, fail, say
-from edgeq.errors import EdgeqError
-from edgeq.escape import terminal
+from edgeq.core.errors import EdgeqError
+from edgeq.core.escape import terminal
 
 
 @command()

@@ -10,9 +10,9 @@ from typing import Optional
 
 import typer
 
-from edgeq.errors import EdgeqError
-from edgeq.escape import terminal
-from edgeq.version import __version__
+from edgeq.core.errors import EdgeqError
+from edgeq.core.escape import terminal
+from edgeq.core.version import __version__
 
 app = typer.Typer(
     add_completion=False,
@@ -106,8 +106,8 @@ def floats(value: Optional[str], option: str) -> Optional[tuple[float, ...]]:
 def progress_bar():
     """A bar with samples/s and an ETA on an interactive terminal; nothing in CI, in pipes, with
     -q or with --json."""
-    from edgeq.isolation import STEP
-    from edgeq.progress import reporting
+    from edgeq.host.isolation import STEP
+    from edgeq.core.progress import reporting
 
     if not sys.stderr.isatty() or os.environ.get("CI") or state["quiet"] or state.get("json"):
         with reporting(None):

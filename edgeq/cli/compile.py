@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from edgeq.cli.common import command, fail, say, state
-from edgeq.errors import EdgeqError
-from edgeq.escape import terminal
+from edgeq.core.errors import EdgeqError
+from edgeq.core.escape import terminal
 
 
 @command()
@@ -22,7 +22,7 @@ def compile(  # noqa: A001 - the command's name
 ) -> None:
     """Compile an INT8 model for an NPU: the ops the vendor's compiler takes become DISPATCH_OP partitions, the rest stays on the CPU."""
     from edgeq.packaging.npu import compile_file
-    from edgeq.schema import to_json
+    from edgeq.core.schema import to_json
 
     try:
         state["json"] = as_json

@@ -10,8 +10,8 @@ import typer
 from click.core import ParameterSource
 
 from edgeq.cli.common import command, fail, floats, log, progress_bar, say, state
-from edgeq.errors import EdgeqError
-from edgeq.escape import terminal
+from edgeq.core.errors import EdgeqError
+from edgeq.core.escape import terminal
 
 
 def slower_hint(latency, served: bool = False) -> str | None:
@@ -20,8 +20,8 @@ def slower_hint(latency, served: bool = False) -> str | None:
     import shlex
     import sys
 
-    from edgeq.machine import this_cpu
-    from edgeq.speed import slower_than_float
+    from edgeq.host.machine import this_cpu
+    from edgeq.scoring.speed import slower_than_float
 
     if not latency or latency.optimized:
         return None

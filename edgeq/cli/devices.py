@@ -7,8 +7,8 @@ import json
 import typer
 
 from edgeq.cli.common import app, command, fail, say, state
-from edgeq.errors import EdgeqError, UsageError
-from edgeq.escape import terminal
+from edgeq.core.errors import EdgeqError, UsageError
+from edgeq.core.escape import terminal
 
 devices_app = typer.Typer(help="Device profiles (devices/*.toml): list them, check one, set up ARM64 emulation.", invoke_without_command=True)
 app.add_typer(devices_app, name="devices")
@@ -23,11 +23,11 @@ def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
         return
     from dataclasses import asdict
 
-    from edgeq.fileio import json_text
-    from edgeq.run.profiles import list_profiles
+    from edgeq.core.fileio import json_text
+    from edgeq.run.devices.profiles import list_profiles
 
     if aihub:
-        from edgeq.run.aihub import list_devices
+        from edgeq.run.devices.aihub import list_devices
 
         try:
             phones = list_devices()
@@ -55,9 +55,9 @@ def devices_check(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Connect to a device and report OS, CPU architecture, ARM dot-product, runtime and delegates."""
-    from edgeq.run.device_script import check
-    from edgeq.run.profiles import load_profile
-    from edgeq.schema import to_json
+    from edgeq.run.devices.device_script import check
+    from edgeq.run.devices.profiles import load_profile
+    from edgeq.core.schema import to_json
 
     try:
         info = check(load_profile(name))
@@ -78,8 +78,8 @@ def devices_check(
 @command(devices_app, "setup")
 def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", metavar="NAME", help="An emulated profile (transport qemu).")) -> None:
     """Build the ARM64 emulation (QEMU user mode, arm64 sysroot, aarch64 wheels) once into the cache."""
-    from edgeq.run.emulation import setup
-    from edgeq.run.profiles import load_profile
+    from edgeq.run.devices.emulation import setup
+    from edgeq.run.devices.profiles import load_profile
 
     try:
         profile = load_profile(name)

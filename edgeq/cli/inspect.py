@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from edgeq.cli.common import command, fail, say
-from edgeq.errors import EdgeqError
+from edgeq.core.errors import EdgeqError
 
 
 @command()
@@ -19,7 +19,7 @@ def inspect(
 ) -> None:
     """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
     from edgeq.records.manifest_file import Described
-    from edgeq.schema import to_json
+    from edgeq.core.schema import to_json
     from edgeq.targets import check_target
     from edgeq.tflite.dispatch import dispatch_of
     from edgeq.tflite.metadata import read_metadata

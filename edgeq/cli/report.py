@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from edgeq.cli.common import command, fail, say
-from edgeq.errors import EdgeqError, UsageError
+from edgeq.core.errors import EdgeqError, UsageError
 
 
 @command()
@@ -19,7 +19,7 @@ def report(
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing report."),
 ) -> None:
     """Render a validation results JSON as a Markdown or HTML report."""
-    from edgeq.fileio import check_writable, write_files_atomically
+    from edgeq.core.fileio import check_writable, write_files_atomically
     from edgeq.report.files import file_bytes
     from edgeq.validation.results import ValidationResult
 

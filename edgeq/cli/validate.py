@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 
 from edgeq.cli.common import command, fail, floats, key_values, log, progress_bar, say, state
-from edgeq.errors import EdgeqError, UsageError
-from edgeq.escape import terminal
+from edgeq.core.errors import EdgeqError, UsageError
+from edgeq.core.escape import terminal
 
 
 @command()
@@ -75,7 +75,7 @@ def validate(
         fail(UsageError("--no-wait writes the pending jobs into the results: add --json RESULTS.json"))
     from edgeq.data.samples import PreprocessingOverride
     from edgeq.records.manifest_file import manifest_for
-    from edgeq.roles import parse_roles
+    from edgeq.scoring.roles import parse_roles
     from edgeq.validation.compare import ValidateOptions
     from edgeq.validation.compare import validate as run_validate
 
@@ -117,7 +117,7 @@ def validate(
 
 def _resume(results: Path, json_out: Path | None) -> None:
     """--resume: the finished jobs collected; the results written again (atomically, to --json if given)."""
-    from edgeq.fileio import write_files_atomically
+    from edgeq.core.fileio import write_files_atomically
     from edgeq.report.files import file_bytes
     from edgeq.report.text import validation_text
     from edgeq.validation.pending import resume as collect
@@ -137,7 +137,7 @@ def _resume(results: Path, json_out: Path | None) -> None:
 def _check_usage(target: list[str], compare_to: str, report_dir: Path | None, outputs: dict[str, Path], force: bool,
                  inputs: list[Path]) -> None:
     """Before the run: the flags go together and every file to write may be written."""
-    from edgeq.fileio import check_writable
+    from edgeq.core.fileio import check_writable
 
     if len(target) > 1:
         raise UsageError(f"validate checks one --target per run (the Edge TPU one may run the model on it); "
@@ -153,7 +153,7 @@ def _check_usage(target: list[str], compare_to: str, report_dir: Path | None, ou
 
 def _write(result, outputs: dict[str, Path], report_dir: Path | None) -> None:
     """The results JSON first (a rendering problem never loses a finished run), then the reports."""
-    from edgeq.fileio import write_files_atomically
+    from edgeq.core.fileio import write_files_atomically
     from edgeq.report.files import file_bytes
 
     if "json" in outputs:

@@ -12,22 +12,22 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from edgeq.conversion.calibrated import Calibrated, Learned
-from edgeq.conversion.observed_calibration import calibrated_on_xnnpack, observable
-from edgeq.conversion.parallel_calibration import ParallelCalibrator
-from edgeq.isolation import step
+from edgeq.conversion.calibration.calibrated import Calibrated, Learned
+from edgeq.conversion.calibration.observed import calibrated_on_xnnpack, observable
+from edgeq.conversion.calibration.parallel import ParallelCalibrator
+from edgeq.host.isolation import step
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, resolve_keep_float, tf_type
-from edgeq.conversion.refine import bias_corrected
-from edgeq.conversion.rounding import rounded
-from edgeq.conversion.search import Candidate
-from edgeq.conversion.source import KerasCode, load_source, stated_scaling
+from edgeq.conversion.refinement.bias import bias_corrected
+from edgeq.conversion.refinement.rounding import rounded
+from edgeq.conversion.search.budget import Candidate
+from edgeq.frameworks.sources import KerasCode, load_source, stated_scaling
 from edgeq.data.normalization import given_flags, resolve
 from edgeq.data.read_ahead import read_ahead
 from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec
-from edgeq.errors import DataError, UsageError
-from edgeq.machine import cores
-from edgeq.progress import counted
+from edgeq.core.errors import DataError, UsageError
+from edgeq.host.machine import cores
+from edgeq.core.progress import counted
 from edgeq.records.manifest import Calibration, KeepFloat, Latency, Refinement, Search, StepKind
 from edgeq.records.recipe import Method, Mode
 from edgeq.run.cluster import each
@@ -35,7 +35,7 @@ from edgeq.tflite.model import parse_tflite
 from edgeq.tflite.rewrites import rewritten
 from edgeq.tflite.signatures import calibrator_order
 from edgeq.tflite.summary import float_ops
-from edgeq.timing import Timings, phase
+from edgeq.core.timing import Timings, phase
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, dat
     converted, by worst-output SQNR against the calibrated float graph: on --eval-data when there
     is a budget, else fitted on all but 16 calibration samples and judged on those 16, the best
     then carried out on all of them; so the recipe records the method kept and gives the same bytes."""
-    from edgeq.conversion.latency import sqnr_scorer
+    from edgeq.conversion.search.latency import sqnr_scorer
 
     order = calibrator_order(parse_tflite(model), [p.name for p in specs])
     samples = [[s[k] for k in order] for s in options.recipe.open(data, list(specs), min(options.recipe.samples, REFINE_SAMPLES))]
@@ -196,7 +196,7 @@ def _refinement(method: str, quantized: bytes, model: bytes, samples, threads: i
 def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) -> ChildResult:
     """From the calibrated graph on: the range method, the layers kept in float, quantization, the
     accuracy search, the latency check. `source` is None when the calibration came from the cache."""
-    from edgeq.conversion.range_choice import MINMAX_RANGES, choose_ranges
+    from edgeq.conversion.calibration.choice import MINMAX_RANGES, choose_ranges
 
     keep = resolve_keep_float(parse_tflite(calibrated.model), options.recipe.keep_float)
     ranges = MINMAX_RANGES
@@ -309,7 +309,7 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
 
 def _evaluator(calibrated: bytes, specs: tuple[InputSpec, ...], options: ConvertOptions, budget=None):
     """Scores candidates on --eval-data against the calibrated float graph."""
-    from edgeq.conversion.search import Evaluator
+    from edgeq.conversion.search.budget import Evaluator
 
     samples, eval_source = options.eval_samples(list(specs))
     return Evaluator(calibrated, samples, [s.name for s in specs], eval_source.labels, budget or options.budget,
@@ -319,9 +319,9 @@ def _evaluator(calibrated: bytes, specs: tuple[InputSpec, ...], options: Convert
 
 def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], source, options: ConvertOptions,
             keep: KeepFloat, data: Path) -> tuple[bytes, Search]:
-    """The accuracy-budget search of edgeq.conversion.search over this conversion's calibrated graph;
+    """The accuracy-budget search of edgeq.conversion.search.budget over this conversion's calibrated graph;
     int16x8 is tried when the source is at hand (not from the calibration cache, which --allow-int16x8 skips)."""
-    from edgeq.conversion.search import search
+    from edgeq.conversion.search.budget import search
     from edgeq.tflite.graph import LayerGraph
 
     recipe = options.recipe
@@ -348,7 +348,7 @@ def _latency(calibrated: bytes, quantized: bytes, specs: tuple[InputSpec, ...], 
              data: Path) -> tuple[bytes, Latency]:
     """INT8 against float on XNNPACK here; with --optimize latency, the fastest candidate that keeps
     the budget (its kept op types are the record's `keep_ops`). Returns the model to write and the record."""
-    from edgeq.conversion import latency
+    from edgeq.conversion.search import latency
 
     step("timing INT8 against float (XNNPACK, 1 thread)")
     recipe = options.recipe
@@ -384,7 +384,7 @@ def _timing_device(name: str | None):
     """The device profile the candidates are timed on, how to name it, and why not when not."""
     if name is None:
         return None, "xnnpack (this machine)", None
-    from edgeq.run.profiles import load_profile
+    from edgeq.run.devices.profiles import load_profile
 
     profile = load_profile(name)
     if profile.emulated:

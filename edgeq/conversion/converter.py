@@ -15,22 +15,22 @@ from pathlib import Path
 from typing import Any
 
 from edgeq.conversion import child as conversion_child
-from edgeq.conversion.cache import Cache
-from edgeq.conversion.calibrated import Calibrated, cache_keys
+from edgeq.core.cache import Cache
+from edgeq.conversion.calibration.calibrated import Calibrated, cache_keys
 from edgeq.conversion.describe import described
-from edgeq.isolation import ChildError, run_isolated
+from edgeq.host.isolation import ChildError, run_isolated
 from edgeq.conversion.options import ConvertOptions
-from edgeq.conversion.onnx import ONNX_SUFFIX, require_onnx
-from edgeq.conversion.onnx import to_float_tflite as onnx_to_float_tflite
-from edgeq.conversion.pytorch import PT2_SUFFIX, require_torch, to_float_tflite
+from edgeq.frameworks.onnx import ONNX_SUFFIX, require_onnx
+from edgeq.frameworks.onnx import to_float_tflite as onnx_to_float_tflite
+from edgeq.frameworks.pytorch import PT2_SUFFIX, require_torch, to_float_tflite
 from edgeq.conversion.result import QuantizedModel, SavedConversion, check_outputs
-from edgeq.conversion.source import first_line, has_fake_quant, require_tensorflow
-from edgeq.errors import ConversionError, DataError, EdgeqError, InternalError, ModelError, UsageError
-from edgeq.fileio import sha256_of
-from edgeq.native import captured_native_stderr
+from edgeq.frameworks.sources import first_line, has_fake_quant, require_tensorflow
+from edgeq.core.errors import ConversionError, DataError, EdgeqError, InternalError, ModelError, UsageError
+from edgeq.core.fileio import sha256_of
+from edgeq.host.native import captured_native_stderr
 from edgeq.records.manifest import CacheUse, Manifest
 from edgeq.tflite.metadata import Description
-from edgeq.timing import Timings, phase
+from edgeq.core.timing import Timings, phase
 
 log = logging.getLogger(__name__)
 EXPORTED = (PT2_SUFFIX, ONNX_SUFFIX)  # sources litert-torch exports to a float .tflite first

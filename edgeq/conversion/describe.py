@@ -7,23 +7,23 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-from edgeq.conversion.cache import versions_installed
+from edgeq.core.cache import versions_installed
 from edgeq.conversion.child import ChildResult
 from edgeq.conversion.options import ConvertOptions
-from edgeq.conversion.onnx import ONNX_SUFFIX
-from edgeq.conversion.onnx import versions as onnx_versions
-from edgeq.conversion.pytorch import PT2_SUFFIX, versions
+from edgeq.frameworks.onnx import ONNX_SUFFIX
+from edgeq.frameworks.onnx import versions as onnx_versions
+from edgeq.frameworks.pytorch import PT2_SUFFIX, versions
 from edgeq.conversion.quantize import not_kept
 from edgeq.conversion.result import QuantizedModel
 from edgeq.data.samples import InputSpec, fed_as_arrays
-from edgeq.errors import ConversionError, EdgeqError, InternalError, ModelError
-from edgeq.fileio import size_of
+from edgeq.core.errors import ConversionError, EdgeqError, InternalError, ModelError
+from edgeq.core.fileio import size_of
 from edgeq.records.manifest import Embedded, Manifest, ModelFile, PreprocessingUsed, Sizes, Source
 from edgeq.targets import check_target
 from edgeq.tflite.metadata import Description, metadata_for, with_metadata
 from edgeq.tflite.model import TfliteModel, parse_tflite
 from edgeq.tflite.summary import ModelSummary, summarize
-from edgeq.version import __version__
+from edgeq.core.version import __version__
 
 WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"})
 

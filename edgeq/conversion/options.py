@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 
 from edgeq.data.samples import Preprocessing, SampleSource
-from edgeq.errors import UsageError
+from edgeq.core.errors import UsageError
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import RunOptions
 from edgeq.records.recipe import Recipe
-from edgeq.roles import parse_feedback, roles_given
+from edgeq.scoring.roles import parse_feedback, roles_given
 from edgeq.targets import TARGETS
 
 RECIPE_FIELDS = frozenset(f.name for f in fields(Recipe))
@@ -29,7 +29,7 @@ SMALL_GRAPH = 1 << 20
 class ConvertOptions:
     recipe: Recipe = field(default_factory=Recipe)
     custom_objects: str | None = None  # a .py with the Keras model's custom classes
-    trust_model: bool = False  # load a file that holds code (edgeq.conversion.trust)
+    trust_model: bool = False  # load a file that holds code (edgeq.frameworks.trust)
     input_shapes: tuple[str, ...] = ()
     jobs: int | None = None  # calibration processes; default: the CPU cores available
     targets: tuple[str, ...] = ()  # edgetpu | nnapi | xnnpack: warn about ops that will not run there

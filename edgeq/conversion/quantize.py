@@ -13,13 +13,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeq.isolation import step
-from edgeq.errors import UsageError
+from edgeq.host.isolation import step
+from edgeq.core.errors import UsageError
 from edgeq.records.manifest import KeepFloat, RangeChange
 from edgeq.records.recipe import Method, Mode, Recipe
 from edgeq.tflite.model import TfliteModel, parse_tflite
 from edgeq.tflite.summary import FloatOp, float_ops
-from edgeq.timing import phase
+from edgeq.core.timing import phase
 
 
 def keyed(source):
@@ -73,7 +73,7 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
     SPLIT left in float. In strict int8, where such a result would be refused, a result with ops
     in float that nobody kept is quantized again (at most QUANTIZE_ATTEMPTS calls).
     """
-    from edgeq.conversion.extensions import mlir_quantize
+    from edgeq.frameworks.native_converter import mlir_quantize
 
     step("quantizing (TensorFlow's MLIR quantizer)")
     for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
@@ -172,8 +172,8 @@ class RangeChooser:
 
     def __init__(self, calibrated: bytes, specs: list, recipe: Recipe, data: Path, jobs: int = 1,
                  counts: dict[int, Any] | None = None) -> None:
-        from edgeq.conversion.parallel_calibration import read_ranges
-        from edgeq.conversion.range_methods import histograms_parallel
+        from edgeq.conversion.calibration.parallel import read_ranges
+        from edgeq.conversion.calibration.methods import histograms_parallel
         from edgeq.tflite.signatures import calibrator_order
 
         self.calibrated = calibrated
@@ -188,7 +188,7 @@ class RangeChooser:
             self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
 
     def ranges(self, method) -> dict[int, tuple[float, float]]:
-        from edgeq.conversion.range_methods import chosen_ranges
+        from edgeq.conversion.calibration.methods import chosen_ranges
 
         return chosen_ranges(self.parsed, method, self.counts, self.minmax)
 
@@ -197,8 +197,8 @@ class RangeChooser:
 
     def write(self, chosen: dict[int, tuple[float, float]]) -> tuple[bytes, tuple[RangeChange, ...]]:
         """The calibrated model with the `chosen` ranges, and those that differ from min/max."""
-        from edgeq.conversion.parallel_calibration import write_ranges
-        from edgeq.conversion.range_methods import clipped_fraction
+        from edgeq.conversion.calibration.parallel import write_ranges
+        from edgeq.conversion.calibration.methods import clipped_fraction
 
         minmax, counts, tensors = self.minmax, self.counts, self.parsed.tensors
         changed = [i for i in chosen if chosen[i] != minmax[i]]

@@ -6,8 +6,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from edgeq.errors import UsageError
-from edgeq.fileio import check_writable, json_bytes, write_files_atomically
+from edgeq.core.errors import UsageError
+from edgeq.core.fileio import check_writable, json_bytes, write_files_atomically
 from edgeq.records.manifest import Manifest
 from edgeq.records.manifest_file import manifest_for
 from edgeq.tflite.model import parse_tflite

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.errors import DataError, UsageError
+from edgeq.core.errors import DataError, UsageError
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgeq.errors import DataError, ModelError, UsageError
-from edgeq.fileio import check_writable, json_bytes, write_files_atomically
+from edgeq.core.errors import DataError, ModelError, UsageError
+from edgeq.core.fileio import check_writable, json_bytes, write_files_atomically
 from edgeq.records.manifest import ModelFile
 from edgeq.run.litert import invoke_once
 from edgeq.records.manifest_file import Described
 from edgeq.report.documents import markdown
-from edgeq.schema import SCHEMA_VERSION, to_json
+from edgeq.core.schema import SCHEMA_VERSION, to_json
 from edgeq.tflite.metadata import read_metadata
 from edgeq.tflite.model import TfliteModel, read_tflite
 from edgeq.tflite.summary import SignatureInfo, TensorInfo, summarize

@@ -8,8 +8,8 @@ import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from edgeq.errors import UsageError
-from edgeq.fileio import check_writable, json_bytes, write_files_atomically
+from edgeq.core.errors import UsageError
+from edgeq.core.fileio import check_writable, json_bytes, write_files_atomically
 from edgeq.records.manifest import Manifest, ModelFile, NpuCompile
 from edgeq.records.manifest_file import Described, manifest_for
 from edgeq.run.npu import Compiled, NpuTarget, compile_for_npu

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from edgeq.errors import UsageError
-from edgeq.metrics import Scores
-from edgeq.units import number
+from edgeq.core.errors import UsageError
+from edgeq.scoring.metrics import Scores
+from edgeq.core.units import number
 
 
 @dataclass(frozen=True)

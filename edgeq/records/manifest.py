@@ -1,6 +1,6 @@
 """What a conversion found and did, as typed records: the manifest (`<model>.edgeq.json`) is
 `to_json()` of a `Manifest`, and `Manifest.from_json` reads one back with every value's type
-checked, after `edgeq.schema.upgraded_manifest` has brought an older file to today's shape.
+checked, after `edgeq.core.schema.upgraded_manifest` has brought an older file to today's shape.
 
 Field names are the JSON keys: this module is the contract of the manifest, as
 `edgeq.validation.results` is that of the results file.
@@ -14,7 +14,7 @@ from typing import Any
 
 from edgeq.data.samples import Preprocessing
 from edgeq.records.recipe import Recipe
-from edgeq.schema import SCHEMA_VERSION, from_json, to_json, upgraded_manifest
+from edgeq.core.schema import SCHEMA_VERSION, from_json, to_json, upgraded_manifest
 from edgeq.tflite.summary import FloatOp, OpCount, SignatureInfo, TensorInfo, Weights
 
 
@@ -315,8 +315,8 @@ class LayerRefined:
 
 @dataclass(frozen=True)
 class Refinement:
-    """--refine: the weight-rounding shift taken out of the int32 biases (bias, edgeq.conversion.refine),
-    or the int8 weights rounded to fit the float layer's output (rounding, edgeq.conversion.rounding)."""
+    """--refine: the weight-rounding shift taken out of the int32 biases (bias, edgeq.conversion.refinement.bias),
+    or the int8 weights rounded to fit the float layer's output (rounding, edgeq.conversion.refinement.rounding)."""
 
     method: str  # bias | rounding: what the file carries; none: auto kept the model as converted
     layers: int  # layers refined

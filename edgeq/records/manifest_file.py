@@ -7,8 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeq.errors import DataError
-from edgeq.fileio import parse_json
+from edgeq.core.errors import DataError
+from edgeq.core.fileio import parse_json
 from edgeq.records.manifest import Manifest
 from edgeq.tflite.model import TfliteModel, read_tflite
 from edgeq.tflite.summary import ModelSummary, summarize

@@ -10,7 +10,7 @@ from enum import Enum
 from pathlib import Path
 
 from edgeq.data.samples import InputSpec, Preprocessing, SampleSource, open_samples
-from edgeq.errors import UsageError
+from edgeq.core.errors import UsageError
 
 
 class Mode(str, Enum):
@@ -114,7 +114,7 @@ class Recipe:
     fingerprint: str | None = None  # sha256 over the calibration samples as fed
     channels_last: bool = False  # a PyTorch source exported with NHWC inputs
     rewrites: tuple[str, ...] = ()  # graph rewrites of the calibrated graph (edgeq.tflite.rewrites), in order
-    refine: str = "none"  # none | bias | rounding | auto (edgeq.conversion.refine, edgeq.conversion.rounding)
+    refine: str = "none"  # none | bias | rounding | auto (edgeq.conversion.refinement.bias, edgeq.conversion.refinement.rounding)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode.parse(self.mode))

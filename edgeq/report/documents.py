@@ -9,15 +9,15 @@ import base64
 import io
 from pathlib import Path
 
-from edgeq.escape import md, terminal
-from edgeq.gates import GateResult
-from edgeq.metrics import EXACT_DB
+from edgeq.core.escape import md, terminal
+from edgeq.scoring.gates import GateResult
+from edgeq.scoring.metrics import EXACT_DB
 from edgeq.records.manifest import StepKind
 from edgeq.run.protocol import AcceleratorUse
 from edgeq.report.text import accelerator_lines, broken_notes, differs_from_local, low_sqnr_notes, slice_flag, evaluations, short_name, slice_text, step_label, step_outputs
-from edgeq.units import gate_figure, gate_status, number
-from edgeq.units import percent as pct
-from edgeq.units import size as kib
+from edgeq.core.units import gate_figure, gate_status, number
+from edgeq.core.units import percent as pct
+from edgeq.core.units import size as kib
 from edgeq.validation.results import ValidationResult
 
 LAYERS_SHOWN = 10

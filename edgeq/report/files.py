@@ -6,7 +6,7 @@ import csv
 import io
 from dataclasses import astuple, fields
 
-from edgeq.fileio import json_bytes
+from edgeq.core.fileio import json_bytes
 from edgeq.records.manifest import LayerError
 from edgeq.report.documents import render
 from edgeq.validation.results import ValidationResult

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import shlex
 
-from edgeq.escape import terminal
-from edgeq.metrics import BROKEN_DB, SLICE_GAP_DB
+from edgeq.core.escape import terminal
+from edgeq.scoring.metrics import BROKEN_DB, SLICE_GAP_DB
 from edgeq.records.manifest import Latency, NpuCompile, PreprocessingUsed, Search, SearchStep, StepKind
 from edgeq.tflite.dispatch import Dispatch
 from edgeq.tflite.metadata import ModelMetadata
 from edgeq.tflite.summary import ModelSummary, TensorInfo
-from edgeq.units import gate_figure, gate_status, number, percent, size
+from edgeq.core.units import gate_figure, gate_status, number, percent, size
 from edgeq.validation.results import BitExactness, DeviceResult, OutputScore, ValidationResult
 
 SHOWN_FLOAT_OPS = 8

@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from edgeq.errors import UsageError
-from edgeq.progress import report
+from edgeq.core.errors import UsageError
+from edgeq.core.progress import report
 
 INSTALL = "pip install 'edgeq[ray]'"
 log = logging.getLogger(__name__)

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.errors import UsageError
-from edgeq.isolation import NativeCrash, run_isolated
-from edgeq.native import captured_native_stderr
+from edgeq.core.errors import UsageError
+from edgeq.host.isolation import NativeCrash, run_isolated
+from edgeq.host.native import captured_native_stderr
 from edgeq.run.npu import NpuTarget
 from edgeq.run.protocol import AcceleratorUse, Capabilities, InvokeTimes, Measurement, Percentiles
-from edgeq.run.transports import DeviceError
+from edgeq.run.devices.transports import DeviceError
 from edgeq.tflite.dispatch import dispatch_of
 from edgeq.tflite.model import TfliteModel, read_tflite
 

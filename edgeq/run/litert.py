@@ -1,5 +1,5 @@
 """The local runner: a model in LiteRT on this machine (XNNPACK, a delegate library, or the
-built-in kernels). Device runners (edgeq.run.device_script, edgeq.run.benchmark_model) share its
+built-in kernels). Device runners (edgeq.run.devices.device_script, edgeq.run.devices.benchmark_model) share its
 `measure` interface.
 
 A runner takes named float arrays, returns named float arrays, and times its own invokes.
@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeq.errors import ModelError, UsageError
-from edgeq.native import captured_native_stderr
-from edgeq.roles import OutputFacts
+from edgeq.core.errors import ModelError, UsageError
+from edgeq.host.native import captured_native_stderr
+from edgeq.scoring.roles import OutputFacts
 from edgeq.run.pairing import Port
 from edgeq.run.protocol import Capabilities, InvokeTimes, Measurement, Percentiles
 

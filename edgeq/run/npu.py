@@ -15,8 +15,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeq.errors import UsageError
-from edgeq.native import captured_native_stderr
+from edgeq.core.errors import UsageError
+from edgeq.host.native import captured_native_stderr
 from edgeq.tflite.dispatch import Dispatch, dispatch_of
 from edgeq.tflite.model import parse_tflite
 

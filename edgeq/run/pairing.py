@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from edgeq.errors import ModelError
+from edgeq.core.errors import ModelError
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from edgeq.run.benchmark_model import BenchmarkModelRunner
+from edgeq.run.devices.benchmark_model import BenchmarkModelRunner
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
-from edgeq.run.device_script import DeviceRunner
-from edgeq.run.profiles import Profile
+from edgeq.run.devices.device_script import DeviceRunner
+from edgeq.run.devices.profiles import Profile
 from edgeq.run.protocol import Runner
 
 
@@ -13,7 +13,7 @@ def runner_for(profile: Profile) -> Runner:
     """AI Hub: its client; adb without a device Python: benchmark_model; a local accelerator:
     LiteRT's CompiledModel; else edgeq's on-device script."""
     if profile.transport == "aihub":
-        from edgeq.run.aihub import AiHubRunner
+        from edgeq.run.devices.aihub import AiHubRunner
 
         return AiHubRunner(profile)
     if profile.accelerator is not None:

@@ -1,5 +1,5 @@
 """A stateful model run as an app runs it: the samples in order as sequences, each step's outputs
-fed back as the next step's inputs (--feedback OUT=IN, parsed by edgeq.roles.parse_feedback),
+fed back as the next step's inputs (--feedback OUT=IN, parsed by edgeq.scoring.roles.parse_feedback),
 for validate and for convert's budget."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeq.errors import UsageError
+from edgeq.core.errors import UsageError
 
 
 def feedback_pairs(outputs: list[str], inputs: list[str], feedback: dict[str, str]) -> list[tuple[int, int]]:

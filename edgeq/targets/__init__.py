@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
-from edgeq.errors import UsageError
+from edgeq.core.errors import UsageError
 from edgeq.tflite.model import Operator, Tensor, TfliteModel
 
 TARGETS = ("edgetpu", "nnapi", "xnnpack")
@@ -118,7 +118,7 @@ class TargetReport:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TargetReport:
         """A report read back from `to_dict()` (a results file's target section)."""
-        from edgeq.schema import from_json
+        from edgeq.core.schema import from_json
 
         names = {f.name for f in fields(cls)}
         extra = {k: v for k, v in data.items() if k not in names and k not in ("target_ops", "cpu_ops")}

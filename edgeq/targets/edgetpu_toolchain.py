@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgeq.errors import ModelError
+from edgeq.core.errors import ModelError
 
 COMPILER = "edgetpu_compiler"
 LIBRARY = "libedgetpu.so.1"

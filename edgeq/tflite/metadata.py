@@ -28,7 +28,7 @@ from flatbuffers import number_types as N
 from flatbuffers.table import Table
 
 from edgeq.data.samples import Preprocessing
-from edgeq.errors import DataError, ModelError, UsageError
+from edgeq.core.errors import DataError, ModelError, UsageError
 from edgeq.tflite.model import TfliteModel
 
 METADATA_NAME = "TFLITE_METADATA"

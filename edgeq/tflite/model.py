@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.errors import ModelError
+from edgeq.core.errors import ModelError
 
 FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
 BOUNDARY_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
@@ -36,7 +36,7 @@ class Quantization:
 
     def matches(self, other: Quantization | None, rtol: float = 1e-5) -> bool:
         """The same zero-points and axis, scales within `rtol` (ranges measured on other kernels
-        differ in the last float bits; see edgeq.conversion.observed_calibration)."""
+        differ in the last float bits; see edgeq.conversion.calibration.observed)."""
         return (other is not None and self.zero_points == other.zero_points and self.axis == other.axis
                 and len(self.scales) == len(other.scales)
                 and all(abs(a - b) <= rtol * max(abs(a), abs(b)) for a, b in zip(self.scales, other.scales)))

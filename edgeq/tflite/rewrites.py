@@ -8,7 +8,7 @@ delegate partition where the int8 op itself would fall to LiteRT's built-in kern
   new tensors get their ranges from x's (x + 3, clipped to 0..6, the products' bounds).
 
 Each returns None where the graph has nothing to rewrite. The caller proves the rewritten graph
-equal in float before using it (edgeq.conversion.latency)."""
+equal in float before using it (edgeq.conversion.search.latency)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from edgeq.errors import ConversionError
+from edgeq.core.errors import ConversionError
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.errors import UsageError
-from edgeq.gates import GateResult
+from edgeq.core.errors import UsageError
+from edgeq.scoring.gates import GateResult
 from edgeq.records.manifest import Manifest
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
 from edgeq.run.litert import LiteRTRunner

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.progress import report
+from edgeq.core.progress import report
 from edgeq.run.cluster import connect, node_id, placements
 from edgeq.run.litert import LiteRTRunner
 from edgeq.validation.streaming import Run

@@ -18,22 +18,22 @@ from typing import Any
 import numpy as np
 
 
-from edgeq.conversion.onnx import ONNX_SUFFIX
-from edgeq.conversion.pytorch import PT2_SUFFIX
+from edgeq.frameworks.onnx import ONNX_SUFFIX
+from edgeq.frameworks.pytorch import PT2_SUFFIX
 from edgeq.data.normalization import Resolved, Statement, resolve
 from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, SampleSource, fed_as_arrays, open_samples
-from edgeq.errors import DataError, ModelError, UsageError
-from edgeq.fileio import sha256_of, size_of
-from edgeq.gates import BASELINE_GATES, check_names, evaluate, passed
-from edgeq.metrics import Scorer
-from edgeq.machine import cores, this_cpu
-from edgeq.speed import slower_than_float, speedup
-from edgeq.native import captured_native_stderr
-from edgeq.progress import report
+from edgeq.core.errors import DataError, ModelError, UsageError
+from edgeq.core.fileio import sha256_of, size_of
+from edgeq.scoring.gates import BASELINE_GATES, check_names, evaluate, passed
+from edgeq.scoring.metrics import Scorer
+from edgeq.host.machine import cores, this_cpu
+from edgeq.scoring.speed import slower_than_float, speedup
+from edgeq.host.native import captured_native_stderr
+from edgeq.core.progress import report
 from edgeq.records.manifest import Manifest, PerLayer, PreprocessingUsed
 from edgeq.records.manifest_file import Described
 from edgeq.records.recipe import Recipe
-from edgeq.roles import Role, decide_roles, parse_feedback, roles_given
+from edgeq.scoring.roles import Role, decide_roles, parse_feedback, roles_given
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.pairing import pair
@@ -46,7 +46,7 @@ from edgeq.validation.accelerators import compiled_source
 from edgeq.validation.feedback import Streaming, streamed
 from edgeq.validation.results import Baseline, DelegateCheck, DeviceResult, Latency, PairedBy, Percentiles, Size, SourceCheck, TargetCheck, ValidationResult
 from edgeq.validation.streaming import Spill, int8_runs, paired_runs
-from edgeq.version import __version__
+from edgeq.core.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class ValidateOptions:
     target: str | None = None  # edgetpu | nnapi | xnnpack: check the static prediction against the real thing
     devices: tuple[str, ...] = ()  # device profile names or paths: run the INT8 model there too
     custom_objects: str | None = None  # a Keras reference's custom classes (.py)
-    trust_model: bool = False  # load a reference that holds code (edgeq.conversion.trust)
+    trust_model: bool = False  # load a reference that holds code (edgeq.frameworks.trust)
     baseline: str | None = None  # a previous results JSON: the regression gates compare with it
     cache: bool = True  # reuse a Keras/SavedModel/PyTorch reference's float .tflite from the conversion cache
     jobs: int | None = None  # pairs of interpreters (INT8 and float) run concurrently; None: the cores. Same figures as 1
@@ -118,7 +118,7 @@ class ValidateOptions:
 
 def validate(model: str | Path, reference: str | Path, data: str | Path, options: ValidateOptions | None = None,
              **values: Any) -> ValidationResult:
-    """Compare `model` with `reference` on `data` (progress goes to edgeq.progress listeners)."""
+    """Compare `model` with `reference` on `data` (progress goes to edgeq.core.progress listeners)."""
     options = options or ValidateOptions.of(**values)
     previous = ValidationResult.read(options.baseline) if options.baseline else None  # a bad file fails before the run
     model, reference = Path(model), Path(reference)
@@ -350,7 +350,7 @@ def _judged(devices: list[DeviceResult], local_worst_db: float | None, ref: Lite
 
 def _on_devices(model: Path, float_path: Path, int8: LiteRTRunner, ref: LiteRTRunner, sweep: Sweep,
                 first: list, options: ValidateOptions, accelerated: list[CompiledModelRunner]) -> list[DeviceResult]:
-    from edgeq.run.profiles import load_profile
+    from edgeq.run.devices.profiles import load_profile
     from edgeq.run.runner import runner_for
     from edgeq.validation.devices import LocalRun, validate_on_devices
 
@@ -375,9 +375,9 @@ def _source_check(reference: Path, float_path: Path, data, options: ValidateOpti
                   manifest: Manifest | None) -> SourceCheck:
     """The float .tflite against PyTorch itself, or the ONNX model in ONNX Runtime, on the first
     samples: the conversion's own error."""
-    from edgeq.conversion.onnx import run_onnx
-    from edgeq.conversion.pytorch import run_program
-    from edgeq.isolation import run_isolated
+    from edgeq.frameworks.onnx import run_onnx
+    from edgeq.frameworks.pytorch import run_program
+    from edgeq.host.isolation import run_isolated
 
     ref = LiteRTRunner(float_path, options.delegate, options.threads)
     specs = [InputSpec(p.label, p.shape) for p in ref.input_ports]
@@ -405,7 +405,7 @@ def _per_layer(model: Path, reference: Path, data, specs: list[InputSpec], optio
                manifest: Manifest | None, pre: Preprocessing) -> PerLayer:
     """The debugger's samples go through the preprocessing the main sweep resolved (flags, manifest,
     or the model's metadata), so both judge the same inputs."""
-    from edgeq.conversion.debugger import per_layer_errors
+    from edgeq.analysis.per_layer import per_layer_errors
 
     samples = list(open_samples(data, specs, pre, options.per_layer_samples, options.seed))
     return per_layer_errors(model, reference, samples, specs, options.signature, options.custom_objects, options.trust_model,
@@ -500,7 +500,7 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
         return reference, "given", None
     cache, key = None, None
     if options.cache:
-        from edgeq.conversion.cache import Cache, cache_key
+        from edgeq.core.cache import Cache, cache_key
 
         cache = Cache.open()
         key = cache_key({"reference": sha256_of(reference), "suffix": reference.suffix.lower(), "signature": options.signature,
@@ -531,24 +531,24 @@ def _float_tflite(reference: Path, int8: LiteRTRunner, options: ValidateOptions,
 def _converted_reference(reference: Path, int8: LiteRTRunner, options: ValidateOptions, manifest: Manifest | None,
                          scratch: Path) -> tuple[Path, str]:
     if reference.suffix.lower() == ONNX_SUFFIX:
-        from edgeq.conversion.onnx import require_onnx, to_float_tflite, versions
-        from edgeq.isolation import run_isolated
+        from edgeq.frameworks.onnx import require_onnx, to_float_tflite, versions
+        from edgeq.host.isolation import run_isolated
 
         require_onnx(f"an ONNX reference ({reference.name})")
         path = scratch / (reference.stem + "_float.tflite")
         path.write_bytes(run_isolated(quietly, to_float_tflite, reference, _channels_last(manifest), what="onnx2torch and litert-torch"))
         return path, f"converted from {reference.name} to float TFLite by onnx2torch and litert-torch ({versions()})"
     if reference.suffix.lower() == PT2_SUFFIX:
-        from edgeq.isolation import run_isolated
-        from edgeq.conversion.pytorch import require_torch, to_float_tflite, versions
+        from edgeq.host.isolation import run_isolated
+        from edgeq.frameworks.pytorch import require_torch, to_float_tflite, versions
 
         require_torch(f"a PyTorch reference ({reference.name})")
         path = scratch / (reference.stem + "_float.tflite")
         path.write_bytes(run_isolated(quietly, to_float_tflite, reference, _channels_last(manifest), options.trust_model,
                                       what="litert-torch"))
         return path, f"converted from {reference.name} to float TFLite by litert-torch ({versions()})"
-    from edgeq.conversion.source import KerasCode, require_tensorflow
-    from edgeq.isolation import run_isolated
+    from edgeq.frameworks.sources import KerasCode, require_tensorflow
+    from edgeq.host.isolation import run_isolated
 
     require_tensorflow(f"a {'SavedModel' if reference.is_dir() else 'Keras'} reference ({reference.name})")
     shapes = [f"{p.label}=" + ",".join(map(str, p.shape)) for p in int8.input_ports]
@@ -562,7 +562,7 @@ def _converted_reference(reference: Path, int8: LiteRTRunner, options: ValidateO
 
 def float_tflite_of(reference: Path, signature: str, shapes: list[str], code) -> bytes:
     """The plain converter's float .tflite of a Keras model or SavedModel."""
-    from edgeq.conversion.source import load_source
+    from edgeq.frameworks.sources import load_source
 
     return load_source(reference, (signature,), shapes, code).make_converter().convert()
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.metrics import OutputErrors, OutputScore, Scorer
-from edgeq.speed import speedup
+from edgeq.scoring.metrics import OutputErrors, OutputScore, Scorer
+from edgeq.scoring.speed import speedup
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.protocol import Measurement, Runner
-from edgeq.run.transports import DeviceError
+from edgeq.run.devices.transports import DeviceError
 from edgeq.validation.results import Accuracy, BitExactness, Capabilities, DeviceResult, Latency, OutputMatch
 
 LATENCY_ONLY = "latency only: no Python on the device, so no outputs to score (set python in the profile for accuracy)"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeq.metrics import sqnr_db
+from edgeq.scoring.metrics import sqnr_db
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.sequences import fed_back, feedback_pairs
 

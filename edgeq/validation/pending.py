@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.errors import DataError
-from edgeq.fileio import json_text, parse_json
-from edgeq.gates import evaluate, passed
-from edgeq.run.profiles import Profile
-from edgeq.schema import from_json, to_json
+from edgeq.core.errors import DataError
+from edgeq.core.fileio import json_text, parse_json
+from edgeq.scoring.gates import evaluate, passed
+from edgeq.run.devices.profiles import Profile
+from edgeq.core.schema import from_json, to_json
 from edgeq.validation.devices import LocalRun, device_result
 from edgeq.validation.results import DeviceResult, ValidationResult
 
@@ -70,9 +70,9 @@ def load(path: Path) -> tuple[LocalRun, int, dict[str, Profile]]:
 
 def resume(results_path: Path) -> ValidationResult:
     """The results with every finished pending job collected, scored and gated."""
-    from edgeq.run.aihub import AiHubRunner
+    from edgeq.run.devices.aihub import AiHubRunner
     from edgeq.run.litert import LiteRTRunner
-    from edgeq.run.transports import DeviceError
+    from edgeq.run.devices.transports import DeviceError
 
     results = ValidationResult.read(results_path)
     if not any(d.pending for d in results.devices):

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgeq.errors import DataError
-from edgeq.fileio import read_json
-from edgeq.gates import Figures, GateResult
-from edgeq.metrics import Accuracy, OutputScore
+from edgeq.core.errors import DataError
+from edgeq.core.fileio import read_json
+from edgeq.scoring.gates import Figures, GateResult
+from edgeq.scoring.metrics import Accuracy, OutputScore
 from edgeq.records.manifest import PerLayer, PreprocessingUsed, Search
 from edgeq.run.protocol import AcceleratorUse, Capabilities, Percentiles
-from edgeq.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgraded_results
+from edgeq.core.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgraded_results
 from edgeq.targets.edgetpu_toolchain import CompilerReport
 from edgeq.validation.feedback import Streaming
 

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from edgeq.progress import report
+from edgeq.core.progress import report
 from edgeq.run.litert import LiteRTRunner
 
 T, I, R = TypeVar("T"), TypeVar("I"), TypeVar("R")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import edgeq
-from edgeq.errors import OutputExistsError
+from edgeq.core.errors import OutputExistsError
 from edgeq.validation.results import ValidationResult
 from tests.conftest import digits_images
 

@@ -14,7 +14,7 @@ import pytest
 
 from edgeq.conversion.converter import convert
 from edgeq.data.samples import Preprocessing
-from edgeq.errors import UsageError
+from edgeq.core.errors import UsageError
 
 pytestmark = pytest.mark.tf
 

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
-from edgeq.errors import OutputExistsError
-from edgeq.fileio import write_files_atomically
+from edgeq.core.errors import OutputExistsError
+from edgeq.core.fileio import write_files_atomically
 
 pytestmark = pytest.mark.tf
 

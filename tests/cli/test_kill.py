@@ -100,7 +100,7 @@ def test_kill_9_of_validate_leaves_nothing(point, cnn_int8, cnn_keras, digits_ca
 
 
 def test_a_run_removes_the_scratch_of_runs_that_are_gone(tmp_path):
-    from edgeq.scratch import PREFIX, remove_stale
+    from edgeq.host.scratch import PREFIX, remove_stale
 
     dead = subprocess.Popen(["true"])
     dead.wait()

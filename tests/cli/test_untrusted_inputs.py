@@ -102,7 +102,7 @@ def test_a_model_litert_would_refuse_is_exit_2(kind, command, tmp_path, cli):
 
 
 def test_every_json_edgeq_writes_is_strict(tmp_path):
-    from edgeq.fileio import json_bytes
+    from edgeq.core.fileio import json_bytes
 
     with pytest.raises(ValueError):
         json_bytes({"scale": float("nan")})

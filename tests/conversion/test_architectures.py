@@ -49,7 +49,7 @@ def features(tmp_path_factory):
 def test_recurrent_keyword_spotter_converts_to_strict_int8(kind, models_dir, features, tmp_path):
     import keras
 
-    from edgeq.conversion.rewrites import unrolled
+    from edgeq.frameworks.keras_rewrites import unrolled
 
     source = _kws(models_dir, kind)
     original = keras.models.load_model(source)
@@ -145,7 +145,7 @@ def test_int8_slower_than_float_says_why(hard_swish_stack, tmp_path):
     measured_slower = latency.speedup < 1 and not latency.within_noise
     assert bool(slower) == measured_slower
     assert json.loads(json.dumps(result.to_json()))["warnings"] == list(result.warnings)
-    from edgeq.speed import slower_than_float
+    from edgeq.scoring.speed import slower_than_float
 
     # the wording, for fixed figures
     warning = slower_than_float("int8", 0.5, False, "xnnpack here", latency.cpu_fallback_ops, latency.partitions)

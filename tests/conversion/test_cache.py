@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgeq.conversion.cache import SUFFIX, Cache, cache_folder
+from edgeq.core.cache import SUFFIX, Cache, cache_folder
 from edgeq.conversion.converter import convert
 from edgeq.data.samples import Preprocessing
 
@@ -159,7 +159,7 @@ def test_no_cache_neither_reads_nor_writes(cnn_keras, digits_calib, tmp_path, ca
 def test_the_quantizer_type_codes_are_tensorflows():
     from tensorflow.compiler.mlir.lite import types_pb2
 
-    from edgeq.conversion.extensions import IO_DATA_TYPES, QUANTIZED_INT8
+    from edgeq.frameworks.native_converter import IO_DATA_TYPES, QUANTIZED_INT8
 
     assert IO_DATA_TYPES == {"float32": types_pb2.FLOAT, "uint8": types_pb2.UINT8, "int8": types_pb2.INT8, "int16": types_pb2.INT16}
     assert QUANTIZED_INT8 == types_pb2.QUANTIZED_INT8

@@ -5,14 +5,14 @@ import sys
 
 import pytest
 
-from edgeq.conversion.parallel_calibration import (
+from edgeq.conversion.calibration.parallel import (
     ParallelCalibrator,
     read_ranges,
 )
-from edgeq.conversion.extensions import calibration_wrapper_file
+from edgeq.frameworks.native_converter import calibration_wrapper_file
 from edgeq.conversion.converter import convert
 from edgeq.data.samples import InputSpec, open_samples
-from edgeq.errors import ConversionError
+from edgeq.core.errors import ConversionError
 from edgeq.tflite.model import parse_tflite
 
 
@@ -72,7 +72,7 @@ def _relative_differences(ours, theirs):
 def test_xnnpack_calibration_gives_tensorflows_ranges(residual, samples):
     """Every tensor's range is the serial calibrator's within float rounding; the ADD's in-place
     input gets the ADD's range, as TensorFlow's calibrator logs it (without the quirk it would not)."""
-    from edgeq.conversion.observed_calibration import calibrated_on_xnnpack, in_place, observable, observed_ranges
+    from edgeq.conversion.calibration.observed import calibrated_on_xnnpack, in_place, observable, observed_ranges
 
     serial = read_ranges(_calibrate_model(residual, samples))
     once = _calibrate_model(residual, samples[:1])
@@ -93,7 +93,7 @@ def test_an_all_negative_tensor_gets_tensorflows_max(samples):
     everywhere is recorded up to 1.2e-38, and so it is here."""
     import keras
 
-    from edgeq.conversion.observed_calibration import calibrated_on_xnnpack
+    from edgeq.conversion.calibration.observed import calibrated_on_xnnpack
 
     keras.utils.set_random_seed(4)
     x = keras.Input((8, 8, 1), batch_size=1)
@@ -125,7 +125,7 @@ def test_a_stateful_graph_is_calibrated_by_tensorflows_calibrator():
     """A graph with a state variable is not observable: its inputs are logged after the op changed them."""
     import tensorflow as tf
 
-    from edgeq.conversion.observed_calibration import observable
+    from edgeq.conversion.calibration.observed import observable
 
     class Counter(tf.Module):
         def __init__(self):

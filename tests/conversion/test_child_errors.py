@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from edgeq.isolation import ChildError, run_isolated
-from edgeq.metrics import sqnr_db
+from edgeq.host.isolation import ChildError, run_isolated
+from edgeq.scoring.metrics import sqnr_db
 
 
 def test_an_exception_in_edgeqs_code_in_the_child_is_ours_with_its_traceback():
     with pytest.raises(ChildError) as caught:
         run_isolated(sqnr_db, "not a number", 1.0)
     assert caught.value.ours and "TypeError" in str(caught.value)
-    assert "edgeq/metrics.py" in caught.value.child_traceback and "sqnr_db" in caught.value.child_traceback
+    assert "edgeq/scoring/metrics.py" in caught.value.child_traceback and "sqnr_db" in caught.value.child_traceback
 
 
 def test_an_exception_in_another_library_is_not_ours():
@@ -31,7 +31,7 @@ def test_convert_maps_edgeqs_own_child_exception_to_exit_3(cnn_keras, digits_cal
     code, _, err = cli("convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"), "--no-cache")
     assert code == 3 and err.startswith("edgeq: error: internal error: TypeError") and "TFLite converter" not in err
     code, _, err = cli("-v", "convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"), "--no-cache")
-    assert code == 3 and "in its child process" in err and "edgeq/metrics.py" in err
+    assert code == 3 and "in its child process" in err and "edgeq/scoring/metrics.py" in err
 
 
 @pytest.mark.tf  # the conversion child imports TensorFlow before it reads the file

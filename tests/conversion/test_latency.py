@@ -54,7 +54,7 @@ def nets(tmp_path_factory) -> dict[str, Path]:
 def test_optimize_latency_writes_the_real_win_that_meets_the_budget(nets, source, tmp_path):
     """What the choice must be given the figures it measured and the judge this CPU allows (timings
     with int8 dot products, coverage without: issue 38), not how fast INT8 is on this CPU."""
-    from edgeq.conversion.latency import choose
+    from edgeq.conversion.search.latency import choose
 
     result = convert(nets[source], tmp_path / "m.tflite", nets["calib"], samples=32, optimize="latency",
                      eval_data=str(nets["eval"]), budget=_budget(25.0))
@@ -99,7 +99,7 @@ def _candidate(name: str, p50: float, meets: bool | None, beats: bool | None = N
     ([("as converted", 1.0, None, None), ("keep PRELU in float", 0.99, None, False)], "as converted"),  # within the spread
 ])
 def test_the_choice_by_timings_is_a_real_win_or_the_model_as_converted(candidates, chosen):
-    from edgeq.conversion.latency import choose
+    from edgeq.conversion.search.latency import choose
 
     assert choose([_candidate(*c) for c in candidates], "timing").name == chosen
 
@@ -107,7 +107,7 @@ def test_the_choice_by_timings_is_a_real_win_or_the_model_as_converted(candidate
 def test_without_int8_dot_products_the_choice_is_by_coverage_not_timings():
     """On a CPU whose INT8 is no faster than float, timings would pick float ops a phone runs
     faster in int8: the delegate's coverage decides, whatever the (fixed) timings say."""
-    from edgeq.conversion.latency import choose
+    from edgeq.conversion.search.latency import choose
 
     split = _candidate("as converted", 1.0, None, None, partitions=9, delegated=4)
     whole = _candidate("keep PRELU in float", 5.0, True, False, partitions=1, delegated=10)  # slower here
@@ -120,8 +120,8 @@ def test_without_int8_dot_products_the_choice_is_by_coverage_not_timings():
 def test_the_judge_follows_the_cpus_int8_dot_products(nets, tmp_path, monkeypatch):
     """optimize() itself, on the real PReLU net and delegate, with the CPU's features patched both
     ways: with dot products the timings judge, without them the coverage."""
-    from edgeq.conversion import latency
-    from edgeq.machine import Cpu
+    from edgeq.conversion.search import latency
+    from edgeq.host.machine import Cpu
 
     int8 = convert(nets["prelu"], tmp_path / "m.tflite", nets["calib"], samples=16).output.read_bytes()
     float_model = nets["prelu tflite"].read_bytes()

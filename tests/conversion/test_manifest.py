@@ -9,11 +9,11 @@ import shutil
 
 import pytest
 
-from edgeq.errors import DataError
+from edgeq.core.errors import DataError
 from edgeq.records.manifest import Manifest, StepKind
 from edgeq.records.manifest_file import Described, manifest_for, read_manifest
 from edgeq.records.recipe import Method, Mode
-from edgeq.schema import SCHEMA_VERSION
+from edgeq.core.schema import SCHEMA_VERSION
 from helpers import FIXTURES
 
 OLD = FIXTURES / "manifests"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edgeq.conversion.quantize import not_kept, resolve_keep_float
-from edgeq.conversion.range_methods import BINS, choose, clipped_fraction
-from edgeq.errors import UsageError
+from edgeq.conversion.calibration.methods import BINS, choose, clipped_fraction
+from edgeq.core.errors import UsageError
 from edgeq.records.recipe import Method
 from edgeq.tflite.model import read_tflite
 from edgeq.tflite.summary import FloatOp

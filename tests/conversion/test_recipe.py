@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from edgeq.conversion.options import ConvertOptions
-from edgeq.errors import DataError, UsageError
+from edgeq.core.errors import DataError, UsageError
 from edgeq.records.budget import Budget
 from edgeq.records.recipe import Method, Mode, Recipe
-from edgeq.schema import from_json, to_json
+from edgeq.core.schema import from_json, to_json
 
 
 @pytest.mark.parametrize("text, parsed", [("minmax", Method("minmax")), ("entropy", Method("entropy")), ("mse", Method("mse")),

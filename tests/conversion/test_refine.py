@@ -46,7 +46,7 @@ def _outputs(model: bytes, data: list[np.ndarray]) -> np.ndarray:
 def test_bias_correction_removes_the_mean_shift_it_measures():
     """On held-out inputs, the per-channel mean output error after correction is below 10% of before."""
     from edgeq.conversion.quantize import quantize
-    from edgeq.conversion.refine import bias_corrected
+    from edgeq.conversion.refinement.bias import bias_corrected
     from edgeq.records.manifest import KeepFloat
     from edgeq.records.recipe import Recipe
 

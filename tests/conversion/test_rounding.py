@@ -106,7 +106,7 @@ def test_learned_rounding_never_gives_a_larger_layer_error_than_nearest(kind):
     """On its calibration inputs, the refined layer's output error is at most the converter's
     (nearest rounding), and smaller: the weights did move."""
     from edgeq.conversion.quantize import quantize
-    from edgeq.conversion.rounding import rounded
+    from edgeq.conversion.refinement.rounding import rounded
     from edgeq.records.manifest import KeepFloat
     from edgeq.records.recipe import Recipe
     from edgeq.tflite.model import parse_tflite
@@ -182,7 +182,7 @@ def test_a_layer_whose_weights_another_layer_shares_is_left_as_converted():
     import tensorflow as tf
 
     from edgeq.conversion.quantize import quantize
-    from edgeq.conversion.rounding import rounded
+    from edgeq.conversion.refinement.rounding import rounded
     from edgeq.records.manifest import KeepFloat
     from edgeq.records.recipe import Recipe
 
@@ -210,7 +210,7 @@ def test_equal_constants_the_converter_stores_once_are_refined_apart(tmp_path):
     import tensorflow as tf
 
     from edgeq.conversion.quantize import quantize
-    from edgeq.conversion.rounding import rounded
+    from edgeq.conversion.refinement.rounding import rounded
     from edgeq.records.manifest import KeepFloat
     from edgeq.records.recipe import Recipe
     from edgeq.tflite.model import parse_tflite

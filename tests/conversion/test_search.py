@@ -100,7 +100,7 @@ def _calibrated(built: Path, cache: dict = {}):  # noqa: B006 - one calibration 
     if "audio" not in cache:
         from edgeq.conversion.options import ConvertOptions
         from edgeq.conversion.quantize import calibrate
-        from edgeq.conversion.source import KerasCode, load_source
+        from edgeq.frameworks.sources import KerasCode, load_source
         from edgeq.tflite.model import parse_tflite
 
         source = load_source(built / "audio.keras", ("serving_default",), [], KerasCode(None, False))
@@ -114,7 +114,7 @@ def _calibrated(built: Path, cache: dict = {}):  # noqa: B006 - one calibration 
 def test_in_the_dsp_model_neither_region_alone_fixes_it(built):
     """The pattern itself: front end alone or normalization alone in float stays near full int8."""
     from edgeq.conversion.quantize import quantize
-    from edgeq.conversion.search import Evaluator
+    from edgeq.conversion.search.budget import Evaluator
     from edgeq.records.budget import Budget
     from edgeq.records.manifest import KeepFloat
 

@@ -11,8 +11,8 @@ from typing import Callable
 
 import pytest
 
-from edgeq.conversion.search import max_evaluations, search
-from edgeq.metrics import Accuracy, OutputScore, Scores
+from edgeq.conversion.search.budget import max_evaluations, search
+from edgeq.scoring.metrics import Accuracy, OutputScore, Scores
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import SearchStep, StepKind, StepOutput
 from edgeq.tflite.graph import Layer, LayerGraph

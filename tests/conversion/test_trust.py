@@ -143,8 +143,8 @@ def test_a_benign_archive_converts_without_the_flag(archives, tmp_path, cli):
 
 
 def test_aotinductor_and_custom_objects_are_refused_by_name(archives, tmp_path):
-    from edgeq.conversion.trust import check_pt2
-    from edgeq.errors import ModelError
+    from edgeq.frameworks.trust import check_pt2
+    from edgeq.core.errors import ModelError
 
     made, *_ = archives
     members = _members(made["benign"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from edgeq.escape import md, terminal
+from edgeq.core.escape import md, terminal
 from edgeq.report.documents import html_page, markdown
 from edgeq.validation.results import ValidationResult
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from edgeq.errors import UsageError
-from edgeq.gates import Figures, evaluate, passed
-from edgeq.run.profiles import Profile
+from edgeq.core.errors import UsageError
+from edgeq.scoring.gates import Figures, evaluate, passed
+from edgeq.run.devices.profiles import Profile
 from edgeq.run.protocol import Measurement
-from edgeq.run.benchmark_model import BenchmarkModelRunner
+from edgeq.run.devices.benchmark_model import BenchmarkModelRunner
 from edgeq.validation.devices import device_result
 from helpers import RecordedAdb
 

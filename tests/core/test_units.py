@@ -9,12 +9,12 @@ import os
 import numpy as np
 import pytest
 
-from edgeq.errors import DataError, OutputExistsError, UsageError
-from edgeq.fileio import check_writable, write_files_atomically
-from edgeq.metrics import OutputErrors, Scorer
-from edgeq.speed import speedup
-from edgeq.roles import OutputFacts, decide_roles, parse_roles
-from edgeq.schema import from_json, to_json
+from edgeq.core.errors import DataError, OutputExistsError, UsageError
+from edgeq.core.fileio import check_writable, write_files_atomically
+from edgeq.scoring.metrics import OutputErrors, Scorer
+from edgeq.scoring.speed import speedup
+from edgeq.scoring.roles import OutputFacts, decide_roles, parse_roles
+from edgeq.core.schema import from_json, to_json
 from edgeq.validation.results import Accuracy, DeviceResult, Latency, Percentiles, ValidationResult
 from helpers import FIXTURES
 
@@ -162,7 +162,7 @@ def test_strict_int8_names_float_weights_not_a_missing_kernel():
     """The litert-torch fixture is float: its CONV_2D and FULLY_CONNECTED ops are float because their weights are."""
     from edgeq.conversion.describe import check_strict
     from edgeq.conversion.options import ConvertOptions
-    from edgeq.errors import ConversionError
+    from edgeq.core.errors import ConversionError
     from edgeq.records.manifest import KeepFloat
     from edgeq.tflite.model import read_tflite
     from edgeq.tflite.summary import summarize
@@ -175,8 +175,8 @@ def test_strict_int8_names_float_weights_not_a_missing_kernel():
 def test_the_cpu_is_named_with_its_int8_dot_product_support_both_ways():
     """A latency line names the CPU it was measured on; without VNNI (or asimddp) it says the figure
     does not carry over to dot-product devices. Fixed /proc/cpuinfo texts: no test depends on this CPU."""
-    from edgeq.machine import cpu_of
-    from edgeq.speed import slower_than_float
+    from edgeq.host.machine import cpu_of
+    from edgeq.scoring.speed import slower_than_float
 
     avx2 = cpu_of("model name\t: AMD EPYC 7B12\nflags\t\t: fpu sse4_2 avx2 fma\n", "x86_64")
     vnni = cpu_of("model name\t: Intel(R) Xeon(R) Processor\nflags\t\t: avx2 avx512f avx512_vnni avx_vnni\n", "x86_64")
@@ -193,7 +193,7 @@ def test_the_cpu_is_named_with_its_int8_dot_product_support_both_ways():
 def test_a_sequence_output_is_scored_per_step_never_by_a_flattened_argmax():
     """[1, 3, 4]: three steps of four classes. The flattened argmax of both is the same element
     (so a flattened agreement would say 100%), while one step of three disagrees."""
-    from edgeq.roles import OutputFacts, decide_roles
+    from edgeq.scoring.roles import OutputFacts, decide_roles
 
     reference = np.array([[[0.1, 0.7, 0.1, 0.1], [0.2, 0.3, 0.4, 0.1], [0.9, 0.0, 0.05, 0.05]]], np.float32)
     quantized = np.array([[[0.1, 0.7, 0.1, 0.1], [0.2, 0.5, 0.2, 0.1], [0.9, 0.0, 0.05, 0.05]]], np.float32)
@@ -247,7 +247,7 @@ def test_read_ahead_keeps_the_order_and_raises_where_the_reading_failed():
 
 
 def test_the_latency_check_settles_only_on_a_clear_verdict():
-    from edgeq.conversion.latency import _settled
+    from edgeq.conversion.search.latency import _settled
 
     assert _settled([1.0, 1.1, 0.9, 1.0], [2.0, 2.1, 1.9, 2.0])  # p50s 1 ms apart, spreads of 0.05 ms
     assert not _settled([1.0, 1.5, 0.6, 1.2], [1.3, 1.9, 0.9, 1.4])  # apart by less than three spreads: keep timing

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgeq.data.samples import Audit, InputSpec, Preprocessing, open_samples
-from edgeq.errors import DataError, UsageError
+from edgeq.core.errors import DataError, UsageError
 
 GRAY = [InputSpec("image", (1, 8, 8, 1))]
 
@@ -137,7 +137,7 @@ def test_an_input_whose_first_axis_is_not_the_batch_is_fed_as_the_model_declares
     import numpy as np
 
     from edgeq.data.samples import InputSpec, open_samples
-    from edgeq.errors import DataError
+    from edgeq.core.errors import DataError
 
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "s.npz", x=rng.normal(size=(5, 10)).astype(np.float32), state=rng.normal(size=(5, 2, 1, 16)).astype(np.float32))

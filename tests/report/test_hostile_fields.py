@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from edgeq.errors import DataError, UsageError
-from edgeq.schema import from_json
+from edgeq.core.errors import DataError, UsageError
+from edgeq.core.schema import from_json
 from edgeq.validation.results import ValidationResult
 
 HOSTILE = ("a|b\n\n# INJECTED\n[click](javascript:alert(1)) ![t](http://evil.example/track.png) <img src=x onerror=alert(1)>"
@@ -153,7 +153,7 @@ def test_terminal_text_shows_hostile_text_as_text(hostile):
 
 
 def test_report_command_on_a_hostile_results_file(hostile, tmp_path, cli):
-    from edgeq.fileio import json_bytes
+    from edgeq.core.fileio import json_bytes
 
     path = tmp_path / "results.json"
     path.write_bytes(json_bytes(hostile.to_json()))

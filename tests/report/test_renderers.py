@@ -11,11 +11,11 @@ from dataclasses import replace
 
 import pytest
 
-from edgeq.gates import evaluate, passed
+from edgeq.scoring.gates import evaluate, passed
 from edgeq.report.documents import html_page, markdown
 from edgeq.report.text import validation_text
-from edgeq.run.profiles import Profile
-from edgeq.run.benchmark_model import BenchmarkModelRunner
+from edgeq.run.devices.profiles import Profile
+from edgeq.run.devices.benchmark_model import BenchmarkModelRunner
 from edgeq.validation.devices import device_result
 from edgeq.validation.results import ValidationResult
 from helpers import FIXTURES, RecordedAdb
@@ -76,7 +76,7 @@ def test_renderers_show_the_same_speedup(results):
 def test_a_low_sqnr_whose_decisions_hold_is_not_called_broken(results):
     """A CTC recognizer's log-softmax: 6.7 dB, while every step's argmax and every decoded
     sequence agree (as seen on a real one): said as such, not as likely broken."""
-    from edgeq.metrics import OutputScore, Slice
+    from edgeq.scoring.metrics import OutputScore, Slice
     from edgeq.report.text import broken_notes, low_sqnr_notes, validation_text
 
     held = OutputScore("logits", "sequence", sqnr_db=6.72, agreement=0.9995, sequence_match=1.0, worst_slice=Slice(1, 1, 6.57))

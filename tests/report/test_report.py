@@ -45,7 +45,7 @@ def _figures(results) -> list[str]:
 
 
 def test_markdown_report_figures_equal_the_json(results):
-    from edgeq.escape import md as escaped
+    from edgeq.core.escape import md as escaped
 
     md = markdown(results)
     for figure in _figures(results):

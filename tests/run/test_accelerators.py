@@ -57,7 +57,7 @@ def test_without_a_vulkan_adapter_the_reason_is_the_runtimes_own():
 @pytest.mark.parametrize("text, error", [("gpu:x", "use gpu or npu"), ("npu", "use gpu or npu"), ("npu:arm", "use one of intel"),
                                          ("npu:qualcomm", "name the SoC")])
 def test_a_wrong_accelerator_is_a_usage_error(text, error):
-    from edgeq.errors import UsageError
+    from edgeq.core.errors import UsageError
 
     with pytest.raises(UsageError, match=error):
         Accelerator.parse(text)
@@ -138,7 +138,7 @@ def test_fp16_overflow_on_the_gpu_is_named_and_fp32_fixes_it(tmp_path, cli):
     big.set_weights([np.full((1, 1, 4, 4), 3.0e4, np.float32)])
     small.set_weights([np.full((1, 1, 4, 2), 1.0e-4, np.float32)])
     model.save(tmp_path / "big.keras")
-    from edgeq.conversion.source import load_source
+    from edgeq.frameworks.sources import load_source
 
     (tmp_path / "big.tflite").write_bytes(load_source(tmp_path / "big.keras").make_converter().convert())
     np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(0, 1, (8, 8, 8, 3)).astype(np.float32))

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from prerequisites import require
 
-from edgeq.run.benchmark_model import parse_benchmark_model
-from edgeq.run.profiles import Profile, load_profile
+from edgeq.run.devices.benchmark_model import parse_benchmark_model
+from edgeq.run.devices.profiles import Profile, load_profile
 from edgeq.validation.compare import validate
 from helpers import FIXTURES
 
@@ -235,7 +235,7 @@ def test_validate_on_a_phone_scores_benchmark_models_own_outputs(trained, digits
     """validate --device with an adb profile: the samples' raw input files, one invocation each from
     one script, the outputs concatenated in one file, scored and gated like any device. No phone was
     used: ContractAdb (tests/helpers.py) answers as benchmark_model does, computing with LiteRT here."""
-    from edgeq.run import transports
+    from edgeq.run.devices import transports
     from helpers import ContractAdb
 
     _, int8, float_path = trained
@@ -264,8 +264,8 @@ def test_validate_on_a_phone_scores_benchmark_models_own_outputs(trained, digits
 def test_an_input_of_the_wrong_size_is_benchmark_models_own_error_in_one_line(tmp_path):
     import numpy as np
 
-    from edgeq.run.benchmark_model import BenchmarkModelRunner
-    from edgeq.run.transports import DeviceError
+    from edgeq.run.devices.benchmark_model import BenchmarkModelRunner
+    from edgeq.run.devices.transports import DeviceError
     from helpers import ContractAdb
 
     model = FIXTURES / "tflite" / "tiny_int8.tflite"

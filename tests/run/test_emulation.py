@@ -13,7 +13,7 @@ import pytest
 from prerequisites import require
 
 from edgeq.report.documents import markdown
-from edgeq.run.emulation import ready, setup
+from edgeq.run.devices.emulation import ready, setup
 from edgeq.validation.compare import validate
 
 PROFILES = ("emulated-raspberry-pi-4", "emulated-raspberry-pi-5")

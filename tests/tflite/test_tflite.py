@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeq.errors import ModelError, UsageError
+from edgeq.core.errors import ModelError, UsageError
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.pairing import pair
 from edgeq.targets import check_target

@@ -191,7 +191,7 @@ def test_per_layer_without_a_manifest_uses_the_normalization_the_metadata_states
                                                                                  monkeypatch):
     """An INT8 file alone (no manifest beside it) whose metadata states (x - 127.5) / 127.5: the
     per-layer debugger gets the same inputs as the main sweep, in [-1, 1], not the 0..1 default."""
-    from edgeq.conversion import debugger
+    from edgeq.analysis import per_layer as debugger
 
     model = convert(minus_one_to_one, tmp_path / "alone.tflite", digits_calib, samples=32).output
     (tmp_path / "alone.edgeq.json").unlink()

@@ -1,0 +1,1 @@
+"""Choosing among candidate models: the accuracy-budget search and --optimize latency."""

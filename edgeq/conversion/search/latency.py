@@ -1,0 +1,197 @@
+"""INT8 that is faster than float where it runs: measure the converted model against the float one
+on XNNPACK (this machine, 1 thread) and, with `--optimize latency`, try keeping in float the op
+types the real delegate left to LiteRT's built-in int8 kernels (PRELU, HARD_SWISH, ...), which
+split the graph into partitions. Candidates are timed interleaved, in rounds, in one process.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgeq.scoring.metrics import Scorer
+from edgeq.records.manifest import Candidate, Latency
+from edgeq.run.litert import LiteRTRunner, within_noise
+from edgeq.run.protocol import InvokeTimes
+from edgeq.host.machine import this_cpu
+from edgeq.scoring.speed import speedup
+from edgeq.tflite.rewrites import REWRITES, rewrite
+
+ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every candidate alike
+FLOAT = "float"  # the float model's name among the timed ones
+SETTLED = 3  # p50s this many spreads apart: a verdict more rounds would not change
+BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}
+TIE = 1.05  # a candidate that stays all int8 wins against float ops this close in p50  # at float I/O: XNNPACK takes them; they split nothing
+
+
+def fell_off(runner: LiteRTRunner) -> dict[str, int]:
+    """The op types XNNPACK left to the built-in kernels, as the real delegate decided."""
+    return {op: n for op, n in runner.kept_ops.items() if op not in BOUNDARY}
+
+
+def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarray], runs: int,
+            seconds: float, device: Any = None, settle: bool = False) -> tuple[Any, dict[str, Any]]:
+    """The float model's timings and each model's, in ROUNDS interleaved rounds: `runs` invokes
+    each, fewer when that would take longer than about `seconds` in all (here). `device`: a device
+    profile to time them on instead (its runner; XNNPACK coverage still comes from this machine).
+    `settle`: stop after two rounds once every model's p50 is clear of float's by SETTLED times the
+    spread, where more rounds could not change the verdict."""
+    with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
+        runners = {}
+        for name, data in {FLOAT: float_model, **models}.items():
+            path = Path(scratch) / f"{len(runners)}.tflite"
+            path.write_bytes(data)
+            runners[name] = LiteRTRunner(path, "xnnpack", 1)
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        warm = sum(runner.time(sample, 3, 3).p50 for runner in runners.values())  # ms for one invoke of each
+        per_round = max(2, min(runs, int(seconds * 1000 / max(warm, 1e-3))) // ROUNDS)
+        remote = None
+        if device is not None:
+            from edgeq.run.runner import runner_for
+
+            remote = runner_for(device)
+        for done in range(1, ROUNDS + 1):
+            for name, runner in runners.items():
+                if remote is None:
+                    times[name] += runner.time(sample, 1, per_round).samples_ms
+                    continue
+                times[name] += remote.measure(runner.path, [a[None] for a in runner.quantize_inputs(sample)], 1, per_round).samples_ms
+            if settle and done >= 2 and all(_settled(times[name], times[FLOAT]) for name in models):
+                break
+        timed = {name: InvokeTimes.of(t, 2, 1) for name, t in times.items()}
+        return timed.pop(FLOAT), {name: (timed[name], runners[name]) for name in models}
+
+
+def _settled(a: list[float], b: list[float]) -> bool:
+    def iqr(values: list[float]) -> float:
+        q1, q3 = np.percentile(values, [25, 75])
+        return float(q3 - q1)
+
+    return abs(float(np.median(a)) - float(np.median(b))) > SETTLED * max(iqr(a), iqr(b))
+
+
+def against_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray], runs: int = 60) -> Latency:
+    """INT8 against float as converted (about 2 s at most, less once the verdict is clear): the
+    figures, and what fell off the delegate."""
+    float_time, timed = measure(float_model, {"as converted": quantized}, sample, runs, 2.0, settle=True)
+    int8_time, runner = timed["as converted"]
+    return Latency("xnnpack", 1, float_time.p50, int8_time.p50, speedup(float_time.p50, int8_time.p50),
+                   within_noise(int8_time, float_time), fell_off(runner), runner.partitions, cpu=this_cpu().describe())
+
+
+Variant = tuple[tuple[str, ...], tuple[str, ...]]  # op types kept in float, rewrites
+
+
+def optimize(float_model: bytes, quantized: bytes, build: Callable[[list[Variant]], list[bytes]], sample: list[np.ndarray],
+             score: Callable[[list[bytes]], list[tuple[float | None, bool | None]]], runs: int = 200, device: Any = None,
+             where: str = "xnnpack (this machine)") -> tuple[bytes, Latency]:
+    """The model as converted, or one with the op types that fell off XNNPACK (each, and all of
+    them) kept in float when that is a real win: judged by timings where they say something of the
+    device (this CPU has int8 dot-product instructions, or `device` times them), else by what holds
+    on every CPU, the delegate's coverage. Only candidates that meet the budget (when `score` says
+    so) compete. `build` and `score` take every candidate at once (they may run them on a cluster);
+    the timings are all taken here or on `device`. Returns the chosen model and the record of every candidate."""
+    _, first = measure(float_model, {"as converted": quantized}, sample, 3, 1.0)
+    off = fell_off(first["as converted"][1])
+    keeps = [()] + [(op,) for op in off] + ([tuple(off)] if len(off) > 1 else [])
+    rewrites = equal_rewrites(float_model, off, sample)
+    variants: list[Variant] = [(k, ()) for k in keeps[1:]] + [((), (r,)) for r in rewrites]
+    names = [_name(())] + [_rewrite_name(r[0]) if r else _name(k) for k, r in variants]
+    models = dict(zip(names, [quantized, *build(variants)]))
+    scores = dict(zip(names, score(list(models.values()))))
+    float_time, timed = measure(float_model, models, sample, runs, 10.0, device)
+    plain_time = timed[_name(())][0]
+    candidates = []
+    for keep, rewritten_as in [(k, ()) for k in keeps] + [((), (r,)) for r in rewrites]:
+        name = _rewrite_name(rewritten_as[0]) if rewritten_as else _name(keep)
+        timing, runner = timed[name]
+        sqnr, meets = scores[name]
+        candidates.append(Candidate(name, keep, timing.p50, speedup(float_time.p50, timing.p50),
+                                    within_noise(timing, float_time), runner.delegated_nodes, runner.total_nodes,
+                                    runner.partitions, fell_off(runner), sqnr, meets, len(models[name]),
+                                    None if name == "as converted" else timing.p50 < plain_time.p50 and not within_noise(timing, plain_time),
+                                    rewritten_as))
+    cpu = this_cpu()
+    judge = "timing" if device is not None or cpu.int8_dot else "coverage"
+    chosen = choose(candidates, judge)
+    judged_by = (f"timings on {where}" if judge == "timing" else
+                 f"XNNPACK coverage (fewest partitions, most nodes delegated), not timings: this CPU ({cpu.name}) has no int8 "
+                 "dot-product instructions, so its INT8 timings say nothing of a phone; time on a device with --device")
+    return models[chosen.name], Latency(where, 1, float_time.p50, rounds=ROUNDS, runs=runs, chosen=chosen.name,
+                                        keep_ops=chosen.keep_ops, rewrites=chosen.rewrites, candidates=tuple(candidates),
+                                        faster_than_float=chosen.speedup >= 1 or chosen.within_noise, judged_by=judged_by,
+                                        cpu=cpu.describe() if device is None else None)
+
+
+def choose(candidates: list[Candidate], judge: str = "timing") -> Candidate:
+    """The model as converted unless a candidate that meets the budget is a real win: faster
+    beyond the run-to-run spread (`judge` "timing"), or, where timings say nothing of the device
+    ("coverage"), fewer XNNPACK partitions. The choice is a function of the figures, so this is
+    where a test fixes them."""
+    plain = next(c for c in candidates if c.name == "as converted")
+    eligible = [c for c in candidates if c is not plain and c.meets is not False]
+    if judge == "coverage":
+        better = [c for c in eligible if c.partitions < plain.partitions]
+        return min(better, key=lambda c: (c.partitions, -c.delegated_nodes, len(c.keep_ops))) if better else plain
+    wins = [c for c in eligible if c.beats_plain]
+    if not wins:
+        return plain
+    fastest = min(wins, key=lambda c: c.int8_p50_ms)
+    int8 = [c for c in wins if not c.keep_ops and c.int8_p50_ms <= fastest.int8_p50_ms * TIE]
+    return min(int8, key=lambda c: c.int8_p50_ms) if int8 else fastest  # all int8 (a rewrite) wins a tie: NPUs want it
+
+
+REWRITE_FOR = {"PRELU": "prelu_as_leaky_relu", "HARD_SWISH": "hard_swish_decomposed"}
+
+
+def equal_rewrites(float_model: bytes, off: dict[str, int], sample: list[np.ndarray]) -> list[str]:
+    """The graph rewrites that would keep the ops that fell off XNNPACK in int8 (edgeq.tflite.rewrites),
+    each proven equal to the calibrated graph in float on the sample before it becomes a candidate."""
+    found = []
+    with tempfile.TemporaryDirectory(prefix="edgeq-rewrite-") as scratch:
+        reference = Path(scratch) / "float.tflite"
+        reference.write_bytes(float_model)
+        want = LiteRTRunner(reference, "none", 1).run(sample)
+        for op, name in REWRITE_FOR.items():
+            data = rewrite(name, float_model) if op in off else None
+            if data is None:
+                continue
+            path = Path(scratch) / f"{name}.tflite"
+            path.write_bytes(data)
+            got = LiteRTRunner(path, "none", 1).run(sample)
+            if all(np.allclose(w, g, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(w).max()))) for w, g in zip(want, got)):
+                found.append(name)
+    return found
+
+
+def _rewrite_name(rewrite: str) -> str:
+    return f"rewrite {REWRITES[rewrite]}"
+
+
+def _name(keep: tuple[str, ...]) -> str:
+    return "as converted" if not keep else "keep " + " + ".join(keep) + " in float"
+
+
+def sqnr_scorer(float_model: bytes, samples: list[list[np.ndarray]]) -> Callable[[bytes], tuple[float | None, None]]:
+    """Worst-output SQNR against float on `samples`, for candidates when there is no budget."""
+    with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
+        path = Path(scratch) / "float.tflite"
+        path.write_bytes(float_model)
+        reference = LiteRTRunner(path, "xnnpack", 1)
+        wanted = [reference.run(s) for s in samples]
+        names = [p.label for p in reference.output_ports]
+
+    def score(model: bytes) -> tuple[float | None, None]:
+        with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
+            path = Path(scratch) / "candidate.tflite"
+            path.write_bytes(model)
+            runner = LiteRTRunner(path, "xnnpack", 1)
+            scorer = Scorer(names, ["values"] * len(names))
+            for sample, want in zip(samples, wanted):
+                scorer.add(want, runner.run(sample), None)
+        return scorer.result().worst_sqnr_db, None
+
+    return score

@@ -1,0 +1,240 @@
+"""ONNX models in: an `.onnx` file becomes a PyTorch module (onnx2torch), then takes the PyTorch
+route (litert-torch to a float .tflite, then calibration like every float .tflite). Validation
+checks the float .tflite against the ONNX model itself, run by ONNX Runtime.
+
+onnx2torch was chosen over onnx2tf by measurement on real files (the closing note of issue 38).
+Everything here runs in a child process (`run_isolated`), as PyTorch sources do.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeq.core.errors import ModelError, UsageError
+
+ONNX_SUFFIX = ".onnx"
+NEEDED = ("onnx", "onnx2torch", "onnxruntime", "torch", "litert_torch")  # torchvision: see _onnx2torch
+INSTALL = "pip install 'edgeq[onnx]' (torch's CPU build first, as for 'edgeq[torch]')"
+FLOAT = 1  # onnx.TensorProto.FLOAT
+FALLBACK_OPSET = 17  # onnx2torch 1.5.15 has converters up to here (Constant-19 and others after it are missing)
+
+
+def require_onnx(what: str) -> None:
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"{what} needs {', '.join(missing)}, which this install lacks: {INSTALL}")
+
+
+def _load(path: Path):
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - a foreign or damaged file
+        raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+
+
+def input_shapes(model, path: Path) -> list[tuple[str, tuple[int, ...]]]:
+    """Each graph input's name and shape in `model` (loaded from `path`); a symbolic first
+    dimension (the batch) is 1, any other symbolic dimension is the user's to fix in the file."""
+    initializers = {i.name for i in model.graph.initializer}
+    shapes = []
+    for value in model.graph.input:
+        if value.name in initializers:  # old exporters list the weights as inputs too
+            continue
+        tensor = value.type.tensor_type
+        if tensor.elem_type != FLOAT:
+            raise ModelError(f"{path}: input '{value.name}' is not float32 (ONNX type {tensor.elem_type}); "
+                             "edgeq calibrates float32 inputs only")
+        dims = []
+        for axis, dim in enumerate(tensor.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                dims.append(dim.dim_value)
+            elif axis == 0:
+                dims.append(1)
+            else:
+                raise ModelError(f"{path}: input '{value.name}' has a symbolic dimension '{dim.dim_param or '?'}' at axis "
+                                 f"{axis}; fix it in the file (e.g. onnxruntime.tools.make_dynamic_shape_fixed) and convert again")
+        shapes.append((value.name, tuple(dims)))
+    return shapes
+
+
+def _onnx2torch():
+    """onnx2torch's convert. onnx2torch imports torchvision for two converters only
+    (NonMaxSuppression, RoiAlign: ops no int8 TFLite graph takes). Where torchvision does not load
+    beside this torch (PyPI's torchvision is built against torch's CUDA build: "operator
+    torchvision::nms does not exist" beside the CPU build), a stand-in takes its place in this
+    child process, and a model with those ops is refused by name."""
+    import sys
+    import types
+
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - any failure to load it
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+
+        def missing(*args, **kwargs):
+            raise ModelError("the model has NonMaxSuppression or RoiAlign, which need torchvision (it does not load beside "
+                             "this torch) and which no int8 TFLite graph takes; cut the model before them")
+
+        ops = types.ModuleType("torchvision.ops")
+        ops.nms = ops.roi_align = ops.box_convert = missing
+        stand_in = types.ModuleType("torchvision")
+        stand_in.ops = ops
+        sys.modules.update({"torchvision": stand_in, "torchvision.ops": ops})
+    from onnx2torch import convert
+
+    return convert
+
+
+def _module(path: Path) -> tuple[Any, tuple, list[str], list[str]]:
+    """The ONNX graph as a torch module (onnx2torch), zero inputs of its shapes, and the names of
+    its inputs and outputs; the file is read once."""
+    import onnx
+    import torch
+
+    model = _load(path)
+    shapes = input_shapes(model, path)  # a file edgeq cannot feed is refused before any conversion
+    names = ([name for name, _ in shapes], [value.name for value in model.graph.output])
+    convert = _onnx2torch()
+    model = _weights_constant(model)
+    failures = []
+    for name, variant in (("as given", lambda: model), ("constants folded", lambda: _folded(model)),
+                          (f"at opset {FALLBACK_OPSET}", lambda: onnx.version_converter.convert_version(_folded(model), FALLBACK_OPSET))):
+        try:
+            return (_static_reshapes(convert(variant())).eval(), tuple(torch.zeros(shape) for _, shape in shapes), *names)
+        except Exception as exc:  # noqa: BLE001 - an op or a form onnx2torch does not take
+            failures.append(f"{name}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}")
+    raise ModelError(f"{path}: onnx2torch cannot convert it ({'; '.join(failures)})")
+
+
+def _static_reshapes(module):
+    """onnx2torch's Reshape reads its target shape from a tensor at run time, a data-dependent
+    shape torch.export refuses ("Could not guard on data-dependent expression"). Where that tensor
+    is a weight of the module, the reshape takes it as fixed numbers instead: the same result."""
+    import torch
+    from onnx2torch.node_converters.reshape import OnnxReshape
+
+    class FixedReshape(torch.nn.Module):
+        def __init__(self, shape: tuple[int, ...]) -> None:
+            super().__init__()
+            self.shape = shape
+
+        def forward(self, x):
+            return torch.reshape(x, [x.shape[i] if d == 0 else d for i, d in enumerate(self.shape)])  # ONNX: 0 keeps the dim
+
+    changed = False
+    for node in module.graph.nodes:
+        if node.op != "call_module" or not isinstance(module.get_submodule(node.target), OnnxReshape) or len(node.args) < 2:
+            continue
+        shape = node.args[1]
+        if getattr(shape, "op", None) != "get_attr":
+            continue
+        value = module
+        for part in shape.target.split("."):
+            value = getattr(value, part)
+        parent, _, name = node.target.rpartition(".")
+        setattr(module.get_submodule(parent) if parent else module, name, FixedReshape(tuple(int(d) for d in value.tolist())))
+        node.args = (node.args[0],)
+        changed = True
+    if changed:
+        module.graph.eliminate_dead_code()
+        module.recompile()
+    return module
+
+
+def _weights_constant(model):
+    """Initializers that IR 3 files also list as graph inputs (overridable there) made plain weights."""
+    weights = {i.name for i in model.graph.initializer}
+    graph_inputs = [value for value in model.graph.input if value.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(graph_inputs)
+    model.ir_version = max(model.ir_version, 4)
+    return model
+
+
+def _folded(model):
+    """The graph with its constant subgraphs folded into weights (ONNX Runtime's basic, standard-op
+    optimizations), for files whose weights come from nodes (ConstantOfShape, Constant) where
+    onnx2torch wants initializers; shapes inferred, since onnx2torch reads ranks from them."""
+    import tempfile
+
+    import onnx
+    import onnxruntime
+
+    with tempfile.TemporaryDirectory(prefix="edgeq-onnx-") as scratch:
+        given, folded = Path(scratch) / "given.onnx", Path(scratch) / "folded.onnx"
+        onnx.save(model, str(given))
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(folded)
+        onnxruntime.InferenceSession(str(given), options, providers=["CPUExecutionProvider"])
+        return onnx.shape_inference.infer_shapes(onnx.load(str(folded)))
+
+
+def _key(name: str) -> str:
+    """An ONNX name as a signature key: litert-torch traces keyword inputs, so an identifier
+    ("gpu_0/data_0" becomes gpu_0_data_0)."""
+    import re
+
+    key = re.sub(r"\W", "_", name)
+    return key if key and not key[0].isdigit() else f"_{key}"
+
+
+def to_float_tflite(path: Path, channels_last: bool) -> bytes:
+    """The ONNX model as a float .tflite (onnx2torch, then litert-torch), its signature keyed by
+    the ONNX input and output names (as identifiers); `channels_last`: its 4-D inputs taken as NHWC."""
+    import tempfile
+
+    import litert_torch
+    import torch
+
+    module, args, input_names, output_names = _module(path)
+    inputs, outputs = [_key(name) for name in input_names], [_key(name) for name in output_names]
+
+    class Named(torch.nn.Module):
+        """The module with the ONNX graph's names: inputs by keyword, outputs as a dict."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, **feeds):
+            given = [feeds[n].permute(0, 3, 1, 2) if channels_last and feeds[n].dim() == 4 else feeds[n] for n in inputs]
+            got = self.inner(*given)
+            return dict(zip(outputs, got if isinstance(got, (tuple, list)) else (got,)))
+
+    feeds = {n: a.permute(0, 2, 3, 1) if channels_last and a.dim() == 4 else a for n, a in zip(inputs, args)}
+    with tempfile.TemporaryDirectory(prefix="edgeq-onnx-") as scratch:
+        out = Path(scratch) / "float.tflite"
+        try:
+            litert_torch.convert(Named().eval(), (), feeds).export(str(out))
+        except Exception as exc:  # noqa: BLE001 - the module onnx2torch built does not export
+            raise ModelError(f"{path}: litert-torch cannot export onnx2torch's module ({type(exc).__name__}: "
+                             f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''})") from None
+        return out.read_bytes()
+
+
+def run_onnx(path: Path, samples: list[list[np.ndarray]], channels_last: bool) -> list[list[np.ndarray]]:
+    """ONNX Runtime's outputs for `samples` (each a list of float arrays in the .tflite's layout)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [name for name, _ in input_shapes(_load(path), path)]
+    outputs = []
+    for sample in samples:
+        feeds = {n: np.ascontiguousarray(a.transpose(0, 3, 1, 2) if channels_last and a.ndim == 4 else a)
+                 for n, a in zip(names, sample)}
+        outputs.append([np.asarray(o, np.float32) for o in session.run(None, feeds)])
+    return outputs
+
+
+def versions() -> str:
+    from importlib.metadata import version
+
+    return f"onnx2torch {version('onnx2torch')}, torch {version('torch')}, litert-torch {version('litert-torch')}"

@@ -1,0 +1,1 @@
+"""Judging outputs: the figures (SQNR, agreement), output roles, gates, speed ratios."""

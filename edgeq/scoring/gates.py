@@ -1,0 +1,106 @@
+"""Gates: thresholds on a run's figures, each passed, failed or not applicable.
+
+A gate reads a typed `Figures` record, never a path into a dict. A runner that cannot give a
+figure (a latency-only device has no outputs to score) makes the gates on it "n/a", which does
+not fail the run; a figure that should be there and is not (no labels for a top-1 gate) fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeq.core.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Gate:
+    name: str
+    description: str
+    figure: str  # the Figures field it checks
+    bound: str  # "max" | "min"
+    needs_outputs: bool  # an accuracy gate: not applicable to a latency-only runner
+
+
+GATES = {g.name: g for g in (
+    Gate("max_drop", "top-1 drop (pts)", "top1_drop_pts", "max", True),
+    Gate("min_agreement", "top-1 agreement", "agreement", "min", True),
+    Gate("min_sqnr", "SQNR (dB), worst output", "worst_sqnr_db", "min", True),
+    Gate("min_slice_sqnr", "SQNR (dB), worst slice of any output", "worst_slice_sqnr_db", "min", True),
+    Gate("max_latency_ms", "INT8 p50 latency (ms)", "int8_p50_ms", "max", False),
+    Gate("min_speedup", "speedup (float p50 / INT8 p50)", "speedup", "min", False),
+    Gate("max_regression_pts", "top-1 regression vs baseline (pts)", "regression_pts", "max", True),
+    Gate("max_latency_regression", "INT8 p50 latency growth vs baseline (%)", "latency_regression_pct", "max", False),
+    Gate("max_size_growth", "model size growth vs baseline (%)", "size_growth_pct", "max", False),
+)}
+NO_VALUE = {"top1_drop_pts": "no value to check: no labels, or no classes output",
+            "agreement": "no value to check: no classes output",
+            "worst_slice_sqnr_db": "no value to check: no output axis of 2 to 256 entries to slice"}
+BASELINE_GATES = ("max_regression_pts", "max_latency_regression", "max_size_growth")
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What one runner measured, as the gates see it; None where it was not measured."""
+
+    top1_drop_pts: float | None = None
+    agreement: float | None = None
+    worst_sqnr_db: float | None = None
+    int8_p50_ms: float | None = None
+    speedup: float | None = None  # float p50 / INT8 p50, on the same runner
+    scores_outputs: bool = True  # False for a latency-only runner
+    regression_pts: float | None = None  # against a baseline results file: top-1 points lost
+    latency_regression_pct: float | None = None  # INT8 p50 growth, %
+    size_growth_pct: float | None = None  # model size growth, %
+    worst_slice_sqnr_db: float | None = None  # the worst per-index SQNR along any output axis
+    exact: bool = False  # every output equals float: no SQNR to give, and none needed
+    real_latency: bool = True  # False: emulated, or a software adapter: its timings are not the device's latency
+
+
+LATENCY_FIGURES = ("int8_p50_ms", "speedup", "latency_regression_pct")
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    description: str
+    limit: float
+    value: float | None
+    status: str  # "passed" | "failed" | "n/a"
+    passed: bool | None = None  # None: not applicable
+    note: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+def check_names(limits: dict[str, float]) -> None:
+    unknown = set(limits) - set(GATES)
+    if unknown:
+        raise UsageError(f"unknown gate(s) {sorted(unknown)}; known: {', '.join(GATES)}")
+
+
+def evaluate(limits: dict[str, float], figures: Figures) -> list[GateResult]:
+    results = []
+    for name, limit in limits.items():
+        gate = GATES[name]
+        value = getattr(figures, gate.figure)
+        if gate.needs_outputs and not figures.scores_outputs:
+            results.append(GateResult(name, gate.description, limit, None, "n/a", None,
+                                      "not applicable: this runner measures latency only (no outputs to score)"))
+            continue
+        if gate.figure in LATENCY_FIGURES and not figures.real_latency:
+            results.append(GateResult(name, gate.description, limit, None, "n/a", None,
+                                      "not applicable: this runner's timings are not latency (emulated, or a software adapter)"))
+            continue
+        if value is None and figures.exact and gate.figure in ("worst_sqnr_db", "worst_slice_sqnr_db"):
+            results.append(GateResult(name, gate.description, limit, None, "passed", True, "INT8 equals float exactly: no error"))
+            continue
+        ok = value is not None and (value <= limit if gate.bound == "max" else value >= limit)
+        results.append(GateResult(name, gate.description, limit, value, "passed" if ok else "failed", ok,
+                                  None if value is not None else NO_VALUE.get(gate.figure, "no value to check")))
+    return results
+
+
+def passed(results: list[GateResult]) -> bool:
+    return not any(r.failed for r in results)
