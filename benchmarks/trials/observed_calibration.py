@@ -24,7 +24,8 @@ W.mkdir(parents=True, exist_ok=True)
 from edgeq.conversion.calibration.observed import calibrated_on_xnnpack, observable  # noqa: E402
 from edgeq.conversion.options import ConvertOptions  # noqa: E402
 from edgeq.conversion.calibration.parallel import read_ranges  # noqa: E402
-from edgeq.conversion.quantize import calibrate, quantize  # noqa: E402
+from edgeq.conversion.calibration.calibrate import calibrate  # noqa: E402
+from edgeq.conversion.quantize import quantize  # noqa: E402
 from edgeq.frameworks.sources import load_source  # noqa: E402
 from edgeq.records.manifest import KeepFloat  # noqa: E402
 from edgeq.tflite.model import parse_tflite, same_quantization  # noqa: E402

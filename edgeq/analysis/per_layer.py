@@ -35,7 +35,9 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
                      signature: str = "serving_default", custom_objects: str | None = None,
                      trust_model: bool = False, manifest: Manifest | None = None) -> PerLayer:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
-    from edgeq.conversion.quantize import RangeChooser, calibrate, quantize, resolve_keep_float
+    from edgeq.conversion.calibration.calibrate import calibrate
+    from edgeq.conversion.calibration.choice import RangeChooser
+    from edgeq.conversion.quantize import quantize, resolve_keep_float
     from edgeq.frameworks.sources import KerasCode, load_source
 
     recipe = manifest.recipe if manifest else Recipe(signatures=(signature,), samples=len(debug_samples))

@@ -17,10 +17,10 @@ from edgeq.conversion.calibration.observed import calibrated_on_xnnpack, observa
 from edgeq.conversion.calibration.parallel import ParallelCalibrator
 from edgeq.host.isolation import step
 from edgeq.conversion.options import ConvertOptions
-from edgeq.conversion.quantize import calibrate, keyed, one_step, quantize, resolve_keep_float, tf_type
-from edgeq.conversion.refinement.bias import bias_corrected
-from edgeq.conversion.refinement.rounding import rounded
-from edgeq.conversion.search.budget import Candidate
+from edgeq.conversion.calibration.calibrate import calibrate, keyed
+from edgeq.conversion.quantize import one_step, quantize, resolve_keep_float, tf_type
+from edgeq.conversion.refinement.choice import refined, refined_search
+from edgeq.conversion.search.budget import Candidate, evaluator_for
 from edgeq.frameworks.sources import KerasCode, load_source, stated_scaling
 from edgeq.data.normalization import given_flags, resolve
 from edgeq.data.read_ahead import read_ahead
@@ -28,7 +28,7 @@ from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec
 from edgeq.core.errors import DataError, UsageError
 from edgeq.host.machine import cores
 from edgeq.core.progress import counted
-from edgeq.records.manifest import Calibration, KeepFloat, Latency, Refinement, Search, StepKind
+from edgeq.records.manifest import Calibration, KeepFloat, Latency, Refinement, Search
 from edgeq.records.recipe import Method, Mode
 from edgeq.run.cluster import each
 from edgeq.tflite.model import parse_tflite
@@ -129,70 +129,6 @@ def _calibrated(source, options: ConvertOptions, stream) -> tuple[bytes, int]:
             return workers.calibrate(calibrated, samples), jobs
 
 
-REFINE_SAMPLES = 64  # calibration samples whose float activations give the layers' input means
-HELD_BACK = 16  # --refine auto: of those, the last ones judge instead
-
-
-def _refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data: Path) -> tuple[bytes, Refinement]:
-    """--refine bias|rounding: the refined model. auto: bias and rounding judged, with the model as
-    converted, by worst-output SQNR against the calibrated float graph: on --eval-data when there
-    is a budget, else fitted on all but 16 calibration samples and judged on those 16, the best
-    then carried out on all of them; so the recipe records the method kept and gives the same bytes."""
-    from edgeq.conversion.search.latency import sqnr_scorer
-
-    order = calibrator_order(parse_tflite(model), [p.name for p in specs])
-    samples = [[s[k] for k in order] for s in options.recipe.open(data, list(specs), min(options.recipe.samples, REFINE_SAMPLES))]
-    threads = options.calibration_jobs(cores(), len(model))
-    if options.recipe.refine != "auto":
-        return _refinement(options.recipe.refine, quantized, model, samples, threads)
-    if options.budget is not None:  # judged on --eval-data, as the search judges
-        evaluator = _evaluator(model, specs, options)
-        score = lambda models: [s.worst_sqnr_db for _, s in evaluator.evaluate_all([Candidate(m) for m in models], "refinement candidate")]  # noqa: E731
-        where, fitted = f"the {len(evaluator.samples)} --eval-data samples, each fitted on the calibration samples", samples
-    else:
-        if len(samples) <= HELD_BACK:
-            raise UsageError(f"--refine auto judges on {HELD_BACK} held-back calibration samples and needs more than that; "
-                             f"{len(samples)} given: give more samples or choose --refine bias or rounding")
-        held_back = sqnr_scorer(model, samples[-HELD_BACK:])
-        score = lambda models: [held_back(m)[0] for m in models]  # noqa: E731
-        where, fitted = f"{HELD_BACK} held-back calibration samples, each fitted on the other {len(samples) - HELD_BACK}", samples[:-HELD_BACK]
-    candidates = [(quantized, Refinement("none", 0, 0, 0.0))]
-    candidates += each(options.cluster, "refinement fits", _refinement, ("bias", "rounding"), (quantized, model, fitted, threads))
-    scores = score([m for m, _ in candidates])
-    best = max(range(len(candidates)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
-    method = candidates[best][1].method
-    shown = ", ".join(f"{r.method if r.method != 'none' else 'as converted'} {s if s is not None else 'no figure'} dB"
-                      for (_, r), s in zip(candidates, scores))
-    judged = f"auto: worst-output SQNR against the calibrated float graph on {where}: {shown}; kept {'the model as converted' if method == 'none' else method}"
-    if method == "none":
-        return quantized, replace(candidates[1][1], method="none", judged=judged)
-    kept, record = candidates[best] if fitted is samples else _refinement(method, quantized, model, samples, threads)
-    return kept, replace(record, judged=judged + ("" if fitted is samples else ", fitted again on all"))
-
-
-def _refined_search(search: Search, refinement: Refinement) -> tuple[Search, Refinement | None]:
-    """The search ran with the refined model as its all-INT8 candidate (its first step): say what that decided.
-    The refinement stands when that candidate was chosen; otherwise (None) the chosen model, built
-    without it, is refined after."""
-    first = search.steps[0] if search.steps else None
-    all_int8 = search.met and search.chosen.kind == StepKind.INT8 and not search.chosen.float_layers
-    if refinement.method == "none" or first is None:  # auto kept the model as converted
-        return search, refinement if all_int8 else None
-    if all_int8:
-        note = (f"the refined all-INT8 model met the budget (--refine {refinement.method}, worst output "
-                f"{search.chosen.worst_sqnr_db} dB): no layer is kept in float, which on NPUs and the Edge TPU keeps the graph whole")
-        return replace(search, notes=search.notes + (note,)), refinement
-    note = (f"the refined all-INT8 model (--refine {refinement.method}) reached {first.worst_sqnr_db} dB, short of the "
-            f"budget: the layers kept in float were chosen without refinement, and that model is refined after")
-    return replace(search, notes=search.notes + (note,)), None
-
-
-def _refinement(method: str, quantized: bytes, model: bytes, samples, threads: int) -> tuple[bytes, Refinement]:
-    if method == "rounding":
-        return rounded(quantized, model, samples, threads)
-    return bias_corrected(quantized, model, samples, threads)
-
-
 def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) -> ChildResult:
     """From the calibrated graph on: the range method, the layers kept in float, quantization, the
     accuracy search, the latency check. `source` is None when the calibration came from the cache."""
@@ -211,11 +147,11 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
     if options.budget is not None:
         if options.recipe.refine != "none":  # the search's all-INT8 candidate is the refined model
             with phase("refine"):
-                quantized, refinement = _refined(model, quantized, calibrated.specs, options, data)
+                quantized, refinement = refined(model, quantized, calibrated.specs, options, data)
         with phase("search"):
             quantized, search = _search(model, quantized, calibrated.specs, source, options, keep, data)
         if refinement is not None:
-            search, refinement = _refined_search(search, refinement)
+            search, refinement = refined_search(search, refinement)
         search = replace(search, steps=ranges.steps + search.steps, evaluations=search.evaluations + len(ranges.steps))
         keep = replace(keep, nodes=keep.nodes + tuple(n for n in search.chosen.float_layers if n not in keep.nodes))
     latency = None
@@ -230,7 +166,7 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
             refinement = None
     if options.recipe.refine != "none" and refinement is None:
         with phase("refine"):
-            quantized, refinement = _refined(model, quantized, calibrated.specs, options, data)
+            quantized, refinement = refined(model, quantized, calibrated.specs, options, data)
     record = replace(calibrated.calibration, ranges=ranges.changes, auto=ranges.tries)
     return ChildResult(quantized, calibrated.learned, len(calibrated.model), keep, record, ranges.method, search, latency,
                        calibrated, refinement=refinement)
@@ -307,16 +243,6 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
     return audits, counted("calibrating", stream, total)
 
 
-def _evaluator(calibrated: bytes, specs: tuple[InputSpec, ...], options: ConvertOptions, budget=None):
-    """Scores candidates on --eval-data against the calibrated float graph."""
-    from edgeq.conversion.search.budget import Evaluator
-
-    samples, eval_source = options.eval_samples(list(specs))
-    return Evaluator(calibrated, samples, [s.name for s in specs], eval_source.labels, budget or options.budget,
-                     options.output_roles, len(eval_source.class_names or []) or None, options.feedback,
-                     getattr(eval_source, "starts", set()), options.cluster)
-
-
 def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], source, options: ConvertOptions,
             keep: KeepFloat, data: Path) -> tuple[bytes, Search]:
     """The accuracy-budget search of edgeq.conversion.search.budget over this conversion's calibrated graph;
@@ -333,7 +259,7 @@ def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], s
 
     with_float = lambda nodes: quantize(calibrated, recipe, replace(keep, nodes=keep.nodes + tuple(nodes)))  # noqa: E731
     graph = LayerGraph.of(parse_tflite(calibrated), frozenset(keep.nodes), frozenset(keep.ops))
-    model, record = search(_evaluator(calibrated, specs, options), full_int8, graph, with_float, options.max_float_layers,
+    model, record = search(evaluator_for(calibrated, specs, options), full_int8, graph, with_float, options.max_float_layers,
                            int16x8 if options.allow_int16x8 and source is not None else None)
     record = replace(record, eval_data=str(options.eval_data))
     bound = next((s for s in record.steps if s.phase == "every layer feeding the missed outputs"), None)
@@ -357,7 +283,7 @@ def _latency(calibrated: bytes, quantized: bytes, specs: tuple[InputSpec, ...], 
     if options.optimize != "latency":
         return quantized, latency.against_float(calibrated, quantized, samples[0])
     if options.budget is not None:
-        evaluator = _evaluator(calibrated, specs, options)
+        evaluator = evaluator_for(calibrated, specs, options)
 
         def score(models: list[bytes]) -> list[tuple[float | None, bool | None]]:
             steps = evaluator.evaluate_all([Candidate(m) for m in models], "latency candidate")

@@ -1,65 +1,24 @@
-"""The stage functions of a conversion: calibrate a float model, choose its activation ranges,
-quantize it. A calibrated model goes in, a quantized one comes out; the recipe says how.
-
-Full-integer modes run TensorFlow's own two steps separately: calibrate (the converter with
-`_experimental_calibrate_only`), then quantize (`mlir_quantize`, exactly as the converter calls
-it). Splitting them lets edgeq keep chosen layers in float and audit the model in between.
+"""Quantizing a calibrated model (`mlir_quantize`, exactly as TensorFlow's converter calls it,
+after edgeq.conversion.calibration.calibrate), TensorFlow's one-step paths (int16x8, dynamic,
+float16), and the layers the recipe keeps in float, by name or op type.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any, Callable
 
-from edgeq.host.isolation import step
 from edgeq.core.errors import UsageError
-from edgeq.records.manifest import KeepFloat, RangeChange
-from edgeq.records.recipe import Method, Mode, Recipe
+from edgeq.host.isolation import step
+from edgeq.records.manifest import KeepFloat
+from edgeq.records.recipe import Mode, Recipe
 from edgeq.tflite.model import TfliteModel, parse_tflite
 from edgeq.tflite.summary import FloatOp, float_ops
-from edgeq.core.timing import phase
-
-
-def keyed(source):
-    """Samples (lists in input order) as {input key: array}, which the converter maps by signature;
-    as they are where the converter's model has no signature, or they are keyed already."""
-    if len(source.signatures) > 1 or not source.keyed:
-        return lambda samples: samples
-    names = [s.name for s in source.specs]
-    return lambda samples: (dict(zip(names, sample)) for sample in samples)
 
 
 def tf_type(name: str):
     import tensorflow as tf
 
     return {"int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16, "float32": tf.float32}[name]
-
-
-def calibrate(source, recipe: Recipe, samples: Callable[[], Iterable[Any]], phase_name: str = "convert and calibrate") -> bytes:
-    """The calibrated float model (min/max on every tensor) of `source` on `samples()`, which
-    yields lists of arrays in the order of `source.specs` (or, for several signatures, keyed pairs)."""
-    import tensorflow as tf
-
-    if source.flatbuffer is not None:  # what the converter itself runs after converting: the flatbuffer calibrator
-        from tensorflow.lite.python.optimize.calibrator import Calibrator
-
-        step("calibrating (TensorFlow's flatbuffer calibrator)")
-        with phase(phase_name):
-            return Calibrator(source.flatbuffer).calibrate(lambda: keyed(source)(samples()))
-    with phase("export"):
-        converter = source.make_converter()
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: keyed(source)(samples())
-    step("calibrating (TensorFlow's converter and calibrator)")
-    ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if recipe.mode == Mode.INT8_FALLBACK or recipe.keep_float:
-        ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
-    converter.target_spec.supported_ops = ops
-    converter._experimental_calibrate_only = True  # noqa: SLF001 - see the module docstring
-    with phase(phase_name):
-        return converter.convert()
 
 
 QUANTIZE_ATTEMPTS = 12
@@ -164,45 +123,3 @@ def not_kept(found: list[FloatOp], keep: KeepFloat) -> list[FloatOp]:
                    for n in keep.nodes)
 
     return [op for op in found if op.type not in set(keep.ops) and not any(map(kept, op.outputs))]
-
-
-class RangeChooser:
-    """Activation ranges chosen from histograms of the calibration samples (built once, in `jobs`
-    processes, or taken from the calibration cache), written into the calibrated model by method."""
-
-    def __init__(self, calibrated: bytes, specs: list, recipe: Recipe, data: Path, jobs: int = 1,
-                 counts: dict[int, Any] | None = None) -> None:
-        from edgeq.conversion.calibration.parallel import read_ranges
-        from edgeq.conversion.calibration.methods import histograms_parallel
-        from edgeq.tflite.signatures import calibrator_order
-
-        self.calibrated = calibrated
-        self.parsed = parse_tflite(calibrated)
-        self.minmax = read_ranges(calibrated)
-        self.counts = counts
-        if counts is None or set(counts) != set(self.minmax):
-            order = calibrator_order(self.parsed, [s.name for s in specs])
-            samples = [[sample[k] for k in order] for sample in
-                       recipe.open(data, specs)]
-            step("building activation histograms")
-            self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
-
-    def ranges(self, method) -> dict[int, tuple[float, float]]:
-        from edgeq.conversion.calibration.methods import chosen_ranges
-
-        return chosen_ranges(self.parsed, method, self.counts, self.minmax)
-
-    def with_method(self, method: Method) -> tuple[bytes, tuple[RangeChange, ...]]:
-        return self.write(self.ranges(method))
-
-    def write(self, chosen: dict[int, tuple[float, float]]) -> tuple[bytes, tuple[RangeChange, ...]]:
-        """The calibrated model with the `chosen` ranges, and those that differ from min/max."""
-        from edgeq.conversion.calibration.parallel import write_ranges
-        from edgeq.conversion.calibration.methods import clipped_fraction
-
-        minmax, counts, tensors = self.minmax, self.counts, self.parsed.tensors
-        changed = [i for i in chosen if chosen[i] != minmax[i]]
-        changes = tuple(RangeChange(tensors[i].name, tuple(minmax[i]), tuple(chosen[i]),
-                                    round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
-                                    clipped_fraction(counts[i], *minmax[i], chosen[i])) for i in changed)
-        return write_ranges(self.calibrated, chosen), changes

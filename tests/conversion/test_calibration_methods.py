@@ -80,7 +80,7 @@ def test_auto_search_stops_at_the_method_that_meets_the_budget(outlier_runs, cnn
 
 def test_parallel_histograms_equal_serial_ones(outlier_keras, digits_calib, tmp_path):
     from edgeq.conversion.calibration.parallel import read_ranges
-    from edgeq.conversion.quantize import calibrate
+    from edgeq.conversion.calibration.calibrate import calibrate
     from edgeq.conversion.calibration.methods import histograms, histograms_parallel
     from edgeq.frameworks.sources import load_source
     from edgeq.data.samples import open_samples

@@ -99,7 +99,7 @@ def _graph(built: Path):
 def _calibrated(built: Path, cache: dict = {}):  # noqa: B006 - one calibration per test session
     if "audio" not in cache:
         from edgeq.conversion.options import ConvertOptions
-        from edgeq.conversion.quantize import calibrate
+        from edgeq.conversion.calibration.calibrate import calibrate
         from edgeq.frameworks.sources import KerasCode, load_source
         from edgeq.tflite.model import parse_tflite
 

@@ -12,17 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgeq.conversion.calibration.calibrated import Calibrated
-from edgeq.conversion.quantize import RangeChooser, quantize
 from edgeq.conversion.calibration.methods import AUTO_ORDER
-from edgeq.conversion.search.budget import Candidate, Evaluator, leximin, output_quality
+from edgeq.conversion.quantize import quantize
+from edgeq.host.isolation import step
+from edgeq.conversion.search.budget import Candidate, evaluator_for, leximin, output_quality
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import KeepFloat, MethodTry, RangeChange, SearchStep
-from edgeq.records.recipe import Method
+from edgeq.records.recipe import Method, Recipe
 from edgeq.tflite.graph import tensor_outputs
+from edgeq.tflite.model import parse_tflite
 
 
 @dataclass(frozen=True)
@@ -50,18 +53,15 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
         model, changes = chooser.with_method(recipe.calibration)
         return ChosenRanges(model, None, changes, histograms=chooser.counts)
     budget = options.budget or Budget(min_sqnr=float("inf"))  # no budget: the best worst-output SQNR wins
-    samples, eval_source = options.eval_samples(list(calibrated.specs))
-    evaluator = Evaluator(calibrated.model, samples, [s.name for s in calibrated.specs], eval_source.labels, budget,
-                          options.output_roles, len(eval_source.class_names or []) or None, options.feedback,
-                          getattr(eval_source, "starts", set()), options.cluster)
+    evaluator = evaluator_for(calibrated.model, calibrated.specs, options, budget)
     tried: list[tuple[SearchStep, bytes, tuple[RangeChange, ...], str]] = []
 
     def attempt(group: list[tuple[tuple[bytes, tuple[RangeChange, ...]], str]]) -> bool:
         """The methods of `group` in turn, up to the first that meets the budget (all of them at once on a cluster)."""
         candidates = [Candidate(partial(quantize, model, recipe, keep), method=name) for (model, _), name in group]
-        for ((model, changes), name), (_, step) in zip(group, evaluator.evaluate_all(candidates, "calibration method")):
-            tried.append((step, model, changes, name))
-            if step.meets and options.budget is not None:
+        for ((model, changes), name), (_, judged) in zip(group, evaluator.evaluate_all(candidates, "calibration method")):
+            tried.append((judged, model, changes, name))
+            if judged.meets and options.budget is not None:
                 return True
         return False
 
@@ -107,3 +107,45 @@ def _by_output_path(chooser: RangeChooser, methods: list[Method], steps: list[Se
             chosen[tensor] = ranges[picks.pop()][tensor]
     label = ", ".join(f"{name}: {methods[i]}" for name, i in best_for.items()) + f"; shared tensors: {methods[shared]}"
     return chooser.write(chosen), f"{BY_OUTPUT_PATH} ({label})"
+
+
+class RangeChooser:
+    """Activation ranges chosen from histograms of the calibration samples (built once, in `jobs`
+    processes, or taken from the calibration cache), written into the calibrated model by method."""
+
+    def __init__(self, calibrated: bytes, specs: list, recipe: Recipe, data: Path, jobs: int = 1,
+                 counts: dict[int, Any] | None = None) -> None:
+        from edgeq.conversion.calibration.parallel import read_ranges
+        from edgeq.conversion.calibration.methods import histograms_parallel
+        from edgeq.tflite.signatures import calibrator_order
+
+        self.calibrated = calibrated
+        self.parsed = parse_tflite(calibrated)
+        self.minmax = read_ranges(calibrated)
+        self.counts = counts
+        if counts is None or set(counts) != set(self.minmax):
+            order = calibrator_order(self.parsed, [s.name for s in specs])
+            samples = [[sample[k] for k in order] for sample in
+                       recipe.open(data, specs)]
+            step("building activation histograms")
+            self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
+
+    def ranges(self, method) -> dict[int, tuple[float, float]]:
+        from edgeq.conversion.calibration.methods import chosen_ranges
+
+        return chosen_ranges(self.parsed, method, self.counts, self.minmax)
+
+    def with_method(self, method: Method) -> tuple[bytes, tuple[RangeChange, ...]]:
+        return self.write(self.ranges(method))
+
+    def write(self, chosen: dict[int, tuple[float, float]]) -> tuple[bytes, tuple[RangeChange, ...]]:
+        """The calibrated model with the `chosen` ranges, and those that differ from min/max."""
+        from edgeq.conversion.calibration.parallel import write_ranges
+        from edgeq.conversion.calibration.methods import clipped_fraction
+
+        minmax, counts, tensors = self.minmax, self.counts, self.parsed.tensors
+        changed = [i for i in chosen if chosen[i] != minmax[i]]
+        changes = tuple(RangeChange(tensors[i].name, tuple(minmax[i]), tuple(chosen[i]),
+                                    round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
+                                    clipped_fraction(counts[i], *minmax[i], chosen[i])) for i in changed)
+        return write_ranges(self.calibrated, chosen), changes

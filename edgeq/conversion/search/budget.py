@@ -181,6 +181,15 @@ def candidate_outputs(build: bytes | Callable[[], bytes], samples: list[list[np.
     return model, outputs, time.perf_counter() - start
 
 
+def evaluator_for(calibrated: bytes, specs, options, budget: Budget | None = None) -> Evaluator:
+    """An Evaluator of a conversion's candidates (`options`: its ConvertOptions) on its --eval-data
+    against the calibrated float graph, judged by `budget` (default: the options')."""
+    samples, eval_source = options.eval_samples(list(specs))
+    return Evaluator(calibrated, samples, [s.name for s in specs], eval_source.labels, budget or options.budget,
+                     options.output_roles, len(eval_source.class_names or []) or None, options.feedback,
+                     getattr(eval_source, "starts", set()), options.cluster)
+
+
 INT16X8_NOTE = "16-bit activations (int16x8) run on LiteRT's built-in kernels only: not on XNNPACK, the Edge TPU or NNAPI"
 
 

@@ -1,0 +1,85 @@
+"""Refinement after quantization (--refine): which refiner runs, and `auto`'s choice among them
+and the model as converted. The refiners are a registry: a method is a key of REFINERS, and the
+recipe's names (edgeq.records.recipe.REFINEMENTS) are "none", these keys and "auto"."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from edgeq.conversion.options import ConvertOptions
+from edgeq.conversion.refinement.bias import bias_corrected
+from edgeq.conversion.refinement.rounding import rounded
+from edgeq.conversion.search.budget import Candidate, evaluator_for
+from edgeq.core.errors import UsageError
+from edgeq.host.machine import cores
+from edgeq.records.manifest import Refinement, Search, StepKind
+from edgeq.run.cluster import each
+from edgeq.tflite.model import parse_tflite
+from edgeq.tflite.signatures import calibrator_order
+
+# method -> refiner(quantized, float model, samples, threads) -> (refined bytes, record)
+REFINERS: dict[str, Callable[[bytes, bytes, list, int], tuple[bytes, Refinement]]] = {"bias": bias_corrected, "rounding": rounded}
+
+REFINE_SAMPLES = 64  # calibration samples whose float activations give the layers' input means
+HELD_BACK = 16  # --refine auto: of those, the last ones judge instead
+
+
+def refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data: Path) -> tuple[bytes, Refinement]:
+    """--refine bias|rounding: the refined model. auto: bias and rounding judged, with the model as
+    converted, by worst-output SQNR against the calibrated float graph: on --eval-data when there
+    is a budget, else fitted on all but 16 calibration samples and judged on those 16, the best
+    then carried out on all of them; so the recipe records the method kept and gives the same bytes."""
+    from edgeq.conversion.search.latency import sqnr_scorer
+
+    order = calibrator_order(parse_tflite(model), [p.name for p in specs])
+    samples = [[s[k] for k in order] for s in options.recipe.open(data, list(specs), min(options.recipe.samples, REFINE_SAMPLES))]
+    threads = options.calibration_jobs(cores(), len(model))
+    if options.recipe.refine != "auto":
+        return refinement(options.recipe.refine, quantized, model, samples, threads)
+    if options.budget is not None:  # judged on --eval-data, as the search judges
+        evaluator = evaluator_for(model, specs, options)
+        score = lambda models: [s.worst_sqnr_db for _, s in evaluator.evaluate_all([Candidate(m) for m in models], "refinement candidate")]  # noqa: E731
+        where, fitted = f"the {len(evaluator.samples)} --eval-data samples, each fitted on the calibration samples", samples
+    else:
+        if len(samples) <= HELD_BACK:
+            raise UsageError(f"--refine auto judges on {HELD_BACK} held-back calibration samples and needs more than that; "
+                             f"{len(samples)} given: give more samples or choose --refine bias or rounding")
+        held_back = sqnr_scorer(model, samples[-HELD_BACK:])
+        score = lambda models: [held_back(m)[0] for m in models]  # noqa: E731
+        where, fitted = f"{HELD_BACK} held-back calibration samples, each fitted on the other {len(samples) - HELD_BACK}", samples[:-HELD_BACK]
+    candidates = [(quantized, Refinement("none", 0, 0, 0.0))]
+    candidates += each(options.cluster, "refinement fits", refinement, tuple(REFINERS), (quantized, model, fitted, threads))
+    scores = score([m for m, _ in candidates])
+    best = max(range(len(candidates)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
+    method = candidates[best][1].method
+    shown = ", ".join(f"{r.method if r.method != 'none' else 'as converted'} {s if s is not None else 'no figure'} dB"
+                      for (_, r), s in zip(candidates, scores))
+    judged = f"auto: worst-output SQNR against the calibrated float graph on {where}: {shown}; kept {'the model as converted' if method == 'none' else method}"
+    if method == "none":
+        return quantized, replace(candidates[1][1], method="none", judged=judged)
+    kept, record = candidates[best] if fitted is samples else refinement(method, quantized, model, samples, threads)
+    return kept, replace(record, judged=judged + ("" if fitted is samples else ", fitted again on all"))
+
+
+def refined_search(search: Search, refinement: Refinement) -> tuple[Search, Refinement | None]:
+    """The search ran with the refined model as its all-INT8 candidate (its first step): say what that decided.
+    The refinement stands when that candidate was chosen; otherwise (None) the chosen model, built
+    without it, is refined after."""
+    first = search.steps[0] if search.steps else None
+    all_int8 = search.met and search.chosen.kind == StepKind.INT8 and not search.chosen.float_layers
+    if refinement.method == "none" or first is None:  # auto kept the model as converted
+        return search, refinement if all_int8 else None
+    if all_int8:
+        note = (f"the refined all-INT8 model met the budget (--refine {refinement.method}, worst output "
+                f"{search.chosen.worst_sqnr_db} dB): no layer is kept in float, which on NPUs and the Edge TPU keeps the graph whole")
+        return replace(search, notes=search.notes + (note,)), refinement
+    note = (f"the refined all-INT8 model (--refine {refinement.method}) reached {first.worst_sqnr_db} dB, short of the "
+            f"budget: the layers kept in float were chosen without refinement, and that model is refined after")
+    return replace(search, notes=search.notes + (note,)), None
+
+
+def refinement(method: str, quantized: bytes, model: bytes, samples, threads: int) -> tuple[bytes, Refinement]:
+    """`quantized` refined by `method` (a key of REFINERS), fitted on `samples` against the float `model`."""
+    return REFINERS[method](quantized, model, samples, threads)
