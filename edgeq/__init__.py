@@ -6,25 +6,28 @@ pulls in TensorFlow.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from edgeq.core.version import __version__
 
 if TYPE_CHECKING:  # the types only: importing edgeq.api here would load it on `import edgeq`
-    from edgeq.api import Converted, Validated
     from pathlib import Path
 
+    from edgeq.api import Converted, Validated
+    from edgeq.conversion.options import ConvertOptions, ConvertSettings
     from edgeq.tflite.summary import ModelSummary
+    from edgeq.validation.options import ValidateOptions, ValidateSettings
 
 __all__ = ["__version__", "convert", "inspect_model", "validate"]
 
 
-def convert(source: Any, data: Any = None, output: Any = None, **options: Any) -> Converted:
-    """Quantize a model (path, keras.Model, tf.Module, concrete function) on data (path, array,
-    dict of arrays, iterable of samples); returns edgeq.api.Converted. See edgeq.api."""
+def convert(source: Any, data: Any = None, output: str | Path | None = None, options: ConvertOptions | None = None, *,
+            force: bool = False, sample_inputs: Any = None, **settings: Unpack[ConvertSettings]) -> Converted:
+    """Quantize a model (path, keras.Model, tf.Module, concrete function, nn.Module) on data (path,
+    array, dict of arrays, iterable of samples); returns edgeq.api.Converted. See edgeq.api."""
     from edgeq.api import convert as _convert
 
-    return _convert(source, data, output, **options)
+    return _convert(source, data, output, options, force=force, sample_inputs=sample_inputs, **settings)
 
 
 def inspect_model(path: str | Path) -> ModelSummary:
@@ -34,8 +37,9 @@ def inspect_model(path: str | Path) -> ModelSummary:
     return _inspect(path)
 
 
-def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated:
+def validate(model: Any, reference: Any, data: Any, options: ValidateOptions | None = None, *, sample_inputs: Any = None,
+             **settings: Unpack[ValidateSettings]) -> Validated:
     """Compare an INT8 model (path or bytes) with its float reference; returns edgeq.api.Validated."""
     from edgeq.api import validate as _validate
 
-    return _validate(model, reference, data, **options)
+    return _validate(model, reference, data, options, sample_inputs=sample_inputs, **settings)

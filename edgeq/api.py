@@ -16,13 +16,17 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 
 from edgeq.core.errors import DataError, UsageError
 from edgeq.records.manifest import Manifest
 from edgeq.validation.results import ValidationResult
+
+if TYPE_CHECKING:
+    from edgeq.conversion.options import ConvertOptions, ConvertSettings
+    from edgeq.validation.options import ValidateOptions, ValidateSettings
 
 
 @dataclass(frozen=True)
@@ -45,38 +49,44 @@ class Validated:
     results: ValidationResult = field(repr=False)  # everything; .to_json() is the results JSON `edgeq report` reads
 
 
-def convert(source: Any, data: Any = None, output: str | Path | None = None, **options: Any) -> Converted:
-    """Quantize `source` (path, keras.Model, tf.Module, concrete function) calibrated on `data`
-    (path, array, dict of arrays, or iterable of samples). `options` are those of edgeq convert."""
+def convert(source: Any, data: Any = None, output: str | Path | None = None, options: ConvertOptions | None = None, *,
+            force: bool = False, sample_inputs: Any = None, **settings: Unpack[ConvertSettings]) -> Converted:
+    """Quantize `source` (path, keras.Model, tf.Module, concrete function, PyTorch nn.Module with
+    `sample_inputs`) calibrated on `data` (path, array, dict of arrays, or iterable of samples).
+    The settings are edgeq convert's, as `options` or as keywords (mode="int8", min_sqnr=30, ...)."""
     from edgeq.conversion.converter import convert as convert_and_save
     from edgeq.conversion.converter import quantize_model
+    from edgeq.conversion.options import ConvertOptions
 
-    force = bool(options.pop("force", False))
-    sample_inputs = options.pop("sample_inputs", None)
+    if options is not None and settings:
+        raise UsageError(f"give the settings as options= or as keywords ({next(iter(settings))}=...), not both")
+    options = options or ConvertOptions.of(**settings)
     with tempfile.TemporaryDirectory(prefix="edgeq-api-") as scratch:
         folder = Path(scratch)
         source_path, data_path = _as_path(source, folder, sample_inputs), _data_path(data, folder)
         if output is not None:
-            saved = convert_and_save(source_path, output, data_path, force=force, **options)
+            saved = convert_and_save(source_path, output, data_path, options, force=force)
             return Converted(saved.output.read_bytes(), saved.manifest, list(saved.warnings), saved.output, saved.budget_met)
-        result = quantize_model(source_path, data_path, **options)
+        result = quantize_model(source_path, data_path, options)
         return Converted(result.model, result.manifest, list(result.manifest.warnings), None, result.budget_met)
 
 
-def validate(model: Any, reference: Any, data: Any, **options: Any) -> Validated:
-    """Compare `model` (path or .tflite bytes) with `reference` on `data`; `options` are those of
-    edgeq validate (gates as max_drop=..., min_sqnr=...)."""
-    from edgeq.scoring.gates import GATES
+def validate(model: Any, reference: Any, data: Any, options: ValidateOptions | None = None, *, sample_inputs: Any = None,
+             **settings: Unpack[ValidateSettings]) -> Validated:
+    """Compare `model` (path or .tflite bytes) with `reference` on `data`. The settings are edgeq
+    validate's, as `options` or as keywords (runs=20, min_sqnr=30, ...)."""
     from edgeq.validation.compare import validate as run
+    from edgeq.validation.options import ValidateOptions
 
-    gates = {k: options.pop(k) for k in list(options) if k in GATES}
-    sample_inputs = options.pop("sample_inputs", None)
+    if options is not None and settings:
+        raise UsageError(f"give the settings as options= or as keywords ({next(iter(settings))}=...), not both")
+    options = options or ValidateOptions.of(**settings)
     with tempfile.TemporaryDirectory(prefix="edgeq-api-") as scratch:
         folder = Path(scratch)
         if isinstance(model, (bytes, bytearray)):
             (folder / "model.tflite").write_bytes(model)
             model = folder / "model.tflite"
-        results = run(model, _as_path(reference, folder, sample_inputs), _data_path(data, folder), gates=gates, **options)
+        results = run(model, _as_path(reference, folder, sample_inputs), _data_path(data, folder), options)
     return Validated(results.passed, results.worst_sqnr_db, results.accuracy.agreement, results.accuracy.top1_drop_pts,
                      results.latency.speedup, list(results.warnings), results)
 

@@ -181,7 +181,7 @@ def cnn_h5(cnn_keras, models_dir) -> Path:
 @pytest.fixture(scope="session")
 def cnn_int8(cnn_keras, digits_calib, tmp_path_factory):
     """The CNN converted once with defaults (strict int8, int8 I/O) from the PNG folder."""
-    from edgeq.conversion.converter import convert
+    from helpers import convert
 
     out = tmp_path_factory.mktemp("cnn_int8") / "cnn_int8.tflite"
     return convert(cnn_keras, out, digits_calib, samples=64)
@@ -193,7 +193,7 @@ def trained(tmp_path_factory, digits_calib):
     sys.path.insert(0, str(ROOT / "demo"))
     from train_digits import train
 
-    from edgeq.conversion.converter import convert
+    from helpers import convert
 
     folder = tmp_path_factory.mktemp("trained")
     keras_path = folder / "digits.keras"

@@ -114,3 +114,20 @@ class ContractAdb:
         self.files[flags["output_filepath"]] = b"".join(interpreter.get_tensor(d["index"]).tobytes()
                                                         for d in interpreter.get_output_details())
         return self.timing.encode()
+
+
+def convert(model, output, data=None, *, quiet_native: bool = True, isolated: bool = True, force: bool = False, about=None,
+            **settings):
+    """edgeq.conversion.converter.convert with the settings as the API's keywords (samples=16, mode=...)."""
+    from edgeq.conversion.converter import convert as run
+    from edgeq.conversion.options import ConvertOptions
+
+    return run(model, output, data, ConvertOptions.of(**settings), quiet_native, isolated, force, about)
+
+
+def validate(model, reference, data, **settings):
+    """edgeq.validation.compare.validate with the settings as the API's keywords (runs=3, min_sqnr=...)."""
+    from edgeq.validation.compare import validate as run
+    from edgeq.validation.options import ValidateOptions
+
+    return run(model, reference, data, ValidateOptions.of(**settings))

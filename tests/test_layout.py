@@ -361,3 +361,102 @@ def test_tests_are_laid_out_like_the_package():
     assert root == {"test_readme.py", "test_layout.py", "test_fuzz.py", "test_workflow.py"}
     folders = {p.name for p in (ROOT / "tests").iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
     assert folders <= set(STAGES) | {"core"} and {"run", "conversion", "validation", "core"} <= folders
+
+
+# -- options typed from flag to pipeline ---------------------------------------------------------
+
+ENTRY_POINTS = ("__init__.py", "api.py", "cli", "conversion/converter.py", "conversion/options.py", "validation/compare.py",
+                "validation/options.py")
+
+
+def untyped_keywords(package: Path = PACKAGE) -> list[str]:
+    """Functions of the API, the CLI and the pipeline's entry points that take `**name` other than
+    `**name: Unpack[SomeTypedDict]` (keywords a type checker checks one by one) or a decorator's
+    `**kwargs: P.kwargs` (a ParamSpec: the wrapped function's own parameters)."""
+    found = []
+    for entry in ENTRY_POINTS:
+        for path in sorted([package / entry] if entry.endswith(".py") else (package / entry).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.args.kwarg is not None:
+                    note = node.args.kwarg.annotation
+                    typed = (isinstance(note, ast.Subscript) and isinstance(note.value, ast.Name) and note.value.id == "Unpack"
+                             or isinstance(note, ast.Attribute) and note.attr == "kwargs")
+                    if not typed:
+                        found.append(f"{path.relative_to(package.parent)}::{node.name} takes **{node.args.kwarg.arg}")
+    return found
+
+
+def test_no_entry_point_takes_untyped_keywords(tmp_path):
+    assert not untyped_keywords()
+    copy = tmp_path / "edgeq"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "api.py").write_text((copy / "api.py").read_text() + "\n\ndef planted(**values: Any) -> None:\n    pass\n")
+    assert untyped_keywords(copy) == ["edgeq/api.py::planted takes **values"]
+
+
+def group_fields() -> dict[str, object]:
+    """Every setting of the option groups and its default (the groups own them)."""
+    from edgeq.conversion.options import ConvertOptions
+    from edgeq.data.samples import Preprocessing
+    from edgeq.records.recipe import Recipe
+    from edgeq.scoring.gates import Gates
+    from edgeq.validation.options import ValidateOptions
+
+    found: dict[str, object] = {}
+    for group in (Recipe, Preprocessing, Gates, ConvertOptions, ValidateOptions):
+        for f in dataclasses.fields(group):
+            if f.default is not dataclasses.MISSING:
+                found.setdefault(f.name, f.default)
+    return found
+
+
+NOT_GIVEN = (None, False, (), [])
+
+
+def literal_defaults(package: Path = PACKAGE) -> list[str]:
+    """CLI options of a group's setting whose default is written in the CLI (a literal other than
+    "not given"), instead of taken from the group."""
+    settings, found = group_fields(), []
+    for path in sorted((package / "cli").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            for arg, default in zip(node.args.args[len(node.args.args) - len(node.args.defaults):], node.args.defaults):
+                if not (isinstance(default, ast.Call) and getattr(default.func, "attr", "") in ("Option", "Argument") and default.args):
+                    continue
+                first = default.args[0]
+                if arg.arg in settings and isinstance(first, (ast.Constant, ast.List, ast.Tuple)) and \
+                        ast.literal_eval(first) not in NOT_GIVEN:
+                    found.append(f"{path.name}::{node.name} --{arg.arg.replace('_', '-')} defaults to {ast.literal_eval(first)!r} in the CLI")
+    return found
+
+
+def test_each_setting_has_its_default_in_one_place(tmp_path):
+    """A setting's default is its group's field default; the CLI says "not given" or takes the
+    group's, and what it shows as the default is the group's."""
+    from edgeq.cli import app
+    import typer.main
+
+    assert not literal_defaults()
+    settings = group_fields()
+    shown = []
+    for name in ("convert", "validate"):
+        command = typer.main.get_command(app).commands[name]
+        for param in command.params:
+            default = settings.get(param.name)
+            if param.name in settings and param.default not in NOT_GIVEN and str(param.default) != str(default):
+                shown.append(f"{name} --{param.name}: {param.default!r} against {settings[param.name]!r}")
+    assert not shown
+    copy = tmp_path / "edgeq"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    cli = copy / "cli" / "validate.py"
+    cli.write_text(cli.read_text().replace("typer.Option(DEFAULTS.runs,", "typer.Option(100,"))
+    assert literal_defaults(copy) == ["validate.py::validate --runs defaults to 100 in the CLI"]
+
+
+def test_the_registries_name_what_the_records_accept():
+    """Refiners: the recipe's names are "none", the registry's keys and "auto"; targets: one tuple."""
+    from edgeq.conversion.refinement.choice import REFINERS
+    from edgeq.records.recipe import REFINEMENTS
+
+    assert REFINEMENTS == ("none", *REFINERS, "auto")

@@ -50,8 +50,8 @@ def test_the_demo_figures_the_readme_quotes_are_what_the_demo_gives(digits_calib
     sys.path.insert(0, str(ROOT / "demo"))
     from train_digits import train
 
-    from edgeq.conversion.converter import convert
-    from edgeq.validation.compare import validate
+    from helpers import convert
+    from helpers import validate
 
     text = " ".join((ROOT / "README.md").read_text().split())
     quoted = re.search(r"On the demo \(`make demo`.*?float top-1 ([\d.]+), INT8 top-1 ([\d.]+) on the (\d+) held-out digits "

@@ -6,7 +6,8 @@ import contextlib
 import logging
 import os
 import sys
-from typing import Optional
+from collections.abc import Callable
+from typing import Optional, ParamSpec
 
 import typer
 
@@ -57,21 +58,25 @@ def configure(verbose: bool, quiet: bool) -> None:
     state.update(verbose=verbose, quiet=quiet)
 
 
-def command(target=None, name: str | None = None):
+P = ParamSpec("P")
+
+
+def command(target: typer.Typer | None = None, name: str | None = None) -> Callable[[Callable[P, None]], Callable[P, None]]:
     """`app.command()` that also takes -v/-q after the command name."""
     import functools
     import inspect
 
-    def register(fn):
+    def register(fn: Callable[P, None]) -> Callable[P, None]:
         @functools.wraps(fn)
-        def wrapper(*args, verbose: bool = False, quiet: bool = False, **kwargs):
+        def wrapper(*args: P.args, verbose: bool = False, quiet: bool = False, **kwargs: P.kwargs) -> None:
             configure(verbose, quiet)
             return fn(*args, **kwargs)
 
         signature = inspect.signature(fn)
         extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation="bool")
                  for n, d in (("verbose", VERBOSE), ("quiet", QUIET))]
-        wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
+        # Typer reads the signature: the command's parameters and -v/-q
+        wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
         wrapper.__annotations__ = {**fn.__annotations__, "verbose": "bool", "quiet": "bool"}
         return (target or app).command(name)(wrapper)
 

@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from click.core import ParameterSource
 
 from edgeq.cli.common import command, fail, floats, log, progress_bar, say, state
 from edgeq.core.errors import EdgeqError
 from edgeq.core.escape import terminal
+from edgeq.records.recipe import Recipe
+
+RECIPE = Recipe()  # the defaults of the recipe's settings: their one owner
 
 
 def slower_hint(latency, served: bool = False) -> str | None:
@@ -39,20 +41,20 @@ def convert(
     model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file, SavedModel folder, float .tflite, PyTorch torch.export program (.pt2) or ONNX model (.onnx)."),
     output: Path = typer.Option(..., "--output", "-o", show_envvar=False, show_default=False, help="The .tflite to write (a .edgeq.json manifest goes beside it)."),
     data: Optional[Path] = typer.Option(None, "--data", "-d", show_default=False, help="Calibration samples: image folder, .npy or .npz."),
-    mode: str = typer.Option("int8", help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16."),
+    mode: str = typer.Option(RECIPE.mode.value, help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16."),
     io: Optional[str] = typer.Option(None, "--io", show_default="int8 (int16 for int16x8)", help="Input/output type: int8 | uint8 | float32 (int16 for int16x8)."),
     per_tensor: bool = typer.Option(False, "--per-tensor", metavar="", help="Per-tensor instead of per-channel weight scales."),
     keep_float: list[str] = typer.Option([], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable)."),
-    samples: int = typer.Option(200, help="Calibration samples to use."),
-    seed: int = typer.Option(0, help="Seed of the sample shuffle."),
+    samples: Optional[int] = typer.Option(None, show_default=str(RECIPE.samples), help="Calibration samples to use."),
+    seed: int = typer.Option(RECIPE.seed, help="Seed of the sample shuffle."),
     target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable)."),
     eval_data: Optional[Path] = typer.Option(None, "--eval-data", show_default=False, help="Held-out samples: search the fewest layers to keep in float that meet the budget below."),
     max_drop: Optional[float] = typer.Option(None, show_default=False, help="Budget: top-1 drop at most PTS points (needs labels)."),
     min_agreement: Optional[float] = typer.Option(None, show_default=False, help="Budget: INT8/float top-1 agreement at least FRAC."),
     min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Budget: worst output SQNR at least DB."),
     max_float_layers: Optional[int] = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
-    calibration: str = typer.Option("minmax", "--calibration", help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data)."),
-    refine: str = typer.Option("none", "--refine", help="none | bias: take each layer's weight-rounding shift out of its int32 bias (measured on the calibration samples) | rounding: round each int8 weight up or down to fit the float layer's output, refitting the bias | auto: keep the best of these and the model as converted on held-back samples."),
+    calibration: str = typer.Option(str(RECIPE.calibration), "--calibration", help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data)."),
+    refine: str = typer.Option(RECIPE.refine, "--refine", help="none | bias: take each layer's weight-rounding shift out of its int32 bias (measured on the calibration samples) | rounding: round each int8 weight up or down to fit the float layer's output, refitting the bias | auto: keep the best of these and the model as converted on held-back samples."),
     feedback: list[str] = typer.Option([], "--feedback", show_default=False, help="OUT=IN: a stateful model; the budget judges --eval-data streamed in order, each model feeding its own OUT back as the next step's IN (repeatable)."),
     output_role: list[str] = typer.Option([], "--output-role", show_default=False, help="KEY=classes|sequence|ctc:BLANK|score|values: what an output is, for the budget (e.g. a logits output without SOFTMAX is classes); repeatable."),
     optimize: Optional[str] = typer.Option(None, "--optimize", show_default=False, help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower (within the budget)."),
@@ -61,12 +63,12 @@ def convert(
     cluster: Optional[str] = typer.Option(None, "--cluster", show_default=False, help="Build and judge the candidates of the search, --calibration auto, --refine auto and --optimize latency on a Ray cluster: local (a runtime for this run) or what ray.init takes (127.0.0.1:6379, ray://host:10001, auto); the bytes equal a local run's. Needs pip install 'edgeq[ray]'."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration threads (XNNPACK; processes for TensorFlow's calibrator and histograms); the result equals --jobs 1.", show_default="CPU cores; 1 for a graph under 1 MiB"),
     color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
-    resize: str = typer.Option("stretch", help="stretch | crop | pad."),
+    resize: str = typer.Option(RECIPE.preprocessing.resize, help="stretch | crop | pad."),
     value_range: Optional[str] = typer.Option(None, "--range", show_default="what the model states, else 0,1", help="Pixel range fed to the model: 0,1 | -1,1 | 0,255."),
     mean: Optional[str] = typer.Option(None, show_default=False, help="Per-channel mean subtracted from 0..255 pixels, e.g. 123.7,116.3,103.5."),
     std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std dividing after --mean."),
     layout: Optional[str] = typer.Option(None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."),
-    signature: list[str] = typer.Option([], "--signature", help="SavedModel signature to convert (repeatable; 'all' for every one) [default: serving_default]."),
+    signature: list[str] = typer.Option([], "--signature", help=f"SavedModel signature to convert (repeatable; 'all' for every one) [default: {', '.join(RECIPE.signatures)}]."),
     channels_last: bool = typer.Option(False, "--channels-last", metavar="", help="A PyTorch (.pt2) or ONNX source's 4-D inputs as NHWC (litert-torch's to_channel_last_io)."),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
     custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining the Keras model's custom classes (imported: it is your code)."),
@@ -86,19 +88,23 @@ def convert(
     """Convert a float model (.keras/.h5, SavedModel, float .tflite, PyTorch .pt2 or ONNX) to a quantized .tflite, calibrated on real samples."""
     from edgeq.conversion.converter import convert as run_convert
     from edgeq.conversion.options import ConvertOptions
+    from edgeq.data.samples import Preprocessing
+    from edgeq.records.budget import Budget
+    from edgeq.scoring.roles import parse_feedback, parse_roles
     from edgeq.tflite.metadata import Description, read_labels
 
     try:
-        options = ConvertOptions.of(
-            mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), seed=seed,
-            samples=samples if ctx.get_parameter_source("samples") != ParameterSource.DEFAULT else None, jobs=jobs, cluster=cluster,
-            targets=tuple(target),
-            eval_data=str(eval_data) if eval_data else None, max_float_layers=max_float_layers, allow_int16x8=allow_int16x8,
-            max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr,
-            color=color, resize=resize, value_range=value_range, mean=floats(mean, "--mean"), std=floats(std, "--std"), layout=layout,
-            signatures=tuple(signature) or ("serving_default",), input_shapes=tuple(input_shape),
-            custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, calibration=calibration,
-            channels_last=channels_last, optimize=optimize, device=device, cache=not no_cache, output_role=output_role, refine=refine, feedback=tuple(feedback),
+        preprocessing = Preprocessing(color=color, resize=resize, value_range=value_range, mean=floats(mean, "--mean"),
+                                      std=floats(std, "--std"), layout=layout)
+        recipe = Recipe(mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), calibration=calibration,
+                        signatures=tuple(signature) or RECIPE.signatures, preprocessing=preprocessing,
+                        samples=RECIPE.samples if samples is None else samples, seed=seed, channels_last=channels_last, refine=refine)
+        options = ConvertOptions(
+            recipe=recipe, budget=Budget.given(max_drop, min_agreement, min_sqnr), eval_data=str(eval_data) if eval_data else None,
+            max_float_layers=max_float_layers, allow_int16x8=allow_int16x8, optimize=optimize, device=device,
+            output_roles=parse_roles(output_role), feedback=parse_feedback(tuple(feedback)), targets=tuple(target),
+            custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, input_shapes=tuple(input_shape),
+            jobs=jobs, cluster=cluster, cache=not no_cache, samples_given=samples is not None,
         )
         if bundle_dir is not None:
             from edgeq.packaging.bundle import check_bundle

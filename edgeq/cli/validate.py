@@ -10,6 +10,9 @@ import typer
 from edgeq.cli.common import command, fail, floats, key_values, log, progress_bar, say, state
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
+from edgeq.validation.options import ValidateOptions
+
+DEFAULTS = ValidateOptions(jobs=1)  # the defaults of validate's settings: their one owner
 
 
 @command()
@@ -19,17 +22,17 @@ def validate(
     data: Optional[Path] = typer.Option(None, "--data", "-d", show_envvar=False, show_default=False, help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
     no_wait: bool = typer.Option(False, "--no-wait", metavar="", help="Submit the AI Hub jobs and write the results with their ids without waiting (needs --json); collect them later with --resume."),
     resume: Optional[Path] = typer.Option(None, "--resume", show_default=False, help="A results JSON written with --no-wait: collect the AI Hub jobs that have finished, score and gate them, and write it again."),
-    delegate: str = typer.Option("xnnpack", help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled model)."),
+    delegate: str = typer.Option(DEFAULTS.delegate, help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled model)."),
     delegate_library: Optional[str] = typer.Option(None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1."),
     delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
-    threads: int = typer.Option(1, help="Interpreter threads for both models."),
+    threads: int = typer.Option(DEFAULTS.threads, help="Interpreter threads for both models."),
     no_cache: bool = typer.Option(False, "--no-cache", metavar="", help="Convert a Keras/SavedModel/PyTorch reference to float TFLite again instead of reusing it from the cache folder."),
     cluster: Optional[str] = typer.Option(None, "--cluster", show_default=False, help="Run the sample loop on a Ray cluster: local (a runtime for this run) or what ray.init takes (127.0.0.1:6379, ray://host:10001, auto); the figures equal a local run's. Needs pip install 'edgeq[ray]'."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", show_default="CPU cores", help="INT8/float interpreter pairs run concurrently on the samples; the figures equal --jobs 1 (latency is timed alone)."),
-    warmup: int = typer.Option(10, help="Untimed invokes before timing."),
-    runs: int = typer.Option(100, help="Timed invokes."),
+    warmup: int = typer.Option(DEFAULTS.warmup, help="Untimed invokes before timing."),
+    runs: int = typer.Option(DEFAULTS.runs, help="Timed invokes."),
     limit: Optional[int] = typer.Option(None, show_default=False, help="Use at most N samples."),
-    top_k: int = typer.Option(5, help="k of the top-k accuracy."),
+    top_k: int = typer.Option(DEFAULTS.top_k, help="k of the top-k accuracy."),
     color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="the manifest's, else the model's channels"),
     resize: Optional[str] = typer.Option(None, show_default=False, help="stretch | crop | pad."),
     value_range: Optional[str] = typer.Option(None, "--range", show_default="the manifest's, else what the model states, else 0,1", help="0,1 | -1,1 | 0,255."),
@@ -37,7 +40,7 @@ def validate(
     std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std."),
     layout: Optional[str] = typer.Option(None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."),
     output_role: list[str] = typer.Option([], "--output-role", show_default=False, help="KEY=classes|score|values: what an output is (repeatable); default: from the model's evidence."),
-    score_threshold: float = typer.Option(0.5, help="Decision threshold of a score output (its agreement)."),
+    score_threshold: float = typer.Option(DEFAULTS.score_threshold, help="Decision threshold of a score output (its agreement)."),
     max_drop: Optional[float] = typer.Option(None, show_default=False, help="Gate: top-1 drop at most PTS points."),
     min_agreement: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8/float top-1 agreement at least FRAC."),
     min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Gate: every output's SQNR at least DB."),
@@ -51,12 +54,12 @@ def validate(
     target: list[str] = typer.Option([], "--target", "-t", show_default=False, help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present."),
     device: list[str] = typer.Option([], "--device", help="Also run the INT8 model on this device profile (name in devices/ or a .toml path; repeatable)."),
     accelerator: list[str] = typer.Option([], "--accelerator", show_default=False, help="Also run the model on LiteRT's accelerator here: gpu, or npu:VENDOR[:SOC] (npu:intel); repeatable. Which one ran is taken from evidence."),
-    gpu_precision: str = typer.Option("fp16", "--gpu-precision", help="fp16 (as phones run LiteRT's GPU accelerator) | fp32."),
+    gpu_precision: str = typer.Option(DEFAULTS.gpu_precision, "--gpu-precision", help="fp16 (as phones run LiteRT's GPU accelerator) | fp32."),
     require_accelerated: bool = typer.Option(False, "--require-accelerated", metavar="", help="Gate: exit 1 if an accelerator run left any op to the CPU, or did not run there at all."),
     feedback: list[str] = typer.Option([], "--feedback", show_default=False, help="OUT=IN: a stateful model; run the samples in order as sequences, each model feeding its own OUT back as the next step's IN (repeatable)."),
     compare_to: str = typer.Option("local", "--compare-to", help="Compare each device's raw INT8 outputs with this run: local (the only one)."),
     per_layer: bool = typer.Option(False, "--per-layer", metavar="", help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference)."),
-    per_layer_samples: int = typer.Option(32, help="Samples the per-layer debugger runs."),
+    per_layer_samples: int = typer.Option(DEFAULTS.per_layer_samples, help="Samples the per-layer debugger runs."),
     per_layer_csv: Optional[Path] = typer.Option(None, show_default=False, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."),
     json_out: Optional[Path] = typer.Option(None, "--json", show_default=False, help="Write the results JSON to FILE."),
     report_dir: Optional[Path] = typer.Option(None, "--report", show_default=False, help="Write report.md and report.html to DIR."),
@@ -76,12 +79,9 @@ def validate(
     from edgeq.data.samples import PreprocessingOverride
     from edgeq.records.manifest_file import manifest_for
     from edgeq.scoring.roles import parse_roles
-    from edgeq.validation.compare import ValidateOptions
+    from edgeq.scoring.gates import Gates
     from edgeq.validation.compare import validate as run_validate
 
-    gates = {k: v for k, v in dict(max_drop=max_drop, min_agreement=min_agreement, min_sqnr=min_sqnr, min_slice_sqnr=min_slice_sqnr,
-                                    max_latency_ms=max_latency_ms, min_speedup=min_speedup, max_regression_pts=max_regression_pts,
-                                    max_latency_regression=max_latency_regression, max_size_growth=max_size_growth).items() if v is not None}
     outputs = {"json": json_out, "csv": per_layer_csv,
                **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {})}
     outputs = {k: v for k, v in outputs.items() if v is not None}
@@ -93,7 +93,9 @@ def validate(
                                   jobs=jobs, cluster=cluster, cache=not no_cache,
                                   pending_store=str(json_out.with_name(json_out.name + ".pending.npz")) if no_wait and json_out else None, accelerators=tuple(accelerator), gpu_precision=gpu_precision,
                                   require_accelerated=require_accelerated, feedback=tuple(feedback),
-                                  warmup=warmup, runs=runs, limit=limit, top_k=top_k, gates=gates,
+                                  warmup=warmup, runs=runs, limit=limit, top_k=top_k,
+                                  gates=Gates(max_drop, min_agreement, min_sqnr, min_slice_sqnr, max_latency_ms, min_speedup,
+                                              max_regression_pts, max_latency_regression, max_size_growth),
                                   preprocessing=PreprocessingOverride(color, resize, value_range, floats(mean, "--mean"),
                                                                       floats(std, "--std"), layout),
                                   output_roles=parse_roles(output_role), score_threshold=score_threshold,

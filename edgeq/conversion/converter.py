@@ -12,7 +12,6 @@ import time
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from edgeq.conversion import child as conversion_child
 from edgeq.core.cache import Cache
@@ -37,26 +36,24 @@ EXPORTED = (PT2_SUFFIX, ONNX_SUFFIX)  # sources litert-torch exports to a float 
 
 
 def convert(model: str | Path, output: str | Path, data: str | Path | None = None, options: ConvertOptions | None = None,
-            quiet_native: bool = True, isolated: bool = True, force: bool = False, about: Description | None = None,
-            **option_values: Any) -> SavedConversion:
+            quiet_native: bool = True, isolated: bool = True, force: bool = False, about: Description | None = None) -> SavedConversion:
     """Convert `model` and save it to `output` (.tflite) with its manifest beside it; the outputs
     are checked before the (long) conversion, and written together at the end."""
     model, output = Path(model), Path(output)
     inputs = [model] + ([Path(data)] if data is not None else [])
     check_outputs(output, force, inputs)
-    return quantize_model(model, data, options, quiet_native, isolated, about, **option_values).save(output, force, inputs)
+    return quantize_model(model, data, options, quiet_native, isolated, about).save(output, force, inputs)
 
 
 def quantize_model(model: str | Path, data: str | Path | None = None, options: ConvertOptions | None = None,
-                   quiet_native: bool = True, isolated: bool = True, about: Description | None = None,
-                   **option_values: Any) -> QuantizedModel:
+                   quiet_native: bool = True, isolated: bool = True, about: Description | None = None) -> QuantizedModel:
     """The quantized model of `model` calibrated on `data`, and its manifest; writes nothing.
 
     `isolated`: TensorFlow's native steps run in a child process, so a crash there is a
     ConversionError, not the end of the caller's process (and this process never imports TensorFlow).
     `about`: TFLite Model Metadata to embed (labels, name, ...); the tensors stay as quantized.
     """
-    options = options or ConvertOptions.of(**option_values)
+    options = options or ConvertOptions()
     model, data = Path(model), Path(data) if data is not None else None
     _check_inputs(model, data, options)
     timings = Timings()

@@ -3,22 +3,71 @@ the source's code is, the jobs, the search's data and budget, the cache, the tar
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TypedDict, Unpack
 
 import numpy as np
 
-from edgeq.data.samples import Preprocessing, SampleSource
 from edgeq.core.errors import UsageError
+from edgeq.data.samples import Preprocessing, SampleSource
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import RunOptions
-from edgeq.records.recipe import Recipe
+from edgeq.records.recipe import Method, Mode, Recipe
 from edgeq.scoring.roles import parse_feedback, roles_given
 from edgeq.targets import TARGETS
 
 RECIPE_FIELDS = frozenset(f.name for f in fields(Recipe))
 BUDGET_FIELDS = tuple(f.name for f in fields(Budget))
 PREPROCESSING_FIELDS = tuple(f.name for f in fields(Preprocessing))
+
+
+class ConvertSettings(TypedDict, total=False):
+    """The API's keyword settings of a conversion, one per command-line flag (a type checker checks
+    each); ConvertOptions.of sorts them into the groups. None is "not given": the group's default."""
+
+    recipe: Recipe  # a manifest's recipe, to convert again as it was; the settings below go on top
+    # the recipe
+    mode: Mode | str
+    io: str | None
+    per_tensor: bool
+    keep_float: Sequence[str]
+    calibration: Method | str
+    signatures: Sequence[str]
+    samples: int | None
+    seed: int
+    channels_last: bool
+    rewrites: Sequence[str]
+    refine: str
+    # preprocessing, as a whole or flag by flag
+    preprocessing: Preprocessing
+    color: str | None
+    resize: str | None
+    value_range: str | None
+    mean: Sequence[float] | None
+    std: Sequence[float] | None
+    layout: str | None
+    # the budget, as a whole or limit by limit
+    budget: Budget
+    max_drop: float | None
+    min_agreement: float | None
+    min_sqnr: float | None
+    # the rest of ConvertOptions
+    custom_objects: str | None
+    trust_model: bool
+    input_shapes: Sequence[str]
+    jobs: int | None
+    cluster: str | None
+    targets: Sequence[str]
+    eval_data: str | None
+    max_float_layers: int | None
+    allow_int16x8: bool
+    cache: bool
+    optimize: str | None
+    device: str | None
+    output_roles: Mapping[str, str]
+    output_role: Sequence[str]  # KEY=ROLE strings, as the flag
+    feedback: Sequence[str] | Mapping[str, str]
 
 
 # a float graph this small (the 8x8 digits CNN: 0.07 s for 200 samples either way) calibrates as fast on one thread
@@ -46,10 +95,10 @@ class ConvertOptions:
     cluster: str | None = None  # a Ray cluster's address (or `local`): candidates are built and judged there; same bytes
 
     @classmethod
-    def of(cls, **values: Any) -> ConvertOptions:
-        """From the flat settings of the command line and the API (mode=..., calibration=..., jobs=...,
-        min_sqnr=..., mean=...); `recipe=` a whole Recipe (a manifest's, to convert again as it was),
-        the flat ones on top."""
+    def of(cls, **settings: Unpack[ConvertSettings]) -> ConvertOptions:
+        """From the API's flat settings (mode=..., calibration=..., jobs=..., min_sqnr=..., mean=...);
+        `recipe=` a whole Recipe (a manifest's, to convert again as it was), the flat ones on top."""
+        values: dict = {k: v for k, v in settings.items() if v is not None or k == "samples"}
         values["output_roles"] = roles_given(values)  # the command's flag (KEY=ROLE strings) or a dict
         values["feedback"] = parse_feedback(values.pop("feedback", None) or {})
         budget, pre = values.pop("budget", None), values.pop("preprocessing", None)
@@ -74,8 +123,14 @@ class ConvertOptions:
             raise UsageError(f"recipe= takes an edgeq Recipe (a manifest's .recipe), not a {type(base).__name__}")
         recipe = {k: values.pop(k) for k in list(values) if k in RECIPE_FIELDS}
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
-        if unknown:
+        if unknown:  # a caller without a type checker
             raise UsageError(f"unknown conversion option {unknown[0]!r}")
+        for name in ("keep_float", "signatures", "rewrites"):
+            if name in recipe:
+                recipe[name] = tuple(recipe[name])
+        for name in ("input_shapes", "targets"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(recipe=replace(base, **recipe) if base is not None else Recipe(**recipe), **values)
 
     def __post_init__(self) -> None:

@@ -7,19 +7,26 @@ import math
 from dataclasses import dataclass
 
 from edgeq.core.errors import UsageError
-from edgeq.scoring.metrics import Scores
 from edgeq.core.units import number
+from edgeq.scoring.gates import AccuracyLimits
+from edgeq.scoring.metrics import Scores
 
 
 @dataclass(frozen=True)
-class Budget:
-    max_drop: float | None = None  # top-1 points, needs labels
-    min_agreement: float | None = None
-    min_sqnr: float | None = None  # dB, every output it judges
+class Budget(AccuracyLimits):
+    """The accuracy limits a conversion's candidates are held to, at least one of them."""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.max_drop is None and self.min_agreement is None and self.min_sqnr is None:
             raise UsageError("--eval-data needs a budget: --max-drop PTS, --min-agreement FRAC or --min-sqnr DB")
+
+    @classmethod
+    def given(cls, max_drop: float | None, min_agreement: float | None, min_sqnr: float | None) -> Budget | None:
+        """The budget of these limits, or None when none is given."""
+        if max_drop is None and min_agreement is None and min_sqnr is None:
+            return None
+        return cls(max_drop, min_agreement, min_sqnr)
 
     def judged_by_sqnr(self, role: str) -> bool:
         """A classes (or sequence) output is judged by agreement when the budget has such a criterion; by SQNR otherwise."""

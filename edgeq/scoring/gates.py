@@ -7,9 +7,46 @@ not fail the run; a figure that should be there and is not (no labels for a top-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 
 from edgeq.core.errors import UsageError
+
+
+@dataclass(frozen=True)
+class AccuracyLimits:
+    """The accuracy thresholds convert's budget and validate's gates share (one owner of each)."""
+
+    max_drop: float | None = None  # top-1 points lost, needs labels
+    min_agreement: float | None = None  # INT8/float top-1 agreement, a fraction
+    min_sqnr: float | None = None  # dB, every output judged
+
+    def __post_init__(self) -> None:
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
+            hint = f"; for {self.min_agreement:g}% give {self.min_agreement / 100:g}" if 1 < self.min_agreement <= 100 else ""
+            raise UsageError(f"--min-agreement is a fraction from 0 to 1, got {self.min_agreement:g}{hint}")
+
+
+@dataclass(frozen=True)
+class Gates(AccuracyLimits):
+    """validate's thresholds; each one given is a gate (GATES says what it checks)."""
+
+    min_slice_sqnr: float | None = None  # dB, the worst slice of any output
+    max_latency_ms: float | None = None  # INT8 p50
+    min_speedup: float | None = None  # float p50 / INT8 p50
+    max_regression_pts: float | None = None  # top-1 points below --baseline's
+    max_latency_regression: float | None = None  # INT8 p50 growth over --baseline's, %
+    max_size_growth: float | None = None  # model size growth over --baseline's, %
+
+    @classmethod
+    def of(cls, limits: Mapping[str, float]) -> Gates:
+        """From {gate name: limit} (the API's gates=, a results file's gates); an unknown name is one UsageError line."""
+        check_names(dict(limits))
+        return cls(**{k: float(v) for k, v in limits.items()})
+
+    def limits(self) -> dict[str, float]:
+        """The gates given, {name: limit}, in GATES' order."""
+        return {f.name: value for f in fields(self) for value in [getattr(self, f.name)] if value is not None}
 
 
 @dataclass(frozen=True)
@@ -80,7 +117,7 @@ def check_names(limits: dict[str, float]) -> None:
         raise UsageError(f"unknown gate(s) {sorted(unknown)}; known: {', '.join(GATES)}")
 
 
-def evaluate(limits: dict[str, float], figures: Figures) -> list[GateResult]:
+def evaluate(limits: Mapping[str, float], figures: Figures) -> list[GateResult]:
     results = []
     for name, limit in limits.items():
         gate = GATES[name]

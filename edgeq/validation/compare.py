@@ -11,7 +11,7 @@ import math
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +21,21 @@ import numpy as np
 from edgeq.frameworks.onnx import ONNX_SUFFIX
 from edgeq.frameworks.pytorch import PT2_SUFFIX
 from edgeq.data.normalization import Resolved, Statement, resolve
-from edgeq.data.samples import InputSpec, Preprocessing, PreprocessingOverride, SampleSource, fed_as_arrays, open_samples
+from edgeq.data.samples import InputSpec, Preprocessing, SampleSource, fed_as_arrays, open_samples
 from edgeq.core.errors import DataError, ModelError, UsageError
 from edgeq.core.fileio import sha256_of, size_of
-from edgeq.scoring.gates import BASELINE_GATES, check_names, evaluate, passed
+from edgeq.scoring.gates import evaluate, passed
+from edgeq.validation.options import ValidateOptions
 from edgeq.scoring.metrics import Scorer
-from edgeq.host.machine import cores, this_cpu
+from edgeq.host.machine import this_cpu
 from edgeq.scoring.speed import slower_than_float, speedup
 from edgeq.host.native import captured_native_stderr
 from edgeq.core.progress import report
 from edgeq.records.manifest import Manifest, PerLayer, PreprocessingUsed
 from edgeq.records.manifest_file import Described
 from edgeq.records.recipe import Recipe
-from edgeq.scoring.roles import Role, decide_roles, parse_feedback, roles_given
-from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
+from edgeq.scoring.roles import Role, decide_roles
+from edgeq.run.compiled_model import CompiledModelRunner
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.pairing import pair
 from edgeq.tflite.dispatch import dispatch_of
@@ -50,76 +51,9 @@ from edgeq.core.version import __version__
 
 log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
-class ValidateOptions:
-    delegate: str = "xnnpack"
-    delegate_library: str | None = None
-    delegate_options: dict[str, str] = field(default_factory=dict)
-    threads: int = 1
-    warmup: int = 10
-    runs: int = 100
-    limit: int | None = None
-    top_k: int = 5
-    seed: int = 0
-    preprocessing: PreprocessingOverride = field(default_factory=PreprocessingOverride)  # merged over the manifest's
-    output_roles: dict[str, str] = field(default_factory=dict)  # output key -> classes | score | values
-    score_threshold: float = 0.5  # a score output's decision threshold
-    signature: str = "serving_default"
-    gates: dict[str, float] = field(default_factory=dict)
-    per_layer: bool = False
-    per_layer_samples: int = 32
-    target: str | None = None  # edgetpu | nnapi | xnnpack: check the static prediction against the real thing
-    devices: tuple[str, ...] = ()  # device profile names or paths: run the INT8 model there too
-    custom_objects: str | None = None  # a Keras reference's custom classes (.py)
-    trust_model: bool = False  # load a reference that holds code (edgeq.frameworks.trust)
-    baseline: str | None = None  # a previous results JSON: the regression gates compare with it
-    cache: bool = True  # reuse a Keras/SavedModel/PyTorch reference's float .tflite from the conversion cache
-    jobs: int | None = None  # pairs of interpreters (INT8 and float) run concurrently; None: the cores. Same figures as 1
-    cluster: str | None = None  # a Ray cluster's address (or `local`): the sample loop's invokes run there. Same figures
-    pending_store: str | None = None  # --no-wait: fleet jobs are submitted, not waited for; what scoring them needs goes here
-    accelerators: tuple[str, ...] = ()  # gpu | npu:VENDOR[:SOC]: run the model on LiteRT's accelerators here too
-    gpu_precision: str = "fp16"  # the GPU computes in fp16 unless told otherwise, as on phones
-    require_accelerated: bool = False  # a gate: every op of each accelerator run ran there
-    feedback: dict[str, str] = field(default_factory=dict)  # output key -> input key: streaming validation
-
-    @classmethod
-    def of(cls, **values: Any) -> ValidateOptions:
-        """From the API's keyword settings: the command's names (output_role=["KEY=classes"] as the
-        flag, or output_roles={...}); an unknown one is one UsageError line naming the known ones."""
-        values["output_roles"] = roles_given(values)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UsageError(f"unknown validate option {unknown[0]!r}; known: {', '.join(sorted(known))}")
-        return cls(**values)
-
-    def __post_init__(self) -> None:
-        if self.jobs is None:
-            object.__setattr__(self, "jobs", cores())
-        object.__setattr__(self, "feedback", parse_feedback(self.feedback))
-        if self.delegate == "edgetpu":  # the Edge TPU is an external delegate: Coral's library, XNNPACK for the rest
-            object.__setattr__(self, "delegate", "xnnpack")
-            object.__setattr__(self, "delegate_library", self.delegate_library or "libedgetpu.so.1")
-        if isinstance(self.preprocessing, dict):  # the API's preprocessing={"value_range": "-1,1"}
-            object.__setattr__(self, "preprocessing", PreprocessingOverride(**self.preprocessing))
-        check_names(self.gates)
-        needing = [g for g in BASELINE_GATES if g in self.gates]
-        if needing and self.baseline is None:
-            raise UsageError(f"--{needing[0].replace('_', '-')} compares with a previous release: pass --baseline PREVIOUS.json")
-        if self.target is not None and self.target not in ("edgetpu", "nnapi", "xnnpack"):
-            raise UsageError(f"--target {self.target!r}: use edgetpu, nnapi or xnnpack")
-        for asked in self.accelerators:
-            Accelerator.parse(asked, self.gpu_precision)  # a wrong one is a usage error before the run
-        if self.require_accelerated and not self.accelerators:
-            raise UsageError("--require-accelerated gates the --accelerator runs: add --accelerator gpu or npu:VENDOR")
-        if self.threads < 1 or self.runs < 1 or self.warmup < 0 or self.top_k < 1 or self.jobs < 1:
-            raise UsageError("--threads, --runs, --top-k and --jobs must be at least 1, --warmup at least 0")
-
-
-def validate(model: str | Path, reference: str | Path, data: str | Path, options: ValidateOptions | None = None,
-             **values: Any) -> ValidationResult:
+def validate(model: str | Path, reference: str | Path, data: str | Path, options: ValidateOptions | None = None) -> ValidationResult:
     """Compare `model` with `reference` on `data` (progress goes to edgeq.core.progress listeners)."""
-    options = options or ValidateOptions.of(**values)
+    options = options or ValidateOptions()
     previous = ValidationResult.read(options.baseline) if options.baseline else None  # a bad file fails before the run
     model, reference = Path(model), Path(reference)
     dispatch = dispatch_of(read_tflite(model))
@@ -145,7 +79,7 @@ def validate(model: str | Path, reference: str | Path, data: str | Path, options
         if target.delegate_check is not None:
             target = replace(target, delegate_check=_delegate_check(target, result.latency))
         result = replace(result.with_warnings(*target.notes), target=target)
-    local = evaluate(options.gates, result.figures)
+    local = evaluate(options.gates.limits(), result.figures)
     return replace(result, gates=tuple(local), passed=passed(local) and all(d.passed is not False for d in result.devices))
 
 
@@ -228,7 +162,7 @@ def _sweep(int8: LiteRTRunner, ref: LiteRTRunner, data, options: ValidateOptions
     samples = _samples(int8, data, options, pre)
     labels = samples.labels
     roles = decide_roles(int8.output_facts(), options.output_roles, len(samples.class_names) if samples.class_names else None)
-    _check_gates_have_classes(options.gates, roles)
+    _check_gates_have_classes(options.gates.limits(), roles)
     headline = _headline(roles, [p.shape for p in int8.output_ports], len(samples.class_names or []))
     scorer = Scorer([p.label for p in int8.output_ports], [r.role for r in roles], options.top_k, headline, options.score_threshold,
                     {i: r.blank for i, r in enumerate(roles) if r.blank is not None})
@@ -286,7 +220,7 @@ def _compare(model: Path, reference: Path, data, options: ValidateOptions, int8:
     devices = _on_devices(model, float_path, int8, ref, sweep, first_reference, options, accelerated) \
         if options.devices or accelerated else []
     devices = [replace(d, gates=tuple(g), passed=None if d.pending else passed(g))
-               for d in devices for g in [evaluate(options.gates, d.figures)]]
+               for d in devices for g in [evaluate(options.gates.limits(), d.figures)]]
     devices, accelerator_warnings = _judged(devices, scores.worst_sqnr_db, ref, first_reference, kind, options)
     float_bytes = size_of(float_path)
     per_layer = _per_layer(model, reference, data, _specs(int8), options, manifest, pre) if options.per_layer else None

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.data.samples import Preprocessing
 from edgeq.core.errors import UsageError
 

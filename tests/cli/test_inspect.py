@@ -45,7 +45,7 @@ def test_inspect_json_cli(cli, cnn_int8):
 
 
 def test_inspect_lists_float_ops_of_a_fallback_model(sin_keras, digits_calib, tmp_path, cli):
-    from edgeq.conversion.converter import convert
+    from helpers import convert
 
     result = convert(sin_keras, tmp_path / "s.tflite", digits_calib, samples=8, mode="int8-fallback")
     code, stdout, _ = cli("inspect", result.output)

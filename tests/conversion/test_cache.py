@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeq.core.cache import SUFFIX, Cache, cache_folder
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.data.samples import Preprocessing
 
 VERSIONS = {"edgeq": "test", "tensorflow_version": "x"}

@@ -10,7 +10,7 @@ from edgeq.conversion.calibration.parallel import (
     read_ranges,
 )
 from edgeq.frameworks.native_converter import calibration_wrapper_file
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.data.samples import InputSpec, open_samples
 from edgeq.core.errors import ConversionError
 from edgeq.tflite.model import parse_tflite

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.records.budget import Budget
-from edgeq.validation.compare import validate
+from helpers import validate
 
 pytestmark = pytest.mark.tf
 METHODS = ("percentile", "mse", "entropy")

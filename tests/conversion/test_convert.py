@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.tflite.model import read_tflite, same_quantization
 from edgeq.tflite.summary import OpCount
 from tests.conftest import digits_images
@@ -255,7 +255,7 @@ def test_a_state_input_not_batched_on_its_first_axis_converts_and_validates(tmp_
     holds (N, 2, 1, 16) states, fed as declared to the calibrator and to validate."""
     import tensorflow as tf
 
-    from edgeq.validation.compare import validate
+    from helpers import validate
 
     rng = np.random.default_rng(0)
 

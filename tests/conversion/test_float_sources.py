@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.tflite.model import read_tflite
 from edgeq.tflite.sparse_weights import densify_weights
-from edgeq.validation.compare import validate
+from helpers import validate
 from helpers import FIXTURES
 
 pytestmark = pytest.mark.tf

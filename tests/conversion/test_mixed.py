@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.records.budget import Budget
 from edgeq.tflite.model import read_tflite
 

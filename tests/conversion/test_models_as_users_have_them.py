@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.tflite.model import read_tflite
-from edgeq.validation.compare import validate
+from helpers import validate
 from helpers import ROOT
 
 pytestmark = pytest.mark.tf

@@ -106,7 +106,7 @@ def test_reported_graph_with_each_io_type(io, mini_xception, faces, tmp_path, cl
 
 def test_input_zero_point_is_zero_in_the_reported_graph(mini_xception, faces, tmp_path):
     """The condition that crashed TensorFlow's debugger really occurs in this corpus."""
-    from edgeq.conversion.converter import convert
+    from helpers import convert
 
     result = convert(mini_xception, tmp_path / "m.tflite", faces, preprocessing=_range("-1,1"))
     assert result.manifest.inputs[0].zero_point == 0 and result.manifest.inputs[0].dtype == "int8"

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.conversion.converter import convert
-from edgeq.validation.compare import validate
+from helpers import convert
+from helpers import validate
 
 pytestmark = pytest.mark.tf
 

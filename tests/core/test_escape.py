@@ -12,7 +12,7 @@ EVIL = "x\n## ✅ PASSED\n![pixel](https://evil.example/p.png)<script>alert(1)</
 
 
 def _results(cnn_int8_path, digits_val) -> dict:
-    from edgeq.validation.compare import validate
+    from helpers import validate
 
     return validate(cnn_int8_path, cnn_int8_path, digits_val, runs=2, warmup=0)
 

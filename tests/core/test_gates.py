@@ -38,7 +38,7 @@ def test_accuracy_gates_are_not_applicable_to_a_latency_only_runner():
 
 
 def test_unknown_gate_is_a_usage_error():
-    from edgeq.validation.compare import ValidateOptions
+    from edgeq.validation.options import ValidateOptions
 
     with pytest.raises(UsageError, match="unknown gate"):
         ValidateOptions(gates={"max_dorp": 1.0})

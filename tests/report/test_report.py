@@ -11,9 +11,9 @@ import re
 import numpy as np
 import pytest
 
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.report.documents import html_page, markdown
-from edgeq.validation.compare import validate
+from helpers import validate
 from edgeq.validation.results import ValidationResult
 from tests.conftest import digits_images
 

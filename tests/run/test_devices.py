@@ -18,7 +18,7 @@ from prerequisites import require
 
 from edgeq.run.devices.benchmark_model import parse_benchmark_model
 from edgeq.run.devices.profiles import Profile, load_profile
-from edgeq.validation.compare import validate
+from helpers import validate
 from helpers import FIXTURES
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"

@@ -14,7 +14,7 @@ from prerequisites import require
 
 from edgeq.report.documents import markdown
 from edgeq.run.devices.emulation import ready, setup
-from edgeq.validation.compare import validate
+from helpers import validate
 
 PROFILES = ("emulated-raspberry-pi-4", "emulated-raspberry-pi-5")
 

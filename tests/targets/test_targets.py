@@ -11,13 +11,13 @@ from collections import Counter
 
 import pytest
 
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.run.litert import LiteRTRunner
 from edgeq.targets import check_target
 from edgeq.targets import Finding, TargetReport
 from edgeq.targets.edgetpu_toolchain import Difference, OperatorRow, compare, parse_compiler_output
 from edgeq.tflite.model import read_tflite
-from edgeq.validation.compare import validate
+from helpers import validate
 from helpers import FIXTURES
 
 EDGETPU = FIXTURES / "edgetpu"

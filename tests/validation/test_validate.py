@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgeq.run.litert import LiteRTRunner, to_float, to_model_dtype
-from edgeq.validation.compare import validate
+from helpers import validate
 
 REQUIRED = [
     "model", "reference", "size.float_bytes", "size.int8_bytes", "size.ratio", "accuracy.float_top1",
@@ -174,7 +174,7 @@ def test_streaming_a_stateful_model_feeds_each_model_its_own_state(tmp_path, cli
 
     import tensorflow as tf
 
-    from edgeq.conversion.converter import convert
+    from helpers import convert
 
     rng = np.random.default_rng(0)
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeq.conversion.converter import convert
+from helpers import convert
 from edgeq.data.samples import Preprocessing
 from edgeq.tflite.metadata import ImageInput, ModelMetadata, Output, with_metadata
-from edgeq.validation.compare import validate
+from helpers import validate
 from helpers import ROOT, images as _images
 
 pytestmark = pytest.mark.tf
