@@ -17,7 +17,7 @@ RECIPE = Recipe()  # the defaults of the recipe's settings: their one owner
 
 
 def slower_hint(latency, served: bool = False) -> str | None:
-    """INT8 slower than float here (an edgeq.records.manifest.Latency): the figures (`served`:
+    """INT8 slower than float here (an edgeq.records.manifest.LatencyCheck): the figures (`served`:
     measured by the run that made the cached conversion) and the exact command that fixes it."""
     import shlex
     import sys

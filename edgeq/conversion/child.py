@@ -28,7 +28,7 @@ from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec
 from edgeq.core.errors import DataError, UsageError
 from edgeq.host.machine import cores
 from edgeq.core.progress import counted
-from edgeq.records.manifest import Calibration, KeepFloat, Latency, Refinement, Search
+from edgeq.records.manifest import Calibration, KeepFloat, LatencyCheck, Refinement, Search
 from edgeq.records.recipe import Method, Mode
 from edgeq.run.cluster import each
 from edgeq.tflite.model import parse_tflite
@@ -49,7 +49,7 @@ class ChildResult:
     calibration: Calibration | None = None
     method: Method | None = None  # the range method carried out (what `auto` settled on)
     search: Search | None = None
-    latency: Latency | None = None  # INT8 against float here, or the --optimize latency candidates
+    latency: LatencyCheck | None = None  # INT8 against float here, or the --optimize latency candidates
     calibrated: Calibrated | None = None  # the calibration, when another conversion may reuse it
     refinement: Refinement | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -271,7 +271,7 @@ def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], s
 
 
 def _latency(calibrated: bytes, quantized: bytes, specs: tuple[InputSpec, ...], options: ConvertOptions, keep: KeepFloat,
-             data: Path) -> tuple[bytes, Latency]:
+             data: Path) -> tuple[bytes, LatencyCheck]:
     """INT8 against float on XNNPACK here; with --optimize latency, the fastest candidate that keeps
     the budget (its kept op types are the record's `keep_ops`). Returns the model to write and the record."""
     from edgeq.conversion.search import latency

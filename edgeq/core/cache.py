@@ -17,6 +17,7 @@ $EDGEQ_CACHE_MAX_MB (default 2048).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -39,10 +40,20 @@ DEFAULT_LIMIT_MB = 2048
 
 
 def cache_folder() -> Path:
+    """edgeq's one cache root: $EDGEQ_CACHE_DIR, else $XDG_CACHE_HOME/edgeq or ~/.cache/edgeq.
+    $EDGEQ_CACHE (the emulation's old name for it) still works, with a warning."""
     if os.environ.get("EDGEQ_CACHE_DIR"):
         return Path(os.environ["EDGEQ_CACHE_DIR"])
+    if os.environ.get("EDGEQ_CACHE"):
+        _warn_old_name()
+        return Path(os.environ["EDGEQ_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgeq"
+
+
+@functools.cache
+def _warn_old_name() -> None:
+    log.warning("$EDGEQ_CACHE is the old name of the cache folder's variable: set $EDGEQ_CACHE_DIR instead")
 
 
 def edgeq_build() -> str:

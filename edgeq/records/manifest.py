@@ -160,7 +160,7 @@ class Candidate:
 
 
 @dataclass(frozen=True)
-class Latency:
+class LatencyCheck:
     """INT8 against float where the conversion ran; with --optimize latency, every candidate."""
 
     delegate: str
@@ -373,7 +373,7 @@ class Manifest:
     keep_float: KeepFloat = field(default_factory=KeepFloat)
     metadata: Embedded | None = None
     search: Search | None = None
-    latency: Latency | None = None
+    latency: LatencyCheck | None = None
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)  # edgeq.targets.TargetReport.summary() by target
     warnings: tuple[str, ...] = ()
     cache: CacheUse | None = None

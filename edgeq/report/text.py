@@ -6,7 +6,7 @@ import shlex
 
 from edgeq.core.escape import terminal
 from edgeq.scoring.metrics import BROKEN_DB, SLICE_GAP_DB
-from edgeq.records.manifest import Latency, NpuCompile, PreprocessingUsed, Search, SearchStep, StepKind
+from edgeq.records.manifest import LatencyCheck, NpuCompile, PreprocessingUsed, Search, SearchStep, StepKind
 from edgeq.tflite.dispatch import Dispatch
 from edgeq.tflite.metadata import ModelMetadata
 from edgeq.tflite.summary import ModelSummary, TensorInfo
@@ -141,7 +141,7 @@ def timings_line(timings: dict[str, float] | None) -> str:
         f" (total {sum(timings.values()):.2f} s, before the write)"
 
 
-def latency_lines(latency: Latency | None) -> list[str]:
+def latency_lines(latency: LatencyCheck | None) -> list[str]:
     """--optimize latency: every candidate timed against float, and the one chosen."""
     if not latency or not latency.optimized:
         return []

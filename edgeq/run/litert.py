@@ -22,7 +22,7 @@ import numpy as np
 from edgeq.core.errors import ModelError, UsageError
 from edgeq.host.native import captured_native_stderr
 from edgeq.scoring.roles import OutputFacts
-from edgeq.run.pairing import Port
+from edgeq.run.pairing import Endpoint
 from edgeq.run.protocol import Capabilities, InvokeTimes, Measurement, Percentiles
 
 DELEGATES = ("xnnpack", "none", "ref")
@@ -143,14 +143,14 @@ class LiteRTRunner:
         """Another interpreter of the same model and delegate: one per thread (an interpreter is not thread-safe)."""
         return LiteRTRunner(*self._made_with)
 
-    def _ports(self) -> tuple[list[Port], list[Port]]:
+    def _ports(self) -> tuple[list[Endpoint], list[Endpoint]]:
         """Inputs and outputs with the signature keys of the main subgraph's signature, if it has one."""
         main = [s for s in self.model.signatures if s.subgraph == 0]
         chosen = next((s for s in main if s.key == "serving_default"), main[0] if main else None)
         keys = {i: k for k, i in (chosen.inputs + chosen.outputs)} if chosen else {}
 
         def ports(details):
-            return [Port(keys.get(d["index"]), d["name"], tuple(int(x) for x in d["shape"])) for d in details]
+            return [Endpoint(keys.get(d["index"]), d["name"], tuple(int(x) for x in d["shape"])) for d in details]
 
         return ports(self.inputs), ports(self.outputs)
 

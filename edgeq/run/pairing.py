@@ -15,7 +15,7 @@ from edgeq.core.errors import ModelError
 
 
 @dataclass(frozen=True)
-class Port:
+class Endpoint:
     """One input or output as the pairing sees it."""
 
     key: str | None  # signature key, when the model has a SignatureDef
@@ -42,7 +42,7 @@ def plain_name(name: str) -> str:
     return base + (colon + index if index not in ("", "0") else "")
 
 
-def pair(side: str, model: list[Port], reference: list[Port], same_source: bool) -> Pairing:
+def pair(side: str, model: list[Endpoint], reference: list[Endpoint], same_source: bool) -> Pairing:
     """Raise ModelError (exit 2) with both sides' keys and shapes when no rule pairs every port."""
     if len(model) != len(reference):
         raise ModelError(f"the model has {len(model)} {side} but the reference has {len(reference)}: "
@@ -59,7 +59,7 @@ def pair(side: str, model: list[Port], reference: list[Port], same_source: bool)
                      "signature keys (e.g. the Keras/SavedModel source)")
 
 
-def _by(model: list[Port], reference: list[Port], ident) -> tuple[int, ...] | None:
+def _by(model: list[Endpoint], reference: list[Endpoint], ident) -> tuple[int, ...] | None:
     """The pairing by `ident` when it is unique and present on both sides, else None."""
     mine, theirs = [ident(p) for p in model], [ident(p) for p in reference]
     if any(i is None for i in mine + theirs) or len(set(mine)) != len(mine) or set(mine) != set(theirs):
@@ -69,7 +69,7 @@ def _by(model: list[Port], reference: list[Port], ident) -> tuple[int, ...] | No
     return tuple(theirs.index(i) for i in mine)
 
 
-def _checked(side: str, pairing: Pairing, model: list[Port], reference: list[Port]) -> Pairing:
+def _checked(side: str, pairing: Pairing, model: list[Endpoint], reference: list[Endpoint]) -> Pairing:
     for mine, j in zip(model, pairing.order):
         theirs = reference[j]
         if math.prod(mine.shape) != math.prod(theirs.shape):
@@ -78,5 +78,5 @@ def _checked(side: str, pairing: Pairing, model: list[Port], reference: list[Por
     return pairing
 
 
-def _describe(ports: list[Port]) -> str:
+def _describe(ports: list[Endpoint]) -> str:
     return "[" + ", ".join(f"{p.label} {list(p.shape)}" for p in ports) + "]"

@@ -57,7 +57,7 @@ def test_int8_logits_on_both_arm_cpus_equal_the_x86_run(emulation, cnn_int8, cnn
 
 
 def test_missing_emulation_is_one_line_exit_2(cnn_int8, cnn_keras, digits_calib, tmp_path, monkeypatch, cli):
-    monkeypatch.setenv("EDGEQ_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("EDGEQ_CACHE_DIR", str(tmp_path / "empty"))
     code, _, err = cli("validate", str(cnn_int8.output), "-r", str(cnn_keras), "-d", str(digits_calib), "--limit", "2",
                        "--device", "emulated-raspberry-pi-5")
     assert code == 2 and "run: edgeq devices setup emulated-raspberry-pi-5" in err and len(err.strip().splitlines()) == 1
@@ -70,6 +70,6 @@ def test_wrong_wheel_architecture_is_one_line_exit_2(cnn_int8, cnn_keras, digits
     x86 = sorted((Path(numpy.__file__).parent / "_core").glob("_multiarray_umath*.so"))[0]
     shutil.copy(x86, target / x86.name)  # an x86-64 numpy where the aarch64 one belongs
     (cache / "complete.json").write_text("{}")
-    monkeypatch.setenv("EDGEQ_CACHE", str(tmp_path / "edgeq"))
+    monkeypatch.setenv("EDGEQ_CACHE_DIR", str(tmp_path / "edgeq"))
     code, _, err = cli("devices", "check", "emulated-raspberry-pi-4")
     assert code == 2 and "is not an aarch64 library" in err and len(err.strip().splitlines()) == 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.conversion.refinement.layers import Layer, Run, buffers, unshared, weighted_layers
+from edgeq.conversion.refinement.layers import WeightedLayer, Run, buffers, unshared, weighted_layers
 from edgeq.records.manifest import Refinement
 
 
@@ -53,7 +53,7 @@ def bias_corrected(quantized: bytes, calibrated: bytes, samples: list[list[np.nd
     return bytes(data), Refinement("bias", corrected, len(samples), round(largest, 3), tuple(skipped))
 
 
-def _shift(layer: Layer, weights: np.ndarray, mean: np.ndarray) -> np.ndarray | str:
+def _shift(layer: WeightedLayer, weights: np.ndarray, mean: np.ndarray) -> np.ndarray | str:
     """Each output channel's mean shift from rounding its weights: dW . E[x]."""
     channels, k = layer.weights.shape
     if layer.kind == "DEPTHWISE_CONV_2D":

@@ -15,7 +15,7 @@ WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
 @dataclass(frozen=True)
-class Layer:
+class WeightedLayer:
     """One weighted op of the INT8 graph and what its refinement needs."""
 
     kind: str
@@ -45,7 +45,7 @@ class Layer:
         return self.weights.shape[1]
 
 
-def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[Layer], list[str]]:
+def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[WeightedLayer], list[str]]:
     """The INT8 graph's weighted layers that have int8 weights, an int8 input, an int32 bias of
     their own (no buffer shared with another tensor) and a float twin in the calibrated graph; and
     why the others were left."""
@@ -151,7 +151,7 @@ def _twins(floating, model) -> dict:
     return {i: named[model.tensors[a.outputs[0]].name] for i, a in mine if model.tensors[a.outputs[0]].name in named}
 
 
-def _layer(kind, name, position, op, twin, w_f, b_f, w, b, x) -> Layer | str:
+def _layer(kind, name, position, op, twin, w_f, b_f, w, b, x) -> WeightedLayer | str:
     channels = w_f.shape[3] if kind == "DEPTHWISE_CONV_2D" else w_f.shape[0]
     if len(w.quantization.scale) not in (1, channels) or len(b.quantization.scale) not in (1, channels):
         return "weight or bias scales do not match its channels"
@@ -164,13 +164,13 @@ def _layer(kind, name, position, op, twin, w_f, b_f, w, b, x) -> Layer | str:
                   scales=scales, bias_scales=bias_scales, weight_buffer=w.buffer, bias_buffer=b.buffer,
                   input_scale=float(x.quantization.scale[0]), input_zero=int(x.quantization.zeroPoint[0]))
     if kind == "FULLY_CONNECTED":
-        return Layer(weights=w_f.reshape(channels, -1), **common)
+        return WeightedLayer(weights=w_f.reshape(channels, -1), **common)
     options = op.builtinOptions
     geometry = dict(kernel=tuple(w_f.shape[1:3]), stride=(options.strideH, options.strideW),
                     dilation=(options.dilationHFactor, options.dilationWFactor), same=options.padding == 0)
     if kind == "CONV_2D":
-        return Layer(weights=w_f.reshape(channels, -1), **geometry, **common)
-    return Layer(weights=w_f[0].reshape(-1, channels).T.copy(), multiplier=max(1, options.depthMultiplier), **geometry, **common)
+        return WeightedLayer(weights=w_f.reshape(channels, -1), **geometry, **common)
+    return WeightedLayer(weights=w_f[0].reshape(-1, channels).T.copy(), multiplier=max(1, options.depthMultiplier), **geometry, **common)
 
 
 class Run:
@@ -207,7 +207,7 @@ def _fed(array: np.ndarray, detail: dict) -> np.ndarray:
     return np.clip(np.round(array / scale) + zero, info.min, info.max).astype(detail["dtype"])
 
 
-def buffers(data: bytearray, layer: Layer) -> tuple[np.ndarray, np.ndarray]:
+def buffers(data: bytearray, layer: WeightedLayer) -> tuple[np.ndarray, np.ndarray]:
     """Writable views of the layer's int8 weights and int32 bias inside the file's bytes."""
     from ai_edge_litert import schema_py_generated as schema
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import numpy as np
 
-from edgeq.conversion.refinement.layers import Layer, Run, buffers, unshared, weighted_layers
+from edgeq.conversion.refinement.layers import WeightedLayer, Run, buffers, unshared, weighted_layers
 from edgeq.core.progress import report
 from edgeq.records.manifest import LayerRefined, Refinement
 
@@ -82,10 +82,10 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
                                    per_layer=tuple(per_layer))
 
 
-def _stages(layers: list[Layer]) -> list[list[Layer]]:
+def _stages(layers: list[WeightedLayer]) -> list[list[WeightedLayer]]:
     """Layers in graph order, a new stage wherever a layer's input depends on one of the current
     stage: each layer then sees its inputs with every layer before it already refined."""
-    stages: list[list[Layer]] = []
+    stages: list[list[WeightedLayer]] = []
     for layer in layers:
         if stages and not layer.upstream & {l.position for l in stages[-1]}:
             stages[-1].append(layer)
@@ -94,7 +94,7 @@ def _stages(layers: list[Layer]) -> list[list[Layer]]:
     return stages
 
 
-def _row_budget(layer: Layer) -> int:
+def _row_budget(layer: WeightedLayer) -> int:
     """Positions a layer is measured on: 8 per weight column within ROWS (a depthwise channel has
     only its kernel window's columns: 32 per column, at least 256)."""
     if layer.kind == "DEPTHWISE_CONV_2D":
@@ -102,7 +102,7 @@ def _row_budget(layer: Layer) -> int:
     return int(np.clip(8 * layer.columns, *ROWS))
 
 
-def _samples_needed(layer: Layer) -> int:
+def _samples_needed(layer: WeightedLayer) -> int:
     """Samples that give the layer its rows (a 112x112 convolution fills them from a few samples,
     a FULLY_CONNECTED layer takes one row from each), at least MIN_SAMPLES."""
     return max(MIN_SAMPLES, math.ceil(_row_budget(layer) / layer.positions))
@@ -113,7 +113,7 @@ class _Sums:
     H = X_q'X_q, C = X_f'X_q and F = X_f'X_f, the inputs extended by a column of ones (one set per
     input channel for depthwise layers)."""
 
-    def __init__(self, layer: Layer, samples: int):
+    def __init__(self, layer: WeightedLayer, samples: int):
         self.layer, self.samples = layer, samples
         self.per_sample = max(1, math.ceil(_row_budget(layer) / samples))
         self.floats: list[np.ndarray] = []
@@ -142,7 +142,7 @@ def _picked(total: int, count: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(total, count, replace=False)) if total > count else np.arange(total)
 
 
-def _patches(layer: Layer, x: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+def _patches(layer: WeightedLayer, x: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
     """Kernel windows of input `x` at `count` random output positions: (1, rows, kh*kw*channels)
     for CONV_2D, (channels, rows, kh*kw) for DEPTHWISE_CONV_2D."""
     (kh, kw), (sh, sw), (dh, dw) = layer.kernel, layer.stride, layer.dilation
@@ -165,7 +165,7 @@ def _patches(layer: Layer, x: np.ndarray, count: int, rng: np.random.Generator) 
     return window.reshape(len(picks), kh * kw, channels).transpose(2, 0, 1).astype(np.float32)
 
 
-def _refine(layer: Layer, sums: _Sums, weights: np.ndarray, bias: np.ndarray) -> LayerRefined | None:
+def _refine(layer: WeightedLayer, sums: _Sums, weights: np.ndarray, bias: np.ndarray) -> LayerRefined | None:
     """Round the layer's weights into `weights` and `bias` (views into the file); its output
     error on the calibration positions before and after, and split by cause."""
     if not sums.ints:

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgeq.scoring.metrics import Scorer
-from edgeq.records.manifest import Candidate, Latency
+from edgeq.records.manifest import Candidate, LatencyCheck
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.protocol import InvokeTimes
 from edgeq.host.machine import this_cpu
@@ -73,12 +73,12 @@ def _settled(a: list[float], b: list[float]) -> bool:
     return abs(float(np.median(a)) - float(np.median(b))) > SETTLED * max(iqr(a), iqr(b))
 
 
-def against_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray], runs: int = 60) -> Latency:
+def against_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray], runs: int = 60) -> LatencyCheck:
     """INT8 against float as converted (about 2 s at most, less once the verdict is clear): the
     figures, and what fell off the delegate."""
     float_time, timed = measure(float_model, {"as converted": quantized}, sample, runs, 2.0, settle=True)
     int8_time, runner = timed["as converted"]
-    return Latency("xnnpack", 1, float_time.p50, int8_time.p50, speedup(float_time.p50, int8_time.p50),
+    return LatencyCheck("xnnpack", 1, float_time.p50, int8_time.p50, speedup(float_time.p50, int8_time.p50),
                    within_noise(int8_time, float_time), fell_off(runner), runner.partitions, cpu=this_cpu().describe())
 
 
@@ -87,7 +87,7 @@ Variant = tuple[tuple[str, ...], tuple[str, ...]]  # op types kept in float, rew
 
 def optimize(float_model: bytes, quantized: bytes, build: Callable[[list[Variant]], list[bytes]], sample: list[np.ndarray],
              score: Callable[[list[bytes]], list[tuple[float | None, bool | None]]], runs: int = 200, device: Any = None,
-             where: str = "xnnpack (this machine)") -> tuple[bytes, Latency]:
+             where: str = "xnnpack (this machine)") -> tuple[bytes, LatencyCheck]:
     """The model as converted, or one with the op types that fell off XNNPACK (each, and all of
     them) kept in float when that is a real win: judged by timings where they say something of the
     device (this CPU has int8 dot-product instructions, or `device` times them), else by what holds
@@ -120,7 +120,7 @@ def optimize(float_model: bytes, quantized: bytes, build: Callable[[list[Variant
     judged_by = (f"timings on {where}" if judge == "timing" else
                  f"XNNPACK coverage (fewest partitions, most nodes delegated), not timings: this CPU ({cpu.name}) has no int8 "
                  "dot-product instructions, so its INT8 timings say nothing of a phone; time on a device with --device")
-    return models[chosen.name], Latency(where, 1, float_time.p50, rounds=ROUNDS, runs=runs, chosen=chosen.name,
+    return models[chosen.name], LatencyCheck(where, 1, float_time.p50, rounds=ROUNDS, runs=runs, chosen=chosen.name,
                                         keep_ops=chosen.keep_ops, rewrites=chosen.rewrites, candidates=tuple(candidates),
                                         faster_than_float=chosen.speedup >= 1 or chosen.within_noise, judged_by=judged_by,
                                         cpu=cpu.describe() if device is None else None)

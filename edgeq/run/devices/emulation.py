@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from edgeq.core.cache import cache_folder
 from edgeq.core.errors import EdgeqError
 from edgeq.core.schema import from_json, to_json
 
@@ -52,8 +53,7 @@ def mirror() -> str:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("EDGEQ_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "edgeq")
-    return Path(base) / "arm64-emulation"
+    return cache_folder() / "arm64-emulation"
 
 
 def qemu_binary(cache: Path | None = None) -> Path:
