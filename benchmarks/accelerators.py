@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import EDGEQ, ROOT, WORK, cpu_name, make_images, make_model, measured  # noqa: E402
+from run import EDGEQ, ROOT, WORK, cpu_name, make_images, make_model, measured
 
 
 def main(repeats: int = 2) -> dict:
@@ -28,9 +28,11 @@ def main(repeats: int = 2) -> dict:
     subprocess.run([*EDGEQ, "convert", str(model), "--data", str(calib), "-o", str(int8), "--force", "-q"], check=True)
     subprocess.run([*EDGEQ, "compile", str(int8), "--npu", "intel", "-o", str(compiled), "--force", "-q"], check=True)
     base = ["--reference", str(model), "--data", str(held_out), "--runs", "20", "--warmup", "3", "-q"]
-    runs = {"cpu": [*EDGEQ, "validate", str(int8), *base],
-            "gpu": [*EDGEQ, "validate", str(int8), *base, "--accelerator", "gpu"],
-            "npu:intel (compiled)": [*EDGEQ, "validate", str(compiled), *base]}
+    runs = {
+        "cpu": [*EDGEQ, "validate", str(int8), *base],
+        "gpu": [*EDGEQ, "validate", str(int8), *base, "--accelerator", "gpu"],
+        "npu:intel (compiled)": [*EDGEQ, "validate", str(compiled), *base],
+    }
     subprocess.run(runs["cpu"], check=True, capture_output=True)  # the reference's float .tflite into the cache
     seconds = {name: [] for name in runs}
     for _ in range(repeats):  # interleaved: a load spike hits every variant alike
@@ -38,10 +40,14 @@ def main(repeats: int = 2) -> dict:
             seconds[name].append(measured(command)["seconds"])
     median = {name: statistics.median(s) for name, s in seconds.items()}
     figures = {
-        "cpu": cpu_name(), "model": "MobileNetV2 224 (weights=None), INT8 by edgeq", "samples": 200, "repeats": repeats,
-        "seconds": median, "ratio_to_cpu_only": {name: round(s / median["cpu"], 2) for name, s in median.items()},
+        "cpu": cpu_name(),
+        "model": "MobileNetV2 224 (weights=None), INT8 by edgeq",
+        "samples": 200,
+        "repeats": repeats,
+        "seconds": median,
+        "ratio_to_cpu_only": {name: round(s / median["cpu"], 2) for name, s in median.items()},
         "note": "the GPU is Mesa's lavapipe and the NPU OpenVINO's CPU device: software stand-ins, so these ratios are the "
-                "cost of the check here, not of a phone's GPU or an NPU",
+        "cost of the check here, not of a phone's GPU or an NPU",
     }
     (ROOT / "benchmarks" / "accelerators.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))

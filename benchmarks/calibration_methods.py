@@ -32,13 +32,41 @@ def main() -> None:
         for method in METHODS:
             out = WORK / f"methods_{method}.tflite"
             start = time.monotonic()
-            subprocess.run([*EDGEQ, "convert", str(model), "--data", str(images), "--samples", str(args.samples), "--range",
-                            "-1,1", "--jobs", "2", "--calibration", method, "-o", str(out), "--force", "-q", "--no-cache"], check=True)
+            subprocess.run(
+                [
+                    *EDGEQ,
+                    "convert",
+                    str(model),
+                    "--data",
+                    str(images),
+                    "--samples",
+                    str(args.samples),
+                    "--range",
+                    "-1,1",
+                    "--jobs",
+                    "2",
+                    "--calibration",
+                    method,
+                    "-o",
+                    str(out),
+                    "--force",
+                    "-q",
+                    "--no-cache",
+                ],
+                check=True,
+            )
             times[method].append(time.monotonic() - start)
     medians = {m: statistics.median(t) for m, t in times.items()}
-    result = {"cpu": cpu_name(), "date": time.strftime("%Y-%m-%d %H:%M"), "model": "MobileNetV2 224, weights=None",
-              "samples": args.samples, "jobs": 2, "repeats": args.repeats, "seconds": medians,
-              "ratio_to_minmax": {m: round(medians[m] / medians["minmax"], 3) for m in METHODS}}
+    result = {
+        "cpu": cpu_name(),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "model": "MobileNetV2 224, weights=None",
+        "samples": args.samples,
+        "jobs": 2,
+        "repeats": args.repeats,
+        "seconds": medians,
+        "ratio_to_minmax": {m: round(medians[m] / medians["minmax"], 3) for m in METHODS},
+    }
     (ROOT / "benchmarks" / "calibration_methods.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

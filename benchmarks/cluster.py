@@ -51,10 +51,26 @@ def model_and_data() -> tuple[Path, Path, Path]:
     if not keras.exists():
         subprocess.run([sys.executable, str(ROOT / "demo" / "train_digits.py"), str(keras)], check=True, capture_output=True)
     if not int8.exists():
-        timed([EDGEQ, "convert", str(keras), "--data", str(ROOT / "representative_data" / "digits" / "calib"), "-o", str(int8), "--force"])
-    images = np.concatenate([np.concatenate([s[0] for s in open_samples(ROOT / "representative_data" / "digits" / part,
-                                                                         [InputSpec("image", (1, 8, 8, 1))])])
-                             for part in ("calib", "val")])
+        timed(
+            [
+                EDGEQ,
+                "convert",
+                str(keras),
+                "--data",
+                str(ROOT / "representative_data" / "digits" / "calib"),
+                "-o",
+                str(int8),
+                "--force",
+            ]
+        )
+    images = np.concatenate(
+        [
+            np.concatenate(
+                [s[0] for s in open_samples(ROOT / "representative_data" / "digits" / part, [InputSpec("image", (1, 8, 8, 1))])]
+            )
+            for part in ("calib", "val")
+        ]
+    )
     rng = np.random.default_rng(0)
     rows = images[rng.integers(0, len(images), N)]
     np.save(data, np.clip(rows + rng.normal(0, 0.02, rows.shape).astype(np.float32), 0, 1))
@@ -63,9 +79,11 @@ def model_and_data() -> tuple[Path, Path, Path]:
 
 def ray_costs() -> dict[str, float]:
     """Ray's start (a local runtime of 2 CPUs, in a fresh process) and its per-task cost."""
-    code = ("import time, ray\nt = time.perf_counter()\nray.init(num_cpus=2, include_dashboard=False, logging_level='ERROR')\n"
-            "start = time.perf_counter() - t\n@ray.remote\ndef noop(x):\n    return x\nray.get([noop.remote(i) for i in range(20)])\n"
-            "t = time.perf_counter()\nray.get([noop.remote(i) for i in range(500)])\nprint(start, (time.perf_counter() - t) / 500)\n")
+    code = (
+        "import time, ray\nt = time.perf_counter()\nray.init(num_cpus=2, include_dashboard=False, logging_level='ERROR')\n"
+        "start = time.perf_counter() - t\n@ray.remote\ndef noop(x):\n    return x\nray.get([noop.remote(i) for i in range(20)])\n"
+        "t = time.perf_counter()\nray.get([noop.remote(i) for i in range(500)])\nprint(start, (time.perf_counter() - t) / 500)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     return {"start_s": round(float(out[0]), 3), "task_ms": round(float(out[1]) * 1000, 3)}
 
@@ -74,8 +92,8 @@ def per_sample(int8: Path, float_path: Path, data: Path) -> dict[str, float]:
     """The workers' cost `w` (INT8 and float invokes) and the driver's `d` (reading, quantizing,
     scoring), per sample, measured in this process on the same samples."""
     from edgeq.data.samples import InputSpec, open_samples
-    from edgeq.scoring.metrics import Scorer
     from edgeq.run.litert import LiteRTRunner
+    from edgeq.scoring.metrics import Scorer
 
     q, f = LiteRTRunner(int8), LiteRTRunner(float_path)
     samples = list(open_samples(data, [InputSpec(q.input_ports[0].label, q.input_ports[0].shape)]))
@@ -85,7 +103,7 @@ def per_sample(int8: Path, float_path: Path, data: Path) -> dict[str, float]:
     w = (time.perf_counter() - start) / len(samples)
     scorer = Scorer([p.label for p in q.output_ports], ["classes"])
     start = time.perf_counter()
-    for s, (m, want), raw in zip(open_samples(data, [InputSpec(q.input_ports[0].label, q.input_ports[0].shape)]), runs, raws):
+    for s, (_, want), raw in zip(open_samples(data, [InputSpec(q.input_ports[0].label, q.input_ports[0].shape)]), runs, raws):
         q.quantize_inputs(s)
         scorer.add(want, q.dequantize_outputs(raw), None)
     d = (time.perf_counter() - start) / len(samples)
@@ -109,15 +127,26 @@ def main() -> None:
     costs, sample = ray_costs(), per_sample(int8, float_path, data)
     start, task = costs["start_s"], costs["task_ms"] / 1000
     d, w = sample["d_ms"] / 1000, sample["w_ms"] / 1000
-    projected = {f"{n} node(s)": round(start + PROJECTED * d + PROJECTED * w / (2 * n) + math.ceil(PROJECTED / SHARD) * task / (2 * n), 1)
-                 for n in (1, 4, 16)}
+    projected = {
+        f"{n} node(s)": round(start + PROJECTED * d + PROJECTED * w / (2 * n) + math.ceil(PROJECTED / SHARD) * task / (2 * n), 1)
+        for n in (1, 4, 16)
+    }
     figures = {
-        "machine": os.uname().machine, "samples": N, "shard": SHARD,
-        "validate_local_s": round(local_s, 2), "validate_cluster_local_s": round(cluster_s, 2),
-        "cluster_over_local": round(cluster_s / local_s, 2), "same_figures": same,
-        "ray": costs, "per_sample": sample,
-        "projection": {"samples": PROJECTED, "formula": "start + N*d + N*w/(2n) + ceil(N/SHARD)*t/(2n)", "seconds": projected,
-                       "note": "the sample loop only: the reference's conversion, latency timing and devices are not in it"},
+        "machine": os.uname().machine,
+        "samples": N,
+        "shard": SHARD,
+        "validate_local_s": round(local_s, 2),
+        "validate_cluster_local_s": round(cluster_s, 2),
+        "cluster_over_local": round(cluster_s / local_s, 2),
+        "same_figures": same,
+        "ray": costs,
+        "per_sample": sample,
+        "projection": {
+            "samples": PROJECTED,
+            "formula": "start + N*d + N*w/(2n) + ceil(N/SHARD)*t/(2n)",
+            "seconds": projected,
+            "note": "the sample loop only: the reference's conversion, latency timing and devices are not in it",
+        },
     }
     (ROOT / "benchmarks" / "cluster.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))

@@ -25,8 +25,9 @@ def main() -> None:
     model = keras.models.load_model(model_path)
     function = tf.function(lambda x: model(x), input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32)])
     flat = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()]).convert()
-    samples = [np.asarray(Image.open(p).convert("RGB"), np.float32)[None] * np.float32(2 / 255) - 1
-               for p in sorted(folder.glob("*.png"))]
+    samples = [
+        np.asarray(Image.open(p).convert("RGB"), np.float32)[None] * np.float32(2 / 255) - 1 for p in sorted(folder.glob("*.png"))
+    ]
     interpreter = Interpreter(model_content=flat)
     interpreter.allocate_tensors()
     index = interpreter.get_input_details()[0]["index"]

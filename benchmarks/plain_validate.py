@@ -41,9 +41,12 @@ def main() -> None:
         int8.invoke()
         got = (int8.get_tensor(qout["index"]).astype(np.float64) - out_zero) * out_scale
         agree += int(want.argmax() == got.argmax())
-        signal, noise, count = signal + float((want ** 2).sum()), noise + float(((want - got) ** 2).sum()), count + 1
-    out.write_text(json.dumps({"samples": count, "agreement": agree / count,
-                               "sqnr_db": math.inf if noise == 0 else 10 * math.log10(signal / noise)}))
+        signal, noise, count = signal + float((want**2).sum()), noise + float(((want - got) ** 2).sum()), count + 1
+    out.write_text(
+        json.dumps(
+            {"samples": count, "agreement": agree / count, "sqnr_db": math.inf if noise == 0 else 10 * math.log10(signal / noise)}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,17 @@ def small_net():
     from torch import nn
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
-                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5), nn.Softmax(dim=1))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 5),
+        nn.Softmax(dim=1),
+    )
     return model.eval(), 16
 
 
@@ -69,8 +78,10 @@ def samples(n: int, size: int, seed: int) -> np.ndarray:
     """Smooth colour patterns scaled like MTCNN's input ((pixel - 127.5) / 128), NCHW."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size] / size
-    images = [[np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y) + rng.uniform(0, 6)) * 0.94
-               for _ in range(3)] for _ in range(n)]
+    images = [
+        [np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y) + rng.uniform(0, 6)) * 0.94 for _ in range(3)]
+        for _ in range(n)
+    ]
     return np.asarray(images, np.float32)
 
 
@@ -128,9 +139,13 @@ def score(model_bytes: bytes, torch_model, val: np.ndarray) -> dict:
         scorer.add(want, [got[j] for j in order], None)
     result = scorer.result()
     summary = summarize(parse_tflite(model_bytes))
-    return {"sqnr_db": [o["sqnr_db"] for o in result["outputs"]], "agreement": result["accuracy"]["agreement"],
-            "int8_ops": f"{summary.ops_int8} of {summary.ops_total}", "float_ops": sorted({o["type"] for o in summary.float_ops}),
-            "bytes": len(model_bytes)}
+    return {
+        "sqnr_db": [o["sqnr_db"] for o in result["outputs"]],
+        "agreement": result["accuracy"]["agreement"],
+        "int8_ops": f"{summary.ops_int8} of {summary.ops_total}",
+        "float_ops": sorted({o["type"] for o in summary.float_ops}),
+        "bytes": len(model_bytes),
+    }
 
 
 def _pairs(want: list[np.ndarray], got: list[np.ndarray]) -> list[int]:
@@ -154,14 +169,22 @@ def main() -> None:
         model, size = build()
         calib, val = samples(64, size, 0), samples(32, size, 1)
         start = time.perf_counter()
-        ours = edgeq.convert(model, calib, sample_inputs=(__import__("torch").from_numpy(calib[:1]),), samples=64,
-                             mode="int8-fallback", io="float32")
+        ours = edgeq.convert(
+            model,
+            calib,
+            sample_inputs=(__import__("torch").from_numpy(calib[:1]),),
+            samples=64,
+            mode="int8-fallback",
+            io="float32",
+        )
         ours_s = time.perf_counter() - start
         start = time.perf_counter()
         theirs = pt2e(model, calib)
         theirs_s = time.perf_counter() - start
-        figures[name] = {"edgeq": {**score(ours.model, model, val), "seconds": round(ours_s, 1)},
-                         "litert-torch PT2E": {**score(theirs, model, val), "seconds": round(theirs_s, 1)}}
+        figures[name] = {
+            "edgeq": {**score(ours.model, model, val), "seconds": round(ours_s, 1)},
+            "litert-torch PT2E": {**score(theirs, model, val), "seconds": round(theirs_s, 1)},
+        }
         print(name, json.dumps(figures[name], indent=1))
     (ROOT / "benchmarks" / "pytorch_routes.json").write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -95,8 +95,21 @@ def measured(cmd: list[str]) -> dict:
 
 
 def edgeq_convert(model: Path, data: Path, out: Path, samples: int, *extra: str) -> list[str]:
-    return [*EDGEQ, "-q", "convert", str(model), "--data", str(data), "-o", str(out), "--samples", str(samples), "--force",
-            "--no-cache", *extra]  # cold conversions: the cache has its own figures (benchmarks/speed.py)
+    return [
+        *EDGEQ,
+        "-q",
+        "convert",
+        str(model),
+        "--data",
+        str(data),
+        "-o",
+        str(out),
+        "--samples",
+        str(samples),
+        "--force",
+        "--no-cache",
+        *extra,
+    ]  # cold conversions: the cache has its own figures (benchmarks/speed.py)
 
 
 def run_convert(model: Path, data: Path, out: Path, samples: int) -> dict:
@@ -135,7 +148,8 @@ def calibration_folders(counts: list[int], size: int) -> dict[int, Path]:
 
 def same_quantization(a: Path, b: Path) -> bool:
     """The same ops, zero-points and (within relative 1e-5) scales: edgeq's ranges come from XNNPACK."""
-    from edgeq.tflite.model import read_tflite, same_quantization as same
+    from edgeq.tflite.model import read_tflite
+    from edgeq.tflite.model import same_quantization as same
 
     return same(read_tflite(a), read_tflite(b))
 
@@ -173,8 +187,11 @@ def bench_sizes(model: Path, int8: Path, tag: str) -> dict:
     sizes = {"float": manifest["sizes"]["float_bytes"], "int8": int8.stat().st_size}
     for mode in ("dynamic", "float16"):
         out = WORK / f"{tag}_{mode}.tflite"
-        subprocess.run([*EDGEQ, "-q", "convert", str(model), "--mode", mode, "-o", str(out), "--force", "--no-cache"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*EDGEQ, "-q", "convert", str(model), "--mode", mode, "-o", str(out), "--force", "--no-cache"],
+            check=True,
+            capture_output=True,
+        )
         sizes[mode] = out.stat().st_size
     return {"bytes": sizes, "over_float": {k: round(v / sizes["float"], 3) for k, v in sizes.items()}}
 
@@ -186,15 +203,37 @@ def bench_speed(int8: Path, reference: Path, data: Path, repeats: int, runs: int
         rows = []
         for _ in range(repeats):
             out = WORK / "latency.json"
-            cmd = [*EDGEQ, "-q", "validate", str(int8), "-r", str(reference), "-d", str(data), "--limit", "5",
-                   "--runs", str(runs), "--warmup", "5", "--threads", str(threads), "--json", str(out), "--force"]
+            cmd = [
+                *EDGEQ,
+                "-q",
+                "validate",
+                str(int8),
+                "-r",
+                str(reference),
+                "-d",
+                str(data),
+                "--limit",
+                "5",
+                "--runs",
+                str(runs),
+                "--warmup",
+                "5",
+                "--threads",
+                str(threads),
+                "--json",
+                str(out),
+                "--force",
+            ]
             subprocess.run(cmd, check=True, capture_output=True)
             lat = json.loads(out.read_text())["latency"]
             rows.append({"int8_p50": lat["int8_ms"]["p50"], "float_p50": lat["float_ms"]["p50"]})
         med = {k: float(np.median([r[k] for r in rows])) for k in ("int8_p50", "float_p50")}
-        result[str(threads)] = {"rows": rows, "median_int8_p50_ms": round(med["int8_p50"], 3),
-                                "median_float_p50_ms": round(med["float_p50"], 3),
-                                "int8_over_float": round(med["int8_p50"] / med["float_p50"], 3)}
+        result[str(threads)] = {
+            "rows": rows,
+            "median_int8_p50_ms": round(med["int8_p50"], 3),
+            "median_float_p50_ms": round(med["float_p50"], 3),
+            "int8_over_float": round(med["int8_p50"] / med["float_p50"], 3),
+        }
     return result
 
 
@@ -246,18 +285,52 @@ def bench_latency(int8: Path, reference: Path, data: Path, repeats: int, runs: i
     rows = []
     for _ in range(repeats):
         out = WORK / "latency.json"
-        cmd = [*EDGEQ, "-q", "validate", str(int8), "-r", str(reference), "-d", str(data), "--limit", "10",
-               "--runs", str(runs), "--warmup", "10", "--threads", "1", "--json", str(out), "--force"]
+        cmd = [
+            *EDGEQ,
+            "-q",
+            "validate",
+            str(int8),
+            "-r",
+            str(reference),
+            "-d",
+            str(data),
+            "--limit",
+            "10",
+            "--runs",
+            str(runs),
+            "--warmup",
+            "10",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+            "--force",
+        ]
         subprocess.run(cmd, check=True, capture_output=True)
         lat = json.loads(out.read_text())["latency"]
-        bare = json.loads(subprocess.run([sys.executable, "-c", BARE_LOOP, str(int8), "10", str(runs)],
-                                         capture_output=True, text=True, check=True).stdout)
-        rows.append({"int8_p50": lat["int8_ms"]["p50"], "float_p50": lat["float_ms"]["p50"], "bare_int8_p50": bare["p50"],
-                     "delegated_nodes": lat["delegated_nodes"], "total_nodes": lat["total_nodes"]})
+        bare = json.loads(
+            subprocess.run(
+                [sys.executable, "-c", BARE_LOOP, str(int8), "10", str(runs)], capture_output=True, text=True, check=True
+            ).stdout
+        )
+        rows.append(
+            {
+                "int8_p50": lat["int8_ms"]["p50"],
+                "float_p50": lat["float_ms"]["p50"],
+                "bare_int8_p50": bare["p50"],
+                "delegated_nodes": lat["delegated_nodes"],
+                "total_nodes": lat["total_nodes"],
+            }
+        )
     med = {k: float(np.median([r[k] for r in rows])) for k in ("int8_p50", "float_p50", "bare_int8_p50")}
     return {
-        "model": "MobileNetV2 224x224, weights=None", "delegate": "xnnpack", "threads": 1, "repeats": repeats,
-        "runs": runs, "rows": rows, **{f"median_{k}_ms": round(v, 3) for k, v in med.items()},
+        "model": "MobileNetV2 224x224, weights=None",
+        "delegate": "xnnpack",
+        "threads": 1,
+        "repeats": repeats,
+        "runs": runs,
+        "rows": rows,
+        **{f"median_{k}_ms": round(v, 3) for k, v in med.items()},
         "int8_over_float": round(med["int8_p50"] / med["float_p50"], 3),
         "edgeq_over_bare_loop": round(med["int8_p50"] / med["bare_int8_p50"], 3),
     }
@@ -265,47 +338,76 @@ def bench_latency(int8: Path, reference: Path, data: Path, repeats: int, runs: i
 
 def markdown(results: dict) -> str:
     mem = results["memory_vs_samples"]
-    lines = [f"Measured on {results['cpu']} ({results['cores']} cores), {results['date']}. Times are wall seconds of the "
-             "whole process (Python, TensorFlow import, model load, conversion, calibration); peak RSS is the process tree's.", ""]
+    lines = [
+        f"Measured on {results['cpu']} ({results['cores']} cores), {results['date']}. Times are wall seconds of the "
+        "whole process (Python, TensorFlow import, model load, conversion, calibration); peak RSS is the process tree's.",
+        "",
+    ]
     for rerun in results.get("partial_reruns", []):
-        lines += [f"Re-measured on {rerun['date']} in a quiet run: {', '.join(rerun['models'])} (the first run overlapped other work).", ""]
-    for name, r in results["models"].items():
-        lines += [f"**{r['model']}** (medians of {r['repeats']})", "",
-                  "| calibration samples | plain script | edgeq --jobs 1 | edgeq --jobs 2 | jobs 1 / plain | plain / jobs 2 "
-                  "| same scales & zero-points | peak RSS plain / jobs 1 / jobs 2 |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"Re-measured on {rerun['date']} in a quiet run: {', '.join(rerun['models'])} (the first run overlapped other work).",
+            "",
+        ]
+    for r in results["models"].values():
+        lines += [
+            f"**{r['model']}** (medians of {r['repeats']})",
+            "",
+            "| calibration samples | plain script | edgeq --jobs 1 | edgeq --jobs 2 | jobs 1 / plain | plain / jobs 2 "
+            "| same scales & zero-points | peak RSS plain / jobs 1 / jobs 2 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for n, c in r["convert"].items():
             t, m = c["median_seconds"], c["median_peak_rss_mib"]
             same = "yes" if all(c["same_quantization_as_plain"].values()) else "NO"
-            lines.append(f"| {n} | {t['plain']:.1f} s | {t['jobs1']:.1f} s | {t['jobs2']:.1f} s | {c['jobs1_over_plain']:.2f}× "
-                         f"| {c['plain_over_jobs2']:.2f}× | {same} | {m['plain']} / {m['jobs1']} / {m['jobs2']} MiB |")
+            lines.append(
+                f"| {n} | {t['plain']:.1f} s | {t['jobs1']:.1f} s | {t['jobs2']:.1f} s | {c['jobs1_over_plain']:.2f}× "
+                f"| {c['plain_over_jobs2']:.2f}× | {same} | {m['plain']} / {m['jobs1']} / {m['jobs2']} MiB |"
+            )
         b, f = r["sizes"]["bytes"], r["sizes"]["over_float"]
         lat = r["latency_xnnpack"]
-        lines += ["", "| size float / INT8 / dynamic-range / float16 | INT8 / float p50, XNNPACK, 1 thread | 2 threads |",
-                  "|---|---|---|",
-                  f"| {b['float'] / 2**20:.1f} / {b['int8'] / 2**20:.1f} / {b['dynamic'] / 2**20:.1f} / {b['float16'] / 2**20:.1f} MiB "
-                  f"(INT8 {f['int8']:.3f}×) "
-                  + "".join(f"| {lat[t]['median_int8_p50_ms']:.2f} / {lat[t]['median_float_p50_ms']:.2f} ms = "
-                            f"{lat[t]['int8_over_float']:.3f} " for t in ("1", "2")) + "|", ""]
+        lines += [
+            "",
+            "| size float / INT8 / dynamic-range / float16 | INT8 / float p50, XNNPACK, 1 thread | 2 threads |",
+            "|---|---|---|",
+            f"| {b['float'] / 2**20:.1f} / {b['int8'] / 2**20:.1f} / {b['dynamic'] / 2**20:.1f} / {b['float16'] / 2**20:.1f} MiB "
+            f"(INT8 {f['int8']:.3f}×) "
+            + "".join(
+                f"| {lat[t]['median_int8_p50_ms']:.2f} / {lat[t]['median_float_p50_ms']:.2f} ms = "
+                f"{lat[t]['int8_over_float']:.3f} "
+                for t in ("1", "2")
+            )
+            + "|",
+            "",
+        ]
     lines += ["| other figures | value |", "|---|---|"]
     for n, r in mem["runs"].items():
         lines.append(f"| peak RSS, convert with {n} samples ({mem['model']}) | {r['peak_rss_mib']:.0f} MiB |")
     lines.append(f"| peak RSS ratio {mem['compared'][1]} / {mem['compared'][0]} samples | {mem['peak_rss_ratio']:.3f}× |")
     lat = results.get("mobilenet_v2_latency")
     if lat:
-        lines.append(f"| edgeq validate INT8 p50 / bare interpreter loop p50 (MobileNetV2, 1 thread) | {lat['edgeq_over_bare_loop']:.3f} |")
+        lines.append(
+            f"| edgeq validate INT8 p50 / bare interpreter loop p50 (MobileNetV2, 1 thread) | {lat['edgeq_over_bare_loop']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="MobileNetV2 only, few samples, one repeat: a smoke run (benchmarks/work/results-quick.json)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="MobileNetV2 only, few samples, one repeat: a smoke run (benchmarks/work/results-quick.json)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--models", nargs="+", choices=list(MODELS),
-                        help="re-measure only these models and keep the rest of benchmarks/results.json")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="only copy benchmarks/results.md into README.md's table (no measuring)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=list(MODELS),
+        help="re-measure only these models and keep the rest of benchmarks/results.json",
+    )
+    parser.add_argument(
+        "--update-readme", action="store_true", help="only copy benchmarks/results.md into README.md's table (no measuring)"
+    )
     args = parser.parse_args()
     if args.update_readme:
         _update_readme(ROOT / "benchmarks" / "results.md")
@@ -330,8 +432,11 @@ def main() -> None:
         "models": bench_models(["MobileNetV2"] if args.quick else list(MODELS), counts, repeats, 20 if args.quick else 50),
     }
     results["mobilenet_v2_latency"] = bench_latency(
-        WORK / f"mobilenetv2_{counts[-1] if args.quick else 200}_jobs2.tflite", make_model("MobileNetV2", 224),
-        WORK / "rgb224", repeats, 30 if args.quick else 100
+        WORK / f"mobilenetv2_{counts[-1] if args.quick else 200}_jobs2.tflite",
+        make_model("MobileNetV2", 224),
+        WORK / "rgb224",
+        repeats,
+        30 if args.quick else 100,
     )
     if args.quick:  # a smoke run never replaces the published figures
         (WORK / "results-quick.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -347,8 +452,10 @@ def _write(results: dict, started: float) -> None:
     table = markdown(results)
     (ROOT / "benchmarks" / "results.md").write_text(table)
     print(table)
-    print(f"wrote benchmarks/results.json and benchmarks/results.md in {time.monotonic() - started:.0f} s; "
-          "`python benchmarks/run.py --update-readme` copies the table into README.md")
+    print(
+        f"wrote benchmarks/results.json and benchmarks/results.md in {time.monotonic() - started:.0f} s; "
+        "`python benchmarks/run.py --update-readme` copies the table into README.md"
+    )
 
 
 def _update_readme(table_file) -> None:

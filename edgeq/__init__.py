@@ -21,8 +21,16 @@ if TYPE_CHECKING:  # the types only: importing edgeq.api here would load it on `
 __all__ = ["__version__", "convert", "inspect_model", "validate"]
 
 
-def convert(source: Any, data: Any = None, output: str | Path | None = None, options: ConvertOptions | None = None, *,
-            force: bool = False, sample_inputs: Any = None, **settings: Unpack[ConvertSettings]) -> Converted:
+def convert(
+    source: Any,
+    data: Any = None,
+    output: str | Path | None = None,
+    options: ConvertOptions | None = None,
+    *,
+    force: bool = False,
+    sample_inputs: Any = None,
+    **settings: Unpack[ConvertSettings],
+) -> Converted:
     """Quantize a model (path, keras.Model, tf.Module, concrete function, nn.Module) on data (path,
     array, dict of arrays, iterable of samples); returns edgeq.api.Converted. See edgeq.api."""
     from edgeq.api import convert as _convert
@@ -37,8 +45,15 @@ def inspect_model(path: str | Path) -> ModelSummary:
     return _inspect(path)
 
 
-def validate(model: Any, reference: Any, data: Any, options: ValidateOptions | None = None, *, sample_inputs: Any = None,
-             **settings: Unpack[ValidateSettings]) -> Validated:
+def validate(
+    model: Any,
+    reference: Any,
+    data: Any,
+    options: ValidateOptions | None = None,
+    *,
+    sample_inputs: Any = None,
+    **settings: Unpack[ValidateSettings],
+) -> Validated:
     """Compare an INT8 model (path or bytes) with its float reference; returns edgeq.api.Validated."""
     from edgeq.api import validate as _validate
 

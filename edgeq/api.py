@@ -49,8 +49,16 @@ class Validated:
     results: ValidationResult = field(repr=False)  # everything; .to_json() is the results JSON `edgeq report` reads
 
 
-def convert(source: Any, data: Any = None, output: str | Path | None = None, options: ConvertOptions | None = None, *,
-            force: bool = False, sample_inputs: Any = None, **settings: Unpack[ConvertSettings]) -> Converted:
+def convert(
+    source: Any,
+    data: Any = None,
+    output: str | Path | None = None,
+    options: ConvertOptions | None = None,
+    *,
+    force: bool = False,
+    sample_inputs: Any = None,
+    **settings: Unpack[ConvertSettings],
+) -> Converted:
     """Quantize `source` (path, keras.Model, tf.Module, concrete function, PyTorch nn.Module with
     `sample_inputs`) calibrated on `data` (path, array, dict of arrays, or iterable of samples).
     The settings are edgeq convert's, as `options` or as keywords (mode="int8", min_sqnr=30, ...)."""
@@ -71,8 +79,15 @@ def convert(source: Any, data: Any = None, output: str | Path | None = None, opt
         return Converted(result.model, result.manifest, list(result.manifest.warnings), None, result.budget_met)
 
 
-def validate(model: Any, reference: Any, data: Any, options: ValidateOptions | None = None, *, sample_inputs: Any = None,
-             **settings: Unpack[ValidateSettings]) -> Validated:
+def validate(
+    model: Any,
+    reference: Any,
+    data: Any,
+    options: ValidateOptions | None = None,
+    *,
+    sample_inputs: Any = None,
+    **settings: Unpack[ValidateSettings],
+) -> Validated:
     """Compare `model` (path or .tflite bytes) with `reference` on `data`. The settings are edgeq
     validate's, as `options` or as keywords (runs=20, min_sqnr=30, ...)."""
     from edgeq.validation.compare import validate as run
@@ -87,8 +102,15 @@ def validate(model: Any, reference: Any, data: Any, options: ValidateOptions | N
             (folder / "model.tflite").write_bytes(model)
             model = folder / "model.tflite"
         results = run(model, _as_path(reference, folder, sample_inputs), _data_path(data, folder), options)
-    return Validated(results.passed, results.worst_sqnr_db, results.accuracy.agreement, results.accuracy.top1_drop_pts,
-                     results.latency.speedup, list(results.warnings), results)
+    return Validated(
+        results.passed,
+        results.worst_sqnr_db,
+        results.accuracy.agreement,
+        results.accuracy.top1_drop_pts,
+        results.latency.speedup,
+        list(results.warnings),
+        results,
+    )
 
 
 def _as_path(source: Any, folder: Path, sample_inputs: Any = None) -> Path:
@@ -123,7 +145,9 @@ def _data_path(data: Any, folder: Path) -> Path | None:
             keys = list(samples[0])
             return _data_path({k: np.concatenate([_batched(s[k]) for s in samples]) for k in keys}, folder)
         return _data_path(np.concatenate([_batched(s) for s in samples]), folder)
-    raise UsageError(f"cannot use a {type(data).__name__} as data: pass a path, an array, a dict of arrays or an iterable of samples")
+    raise UsageError(
+        f"cannot use a {type(data).__name__} as data: pass a path, an array, a dict of arrays or an iterable of samples"
+    )
 
 
 def _batched(sample: Any) -> np.ndarray:

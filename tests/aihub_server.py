@@ -106,7 +106,7 @@ class AiHubServer:
         """A bug here is a 500 with its traceback kept in `errors` (the tests assert there are none)."""
         try:
             self.handle(request, method)
-        except Exception:  # noqa: BLE001 - the stand-in's own bug, reported to the test
+        except Exception:
             import traceback
 
             self.errors.append(traceback.format_exc())
@@ -175,50 +175,63 @@ class AiHubServer:
             model_id = store.new_id("m")
             store.models[model_id] = b""
             return pb.CreateUpdateResponse(id=model_id)
-        if (found := re.fullmatch(r"models/(\w+)/multipart_upload", route)):
+        if found := re.fullmatch(r"models/(\w+)/multipart_upload", route):
             model_id = found.group(1)
             if method == "GET":
-                return pb.FileUploadResponse(multipart_url=pb.FileMultipartUploadURL(
-                    urls=[f"{self.url}/files/model/{model_id}"], upload_id=f"up-{model_id}", max_part_size=1 << 30))
+                return pb.FileUploadResponse(
+                    multipart_url=pb.FileMultipartUploadURL(
+                        urls=[f"{self.url}/files/model/{model_id}"], upload_id=f"up-{model_id}", max_part_size=1 << 30
+                    )
+                )
             return pb.CreateUpdateResponse(id=model_id)
-        if (found := re.fullmatch(r"models/(\w+)", route)):
+        if found := re.fullmatch(r"models/(\w+)", route):
             return pb.Model(model_id=found.group(1), name="model", model_type=pb.MODEL_TYPE_TFLITE, file_upload_complete=True)
         if route == "datasets" and method == "POST":
             dataset_id = store.new_id("d")
             store.datasets[dataset_id] = b""
             return pb.CreateUpdateResponse(id=dataset_id)
-        if (found := re.fullmatch(r"datasets/(\w+)/upload_url", route)):
-            return pb.FileUploadResponse(url=pb.FileUploadURL(url=f"{self.url}/files/dataset/{found.group(1)}",
-                                                              file_field_name="file"))
-        if (found := re.fullmatch(r"datasets/(\w+)/(upload_complete|download_data)", route)):
+        if found := re.fullmatch(r"datasets/(\w+)/upload_url", route):
+            return pb.FileUploadResponse(
+                url=pb.FileUploadURL(url=f"{self.url}/files/dataset/{found.group(1)}", file_field_name="file")
+            )
+        if found := re.fullmatch(r"datasets/(\w+)/(upload_complete|download_data)", route):
             if found.group(2) == "download_data":
-                return pb.FileDownloadResponse(url=pb.FileDownloadURL(url=f"{self.url}/files/dataset/{found.group(1)}",
-                                                                      filename="dataset.h5"))
+                return pb.FileDownloadResponse(
+                    url=pb.FileDownloadURL(url=f"{self.url}/files/dataset/{found.group(1)}", filename="dataset.h5")
+                )
             return pb.CreateUpdateResponse(id=found.group(1))
-        if (found := re.fullmatch(r"datasets/(\w+)", route)):
+        if found := re.fullmatch(r"datasets/(\w+)", route):
             if method == "PATCH":
                 return pb.CreateUpdateResponse(id=found.group(1))
             return pb.Dataset(dataset_id=found.group(1), name="dataset", file_upload_complete=True)
         if route == "jobs" and method == "POST":
             return self._submit(pb.Job.FromString(body), pb)
-        if (found := re.fullmatch(r"jobs/(\w+)/result", route)):
+        if found := re.fullmatch(r"jobs/(\w+)/result", route):
             return self._result(found.group(1), pb)
-        if (found := re.fullmatch(r"jobs/(\w+)", route)):
+        if found := re.fullmatch(r"jobs/(\w+)", route):
             return self._job(found.group(1), pb)
         raise KeyError(route)
 
     # -- devices and jobs ----------------------------------------------------------------------------
 
     def _device(self, device: FakeDevice, pb):
-        return pb.Device(name=device.name, os="14", attributes=[f"chipset:{device.chipset}", "os:android", "framework:tflite",
-                                                                 "format:phone", "vendor:test"])
+        return pb.Device(
+            name=device.name,
+            os="14",
+            attributes=[f"chipset:{device.chipset}", "os:android", "framework:tflite", "format:phone", "vendor:test"],
+        )
 
     def _submit(self, job, pb):
         submitted = job.inference_job
         job_id = self.store.new_id("j")
         device = next(d for d in DEVICES if d.name == submitted.device.name)
-        self.store.jobs[job_id] = {"job": job, "device": device, "model_id": submitted.model.model_id,
-                                   "dataset_id": submitted.dataset.dataset_id, "result": None}
+        self.store.jobs[job_id] = {
+            "job": job,
+            "device": device,
+            "model_id": submitted.model.model_id,
+            "dataset_id": submitted.dataset.dataset_id,
+            "result": None,
+        }
         self.store.polls[job_id] = 0
         return pb.CreateUpdateResponse(id=job_id)
 
@@ -230,10 +243,16 @@ class AiHubServer:
         state = (pb.JOB_STATE_FAILED if device.fails else pb.JOB_STATE_DONE) if done else pb.JOB_STATE_RUNNING_INFERENCE
         submitted = entry["job"].inference_job
         inference = pb.InferenceJob(
-            inference_job_id=job_id, name=submitted.name or "edgeq", job_state=state,
-            device=self._device(device, pb), model=pb.Model(model_id=entry["model_id"], model_type=pb.MODEL_TYPE_TFLITE),
-            dataset=pb.Dataset(dataset_id=entry["dataset_id"]), options=submitted.options,
-            is_profiling_on=submitted.is_profiling_on, failure_reason=(device.fails or "") if done else "")
+            inference_job_id=job_id,
+            name=submitted.name or "edgeq",
+            job_state=state,
+            device=self._device(device, pb),
+            model=pb.Model(model_id=entry["model_id"], model_type=pb.MODEL_TYPE_TFLITE),
+            dataset=pb.Dataset(dataset_id=entry["dataset_id"]),
+            options=submitted.options,
+            is_profiling_on=submitted.is_profiling_on,
+            failure_reason=(device.fails or "") if done else "",
+        )
         inference.creation_time.GetCurrentTime()
         return pb.Job(inference_job=inference, hub_version="0.56.0-test")
 
@@ -274,7 +293,7 @@ class AiHubServer:
         detail.major_version, detail.minor_version = 1, 2
         times = []
         # the phone's times are the stand-in's own invention, fixed so that runs compare: 40 µs an op, 5% spread
-        ops = len(interpreter._get_ops_details())  # noqa: SLF001
+        ops = len(interpreter._get_ops_details())
         times = [int(40 * ops * (1 + 0.05 * ((k * 7) % 5 - 2) / 2)) for k in range(20)]
         detail.all_execution_times.extend(times)
         detail.execution_time = int(np.median(times))
@@ -282,11 +301,17 @@ class AiHubServer:
         unit = {"NPU": pb.COMPUTE_UNIT_NPU, "GPU": pb.COMPUTE_UNIT_GPU, "CPU": pb.COMPUTE_UNIT_CPU}[entry["device"].compute_unit]
         from ai_edge_litert.interpreter import OpResolverType
 
-        plain = Interpreter(model_content=self.store.models[entry["model_id"]],
-                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        ops = plain._get_ops_details()  # noqa: SLF001 - the model's own ops (no delegate node), as the phone's layers
+        plain = Interpreter(
+            model_content=self.store.models[entry["model_id"]],
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        ops = plain._get_ops_details()
         for k, op in enumerate(ops):
             last = k == len(ops) - 1
-            detail.layer_details.add(name=f"{op['op_name']}_{k}", layer_type_name=op["op_name"], id=str(k),
-                                     compute_unit=pb.COMPUTE_UNIT_CPU if last and unit != pb.COMPUTE_UNIT_CPU else unit)
+            detail.layer_details.add(
+                name=f"{op['op_name']}_{k}",
+                layer_type_name=op["op_name"],
+                id=str(k),
+                compute_unit=pb.COMPUTE_UNIT_CPU if last and unit != pb.COMPUTE_UNIT_CPU else unit,
+            )
         return pb.JobResult(inference_job_result=result)

@@ -61,8 +61,9 @@ def outlier_keras(models_dir) -> Path:
     inputs = keras.Input((8, 8, 1), name="image")
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", bias_initializer="random_normal", name="conv")(inputs)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(16, kernel_initializer=keras.initializers.RandomNormal(stddev=0.3),
-                           bias_initializer="random_normal", name="dense")(x)
+    x = keras.layers.Dense(
+        16, kernel_initializer=keras.initializers.RandomNormal(stddev=0.3), bias_initializer="random_normal", name="dense"
+    )(x)
     square = keras.layers.Multiply(name="square")([x, x])
     x = keras.layers.Multiply(name="fourth_power")([square, square])
     outputs = keras.layers.Dense(10, bias_initializer="random_normal", name="logits")(x)
@@ -191,9 +192,8 @@ def cnn_int8(cnn_keras, digits_calib, tmp_path_factory):
 def trained(tmp_path_factory, digits_calib):
     """The demo CNN trained briefly, its INT8 model, and its float .tflite."""
     sys.path.insert(0, str(ROOT / "demo"))
-    from train_digits import train
-
     from helpers import convert
+    from train_digits import train
 
     folder = tmp_path_factory.mktemp("trained")
     keras_path = folder / "digits.keras"
@@ -238,8 +238,20 @@ def digits_images(n: int = 16) -> np.ndarray:
     return np.concatenate([s[0] for s in source])
 
 
-MODEL_FIXTURES = {"models_dir", "cnn_keras", "outlier_keras", "hardswish_keras", "weight_outlier_keras", "sin_keras",
-                  "dynamic_keras", "two_input_keras", "cnn_export_dir", "cnn_h5", "cnn_int8", "trained"}
+MODEL_FIXTURES = {
+    "models_dir",
+    "cnn_keras",
+    "outlier_keras",
+    "hardswish_keras",
+    "weight_outlier_keras",
+    "sin_keras",
+    "dynamic_keras",
+    "two_input_keras",
+    "cnn_export_dir",
+    "cnn_h5",
+    "cnn_int8",
+    "trained",
+}
 TIER_FIXTURES = {"sshd": "ssh", "device_python": "ssh", "emulation": "emulation"}
 
 

@@ -30,8 +30,8 @@ import tempfile
 import time
 import zipfile
 from collections import Counter
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,7 @@ UNSAFE_OUTPUT = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u202a-\u202e\u2066-\u2069]"
 
 
 # -- the worker: runs CLI cases in-process, one JSON line back per case ----------------------------
+
 
 def worker() -> None:
     import warnings
@@ -62,10 +63,17 @@ def worker() -> None:
         exc = result.exception
         internal = exc is not None and not isinstance(exc, SystemExit)
         out = result.stdout + result.stderr
-        print(json.dumps({"code": 3 if internal else result.exit_code,
-                          "traceback": "Traceback (most recent call last)" in out,
-                          "unsafe": bool(UNSAFE_OUTPUT.search(out)),
-                          "detail": (f"{type(exc).__name__}: {exc}" if internal else result.stderr.strip())[:300]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "code": 3 if internal else result.exit_code,
+                    "traceback": "Traceback (most recent call last)" in out,
+                    "unsafe": bool(UNSAFE_OUTPUT.search(out)),
+                    "detail": (f"{type(exc).__name__}: {exc}" if internal else result.stderr.strip())[:300],
+                }
+            ),
+            flush=True,
+        )
 
 
 class Worker:
@@ -74,8 +82,14 @@ class Worker:
 
     def run(self, argv: list[str], timeout: float = 120) -> dict[str, Any]:
         if self.process is None or self.process.poll() is not None:
-            self.process = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
-                                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=HERE.parent)
+            self.process = subprocess.Popen(
+                [sys.executable, __file__, "--worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                text=True,
+                cwd=HERE.parent,
+            )
         assert self.process.stdin and self.process.stdout
         self.process.stdin.write(json.dumps([str(a) for a in argv]) + "\n")
         self.process.stdin.flush()
@@ -83,8 +97,12 @@ class Worker:
         if not line:
             code = self.process.wait(timeout)
             self.process = None
-            return {"code": f"signal {-code}" if code < 0 else f"worker exit {code}", "traceback": False, "unsafe": False,
-                    "detail": ""}
+            return {
+                "code": f"signal {-code}" if code < 0 else f"worker exit {code}",
+                "traceback": False,
+                "unsafe": False,
+                "detail": "",
+            }
         return json.loads(line)
 
     def close(self) -> None:
@@ -94,6 +112,7 @@ class Worker:
 
 
 # -- the cases --------------------------------------------------------------------------------------
+
 
 def _model_mutations(data: bytes, rng: np.random.Generator) -> Iterator[bytes]:
     from test_fuzz import _mutations
@@ -113,8 +132,23 @@ def model_cases(n: int, folder: Path, rng: np.random.Generator) -> Iterator[tupl
         if kind == "inspect":
             yield kind, ["inspect", path]
         elif kind == "validate":
-            yield kind, ["validate", path, "--reference", SEED_FLOAT, "--data", data_file, "--runs", "1", "--warmup", "0",
-                         "--no-cache", "-q"]
+            yield (
+                kind,
+                [
+                    "validate",
+                    path,
+                    "--reference",
+                    SEED_FLOAT,
+                    "--data",
+                    data_file,
+                    "--runs",
+                    "1",
+                    "--warmup",
+                    "0",
+                    "--no-cache",
+                    "-q",
+                ],
+            )
         else:
             yield kind, ["bundle", path, "-o", folder / f"bundle{i}", "-q"]
 
@@ -134,9 +168,29 @@ def _mutate_json(node: Any, rng: random.Random, depth: int = 0) -> Any:
         return changed
     if isinstance(node, list) and node and rng.random() < 0.7:
         at = rng.randrange(len(node))
-        return node[:at] + [_mutate_json(node[at], rng, depth + 1)] + node[at + 1:]
-    return rng.choice([None, True, 0, -1, 10**30, 1e308, -0.0, "", HOSTILE, [], {}, [1, 2, 3], {"a": 1}, "NaN", 2**63,
-                       "1.0", [HOSTILE], {"name": HOSTILE}])
+        return node[:at] + [_mutate_json(node[at], rng, depth + 1)] + node[at + 1 :]
+    return rng.choice(
+        [
+            None,
+            True,
+            0,
+            -1,
+            10**30,
+            1e308,
+            -0.0,
+            "",
+            HOSTILE,
+            [],
+            {},
+            [1, 2, 3],
+            {"a": 1},
+            "NaN",
+            2**63,
+            "1.0",
+            [HOSTILE],
+            {"name": HOSTILE},
+        ]
+    )
 
 
 def _json_text(value: Any, rng: random.Random) -> str:
@@ -144,7 +198,7 @@ def _json_text(value: Any, rng: random.Random) -> str:
     if roll < 0.05:
         return "[" * 100_000 + "]" * 100_000
     if roll < 0.10:
-        return json.dumps(value)[:-rng.randrange(1, 20)]
+        return json.dumps(value)[: -rng.randrange(1, 20)]
     if roll < 0.15:
         return "9" * 5002
     text = json.dumps(value)
@@ -220,7 +274,7 @@ def profile_cases(n: int, folder: Path, rng: random.Random) -> Iterator[tuple[st
             values["python"] = "/nonexistent/python"  # the shipped default would run a real probe: slow, not the point
         text = "".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items())
         if rng.random() < 0.15:
-            text = text[: rng.randrange(len(text) + 1)] + rng.choice(["=", "[", "\x00", "\"", "\n[[a]]\n"])
+            text = text[: rng.randrange(len(text) + 1)] + rng.choice(["=", "[", "\x00", '"', "\n[[a]]\n"])
         path = folder / f"p{i}.toml"
         path.write_text(text)
         yield "profile", ["devices", "check", path]
@@ -248,8 +302,9 @@ def data_cases(n: int, folder: Path, rng: random.Random) -> Iterator[tuple[str, 
             members = {"x": array}
             if rng.random() < 0.5:
                 members["y"] = rng.choice([np.zeros(4, int), np.full(4, np.nan), np.zeros((4, 2)), np.array(["a"] * 4)])
-            np.savez(buffer, **{k: v for k, v in members.items() if v.dtype != object}, allow_pickle=False) \
-                if all(v.dtype != object for v in members.values()) else _npz_with_pickle(buffer, members)
+            np.savez(buffer, **{k: v for k, v in members.items() if v.dtype != object}, allow_pickle=False) if all(
+                v.dtype != object for v in members.values()
+            ) else _npz_with_pickle(buffer, members)
         else:
             np.save(buffer, array, allow_pickle=array.dtype == object)
         raw = bytearray(buffer.getvalue())
@@ -259,8 +314,23 @@ def data_cases(n: int, folder: Path, rng: random.Random) -> Iterator[tuple[str, 
         if rng.random() < 0.1 and i % 2:
             raw = _npz_with_text_member(bytes(raw))
         path.write_bytes(bytes(raw))
-        yield "data", ["validate", SEED_INT8, "--reference", SEED_FLOAT, "--data", path, "--runs", "1", "--warmup", "0",
-                       "--no-cache", "-q"]
+        yield (
+            "data",
+            [
+                "validate",
+                SEED_INT8,
+                "--reference",
+                SEED_FLOAT,
+                "--data",
+                path,
+                "--runs",
+                "1",
+                "--warmup",
+                "0",
+                "--no-cache",
+                "-q",
+            ],
+        )
 
 
 def _npz_with_pickle(buffer: io.BytesIO, members: dict[str, np.ndarray]) -> None:
@@ -283,6 +353,7 @@ def _npz_with_text_member(raw: bytes) -> bytes:
 
 # -- the run ----------------------------------------------------------------------------------------
 
+
 def fuzz(models: int, results: int, profiles: int, data: int, manifests: int, seed: int = 20261207) -> dict[str, Any]:
     rng, nrng = random.Random(seed), np.random.default_rng(seed)
     counts: dict[str, Counter] = {}
@@ -291,8 +362,13 @@ def fuzz(models: int, results: int, profiles: int, data: int, manifests: int, se
     runner = Worker()
     with tempfile.TemporaryDirectory(prefix="edgeq-fuzz-") as scratch:
         folder = Path(scratch)
-        cases = [model_cases(models, folder, nrng), manifest_cases(manifests, folder, rng), results_cases(results, folder, rng),
-                 profile_cases(profiles, folder, rng), data_cases(data, folder, rng)]
+        cases = [
+            model_cases(models, folder, nrng),
+            manifest_cases(manifests, folder, rng),
+            results_cases(results, folder, rng),
+            profile_cases(profiles, folder, rng),
+            data_cases(data, folder, rng),
+        ]
         try:
             for group in cases:
                 for kind, argv in group:
@@ -308,8 +384,12 @@ def fuzz(models: int, results: int, profiles: int, data: int, manifests: int, se
                                 (kept / arg.name).write_bytes(arg.read_bytes())
         finally:
             runner.close()
-    return {"seconds": round(time.perf_counter() - started, 1), "cases": {k: dict(v) for k, v in counts.items()},
-            "total": sum(sum(v.values()) for v in counts.values()), "failures": failures}
+    return {
+        "seconds": round(time.perf_counter() - started, 1),
+        "cases": {k: dict(v) for k, v in counts.items()},
+        "total": sum(sum(v.values()) for v in counts.values()),
+        "failures": failures,
+    }
 
 
 def main() -> int:

@@ -18,8 +18,10 @@ def images(folder: Path, n: int, size: int, seed: int, mode: str = "RGB") -> Pat
     folder.mkdir(parents=True, exist_ok=True)
     y, x = np.mgrid[0:size, 0:size] / size
     for i in range(n):
-        channels = [127 + 120 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y) + rng.uniform(0, 6))
-                    for _ in range(3)]
+        channels = [
+            127 + 120 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y) + rng.uniform(0, 6))
+            for _ in range(3)
+        ]
         pixels = np.clip(np.stack(channels, -1), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).convert(mode).save(folder / f"{i:03d}.png")
     return folder
@@ -29,8 +31,9 @@ class RecordedAdb:
     """A transport to an Android phone that answers benchmark_model with a recorded run of it
     (tests/fixtures/benchmark_model), its p50 and mean scaled; it keeps the commands it was given."""
 
-    def __init__(self, p50_scale: float = 1.0, mean_scale: float = 1.0,
-                 recording: str = "android_logcat_percentiles.txt") -> None:
+    def __init__(
+        self, p50_scale: float = 1.0, mean_scale: float = 1.0, recording: str = "android_logcat_percentiles.txt"
+    ) -> None:
         text = (FIXTURES / "benchmark_model" / recording).read_text()
         text = re.sub(r"median=(\d+)", lambda m: f"median={int(int(m.group(1)) * p50_scale)}", text)
         self.output = re.sub(r"avg=(\d+)", lambda m: f"avg={int(int(m.group(1)) * mean_scale)}", text, count=1)
@@ -64,7 +67,7 @@ class ContractAdb:
         from pathlib import Path
 
         local = Path(local)
-        for path in (sorted(local.iterdir()) if local.is_dir() else [local]):
+        for path in sorted(local.iterdir()) if local.is_dir() else [local]:
             self.files[f"{remote}/{path.name}" if local.is_dir() else remote] = path.read_bytes()
 
     def pull(self, remote: str) -> bytes:
@@ -107,17 +110,20 @@ class ContractAdb:
             assert detail["name"] == name and [int(d) for d in shape] == list(detail["shape"])
             data, want = self.files[files[name]], int(np.prod(detail["shape"])) * np.dtype(detail["dtype"]).itemsize
             if len(data) != want:
-                raise DeviceError(f"pixel: failed (exit 1): ERROR: The size of {files[name]} is {len(data)} bytes. "
-                                  f"It should be {want} bytes.")
+                raise DeviceError(
+                    f"pixel: failed (exit 1): ERROR: The size of {files[name]} is {len(data)} bytes. It should be {want} bytes."
+                )
             interpreter.set_tensor(detail["index"], np.frombuffer(data, detail["dtype"]).reshape(detail["shape"]))
         interpreter.invoke()
-        self.files[flags["output_filepath"]] = b"".join(interpreter.get_tensor(d["index"]).tobytes()
-                                                        for d in interpreter.get_output_details())
+        self.files[flags["output_filepath"]] = b"".join(
+            interpreter.get_tensor(d["index"]).tobytes() for d in interpreter.get_output_details()
+        )
         return self.timing.encode()
 
 
-def convert(model, output, data=None, *, quiet_native: bool = True, isolated: bool = True, force: bool = False, about=None,
-            **settings):
+def convert(
+    model, output, data=None, *, quiet_native: bool = True, isolated: bool = True, force: bool = False, about=None, **settings
+):
     """edgeq.conversion.converter.convert with the settings as the API's keywords (samples=16, mode=...)."""
     from edgeq.conversion.converter import convert as run
     from edgeq.conversion.options import ConvertOptions

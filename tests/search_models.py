@@ -74,7 +74,9 @@ def dsp_audio_model(path: Path) -> Path:
         kernels = []
         for fn in (np.cos, np.sin):
             k = np.stack([fn(2 * np.pi * f * t) * window for f in freqs], axis=-1)[:, None, :].astype(np.float32)
-            conv = keras.layers.Conv1D(BANDS_PER_GROUP, length, strides=32, use_bias=False, trainable=False, name=f"filter{group}_{fn.__name__}")
+            conv = keras.layers.Conv1D(
+                BANDS_PER_GROUP, length, strides=32, use_bias=False, trainable=False, name=f"filter{group}_{fn.__name__}"
+            )
             kernels.append((conv, k))
         parts = [conv(inputs) for conv, _ in kernels]
         for conv, k in kernels:
@@ -173,8 +175,10 @@ def face_like_images(path: Path, n: int, seed: int) -> Path:
     """Smooth colour gratings in -1..1 at 128x128, saved as .npy: inputs for MediaPipe's short-range face detector."""
     rng = np.random.default_rng(seed)
     t, f = np.meshgrid(np.linspace(0, 1, 128), np.linspace(0, 1, 128), indexing="ij")
-    x = [0.5 + 0.4 * np.sin(2 * np.pi * (rng.uniform(1, 3) * t + rng.uniform(1, 3) * f))[..., None] * rng.uniform(0.3, 1, 3)
-         for _ in range(n)]
+    x = [
+        0.5 + 0.4 * np.sin(2 * np.pi * (rng.uniform(1, 3) * t + rng.uniform(1, 3) * f))[..., None] * rng.uniform(0.3, 1, 3)
+        for _ in range(n)
+    ]
     np.save(path, (np.clip(np.asarray(x), 0, 1) * 2 - 1).astype(np.float32))
     return path
 

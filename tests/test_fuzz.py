@@ -39,6 +39,7 @@ def _set(attr_path, value):
             target[last] = value
         else:
             setattr(target, last, value)
+
     return edit
 
 
@@ -71,11 +72,11 @@ def _mutations(data: bytes, rng: np.random.Generator):
             yield "bit flips", bytes(buf)
         elif kind == 2:
             at = rng.integers(8, len(buf) - 4)
-            buf[at:at + 4] = rng.choice([b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\x0f\x27\x00\x00", b"\xfd\xff\xff\xff"])
+            buf[at : at + 4] = rng.choice([b"\xff\xff\xff\x7f", b"\x00\x00\x00\x80", b"\x0f\x27\x00\x00", b"\xfd\xff\xff\xff"])
             yield "int overwrite", bytes(buf)
         else:
             at = rng.integers(8, 256)
-            buf[at:at + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
+            buf[at : at + 16] = rng.integers(0, 256, 16, dtype=np.uint8).tobytes()
             yield "header garbage", bytes(buf)
 
 

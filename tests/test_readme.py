@@ -48,14 +48,15 @@ def test_the_demo_figures_the_readme_quotes_are_what_the_demo_gives(digits_calib
     """The demo as `make demo` runs it (15 epochs, default conversion, the held-out digits), against
     the figures the README quotes: equal within what training on another CPU moves them."""
     sys.path.insert(0, str(ROOT / "demo"))
+    from helpers import convert, validate
     from train_digits import train
 
-    from helpers import convert
-    from helpers import validate
-
     text = " ".join((ROOT / "README.md").read_text().split())
-    quoted = re.search(r"On the demo \(`make demo`.*?float top-1 ([\d.]+), INT8 top-1 ([\d.]+) on the (\d+) held-out digits "
-                       r"\(drop −?[\d.]+ points\), agreement ([\d.]+)%, SQNR ([\d.]+) dB, INT8 ([\d.]+)×", text)
+    quoted = re.search(
+        r"On the demo \(`make demo`.*?float top-1 ([\d.]+), INT8 top-1 ([\d.]+) on the (\d+) held-out digits "
+        r"\(drop −?[\d.]+ points\), agreement ([\d.]+)%, SQNR ([\d.]+) dB, INT8 ([\d.]+)×",
+        text,
+    )
     assert quoted, "the README's demo sentence moved: keep it and this test together"
     float_top1, int8_top1, samples, agreement, sqnr, ratio = (float(g) for g in quoted.groups())
     train(tmp_path / "digits_cnn.keras")

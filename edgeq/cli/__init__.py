@@ -41,7 +41,7 @@ def run() -> None:
             internal_error(exc)
         typer.echo(f"edgeq: error: {terminal(no_room(exc, exc.filename or 'a file edgeq writes'))}", err=True)
         sys.exit(2)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence of the exit-code contract
+    except Exception as exc:
         internal_error(exc)
 
 

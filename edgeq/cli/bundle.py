@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,9 +13,13 @@ from edgeq.core.escape import terminal
 
 @command()
 def bundle(
-    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="A .tflite (its .edgeq.json manifest beside it, if any)."),
+    model: Path = typer.Argument(
+        ..., show_default=False, metavar="MODEL", help="A .tflite (its .edgeq.json manifest beside it, if any)."
+    ),
     output: Path = typer.Option(..., "--output", "-o", show_envvar=False, show_default=False, help="The bundle's folder."),
-    results: Optional[Path] = typer.Option(None, "--results", show_default=False, help="A results JSON of edgeq validate: adds report.md."),
+    results: Path | None = typer.Option(
+        None, "--results", show_default=False, help="A results JSON of edgeq validate: adds report.md."
+    ),
     force: bool = typer.Option(False, "--force", metavar="", help="Replace files already in the folder."),
 ) -> None:
     """Write the bundle an app build copies as is: model.tflite, model.edgeq.json, labels.txt, ops.txt, report.md, SHA256SUMS."""

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import Optional, ParamSpec
+from typing import ParamSpec
 
 import typer
 
@@ -73,8 +73,10 @@ def command(target: typer.Typer | None = None, name: str | None = None) -> Calla
             return fn(*args, **kwargs)
 
         signature = inspect.signature(fn)
-        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation="bool")
-                 for n, d in (("verbose", VERBOSE), ("quiet", QUIET))]
+        extra = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation="bool")
+            for n, d in (("verbose", VERBOSE), ("quiet", QUIET))
+        ]
         # Typer reads the signature: the command's parameters and -v/-q
         wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
         wrapper.__annotations__ = {**fn.__annotations__, "verbose": "bool", "quiet": "bool"}
@@ -98,7 +100,7 @@ def fail(exc: EdgeqError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-def floats(value: Optional[str], option: str) -> Optional[tuple[float, ...]]:
+def floats(value: str | None, option: str) -> tuple[float, ...] | None:
     if value is None:
         return None
     try:
@@ -111,8 +113,8 @@ def floats(value: Optional[str], option: str) -> Optional[tuple[float, ...]]:
 def progress_bar():
     """A bar with samples/s and an ETA on an interactive terminal; nothing in CI, in pipes, with
     -q or with --json."""
-    from edgeq.host.isolation import STEP
     from edgeq.core.progress import reporting
+    from edgeq.host.isolation import STEP
 
     if not sys.stderr.isatty() or os.environ.get("CI") or state["quiet"] or state.get("json"):
         with reporting(None):
@@ -121,8 +123,13 @@ def progress_bar():
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[rate]}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
     terminal_out = os.fdopen(os.dup(sys.stderr.fileno()), "w")  # the terminal, even while TensorFlow's fd 2 is captured
     with terminal_out, Progress(*columns, transient=True, console=Console(file=terminal_out)) as bar:
         tasks: dict[str, int] = {}

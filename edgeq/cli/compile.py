@@ -13,16 +13,31 @@ from edgeq.core.escape import terminal
 
 
 @command()
-def compile(  # noqa: A001 - the command's name
-    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="An INT8 .tflite (its .edgeq.json beside it carries over)."),
-    npu: str = typer.Option(..., "--npu", show_default=False, help="VENDOR[:SOC]: intel[:LNL|PTL], qualcomm:SM8650, mediatek:MT6989, google-tensor:G3."),
-    output: Path = typer.Option(..., "--output", "-o", show_envvar=False, show_default=False, help="The compiled .tflite to write (its manifest goes beside it)."),
+def compile(
+    model: Path = typer.Argument(
+        ..., show_default=False, metavar="MODEL", help="An INT8 .tflite (its .edgeq.json beside it carries over)."
+    ),
+    npu: str = typer.Option(
+        ...,
+        "--npu",
+        show_default=False,
+        help="VENDOR[:SOC]: intel[:LNL|PTL], qualcomm:SM8650, mediatek:MT6989, google-tensor:G3.",
+    ),
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        show_envvar=False,
+        show_default=False,
+        help="The compiled .tflite to write (its manifest goes beside it).",
+    ),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the compile record as JSON only."),
 ) -> None:
-    """Compile an INT8 model for an NPU: the ops the vendor's compiler takes become DISPATCH_OP partitions, the rest stays on the CPU."""
-    from edgeq.packaging.npu import compile_file
+    """Compile an INT8 model for an NPU: the ops the vendor's compiler takes become DISPATCH_OP
+    partitions, the rest stays on the CPU."""
     from edgeq.core.schema import to_json
+    from edgeq.packaging.npu import compile_file
 
     try:
         state["json"] = as_json
@@ -31,13 +46,34 @@ def compile(  # noqa: A001 - the command's name
         fail(exc)
     record = made.record
     if as_json:
-        typer.echo(json.dumps({"output": str(made.output), "manifest": str(made.manifest_path) if made.manifest_path else None,
-                               **to_json(record)}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "output": str(made.output),
+                    "manifest": str(made.manifest_path) if made.manifest_path else None,
+                    **to_json(record),
+                },
+                indent=2,
+            )
+        )
         return
     on_cpu = ", ".join(f"{k} x{v}" for k, v in record.ops_on_cpu.items()) or "none"
-    say(terminal(f"compiled  {made.output} for {record.target}" + (f" ({record.stamp})" if record.stamp else "")
-                 + f": {record.ops_offloaded} of {record.ops_total} ops in {record.partitions} NPU partition(s); on the CPU: {on_cpu}"))
+    say(
+        terminal(
+            f"compiled  {made.output} for {record.target}"
+            + (f" ({record.stamp})" if record.stamp else "")
+            + f": {record.ops_offloaded} of {record.ops_total} ops in {record.partitions} NPU partition(s); on the CPU: {on_cpu}"
+        )
+    )
     if record.note:
         say(terminal(f"note      {record.note}"))
-    say(terminal("manifest  " + (str(made.manifest_path) if made.manifest_path else
-                                 f"none: {model.name} has no manifest to carry over, so validate cannot find the INT8 file it came from")))
+    say(
+        terminal(
+            "manifest  "
+            + (
+                str(made.manifest_path)
+                if made.manifest_path
+                else f"none: {model.name} has no manifest to carry over, so validate cannot find the INT8 file it came from"
+            )
+        )
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,6 +13,7 @@ from edgeq.core.escape import terminal
 from edgeq.records.recipe import Recipe
 
 RECIPE = Recipe()  # the defaults of the recipe's settings: their one owner
+SIGNATURES = ", ".join(RECIPE.signatures)
 
 
 def slower_hint(latency, served: bool = False) -> str | None:
@@ -29,63 +29,192 @@ def slower_hint(latency, served: bool = False) -> str | None:
         return None
     command = shlex.join(["edgeq", *sys.argv[1:], "--optimize", "latency"])
     cached = ", measured by the run this conversion was cached from" if served else ""
-    return slower_than_float("INT8", latency.speedup, latency.within_noise, f"XNNPACK on this machine ({this_cpu().describe()})",
-                             latency.off_delegate, latency.partitions,
-                             [f"to keep those ops in float where that is faster, run: {terminal(command)}"],
-                             f"p50 {latency.int8_p50_ms:.3f} vs {latency.float_p50_ms:.3f} ms, 1 thread{cached}")
+    return slower_than_float(
+        "INT8",
+        latency.speedup,
+        latency.within_noise,
+        f"XNNPACK on this machine ({this_cpu().describe()})",
+        latency.off_delegate,
+        latency.partitions,
+        [f"to keep those ops in float where that is faster, run: {terminal(command)}"],
+        f"p50 {latency.int8_p50_ms:.3f} vs {latency.float_p50_ms:.3f} ms, 1 thread{cached}",
+    )
 
 
 @command()
 def convert(
     ctx: typer.Context,
-    model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="Keras .keras/.h5 file, SavedModel folder, float .tflite, PyTorch torch.export program (.pt2) or ONNX model (.onnx)."),
-    output: Path = typer.Option(..., "--output", "-o", show_envvar=False, show_default=False, help="The .tflite to write (a .edgeq.json manifest goes beside it)."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", show_default=False, help="Calibration samples: image folder, .npy or .npz."),
+    model: Path = typer.Argument(
+        ...,
+        show_default=False,
+        metavar="MODEL",
+        help="Keras .keras/.h5 file, SavedModel folder, float .tflite, PyTorch torch.export program (.pt2) "
+        "or ONNX model (.onnx).",
+    ),
+    output: Path = typer.Option(
+        ...,
+        "--output",
+        "-o",
+        show_envvar=False,
+        show_default=False,
+        help="The .tflite to write (a .edgeq.json manifest goes beside it).",
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", "-d", show_default=False, help="Calibration samples: image folder, .npy or .npz."
+    ),
     mode: str = typer.Option(RECIPE.mode.value, help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16."),
-    io: Optional[str] = typer.Option(None, "--io", show_default="int8 (int16 for int16x8)", help="Input/output type: int8 | uint8 | float32 (int16 for int16x8)."),
+    io: str | None = typer.Option(
+        None,
+        "--io",
+        show_default="int8 (int16 for int16x8)",
+        help="Input/output type: int8 | uint8 | float32 (int16 for int16x8).",
+    ),
     per_tensor: bool = typer.Option(False, "--per-tensor", metavar="", help="Per-tensor instead of per-channel weight scales."),
-    keep_float: list[str] = typer.Option([], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable)."),
-    samples: Optional[int] = typer.Option(None, show_default=str(RECIPE.samples), help="Calibration samples to use."),
+    keep_float: list[str] = typer.Option(
+        [], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable)."
+    ),
+    samples: int | None = typer.Option(None, show_default=str(RECIPE.samples), help="Calibration samples to use."),
     seed: int = typer.Option(RECIPE.seed, help="Seed of the sample shuffle."),
-    target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable)."),
-    eval_data: Optional[Path] = typer.Option(None, "--eval-data", show_default=False, help="Held-out samples: search the fewest layers to keep in float that meet the budget below."),
-    max_drop: Optional[float] = typer.Option(None, show_default=False, help="Budget: top-1 drop at most PTS points (needs labels)."),
-    min_agreement: Optional[float] = typer.Option(None, show_default=False, help="Budget: INT8/float top-1 agreement at least FRAC."),
-    min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Budget: worst output SQNR at least DB."),
-    max_float_layers: Optional[int] = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
-    calibration: str = typer.Option(str(RECIPE.calibration), "--calibration", help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data)."),
-    refine: str = typer.Option(RECIPE.refine, "--refine", help="none | bias: take each layer's weight-rounding shift out of its int32 bias (measured on the calibration samples) | rounding: round each int8 weight up or down to fit the float layer's output, refitting the bias | auto: keep the best of these and the model as converted on held-back samples."),
-    feedback: list[str] = typer.Option([], "--feedback", show_default=False, help="OUT=IN: a stateful model; the budget judges --eval-data streamed in order, each model feeding its own OUT back as the next step's IN (repeatable)."),
-    output_role: list[str] = typer.Option([], "--output-role", show_default=False, help="KEY=classes|sequence|ctc:BLANK|score|values: what an output is, for the budget (e.g. a logits output without SOFTMAX is classes); repeatable."),
-    optimize: Optional[str] = typer.Option(None, "--optimize", show_default=False, help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower (within the budget)."),
-    device: Optional[str] = typer.Option(None, "--device", show_default=False, help="With --optimize latency: time the candidates on this device profile (name in devices/ or a .toml path)."),
-    allow_int16x8: bool = typer.Option(False, "--allow-int16x8", metavar="", help="Let the search try 16-bit activations (whole model) before float layers."),
-    cluster: Optional[str] = typer.Option(None, "--cluster", show_default=False, help="Build and judge the candidates of the search, --calibration auto, --refine auto and --optimize latency on a Ray cluster: local (a runtime for this run) or what ray.init takes (127.0.0.1:6379, ray://host:10001, auto); the bytes equal a local run's. Needs pip install 'edgeq[ray]'."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Calibration threads (XNNPACK; processes for TensorFlow's calibrator and histograms); the result equals --jobs 1.", show_default="CPU cores; 1 for a graph under 1 MiB"),
-    color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
+    target: list[str] = typer.Option(
+        [], "--target", "-t", help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable)."
+    ),
+    eval_data: Path | None = typer.Option(
+        None,
+        "--eval-data",
+        show_default=False,
+        help="Held-out samples: search the fewest layers to keep in float that meet the budget below.",
+    ),
+    max_drop: float | None = typer.Option(None, show_default=False, help="Budget: top-1 drop at most PTS points (needs labels)."),
+    min_agreement: float | None = typer.Option(
+        None, show_default=False, help="Budget: INT8/float top-1 agreement at least FRAC."
+    ),
+    min_sqnr: float | None = typer.Option(None, show_default=False, help="Budget: worst output SQNR at least DB."),
+    max_float_layers: int | None = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
+    calibration: str = typer.Option(
+        str(RECIPE.calibration),
+        "--calibration",
+        help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data).",
+    ),
+    refine: str = typer.Option(
+        RECIPE.refine,
+        "--refine",
+        help="none | bias: take each layer's weight-rounding shift out of its int32 bias (measured on the calibration samples) | "
+        "rounding: round each int8 weight up or down to fit the float layer's output, refitting the bias | auto: keep the "
+        "best of these and the model as converted on held-back samples.",
+    ),
+    feedback: list[str] = typer.Option(
+        [],
+        "--feedback",
+        show_default=False,
+        help="OUT=IN: a stateful model; the budget judges --eval-data streamed in order, each model feeding its own OUT back as "
+        "the next step's IN (repeatable).",
+    ),
+    output_role: list[str] = typer.Option(
+        [],
+        "--output-role",
+        show_default=False,
+        help="KEY=classes|sequence|ctc:BLANK|score|values: what an output is, for the budget (e.g. a logits output without "
+        "SOFTMAX is classes); repeatable.",
+    ),
+    optimize: str | None = typer.Option(
+        None,
+        "--optimize",
+        show_default=False,
+        help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower "
+        "(within the budget).",
+    ),
+    device: str | None = typer.Option(
+        None,
+        "--device",
+        show_default=False,
+        help="With --optimize latency: time the candidates on this device profile (name in devices/ or a .toml path).",
+    ),
+    allow_int16x8: bool = typer.Option(
+        False, "--allow-int16x8", metavar="", help="Let the search try 16-bit activations (whole model) before float layers."
+    ),
+    cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        show_default=False,
+        help="Build and judge the candidates of the search, --calibration auto, --refine auto and --optimize latency on a Ray "
+        "cluster: local (a runtime for this run) or what ray.init takes (127.0.0.1:6379, ray://host:10001, auto); the bytes "
+        "equal a local run's. Needs pip install 'edgeq[ray]'.",
+    ),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        help="Calibration threads (XNNPACK; processes for TensorFlow's calibrator and histograms); the result equals --jobs 1.",
+        show_default="CPU cores; 1 for a graph under 1 MiB",
+    ),
+    color: str | None = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
     resize: str = typer.Option(RECIPE.preprocessing.resize, help="stretch | crop | pad."),
-    value_range: Optional[str] = typer.Option(None, "--range", show_default="what the model states, else 0,1", help="Pixel range fed to the model: 0,1 | -1,1 | 0,255."),
-    mean: Optional[str] = typer.Option(None, show_default=False, help="Per-channel mean subtracted from 0..255 pixels, e.g. 123.7,116.3,103.5."),
-    std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std dividing after --mean."),
-    layout: Optional[str] = typer.Option(None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."),
-    signature: list[str] = typer.Option([], "--signature", help=f"SavedModel signature to convert (repeatable; 'all' for every one) [default: {', '.join(RECIPE.signatures)}]."),
-    channels_last: bool = typer.Option(False, "--channels-last", metavar="", help="A PyTorch (.pt2) or ONNX source's 4-D inputs as NHWC (litert-torch's to_channel_last_io)."),
+    value_range: str | None = typer.Option(
+        None, "--range", show_default="what the model states, else 0,1", help="Pixel range fed to the model: 0,1 | -1,1 | 0,255."
+    ),
+    mean: str | None = typer.Option(
+        None, show_default=False, help="Per-channel mean subtracted from 0..255 pixels, e.g. 123.7,116.3,103.5."
+    ),
+    std: str | None = typer.Option(None, show_default=False, help="Per-channel std dividing after --mean."),
+    layout: str | None = typer.Option(
+        None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."
+    ),
+    signature: list[str] = typer.Option(
+        [],
+        "--signature",
+        help=f"SavedModel signature to convert (repeatable; 'all' for every one) [default: {SIGNATURES}].",
+    ),
+    channels_last: bool = typer.Option(
+        False,
+        "--channels-last",
+        metavar="",
+        help="A PyTorch (.pt2) or ONNX source's 4-D inputs as NHWC (litert-torch's to_channel_last_io).",
+    ),
     input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
-    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining the Keras model's custom classes (imported: it is your code)."),
-    trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Load a model file that holds code (a Keras Lambda, SavedModel file or Python ops, a .pt2 that needs pickle): only for files you trust (README: What edgeq trusts)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", show_default=False, help="Embed TFLite Model Metadata with these labels (one per line, in the output's order)."),
-    metadata: Optional[str] = typer.Option(None, "--metadata", show_default="image-classifier with --labels", help="Embed TFLite Model Metadata: image-classifier | generic."),
-    name: Optional[str] = typer.Option(None, "--name", show_default=False, help="Metadata: the model's name."),
-    description: Optional[str] = typer.Option(None, "--description", show_default=False, help="Metadata: what the model does."),
-    version: Optional[str] = typer.Option(None, "--version", show_default=False, help="Metadata: the model's version."),
-    author: Optional[str] = typer.Option(None, "--author", show_default=False, help="Metadata: author."),
-    license_: Optional[str] = typer.Option(None, "--license", show_default=False, help="Metadata: license."),
-    bundle_dir: Optional[Path] = typer.Option(None, "--bundle", show_default=False, help="Also write the app bundle (see edgeq bundle) into DIR."),
-    no_cache: bool = typer.Option(False, "--no-cache", metavar="", help="Neither reuse nor keep calibrations and conversions in the cache folder ($EDGEQ_CACHE_DIR, else ~/.cache/edgeq)."),
+    custom_objects: Path | None = typer.Option(
+        None,
+        "--custom-objects",
+        show_default=False,
+        help="A .py defining the Keras model's custom classes (imported: it is your code).",
+    ),
+    trust_model: bool = typer.Option(
+        False,
+        "--trust-model",
+        metavar="",
+        help="Load a model file that holds code (a Keras Lambda, SavedModel file or Python ops, a .pt2 that needs pickle): only "
+        "for files you trust (README: What edgeq trusts).",
+    ),
+    labels: Path | None = typer.Option(
+        None,
+        "--labels",
+        show_default=False,
+        help="Embed TFLite Model Metadata with these labels (one per line, in the output's order).",
+    ),
+    metadata: str | None = typer.Option(
+        None,
+        "--metadata",
+        show_default="image-classifier with --labels",
+        help="Embed TFLite Model Metadata: image-classifier | generic.",
+    ),
+    name: str | None = typer.Option(None, "--name", show_default=False, help="Metadata: the model's name."),
+    description: str | None = typer.Option(None, "--description", show_default=False, help="Metadata: what the model does."),
+    version: str | None = typer.Option(None, "--version", show_default=False, help="Metadata: the model's version."),
+    author: str | None = typer.Option(None, "--author", show_default=False, help="Metadata: author."),
+    license_: str | None = typer.Option(None, "--license", show_default=False, help="Metadata: license."),
+    bundle_dir: Path | None = typer.Option(
+        None, "--bundle", show_default=False, help="Also write the app bundle (see edgeq bundle) into DIR."
+    ),
+    no_cache: bool = typer.Option(
+        False,
+        "--no-cache",
+        metavar="",
+        help="Neither reuse nor keep calibrations and conversions in the cache folder ($EDGEQ_CACHE_DIR, else ~/.cache/edgeq).",
+    ),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
 ) -> None:
-    """Convert a float model (.keras/.h5, SavedModel, float .tflite, PyTorch .pt2 or ONNX) to a quantized .tflite, calibrated on real samples."""
+    """Convert a float model (.keras/.h5, SavedModel, float .tflite, PyTorch .pt2 or ONNX) to a
+    quantized .tflite, calibrated on real samples."""
     from edgeq.conversion.converter import convert as run_convert
     from edgeq.conversion.options import ConvertOptions
     from edgeq.data.samples import Preprocessing
@@ -94,17 +223,45 @@ def convert(
     from edgeq.tflite.metadata import Description, read_labels
 
     try:
-        preprocessing = Preprocessing(color=color, resize=resize, value_range=value_range, mean=floats(mean, "--mean"),
-                                      std=floats(std, "--std"), layout=layout)
-        recipe = Recipe(mode=mode, io=io, per_tensor=per_tensor, keep_float=tuple(keep_float), calibration=calibration,
-                        signatures=tuple(signature) or RECIPE.signatures, preprocessing=preprocessing,
-                        samples=RECIPE.samples if samples is None else samples, seed=seed, channels_last=channels_last, refine=refine)
+        preprocessing = Preprocessing(
+            color=color,
+            resize=resize,
+            value_range=value_range,
+            mean=floats(mean, "--mean"),
+            std=floats(std, "--std"),
+            layout=layout,
+        )
+        recipe = Recipe(
+            mode=mode,
+            io=io,
+            per_tensor=per_tensor,
+            keep_float=tuple(keep_float),
+            calibration=calibration,
+            signatures=tuple(signature) or RECIPE.signatures,
+            preprocessing=preprocessing,
+            samples=RECIPE.samples if samples is None else samples,
+            seed=seed,
+            channels_last=channels_last,
+            refine=refine,
+        )
         options = ConvertOptions(
-            recipe=recipe, budget=Budget.given(max_drop, min_agreement, min_sqnr), eval_data=str(eval_data) if eval_data else None,
-            max_float_layers=max_float_layers, allow_int16x8=allow_int16x8, optimize=optimize, device=device,
-            output_roles=parse_roles(output_role), feedback=parse_feedback(tuple(feedback)), targets=tuple(target),
-            custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model, input_shapes=tuple(input_shape),
-            jobs=jobs, cluster=cluster, cache=not no_cache, samples_given=samples is not None,
+            recipe=recipe,
+            budget=Budget.given(max_drop, min_agreement, min_sqnr),
+            eval_data=str(eval_data) if eval_data else None,
+            max_float_layers=max_float_layers,
+            allow_int16x8=allow_int16x8,
+            optimize=optimize,
+            device=device,
+            output_roles=parse_roles(output_role),
+            feedback=parse_feedback(tuple(feedback)),
+            targets=tuple(target),
+            custom_objects=str(custom_objects) if custom_objects else None,
+            trust_model=trust_model,
+            input_shapes=tuple(input_shape),
+            jobs=jobs,
+            cluster=cluster,
+            cache=not no_cache,
+            samples_given=samples is not None,
         )
         if bundle_dir is not None:
             from edgeq.packaging.bundle import check_bundle
@@ -112,8 +269,15 @@ def convert(
             check_bundle(bundle_dir, force)
         about = None
         if labels or metadata or any((name, description, version, author, license_)):
-            about = Description(metadata or "image-classifier", read_labels(labels) if labels else (), name or "", description or "",
-                                version or "", author or "", license_ or "")
+            about = Description(
+                metadata or "image-classifier",
+                read_labels(labels) if labels else (),
+                name or "",
+                description or "",
+                version or "",
+                author or "",
+                license_ or "",
+            )
         state["json"] = as_json
         with progress_bar():
             result = run_convert(model, output, data, options, quiet_native=not state["verbose"], force=force, about=about)
@@ -140,6 +304,8 @@ def convert(
         say(conversion_text(result))
     if result.budget_met is False:
         best = manifest.search.chosen
-        log.error(f"no mix within the bounds meets the budget; kept the best found ({best.k} float layer(s): "
-                  f"{'; '.join(best.missed)}) as {result.output}")
+        log.error(
+            f"no mix within the bounds meets the budget; kept the best found ({best.k} float layer(s): "
+            f"{'; '.join(best.missed)}) as {result.output}"
+        )
         raise typer.Exit(1)

@@ -10,14 +10,23 @@ from edgeq.cli.common import app, command, fail, say, state
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
 
-devices_app = typer.Typer(help="Device profiles (devices/*.toml): list them, check one, set up ARM64 emulation.", invoke_without_command=True)
+devices_app = typer.Typer(
+    help="Device profiles (devices/*.toml): list them, check one, set up ARM64 emulation.", invoke_without_command=True
+)
 app.add_typer(devices_app, name="devices")
 
 
 @devices_app.callback()
-def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
-                 aihub: bool = typer.Option(False, "--aihub", metavar="", help="List the phones your Qualcomm AI Hub account "
-                                            "reaches (use one with --device aihub:NAME).")) -> None:
+def devices_list(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
+    aihub: bool = typer.Option(
+        False,
+        "--aihub",
+        metavar="",
+        help="List the phones your Qualcomm AI Hub account reaches (use one with --device aihub:NAME).",
+    ),
+) -> None:
     """List the device profiles."""
     if ctx.invoked_subcommand is not None:
         return
@@ -37,8 +46,12 @@ def devices_list(ctx: typer.Context, as_json: bool = typer.Option(False, "--json
             typer.echo(json_text([asdict(p) for p in phones]))
             return
         for phone in phones:
-            say(terminal(f"aihub:{phone.name:<40} Android {phone.os:<6} {phone.chipset:<34} "
-                         f"{'TFLite' if phone.tflite else 'no TFLite'}"))
+            say(
+                terminal(
+                    f"aihub:{phone.name:<40} Android {phone.os:<6} {phone.chipset:<34} "
+                    f"{'TFLite' if phone.tflite else 'no TFLite'}"
+                )
+            )
         return
     profiles = list_profiles()
     if as_json:
@@ -55,9 +68,9 @@ def devices_check(
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Connect to a device and report OS, CPU architecture, ARM dot-product, runtime and delegates."""
+    from edgeq.core.schema import to_json
     from edgeq.run.devices.device_script import check
     from edgeq.run.devices.profiles import load_profile
-    from edgeq.core.schema import to_json
 
     try:
         info = check(load_profile(name))
@@ -68,15 +81,22 @@ def devices_check(
         return
     probe = info.probe
     delegates = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in probe.delegates.items()) or "none"
-    for label, value in (("device", f"{info.name} ({info.transport}, {info.address})"), ("os", probe.os),
-                         ("cpu", probe.machine), ("dot-product", "yes (asimddp)" if probe.asimddp else "no"),
-                         ("python", probe.python), ("runtime", probe.runtime or probe.runtime_error),
-                         ("delegates", delegates)):
+    for label, value in (
+        ("device", f"{info.name} ({info.transport}, {info.address})"),
+        ("os", probe.os),
+        ("cpu", probe.machine),
+        ("dot-product", "yes (asimddp)" if probe.asimddp else "no"),
+        ("python", probe.python),
+        ("runtime", probe.runtime or probe.runtime_error),
+        ("delegates", delegates),
+    ):
         say(terminal(f"{label:<12}{value}"))
 
 
 @command(devices_app, "setup")
-def devices_setup(name: str = typer.Argument("emulated-raspberry-pi-5", metavar="NAME", help="An emulated profile (transport qemu).")) -> None:
+def devices_setup(
+    name: str = typer.Argument("emulated-raspberry-pi-5", metavar="NAME", help="An emulated profile (transport qemu)."),
+) -> None:
     """Build the ARM64 emulation (QEMU user mode, arm64 sysroot, aarch64 wheels) once into the cache."""
     from edgeq.run.devices.emulation import setup
     from edgeq.run.devices.profiles import load_profile

@@ -14,12 +14,14 @@ from edgeq.core.errors import EdgeqError
 @command()
 def inspect(
     model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="A .tflite model."),
-    target: list[str] = typer.Option([], "--target", "-t", help="edgetpu | nnapi | xnnpack: predict which ops run there (repeatable)."),
+    target: list[str] = typer.Option(
+        [], "--target", "-t", help="edgetpu | nnapi | xnnpack: predict which ops run there (repeatable)."
+    ),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
 ) -> None:
     """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
-    from edgeq.records.manifest_file import Described
     from edgeq.core.schema import to_json
+    from edgeq.records.manifest_file import Described
     from edgeq.targets import check_target
     from edgeq.tflite.dispatch import dispatch_of
     from edgeq.tflite.metadata import read_metadata
@@ -37,8 +39,15 @@ def inspect(
     if as_json:
         data = summary.to_dict()
         data["recipe"] = to_json(recipe) if recipe else None
-        data["metadata"] = None if metadata is None else {
-            **{k: v for k, v in to_json(metadata).items() if k != "files"}, "labels": metadata.labels, "files": sorted(metadata.files)}
+        data["metadata"] = (
+            None
+            if metadata is None
+            else {
+                **{k: v for k, v in to_json(metadata).items() if k != "files"},
+                "labels": metadata.labels,
+                "files": sorted(metadata.files),
+            }
+        )
         if reports:
             data["targets"] = {r.target: r.to_dict() for r in reports}
         if dispatch.compiled:

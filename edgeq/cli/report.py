@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,8 +13,12 @@ from edgeq.core.errors import EdgeqError, UsageError
 @command()
 def report(
     results: Path = typer.Argument(..., show_default=False, metavar="RESULTS", help="The results JSON of edgeq validate --json."),
-    fmt: str = typer.Option("md", "--format", "-f", help="md (GitHub-flavoured, for a pull request) | html (one self-contained page)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Report file.", show_default="print Markdown; RESULTS.html for html"),
+    fmt: str = typer.Option(
+        "md", "--format", "-f", help="md (GitHub-flavoured, for a pull request) | html (one self-contained page)."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Report file.", show_default="print Markdown; RESULTS.html for html"
+    ),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing report."),
 ) -> None:
     """Render a validation results JSON as a Markdown or HTML report."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,54 +16,168 @@ DEFAULTS = ValidateOptions(jobs=1)  # the defaults of validate's settings: their
 
 @command()
 def validate(
-    model: Optional[Path] = typer.Argument(None, show_default=False, metavar="MODEL", help="The INT8 .tflite to validate."),
-    reference: Optional[Path] = typer.Option(None, "--reference", "-r", show_envvar=False, show_default=False, help="The float model: .tflite, .keras/.h5, SavedModel, PyTorch .pt2 or ONNX (.onnx)."),
-    data: Optional[Path] = typer.Option(None, "--data", "-d", show_envvar=False, show_default=False, help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y)."),
-    no_wait: bool = typer.Option(False, "--no-wait", metavar="", help="Submit the AI Hub jobs and write the results with their ids without waiting (needs --json); collect them later with --resume."),
-    resume: Optional[Path] = typer.Option(None, "--resume", show_default=False, help="A results JSON written with --no-wait: collect the AI Hub jobs that have finished, score and gate them, and write it again."),
-    delegate: str = typer.Option(DEFAULTS.delegate, help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled model)."),
-    delegate_library: Optional[str] = typer.Option(None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1."),
+    model: Path | None = typer.Argument(None, show_default=False, metavar="MODEL", help="The INT8 .tflite to validate."),
+    reference: Path | None = typer.Option(
+        None,
+        "--reference",
+        "-r",
+        show_envvar=False,
+        show_default=False,
+        help="The float model: .tflite, .keras/.h5, SavedModel, PyTorch .pt2 or ONNX (.onnx).",
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        "-d",
+        show_envvar=False,
+        show_default=False,
+        help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y).",
+    ),
+    no_wait: bool = typer.Option(
+        False,
+        "--no-wait",
+        metavar="",
+        help="Submit the AI Hub jobs and write the results with their ids without waiting (needs --json); collect them "
+        "later with "
+        "--resume.",
+    ),
+    resume: Path | None = typer.Option(
+        None,
+        "--resume",
+        show_default=False,
+        help="A results JSON written with --no-wait: collect the AI Hub jobs that have finished, score and gate them, and write "
+        "it again.",
+    ),
+    delegate: str = typer.Option(
+        DEFAULTS.delegate,
+        help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled "
+        "model).",
+    ),
+    delegate_library: str | None = typer.Option(
+        None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1."
+    ),
     delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
     threads: int = typer.Option(DEFAULTS.threads, help="Interpreter threads for both models."),
-    no_cache: bool = typer.Option(False, "--no-cache", metavar="", help="Convert a Keras/SavedModel/PyTorch reference to float TFLite again instead of reusing it from the cache folder."),
-    cluster: Optional[str] = typer.Option(None, "--cluster", show_default=False, help="Run the sample loop on a Ray cluster: local (a runtime for this run) or what ray.init takes (127.0.0.1:6379, ray://host:10001, auto); the figures equal a local run's. Needs pip install 'edgeq[ray]'."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", show_default="CPU cores", help="INT8/float interpreter pairs run concurrently on the samples; the figures equal --jobs 1 (latency is timed alone)."),
+    no_cache: bool = typer.Option(
+        False,
+        "--no-cache",
+        metavar="",
+        help="Convert a Keras/SavedModel/PyTorch reference to float TFLite again instead of reusing it from the cache folder.",
+    ),
+    cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        show_default=False,
+        help="Run the sample loop on a Ray cluster: local (a runtime for this run) or what ray.init takes (127.0.0.1:6379, "
+        "ray://host:10001, auto); the figures equal a local run's. Needs pip install 'edgeq[ray]'.",
+    ),
+    jobs: int | None = typer.Option(
+        None,
+        "--jobs",
+        "-j",
+        show_default="CPU cores",
+        help="INT8/float interpreter pairs run concurrently on the samples; the figures equal --jobs 1 (latency is timed alone).",
+    ),
     warmup: int = typer.Option(DEFAULTS.warmup, help="Untimed invokes before timing."),
     runs: int = typer.Option(DEFAULTS.runs, help="Timed invokes."),
-    limit: Optional[int] = typer.Option(None, show_default=False, help="Use at most N samples."),
+    limit: int | None = typer.Option(None, show_default=False, help="Use at most N samples."),
     top_k: int = typer.Option(DEFAULTS.top_k, help="k of the top-k accuracy."),
-    color: Optional[str] = typer.Option(None, help="rgb | gray.", show_default="the manifest's, else the model's channels"),
-    resize: Optional[str] = typer.Option(None, show_default=False, help="stretch | crop | pad."),
-    value_range: Optional[str] = typer.Option(None, "--range", show_default="the manifest's, else what the model states, else 0,1", help="0,1 | -1,1 | 0,255."),
-    mean: Optional[str] = typer.Option(None, show_default=False, help="Per-channel mean."),
-    std: Optional[str] = typer.Option(None, show_default=False, help="Per-channel std."),
-    layout: Optional[str] = typer.Option(None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."),
-    output_role: list[str] = typer.Option([], "--output-role", show_default=False, help="KEY=classes|score|values: what an output is (repeatable); default: from the model's evidence."),
+    color: str | None = typer.Option(None, help="rgb | gray.", show_default="the manifest's, else the model's channels"),
+    resize: str | None = typer.Option(None, show_default=False, help="stretch | crop | pad."),
+    value_range: str | None = typer.Option(
+        None, "--range", show_default="the manifest's, else what the model states, else 0,1", help="0,1 | -1,1 | 0,255."
+    ),
+    mean: str | None = typer.Option(None, show_default=False, help="Per-channel mean."),
+    std: str | None = typer.Option(None, show_default=False, help="Per-channel std."),
+    layout: str | None = typer.Option(
+        None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."
+    ),
+    output_role: list[str] = typer.Option(
+        [],
+        "--output-role",
+        show_default=False,
+        help="KEY=classes|score|values: what an output is (repeatable); default: from the model's evidence.",
+    ),
     score_threshold: float = typer.Option(DEFAULTS.score_threshold, help="Decision threshold of a score output (its agreement)."),
-    max_drop: Optional[float] = typer.Option(None, show_default=False, help="Gate: top-1 drop at most PTS points."),
-    min_agreement: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8/float top-1 agreement at least FRAC."),
-    min_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Gate: every output's SQNR at least DB."),
-    min_slice_sqnr: Optional[float] = typer.Option(None, show_default=False, help="Gate: every slice's SQNR (per index along each output axis of at most 256) at least DB."),
-    max_latency_ms: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8 p50 latency at most MS."),
-    min_speedup: Optional[float] = typer.Option(None, show_default=False, help="Gate: float p50 / INT8 p50 at least X."),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", show_default=False, help="A previous results JSON (the last release's): compare with it."),
-    max_regression_pts: Optional[float] = typer.Option(None, show_default=False, help="Gate: top-1 at most PTS points below the baseline's."),
-    max_latency_regression: Optional[float] = typer.Option(None, show_default=False, help="Gate: INT8 p50 at most PCT % slower than the baseline's."),
-    max_size_growth: Optional[float] = typer.Option(None, show_default=False, help="Gate: model at most PCT % larger than the baseline's."),
-    target: list[str] = typer.Option([], "--target", "-t", show_default=False, help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present."),
-    device: list[str] = typer.Option([], "--device", help="Also run the INT8 model on this device profile (name in devices/ or a .toml path; repeatable)."),
-    accelerator: list[str] = typer.Option([], "--accelerator", show_default=False, help="Also run the model on LiteRT's accelerator here: gpu, or npu:VENDOR[:SOC] (npu:intel); repeatable. Which one ran is taken from evidence."),
-    gpu_precision: str = typer.Option(DEFAULTS.gpu_precision, "--gpu-precision", help="fp16 (as phones run LiteRT's GPU accelerator) | fp32."),
-    require_accelerated: bool = typer.Option(False, "--require-accelerated", metavar="", help="Gate: exit 1 if an accelerator run left any op to the CPU, or did not run there at all."),
-    feedback: list[str] = typer.Option([], "--feedback", show_default=False, help="OUT=IN: a stateful model; run the samples in order as sequences, each model feeding its own OUT back as the next step's IN (repeatable)."),
-    compare_to: str = typer.Option("local", "--compare-to", help="Compare each device's raw INT8 outputs with this run: local (the only one)."),
-    per_layer: bool = typer.Option(False, "--per-layer", metavar="", help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference)."),
+    max_drop: float | None = typer.Option(None, show_default=False, help="Gate: top-1 drop at most PTS points."),
+    min_agreement: float | None = typer.Option(None, show_default=False, help="Gate: INT8/float top-1 agreement at least FRAC."),
+    min_sqnr: float | None = typer.Option(None, show_default=False, help="Gate: every output's SQNR at least DB."),
+    min_slice_sqnr: float | None = typer.Option(
+        None, show_default=False, help="Gate: every slice's SQNR (per index along each output axis of at most 256) at least DB."
+    ),
+    max_latency_ms: float | None = typer.Option(None, show_default=False, help="Gate: INT8 p50 latency at most MS."),
+    min_speedup: float | None = typer.Option(None, show_default=False, help="Gate: float p50 / INT8 p50 at least X."),
+    baseline: Path | None = typer.Option(
+        None, "--baseline", show_default=False, help="A previous results JSON (the last release's): compare with it."
+    ),
+    max_regression_pts: float | None = typer.Option(
+        None, show_default=False, help="Gate: top-1 at most PTS points below the baseline's."
+    ),
+    max_latency_regression: float | None = typer.Option(
+        None, show_default=False, help="Gate: INT8 p50 at most PCT % slower than the baseline's."
+    ),
+    max_size_growth: float | None = typer.Option(
+        None, show_default=False, help="Gate: model at most PCT % larger than the baseline's."
+    ),
+    target: list[str] = typer.Option(
+        [],
+        "--target",
+        "-t",
+        show_default=False,
+        help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present.",
+    ),
+    device: list[str] = typer.Option(
+        [], "--device", help="Also run the INT8 model on this device profile (name in devices/ or a .toml path; repeatable)."
+    ),
+    accelerator: list[str] = typer.Option(
+        [],
+        "--accelerator",
+        show_default=False,
+        help="Also run the model on LiteRT's accelerator here: gpu, or npu:VENDOR[:SOC] (npu:intel); repeatable. Which one "
+        "ran is "
+        "taken from evidence.",
+    ),
+    gpu_precision: str = typer.Option(
+        DEFAULTS.gpu_precision, "--gpu-precision", help="fp16 (as phones run LiteRT's GPU accelerator) | fp32."
+    ),
+    require_accelerated: bool = typer.Option(
+        False,
+        "--require-accelerated",
+        metavar="",
+        help="Gate: exit 1 if an accelerator run left any op to the CPU, or did not run there at all.",
+    ),
+    feedback: list[str] = typer.Option(
+        [],
+        "--feedback",
+        show_default=False,
+        help="OUT=IN: a stateful model; run the samples in order as sequences, each model feeding its own OUT back as the next "
+        "step's IN (repeatable).",
+    ),
+    compare_to: str = typer.Option(
+        "local", "--compare-to", help="Compare each device's raw INT8 outputs with this run: local (the only one)."
+    ),
+    per_layer: bool = typer.Option(
+        False,
+        "--per-layer",
+        metavar="",
+        help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference).",
+    ),
     per_layer_samples: int = typer.Option(DEFAULTS.per_layer_samples, help="Samples the per-layer debugger runs."),
-    per_layer_csv: Optional[Path] = typer.Option(None, show_default=False, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", show_default=False, help="Write the results JSON to FILE."),
-    report_dir: Optional[Path] = typer.Option(None, "--report", show_default=False, help="Write report.md and report.html to DIR."),
-    custom_objects: Optional[Path] = typer.Option(None, "--custom-objects", show_default=False, help="A .py defining a Keras reference's custom classes."),
-    trust_model: bool = typer.Option(False, "--trust-model", metavar="", help="Load a model file that holds code (a Keras Lambda, SavedModel file or Python ops, a .pt2 that needs pickle): only for files you trust (README: What edgeq trusts)."),
+    per_layer_csv: Path | None = typer.Option(
+        None, show_default=False, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."
+    ),
+    json_out: Path | None = typer.Option(None, "--json", show_default=False, help="Write the results JSON to FILE."),
+    report_dir: Path | None = typer.Option(None, "--report", show_default=False, help="Write report.md and report.html to DIR."),
+    custom_objects: Path | None = typer.Option(
+        None, "--custom-objects", show_default=False, help="A .py defining a Keras reference's custom classes."
+    ),
+    trust_model: bool = typer.Option(
+        False,
+        "--trust-model",
+        metavar="",
+        help="Load a model file that holds code (a Keras Lambda, SavedModel file or Python ops, a .pt2 that needs pickle): only "
+        "for files you trust (README: What edgeq trusts).",
+    ),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
@@ -72,36 +185,73 @@ def validate(
         return _resume(resume, json_out)
     missing = [name for name, value in (("MODEL", model), ("--reference", reference), ("--data", data)) if value is None]
     if missing:
-        fail(UsageError(f"Missing option {' and '.join(missing)}: validate needs MODEL, --reference and --data "
-                        "(or --resume RESULTS.json)"))
+        fail(
+            UsageError(
+                f"Missing option {' and '.join(missing)}: validate needs MODEL, --reference and --data (or --resume RESULTS.json)"
+            )
+        )
     if no_wait and json_out is None:
         fail(UsageError("--no-wait writes the pending jobs into the results: add --json RESULTS.json"))
     from edgeq.data.samples import PreprocessingOverride
     from edgeq.records.manifest_file import manifest_for
-    from edgeq.scoring.roles import parse_roles
     from edgeq.scoring.gates import Gates
+    from edgeq.scoring.roles import parse_roles
     from edgeq.validation.compare import validate as run_validate
 
-    outputs = {"json": json_out, "csv": per_layer_csv,
-               **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {})}
+    outputs = {
+        "json": json_out,
+        "csv": per_layer_csv,
+        **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {}),
+    }
     outputs = {k: v for k, v in outputs.items() if v is not None}
     try:
-        _check_usage(target, compare_to, report_dir, outputs, force, [model, reference, data, manifest_for(model), manifest_for(reference)]
-                     + ([baseline] if baseline else []))
-        options = ValidateOptions(delegate=delegate, delegate_library=delegate_library, target=target[0] if target else None, devices=tuple(device),
-                                  delegate_options=key_values(delegate_option, "--delegate-option"), threads=threads,
-                                  jobs=jobs, cluster=cluster, cache=not no_cache,
-                                  pending_store=str(json_out.with_name(json_out.name + ".pending.npz")) if no_wait and json_out else None, accelerators=tuple(accelerator), gpu_precision=gpu_precision,
-                                  require_accelerated=require_accelerated, feedback=tuple(feedback),
-                                  warmup=warmup, runs=runs, limit=limit, top_k=top_k,
-                                  gates=Gates(max_drop, min_agreement, min_sqnr, min_slice_sqnr, max_latency_ms, min_speedup,
-                                              max_regression_pts, max_latency_regression, max_size_growth),
-                                  preprocessing=PreprocessingOverride(color, resize, value_range, floats(mean, "--mean"),
-                                                                      floats(std, "--std"), layout),
-                                  output_roles=parse_roles(output_role), score_threshold=score_threshold,
-                                  per_layer=per_layer or per_layer_csv is not None, per_layer_samples=per_layer_samples,
-                                  custom_objects=str(custom_objects) if custom_objects else None, trust_model=trust_model,
-                                  baseline=str(baseline) if baseline else None)
+        _check_usage(
+            target,
+            compare_to,
+            report_dir,
+            outputs,
+            force,
+            [model, reference, data, manifest_for(model), manifest_for(reference)] + ([baseline] if baseline else []),
+        )
+        options = ValidateOptions(
+            delegate=delegate,
+            delegate_library=delegate_library,
+            target=target[0] if target else None,
+            devices=tuple(device),
+            delegate_options=key_values(delegate_option, "--delegate-option"),
+            threads=threads,
+            jobs=jobs,
+            cluster=cluster,
+            cache=not no_cache,
+            pending_store=str(json_out.with_name(json_out.name + ".pending.npz")) if no_wait and json_out else None,
+            accelerators=tuple(accelerator),
+            gpu_precision=gpu_precision,
+            require_accelerated=require_accelerated,
+            feedback=tuple(feedback),
+            warmup=warmup,
+            runs=runs,
+            limit=limit,
+            top_k=top_k,
+            gates=Gates(
+                max_drop,
+                min_agreement,
+                min_sqnr,
+                min_slice_sqnr,
+                max_latency_ms,
+                min_speedup,
+                max_regression_pts,
+                max_latency_regression,
+                max_size_growth,
+            ),
+            preprocessing=PreprocessingOverride(color, resize, value_range, floats(mean, "--mean"), floats(std, "--std"), layout),
+            output_roles=parse_roles(output_role),
+            score_threshold=score_threshold,
+            per_layer=per_layer or per_layer_csv is not None,
+            per_layer_samples=per_layer_samples,
+            custom_objects=str(custom_objects) if custom_objects else None,
+            trust_model=trust_model,
+            baseline=str(baseline) if baseline else None,
+        )
         state["json"] = False
         with progress_bar():
             result = run_validate(model, reference, data, options)
@@ -136,14 +286,17 @@ def _resume(results: Path, json_out: Path | None) -> None:
         raise typer.Exit(1)
 
 
-def _check_usage(target: list[str], compare_to: str, report_dir: Path | None, outputs: dict[str, Path], force: bool,
-                 inputs: list[Path]) -> None:
+def _check_usage(
+    target: list[str], compare_to: str, report_dir: Path | None, outputs: dict[str, Path], force: bool, inputs: list[Path]
+) -> None:
     """Before the run: the flags go together and every file to write may be written."""
     from edgeq.core.fileio import check_writable
 
     if len(target) > 1:
-        raise UsageError(f"validate checks one --target per run (the Edge TPU one may run the model on it); "
-                         f"got {', '.join(target)}: run validate once per target")
+        raise UsageError(
+            f"validate checks one --target per run (the Edge TPU one may run the model on it); "
+            f"got {', '.join(target)}: run validate once per target"
+        )
     if compare_to != "local":
         raise UsageError(f"--compare-to {compare_to!r}: devices are compared with the local run; use local")
     if report_dir is not None and report_dir.exists() and not report_dir.is_dir():

@@ -12,22 +12,23 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from edgeq.conversion.calibration.calibrate import calibrate, keyed
 from edgeq.conversion.calibration.calibrated import Calibrated, Learned
 from edgeq.conversion.calibration.observed import calibrated_on_xnnpack, observable
 from edgeq.conversion.calibration.parallel import ParallelCalibrator
-from edgeq.host.isolation import step
 from edgeq.conversion.options import ConvertOptions
-from edgeq.conversion.calibration.calibrate import calibrate, keyed
 from edgeq.conversion.quantize import one_step, quantize, resolve_keep_float, tf_type
 from edgeq.conversion.refinement.choice import refined, refined_search
 from edgeq.conversion.search.budget import Candidate, evaluator_for
-from edgeq.frameworks.sources import KerasCode, load_source, stated_scaling
+from edgeq.core.errors import DataError, UsageError
+from edgeq.core.progress import counted
+from edgeq.core.timing import Timings, phase
 from edgeq.data.normalization import given_flags, resolve
 from edgeq.data.read_ahead import read_ahead
 from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec
-from edgeq.core.errors import DataError, UsageError
+from edgeq.frameworks.sources import KerasCode, load_source, stated_scaling
+from edgeq.host.isolation import step
 from edgeq.host.machine import cores
-from edgeq.core.progress import counted
 from edgeq.records.manifest import Calibration, KeepFloat, LatencyCheck, Refinement, Search
 from edgeq.records.recipe import Method, Mode
 from edgeq.run.cluster import each
@@ -35,7 +36,6 @@ from edgeq.tflite.model import parse_tflite
 from edgeq.tflite.rewrites import rewritten
 from edgeq.tflite.signatures import calibrator_order
 from edgeq.tflite.summary import float_ops
-from edgeq.core.timing import Timings, phase
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,9 @@ def requantize(calibrated: Calibrated, data: Path, options: ConvertOptions) -> C
 def _run_with(model: Path, data: Path | None, options: ConvertOptions) -> ChildResult:
     step("loading the model")
     with phase("load"):
-        source = load_source(model, options.recipe.signatures, list(options.input_shapes),
-                             KerasCode(options.custom_objects, options.trust_model))
+        source = load_source(
+            model, options.recipe.signatures, list(options.input_shapes), KerasCode(options.custom_objects, options.trust_model)
+        )
     resolved = resolve(given_flags(options.recipe.preprocessing), stated=stated_scaling(source))
     options = replace(options, recipe=replace(options.recipe, preprocessing=resolved.preprocessing))
     learned = Learned(source.kind, tuple(source.rewrites), resolved.preprocessing, resolved.origins, resolved.conflicts)
@@ -93,7 +94,9 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions) -> ChildR
         return ChildResult(source.restore(quantized), learned, float_bytes, keep)
     audits, stream = _calibration_stream(source, data, options)
     if len(source.signatures) > 1 and (options.budget is not None or not options.recipe.calibration.is_minmax):
-        raise UsageError("the accuracy search and --calibration other than minmax take one signature; convert with one --signature")
+        raise UsageError(
+            "the accuracy search and --calibration other than minmax take one signature; convert with one --signature"
+        )
     if mode == Mode.INT16X8:
         with phase("convert and calibrate"):
             quantized = one_step(source, options.recipe, lambda: keyed(source)(stream))
@@ -168,8 +171,18 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
         with phase("refine"):
             quantized, refinement = refined(model, quantized, calibrated.specs, options, data)
     record = replace(calibrated.calibration, ranges=ranges.changes, auto=ranges.tries)
-    return ChildResult(quantized, calibrated.learned, len(calibrated.model), keep, record, ranges.method, search, latency,
-                       calibrated, refinement=refinement)
+    return ChildResult(
+        quantized,
+        calibrated.learned,
+        len(calibrated.model),
+        keep,
+        record,
+        ranges.method,
+        search,
+        latency,
+        calibrated,
+        refinement=refinement,
+    )
 
 
 def _calibration_record(audits: list[Audit], data: Path, options: ConvertOptions, jobs: int) -> Calibration:
@@ -181,8 +194,15 @@ def _calibration_record(audits: list[Audit], data: Path, options: ConvertOptions
             raise DataError(f"{a.described}: no samples to calibrate with")
         if a.count < requested and options.samples_given:
             warnings.insert(0, f"asked for {requested} calibration samples but {a.described} gave {a.count}")
-    return Calibration(audits[0].count, requested, str(data), audits[0].fingerprint, jobs,
-                       {s.name: (lo, hi) for a in audits for s, lo, hi in zip(a.specs, a.low, a.high)}, tuple(warnings))
+    return Calibration(
+        audits[0].count,
+        requested,
+        str(data),
+        audits[0].fingerprint,
+        jobs,
+        {s.name: (lo, hi) for a in audits for s, lo, hi in zip(a.specs, a.low, a.high)},
+        tuple(warnings),
+    )
 
 
 def _trained(source, data: Path | None, options: ConvertOptions, learned: Learned) -> ChildResult:
@@ -190,8 +210,10 @@ def _trained(source, data: Path | None, options: ConvertOptions, learned: Learne
     --data, if given, only fills tensors that have none (and the trained ranges stay)."""
     recipe = options.recipe
     if recipe.keep_float or options.budget is not None:
-        raise UsageError("a quantization-aware-trained model keeps its trained ranges: --keep-float and the accuracy "
-                         "search do not apply; retrain or convert its float original")
+        raise UsageError(
+            "a quantization-aware-trained model keeps its trained ranges: --keep-float and the accuracy "
+            "search do not apply; retrain or convert its float original"
+        )
     import tensorflow as tf
 
     step("converting with the trained ranges (QAT)")
@@ -207,11 +229,18 @@ def _trained(source, data: Path | None, options: ConvertOptions, learned: Learne
     untrained = float_ops(parse_tflite(quantized))
     if data is None and untrained:
         names = ", ".join(o.outputs[0] for o in untrained[:6]) + (f" and {len(untrained) - 6} more" if len(untrained) > 6 else "")
-        raise UsageError(f"the fake-quant ops give no range for {names} (quantization-aware training covered part of the "
-                         "model); pass --data to calibrate those tensors")
+        raise UsageError(
+            f"the fake-quant ops give no range for {names} (quantization-aware training covered part of the "
+            "model); pass --data to calibrate those tensors"
+        )
     float_bytes = len(one_step(source, recipe, None, float_only=True))
-    calibration = Calibration(0, 0, str(data) if data else None, warnings=warnings,
-                              trained="trained ranges (QAT)" + (" and calibration for the rest" if data is not None else ""))
+    calibration = Calibration(
+        0,
+        0,
+        str(data) if data else None,
+        warnings=warnings,
+        trained="trained ranges (QAT)" + (" and calibration for the rest" if data is not None else ""),
+    )
     return ChildResult(source.restore(quantized), learned, float_bytes, KeepFloat(), calibration)
 
 
@@ -231,20 +260,35 @@ def _calibration_stream(source, data: Path, options: ConvertOptions):
             samples.check_headers()
         sources.append(samples)
         arrays = isinstance(samples, ArraySource)
-        audits.append(Audit(named, recipe.preprocessing.expected_range() if arrays else None, unscaled_warning=arrays,
-                            described=samples.describe()))
+        audits.append(
+            Audit(
+                named,
+                recipe.preprocessing.expected_range() if arrays else None,
+                unscaled_warning=arrays,
+                described=samples.describe(),
+            )
+        )
     total = sum(len(s) for s in sources)
     if not multi:
         sample_bytes = sum(4 * math.prod(s.shape) for s in audits[0].specs)
         return audits, counted("calibrating", read_ahead(audits[0].watch(sources[0]), sample_bytes), total)
-    stream = ((key, {s.name: a for s, a in zip(specs, sample)})
-              for (key, specs), samples, audit in zip(source.signatures.items(), sources, audits)
-              for sample in audit.watch(samples))
+    stream = (
+        (key, {s.name: a for s, a in zip(specs, sample)})
+        for (key, specs), samples, audit in zip(source.signatures.items(), sources, audits)
+        for sample in audit.watch(samples)
+    )
     return audits, counted("calibrating", stream, total)
 
 
-def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], source, options: ConvertOptions,
-            keep: KeepFloat, data: Path) -> tuple[bytes, Search]:
+def _search(
+    calibrated: bytes,
+    full_int8: bytes,
+    specs: tuple[InputSpec, ...],
+    source,
+    options: ConvertOptions,
+    keep: KeepFloat,
+    data: Path,
+) -> tuple[bytes, Search]:
     """The accuracy-budget search of edgeq.conversion.search.budget over this conversion's calibrated graph;
     int16x8 is tried when the source is at hand (not from the calibration cache, which --allow-int16x8 skips)."""
     from edgeq.conversion.search.budget import search
@@ -259,19 +303,31 @@ def _search(calibrated: bytes, full_int8: bytes, specs: tuple[InputSpec, ...], s
 
     with_float = lambda nodes: quantize(calibrated, recipe, replace(keep, nodes=keep.nodes + tuple(nodes)))  # noqa: E731
     graph = LayerGraph.of(parse_tflite(calibrated), frozenset(keep.nodes), frozenset(keep.ops))
-    model, record = search(evaluator_for(calibrated, specs, options), full_int8, graph, with_float, options.max_float_layers,
-                           int16x8 if options.allow_int16x8 and source is not None else None)
+    model, record = search(
+        evaluator_for(calibrated, specs, options),
+        full_int8,
+        graph,
+        with_float,
+        options.max_float_layers,
+        int16x8 if options.allow_int16x8 and source is not None else None,
+    )
     record = replace(record, eval_data=str(options.eval_data))
     bound = next((s for s in record.steps if s.phase == "every layer feeding the missed outputs"), None)
     if not record.met and bound is not None and recipe.io != "float32":
-        record = replace(record, notes=record.notes + (
-            f"with every layer feeding the missed outputs in float, the worst output reached {bound.worst_sqnr_db} dB: "
-            f"the {recipe.io} input and output tensors stay quantized; --io float32 lifts that bound",))
+        record = replace(
+            record,
+            notes=record.notes
+            + (
+                f"with every layer feeding the missed outputs in float, the worst output reached {bound.worst_sqnr_db} dB: "
+                f"the {recipe.io} input and output tensors stay quantized; --io float32 lifts that bound",
+            ),
+        )
     return model, record
 
 
-def _latency(calibrated: bytes, quantized: bytes, specs: tuple[InputSpec, ...], options: ConvertOptions, keep: KeepFloat,
-             data: Path) -> tuple[bytes, LatencyCheck]:
+def _latency(
+    calibrated: bytes, quantized: bytes, specs: tuple[InputSpec, ...], options: ConvertOptions, keep: KeepFloat, data: Path
+) -> tuple[bytes, LatencyCheck]:
     """INT8 against float on XNNPACK here; with --optimize latency, the fastest candidate that keeps
     the budget (its kept op types are the record's `keep_ops`). Returns the model to write and the record."""
     from edgeq.conversion.search import latency
@@ -314,6 +370,12 @@ def _timing_device(name: str | None):
 
     profile = load_profile(name)
     if profile.emulated:
-        return None, "xnnpack (this machine)", (f"{profile.name} is emulated ({profile.address}): an emulator gives no "
-                                                "meaningful latency, so the candidates were timed on this machine")
+        return (
+            None,
+            "xnnpack (this machine)",
+            (
+                f"{profile.name} is emulated ({profile.address}): an emulator gives no "
+                "meaningful latency, so the candidates were timed on this machine"
+            ),
+        )
     return profile, f"{profile.delegates[0]} on {profile.name} ({profile.address})", None

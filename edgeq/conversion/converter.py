@@ -14,29 +14,37 @@ from dataclasses import replace
 from pathlib import Path
 
 from edgeq.conversion import child as conversion_child
-from edgeq.core.cache import Cache
 from edgeq.conversion.calibration.calibrated import Calibrated, cache_keys
 from edgeq.conversion.describe import described
-from edgeq.host.isolation import ChildError, run_isolated
 from edgeq.conversion.options import ConvertOptions
+from edgeq.conversion.result import QuantizedModel, SavedConversion, check_outputs
+from edgeq.core.cache import Cache
+from edgeq.core.errors import ConversionError, DataError, EdgeqError, InternalError, ModelError, UsageError
+from edgeq.core.fileio import sha256_of
+from edgeq.core.timing import Timings, phase
 from edgeq.frameworks.onnx import ONNX_SUFFIX, require_onnx
 from edgeq.frameworks.onnx import to_float_tflite as onnx_to_float_tflite
 from edgeq.frameworks.pytorch import PT2_SUFFIX, require_torch, to_float_tflite
-from edgeq.conversion.result import QuantizedModel, SavedConversion, check_outputs
 from edgeq.frameworks.sources import first_line, has_fake_quant, require_tensorflow
-from edgeq.core.errors import ConversionError, DataError, EdgeqError, InternalError, ModelError, UsageError
-from edgeq.core.fileio import sha256_of
+from edgeq.host.isolation import ChildError, run_isolated
 from edgeq.host.native import captured_native_stderr
 from edgeq.records.manifest import CacheUse, Manifest
 from edgeq.tflite.metadata import Description
-from edgeq.core.timing import Timings, phase
 
 log = logging.getLogger(__name__)
 EXPORTED = (PT2_SUFFIX, ONNX_SUFFIX)  # sources litert-torch exports to a float .tflite first
 
 
-def convert(model: str | Path, output: str | Path, data: str | Path | None = None, options: ConvertOptions | None = None,
-            quiet_native: bool = True, isolated: bool = True, force: bool = False, about: Description | None = None) -> SavedConversion:
+def convert(
+    model: str | Path,
+    output: str | Path,
+    data: str | Path | None = None,
+    options: ConvertOptions | None = None,
+    quiet_native: bool = True,
+    isolated: bool = True,
+    force: bool = False,
+    about: Description | None = None,
+) -> SavedConversion:
     """Convert `model` and save it to `output` (.tflite) with its manifest beside it; the outputs
     are checked before the (long) conversion, and written together at the end."""
     model, output = Path(model), Path(output)
@@ -45,8 +53,14 @@ def convert(model: str | Path, output: str | Path, data: str | Path | None = Non
     return quantize_model(model, data, options, quiet_native, isolated, about).save(output, force, inputs)
 
 
-def quantize_model(model: str | Path, data: str | Path | None = None, options: ConvertOptions | None = None,
-                   quiet_native: bool = True, isolated: bool = True, about: Description | None = None) -> QuantizedModel:
+def quantize_model(
+    model: str | Path,
+    data: str | Path | None = None,
+    options: ConvertOptions | None = None,
+    quiet_native: bool = True,
+    isolated: bool = True,
+    about: Description | None = None,
+) -> QuantizedModel:
     """The quantized model of `model` calibrated on `data`, and its manifest; writes nothing.
 
     `isolated`: TensorFlow's native steps run in a child process, so a crash there is a
@@ -71,12 +85,21 @@ def quantize_model(model: str | Path, data: str | Path | None = None, options: C
         if cache and keys.calibration and result.calibrated is not None and (cached is None or cached.histograms is None):
             with phase("cache store"):
                 exported = model.suffix.lower() in EXPORTED
-                cache.store("calibration", keys.calibration, *replace(result.calibrated, source_model=source_model if exported else None).to_entry())
+                cache.store(
+                    "calibration",
+                    keys.calibration,
+                    *replace(result.calibrated, source_model=source_model if exported else None).to_entry(),
+                )
         with phase("checks"):
             quantized = described(result, model, source_sha256, data, options, about, source_model)
-        use = CacheUse("miss" if cache else "off", "off" if cache is None else "not reusable" if keys.calibration is None
-                       else "hit" if cached is not None else "miss", str(cache.folder) if cache else None)
-        manifest = replace(quantized.manifest, cache=use, warnings=quantized.manifest.warnings + tuple(cache.warnings if cache else ()))
+        use = CacheUse(
+            "miss" if cache else "off",
+            "off" if cache is None else "not reusable" if keys.calibration is None else "hit" if cached is not None else "miss",
+            str(cache.folder) if cache else None,
+        )
+        manifest = replace(
+            quantized.manifest, cache=use, warnings=quantized.manifest.warnings + tuple(cache.warnings if cache else ())
+        )
         quantized = replace(quantized, manifest=manifest)
         if cache:
             with phase("cache store"):
@@ -95,8 +118,15 @@ def _check_inputs(model: Path, data: Path | None, options: ConvertOptions) -> No
     require_tensorflow("edgeq convert")
 
 
-def _converted(model: Path, data: Path | None, options: ConvertOptions, quiet_native: bool, isolated: bool,
-               cached: Calibrated | None, timings: Timings):
+def _converted(
+    model: Path,
+    data: Path | None,
+    options: ConvertOptions,
+    quiet_native: bool,
+    isolated: bool,
+    cached: Calibrated | None,
+    timings: Timings,
+):
     """The child's result (from the cached calibration, or from the source) and the source's float
     .tflite where there is one; the child's phases join `timings`."""
     with tempfile.TemporaryDirectory(prefix="edgeq-convert-") as scratch:
@@ -119,8 +149,12 @@ def _served(entry, timings: Timings, cache: Cache) -> QuantizedModel:
     """A conversion done before with the same inputs and options: its bytes (checked against their
     hash when read) and manifest, which says it came from the cache and how long this run took."""
     manifest = Manifest.from_json(entry.header["manifest"], "conversion cache entry")
-    manifest = replace(manifest, cache=replace(manifest.cache, conversion="hit", calibration="not needed"),
-                       timings=timings.rounded(), warnings=manifest.warnings + tuple(cache.warnings))
+    manifest = replace(
+        manifest,
+        cache=replace(manifest.cache, conversion="hit", calibration="not needed"),
+        timings=timings.rounded(),
+        warnings=manifest.warnings + tuple(cache.warnings),
+    )
     return QuantizedModel(entry.blobs["tflite"], manifest)
 
 

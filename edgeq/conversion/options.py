@@ -110,7 +110,9 @@ class ConvertOptions:
         scaling = {k: v for k in PREPROCESSING_FIELDS if k in values for v in [values.pop(k)] if v is not None}
         if scaling:
             if pre is not None:
-                raise UsageError(f"give the preprocessing as preprocessing=Preprocessing(...) or as {', '.join(scaling)}, not both")
+                raise UsageError(
+                    f"give the preprocessing as preprocessing=Preprocessing(...) or as {', '.join(scaling)}, not both"
+                )
             pre = Preprocessing(**{k: tuple(v) if k in ("mean", "std") else v for k, v in scaling.items()})
         values.update({"budget": budget} if budget is not None else {}, **({"preprocessing": pre} if pre is not None else {}))
         samples = values.pop("samples", ...)
@@ -138,7 +140,9 @@ class ConvertOptions:
         if self.jobs is not None and self.jobs < 1:
             raise UsageError(f"--jobs must be at least 1, got {self.jobs}")
         if self.budget is not None and self.eval_data is None:
-            raise UsageError("the accuracy search needs both --eval-data and a budget (--max-drop, --min-agreement or --min-sqnr)")
+            raise UsageError(
+                "the accuracy search needs both --eval-data and a budget (--max-drop, --min-agreement or --min-sqnr)"
+            )
         if self.eval_data is not None and self.budget is None and not method.is_auto:
             raise UsageError("--eval-data needs a budget (--max-drop, --min-agreement or --min-sqnr), or --calibration auto")
         if self.feedback and self.eval_data is None:
@@ -146,16 +150,28 @@ class ConvertOptions:
         if self.eval_data is not None and not recipe.mode.int8_activations:
             raise UsageError(f"--eval-data searches int8 mixes; it does not go with --mode {recipe.mode}")
         if method.is_auto and self.eval_data is None:
-            raise UsageError("--calibration auto picks the method by its accuracy: pass --eval-data (and a budget if you have one)")
+            raise UsageError(
+                "--calibration auto picks the method by its accuracy: pass --eval-data (and a budget if you have one)"
+            )
         if self.optimize not in (None, "latency"):
             raise UsageError(f"--optimize {self.optimize!r}: use latency")
         if self.device and not self.optimize:
             raise UsageError("--device times the --optimize latency candidates on a device; add --optimize latency")
         if self.optimize and not recipe.mode.int8_activations:
-            raise UsageError(f"--optimize latency chooses which op types stay float in an int8 model; not with --mode {recipe.mode}")
-        if self.cluster is not None and self.budget is None and not method.is_auto and recipe.refine != "auto" and not self.optimize:
-            raise UsageError("--cluster spreads the candidates of a budget's search, --calibration auto, --refine auto and "
-                             "--optimize latency; this conversion tries none: add one or leave out --cluster")
+            raise UsageError(
+                f"--optimize latency chooses which op types stay float in an int8 model; not with --mode {recipe.mode}"
+            )
+        if (
+            self.cluster is not None
+            and self.budget is None
+            and not method.is_auto
+            and recipe.refine != "auto"
+            and not self.optimize
+        ):
+            raise UsageError(
+                "--cluster spreads the candidates of a budget's search, --calibration auto, --refine auto and "
+                "--optimize latency; this conversion tries none: add one or leave out --cluster"
+            )
         unknown = sorted(set(self.targets) - set(TARGETS))
         if unknown:
             raise UsageError(f"--target {unknown[0]!r}: use one of {', '.join(TARGETS)}")
@@ -176,6 +192,20 @@ class ConvertOptions:
     def run_options(self) -> RunOptions:
         """What the manifest keeps of these options beside the recipe."""
         budget = None if self.budget is None else {f.name: getattr(self.budget, f.name) for f in fields(self.budget)}
-        return RunOptions(str(self.recipe.calibration), self.custom_objects, self.trust_model, self.input_shapes, self.jobs, self.targets,
-                          self.eval_data, budget, self.max_float_layers, self.allow_int16x8, self.cache, self.optimize, self.device,
-                          dict(self.output_roles), dict(self.feedback))
+        return RunOptions(
+            str(self.recipe.calibration),
+            self.custom_objects,
+            self.trust_model,
+            self.input_shapes,
+            self.jobs,
+            self.targets,
+            self.eval_data,
+            budget,
+            self.max_float_layers,
+            self.allow_int16x8,
+            self.cache,
+            self.optimize,
+            self.device,
+            dict(self.output_roles),
+            dict(self.feedback),
+        )

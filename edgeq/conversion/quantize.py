@@ -36,8 +36,9 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
 
     step("quantizing (TensorFlow's MLIR quantizer)")
     for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
-        result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, list(keep.ops) or None,
-                               list(keep.nodes) or None)
+        result = mlir_quantize(
+            calibrated, recipe.per_tensor, recipe.io, numeric_verify, list(keep.ops) or None, list(keep.nodes) or None
+        )
         if not not_kept(float_ops(parse_tflite(result)), keep):
             break
     return result
@@ -50,8 +51,10 @@ def one_step(source, recipe: Recipe, representative_dataset, float_only: bool = 
     if source.flatbuffer is not None:
         if float_only:
             return source.flatbuffer
-        raise UsageError(f"--mode {recipe.mode} needs TensorFlow's converter, which takes a TensorFlow model, not a "
-                         ".tflite; a .tflite converts with --mode int8 or int8-fallback")
+        raise UsageError(
+            f"--mode {recipe.mode} needs TensorFlow's converter, which takes a TensorFlow model, not a "
+            ".tflite; a .tflite converts with --mode int8 or int8-fallback"
+        )
     step(f"converting ({'float' if float_only else recipe.mode}, TensorFlow's converter)")
     converter = source.make_converter()
     if float_only:
@@ -63,7 +66,7 @@ def one_step(source, recipe: Recipe, representative_dataset, float_only: bool = 
         converter.representative_dataset = representative_dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf_type(recipe.io)
-        converter._experimental_disable_per_channel = recipe.per_tensor  # noqa: SLF001
+        converter._experimental_disable_per_channel = recipe.per_tensor
     return converter.convert()
 
 
@@ -116,10 +119,14 @@ def _components(tensor_name: str) -> set[str]:
 
 def not_kept(found: list[FloatOp], keep: KeepFloat) -> list[FloatOp]:
     """The float ops that no --keep-float (op type or node) asked for."""
+
     def kept(name: str) -> bool:
         """The quantizer may suffix a kept node's name with a digit (Identity -> Identity1), and fuse
         it with its activation ('activation_1;add_1' for the nodes add_1 and activation_1)."""
-        return any(part == n or (part.startswith(n) and part[len(n):].isdigit()) for part in (name, *name.split(";"))
-                   for n in keep.nodes)
+        return any(
+            part == n or (part.startswith(n) and part[len(n) :].isdigit())
+            for part in (name, *name.split(";"))
+            for n in keep.nodes
+        )
 
     return [op for op in found if op.type not in set(keep.ops) and not any(map(kept, op.outputs))]

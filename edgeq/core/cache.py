@@ -71,8 +71,12 @@ def versions_installed() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for key, package in (("tensorflow_version", "tensorflow"), ("tensorflow_cpu_version", "tensorflow-cpu"),
-                         ("keras_version", "keras"), ("litert_version", "ai-edge-litert")):
+    for key, package in (
+        ("tensorflow_version", "tensorflow"),
+        ("tensorflow_cpu_version", "tensorflow-cpu"),
+        ("keras_version", "keras"),
+        ("litert_version", "ai-edge-litert"),
+    ):
         try:
             found[key] = version(package)
         except PackageNotFoundError:
@@ -195,7 +199,7 @@ def _decode(content: bytes, kind: str, key: str, versions: dict[str, str]) -> En
     (length,) = struct.unpack_from("<Q", content, len(MAGIC))
     start = len(MAGIC) + 8
     try:
-        record = from_json(Stored, json.loads(content[start:start + length]), "entry")
+        record = from_json(Stored, json.loads(content[start : start + length]), "entry")
     except DataError as exc:
         raise ValueError(str(exc)) from None
     if record.kind != kind or record.key != key:
@@ -204,7 +208,7 @@ def _decode(content: bytes, kind: str, key: str, versions: dict[str, str]) -> En
         raise ValueError(f"written by {record.versions}")
     blobs, at = {}, start + length
     for blob in record.blobs:
-        data = content[at:at + blob.size]
+        data = content[at : at + blob.size]
         if len(data) != blob.size or hashlib.sha256(data).hexdigest() != blob.sha256:
             raise ValueError(f"its {blob.name} does not match its hash")
         blobs[blob.name], at = data, at + blob.size

@@ -15,8 +15,10 @@ import re
 # control characters, line and paragraph separators, and the invisible format characters that
 # reorder or hide text: bidi embeddings, overrides and isolates, zero-width spaces and joiners,
 # the byte-order mark, Unicode tags
-_INVISIBLE = (r"\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
-              r"\ufff9-\ufffb\U000e0000-\U000e007f")
+_INVISIBLE = (
+    r"\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff"
+    r"\ufff9-\ufffb\U000e0000-\U000e007f"
+)
 _CONTROL = re.compile(f"[{_INVISIBLE}]")
 _MARKDOWN = re.compile(r"([\\`*_\[\]<>#!|~&])")
 # GitHub links bare URLs (scheme://, www.) and e-mail addresses, and turns :name: into emoji; a

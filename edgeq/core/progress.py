@@ -3,10 +3,10 @@ whoever listens: the CLI draws a bar on a terminal; the library stays silent oth
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 Listener = Callable[[str, int, "int | None"], None]
 T = TypeVar("T")

@@ -24,8 +24,17 @@ def _expect(value: Any, types, where: str) -> None:
     types = types if isinstance(types, tuple) else (types,)
     is_bool = isinstance(value, bool)
     if not isinstance(value, types) or (is_bool and bool not in types):
-        names = " or ".join({"int": "an integer", "float": "a number", "str": "a string", "bool": "true/false",
-                             "dict": "an object", "list": "a list"}.get(t.__name__, t.__name__) for t in types)
+        names = " or ".join(
+            {
+                "int": "an integer",
+                "float": "a number",
+                "str": "a string",
+                "bool": "true/false",
+                "dict": "an object",
+                "list": "a list",
+            }.get(t.__name__, t.__name__)
+            for t in types
+        )
         raise DataError(f"{where}: expected {names}, got {type(value).__name__} {_show(value)}")
 
 
@@ -40,9 +49,10 @@ def check_version(data: dict[str, Any], where: str) -> None:
     if not isinstance(version, str) or not version.split(".")[0].isdigit():
         raise DataError(f"{where}: schema_version {version!r} is not a version like '1.1'")
     if int(version.split(".")[0]) > int(SCHEMA_VERSION.split(".")[0]):
-        raise DataError(f"{where}: written by a newer edgeq (schema {version}; this edgeq reads {SCHEMA_VERSION.split('.')[0]}.x); "
-                        "upgrade edgeq")
-
+        raise DataError(
+            f"{where}: written by a newer edgeq (schema {version}; this edgeq reads {SCHEMA_VERSION.split('.')[0]}.x); "
+            "upgrade edgeq"
+        )
 
 
 def to_json(record: Any) -> Any:
@@ -123,6 +133,7 @@ def from_json(cls: Any, data: Any, where: str) -> Any:
 def upgraded_results(data: dict[str, Any]) -> dict[str, Any]:
     """A results file of schema 1.1 or earlier in today's shape: gates had only "passed" (no
     "n/a"), devices no capabilities (a benchmark_model runtime was latency only)."""
+
     def output(o: Any) -> Any:  # 1.2 stored an exact match as the sentinel SQNR 999.0
         return {**o, "sqnr_db": None, "exact": True} if isinstance(o, dict) and o.get("sqnr_db") == 999.0 else o
 
@@ -143,7 +154,11 @@ def upgraded_results(data: dict[str, Any]) -> dict[str, Any]:
             return holder
         outputs = [output(o) for o in outputs]
         if accuracy.get("agreement") is not None and "output" not in accuracy and "role" not in outputs[0]:
-            outputs[0] = {**outputs[0], "role": "classes", "role_from": "a results file before schema 1.3: its first output was scored as classes"}
+            outputs[0] = {
+                **outputs[0],
+                "role": "classes",
+                "role_from": "a results file before schema 1.3: its first output was scored as classes",
+            }
             accuracy = {**accuracy, "output": outputs[0].get("name")}
         return {**holder, "outputs": outputs, "accuracy": accuracy}
 
@@ -177,22 +192,31 @@ def upgraded_manifest(data: Any, where: str) -> dict[str, Any]:
     trained = isinstance(method, str) and method.startswith("trained")
     if not isinstance(data.get("recipe"), dict) and isinstance(data.get("options"), dict):
         recipe = {k: v for k, v in data["options"].items() if k in RECIPE_KEYS}
-        data["recipe"] = {**recipe, "calibration": method if isinstance(method, str) and not trained else "minmax",
-                          "fingerprint": calibration.get("fingerprint") if isinstance(calibration, dict) else None}
+        data["recipe"] = {
+            **recipe,
+            "calibration": method if isinstance(method, str) and not trained else "minmax",
+            "fingerprint": calibration.get("fingerprint") if isinstance(calibration, dict) else None,
+        }
     if isinstance(calibration, dict) and "method" in calibration:
         data["calibration"] = {k: v for k, v in calibration.items() if k != "method"} | ({"trained": method} if trained else {})
     recipe = data.get("recipe")
-    data["preprocessing"] = _preprocessing_used(data.get("preprocessing"), recipe.get("preprocessing") if isinstance(recipe, dict) else None)
+    data["preprocessing"] = _preprocessing_used(
+        data.get("preprocessing"), recipe.get("preprocessing") if isinstance(recipe, dict) else None
+    )
     search = data.get("search")
     if isinstance(search, dict):
         steps = search.get("steps")
-        data["search"] = {**search, "steps": [_step(s) for s in steps] if isinstance(steps, list) else steps,
-                          "chosen": _step(search.get("chosen"))}
+        data["search"] = {
+            **search,
+            "steps": [_step(s) for s in steps] if isinstance(steps, list) else steps,
+            "chosen": _step(search.get("chosen")),
+        }
     latency = data.get("latency")
     if isinstance(latency, dict):
         candidates = latency.get("candidates")
-        data["latency"] = _speedup(latency) | ({"candidates": [_speedup(c) for c in candidates]}
-                                               if isinstance(candidates, list) else {})
+        data["latency"] = _speedup(latency) | (
+            {"candidates": [_speedup(c) for c in candidates]} if isinstance(candidates, list) else {}
+        )
     return data
 
 
@@ -232,8 +256,20 @@ def _speedup(timed: Any) -> Any:
     return {**{k: v for k, v in timed.items() if k != "ratio"}, "speedup": speed}
 
 
-RECIPE_KEYS = ("mode", "io", "per_tensor", "keep_float", "calibration", "signatures", "preprocessing", "samples", "seed",
-               "data", "fingerprint", "channels_last")
+RECIPE_KEYS = (
+    "mode",
+    "io",
+    "per_tensor",
+    "keep_float",
+    "calibration",
+    "signatures",
+    "preprocessing",
+    "samples",
+    "seed",
+    "data",
+    "fingerprint",
+    "channels_last",
+)
 
 
 def _step(step: Any) -> Any:
@@ -241,4 +277,4 @@ def _step(step: Any) -> Any:
     kind = step.get("kind") if isinstance(step, dict) else None
     if not isinstance(kind, str) or not kind.startswith("int8 ("):
         return step
-    return {**step, "kind": "int8", "method": kind[len("int8 ("):-1]}
+    return {**step, "kind": "int8", "method": kind[len("int8 (") : -1]}

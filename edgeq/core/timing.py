@@ -8,9 +8,9 @@ them to the parent, which adds them to its own.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 _recording: list[Timings] = []
 

@@ -35,8 +35,9 @@ FLAG, MANIFEST, DEFAULT = "flag", "manifest", "default"
 def given_flags(preprocessing: Preprocessing) -> PreprocessingOverride:
     """The settings of `preprocessing` that differ from the defaults: what a user's flags set."""
     default = Preprocessing()
-    return PreprocessingOverride(**{f: getattr(preprocessing, f) for f in FIELDS
-                                    if getattr(preprocessing, f) != getattr(default, f)})
+    return PreprocessingOverride(
+        **{f: getattr(preprocessing, f) for f in FIELDS if getattr(preprocessing, f) != getattr(default, f)}
+    )
 
 
 def resolve(flags: PreprocessingOverride, recorded: Preprocessing | None = None, stated: Statement | None = None) -> Resolved:
@@ -51,13 +52,21 @@ def resolve(flags: PreprocessingOverride, recorded: Preprocessing | None = None,
     else:
         base, origin = Preprocessing(), DEFAULT
     merged, sources = base.merged(flags)
-    origins = {k: FLAG if v == "given" else origin if origin == MANIFEST or (k in SCALE_FIELDS and getattr(base, k) is not None)
-               else DEFAULT for k, v in sources.items()}
+    origins = {
+        k: FLAG
+        if v == "given"
+        else origin
+        if origin == MANIFEST or (k in SCALE_FIELDS and getattr(base, k) is not None)
+        else DEFAULT
+        for k, v in sources.items()
+    }
     conflicts: list[str] = []
     if stated is not None and recorded is None and (flags.value_range is not None or flags.mean is not None):
         mine, theirs = merged.expected_range(), stated.preprocessing.expected_range()
         if mine and theirs and any(abs(a - b) > 1e-3 * max(1.0, abs(b)) for a, b in zip(mine, theirs)):
-            conflicts.append(f"the flags scale inputs to [{mine[0]:.4g}, {mine[1]:.4g}] ({merged.describe()}), but the "
-                             f"{stated.origin} states [{theirs[0]:.4g}, {theirs[1]:.4g}] ({stated.preprocessing.describe()}); "
-                             "using the flags")
+            conflicts.append(
+                f"the flags scale inputs to [{mine[0]:.4g}, {mine[1]:.4g}] ({merged.describe()}), but the "
+                f"{stated.origin} states [{theirs[0]:.4g}, {theirs[1]:.4g}] ({stated.preprocessing.describe()}); "
+                "using the flags"
+            )
     return Resolved(merged, origins, tuple(conflicts))

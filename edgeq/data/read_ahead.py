@@ -24,7 +24,7 @@ def read_ahead(items: Iterable[T], item_bytes: int) -> Iterator[T]:
             for item in items:
                 _put(queue, ("item", item), stop)
             _put(queue, ("end", _END), stop)
-        except BaseException as exc:  # noqa: BLE001 - raised in the consumer
+        except BaseException as exc:
             _put(queue, ("error", exc), stop)
 
     threading.Thread(target=fill, daemon=True, name="edgeq-read-ahead").start()

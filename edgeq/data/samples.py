@@ -77,9 +77,12 @@ class Preprocessing:
             low, high = RANGES[self.value_range or "0,1"]
             scale = 255.0 / (high - low)
             mean, std = (-low * scale + 0.0,) * channels, (scale,) * channels  # + 0.0: no -0.0
-        return PixelScaling(tuple(float(m) for m in mean), tuple(float(s) for s in std),
-                            tuple(round((0 - m) / s, 6) for m, s in zip(mean, std)),
-                            tuple(round((255 - m) / s, 6) for m, s in zip(mean, std)))
+        return PixelScaling(
+            tuple(float(m) for m in mean),
+            tuple(float(s) for s in std),
+            tuple(round((0 - m) / s, 6) for m, s in zip(mean, std)),
+            tuple(round((255 - m) / s, 6) for m, s in zip(mean, std)),
+        )
 
     def merged(self, overrides: PreprocessingOverride) -> tuple[Preprocessing, dict[str, str]]:
         """These settings (e.g. the manifest's) with the given fields replaced, field by field, and
@@ -95,8 +98,9 @@ class Preprocessing:
         return Preprocessing(**values), {k: "given" if k in given else "base" for k in values}
 
     def describe(self) -> str:
-        scale = (f"mean {_list(self.mean)} std {_list(self.std)}" if self.mean is not None
-                 else f"range {self.value_range or '0,1'}")
+        scale = (
+            f"mean {_list(self.mean)} std {_list(self.std)}" if self.mean is not None else f"range {self.value_range or '0,1'}"
+        )
         layout = f", layout {self.layout}" if self.layout else ""
         return f"color {self.color or 'from the model'}, resize {self.resize}, {scale}{layout}"
 
@@ -137,7 +141,7 @@ class PreprocessingOverride:
 
 
 def image_layout(shape: tuple[int, ...], asked: str | None = None) -> str | None:
-    """"nhwc" or "nchw" for a [1, ., ., .] image input, else None. NCHW when only the second axis
+    """ "nhwc" or "nchw" for a [1, ., ., .] image input, else None. NCHW when only the second axis
     holds a channel count (1, 3 or 4): [1, 3, 48, 48] from PyTorch; `asked` settles the rest."""
     if len(shape) != 4:
         return None
@@ -225,8 +229,10 @@ def _class_index(root: Path, classes: list[str], labels: list[str] | None) -> di
     if all(c.isdigit() and int(c) < len(labels) for c in classes):
         return {c: int(c) for c in classes}
     unknown = [c for c in classes if c not in labels]
-    raise DataError(f"{root}: class folder(s) {', '.join(unknown[:5])} are not among the model's labels "
-                    f"({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}); name the folders by label or by class index")
+    raise DataError(
+        f"{root}: class folder(s) {', '.join(unknown[:5])} are not among the model's labels "
+        f"({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''}); name the folders by label or by class index"
+    )
 
 
 def _pick(total: int, limit: int | None, seed: int) -> np.ndarray:
@@ -237,25 +243,42 @@ def _pick(total: int, limit: int | None, seed: int) -> np.ndarray:
 class ImageFolder(SampleSource):
     """Images found recursively; the first folder level below the root names the class."""
 
-    def __init__(self, root: Path, specs: list[InputSpec], pre: Preprocessing, limit: int | None, seed: int,
-                 class_names: list[str] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        specs: list[InputSpec],
+        pre: Preprocessing,
+        limit: int | None,
+        seed: int,
+        class_names: list[str] | None = None,
+    ):
         self.layout = image_layout(specs[0].shape, pre.layout) if len(specs) == 1 else None
         if self.layout is None:
             shapes = ", ".join(f"{s.name} {list(s.shape)}" for s in specs)
-            raise DataError(f"{root}: an image folder feeds one image input [1, H, W, C] or [1, C, H, W] (C 1, 3 or 4), "
-                            f"but the model takes {shapes}; pass a .npy/.npz")
+            raise DataError(
+                f"{root}: an image folder feeds one image input [1, H, W, C] or [1, C, H, W] (C 1, 3 or 4), "
+                f"but the model takes {shapes}; pass a .npy/.npz"
+            )
         shape = specs[0].shape
-        self.height, self.width, self.channels = (shape[1], shape[2], shape[3]) if self.layout == "nhwc" else (shape[2], shape[3], shape[1])
+        self.height, self.width, self.channels = (
+            (shape[1], shape[2], shape[3]) if self.layout == "nhwc" else (shape[2], shape[3], shape[1])
+        )
         if self.channels not in (1, 3, 4):
-            raise DataError(f"the model's input '{specs[0].name}' {list(shape)} has {self.channels} channels as {self.layout.upper()}; "
-                            "image folders give 1 (gray), 3 (rgb) or 4 (rgba); pass --layout, or a .npy")
+            raise DataError(
+                f"the model's input '{specs[0].name}' {list(shape)} has {self.channels} channels as {self.layout.upper()}; "
+                "image folders give 1 (gray), 3 (rgb) or 4 (rgba); pass --layout, or a .npy"
+            )
         for name, values in (("--mean", pre.mean), ("--std", pre.std)):
             if values is not None and len(values) not in (1, self.channels):
-                raise UsageError(f"{name} has {len(values)} values but the model's input has {self.channels} channel(s); "
-                                 f"give {self.channels} (one per channel) or 1 (for all)")
+                raise UsageError(
+                    f"{name} has {len(values)} values but the model's input has {self.channels} channel(s); "
+                    f"give {self.channels} (one per channel) or 1 (for all)"
+                )
         wanted = {"rgb": 3, "gray": 1}.get(pre.color or "", self.channels)
         if wanted != self.channels:
-            raise UsageError(f"--color {pre.color} gives {wanted} channel(s) but the model's input '{specs[0].name}' has {self.channels}")
+            raise UsageError(
+                f"--color {pre.color} gives {wanted} channel(s) but the model's input '{specs[0].name}' has {self.channels}"
+            )
         files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             raise DataError(f"{root}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))} recursively)")
@@ -372,7 +395,9 @@ def _load_npz(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         try:
             arrays[name] = archive[key]
         except Exception as exc:  # an object array (needs pickle), a damaged member
-            raise DataError(f"{path}: its member {key!r} is not a plain numeric array ({' '.join(str(exc).split())[:160]})") from None
+            raise DataError(
+                f"{path}: its member {key!r} is not a plain numeric array ({' '.join(str(exc).split())[:160]})"
+            ) from None
         if not isinstance(arrays[name], np.ndarray):  # numpy hands a member that is not an .npy back as bytes
             raise DataError(f"{path}: its member {key!r} is not an .npy array")
     return arrays
@@ -383,10 +408,19 @@ class ArraySource(SampleSource):
     batch axis wherever it is (a recurrent state [layers, 1, units]). An input whose first axis is
     a batch of 1 also takes (N, *input shape without it)."""
 
-    def __init__(self, path: Path, specs: list[InputSpec], arrays: dict[str, np.ndarray] | None, limit: int | None,
-                 seed: int, labels: np.ndarray | None = None):
+    def __init__(
+        self,
+        path: Path,
+        specs: list[InputSpec],
+        arrays: dict[str, np.ndarray] | None,
+        limit: int | None,
+        seed: int,
+        labels: np.ndarray | None = None,
+    ):
         if arrays is None:
-            raise DataError(f"{path}: a .npy feeds one input, but the model takes {len(specs)}; pass a .npz with one key per input")
+            raise DataError(
+                f"{path}: a .npy feeds one input, but the model takes {len(specs)}; pass a .npz with one key per input"
+            )
         counts = set()
         self.whole: dict[str, bool] = {}  # per input: one array row is the whole input (N, *shape), else a batch-1 row
         for spec in specs:
@@ -397,11 +431,17 @@ class ArraySource(SampleSource):
             elif array.ndim == len(shape) and shape[:1] == (1,) and tuple(array.shape[1:]) == shape[1:]:
                 self.whole[spec.name] = False
             else:
-                forms = f"[N, {', '.join(map(str, shape))}]" + (f" or [N, {', '.join(map(str, shape[1:]))}]" if shape[:1] == (1,) else "")
-                raise DataError(f"{path}: array for input '{spec.name}' has shape {list(array.shape)}; the model declares the "
-                                f"input {list(shape)}, so edgeq feeds arrays shaped {forms} (N samples)")
+                forms = f"[N, {', '.join(map(str, shape))}]" + (
+                    f" or [N, {', '.join(map(str, shape[1:]))}]" if shape[:1] == (1,) else ""
+                )
+                raise DataError(
+                    f"{path}: array for input '{spec.name}' has shape {list(array.shape)}; the model declares the "
+                    f"input {list(shape)}, so edgeq feeds arrays shaped {forms} (N samples)"
+                )
             if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_):
-                raise DataError(f"{path}: array for input '{spec.name}' has dtype {array.dtype}; expected real numbers (integers or floats)")
+                raise DataError(
+                    f"{path}: array for input '{spec.name}' has dtype {array.dtype}; expected real numbers (integers or floats)"
+                )
             counts.add(array.shape[0])
         if len(counts) != 1 or 0 in counts:
             raise DataError(f"{path}: the inputs hold different or zero sample counts {sorted(counts)}")
@@ -411,9 +451,14 @@ class ArraySource(SampleSource):
         self.indices = _pick(self.available, limit, seed)
         if labels is not None:
             whole = np.issubdtype(labels.dtype, np.integer) or (
-                np.issubdtype(labels.dtype, np.floating) and bool(np.all(np.isfinite(labels))) and bool(np.all(labels == np.round(labels))))
+                np.issubdtype(labels.dtype, np.floating)
+                and bool(np.all(np.isfinite(labels)))
+                and bool(np.all(labels == np.round(labels)))
+            )
             if labels.ndim != 1 or not whole:
-                raise DataError(f"{path}: 'y' must be one whole-number class label per sample (got {labels.dtype} {list(labels.shape)})")
+                raise DataError(
+                    f"{path}: 'y' must be one whole-number class label per sample (got {labels.dtype} {list(labels.shape)})"
+                )
             if labels.shape[:1] != (self.available,):
                 raise DataError(f"{path}: 'y' holds {labels.shape[0] if labels.ndim else 0} labels for {self.available} samples")
             self.labels = [int(labels[i]) for i in self.indices]
@@ -430,12 +475,16 @@ class ArraySource(SampleSource):
     def __iter__(self) -> Iterator[list[np.ndarray]]:
         for i in self.indices:
             with np.errstate(all="ignore"):  # a float64 past float32's range becomes inf, refused below
-                sample = [np.asarray(self.arrays[s.name][i] if self.whole[s.name] else self.arrays[s.name][i : i + 1], dtype=np.float32)
-                          for s in self.specs]
+                sample = [
+                    np.asarray(self.arrays[s.name][i] if self.whole[s.name] else self.arrays[s.name][i : i + 1], dtype=np.float32)
+                    for s in self.specs
+                ]
             for spec, array in zip(self.specs, sample):
                 if not np.all(np.isfinite(array)):  # before anything casts it (NaN to int8 is any value)
-                    raise DataError(f"row {int(i)} of {self.path} has NaN or infinite values in input '{spec.name}' "
-                                    "(as float32); fix or drop it")
+                    raise DataError(
+                        f"row {int(i)} of {self.path} has NaN or infinite values in input '{spec.name}' "
+                        "(as float32); fix or drop it"
+                    )
             yield sample
 
 
@@ -464,7 +513,9 @@ class Audit:
         for sample in source:
             for spec, array in zip(self.specs, sample):
                 if not np.all(np.isfinite(array)):
-                    raise DataError(f"{source.where(self.count)} has NaN or infinite values in input '{spec.name}'; fix or drop it")
+                    raise DataError(
+                        f"{source.where(self.count)} has NaN or infinite values in input '{spec.name}'; fix or drop it"
+                    )
             for k, array in enumerate(sample):
                 self.low[k] = min(self.low[k], float(array.min()))
                 self.high[k] = max(self.high[k], float(array.max()))

@@ -10,7 +10,8 @@ weights) is a straight graph of FULLY_CONNECTED and elementwise ops that quantiz
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,21 +46,30 @@ def unrolled(model, shapes: list[tuple[int, ...]]) -> tuple[Any, str]:
     names = recurrent_layers(model)
     config = copy.deepcopy(model.get_config())
     _patch(config, shapes)
-    clone, diff = _checked_clone(model, lambda: type(model).from_config(config), shapes, TOLERANCE,
-                                 f"the recurrent layer(s) {', '.join(names)} cannot be unrolled for int8",
-                                 f"unrolling {', '.join(names)}", "rebuild them with unroll=True, or convert with --mode dynamic")
+    clone, diff = _checked_clone(
+        model,
+        lambda: type(model).from_config(config),
+        shapes,
+        TOLERANCE,
+        f"the recurrent layer(s) {', '.join(names)} cannot be unrolled for int8",
+        f"unrolling {', '.join(names)}",
+        "rebuild them with unroll=True, or convert with --mode dynamic",
+    )
     steps = sorted({shape[1] for shape in shapes if len(shape) >= 2})
-    return clone, (f"unrolled recurrent layer(s) {', '.join(names)} over {'/'.join(map(str, steps))} steps "
-                   f"(same weights; float outputs equal the original's, max abs diff {diff:.2g})")
+    return clone, (
+        f"unrolled recurrent layer(s) {', '.join(names)} over {'/'.join(map(str, steps))} steps "
+        f"(same weights; float outputs equal the original's, max abs diff {diff:.2g})"
+    )
 
 
-def _checked_clone(model, build: Callable[[], Any], shapes: list[tuple[int, ...]], tolerance: float,
-                   cannot: str, doing: str, remedy: str) -> tuple[Any, float]:
+def _checked_clone(
+    model, build: Callable[[], Any], shapes: list[tuple[int, ...]], tolerance: float, cannot: str, doing: str, remedy: str
+) -> tuple[Any, float]:
     """`build()` with the original's weights, refused unless its float outputs equal the original's."""
     try:
         clone = build()
         clone.set_weights(model.get_weights())
-    except Exception as exc:  # noqa: BLE001 - a model Keras cannot rebuild (subclassed, custom config)
+    except Exception as exc:
         raise ModelError(f"{cannot} ({exc}); {remedy}") from exc
     diff = float_difference(model, clone, shapes)
     if diff > tolerance:
@@ -101,8 +111,13 @@ def _patch(config: Any, shapes: list[tuple[int, ...]]) -> None:
 
 def layer_norms(model) -> list[str]:
     """LayerNormalization layers over the last axis, which lower to a NEG that has no int8 kernel."""
-    return [layer.name for layer in _walk(model) if type(layer).__name__ == "LayerNormalization"
-            and not getattr(layer, "rms_scaling", False) and list(_axes(layer)) == [-1]]
+    return [
+        layer.name
+        for layer in _walk(model)
+        if type(layer).__name__ == "LayerNormalization"
+        and not getattr(layer, "rms_scaling", False)
+        and list(_axes(layer)) == [-1]
+    ]
 
 
 def _axes(layer) -> list[int]:
@@ -157,10 +172,17 @@ def without_neg(model, shapes: list[tuple[int, ...]], tolerance: float = TOLERAN
             return keras.models.clone_model(layer, clone_function=replace)
         return layer.__class__.from_config(layer.get_config())
 
-    clone, diff = _checked_clone(model, lambda: keras.models.clone_model(model, clone_function=replace), shapes, tolerance,
-                                 f"LayerNormalization {', '.join(names)} cannot be rewritten for int8",
-                                 f"rewriting LayerNormalization {', '.join(names)}",
-                                 "convert with --mode int8-fallback (it keeps NEG in float)")
-    return clone, (f"LayerNormalization {', '.join(names)} computed as (x - mean) * rsqrt(var + eps) * gamma + beta, "
-                   f"which has int8 kernels (Keras' lowering has a NEG, which does not); float outputs equal the "
-                   f"original's to {diff:.2g}")
+    clone, diff = _checked_clone(
+        model,
+        lambda: keras.models.clone_model(model, clone_function=replace),
+        shapes,
+        tolerance,
+        f"LayerNormalization {', '.join(names)} cannot be rewritten for int8",
+        f"rewriting LayerNormalization {', '.join(names)}",
+        "convert with --mode int8-fallback (it keeps NEG in float)",
+    )
+    return clone, (
+        f"LayerNormalization {', '.join(names)} computed as (x - mean) * rsqrt(var + eps) * gamma + beta, "
+        f"which has int8 kernels (Keras' lowering has a NEG, which does not); float outputs equal the "
+        f"original's to {diff:.2g}"
+    )

@@ -57,10 +57,28 @@ def converter_api() -> ModuleType:
     return load_module(CONVERTER_API, extension_file("compiler/mlir/lite/python", CONVERTER_API))
 
 
-def mlir_quantize(calibrated: bytes, per_tensor: bool, io_type: str, numeric_verify: bool,
-                  denylisted_ops: list[str] | None, denylisted_nodes: list[str] | None) -> bytes:
+def mlir_quantize(
+    calibrated: bytes,
+    per_tensor: bool,
+    io_type: str,
+    numeric_verify: bool,
+    denylisted_ops: list[str] | None,
+    denylisted_nodes: list[str] | None,
+) -> bytes:
     """`tensorflow.lite.python.convert.mlir_quantize` with the arguments the converter passes for int8."""
     io = IO_DATA_TYPES[io_type]
     return converter_api().ExperimentalMlirQuantizeModel(
-        calibrated, per_tensor, False, QUANTIZED_INT8, io, io, numeric_verify, False,
-        denylisted_ops, denylisted_nodes, False, False, "")
+        calibrated,
+        per_tensor,
+        False,
+        QUANTIZED_INT8,
+        io,
+        io,
+        numeric_verify,
+        False,
+        denylisted_ops,
+        denylisted_nodes,
+        False,
+        False,
+        "",
+    )

@@ -34,7 +34,7 @@ def _load(path: Path):
 
     try:
         return onnx.load(str(path))
-    except Exception as exc:  # noqa: BLE001 - a foreign or damaged file
+    except Exception as exc:
         raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
 
 
@@ -48,8 +48,10 @@ def input_shapes(model, path: Path) -> list[tuple[str, tuple[int, ...]]]:
             continue
         tensor = value.type.tensor_type
         if tensor.elem_type != FLOAT:
-            raise ModelError(f"{path}: input '{value.name}' is not float32 (ONNX type {tensor.elem_type}); "
-                             "edgeq calibrates float32 inputs only")
+            raise ModelError(
+                f"{path}: input '{value.name}' is not float32 (ONNX type {tensor.elem_type}); "
+                "edgeq calibrates float32 inputs only"
+            )
         dims = []
         for axis, dim in enumerate(tensor.shape.dim):
             if dim.HasField("dim_value") and dim.dim_value > 0:
@@ -57,8 +59,10 @@ def input_shapes(model, path: Path) -> list[tuple[str, tuple[int, ...]]]:
             elif axis == 0:
                 dims.append(1)
             else:
-                raise ModelError(f"{path}: input '{value.name}' has a symbolic dimension '{dim.dim_param or '?'}' at axis "
-                                 f"{axis}; fix it in the file (e.g. onnxruntime.tools.make_dynamic_shape_fixed) and convert again")
+                raise ModelError(
+                    f"{path}: input '{value.name}' has a symbolic dimension '{dim.dim_param or '?'}' at axis "
+                    f"{axis}; fix it in the file (e.g. onnxruntime.tools.make_dynamic_shape_fixed) and convert again"
+                )
         shapes.append((value.name, tuple(dims)))
     return shapes
 
@@ -74,13 +78,15 @@ def _onnx2torch():
 
     try:
         import torchvision  # noqa: F401
-    except Exception:  # noqa: BLE001 - any failure to load it
+    except Exception:
         for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
             del sys.modules[name]
 
         def missing(*args, **kwargs):
-            raise ModelError("the model has NonMaxSuppression or RoiAlign, which need torchvision (it does not load beside "
-                             "this torch) and which no int8 TFLite graph takes; cut the model before them")
+            raise ModelError(
+                "the model has NonMaxSuppression or RoiAlign, which need torchvision (it does not load beside "
+                "this torch) and which no int8 TFLite graph takes; cut the model before them"
+            )
 
         ops = types.ModuleType("torchvision.ops")
         ops.nms = ops.roi_align = ops.box_convert = missing
@@ -104,11 +110,14 @@ def _module(path: Path) -> tuple[Any, tuple, list[str], list[str]]:
     convert = _onnx2torch()
     model = _weights_constant(model)
     failures = []
-    for name, variant in (("as given", lambda: model), ("constants folded", lambda: _folded(model)),
-                          (f"at opset {FALLBACK_OPSET}", lambda: onnx.version_converter.convert_version(_folded(model), FALLBACK_OPSET))):
+    for name, variant in (
+        ("as given", lambda: model),
+        ("constants folded", lambda: _folded(model)),
+        (f"at opset {FALLBACK_OPSET}", lambda: onnx.version_converter.convert_version(_folded(model), FALLBACK_OPSET)),
+    ):
         try:
             return (_static_reshapes(convert(variant())).eval(), tuple(torch.zeros(shape) for _, shape in shapes), *names)
-        except Exception as exc:  # noqa: BLE001 - an op or a form onnx2torch does not take
+        except Exception as exc:
             failures.append(f"{name}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}")
     raise ModelError(f"{path}: onnx2torch cannot convert it ({'; '.join(failures)})")
 
@@ -214,9 +223,11 @@ def to_float_tflite(path: Path, channels_last: bool) -> bytes:
         out = Path(scratch) / "float.tflite"
         try:
             litert_torch.convert(Named().eval(), (), feeds).export(str(out))
-        except Exception as exc:  # noqa: BLE001 - the module onnx2torch built does not export
-            raise ModelError(f"{path}: litert-torch cannot export onnx2torch's module ({type(exc).__name__}: "
-                             f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''})") from None
+        except Exception as exc:
+            raise ModelError(
+                f"{path}: litert-torch cannot export onnx2torch's module ({type(exc).__name__}: "
+                f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''})"
+            ) from None
         return out.read_bytes()
 
 
@@ -228,8 +239,10 @@ def run_onnx(path: Path, samples: list[list[np.ndarray]], channels_last: bool) -
     names = [name for name, _ in input_shapes(_load(path), path)]
     outputs = []
     for sample in samples:
-        feeds = {n: np.ascontiguousarray(a.transpose(0, 3, 1, 2) if channels_last and a.ndim == 4 else a)
-                 for n, a in zip(names, sample)}
+        feeds = {
+            n: np.ascontiguousarray(a.transpose(0, 3, 1, 2) if channels_last and a.ndim == 4 else a)
+            for n, a in zip(names, sample)
+        }
         outputs.append([np.asarray(o, np.float32) for o in session.run(None, feeds)])
     return outputs
 

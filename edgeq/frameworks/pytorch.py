@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from edgeq.frameworks.trust import checked_pt2
 from edgeq.core.errors import ModelError, UsageError
+from edgeq.frameworks.trust import checked_pt2
 
 PT2_SUFFIX = ".pt2"
-INSTALL = ("pip install 'edgeq[torch]' (for the CPU build of torch first: pip install torch "
-           "--index-url https://download.pytorch.org/whl/cpu)")
+INSTALL = (
+    "pip install 'edgeq[torch]' (for the CPU build of torch first: pip install torch "
+    "--index-url https://download.pytorch.org/whl/cpu)"
+)
 
 
 def require_torch(what: str) -> None:
@@ -57,9 +59,11 @@ def _program(path: Path, trusted: bool) -> tuple[Any, tuple]:
     data = checked_pt2(path, trusted)
     try:
         program = torch.export.load(io.BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - a foreign or damaged file
-        raise ModelError(f"{path}: not a torch.export program ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                         "save one with torch.export.save(torch.export.export(model, args), 'model.pt2')") from None
+    except Exception as exc:
+        raise ModelError(
+            f"{path}: not a torch.export program ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+            "save one with torch.export.save(torch.export.export(model, args), 'model.pt2')"
+        ) from None
     if not program.example_inputs:
         raise ModelError(f"{path}: the program holds no example inputs; export it with torch.export.export(model, args)")
     module = program.module()
@@ -88,7 +92,9 @@ def to_float_tflite(path: Path, channels_last: bool, trusted: bool = False) -> b
         return out.read_bytes()
 
 
-def run_program(path: Path, samples: list[list[np.ndarray]], channels_last: bool, trusted: bool = False) -> list[list[np.ndarray]]:
+def run_program(
+    path: Path, samples: list[list[np.ndarray]], channels_last: bool, trusted: bool = False
+) -> list[list[np.ndarray]]:
     """PyTorch's own outputs for `samples` (each a list of float arrays in the .tflite's layout)."""
     import torch
 
@@ -97,7 +103,10 @@ def run_program(path: Path, samples: list[list[np.ndarray]], channels_last: bool
     outputs = []
     with torch.no_grad():
         for sample in samples:
-            feeds = [torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2) if i in images else a)) for i, a in enumerate(sample)]
+            feeds = [
+                torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2) if i in images else a))
+                for i, a in enumerate(sample)
+            ]
             got = module(*feeds)
             got = got if isinstance(got, (tuple, list)) else (got,)
             outputs.append([g.detach().numpy().astype(np.float32) for g in got])

@@ -6,15 +6,16 @@ TensorFlow is imported inside its functions only.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from edgeq.frameworks.keras_rewrites import layer_norms, recurrent_layers, unrolled, without_neg
-from edgeq.frameworks.trust import check_saved_model, refusal
+from edgeq.core.errors import ModelError, UsageError
 from edgeq.data.normalization import Statement
 from edgeq.data.samples import InputSpec, Preprocessing
-from edgeq.core.errors import ModelError, UsageError
+from edgeq.frameworks.keras_rewrites import layer_norms, recurrent_layers, unrolled, without_neg
+from edgeq.frameworks.trust import check_saved_model, refusal
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ class ModelSource:
     rewrites: list[str] = field(default_factory=list)  # equivalent rewrites applied before converting (proven in float)
     flatbuffer: bytes | None = None  # a float .tflite source: calibrated and quantized as it is
     trained_ranges: bool = False  # fake-quant ops (quantization-aware training) carry the ranges
-
 
     @property
     def specs(self) -> list[InputSpec]:
@@ -89,8 +89,10 @@ def fix_shape(name: str, shape: list[int | None], given: dict[str | None, tuple[
         return override
     dims = [1 if (i == 0 and d is None) else d for i, d in enumerate(shape)]
     if any(d is None for d in dims):
-        raise UsageError(f"input '{name}' has dynamic dimensions {_show(shape)}; pass --input-shape {name}=" + ",".join(
-            "1" if i == 0 else "N" if d is None else str(d) for i, d in enumerate(shape)))
+        raise UsageError(
+            f"input '{name}' has dynamic dimensions {_show(shape)}; pass --input-shape {name}="
+            + ",".join("1" if i == 0 else "N" if d is None else str(d) for i, d in enumerate(shape))
+        )
     return tuple(int(d) for d in dims)
 
 
@@ -108,8 +110,12 @@ class KerasCode:
     trust_model: bool = False
 
 
-def load_source(path: str | Path, signature: str | tuple[str, ...] = "serving_default",
-                input_shapes: list[str] | None = None, code: KerasCode = KerasCode()) -> ModelSource:
+def load_source(
+    path: str | Path,
+    signature: str | tuple[str, ...] = "serving_default",
+    input_shapes: list[str] | None = None,
+    code: KerasCode = KerasCode(),
+) -> ModelSource:
     """`signature`: one key, several, or ("all",) for every signature of a SavedModel."""
     path = Path(path)
     wanted = (signature,) if isinstance(signature, str) else tuple(signature) or ("serving_default",)
@@ -127,7 +133,9 @@ def load_source(path: str | Path, signature: str | tuple[str, ...] = "serving_de
         if wanted != ("serving_default",):
             raise UsageError(f"{path}: a Keras model has one signature, serving_default; drop --signature")
         return _keras(path, given, code)
-    raise ModelError(f"{path}: unsupported model type '{path.suffix}'; pass a .keras or .h5 file, a SavedModel folder or a float .tflite")
+    raise ModelError(
+        f"{path}: unsupported model type '{path.suffix}'; pass a .keras or .h5 file, a SavedModel folder or a float .tflite"
+    )
 
 
 def _keras(path: Path, given, code: KerasCode) -> ModelSource:
@@ -145,23 +153,30 @@ def _keras(path: Path, given, code: KerasCode) -> ModelSource:
             import re
 
             names = re.findall(r"Could not locate class '([^']+)'", message)
-            raise ModelError(f"{path}: uses the custom class {' and '.join(dict.fromkeys(names)) or '(unnamed)'}, which Keras does not "
-                             "know; pass --custom-objects "
-                             "FILE.py, a file that defines it (registered with @keras.saving.register_keras_serializable, "
-                             "or listed in a module-level custom_objects dict)") from None
+            raise ModelError(
+                f"{path}: uses the custom class {' and '.join(dict.fromkeys(names)) or '(unnamed)'}, which Keras does not "
+                "know; pass --custom-objects "
+                "FILE.py, a file that defines it (registered with @keras.saving.register_keras_serializable, "
+                "or listed in a module-level custom_objects dict)"
+            ) from None
         raise ModelError(f"{path}: cannot be loaded as a Keras model ({first_line(exc)})") from exc
     inputs = _symbolic_inputs(model)
     recurrent = recurrent_layers(model)
     try:
-        specs = [
-            InputSpec(_input_name(t, i), fix_shape(_input_name(t, i), list(t.shape), given, len(inputs) == 1))
-            for i, t in enumerate(inputs)
-        ] if inputs is not None else _traced(path, model, given)
+        specs = (
+            [
+                InputSpec(_input_name(t, i), fix_shape(_input_name(t, i), list(t.shape), given, len(inputs) == 1))
+                for i, t in enumerate(inputs)
+            ]
+            if inputs is not None
+            else _traced(path, model, given)
+        )
     except UsageError as exc:
         if not recurrent:
             raise
-        raise UsageError(f"{exc} (the recurrent layer(s) {', '.join(recurrent)} convert to int8 only unrolled over a fixed "
-                         "sequence length)") from None
+        raise UsageError(
+            f"{exc} (the recurrent layer(s) {', '.join(recurrent)} convert to int8 only unrolled over a fixed sequence length)"
+        ) from None
     notes = []
     if recurrent:
         model, note = unrolled(model, [s.shape for s in specs])
@@ -179,8 +194,9 @@ def _keras(path: Path, given, code: KerasCode) -> ModelSource:
 
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint("serve", functools.partial(model.__call__, training=False),
-                             [tensor_specs] if len(tensor_specs) > 1 else tensor_specs)
+        archive.add_endpoint(
+            "serve", functools.partial(model.__call__, training=False), [tensor_specs] if len(tensor_specs) > 1 else tensor_specs
+        )
         return _saved_converter(lambda folder: _silently(archive.write_out, folder), ["serving_default"])
 
     return ModelSource(path, "keras", {"serving_default": specs}, make_converter, model, rewrites=notes)
@@ -199,15 +215,19 @@ def _traced(path: Path, model: Any, given: dict[str | None, tuple[int, ...]]) ->
     import numpy as np
 
     if not given:
-        raise UsageError(f"{path}: {type(model).__name__} is a subclassed Keras model, which has no fixed inputs; pass "
-                         "--input-shape 1,H,W,C (one per input: --input-shape NAME=...) to build and trace it")
+        raise UsageError(
+            f"{path}: {type(model).__name__} is a subclassed Keras model, which has no fixed inputs; pass "
+            "--input-shape 1,H,W,C (one per input: --input-shape NAME=...) to build and trace it"
+        )
     specs = [InputSpec(name or f"input_{i}", shape) for i, (name, shape) in enumerate(given.items())]
     zeros = [np.zeros(s.shape, np.float32) for s in specs]
     try:
         model(zeros if len(zeros) > 1 else zeros[0], training=False)
-    except Exception as exc:  # noqa: BLE001 - the user's model code
-        raise UsageError(f"{path}: calling {type(model).__name__} on zeros of {', '.join(str(list(s.shape)) for s in specs)} "
-                         f"failed ({type(exc).__name__}: {first_line(exc)}); check --input-shape") from None
+    except Exception as exc:
+        raise UsageError(
+            f"{path}: calling {type(model).__name__} on zeros of {', '.join(str(list(s.shape)) for s in specs)} "
+            f"failed ({type(exc).__name__}: {first_line(exc)}); check --input-shape"
+        ) from None
     return specs
 
 
@@ -223,7 +243,7 @@ def _custom_objects(file: str) -> dict[str, Any]:
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - the user's own code
+    except Exception as exc:
         raise UsageError(f"--custom-objects {file}: importing it failed ({type(exc).__name__}: {first_line(exc)})") from None
     found = getattr(module, "custom_objects", {})
     if not isinstance(found, dict):
@@ -250,7 +270,9 @@ def _pick_signatures(path: Path, available: list[str], wanted: tuple[str, ...]) 
         return sorted(available)
     missing = [k for k in wanted if k not in available]
     if missing:
-        raise UsageError(f"{path}: no signature '{missing[0]}'; it has {sorted(available)} (pass --signature KEY or --signature all)")
+        raise UsageError(
+            f"{path}: no signature '{missing[0]}'; it has {sorted(available)} (pass --signature KEY or --signature all)"
+        )
     return list(dict.fromkeys(wanted))
 
 
@@ -270,13 +292,16 @@ def _saved_model(path: Path, wanted: tuple[str, ...], given) -> ModelSource:
         names = sorted(kwargs)
         for n in names:
             if kwargs[n].dtype != tf.float32:
-                raise ModelError(f"{path}: input '{n}' of signature '{key}' is {kwargs[n].dtype.name}; edgeq calibrates float32 inputs only")
+                raise ModelError(
+                    f"{path}: input '{n}' of signature '{key}' is {kwargs[n].dtype.name}; edgeq calibrates float32 inputs only"
+                )
         specs = [InputSpec(n, fix_shape(n, kwargs[n].shape.as_list(), given, len(names) == 1)) for n in names]
         signatures[key] = specs
         functions[key] = _fixed(function, names, [tf.TensorSpec(s.shape, tf.float32, name=s.name) for s in specs])
 
-    return ModelSource(path, "saved_model", signatures, lambda: _via_saved_model(loaded, functions), loaded,
-                       trained_ranges=has_fake_quant(path))
+    return ModelSource(
+        path, "saved_model", signatures, lambda: _via_saved_model(loaded, functions), loaded, trained_ranges=has_fake_quant(path)
+    )
 
 
 def _via_saved_model(owner, functions: dict[str, Any]):
@@ -353,7 +378,9 @@ def _saved_model_v1(path: Path, wanted: tuple[str, ...], given) -> ModelSource:
     defs = proto.meta_graphs[0].signature_def
     keys = _pick_signatures(path, list(defs), wanted)
     if len(keys) > 1:
-        raise UsageError(f"{path}: this SavedModel converts only on the TF1 converter, which takes one signature; pass --signature KEY")
+        raise UsageError(
+            f"{path}: this SavedModel converts only on the TF1 converter, which takes one signature; pass --signature KEY"
+        )
     key = keys[0]
     inputs, outputs = defs[key].inputs, defs[key].outputs
     names = sorted(inputs)
@@ -367,9 +394,7 @@ def _saved_model_v1(path: Path, wanted: tuple[str, ...], given) -> ModelSource:
         path,
         "saved_model (TF1 converter)",
         {key: specs},
-        lambda: tf.compat.v1.lite.TFLiteConverter.from_saved_model(
-            str(path), input_shapes=tensor_names, signature_key=key
-        ),
+        lambda: tf.compat.v1.lite.TFLiteConverter.from_saved_model(str(path), input_shapes=tensor_names, signature_key=key),
         restore=lambda model: with_signatures(model, [spec]),
         keyed=False,
     )
@@ -381,44 +406,65 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
     from edgeq.tflite.float16_weights import fold_float16_weights, has_float16_weights
     from edgeq.tflite.model import parse_tflite, read_tflite
     from edgeq.tflite.sparse_weights import densify_weights, has_sparse_weights
-    from edgeq.tflite.stablehlo_constants import (STABLEHLO_FLAG, STABLEHLO_REWRITES, has_stablehlo_constant_flag, stablehlo_ops,
-                                                  without_stablehlo_constant_flag)
+    from edgeq.tflite.stablehlo_constants import (
+        STABLEHLO_FLAG,
+        STABLEHLO_REWRITES,
+        has_stablehlo_constant_flag,
+        stablehlo_ops,
+        without_stablehlo_constant_flag,
+    )
     from edgeq.tflite.summary import summarize
 
     model = read_tflite(path)
     summary = summarize(model)
     if summary.precision not in ("float", "float16"):  # float16 weights are a float model stored small
-        raise ModelError(f"{path}: already {summary.precision} ({summary.ops_int8} of {summary.ops_total} ops on int8 kernels); "
-                         "validate it with edgeq validate, or convert its float original")
+        raise ModelError(
+            f"{path}: already {summary.precision} ({summary.ops_int8} of {summary.ops_total} ops on int8 kernels); "
+            "validate it with edgeq validate, or convert its float original"
+        )
     custom = [op for op in model.operators if op.type.startswith("CUSTOM")]
     if custom:
-        named = ", ".join(f"{op.type.partition(':')[2] or 'unnamed'} (node {op.index}, output "
-                          f"'{model.tensors[op.outputs[0]].name if op.outputs else '?'}')" for op in custom[:5])
-        raise ModelError(f"{path}: uses custom op(s) {named}{' and more' if len(custom) > 5 else ''}, which LiteRT's built-in "
-                         "kernels do not include; calibration runs every op, so convert the model without them (keep that part "
-                         "out of the float model, or replace the op with built-in ones) and add it back in the app")
+        named = ", ".join(
+            f"{op.type.partition(':')[2] or 'unnamed'} (node {op.index}, output "
+            f"'{model.tensors[op.outputs[0]].name if op.outputs else '?'}')"
+            for op in custom[:5]
+        )
+        raise ModelError(
+            f"{path}: uses custom op(s) {named}{' and more' if len(custom) > 5 else ''}, which LiteRT's built-in "
+            "kernels do not include; calibration runs every op, so convert the model without them (keep that part "
+            "out of the float model, or replace the op with built-in ones) and add it back in the app"
+        )
     stablehlo = stablehlo_ops(model)
     if stablehlo:
-        raise ModelError(f"{path}: has StableHLO op(s) {', '.join(f'{k} x{v}' for k, v in stablehlo.items())}, which TensorFlow's "
-                         "quantizer does not take (nothing was calibrated); "
-                         + "; ".join(f"{k}: {STABLEHLO_REWRITES.get(k, 'rewrite it with ops that export to TFLite builtins')}"
-                                     for k in stablehlo))
+        raise ModelError(
+            f"{path}: has StableHLO op(s) {', '.join(f'{k} x{v}' for k, v in stablehlo.items())}, which TensorFlow's "
+            "quantizer does not take (nothing was calibrated); "
+            + "; ".join(
+                f"{k}: {STABLEHLO_REWRITES.get(k, 'rewrite it with ops that export to TFLite builtins')}" for k in stablehlo
+            )
+        )
     notes, data = [], model.data
     if has_stablehlo_constant_flag(data):
         data = without_stablehlo_constant_flag(data)
         model = parse_tflite(data, path)
-        notes.append(f"the '{STABLEHLO_FLAG}' metadata entry the LiteRT converter writes (litert-torch, litert-converter) "
-                     "was left out of the calibration copy: with it, TensorFlow's quantizer keeps every weight in float")
+        notes.append(
+            f"the '{STABLEHLO_FLAG}' metadata entry the LiteRT converter writes (litert-torch, litert-converter) "
+            "was left out of the calibration copy: with it, TensorFlow's quantizer keeps every weight in float"
+        )
     if has_sparse_weights(model):
         data = densify_weights(data)
         model = parse_tflite(data, path)
-        notes.append("sparse weights (behind DENSIFY ops) densified into plain constants, which the calibrator and "
-                     "quantizer take; the sparse copies are not kept")
+        notes.append(
+            "sparse weights (behind DENSIFY ops) densified into plain constants, which the calibrator and "
+            "quantizer take; the sparse copies are not kept"
+        )
     if has_float16_weights(model):
         data = fold_float16_weights(data)
         model = parse_tflite(data, path)
-        notes.append("float16 weights (behind DEQUANTIZE ops) folded into float32 constants, which TensorFlow's "
-                     "calibrator takes; the float16 copies are not kept")
+        notes.append(
+            "float16 weights (behind DEQUANTIZE ops) folded into float32 constants, which TensorFlow's "
+            "calibrator takes; the float16 copies are not kept"
+        )
     main = [s for s in model.signatures if s.subgraph == 0]
     if wanted not in (("serving_default",), ("all",)) and not any(s.key in wanted for s in main):
         raise UsageError(f"{path}: no signature {wanted[0]!r}; it has {[s.key for s in model.signatures] or 'none'}")
@@ -431,7 +477,9 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
         specs, key = [InputSpec(model.tensors[i].name, model.tensors[i].shape) for i in model.inputs], "serving_default"
     for i in model.inputs:
         if model.tensors[i].dtype != "float32":
-            raise ModelError(f"{path}: input '{model.tensors[i].name}' is {model.tensors[i].dtype}; edgeq calibrates float32 inputs only")
+            raise ModelError(
+                f"{path}: input '{model.tensors[i].name}' is {model.tensors[i].dtype}; edgeq calibrates float32 inputs only"
+            )
     return ModelSource(path, "tflite", {key: specs}, lambda: None, rewrites=notes, keyed=bool(main), flatbuffer=data)
 
 
@@ -489,5 +537,7 @@ def export_in_memory(source: Any, exported: Path) -> Path:
     elif isinstance(source, tf.Module):
         tf.saved_model.save(source, str(exported))
     else:
-        raise UsageError(f"cannot convert a {type(source).__name__}: pass a path, a keras.Model, a tf.Module or a concrete function")
+        raise UsageError(
+            f"cannot convert a {type(source).__name__}: pass a path, a keras.Model, a tf.Module or a concrete function"
+        )
     return exported

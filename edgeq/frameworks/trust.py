@@ -30,27 +30,73 @@ TRUST_FLAG = "--trust-model"
 # TensorFlow op names (matched against the registry) whose kernels reach outside the graph: files,
 # processes, Python, the network, debug sinks. SaveV2/RestoreV2 and friends are the SavedModel's own
 # variable checkpoint, driven by the loader with the model's own folder.
-RISKY_OP_PATTERN = re.compile(r"PyFunc|File|Reader|Dataset|Summary|^Debug|^Print|Proto|^Save$|^SaveSlices$|^Restore$|"
-                              r"^RestoreSlice$|ImmutableConst|LoadAndRemapMatrix|Rpc|Collective|Iterator|Socket|Audio")
+RISKY_OP_PATTERN = re.compile(
+    r"PyFunc|File|Reader|Dataset|Summary|^Debug|^Print|Proto|^Save$|^SaveSlices$|^Restore$|"
+    r"^RestoreSlice$|ImmutableConst|LoadAndRemapMatrix|Rpc|Collective|Iterator|Socket|Audio"
+)
 CHECKPOINT_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints", "ShardedFilename", "ShardedFilespec"})
 
 # What a symbolic shape expression may hold: symbols like s0 or u3, numbers, arithmetic, and the
 # functions torch's deserializer names (torch/_export/serde/serialize.py, sympy_functions)
 _EXPR_TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\d+(?:\.\d+)?(?:e[-+]?\d+)?)|(\*\*|//|[-+*/%(),<>=!&|~]))")
-_EXPR_NAMES = frozenset({"FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt",
-                         "FloorToInt", "CeilDiv", "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv",
-                         "IntTrueDiv", "IsNonOverlappingAndDenseIndicator", "TruncToFloat", "TruncToInt", "RoundToInt",
-                         "RoundDecimal", "ToFloat", "Identity", "Max", "Min", "Abs", "floor", "ceiling", "sqrt", "oo",
-                         "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "True", "False", "int_oo", "OpaqueUnaryFn_sqrt"})
+_EXPR_NAMES = frozenset(
+    {
+        "FloorDiv",
+        "ModularIndexing",
+        "Where",
+        "PythonMod",
+        "Mod",
+        "CleanDiv",
+        "CeilToInt",
+        "FloorToInt",
+        "CeilDiv",
+        "LShift",
+        "RShift",
+        "PowByNatural",
+        "FloatPow",
+        "FloatTrueDiv",
+        "IntTrueDiv",
+        "IsNonOverlappingAndDenseIndicator",
+        "TruncToFloat",
+        "TruncToInt",
+        "RoundToInt",
+        "RoundDecimal",
+        "ToFloat",
+        "Identity",
+        "Max",
+        "Min",
+        "Abs",
+        "floor",
+        "ceiling",
+        "sqrt",
+        "oo",
+        "Eq",
+        "Ne",
+        "Lt",
+        "Le",
+        "Gt",
+        "Ge",
+        "And",
+        "Or",
+        "Not",
+        "True",
+        "False",
+        "int_oo",
+        "OpaqueUnaryFn_sqrt",
+    }
+)
 _SYMBOL = re.compile(r"[a-z]+\d+")
 
 
 def refusal(path: Path | str, what: str) -> ModelError:
-    return ModelError(f"{path}: {what}, which would run code from the file when it loads; edgeq loads it only with "
-                      f"{TRUST_FLAG} (pass it for files whose author you trust)")
+    return ModelError(
+        f"{path}: {what}, which would run code from the file when it loads; edgeq loads it only with "
+        f"{TRUST_FLAG} (pass it for files whose author you trust)"
+    )
 
 
 # -- torch.export archives ------------------------------------------------------------------------
+
 
 def checked_pt2(path: Path, trusted: bool) -> bytes:
     """The archive's bytes, read once; untrusted, every member torch.export.load would run code
@@ -74,7 +120,7 @@ def check_pt2(data: bytes, path: Path) -> None:
     if len(roots) != 1 or not all("/" in n for n in names):
         raise ModelError(f"{path}: not a torch.export archive (one top folder expected); save one with torch.export.save")
     root = roots.pop() + "/"
-    members = {n[len(root):]: n for n in names}
+    members = {n[len(root) :]: n for n in names}
     if "archive_format" not in members:
         raise refusal(path, "an archive of an older torch.export format (no archive_format), whose state it unpickles")
     try:
@@ -87,7 +133,9 @@ def check_pt2(data: bytes, path: Path) -> None:
 def _check_member(archive: zipfile.ZipFile, inner: str, name: str, path: Path) -> None:
     if inner.startswith(("data/aotinductor/", "data/executorch/", "data/mtia/")):
         raise refusal(path, f"compiled code ({inner})")
-    if inner.startswith("data/sample_inputs/") or (inner.endswith(".pt") and inner.startswith(("data/weights/", "data/constants/"))):
+    if inner.startswith("data/sample_inputs/") or (
+        inner.endswith(".pt") and inner.startswith(("data/weights/", "data/constants/"))
+    ):
         _weights_only(archive.read(name), inner, path)
     elif inner.endswith("_config.json") and inner.startswith(("data/weights/", "data/constants/")):
         for fqn, entry in _json(archive.read(name), inner, path).get("config", {}).items():
@@ -161,6 +209,7 @@ def _arithmetic(text: Any) -> bool:
 
 # -- SavedModels ----------------------------------------------------------------------------------
 
+
 def risky_ops() -> frozenset[str]:
     """TensorFlow's registered ops that reach outside the graph, by name (RISKY_OP_PATTERN)."""
     from tensorflow.python.framework import op_def_registry
@@ -182,11 +231,13 @@ def check_saved_model(path: Path, trusted: bool) -> None:
     proto = saved_model_pb2.SavedModel()
     try:
         proto.ParseFromString((path / "saved_model.pb").read_bytes())
-    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends
+    except Exception as exc:
         raise ModelError(f"{path}: saved_model.pb cannot be parsed ({type(exc).__name__}); re-export it") from None
     risky = risky_ops()
     for graph in proto.meta_graphs:
         nodes = [*graph.graph_def.node, *(n for f in graph.graph_def.library.function for n in f.node_def)]
         found = sorted({n.op for n in nodes if n.op in risky})
         if found:
-            raise refusal(path, f"a SavedModel whose graph holds {', '.join(found[:5])} (ops that reach files, Python or the network)")
+            raise refusal(
+                path, f"a SavedModel whose graph holds {', '.join(found[:5])} (ops that reach files, Python or the network)"
+            )

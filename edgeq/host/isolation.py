@@ -15,10 +15,11 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgeq.core import progress
 from edgeq.core.errors import ConversionError, EdgeqError
@@ -101,14 +102,26 @@ def _child(name: str, args: tuple, results, events, level: int = logging.WARNING
         results.send(("ok", value))
     except EdgeqError as exc:
         results.send(("edgeq", exc))
-    except BaseException as exc:  # noqa: BLE001 - sent to the parent as one line, its traceback and its origin
+    except BaseException as exc:
         import traceback
 
         lines = str(exc).strip().splitlines()
         frames = traceback.extract_tb(exc.__traceback__)
         ours = bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(PACKAGE)
-        results.send(("exception", (f"{type(exc).__name__}: {lines[0][:300]}" if ours and lines else lines[0][:300] if lines
-                                    else type(exc).__name__, "".join(traceback.format_exception(exc)), ours)))
+        results.send(
+            (
+                "exception",
+                (
+                    f"{type(exc).__name__}: {lines[0][:300]}"
+                    if ours and lines
+                    else lines[0][:300]
+                    if lines
+                    else type(exc).__name__,
+                    "".join(traceback.format_exception(exc)),
+                    ours,
+                ),
+            )
+        )
     finally:
         events.put(("done",))
 
@@ -122,8 +135,16 @@ def run_isolated(function: Callable[..., Any], *args: Any, what: str = "the TFLi
     context = get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     events = context.SimpleQueue()  # written synchronously: the last step survives a crash
-    child = context.Process(target=_child, args=(f"{function.__module__}:{function.__qualname__}", args, send, events,
-                                                          min(logging.WARNING, logging.getLogger("edgeq").getEffectiveLevel())))
+    child = context.Process(
+        target=_child,
+        args=(
+            f"{function.__module__}:{function.__qualname__}",
+            args,
+            send,
+            events,
+            min(logging.WARNING, logging.getLogger("edgeq").getEffectiveLevel()),
+        ),
+    )
     current = {"step": "starting"}
     listener = progress.current()
 
@@ -183,5 +204,7 @@ def _crash_line(what: str, exitcode: int | None, step_name: str) -> str:
             how = f"was killed by signal {-exitcode}"
     else:
         how = f"exited ({exitcode}) without a result"
-    return (f"{what} {how} while {step_name} (native code; nothing was written); try --mode int8-fallback or "
-            "--keep-float on the layer it stopped at, and rerun with -v for TensorFlow's own log")
+    return (
+        f"{what} {how} while {step_name} (native code; nothing was written); try --mode int8-fallback or "
+        "--keep-float on the layer it stopped at, and rerun with -v for TensorFlow's own log"
+    )

@@ -13,8 +13,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 # /proc/cpuinfo flags that give XNNPACK fast int8 dot products, by the name users know them by
-DOT_PRODUCT_FLAGS = (("amx_int8", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx_vnni", "AVX-VNNI"),
-                     ("i8mm", "i8mm"), ("asimddp", "asimddp"))
+DOT_PRODUCT_FLAGS = (
+    ("amx_int8", "AMX"),
+    ("avx512_vnni", "AVX-512 VNNI"),
+    ("avx_vnni", "AVX-VNNI"),
+    ("i8mm", "i8mm"),
+    ("asimddp", "asimddp"),
+)
+
 
 @dataclass(frozen=True)
 class Cpu:
@@ -26,8 +32,10 @@ class Cpu:
     def describe(self) -> str:
         if self.int8_dot:
             return f"{self.name}, with int8 dot-product instructions ({self.int8_dot})"
-        return (f"{self.name}, without int8 dot-product instructions, where INT8 is no faster than float: "
-                "ARM dot-product devices (asimddp) and x86 CPUs with VNNI differ")
+        return (
+            f"{self.name}, without int8 dot-product instructions, where INT8 is no faster than float: "
+            "ARM dot-product devices (asimddp) and x86 CPUs with VNNI differ"
+        )
 
 
 def cpu_of(cpuinfo: str, machine: str) -> Cpu:

@@ -42,7 +42,7 @@ def run_folder() -> Iterator[Path]:
 def remove_stale(base: Path) -> None:
     """Scratch folders of edgeq runs whose process no longer exists."""
     for folder in base.glob(f"{PREFIX}*-*"):
-        pid = folder.name[len(PREFIX):].split("-", 1)[0]
+        pid = folder.name[len(PREFIX) :].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 

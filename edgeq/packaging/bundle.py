@@ -17,17 +17,24 @@ from pathlib import Path
 
 from edgeq.core.errors import DataError, ModelError, UsageError
 from edgeq.core.fileio import check_writable, json_bytes, write_files_atomically
+from edgeq.core.schema import SCHEMA_VERSION, to_json
 from edgeq.records.manifest import ModelFile
-from edgeq.run.litert import invoke_once
 from edgeq.records.manifest_file import Described
 from edgeq.report.documents import markdown
-from edgeq.core.schema import SCHEMA_VERSION, to_json
+from edgeq.run.litert import invoke_once
 from edgeq.tflite.metadata import read_metadata
 from edgeq.tflite.model import TfliteModel, read_tflite
 from edgeq.tflite.summary import SignatureInfo, TensorInfo, summarize
 from edgeq.validation.results import ValidationResult
 
-MODEL, MANIFEST, LABELS, OPS, REPORT, SUMS = "model.tflite", "model.edgeq.json", "labels.txt", "ops.txt", "report.md", "SHA256SUMS"
+MODEL, MANIFEST, LABELS, OPS, REPORT, SUMS = (
+    "model.tflite",
+    "model.edgeq.json",
+    "labels.txt",
+    "ops.txt",
+    "report.md",
+    "SHA256SUMS",
+)
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,9 @@ def bundle(model_path: str | Path, folder: str | Path, results: str | Path | Non
     try:
         invoke_once(model.data, lambda specs: None)  # an app build copies what LiteRT opens, nothing else
     except (RuntimeError, ValueError) as exc:
-        raise ModelError(f"{model_path}: LiteRT cannot load or run it ({' '.join(str(exc).split())[:200]}); "
-                         "nothing was bundled") from None
+        raise ModelError(
+            f"{model_path}: LiteRT cannot load or run it ({' '.join(str(exc).split())[:200]}); nothing was bundled"
+        ) from None
     contents: dict[str, bytes] = {MODEL: model.data, MANIFEST: json_bytes(_manifest(model))}
     metadata = read_metadata(model.data)
     if metadata is not None and metadata.labels:
@@ -65,8 +73,10 @@ def bundle(model_path: str | Path, folder: str | Path, results: str | Path | Non
     if results is not None:
         validated = ValidationResult.read(results)
         if validated.size.int8_bytes not in (None, model.size):
-            raise DataError(f"{results}: the results are of a {validated.size.int8_bytes}-byte model ({Path(validated.model).name}), "
-                            f"not of {model_path.name} ({model.size} bytes); validate this model")
+            raise DataError(
+                f"{results}: the results are of a {validated.size.int8_bytes}-byte model ({Path(validated.model).name}), "
+                f"not of {model_path.name} ({model.size} bytes); validate this model"
+            )
         contents[REPORT] = markdown(validated).encode()
     contents[SUMS] = "".join(f"{hashlib.sha256(data).hexdigest()}  {name}\n" for name, data in contents.items()).encode()
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,5 +113,12 @@ def _manifest(model: TfliteModel) -> dict:
     if manifest is not None:
         return replace(manifest, output=MODEL).to_json()
     summary = summarize(model)
-    return to_json(Interface(MODEL, ModelFile(hashlib.sha256(model.data).hexdigest(), model.size), tuple(summary.signatures),
-                             tuple(summary.inputs), tuple(summary.outputs)))
+    return to_json(
+        Interface(
+            MODEL,
+            ModelFile(hashlib.sha256(model.data).hexdigest(), model.size),
+            tuple(summary.signatures),
+            tuple(summary.inputs),
+            tuple(summary.outputs),
+        )
+    )

@@ -38,10 +38,19 @@ def compile_file(model: str | Path, npu: str, output: str | Path, force: bool = 
     target = NpuTarget.parse(npu)
     compiled = compile_for_npu(described.model.data, target)
     stamp = compiled.dispatch.stamp
-    record = NpuCompile(compiled.target, _relative(model, output), hashlib.sha256(described.model.data).hexdigest(),
-                        f"{stamp.vendor} {stamp.soc or ''}".strip() if stamp else None, compiled.graph_backend,
-                        compiled.ops_offloaded, compiled.ops_total, compiled.dispatch.partitions, compiled.dispatch.ops_on_cpu,
-                        compiled.report, compiled.note)
+    record = NpuCompile(
+        compiled.target,
+        _relative(model, output),
+        hashlib.sha256(described.model.data).hexdigest(),
+        f"{stamp.vendor} {stamp.soc or ''}".strip() if stamp else None,
+        compiled.graph_backend,
+        compiled.ops_offloaded,
+        compiled.ops_total,
+        compiled.dispatch.partitions,
+        compiled.dispatch.ops_on_cpu,
+        compiled.report,
+        compiled.note,
+    )
     files = {output: compiled.model}
     if manifest_path is not None:
         files[manifest_path] = json_bytes(_manifest(described.manifest, compiled.model, output, record).to_json())
@@ -55,5 +64,4 @@ def _relative(model: Path, output: Path) -> str:
 
 
 def _manifest(manifest: Manifest, data: bytes, output: Path, record: NpuCompile) -> Manifest:
-    return replace(manifest, output=output.name, npu=record,
-                   model=ModelFile(hashlib.sha256(data).hexdigest(), len(data), None))
+    return replace(manifest, output=output.name, npu=record, model=ModelFile(hashlib.sha256(data).hexdigest(), len(data), None))

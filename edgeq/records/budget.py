@@ -30,7 +30,9 @@ class Budget(AccuracyLimits):
 
     def judged_by_sqnr(self, role: str) -> bool:
         """A classes (or sequence) output is judged by agreement when the budget has such a criterion; by SQNR otherwise."""
-        return self.min_sqnr is not None and (role not in ("classes", "sequence") or (self.min_agreement is None and self.max_drop is None))
+        return self.min_sqnr is not None and (
+            role not in ("classes", "sequence") or (self.min_agreement is None and self.max_drop is None)
+        )
 
     def judged(self, scores: Scores) -> list[tuple[str, float, str]]:
         """Each criterion applied to each output: (output, margin, what a miss reads as). The margin
@@ -43,12 +45,22 @@ class Budget(AccuracyLimits):
                 margin = math.inf if out.exact else -math.inf if out.sqnr_db is None else out.sqnr_db - self.min_sqnr
                 found.append((name, margin, f"{name}: SQNR {_fmt(out.sqnr_db)} dB < {self.min_sqnr:g}"))
             if out.role in ("classes", "sequence") and self.min_agreement is not None and out.agreement is not None:
-                found.append((name, 100 * (out.agreement - self.min_agreement),
-                              f"{name}: agreement {_fmt(out.agreement, 4)} < {self.min_agreement:g}"))
+                found.append(
+                    (
+                        name,
+                        100 * (out.agreement - self.min_agreement),
+                        f"{name}: agreement {_fmt(out.agreement, 4)} < {self.min_agreement:g}",
+                    )
+                )
             if self.max_drop is not None and name == acc.output:
                 drop = acc.top1_drop_pts
-                found.append((name, -math.inf if drop is None else self.max_drop - drop,
-                              f"{name}: top-1 drop {_fmt(drop)} pts > {self.max_drop:g}"))
+                found.append(
+                    (
+                        name,
+                        -math.inf if drop is None else self.max_drop - drop,
+                        f"{name}: top-1 drop {_fmt(drop)} pts > {self.max_drop:g}",
+                    )
+                )
         return found
 
     def margins(self, scores: Scores) -> dict[str, float]:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from edgeq.core.schema import SCHEMA_VERSION, from_json, to_json, upgraded_manifest
 from edgeq.data.samples import Preprocessing
 from edgeq.records.recipe import Recipe
-from edgeq.core.schema import SCHEMA_VERSION, from_json, to_json, upgraded_manifest
 from edgeq.tflite.summary import FloatOp, OpCount, SignatureInfo, TensorInfo, Weights
 
 

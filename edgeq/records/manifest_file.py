@@ -65,8 +65,10 @@ def manifest_mismatch(model: TfliteModel, manifest: Manifest) -> str | None:
     if recorded is None:
         return None
     if recorded.bytes != model.size or recorded.sha256 != hashlib.sha256(model.data).hexdigest():
-        return (f"the manifest {manifest_for(model.path).name} was written for another file than {model.path.name} "
-                "(size or sha256 differ): its recipe and float size may not apply")
+        return (
+            f"the manifest {manifest_for(model.path).name} was written for another file than {model.path.name} "
+            "(size or sha256 differ): its recipe and float size may not apply"
+        )
     return None
 
 

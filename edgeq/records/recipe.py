@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from edgeq.data.samples import InputSpec, Preprocessing, SampleSource, open_samples
 from edgeq.core.errors import UsageError
+from edgeq.data.samples import InputSpec, Preprocessing, SampleSource, open_samples
 
 
 class Mode(str, Enum):
@@ -31,7 +31,8 @@ class Mode(str, Enum):
     def io_types(self) -> tuple[str, ...]:
         """The I/O types the mode allows, its default first."""
         return {"int16x8": ("int16", "float32"), "dynamic": ("float32",), "float16": ("float32",)}.get(
-            self.value, ("int8", "uint8", "float32"))
+            self.value, ("int8", "uint8", "float32")
+        )
 
     @property
     def calibrates(self) -> bool:
@@ -135,20 +136,36 @@ class Recipe:
         if self.samples < 1:
             raise UsageError(f"--samples must be at least 1, got {self.samples}")
         if not self.calibration.is_minmax and not self.mode.int8_activations:
-            raise UsageError(f"--calibration {self.calibration} sets int8 activation ranges; it does not go with --mode {self.mode}")
+            raise UsageError(
+                f"--calibration {self.calibration} sets int8 activation ranges; it does not go with --mode {self.mode}"
+            )
 
     def open(self, path: str | Path, specs: list[InputSpec], count: int | None = AS_RECIPE) -> SampleSource:
         """Samples at `path` through this recipe's preprocessing and seed: its sample count, or
         `count` of them (None: all). Every sample a conversion reads is opened here."""
         return open_samples(path, specs, self.preprocessing, self.samples if count == AS_RECIPE else count, self.seed)
 
-    def carried_out(self, method: Method | None, data: str | None, fingerprint: str | None,
-                    chosen_float: tuple[str, ...] = (), rewrites: tuple[str, ...] = (), refined: str | None = None) -> Recipe:
+    def carried_out(
+        self,
+        method: Method | None,
+        data: str | None,
+        fingerprint: str | None,
+        chosen_float: tuple[str, ...] = (),
+        rewrites: tuple[str, ...] = (),
+        refined: str | None = None,
+    ) -> Recipe:
         """The recipe as the conversion carried it out: the method `auto` settled on, the samples,
         the nodes and op types the search and --optimize latency kept in float, and the refinement
         --refine auto kept, so that the same recipe on the same samples gives the same bytes
         without searching or judging again."""
         keep = self.keep_float + tuple(n for n in dict.fromkeys(chosen_float) if n not in self.keep_float)
         chosen = self.rewrites + tuple(r for r in rewrites if r not in self.rewrites)
-        return replace(self, calibration=method or self.calibration, data=data, fingerprint=fingerprint, keep_float=keep,
-                       rewrites=chosen, refine=refined or self.refine)
+        return replace(
+            self,
+            calibration=method or self.calibration,
+            data=data,
+            fingerprint=fingerprint,
+            keep_float=keep,
+            rewrites=chosen,
+            refine=refined or self.refine,
+        )

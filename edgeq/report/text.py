@@ -5,12 +5,12 @@ from __future__ import annotations
 import shlex
 
 from edgeq.core.escape import terminal
-from edgeq.scoring.metrics import BROKEN_DB, SLICE_GAP_DB
+from edgeq.core.units import gate_figure, gate_status, number, percent, size
 from edgeq.records.manifest import LatencyCheck, NpuCompile, PreprocessingUsed, Search, SearchStep, StepKind
+from edgeq.scoring.metrics import BROKEN_DB, SLICE_GAP_DB
 from edgeq.tflite.dispatch import Dispatch
 from edgeq.tflite.metadata import ModelMetadata
 from edgeq.tflite.summary import ModelSummary, TensorInfo
-from edgeq.core.units import gate_figure, gate_status, number, percent, size
 from edgeq.validation.results import BitExactness, DeviceResult, OutputScore, ValidationResult
 
 SHOWN_FLOAT_OPS = 8
@@ -49,9 +49,11 @@ def kernels_line(s: ModelSummary) -> str:
     if kind == "int16x8":
         int16 = sum(c.int16 for c in s.op_census.values())
         return f"{int16} of {s.ops_total} ops on int16x8 kernels (16-bit activations, 8-bit weights)"
-    return {"float16": f"{s.ops_total} ops on float kernels, float16 weights",
-            "dynamic": f"{s.ops_total} ops, dynamic range (int8 weights, float activations)",
-            "float": f"{s.ops_total} ops on float kernels"}[kind]
+    return {
+        "float16": f"{s.ops_total} ops on float kernels, float16 weights",
+        "dynamic": f"{s.ops_total} ops, dynamic range (int8 weights, float activations)",
+        "float": f"{s.ops_total} ops on float kernels",
+    }[kind]
 
 
 def summary_text(s: ModelSummary) -> str:
@@ -83,13 +85,18 @@ def conversion_text(result) -> str:
     ratio = f" ({sizes.ratio:.3f}x the {sizes.float_is}'s {size(sizes.float_bytes)})" if sizes.ratio else ""
     lines = [f"wrote {result.output}: {size(sizes.model_bytes)}{ratio}", f"manifest: {result.manifest_path}"]
     if sizes.source_ratio:
-        lines.append(f"size vs the source file {terminal(m.source.path)}: {sizes.source_ratio:.3f}x of {size(sizes.source_bytes)}")
+        lines.append(
+            f"size vs the source file {terminal(m.source.path)}: {sizes.source_ratio:.3f}x of {size(sizes.source_bytes)}"
+        )
     lines += _preprocessing_lines(m.preprocessing)
     lines += [f"rewrite: {terminal(note)}" for note in m.source.rewrites]
     lines += calibration_lines(m)
     kept = len(m.float_ops) if m.recipe.mode.int8_activations else 0
-    lines.append(f"{kernels_line(result.summary)}; mode {m.recipe.mode}" + (f" with {kept} op(s) in float" if kept else "")
-                 + f", io {m.recipe.io}")
+    lines.append(
+        f"{kernels_line(result.summary)}; mode {m.recipe.mode}"
+        + (f" with {kept} op(s) in float" if kept else "")
+        + f", io {m.recipe.io}"
+    )
     lines += _io_lines(result.summary)
     if m.search:
         lines += search_lines(m.search)
@@ -98,12 +105,16 @@ def conversion_text(result) -> str:
         r = m.refinement
         left = f"; {len(r.skipped)} left as converted" if r.skipped else ""
         if r.method == "rounding":
-            lines.append(f"refine: int8 weights rounded to fit the float layers in {r.layers} layer(s), biases refitted, "
-                         f"measured on up to {r.samples} calibration samples in {r.stages} stage(s){left}")
+            lines.append(
+                f"refine: int8 weights rounded to fit the float layers in {r.layers} layer(s), biases refitted, "
+                f"measured on up to {r.samples} calibration samples in {r.stages} stage(s){left}"
+            )
             lines += refined_layer_lines(r.per_layer)
         elif r.method == "bias":
-            lines.append(f"refine: bias corrected in {r.layers} layer(s), the largest shift {r.largest_shift:g} output step(s), "
-                         f"input means from {r.samples} calibration samples{left}")
+            lines.append(
+                f"refine: bias corrected in {r.layers} layer(s), the largest shift {r.largest_shift:g} output step(s), "
+                f"input means from {r.samples} calibration samples{left}"
+            )
         else:
             lines.append("refine: auto kept the model as converted (no refinement scored higher)")
         lines += [f"  {r.judged}"] if r.judged else []
@@ -114,8 +125,9 @@ def conversion_text(result) -> str:
     if m.float_ops and m.recipe.mode in ("dynamic", "float16"):
         lines.append(f"float activations by design of --mode {m.recipe.mode}: every op computes in float")
     elif m.float_ops:
-        lines.append(f"left in float ({len(m.float_ops)}): "
-                     + _shortened([f"{o.type} ({short_name(o.outputs[0])})" for o in m.float_ops]))
+        lines.append(
+            f"left in float ({len(m.float_ops)}): " + _shortened([f"{o.type} ({short_name(o.outputs[0])})" for o in m.float_ops])
+        )
     return for_terminal(lines)
 
 
@@ -128,8 +140,13 @@ def calibration_lines(m) -> list[str]:
         return [f"calibration: {c.trained}"]
     lines = [f"calibration: {m.recipe.calibration} on {c.samples} samples from {terminal(c.data or 'n/a')}"]
     if c.auto:
-        lines.append("  auto tried: " + ", ".join(f"{terminal(t.method)} {number(t.worst_sqnr_db, '.2f', ' dB')}"
-                                                  + (" (chosen)" if t.chosen else "") for t in c.auto))
+        lines.append(
+            "  auto tried: "
+            + ", ".join(
+                f"{terminal(t.method)} {number(t.worst_sqnr_db, '.2f', ' dB')}" + (" (chosen)" if t.chosen else "")
+                for t in c.auto
+            )
+        )
     return lines
 
 
@@ -137,28 +154,38 @@ def timings_line(timings: dict[str, float] | None) -> str:
     """Where the conversion's time went, phase by phase (the manifest's `timings`)."""
     if not timings:
         return "timings: not recorded (a manifest from an older edgeq)"
-    return "timings: " + ", ".join(f"{terminal(name)} {seconds:.2f} s" for name, seconds in timings.items()) + \
-        f" (total {sum(timings.values()):.2f} s, before the write)"
+    return (
+        "timings: "
+        + ", ".join(f"{terminal(name)} {seconds:.2f} s" for name, seconds in timings.items())
+        + f" (total {sum(timings.values()):.2f} s, before the write)"
+    )
 
 
 def latency_lines(latency: LatencyCheck | None) -> list[str]:
     """--optimize latency: every candidate timed against float, and the one chosen."""
     if not latency or not latency.optimized:
         return []
-    lines = [f"optimize latency on {latency.delegate}, {latency.threads} thread, {latency.rounds} interleaved rounds; "
-             f"float p50 {latency.float_p50_ms:.4g} ms" + (f"; CPU {terminal(latency.cpu)}" if latency.cpu else "") + ":"]
+    lines = [
+        f"optimize latency on {latency.delegate}, {latency.threads} thread, {latency.rounds} interleaved rounds; "
+        f"float p50 {latency.float_p50_ms:.4g} ms" + (f"; CPU {terminal(latency.cpu)}" if latency.cpu else "") + ":"
+    ]
     for c in latency.candidates:
         budget = "" if c.meets is None else ("  meets the budget" if c.meets else "  misses the budget")
         mark = "  << chosen" if c.name == latency.chosen else ""
-        lines.append(f"  {terminal(c.name):<36} INT8 p50 {c.int8_p50_ms:.4g} ms ({c.speedup:.2f}x float's speed"
-                     f"{', within noise' if c.within_noise else ''})  XNNPACK {c.delegated_nodes}/{c.total_nodes} nodes, "
-                     f"{c.partitions} partition(s)  SQNR {number(c.worst_sqnr_db, '.2f', ' dB')}{budget}{mark}")
+        lines.append(
+            f"  {terminal(c.name):<36} INT8 p50 {c.int8_p50_ms:.4g} ms ({c.speedup:.2f}x float's speed"
+            f"{', within noise' if c.within_noise else ''})  XNNPACK {c.delegated_nodes}/{c.total_nodes} nodes, "
+            f"{c.partitions} partition(s)  SQNR {number(c.worst_sqnr_db, '.2f', ' dB')}{budget}{mark}"
+        )
     if latency.note:
         lines.append(f"  note: {terminal(latency.note)}")
     if latency.judged_by:
         lines.append(f"  chosen by {terminal(latency.judged_by)}")
     if latency.chosen == "as converted" and len(latency.candidates) > 1:
-        lines.append("  no candidate beat the model as converted (beyond the run-to-run spread, within the budget): it is written as converted")
+        lines.append(
+            "  no candidate beat the model as converted (beyond the run-to-run spread, within the budget): it is written as "
+            "converted"
+        )
     if not latency.faster_than_float:
         lines.append("  no candidate runs faster than float here: the remaining ops off XNNPACK are listed per candidate")
     return lines
@@ -167,7 +194,7 @@ def latency_lines(latency: LatencyCheck | None) -> list[str]:
 def short_name(tensor_name: str, width: int = 48) -> str:
     """A fused tensor name ('a/Relu;a/BiasAdd;...') as its first part, at most `width` characters."""
     name = terminal(tensor_name.split(";")[0])
-    return name if len(name) <= width else "…" + name[-(width - 1):]
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
 def _paired(output: OutputScore) -> str:
@@ -186,7 +213,9 @@ def _preprocessing_lines(pre: PreprocessingUsed | None) -> list[str]:
     for name, origin in pre.origins.items():
         if name not in unused and (origin != "default" or name in ("value_range", "resize")):
             origins.setdefault(origin, []).append(name.replace("value_range", "range"))
-    return [f"preprocessing {pre.settings.describe()}  (" + "; ".join(f"{', '.join(v)} from {k}" for k, v in origins.items()) + ")"]
+    return [
+        f"preprocessing {pre.settings.describe()}  (" + "; ".join(f"{', '.join(v)} from {k}" for k, v in origins.items()) + ")"
+    ]
 
 
 def validation_text(r: ValidationResult) -> str:
@@ -201,19 +230,28 @@ def validation_text(r: ValidationResult) -> str:
     about = f", classes output '{terminal(acc.output)}'" if acc.output else ""
     if acc.labelled:
         topk = f"  (top-{acc.top_k}: {percent(acc.float_topk)} / {percent(acc.int8_topk)})" if acc.top_k else ""
-        lines.append(f"accuracy  float top-1 {percent(acc.float_top1)}  {kind} top-1 {percent(acc.int8_top1)}  "
-                     f"drop {number(acc.top1_drop_pts, '.2f')} pts ({about[2:]}){topk}")
+        lines.append(
+            f"accuracy  float top-1 {percent(acc.float_top1)}  {kind} top-1 {percent(acc.int8_top1)}  "
+            f"drop {number(acc.top1_drop_pts, '.2f')} pts ({about[2:]}){topk}"
+        )
     head = next((o for o in r.outputs if o.name == acc.output), None)
     if head is not None and head.role == "sequence":
-        lines.append(f"agreement {percent(acc.agreement)} per step ({kind} vs float, sequence output '{terminal(acc.output)}'); "
-                     f"sequences matching {percent(head.sequence_match)}")
+        lines.append(
+            f"agreement {percent(acc.agreement)} per step ({kind} vs float, sequence output '{terminal(acc.output)}'); "
+            f"sequences matching {percent(head.sequence_match)}"
+        )
     else:
-        lines.append(f"agreement {percent(acc.agreement)} (top-1, {kind} vs float{about})" if acc.output
-                     else "agreement n/a: no classes output (see the roles below), so no argmax is taken")
+        lines.append(
+            f"agreement {percent(acc.agreement)} (top-1, {kind} vs float{about})"
+            if acc.output
+            else "agreement n/a: no classes output (see the roles below), so no argmax is taken"
+        )
     if r.source_check:
         c = r.source_check
-        lines.append(f"source    the float .tflite against {terminal(c.reference)} on {c.samples} samples (the conversion's "
-                     f"error; the outputs below are the quantization's):")
+        lines.append(
+            f"source    the float .tflite against {terminal(c.reference)} on {c.samples} samples (the conversion's "
+            f"error; the outputs below are the quantization's):"
+        )
         lines += [f"  source  {terminal(o.name)}: {sqnr(o)}  max |err| {number(o.max_abs_error)}" for o in c.outputs]
     lines += [f"output    {output_line(o)}" for o in r.outputs]
     lines.append(
@@ -232,17 +270,26 @@ def validation_text(r: ValidationResult) -> str:
         lines += [f"          {terminal(line)}" for line in accelerator_lines(d)]
     if r.baseline:
         b = r.baseline
-        lines.append(f"baseline  {terminal(b.path)}: top-1 {percent(b.int8_top1)} -> {percent(acc.int8_top1)} "
-                     f"(lost {number(b.regression_pts, '.2f', ' pts')}), p50 {number(b.int8_p50_ms, '.3f', ' ms')} -> "
-                     f"{number(lat.int8_ms.p50, '.3f', ' ms')} ({number(b.latency_regression_pct, '+.1f', ' %')}), size "
-                     f"{size(b.int8_bytes)} -> {size(sizes.int8_bytes)} ({number(b.size_growth_pct, '+.1f', ' %')})")
+        lines.append(
+            f"baseline  {terminal(b.path)}: top-1 {percent(b.int8_top1)} -> {percent(acc.int8_top1)} "
+            f"(lost {number(b.regression_pts, '.2f', ' pts')}), p50 {number(b.int8_p50_ms, '.3f', ' ms')} -> "
+            f"{number(lat.int8_ms.p50, '.3f', ' ms')} ({number(b.latency_regression_pct, '+.1f', ' %')}), size "
+            f"{size(b.int8_bytes)} -> {size(sizes.int8_bytes)} ({number(b.size_growth_pct, '+.1f', ' %')})"
+        )
     for g in r.gates:
-        lines.append(f"gate      {gate_status(g).upper()} {g.name}: {gate_figure(g.name, g.value)} (limit {gate_figure(g.name, g.limit)})")
+        lines.append(
+            f"gate      {gate_status(g).upper()} {g.name}: {gate_figure(g.name, g.value)} (limit {gate_figure(g.name, g.limit)})"
+        )
     layers = r.per_layer.layers if r.per_layer else ()
     if layers:
-        lines.append(f"per-layer worst {min(5, len(layers))} of {len(layers)} layers by SQNR (--per-layer-csv or --report for all):")
-        lines += [f"  {l.rank:>3}. {l.op_type:<18} {short_name(l.tensor_name)}  SQNR {number(l.sqnr_db, '.2f', ' dB')}  "
-                  f"RMSE {number(l.rmse_lsb, '.3f')} LSB" for l in layers[:5]]
+        lines.append(
+            f"per-layer worst {min(5, len(layers))} of {len(layers)} layers by SQNR (--per-layer-csv or --report for all):"
+        )
+        lines += [
+            f"  {l.rank:>3}. {l.op_type:<18} {short_name(l.tensor_name)}  SQNR {number(l.sqnr_db, '.2f', ' dB')}  "
+            f"RMSE {number(l.rmse_lsb, '.3f')} LSB"
+            for l in layers[:5]
+        ]
     lines += [f"BROKEN    {terminal(note)}" for note in broken_notes(r)]
     lines += [f"LOW SQNR  {terminal(note)}" for note in low_sqnr_notes(r)]
     lines.append("verdict   " + VERDICTS[r.verdict])
@@ -259,16 +306,25 @@ def target_lines(t) -> list[str]:
         lines.append("target    " + t.compiler.line())
     if t.delegate_check:
         d = t.delegate_check
-        lines.append(f"target    real delegate took {d.actual_delegated} nodes, predicted {d.predicted_delegated}: "
-                     + ("agrees" if d.agrees else f"differs (kept {d.actual_kept} vs predicted {d.predicted_kept})"))
+        lines.append(
+            f"target    real delegate took {d.actual_delegated} nodes, predicted {d.predicted_delegated}: "
+            + ("agrees" if d.agrees else f"differs (kept {d.actual_kept} vs predicted {d.predicted_kept})")
+        )
     lines.append(f"target    ran on {p.title}: {'yes' if t.ran_on_target else 'no'}")
     return lines
 
 
-VERDICTS = {"PASS": "PASS", "FAIL": "FAIL: a gate failed",
-            "NO GATES": "no gates given: nothing was checked against a limit (exit 0); gate with --min-sqnr, "
-                        "--min-slice-sqnr, --min-agreement, --max-drop, ..."}
-BROKEN_OUTPUT_REMEDIES = ("--calibration auto", "the accuracy search (--eval-data with --min-sqnr)", "--keep-float on the layers that write it")
+VERDICTS = {
+    "PASS": "PASS",
+    "FAIL": "FAIL: a gate failed",
+    "NO GATES": "no gates given: nothing was checked against a limit (exit 0); gate with --min-sqnr, "
+    "--min-slice-sqnr, --min-agreement, --max-drop, ...",
+}
+BROKEN_OUTPUT_REMEDIES = (
+    "--calibration auto",
+    "the accuracy search (--eval-data with --min-sqnr)",
+    "--keep-float on the layers that write it",
+)
 
 
 def sqnr(o: OutputScore) -> str:
@@ -282,13 +338,20 @@ def slice_text(o: OutputScore) -> str:
 
 def output_line(o: OutputScore) -> str:
     """One output: its role and why, its error as a whole and its worst slice."""
-    agreement = (f"  agreement {percent(o.agreement)}" + (" per step" if o.role == "sequence" else "")
-                 + (f" at threshold {o.threshold:g}" if o.threshold is not None else "")
-                 + (f", sequences matching {percent(o.sequence_match)}" if o.sequence_match is not None else "")
-                 if o.agreement is not None else "")
+    agreement = (
+        f"  agreement {percent(o.agreement)}"
+        + (" per step" if o.role == "sequence" else "")
+        + (f" at threshold {o.threshold:g}" if o.threshold is not None else "")
+        + (f", sequences matching {percent(o.sequence_match)}" if o.sequence_match is not None else "")
+        if o.agreement is not None
+        else ""
+    )
     flag = f"  << {slice_flag(o)}" if o.slice_flagged else ""
-    return (f"{terminal(o.name)} [{o.role}: {terminal(o.role_from or 'n/a')}]{_paired(o)}: {sqnr(o)}  cosine {number(o.cosine, '.5f')}  "
-            f"max |err| {number(o.max_abs_error)}  mean |err| {number(o.mean_abs_error)}  {slice_text(o)}{flag}{agreement}")
+    return (
+        f"{terminal(o.name)} [{o.role}: {terminal(o.role_from or 'n/a')}]{_paired(o)}: {sqnr(o)}  cosine "
+        f"{number(o.cosine, '.5f')}  "
+        f"max |err| {number(o.max_abs_error)}  mean |err| {number(o.mean_abs_error)}  {slice_text(o)}{flag}{agreement}"
+    )
 
 
 DECISIONS_HOLD = 0.99  # a classes or sequence output whose argmax agrees this often is not called broken for its SQNR
@@ -304,8 +367,11 @@ def slice_flag(o: OutputScore) -> str:
 def broken_notes(r: ValidationResult) -> list[str]:
     """Each output below 10 dB, whole or in a slice, named with what edgeq can do about it, unless
     its decisions hold (see low_sqnr_notes)."""
-    return [f"output '{o.name}' ({o.role}) is likely broken: {sqnr(o)}, {slice_text(o)}; try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
-            for o in r.broken_outputs if not _decisions_hold(o)]
+    return [
+        f"output '{o.name}' ({o.role}) is likely broken: {sqnr(o)}, {slice_text(o)}; try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
+        for o in r.broken_outputs
+        if not _decisions_hold(o)
+    ]
 
 
 def low_sqnr_notes(r: ValidationResult) -> list[str]:
@@ -314,28 +380,45 @@ def low_sqnr_notes(r: ValidationResult) -> list[str]:
     notes = []
     for o in (o for o in r.broken_outputs if _decisions_hold(o)):
         match = f", sequences matching {percent(o.sequence_match)}" if o.sequence_match is not None else ""
-        notes.append(f"output '{o.name}' ({o.role}) has {sqnr(o)}, {slice_text(o)}, yet its decisions hold (agreement "
-                     f"{percent(o.agreement)}{' per step' if o.role == 'sequence' else ''}{match}): the error is in values no "
-                     f"argmax reads; if the app reads them (scores, a beam search), try {', '.join(BROKEN_OUTPUT_REMEDIES)}")
+        notes.append(
+            f"output '{o.name}' ({o.role}) has {sqnr(o)}, {slice_text(o)}, yet its decisions hold (agreement "
+            f"{percent(o.agreement)}{' per step' if o.role == 'sequence' else ''}{match}): the error is in values no "
+            f"argmax reads; if the app reads them (scores, a beam search), try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
+        )
     return notes
 
 
 def _decisions_hold(o: OutputScore) -> bool:
-    return (o.role in ("classes", "sequence") and o.agreement is not None and o.agreement >= DECISIONS_HOLD
-            and (o.sequence_match is None or o.sequence_match >= DECISIONS_HOLD))
+    return (
+        o.role in ("classes", "sequence")
+        and o.agreement is not None
+        and o.agreement >= DECISIONS_HOLD
+        and (o.sequence_match is None or o.sequence_match >= DECISIONS_HOLD)
+    )
 
 
 def metadata_text(m: ModelMetadata) -> str:
     """The TFLite Model Metadata an app's tooling reads (ML Model Binding, MediaPipe Tasks)."""
-    about = ", ".join(f"{k} {terminal(v)}" for k, v in (("version", m.version), ("author", m.author), ("license", m.license)) if v)
-    lines = [f"metadata  {terminal(m.name)}" + (f" ({about})" if about else "") + (f": {terminal(m.description)}" if m.description else "")]
+    about = ", ".join(
+        f"{k} {terminal(v)}" for k, v in (("version", m.version), ("author", m.author), ("license", m.license)) if v
+    )
+    lines = [
+        f"metadata  {terminal(m.name)}"
+        + (f" ({about})" if about else "")
+        + (f": {terminal(m.description)}" if m.description else "")
+    ]
     for i in m.inputs:
         image = f"{i.color or 'image'} {i.width}x{i.height}, " if i.width else ""
         norm = f"(pixel - {list(i.mean)}) / {list(i.std)}" if i.mean else "no normalization"
         lines.append(f"  input   {terminal(i.name)}: {image}{norm}")
     for o in m.outputs:
         labels = m.labels if o.labels_file else None
-        shown = f"{len(labels)} labels in {terminal(o.labels_file)} ({terminal(', '.join(labels[:5]))}{', ...' if len(labels) > 5 else ''})" if labels else "no labels"
+        shown = (
+            f"{len(labels)} labels in {terminal(o.labels_file)} "
+            f"({terminal(', '.join(labels[:5]))}{', ...' if len(labels) > 5 else ''})"
+            if labels
+            else "no labels"
+        )
         lines.append(f"  output  {terminal(o.name)}: {shown}")
     return for_terminal(lines)
 
@@ -359,12 +442,16 @@ def dispatch_text(dispatch: Dispatch, compiled: NpuCompile | None) -> str:
     """A file compiled for an NPU: its stamp, partitions, what stays on the CPU, where it came from."""
     stamp = dispatch.stamp
     on_cpu = ", ".join(f"{terminal(k)} x{v}" for k, v in dispatch.ops_on_cpu.items()) or "none"
-    lines = [f"npu       compiled for {terminal(stamp.vendor) if stamp else 'an unnamed vendor'}"
-             + (f", SoC {terminal(stamp.soc)}" if stamp and stamp.soc else "")
-             + f": {dispatch.partitions} DISPATCH_OP partition(s); ops left to the CPU: {on_cpu}"]
+    lines = [
+        f"npu       compiled for {terminal(stamp.vendor) if stamp else 'an unnamed vendor'}"
+        + (f", SoC {terminal(stamp.soc)}" if stamp and stamp.soc else "")
+        + f": {dispatch.partitions} DISPATCH_OP partition(s); ops left to the CPU: {on_cpu}"
+    ]
     if compiled is not None:
-        lines.append(f"          from {terminal(compiled.source)}: {compiled.ops_offloaded} of {compiled.ops_total} ops offloaded"
-                     + (f"; OpenVINO graph backend {compiled.graph_backend}" if compiled.graph_backend else ""))
+        lines.append(
+            f"          from {terminal(compiled.source)}: {compiled.ops_offloaded} of {compiled.ops_total} ops offloaded"
+            + (f"; OpenVINO graph backend {compiled.graph_backend}" if compiled.graph_backend else "")
+        )
         lines += [f"          note: {terminal(compiled.note)}"] if compiled.note else []
     return for_terminal(lines)
 
@@ -375,13 +462,18 @@ def streaming_lines(r: ValidationResult) -> list[str]:
     if s is None:
         return []
     window = {o.name: o.sqnr_db for o in r.outputs}
-    lines = [f"streamed  {s.sequences} sequence(s), {s.steps} steps, "
-             + ", ".join(f"{terminal(o)} -> {terminal(i)}" for o, i in s.feedback.items()) + f" ({s.note})"]
+    lines = [
+        f"streamed  {s.sequences} sequence(s), {s.steps} steps, "
+        + ", ".join(f"{terminal(o)} -> {terminal(i)}" for o, i in s.feedback.items())
+        + f" ({s.note})"
+    ]
     for o in s.outputs:
         drift = ", ".join(f"step {p.index}: {number(p.sqnr_db, '.1f')}" for p in o.drift)
-        lines.append(f"          {terminal(o.name)}: SQNR {number(o.sqnr_db, '.2f', ' dB')} streamed (per window "
-                     f"{number(window.get(o.name), '.2f', ' dB')}), first step {number(o.first_step_sqnr_db, '.2f', ' dB')}, "
-                     f"end of sequence {number(o.end_sqnr_db, '.2f', ' dB')}; drift (dB) {drift}")
+        lines.append(
+            f"          {terminal(o.name)}: SQNR {number(o.sqnr_db, '.2f', ' dB')} streamed (per window "
+            f"{number(window.get(o.name), '.2f', ' dB')}), first step {number(o.first_step_sqnr_db, '.2f', ' dB')}, "
+            f"end of sequence {number(o.end_sqnr_db, '.2f', ' dB')}; drift (dB) {drift}"
+        )
     return lines
 
 
@@ -390,21 +482,33 @@ def accelerator_lines(d: DeviceResult) -> list[str]:
     use = d.accelerator
     if use is None:
         return []
-    on = ("every op" if use.accelerated else
-          f"{number(use.ops_on_accelerator, 'd', '')} op(s) there, {use.ops_on_cpu} on the CPU"
-          + (f" ({', '.join(f'{k} x{v}' for k, v in use.cpu_op_types.items())})" if use.cpu_op_types else ""))
+    on = (
+        "every op"
+        if use.accelerated
+        else f"{number(use.ops_on_accelerator, 'd', '')} op(s) there, {use.ops_on_cpu} on the CPU"
+        + (f" ({', '.join(f'{k} x{v}' for k, v in use.cpu_op_types.items())})" if use.cpu_op_types else "")
+    )
     stand_in = ", a software adapter" if use.ran_on == "gpu" else ", the CPU standing in for the NPU"
-    lines = [f"asked {use.asked}, ran on the {use.ran_on}" + (f" ({use.adapter}" + (stand_in if use.software else "") + ")"
-                                                             if use.adapter else "")
-             + (f", {use.precision}" if use.precision else "") + (f"; {on}" if use.ran_on != "cpu" else "")
-             + (f", {use.partitions} partition(s)" if use.partitions else "")
-             + (f"; LiteRT's is_fully_accelerated(): {use.fully_accelerated}" if use.fully_accelerated is not None else "")]
+    lines = [
+        f"asked {use.asked}, ran on the {use.ran_on}"
+        + (f" ({use.adapter}" + (stand_in if use.software else "") + ")" if use.adapter else "")
+        + (f", {use.precision}" if use.precision else "")
+        + (f"; {on}" if use.ran_on != "cpu" else "")
+        + (f", {use.partitions} partition(s)" if use.partitions else "")
+        + (f"; LiteRT's is_fully_accelerated(): {use.fully_accelerated}" if use.fully_accelerated is not None else "")
+    ]
     if d.vs_local and not d.vs_local.bit_exact:
-        lines += [f"vs the CPU run, {m.name}: {m.mismatches} of {m.elements} values differ"
-                  + (f", max {m.max_lsb_diff} step(s)" if m.max_lsb_diff is not None else "")
-                  + (f", max |diff| {m.max_abs_diff:.4g}, SQNR {number(m.sqnr_db, '.2f', ' dB')}" if m.sqnr_db is not None
-                     else ", not finite")
-                  for m in d.vs_local.outputs if m.mismatches]
+        lines += [
+            f"vs the CPU run, {m.name}: {m.mismatches} of {m.elements} values differ"
+            + (f", max {m.max_lsb_diff} step(s)" if m.max_lsb_diff is not None else "")
+            + (
+                f", max |diff| {m.max_abs_diff:.4g}, SQNR {number(m.sqnr_db, '.2f', ' dB')}"
+                if m.sqnr_db is not None
+                else ", not finite"
+            )
+            for m in d.vs_local.outputs
+            if m.mismatches
+        ]
     return lines + ([f"note: {d.note}"] if d.note else [])
 
 
@@ -416,8 +520,11 @@ def differs_from_local(exact: BitExactness) -> str:
     largest = max((m.max_abs_diff for m in exact.outputs if m.max_abs_diff is not None), default=None)
     finite = all(m.sqnr_db is not None or not m.mismatches for m in exact.outputs)
     size = f"max {max(steps)} step(s)" if steps else f"max |diff| {number(largest, '.3g')}"
-    return (f"{exact.mismatches} output values differ from local ({size}, "
-            + (f"SQNR {number(worst, '.2f', ' dB')}" if finite else "not finite") + ")")
+    return (
+        f"{exact.mismatches} output values differ from local ({size}, "
+        + (f"SQNR {number(worst, '.2f', ' dB')}" if finite else "not finite")
+        + ")"
+    )
 
 
 def device_summary(d: DeviceResult) -> str:
@@ -433,8 +540,11 @@ def device_summary(d: DeviceResult) -> str:
     parts.append(f"SQNR {number(d.worst_sqnr_db, '.2f', ' dB')}")
     if not d.capabilities.latency:
         use = d.accelerator
-        parts.append("latency: emulated, not a latency figure" if use is None else
-                     f"latency: not the {use.asked.split(':')[0].upper()}'s ({'it ran on the CPU' if use.ran_on == 'cpu' else 'a software adapter' if use.ran_on == 'gpu' else 'a CPU stand-in'})")
+        if use is None:
+            parts.append("latency: emulated, not a latency figure")
+        else:
+            why = {"cpu": "it ran on the CPU", "gpu": "a software adapter"}.get(use.ran_on, "a CPU stand-in")
+            parts.append(f"latency: not the {use.asked.split(':')[0].upper()}'s ({why})")
     else:
         parts.append(f"int8 p50 {number(lat.int8_ms.p50, '.3f', ' ms')}, speedup {number(lat.speedup, '.2f', 'x')}")
     if exact is None:
@@ -458,9 +568,12 @@ def evaluations(search: Search) -> str:
     methods = sum(s.phase == "calibration method" for s in search.steps)
     int8 = search.int8_evaluations if search.int8_evaluations is not None else search.evaluations - wide - methods
     took = f" in {search.seconds:.1f} s" if search.seconds is not None else ""
-    return (f"{int8} int8 evaluation(s) (bound {search.max_evaluations})"
-            + (f", {methods} calibration method(s) tried by --calibration auto" if methods else "")
-            + (f" and {wide} int16x8 try" if wide else "") + took)
+    return (
+        f"{int8} int8 evaluation(s) (bound {search.max_evaluations})"
+        + (f", {methods} calibration method(s) tried by --calibration auto" if methods else "")
+        + (f" and {wide} int16x8 try" if wide else "")
+        + took
+    )
 
 
 def step_label(step: SearchStep) -> str:
@@ -491,29 +604,46 @@ def refined_layer_lines(layers, shown: int = 3) -> list[str]:
     worst = sorted(layers, key=lambda l: l.before_db)[:shown]
     if not worst:
         return []
-    lines = [f"  layer output SQNR against the float layer on its calibration positions, the {len(worst)} worst as converted, "
-             f"converted -> refined (cause: int8 inputs alone | int8 weights alone):"]
+    lines = [
+        f"  layer output SQNR against the float layer on its calibration positions, the {len(worst)} worst as converted, "
+        f"converted -> refined (cause: int8 inputs alone | int8 weights alone):"
+    ]
     for l in worst:
         cause = "activations" if l.inputs_only_db < l.weights_only_db else "weights"
-        lines.append(f"    {terminal(short_name(l.name))} ({l.kind}, {l.rows} positions): {l.before_db:g} -> {l.after_db:g} dB "
-                     f"({l.inputs_only_db:g} | {l.weights_only_db:g} dB: mostly its {cause})")
+        lines.append(
+            f"    {terminal(short_name(l.name))} ({l.kind}, {l.rows} positions): {l.before_db:g} -> {l.after_db:g} dB "
+            f"({l.inputs_only_db:g} | {l.weights_only_db:g} dB: mostly its {cause})"
+        )
     return lines
 
 
 def search_lines(search: Search) -> list[str]:
     """The accuracy-budget search: what it tried, one line per evaluated model, and what it chose."""
     budget = ", ".join(f"{k} {v:g}" for k, v in search.budget.items() if v is not None)
-    considered = (f"{search.layers_considered} candidate layers (those feeding the outputs that missed)"
-                  if search.graph_layers is not None else f"{search.layers_considered} ranked layers")
-    lines = [f"search: budget {budget} on {search.eval_samples} samples of {terminal(search.eval_data or 'n/a')}; "
-             f"{evaluations(search)} over {considered}; * misses"]
+    considered = (
+        f"{search.layers_considered} candidate layers (those feeding the outputs that missed)"
+        if search.graph_layers is not None
+        else f"{search.layers_considered} ranked layers"
+    )
+    lines = [
+        f"search: budget {budget} on {search.eval_samples} samples of {terminal(search.eval_data or 'n/a')}; "
+        f"{evaluations(search)} over {considered}; * misses"
+    ]
     for step in search.steps:
         took = f"  {step.seconds:.2f} s" if step.seconds is not None else ""
-        lines.append(f"  {step_label(step):<48} {step.size_bytes / 1024:,.1f} KiB  {step_outputs(step)}"
-                     f"  {'meets' if step.meets else 'misses'}{took}")
+        lines.append(
+            f"  {step_label(step):<48} {step.size_bytes / 1024:,.1f} KiB  {step_outputs(step)}"
+            f"  {'meets' if step.meets else 'misses'}{took}"
+        )
     chosen = search.chosen
-    label = "int16x8 (16-bit activations, int8 weights)" if chosen.kind == StepKind.INT16X8 else (
-        f"{chosen.k} float layer(s)" + (f": {_shortened([short_name(n) for n in chosen.float_layers])}" if chosen.float_layers else " (full INT8)"))
+    label = (
+        "int16x8 (16-bit activations, int8 weights)"
+        if chosen.kind == StepKind.INT16X8
+        else (
+            f"{chosen.k} float layer(s)"
+            + (f": {_shortened([short_name(n) for n in chosen.float_layers])}" if chosen.float_layers else " (full INT8)")
+        )
+    )
     lines.append(f"chosen: {label}" + ("" if search.met else " (best effort: the budget is not met)"))
     if chosen.kind == StepKind.INT8 and 0 < len(chosen.float_layers) <= SHOWN_FLOAT_OPS * 2:
         lines.append("  by hand: " + " ".join(f"--keep-float {shell_word(n)}" for n in chosen.float_layers))

@@ -33,15 +33,24 @@ def connect(address: str) -> Any:
         try:
             socket.create_connection((host, int(port)), timeout=10).close()
         except OSError as exc:
-            raise UsageError(f"--cluster {address}: nothing answers there ({exc.strerror or exc}); start a head node with "
-                             "`ray start --head` or pass --cluster local") from None
+            raise UsageError(
+                f"--cluster {address}: nothing answers there ({exc.strerror or exc}); start a head node with "
+                "`ray start --head` or pass --cluster local"
+            ) from None
     if not ray.is_initialized():
         try:
-            ray.init(address=None if address == "local" else address, include_dashboard=False, log_to_driver=False,
-                     logging_level="ERROR", configure_logging=False)
+            ray.init(
+                address=None if address == "local" else address,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level="ERROR",
+                configure_logging=False,
+            )
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UsageError(f"--cluster {address}: cannot join the Ray cluster ({' '.join(str(exc).split())[:200]}); "
-                             "start one with `ray start --head` or pass --cluster local") from None
+            raise UsageError(
+                f"--cluster {address}: cannot join the Ray cluster ({' '.join(str(exc).split())[:200]}); "
+                "start one with `ray start --head` or pass --cluster local"
+            ) from None
     return ray
 
 
@@ -51,8 +60,9 @@ def placements(ray: Any) -> list[Any]:
     first worker would otherwise get none."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return [NodeAffinitySchedulingStrategy(n["NodeID"], soft=True) for n in ray.nodes()
-            if n["Alive"] and n["Resources"].get("CPU")] or ["SPREAD"]
+    return [
+        NodeAffinitySchedulingStrategy(n["NodeID"], soft=True) for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")
+    ] or ["SPREAD"]
 
 
 def node_id() -> str:
@@ -77,8 +87,10 @@ def each(address: str | None, label: str, function: Callable[..., T], items: Seq
     task = ray.remote(num_cpus=1)(_on_node)
     places = placements(ray)
     shared_refs = [ray.put(value) for value in shared]
-    refs = [task.options(scheduling_strategy=places[i % len(places)]).remote(function, item, *shared_refs)
-            for i, item in enumerate(items)]
+    refs = [
+        task.options(scheduling_strategy=places[i % len(places)]).remote(function, item, *shared_refs)
+        for i, item in enumerate(items)
+    ]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list[Any] = [None] * len(items)
     nodes: Counter[str] = Counter()
@@ -88,6 +100,11 @@ def each(address: str | None, label: str, function: Callable[..., T], items: Seq
         node, results[index[ready[0]]] = ray.get(ready[0])
         nodes[node] += 1
         report(f"{label} on the Ray cluster ({len(waiting)} running or queued), node {node[:8]}", nodes[node], None)
-    log.info("Ray cluster: %d task(s) (%s) on %d node(s): %s", len(items), label, len(nodes),
-             ", ".join(f"{node[:8]} {count}" for node, count in sorted(nodes.items())))
+    log.info(
+        "Ray cluster: %d task(s) (%s) on %d node(s): %s",
+        len(items),
+        label,
+        len(nodes),
+        ", ".join(f"{node[:8]} {count}" for node, count in sorted(nodes.items())),
+    )
     return results

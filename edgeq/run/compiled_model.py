@@ -23,16 +23,18 @@ import numpy as np
 from edgeq.core.errors import UsageError
 from edgeq.host.isolation import NativeCrash, run_isolated
 from edgeq.host.native import captured_native_stderr
+from edgeq.run.devices.transports import DeviceError
 from edgeq.run.npu import NpuTarget
 from edgeq.run.protocol import AcceleratorUse, Capabilities, InvokeTimes, Measurement, Percentiles
-from edgeq.run.devices.transports import DeviceError
 from edgeq.tflite.dispatch import dispatch_of
 from edgeq.tflite.model import TfliteModel, read_tflite
 
 PRECISIONS = ("fp16", "fp32")
 VULKAN_HINT = "on Debian 12, Mesa 25's mesa-vulkan-drivers from bookworm-backports gives a software one; Mesa 22 finds no adapter"
-_ADAPTER = re.compile(r"Selected adapter: (?P<name>.*?), arch=(?P<arch>[^,]*), vendor=(?P<vendor>[^,]*), "
-                      r"backend=(?P<backend>[^,]*), adapterType=(?P<type>[^\n]*)")
+_ADAPTER = re.compile(
+    r"Selected adapter: (?P<name>.*?), arch=(?P<arch>[^,]*), vendor=(?P<vendor>[^,]*), "
+    r"backend=(?P<backend>[^,]*), adapterType=(?P<type>[^\n]*)"
+)
 _GPU_SPLIT = re.compile(r"(\d+) operations will run on the GPU, and the remaining (\d+) operations? will run on the CPU")
 _GPU_REFUSED = re.compile(r"^([A-Z0-9_]+): ", re.M)
 _JIT = re.compile(r"Partitioned subgraph<\d+>, selected (\d+) ops, from a total of (\d+) ops\. resulted in (\d+) partitions")
@@ -89,14 +91,17 @@ class CompiledModelRunner:
             model = self.compiled_for[1]
         parsed = read_tflite(model)
         try:
-            outputs, times, fully, log = run_isolated(_measured, self, Path(model), inputs, warmup, runs, what=f"LiteRT's {self.name}")
+            outputs, times, fully, log = run_isolated(
+                _measured, self, Path(model), inputs, warmup, runs, what=f"LiteRT's {self.name}"
+            )
         except NativeCrash as exc:
             raise DeviceError(f"{self.name}: {exc}") from None
         use = self.evidence(log, fully, parsed)
         if use.software or use.ran_on == "cpu":
             self.capabilities = Capabilities(scores_outputs=True, latency=False)
-        return Measurement(outputs, Percentiles.of(times), use.ran_on, self.threads, warmup, runs, "LiteRT CompiledModel",
-                           use.adapter, use)
+        return Measurement(
+            outputs, Percentiles.of(times), use.ran_on, self.threads, warmup, runs, "LiteRT CompiledModel", use.adapter, use
+        )
 
     def run_here(self, model: Path, inputs: list[np.ndarray], warmup: int, runs: int):
         """The run itself, in this process: outputs, timings, is_fully_accelerated() and the runtime's log."""
@@ -107,8 +112,12 @@ class CompiledModelRunner:
             except (RuntimeError, ValueError) as exc:
                 failure = exc
         if failure is not None:
-            hint = (f"; LiteRT's GPU accelerator needs a Vulkan driver ({VULKAN_HINT})" if "No adapters found" in native.text else "")
-            raise DeviceError(f"{self.name}: LiteRT could not run {Path(model).name} there: {_first_error(native.text, failure)}{hint}")
+            hint = (
+                f"; LiteRT's GPU accelerator needs a Vulkan driver ({VULKAN_HINT})" if "No adapters found" in native.text else ""
+            )
+            raise DeviceError(
+                f"{self.name}: LiteRT could not run {Path(model).name} there: {_first_error(native.text, failure)}{hint}"
+            )
         return outputs, times, fully, native.text
 
     def _run(self, parsed: TfliteModel, inputs: list[np.ndarray], warmup: int, runs: int):
@@ -149,15 +158,22 @@ class CompiledModelRunner:
             start = time.perf_counter()
             invoke(0)
             times.append((time.perf_counter() - start) * 1000.0)
-        return [np.stack(column) for column in zip(*rows)], InvokeTimes.of(times, warmup, self.threads), compiled.is_fully_accelerated()
+        return (
+            [np.stack(column) for column in zip(*rows)],
+            InvokeTimes.of(times, warmup, self.threads),
+            compiled.is_fully_accelerated(),
+        )
 
     def _options(self):
         from ai_edge_litert.compiled_model import CpuOptions, GpuOptions, HardwareAccelerator, Options
 
         cpu = CpuOptions(num_threads=self.threads)
         if self.accelerator.kind == "gpu":
-            return Options(HardwareAccelerator.GPU | HardwareAccelerator.CPU, cpu_options=cpu,
-                           gpu_options=GpuOptions(enforce_f32=self.accelerator.precision == "fp32"))
+            return Options(
+                HardwareAccelerator.GPU | HardwareAccelerator.CPU,
+                cpu_options=cpu,
+                gpu_options=GpuOptions(enforce_f32=self.accelerator.precision == "fp32"),
+            )
         return Options(HardwareAccelerator.NPU | HardwareAccelerator.CPU, cpu_options=cpu)
 
     def _environment(self):
@@ -194,18 +210,41 @@ def gpu_evidence(log: str, fully: bool, precision: str, census: dict[str, int]) 
     total_ops = sum(census.values())
     adapter = _ADAPTER.search(log)
     if adapter is None:
-        return AcceleratorUse("gpu", "cpu", None, None, precision, fully, 0, total_ops, {},
-                              note="no GPU adapter was selected: every op ran on the CPU")
+        return AcceleratorUse(
+            "gpu",
+            "cpu",
+            None,
+            None,
+            precision,
+            fully,
+            0,
+            total_ops,
+            {},
+            note="no GPU adapter was selected: every op ran on the CPU",
+        )
     kind = adapter.group("type").strip()
     software = "software" in (kind + adapter.group("arch")).lower()
     split = _GPU_SPLIT.search(log)
     on_gpu, on_cpu = (int(split.group(1)), int(split.group(2))) if split else (total_ops, 0)
-    refused = log[log.find("not supported by GPU delegate"):split.start()] if split and "not supported by GPU delegate" in log else ""
+    refused = (
+        log[log.find("not supported by GPU delegate") : split.start()] if split and "not supported by GPU delegate" in log else ""
+    )
     types = {m.group(1): census.get(m.group(1), 0) for m in _GPU_REFUSED.finditer(refused)}
     lines = tuple(l.strip() for l in (adapter.group(0), split.group(0) if split else "") if l)
     named = f"{adapter.group('name').strip()}, {adapter.group('vendor')}, {adapter.group('backend')}, {kind}"
-    return AcceleratorUse("gpu", "gpu" if on_gpu else "cpu", named, software, precision,
-                          fully, on_gpu, on_cpu, types, 1 if on_gpu and not on_cpu else None, lines)
+    return AcceleratorUse(
+        "gpu",
+        "gpu" if on_gpu else "cpu",
+        named,
+        software,
+        precision,
+        fully,
+        on_gpu,
+        on_cpu,
+        types,
+        1 if on_gpu and not on_cpu else None,
+        lines,
+    )
 
 
 def npu_evidence(log: str, fully: bool, asked: str, parsed: TfliteModel) -> AcceleratorUse:
@@ -218,10 +257,26 @@ def npu_evidence(log: str, fully: bool, asked: str, parsed: TfliteModel) -> Acce
     ran = dispatch is not None and (compiled.compiled or jit_ok)
     if not ran:
         why = _first_error(log, None) or "no dispatch library was loaded"
-        return AcceleratorUse(asked, "cpu", None, None, None, fully, 0, len(parsed.operators), {}, 0,
-                              tuple(l for l in (applied.group(0) if applied else None,) if l),
-                              f"the NPU was asked for, and every op ran on LiteRT's CPU kernels: "
-                              f"{'the model is not compiled for it and the just-in-time compile failed' if not compiled.compiled else 'the dispatch did not load'} ({why})")
+        return AcceleratorUse(
+            asked,
+            "cpu",
+            None,
+            None,
+            None,
+            fully,
+            0,
+            len(parsed.operators),
+            {},
+            0,
+            tuple(l for l in (applied.group(0) if applied else None,) if l),
+            "the NPU was asked for, and every op ran on LiteRT's CPU kernels: "
+            + (
+                "the dispatch did not load"
+                if compiled.compiled
+                else "the model is not compiled for it and the just-in-time compile failed"
+            )
+            + f" ({why})",
+        )
     name = (device.group(1) or device.group(2)) if device else None
     if compiled.compiled:
         on_cpu, partitions = sum(compiled.ops_on_cpu.values()), compiled.partitions
@@ -232,9 +287,22 @@ def npu_evidence(log: str, fully: bool, asked: str, parsed: TfliteModel) -> Acce
     software = name is not None and name.upper() in ("CPU", "GPU")  # OpenVINO's CPU/GPU graph backend stands in for the NPU
     adapter = f"{Path(dispatch.group(1)).name}, OpenVINO device {name}" if name else Path(dispatch.group(1)).name
     lines = tuple(m.group(0) for m in (dispatch, device, jit) if m is not None)
-    return AcceleratorUse(asked, "npu", adapter, software, None, fully, on_npu, on_cpu, types, partitions, lines,
-                          f"the dispatch ran on OpenVINO's {name} device, not an NPU: the arithmetic is the dispatch's, "
-                          "the timing is not an NPU's" if software else None)
+    return AcceleratorUse(
+        asked,
+        "npu",
+        adapter,
+        software,
+        None,
+        fully,
+        on_npu,
+        on_cpu,
+        types,
+        partitions,
+        lines,
+        f"the dispatch ran on OpenVINO's {name} device, not an NPU: the arithmetic is the dispatch's, the timing is not an NPU's"
+        if software
+        else None,
+    )
 
 
 def _first_error(log: str, exc: Exception | None) -> str:
@@ -242,7 +310,13 @@ def _first_error(log: str, exc: Exception | None) -> str:
     graph (dynamic shapes, an unsupported op, a failed compile), else the exception's last line.
     Library paths are shortened to their names; the OpenCL probe's miss is no reason (WebGPU follows)."""
     lines = [l.strip().lstrip("└ ") for l in log.splitlines() if "OpenCL" not in l]
-    for pattern in (r"cannot open shared object|No adapters found", "dynamic-sized", "not supported", "Exception in compilation", "ERROR"):
+    for pattern in (
+        r"cannot open shared object|No adapters found",
+        "dynamic-sized",
+        "not supported",
+        "Exception in compilation",
+        "ERROR",
+    ):
         found = [l for l in lines if re.search(pattern, l)]
         if found:
             return re.sub(r'"?/[^\s":]*/([^/\s":]+)"?', r"\1", found[-1])[:300]

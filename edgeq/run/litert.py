@@ -13,17 +13,18 @@ from __future__ import annotations
 import ctypes
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from edgeq.core.errors import ModelError, UsageError
 from edgeq.host.native import captured_native_stderr
-from edgeq.scoring.roles import OutputFacts
 from edgeq.run.pairing import Endpoint
 from edgeq.run.protocol import Capabilities, InvokeTimes, Measurement, Percentiles
+from edgeq.scoring.roles import OutputFacts
 
 DELEGATES = ("xnnpack", "none", "ref")
 
@@ -87,6 +88,7 @@ class Delegation:
 def within_noise(a: InvokeTimes, b: InvokeTimes) -> bool:
     """Whether two p50s differ by less than the run-to-run spread (the larger interquartile range
     of the timed invokes): on tiny models a 'speedup' is then noise, and the result says so."""
+
     def iqr(latency: InvokeTimes) -> float:
         q1, q3 = np.percentile(latency.samples_ms, [25, 75]) if latency.samples_ms else (0.0, 0.0)
         return float(q3 - q1)
@@ -98,8 +100,14 @@ class LiteRTRunner:
     """A .tflite in the LiteRT interpreter, with XNNPACK (default), without delegates, with reference
     kernels, or with an external delegate library (e.g. libedgetpu.so.1)."""
 
-    def __init__(self, path: str | Path, delegate: str = "xnnpack", threads: int = 1,
-                 delegate_library: str | None = None, delegate_options: dict[str, str] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        delegate: str = "xnnpack",
+        threads: int = 1,
+        delegate_library: str | None = None,
+        delegate_options: dict[str, str] | None = None,
+    ):
         from edgeq.tflite.model import read_tflite
 
         if delegate not in DELEGATES:
@@ -114,13 +122,21 @@ class LiteRTRunner:
             try:  # load_delegate's failure path raises again in Delegate.__del__; probe with ctypes first
                 ctypes.CDLL(delegate_library)
             except OSError as exc:
-                coral = " (the Edge TPU runtime is Coral's libedgetpu1-std package)" if "edgetpu" in Path(delegate_library).name else ""
-                raise UsageError(f"cannot load delegate library {delegate_library}: {exc}; install it{coral}, check the path, "
-                                 "or choose another --delegate") from None
+                coral = (
+                    " (the Edge TPU runtime is Coral's libedgetpu1-std package)"
+                    if "edgetpu" in Path(delegate_library).name
+                    else ""
+                )
+                raise UsageError(
+                    f"cannot load delegate library {delegate_library}: {exc}; install it{coral}, check the path, "
+                    "or choose another --delegate"
+                ) from None
             try:
                 kwargs["experimental_delegates"] = [litert.load_delegate(delegate_library, delegate_options or {})]
             except (ValueError, OSError) as exc:
-                raise UsageError(f"cannot load delegate library {delegate_library}: {exc}; install it or drop --delegate-library") from exc
+                raise UsageError(
+                    f"cannot load delegate library {delegate_library}: {exc}; install it or drop --delegate-library"
+                ) from exc
             kwargs["experimental_op_resolver_type"] = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
         elif delegate == "none":
             kwargs["experimental_op_resolver_type"] = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -136,7 +152,7 @@ class LiteRTRunner:
         self.outputs = self.interpreter.get_output_details()
         delegation = self._delegation()
         self.delegated_nodes, self.kept_ops = delegation.nodes, delegation.kept_ops
-        self.partitions = sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())  # noqa: SLF001
+        self.partitions = sum(op["op_name"] == "DELEGATE" for op in self.interpreter._get_ops_details())
         self.input_ports, self.output_ports = self._ports()
 
     def clone(self) -> LiteRTRunner:
@@ -166,8 +182,10 @@ class LiteRTRunner:
         metadata = read_metadata(self.model.data)
         labels = len(metadata.labels or []) if metadata else 0
         labelled = [labels if o.labels_file else None for o in metadata.outputs] if metadata else []
-        return [OutputFacts(p.label, p.shape, self.model.producing_op(d["index"]), labelled[m] if m < len(labelled) else None)
-                for m, (p, d) in enumerate(zip(self.output_ports, self.outputs))]
+        return [
+            OutputFacts(p.label, p.shape, self.model.producing_op(d["index"]), labelled[m] if m < len(labelled) else None)
+            for m, (p, d) in enumerate(zip(self.output_ports, self.outputs))
+        ]
 
     @property
     def total_nodes(self) -> int:
@@ -180,7 +198,7 @@ class LiteRTRunner:
         belongs to a delegate's partition when it lies between that DELEGATE node's inputs and
         outputs.
         """
-        ops = self.interpreter._get_ops_details()  # noqa: SLF001 - the only view of the plan
+        ops = self.interpreter._get_ops_details()
         original = [op for op in ops if op["op_name"] != "DELEGATE"]
         producer = {t: i for i, op in enumerate(original) for t in op["outputs"]}
         taken: set[int] = set()
@@ -219,8 +237,9 @@ class LiteRTRunner:
             try:
                 self.interpreter.invoke()
             except (ValueError, RuntimeError) as exc:  # a file LiteRT loads but cannot run (shapes that disagree)
-                raise ModelError(f"{self.path}: LiteRT cannot run the model "
-                                 f"({' '.join((native.last_error_line() or str(exc)).split())[:200]})") from None
+                raise ModelError(
+                    f"{self.path}: LiteRT cannot run the model ({' '.join((native.last_error_line() or str(exc)).split())[:200]})"
+                ) from None
         return [self.interpreter.get_tensor(d["index"]).copy() for d in self.outputs]
 
     def run(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
@@ -242,8 +261,15 @@ class LiteRTRunner:
             raise UsageError(f"this runner holds {self.path.name}, not {Path(model).name}; open a runner for it")
         rows = [self.run_raw([a[i] for a in inputs]) for i in range(inputs[0].shape[0])]
         self.run_raw([a[0] for a in inputs])  # the first sample stays set for the timed invokes
-        return Measurement([np.stack(column) for column in zip(*rows)], Percentiles.of(self._timed(warmup, runs)),
-                           self.delegate, self.threads, warmup, runs, "ai_edge_litert")
+        return Measurement(
+            [np.stack(column) for column in zip(*rows)],
+            Percentiles.of(self._timed(warmup, runs)),
+            self.delegate,
+            self.threads,
+            warmup,
+            runs,
+            "ai_edge_litert",
+        )
 
     def largest_tensor(self, feeds: list[np.ndarray]) -> tuple[str, float]:
         """The float tensor of this model (inputs, intermediates, outputs) with the largest magnitude

@@ -31,12 +31,17 @@ class Vendor:
     library: str  # the SDK library the compiler plugin loads, named when it is missing
 
 
-VENDORS = {v.name: v for v in (
-    Vendor("intel", "ai-edge-litert-sdk-intel", "intel_openvino", ("LNL", "PTL"), "LNL", "libopenvino.so (openvino==2026.3.1)"),
-    Vendor("qualcomm", "ai-edge-litert-sdk-qualcomm", "qualcomm", (), None, "libQnnHtp.so"),
-    Vendor("mediatek", "ai-edge-litert-sdk-mediatek", "mediatek", (), None, "libneuron_adapter (NeuronAdapter)"),
-    Vendor("google-tensor", "ai-edge-litert-sdk-google-tensor", "google_tensor", (), None, "liblitert_plugin_compiler.so"),
-)}
+VENDORS = {
+    v.name: v
+    for v in (
+        Vendor(
+            "intel", "ai-edge-litert-sdk-intel", "intel_openvino", ("LNL", "PTL"), "LNL", "libopenvino.so (openvino==2026.3.1)"
+        ),
+        Vendor("qualcomm", "ai-edge-litert-sdk-qualcomm", "qualcomm", (), None, "libQnnHtp.so"),
+        Vendor("mediatek", "ai-edge-litert-sdk-mediatek", "mediatek", (), None, "libneuron_adapter (NeuronAdapter)"),
+        Vendor("google-tensor", "ai-edge-litert-sdk-google-tensor", "google_tensor", (), None, "liblitert_plugin_compiler.so"),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,10 @@ def compile_for_npu(model: bytes, target: NpuTarget) -> Compiled:
     if soc is None:
         raise UsageError(f"--npu {target.describe()}: {vendor.name} knows the SoCs {', '.join(m.value for m in known)}")
     if importlib.util.find_spec(vendor.package.replace("-", "_")) is None:
-        raise UsageError(f"--npu {vendor.name} needs the vendor SDK: pip install {vendor.package} (its compiler plugin "
-                         f"loads {vendor.library}); nothing was written")
+        raise UsageError(
+            f"--npu {vendor.name} needs the vendor SDK: pip install {vendor.package} (its compiler plugin "
+            f"loads {vendor.library}); nothing was written"
+        )
     backend, note = _graph_backend(vendor)
     flags = {"intel_openvino_graph_backends": backend} if backend else {}
     with tempfile.TemporaryDirectory(prefix="edgeq-npu-") as scratch, captured_native_stderr():
@@ -100,15 +107,25 @@ def compile_for_npu(model: bytes, target: NpuTarget) -> Compiled:
 
         result = aot_compile.aot_compile(str(source), output_dir=scratch, target=module.Target(soc), keep_going=True, **flags)
         if result.failed_backends or not result.models_with_backend:
-            raise UsageError(f"--npu {target.describe()}: the compiler plugin failed: "
-                             f"{_why(result.failed_backends[0][1] if result.failed_backends else '', vendor)}; nothing was written")
+            raise UsageError(
+                f"--npu {target.describe()}: the compiler plugin failed: "
+                f"{_why(result.failed_backends[0][1] if result.failed_backends else '', vendor)}; nothing was written"
+            )
         compiled = result.models_with_backend[0][1]
         data = Path(compiled.path).read_bytes()
         stats = compiled.partition_stats.subgraph_stats if compiled.partition_stats else []
         report = result.compilation_report()
     dispatch = dispatch_of(parse_tflite(data, "the compiled model"))
-    return Compiled(data, target.describe(), backend, sum(s.num_ops_offloaded for s in stats), sum(s.num_total_ops for s in stats),
-                    dispatch, report.strip(), note)
+    return Compiled(
+        data,
+        target.describe(),
+        backend,
+        sum(s.num_ops_offloaded for s in stats),
+        sum(s.num_total_ops for s in stats),
+        dispatch,
+        report.strip(),
+        note,
+    )
 
 
 def _graph_backend(vendor: Vendor) -> tuple[str | None, str | None]:
@@ -119,8 +136,10 @@ def _graph_backend(vendor: Vendor) -> tuple[str | None, str | None]:
 
     if ai_edge_litert_sdk_intel.get_sdk_path() is not None:
         return "npu", None
-    return "cpu", ("compiled for OpenVINO's CPU graph backend: the Intel NPU compiler is not installed (ai-edge-litert-sdk-intel "
-                   "downloads it at install time); the partitioning and the arithmetic are the dispatch's, the device is this CPU")
+    return "cpu", (
+        "compiled for OpenVINO's CPU graph backend: the Intel NPU compiler is not installed (ai-edge-litert-sdk-intel "
+        "downloads it at install time); the partitioning and the arithmetic are the dispatch's, the device is this CPU"
+    )
 
 
 def _why(failure: str, vendor: Vendor) -> str:
@@ -128,8 +147,11 @@ def _why(failure: str, vendor: Vendor) -> str:
     found = re.search(r"See (\S+\.error) for details", failure)
     if found and Path(found.group(1)).is_file():
         log = Path(found.group(1))
-        lines = [l.strip("└ ").strip() for l in log.read_text(errors="replace").splitlines()
-                 if re.search(r"cannot open shared object|Failed to load|not found", l)]
+        lines = [
+            l.strip("└ ").strip()
+            for l in log.read_text(errors="replace").splitlines()
+            if re.search(r"cannot open shared object|Failed to load|not found", l)
+        ]
         log.unlink()
         if lines:
             return lines[-1][:240]

@@ -45,18 +45,26 @@ def plain_name(name: str) -> str:
 def pair(side: str, model: list[Endpoint], reference: list[Endpoint], same_source: bool) -> Pairing:
     """Raise ModelError (exit 2) with both sides' keys and shapes when no rule pairs every port."""
     if len(model) != len(reference):
-        raise ModelError(f"the model has {len(model)} {side} but the reference has {len(reference)}: "
-                         f"model {_describe(model)}; reference {_describe(reference)}")
-    for method, ident in (("signature key", lambda p: p.key), ("tensor name", lambda p: p.name),
-                          ("tensor name", lambda p: plain_name(p.name)), ("shape", lambda p: p.shape)):
+        raise ModelError(
+            f"the model has {len(model)} {side} but the reference has {len(reference)}: "
+            f"model {_describe(model)}; reference {_describe(reference)}"
+        )
+    for method, ident in (
+        ("signature key", lambda p: p.key),
+        ("tensor name", lambda p: p.name),
+        ("tensor name", lambda p: plain_name(p.name)),
+        ("shape", lambda p: p.shape),
+    ):
         order = _by(model, reference, ident)
         if order is not None:
             return _checked(side, Pairing(method, order), model, reference)
     if same_source:
         return _checked(side, Pairing("position (same source)", tuple(range(len(model)))), model, reference)
-    raise ModelError(f"cannot pair the {side} of the model with the reference by key, name or unique shape: "
-                     f"model {_describe(model)}; reference {_describe(reference)}; give a reference with the same "
-                     "signature keys (e.g. the Keras/SavedModel source)")
+    raise ModelError(
+        f"cannot pair the {side} of the model with the reference by key, name or unique shape: "
+        f"model {_describe(model)}; reference {_describe(reference)}; give a reference with the same "
+        "signature keys (e.g. the Keras/SavedModel source)"
+    )
 
 
 def _by(model: list[Endpoint], reference: list[Endpoint], ident) -> tuple[int, ...] | None:
@@ -73,8 +81,10 @@ def _checked(side: str, pairing: Pairing, model: list[Endpoint], reference: list
     for mine, j in zip(model, pairing.order):
         theirs = reference[j]
         if math.prod(mine.shape) != math.prod(theirs.shape):
-            raise ModelError(f"{side} '{mine.label}' {list(mine.shape)} is paired by {pairing.method} with the reference's "
-                             f"'{theirs.label}' {list(theirs.shape)}, which has another element count; is it the right reference?")
+            raise ModelError(
+                f"{side} '{mine.label}' {list(mine.shape)} is paired by {pairing.method} with the reference's "
+                f"'{theirs.label}' {list(theirs.shape)}, which has another element count; is it the right reference?"
+            )
     return pairing
 
 

@@ -45,8 +45,15 @@ class InvokeTimes:
     @classmethod
     def of(cls, times_ms: list[float], warmup: int, threads: int) -> InvokeTimes:
         t = np.asarray(times_ms)
-        return cls(len(t), warmup, threads, *(round(float(np.percentile(t, q)), 4) for q in (50, 90, 99)),
-                   round(float(t.mean()), 4), round(float(t.std()), 4), tuple(round(x, 4) for x in times_ms))
+        return cls(
+            len(t),
+            warmup,
+            threads,
+            *(round(float(np.percentile(t, q)), 4) for q in (50, 90, 99)),
+            round(float(t.mean()), 4),
+            round(float(t.std()), 4),
+            tuple(round(x, 4) for x in times_ms),
+        )
 
 
 @dataclass(frozen=True)
@@ -66,8 +73,14 @@ class Percentiles:
 
     @classmethod
     def of(cls, measured: InvokeTimes) -> Percentiles:
-        return cls(p50=measured.p50, p90=measured.p90, p99=measured.p99, mean=measured.mean, std=measured.std,
-                   samples=measured.samples_ms)
+        return cls(
+            p50=measured.p50,
+            p90=measured.p90,
+            p99=measured.p99,
+            mean=measured.mean,
+            std=measured.std,
+            samples=measured.samples_ms,
+        )
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edgeq.run.devices.benchmark_model import BenchmarkModelRunner
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
+from edgeq.run.devices.benchmark_model import BenchmarkModelRunner
 from edgeq.run.devices.device_script import DeviceRunner
 from edgeq.run.devices.profiles import Profile
 from edgeq.run.protocol import Runner

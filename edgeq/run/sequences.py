@@ -4,7 +4,7 @@ for validate and for convert's budget."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,8 +20,12 @@ def feedback_pairs(outputs: list[str], inputs: list[str], feedback: dict[str, st
     return [(outputs.index(o), inputs.index(i)) for o, i in feedback.items()]
 
 
-def fed_back(run: Callable[[list[np.ndarray]], list[np.ndarray]], samples: list[list[np.ndarray]],
-             pairs: list[tuple[int, int]], starts: set[int]) -> list[list[np.ndarray]]:
+def fed_back(
+    run: Callable[[list[np.ndarray]], list[np.ndarray]],
+    samples: list[list[np.ndarray]],
+    pairs: list[tuple[int, int]],
+    starts: set[int],
+) -> list[list[np.ndarray]]:
     """Each sample's outputs, the samples run in order as sequences (a new one at each of `starts`):
     at every step but a sequence's first, output m is fed back as input k for each (m, k) in
     `pairs`, as an app runs a stateful model in a loop."""

@@ -58,20 +58,25 @@ class Gate:
     needs_outputs: bool  # an accuracy gate: not applicable to a latency-only runner
 
 
-GATES = {g.name: g for g in (
-    Gate("max_drop", "top-1 drop (pts)", "top1_drop_pts", "max", True),
-    Gate("min_agreement", "top-1 agreement", "agreement", "min", True),
-    Gate("min_sqnr", "SQNR (dB), worst output", "worst_sqnr_db", "min", True),
-    Gate("min_slice_sqnr", "SQNR (dB), worst slice of any output", "worst_slice_sqnr_db", "min", True),
-    Gate("max_latency_ms", "INT8 p50 latency (ms)", "int8_p50_ms", "max", False),
-    Gate("min_speedup", "speedup (float p50 / INT8 p50)", "speedup", "min", False),
-    Gate("max_regression_pts", "top-1 regression vs baseline (pts)", "regression_pts", "max", True),
-    Gate("max_latency_regression", "INT8 p50 latency growth vs baseline (%)", "latency_regression_pct", "max", False),
-    Gate("max_size_growth", "model size growth vs baseline (%)", "size_growth_pct", "max", False),
-)}
-NO_VALUE = {"top1_drop_pts": "no value to check: no labels, or no classes output",
-            "agreement": "no value to check: no classes output",
-            "worst_slice_sqnr_db": "no value to check: no output axis of 2 to 256 entries to slice"}
+GATES = {
+    g.name: g
+    for g in (
+        Gate("max_drop", "top-1 drop (pts)", "top1_drop_pts", "max", True),
+        Gate("min_agreement", "top-1 agreement", "agreement", "min", True),
+        Gate("min_sqnr", "SQNR (dB), worst output", "worst_sqnr_db", "min", True),
+        Gate("min_slice_sqnr", "SQNR (dB), worst slice of any output", "worst_slice_sqnr_db", "min", True),
+        Gate("max_latency_ms", "INT8 p50 latency (ms)", "int8_p50_ms", "max", False),
+        Gate("min_speedup", "speedup (float p50 / INT8 p50)", "speedup", "min", False),
+        Gate("max_regression_pts", "top-1 regression vs baseline (pts)", "regression_pts", "max", True),
+        Gate("max_latency_regression", "INT8 p50 latency growth vs baseline (%)", "latency_regression_pct", "max", False),
+        Gate("max_size_growth", "model size growth vs baseline (%)", "size_growth_pct", "max", False),
+    )
+}
+NO_VALUE = {
+    "top1_drop_pts": "no value to check: no labels, or no classes output",
+    "agreement": "no value to check: no classes output",
+    "worst_slice_sqnr_db": "no value to check: no output axis of 2 to 256 entries to slice",
+}
 BASELINE_GATES = ("max_regression_pts", "max_latency_regression", "max_size_growth")
 
 
@@ -123,19 +128,46 @@ def evaluate(limits: Mapping[str, float], figures: Figures) -> list[GateResult]:
         gate = GATES[name]
         value = getattr(figures, gate.figure)
         if gate.needs_outputs and not figures.scores_outputs:
-            results.append(GateResult(name, gate.description, limit, None, "n/a", None,
-                                      "not applicable: this runner measures latency only (no outputs to score)"))
+            results.append(
+                GateResult(
+                    name,
+                    gate.description,
+                    limit,
+                    None,
+                    "n/a",
+                    None,
+                    "not applicable: this runner measures latency only (no outputs to score)",
+                )
+            )
             continue
         if gate.figure in LATENCY_FIGURES and not figures.real_latency:
-            results.append(GateResult(name, gate.description, limit, None, "n/a", None,
-                                      "not applicable: this runner's timings are not latency (emulated, or a software adapter)"))
+            results.append(
+                GateResult(
+                    name,
+                    gate.description,
+                    limit,
+                    None,
+                    "n/a",
+                    None,
+                    "not applicable: this runner's timings are not latency (emulated, or a software adapter)",
+                )
+            )
             continue
         if value is None and figures.exact and gate.figure in ("worst_sqnr_db", "worst_slice_sqnr_db"):
             results.append(GateResult(name, gate.description, limit, None, "passed", True, "INT8 equals float exactly: no error"))
             continue
         ok = value is not None and (value <= limit if gate.bound == "max" else value >= limit)
-        results.append(GateResult(name, gate.description, limit, value, "passed" if ok else "failed", ok,
-                                  None if value is not None else NO_VALUE.get(gate.figure, "no value to check")))
+        results.append(
+            GateResult(
+                name,
+                gate.description,
+                limit,
+                value,
+                "passed" if ok else "failed",
+                ok,
+                None if value is not None else NO_VALUE.get(gate.figure, "no value to check"),
+            )
+        )
     return results
 
 

@@ -111,7 +111,7 @@ class OutputErrors:
     def add(self, reference: np.ndarray, quantized: np.ndarray) -> None:
         r64, q64 = reference.astype(np.float64), quantized.astype(np.float64)
         diff = r64 - q64
-        squares, errors = r64 ** 2, diff ** 2  # per element: the sums below and the slices' sums
+        squares, errors = r64**2, diff**2  # per element: the sums below and the slices' sums
         self.signal += float(squares.sum())
         self.noise += float(errors.sum())
         self.dot += float(r64.ravel() @ q64.ravel())
@@ -145,13 +145,17 @@ class OutputErrors:
         sqnr = sqnr_db(self.signal, self.noise)
         denominator = math.sqrt(self.signal * self.norm_q)
         return OutputScore(
-            name=self.name, role=role,
+            name=self.name,
+            role=role,
             sqnr_db=None if sqnr is None or math.isinf(sqnr) else round(sqnr, 3),
             exact=self.count > 0 and self.noise == 0,
             cosine=significant(self.dot / denominator) if denominator else None,
             max_abs_error=significant(self.max_abs),
             mean_abs_error=significant(self.sum_abs / self.count) if self.count else None,
-            worst_slice=self.worst_slice(), agreement=agreement, threshold=threshold)
+            worst_slice=self.worst_slice(),
+            agreement=agreement,
+            threshold=threshold,
+        )
 
 
 @dataclass
@@ -183,8 +187,8 @@ class TopK:
         self.labelled += 1
         self.float_top1 += int(np.argmax(r) == label)
         self.int8_top1 += int(np.argmax(q) == label)
-        self.float_topk += int(label in np.argsort(r)[-self.k:])
-        self.int8_topk += int(label in np.argsort(q)[-self.k:])
+        self.float_topk += int(label in np.argsort(r)[-self.k :])
+        self.int8_topk += int(label in np.argsort(q)[-self.k :])
 
     @property
     def agreement(self) -> float | None:
@@ -195,9 +199,18 @@ class TopK:
         f1 = self.float_top1 / n if n else None
         i1 = self.int8_top1 / n if n else None
         topk = n and self.has_topk
-        return Accuracy(samples=self.count, labelled=n, float_top1=f1, int8_top1=i1, top1_drop_pts=100 * (f1 - i1) if n else None,
-                        top_k=self.k if self.has_topk else None, float_topk=self.float_topk / n if topk else None,
-                        int8_topk=self.int8_topk / n if topk else None, agreement=self.agreement, output=output)
+        return Accuracy(
+            samples=self.count,
+            labelled=n,
+            float_top1=f1,
+            int8_top1=i1,
+            top1_drop_pts=100 * (f1 - i1) if n else None,
+            top_k=self.k if self.has_topk else None,
+            float_topk=self.float_topk / n if topk else None,
+            int8_topk=self.int8_topk / n if topk else None,
+            agreement=self.agreement,
+            output=output,
+        )
 
 
 @dataclass
@@ -258,8 +271,15 @@ class Scorer:
     output, decision agreement for each `score` output. No argmax is taken over a `values`
     output. One place for local and on-device runs alike."""
 
-    def __init__(self, names: list[str], roles: list[str], top_k: int = 5, headline: int | None = None,
-                 threshold: float = 0.5, blanks: dict[int, int] | None = None):
+    def __init__(
+        self,
+        names: list[str],
+        roles: list[str],
+        top_k: int = 5,
+        headline: int | None = None,
+        threshold: float = 0.5,
+        blanks: dict[int, int] | None = None,
+    ):
         self.names, self.roles, self.blanks = names, roles, dict(blanks or {})
         self.errors = [OutputErrors(n, -1 if r in ("classes", "sequence") else None) for n, r in zip(names, roles)]
         self.topks = {i: TopK(top_k) for i, r in enumerate(roles) if r == "classes"}
@@ -283,14 +303,27 @@ class Scorer:
         outputs = []
         for i, (error, role) in enumerate(zip(self.errors, self.roles)):
             per_role = self.topks.get(i) or self.sequences.get(i) or self.decisions.get(i)
-            score = error.score(role, per_role.agreement if per_role else None, self.decisions[i].threshold if i in self.decisions else None)
+            score = error.score(
+                role, per_role.agreement if per_role else None, self.decisions[i].threshold if i in self.decisions else None
+            )
             outputs.append(replace(score, sequence_match=self.sequences[i].match) if i in self.sequences else score)
         head = self.topks.get(self.headline) if self.headline is not None else None
         first_sequence = next(iter(self.sequences), None)
-        accuracy = (head.accuracy(self.names[self.headline]) if head is not None else
-                    Accuracy(samples=self.count, agreement=self.sequences[first_sequence].agreement, output=self.names[first_sequence])
-                    if first_sequence is not None else Accuracy(samples=self.count))
+        accuracy = (
+            head.accuracy(self.names[self.headline])
+            if head is not None
+            else Accuracy(
+                samples=self.count, agreement=self.sequences[first_sequence].agreement, output=self.names[first_sequence]
+            )
+            if first_sequence is not None
+            else Accuracy(samples=self.count)
+        )
         sqnrs = [o.sqnr_db for o in outputs if o.sqnr_db is not None]
         slices = [o.worst_slice.sqnr_db for o in outputs if o.worst_slice]
-        return Scores(accuracy, tuple(outputs), min(sqnrs) if sqnrs else None, min(slices) if slices else None,
-                      bool(outputs) and all(o.exact for o in outputs))
+        return Scores(
+            accuracy,
+            tuple(outputs),
+            min(sqnrs) if sqnrs else None,
+            min(slices) if slices else None,
+            bool(outputs) and all(o.exact for o in outputs),
+        )

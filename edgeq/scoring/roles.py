@@ -50,8 +50,10 @@ def parse_roles(values: list[str] | tuple[str, ...]) -> dict[str, str]:
         key, sep, role = value.rpartition("=")
         ctc = role.startswith("ctc:") and role[4:].isdigit()
         if not sep or not key or (role not in ROLES and not ctc):
-            raise UsageError(f"--output-role {value!r}: use KEY=classes, KEY=sequence, KEY=ctc:BLANK (a CTC sequence "
-                             "whose blank class is BLANK), KEY=score or KEY=values")
+            raise UsageError(
+                f"--output-role {value!r}: use KEY=classes, KEY=sequence, KEY=ctc:BLANK (a CTC sequence "
+                "whose blank class is BLANK), KEY=score or KEY=values"
+            )
         given[key] = role
     return given
 
@@ -76,24 +78,29 @@ def roles_given(values: dict) -> dict[str, str]:
     return {**roles, **parse_roles(values.pop("output_role", None) or [])}
 
 
-def decide_roles(outputs: list[OutputFacts], given: dict[str, str] | None = None,
-                 class_count: int | None = None) -> list[Role]:
+def decide_roles(outputs: list[OutputFacts], given: dict[str, str] | None = None, class_count: int | None = None) -> list[Role]:
     """One role per output. `given`: the user's --output-role by output name; `class_count`: the
     number of classes labelled samples name (class folders or the model's labels), which marks the
     one output of exactly that many values as classes."""
     given = dict(given or {})
     unknown = sorted(set(given) - {o.name for o in outputs})
     if unknown:
-        raise UsageError(f"--output-role {unknown[0]!r}: the model has no such output; its outputs are "
-                         + ", ".join(o.name for o in outputs))
+        raise UsageError(
+            f"--output-role {unknown[0]!r}: the model has no such output; its outputs are " + ", ".join(o.name for o in outputs)
+        )
     matching = [o.name for o in outputs if class_count and class_count > 1 and o.size == class_count]
     roles = []
     for o in outputs:
         if o.name in given:
             roles.append(_given(given[o.name], o))
         elif o.producer in ("SOFTMAX", "LOG_SOFTMAX") and o.steps:
-            roles.append(Role("sequence", f"{o.producer} over the last axis of a {list(o.shape)} output: "
-                                          f"{math.prod(o.shape[:-1])} steps of {o.shape[-1]} classes"))
+            roles.append(
+                Role(
+                    "sequence",
+                    f"{o.producer} over the last axis of a {list(o.shape)} output: "
+                    f"{math.prod(o.shape[:-1])} steps of {o.shape[-1]} classes",
+                )
+            )
         elif o.producer in ("SOFTMAX", "LOG_SOFTMAX") and o.size > 1:
             roles.append(Role("classes", f"{o.producer} over {o.size} values"))
         elif o.producer == "LOGISTIC" and o.size == 1:
@@ -101,7 +108,9 @@ def decide_roles(outputs: list[OutputFacts], given: dict[str, str] | None = None
         elif o.labels and o.labels == o.size and o.size > 1:
             roles.append(Role("classes", f"{o.labels} labels in the model's metadata"))
         elif matching == [o.name]:
-            roles.append(Role("classes", f"{class_count} labelled classes in the data, and the only output of {class_count} values"))
+            roles.append(
+                Role("classes", f"{class_count} labelled classes in the data, and the only output of {class_count} values")
+            )
         else:
             roles.append(Role("values", "no evidence of classes (no SOFTMAX, labels or --output-role)"))
     return roles

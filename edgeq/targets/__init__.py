@@ -8,8 +8,9 @@ milliseconds. A prediction, not a promise: where a vendor tool or delegate is pr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 from edgeq.core.errors import UsageError
 from edgeq.tflite.model import Operator, Tensor, TfliteModel
@@ -110,9 +111,16 @@ class TargetReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "target": self.target, "title": self.title, "verdict": self.verdict,
-            "first_unsupported_op": self.first_unsupported_op and self.first_unsupported_op.to_dict(), "target_ops": self.target_ops, "cpu_ops": self.cpu_ops,
-            **self.extra, "notes": self.notes, "sources": self.sources, "ops": [f.to_dict() for f in self.ops],
+            "target": self.target,
+            "title": self.title,
+            "verdict": self.verdict,
+            "first_unsupported_op": self.first_unsupported_op and self.first_unsupported_op.to_dict(),
+            "target_ops": self.target_ops,
+            "cpu_ops": self.cpu_ops,
+            **self.extra,
+            "notes": self.notes,
+            "sources": self.sources,
+            "ops": [f.to_dict() for f in self.ops],
         }
 
     @classmethod
@@ -136,7 +144,9 @@ class TargetReport:
             first = self.first_unsupported_op
             last = self.ops[-1].index
             span = f"op {first.index}" if first.index == last else f"ops {first.index}–{last}"
-            lines.append(f"{self.title}: {span} will run on {self.fallback} because {first.type} (op {first.index}) {first.reason}")
+            lines.append(
+                f"{self.title}: {span} will run on {self.fallback} because {first.type} (op {first.index}) {first.reason}"
+            )
         else:
             lines += [f"{self.title}: op {f.index} {f.type} will run on {self.fallback}: {f.reason}" for f in cpu[:10]]
             if len(cpu) > 10:
@@ -168,10 +178,12 @@ def per_op(model: TfliteModel, rules: dict[str, Rule], common: tuple[Check, ...]
 
 # -- checks shared by the tables ----------------------------------------------------------------
 
+
 def fused(*allowed: str) -> Check:
     def check(op: Op) -> str | None:
         act = op.fused_activation()
         return None if act in allowed else f"has a fused {act} activation (supported: {', '.join(allowed)})"
+
     return check
 
 
@@ -182,12 +194,14 @@ def static_shapes(op: Op) -> str | None:
 
 def no_batch_axis(position: int, what: str) -> Check:
     """The constant axes input at `position` must not include axis 0 (the batch)."""
+
     def check(op: Op) -> str | None:
         axes = op.constant(position)
         if axes is None:
             return f"has non-constant {what} axes"
         rank = len(op.inputs()[0].shape) or 1
         return f"{what} along the batch dimension" if any(int(a) % rank == 0 for a in axes.ravel()) else None
+
     return check
 
 

@@ -101,7 +101,11 @@ def resize(op: Op) -> str | None:
 
 NO_ACTIVATION = fused("NONE")
 RULES: dict[str, Rule] = {
-    "ADD": Rule(), "SUB": Rule(), "MUL": Rule(), "MAXIMUM": Rule(), "MINIMUM": Rule(),
+    "ADD": Rule(),
+    "SUB": Rule(),
+    "MUL": Rule(),
+    "MAXIMUM": Rule(),
+    "MINIMUM": Rule(),
     "AVERAGE_POOL_2D": Rule((NO_ACTIVATION,)),
     "MAX_POOL_2D": Rule((NO_ACTIVATION,)),
     "CONCATENATION": Rule((concatenation,)),
@@ -109,21 +113,35 @@ RULES: dict[str, Rule] = {
     "DEPTHWISE_CONV_2D": Rule((constant_weights, same_dilation)),
     "TRANSPOSE_CONV": Rule(),
     "FULLY_CONNECTED": Rule((constant_weights, fully_connected)),
-    "EXPAND_DIMS": Rule(), "SQUEEZE": Rule(), "RESHAPE": Rule(),
-    "L2_NORMALIZATION": Rule(), "LOGISTIC": Rule(), "TANH": Rule(), "RELU": Rule(), "RELU6": Rule(),
-    "RELU_N1_TO_1": Rule(), "PRELU": Rule(),
-    "LSTM": Rule(), "UNIDIRECTIONAL_SEQUENCE_LSTM": Rule(),
+    "EXPAND_DIMS": Rule(),
+    "SQUEEZE": Rule(),
+    "RESHAPE": Rule(),
+    "L2_NORMALIZATION": Rule(),
+    "LOGISTIC": Rule(),
+    "TANH": Rule(),
+    "RELU": Rule(),
+    "RELU6": Rule(),
+    "RELU_N1_TO_1": Rule(),
+    "PRELU": Rule(),
+    "LSTM": Rule(),
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": Rule(),
     "MEAN": Rule((no_batch_axis(1, "reduces"),)),
     "SUM": Rule((no_batch_axis(1, "reduces"),)),
     "REDUCE_MAX": Rule((no_batch_axis(1, "reduces"),)),
     "REDUCE_MIN": Rule((no_batch_axis(1, "reduces"),)),
-    "PACK": Rule(), "PAD": Rule((pad_no_batch,)),
+    "PACK": Rule(),
+    "PAD": Rule((pad_no_batch,)),
     "QUANTIZE": Rule(),
     "RESIZE_BILINEAR": Rule((resize,)),
     "RESIZE_NEAREST_NEIGHBOR": Rule((resize,)),
-    "RSQRT": Rule(), "SLICE": Rule(), "SOFTMAX": Rule((softmax,)), "SPACE_TO_DEPTH": Rule(),
+    "RSQRT": Rule(),
+    "SLICE": Rule(),
+    "SOFTMAX": Rule((softmax,)),
+    "SPACE_TO_DEPTH": Rule(),
     "SPLIT": Rule((no_batch_axis(0, "splits"),)),
-    "SQUARED_DIFFERENCE": Rule(), "STRIDED_SLICE": Rule((strided_slice,)), "TRANSPOSE": Rule(),
+    "SQUARED_DIFFERENCE": Rule(),
+    "STRIDED_SLICE": Rule((strided_slice,)),
+    "TRANSPOSE": Rule(),
 }
 COMMON = (quantized_tensors, static_shapes, three_innermost)
 
@@ -149,7 +167,11 @@ def check(model: TfliteModel) -> TargetReport:
         on = sum(f.on_target for f in findings)
         verdict = f"{on} of {len(findings)} ops on the Edge TPU; the CPU runs the rest from op {first.index} ({first.type}) on"
     return TargetReport(
-        target="edgetpu", title="Edge TPU", verdict=verdict, ops=findings,
-        first_unsupported_op=first, notes=notes, sources=SOURCES,
+        target="edgetpu",
+        title="Edge TPU",
+        verdict=verdict,
+        ops=findings,
+        first_unsupported_op=first,
+        notes=notes,
+        sources=SOURCES,
     )
-

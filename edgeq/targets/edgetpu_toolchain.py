@@ -78,11 +78,21 @@ class CompilerReport:
     def line(self) -> str:
         """One line: the compiler's version, where the ops run, and whether that agrees with the prediction."""
         c = self.comparison
-        verdict = "" if c is None else "; " + ("agrees with the prediction" if c.agrees else
-                                               "differs: " + ", ".join(f"{d.type} on the CPU {d.compiler_cpu} (predicted "
-                                                                       f"{d.predicted_cpu})" for d in c.differences))
-        return (f"edgetpu_compiler {self.version or '(version not printed)'}: {self.ops_on_edgetpu} ops on the Edge TPU, "
-                f"{self.ops_on_cpu} on the CPU{verdict}")
+        verdict = (
+            ""
+            if c is None
+            else "; "
+            + (
+                "agrees with the prediction"
+                if c.agrees
+                else "differs: "
+                + ", ".join(f"{d.type} on the CPU {d.compiler_cpu} (predicted {d.predicted_cpu})" for d in c.differences)
+            )
+        )
+        return (
+            f"edgetpu_compiler {self.version or '(version not printed)'}: {self.ops_on_edgetpu} ops on the Edge TPU, "
+            f"{self.ops_on_cpu} on the CPU{verdict}"
+        )
 
 
 def parse_compiler_output(text: str) -> CompilerReport:
@@ -134,8 +144,12 @@ def compare(predicted, report: CompilerReport) -> Comparison:
     got = report.not_mapped()
     types = sorted(set(want) | set(got))
     differences = tuple(Difference(t, want[t], got[t]) for t in types if want[t] != got[t])
-    return Comparison(predicted.target_ops, report.ops_on_edgetpu,
-                      not differences and report.ops_on_edgetpu in (None, predicted.target_ops), differences)
+    return Comparison(
+        predicted.target_ops,
+        report.ops_on_edgetpu,
+        not differences and report.ops_on_edgetpu in (None, predicted.target_ops),
+        differences,
+    )
 
 
 def library_loads() -> str | None:

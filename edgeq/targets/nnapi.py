@@ -28,14 +28,14 @@ SIGNED_INT8_API = 30
 
 _BY_API = {
     27: "ADD AVERAGE_POOL_2D CONCATENATION CONV_2D DEPTHWISE_CONV_2D DEPTH_TO_SPACE DEQUANTIZE EMBEDDING_LOOKUP FLOOR "
-        "FULLY_CONNECTED HASHTABLE_LOOKUP L2_NORMALIZATION L2_POOL_2D LOCAL_RESPONSE_NORMALIZATION LOGISTIC "
-        "LSH_PROJECTION LSTM MAX_POOL_2D MUL RELU RELU_N1_TO_1 RELU6 RESHAPE RESIZE_BILINEAR RNN SOFTMAX "
-        "SPACE_TO_DEPTH SVDF TANH",
+    "FULLY_CONNECTED HASHTABLE_LOOKUP L2_NORMALIZATION L2_POOL_2D LOCAL_RESPONSE_NORMALIZATION LOGISTIC "
+    "LSH_PROJECTION LSTM MAX_POOL_2D MUL RELU RELU_N1_TO_1 RELU6 RESHAPE RESIZE_BILINEAR RNN SOFTMAX "
+    "SPACE_TO_DEPTH SVDF TANH",
     28: "BATCH_TO_SPACE_ND DIV MEAN PAD SPACE_TO_BATCH_ND SQUEEZE STRIDED_SLICE SUB TRANSPOSE",
     29: "ABS ARG_MAX ARG_MIN CAST EQUAL EXP EXPAND_DIMS GATHER GREATER GREATER_EQUAL LEAKY_RELU LESS LESS_EQUAL LOG "
-        "LOGICAL_AND LOGICAL_NOT LOGICAL_OR LOG_SOFTMAX MAXIMUM MINIMUM NEG NOT_EQUAL PAD_V2 POW PRELU QUANTIZE "
-        "REDUCE_MAX REDUCE_MIN REDUCE_PROD RESIZE_NEAREST_NEIGHBOR RSQRT SELECT SIN SLICE SPLIT SQRT SUM TILE TOPK_V2 "
-        "TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNIDIRECTIONAL_SEQUENCE_RNN",
+    "LOGICAL_AND LOGICAL_NOT LOGICAL_OR LOG_SOFTMAX MAXIMUM MINIMUM NEG NOT_EQUAL PAD_V2 POW PRELU QUANTIZE "
+    "REDUCE_MAX REDUCE_MIN REDUCE_PROD RESIZE_NEAREST_NEIGHBOR RSQRT SELECT SIN SLICE SPLIT SQRT SUM TILE TOPK_V2 "
+    "TRANSPOSE_CONV UNIDIRECTIONAL_SEQUENCE_LSTM UNIDIRECTIONAL_SEQUENCE_RNN",
     30: "ELU FILL HARD_SWISH RANK",
     33: "BATCH_MATMUL PACK",  # NNAPI feature level 6 (the NNAPI update shipped with Android 13)
     34: "MIRROR_PAD REVERSE",  # NNAPI feature level 7 (Android 14)
@@ -68,15 +68,26 @@ def check(model: TfliteModel) -> TargetReport:
     needed = max((f.min_api or 27 for f in findings if f.on_target), default=27)
     first = next((f for f in findings if not f.on_target), None)
     on = sum(f.on_target for f in findings)
-    verdict = (f"{on} of {len(findings)} ops map to NNAPI from Android API {needed}; the delegate runs unsupported ops "
-               f"on the CPU in separate partitions") if first else f"every op maps to NNAPI from Android API {needed}"
+    verdict = (
+        (
+            f"{on} of {len(findings)} ops map to NNAPI from Android API {needed}; the delegate runs unsupported ops "
+            f"on the CPU in separate partitions"
+        )
+        if first
+        else f"every op maps to NNAPI from Android API {needed}"
+    )
     notes = [
         f"NNAPI is deprecated from Android 15 (API {DEPRECATED_API}): plan a LiteRT GPU or NPU delegate for new devices.",
         f"Signed int8 tensors need NNAPI 1.3 (Android 11, API {SIGNED_INT8_API}); older devices run those ops on the CPU.",
         "Whether a vendor driver accelerates an op, or falls back to NNAPI's CPU path, is only known on the device.",
     ]
     return TargetReport(
-        target="nnapi", title="NNAPI", verdict=verdict, ops=findings,
+        target="nnapi",
+        title="NNAPI",
+        verdict=verdict,
+        ops=findings,
         first_unsupported_op=first,
-        notes=notes, sources=SOURCES, extra={"min_android_api": needed, "deprecated_from_api": DEPRECATED_API},
+        notes=notes,
+        sources=SOURCES,
+        extra={"min_android_api": needed, "deprecated_from_api": DEPRECATED_API},
     )

@@ -71,12 +71,18 @@ def hybrid_depthwise(op: Op) -> str | None:
 
 
 RULES: dict[str, Rule] = {
-    op: Rule(tuple(c for c in (
-        ACTIVATION if op in FUSED else None,
-        static_weights if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") else None,
-        softmax_beta if op == "SOFTMAX" else None,
-        hybrid_depthwise if op == "DEPTHWISE_CONV_2D" else None,
-    ) if c))
+    op: Rule(
+        tuple(
+            c
+            for c in (
+                ACTIVATION if op in FUSED else None,
+                static_weights if op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") else None,
+                softmax_beta if op == "SOFTMAX" else None,
+                hybrid_depthwise if op == "DEPTHWISE_CONV_2D" else None,
+            )
+            if c
+        )
+    )
     for op in FLOAT_OPS | INT8_OPS
 }
 
@@ -85,11 +91,18 @@ def check(model: TfliteModel) -> TargetReport:
     findings = per_op(model, RULES, (kernel_type, static_shapes), "XNNPACK")
     cpu = [f for f in findings if not f.on_target]
     on = len(findings) - len(cpu)
-    verdict = (f"every op runs on XNNPACK ({on} ops)" if not cpu else
-               f"{on} of {len(findings)} ops on XNNPACK; {', '.join(sorted({f.type for f in cpu}))} on built-in kernels")
+    verdict = (
+        f"every op runs on XNNPACK ({on} ops)"
+        if not cpu
+        else f"{on} of {len(findings)} ops on XNNPACK; {', '.join(sorted({f.type for f in cpu}))} on built-in kernels"
+    )
     return TargetReport(
-        target="xnnpack", title="XNNPACK", verdict=verdict, ops=findings,
+        target="xnnpack",
+        title="XNNPACK",
+        verdict=verdict,
+        ops=findings,
         first_unsupported_op=cpu[0] if cpu else None,
         notes=["Ops XNNPACK leaves run on LiteRT's built-in kernels in between, each boundary costing a partition switch."],
-        sources=SOURCES, fallback="LiteRT's built-in kernels",
+        sources=SOURCES,
+        fallback="LiteRT's built-in kernels",
     )

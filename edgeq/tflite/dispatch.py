@@ -43,7 +43,7 @@ def stamp_of(data: bytes) -> Stamp | None:
         if (entry.Name() or b"").decode("utf-8", "replace") != STAMP:
             continue
         buffer = root.Buffers(entry.Buffer())
-        raw = bytes(buffer.DataAsNumpy()) if buffer.DataLength() else data[buffer.Offset():buffer.Offset() + buffer.Size()]
+        raw = bytes(buffer.DataAsNumpy()) if buffer.DataLength() else data[buffer.Offset() : buffer.Offset() + buffer.Size()]
         words = [w.decode("ascii", "replace") for w in re.findall(rb"[\x21-\x7e]+", raw)]
         return Stamp(words[0], words[1] if len(words) > 1 else None) if words else None
     return None

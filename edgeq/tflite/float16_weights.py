@@ -13,8 +13,10 @@ import numpy as np
 
 def has_float16_weights(model) -> bool:
     """`model`: a parsed TfliteModel."""
-    return any(op.type == "DEQUANTIZE" and model.tensors[op.inputs[0]].dtype == "float16"
-               and model.tensors[op.inputs[0]].is_constant for op in model.operators)
+    return any(
+        op.type == "DEQUANTIZE" and model.tensors[op.inputs[0]].dtype == "float16" and model.tensors[op.inputs[0]].is_constant
+        for op in model.operators
+    )
 
 
 def fold_float16_weights(data: bytes) -> bytes:
@@ -42,7 +44,11 @@ def fold_constant_ops(data: bytes, builtin: int, fold) -> bytes:
         for op in graph.operators:
             source = graph.tensors[op.inputs[0]] if op.opcodeIndex in matching else None
             buffer = root.buffers[source.buffer] if source is not None else None
-            folded = fold(source, bytes(bytearray(buffer.data))) if buffer is not None and buffer.data is not None and len(buffer.data) else None
+            folded = (
+                fold(source, bytes(bytearray(buffer.data)))
+                if buffer is not None and buffer.data is not None and len(buffer.data)
+                else None
+            )
             if folded is None:
                 kept.append(op)
                 continue

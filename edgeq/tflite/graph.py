@@ -76,7 +76,9 @@ class LayerGraph:
     heads: tuple[Layer | None, ...]
 
     @classmethod
-    def of(cls, model: TfliteModel, exclude: frozenset[str] = frozenset(), exclude_ops: frozenset[str] = frozenset()) -> LayerGraph:
+    def of(
+        cls, model: TfliteModel, exclude: frozenset[str] = frozenset(), exclude_ops: frozenset[str] = frozenset()
+    ) -> LayerGraph:
         """The candidates of `layers(model, exclude, exclude_ops)` and the layer computing each output."""
         found = layers(model, exclude, exclude_ops)
         by_op = {layer.op: layer for layer in found}

@@ -27,8 +27,8 @@ from flatbuffers import encode, packer
 from flatbuffers import number_types as N
 from flatbuffers.table import Table
 
-from edgeq.data.samples import Preprocessing
 from edgeq.core.errors import DataError, ModelError, UsageError
+from edgeq.data.samples import Preprocessing
 from edgeq.tflite.model import TfliteModel
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -39,8 +39,15 @@ IMAGE_PROPERTIES, NORMALIZATION, TENSOR_AXIS_LABELS = 2, 1, 2  # ContentProperti
 
 # table -> field -> vtable slot, from metadata_schema.fbs
 SLOTS = {
-    "ModelMetadata": {"name": 0, "description": 1, "version": 2, "subgraph_metadata": 3, "author": 4, "license": 5,
-                      "min_parser_version": 7},
+    "ModelMetadata": {
+        "name": 0,
+        "description": 1,
+        "version": 2,
+        "subgraph_metadata": 3,
+        "author": 4,
+        "license": 5,
+        "min_parser_version": 7,
+    },
     "SubGraphMetadata": {"name": 0, "input_tensor_metadata": 2, "output_tensor_metadata": 3},
     "TensorMetadata": {"name": 0, "description": 1, "content": 3, "process_units": 4, "stats": 5, "associated_files": 6},
     "Content": {"content_properties_type": 0, "content_properties": 1},
@@ -95,6 +102,7 @@ class ModelMetadata:
 
 # -- writing ------------------------------------------------------------------------------------
 
+
 class _Writer:
     def __init__(self) -> None:
         self.b = flatbuffers.Builder(1024)
@@ -141,25 +149,54 @@ class _Writer:
             norm = self.table("NormalizationOptions", {"mean": ("o", self.floats(t.mean)), "std": ("o", self.floats(t.std))})
             units = self.offsets([self.table("ProcessUnit", {"options_type": ("u8", NORMALIZATION), "options": ("o", norm)})])
         stats = self.table("Stats", {"max": ("o", self.floats(t.max)), "min": ("o", self.floats(t.min))}) if t.max else None
-        return self.table("TensorMetadata", {"name": ("s", t.name), "description": ("s", t.description), "content": ("o", content),
-                                             "process_units": ("o", units), "stats": ("o", stats)})
+        return self.table(
+            "TensorMetadata",
+            {
+                "name": ("s", t.name),
+                "description": ("s", t.description),
+                "content": ("o", content),
+                "process_units": ("o", units),
+                "stats": ("o", stats),
+            },
+        )
 
     def output(self, t: Output) -> int:
         files = None
         if t.labels_file:
-            files = self.offsets([self.table("AssociatedFile", {"name": ("s", t.labels_file), "type": ("i8", TENSOR_AXIS_LABELS),
-                                                                "description": ("s", "Labels for the categories the model can recognize.")})])
-        return self.table("TensorMetadata", {"name": ("s", t.name), "description": ("s", t.description),
-                                             "associated_files": ("o", files)})
+            files = self.offsets(
+                [
+                    self.table(
+                        "AssociatedFile",
+                        {
+                            "name": ("s", t.labels_file),
+                            "type": ("i8", TENSOR_AXIS_LABELS),
+                            "description": ("s", "Labels for the categories the model can recognize."),
+                        },
+                    )
+                ]
+            )
+        return self.table(
+            "TensorMetadata", {"name": ("s", t.name), "description": ("s", t.description), "associated_files": ("o", files)}
+        )
 
     def model(self, m: ModelMetadata) -> bytes:
         inputs = self.offsets([self.image_input(t) for t in m.inputs])
         outputs = self.offsets([self.output(t) for t in m.outputs])
-        subgraph = self.table("SubGraphMetadata", {"input_tensor_metadata": ("o", inputs), "output_tensor_metadata": ("o", outputs)})
-        root = self.table("ModelMetadata", {
-            "name": ("s", m.name), "description": ("s", m.description), "version": ("s", m.version),
-            "subgraph_metadata": ("o", self.offsets([subgraph])), "author": ("s", m.author), "license": ("s", m.license),
-            "min_parser_version": ("s", MIN_PARSER_VERSION)})
+        subgraph = self.table(
+            "SubGraphMetadata", {"input_tensor_metadata": ("o", inputs), "output_tensor_metadata": ("o", outputs)}
+        )
+        root = self.table(
+            "ModelMetadata",
+            {
+                "name": ("s", m.name),
+                "description": ("s", m.description),
+                "version": ("s", m.version),
+                "subgraph_metadata": ("o", self.offsets([subgraph])),
+                "author": ("s", m.author),
+                "license": ("s", m.license),
+                "min_parser_version": ("s", MIN_PARSER_VERSION),
+            },
+        )
         self.b.Finish(root, file_identifier=IDENTIFIER)
         return bytes(self.b.Output())
 
@@ -188,6 +225,7 @@ def with_metadata(model: bytes, metadata: ModelMetadata) -> bytes:
 
 
 # -- reading ------------------------------------------------------------------------------------
+
 
 class _Table:
     """Read access to one table of the metadata flatbuffer, by the field names of SLOTS."""
@@ -236,12 +274,15 @@ def read_metadata(model: bytes) -> ModelMetadata | None:
             entry = root.Metadata(i)
             if (entry.Name() or b"").decode("utf-8", "replace") == METADATA_NAME:
                 if not 0 <= entry.Buffer() < root.BuffersLength():
-                    raise ModelError(f"the model's {METADATA_NAME} entry refers to buffer {entry.Buffer()}, but the model has "
-                                     f"{root.BuffersLength()} buffers; re-export or re-download it")
+                    raise ModelError(
+                        f"the model's {METADATA_NAME} entry refers to buffer {entry.Buffer()}, but the model has "
+                        f"{root.BuffersLength()} buffers; re-export or re-download it"
+                    )
                 found = root.Buffers(entry.Buffer()).DataAsNumpy()
     except (struct.error, IndexError, ValueError, TypeError):  # offsets that point outside the file
-        raise ModelError("corrupt or truncated TFLite flatbuffer (its metadata list points outside the file); "
-                         "re-export or re-download it") from None
+        raise ModelError(
+            "corrupt or truncated TFLite flatbuffer (its metadata list points outside the file); re-export or re-download it"
+        ) from None
     if found is None or isinstance(found, int):
         return None
     data = bytes(found)
@@ -253,9 +294,16 @@ def read_metadata(model: bytes) -> ModelMetadata | None:
         sub = subgraphs[0] if subgraphs else None
         inputs = tuple(_input(t) for t in (sub.tables("SubGraphMetadata", "input_tensor_metadata") if sub else []))
         outputs = tuple(_output(t) for t in (sub.tables("SubGraphMetadata", "output_tensor_metadata") if sub else []))
-        meta = ModelMetadata(top.string("ModelMetadata", "name"), top.string("ModelMetadata", "description"),
-                             top.string("ModelMetadata", "version"), top.string("ModelMetadata", "author"),
-                             top.string("ModelMetadata", "license"), inputs, outputs, _associated_files(model))
+        meta = ModelMetadata(
+            top.string("ModelMetadata", "name"),
+            top.string("ModelMetadata", "description"),
+            top.string("ModelMetadata", "version"),
+            top.string("ModelMetadata", "author"),
+            top.string("ModelMetadata", "license"),
+            inputs,
+            outputs,
+            _associated_files(model),
+        )
     except (IndexError, ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"the model's metadata is malformed ({exc})") from None
     return meta
@@ -263,8 +311,11 @@ def read_metadata(model: bytes) -> ModelMetadata | None:
 
 def _input(t: _Table) -> ImageInput:
     content = t.table("TensorMetadata", "content")
-    props = content.table("Content", "content_properties") if content and content.int(
-        "Content", "content_properties_type", N.Uint8Flags) == IMAGE_PROPERTIES else None
+    props = (
+        content.table("Content", "content_properties")
+        if content and content.int("Content", "content_properties_type", N.Uint8Flags) == IMAGE_PROPERTIES
+        else None
+    )
     color = {v: k for k, v in COLOR.items()}.get(props.int("ImageProperties", "color_space", N.Int8Flags)) if props else None
     size = props.table("ImageProperties", "default_size") if props else None
     mean = std = ()
@@ -273,15 +324,28 @@ def _input(t: _Table) -> ImageInput:
             norm = unit.table("ProcessUnit", "options")
             mean, std = norm.floats("NormalizationOptions", "mean"), norm.floats("NormalizationOptions", "std")
     stats = t.table("TensorMetadata", "stats")
-    return ImageInput(t.string("TensorMetadata", "name"), t.string("TensorMetadata", "description"), color,
-                      size.int("ImageSize", "width", N.Uint32Flags) if size else None,
-                      size.int("ImageSize", "height", N.Uint32Flags) if size else None, mean, std,
-                      stats.floats("Stats", "min") if stats else (), stats.floats("Stats", "max") if stats else ())
+    return ImageInput(
+        t.string("TensorMetadata", "name"),
+        t.string("TensorMetadata", "description"),
+        color,
+        size.int("ImageSize", "width", N.Uint32Flags) if size else None,
+        size.int("ImageSize", "height", N.Uint32Flags) if size else None,
+        mean,
+        std,
+        stats.floats("Stats", "min") if stats else (),
+        stats.floats("Stats", "max") if stats else (),
+    )
 
 
 def _output(t: _Table) -> Output:
-    labels = next((f.string("AssociatedFile", "name") for f in t.tables("TensorMetadata", "associated_files")
-                   if f.int("AssociatedFile", "type", N.Int8Flags) == TENSOR_AXIS_LABELS), None)
+    labels = next(
+        (
+            f.string("AssociatedFile", "name")
+            for f in t.tables("TensorMetadata", "associated_files")
+            if f.int("AssociatedFile", "type", N.Int8Flags) == TENSOR_AXIS_LABELS
+        ),
+        None,
+    )
     return Output(t.string("TensorMetadata", "name"), t.string("TensorMetadata", "description"), labels)
 
 
@@ -291,7 +355,16 @@ def _associated_files(model: bytes) -> dict[str, bytes]:
     try:
         with zipfile.ZipFile(io.BytesIO(model)) as archive:
             return {info.filename: archive.read(info) for info in archive.infolist() if info.file_size <= 1 << 26}
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, ValueError, EOFError, OSError, zlib.error):
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        EOFError,
+        OSError,
+        zlib.error,
+    ):
         return {}
 
 
@@ -314,8 +387,10 @@ class Description:
 
     def __post_init__(self) -> None:
         if self.kind == "object-detector":
-            raise UsageError("--metadata object-detector: not written by edgeq yet (MediaPipe's detector needs the metadata of "
-                             "the SSD post-processing outputs: locations, categories, scores, count); use image-classifier or generic")
+            raise UsageError(
+                "--metadata object-detector: not written by edgeq yet (MediaPipe's detector needs the metadata of "
+                "the SSD post-processing outputs: locations, categories, scores, count); use image-classifier or generic"
+            )
         if self.kind not in KINDS:
             raise UsageError(f"--metadata {self.kind!r}: use {' or '.join(KINDS)}")
 
@@ -342,8 +417,10 @@ def metadata_for(model: TfliteModel, preprocessing: Preprocessing, about: Descri
     if about.labels:
         classes = outputs[0].shape[-1] if outputs[0].shape else 0
         if len(about.labels) != classes:
-            raise UsageError(f"--labels has {len(about.labels)} labels but the model's output '{keys.get(model.outputs[0], outputs[0].name)}' "
-                             f"has {classes} classes; give one label per class, in the output's order")
+            raise UsageError(
+                f"--labels has {len(about.labels)} labels but the model's output '{keys.get(model.outputs[0], outputs[0].name)}' "
+                f"has {classes} classes; give one label per class, in the output's order"
+            )
     described = []
     for index, tensor in zip(model.inputs, inputs):
         name = keys.get(index, tensor.name)
@@ -353,13 +430,38 @@ def metadata_for(model: TfliteModel, preprocessing: Preprocessing, about: Descri
             continue
         scaling = preprocessing.per_channel(tensor.shape[-1])
         mean, std, low, high = scaling.mean, scaling.std, scaling.low, scaling.high
-        described.append(ImageInput(name, "Input image to be classified.", preprocessing.color or ("rgb" if tensor.shape[-1] == 3 else "gray"),
-                                    tensor.shape[2], tensor.shape[1], mean, std, low, high))
+        described.append(
+            ImageInput(
+                name,
+                "Input image to be classified.",
+                preprocessing.color or ("rgb" if tensor.shape[-1] == 3 else "gray"),
+                tensor.shape[2],
+                tensor.shape[1],
+                mean,
+                std,
+                low,
+                high,
+            )
+        )
     files = {"labels.txt": ("\n".join(about.labels) + "\n").encode()} if about.labels else {}
-    outs = [Output(keys.get(i, t.name), "Probabilities of the labels respectively." if n == 0 and about.labels else "",
-                   "labels.txt" if n == 0 and about.labels else None) for n, (i, t) in enumerate(zip(model.outputs, outputs))]
-    return ModelMetadata(about.name or "edgeq model", about.description, about.version, about.author, about.license,
-                         tuple(described), tuple(outs), files)
+    outs = [
+        Output(
+            keys.get(i, t.name),
+            "Probabilities of the labels respectively." if n == 0 and about.labels else "",
+            "labels.txt" if n == 0 and about.labels else None,
+        )
+        for n, (i, t) in enumerate(zip(model.outputs, outputs))
+    ]
+    return ModelMetadata(
+        about.name or "edgeq model",
+        about.description,
+        about.version,
+        about.author,
+        about.license,
+        tuple(described),
+        tuple(outs),
+        files,
+    )
 
 
 def stated_normalization(metadata: ModelMetadata | None) -> Preprocessing | None:
@@ -371,5 +473,7 @@ def stated_normalization(metadata: ModelMetadata | None) -> Preprocessing | None
 
 
 def _not_an_image(name: str, shape: tuple[int, ...]) -> ImageInput:
-    raise UsageError(f"--metadata image-classifier: input '{name}' has shape {list(shape)}, not an image [1, H, W, 1|3]; "
-                     "use --metadata generic")
+    raise UsageError(
+        f"--metadata image-classifier: input '{name}' has shape {list(shape)}, not an image [1, H, W, 1|3]; "
+        "use --metadata generic"
+    )

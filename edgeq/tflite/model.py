@@ -37,9 +37,13 @@ class Quantization:
     def matches(self, other: Quantization | None, rtol: float = 1e-5) -> bool:
         """The same zero-points and axis, scales within `rtol` (ranges measured on other kernels
         differ in the last float bits; see edgeq.conversion.calibration.observed)."""
-        return (other is not None and self.zero_points == other.zero_points and self.axis == other.axis
-                and len(self.scales) == len(other.scales)
-                and all(abs(a - b) <= rtol * max(abs(a), abs(b)) for a, b in zip(self.scales, other.scales)))
+        return (
+            other is not None
+            and self.zero_points == other.zero_points
+            and self.axis == other.axis
+            and len(self.scales) == len(other.scales)
+            and all(abs(a - b) <= rtol * max(abs(a), abs(b)) for a, b in zip(self.scales, other.scales))
+        )
 
 
 @dataclass(frozen=True)
@@ -146,9 +150,14 @@ class TfliteModel:
 
 def same_quantization(a: TfliteModel, b: TfliteModel, rtol: float = 1e-5) -> bool:
     """The same ops, and every tensor's scales (within `rtol`) and zero-points."""
-    return ([op.type for op in a.operators] == [op.type for op in b.operators] and len(a.tensors) == len(b.tensors)
-            and all(x.quantization == y.quantization or (x.quantization is not None and x.quantization.matches(y.quantization, rtol))
-                    for x, y in zip(a.tensors, b.tensors)))
+    return (
+        [op.type for op in a.operators] == [op.type for op in b.operators]
+        and len(a.tensors) == len(b.tensors)
+        and all(
+            x.quantization == y.quantization or (x.quantization is not None and x.quantization.matches(y.quantization, rtol))
+            for x, y in zip(a.tensors, b.tensors)
+        )
+    )
 
 
 @cache
@@ -175,8 +184,23 @@ def read_tflite(path: str | Path) -> TfliteModel:
 MAX_DIM = 1 << 24  # no real tensor has a dimension this large; a corrupt file easily does
 MAX_ELEMENTS = 1 << 34
 MAX_RANK = 16  # LiteRT's kernels take 8 at most (its RuntimeShape inlines 6)
-ITEM_BYTES = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 2, "int32": 4, "uint32": 4, "int64": 8, "uint64": 8,
-              "int16": 2, "uint16": 2, "int8": 1, "uint8": 1, "bool": 1, "complex64": 8, "complex128": 16}
+ITEM_BYTES = {
+    "float32": 4,
+    "float16": 2,
+    "float64": 8,
+    "bfloat16": 2,
+    "int32": 4,
+    "uint32": 4,
+    "int64": 8,
+    "uint64": 8,
+    "int16": 2,
+    "uint16": 2,
+    "int8": 1,
+    "uint8": 1,
+    "bool": 1,
+    "complex64": 8,
+    "complex128": 16,
+}
 ZERO_POINT_RANGE = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "int4": (-8, 7)}
 
 
@@ -243,8 +267,10 @@ def _check_tensor(t: Tensor, stored: int, sparse: bool) -> None:
     for d in t.shape:
         elements *= d
     if stored and not sparse and t.dtype in ITEM_BYTES and stored != elements * ITEM_BYTES[t.dtype]:
-        raise _Invalid(f"tensor {t.index} ({t.dtype} {list(t.shape)}) needs {elements * ITEM_BYTES[t.dtype]} bytes, "
-                       f"but its buffer holds {stored}")
+        raise _Invalid(
+            f"tensor {t.index} ({t.dtype} {list(t.shape)}) needs {elements * ITEM_BYTES[t.dtype]} bytes, "
+            f"but its buffer holds {stored}"
+        )
     q = t.quantization
     if q is None:
         return
@@ -256,8 +282,9 @@ def _check_tensor(t: Tensor, stored: int, sparse: bool) -> None:
     if not all(low <= z <= high for z in q.zero_points):
         raise _Invalid(f"tensor {t.index} has a zero-point outside {t.dtype}'s range {low}..{high}")
     if q.axis < 0 or (q.per_channel and not (q.axis < len(t.shape) and t.shape[q.axis] == len(q.scales))):
-        raise _Invalid(f"tensor {t.index} has {len(q.scales)} per-channel scales along dimension {q.axis} "
-                       f"of its shape {list(t.shape)}")
+        raise _Invalid(
+            f"tensor {t.index} has {len(q.scales)} per-channel scales along dimension {q.axis} of its shape {list(t.shape)}"
+        )
 
 
 def _check_acyclic(model: TfliteModel) -> None:
@@ -295,12 +322,16 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
     for b in range(model.BuffersLength()):
         buf = model.Buffers(b)
         if buf.Offset() > 1 and buf.Offset() + buf.Size() > len(data):
-            raise _Invalid(f"buffer {b} lies at bytes {buf.Offset()}..{buf.Offset() + buf.Size()}, past the file's end ({len(data)})")
+            raise _Invalid(
+                f"buffer {b} lies at bytes {buf.Offset()}..{buf.Offset() + buf.Size()}, past the file's end ({len(data)})"
+            )
         buffer_bytes.append(buf.Size() if buf.Offset() > 1 else buf.DataLength())
     for m in range(model.MetadataLength()):
         if not 0 <= model.Metadata(m).Buffer() < model.BuffersLength():
-            raise _Invalid(f"metadata entry {m} refers to buffer {model.Metadata(m).Buffer()}, but the model has "
-                           f"{model.BuffersLength()} buffers")
+            raise _Invalid(
+                f"metadata entry {m} refers to buffer {model.Metadata(m).Buffer()}, but the model has "
+                f"{model.BuffersLength()} buffers"
+            )
 
     tensors = [_tensor(graph.Tensors(i), i, buffer_bytes, type_names) for i in range(graph.TensorsLength())]
 
@@ -308,7 +339,9 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         if not 0 <= op.OpcodeIndex() < model.OperatorCodesLength():
-            raise _Invalid(f"operator {i} has opcode index {op.OpcodeIndex()}, but the model has {model.OperatorCodesLength()} opcodes")
+            raise _Invalid(
+                f"operator {i} has opcode index {op.OpcodeIndex()}, but the model has {model.OperatorCodesLength()} opcodes"
+            )
         code = model.OperatorCodes(op.OpcodeIndex())
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
         name = op_names.get(builtin, f"OP{builtin}")
@@ -336,9 +369,12 @@ def _parse(path: Path, data: bytes) -> TfliteModel:
         subgraph_count=model.SubgraphsLength(),
         data=data,
         signatures=signatures,
-        signature_tensors={(sig.subgraph, i): _tensor(model.Subgraphs(sig.subgraph).Tensors(i), i, buffer_bytes, type_names)
-                           for sig in signatures for _, i in sig.inputs + sig.outputs
-                           if 0 <= sig.subgraph < model.SubgraphsLength() and 0 <= i < model.Subgraphs(sig.subgraph).TensorsLength()},
+        signature_tensors={
+            (sig.subgraph, i): _tensor(model.Subgraphs(sig.subgraph).Tensors(i), i, buffer_bytes, type_names)
+            for sig in signatures
+            for _, i in sig.inputs + sig.outputs
+            if 0 <= sig.subgraph < model.SubgraphsLength() and 0 <= i < model.Subgraphs(sig.subgraph).TensorsLength()
+        },
     )
 
 
@@ -376,8 +412,14 @@ def _signatures(model) -> tuple[Signature, ...]:
     for s in range(model.SignatureDefsLength()):
         sig = model.SignatureDefs(s)
         maps = lambda n, get: tuple((_text(get(i).Name(), "a signature key"), int(get(i).TensorIndex())) for i in range(n))  # noqa: E731
-        found.append(Signature(_text(sig.SignatureKey(), "a signature's name"), int(sig.SubgraphIndex()),
-                               maps(sig.InputsLength(), sig.Inputs), maps(sig.OutputsLength(), sig.Outputs)))
+        found.append(
+            Signature(
+                _text(sig.SignatureKey(), "a signature's name"),
+                int(sig.SubgraphIndex()),
+                maps(sig.InputsLength(), sig.Inputs),
+                maps(sig.OutputsLength(), sig.Outputs),
+            )
+        )
     return tuple(found)
 
 

@@ -12,7 +12,7 @@ equal in float before using it (edgeq.conversion.search.latency)."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -129,16 +129,39 @@ def hard_swish_decomposed(data: bytes) -> bytes | None:
         ranges = _decomposed_ranges(_range(x))
         three = _tensor(root, graph, f"{base}/hard_swish/3", x, None, None, 3.0)
         sixth = _tensor(root, graph, f"{base}/hard_swish/1_6", x, None, None, 1.0 / 6.0)
-        shifted, clipped, product = (_tensor(root, graph, f"{base}/hard_swish/{part}", x, *bounds)
-                                     for part, bounds in zip(("add3", "relu6", "mul"), ranges))
+        shifted, clipped, product = (
+            _tensor(root, graph, f"{base}/hard_swish/{part}", x, *bounds)
+            for part, bounds in zip(("add3", "relu6", "mul"), ranges)
+        )
         relu6 = schema.OperatorT()
         relu6.opcodeIndex, relu6.inputs, relu6.outputs = _opcode(root, schema.BuiltinOperator.RELU6), [shifted], [clipped]
-        operators += [_binary(root, schema.BuiltinOperator.ADD, schema.BuiltinOptions.AddOptions, schema.AddOptionsT,
-                              [op.inputs[0], three], shifted), relu6,
-                      _binary(root, schema.BuiltinOperator.MUL, schema.BuiltinOptions.MulOptions, schema.MulOptionsT,
-                              [op.inputs[0], clipped], product),
-                      _binary(root, schema.BuiltinOperator.MUL, schema.BuiltinOptions.MulOptions, schema.MulOptionsT,
-                              [product, sixth], op.outputs[0])]
+        operators += [
+            _binary(
+                root,
+                schema.BuiltinOperator.ADD,
+                schema.BuiltinOptions.AddOptions,
+                schema.AddOptionsT,
+                [op.inputs[0], three],
+                shifted,
+            ),
+            relu6,
+            _binary(
+                root,
+                schema.BuiltinOperator.MUL,
+                schema.BuiltinOptions.MulOptions,
+                schema.MulOptionsT,
+                [op.inputs[0], clipped],
+                product,
+            ),
+            _binary(
+                root,
+                schema.BuiltinOperator.MUL,
+                schema.BuiltinOptions.MulOptions,
+                schema.MulOptionsT,
+                [product, sixth],
+                op.outputs[0],
+            ),
+        ]
         changed = True
     graph.operators = operators
     return _packed(root) if changed else None

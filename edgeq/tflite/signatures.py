@@ -42,8 +42,9 @@ def with_signatures(model: bytes, specs: list[SignatureSpec]) -> bytes:
         for candidate in (tensor, _plain(tensor)):
             if candidate in by_name:
                 return by_name[candidate]
-        raise ConversionError(f"cannot restore signature key '{key}': no graph input or output named {tensor!r} "
-                              f"(the model has {sorted(by_name)})")
+        raise ConversionError(
+            f"cannot restore signature key '{key}': no graph input or output named {tensor!r} (the model has {sorted(by_name)})"
+        )
 
     root.signatureDefs = []
     for spec in specs:

@@ -14,7 +14,7 @@ STABLEHLO_FLAG = "keep_stablehlo_constant"
 # converts where one is known
 STABLEHLO_REWRITES = {
     "STABLEHLO_REDUCE_WINDOW": "an average or max pool over one axis, e.g. PyTorch's nn.AdaptiveAvgPool2d((None, 1)): "
-                               "x.mean(-1) (or x.amax(-1)) is equal and exports to MEAN (REDUCE_MAX), which quantize",
+    "x.mean(-1) (or x.amax(-1)) is equal and exports to MEAN (REDUCE_MAX), which quantize",
     "STABLEHLO_COMPOSITE": "a composite the exporter did not lower; export the module with its decomposition",
 }
 

@@ -58,8 +58,9 @@ class SignatureInfo:
     @classmethod
     def of(cls, model: TfliteModel) -> list[SignatureInfo]:
         def ports(sig, pairs) -> tuple[Port, ...]:
-            return tuple(Port(**asdict(TensorInfo.of(model.signature_tensors[(sig.subgraph, i)])), key=key, index=i)
-                         for key, i in pairs)
+            return tuple(
+                Port(**asdict(TensorInfo.of(model.signature_tensors[(sig.subgraph, i)])), key=key, index=i) for key, i in pairs
+            )
 
         return [cls(s.key, s.subgraph, ports(s, s.inputs), ports(s, s.outputs)) for s in model.signatures]
 
@@ -131,11 +132,16 @@ class ModelSummary:
 
 
 def float_ops(model: TfliteModel) -> list[FloatOp]:
-    return [FloatOp(op.index, op.type, tuple(model.tensors[i].name for i in op.outputs if i >= 0))
-            for op in model.operators if model.op_precision(op) == "float"]
+    return [
+        FloatOp(op.index, op.type, tuple(model.tensors[i].name for i in op.outputs if i >= 0))
+        for op in model.operators
+        if model.op_precision(op) == "float"
+    ]
 
 
-def summarize(model: TfliteModel, float_bytes: int | None = None, float_from: str = "", notes: tuple[str, ...] = ()) -> ModelSummary:
+def summarize(
+    model: TfliteModel, float_bytes: int | None = None, float_from: str = "", notes: tuple[str, ...] = ()
+) -> ModelSummary:
     """`float_bytes`: the float model's size where a manifest records it (`float_from` names it);
     else it is estimated. `notes`: what the caller knows about the file (a stale manifest)."""
     census: dict[str, Counter] = {}
@@ -148,10 +154,17 @@ def summarize(model: TfliteModel, float_bytes: int | None = None, float_from: st
 
     io = set(model.inputs) | set(model.outputs)
     constants = [t for t in model.tensors if t.is_constant]
-    quantized = [t for t in constants if not (t.is_float and len(t.shape) >= 1) and t.quantization is not None
-                 and t.dtype in ("int8", "uint8", "int4")]
-    weights = Weights(sum(t.quantization.per_channel for t in quantized), sum(not t.quantization.per_channel for t in quantized),
-                      sum(t.is_float and len(t.shape) >= 1 for t in constants), sum(t.constant_bytes for t in constants))
+    quantized = [
+        t
+        for t in constants
+        if not (t.is_float and len(t.shape) >= 1) and t.quantization is not None and t.dtype in ("int8", "uint8", "int4")
+    ]
+    weights = Weights(
+        sum(t.quantization.per_channel for t in quantized),
+        sum(not t.quantization.per_channel for t in quantized),
+        sum(t.is_float and len(t.shape) >= 1 for t in constants),
+        sum(t.constant_bytes for t in constants),
+    )
 
     op_census = {k: OpCount(**v) for k, v in sorted(census.items())}
     if not float_bytes:

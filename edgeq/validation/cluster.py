@@ -38,8 +38,16 @@ def _runner(model: bytes, delegate: str, threads: int) -> LiteRTRunner:
     return _RUNNERS[key]
 
 
-def run_shard(int8_model: bytes, float_model: bytes, delegate: str, threads: int, feeds: list[list[np.ndarray]],
-              to_reference: list[int], output_order: list[int], shapes: list[tuple[int, ...]]) -> tuple[str, list[tuple[list, list, list]]]:
+def run_shard(
+    int8_model: bytes,
+    float_model: bytes,
+    delegate: str,
+    threads: int,
+    feeds: list[list[np.ndarray]],
+    to_reference: list[int],
+    output_order: list[int],
+    shapes: list[tuple[int, ...]],
+) -> tuple[str, list[tuple[list, list, list]]]:
     """On a worker: the node it ran on, then the INT8 model's feeds and raw outputs and the float
     outputs of each sample."""
     quantized, floating = _runner(int8_model, delegate, threads), _runner(float_model, delegate, threads)
@@ -52,8 +60,15 @@ def run_shard(int8_model: bytes, float_model: bytes, delegate: str, threads: int
     return node_id(), done
 
 
-def paired_runs_on(address: str, samples: Iterable[list[np.ndarray]], int8: LiteRTRunner, reference: LiteRTRunner,
-                   to_reference: list[int], output_order: list[int], total: int) -> Iterator[Run]:
+def paired_runs_on(
+    address: str,
+    samples: Iterable[list[np.ndarray]],
+    int8: LiteRTRunner,
+    reference: LiteRTRunner,
+    to_reference: list[int],
+    output_order: list[int],
+    total: int,
+) -> Iterator[Run]:
     """`streaming.paired_runs`, the invokes spread over the cluster in shards, results in sample order."""
     ray = connect(address)
     task = ray.remote(num_cpus=1)(run_shard)
@@ -70,8 +85,12 @@ def paired_runs_on(address: str, samples: Iterable[list[np.ndarray]], int8: Lite
         shard = [s for _, s in zip(range(SHARD), iterator)]
         if shard:
             placed = task.options(scheduling_strategy=places[submitted % len(places)])
-            pending.append((shard, placed.remote(int8_ref, float_ref, int8.delegate, int8.threads, shard, to_reference,
-                                                 output_order, shapes)))
+            pending.append(
+                (
+                    shard,
+                    placed.remote(int8_ref, float_ref, int8.delegate, int8.threads, shard, to_reference, output_order, shapes),
+                )
+            )
             submitted += 1
         return bool(shard)
 
@@ -88,5 +107,10 @@ def paired_runs_on(address: str, samples: Iterable[list[np.ndarray]], int8: Lite
             done += 1
             report("comparing with float (Ray cluster)", done, total)
             yield feeds, model_feeds, raw, want
-    log.info("Ray cluster: %d shard(s) of up to %d samples on %d node(s): %s", sum(nodes.values()), SHARD, len(nodes),
-             ", ".join(f"{node[:8]} {count}" for node, count in sorted(nodes.items())))
+    log.info(
+        "Ray cluster: %d shard(s) of up to %d samples on %d node(s): %s",
+        sum(nodes.values()),
+        SHARD,
+        len(nodes),
+        ", ".join(f"{node[:8]} {count}" for node, count in sorted(nodes.items())),
+    )

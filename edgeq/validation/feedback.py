@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeq.scoring.metrics import sqnr_db
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.sequences import fed_back, feedback_pairs
+from edgeq.scoring.metrics import sqnr_db
 
 DRIFT_POINTS = 16  # the drift series: SQNR against step index, at most this many points
 
@@ -42,11 +42,18 @@ class Streaming:
     sequences: int
     steps: int
     outputs: tuple[StreamedOutput, ...]
-    note: str = ("per step, each model fed its own state; the per-window figures above fed the data's state to both")
+    note: str = "per step, each model fed its own state; the per-window figures above fed the data's state to both"
 
 
-def streamed(int8: LiteRTRunner, reference: LiteRTRunner, samples: list[list[np.ndarray]], starts: set[int],
-             feedback: dict[str, str], to_reference: list[int], output_order: list[int]) -> Streaming:
+def streamed(
+    int8: LiteRTRunner,
+    reference: LiteRTRunner,
+    samples: list[list[np.ndarray]],
+    starts: set[int],
+    feedback: dict[str, str],
+    to_reference: list[int],
+    output_order: list[int],
+) -> Streaming:
     """Run `samples` (INT8 input order, data order) as sequences with `feedback`; score every output per step."""
     outs = [p.label for p in int8.output_ports]
     pairs = feedback_pairs(outs, [p.label for p in int8.input_ports], feedback)
@@ -81,8 +88,10 @@ def streamed(int8: LiteRTRunner, reference: LiteRTRunner, samples: list[list[np.
         step += 1
     if samples:
         _add_end(ends, last_pair)
-    outputs = tuple(StreamedOutput(outs[m], _db(*whole[m]), _db(*ends[m]), _db(*signal[m][0][:2]) if signal[m] else None,
-                                   _drift(signal[m])) for m in range(len(outs)))
+    outputs = tuple(
+        StreamedOutput(outs[m], _db(*whole[m]), _db(*ends[m]), _db(*signal[m][0][:2]) if signal[m] else None, _drift(signal[m]))
+        for m in range(len(outs))
+    )
     return Streaming(dict(feedback), sequences, len(samples), outputs)
 
 

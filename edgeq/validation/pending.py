@@ -16,9 +16,9 @@ import numpy as np
 
 from edgeq.core.errors import DataError
 from edgeq.core.fileio import json_text, parse_json
-from edgeq.scoring.gates import evaluate, passed
-from edgeq.run.devices.profiles import Profile
 from edgeq.core.schema import from_json, to_json
+from edgeq.run.devices.profiles import Profile
+from edgeq.scoring.gates import evaluate, passed
 from edgeq.validation.devices import LocalRun, device_result
 from edgeq.validation.results import DeviceResult, ValidationResult
 
@@ -46,9 +46,16 @@ class Pending:
 
 def save(path: Path, local: LocalRun, top_k: int, profiles: list[Profile]) -> None:
     arrays = {f"{group}_{k}": np.asarray(a) for group in GROUPS for k, a in enumerate(getattr(local, group))}
-    meta = Pending({group: len(getattr(local, group)) for group in GROUPS},
-                   tuple(local.labels) if local.labels is not None else None, tuple(local.roles), local.headline,
-                   local.threshold, {str(k): v for k, v in local.blanks.items()}, top_k, tuple(profiles))
+    meta = Pending(
+        {group: len(getattr(local, group)) for group in GROUPS},
+        tuple(local.labels) if local.labels is not None else None,
+        tuple(local.roles),
+        local.headline,
+        local.threshold,
+        {str(k): v for k, v in local.blanks.items()},
+        top_k,
+        tuple(profiles),
+    )
     with open(path, "wb") as f:
         np.savez(f, meta=np.array(json_text(to_json(meta), indent=None)), **arrays)
 
@@ -62,17 +69,22 @@ def load(path: Path) -> tuple[LocalRun, int, dict[str, Profile]]:
         raise DataError(f"{path}: missing; --resume needs the file --no-wait wrote beside the results") from None
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: not a pending-jobs file of edgeq validate --no-wait ({exc})") from None
-    local = LocalRun(*(groups[g] for g in GROUPS),
-                     list(meta.labels) if meta.labels is not None else None, list(meta.roles), meta.headline, meta.threshold,
-                     {int(k): v for k, v in meta.blanks.items()})
+    local = LocalRun(
+        *(groups[g] for g in GROUPS),
+        list(meta.labels) if meta.labels is not None else None,
+        list(meta.roles),
+        meta.headline,
+        meta.threshold,
+        {int(k): v for k, v in meta.blanks.items()},
+    )
     return local, meta.top_k, {p.name: p for p in meta.profiles}
 
 
 def resume(results_path: Path) -> ValidationResult:
     """The results with every finished pending job collected, scored and gated."""
     from edgeq.run.devices.aihub import AiHubRunner
-    from edgeq.run.litert import LiteRTRunner
     from edgeq.run.devices.transports import DeviceError
+    from edgeq.run.litert import LiteRTRunner
 
     results = ValidationResult.read(results_path)
     if not any(d.pending for d in results.devices):
@@ -100,6 +112,13 @@ def resume(results_path: Path) -> ValidationResult:
         gates = evaluate(limits, done.figures)
         devices.append(replace(done, gates=tuple(gates), passed=passed(gates)))
     warnings = tuple(w for w in results.warnings if not w.startswith("pending on ")) + tuple(
-        f"pending on {d.name}: AI Hub jobs {', '.join(d.pending)}; collect them with edgeq validate --resume" for d in devices if d.pending)
-    return replace(results, devices=tuple(devices), warnings=warnings,
-                   passed=passed(list(results.gates)) and all(d.passed is not False for d in devices))
+        f"pending on {d.name}: AI Hub jobs {', '.join(d.pending)}; collect them with edgeq validate --resume"
+        for d in devices
+        if d.pending
+    )
+    return replace(
+        results,
+        devices=tuple(devices),
+        warnings=warnings,
+        passed=passed(list(results.gates)) and all(d.passed is not False for d in devices),
+    )

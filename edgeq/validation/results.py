@@ -15,11 +15,11 @@ from typing import Any
 
 from edgeq.core.errors import DataError
 from edgeq.core.fileio import read_json
-from edgeq.scoring.gates import Figures, GateResult
-from edgeq.scoring.metrics import Accuracy, OutputScore
+from edgeq.core.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgraded_results
 from edgeq.records.manifest import PerLayer, PreprocessingUsed, Search
 from edgeq.run.protocol import AcceleratorUse, Capabilities, Percentiles
-from edgeq.core.schema import SCHEMA_VERSION, check_version, from_json, to_json, upgraded_results
+from edgeq.scoring.gates import Figures, GateResult
+from edgeq.scoring.metrics import Accuracy, OutputScore
 from edgeq.targets.edgetpu_toolchain import CompilerReport
 from edgeq.validation.feedback import Streaming
 
@@ -115,9 +115,17 @@ class Baseline:
             return round(100 * (now / before - 1), 3) if now is not None and before else None
 
         before_top1 = previous.accuracy.int8_top1
-        return cls(path, before_top1, previous.latency.int8_ms.p50, previous.size.int8_bytes,
-                   round(100 * (before_top1 - accuracy.int8_top1), 3) if before_top1 is not None and accuracy.int8_top1 is not None else None,
-                   growth(latency.int8_ms.p50, previous.latency.int8_ms.p50), growth(size.int8_bytes, previous.size.int8_bytes))
+        return cls(
+            path,
+            before_top1,
+            previous.latency.int8_ms.p50,
+            previous.size.int8_bytes,
+            round(100 * (before_top1 - accuracy.int8_top1), 3)
+            if before_top1 is not None and accuracy.int8_top1 is not None
+            else None,
+            growth(latency.int8_ms.p50, previous.latency.int8_ms.p50),
+            growth(size.int8_bytes, previous.size.int8_bytes),
+        )
 
 
 @dataclass(frozen=True)
@@ -214,8 +222,12 @@ class ValidationResult:
         if self.baseline is None:
             return figures
         b = self.baseline
-        return replace(figures, regression_pts=b.regression_pts, latency_regression_pct=b.latency_regression_pct,
-                       size_growth_pct=b.size_growth_pct)
+        return replace(
+            figures,
+            regression_pts=b.regression_pts,
+            latency_regression_pct=b.latency_regression_pct,
+            size_growth_pct=b.size_growth_pct,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return to_json(self)
@@ -255,6 +267,14 @@ class ValidationResult:
 
 def _figures(result: ValidationResult | DeviceResult, scores_outputs: bool, real_latency: bool = True) -> Figures:
     accuracy, latency = result.accuracy, result.latency
-    return Figures(accuracy.top1_drop_pts, accuracy.agreement, result.worst_sqnr_db, latency.int8_ms.p50, latency.speedup,
-                   scores_outputs, worst_slice_sqnr_db=result.worst_slice_sqnr_db,
-                   exact=bool(result.outputs) and all(o.exact for o in result.outputs), real_latency=real_latency)
+    return Figures(
+        accuracy.top1_drop_pts,
+        accuracy.agreement,
+        result.worst_sqnr_db,
+        latency.int8_ms.p50,
+        latency.speedup,
+        scores_outputs,
+        worst_slice_sqnr_db=result.worst_slice_sqnr_db,
+        exact=bool(result.outputs) and all(o.exact for o in result.outputs),
+        real_latency=real_latency,
+    )

@@ -24,8 +24,15 @@ T, I, R = TypeVar("T"), TypeVar("I"), TypeVar("R")
 Run = tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]  # feeds, INT8 feeds, INT8 raw, float
 
 
-def paired_runs(samples: Iterable[list[np.ndarray]], int8: LiteRTRunner, reference: LiteRTRunner, to_reference: list[int],
-                output_order: list[int], jobs: int = 1, int8_raw: list[np.ndarray] | None = None) -> Iterator[Run]:
+def paired_runs(
+    samples: Iterable[list[np.ndarray]],
+    int8: LiteRTRunner,
+    reference: LiteRTRunner,
+    to_reference: list[int],
+    output_order: list[int],
+    jobs: int = 1,
+    int8_raw: list[np.ndarray] | None = None,
+) -> Iterator[Run]:
     """Per sample, in order: its feeds, the INT8 model's (quantized) feeds and raw outputs, and the
     float outputs in the INT8 model's output order and shapes. `jobs` pairs run at once.
     `int8_raw`: the INT8 model's raw outputs stacked per output (from `int8_runs`), not run again."""
@@ -44,6 +51,7 @@ def paired_runs(samples: Iterable[list[np.ndarray]], int8: LiteRTRunner, referen
 def int8_runs(samples: Iterable[list[np.ndarray]], int8: LiteRTRunner, jobs: int, spill: Spill) -> None:
     """The INT8 model's raw outputs on every sample, into `spill` as "int8_first" (what runs while
     the float reference is still being converted)."""
+
     def run(runner: LiteRTRunner, item: tuple[int, list[np.ndarray]]) -> tuple[int, list[np.ndarray]]:
         index, feeds = item
         return index, runner.run_raw(runner.quantize_inputs(feeds))
@@ -92,9 +100,10 @@ class Spill:
 
     def add(self, name: str, index: int, arrays: list[np.ndarray]) -> None:
         if name not in self.columns:
-            self.columns[name] = [np.lib.format.open_memmap(self.folder / f"{name}_{k}.npy", mode="w+", dtype=a.dtype,
-                                                            shape=(self.rows, *a.shape))
-                                  for k, a in enumerate(arrays)]
+            self.columns[name] = [
+                np.lib.format.open_memmap(self.folder / f"{name}_{k}.npy", mode="w+", dtype=a.dtype, shape=(self.rows, *a.shape))
+                for k, a in enumerate(arrays)
+            ]
         for column, array in zip(self.columns[name], arrays):
             column[index] = array
 

@@ -35,4 +35,3 @@ def test_saving_needs_force_to_replace(cnn_keras, digits_calib, tmp_path):
     again = edgeq.convert(cnn_keras, digits_calib, out, samples=16, force=True)
     assert again.manifest.recipe.samples == 16 and again.manifest.output == "m.tflite"
     assert np.frombuffer(out.read_bytes(), np.uint8).size == len(again.model)
-

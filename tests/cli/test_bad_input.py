@@ -22,7 +22,9 @@ def _assert_clean_failure(result, out, *needles):
 
 def test_missing_model(cli, tmp_path, digits_calib):
     out = tmp_path / "m.tflite"
-    _assert_clean_failure(cli("convert", tmp_path / "nope.keras", "--data", digits_calib, "-o", out), out, "nope.keras", "no such model")
+    _assert_clean_failure(
+        cli("convert", tmp_path / "nope.keras", "--data", digits_calib, "-o", out), out, "nope.keras", "no such model"
+    )
 
 
 @pytest.mark.tf  # the conversion child imports TensorFlow before it loads the model
@@ -120,7 +122,9 @@ def test_dynamic_size_needs_input_shape(cli, dynamic_keras, digits_calib, tmp_pa
 
 def test_input_shape_that_does_not_fit(cli, cnn_keras, digits_calib, tmp_path):
     out = tmp_path / "m.tflite"
-    _assert_clean_failure(cli("convert", cnn_keras, "--data", digits_calib, "-o", out, "--input-shape", "1,9,9,1"), out, "does not fit")
+    _assert_clean_failure(
+        cli("convert", cnn_keras, "--data", digits_calib, "-o", out, "--input-shape", "1,9,9,1"), out, "does not fit"
+    )
 
 
 def test_wrong_color_for_model(cli, cnn_keras, digits_calib, tmp_path):
@@ -169,8 +173,22 @@ def test_real_process_prints_one_line_despite_tensorflow_logs(sin_keras, digits_
 
     out = tmp_path / "sin.tflite"
     proc = subprocess.run(
-        [sys.executable, "-m", "edgeq.cli", "convert", str(sin_keras), "--data", str(digits_calib), "-o", str(out), "--samples", "8"],
-        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "edgeq.cli",
+            "convert",
+            str(sin_keras),
+            "--data",
+            str(digits_calib),
+            "-o",
+            str(out),
+            "--samples",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "SIN" in proc.stderr

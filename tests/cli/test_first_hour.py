@@ -11,10 +11,10 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import convert
-from edgeq.data.samples import Preprocessing
+
 from edgeq.core.errors import UsageError
+from edgeq.data.samples import Preprocessing
 
 pytestmark = pytest.mark.tf
 
@@ -28,8 +28,22 @@ def pad_model(cnn_keras, digits_calib, tmp_path_factory):
 
 def _validate(cli, model, reference, data, *flags):
     out = model.output.parent / f"r{abs(hash(flags))}.json"
-    code, _, err = cli("validate", model.output, "--reference", reference, "--data", data, "--runs", "2", "--warmup", "0",
-                       "--json", out, "--force", *flags)
+    code, _, err = cli(
+        "validate",
+        model.output,
+        "--reference",
+        reference,
+        "--data",
+        data,
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+        out,
+        "--force",
+        *flags,
+    )
     assert code == 0, err
     return json.loads(out.read_text())
 
@@ -40,24 +54,43 @@ def test_one_preprocessing_flag_keeps_the_rest_of_the_manifests(pad_model, cnn_k
     one_flag = _validate(cli, pad_model, cnn_keras, val, "--resize", "pad")
     assert one_flag["accuracy"]["agreement"] == plain["accuracy"]["agreement"]
     assert one_flag["outputs"][0]["sqnr_db"] == plain["outputs"][0]["sqnr_db"]
-    assert one_flag["preprocessing"]["origins"]["value_range"] == "manifest" and one_flag["preprocessing"]["origins"]["resize"] == "flag"
+    assert (
+        one_flag["preprocessing"]["origins"]["value_range"] == "manifest"
+        and one_flag["preprocessing"]["origins"]["resize"] == "flag"
+    )
     assert one_flag["preprocessing"]["settings"]["value_range"] == "-1,1"
     other_range = _validate(cli, pad_model, cnn_keras, val, "--range", "0,1")
-    assert other_range["preprocessing"]["origins"]["value_range"] == "flag" and other_range["preprocessing"]["settings"]["value_range"] == "0,1"
-    assert any("calibration data" in w for w in other_range["warnings"]) or \
-        other_range["outputs"][0]["sqnr_db"] != plain["outputs"][0]["sqnr_db"]
+    assert (
+        other_range["preprocessing"]["origins"]["value_range"] == "flag"
+        and other_range["preprocessing"]["settings"]["value_range"] == "0,1"
+    )
+    assert (
+        any("calibration data" in w for w in other_range["warnings"])
+        or other_range["outputs"][0]["sqnr_db"] != plain["outputs"][0]["sqnr_db"]
+    )
 
 
 def test_validate_refuses_several_targets_instead_of_keeping_the_last(cnn_int8, digits_calib, cli):
-    code, _, err = cli("validate", cnn_int8.output, "--reference", cnn_int8.output, "--data", digits_calib,
-                       "--target", "edgetpu", "--target", "xnnpack")
+    code, _, err = cli(
+        "validate",
+        cnn_int8.output,
+        "--reference",
+        cnn_int8.output,
+        "--data",
+        digits_calib,
+        "--target",
+        "edgetpu",
+        "--target",
+        "xnnpack",
+    )
     assert code == 2 and "one --target per run" in err
 
 
 def test_per_channel_lists_of_the_wrong_length_are_refused(cnn_keras, digits_calib, tmp_path):
     with pytest.raises(UsageError, match="--std has 2 values but the model's input has 1 channel"):
-        convert(cnn_keras, tmp_path / "m.tflite", digits_calib, samples=4,
-                preprocessing=Preprocessing(mean=(0.0,), std=(2.0, 3.0)))
+        convert(
+            cnn_keras, tmp_path / "m.tflite", digits_calib, samples=4, preprocessing=Preprocessing(mean=(0.0,), std=(2.0, 3.0))
+        )
 
 
 def test_ignored_data_and_raw_pixel_arrays_are_warned(cnn_keras, digits_calib, tmp_path):
@@ -76,8 +109,14 @@ def test_keep_float_suggests_unique_names_and_counts_what_it_kept(cnn_keras, dig
         convert(cnn_keras, tmp_path / "m.tflite", digits_calib, samples=8, keep_float=("nonexistent",))
     suggested = str(info.value).split("some layer names: ")[1].split(", ")
     assert suggested and not {"Relu", "BiasAdd", "Conv2D"} & set(suggested)
-    result = convert(cnn_keras, tmp_path / "k.tflite", digits_calib, samples=8, mode="int8-fallback",
-                     keep_float=(suggested[0], "FULLY_CONNECTED"))
+    result = convert(
+        cnn_keras,
+        tmp_path / "k.tflite",
+        digits_calib,
+        samples=8,
+        mode="int8-fallback",
+        keep_float=(suggested[0], "FULLY_CONNECTED"),
+    )
     per_name = result.manifest.keep_float.per_name
     assert per_name[suggested[0]] == 1 and per_name["FULLY_CONNECTED"] >= 1
 
@@ -106,8 +145,9 @@ def test_help_shows_defaults_and_plain_flags():
 def _on_a_terminal(args, env_extra):
     master, slave = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "CI"} | {"COLUMNS": "120"} | env_extra
-    proc = subprocess.Popen([sys.executable, "-m", "edgeq.cli", *map(str, args)], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgeq.cli", *map(str, args)], stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -123,7 +163,18 @@ def _on_a_terminal(args, env_extra):
 
 
 def test_progress_bar_on_a_terminal_and_none_in_ci(cnn_keras, digits_calib, tmp_path):
-    args = ["convert", cnn_keras, "--data", digits_calib, "--samples", "64", "--output", tmp_path / "m.tflite", "--force", "--no-cache"]
+    args = [
+        "convert",
+        cnn_keras,
+        "--data",
+        digits_calib,
+        "--samples",
+        "64",
+        "--output",
+        tmp_path / "m.tflite",
+        "--force",
+        "--no-cache",
+    ]
     code, screen = _on_a_terminal(args, {})
     assert code == 0 and "calibrating" in screen and "samples/s" in screen and "64/64" in screen
     code, screen = _on_a_terminal(args, {"CI": "true"})

@@ -17,20 +17,37 @@ pytestmark = pytest.mark.tf
 @pytest.fixture
 def results_file(cnn_int8, digits_calib, tmp_path, cli):
     out = tmp_path / "results.json"
-    code, _, err = cli("validate", cnn_int8.output, "--reference", cnn_int8.output, "--data", digits_calib.parent / "val",
-                       "--runs", "2", "--warmup", "0", "--json", out)
+    code, _, err = cli(
+        "validate",
+        cnn_int8.output,
+        "--reference",
+        cnn_int8.output,
+        "--data",
+        digits_calib.parent / "val",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+        out,
+    )
     assert code == 0, err
     return out
 
 
-@pytest.mark.parametrize("edit, key", [
-    (lambda r: r.__setitem__("size", "x"), "results.json.size: expected an object, got str"),
-    (lambda r: r["gates"].append({"name": "min_sqnr", "description": "d", "limit": "0.5", "value": 1.0, "passed": True}),
-     "results.json.gates[0].limit: expected an integer or a number, got str"),
-    (lambda r: r.__setitem__("outputs", None), "results.json.outputs: expected a list, got NoneType"),
-    (lambda r: r.__setitem__("passed", "false"), "results.json.passed: expected true/false, got str"),
-    (lambda r: r.__setitem__("schema_version", "9.0"), "written by a newer edgeq"),
-])
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda r: r.__setitem__("size", "x"), "results.json.size: expected an object, got str"),
+        (
+            lambda r: r["gates"].append({"name": "min_sqnr", "description": "d", "limit": "0.5", "value": 1.0, "passed": True}),
+            "results.json.gates[0].limit: expected an integer or a number, got str",
+        ),
+        (lambda r: r.__setitem__("outputs", None), "results.json.outputs: expected a list, got NoneType"),
+        (lambda r: r.__setitem__("passed", "false"), "results.json.passed: expected true/false, got str"),
+        (lambda r: r.__setitem__("schema_version", "9.0"), "written by a newer edgeq"),
+    ],
+)
 def test_wrong_types_in_a_results_file_are_one_line_naming_the_key(edit, key, results_file, cli):
     data = json.loads(results_file.read_text())
     edit(data)
@@ -47,20 +64,44 @@ def test_malformed_manifest_search_never_loses_the_run(cnn_int8, digits_calib, t
     manifest["recipe"]["preprocessing"] = {"mean": "x"}
     (tmp_path / "m.edgeq.json").write_text(json.dumps(manifest))
     out, report = tmp_path / "r.json", tmp_path / "report"
-    code, _, err = cli("validate", model, "--reference", cnn_int8.output, "--data", digits_calib.parent / "val", "--runs", "2",
-                       "--json", out, "--report", report)
+    code, _, err = cli(
+        "validate",
+        model,
+        "--reference",
+        cnn_int8.output,
+        "--data",
+        digits_calib.parent / "val",
+        "--runs",
+        "2",
+        "--json",
+        out,
+        "--report",
+        report,
+    )
     assert code == 0, err
     written = json.loads(out.read_text())
     assert written["conversion_search"] is None
-    assert any(w.startswith("m.edgeq.json.") and "the manifest is ignored" in w for w in written["warnings"])  # one line naming the key
+    assert any(
+        w.startswith("m.edgeq.json.") and "the manifest is ignored" in w for w in written["warnings"]
+    )  # one line naming the key
     assert (report / "report.md").is_file() and (report / "report.html").is_file()
 
 
 def test_report_path_that_is_a_file_is_refused_before_the_run(cnn_int8, digits_calib, tmp_path, cli):
     taken = tmp_path / "report"
     taken.write_text("not a folder")
-    code, _, err = cli("validate", cnn_int8.output, "--reference", cnn_int8.output, "--data", digits_calib.parent / "val",
-                       "--report", taken, "--json", tmp_path / "r.json")
+    code, _, err = cli(
+        "validate",
+        cnn_int8.output,
+        "--reference",
+        cnn_int8.output,
+        "--data",
+        digits_calib.parent / "val",
+        "--report",
+        taken,
+        "--json",
+        tmp_path / "r.json",
+    )
     assert code == 2 and "is a file" in err and not (tmp_path / "r.json").exists()
 
 

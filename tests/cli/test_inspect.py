@@ -53,8 +53,9 @@ def test_inspect_lists_float_ops_of_a_fallback_model(sin_keras, digits_calib, tm
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"], capture_output=True, text=True, check=True
+    ).stdout
     return set(out.split())
 
 
@@ -72,8 +73,9 @@ def test_inspect_after_force_reports_the_new_manifest(cnn_keras, digits_calib, t
     out = tmp_path / "m.tflite"
     code, _, err = cli("convert", cnn_keras, "--data", digits_calib, "--output", out, "--samples", "8")
     assert code == 0, err
-    code, printed, err = cli("convert", cnn_keras, "--data", digits_calib, "--output", out, "--samples", "24",
-                             "--per-tensor", "--force", "--json")
+    code, printed, err = cli(
+        "convert", cnn_keras, "--data", digits_calib, "--output", out, "--samples", "24", "--per-tensor", "--force", "--json"
+    )
     assert code == 0, err
     assert "written for another file" not in printed
     manifest = json.loads((tmp_path / "m.edgeq.json").read_text())

@@ -92,8 +92,18 @@ def test_kill_9_of_convert_leaves_nothing(point, cnn_keras, digits_calib, tmp_pa
 def test_kill_9_of_validate_leaves_nothing(point, cnn_int8, cnn_keras, digits_calib, tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    argv = [*EDGEQ, "validate", str(cnn_int8.output), "--reference", str(cnn_keras), "--data", str(digits_calib.parent / "val"),
-            "--no-cache", "--json", str(tmp_path / "r.json")]
+    argv = [
+        *EDGEQ,
+        "validate",
+        str(cnn_int8.output),
+        "--reference",
+        str(cnn_keras),
+        "--data",
+        str(digits_calib.parent / "val"),
+        "--no-cache",
+        "--json",
+        str(tmp_path / "r.json"),
+    ]
     left, alive = _kill_at(point, argv, tmp)
     assert left == [] and alive == []
     assert not (tmp_path / "r.json").exists()

@@ -32,7 +32,9 @@ def _edited(edit) -> bytes:
 
 def _weight(root) -> int:
     graph = root.subgraphs[0]
-    conv = next(op for op in graph.operators if len(op.inputs) > 1 and root.buffers[graph.tensors[op.inputs[1]].buffer].data is not None)
+    conv = next(
+        op for op in graph.operators if len(op.inputs) > 1 and root.buffers[graph.tensors[op.inputs[1]].buffer].data is not None
+    )
     return conv.inputs[1]
 
 
@@ -41,6 +43,7 @@ def _set_tensor(attr, value, which=_weight):
         tensor = root.subgraphs[0].tensors[which(root)]
         target = tensor.quantization if attr in ("scale", "zeroPoint", "quantizedDimension") else tensor
         setattr(target, attr, value)
+
     return edit
 
 
@@ -80,6 +83,7 @@ def _scales(value):
     def edit(root, schema):
         tensor = root.subgraphs[0].tensors[_weight(root)]
         tensor.quantization.scale = [value] * len(tensor.quantization.scale)
+
     return edit
 
 
@@ -93,8 +97,11 @@ def test_a_model_litert_would_refuse_is_exit_2(kind, command, tmp_path, cli):
     bad.write_bytes(_edited(BAD_MODELS[kind]))
     data = tmp_path / "x.npy"
     np.save(data, np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32))
-    argv = {"inspect": ["inspect", bad], "bundle": ["bundle", bad, "-o", tmp_path / "b"],
-            "validate": ["validate", bad, "--reference", FLOAT, "--data", data, "--runs", "1", "--warmup", "0"]}[command]
+    argv = {
+        "inspect": ["inspect", bad],
+        "bundle": ["bundle", bad, "-o", tmp_path / "b"],
+        "validate": ["validate", bad, "--reference", FLOAT, "--data", data, "--runs", "1", "--warmup", "0"],
+    }[command]
     code, _, err = cli(*argv)
     assert code == 2, err
     assert err.startswith("edgeq: error:") and err.count("\n") == 1
@@ -155,8 +162,9 @@ def test_validate_json_never_replaces_the_models_manifest(tmp_path, cli):
     manifest = tmp_path / "m.edgeq.json"
     manifest.write_text("{}")
     np.save(tmp_path / "d.npy", np.random.default_rng(0).random((2, 8, 8, 1), dtype=np.float32))
-    code, _, err = cli("validate", model, "--reference", FLOAT, "--data", tmp_path / "d.npy", "--runs", "1",
-                       "--json", manifest, "--force")
+    code, _, err = cli(
+        "validate", model, "--reference", FLOAT, "--data", tmp_path / "d.npy", "--runs", "1", "--json", manifest, "--force"
+    )
     assert code == 2 and "overwrite an input" in err, err
     assert manifest.read_text() == "{}"
 
@@ -190,12 +198,19 @@ def test_a_file_size_limit_while_writing_is_exit_2(limit, tmp_path):
     """`ulimit -f` (EFBIG; SIGXFSZ is ignored so the write fails instead of killing edgeq) while the
     outputs are written (write_files_atomically, which convert, validate and bundle share; a full
     disk, ENOSPC, takes the same path): exit 2, one line, no output and no temporary left."""
+
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     out = tmp_path / "b"
-    proc = subprocess.run([sys.executable, "-c", "from edgeq.cli import run; run()", "bundle", str(INT8), "-o", str(out)],
-                          capture_output=True, text=True, timeout=120, preexec_fn=limited, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from edgeq.cli import run; run()", "bundle", str(INT8), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limited,
+        check=False,
+    )
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert len(proc.stderr.strip().splitlines()) == 1 and "no room to write" in proc.stderr
     assert not out.exists() or list(out.iterdir()) == []

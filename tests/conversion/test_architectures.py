@@ -11,9 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from helpers import convert
-from helpers import validate
+from helpers import convert, validate
 
 pytestmark = pytest.mark.tf
 
@@ -108,8 +106,27 @@ def test_transformer_block_converts_to_strict_int8(transformer_block, tmp_path):
 def test_native_crash_in_the_quantizer_is_one_line_exit_2(cnn_keras, digits_calib, tmp_path):
     out = tmp_path / "m.tflite"
     env = {**os.environ, "EDGEQ_TEST_CRASH": "quantizing (TensorFlow's MLIR quantizer)"}
-    proc = subprocess.run([sys.executable, "-m", "edgeq.cli", "convert", str(cnn_keras), "--data", str(digits_calib),
-                           "--samples", "8", "-o", str(out), "--no-cache"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeq.cli",
+            "convert",
+            str(cnn_keras),
+            "--data",
+            str(digits_calib),
+            "--samples",
+            "8",
+            "-o",
+            str(out),
+            "--no-cache",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "crashed with SIGABRT while quantizing" in proc.stderr and "Traceback" not in proc.stderr
     assert len([l for l in proc.stderr.splitlines() if l.startswith("edgeq: error")]) == 1
@@ -149,7 +166,12 @@ def test_int8_slower_than_float_says_why(hard_swish_stack, tmp_path):
 
     # the wording, for fixed figures
     warning = slower_than_float("int8", 0.5, False, "xnnpack here", latency.cpu_fallback_ops, latency.partitions)
-    assert "0.50x" in warning and "HARD_SWISH x12" in warning and "13 partition(s)" in warning and "--keep-float HARD_SWISH" in warning
+    assert (
+        "0.50x" in warning
+        and "HARD_SWISH x12" in warning
+        and "13 partition(s)" in warning
+        and "--keep-float HARD_SWISH" in warning
+    )
     assert slower_than_float("int8", 1.2, False, "xnnpack here", latency.cpu_fallback_ops, latency.partitions) is None
     if slower:  # the measured warning names this machine's CPU and whether it has int8 dot products
         assert "on this machine (" in slower[0] and "int8 dot-product instructions" in slower[0]

@@ -6,9 +6,9 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import convert
 
 from edgeq.core.cache import SUFFIX, Cache, cache_folder
-from helpers import convert
 from edgeq.data.samples import Preprocessing
 
 VERSIONS = {"edgeq": "test", "tensorflow_version": "x"}
@@ -80,10 +80,18 @@ def test_a_repeat_is_served_whole_with_the_bytes_of_an_uncached_run(cnn_keras, d
     again, m2 = _convert(cnn_keras, digits_calib, tmp_path / "b.tflite")
     cold, m3 = _convert(cnn_keras, digits_calib, tmp_path / "c.tflite", cache=False)
     assert m1["cache"]["conversion"] == "miss" and m1["cache"]["calibration"] == "miss"
-    assert m2["cache"]["conversion"] == "hit" and m2["cache"]["calibration"] == "not needed" and m3["cache"] == {"conversion": "off", "calibration": "off", "folder": None}
+    assert (
+        m2["cache"]["conversion"] == "hit"
+        and m2["cache"]["calibration"] == "not needed"
+        and m3["cache"] == {"conversion": "off", "calibration": "off", "folder": None}
+    )
     assert first == again == cold
     # timings: the first run imported TensorFlow and calibrated; the repeat started no child at all
-    assert {"import", "load", "calibrate", "quantize"} <= set(m1["timings"]) or {"import", "load", "convert and calibrate"} <= set(m1["timings"])
+    assert {"import", "load", "calibrate", "quantize"} <= set(m1["timings"]) or {
+        "import",
+        "load",
+        "convert and calibrate",
+    } <= set(m1["timings"])
     assert set(m2["timings"]) == {"cache lookup"}
 
 
@@ -134,13 +142,17 @@ def test_a_change_in_what_decides_the_ranges_misses(cnn_keras, digits_calib, tmp
     assert manifest["cache"] == {**manifest["cache"], "conversion": "miss", "calibration": "miss"}
 
 
-def test_a_corrupt_calibration_entry_is_ignored_with_a_warning_and_the_result_is_right(cnn_keras, digits_calib, tmp_path, cache_dir, cli):
+def test_a_corrupt_calibration_entry_is_ignored_with_a_warning_and_the_result_is_right(
+    cnn_keras, digits_calib, tmp_path, cache_dir, cli
+):
     _convert(cnn_keras, digits_calib, tmp_path / "a.tflite")
     entry = next(cache_dir.glob(f"calibration-*{SUFFIX}"))
     content = bytearray(entry.read_bytes())
     content[len(content) // 2] ^= 0xFF
     entry.write_bytes(bytes(content))
-    code, out, err = cli("convert", cnn_keras, "-d", digits_calib, "-o", tmp_path / "b.tflite", "--samples", "32", "--io", "uint8")
+    code, out, err = cli(
+        "convert", cnn_keras, "-d", digits_calib, "-o", tmp_path / "b.tflite", "--samples", "32", "--io", "uint8"
+    )
     assert code == 0, err
     assert "ignored a corrupt or stale cache entry" in err
     cold, _ = _convert(cnn_keras, digits_calib, tmp_path / "c.tflite", io="uint8", cache=False)
@@ -161,6 +173,11 @@ def test_the_quantizer_type_codes_are_tensorflows():
 
     from edgeq.frameworks.native_converter import IO_DATA_TYPES, QUANTIZED_INT8
 
-    assert IO_DATA_TYPES == {"float32": types_pb2.FLOAT, "uint8": types_pb2.UINT8, "int8": types_pb2.INT8, "int16": types_pb2.INT16}
+    assert IO_DATA_TYPES == {
+        "float32": types_pb2.FLOAT,
+        "uint8": types_pb2.UINT8,
+        "int8": types_pb2.INT8,
+        "int16": types_pb2.INT16,
+    }
     assert QUANTIZED_INT8 == types_pb2.QUANTIZED_INT8
     assert "tensorflow" in sys.modules

@@ -4,15 +4,15 @@ TensorFlow's own calibrator in worker processes for graphs XNNPACK's run cannot 
 import sys
 
 import pytest
+from helpers import convert
 
 from edgeq.conversion.calibration.parallel import (
     ParallelCalibrator,
     read_ranges,
 )
-from edgeq.frameworks.native_converter import calibration_wrapper_file
-from helpers import convert
-from edgeq.data.samples import InputSpec, open_samples
 from edgeq.core.errors import ConversionError
+from edgeq.data.samples import InputSpec, open_samples
+from edgeq.frameworks.native_converter import calibration_wrapper_file
 from edgeq.tflite.model import parse_tflite
 
 

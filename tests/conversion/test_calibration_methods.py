@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from helpers import convert, validate
 
-from helpers import convert
 from edgeq.records.budget import Budget
-from helpers import validate
 
 pytestmark = pytest.mark.tf
 METHODS = ("percentile", "mse", "entropy")
@@ -63,13 +62,21 @@ def test_every_method_keeps_the_demo_within_one_point(method, trained, digits_ca
     assert drop <= 1.0, (method, drop)
 
 
-def test_auto_search_stops_at_the_method_that_meets_the_budget(outlier_runs, cnn_keras, spiky_calibration, digits_calib,
-                                                              tmp_path):
+def test_auto_search_stops_at_the_method_that_meets_the_budget(
+    outlier_runs, cnn_keras, spiky_calibration, digits_calib, tmp_path
+):
     minmax = outlier_runs["minmax"][1]
     best = max(outlier_runs[m][1] for m in METHODS)
     budget = Budget(min_sqnr=(minmax + best) / 2)
-    result = convert(cnn_keras, tmp_path / "a.tflite", spiky_calibration, samples=128, calibration="auto",
-                     eval_data=str(digits_calib.parent / "val"), budget=budget)
+    result = convert(
+        cnn_keras,
+        tmp_path / "a.tflite",
+        spiky_calibration,
+        samples=128,
+        calibration="auto",
+        eval_data=str(digits_calib.parent / "val"),
+        budget=budget,
+    )
     search = result.manifest.search
     assert search.met and search.chosen.k == 0 and search.chosen.float_layers == ()
     assert (search.steps[0].kind, search.steps[0].method) == ("int8", "minmax") and not search.steps[0].meets
@@ -79,11 +86,11 @@ def test_auto_search_stops_at_the_method_that_meets_the_budget(outlier_runs, cnn
 
 
 def test_parallel_histograms_equal_serial_ones(outlier_keras, digits_calib, tmp_path):
-    from edgeq.conversion.calibration.parallel import read_ranges
     from edgeq.conversion.calibration.calibrate import calibrate
     from edgeq.conversion.calibration.methods import histograms, histograms_parallel
-    from edgeq.frameworks.sources import load_source
+    from edgeq.conversion.calibration.parallel import read_ranges
     from edgeq.data.samples import open_samples
+    from edgeq.frameworks.sources import load_source
     from edgeq.records.recipe import Recipe
 
     source = load_source(outlier_keras)
@@ -96,4 +103,7 @@ def test_parallel_histograms_equal_serial_ones(outlier_keras, digits_calib, tmp_
     a = convert(outlier_keras, tmp_path / "1.tflite", digits_calib, samples=64, calibration="entropy", jobs=1, cache=False)
     b = convert(outlier_keras, tmp_path / "2.tflite", digits_calib, samples=64, calibration="entropy", jobs=2, cache=False)
     assert a.output.read_bytes() == b.output.read_bytes()
-    assert json.loads(a.manifest_path.read_text())["calibration"]["ranges"] == json.loads(b.manifest_path.read_text())["calibration"]["ranges"]
+    assert (
+        json.loads(a.manifest_path.read_text())["calibration"]["ranges"]
+        == json.loads(b.manifest_path.read_text())["calibration"]["ranges"]
+    )

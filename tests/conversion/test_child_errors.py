@@ -28,9 +28,13 @@ def test_convert_maps_edgeqs_own_child_exception_to_exit_3(cnn_keras, digits_cal
     import edgeq.conversion.converter as converter
 
     monkeypatch.setattr(converter, "run_isolated", lambda function, *args: run_isolated(sqnr_db, "injected", 1.0))
-    code, _, err = cli("convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"), "--no-cache")
+    code, _, err = cli(
+        "convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"), "--no-cache"
+    )
     assert code == 3 and err.startswith("edgeq: error: internal error: TypeError") and "TFLite converter" not in err
-    code, _, err = cli("-v", "convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"), "--no-cache")
+    code, _, err = cli(
+        "-v", "convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"), "--no-cache"
+    )
     assert code == 3 and "in its child process" in err and "edgeq/scoring/metrics.py" in err
 
 
@@ -43,7 +47,6 @@ def test_a_stablehlo_op_is_named_with_its_rewrite_before_calibration_with_any_jo
     import flatbuffers
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
-
     from helpers import FIXTURES
 
     root = schema.ModelT.InitFromPackedBuf(bytearray((FIXTURES / "tflite" / "tiny_float.tflite").read_bytes()), 0)

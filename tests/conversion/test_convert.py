@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from helpers import convert
+
 from edgeq.tflite.model import read_tflite, same_quantization
 from edgeq.tflite.summary import OpCount
 from tests.conftest import digits_images
@@ -126,7 +126,9 @@ def test_savedmodel_and_h5_inputs(request, fixture, digits_calib, tmp_path, cnn_
     assert result.manifest.source.kind == ("saved_model" if path.is_dir() else "keras")
     # Same weights, same samples: the same quantization as the .keras conversion.
     reference = read_tflite(cnn_int8.output)
-    assert [t.quantization for t in model.tensors if t.is_constant] == [t.quantization for t in reference.tensors if t.is_constant]
+    assert [t.quantization for t in model.tensors if t.is_constant] == [
+        t.quantization for t in reference.tensors if t.is_constant
+    ]
 
 
 def test_tf_saved_model_save_with_dynamic_batch(models_dir, digits_calib, tmp_path):
@@ -237,8 +239,20 @@ def test_a_logits_classifier_gets_an_agreement_budget_through_output_role(cnn_ke
     """No SOFTMAX, unlabelled eval data: --min-agreement has no classes output to judge until --output-role names one."""
     val = tmp_path / "val.npy"
     np.save(val, digits_images(24))
-    args = ("convert", cnn_keras, "--data", digits_calib, "--samples", "32", "--eval-data", val, "--min-agreement", "0.9",
-            "-o", tmp_path / "m.tflite")
+    args = (
+        "convert",
+        cnn_keras,
+        "--data",
+        digits_calib,
+        "--samples",
+        "32",
+        "--eval-data",
+        val,
+        "--min-agreement",
+        "0.9",
+        "-o",
+        tmp_path / "m.tflite",
+    )
     code, _, err = cli(*args)
     assert code == 2 and "--output-role KEY=classes (its outputs: output_0)" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli(*args, "--output-role", "output_0=classes")
@@ -254,7 +268,6 @@ def test_a_state_input_not_batched_on_its_first_axis_converts_and_validates(tmp_
     """A recurrent step with an explicit state [layers, 1, units] (as a PyTorch LSTM's): the .npz
     holds (N, 2, 1, 16) states, fed as declared to the calibrator and to validate."""
     import tensorflow as tf
-
     from helpers import validate
 
     rng = np.random.default_rng(0)
@@ -264,7 +277,9 @@ def test_a_state_input_not_batched_on_its_first_axis_converts_and_validates(tmp_
             self.w = tf.Variable(rng.normal(0, 0.3, (10, 16)).astype(np.float32))
             self.u = tf.Variable(rng.normal(0, 0.3, (16, 16)).astype(np.float32))
 
-        @tf.function(input_signature=[tf.TensorSpec([1, 10], tf.float32, name="x"), tf.TensorSpec([2, 1, 16], tf.float32, name="state")])
+        @tf.function(
+            input_signature=[tf.TensorSpec([1, 10], tf.float32, name="x"), tf.TensorSpec([2, 1, 16], tf.float32, name="state")]
+        )
         def __call__(self, x, state):
             top = tf.tanh(tf.matmul(x, self.w) + tf.matmul(state[1], self.u))
             bottom = tf.tanh(tf.matmul(x, self.w) + tf.matmul(state[0], self.u))
@@ -272,8 +287,11 @@ def test_a_state_input_not_batched_on_its_first_axis_converts_and_validates(tmp_
 
     step = Step()
     tf.saved_model.save(step, str(tmp_path / "step"), signatures=step.__call__.get_concrete_function())
-    np.savez(tmp_path / "d.npz", x=rng.normal(size=(24, 10)).astype(np.float32),
-             state=rng.uniform(-1, 1, (24, 2, 1, 16)).astype(np.float32))
+    np.savez(
+        tmp_path / "d.npz",
+        x=rng.normal(size=(24, 10)).astype(np.float32),
+        state=rng.uniform(-1, 1, (24, 2, 1, 16)).astype(np.float32),
+    )
     result = convert(tmp_path / "step", tmp_path / "step.tflite", tmp_path / "d.npz", samples=24)
     assert [2, 1, 16] in [list(i.shape) for i in result.manifest.inputs]
     checked = validate(result.output, tmp_path / "step", tmp_path / "d.npz", runs=3, warmup=1)

@@ -7,12 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import FIXTURES, convert, validate
 
-from helpers import convert
 from edgeq.tflite.model import read_tflite
 from edgeq.tflite.sparse_weights import densify_weights
-from helpers import validate
-from helpers import FIXTURES
 
 pytestmark = pytest.mark.tf
 TFLITE = FIXTURES / "tflite"
@@ -101,8 +99,9 @@ def test_a_custom_op_is_named_with_its_node_in_one_line(tmp_path, cli):
     converter.allow_custom_ops = True
     (tmp_path / "custom.tflite").write_bytes(converter.convert())
     np.save(tmp_path / "x.npy", np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32))
-    code, _, err = cli("convert", str(tmp_path / "custom.tflite"), "--data", str(tmp_path / "x.npy"), "--output",
-                       str(tmp_path / "out.tflite"))
+    code, _, err = cli(
+        "convert", str(tmp_path / "custom.tflite"), "--data", str(tmp_path / "x.npy"), "--output", str(tmp_path / "out.tflite")
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "custom op(s) BesselI1e (node 1, output 'Identity')" in err and not (tmp_path / "out.tflite").exists()
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import convert
 from helpers import images as _images
 
@@ -56,8 +55,15 @@ def test_optimize_latency_writes_the_real_win_that_meets_the_budget(nets, source
     with int8 dot products, coverage without: issue 38), not how fast INT8 is on this CPU."""
     from edgeq.conversion.search.latency import choose
 
-    result = convert(nets[source], tmp_path / "m.tflite", nets["calib"], samples=32, optimize="latency",
-                     eval_data=str(nets["eval"]), budget=_budget(25.0))
+    result = convert(
+        nets[source],
+        tmp_path / "m.tflite",
+        nets["calib"],
+        samples=32,
+        optimize="latency",
+        eval_data=str(nets["eval"]),
+        budget=_budget(25.0),
+    )
     record = result.manifest.latency
     by_name = {c.name: c for c in record.candidates}
     activation = "PRELU" if source.startswith("prelu") else "HARD_SWISH"
@@ -66,8 +72,9 @@ def test_optimize_latency_writes_the_real_win_that_meets_the_budget(nets, source
     chosen = by_name[record.chosen]
     judge = "timing" if record.judged_by.startswith("timings") else "coverage"
     assert choose(list(record.candidates), judge) == chosen
-    assert chosen.name == "as converted" or (chosen.meets and (chosen.beats_plain if judge == "timing" else
-                                                               chosen.partitions < by_name["as converted"].partitions))
+    assert chosen.name == "as converted" or (
+        chosen.meets and (chosen.beats_plain if judge == "timing" else chosen.partitions < by_name["as converted"].partitions)
+    )
     assert chosen.worst_sqnr_db >= 25  # the accuracy budget still holds
     assert record.faster_than_float == (chosen.int8_p50_ms <= record.float_p50_ms or chosen.within_noise)
     assert {op.type for op in result.manifest.float_ops} == set(chosen.keep_ops)  # only what was chosen stays float
@@ -92,12 +99,15 @@ def _candidate(name: str, p50: float, meets: bool | None, beats: bool | None = N
     return Candidate(name, keep, p50, 1.0 / p50, False, delegated, 10, partitions, {}, 30.0, meets, 1000, beats)
 
 
-@pytest.mark.parametrize("candidates, chosen", [
-    ([("as converted", 2.0, None, None), ("keep PRELU in float", 1.0, None, True)], "keep PRELU in float"),
-    ([("as converted", 1.0, None, None), ("keep PRELU in float", 2.0, None, False)], "as converted"),
-    ([("as converted", 2.0, None, None), ("keep PRELU in float", 1.0, False, True)], "as converted"),  # misses the budget
-    ([("as converted", 1.0, None, None), ("keep PRELU in float", 0.99, None, False)], "as converted"),  # within the spread
-])
+@pytest.mark.parametrize(
+    "candidates, chosen",
+    [
+        ([("as converted", 2.0, None, None), ("keep PRELU in float", 1.0, None, True)], "keep PRELU in float"),
+        ([("as converted", 1.0, None, None), ("keep PRELU in float", 2.0, None, False)], "as converted"),
+        ([("as converted", 2.0, None, None), ("keep PRELU in float", 1.0, False, True)], "as converted"),  # misses the budget
+        ([("as converted", 1.0, None, None), ("keep PRELU in float", 0.99, None, False)], "as converted"),  # within the spread
+    ],
+)
 def test_the_choice_by_timings_is_a_real_win_or_the_model_as_converted(candidates, chosen):
     from edgeq.conversion.search.latency import choose
 
@@ -128,8 +138,14 @@ def test_the_judge_follows_the_cpus_int8_dot_products(nets, tmp_path, monkeypatc
     sample = [np.random.default_rng(0).uniform(0, 1, (1, 64, 64, 3)).astype(np.float32)]
     for cpu, judge in ((Cpu("test CPU", "AVX-512 VNNI"), "timings on"), (Cpu("test CPU", None), "XNNPACK coverage")):
         monkeypatch.setattr(latency, "this_cpu", lambda cpu=cpu: cpu)
-        _, record = latency.optimize(float_model, int8, lambda variants: [int8] * len(variants), sample,
-                                           lambda models: [(30.0, None)] * len(models), runs=6)
+        _, record = latency.optimize(
+            float_model,
+            int8,
+            lambda variants: [int8] * len(variants),
+            sample,
+            lambda models: [(30.0, None)] * len(models),
+            runs=6,
+        )
         assert record.judged_by.startswith(judge) and record.cpu.startswith("test CPU")
     assert record.chosen == "as converted"  # by coverage: every candidate here is the same bytes, so none is better
 
@@ -141,21 +157,34 @@ def _budget(min_sqnr: float):
 
 
 def test_without_the_flag_a_slower_int8_model_says_so_with_the_command(nets, tmp_path, cli):
-    code, text, err = cli("convert", str(nets["prelu"]), "--data", str(nets["calib"]), "--samples", "32", "--output",
-                          str(tmp_path / "p.tflite"))
+    code, text, err = cli(
+        "convert", str(nets["prelu"]), "--data", str(nets["calib"]), "--samples", "32", "--output", str(tmp_path / "p.tflite")
+    )
     assert code == 0, err
     latency = json.loads((tmp_path / "p.edgeq.json").read_text())["latency"]
     assert "PRELU" in latency["off_delegate"]
     slower = latency["speedup"] < 1 and not latency["within_noise"]  # as measured here: the hint follows the record
     assert ("INT8 ran at" in err and "PRELU x8" in err and "--optimize latency" in err) == slower
-    code, text, err = cli("convert", str(nets["prelu"]), "--data", str(nets["calib"]), "--samples", "32", "--output",
-                          str(tmp_path / "p.tflite"), "--force", "--optimize", "latency")
+    code, text, err = cli(
+        "convert",
+        str(nets["prelu"]),
+        "--data",
+        str(nets["calib"]),
+        "--samples",
+        "32",
+        "--output",
+        str(tmp_path / "p.tflite"),
+        "--force",
+        "--optimize",
+        "latency",
+    )
     assert code == 0 and "<< chosen" in text and "keep PRELU in float" in text and "INT8 ran at" not in err
 
 
 def test_an_emulated_device_is_not_a_latency_judge(nets, tmp_path):
-    result = convert(nets["prelu"], tmp_path / "m.tflite", nets["calib"], samples=16, optimize="latency",
-                     device="emulated-raspberry-pi-5")
+    result = convert(
+        nets["prelu"], tmp_path / "m.tflite", nets["calib"], samples=16, optimize="latency", device="emulated-raspberry-pi-5"
+    )
     record = result.manifest.to_json()["latency"]
     assert record["delegate"] == "xnnpack (this machine)" and "emulator gives no meaningful latency" in record["note"]
 
@@ -175,8 +204,11 @@ def _logits_net(activation: str, path: Path) -> Path:
     x = image = keras.Input((32, 32, 3), name="image")
     for filters in (16, 32):
         x = keras.layers.Conv2D(filters, 3, strides=2, padding="same")(x)
-        x = (keras.layers.PReLU(shared_axes=[1, 2, 3], alpha_initializer=keras.initializers.Constant(0.2))(x)
-             if activation == "prelu" else keras.layers.Activation("hard_swish")(x))
+        x = (
+            keras.layers.PReLU(shared_axes=[1, 2, 3], alpha_initializer=keras.initializers.Constant(0.2))(x)
+            if activation == "prelu"
+            else keras.layers.Activation("hard_swish")(x)
+        )
     keras.Model(image, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(x))).save(path)
     return path
 
@@ -201,8 +233,8 @@ def test_a_rewrite_keeps_the_whole_graph_in_one_int8_xnnpack_partition(activatio
         assert runner.delegated_nodes == runner.total_nodes
     sample = [np.random.default_rng(1).uniform(0, 1, (1, 32, 32, 3)).astype(np.float32)]
     float_path = tmp_path / "float.tflite"
-    import tensorflow as tf
     import keras
+    import tensorflow as tf
 
     float_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(keras.models.load_model(source)).convert())
     (tmp_path / "re.tflite").write_bytes(rewritten(float_path.read_bytes(), (rewrite,)))

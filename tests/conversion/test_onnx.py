@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-
 from prerequisites import require
 
 pytestmark = [pytest.mark.tf, pytest.mark.torch]
@@ -20,8 +19,10 @@ def onnx_net(tmp_path_factory):
     """Conv-BN-ReLU6, depthwise, pointwise, pooled, reshaped, a linear head and SOFTMAX, exported
     by PyTorch's TorchScript exporter at its default opset (19: onnx2torch 1.5.15 lacks some of its
     op versions, so edgeq converts the graph to opset 17 first)."""
-    require(all(importlib.util.find_spec(m) is not None for m in ("torch", "litert_torch", "onnx", "onnx2torch", "onnxruntime")),
-            "needs torch, litert-torch, onnx, onnx2torch and onnxruntime: pip install 'edgeq[onnx]' (make test does)")
+    require(
+        all(importlib.util.find_spec(m) is not None for m in ("torch", "litert_torch", "onnx", "onnx2torch", "onnxruntime")),
+        "needs torch, litert-torch, onnx, onnx2torch and onnxruntime: pip install 'edgeq[onnx]' (make test does)",
+    )
     import torch
     from torch import nn
 
@@ -30,13 +31,30 @@ def onnx_net(tmp_path_factory):
             return x.reshape(1, -1)
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(), nn.Conv2d(8, 8, 3, padding=1, groups=8),
-                        nn.ReLU6(), nn.Conv2d(8, 16, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), Flat(), nn.Linear(16, 5),
-                        nn.Softmax(dim=1)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU6(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        nn.ReLU6(),
+        nn.Conv2d(8, 16, 1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        Flat(),
+        nn.Linear(16, 5),
+        nn.Softmax(dim=1),
+    ).eval()
     folder = tmp_path_factory.mktemp("onnx")
     path = folder / "net.onnx"
-    torch.onnx.export(net, (torch.rand(1, 3, 24, 24),), str(path), input_names=["image"], output_names=["probs"], dynamo=False,
-                      dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}})
+    torch.onnx.export(
+        net,
+        (torch.rand(1, 3, 24, 24),),
+        str(path),
+        input_names=["image"],
+        output_names=["probs"],
+        dynamo=False,
+        dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}},
+    )
     rng = np.random.default_rng(0)
     np.save(folder / "calib.npy", rng.uniform(0, 1, (48, 1, 3, 24, 24)).astype(np.float32))
     np.save(folder / "val.npy", rng.uniform(0, 1, (24, 1, 3, 24, 24)).astype(np.float32))

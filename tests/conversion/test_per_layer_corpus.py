@@ -43,7 +43,7 @@ def faces(tmp_path_factory) -> Path:
         for i in range(12):
             img = rng.integers(0, 60, (64, 64)).astype(np.uint8)
             y, x = rng.integers(5, 40, 2)
-            img[y:y + 20, x:x + 20] = level
+            img[y : y + 20, x : x + 20] = level
             img[0, 0], img[0, 1] = 254, 0
             Image.fromarray(img).save(root / label / f"{i}.png")
     return root
@@ -64,8 +64,23 @@ def depthwise_first(models_dir) -> Path:
 
 def _per_layer(cli, model: Path, reference: Path, data: Path, tmp: Path, *extra: str) -> dict:
     out = tmp / f"{model.stem}.json"
-    code, _, err = cli("validate", model, "--reference", reference, "--data", data, "--per-layer", "--runs", "2",
-                       "--warmup", "0", "--json", out, "--force", *extra)
+    code, _, err = cli(
+        "validate",
+        model,
+        "--reference",
+        reference,
+        "--data",
+        data,
+        "--per-layer",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+        out,
+        "--force",
+        *extra,
+    )
     assert code == 0, err  # no gate is given here: exit 1 would be a gate failing that nobody set
     return json.loads(out.read_text())
 
@@ -86,14 +101,29 @@ def _checks(cli, source: Path, data: Path, tmp: Path, *extra: str) -> None:
     assert all(l["sqnr_db"] is None or isinstance(l["sqnr_db"], float) for l in layers)
 
     search = ("--eval-data", data)
-    code, _, err = cli("convert", source, "--data", data, "-o", tmp / "u.tflite", "--force", *search, "--min-sqnr", "200", "--max-float-layers", "1", *extra)
+    code, _, err = cli(
+        "convert",
+        source,
+        "--data",
+        data,
+        "-o",
+        tmp / "u.tflite",
+        "--force",
+        *search,
+        "--min-sqnr",
+        "200",
+        "--max-float-layers",
+        "1",
+        *extra,
+    )
     assert code == 1 and (tmp / "u.best-effort.tflite").exists(), err
     steps = json.loads((tmp / "u.best-effort.edgeq.json").read_text())["search"]["steps"]
     full, best = steps[0]["worst_sqnr_db"], max(s["worst_sqnr_db"] for s in steps if s["k"] <= 1)
     # between full int8 and the best one-float-layer mix if that is better, else just below full int8
     budget = (full + best) / 2 if best > full + 0.1 else full - 1
-    code, _, err = cli("convert", source, "--data", data, "-o", tmp / "r.tflite", "--force", *search, "--min-sqnr",
-                       f"{budget:.3f}", *extra)
+    code, _, err = cli(
+        "convert", source, "--data", data, "-o", tmp / "r.tflite", "--force", *search, "--min-sqnr", f"{budget:.3f}", *extra
+    )
     manifest = json.loads((tmp / "r.edgeq.json").read_text())
     assert code == 0 and manifest["search"]["met"], err
     assert (manifest["search"]["chosen"]["k"] >= 1) == (best > full + 0.1)

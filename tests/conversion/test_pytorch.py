@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from prerequisites import require
 
 pytestmark = [pytest.mark.tf, pytest.mark.torch]
@@ -17,8 +16,10 @@ pytestmark = [pytest.mark.tf, pytest.mark.torch]
 @pytest.fixture(scope="module")
 def torch_net():
     """A small conv net with a linear head, as a PyTorch user writes one (NCHW, softmax out)."""
-    require(importlib.util.find_spec("torch") is not None and importlib.util.find_spec("litert_torch") is not None,
-            "needs torch and litert-torch: pip install torch==2.13.0 litert-torch==0.10.0 (make test does)")
+    require(
+        importlib.util.find_spec("torch") is not None and importlib.util.find_spec("litert_torch") is not None,
+        "needs torch and litert-torch: pip install torch==2.13.0 litert-torch==0.10.0 (make test does)",
+    )
     import torch
     from torch import nn
 
@@ -27,8 +28,14 @@ def torch_net():
     class SmallNet(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                          nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+            self.features = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(8, 16, 3, padding=1),
+                nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1),
+            )
             self.head = nn.Linear(16, 5)
 
         def forward(self, x):
@@ -77,14 +84,25 @@ def test_a_pt2_file_converts_from_the_command_line_with_channels_last_io(torch_n
     calib, val = images
     torch.export.save(torch.export.export(module, (sample,)), str(tmp_path / "net.pt2"))
     out = tmp_path / "net_int8.tflite"
-    code, text, err = cli("convert", str(tmp_path / "net.pt2"), "--data", str(calib), "--output", str(out), "--samples", "32",
-                          "--channels-last")
+    code, text, err = cli(
+        "convert", str(tmp_path / "net.pt2"), "--data", str(calib), "--output", str(out), "--samples", "32", "--channels-last"
+    )
     assert code == 0, err
     manifest = json.loads((tmp_path / "net_int8.edgeq.json").read_text())
     assert manifest["recipe"]["channels_last"] and manifest["inputs"][0]["shape"] == [1, 16, 16, 3]
     assert _weights(out) == ["int8"] * 3
-    code, text, err = cli("validate", str(out), "--reference", str(tmp_path / "net.pt2"), "--data", str(val), "--runs", "3",
-                          "--json", str(tmp_path / "r.json"))
+    code, text, err = cli(
+        "validate",
+        str(out),
+        "--reference",
+        str(tmp_path / "net.pt2"),
+        "--data",
+        str(val),
+        "--runs",
+        "3",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert code == 0, err
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["source_check"]["worst_sqnr_db"] > 40 and results["worst_sqnr_db"] > 15
@@ -92,6 +110,7 @@ def test_a_pt2_file_converts_from_the_command_line_with_channels_last_io(torch_n
 
 
 def test_channels_last_is_for_pytorch_sources_only(cnn_keras, digits_calib, tmp_path, cli):
-    code, _, err = cli("convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"),
-                       "--channels-last")
+    code, _, err = cli(
+        "convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(tmp_path / "m.tflite"), "--channels-last"
+    )
     assert code == 2 and "--channels-last" in err

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import FIXTURES
 
-from edgeq.conversion.quantize import not_kept, resolve_keep_float
 from edgeq.conversion.calibration.methods import BINS, choose, clipped_fraction
+from edgeq.conversion.quantize import not_kept, resolve_keep_float
 from edgeq.core.errors import UsageError
 from edgeq.records.recipe import Method
 from edgeq.tflite.model import read_tflite
 from edgeq.tflite.summary import FloatOp
-from helpers import FIXTURES
 
 
 def histogram(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -63,8 +63,11 @@ def test_keep_float_by_op_type_layer_name_and_exact_tensor_name():
 
 def test_an_unknown_keep_float_name_lists_what_the_model_has():
     model = read_tflite(FIXTURES / "onnx2tf" / "small_cnn_float32.tflite")
-    with pytest.raises(UsageError, match=r"--keep-float dense: no op type or layer of that name.*op types: CONV_2D, "
-                                         r"FULLY_CONNECTED, MEAN, PAD, SOFTMAX"):
+    with pytest.raises(
+        UsageError,
+        match=r"--keep-float dense: no op type or layer of that name.*op types: CONV_2D, "
+        r"FULLY_CONNECTED, MEAN, PAD, SOFTMAX",
+    ):
         resolve_keep_float(model, ("dense",))
 
 

@@ -7,23 +7,38 @@ import pytest
 
 from edgeq.conversion.options import ConvertOptions
 from edgeq.core.errors import DataError, UsageError
+from edgeq.core.schema import from_json, to_json
 from edgeq.records.budget import Budget
 from edgeq.records.recipe import Method, Mode, Recipe
-from edgeq.core.schema import from_json, to_json
 
 
-@pytest.mark.parametrize("text, parsed", [("minmax", Method("minmax")), ("entropy", Method("entropy")), ("mse", Method("mse")),
-                                          ("percentile", Method("percentile", 99.99)),
-                                          ("percentile:99.9", Method("percentile", 99.9)), ("auto", Method("auto"))])
+@pytest.mark.parametrize(
+    "text, parsed",
+    [
+        ("minmax", Method("minmax")),
+        ("entropy", Method("entropy")),
+        ("mse", Method("mse")),
+        ("percentile", Method("percentile", 99.99)),
+        ("percentile:99.9", Method("percentile", 99.9)),
+        ("auto", Method("auto")),
+    ],
+)
 def test_a_method_parses_once_and_writes_back_as_given(text, parsed):
     method = Method.parse(text)
     assert method == parsed and Method.parse(method) is method
     assert Method.parse(str(method)) == method  # the text a manifest keeps reads back the same
 
 
-@pytest.mark.parametrize("text, why", [("kl", "use minmax, percentile"), ("entropy:3", "use minmax, percentile"),
-                                       ("percentile:high", "P must be a number"), ("percentile:100", "between 50 and 100"),
-                                       ("percentile:40", "between 50 and 100")])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("kl", "use minmax, percentile"),
+        ("entropy:3", "use minmax, percentile"),
+        ("percentile:high", "P must be a number"),
+        ("percentile:100", "between 50 and 100"),
+        ("percentile:40", "between 50 and 100"),
+    ],
+)
 def test_a_wrong_method_is_one_usage_error_naming_it(text, why):
     with pytest.raises(UsageError, match=why):
         Method.parse(text)
@@ -41,10 +56,12 @@ def test_a_mode_knows_its_io_types_and_what_it_calibrates():
 def test_a_recipe_holds_typed_settings_and_checks_them_together():
     recipe = Recipe(mode="int16x8", calibration="minmax")
     assert recipe.mode is Mode.INT16X8 and recipe.io == "int16" and recipe.calibration == Method("minmax")
-    for values, why in (({"mode": "int16x8", "io": "uint8"}, "does not go with --mode int16x8"),
-                        ({"mode": "dynamic", "keep_float": ("CONV_2D",)}, "--keep-float works with"),
-                        ({"mode": "float16", "calibration": "entropy"}, "sets int8 activation ranges"),
-                        ({"samples": 0}, "at least 1")):
+    for values, why in (
+        ({"mode": "int16x8", "io": "uint8"}, "does not go with --mode int16x8"),
+        ({"mode": "dynamic", "keep_float": ("CONV_2D",)}, "--keep-float works with"),
+        ({"mode": "float16", "calibration": "entropy"}, "sets int8 activation ranges"),
+        ({"samples": 0}, "at least 1"),
+    ):
         with pytest.raises(UsageError, match=why):
             Recipe(**values)
 
@@ -64,7 +81,10 @@ def test_convert_options_contain_the_recipe_and_check_the_run_settings():
     options = ConvertOptions.of(mode="int8", calibration="auto", samples=32, eval_data="e.npy", budget=Budget(min_sqnr=30))
     assert options.recipe.samples == 32 and options.recipe.calibration.is_auto
     assert options.run_options().calibration == "auto" and options.run_options().budget == {
-        "max_drop": None, "min_agreement": None, "min_sqnr": 30}
+        "max_drop": None,
+        "min_agreement": None,
+        "min_sqnr": 30,
+    }
     big, small = 14 << 20, 100 << 10
     assert options.calibration_jobs(8, big) == 8 and ConvertOptions.of(mode="int16x8").calibration_jobs(8, big) == 1
     assert options.calibration_jobs(8, small) == 1  # a small graph: one thread is as fast

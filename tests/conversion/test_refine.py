@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -63,11 +62,15 @@ def test_bias_correction_removes_the_mean_shift_it_measures():
 def test_refine_bias_is_in_the_recipe_and_the_manifest(cnn_keras, digits_calib, tmp_path, cli):
     import json
 
-    code, out, err = cli("convert", cnn_keras, "--data", digits_calib, "--samples", "48", "--refine", "bias", "-o", tmp_path / "m.tflite")
+    code, out, err = cli(
+        "convert", cnn_keras, "--data", digits_calib, "--samples", "48", "--refine", "bias", "-o", tmp_path / "m.tflite"
+    )
     assert code == 0, err
     manifest = json.loads((tmp_path / "m.edgeq.json").read_text())
     assert manifest["recipe"]["refine"] == "bias" and manifest["refinement"]["layers"] >= 2 and "refine: bias corrected" in out
-    code, out, err = cli("convert", cnn_keras, "--data", digits_calib, "--samples", "48", "--refine", "auto", "-o", tmp_path / "a.tflite")
+    code, out, err = cli(
+        "convert", cnn_keras, "--data", digits_calib, "--samples", "48", "--refine", "auto", "-o", tmp_path / "a.tflite"
+    )
     assert code == 0 and "held-back calibration samples" in out, err
     code, _, err = cli("convert", cnn_keras, "--refine", "bias", "--mode", "float16", "-o", tmp_path / "f.tflite")
     assert code == 2 and "--refine bias corrects int8 layers" in err

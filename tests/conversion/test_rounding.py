@@ -23,7 +23,11 @@ def depthwise_model(directory: Path) -> tuple[Path, Path, Path]:
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     inputs = keras.Input((32, 32, 3), name="image")
-    x = keras.layers.ReLU()(keras.layers.BatchNormalization(name="stem_bn")(keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)))
+    x = keras.layers.ReLU()(
+        keras.layers.BatchNormalization(name="stem_bn")(
+            keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
+        )
+    )
     spreads = []
     for block, (channels, out) in enumerate(((16, 32), (32, 32))):
         x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"dw{block}")(x)
@@ -56,9 +60,11 @@ def _single_layer(kind: str):
 
     keras.utils.set_random_seed(1)
     shape = (32,) if kind == "FULLY_CONNECTED" else (8, 8, 4)
-    layer = {"CONV_2D": lambda: keras.layers.Conv2D(8, 3, name="layer"),
-             "DEPTHWISE_CONV_2D": lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="layer"),
-             "FULLY_CONNECTED": lambda: keras.layers.Dense(8, name="layer")}[kind]()
+    layer = {
+        "CONV_2D": lambda: keras.layers.Conv2D(8, 3, name="layer"),
+        "DEPTHWISE_CONV_2D": lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="layer"),
+        "FULLY_CONNECTED": lambda: keras.layers.Dense(8, name="layer"),
+    }[kind]()
     inputs = keras.Input(shape, name="x")
     model = keras.Model(inputs, layer(inputs))
     model.get_layer("layer").set_weights([w + 0.1 for w in model.get_layer("layer").get_weights()])  # a nonzero bias
@@ -79,8 +85,10 @@ def _layer_error(model: bytes, calibrated: bytes, data: list[np.ndarray]) -> flo
     from edgeq.tflite.model import parse_tflite
 
     q, f = parse_tflite(model), parse_tflite(calibrated)
-    op, twin = [o for o in q.operators if o.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")][0], \
-        [o for o in f.operators if o.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")][0]
+    op, twin = (
+        [o for o in q.operators if o.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")][0],
+        [o for o in f.operators if o.type in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")][0],
+    )
     x_scale, x_zero = q.tensors[op.inputs[0]].quantization.scales[0], q.tensors[op.inputs[0]].quantization.zero_points[0]
     w_scale = np.asarray(q.tensors[op.inputs[1]].quantization.scales)
     b_scale = np.asarray(q.tensors[op.inputs[2]].quantization.scales)

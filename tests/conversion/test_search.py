@@ -29,8 +29,9 @@ def _convert(cli, d: Path, name: str, out: Path, *args) -> tuple[int, str, str, 
 
 
 def test_an_error_in_one_dense_head_is_fixed_by_that_head_alone(built, tmp_path, cli):
-    code, out, err, manifest = _convert(cli, built, "head", tmp_path / "h.tflite", "--eval-data", built / "head_eval.npz",
-                                        "--min-sqnr", 25)
+    code, out, err, manifest = _convert(
+        cli, built, "head", tmp_path / "h.tflite", "--eval-data", built / "head_eval.npz", "--min-sqnr", 25
+    )
     search = manifest["search"]
     assert code == 0 and search["met"], err
     assert search["missed_outputs"] == ["offsets"]  # scores met the budget in full INT8
@@ -57,8 +58,9 @@ def test_the_recipe_of_a_searched_model_decides_it(built, tmp_path, cli):
     from edgeq.api import convert, validate
     from edgeq.records.manifest import Manifest
 
-    code, _, err, manifest = _convert(cli, built, "head", tmp_path / "h.tflite", "--eval-data", built / "head_eval.npz",
-                                      "--min-sqnr", 25)
+    code, _, err, manifest = _convert(
+        cli, built, "head", tmp_path / "h.tflite", "--eval-data", built / "head_eval.npz", "--min-sqnr", 25
+    )
     assert code == 0 and manifest["search"]["chosen"]["float_layers"], err
     recipe = Manifest.from_json(manifest, "h.edgeq.json").recipe
     assert set(manifest["search"]["chosen"]["float_layers"]) <= set(recipe.keep_float)
@@ -74,8 +76,20 @@ def test_the_recipe_of_a_searched_model_decides_it(built, tmp_path, cli):
 def test_a_dsp_front_end_and_its_normalization_are_found_together(built, tmp_path, cli):
     """Full int8 misses 25 dB by more than 8 dB; the search meets it with no more layers than the
     front end and the normalization (plus 10%), and among them layers of both."""
-    code, out, err, manifest = _convert(cli, built, "audio", tmp_path / "a.tflite", "--mode", "int8-fallback", "--io", "float32",
-                                        "--eval-data", built / "audio_eval.npz", "--min-sqnr", 25)
+    code, out, err, manifest = _convert(
+        cli,
+        built,
+        "audio",
+        tmp_path / "a.tflite",
+        "--mode",
+        "int8-fallback",
+        "--io",
+        "float32",
+        "--eval-data",
+        built / "audio_eval.npz",
+        "--min-sqnr",
+        25,
+    )
     search = manifest["search"]
     assert code == 0 and search["met"], err
     assert search["steps"][0]["worst_sqnr_db"] <= 25 - 8
@@ -83,7 +97,9 @@ def test_a_dsp_front_end_and_its_normalization_are_found_together(built, tmp_pat
     log = next(c for c in _graph(built) if c.op_type == "LOG")
     first_cnn = next(c for c in _graph(built) if "cnn0" in c.node)
     assert len(chosen) <= 1.1 * first_cnn.position
-    assert any(c["position"] < log.position for c in chosen) and any(log.position <= c["position"] < first_cnn.position for c in chosen)
+    assert any(c["position"] < log.position for c in chosen) and any(
+        log.position <= c["position"] < first_cnn.position for c in chosen
+    )
     assert all(c["position"] < first_cnn.position for c in chosen)  # no CNN layer
     assert search["int8_evaluations"] <= search["max_evaluations"]
     assert any(line.strip().startswith("search:") for line in out.splitlines())
@@ -98,8 +114,8 @@ def _graph(built: Path):
 
 def _calibrated(built: Path, cache: dict = {}):  # noqa: B006 - one calibration per test session
     if "audio" not in cache:
-        from edgeq.conversion.options import ConvertOptions
         from edgeq.conversion.calibration.calibrate import calibrate
+        from edgeq.conversion.options import ConvertOptions
         from edgeq.frameworks.sources import KerasCode, load_source
         from edgeq.tflite.model import parse_tflite
 
@@ -135,8 +151,9 @@ def test_in_the_dsp_model_neither_region_alone_fixes_it(built):
 
 
 def test_shrinking_finds_a_smaller_set_than_the_first_that_met(built, tmp_path, cli):
-    code, out, err, manifest = _convert(cli, built, "chain", tmp_path / "c.tflite", "--io", "float32",
-                                        "--eval-data", built / "chain_eval.npz", "--min-sqnr", 30)
+    code, out, err, manifest = _convert(
+        cli, built, "chain", tmp_path / "c.tflite", "--io", "float32", "--eval-data", built / "chain_eval.npz", "--min-sqnr", 30
+    )
     search = manifest["search"]
     assert code == 0 and search["met"], err
     first = next(s for s in search["steps"] if s["meets"])
@@ -147,8 +164,20 @@ def test_shrinking_finds_a_smaller_set_than_the_first_that_met(built, tmp_path, 
 
 def test_auto_calibration_mixes_methods_by_output_path(built, tmp_path, cli):
     """Entropy helps `capped` and wrecks `power`: auto keeps entropy's ranges on capped's path only."""
-    code, out, err, manifest = _convert(cli, built, "two", tmp_path / "t.tflite", "--io", "float32", "--samples", 256,
-                                        "--calibration", "auto", "--eval-data", built / "two_eval.npz")
+    code, out, err, manifest = _convert(
+        cli,
+        built,
+        "two",
+        tmp_path / "t.tflite",
+        "--io",
+        "float32",
+        "--samples",
+        256,
+        "--calibration",
+        "auto",
+        "--eval-data",
+        built / "two_eval.npz",
+    )
     assert code == 0, err
     tried = {t["method"].split(" (")[0]: t["outputs"] for t in manifest["calibration"]["auto"]}
     minmax, entropy, mix = tried["minmax"], tried["entropy"], tried["by output path"]
@@ -157,14 +186,30 @@ def test_auto_calibration_mixes_methods_by_output_path(built, tmp_path, cli):
     # power takes whichever method is best on its own path (minmax, or a percentile that clips nothing it needs)
     assert chosen[0].startswith("by output path (capped: entropy, power: ") and "power: entropy" not in chosen[0]
     assert manifest["recipe"]["calibration"] == "auto"
-    best_for_power = max(t["outputs"]["power"] for t in manifest["calibration"]["auto"] if not t["method"].startswith("by output"))
+    best_for_power = max(
+        t["outputs"]["power"] for t in manifest["calibration"]["auto"] if not t["method"].startswith("by output")
+    )
     assert mix["capped"] >= entropy["capped"] - 0.5 and mix["power"] >= best_for_power - 0.5 >= minmax["power"] - 0.5
 
 
 def test_auto_with_a_budget_on_a_model_without_a_classes_output(built, tmp_path, cli):
     """It crashed with KeyError 'accuracy', blamed on TensorFlow's converter."""
-    code, out, err, manifest = _convert(cli, built, "two", tmp_path / "b.tflite", "--io", "float32", "--samples", 256,
-                                        "--calibration", "auto", "--eval-data", built / "two_eval.npz", "--min-sqnr", 45)
+    code, out, err, manifest = _convert(
+        cli,
+        built,
+        "two",
+        tmp_path / "b.tflite",
+        "--io",
+        "float32",
+        "--samples",
+        256,
+        "--calibration",
+        "auto",
+        "--eval-data",
+        built / "two_eval.npz",
+        "--min-sqnr",
+        45,
+    )
     assert code in (0, 1) and "accuracy" not in err and "converter failed" not in err, err
     search = manifest["search"]
     last = search["steps"][:6][-1]
@@ -174,7 +219,8 @@ def test_auto_with_a_budget_on_a_model_without_a_classes_output(built, tmp_path,
 
 def test_a_budget_the_int8_io_tensors_forbid_says_so(built, tmp_path, cli):
     """Every layer in float still misses 60 dB with int8 I/O: the warning names the I/O, not the layers."""
-    code, out, err, manifest = _convert(cli, built, "head", tmp_path / "u.tflite", "--eval-data", built / "head_eval.npz",
-                                        "--min-sqnr", 60)
+    code, out, err, manifest = _convert(
+        cli, built, "head", tmp_path / "u.tflite", "--eval-data", built / "head_eval.npz", "--min-sqnr", 60
+    )
     assert code == 1 and not manifest["search"]["met"], err
     assert "the int8 input and output tensors stay quantized; --io float32 lifts that bound" in err

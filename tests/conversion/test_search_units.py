@@ -6,15 +6,15 @@ runs the model; tests/test_search.py does that on real models)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import pytest
 
 from edgeq.conversion.search.budget import max_evaluations, search
-from edgeq.scoring.metrics import Accuracy, OutputScore, Scores
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import SearchStep, StepKind, StepOutput
+from edgeq.scoring.metrics import Accuracy, OutputScore, Scores
 from edgeq.tflite.graph import Layer, LayerGraph
 
 
@@ -35,22 +35,51 @@ class FakeEvaluator:
     samples: list = field(default_factory=lambda: [0] * 8)
     evaluated: list = field(default_factory=list)
 
-    def evaluate(self, model: bytes, float_layers: list[str], kind: StepKind = StepKind.INT8, phase: str | None = None,
-                 method: str | None = None) -> SearchStep:
+    def evaluate(
+        self,
+        model: bytes,
+        float_layers: list[str],
+        kind: StepKind = StepKind.INT8,
+        phase: str | None = None,
+        method: str | None = None,
+    ) -> SearchStep:
         positions = {int(n[1:]) for n in float_layers}
         self.evaluated.append((kind.value, len(float_layers)))
         missing = self.missing(positions) if kind == StepKind.INT8 else set(range(self.outputs))
-        outputs = tuple(StepOutput(f"out{i}", f"out{i}", "values", 20.0 if i in missing else 35.0, False, None,
-                                   -10.0 if i in missing else 5.0, i not in missing) for i in range(self.outputs))
-        return SearchStep(kind, len(float_layers), len(model), not missing, method, phase, tuple(float_layers),
-                          worst_sqnr_db=20.0 if missing else 35.0, outputs=outputs,
-                          missed=tuple(f"out{i}: SQNR" for i in sorted(missing)), quality=-10.0 if missing else 5.0, seconds=0.0)
+        outputs = tuple(
+            StepOutput(
+                f"out{i}",
+                f"out{i}",
+                "values",
+                20.0 if i in missing else 35.0,
+                False,
+                None,
+                -10.0 if i in missing else 5.0,
+                i not in missing,
+            )
+            for i in range(self.outputs)
+        )
+        return SearchStep(
+            kind,
+            len(float_layers),
+            len(model),
+            not missing,
+            method,
+            phase,
+            tuple(float_layers),
+            worst_sqnr_db=20.0 if missing else 35.0,
+            outputs=outputs,
+            missed=tuple(f"out{i}: SQNR" for i in sorted(missing)),
+            quality=-10.0 if missing else 5.0,
+            seconds=0.0,
+        )
 
 
 def run(missing, n: int = 40, outputs: int = 1, max_float_layers=None, int16x8=None, feeds=None):
     evaluator = FakeEvaluator(missing, outputs)
-    model, record = search(evaluator, b"full", graph(n, outputs, feeds), lambda nodes: ",".join(nodes).encode(),
-                           max_float_layers, int16x8)
+    model, record = search(
+        evaluator, b"full", graph(n, outputs, feeds), lambda nodes: ",".join(nodes).encode(), max_float_layers, int16x8
+    )
     return evaluator, model, record
 
 
@@ -124,8 +153,11 @@ def test_an_unreachable_budget_keeps_the_best_effort_within_max_float_layers():
     evaluator, model, record = run(lambda kept: {0}, max_float_layers=1)
     assert not record.met and record.chosen.k <= 1
     assert model == ",".join(record.chosen.float_layers).encode() or (model == b"full" and record.chosen.k == 0)
-    assert [phase for phase in (s.phase for s in record.steps)] == ["full int8", "output heads",
-                                                                           "every layer feeding the missed outputs"]
+    assert [phase for phase in (s.phase for s in record.steps)] == [
+        "full int8",
+        "output heads",
+        "every layer feeding the missed outputs",
+    ]
 
 
 def test_a_set_over_max_float_layers_is_never_chosen():
@@ -140,8 +172,10 @@ def test_int16x8_is_tried_before_float_layers_when_allowed():
 
 
 def test_budget_judges_every_output_and_a_classes_output_by_agreement():
-    scores = Scores(Accuracy(output="cls"), (OutputScore("cls", "classes", sqnr_db=5.0, agreement=0.995),
-                                             OutputScore("box", "values", sqnr_db=18.0)))
+    scores = Scores(
+        Accuracy(output="cls"),
+        (OutputScore("cls", "classes", sqnr_db=5.0, agreement=0.995), OutputScore("box", "values", sqnr_db=18.0)),
+    )
     both = Budget(min_agreement=0.99, min_sqnr=20)
     assert both.missed(scores) == ["box: SQNR 18.00 dB < 20"]  # the classes output is judged by agreement only
     assert both.quality(scores) == pytest.approx(-2.0)

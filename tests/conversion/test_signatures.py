@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from helpers import convert
-from helpers import validate
+from helpers import convert, validate
 
 pytestmark = pytest.mark.tf
 
@@ -171,11 +169,14 @@ def test_tf1_converter_path_restores_the_signature(dict_saved_model, digits_cali
         raise ValueError("optimizer slot objects cannot be restored")
 
     monkeypatch.setattr(tf.saved_model, "load", refuse)
-    result = convert(dict_saved_model, tmp_path / "v1.tflite", digits_calib, samples=16, isolated=False,
-                     cache=False)  # the patch lives here, where the cache cannot see it
+    result = convert(
+        dict_saved_model, tmp_path / "v1.tflite", digits_calib, samples=16, isolated=False, cache=False
+    )  # the patch lives here, where the cache cannot see it
     assert result.manifest.source.kind == "saved_model (TF1 converter)"
     ours = _interpreter(result.output).get_signature_list()
-    assert {k: sorted(v) for k, v in ours["serving_default"].items()} == {k: sorted(v) for k, v in plain["serving_default"].items()}
+    assert {k: sorted(v) for k, v in ours["serving_default"].items()} == {
+        k: sorted(v) for k, v in plain["serving_default"].items()
+    }
     _assert_runner_matches_invoke(result.output)
 
 
@@ -189,7 +190,7 @@ def test_signature_all_converts_every_signature(two_signature_saved_model, tmp_p
     assert set(it.get_signature_list()) == {"serving_default", "embed"}
     for key, outputs in (("serving_default", {"scores"}), ("embed", {"embedding"})):
         runner = it.get_signature_runner(key)
-        (name, detail), = runner.get_input_details().items()
+        ((name, detail),) = runner.get_input_details().items()
         got = runner(**{name: np.zeros(detail["shape"], detail["dtype"])})
         assert set(got) == outputs
     assert {s.key for s in result.manifest.signatures} == {"serving_default", "embed"}
@@ -205,8 +206,9 @@ def test_validate_pairs_a_reordered_reference_by_key(dict_saved_model, digits_ca
     same, reordered = tmp_path / "same.tflite", tmp_path / "reordered.tflite"
     same.write_bytes(plain)
     reordered.write_bytes(_edit(plain, reverse_outputs=True))
-    assert [d["name"] for d in _interpreter(reordered).get_output_details()] != \
-        [d["name"] for d in _interpreter(same).get_output_details()]
+    assert [d["name"] for d in _interpreter(reordered).get_output_details()] != [
+        d["name"] for d in _interpreter(same).get_output_details()
+    ]
     val = digits_calib.parent / "val"
     baseline = validate(int8, same, val, runs=2, warmup=0)
     swapped = validate(int8, reordered, val, runs=2, warmup=0)
@@ -255,8 +257,21 @@ def test_a_non_default_signature_validates_and_runs_per_layer_on_that_signature(
     assert code == 0, err
     assert list(_interpreter(out).get_signature_list()) == ["embed"]
     report = tmp_path / "v.json"
-    code, _, err = cli("validate", out, "--reference", two_signature_saved_model, "--data", data, "--runs", "2",
-                       "--warmup", "0", "--per-layer", "--json", report)
+    code, _, err = cli(
+        "validate",
+        out,
+        "--reference",
+        two_signature_saved_model,
+        "--data",
+        data,
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--per-layer",
+        "--json",
+        report,
+    )
     assert code == 0, err
     results = json.loads(report.read_text())
     assert [o["reference_name"] for o in results["outputs"]] == ["embedding"]

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from prerequisites import require
 
 pytestmark = [pytest.mark.tf, pytest.mark.torch]
@@ -43,12 +42,13 @@ class _Stealth:
 
 @pytest.fixture(scope="module")
 def archives(tmp_path_factory):
-    require(importlib.util.find_spec("torch") is not None and importlib.util.find_spec("litert_torch") is not None,
-            "needs torch and litert-torch (make test installs them)")
+    require(
+        importlib.util.find_spec("torch") is not None and importlib.util.find_spec("litert_torch") is not None,
+        "needs torch and litert-torch (make test installs them)",
+    )
     import torch
-    from torch import nn
-
     from helpers import images
+    from torch import nn
 
     folder = tmp_path_factory.mktemp("trust")
     torch.manual_seed(0)
@@ -75,12 +75,16 @@ def archives(tmp_path_factory):
     fqn, entry = next(iter(config["config"].items()))
     entry["use_pickle"] = True
     weight = f"{root}/data/weights/{entry['path_name']}"
-    made["use_pickle"] = _write(folder / "use_pickle.pt2", {**members, config_name: json.dumps(config).encode(),
-                                                             weight: pickled(_Stealth(marker, net.state_dict()[fqn]))})
+    made["use_pickle"] = _write(
+        folder / "use_pickle.pt2",
+        {**members, config_name: json.dumps(config).encode(), weight: pickled(_Stealth(marker, net.state_dict()[fqn]))},
+    )
     program = f"{root}/models/model.json"
     text = members[program].decode()
     assert '"as_int": 8' in text  # the input's height, as a fixed size
-    sneaky = text.replace('"as_int": 8', f'"as_expr": {{"expr_str": "open({str(marker)!r}, \'w\') and 8", "hint": {{"as_int": 8}}}}', 1)
+    sneaky = text.replace(
+        '"as_int": 8', f'"as_expr": {{"expr_str": "open({str(marker)!r}, \'w\') and 8", "hint": {{"as_int": 8}}}}', 1
+    )
     made["sympify"] = _write(folder / "sympify.pt2", {**members, program: sneaky.encode()})
 
     calib, val = images(folder / "calib", 16, 8, 0), images(folder / "val", 8, 8, 1)
@@ -130,8 +134,18 @@ def test_the_archives_are_real_attacks_that_run_when_trusted(archives, tmp_path,
     """--trust-model is the user's word: torch.export.load then runs the payload, as it would without edgeq."""
     made, marker, calib, _ = archives
     marker.unlink(missing_ok=True)
-    code, _, err = cli("convert", made["stealth"], "--data", calib, "-o", tmp_path / "out.tflite", "--samples", "8",
-                       "--no-cache", "--trust-model")
+    code, _, err = cli(
+        "convert",
+        made["stealth"],
+        "--data",
+        calib,
+        "-o",
+        tmp_path / "out.tflite",
+        "--samples",
+        "8",
+        "--no-cache",
+        "--trust-model",
+    )
     assert code == 0, err
     assert marker.exists()
 
@@ -143,20 +157,23 @@ def test_a_benign_archive_converts_without_the_flag(archives, tmp_path, cli):
 
 
 def test_aotinductor_and_custom_objects_are_refused_by_name(archives, tmp_path):
-    from edgeq.frameworks.trust import check_pt2
     from edgeq.core.errors import ModelError
+    from edgeq.frameworks.trust import check_pt2
 
     made, *_ = archives
     members = _members(made["benign"])
     root = next(iter(members)).split("/", 1)[0]
-    for extra, words in ((f"{root}/data/aotinductor/model/model.so", "compiled code"),
-                         (f"{root}/data/constants/custom_obj_0", None)):
+    for extra, words in (
+        (f"{root}/data/aotinductor/model/model.so", "compiled code"),
+        (f"{root}/data/constants/custom_obj_0", None),
+    ):
         changed = dict(members)
         changed[extra] = b"\x7fELF"
         if words is None:
             name = f"{root}/data/constants/model_constants_config.json"
-            changed[name] = json.dumps({"config": {"obj": {"path_name": "custom_obj_0", "is_param": False,
-                                                            "use_pickle": True}}}).encode()
+            changed[name] = json.dumps(
+                {"config": {"obj": {"path_name": "custom_obj_0", "is_param": False, "use_pickle": True}}}
+            ).encode()
             words = "custom object"
         path = _write(tmp_path / "x.pt2", changed)
         with pytest.raises(ModelError, match=words):

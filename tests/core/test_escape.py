@@ -34,9 +34,23 @@ def test_crafted_names_in_reports(cnn_int8, digits_calib):
     results["outputs"][0]["name"] = EVIL
     results["warnings"] = [EVIL]
     results["data"] = EVIL
-    results["per_layer"] = {"ranked_by": "<script>x</script>", "calibration": EVIL, "debug_samples": 16, "layers": [
-        {"rank": 1, "tensor_name": EVIL, "op_type": EVIL, "sqnr_db": 1.0, "rmse_lsb": 1.0, "max_abs_error_lsb": 1.0,
-         "scale": 0.1, "zero_point": 0}]}
+    results["per_layer"] = {
+        "ranked_by": "<script>x</script>",
+        "calibration": EVIL,
+        "debug_samples": 16,
+        "layers": [
+            {
+                "rank": 1,
+                "tensor_name": EVIL,
+                "op_type": EVIL,
+                "sqnr_db": 1.0,
+                "rmse_lsb": 1.0,
+                "max_abs_error_lsb": 1.0,
+                "scale": 0.1,
+                "zero_point": 0,
+            }
+        ],
+    }
     results["passed"] = False
     results = ValidationResult.from_json(results)
     text = markdown(results)

@@ -5,23 +5,31 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from edgeq.core.errors import UsageError
-from edgeq.scoring.gates import Figures, evaluate, passed
-from edgeq.run.devices.profiles import Profile
-from edgeq.run.protocol import Measurement
-from edgeq.run.devices.benchmark_model import BenchmarkModelRunner
-from edgeq.validation.devices import device_result
 from helpers import RecordedAdb
 
+from edgeq.core.errors import UsageError
+from edgeq.run.devices.benchmark_model import BenchmarkModelRunner
+from edgeq.run.devices.profiles import Profile
+from edgeq.run.protocol import Measurement
+from edgeq.scoring.gates import Figures, evaluate, passed
+from edgeq.validation.devices import device_result
 
 
 def test_bounds_pass_and_fail_on_the_right_side():
     figures = Figures(top1_drop_pts=0.4, agreement=0.97, worst_sqnr_db=30.0, int8_p50_ms=2.0, speedup=1.5)
-    results = {r.name: r.status for r in evaluate(
-        {"max_drop": 0.5, "min_agreement": 0.98, "min_sqnr": 30.0, "max_latency_ms": 1.0, "min_speedup": 1.5}, figures)}
-    assert results == {"max_drop": "passed", "min_agreement": "failed", "min_sqnr": "passed",
-                       "max_latency_ms": "failed", "min_speedup": "passed"}
+    results = {
+        r.name: r.status
+        for r in evaluate(
+            {"max_drop": 0.5, "min_agreement": 0.98, "min_sqnr": 30.0, "max_latency_ms": 1.0, "min_speedup": 1.5}, figures
+        )
+    }
+    assert results == {
+        "max_drop": "passed",
+        "min_agreement": "failed",
+        "min_sqnr": "passed",
+        "max_latency_ms": "failed",
+        "min_speedup": "passed",
+    }
 
 
 def test_a_missing_figure_fails_where_the_runner_could_have_given_it():
@@ -44,8 +52,15 @@ def test_unknown_gate_is_a_usage_error():
         ValidateOptions(gates={"max_dorp": 1.0})
 
 
-PIXEL = Profile("pixel", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm", delegates=("xnnpack",), threads=4,
-                device_samples=0)  # latency only
+PIXEL = Profile(
+    "pixel",
+    transport="adb",
+    serial="X",
+    benchmark_binary="/data/local/tmp/bm",
+    delegates=("xnnpack",),
+    threads=4,
+    device_samples=0,
+)  # latency only
 
 
 def _recorded(scale_p50: float, scale_mean: float) -> Measurement:

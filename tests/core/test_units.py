@@ -8,17 +8,18 @@ import os
 
 import numpy as np
 import pytest
+from helpers import FIXTURES
 
 from edgeq.core.errors import DataError, OutputExistsError, UsageError
 from edgeq.core.fileio import check_writable, write_files_atomically
-from edgeq.scoring.metrics import OutputErrors, Scorer
-from edgeq.scoring.speed import speedup
-from edgeq.scoring.roles import OutputFacts, decide_roles, parse_roles
 from edgeq.core.schema import from_json, to_json
+from edgeq.scoring.metrics import OutputErrors, Scorer
+from edgeq.scoring.roles import OutputFacts, decide_roles, parse_roles
+from edgeq.scoring.speed import speedup
 from edgeq.validation.results import Accuracy, DeviceResult, Latency, Percentiles, ValidationResult
-from helpers import FIXTURES
 
 # -- schema: the typed records' JSON -----------------------------------------------------------
+
 
 def test_from_json_names_the_key_of_a_wrong_type():
     with pytest.raises(DataError, match=r"r\.latency\.int8_ms\.p50: expected an integer or a number, got str"):
@@ -30,8 +31,15 @@ def test_from_json_names_the_key_of_a_wrong_type():
 
 
 def test_records_round_trip_and_optional_fields_take_defaults():
-    record = ValidationResult("m", "r", True, accuracy=Accuracy(agreement=0.5), latency=Latency(int8_ms=Percentiles(p50=1.0, samples=(1.0, 2.0))),
-                              devices=(DeviceResult("pi", "ssh"),), warnings=("w",))
+    record = ValidationResult(
+        "m",
+        "r",
+        True,
+        accuracy=Accuracy(agreement=0.5),
+        latency=Latency(int8_ms=Percentiles(p50=1.0, samples=(1.0, 2.0))),
+        devices=(DeviceResult("pi", "ssh"),),
+        warnings=("w",),
+    )
     data = to_json(record)
     assert data["latency"]["int8_ms"]["samples"] == [1.0, 2.0] and data["warnings"] == ["w"]
     assert from_json(ValidationResult, data, "r") == record
@@ -44,14 +52,20 @@ def test_a_newer_major_schema_is_refused():
 
 
 def test_a_1_1_results_file_reads_with_gate_status_and_device_capabilities():
-    old = {"schema_version": "1.1", "model": "m", "reference": "r", "passed": True,
-           "gates": [{"name": "min_sqnr", "description": "d", "limit": 1, "value": 3, "passed": True}],
-           "devices": [{"name": "phone", "transport": "adb", "runtime": "benchmark_model", "gates": []}]}
+    old = {
+        "schema_version": "1.1",
+        "model": "m",
+        "reference": "r",
+        "passed": True,
+        "gates": [{"name": "min_sqnr", "description": "d", "limit": 1, "value": 3, "passed": True}],
+        "devices": [{"name": "phone", "transport": "adb", "runtime": "benchmark_model", "gates": []}],
+    }
     result = ValidationResult.from_json(old)
     assert result.gates[0].status == "passed" and not result.devices[0].capabilities.scores_outputs
 
 
 # -- metrics ---------------------------------------------------------------------------------
+
 
 def test_sqnr_agreement_and_top1_on_known_arrays():
     scorer = Scorer(["out"], ["classes"], top_k=2)
@@ -109,8 +123,13 @@ def test_small_errors_keep_their_digits_and_an_exact_match_says_so():
 
 
 def test_roles_come_from_evidence_and_say_which():
-    facts = [OutputFacts("boxes", (1, 4)), OutputFacts("landmarks", (1, 10)), OutputFacts("prob", (1, 2), "SOFTMAX"),
-             OutputFacts("presence", (1, 1), "LOGISTIC"), OutputFacts("logits", (1, 7))]
+    facts = [
+        OutputFacts("boxes", (1, 4)),
+        OutputFacts("landmarks", (1, 10)),
+        OutputFacts("prob", (1, 2), "SOFTMAX"),
+        OutputFacts("presence", (1, 1), "LOGISTIC"),
+        OutputFacts("logits", (1, 7)),
+    ]
     roles = decide_roles(facts, {"logits": "classes"})
     assert [r.role for r in roles] == ["values", "values", "classes", "score", "classes"]
     assert "SOFTMAX" in roles[2].evidence and roles[4].evidence == "--output-role"
@@ -128,6 +147,7 @@ def test_speedup_is_a_ratio_of_p50s_and_none_without_them():
 
 
 # -- fileio ----------------------------------------------------------------------------------
+
 
 def test_atomic_write_refuses_an_existing_file_and_leaves_no_temporary(tmp_path):
     taken = tmp_path / "a.tflite"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgeq.data.samples import Audit, InputSpec, Preprocessing, open_samples
 from edgeq.core.errors import DataError, UsageError
+from edgeq.data.samples import Audit, InputSpec, Preprocessing, open_samples
 
 GRAY = [InputSpec("image", (1, 8, 8, 1))]
 
@@ -136,15 +136,20 @@ def test_an_input_whose_first_axis_is_not_the_batch_is_fed_as_the_model_declares
     """A recurrent state [layers, 1, units]: one sample is the whole [2, 1, 16] array, not a row of it."""
     import numpy as np
 
-    from edgeq.data.samples import InputSpec, open_samples
     from edgeq.core.errors import DataError
+    from edgeq.data.samples import InputSpec, open_samples
 
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "s.npz", x=rng.normal(size=(5, 10)).astype(np.float32), state=rng.normal(size=(5, 2, 1, 16)).astype(np.float32))
+    np.savez(
+        tmp_path / "s.npz", x=rng.normal(size=(5, 10)).astype(np.float32), state=rng.normal(size=(5, 2, 1, 16)).astype(np.float32)
+    )
     specs = [InputSpec("x", (1, 10)), InputSpec("state", (2, 1, 16))]
     samples = list(open_samples(tmp_path / "s.npz", specs))
     assert [a.shape for a in samples[0]] == [(1, 10), (2, 1, 16)] and len(samples) == 5
     np.savez(tmp_path / "bad.npz", x=np.zeros((5, 10), np.float32), state=np.zeros((5, 1, 16), np.float32))
-    with pytest.raises(DataError, match=r"array for input 'state' has shape \[5, 1, 16\]; the model declares the input "
-                                        r"\[2, 1, 16\], so edgeq feeds arrays shaped \[N, 2, 1, 16\] \(N samples\)"):
+    with pytest.raises(
+        DataError,
+        match=r"array for input 'state' has shape \[5, 1, 16\]; the model declares the input "
+        r"\[2, 1, 16\], so edgeq feeds arrays shaped \[N, 2, 1, 16\] \(N samples\)",
+    ):
         open_samples(tmp_path / "bad.npz", specs)

@@ -29,8 +29,11 @@ def _metadata_buffer(model: bytes) -> bytes:
     from ai_edge_litert import schema_py_generated as schema
 
     root = schema.Model.GetRootAs(model, 0)
-    (found,) = [root.Buffers(root.Metadata(i).Buffer()).DataAsNumpy() for i in range(root.MetadataLength())
-                if root.Metadata(i).Name() == b"TFLITE_METADATA"]
+    (found,) = [
+        root.Buffers(root.Metadata(i).Buffer()).DataAsNumpy()
+        for i in range(root.MetadataLength())
+        if root.Metadata(i).Name() == b"TFLITE_METADATA"
+    ]
     return bytes(found)
 
 
@@ -58,9 +61,26 @@ def labelled(trained, digits_calib, tmp_path_factory, cli_module):
     plain, described = folder / "plain.tflite", folder / "digits.tflite"
     code, _, err = cli_module("convert", keras_path, "--data", digits_calib, "--output", plain)
     assert code == 0, err
-    code, _, err = cli_module("convert", keras_path, "--data", digits_calib, "--output", described, "--labels", folder / "labels.txt",
-                              "--name", "Digits", "--description", "8x8 handwritten digits", "--version", "2.1",
-                              "--author", "edgeq tests", "--license", "Apache-2.0")
+    code, _, err = cli_module(
+        "convert",
+        keras_path,
+        "--data",
+        digits_calib,
+        "--output",
+        described,
+        "--labels",
+        folder / "labels.txt",
+        "--name",
+        "Digits",
+        "--description",
+        "8x8 handwritten digits",
+        "--version",
+        "2.1",
+        "--author",
+        "edgeq tests",
+        "--license",
+        "Apache-2.0",
+    )
     assert code == 0, err
     return plain, described, folder
 
@@ -71,7 +91,12 @@ def test_metadata_reads_back_with_mediapipes_reader(labelled):
     model = described.read_bytes()
     meta = mp.ModelMetadataT.InitFromObj(mp.ModelMetadata.GetRootAs(_metadata_buffer(model), 0))
     assert (meta.name, meta.description, meta.version, meta.author, meta.license) == (
-        b"Digits", b"8x8 handwritten digits", b"2.1", b"edgeq tests", b"Apache-2.0")
+        b"Digits",
+        b"8x8 handwritten digits",
+        b"2.1",
+        b"edgeq tests",
+        b"Apache-2.0",
+    )
     (image,) = meta.subgraphMetadata[0].inputTensorMetadata
     props = image.content.contentProperties
     assert props.colorSpace == mp.ColorSpaceType.GRAYSCALE and (props.defaultSize.width, props.defaultSize.height) == (8, 8)
@@ -118,11 +143,35 @@ def test_validate_takes_class_folders_by_the_models_labels(labelled, digits_cali
     named = tmp_path / "named"
     for digit in range(10):
         shutil.copytree(digits_calib.parent / "val" / str(digit), named / LABELS[digit])
-    code, _, err = cli("validate", described, "--reference", keras_path, "--data", named, "--runs", "2", "--warmup", "0",
-                       "--json", tmp_path / "named.json")
+    code, _, err = cli(
+        "validate",
+        described,
+        "--reference",
+        keras_path,
+        "--data",
+        named,
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+        tmp_path / "named.json",
+    )
     assert code == 0, err
-    code, _, err = cli("validate", plain, "--reference", keras_path, "--data", digits_calib.parent / "val", "--runs", "2",
-                       "--warmup", "0", "--json", tmp_path / "plain.json")
+    code, _, err = cli(
+        "validate",
+        plain,
+        "--reference",
+        keras_path,
+        "--data",
+        digits_calib.parent / "val",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+        tmp_path / "plain.json",
+    )
     assert code == 0, err
     named_acc = json.loads((tmp_path / "named.json").read_text())["accuracy"]
     plain_acc = json.loads((tmp_path / "plain.json").read_text())["accuracy"]
@@ -137,8 +186,10 @@ def test_mediapipe_image_classifier_runs_the_model(trained, digits_calib, tmp_pa
     import ctypes.util
 
     _mediapipe_schema()
-    require(all(ctypes.util.find_library(lib) for lib in ("EGL", "GLESv2")),
-            "MediaPipe's library needs libEGL.so.1 and libGLESv2.so.2 (apt-get install libegl1 libgles2)")
+    require(
+        all(ctypes.util.find_library(lib) for lib in ("EGL", "GLESv2")),
+        "MediaPipe's library needs libEGL.so.1 and libGLESv2.so.2 (apt-get install libegl1 libgles2)",
+    )
     import keras
 
     keras_path, _, _ = trained
@@ -150,8 +201,20 @@ def test_mediapipe_image_classifier_runs_the_model(trained, digits_calib, tmp_pa
     model.save(tmp_path / "rgb.keras")
     (tmp_path / "labels.txt").write_text("\n".join(LABELS) + "\n")
     out = tmp_path / "rgb_uint8.tflite"
-    code, _, err = cli("convert", tmp_path / "rgb.keras", "--data", digits_calib, "--color", "rgb", "--io", "uint8",
-                       "--labels", tmp_path / "labels.txt", "--output", out)
+    code, _, err = cli(
+        "convert",
+        tmp_path / "rgb.keras",
+        "--data",
+        digits_calib,
+        "--color",
+        "rgb",
+        "--io",
+        "uint8",
+        "--labels",
+        tmp_path / "labels.txt",
+        "--output",
+        out,
+    )
     assert code == 0, err
     images = [sorted((digits_calib.parent / "val" / str(d)).iterdir())[0] for d in range(10)]
     script = (
@@ -161,9 +224,11 @@ def test_mediapipe_image_classifier_runs_the_model(trained, digits_calib, tmp_pa
         "from mediapipe.tasks.python.vision import ImageClassifier, ImageClassifierOptions\n"
         "options = ImageClassifierOptions(base_options=BaseOptions(model_asset_path=sys.argv[1]), max_results=1)\n"
         "with ImageClassifier.create_from_options(options) as classifier:\n"
-        "    top = [classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.asarray(Image.open(p).convert('RGB'))))"
+        "    top = [classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, "
+        "data=np.asarray(Image.open(p).convert('RGB'))))"
         ".classifications[0].categories[0].category_name for p in sys.argv[2:]]\n"
-        "print(json.dumps(top))\n")
+        "print(json.dumps(top))\n"
+    )
     run = subprocess.run([sys.executable, "-c", script, str(out), *map(str, images)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     top = json.loads(run.stdout.strip().splitlines()[-1])
@@ -172,6 +237,7 @@ def test_mediapipe_image_classifier_runs_the_model(trained, digits_calib, tmp_pa
 
 # -- the bundle ------------------------------------------------------------------------------
 
+
 def test_bundle_verifies_lists_the_ops_and_resolves_the_manifest_keys(labelled, trained, digits_calib, tmp_path, cli):
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.interpreter import Interpreter
@@ -179,14 +245,21 @@ def test_bundle_verifies_lists_the_ops_and_resolves_the_manifest_keys(labelled, 
     keras_path, _, _ = trained
     _, described, _ = labelled
     results = tmp_path / "results.json"
-    code, _, err = cli("validate", described, "--reference", keras_path, "--data", digits_calib.parent / "val", "--runs", "2",
-                       "--json", results)
+    code, _, err = cli(
+        "validate", described, "--reference", keras_path, "--data", digits_calib.parent / "val", "--runs", "2", "--json", results
+    )
     assert code == 0, err
     bundle = tmp_path / "bundle"
     code, _, err = cli("bundle", described, "--output", bundle, "--results", results)
     assert code == 0, err
-    assert sorted(p.name for p in bundle.iterdir()) == ["SHA256SUMS", "labels.txt", "model.edgeq.json", "model.tflite",
-                                                        "ops.txt", "report.md"]
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "SHA256SUMS",
+        "labels.txt",
+        "model.edgeq.json",
+        "model.tflite",
+        "ops.txt",
+        "report.md",
+    ]
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.count(": OK") == 5, check.stdout + check.stderr
     (bundle / "labels.txt").write_text("tampered\n")
@@ -228,9 +301,24 @@ def test_bundle_refuses_to_replace_files_without_force(labelled, tmp_path, cli):
 
 # -- baselines ---------------------------------------------------------------------------------
 
+
 def _validate(cli, model, reference, val, out, *flags):
-    return cli("validate", model, "--reference", reference, "--data", val, "--runs", "20", "--warmup", "2", "--json", out,
-               "--force", *flags)
+    return cli(
+        "validate",
+        model,
+        "--reference",
+        reference,
+        "--data",
+        val,
+        "--runs",
+        "20",
+        "--warmup",
+        "2",
+        "--json",
+        out,
+        "--force",
+        *flags,
+    )
 
 
 def test_baseline_catches_a_two_point_top1_regression(trained, digits_calib, tmp_path, cli):
@@ -241,8 +329,19 @@ def test_baseline_catches_a_two_point_top1_regression(trained, digits_calib, tmp
     previous = json.loads(now.read_text())  # the last release scored 2 points more on the same data
     previous["accuracy"]["int8_top1"] += 0.02
     (tmp_path / "release.json").write_text(json.dumps(previous))
-    code, out, _ = _validate(cli, int8, keras_path, val, tmp_path / "r.json", "--baseline", tmp_path / "release.json",
-                             "--max-regression-pts", "1.5", "--report", tmp_path / "report")
+    code, out, _ = _validate(
+        cli,
+        int8,
+        keras_path,
+        val,
+        tmp_path / "r.json",
+        "--baseline",
+        tmp_path / "release.json",
+        "--max-regression-pts",
+        "1.5",
+        "--report",
+        tmp_path / "report",
+    )
     assert code == 1
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["baseline"]["regression_pts"] == pytest.approx(2.0, abs=1e-6)
@@ -251,8 +350,9 @@ def test_baseline_catches_a_two_point_top1_regression(trained, digits_calib, tmp
     report = (tmp_path / "report" / "report.md").read_text()
     assert "### Against the baseline (release.json)" in report and "| INT8 top-1 |" in report and "-2.00 pts" in report
     assert "| top-1 regression vs baseline (pts) | ≤ 1.5 | 2 | ❌ FAIL |" in report
-    code, _, _ = _validate(cli, int8, keras_path, val, tmp_path / "ok.json", "--baseline", tmp_path / "release.json",
-                           "--max-regression-pts", "2.5")
+    code, _, _ = _validate(
+        cli, int8, keras_path, val, tmp_path / "ok.json", "--baseline", tmp_path / "release.json", "--max-regression-pts", "2.5"
+    )
     assert code == 0
 
 
@@ -263,8 +363,18 @@ def test_baseline_catches_a_real_size_growth(trained, digits_calib, tmp_path, cl
     release = tmp_path / "release.json"
     assert _validate(cli, int8, keras_path, val, release)[0] == 0
     grown = tmp_path / "grown.tflite"
-    code, _, err = cli("convert", keras_path, "--data", digits_calib, "--output", grown, "--mode", "int8-fallback",
-                       "--keep-float", "FULLY_CONNECTED")
+    code, _, err = cli(
+        "convert",
+        keras_path,
+        "--data",
+        digits_calib,
+        "--output",
+        grown,
+        "--mode",
+        "int8-fallback",
+        "--keep-float",
+        "FULLY_CONNECTED",
+    )
     assert code == 0, err
     code, out, _ = _validate(cli, grown, keras_path, val, tmp_path / "r.json", "--baseline", release, "--max-size-growth", "20")
     assert code == 1
@@ -275,5 +385,7 @@ def test_baseline_catches_a_real_size_growth(trained, digits_calib, tmp_path, cl
 
 def test_a_baseline_gate_without_a_baseline_is_a_usage_error(trained, digits_calib, cli):
     keras_path, int8, _ = trained
-    code, _, err = cli("validate", int8, "--reference", keras_path, "--data", digits_calib.parent / "val", "--max-size-growth", "5")
+    code, _, err = cli(
+        "validate", int8, "--reference", keras_path, "--data", digits_calib.parent / "val", "--max-size-growth", "5"
+    )
     assert code == 2 and "--baseline" in err

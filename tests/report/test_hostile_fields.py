@@ -21,9 +21,11 @@ from edgeq.core.errors import DataError, UsageError
 from edgeq.core.schema import from_json
 from edgeq.validation.results import ValidationResult
 
-HOSTILE = ("a|b\n\n# INJECTED\n[click](javascript:alert(1)) ![t](http://evil.example/track.png) <img src=x onerror=alert(1)>"
-           " <script>alert(1)</script> \x1b[31mRED\x1b]0;title\x07 \u202eSSAP\u202c \u2066x\u2069 zero\u200bwidth "
-           ":white_check_mark: www.evil.example mail@evil.example &#8238; **bold** `code` ~~strike~~")
+HOSTILE = (
+    "a|b\n\n# INJECTED\n[click](javascript:alert(1)) ![t](http://evil.example/track.png) <img src=x onerror=alert(1)>"
+    " <script>alert(1)</script> \x1b[31mRED\x1b]0;title\x07 \u202eSSAP\u202c \u2066x\u2069 zero\u200bwidth "
+    ":white_check_mark: www.evil.example mail@evil.example &#8238; **bold** `code` ~~strike~~"
+)
 INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
@@ -65,7 +67,7 @@ def _record(cls: Any, hostile: bool) -> dict[str, Any]:
     for f in dataclasses.fields(cls):
         if hasattr(hints[f.name], "from_json_text"):
             continue
-        for value in ((_fill(hints[f.name], hostile), _plain(hints[f.name])) if hostile else (_plain(hints[f.name]),)):
+        for value in (_fill(hints[f.name], hostile), _plain(hints[f.name])) if hostile else (_plain(hints[f.name]),):
             try:
                 trial = {**_required(cls, hints), **data, f.name: value}
                 cls.from_json(trial) if cls is ValidationResult else from_json(cls, trial, "x")
@@ -77,8 +79,11 @@ def _record(cls: Any, hostile: bool) -> dict[str, Any]:
 
 
 def _required(cls: Any, hints: dict[str, Any]) -> dict[str, Any]:
-    return {f.name: _plain(hints[f.name]) for f in dataclasses.fields(cls)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    return {
+        f.name: _plain(hints[f.name])
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    }
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +143,30 @@ def test_html_renders_hostile_text_as_text(hostile):
     assert not INVISIBLE.search(page)
     parser = _Tags()
     parser.feed(page)
-    assert parser.tags <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "code", "div", "b", "table",
-                           "thead", "tbody", "tr", "th", "td", "ul", "li", "img", "small"}, parser.tags
+    assert parser.tags <= {
+        "html",
+        "head",
+        "meta",
+        "title",
+        "style",
+        "body",
+        "h1",
+        "h2",
+        "p",
+        "code",
+        "div",
+        "b",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "ul",
+        "li",
+        "img",
+        "small",
+    }, parser.tags
     assert all(name in ("lang", "charset", "class", "alt", "src") for name, _ in parser.attributes)
     assert all(value.startswith("data:image/png;base64,") for name, value in parser.attributes if name == "src")
 

@@ -4,21 +4,21 @@ the same figures, "n/a" for what a runner could not measure, never a failure for
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import os
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from helpers import FIXTURES, RecordedAdb
 
-from edgeq.scoring.gates import evaluate, passed
 from edgeq.report.documents import html_page, markdown
 from edgeq.report.text import validation_text
-from edgeq.run.devices.profiles import Profile
 from edgeq.run.devices.benchmark_model import BenchmarkModelRunner
+from edgeq.run.devices.profiles import Profile
+from edgeq.scoring.gates import evaluate, passed
 from edgeq.validation.devices import device_result
 from edgeq.validation.results import ValidationResult
-from helpers import FIXTURES, RecordedAdb
 
 GATES = {"max_drop": 0.5, "min_speedup": 0.1}
 
@@ -26,8 +26,18 @@ GATES = {"max_drop": 0.5, "min_speedup": 0.1}
 @pytest.fixture
 def results() -> ValidationResult:
     results = ValidationResult.from_json(json.loads((FIXTURES / "results" / "digits_validation.json").read_text()))
-    runner = BenchmarkModelRunner(Profile("pixel-8", transport="adb", serial="X", benchmark_binary="/data/local/tmp/bm",
-                                          delegates=("nnapi",), threads=4, device_samples=0), RecordedAdb())
+    runner = BenchmarkModelRunner(
+        Profile(
+            "pixel-8",
+            transport="adb",
+            serial="X",
+            benchmark_binary="/data/local/tmp/bm",
+            delegates=("nnapi",),
+            threads=4,
+            device_samples=0,
+        ),
+        RecordedAdb(),
+    )
     measured = runner.measure(Path("model.tflite"), [], 2, 20)
     device = device_result(runner, None, measured, measured, None, 5)
     gates = evaluate(GATES, device.figures)
@@ -76,8 +86,8 @@ def test_renderers_show_the_same_speedup(results):
 def test_a_low_sqnr_whose_decisions_hold_is_not_called_broken(results):
     """A CTC recognizer's log-softmax: 6.7 dB, while every step's argmax and every decoded
     sequence agree (as seen on a real one): said as such, not as likely broken."""
-    from edgeq.scoring.metrics import OutputScore, Slice
     from edgeq.report.text import broken_notes, low_sqnr_notes, validation_text
+    from edgeq.scoring.metrics import OutputScore, Slice
 
     held = OutputScore("logits", "sequence", sqnr_db=6.72, agreement=0.9995, sequence_match=1.0, worst_slice=Slice(1, 1, 6.57))
     lost = OutputScore("boxes", "values", sqnr_db=6.72)

@@ -10,10 +10,9 @@ import re
 
 import numpy as np
 import pytest
+from helpers import convert, validate
 
-from helpers import convert
 from edgeq.report.documents import html_page, markdown
-from helpers import validate
 from edgeq.validation.results import ValidationResult
 from tests.conftest import digits_images
 
@@ -22,8 +21,16 @@ from tests.conftest import digits_images
 def results(trained, digits_calib):
     """A real validation of the trained demo CNN, with per-layer errors and one failing gate."""
     keras_path, int8, _ = trained
-    return validate(int8, keras_path, digits_calib.parent / "val", runs=30, warmup=2, per_layer=True,
-                    per_layer_samples=16, gates={"max_drop": 5.0, "min_speedup": 1000.0})
+    return validate(
+        int8,
+        keras_path,
+        digits_calib.parent / "val",
+        runs=30,
+        warmup=2,
+        per_layer=True,
+        per_layer_samples=16,
+        gates={"max_drop": 5.0, "min_speedup": 1000.0},
+    )
 
 
 def _pct(x):
@@ -36,11 +43,21 @@ def _figures(results) -> list[str]:
     acc, size, lat = results["accuracy"], results["size"], results["latency"]
     layer = results["per_layer"]["layers"][0]
     return [
-        _pct(acc["float_top1"]), _pct(acc["int8_top1"]), _pct(acc["agreement"]), f"{acc['top1_drop_pts']:.2f} pts",
-        f"{size['float_bytes'] / 1024:,.1f} KiB", f"{size['int8_bytes'] / 1024:,.1f} KiB", f"{size['ratio']:.3f}×",
-        f"{1 / size['ratio']:.2f}× smaller", f"{lat['int8_ms']['p50']:.3f} ms", f"{lat['float_ms']['p50']:.3f} ms",
-        f"{lat['speedup']:.2f}×", f"{results['outputs'][0]['sqnr_db']:.2f}", f"{layer['sqnr_db']:.2f}",
-        f"{layer['rmse_lsb']:.3f}", layer["op_type"],
+        _pct(acc["float_top1"]),
+        _pct(acc["int8_top1"]),
+        _pct(acc["agreement"]),
+        f"{acc['top1_drop_pts']:.2f} pts",
+        f"{size['float_bytes'] / 1024:,.1f} KiB",
+        f"{size['int8_bytes'] / 1024:,.1f} KiB",
+        f"{size['ratio']:.3f}×",
+        f"{1 / size['ratio']:.2f}× smaller",
+        f"{lat['int8_ms']['p50']:.3f} ms",
+        f"{lat['float_ms']['p50']:.3f} ms",
+        f"{lat['speedup']:.2f}×",
+        f"{results['outputs'][0]['sqnr_db']:.2f}",
+        f"{layer['sqnr_db']:.2f}",
+        f"{layer['rmse_lsb']:.3f}",
+        layer["op_type"],
     ]
 
 
@@ -71,8 +88,9 @@ def test_html_report_is_self_contained_with_both_plots(results):
 
 def test_results_without_labels_show_agreement_but_no_accuracy(cnn_int8, cnn_keras, tmp_path):
     np.savez(tmp_path / "x.npz", x=digits_images(24))
-    unlabelled = validate(cnn_int8.output, cnn_keras, tmp_path / "x.npz", runs=5, warmup=1,
-                          output_roles={"output_0": "classes"})  # logits, no labels: the user says what it is
+    unlabelled = validate(
+        cnn_int8.output, cnn_keras, tmp_path / "x.npz", runs=5, warmup=1, output_roles={"output_0": "classes"}
+    )  # logits, no labels: the user says what it is
     assert unlabelled.outputs[0].role_from == "--output-role"
     md, page = markdown(unlabelled), html_page(unlabelled)
     assert unlabelled.accuracy.float_top1 is None
@@ -94,11 +112,14 @@ def test_report_command_writes_both_formats(results, tmp_path, cli):
     assert code == 2 and "exists" in err  # no silent overwrite
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such results file"),
-    ("{not json", "not valid JSON"),
-    ('{"model": "m.tflite"}', "not an edgeq validate results file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such results file"),
+        ("{not json", "not valid JSON"),
+        ('{"model": "m.tflite"}', "not an edgeq validate results file"),
+    ],
+)
 def test_missing_or_corrupt_results_file(tmp_path, cli, content, message):
     path = tmp_path / "results.json"
     if content is not None:
@@ -110,9 +131,24 @@ def test_missing_or_corrupt_results_file(tmp_path, cli, content, message):
 
 def test_validate_writes_report_dir_and_per_layer_csv(trained, digits_calib, tmp_path, cli):
     keras_path, int8, _ = trained
-    code, _, err = cli("validate", str(int8), "-r", str(keras_path), "-d", str(digits_calib.parent / "val"),
-                       "--runs", "5", "--per-layer-samples", "8", "--per-layer-csv", str(tmp_path / "layers.csv"),
-                       "--json", str(tmp_path / "r.json"), "--report", str(tmp_path / "report"))
+    code, _, err = cli(
+        "validate",
+        str(int8),
+        "-r",
+        str(keras_path),
+        "-d",
+        str(digits_calib.parent / "val"),
+        "--runs",
+        "5",
+        "--per-layer-samples",
+        "8",
+        "--per-layer-csv",
+        str(tmp_path / "layers.csv"),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--report",
+        str(tmp_path / "report"),
+    )
     assert code == 0, err
     results = json.loads((tmp_path / "r.json").read_text())
     typed = ValidationResult.from_json(results)
@@ -133,7 +169,8 @@ def test_per_layer_with_a_float_tflite_reference_equals_the_keras_one(trained, d
     from_tflite = validate(int8, float_path, val, runs=2, warmup=0, per_layer=True, per_layer_samples=16).per_layer
     from_keras = validate(int8, keras_path, val, runs=2, warmup=0, per_layer=True, per_layer_samples=16).per_layer
     assert sorted(l.sqnr_db or 0 for l in from_tflite.layers) == pytest.approx(
-        sorted(l.sqnr_db or 0 for l in from_keras.layers), abs=0.05)
+        sorted(l.sqnr_db or 0 for l in from_keras.layers), abs=0.05
+    )
     assert "QuantizationDebugger" in from_tflite.method
 
 
@@ -142,5 +179,7 @@ def test_per_layer_ranking_puts_the_outlier_layer_first(outlier_keras, digits_ca
     result = validate(model, outlier_keras, digits_calib.parent / "val", runs=5, warmup=1, per_layer=True)
     layers = result.per_layer.layers
     assert "fourth_power" in layers[0].tensor_name and layers[0].op_type == "MUL"
-    assert {"conv", "dense", "square", "StatefulPartitionedCall"} <= {c for l in layers for c in re.split(r"[/;_:]", l.tensor_name)}
+    assert {"conv", "dense", "square", "StatefulPartitionedCall"} <= {
+        c for l in layers for c in re.split(r"[/;_:]", l.tensor_name)
+    }
     assert "recalibrated as the model was: 64 samples" in result.per_layer.calibration

@@ -11,12 +11,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import pytest
+from helpers import FIXTURES
+from prerequisites import require
 
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner, _first_error, gpu_evidence, npu_evidence
 from edgeq.run.npu import NpuTarget
 from edgeq.tflite.model import read_tflite
-from helpers import FIXTURES
-from prerequisites import require
 
 LOGS = FIXTURES / "litert_logs"
 BUCKETIZE = FIXTURES / "tflite" / "bucketize_float.tflite"
@@ -29,14 +29,19 @@ def log(name: str) -> str:
 
 # -- at the boundary: the runtime's recorded words -------------------------------------------------
 
+
 def test_a_gpu_run_names_its_adapter_and_that_it_is_software():
-    use = gpu_evidence(log("gpu_int8_full.txt"), True, "fp16", {"CONV_2D": 2, "FULLY_CONNECTED": 1, "MEAN": 1, "PAD": 1, "SOFTMAX": 1})
+    use = gpu_evidence(
+        log("gpu_int8_full.txt"), True, "fp16", {"CONV_2D": 2, "FULLY_CONNECTED": 1, "MEAN": 1, "PAD": 1, "SOFTMAX": 1}
+    )
     assert use.ran_on == "gpu" and use.software and use.adapter.startswith("llvmpipe") and "Vulkan" in use.adapter
     assert use.ops_on_accelerator == 6 and use.ops_on_cpu == 0 and use.accelerated and use.precision == "fp16"
 
 
 def test_ops_the_gpu_refuses_are_named_with_the_delegates_own_split():
-    use = gpu_evidence(log("gpu_partial_bucketize.txt"), False, "fp16", {"CONV_2D": 1, "BUCKETIZE": 1, "CAST": 1, "ADD": 1, "MEAN": 1})
+    use = gpu_evidence(
+        log("gpu_partial_bucketize.txt"), False, "fp16", {"CONV_2D": 1, "BUCKETIZE": 1, "CAST": 1, "ADD": 1, "MEAN": 1}
+    )
     assert (use.ops_on_accelerator, use.ops_on_cpu, use.cpu_op_types) == (3, 2, {"BUCKETIZE": 1})
     assert not use.accelerated and any("remaining 2 operations" in line for line in use.evidence)
 
@@ -54,8 +59,10 @@ def test_without_a_vulkan_adapter_the_reason_is_the_runtimes_own():
     assert "OpenCL" not in _first_error(log("gpu_no_adapter.txt"), None)  # the OpenCL probe's miss is no reason
 
 
-@pytest.mark.parametrize("text, error", [("gpu:x", "use gpu or npu"), ("npu", "use gpu or npu"), ("npu:arm", "use one of intel"),
-                                         ("npu:qualcomm", "name the SoC")])
+@pytest.mark.parametrize(
+    "text, error",
+    [("gpu:x", "use gpu or npu"), ("npu", "use gpu or npu"), ("npu:arm", "use one of intel"), ("npu:qualcomm", "name the SoC")],
+)
 def test_a_wrong_accelerator_is_a_usage_error(text, error):
     from edgeq.core.errors import UsageError
 
@@ -76,6 +83,7 @@ def test_the_require_accelerated_gate_names_the_ops_left_to_the_cpu():
 
 # -- for real, here --------------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=1)
 def vulkan_adapter() -> bool:
     """Whether LiteRT's GPU accelerator finds a Vulkan adapter on this machine (a real run)."""
@@ -83,27 +91,47 @@ def vulkan_adapter() -> bool:
 
     runner = LiteRTRunner(SMALL_INT8)
     try:
-        measured = CompiledModelRunner(Accelerator.parse("gpu")).measure(SMALL_INT8, [a[None] for a in runner.quantize_inputs(
-            [__import__("numpy").zeros((1, 32, 32, 3), "float32")])], 0, 1)
-    except Exception:  # noqa: BLE001 - any failure means no usable adapter
+        measured = CompiledModelRunner(Accelerator.parse("gpu")).measure(
+            SMALL_INT8, [a[None] for a in runner.quantize_inputs([__import__("numpy").zeros((1, 32, 32, 3), "float32")])], 0, 1
+        )
+    except Exception:
         return False
     return measured.accelerator.ran_on == "gpu"
 
 
 def need_gpu() -> None:
-    require(vulkan_adapter(), "LiteRT's GPU accelerator finds no Vulkan adapter: apt-get install -t bookworm-backports "
-                              "mesa-vulkan-drivers (Mesa >= 25; .ci/run does)")
+    require(
+        vulkan_adapter(),
+        "LiteRT's GPU accelerator finds no Vulkan adapter: apt-get install -t bookworm-backports "
+        "mesa-vulkan-drivers (Mesa >= 25; .ci/run does)",
+    )
 
 
 def need_intel() -> None:
-    require(importlib.util.find_spec("ai_edge_litert_sdk_intel") is not None and importlib.util.find_spec("openvino") is not None,
-            "Intel's NPU dispatch needs ai-edge-litert-sdk-intel==2.3.0 and openvino==2026.3.1 (the dev extra installs them)")
+    require(
+        importlib.util.find_spec("ai_edge_litert_sdk_intel") is not None and importlib.util.find_spec("openvino") is not None,
+        "Intel's NPU dispatch needs ai-edge-litert-sdk-intel==2.3.0 and openvino==2026.3.1 (the dev extra installs them)",
+    )
 
 
 def _validate(cli, model, reference, data, tmp_path, *flags) -> tuple[int, str, dict]:
     out = tmp_path / "r.json"
-    code, text, err = cli("validate", model, "--reference", reference, "--data", data, "--runs", "5", "--warmup", "1",
-                          "--json", out, "--force", *flags)
+    code, text, err = cli(
+        "validate",
+        model,
+        "--reference",
+        reference,
+        "--data",
+        data,
+        "--runs",
+        "5",
+        "--warmup",
+        "1",
+        "--json",
+        out,
+        "--force",
+        *flags,
+    )
     return code, text + err, json.loads(out.read_text()) if out.exists() else {}
 
 
@@ -119,7 +147,9 @@ def test_an_int8_model_on_the_gpu_is_scored_and_compared_with_the_cpu_run(cnn_in
     assert use["ops_on_cpu"] == 0 and device["worst_sqnr_db"] > 20 and device["capabilities"]["latency"] is False
     assert device["vs_local"]["outputs"][0]["elements"] == result["accuracy"]["samples"] * 10
     assert "runs dequantized" in device["note"]
-    code, text, exact = _validate(cli, cnn_int8.output, cnn_keras, val, tmp_path, "--accelerator", "gpu", "--gpu-precision", "fp32")
+    code, text, exact = _validate(
+        cli, cnn_int8.output, cnn_keras, val, tmp_path, "--accelerator", "gpu", "--gpu-precision", "fp32"
+    )
     assert code == 0 and exact["devices"][0]["vs_local"]["bit_exact"] is True, text
 
 
@@ -142,19 +172,34 @@ def test_fp16_overflow_on_the_gpu_is_named_and_fp32_fixes_it(tmp_path, cli):
 
     (tmp_path / "big.tflite").write_bytes(load_source(tmp_path / "big.keras").make_converter().convert())
     np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(0, 1, (8, 8, 8, 3)).astype(np.float32))
-    code, text, result = _validate(cli, tmp_path / "big.tflite", tmp_path / "big.keras", tmp_path / "x.npy", tmp_path, "--accelerator", "gpu")
+    code, text, result = _validate(
+        cli, tmp_path / "big.tflite", tmp_path / "big.keras", tmp_path / "x.npy", tmp_path, "--accelerator", "gpu"
+    )
     warning = next(w for w in result["warnings"] if "likely broken on the GPU" in w)
     assert code == 0 and "past fp16's largest value 65504" in warning and "--gpu-precision fp32" in warning
     assert result["devices"][0]["vs_local"]["outputs"][0]["sqnr_db"] is None  # not finite
-    code, text, fixed = _validate(cli, tmp_path / "big.tflite", tmp_path / "big.keras", tmp_path / "x.npy", tmp_path,
-                                  "--accelerator", "gpu", "--gpu-precision", "fp32")
-    assert not [w for w in fixed["warnings"] if "likely broken" in w] and fixed["devices"][0]["vs_local"]["outputs"][0]["sqnr_db"] > 60
+    code, text, fixed = _validate(
+        cli,
+        tmp_path / "big.tflite",
+        tmp_path / "big.keras",
+        tmp_path / "x.npy",
+        tmp_path,
+        "--accelerator",
+        "gpu",
+        "--gpu-precision",
+        "fp32",
+    )
+    assert (
+        not [w for w in fixed["warnings"] if "likely broken" in w]
+        and fixed["devices"][0]["vs_local"]["outputs"][0]["sqnr_db"] > 60
+    )
 
 
 def test_an_op_the_gpu_does_not_take_fails_require_accelerated(tmp_path, cli):
     need_gpu()
-    code, text, result = _validate(cli, BUCKETIZE, BUCKETIZE, _inputs(tmp_path, (16, 16, 3)), tmp_path,
-                                   "--accelerator", "gpu", "--require-accelerated")
+    code, text, result = _validate(
+        cli, BUCKETIZE, BUCKETIZE, _inputs(tmp_path, (16, 16, 3)), tmp_path, "--accelerator", "gpu", "--require-accelerated"
+    )
     use = result["devices"][0]["accelerator"]
     assert code == 1 and use["cpu_op_types"] == {"BUCKETIZE": 1} and use["ops_on_cpu"] == 2
     assert "BUCKETIZE x1" in text and "FAIL" in text
@@ -198,8 +243,16 @@ def test_the_intel_compiler_leaves_an_op_it_does_not_take_to_the_cpu(tmp_path):
 @pytest.mark.tf
 def test_the_trap_an_npu_run_that_fell_back_to_the_cpu_is_a_cpu_run(cnn_int8, cnn_keras, digits_calib, tmp_path, cli):
     need_intel()
-    code, text, result = _validate(cli, cnn_int8.output, cnn_keras, digits_calib.parent / "val", tmp_path,
-                                   "--accelerator", "npu:intel", "--require-accelerated")
+    code, text, result = _validate(
+        cli,
+        cnn_int8.output,
+        cnn_keras,
+        digits_calib.parent / "val",
+        tmp_path,
+        "--accelerator",
+        "npu:intel",
+        "--require-accelerated",
+    )
     device = result["devices"][0]
     assert code == 1 and device["accelerator"]["ran_on"] == "cpu" and device["name"].startswith("cpu ")
     assert "every op ran on LiteRT's CPU kernels" in text and "ran on the npu" not in text
@@ -213,8 +266,10 @@ def test_a_vendor_without_its_sdk_is_one_line_and_writes_nothing(tmp_path, cli):
     assert "ai-edge-litert-sdk-qualcomm" in err and "libQnnHtp.so" in err and not (tmp_path / "qc.tflite").exists()
 
 
-@pytest.mark.parametrize("stamped, vendor", [("IntelOpenVINO", "intel"), ("Qualcomm", "qualcomm"), ("MediaTek", "mediatek"),
-                                             ("Google_Tensor", "google-tensor")])
+@pytest.mark.parametrize(
+    "stamped, vendor",
+    [("IntelOpenVINO", "intel"), ("Qualcomm", "qualcomm"), ("MediaTek", "mediatek"), ("Google_Tensor", "google-tensor")],
+)
 def test_a_compiled_files_stamp_names_its_npu(stamped, vendor):
     from edgeq.tflite.dispatch import Dispatch, Stamp
     from edgeq.validation.accelerators import stamp_vendor

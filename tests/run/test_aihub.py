@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from prerequisites import require
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -45,8 +44,24 @@ def _data(folder: Path) -> Path:
 
 def test_a_fleet_of_three_phones_two_scored_one_failed(hub, tmp_path, cli):
     profiles = _profiles(tmp_path)
-    argv = ["validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "3", "--warmup", "1",
-            "--json", tmp_path / "r.json", "--report", tmp_path / "report", "--min-sqnr", "5"]
+    argv = [
+        "validate",
+        INT8,
+        "--reference",
+        FLOAT,
+        "--data",
+        _data(tmp_path),
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--json",
+        tmp_path / "r.json",
+        "--report",
+        tmp_path / "report",
+        "--min-sqnr",
+        "5",
+    ]
     for p in profiles:
         argv += ["--device", p]
     code, out, err = cli(*argv)
@@ -67,22 +82,49 @@ def test_a_fleet_of_three_phones_two_scored_one_failed(hub, tmp_path, cli):
     assert len(failed_lines) == 1, err
     assert "NOT MEASURED" in out
     report = (tmp_path / "report" / "report.md").read_text()  # the fleet as one table: where each phone ran the ops
-    on = {unit: next(p["accelerator"]["ops_on_accelerator"] for p in (s24, pixel) if p["accelerator"]["asked"] == unit)
-          for unit in ("npu", "gpu")}
+    on = {
+        unit: next(p["accelerator"]["ops_on_accelerator"] for p in (s24, pixel) if p["accelerator"]["asked"] == unit)
+        for unit in ("npu", "gpu")
+    }
     assert f"{on['npu']} on NPU, 1 on CPU" in report and f"{on['gpu']} on GPU, 1 on CPU" in report
 
 
 def test_a_gate_that_fails_on_a_phone_fails_the_run(hub, tmp_path, cli):
     profiles = _profiles(tmp_path)
-    code, _, err = cli("validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "2",
-                         "--device", profiles[0], "--min-sqnr", "200")
+    code, _, err = cli(
+        "validate",
+        INT8,
+        "--reference",
+        FLOAT,
+        "--data",
+        _data(tmp_path),
+        "--runs",
+        "2",
+        "--device",
+        profiles[0],
+        "--min-sqnr",
+        "200",
+    )
     assert code == 1, err
 
 
 def test_the_token_is_in_no_file_edgeq_writes(hub, tmp_path, cli):
-    code, _, err = cli("validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "2",
-                       "--device", "aihub:Samsung Galaxy S24 (Family)", "--json", tmp_path / "r.json",
-                       "--report", tmp_path / "report")
+    code, _, err = cli(
+        "validate",
+        INT8,
+        "--reference",
+        FLOAT,
+        "--data",
+        _data(tmp_path),
+        "--runs",
+        "2",
+        "--device",
+        "aihub:Samsung Galaxy S24 (Family)",
+        "--json",
+        tmp_path / "r.json",
+        "--report",
+        tmp_path / "report",
+    )
     assert code == 0, err
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "client.ini"]
     assert written and not [p for p in written if TOKEN.encode() in p.read_bytes()]
@@ -90,8 +132,20 @@ def test_the_token_is_in_no_file_edgeq_writes(hub, tmp_path, cli):
 
 def test_503_twice_then_success_is_retried(hub, tmp_path, cli):
     hub.fail_next(2)
-    code, _, err = cli("validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "2",
-                       "--device", "aihub:Samsung Galaxy S24 (Family)", "--json", tmp_path / "r.json")
+    code, _, err = cli(
+        "validate",
+        INT8,
+        "--reference",
+        FLOAT,
+        "--data",
+        _data(tmp_path),
+        "--runs",
+        "2",
+        "--device",
+        "aihub:Samsung Galaxy S24 (Family)",
+        "--json",
+        tmp_path / "r.json",
+    )
     assert code == 0, err
     assert hub.store.fail == 0 and hub.store.requests[:3] == ["GET /api/v1/devices/"] * 3  # two 503s, then served
     assert json.loads((tmp_path / "r.json").read_text())["devices"][0]["accuracy"]["samples"] == 6
@@ -114,8 +168,22 @@ def test_without_a_configured_client_it_says_what_to_do(tmp_path, monkeypatch, c
 
 def test_no_wait_then_resume_gives_the_results_of_a_waiting_run(hub, tmp_path, cli):
     profiles = _profiles(tmp_path)[:2]
-    base = ["validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "3", "--min-sqnr", "5",
-            "--device", profiles[0], "--device", profiles[1]]
+    base = [
+        "validate",
+        INT8,
+        "--reference",
+        FLOAT,
+        "--data",
+        _data(tmp_path),
+        "--runs",
+        "3",
+        "--min-sqnr",
+        "5",
+        "--device",
+        profiles[0],
+        "--device",
+        profiles[1],
+    ]
     code, _, err = cli(*base, "--json", tmp_path / "waited.json")
     assert code == 0, err
     code, _, err = cli(*base, "--json", tmp_path / "later.json", "--no-wait")
@@ -135,8 +203,9 @@ def test_no_wait_then_resume_gives_the_results_of_a_waiting_run(hub, tmp_path, c
 
 
 def test_resume_without_pending_jobs_is_one_line(hub, tmp_path, cli):
-    code, _, err = cli("validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "2",
-                       "--json", tmp_path / "r.json")
+    code, _, err = cli(
+        "validate", INT8, "--reference", FLOAT, "--data", _data(tmp_path), "--runs", "2", "--json", tmp_path / "r.json"
+    )
     assert code == 0, err
     code, _, err = cli("validate", "--resume", tmp_path / "r.json")
     assert code == 2 and "no pending jobs" in err and err.count("\n") == 1, err

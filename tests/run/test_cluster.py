@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from prerequisites import require
+
 from tests import search_models
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -44,25 +44,44 @@ NETNS = f"edgeq-ray-{os.getpid()}"
 
 @pytest.fixture(scope="module")
 def cluster():
-    require(importlib.util.find_spec("ray") is not None and RAY.exists(), "needs Ray: pip install 'edgeq[ray]' (make test installs it)")
-    require(os.geteuid() == 0 and shutil.which("ip") is not None,
-            "a loopback-only network namespace for the Ray cluster needs root and iproute2 (CI runs as root)")
+    require(
+        importlib.util.find_spec("ray") is not None and RAY.exists(),
+        "needs Ray: pip install 'edgeq[ray]' (make test installs it)",
+    )
+    require(
+        os.geteuid() == 0 and shutil.which("ip") is not None,
+        "a loopback-only network namespace for the Ray cluster needs root and iproute2 (CI runs as root)",
+    )
     folder = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's Unix sockets live under TMPDIR: keep the path short
     port = _free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
     inside = ["ip", "netns", "exec", NETNS]
-    nodes = [("head", ["--head", "--port", str(port), "--include-dashboard=false"]),
-             ("second", ["--address", f"127.0.0.1:{port}"])]
+    nodes = [
+        ("head", ["--head", "--port", str(port), "--include-dashboard=false"]),
+        ("second", ["--address", f"127.0.0.1:{port}"]),
+    ]
     subprocess.run(["ip", "netns", "add", NETNS], check=True, timeout=30)
     try:
         subprocess.run([*inside, "ip", "link", "set", "lo", "up"], check=True, timeout=30)
         for name, args in nodes:
             (folder / name / "tmp").mkdir(parents=True)
-            subprocess.run([*inside, str(RAY), "start", *args, "--num-cpus", "1", "--disable-usage-stats"], cwd=folder / name,
-                           env={**env, "TMPDIR": str(folder / name / "tmp")}, check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                [*inside, str(RAY), "start", *args, "--num-cpus", "1", "--disable-usage-stats"],
+                cwd=folder / name,
+                env={**env, "TMPDIR": str(folder / name / "tmp")},
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
         for _ in range(60):  # the second node registers with the head a moment after `ray start` returns
-            status = subprocess.run([*inside, str(RAY), "status", "--address", f"127.0.0.1:{port}"], env=env,
-                                    capture_output=True, text=True, timeout=60, check=False)
+            status = subprocess.run(
+                [*inside, str(RAY), "status", "--address", f"127.0.0.1:{port}"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
             if "0.0/2.0 CPU" in status.stdout:
                 break
             time.sleep(1)
@@ -74,14 +93,41 @@ def cluster():
 
 
 def _edgeq(*args: str, env: dict, inside: list[str] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([*inside, sys.executable, "-c", "from edgeq.cli import run; run()", *args],
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [*inside, sys.executable, "-c", "from edgeq.cli import run; run()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def _validate(data: Path, out: Path, env: dict, *extra: str, inside: list[str] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([*inside, sys.executable, "-c", "from edgeq.cli import run; run()", "validate", str(INT8), "--reference",
-                           str(FLOAT), "--data", str(data), "--runs", "3", "--json", str(out), *extra],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [
+            *inside,
+            sys.executable,
+            "-c",
+            "from edgeq.cli import run; run()",
+            "validate",
+            str(INT8),
+            "--reference",
+            str(FLOAT),
+            "--data",
+            str(data),
+            "--runs",
+            "3",
+            "--json",
+            str(out),
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_a_cluster_run_gives_the_local_figures_and_uses_both_nodes(cluster, tmp_path):
@@ -103,8 +149,9 @@ def test_an_unreachable_cluster_is_one_line(tmp_path):
     require(importlib.util.find_spec("ray") is not None, "needs Ray (make test installs it)")
     data = tmp_path / "x.npy"
     np.save(data, np.zeros((2, 8, 8, 1), np.float32))
-    proc = _validate(data, tmp_path / "r.json", {**os.environ, "RAY_AUTH_MODE": "token"}, "--cluster",
-                     f"127.0.0.1:{_free_port()}")
+    proc = _validate(
+        data, tmp_path / "r.json", {**os.environ, "RAY_AUTH_MODE": "token"}, "--cluster", f"127.0.0.1:{_free_port()}"
+    )
     assert proc.returncode == 2 and "--cluster" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
@@ -117,8 +164,22 @@ def test_a_conversion_on_the_cluster_writes_the_local_bytes(cluster, tmp_path):
     model = search_models.dsp_audio_model(tmp_path / "audio.keras")
     calibration = search_models.save_npz(tmp_path / "cal.npz", search_models.audio(64, 1))
     held_out = search_models.save_npz(tmp_path / "eval.npz", search_models.audio(24, 2))
-    args = [str(model), "-d", str(calibration), "--mode", "int8-fallback", "--io", "float32", "--eval-data", str(held_out),
-            "--min-sqnr", "25", "--calibration", "auto", "--no-cache"]
+    args = [
+        str(model),
+        "-d",
+        str(calibration),
+        "--mode",
+        "int8-fallback",
+        "--io",
+        "float32",
+        "--eval-data",
+        str(held_out),
+        "--min-sqnr",
+        "25",
+        "--calibration",
+        "auto",
+        "--no-cache",
+    ]
     local = _edgeq("convert", *args, "-o", str(tmp_path / "local.tflite"), env=env)
     spread = _edgeq("-v", "convert", *args, "-o", str(tmp_path / "cluster.tflite"), "--cluster", address, env=env, inside=inside)
     assert local.returncode == 0 and spread.returncode == 0, spread.stderr
@@ -133,5 +194,7 @@ def test_a_conversion_on_the_cluster_writes_the_local_bytes(cluster, tmp_path):
 def test_cluster_with_nothing_to_spread_is_bad_usage(tmp_path):
     data = tmp_path / "x.npy"
     np.save(data, np.zeros((2, 8, 8, 1), np.float32))
-    proc = _edgeq("convert", str(FLOAT), "-d", str(data), "-o", str(tmp_path / "o.tflite"), "--cluster", "local", env=dict(os.environ))
+    proc = _edgeq(
+        "convert", str(FLOAT), "-d", str(data), "-o", str(tmp_path / "o.tflite"), "--cluster", "local", env=dict(os.environ)
+    )
     assert proc.returncode == 2 and "--cluster" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import FIXTURES, validate
 from prerequisites import require
 
 from edgeq.run.devices.benchmark_model import parse_benchmark_model
 from edgeq.run.devices.profiles import Profile, load_profile
-from helpers import validate
-from helpers import FIXTURES
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 RECORDED = FIXTURES / "benchmark_model"
@@ -39,8 +38,10 @@ def _keygen(path: Path) -> str:
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
     """sshd on 127.0.0.1 with throwaway host and client keys; key authentication only."""
-    require(Path(SSHD).exists() and shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None,
-            "needs OpenSSH's sshd, ssh and ssh-keygen: apt-get install openssh-server openssh-client (.ci/run does)")
+    require(
+        Path(SSHD).exists() and shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None,
+        "needs OpenSSH's sshd, ssh and ssh-keygen: apt-get install openssh-server openssh-client (.ci/run does)",
+    )
     root = tmp_path_factory.mktemp("sshd")
     host_pub = _keygen(root / "host_key")
     (root / "authorized_keys").write_text(_keygen(root / "client_key") + "\n")
@@ -83,16 +84,24 @@ def device_python(tmp_path_factory):
             (lib / entry.name).symlink_to(entry)
     assert Path(ai_edge_litert.__file__).parent.parent == site
     python = root / "python3"
-    python.write_text(f"#!/bin/sh\nPYTHONPATH={lib} exec {sys.executable} -S \"$@\"\n")
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={lib} exec {sys.executable} -S "$@"\n')
     python.chmod(0o755)
     return python
 
 
 def _profile(tmp_path: Path, sshd, device_python, **overrides) -> Path:
     values = {
-        "name": "test-pi", "transport": "ssh", "host": "127.0.0.1", "port": sshd["port"], "user": getpass.getuser(),
-        "identity_file": str(sshd["root"] / "client_key"), "known_hosts": str(sshd["root"] / "known_hosts"),
-        "python": str(device_python), "runtime": "ai_edge_litert", "workdir": str(tmp_path / "remote"), "timeout": 5,
+        "name": "test-pi",
+        "transport": "ssh",
+        "host": "127.0.0.1",
+        "port": sshd["port"],
+        "user": getpass.getuser(),
+        "identity_file": str(sshd["root"] / "client_key"),
+        "known_hosts": str(sshd["root"] / "known_hosts"),
+        "python": str(device_python),
+        "runtime": "ai_edge_litert",
+        "workdir": str(tmp_path / "remote"),
+        "timeout": 5,
     }
     values.update(overrides)
     (tmp_path / "remote").mkdir(exist_ok=True)
@@ -139,12 +148,17 @@ def test_two_devices_run_concurrently_with_one_result_each(cnn_int8, cnn_keras, 
     assert all(d.vs_local.bit_exact for d in result.devices)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"identity_file": "stranger_key"}, "the key was rejected"),
-    ({"port": "closed"}, "Connection refused"),
-    ({"known_hosts": "empty"}, "Host key verification failed"),
-])
-def test_connection_failures_are_one_line_exit_2(cnn_int8, cnn_keras, digits_calib, sshd, device_python, tmp_path, cli, change, message):
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"identity_file": "stranger_key"}, "the key was rejected"),
+        ({"port": "closed"}, "Connection refused"),
+        ({"known_hosts": "empty"}, "Host key verification failed"),
+    ],
+)
+def test_connection_failures_are_one_line_exit_2(
+    cnn_int8, cnn_keras, digits_calib, sshd, device_python, tmp_path, cli, change, message
+):
     key, value = next(iter(change.items()))
     if value == "stranger_key":
         value = str(sshd["root"] / "stranger_key")
@@ -158,8 +172,9 @@ def test_connection_failures_are_one_line_exit_2(cnn_int8, cnn_keras, digits_cal
     code, _, err = cli("devices", "check", str(profile))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert time.monotonic() - start < 5  # within the profile's timeout
-    code, _, err = cli("validate", str(cnn_int8.output), "-r", str(cnn_keras), "-d", str(digits_calib), "--limit", "4",
-                       "--device", str(profile))
+    code, _, err = cli(
+        "validate", str(cnn_int8.output), "-r", str(cnn_keras), "-d", str(digits_calib), "--limit", "4", "--device", str(profile)
+    )
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1  # the same through validate
 
 
@@ -174,8 +189,9 @@ def test_unreachable_host_gives_up_within_the_timeout(tmp_path, cli):
 
 def test_missing_runtime_on_the_device_is_one_line(cnn_int8, cnn_keras, digits_calib, sshd, device_python, tmp_path, cli):
     profile = _profile(tmp_path, sshd, device_python, runtime="tflite_runtime")
-    code, _, err = cli("validate", str(cnn_int8.output), "-r", str(cnn_keras), "-d", str(digits_calib), "--limit", "4",
-                       "--device", str(profile))
+    code, _, err = cli(
+        "validate", str(cnn_int8.output), "-r", str(cnn_keras), "-d", str(digits_calib), "--limit", "4", "--device", str(profile)
+    )
     assert code == 2 and "no TFLite runtime on this device (tflite_runtime)" in err and len(err.strip().splitlines()) == 1
 
 
@@ -205,11 +221,14 @@ def test_shipped_profiles_load_and_list(cli):
     assert isinstance(load_profile("raspberry-pi-4"), Profile)
 
 
-@pytest.mark.parametrize("fixture, expected", [
-    ("yocto_mobilenet_v1.txt", {"runs": 50, "mean": 2950.34, "std": 109.798, "min": 2727.568, "max": 3189.954, "p50": None}),
-    ("android_yolov5s_nnapi.txt", {"runs": 50, "mean": 156.669, "std": 2.352, "min": 149.738, "max": 161.935, "p50": None}),
-    ("android_logcat_percentiles.txt", {"runs": 25, "mean": 145.528, "p50": 141.253, "p5": 140.545, "p95": 187.533}),
-])
+@pytest.mark.parametrize(
+    "fixture, expected",
+    [
+        ("yocto_mobilenet_v1.txt", {"runs": 50, "mean": 2950.34, "std": 109.798, "min": 2727.568, "max": 3189.954, "p50": None}),
+        ("android_yolov5s_nnapi.txt", {"runs": 50, "mean": 156.669, "std": 2.352, "min": 149.738, "max": 161.935, "p50": None}),
+        ("android_logcat_percentiles.txt", {"runs": 25, "mean": 145.528, "p50": 141.253, "p5": 140.545, "p95": 187.533}),
+    ],
+)
 def test_benchmark_model_parser_on_recorded_output(fixture, expected):
     """Recorded output of the real benchmark_model; sources in fixtures/benchmark_model/README.md."""
     parsed = parse_benchmark_model((RECORDED / fixture).read_text())
@@ -219,8 +238,20 @@ def test_benchmark_model_parser_on_recorded_output(fixture, expected):
 def test_optimize_latency_times_the_candidates_on_the_device(trained, digits_calib, sshd, device_python, tmp_path, cli):
     keras_path, _, _ = trained
     profile = _profile(tmp_path, sshd, device_python)
-    code, text, err = cli("convert", str(keras_path), "--data", str(digits_calib), "--samples", "16", "--output",
-                          str(tmp_path / "m.tflite"), "--optimize", "latency", "--device", str(profile))
+    code, text, err = cli(
+        "convert",
+        str(keras_path),
+        "--data",
+        str(digits_calib),
+        "--samples",
+        "16",
+        "--output",
+        str(tmp_path / "m.tflite"),
+        "--optimize",
+        "latency",
+        "--device",
+        str(profile),
+    )
     assert code == 0, err
     record = json.loads((tmp_path / "m.edgeq.json").read_text())["latency"]
     assert record["delegate"] == f"xnnpack on test-pi ({getpass.getuser()}@127.0.0.1:{sshd['port']})"
@@ -230,22 +261,34 @@ def test_optimize_latency_times_the_candidates_on_the_device(trained, digits_cal
 
 # -- accuracy on an Android phone with only benchmark_model (a transport that enforces its contract) --
 
+
 @pytest.mark.tf
 def test_validate_on_a_phone_scores_benchmark_models_own_outputs(trained, digits_calib, tmp_path, monkeypatch):
     """validate --device with an adb profile: the samples' raw input files, one invocation each from
     one script, the outputs concatenated in one file, scored and gated like any device. No phone was
     used: ContractAdb (tests/helpers.py) answers as benchmark_model does, computing with LiteRT here."""
-    from edgeq.run.devices import transports
     from helpers import ContractAdb
+
+    from edgeq.run.devices import transports
 
     _, int8, float_path = trained
     phone = ContractAdb()
     monkeypatch.setattr(transports, "transport", lambda profile: phone)
     profile = tmp_path / "phone.toml"
-    profile.write_text('name = "phone"\ntransport = "adb"\nbenchmark_binary = "/data/local/tmp/benchmark_model"\n'
-                       'workdir = "/data/local/tmp"\ndevice_samples = 12\n')
-    result = validate(int8, float_path, digits_calib.parent / "val", limit=40, runs=5, warmup=1, devices=(str(profile),),
-                      gates={"min_agreement": 0.5, "max_latency_ms": 1e6})
+    profile.write_text(
+        'name = "phone"\ntransport = "adb"\nbenchmark_binary = "/data/local/tmp/benchmark_model"\n'
+        'workdir = "/data/local/tmp"\ndevice_samples = 12\n'
+    )
+    result = validate(
+        int8,
+        float_path,
+        digits_calib.parent / "val",
+        limit=40,
+        runs=5,
+        warmup=1,
+        devices=(str(profile),),
+        gates={"min_agreement": 0.5, "max_latency_ms": 1e6},
+    )
     device = result.devices[0]
     assert device.capabilities.scores_outputs and device.accuracy.samples == 12 and device.outputs[0].sqnr_db > 20
     assert device.vs_local.bit_exact and device.vs_local.outputs[0].elements == 12 * 10  # LiteRT here computed them
@@ -254,23 +297,34 @@ def test_validate_on_a_phone_scores_benchmark_models_own_outputs(trained, digits
     assert len(samples) == 12 + 1  # the INT8 model's 12 samples and the float model's first (its timing reference)
     first = samples[0]
     workdir = first[1].split("=", 1)[1].rsplit("/", 1)[0]
-    assert first == ["/data/local/tmp/benchmark_model", f"--graph={workdir}/model.tflite", "--num_threads=1", "--use_xnnpack=true",
-                     "--input_layer=serving_default_image:0", "--input_layer_shape=1,8,8,1",
-                     f"--input_layer_value_files=serving_default_image::0:{workdir}/inputs/0_0.bin",
-                     f"--output_filepath={workdir}/out_0.bin", "--num_runs=1", "--warmup_runs=0"]
+    assert first == [
+        "/data/local/tmp/benchmark_model",
+        f"--graph={workdir}/model.tflite",
+        "--num_threads=1",
+        "--use_xnnpack=true",
+        "--input_layer=serving_default_image:0",
+        "--input_layer_shape=1,8,8,1",
+        f"--input_layer_value_files=serving_default_image::0:{workdir}/inputs/0_0.bin",
+        f"--output_filepath={workdir}/out_0.bin",
+        "--num_runs=1",
+        "--warmup_runs=0",
+    ]
     assert sum(1 for c in phone.commands if c[0] == "sh") == 2  # one shell call per model for all its samples
 
 
 def test_an_input_of_the_wrong_size_is_benchmark_models_own_error_in_one_line(tmp_path):
     import numpy as np
+    from helpers import ContractAdb
 
     from edgeq.run.devices.benchmark_model import BenchmarkModelRunner
     from edgeq.run.devices.transports import DeviceError
-    from helpers import ContractAdb
 
     model = FIXTURES / "tflite" / "tiny_int8.tflite"
     profile = Profile("phone", transport="adb", benchmark_binary="/bm", device_samples=2)
     wrong = np.zeros((2, 1, 8, 8, 2), np.int8)  # two samples of two channels where the model takes one
-    with pytest.raises(DeviceError, match=r"^phone: benchmark_model refused the samples: The size of \S+ is 128 bytes\. "
-                                          r"It should be 64 bytes\.$"):
+    with pytest.raises(
+        DeviceError,
+        match=r"^phone: benchmark_model refused the samples: The size of \S+ is 128 bytes\. "
+        r"It should be 64 bytes\.$",
+    ):
         BenchmarkModelRunner(profile, ContractAdb()).measure(model, [wrong], 0, 1)

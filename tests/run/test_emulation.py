@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy
 import pytest
+from helpers import validate
 from prerequisites import require
 
 from edgeq.report.documents import markdown
 from edgeq.run.devices.emulation import ready, setup
-from helpers import validate
 
 PROFILES = ("emulated-raspberry-pi-4", "emulated-raspberry-pi-5")
 
@@ -23,9 +23,10 @@ PROFILES = ("emulated-raspberry-pi-4", "emulated-raspberry-pi-5")
 def emulation():
     """Build the emulation cache once (downloads; .ci/run installs debootstrap); reused after."""
     if not ready():
-        require(os.geteuid() == 0 and shutil.which("debootstrap") is not None,
-                "building the ARM64 emulation needs root and debootstrap (.ci/run installs it; "
-                "or run `make emulation` once as root)")
+        require(
+            os.geteuid() == 0 and shutil.which("debootstrap") is not None,
+            "building the ARM64 emulation needs root and debootstrap (.ci/run installs it; or run `make emulation` once as root)",
+        )
         setup(print)
     return True
 
@@ -58,8 +59,18 @@ def test_int8_logits_on_both_arm_cpus_equal_the_x86_run(emulation, cnn_int8, cnn
 
 def test_missing_emulation_is_one_line_exit_2(cnn_int8, cnn_keras, digits_calib, tmp_path, monkeypatch, cli):
     monkeypatch.setenv("EDGEQ_CACHE_DIR", str(tmp_path / "empty"))
-    code, _, err = cli("validate", str(cnn_int8.output), "-r", str(cnn_keras), "-d", str(digits_calib), "--limit", "2",
-                       "--device", "emulated-raspberry-pi-5")
+    code, _, err = cli(
+        "validate",
+        str(cnn_int8.output),
+        "-r",
+        str(cnn_keras),
+        "-d",
+        str(digits_calib),
+        "--limit",
+        "2",
+        "--device",
+        "emulated-raspberry-pi-5",
+    )
     assert code == 2 and "run: edgeq devices setup emulated-raspberry-pi-5" in err and len(err.strip().splitlines()) == 1
 
 

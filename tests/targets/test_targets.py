@@ -10,15 +10,12 @@ import sys
 from collections import Counter
 
 import pytest
+from helpers import FIXTURES, convert, validate
 
-from helpers import convert
 from edgeq.run.litert import LiteRTRunner
-from edgeq.targets import check_target
-from edgeq.targets import Finding, TargetReport
+from edgeq.targets import Finding, TargetReport, check_target
 from edgeq.targets.edgetpu_toolchain import Difference, OperatorRow, compare, parse_compiler_output
 from edgeq.tflite.model import read_tflite
-from helpers import validate
-from helpers import FIXTURES
 
 EDGETPU = FIXTURES / "edgetpu"
 
@@ -69,14 +66,19 @@ def test_inspect_target_json_without_tensorflow(hardswish_int8):
         "try:\n    run()\nexcept SystemExit:\n    pass\n"
         "print('TF', sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(hardswish_int8.output)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(hardswish_int8.output)], capture_output=True, text=True, check=True
+    ).stdout
     data = json.loads(out[: out.rindex("TF")])
     assert out.strip().endswith("TF []")
     for target in ("edgetpu", "nnapi", "xnnpack"):
         t = data["targets"][target]
         assert {"first_unsupported_op", "target_ops", "cpu_ops", "ops", "verdict"} <= set(t)
-        assert t["target_ops"] + t["cpu_ops"] == len(t["ops"]) == data["ops_total"] + sum(
-            c["count"] for k, c in data["op_census"].items() if k in ("QUANTIZE", "DEQUANTIZE"))
+        assert (
+            t["target_ops"] + t["cpu_ops"]
+            == len(t["ops"])
+            == data["ops_total"] + sum(c["count"] for k, c in data["op_census"].items() if k in ("QUANTIZE", "DEQUANTIZE"))
+        )
     assert data["targets"]["edgetpu"]["first_unsupported_op"]["type"] == "HARD_SWISH"
     assert data["targets"]["xnnpack"]["first_unsupported_op"]["type"] == "HARD_SWISH"
 
@@ -118,11 +120,13 @@ def test_validate_target_edgetpu_without_compiler_or_runtime_says_so(cnn_int8, c
     assert result.latency.delegate == "xnnpack"  # what did run, said plainly
 
 
-def test_validate_target_edgetpu_compiles_with_the_compiler_on_path(hardswish_int8, hardswish_keras, digits_calib, tmp_path, monkeypatch):
+def test_validate_target_edgetpu_compiles_with_the_compiler_on_path(
+    hardswish_int8, hardswish_keras, digits_calib, tmp_path, monkeypatch
+):
     """A stand-in compiler replays a recorded report: this checks the plumbing, not the compiler."""
     tool = tmp_path / "bin" / "edgetpu_compiler"
     tool.parent.mkdir()
-    tool.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'argv'}\ncat {EDGETPU / 'frc_model_stdout.txt'}\n")
+    tool.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "argv"}\ncat {EDGETPU / "frc_model_stdout.txt"}\n')
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
     result = validate(hardswish_int8.output, hardswish_keras, digits_calib, limit=4, runs=2, warmup=0, target="edgetpu")
@@ -153,7 +157,9 @@ def test_compiler_log_parser_on_recorded_console_output():
     report = parse_compiler_output((EDGETPU / "frc_model_stdout.txt").read_text())
     assert (report.subgraphs, report.total_ops, report.ops_on_edgetpu, report.ops_on_cpu) == (1, 141, 138, 3)
     assert report.others_mapped and sum(report.not_mapped().values()) == 3
-    ops = [Finding(i, t, False) for i, t in enumerate(("RESHAPE", "CONCATENATION", "QUANTIZE"))] + [Finding(3 + i, "CONV_2D", True) for i in range(138)]
+    ops = [Finding(i, t, False) for i, t in enumerate(("RESHAPE", "CONCATENATION", "QUANTIZE"))] + [
+        Finding(3 + i, "CONV_2D", True) for i in range(138)
+    ]
     predicted = TargetReport("edgetpu", "Edge TPU", "", ops, None)
     assert compare(predicted, report).agrees is True
     predicted.ops[0] = Finding(0, "SOFTMAX", False)

@@ -3,9 +3,9 @@ summarising, the manifest's recipe, running and pairing. No TensorFlow."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
+from helpers import FIXTURES
 
 from edgeq.core.errors import ModelError, UsageError
 from edgeq.run.litert import LiteRTRunner
@@ -13,7 +13,6 @@ from edgeq.run.pairing import pair
 from edgeq.targets import check_target
 from edgeq.tflite.model import read_tflite
 from edgeq.tflite.summary import summarize
-from helpers import FIXTURES
 
 TFLITE = FIXTURES / "tflite"
 INT8, FLOAT, NOSIG = (TFLITE / n for n in ("tiny_int8.tflite", "tiny_float.tflite", "tiny_int8_nosig.tflite"))
@@ -60,8 +59,10 @@ def test_the_local_runner_is_a_runner_and_measures_like_run_raw():
 
     runner = LiteRTRunner(INT8)
     assert isinstance(runner, Runner) and runner.capabilities.scores_outputs
-    batch = [runner.quantize_inputs([np.random.default_rng(seed).uniform(0, 1, (1, 8, 8, 1)).astype(np.float32)])[0]
-             for seed in range(3)]
+    batch = [
+        runner.quantize_inputs([np.random.default_rng(seed).uniform(0, 1, (1, 8, 8, 1)).astype(np.float32)])[0]
+        for seed in range(3)
+    ]
     stacked = [np.stack(batch)]  # samples on a new leading axis: (N, *input shape)
     measured = runner.measure(INT8, stacked, warmup=1, runs=4)
     for i, sample in enumerate(batch):

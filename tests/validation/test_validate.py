@@ -8,16 +8,33 @@ import sys
 
 import numpy as np
 import pytest
-
-from edgeq.run.litert import LiteRTRunner, to_float, to_model_dtype
 from helpers import validate
 
+from edgeq.run.litert import LiteRTRunner, to_float, to_model_dtype
+
 REQUIRED = [
-    "model", "reference", "size.float_bytes", "size.int8_bytes", "size.ratio", "accuracy.float_top1",
-    "accuracy.int8_top1", "accuracy.top1_drop_pts", "accuracy.agreement", "latency.delegate", "latency.threads",
-    "latency.int8_ms.p50", "latency.int8_ms.p90", "latency.int8_ms.mean", "latency.float_ms.p50",
-    "latency.float_ms.p90", "latency.float_ms.mean", "latency.speedup", "latency.delegated_nodes",
-    "latency.total_nodes", "gates", "passed",
+    "model",
+    "reference",
+    "size.float_bytes",
+    "size.int8_bytes",
+    "size.ratio",
+    "accuracy.float_top1",
+    "accuracy.int8_top1",
+    "accuracy.top1_drop_pts",
+    "accuracy.agreement",
+    "latency.delegate",
+    "latency.threads",
+    "latency.int8_ms.p50",
+    "latency.int8_ms.p90",
+    "latency.int8_ms.mean",
+    "latency.float_ms.p50",
+    "latency.float_ms.p90",
+    "latency.float_ms.mean",
+    "latency.speedup",
+    "latency.delegated_nodes",
+    "latency.total_nodes",
+    "gates",
+    "passed",
 ]
 
 
@@ -76,8 +93,24 @@ def test_delegate_none_takes_no_nodes_and_xnnpack_takes_some(trained):
 def test_strict_gate_exits_1_and_json_marks_it(trained, digits_calib, tmp_path, cli):
     keras_path, int8, float_path = trained
     out = tmp_path / "results.json"
-    code, stdout, _ = cli("validate", int8, "-r", float_path, "-d", digits_calib.parent / "val", "--limit", "50",
-                          "--runs", "5", "--min-sqnr", "200", "--min-agreement", "0.5", "--json", out)
+    code, stdout, _ = cli(
+        "validate",
+        int8,
+        "-r",
+        float_path,
+        "-d",
+        digits_calib.parent / "val",
+        "--limit",
+        "50",
+        "--runs",
+        "5",
+        "--min-sqnr",
+        "200",
+        "--min-agreement",
+        "0.5",
+        "--json",
+        out,
+    )
     assert code == 1 and "FAIL min_sqnr" in stdout and "PASS min_agreement" in stdout
     data = json.loads(out.read_text())
     gates = {g["name"]: g for g in data["gates"]}
@@ -125,7 +158,8 @@ def test_tflite_vs_tflite_does_not_import_tensorflow(trained, digits_calib):
     _, int8, float_path = trained
     code = (
         "import sys\nfrom edgeq.cli import app\ntry:\n"
-        f"    app(['validate', '{int8}', '-r', '{float_path}', '-d', '{digits_calib.parent / 'val'}', '--limit', '20', '--runs', '3'])\n"
+        f"    app(['validate', '{int8}', '-r', '{float_path}', '-d', '{digits_calib.parent / 'val'}', '--limit', '20', '--runs', "
+        f"'3'])\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
     )
@@ -136,8 +170,21 @@ def test_tflite_vs_tflite_does_not_import_tensorflow(trained, digits_calib):
 def test_missing_delegate_library_real_process_one_line(trained, digits_calib):
     _, int8, float_path = trained
     proc = subprocess.run(
-        [sys.executable, "-m", "edgeq.cli", "validate", str(int8), "-r", str(float_path), "-d", str(digits_calib),
-         "--delegate-library", "libedgetpu.so.1"], capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "edgeq.cli",
+            "validate",
+            str(int8),
+            "-r",
+            str(float_path),
+            "-d",
+            str(digits_calib),
+            "--delegate-library",
+            "libedgetpu.so.1",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and "libedgetpu.so.1" in proc.stderr
@@ -173,7 +220,6 @@ def test_streaming_a_stateful_model_feeds_each_model_its_own_state(tmp_path, cli
     import json
 
     import tensorflow as tf
-
     from helpers import convert
 
     rng = np.random.default_rng(0)
@@ -183,7 +229,9 @@ def test_streaming_a_stateful_model_feeds_each_model_its_own_state(tmp_path, cli
             self.w = tf.Variable(rng.normal(0, 0.4, (10, 16)).astype(np.float32))
             self.u = tf.Variable((np.eye(16) * 0.9 + rng.normal(0, 0.05, (16, 16))).astype(np.float32))
 
-        @tf.function(input_signature=[tf.TensorSpec([1, 10], tf.float32, name="x"), tf.TensorSpec([2, 1, 16], tf.float32, name="state")])
+        @tf.function(
+            input_signature=[tf.TensorSpec([1, 10], tf.float32, name="x"), tf.TensorSpec([2, 1, 16], tf.float32, name="state")]
+        )
         def __call__(self, x, state):
             top = tf.tanh(tf.matmul(x, self.w) * 0.3 + tf.matmul(state[1], self.u))
             bottom = tf.tanh(tf.matmul(x, self.w) + tf.matmul(state[0], self.u))
@@ -200,8 +248,22 @@ def test_streaming_a_stateful_model_feeds_each_model_its_own_state(tmp_path, cli
     starts[[0, 30]] = 1
     np.savez(tmp_path / "d.npz", x=xs, state=np.stack(states), starts=starts)
     convert(tmp_path / "step", tmp_path / "step.tflite", tmp_path / "d.npz", samples=60)
-    code, text, err = cli("validate", tmp_path / "step.tflite", "--reference", tmp_path / "step", "--data", tmp_path / "d.npz",
-                          "--feedback", "state_out=state", "--json", tmp_path / "r.json", "--runs", "3", "--warmup", "1")
+    code, text, err = cli(
+        "validate",
+        tmp_path / "step.tflite",
+        "--reference",
+        tmp_path / "step",
+        "--data",
+        tmp_path / "d.npz",
+        "--feedback",
+        "state_out=state",
+        "--json",
+        tmp_path / "r.json",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+    )
     assert code == 0, err
     result = json.loads((tmp_path / "r.json").read_text())
     streamed = {o["name"]: o for o in result["streaming"]["outputs"]}

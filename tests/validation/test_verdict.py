@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT, convert, validate
+from helpers import images as _images
 
-from helpers import convert
 from edgeq.data.samples import Preprocessing
 from edgeq.tflite.metadata import ImageInput, ModelMetadata, Output, with_metadata
-from helpers import validate
-from helpers import ROOT, images as _images
 
 pytestmark = pytest.mark.tf
 
@@ -33,6 +32,7 @@ def _json(cli, *args) -> tuple[int, dict]:
 
 
 # -- MTCNN's ONet with its shipped weights ---------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def onet_keras(tmp_path_factory) -> Path:
@@ -50,8 +50,9 @@ def onet_keras(tmp_path_factory) -> Path:
         x = L.MaxPooling2D(pool, stride, padding=padding)(x)
     x = L.PReLU(shared_axes=[1, 2])(L.Conv2D(128, 2)(x))
     x = L.PReLU()(L.Dense(256)(L.Flatten()(L.Permute((2, 1, 3))(x))))
-    model = keras.Model(image, [L.Dense(4, name="box")(x), L.Dense(10, name="landmarks")(x),
-                                L.Dense(2, activation="softmax", name="face")(x)])
+    model = keras.Model(
+        image, [L.Dense(4, name="box")(x), L.Dense(10, name="landmarks")(x), L.Dense(2, activation="softmax", name="face")(x)]
+    )
     model.set_weights(load_weights("onet.lz4"))
     path = tmp_path_factory.mktemp("onet") / "onet.keras"
     model.save(path)
@@ -62,8 +63,19 @@ def test_onet_agreement_is_on_the_face_probability_only(onet_keras, tmp_path, cl
     calib, val = _images(tmp_path / "calib", 32, 48, 0), _images(tmp_path / "val", 24, 48, 1)
     out = tmp_path / "onet_int8.tflite"
     convert(onet_keras, out, calib, samples=32, preprocessing=_mtcnn_normalization())
-    code, results = _json(cli, "validate", str(out), "--reference", str(onet_keras), "--data", str(val), "--runs", "3",
-                          "--json", str(tmp_path / "r.json"))
+    code, results = _json(
+        cli,
+        "validate",
+        str(out),
+        "--reference",
+        str(onet_keras),
+        "--data",
+        str(val),
+        "--runs",
+        "3",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert code == 0
     roles = {o["name"]: (o["role"], o["role_from"]) for o in results["outputs"]}
     assert roles["output_0"][0] == "values" and roles["output_1"][0] == "values"  # box, landmarks
@@ -81,6 +93,7 @@ def _mtcnn_normalization():
 
 
 # -- a detector head: class scores beside boxes in one tensor --------------------------------------
+
 
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory) -> tuple[Path, Path, Path]:
@@ -105,8 +118,23 @@ def test_destroyed_class_scores_are_flagged_and_fail_a_slice_gate(detector, tmp_
     keras_path, calib, val = detector
     out = tmp_path / "det_int8.tflite"
     convert(keras_path, out, calib, samples=64)
-    code, results = _json(cli, "validate", str(out), "--reference", str(keras_path), "--data", str(val), "--runs", "3",
-                          "--min-sqnr", "20", "--min-slice-sqnr", "20", "--json", str(tmp_path / "r.json"))
+    code, results = _json(
+        cli,
+        "validate",
+        str(out),
+        "--reference",
+        str(keras_path),
+        "--data",
+        str(val),
+        "--runs",
+        "3",
+        "--min-sqnr",
+        "20",
+        "--min-slice-sqnr",
+        "20",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     (head,) = results["outputs"]
     assert head["sqnr_db"] > 20 and head["role"] == "values"  # the boxes carry the energy: the whole looks healthy
     assert head["worst_slice"]["axis"] == 1 and head["worst_slice"]["index"] in (4, 5) and head["worst_slice"]["sqnr_db"] < 10
@@ -129,6 +157,7 @@ def test_agreement_gates_on_a_model_without_classes_are_usage_errors(detector, t
 
 # -- no PASS on a broken output --------------------------------------------------------------------
 
+
 def test_a_broken_output_without_gates_is_no_pass_and_is_named(tmp_path, cli):
     import keras
 
@@ -141,16 +170,29 @@ def test_a_broken_output_without_gates_is_no_pass_and_is_named(tmp_path, cli):
     np.save(tmp_path / "val.npy", rng.normal(size=(16, 16)).astype(np.float32))
     out = tmp_path / "reg_int8.tflite"
     convert(tmp_path / "reg.keras", out, tmp_path / "calib.npy", samples=32)
-    code, results = _json(cli, "validate", str(out), "--reference", str(tmp_path / "reg.keras"), "--data",
-                          str(tmp_path / "val.npy"), "--runs", "3", "--json", str(tmp_path / "r.json"))
+    code, results = _json(
+        cli,
+        "validate",
+        str(out),
+        "--reference",
+        str(tmp_path / "reg.keras"),
+        "--data",
+        str(tmp_path / "val.npy"),
+        "--runs",
+        "3",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert code == 0 and results["gates"] == [] and results["outputs"][0]["sqnr_db"] < 10
-    text = cli("validate", str(out), "--reference", str(tmp_path / "reg.keras"), "--data", str(tmp_path / "val.npy"),
-               "--runs", "3")[1]
+    text = cli(
+        "validate", str(out), "--reference", str(tmp_path / "reg.keras"), "--data", str(tmp_path / "val.npy"), "--runs", "3"
+    )[1]
     assert "verdict   no gates given" in text and "verdict   PASS" not in text
     assert "output 'output_0' (values) is likely broken" in text and "--calibration auto" in text
 
 
 # -- the model's own input normalization -----------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def minus_one_to_one(tmp_path_factory, digits_calib) -> Path:
@@ -172,14 +214,20 @@ def minus_one_to_one(tmp_path_factory, digits_calib) -> Path:
 def test_metadata_normalization_is_the_default_and_equals_the_explicit_range(minus_one_to_one, digits_calib, tmp_path):
     val = digits_calib.parent / "val"
     stated = convert(minus_one_to_one, tmp_path / "a.tflite", digits_calib, samples=64)
-    explicit = convert(minus_one_to_one, tmp_path / "b.tflite", digits_calib, samples=64, preprocessing=Preprocessing(value_range="-1,1"))
-    wrong = convert(minus_one_to_one, tmp_path / "c.tflite", digits_calib, samples=64, preprocessing=Preprocessing(value_range="0,1"))
+    explicit = convert(
+        minus_one_to_one, tmp_path / "b.tflite", digits_calib, samples=64, preprocessing=Preprocessing(value_range="-1,1")
+    )
+    wrong = convert(
+        minus_one_to_one, tmp_path / "c.tflite", digits_calib, samples=64, preprocessing=Preprocessing(value_range="0,1")
+    )
     recipe = stated.manifest.to_json()["recipe"]["preprocessing"]
     assert recipe["mean"] == [127.5] and recipe["std"] == [127.5]
     assert stated.manifest.preprocessing.origins["mean"] == "model metadata"
     assert any("states [-1, 1]" in w for w in wrong.warnings)  # a flag that contradicts the model is named
-    sqnr = {name: validate(r.output, minus_one_to_one, val, runs=3, warmup=1) for name, r in
-            (("stated", stated), ("explicit", explicit))}
+    sqnr = {
+        name: validate(r.output, minus_one_to_one, val, runs=3, warmup=1)
+        for name, r in (("stated", stated), ("explicit", explicit))
+    }
     assert sqnr["stated"].preprocessing.origins["mean"] == "manifest"
     assert abs(sqnr["stated"].worst_sqnr_db - sqnr["explicit"].worst_sqnr_db) < 0.2  # float rounding of two spellings
     at_real_range = validate(wrong.output, minus_one_to_one, val, runs=3, warmup=1, preprocessing={"value_range": "-1,1"})
@@ -187,8 +235,9 @@ def test_metadata_normalization_is_the_default_and_equals_the_explicit_range(min
     assert stated.manifest.sizes.source_bytes == minus_one_to_one.stat().st_size  # the ratio against the given file
 
 
-def test_per_layer_without_a_manifest_uses_the_normalization_the_metadata_states(minus_one_to_one, digits_calib, tmp_path,
-                                                                                 monkeypatch):
+def test_per_layer_without_a_manifest_uses_the_normalization_the_metadata_states(
+    minus_one_to_one, digits_calib, tmp_path, monkeypatch
+):
     """An INT8 file alone (no manifest beside it) whose metadata states (x - 127.5) / 127.5: the
     per-layer debugger gets the same inputs as the main sweep, in [-1, 1], not the 0..1 default."""
     from edgeq.analysis import per_layer as debugger
@@ -216,8 +265,16 @@ def test_a_keras_rescaling_layer_makes_the_default_range_0_255(digits_calib, tmp
     x = keras.layers.Rescaling(1 / 255)(image)
     model = keras.Model(image, keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x)))
     model.save(tmp_path / "rescaling.keras")
-    code, text, err = cli("convert", str(tmp_path / "rescaling.keras"), "--data", str(digits_calib), "--output",
-                          str(tmp_path / "r.tflite"), "--samples", "32")
+    code, text, err = cli(
+        "convert",
+        str(tmp_path / "rescaling.keras"),
+        "--data",
+        str(digits_calib),
+        "--output",
+        str(tmp_path / "r.tflite"),
+        "--samples",
+        "32",
+    )
     assert code == 0, err
     manifest = json.loads((tmp_path / "r.edgeq.json").read_text())
     assert manifest["recipe"]["preprocessing"]["value_range"] == "0,255"
@@ -227,6 +284,7 @@ def test_a_keras_rescaling_layer_makes_the_default_range_0_255(digits_calib, tmp
 
 
 # -- channels-first inputs -------------------------------------------------------------------------
+
 
 def test_a_channels_first_model_takes_an_image_folder(tmp_path, cli):
     import keras
@@ -241,12 +299,24 @@ def test_a_channels_first_model_takes_an_image_folder(tmp_path, cli):
     out = tmp_path / "nchw_int8.tflite"
     code, _, err = cli("convert", str(tmp_path / "nchw.keras"), "--data", str(calib), "--output", str(out), "--samples", "24")
     assert code == 0, err
-    code, results = _json(cli, "validate", str(out), "--reference", str(tmp_path / "nchw.keras"), "--data", str(val),
-                          "--runs", "3", "--json", str(tmp_path / "r.json"))
+    code, results = _json(
+        cli,
+        "validate",
+        str(out),
+        "--reference",
+        str(tmp_path / "nchw.keras"),
+        "--data",
+        str(val),
+        "--runs",
+        "3",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert code == 0 and "fed as NCHW" in results["data"] and results["worst_sqnr_db"] > 15
 
 
 # -- pairing by identical names, without a manifest -------------------------------------------------
+
 
 def test_files_with_the_same_output_names_pair_without_a_manifest(tmp_path, cli):
     """Both files from concrete functions without a SignatureDef: outputs Identity, Identity_1."""
@@ -267,8 +337,19 @@ def test_files_with_the_same_output_names_pair_without_a_manifest(tmp_path, cli)
     plain.optimizations = [tf.lite.Optimize.DEFAULT]
     plain.representative_dataset = lambda: ([row[None]] for row in data)
     (tmp_path / "int8.tflite").write_bytes(plain.convert())  # a plain script's file: no manifest
-    code, results = _json(cli, "validate", str(tmp_path / "int8.tflite"), "--reference", str(tmp_path / "float.tflite"),
-                          "--data", str(tmp_path / "x.npy"), "--runs", "3", "--json", str(tmp_path / "r.json"))
+    code, results = _json(
+        cli,
+        "validate",
+        str(tmp_path / "int8.tflite"),
+        "--reference",
+        str(tmp_path / "float.tflite"),
+        "--data",
+        str(tmp_path / "x.npy"),
+        "--runs",
+        "3",
+        "--json",
+        str(tmp_path / "r.json"),
+    )
     assert code == 0 and results["pairing"]["outputs"] == "tensor name"
     assert sorted(o["name"] for o in results["outputs"]) == ["Identity", "Identity_1"]
     assert all(o["name"] == o["reference_name"] and o["sqnr_db"] > 20 for o in results["outputs"])
@@ -276,26 +357,46 @@ def test_files_with_the_same_output_names_pair_without_a_manifest(tmp_path, cli)
 
 # -- an install without TensorFlow -----------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_an_install_without_the_convert_extra_names_it(tmp_path, cnn_keras, cnn_int8, digits_calib):
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
-                           capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("edgeq-*.whl")
     venv.create(tmp_path / "v", with_pip=True)
     python = tmp_path / "v" / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}  # only the new venv's packages
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", str(wheel)], capture_output=True, text=True, timeout=900,
-                             env=env)
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", str(wheel)], capture_output=True, text=True, timeout=900, env=env
+    )
     assert install.returncode == 0, install.stderr[-2000:]
     assert subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, env=env).returncode != 0
-    run = subprocess.run([str(tmp_path / "v" / "bin" / "edgeq"), "validate", str(cnn_int8.output), "--reference", str(cnn_keras),
-                          "--data", str(digits_calib.parent / "val")], capture_output=True, text=True, cwd=tmp_path, env=env)
+    run = subprocess.run(
+        [
+            str(tmp_path / "v" / "bin" / "edgeq"),
+            "validate",
+            str(cnn_int8.output),
+            "--reference",
+            str(cnn_keras),
+            "--data",
+            str(digits_calib.parent / "val"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     assert run.returncode == 2, run.stderr
     assert "pip install 'edgeq[convert]'" in run.stderr and "Traceback" not in run.stderr
 
 
 # -- a written file runs ---------------------------------------------------------------------------
+
 
 def _without_filter_quantization(model: bytes) -> bytes:
     """What MediaPipe's sparse models came out as: a CONV_2D whose int8 filter has no quantization."""
@@ -317,8 +418,19 @@ def test_a_model_that_would_not_run_is_never_written(cnn_keras, digits_calib, tm
 
     monkeypatch.setattr(describe, "with_metadata", lambda model, metadata: _without_filter_quantization(model))
     out = tmp_path / "broken.tflite"
-    code, _, err = cli("convert", str(cnn_keras), "--data", str(digits_calib), "--output", str(out), "--samples", "8",
-                       "--metadata", "generic", "--no-cache")
+    code, _, err = cli(
+        "convert",
+        str(cnn_keras),
+        "--data",
+        str(digits_calib),
+        "--output",
+        str(out),
+        "--samples",
+        "8",
+        "--metadata",
+        "generic",
+        "--no-cache",
+    )
     assert code == 3 and "does not run in LiteRT" in err and "kTfLiteAffineQuantization" in err
     assert not out.exists() and not (tmp_path / "broken.edgeq.json").exists()
     monkeypatch.undo()
@@ -338,8 +450,22 @@ def test_mtcnns_subclassed_onet_converts_with_input_shape(tmp_path, cli):
     model.save(tmp_path / "onet.keras")
     (tmp_path / "objects.py").write_text("from mtcnn.network.onet import ONet\ncustom_objects = {'ONet': ONet}\n")
     calib = _images(tmp_path / "calib", 16, 48, 0)
-    args = ["convert", str(tmp_path / "onet.keras"), "--custom-objects", str(tmp_path / "objects.py"), "--data", str(calib),
-            "--samples", "16", "--mean", "127.5", "--std", "128", "--output", str(tmp_path / "onet_int8.tflite")]
+    args = [
+        "convert",
+        str(tmp_path / "onet.keras"),
+        "--custom-objects",
+        str(tmp_path / "objects.py"),
+        "--data",
+        str(calib),
+        "--samples",
+        "16",
+        "--mean",
+        "127.5",
+        "--std",
+        "128",
+        "--output",
+        str(tmp_path / "onet_int8.tflite"),
+    ]
     code, _, err = cli(*args)
     assert code == 2 and "subclassed Keras model" in err and "--input-shape" in err
     code, text, err = cli(*args, "--input-shape", "1,48,48,3")

@@ -8,8 +8,8 @@ ranges and audit the model in between.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from edgeq.core.timing import phase
 from edgeq.host.isolation import step
@@ -45,6 +45,6 @@ def calibrate(source, recipe: Recipe, samples: Callable[[], Iterable[Any]], phas
     if recipe.mode == Mode.INT8_FALLBACK or recipe.keep_float:
         ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
     converter.target_spec.supported_ops = ops
-    converter._experimental_calibrate_only = True  # noqa: SLF001 - see the module docstring
+    converter._experimental_calibrate_only = True
     with phase(phase_name):
         return converter.convert()

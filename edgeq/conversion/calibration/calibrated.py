@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from edgeq.core.cache import Entry, cache_key
-from edgeq.data.samples import InputSpec, Preprocessing
 from edgeq.core.fileio import sha256_of
-from edgeq.records.manifest import Calibration
 from edgeq.core.schema import from_json, to_json
+from edgeq.data.samples import InputSpec, Preprocessing
+from edgeq.records.manifest import Calibration
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,9 @@ class Calibrated:
         if "histograms" in entry.blobs:
             with np.load(io.BytesIO(entry.blobs["histograms"]), allow_pickle=False) as found:
                 histograms = {int(i): found[i] for i in found.files}
-        return cls(entry.blobs["tflite"], header.specs, header.calibration, header.learned, histograms,
-                   entry.blobs.get("source_model"))
+        return cls(
+            entry.blobs["tflite"], header.specs, header.calibration, header.learned, histograms, entry.blobs.get("source_model")
+        )
 
     def with_histograms(self, histograms: dict[int, np.ndarray] | None) -> Calibrated:
         return self if histograms is None else replace(self, histograms=histograms)
@@ -89,14 +90,26 @@ def cache_keys(model: Path, source_sha256: str, data: Path | None, options: Any,
     digest = lambda path: sha256_of(Path(path)) if path is not None else None  # noqa: E731
     recipe = options.recipe
     calibration = {
-        "source": source_sha256, "source_suffix": model.suffix.lower(), "data": digest(data),
-        "signatures": recipe.signatures, "input_shapes": options.input_shapes, "custom_objects": digest(options.custom_objects),
-        "trust_model": options.trust_model, "channels_last": recipe.channels_last,
-        "preprocessing": to_json(recipe.preprocessing), "samples": recipe.samples, "seed": recipe.seed,
+        "source": source_sha256,
+        "source_suffix": model.suffix.lower(),
+        "data": digest(data),
+        "signatures": recipe.signatures,
+        "input_shapes": options.input_shapes,
+        "custom_objects": digest(options.custom_objects),
+        "trust_model": options.trust_model,
+        "channels_last": recipe.channels_last,
+        "preprocessing": to_json(recipe.preprocessing),
+        "samples": recipe.samples,
+        "seed": recipe.seed,
         # the converter's op set: int8 kernels only, or built-ins too (fallback, or layers kept in float)
         "op_set": "int8+builtins" if recipe.mode == "int8-fallback" or recipe.keep_float else "int8",
     }
-    conversion = {"calibration": calibration, "options": to_json(replace(options, cluster=None)), "paths": [str(model), str(data)],
-                  "eval_data": digest(options.eval_data), "about": to_json(about) if about is not None else None}
+    conversion = {
+        "calibration": calibration,
+        "options": to_json(replace(options, cluster=None)),
+        "paths": [str(model), str(data)],
+        "eval_data": digest(options.eval_data),
+        "about": to_json(about) if about is not None else None,
+    }
     reusable = recipe.mode.int8_activations and data is not None and not options.allow_int16x8
     return CacheKeys(cache_key(calibration) if reusable else None, cache_key(conversion))

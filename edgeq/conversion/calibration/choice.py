@@ -19,8 +19,8 @@ import numpy as np
 from edgeq.conversion.calibration.calibrated import Calibrated
 from edgeq.conversion.calibration.methods import AUTO_ORDER
 from edgeq.conversion.quantize import quantize
-from edgeq.host.isolation import step
 from edgeq.conversion.search.budget import Candidate, evaluator_for, leximin, output_quality
+from edgeq.host.isolation import step
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import KeepFloat, MethodTry, RangeChange, SearchStep
 from edgeq.records.recipe import Method, Recipe
@@ -68,10 +68,10 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
     methods: list[Method] = []
     at_once = len(AUTO_ORDER) if options.cluster else 1  # here, a method that meets spares the next ones
     for i in range(0, len(AUTO_ORDER), at_once):
-        group = list(AUTO_ORDER[i:i + at_once])
+        group = list(AUTO_ORDER[i : i + at_once])
         methods += group
         if attempt([(chooser.with_method(m), str(m)) for m in group]):
-            methods = methods[:len(tried)]
+            methods = methods[: len(tried)]
             break
     if not any(t[0].meets for t in tried):
         mix = _by_output_path(chooser, methods, [t[0] for t in tried])
@@ -79,19 +79,23 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
             attempt([mix])
     best = next((t for t in tried if t[0].meets), None) or max(tried, key=lambda t: leximin(t[0]))
     _, model, changes, name = best
-    tries = tuple(MethodTry(t[3], t[0].worst_sqnr_db, {o.name: o.sqnr_db for o in t[0].outputs},
-                            t[0].meets if options.budget else None, t is best) for t in tried)
+    tries = tuple(
+        MethodTry(
+            t[3], t[0].worst_sqnr_db, {o.name: o.sqnr_db for o in t[0].outputs}, t[0].meets if options.budget else None, t is best
+        )
+        for t in tried
+    )
     method = Method.parse(name) if not name.startswith(BY_OUTPUT_PATH) else None
-    return ChosenRanges(model, method, changes, tries, tuple(t[0] for t in tried) if options.budget is not None else (),
-                        chooser.counts)
+    return ChosenRanges(
+        model, method, changes, tries, tuple(t[0] for t in tried) if options.budget is not None else (), chooser.counts
+    )
 
 
 def _by_output_path(chooser: RangeChooser, methods: list[Method], steps: list[SearchStep]):
     """The mix of the module docstring from `steps`, the figures of `methods`, and its name; None
     when one method is best for every output."""
     names = [o.name for o in steps[0].outputs]
-    best_for = {name: max(range(len(steps)), key=lambda i: output_quality(steps[i].outputs[k]))
-                for k, name in enumerate(names)}
+    best_for = {name: max(range(len(steps)), key=lambda i: output_quality(steps[i].outputs[k])) for k, name in enumerate(names)}
     if len(set(best_for.values())) < 2:
         return None
     shared = max(range(len(steps)), key=lambda i: leximin(steps[i]))
@@ -113,10 +117,11 @@ class RangeChooser:
     """Activation ranges chosen from histograms of the calibration samples (built once, in `jobs`
     processes, or taken from the calibration cache), written into the calibrated model by method."""
 
-    def __init__(self, calibrated: bytes, specs: list, recipe: Recipe, data: Path, jobs: int = 1,
-                 counts: dict[int, Any] | None = None) -> None:
-        from edgeq.conversion.calibration.parallel import read_ranges
+    def __init__(
+        self, calibrated: bytes, specs: list, recipe: Recipe, data: Path, jobs: int = 1, counts: dict[int, Any] | None = None
+    ) -> None:
         from edgeq.conversion.calibration.methods import histograms_parallel
+        from edgeq.conversion.calibration.parallel import read_ranges
         from edgeq.tflite.signatures import calibrator_order
 
         self.calibrated = calibrated
@@ -125,8 +130,7 @@ class RangeChooser:
         self.counts = counts
         if counts is None or set(counts) != set(self.minmax):
             order = calibrator_order(self.parsed, [s.name for s in specs])
-            samples = [[sample[k] for k in order] for sample in
-                       recipe.open(data, specs)]
+            samples = [[sample[k] for k in order] for sample in recipe.open(data, specs)]
             step("building activation histograms")
             self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
 
@@ -140,12 +144,19 @@ class RangeChooser:
 
     def write(self, chosen: dict[int, tuple[float, float]]) -> tuple[bytes, tuple[RangeChange, ...]]:
         """The calibrated model with the `chosen` ranges, and those that differ from min/max."""
-        from edgeq.conversion.calibration.parallel import write_ranges
         from edgeq.conversion.calibration.methods import clipped_fraction
+        from edgeq.conversion.calibration.parallel import write_ranges
 
         minmax, counts, tensors = self.minmax, self.counts, self.parsed.tensors
         changed = [i for i in chosen if chosen[i] != minmax[i]]
-        changes = tuple(RangeChange(tensors[i].name, tuple(minmax[i]), tuple(chosen[i]),
-                                    round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
-                                    clipped_fraction(counts[i], *minmax[i], chosen[i])) for i in changed)
+        changes = tuple(
+            RangeChange(
+                tensors[i].name,
+                tuple(minmax[i]),
+                tuple(chosen[i]),
+                round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
+                clipped_fraction(counts[i], *minmax[i], chosen[i]),
+            )
+            for i in changed
+        )
         return write_ranges(self.calibrated, chosen), changes

@@ -29,8 +29,21 @@ from edgeq.records.recipe import Method
 BINS = 2048
 LEVELS = 255
 FIXED_OUTPUT = frozenset({"SOFTMAX", "LOGISTIC", "TANH", "LOG_SOFTMAX"})
-PASS_THROUGH = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "MAX_POOL_2D", "TRANSPOSE", "STRIDED_SLICE", "SLICE",
-                          "GATHER", "PAD", "SPACE_TO_DEPTH", "DEPTH_TO_SPACE"})
+PASS_THROUGH = frozenset(
+    {
+        "RESHAPE",
+        "SQUEEZE",
+        "EXPAND_DIMS",
+        "MAX_POOL_2D",
+        "TRANSPOSE",
+        "STRIDED_SLICE",
+        "SLICE",
+        "GATHER",
+        "PAD",
+        "SPACE_TO_DEPTH",
+        "DEPTH_TO_SPACE",
+    }
+)
 Ranges = dict[int, tuple[float, float]]
 
 
@@ -62,8 +75,11 @@ def _runs(model: bytes, samples, ranges: Ranges):
         return
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_content=model, experimental_preserve_all_tensors=True,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter = Interpreter(
+        model_content=model,
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     interpreter.allocate_tensors()
     inputs = interpreter.get_input_details()
     for sample in samples:

@@ -29,9 +29,24 @@ from edgeq.conversion.calibration.parallel import Ranges, range_slots, write_ran
 # float, so an all-negative tensor's max is recorded as 1.2e-38, not its own max (MediaPipe's face
 # detector: classificator_8's range is [-7.06, 1.2e-38]); kept, as the quantizer's input
 SMALLEST_MAX = float(np.finfo(np.float32).tiny)
-STATEFUL_OPS = frozenset({"LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
-                          "BIDIRECTIONAL_SEQUENCE_RNN", "RNN", "SVDF", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE",
-                          "CALL_ONCE", "WHILE", "IF", "CUSTOM"})
+STATEFUL_OPS = frozenset(
+    {
+        "LSTM",
+        "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        "BIDIRECTIONAL_SEQUENCE_LSTM",
+        "UNIDIRECTIONAL_SEQUENCE_RNN",
+        "BIDIRECTIONAL_SEQUENCE_RNN",
+        "RNN",
+        "SVDF",
+        "VAR_HANDLE",
+        "READ_VARIABLE",
+        "ASSIGN_VARIABLE",
+        "CALL_ONCE",
+        "WHILE",
+        "IF",
+        "CUSTOM",
+    }
+)
 
 
 def _schema():
@@ -81,8 +96,10 @@ def in_place(calibrated: bytes, shapes: list[tuple[int, ...]]) -> list[tuple[int
 
     from edgeq.tflite.model import parse_tflite
 
-    interpreter = allocated(Interpreter(model_content=calibrated,
-                                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES), shapes)
+    interpreter = allocated(
+        Interpreter(model_content=calibrated, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+        shapes,
+    )
     model = parse_tflite(calibrated)
     logged = set(range_slots(calibrated))
 
@@ -103,8 +120,9 @@ def in_place(calibrated: bytes, shapes: list[tuple[int, ...]]) -> list[tuple[int
     return [(i, o) for i, o in pairs if i != o]
 
 
-def observe(calibrated: bytes, samples: Iterable[list[np.ndarray]], tensors: Iterable[int],
-            threads: int) -> Iterator[Callable[[Callable[[int, np.ndarray], None]], None]]:
+def observe(
+    calibrated: bytes, samples: Iterable[list[np.ndarray]], tensors: Iterable[int], threads: int
+) -> Iterator[Callable[[Callable[[int, np.ndarray], None]], None]]:
     """Per sample (arrays in the graph's input order), after the graph ran on it on XNNPACK: a
     function that hands each of `tensors` (graph inputs or op outputs) and its float values to a
     visitor. The values are views into the interpreter, valid only inside the visit."""
@@ -115,7 +133,9 @@ def observe(calibrated: bytes, samples: Iterable[list[np.ndarray]], tensors: Ite
     first = next(samples, None)
     if first is None:
         return
-    interpreter = allocated(Interpreter(model_content=observer_graph(calibrated, wanted), num_threads=threads), [np.shape(a) for a in first])
+    interpreter = allocated(
+        Interpreter(model_content=observer_graph(calibrated, wanted), num_threads=threads), [np.shape(a) for a in first]
+    )
     inputs = [detail["index"] for detail in interpreter.get_input_details()]
     graph_inputs = {index: position for position, index in enumerate(inputs)}
     for sample in _chain(first, samples):

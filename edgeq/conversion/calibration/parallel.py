@@ -27,9 +27,9 @@ from queue import Empty, Full
 
 import numpy as np
 
+from edgeq.core.errors import ConversionError
 from edgeq.frameworks.native_converter import CALIBRATION_WRAPPER, calibration_wrapper_file, load_module
 from edgeq.host.isolation import die_with_parent, main_module_hidden
-from edgeq.core.errors import ConversionError
 
 Ranges = dict[int, tuple[float, float]]
 
@@ -51,14 +51,16 @@ def range_slots(model: bytes) -> dict[int, tuple[int, int]]:
         q = graph.Tensors(i).Quantization()
         if q is None or q.MinLength() != 1 or q.MaxLength() != 1:
             continue
-        table = q._tab  # noqa: SLF001 - the generated API reads vectors but never gives their position
+        table = q._tab
         slots[i] = (table.Vector(table.Offset(4)), table.Vector(table.Offset(6)))  # fields min, max
     return slots
 
 
 def read_ranges(model: bytes) -> Ranges:
-    return {i: (struct.unpack_from("<f", model, lo)[0], struct.unpack_from("<f", model, hi)[0])
-            for i, (lo, hi) in range_slots(model).items()}
+    return {
+        i: (struct.unpack_from("<f", model, lo)[0], struct.unpack_from("<f", model, hi)[0])
+        for i, (lo, hi) in range_slots(model).items()
+    }
 
 
 def write_ranges(model: bytes, ranges: Ranges) -> bytes:
@@ -95,7 +97,7 @@ def _worker(library: str, model_path: str, tasks, results) -> None:
                 wrapper.Prepare([list(a.shape) for a in sample])  # as TensorFlow's calibrator does
             wrapper.FeedTensor(sample)
         results.put(("ok", read_ranges(wrapper.Calibrate()) if wrapper else {}))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
+    except BaseException as exc:
         lines = str(exc).strip().splitlines()
         results.put(("error", f"{type(exc).__name__}: {lines[-1] if lines else ''}"))
 
@@ -111,8 +113,10 @@ class ParallelCalibrator:
         self.model_path = Path(self.tmp.name) / "calibrated.tflite"
         self.tasks, self.results = context.Queue(maxsize=2 * jobs), context.Queue()
         library = calibration_wrapper_file()
-        self.workers = [context.Process(target=_worker, args=(library, str(self.model_path), self.tasks, self.results),
-                                        daemon=True) for _ in range(jobs)]
+        self.workers = [
+            context.Process(target=_worker, args=(library, str(self.model_path), self.tasks, self.results), daemon=True)
+            for _ in range(jobs)
+        ]
         with main_module_hidden():
             for worker in self.workers:
                 worker.start()
@@ -147,7 +151,7 @@ class ParallelCalibrator:
             except Full:  # every worker busy; one that stopped early has failed
                 if not all(w.is_alive() for w in self.workers):
                     self._result()  # raises the worker's error
-                    raise ConversionError("a calibration worker stopped early; retry with --jobs 1")
+                    raise ConversionError("a calibration worker stopped early; retry with --jobs 1") from None
 
     def _result(self) -> Ranges:
         while True:

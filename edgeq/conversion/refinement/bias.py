@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeq.conversion.refinement.layers import WeightedLayer, Run, buffers, unshared, weighted_layers
+from edgeq.conversion.refinement.layers import Run, WeightedLayer, buffers, unshared, weighted_layers
 from edgeq.records.manifest import Refinement
 
 
-def input_means(calibrated: bytes, samples: list[list[np.ndarray]], tensors: list[int], threads: int = 1) -> dict[int, np.ndarray]:
+def input_means(
+    calibrated: bytes, samples: list[list[np.ndarray]], tensors: list[int], threads: int = 1
+) -> dict[int, np.ndarray]:
     """The mean of each float tensor in `tensors` over the samples (the calibrated graph on
     XNNPACK): per channel (last axis) for a 4-D activation, per feature for anything else."""
     from edgeq.conversion.calibration.observed import observer_graph
@@ -33,7 +35,9 @@ def input_means(calibrated: bytes, samples: list[list[np.ndarray]], tensors: lis
     return {t: s / max(1, len(samples)) for t, s in sums.items()}
 
 
-def bias_corrected(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]], threads: int = 1) -> tuple[bytes, Refinement]:
+def bias_corrected(
+    quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]], threads: int = 1
+) -> tuple[bytes, Refinement]:
     """`quantized` with every weighted layer's weight-rounding shift taken out of its bias."""
     quantized = unshared(quantized)
     layers, skipped = weighted_layers(quantized, calibrated)
@@ -46,8 +50,11 @@ def bias_corrected(quantized: bytes, calibrated: bytes, samples: list[list[np.nd
         if isinstance(shift, str):
             skipped.append(f"{layer.name}: {shift}")
             continue
-        bias[:] = np.clip(bias.astype(np.int64) - np.round(shift / layer.bias_scales).astype(np.int64),
-                          np.iinfo(np.int32).min, np.iinfo(np.int32).max).astype(np.int32)
+        bias[:] = np.clip(
+            bias.astype(np.int64) - np.round(shift / layer.bias_scales).astype(np.int64),
+            np.iinfo(np.int32).min,
+            np.iinfo(np.int32).max,
+        ).astype(np.int32)
         corrected += 1
         largest = max(largest, float(np.abs(shift / layer.output_scale).max()) if shift.size else 0.0)
     return bytes(data), Refinement("bias", corrected, len(samples), round(largest, 3), tuple(skipped))

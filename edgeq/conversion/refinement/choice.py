@@ -4,9 +4,9 @@ recipe's names (edgeq.records.recipe.REFINEMENTS) are "none", these keys and "au
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.refinement.bias import bias_corrected
@@ -40,23 +40,37 @@ def refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data
         return refinement(options.recipe.refine, quantized, model, samples, threads)
     if options.budget is not None:  # judged on --eval-data, as the search judges
         evaluator = evaluator_for(model, specs, options)
-        score = lambda models: [s.worst_sqnr_db for _, s in evaluator.evaluate_all([Candidate(m) for m in models], "refinement candidate")]  # noqa: E731
+
+        def score(models: list[bytes]) -> list[float | None]:
+            return [s.worst_sqnr_db for _, s in evaluator.evaluate_all([Candidate(m) for m in models], "refinement candidate")]
+
         where, fitted = f"the {len(evaluator.samples)} --eval-data samples, each fitted on the calibration samples", samples
     else:
         if len(samples) <= HELD_BACK:
-            raise UsageError(f"--refine auto judges on {HELD_BACK} held-back calibration samples and needs more than that; "
-                             f"{len(samples)} given: give more samples or choose --refine bias or rounding")
+            raise UsageError(
+                f"--refine auto judges on {HELD_BACK} held-back calibration samples and needs more than that; "
+                f"{len(samples)} given: give more samples or choose --refine bias or rounding"
+            )
         held_back = sqnr_scorer(model, samples[-HELD_BACK:])
-        score = lambda models: [held_back(m)[0] for m in models]  # noqa: E731
-        where, fitted = f"{HELD_BACK} held-back calibration samples, each fitted on the other {len(samples) - HELD_BACK}", samples[:-HELD_BACK]
+
+        def score(models: list[bytes]) -> list[float | None]:
+            return [held_back(m)[0] for m in models]
+
+        where, fitted = (
+            f"{HELD_BACK} held-back calibration samples, each fitted on the other {len(samples) - HELD_BACK}",
+            samples[:-HELD_BACK],
+        )
     candidates = [(quantized, Refinement("none", 0, 0, 0.0))]
     candidates += each(options.cluster, "refinement fits", refinement, tuple(REFINERS), (quantized, model, fitted, threads))
     scores = score([m for m, _ in candidates])
     best = max(range(len(candidates)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
     method = candidates[best][1].method
-    shown = ", ".join(f"{r.method if r.method != 'none' else 'as converted'} {s if s is not None else 'no figure'} dB"
-                      for (_, r), s in zip(candidates, scores))
-    judged = f"auto: worst-output SQNR against the calibrated float graph on {where}: {shown}; kept {'the model as converted' if method == 'none' else method}"
+    shown = ", ".join(
+        f"{r.method if r.method != 'none' else 'as converted'} {s if s is not None else 'no figure'} dB"
+        for (_, r), s in zip(candidates, scores)
+    )
+    kept_what = "the model as converted" if method == "none" else method
+    judged = f"auto: worst-output SQNR against the calibrated float graph on {where}: {shown}; kept {kept_what}"
     if method == "none":
         return quantized, replace(candidates[1][1], method="none", judged=judged)
     kept, record = candidates[best] if fitted is samples else refinement(method, quantized, model, samples, threads)
@@ -72,11 +86,15 @@ def refined_search(search: Search, refinement: Refinement) -> tuple[Search, Refi
     if refinement.method == "none" or first is None:  # auto kept the model as converted
         return search, refinement if all_int8 else None
     if all_int8:
-        note = (f"the refined all-INT8 model met the budget (--refine {refinement.method}, worst output "
-                f"{search.chosen.worst_sqnr_db} dB): no layer is kept in float, which on NPUs and the Edge TPU keeps the graph whole")
+        note = (
+            f"the refined all-INT8 model met the budget (--refine {refinement.method}, worst output "
+            f"{search.chosen.worst_sqnr_db} dB): no layer is kept in float, which on NPUs and the Edge TPU keeps the graph whole"
+        )
         return replace(search, notes=search.notes + (note,)), refinement
-    note = (f"the refined all-INT8 model (--refine {refinement.method}) reached {first.worst_sqnr_db} dB, short of the "
-            f"budget: the layers kept in float were chosen without refinement, and that model is refined after")
+    note = (
+        f"the refined all-INT8 model (--refine {refinement.method}) reached {first.worst_sqnr_db} dB, short of the "
+        f"budget: the layers kept in float were chosen without refinement, and that model is refined after"
+    )
     return replace(search, notes=search.notes + (note,)), None
 
 

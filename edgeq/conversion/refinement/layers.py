@@ -78,7 +78,10 @@ def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[WeightedL
         if (x.type, w.type, b.type) != (schema.TensorType.INT8, schema.TensorType.INT8, schema.TensorType.INT32):
             skipped.append(f"{name}: not an int8 layer with an int32 bias")
             continue
-        w_f, b_f = floating.constant(twin.inputs[1]), floating.constant(twin.inputs[2]) if len(twin.inputs) > 2 and twin.inputs[2] >= 0 else None
+        w_f, b_f = (
+            floating.constant(twin.inputs[1]),
+            floating.constant(twin.inputs[2]) if len(twin.inputs) > 2 and twin.inputs[2] >= 0 else None,
+        )
         if w_f is None or x.quantization is None or not len(x.quantization.scale or []):
             skipped.append(f"{name}: no float weights or no input scale")
             continue
@@ -88,8 +91,11 @@ def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[WeightedL
         else:
             out = model.tensors[parsed.outputs[0]]
             scale = out.quantization.scales[0] if out.quantization and out.quantization.scales else 1.0
-            layers.append(replace(layer, positions=max(1, int(np.prod(out.shape[:-1]))), upstream=upstream[position],
-                                  output_scale=float(scale)))
+            layers.append(
+                replace(
+                    layer, positions=max(1, int(np.prod(out.shape[:-1]))), upstream=upstream[position], output_scale=float(scale)
+                )
+            )
     return layers, skipped
 
 
@@ -144,8 +150,9 @@ def _twins(floating, model) -> dict:
     mine = [(i, op) for i, op in enumerate(model.operators) if op.type in WEIGHTED and op.outputs]
     theirs = [op for op in floating.operators if op.type in WEIGHTED and op.outputs]
     if len(mine) == len(theirs) and all(
-            a.type == b.type and model.tensors[a.inputs[1]].shape == floating.tensors[b.inputs[1]].shape
-            for (_, a), b in zip(mine, theirs)):
+        a.type == b.type and model.tensors[a.inputs[1]].shape == floating.tensors[b.inputs[1]].shape
+        for (_, a), b in zip(mine, theirs)
+    ):
         return {i: b for (i, _), b in zip(mine, theirs)}
     named = {floating.tensors[op.outputs[0]].name: op for op in theirs}
     return {i: named[model.tensors[a.outputs[0]].name] for i, a in mine if model.tensors[a.outputs[0]].name in named}
@@ -160,17 +167,34 @@ def _layer(kind, name, position, op, twin, w_f, b_f, w, b, x) -> WeightedLayer |
     bias = np.zeros(channels) if b_f is None else np.asarray(b_f, np.float64).reshape(-1)
     if bias.size != channels:
         return f"{bias.size} bias values for {channels} channels"
-    common = dict(kind=kind, name=name, position=position, input=op.inputs[0], twin_input=twin.inputs[0], bias=bias,
-                  scales=scales, bias_scales=bias_scales, weight_buffer=w.buffer, bias_buffer=b.buffer,
-                  input_scale=float(x.quantization.scale[0]), input_zero=int(x.quantization.zeroPoint[0]))
+    common = dict(
+        kind=kind,
+        name=name,
+        position=position,
+        input=op.inputs[0],
+        twin_input=twin.inputs[0],
+        bias=bias,
+        scales=scales,
+        bias_scales=bias_scales,
+        weight_buffer=w.buffer,
+        bias_buffer=b.buffer,
+        input_scale=float(x.quantization.scale[0]),
+        input_zero=int(x.quantization.zeroPoint[0]),
+    )
     if kind == "FULLY_CONNECTED":
         return WeightedLayer(weights=w_f.reshape(channels, -1), **common)
     options = op.builtinOptions
-    geometry = dict(kernel=tuple(w_f.shape[1:3]), stride=(options.strideH, options.strideW),
-                    dilation=(options.dilationHFactor, options.dilationWFactor), same=options.padding == 0)
+    geometry = dict(
+        kernel=tuple(w_f.shape[1:3]),
+        stride=(options.strideH, options.strideW),
+        dilation=(options.dilationHFactor, options.dilationWFactor),
+        same=options.padding == 0,
+    )
     if kind == "CONV_2D":
         return WeightedLayer(weights=w_f.reshape(channels, -1), **geometry, **common)
-    return WeightedLayer(weights=w_f[0].reshape(-1, channels).T.copy(), multiplier=max(1, options.depthMultiplier), **geometry, **common)
+    return WeightedLayer(
+        weights=w_f[0].reshape(-1, channels).T.copy(), multiplier=max(1, options.depthMultiplier), **geometry, **common
+    )
 
 
 class Run:
@@ -194,8 +218,11 @@ class Run:
         for index in tensors:
             value = self.interpreter.get_tensor(index)
             scale, zero = self.scales.get(index, (0.0, 0))
-            found[index] = (value.astype(np.float32) - zero) * np.float32(scale) if value.dtype != np.float32 and scale else \
-                value.astype(np.float32, copy=False)
+            found[index] = (
+                (value.astype(np.float32) - zero) * np.float32(scale)
+                if value.dtype != np.float32 and scale
+                else value.astype(np.float32, copy=False)
+            )
         return found
 
 

@@ -28,9 +28,10 @@ compounding.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
-from edgeq.conversion.refinement.layers import WeightedLayer, Run, buffers, unshared, weighted_layers
+from edgeq.conversion.refinement.layers import Run, WeightedLayer, buffers, unshared, weighted_layers
 from edgeq.core.progress import report
 from edgeq.records.manifest import LayerRefined, Refinement
 
@@ -51,7 +52,7 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
     sums = {layer.position: _Sums(layer, min(len(samples), _samples_needed(layer))) for layer in layers}
     # the float side does not change: one run of the float graph gives every layer its rows
     floats = Run(observer_graph(calibrated, [layer.twin_input for layer in layers]), samples, threads)
-    for index, sample in enumerate(samples[:max((s.samples for s in sums.values()), default=0)]):
+    for index, sample in enumerate(samples[: max((s.samples for s in sums.values()), default=0)]):
         found = floats.values(sample, [layer.twin_input for layer in layers if index < sums[layer.position].samples])
         for layer in layers:
             if index < sums[layer.position].samples:
@@ -63,7 +64,7 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
     per_layer: list[LayerRefined] = []
     for number, stage in enumerate(stages, 1):
         ints = Run(bytes(observed), samples, threads)
-        for index, sample in enumerate(samples[:max(sums[layer.position].samples for layer in stage)]):
+        for index, sample in enumerate(samples[: max(sums[layer.position].samples for layer in stage)]):
             found = ints.values(sample, [layer.input for layer in stage if index < sums[layer.position].samples])
             for layer in stage:
                 if index < sums[layer.position].samples:
@@ -78,8 +79,9 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
             mirror[0][:], mirror[1][:] = weights, bias
             per_layer.append(figures)
         report("refining, stage by stage", number, len(stages))
-    return bytes(data), Refinement("rounding", len(per_layer), len(samples), 0.0, tuple(skipped), stages=len(stages),
-                                   per_layer=tuple(per_layer))
+    return bytes(data), Refinement(
+        "rounding", len(per_layer), len(samples), 0.0, tuple(skipped), stages=len(stages), per_layer=tuple(per_layer)
+    )
 
 
 def _stages(layers: list[WeightedLayer]) -> list[list[WeightedLayer]]:
@@ -175,7 +177,7 @@ def _refine(layer: WeightedLayer, sums: _Sums, weights: np.ndarray, bias: np.nda
     group = np.arange(channels) // layer.multiplier if layer.kind == "DEPTHWISE_CONV_2D" else np.zeros(channels, int)
     target = np.concatenate([layer.weights, layer.bias[:, None]], 1)  # (channels, k + 1)
     steps = np.concatenate([np.repeat(layer.scales[:, None], k, 1), layer.bias_scales[:, None]], 1)
-    limits = np.concatenate([np.full(k, 127.0), [2.0 ** 31 - 1]])
+    limits = np.concatenate([np.full(k, 127.0), [2.0**31 - 1]])
     nearest = np.clip(np.round(target / steps), -limits, limits)
     if layer.kind == "DEPTHWISE_CONV_2D":
         layout = np.frombuffer(weights.tobytes(), np.int8).reshape(-1, channels).T  # window x channels in the file
@@ -195,11 +197,21 @@ def _refine(layer: WeightedLayer, sums: _Sums, weights: np.ndarray, bias: np.nda
     bias[:] = chosen[:, k].astype(np.int32)
     energy = _errors(target, np.zeros_like(target), sums, group).sum()
     converted = target - nearest * steps
-    weights_only = np.einsum("ck,ckl,cl->", converted, sums.f[group], converted) if sums.f.shape[0] > 1 else \
-        ((converted @ sums.f[0]) * converted).sum()
+    weights_only = (
+        np.einsum("ck,ckl,cl->", converted, sums.f[group], converted)
+        if sums.f.shape[0] > 1
+        else ((converted @ sums.f[0]) * converted).sum()
+    )
     db = lambda error: round(float(10 * np.log10(max(energy, 1e-30) / max(error, 1e-30))), 2)  # noqa: E731
-    return LayerRefined(layer.name, layer.kind, db(before.sum()), db(np.minimum(before, after).sum()),
-                        db(_errors(target, target, sums, group).sum()), db(weights_only), sums.rows)
+    return LayerRefined(
+        layer.name,
+        layer.kind,
+        db(before.sum()),
+        db(np.minimum(before, after).sum()),
+        db(_errors(target, target, sums, group).sum()),
+        db(weights_only),
+        sums.rows,
+    )
 
 
 def _errors(target: np.ndarray, values: np.ndarray, sums: _Sums, group: np.ndarray) -> np.ndarray:
@@ -208,12 +220,16 @@ def _errors(target: np.ndarray, values: np.ndarray, sums: _Sums, group: np.ndarr
         h, c, f = sums.h[0], sums.c[0], sums.f[0]
         return ((values @ h) * values).sum(1) - 2 * ((target @ c) * values).sum(1) + ((target @ f) * target).sum(1)
     h, c, f = sums.h[group], sums.c[group], sums.f[group]  # depthwise: one small H per channel
-    return (np.einsum("ck,ckl,cl->c", values, h, values) - 2 * np.einsum("ck,ckl,cl->c", target, c, values)
-            + np.einsum("ck,ckl,cl->c", target, f, target))
+    return (
+        np.einsum("ck,ckl,cl->c", values, h, values)
+        - 2 * np.einsum("ck,ckl,cl->c", target, c, values)
+        + np.einsum("ck,ckl,cl->c", target, f, target)
+    )
 
 
-def _gptq(target: np.ndarray, steps: np.ndarray, limits: np.ndarray, h: np.ndarray, c: np.ndarray,
-          group: np.ndarray) -> np.ndarray:
+def _gptq(
+    target: np.ndarray, steps: np.ndarray, limits: np.ndarray, h: np.ndarray, c: np.ndarray, group: np.ndarray
+) -> np.ndarray:
     """Integer values (rows of channels, the last column the bias) minimising the output error.
     `h`, `c`: one (k, k) pair per group of channels sharing an input (all, or a depthwise channel's)."""
     groups, k = h.shape[0], h.shape[1]
@@ -242,7 +258,7 @@ def _gptq(target: np.ndarray, steps: np.ndarray, limits: np.ndarray, h: np.ndarr
             q = np.clip(np.round(goal[:, j] / steps[:, j]), -limits[j], limits[j])
             values[:, j] = q
             error = (goal[:, j] - q * steps[:, j]) / upper[:, j, j]
-            goal[:, j + 1:] -= error[:, None] * upper[:, j, j + 1:]
+            goal[:, j + 1 :] -= error[:, None] * upper[:, j, j + 1 :]
     result = np.empty_like(values)
     result[:, order] = values
     return result
@@ -258,5 +274,5 @@ def _rounded_shared(goal: np.ndarray, steps: np.ndarray, limits: np.ndarray, upp
             q = np.clip(np.round(goal[:, j] / steps[:, j]), -limits[j], limits[j])
             values[:, j] = q
             errors[:, j - start] = (goal[:, j] - q * steps[:, j]) / upper[j, j]
-            goal[:, j + 1:end] -= np.outer(errors[:, j - start], upper[j, j + 1:end])
+            goal[:, j + 1 : end] -= np.outer(errors[:, j - start], upper[j, j + 1 : end])
         goal[:, end:] -= errors @ upper[start:end, end:]

@@ -28,25 +28,25 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 
 from edgeq.core.errors import UsageError
-from edgeq.scoring.metrics import Scorer
 from edgeq.core.progress import counted
+from edgeq.core.units import number
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import ChosenLayer, Search, SearchStep, StepKind, StepOutput
-from edgeq.scoring.roles import decide_roles
 from edgeq.run.cluster import each
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.sequences import fed_back, feedback_pairs
+from edgeq.scoring.metrics import Scorer
+from edgeq.scoring.roles import decide_roles
 from edgeq.tflite.graph import Layer, LayerGraph
 from edgeq.tflite.signatures import positions
-from edgeq.core.units import number
 
 
 def _finite(x: float | None) -> float | None:
@@ -75,9 +75,19 @@ def _fmt(x: float | None, digits: int = 2) -> str:
 class Evaluator:
     """Scores candidate models on the eval samples against the float (calibrated) model, per output."""
 
-    def __init__(self, calibrated: bytes, samples: list[list[np.ndarray]], names: list[str], labels: list[int] | None,
-                 budget: Budget, roles: dict[str, str] | None = None, class_count: int | None = None,
-                 feedback: dict[str, str] | None = None, starts: set[int] = frozenset(), cluster: str | None = None):
+    def __init__(
+        self,
+        calibrated: bytes,
+        samples: list[list[np.ndarray]],
+        names: list[str],
+        labels: list[int] | None,
+        budget: Budget,
+        roles: dict[str, str] | None = None,
+        class_count: int | None = None,
+        feedback: dict[str, str] | None = None,
+        starts: set[int] = frozenset(),
+        cluster: str | None = None,
+    ):
         """`samples`: arrays in the order of the input keys `names`; fed by key to every candidate.
         `feedback` (output key -> input key): the samples are sequences in data order (new ones at
         `starts`), and each model, the float one and every candidate, feeds its own outputs back."""
@@ -88,16 +98,24 @@ class Evaluator:
         reference = self._runner(calibrated, "float")
         order = positions(names, [p.label for p in reference.input_ports])
         self.samples = [[sample[k] for k in order] for sample in samples]
-        self.pairs = feedback_pairs([p.label for p in reference.output_ports], [p.label for p in reference.input_ports], feedback or {})
+        self.pairs = feedback_pairs(
+            [p.label for p in reference.output_ports], [p.label for p in reference.input_ports], feedback or {}
+        )
         self.starts = set(starts)
         self.reference = list(self._outputs(reference))
         self.roles = [r.role for r in decide_roles(reference.output_facts(), roles, class_count)]
-        if budget.max_drop is not None and "classes" not in self.roles or \
-                budget.min_agreement is not None and not {"classes", "sequence"} & set(self.roles):
+        if (
+            budget.max_drop is not None
+            and "classes" not in self.roles
+            or budget.min_agreement is not None
+            and not {"classes", "sequence"} & set(self.roles)
+        ):
             keys = ", ".join(p.label for p in reference.output_ports)
-            raise UsageError(f"--{'max-drop' if budget.max_drop is not None else 'min-agreement'} judges a classes output, and "
-                             f"this model has none (no SOFTMAX, labels in its metadata or --output-role); for a logits output "
-                             f"name it: --output-role KEY=classes (its outputs: {keys}), or use --min-sqnr")
+            raise UsageError(
+                f"--{'max-drop' if budget.max_drop is not None else 'min-agreement'} judges a classes output, and "
+                f"this model has none (no SOFTMAX, labels in its metadata or --output-role); for a logits output "
+                f"name it: --output-role KEY=classes (its outputs: {keys}), or use --min-sqnr"
+            )
         self.names = [p.label for p in reference.output_ports]  # signature keys where the model has them
         self.tensors = reference.output_names
 
@@ -110,12 +128,19 @@ class Evaluator:
         path.write_bytes(model)
         return LiteRTRunner(path)
 
-    def evaluate(self, model: bytes, float_layers: list[str], kind: StepKind = StepKind.INT8, phase: str | None = None,
-                 method: str | None = None) -> SearchStep:
+    def evaluate(
+        self,
+        model: bytes,
+        float_layers: list[str],
+        kind: StepKind = StepKind.INT8,
+        phase: str | None = None,
+        method: str | None = None,
+    ) -> SearchStep:
         """One candidate's figures: per output, the worst of them, and whether it meets the budget."""
         start = time.perf_counter()
         self.evaluations += 1
-        what = f"evaluating mix {self.evaluations} ({kind.value}{f' {method}' if method else ''}, {len(float_layers)} float layer(s))"
+        named = f" {method}" if method else ""
+        what = f"evaluating mix {self.evaluations} ({kind.value}{named}, {len(float_layers)} float layer(s))"
         runner = self._runner(model, f"{kind.value}-{len(float_layers)}")
         outputs = counted(what, self._outputs(runner), len(self.samples))
         return self._scored(model, outputs, float_layers, kind, phase, method, start)
@@ -127,8 +152,7 @@ class Evaluator:
         if self.cluster is None or len(builds) < 2:
             built = ((c.model if isinstance(c.model, bytes) else c.model(), c) for c in builds)
             return [(model, self.evaluate(model, list(c.float_layers), kind, phase, c.method)) for model, c in built]
-        ran = each(self.cluster, phase, candidate_outputs, [c.model for c in builds],
-                   (self.samples, self.pairs, self.starts))
+        ran = each(self.cluster, phase, candidate_outputs, [c.model for c in builds], (self.samples, self.pairs, self.starts))
         steps = []
         for (model, outputs, seconds), c in zip(ran, builds):
             self.evaluations += 1
@@ -136,8 +160,16 @@ class Evaluator:
             steps.append((model, self._scored(model, outputs, list(c.float_layers), kind, phase, c.method, start)))
         return steps
 
-    def _scored(self, model: bytes, outputs: Iterable[list[np.ndarray]], float_layers: list[str], kind: StepKind,
-                phase: str | None, method: str | None, start: float) -> SearchStep:
+    def _scored(
+        self,
+        model: bytes,
+        outputs: Iterable[list[np.ndarray]],
+        float_layers: list[str],
+        kind: StepKind,
+        phase: str | None,
+        method: str | None,
+        start: float,
+    ) -> SearchStep:
         scorer = Scorer(self.names, self.roles)
         for i, (want, got) in enumerate(zip(self.reference, outputs)):
             scorer.add(want, got, self.labels[i] if self.labels is not None else None)
@@ -145,32 +177,60 @@ class Evaluator:
         missed = self.budget.missed(scores)
         margins = self.budget.margins(scores)
         acc = scores.accuracy
-        outputs_ = tuple(StepOutput(o.name, tensor, o.role, o.sqnr_db, o.exact, o.agreement,
-                                    _finite(margins.get(o.name)), o.name not in margins or margins[o.name] >= 0)
-                         for o, tensor in zip(scores.outputs, self.tensors))
-        return SearchStep(kind, len(float_layers), len(model), not missed, method, phase, tuple(float_layers),
-                          acc.float_top1, acc.int8_top1, acc.top1_drop_pts, acc.agreement, scores.worst_sqnr_db,
-                          scores.exact, outputs_, tuple(missed), self.budget.quality(scores),
-                          round(time.perf_counter() - start, 3))
+        outputs_ = tuple(
+            StepOutput(
+                o.name,
+                tensor,
+                o.role,
+                o.sqnr_db,
+                o.exact,
+                o.agreement,
+                _finite(margins.get(o.name)),
+                o.name not in margins or margins[o.name] >= 0,
+            )
+            for o, tensor in zip(scores.outputs, self.tensors)
+        )
+        return SearchStep(
+            kind,
+            len(float_layers),
+            len(model),
+            not missed,
+            method,
+            phase,
+            tuple(float_layers),
+            acc.float_top1,
+            acc.int8_top1,
+            acc.top1_drop_pts,
+            acc.agreement,
+            scores.worst_sqnr_db,
+            scores.exact,
+            outputs_,
+            tuple(missed),
+            self.budget.quality(scores),
+            round(time.perf_counter() - start, 3),
+        )
 
 
 @dataclass(frozen=True)
 class Candidate:
     """A candidate model: its bytes, or a function that makes them (run where it is evaluated)."""
+
     model: bytes | Callable[[], bytes]
     float_layers: tuple[str, ...] = ()
     method: str | None = None
 
 
-def _outputs(runner: LiteRTRunner, samples: list[list[np.ndarray]], pairs: list[tuple[int, int]],
-             starts: set[int]) -> Iterable[list[np.ndarray]]:
+def _outputs(
+    runner: LiteRTRunner, samples: list[list[np.ndarray]], pairs: list[tuple[int, int]], starts: set[int]
+) -> Iterable[list[np.ndarray]]:
     if pairs:
         return fed_back(runner.run, samples, pairs, starts)
     return (runner.run(s) for s in samples)
 
 
-def candidate_outputs(build: bytes | Callable[[], bytes], samples: list[list[np.ndarray]], pairs: list[tuple[int, int]],
-                      starts: set[int]) -> tuple[bytes, list[list[np.ndarray]], float]:
+def candidate_outputs(
+    build: bytes | Callable[[], bytes], samples: list[list[np.ndarray]], pairs: list[tuple[int, int]], starts: set[int]
+) -> tuple[bytes, list[list[np.ndarray]], float]:
     """A Ray task of Evaluator.evaluate_all: the candidate built, its outputs on every sample, the seconds taken."""
     start = time.perf_counter()
     model = build if isinstance(build, bytes) else build()
@@ -185,9 +245,18 @@ def evaluator_for(calibrated: bytes, specs, options, budget: Budget | None = Non
     """An Evaluator of a conversion's candidates (`options`: its ConvertOptions) on its --eval-data
     against the calibrated float graph, judged by `budget` (default: the options')."""
     samples, eval_source = options.eval_samples(list(specs))
-    return Evaluator(calibrated, samples, [s.name for s in specs], eval_source.labels, budget or options.budget,
-                     options.output_roles, len(eval_source.class_names or []) or None, options.feedback,
-                     getattr(eval_source, "starts", set()), options.cluster)
+    return Evaluator(
+        calibrated,
+        samples,
+        [s.name for s in specs],
+        eval_source.labels,
+        budget or options.budget,
+        options.output_roles,
+        len(eval_source.class_names or []) or None,
+        options.feedback,
+        getattr(eval_source, "starts", set()),
+        options.cluster,
+    )
 
 
 INT16X8_NOTE = "16-bit activations (int16x8) run on LiteRT's built-in kernels only: not on XNNPACK, the Edge TPU or NNAPI"
@@ -212,8 +281,9 @@ class _Search:
     """One search: every evaluated set once, by its nodes. Only the bytes of sets that could still
     be chosen are kept (the smallest that met so far, the best that missed), not one per candidate."""
 
-    def __init__(self, evaluator: Evaluator, full_int8: bytes, quantize: Callable[[list[str]], bytes],
-                 max_float_layers: int | None):
+    def __init__(
+        self, evaluator: Evaluator, full_int8: bytes, quantize: Callable[[list[str]], bytes], max_float_layers: int | None
+    ):
         self.evaluator, self.quantize, self.max = evaluator, quantize, max_float_layers
         self.models: dict[tuple[str, ...], bytes] = {}
         self.seen: dict[tuple[str, ...], SearchStep] = {}
@@ -257,8 +327,14 @@ class _Search:
         return self.models.get(key) or (self.quantize(list(key)) if key else self.full_int8)
 
 
-def search(evaluator: Evaluator, full_int8: bytes, graph: LayerGraph, quantize: Callable[[list[str]], bytes],
-           max_float_layers: int | None, int16x8: Callable[[], bytes] | None = None) -> tuple[bytes, Search]:
+def search(
+    evaluator: Evaluator,
+    full_int8: bytes,
+    graph: LayerGraph,
+    quantize: Callable[[list[str]], bytes],
+    max_float_layers: int | None,
+    int16x8: Callable[[], bytes] | None = None,
+) -> tuple[bytes, Search]:
     """The search of the module docstring; returns the chosen (or best-effort) model and the record."""
     start = time.perf_counter()
     run = _Search(evaluator, full_int8, quantize, max_float_layers)
@@ -296,6 +372,7 @@ def _find(run: _Search, candidates: list[Layer], heads: list[Layer]) -> list[Lay
 def _shortest_prefix(run: _Search, ordered: list, phase: str) -> int:
     """The fewest leading items of `ordered` (layers, or units of layers) that meet the budget
     together (all of them do; none does not)."""
+
     def layers(items: list) -> list[Layer]:
         return [x for item in items for x in (item if isinstance(item, list) else [item])]
 
@@ -328,7 +405,7 @@ def _ranked_by_effect(run: _Search, candidates: list[Layer]) -> tuple[list[Layer
     (bisection over the ranking), and each layer's effect (its unit's). For an error spread over
     many layers, where no region explains it."""
     size = math.ceil(len(candidates) / EFFECT_UNITS)
-    units = [candidates[i:i + size] for i in range(0, len(candidates), size)]
+    units = [candidates[i : i + size] for i in range(0, len(candidates), size)]
     if len(units) < 2:
         return None, {}
     effect = [step.quality for step in run.steps_of(units, "effect of one unit alone")]
@@ -362,7 +439,7 @@ def _shrink(run: _Search, kept: list[Layer], budget: int) -> list[Layer]:
     while len(kept) > 1 and spent < budget:
         dropped = False
         for i in range(0, len(kept), size):
-            rest = [layer for layer in kept if layer not in set(kept[i:i + size])]
+            rest = [layer for layer in kept if layer not in set(kept[i : i + size])]
             if not rest or len(rest) == len(kept) or spent >= budget:
                 continue
             spent += not run.known(rest)
@@ -385,18 +462,26 @@ def _best(steps: list[SearchStep], max_float_layers: int | None) -> SearchStep:
     return max(allowed, key=lambda s: s.quality)
 
 
-def _record(evaluator: Evaluator, graph: LayerGraph, candidates: list[Layer], steps: list[SearchStep],
-            chosen: SearchStep, start: float) -> Search:
+def _record(
+    evaluator: Evaluator, graph: LayerGraph, candidates: list[Layer], steps: list[SearchStep], chosen: SearchStep, start: float
+) -> Search:
     """The search as the manifest keeps it; the bound counts the int8 evaluations, not the int16x8 try."""
     by_node = {layer.node: layer for layer in graph.layers}
     budget = evaluator.budget
     return Search(
-        budget={f.name: getattr(budget, f.name) for f in fields(budget)}, eval_samples=len(evaluator.samples),
-        layers_considered=len(candidates), max_evaluations=max_evaluations(len(candidates)), evaluations=len(steps),
-        steps=tuple(steps), chosen=chosen, met=chosen.meets,
+        budget={f.name: getattr(budget, f.name) for f in fields(budget)},
+        eval_samples=len(evaluator.samples),
+        layers_considered=len(candidates),
+        max_evaluations=max_evaluations(len(candidates)),
+        evaluations=len(steps),
+        steps=tuple(steps),
+        chosen=chosen,
+        met=chosen.meets,
         int8_evaluations=sum(s.kind == StepKind.INT8 for s in steps),
         strategy="output-aware: output heads, bisection by region over the execution order, shrinking",
-        graph_layers=len(graph.layers), missed_outputs=tuple(o.name for o in steps[0].outputs if not o.meets),
+        graph_layers=len(graph.layers),
+        missed_outputs=tuple(o.name for o in steps[0].outputs if not o.meets),
         seconds=round(time.perf_counter() - start, 3),
         chosen_layers=tuple(ChosenLayer(n, by_node[n].op_type, by_node[n].position) for n in chosen.float_layers if n in by_node),
-        notes=(INT16X8_NOTE,) if chosen.kind == StepKind.INT16X8 else ())
+        notes=(INT16X8_NOTE,) if chosen.kind == StepKind.INT16X8 else (),
+    )

@@ -7,16 +7,17 @@ split the graph into partitions. Candidates are timed interleaved, in rounds, in
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from edgeq.scoring.metrics import Scorer
+from edgeq.host.machine import this_cpu
 from edgeq.records.manifest import Candidate, LatencyCheck
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.protocol import InvokeTimes
-from edgeq.host.machine import this_cpu
+from edgeq.scoring.metrics import Scorer
 from edgeq.scoring.speed import speedup
 from edgeq.tflite.rewrites import REWRITES, rewrite
 
@@ -24,7 +25,9 @@ ROUNDS = 5  # interleaved rounds: a load spike on a shared machine hits every ca
 FLOAT = "float"  # the float model's name among the timed ones
 SETTLED = 3  # p50s this many spreads apart: a verdict more rounds would not change
 BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}
-TIE = 1.05  # a candidate that stays all int8 wins against float ops this close in p50  # at float I/O: XNNPACK takes them; they split nothing
+# a candidate that stays all int8 wins against float ops this close in p50; at float I/O XNNPACK
+# takes them, so they split nothing
+TIE = 1.05
 
 
 def fell_off(runner: LiteRTRunner) -> dict[str, int]:
@@ -32,8 +35,15 @@ def fell_off(runner: LiteRTRunner) -> dict[str, int]:
     return {op: n for op, n in runner.kept_ops.items() if op not in BOUNDARY}
 
 
-def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarray], runs: int,
-            seconds: float, device: Any = None, settle: bool = False) -> tuple[Any, dict[str, Any]]:
+def measure(
+    float_model: bytes,
+    models: dict[str, bytes],
+    sample: list[np.ndarray],
+    runs: int,
+    seconds: float,
+    device: Any = None,
+    settle: bool = False,
+) -> tuple[Any, dict[str, Any]]:
     """The float model's timings and each model's, in ROUNDS interleaved rounds: `runs` invokes
     each, fewer when that would take longer than about `seconds` in all (here). `device`: a device
     profile to time them on instead (its runner; XNNPACK coverage still comes from this machine).
@@ -58,7 +68,9 @@ def measure(float_model: bytes, models: dict[str, bytes], sample: list[np.ndarra
                 if remote is None:
                     times[name] += runner.time(sample, 1, per_round).samples_ms
                     continue
-                times[name] += remote.measure(runner.path, [a[None] for a in runner.quantize_inputs(sample)], 1, per_round).samples_ms
+                times[name] += remote.measure(
+                    runner.path, [a[None] for a in runner.quantize_inputs(sample)], 1, per_round
+                ).samples_ms
             if settle and done >= 2 and all(_settled(times[name], times[FLOAT]) for name in models):
                 break
         timed = {name: InvokeTimes.of(t, 2, 1) for name, t in times.items()}
@@ -78,16 +90,32 @@ def against_float(float_model: bytes, quantized: bytes, sample: list[np.ndarray]
     figures, and what fell off the delegate."""
     float_time, timed = measure(float_model, {"as converted": quantized}, sample, runs, 2.0, settle=True)
     int8_time, runner = timed["as converted"]
-    return LatencyCheck("xnnpack", 1, float_time.p50, int8_time.p50, speedup(float_time.p50, int8_time.p50),
-                   within_noise(int8_time, float_time), fell_off(runner), runner.partitions, cpu=this_cpu().describe())
+    return LatencyCheck(
+        "xnnpack",
+        1,
+        float_time.p50,
+        int8_time.p50,
+        speedup(float_time.p50, int8_time.p50),
+        within_noise(int8_time, float_time),
+        fell_off(runner),
+        runner.partitions,
+        cpu=this_cpu().describe(),
+    )
 
 
 Variant = tuple[tuple[str, ...], tuple[str, ...]]  # op types kept in float, rewrites
 
 
-def optimize(float_model: bytes, quantized: bytes, build: Callable[[list[Variant]], list[bytes]], sample: list[np.ndarray],
-             score: Callable[[list[bytes]], list[tuple[float | None, bool | None]]], runs: int = 200, device: Any = None,
-             where: str = "xnnpack (this machine)") -> tuple[bytes, LatencyCheck]:
+def optimize(
+    float_model: bytes,
+    quantized: bytes,
+    build: Callable[[list[Variant]], list[bytes]],
+    sample: list[np.ndarray],
+    score: Callable[[list[bytes]], list[tuple[float | None, bool | None]]],
+    runs: int = 200,
+    device: Any = None,
+    where: str = "xnnpack (this machine)",
+) -> tuple[bytes, LatencyCheck]:
     """The model as converted, or one with the op types that fell off XNNPACK (each, and all of
     them) kept in float when that is a real win: judged by timings where they say something of the
     device (this CPU has int8 dot-product instructions, or `device` times them), else by what holds
@@ -109,21 +137,47 @@ def optimize(float_model: bytes, quantized: bytes, build: Callable[[list[Variant
         name = _rewrite_name(rewritten_as[0]) if rewritten_as else _name(keep)
         timing, runner = timed[name]
         sqnr, meets = scores[name]
-        candidates.append(Candidate(name, keep, timing.p50, speedup(float_time.p50, timing.p50),
-                                    within_noise(timing, float_time), runner.delegated_nodes, runner.total_nodes,
-                                    runner.partitions, fell_off(runner), sqnr, meets, len(models[name]),
-                                    None if name == "as converted" else timing.p50 < plain_time.p50 and not within_noise(timing, plain_time),
-                                    rewritten_as))
+        candidates.append(
+            Candidate(
+                name,
+                keep,
+                timing.p50,
+                speedup(float_time.p50, timing.p50),
+                within_noise(timing, float_time),
+                runner.delegated_nodes,
+                runner.total_nodes,
+                runner.partitions,
+                fell_off(runner),
+                sqnr,
+                meets,
+                len(models[name]),
+                None if name == "as converted" else timing.p50 < plain_time.p50 and not within_noise(timing, plain_time),
+                rewritten_as,
+            )
+        )
     cpu = this_cpu()
     judge = "timing" if device is not None or cpu.int8_dot else "coverage"
     chosen = choose(candidates, judge)
-    judged_by = (f"timings on {where}" if judge == "timing" else
-                 f"XNNPACK coverage (fewest partitions, most nodes delegated), not timings: this CPU ({cpu.name}) has no int8 "
-                 "dot-product instructions, so its INT8 timings say nothing of a phone; time on a device with --device")
-    return models[chosen.name], LatencyCheck(where, 1, float_time.p50, rounds=ROUNDS, runs=runs, chosen=chosen.name,
-                                        keep_ops=chosen.keep_ops, rewrites=chosen.rewrites, candidates=tuple(candidates),
-                                        faster_than_float=chosen.speedup >= 1 or chosen.within_noise, judged_by=judged_by,
-                                        cpu=cpu.describe() if device is None else None)
+    judged_by = (
+        f"timings on {where}"
+        if judge == "timing"
+        else f"XNNPACK coverage (fewest partitions, most nodes delegated), not timings: this CPU ({cpu.name}) has no int8 "
+        "dot-product instructions, so its INT8 timings say nothing of a phone; time on a device with --device"
+    )
+    return models[chosen.name], LatencyCheck(
+        where,
+        1,
+        float_time.p50,
+        rounds=ROUNDS,
+        runs=runs,
+        chosen=chosen.name,
+        keep_ops=chosen.keep_ops,
+        rewrites=chosen.rewrites,
+        candidates=tuple(candidates),
+        faster_than_float=chosen.speedup >= 1 or chosen.within_noise,
+        judged_by=judged_by,
+        cpu=cpu.describe() if device is None else None,
+    )
 
 
 def choose(candidates: list[Candidate], judge: str = "timing") -> Candidate:

@@ -19,8 +19,8 @@ import numpy as np
 
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.run.devices.profiles import Profile
-from edgeq.run.protocol import AcceleratorUse, Capabilities, InvokeTimes, Measurement, Percentiles
 from edgeq.run.devices.transports import DeviceError
+from edgeq.run.protocol import AcceleratorUse, Capabilities, InvokeTimes, Measurement, Percentiles
 from edgeq.tflite.model import read_tflite
 
 INSTALL = "pip install 'edgeq[aihub]'"
@@ -35,8 +35,9 @@ def require_aihub() -> Any:
     from qai_hub import api_utils
 
     if not Path(api_utils.get_config_path()).is_file():
-        raise UsageError("the AI Hub client is not configured: run `qai-hub configure --api_token YOUR_TOKEN` "
-                         "(edgeq never handles the token)")
+        raise UsageError(
+            "the AI Hub client is not configured: run `qai-hub configure --api_token YOUR_TOKEN` (edgeq never handles the token)"
+        )
     return qai_hub
 
 
@@ -57,8 +58,15 @@ class HubDevice:
 def list_devices() -> list[HubDevice]:
     """The phones the account can reach, with their chipset and whether they run TFLite."""
     found = _call(_client().get_devices, "listing devices")
-    return [HubDevice(d.name, d.os, next((a.split(":", 1)[1] for a in d.attributes if a.startswith("chipset:")), "?"),
-                      "framework:tflite" in d.attributes) for d in found]
+    return [
+        HubDevice(
+            d.name,
+            d.os,
+            next((a.split(":", 1)[1] for a in d.attributes if a.startswith("chipset:")), "?"),
+            "framework:tflite" in d.attributes,
+        )
+        for d in found
+    ]
 
 
 def _call(function: Any, what: str, *args: Any, **kwargs: Any) -> Any:
@@ -67,7 +75,7 @@ def _call(function: Any, what: str, *args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)
     except (EdgeqError, TimeoutError):
         raise
-    except Exception as exc:  # noqa: BLE001 - qai_hub's APIException, UserError, InternalError, requests' errors
+    except Exception as exc:
         detail = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise DeviceError(f"AI Hub, {what}: {detail}") from None
 
@@ -96,8 +104,15 @@ class AiHubRunner:
         parsed = read_tflite(model)
         names = [parsed.tensors[i].name for i in parsed.inputs]
         entries = {name: [np.ascontiguousarray(array[i]) for i in range(array.shape[0])] for name, array in zip(names, inputs)}
-        job = _call(client.submit_inference_job, f"submitting {model.name} to {profile.device}", model=str(model),
-                    device=device, inputs=entries, name=f"edgeq {model.name}", options=f"--compute_unit {profile.compute_unit}")
+        job = _call(
+            client.submit_inference_job,
+            f"submitting {model.name} to {profile.device}",
+            model=str(model),
+            device=device,
+            inputs=entries,
+            name=f"edgeq {model.name}",
+            options=f"--compute_unit {profile.compute_unit}",
+        )
         return str(job.job_id)
 
     def collect(self, job_id: str, outputs_expected: int, samples: int, wait: bool) -> Measurement | None:
@@ -110,24 +125,37 @@ class AiHubRunner:
         try:
             status = _call(job.wait, f"waiting for job {job.job_id}", timeout=int(profile.timeout))
         except TimeoutError:
-            raise DeviceError(f"{where} did not finish within {profile.timeout:g} s (the profile's timeout); "
-                              "AI Hub's queue can take hours") from None
+            raise DeviceError(
+                f"{where} did not finish within {profile.timeout:g} s (the profile's timeout); AI Hub's queue can take hours"
+            ) from None
         if not status.success:
             raise DeviceError(f"{where} failed: {' '.join(str(status.message or status.code).split())[:200]}")
         data = _call(job.download_output_data, f"downloading job {job.job_id}'s outputs")
         if not data:
             raise DeviceError(f"{where} returned no output data")
-        outputs = [np.stack([np.asarray(a) for a in data[key]]) for key in data]  # (N, *output shape), as the runner protocol says
+        outputs = [
+            np.stack([np.asarray(a) for a in data[key]]) for key in data
+        ]  # (N, *output shape), as the runner protocol says
         if len(outputs) != outputs_expected or any(o.shape[0] != samples for o in outputs):
-            raise DeviceError(f"{where} returned {len(outputs)} outputs of {[o.shape[0] for o in outputs]} samples; "
-                              f"the model has {outputs_expected} and {samples} were sent")
+            raise DeviceError(
+                f"{where} returned {len(outputs)} outputs of {[o.shape[0] for o in outputs]} samples; "
+                f"the model has {outputs_expected} and {samples} were sent"
+            )
         details = _call(job.download_profile, f"downloading job {job.job_id}'s profile")
         summary = details.get("execution_summary", {})
         times_us = summary.get("all_inference_times") or [summary.get("estimated_inference_time")]
         times = InvokeTimes.of([t / 1000.0 for t in times_us if t], 0, 1) if any(times_us) else None
-        return Measurement(outputs, Percentiles.of(times) if times else Percentiles(), f"aihub:{profile.compute_unit}", 1, 0,
-                           len(times_us), runtime="AI Hub TFLite", machine=f"{profile.device} ({where.split(': ', 1)[1]})",
-                           accelerator=_layers(profile.compute_unit, details.get("execution_detail", [])))
+        return Measurement(
+            outputs,
+            Percentiles.of(times) if times else Percentiles(),
+            f"aihub:{profile.compute_unit}",
+            1,
+            0,
+            len(times_us),
+            runtime="AI Hub TFLite",
+            machine=f"{profile.device} ({where.split(': ', 1)[1]})",
+            accelerator=_layers(profile.compute_unit, details.get("execution_detail", [])),
+        )
 
 
 def _layers(asked: str, layers: list[dict]) -> AcceleratorUse:
@@ -135,8 +163,12 @@ def _layers(asked: str, layers: list[dict]) -> AcceleratorUse:
     units = Counter(str(layer.get("compute_unit", "")).lower() for layer in layers)
     on_cpu = Counter(str(layer.get("type", "?")) for layer in layers if str(layer.get("compute_unit", "")).lower() == "cpu")
     ran_on = units.most_common(1)[0][0] if units else "unknown"
-    return AcceleratorUse(asked=asked, ran_on=ran_on, ops_on_accelerator=sum(n for u, n in units.items() if u == asked),
-                          ops_on_cpu=units.get("cpu", 0) if asked != "cpu" else 0,
-                          cpu_op_types=dict(on_cpu) if asked != "cpu" else {},
-                          evidence=tuple(f"{unit.upper()}: {count} layer(s)" for unit, count in sorted(units.items())),
-                          note=None if units else "the profile named no layers")
+    return AcceleratorUse(
+        asked=asked,
+        ran_on=ran_on,
+        ops_on_accelerator=sum(n for u, n in units.items() if u == asked),
+        ops_on_cpu=units.get("cpu", 0) if asked != "cpu" else 0,
+        cpu_op_types=dict(on_cpu) if asked != "cpu" else {},
+        evidence=tuple(f"{unit.upper()}: {count} layer(s)" for unit, count in sorted(units.items())),
+        note=None if units else "the profile named no layers",
+    )

@@ -22,17 +22,25 @@ import numpy as np
 
 from edgeq.core.errors import UsageError
 from edgeq.run.devices.profiles import Profile
-from edgeq.run.protocol import Capabilities, Measurement, Percentiles
 from edgeq.run.devices.transports import DeviceError, Session, Transport
+from edgeq.run.protocol import Capabilities, Measurement, Percentiles
 from edgeq.tflite.model import TfliteModel, read_tflite
 
-FLAGS = {"xnnpack": ["--use_xnnpack=true"], "nnapi": ["--use_nnapi=true"], "gpu": ["--use_gpu=true"],
-         "none": ["--use_xnnpack=false"]}
+FLAGS = {
+    "xnnpack": ["--use_xnnpack=true"],
+    "nnapi": ["--use_nnapi=true"],
+    "gpu": ["--use_gpu=true"],
+    "none": ["--use_xnnpack=false"],
+}
 
-_RUN_LINE = re.compile(r"^count=(\d+) first=(\S+) curr=\S+ min=(\S+) max=(\S+) avg=(\S+) std=(\S+)"
-                       r"(?: p5=(\S+) median=(\S+) p95=(\S+))?")
-_SUMMARY = re.compile(r"Inference timings in us: Init: (\S+), First inference: (\S+), Warmup \(avg\): (\S+), "
-                      r"Inference \(avg\): (\S+)")
+_RUN_LINE = re.compile(
+    r"^count=(\d+) first=(\S+) curr=\S+ min=(\S+) max=(\S+) avg=(\S+) std=(\S+)"
+    r"(?: p5=(\S+) median=(\S+) p95=(\S+))?"
+)
+_SUMMARY = re.compile(
+    r"Inference timings in us: Init: (\S+), First inference: (\S+), Warmup \(avg\): (\S+), "
+    r"Inference \(avg\): (\S+)"
+)
 _PREFIX = re.compile(r"^(?:[VDIWEF] tflite\s*:\s*|INFO:\s*)")
 
 
@@ -71,8 +79,19 @@ def parse_benchmark_model(text: str) -> BenchmarkFigures:
         raise DeviceError("benchmark_model printed no timing summary; run it by hand to see why")
     m = runs[-1]
     us = lambda s: round(float(s) / 1000.0, 4) if s is not None else None  # noqa: E731 - microseconds -> ms
-    return BenchmarkFigures(int(m.group(1)), us(m.group(5)), us(m.group(6)), us(m.group(3)), us(m.group(4)), us(m.group(8)),
-                            us(m.group(7)), us(m.group(9)), us(summary.group(1)), us(summary.group(2)), us(summary.group(4)))
+    return BenchmarkFigures(
+        int(m.group(1)),
+        us(m.group(5)),
+        us(m.group(6)),
+        us(m.group(3)),
+        us(m.group(4)),
+        us(m.group(8)),
+        us(m.group(7)),
+        us(m.group(9)),
+        us(summary.group(1)),
+        us(summary.group(2)),
+        us(summary.group(4)),
+    )
 
 
 class BenchmarkModelRunner:
@@ -93,10 +112,15 @@ class BenchmarkModelRunner:
         with Session(profile, self.through) as session:
             session.transport.push(model, session.path("model.tflite"))
             graph = f"--graph={session.path('model.tflite')}"
-            outputs = (self._outputs(session, read_tflite(model), inputs, [graph, *flags])
-                       if self.capabilities.scores_outputs and inputs else None)
-            out = session.transport.run([profile.benchmark_binary, graph, *flags, f"--num_runs={runs}",
-                                         f"--warmup_runs={warmup}"], max(profile.timeout, 600))
+            outputs = (
+                self._outputs(session, read_tflite(model), inputs, [graph, *flags])
+                if self.capabilities.scores_outputs and inputs
+                else None
+            )
+            out = session.transport.run(
+                [profile.benchmark_binary, graph, *flags, f"--num_runs={runs}", f"--warmup_runs={warmup}"],
+                max(profile.timeout, 600),
+            )
         found = parse_benchmark_model(out.decode(errors="replace"))
         return Measurement(outputs, found.percentiles(), delegate, profile.threads, warmup, found.runs, "benchmark_model")
 
@@ -112,8 +136,17 @@ class BenchmarkModelRunner:
                 for k, array in enumerate(inputs):
                     (folder / f"{i}_{k}.bin").write_bytes(np.ascontiguousarray(array[i]).tobytes())
             script = Path(scratch) / "run.sh"
-            script.write_text(sample_script(self.profile.benchmark_binary, flags, ports, count, session.path("inputs"),
-                                            session.path("out"), session.path("outputs.bin")))
+            script.write_text(
+                sample_script(
+                    self.profile.benchmark_binary,
+                    flags,
+                    ports,
+                    count,
+                    session.path("inputs"),
+                    session.path("out"),
+                    session.path("outputs.bin"),
+                )
+            )
             session.transport.push(folder, session.path("inputs"))
             session.transport.push(script, session.path("run.sh"))
         try:
@@ -131,9 +164,20 @@ def sample_script(binary: str, flags: list[str], ports: list, count: int, inputs
     lines = ["set -e"]
     for i in range(count):
         files = ",".join(f"{p.name.replace(':', '::')}:{inputs}/{i}_{k}.bin" for k, p in enumerate(ports))
-        lines.append(shlex.join([binary, *flags, f"--input_layer={names}", f"--input_layer_shape={shapes}",
-                                 f"--input_layer_value_files={files}", f"--output_filepath={out}_{i}.bin",
-                                 "--num_runs=1", "--warmup_runs=0"]))
+        lines.append(
+            shlex.join(
+                [
+                    binary,
+                    *flags,
+                    f"--input_layer={names}",
+                    f"--input_layer_shape={shapes}",
+                    f"--input_layer_value_files={files}",
+                    f"--output_filepath={out}_{i}.bin",
+                    "--num_runs=1",
+                    "--warmup_runs=0",
+                ]
+            )
+        )
     lines.append(f"cat {' '.join(shlex.quote(f'{out}_{i}.bin') for i in range(count))} > {shlex.quote(joined)}")
     return "\n".join(lines) + "\n"
 
@@ -142,13 +186,15 @@ def split_outputs(data: bytes, outputs: list, count: int) -> list[np.ndarray]:
     """The concatenated raw outputs of `count` samples, each sample's outputs in output order."""
     sizes = [int(np.prod(t.shape)) * np.dtype(t.dtype).itemsize for t in outputs]
     if len(data) != count * sum(sizes):
-        raise DeviceError(f"benchmark_model wrote {len(data)} output bytes for {count} sample(s); "
-                          f"the model's outputs take {sum(sizes)} bytes a sample")
+        raise DeviceError(
+            f"benchmark_model wrote {len(data)} output bytes for {count} sample(s); "
+            f"the model's outputs take {sum(sizes)} bytes a sample"
+        )
     found: list[list[np.ndarray]] = [[] for _ in outputs]
     offset = 0
     for _ in range(count):
         for k, (t, size) in enumerate(zip(outputs, sizes)):
-            found[k].append(np.frombuffer(data[offset:offset + size], np.dtype(t.dtype)).reshape(t.shape))
+            found[k].append(np.frombuffer(data[offset : offset + size], np.dtype(t.dtype)).reshape(t.shape))
             offset += size
     return [np.stack(column) for column in found]
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from edgeq.core.fileio import parse_json
-from edgeq.run.devices.profiles import Profile
-from edgeq.run.protocol import Capabilities, InvokeTimes, Measurement, Percentiles
-from edgeq.run.devices.transports import Session
 from edgeq.core.schema import from_json
+from edgeq.run.devices.profiles import Profile
+from edgeq.run.devices.transports import Session
+from edgeq.run.protocol import Capabilities, InvokeTimes, Measurement, Percentiles
 
 SCRIPT = Path(__file__).with_name("on_device.py")
 
@@ -71,7 +71,11 @@ def check(profile: Profile) -> DeviceInfo:
     """Connect and report OS, CPU architecture, dot-product support, runtime and delegates."""
     with Session(profile) as session:
         session.transport.push(SCRIPT, session.path("on_device.py"))
-        probe = from_json(Probe, parse_json(_script(session, "probe", timeout=profile.timeout * 4), f"{profile.name}: the device's probe output"), f"{profile.name} probe")
+        probe = from_json(
+            Probe,
+            parse_json(_script(session, "probe", timeout=profile.timeout * 4), f"{profile.name}: the device's probe output"),
+            f"{profile.name} probe",
+        )
     return DeviceInfo(profile.name, profile.transport, profile.address, profile.emulated, probe)
 
 
@@ -91,12 +95,40 @@ class DeviceRunner:
             np.savez(stacked, **{f"in{i}": f for i, f in enumerate(inputs)})
             for local, name in ((SCRIPT, "on_device.py"), (model, "model.tflite"), (stacked, "inputs.npz")):
                 session.transport.push(local, session.path(name))
-            _script(session, "run", "--model", session.path("model.tflite"), "--inputs", session.path("inputs.npz"),
-                    "--outputs", session.path("outputs.npz"), "--timings", session.path("timings.json"),
-                    "--delegate", delegate or profile.delegates[0], "--threads", str(profile.threads),
-                    "--warmup", str(warmup), "--runs", str(runs))
+            _script(
+                session,
+                "run",
+                "--model",
+                session.path("model.tflite"),
+                "--inputs",
+                session.path("inputs.npz"),
+                "--outputs",
+                session.path("outputs.npz"),
+                "--timings",
+                session.path("timings.json"),
+                "--delegate",
+                delegate or profile.delegates[0],
+                "--threads",
+                str(profile.threads),
+                "--warmup",
+                str(warmup),
+                "--runs",
+                str(runs),
+            )
             outputs = np.load(io.BytesIO(session.transport.pull(session.path("outputs.npz"))))
-            ran = from_json(ScriptRun, parse_json(session.transport.pull(session.path("timings.json")), f"{profile.name}: timings.json"), f"{profile.name} timings")
+            ran = from_json(
+                ScriptRun,
+                parse_json(session.transport.pull(session.path("timings.json")), f"{profile.name}: timings.json"),
+                f"{profile.name} timings",
+            )
         times = InvokeTimes.of(list(ran.latency_ms), ran.warmup, ran.threads)
-        return Measurement([outputs[f"out{k}"] for k in range(len(outputs.files))], Percentiles.of(times), ran.delegate,
-                           ran.threads, ran.warmup, ran.runs, ran.runtime, ran.machine)
+        return Measurement(
+            [outputs[f"out{k}"] for k in range(len(outputs.files))],
+            Percentiles.of(times),
+            ran.delegate,
+            ran.threads,
+            ran.warmup,
+            ran.runs,
+            ran.runtime,
+            ran.machine,
+        )

@@ -20,9 +20,9 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 from edgeq.core.cache import cache_folder
 from edgeq.core.errors import EdgeqError
@@ -48,8 +48,10 @@ def mirror() -> str:
                 return words[1]
             if words[:1] == ["deb"] and len(words) > 2 and "security" not in words[1]:
                 return words[1 if not words[1].startswith("[") else 2]
-    raise EmulationError("no Debian archive in this machine's apt sources (/etc/apt/sources.list.d/debian.sources); "
-                         "the ARM64 emulation setup downloads its packages from it")
+    raise EmulationError(
+        "no Debian archive in this machine's apt sources (/etc/apt/sources.list.d/debian.sources); "
+        "the ARM64 emulation setup downloads its packages from it"
+    )
 
 
 def cache_dir() -> Path:
@@ -88,8 +90,10 @@ def check_architecture(site: Path) -> None:
         header = f.read(20)
     machine = int.from_bytes(header[18:20], "little")
     if header[:4] != b"\x7fELF" or machine != AARCH64:
-        raise EmulationError(f"{libs[0].name} is not an aarch64 library (ELF machine {machine}); "
-                             f"delete {site.parent} and run edgeq devices setup again")
+        raise EmulationError(
+            f"{libs[0].name} is not an aarch64 library (ELF machine {machine}); "
+            f"delete {site.parent} and run edgeq devices setup again"
+        )
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,10 @@ def setup(say: Callable[[str], None] = print, cache: Path | None = None) -> Emul
         return replace(info, reused=True)
     for tool in ("dpkg", "apt-get", "debootstrap"):
         if shutil.which(tool) is None:
-            raise EmulationError(f"{tool} is not installed; on Debian/Ubuntu: apt-get install {'debootstrap' if tool == 'debootstrap' else 'dpkg apt'}")
+            raise EmulationError(
+                f"{tool} is not installed; on Debian/Ubuntu: apt-get install "
+                f"{'debootstrap' if tool == 'debootstrap' else 'dpkg apt'}"
+            )
     if os.geteuid() != 0:
         raise EmulationError("building the ARM64 sysroot with debootstrap needs root; run with sudo (once)")
     start = time.monotonic()
@@ -130,8 +137,19 @@ def setup(say: Callable[[str], None] = print, cache: Path | None = None) -> Emul
     shutil.rmtree(work / "qemu" / "usr" / "share", ignore_errors=True)
     say("downloading a Debian bookworm arm64 root with python3 (debootstrap minbase, about 40 MB of packages)")
     sysroot = work / "sysroot"
-    _run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase", "--include=python3", "bookworm",
-          str(sysroot), mirror()], "debootstrap")
+    _run(
+        [
+            "debootstrap",
+            "--arch=arm64",
+            "--foreign",
+            "--variant=minbase",
+            "--include=python3",
+            "bookworm",
+            str(sysroot),
+            mirror(),
+        ],
+        "debootstrap",
+    )
     archives = sysroot / "var" / "cache" / "apt" / "archives"
     for package in sorted(archives.glob("*.deb")):
         _run(["dpkg", "-x", str(package), str(sysroot)], f"unpacking {package.name}")
@@ -155,10 +173,22 @@ def _download_qemu(work: Path) -> Path:
     (apt / "archives" / "partial").mkdir(parents=True)
     (apt / "sources").mkdir()
     (apt / "sources" / "trixie.sources").write_text(
-        f"Types: deb\nURIs: {mirror()}\nSuites: trixie\nComponents: main\nSigned-By: {KEYRING}\n")
-    options = ["-o", "Dir::Etc::SourceList=/dev/null", "-o", f"Dir::Etc::SourceParts={apt / 'sources'}",
-               "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::Cache::Archives={apt / 'archives'}",
-               "-o", "APT::Sandbox::User=root", "-o", "APT::Architecture=amd64"]
+        f"Types: deb\nURIs: {mirror()}\nSuites: trixie\nComponents: main\nSigned-By: {KEYRING}\n"
+    )
+    options = [
+        "-o",
+        "Dir::Etc::SourceList=/dev/null",
+        "-o",
+        f"Dir::Etc::SourceParts={apt / 'sources'}",
+        "-o",
+        f"Dir::State::Lists={apt / 'lists'}",
+        "-o",
+        f"Dir::Cache::Archives={apt / 'archives'}",
+        "-o",
+        "APT::Sandbox::User=root",
+        "-o",
+        "APT::Architecture=amd64",
+    ]
     _run(["apt-get", *options, "-qq", "update"], "apt-get update (trixie)")
     _run(["apt-get", *options, "-qq", "download", "qemu-user"], "apt-get download qemu-user", cwd=work)
     debs = sorted(work.glob("qemu-user_*.deb"))
@@ -170,9 +200,30 @@ def _download_qemu(work: Path) -> Path:
 
 def _download_wheels(site: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="edgeq-wheels-") as tmp:
-        _run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", "3.11",
-              "--implementation", "cp", "--platform", "manylinux_2_27_aarch64", "--platform", "manylinux_2_17_aarch64",
-              "--platform", "manylinux2014_aarch64", "-d", tmp, *PACKAGES], "pip download (aarch64 wheels)")
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--only-binary=:all:",
+                "--python-version",
+                "3.11",
+                "--implementation",
+                "cp",
+                "--platform",
+                "manylinux_2_27_aarch64",
+                "--platform",
+                "manylinux_2_17_aarch64",
+                "--platform",
+                "manylinux2014_aarch64",
+                "-d",
+                tmp,
+                *PACKAGES,
+            ],
+            "pip download (aarch64 wheels)",
+        )
         site.mkdir(parents=True)
         for wheel in sorted(Path(tmp).glob("*.whl")):
             with zipfile.ZipFile(wheel) as archive:

@@ -39,11 +39,14 @@ def load_runtime(name=None):
 
             dist = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime"}[candidate]
             found = version(dist)
-        except Exception:  # noqa: BLE001 - a version is nice to have
+        except Exception:
             found = "unknown"
-        return module, "{} {}".format(candidate, found)
-    raise RunnerError("no TFLite runtime on this device ({}); pip install ai-edge-litert (or tflite-runtime)".format(
-        name or " or ".join(RUNTIMES)))
+        return module, f"{candidate} {found}"
+    raise RunnerError(
+        "no TFLite runtime on this device ({}); pip install ai-edge-litert (or tflite-runtime)".format(
+            name or " or ".join(RUNTIMES)
+        )
+    )
 
 
 def cpu_features():
@@ -71,8 +74,13 @@ def os_name():
 def probe(args):
     features = cpu_features()
     info = {
-        "os": os_name(), "machine": platform.machine(), "python": platform.python_version(),
-        "asimddp": "asimddp" in features, "cpu_features": features, "runtime": None, "delegates": {},
+        "os": os_name(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "asimddp": "asimddp" in features,
+        "cpu_features": features,
+        "runtime": None,
+        "delegates": {},
     }
     try:
         _, info["runtime"] = load_runtime(args.runtime)
@@ -95,7 +103,7 @@ def interpreter(litert, model, delegate, threads):
         try:
             ctypes.CDLL(delegate)
         except OSError as exc:
-            raise RunnerError("cannot load delegate library {}: {}".format(delegate, exc))
+            raise RunnerError(f"cannot load delegate library {delegate}: {exc}") from None
         kwargs["experimental_delegates"] = [litert.load_delegate(delegate)]
     if delegate != "xnnpack":
         kwargs["experimental_op_resolver_type"] = litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
@@ -103,7 +111,7 @@ def interpreter(litert, model, delegate, threads):
         runner = litert.Interpreter(**kwargs)
         runner.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        raise RunnerError("the interpreter rejected the model: {}".format(str(exc).strip().splitlines()[-1]))
+        raise RunnerError(f"the interpreter rejected the model: {str(exc).strip().splitlines()[-1]}") from None
     return runner
 
 
@@ -113,10 +121,10 @@ def run(args):
     litert, runtime = load_runtime(args.runtime)
     runner = interpreter(litert, args.model, args.delegate, args.threads)
     inputs = np.load(args.inputs)
-    feeds = [inputs["in{}".format(i)] for i in range(len(inputs.files))]
+    feeds = [inputs[f"in{i}"] for i in range(len(inputs.files))]
     in_details, out_details = runner.get_input_details(), runner.get_output_details()
     if len(feeds) != len(in_details):
-        raise RunnerError("the model takes {} inputs, got {}".format(len(in_details), len(feeds)))
+        raise RunnerError(f"the model takes {len(in_details)} inputs, got {len(feeds)}")
     outputs = [[] for _ in out_details]
     for n in range(feeds[0].shape[0]):
         for detail, feed in zip(in_details, feeds):
@@ -124,7 +132,7 @@ def run(args):
         runner.invoke()
         for k, detail in enumerate(out_details):
             outputs[k].append(runner.get_tensor(detail["index"]).copy())
-    np.savez(args.outputs, **{"out{}".format(k): np.stack(v) for k, v in enumerate(outputs)})
+    np.savez(args.outputs, **{f"out{k}": np.stack(v) for k, v in enumerate(outputs)})
     for detail, feed in zip(in_details, feeds):
         runner.set_tensor(detail["index"], feed[0])
     for _ in range(args.warmup):
@@ -135,8 +143,18 @@ def run(args):
         runner.invoke()
         times.append((time.perf_counter() - start) * 1000.0)
     with open(args.timings, "w") as f:
-        json.dump({"runtime": runtime, "delegate": args.delegate, "threads": args.threads, "warmup": args.warmup,
-                   "runs": args.runs, "latency_ms": times, "machine": platform.machine()}, f)
+        json.dump(
+            {
+                "runtime": runtime,
+                "delegate": args.delegate,
+                "threads": args.threads,
+                "warmup": args.warmup,
+                "runs": args.runs,
+                "latency_ms": times,
+                "machine": platform.machine(),
+            },
+            f,
+        )
 
 
 def main(argv=None):
@@ -159,7 +177,7 @@ def main(argv=None):
         else:
             run(args)
     except RunnerError as exc:
-        sys.stderr.write("edgeq-runner: error: {}\n".format(exc))
+        sys.stderr.write(f"edgeq-runner: error: {exc}\n")
         return 3
     return 0
 

@@ -61,14 +61,18 @@ class Profile:
         if self.transport == "aihub" and self.timeout == CONNECT_TIMEOUT:  # a job waits in a queue, not for a connection
             object.__setattr__(self, "timeout", AIHUB_TIMEOUT)
         if self.transport == "aihub" and not self.device:
-            raise UsageError(f"device {self.name}: an aihub profile needs device (the phone's name; edgeq devices --aihub lists them)")
+            raise UsageError(
+                f"device {self.name}: an aihub profile needs device (the phone's name; edgeq devices --aihub lists them)"
+            )
         if self.compute_unit not in COMPUTE_UNITS:
             raise UsageError(f"device {self.name}: compute_unit {self.compute_unit!r}; use one of {', '.join(COMPUTE_UNITS)}")
         if self.runtime not in (None, "ai_edge_litert", "tflite_runtime"):
             raise UsageError(f"device {self.name}: runtime {self.runtime!r}; use ai_edge_litert or tflite_runtime")
         if self.accelerator is not None and self.transport != "local":
-            raise UsageError(f"device {self.name}: accelerator runs on this machine (transport local); on a phone, "
-                             "benchmark_model's delegates (delegates = [\"gpu\"]) choose the GPU")
+            raise UsageError(
+                f"device {self.name}: accelerator runs on this machine (transport local); on a phone, "
+                'benchmark_model\'s delegates (delegates = ["gpu"]) choose the GPU'
+            )
         if self.device_samples < 0:
             raise UsageError(f"device {self.name}: device_samples must be 0 (latency only) or more")
         if not math.isfinite(self.timeout) or self.timeout <= 0 or self.threads < 1:
@@ -118,8 +122,10 @@ def load_profile(name_or_path: str) -> Profile:
     if name_or_path.startswith("aihub:"):  # a phone on Qualcomm AI Hub by its name, on its NPU
         device = name_or_path.split(":", 1)[1].strip()
         if not device:
-            raise UsageError("--device aihub:NAME needs the phone's name, e.g. aihub:'Samsung Galaxy S24 (Family)' "
-                             "(edgeq devices --aihub lists them)")
+            raise UsageError(
+                "--device aihub:NAME needs the phone's name, e.g. aihub:'Samsung Galaxy S24 (Family)' "
+                "(edgeq devices --aihub lists them)"
+            )
         return Profile(name=name_or_path, transport="aihub", device=device)
     path = Path(name_or_path)
     if path.suffix == ".toml":
@@ -134,8 +140,10 @@ def load_profile(name_or_path: str) -> Profile:
     ours = [p for p in found if Path(p.path or "").resolve().parent == shipped]
     theirs = [p for p in found if p not in ours]
     if ours and theirs:
-        raise UsageError(f"device {name_or_path!r} is both shipped with edgeq ({ours[0].path}) and in {theirs[0].path}; "
-                         f"name the file you mean (--device {theirs[0].path}) or rename it")
+        raise UsageError(
+            f"device {name_or_path!r} is both shipped with edgeq ({ours[0].path}) and in {theirs[0].path}; "
+            f"name the file you mean (--device {theirs[0].path}) or rename it"
+        )
     return found[0]
 
 
@@ -184,8 +192,12 @@ def list_profiles() -> list[Profile]:
     seen: dict[str, Profile] = {}
     for profile in _readable_profiles():
         if profile.name in seen:
-            log.warning("device profile %s (%s) has the name of %s; use it by its path", profile.name,
-                        profile.path, seen[profile.name].path)
+            log.warning(
+                "device profile %s (%s) has the name of %s; use it by its path",
+                profile.name,
+                profile.path,
+                seen[profile.name].path,
+            )
             continue
         seen[profile.name] = profile
     return list(seen.values())

@@ -37,8 +37,10 @@ class Transport:
             proc = subprocess.run(command, input=stdin, capture_output=True, timeout=timeout, env=self.env)
         except subprocess.TimeoutExpired:
             if connecting:
-                raise DeviceError(f"{self.profile.name}: cannot connect to {self.profile.address}: no answer within "
-                                  f"{timeout:g} s; is the device on and reachable?") from None
+                raise DeviceError(
+                    f"{self.profile.name}: cannot connect to {self.profile.address}: no answer within "
+                    f"{timeout:g} s; is the device on and reachable?"
+                ) from None
             raise DeviceError(f"{self.profile.name}: {self.profile.address} did not finish within {timeout:g} s") from None
         except FileNotFoundError:
             raise DeviceError(f"{self.profile.name}: {command[0]} is not installed on this machine") from None
@@ -81,8 +83,20 @@ class QemuTransport(LocalTransport):
 class SSHTransport(Transport):
     def command(self, argv: list[str]) -> list[str]:
         p = self.profile
-        options = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={int(p.timeout)}",
-                   "-o", "ServerAliveInterval=5", "-o", "LogLevel=ERROR", "-p", str(p.port)]
+        options = [
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"ConnectTimeout={int(p.timeout)}",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "LogLevel=ERROR",
+            "-p",
+            str(p.port),
+        ]
         if p.identity_file:
             options += ["-i", os.path.expanduser(p.identity_file), "-o", "IdentitiesOnly=yes"]
         if p.known_hosts:
@@ -97,7 +111,8 @@ class SSHTransport(Transport):
         last = lines[-1] if lines else "ssh failed"
         hint = {
             "Permission denied": "the key was rejected; check identity_file and the device's authorized_keys",
-            "Host key verification failed": "the host key is unknown or changed; add it to known_hosts (ssh-keyscan) after checking it",
+            "Host key verification failed": "the host key is unknown or changed; add it to known_hosts (ssh-keyscan) after "
+            "checking it",
             "Connection refused": "nothing listens there; is sshd running and the port right?",
             "timed out": "no answer; is the device on and reachable?",
             "Could not resolve": "unknown host name",
@@ -126,13 +141,17 @@ class AdbTransport(Transport):
     def push(self, local: Path, remote: str) -> None:
         serial = ["-s", self.profile.serial] if self.profile.serial else []
         try:
-            proc = subprocess.run(["adb", *serial, "push", str(local), remote], capture_output=True, timeout=self.profile.timeout * 10)
+            proc = subprocess.run(
+                ["adb", *serial, "push", str(local), remote], capture_output=True, timeout=self.profile.timeout * 10
+            )
         except FileNotFoundError:
             raise DeviceError(f"{self.profile.name}: adb is not installed on this machine (Android platform-tools)") from None
         except subprocess.TimeoutExpired:
             raise DeviceError(f"{self.profile.name}: adb push did not finish within {self.profile.timeout * 10:g} s") from None
         if proc.returncode != 0:
-            raise DeviceError(f"{self.profile.name}: adb push failed: {proc.stderr.decode(errors='replace').strip().splitlines()[-1:]}")
+            raise DeviceError(
+                f"{self.profile.name}: adb push failed: {proc.stderr.decode(errors='replace').strip().splitlines()[-1:]}"
+            )
 
 
 def transport(profile: Profile) -> Transport:
@@ -141,6 +160,7 @@ def transport(profile: Profile) -> Transport:
 
 
 # -- a session: a scratch folder on the device, always removed ----------------------------------
+
 
 class Session:
     def __init__(self, profile: Profile, through=None):
