@@ -8,7 +8,7 @@ CORE := $(VENV)/.core-stamp
 STAMP := $(VENV)/.installed-stamp
 DEMO := build/demo
 
-.PHONY: demo test test-fast fuzz bench compat emulation clean
+.PHONY: demo test lint test-fast fuzz bench compat emulation clean
 
 # the demo needs edgeq and TensorFlow only: no torch, ONNX, AI Hub, Ray, OpenVINO or MediaPipe
 $(CORE): pyproject.toml
@@ -62,6 +62,11 @@ bench: $(STAMP)
 
 compat: $(STAMP)
 	$(PY) benchmarks/compat.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not tf and not slow and not ssh and not emulation and not torch"

@@ -6,14 +6,14 @@ pulls in TensorFlow.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Unpack
 
 from edgeq.core.version import __version__
 
 if TYPE_CHECKING:  # the types only: importing edgeq.api here would load it on `import edgeq`
     from pathlib import Path
 
-    from edgeq.api import Converted, Validated
+    from edgeq.api import Converted, Data, SampleInputs, Source, Validated
     from edgeq.conversion.options import ConvertOptions, ConvertSettings
     from edgeq.tflite.summary import ModelSummary
     from edgeq.validation.options import ValidateOptions, ValidateSettings
@@ -22,13 +22,13 @@ __all__ = ["__version__", "convert", "inspect_model", "validate"]
 
 
 def convert(
-    source: Any,
-    data: Any = None,
+    source: Source,
+    data: Data = None,
     output: str | Path | None = None,
     options: ConvertOptions | None = None,
     *,
     force: bool = False,
-    sample_inputs: Any = None,
+    sample_inputs: SampleInputs = None,
     **settings: Unpack[ConvertSettings],
 ) -> Converted:
     """Quantize a model (path, keras.Model, tf.Module, concrete function, nn.Module) on data (path,
@@ -46,12 +46,12 @@ def inspect_model(path: str | Path) -> ModelSummary:
 
 
 def validate(
-    model: Any,
-    reference: Any,
-    data: Any,
+    model: Source,
+    reference: Source,
+    data: Data,
     options: ValidateOptions | None = None,
     *,
-    sample_inputs: Any = None,
+    sample_inputs: SampleInputs = None,
     **settings: Unpack[ValidateSettings],
 ) -> Validated:
     """Compare an INT8 model (path or bytes) with its float reference; returns edgeq.api.Validated."""

@@ -16,17 +16,29 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, TypeAlias, Unpack
 
 import numpy as np
+from numpy.typing import NDArray
 
 from edgeq.core.errors import DataError, UsageError
+from edgeq.core.fileio import save_arrays
 from edgeq.records.manifest import Manifest
 from edgeq.validation.results import ValidationResult
 
 if TYPE_CHECKING:
     from edgeq.conversion.options import ConvertOptions, ConvertSettings
     from edgeq.validation.options import ValidateOptions, ValidateSettings
+
+
+# What the API takes, checked at run time (a type checker cannot name them all):
+# a model: a path (str or Path), .tflite bytes, or one in memory (keras.Model, tf.Module, a concrete
+# function, torch.nn.Module with sample_inputs)
+Source: TypeAlias = object
+# samples: a path, an array, a dict of arrays, or an iterable of samples (arrays or dicts of arrays)
+Data: TypeAlias = object
+# a PyTorch module's example inputs, as torch.export takes them
+SampleInputs: TypeAlias = "tuple[object, ...] | None"
 
 
 @dataclass(frozen=True)
@@ -50,13 +62,13 @@ class Validated:
 
 
 def convert(
-    source: Any,
-    data: Any = None,
+    source: Source,
+    data: Data = None,
     output: str | Path | None = None,
     options: ConvertOptions | None = None,
     *,
     force: bool = False,
-    sample_inputs: Any = None,
+    sample_inputs: SampleInputs = None,
     **settings: Unpack[ConvertSettings],
 ) -> Converted:
     """Quantize `source` (path, keras.Model, tf.Module, concrete function, PyTorch nn.Module with
@@ -80,12 +92,12 @@ def convert(
 
 
 def validate(
-    model: Any,
-    reference: Any,
-    data: Any,
+    model: Source,
+    reference: Source,
+    data: Data,
     options: ValidateOptions | None = None,
     *,
-    sample_inputs: Any = None,
+    sample_inputs: SampleInputs = None,
     **settings: Unpack[ValidateSettings],
 ) -> Validated:
     """Compare `model` (path or .tflite bytes) with `reference` on `data`. The settings are edgeq
@@ -101,7 +113,12 @@ def validate(
         if isinstance(model, (bytes, bytearray)):
             (folder / "model.tflite").write_bytes(model)
             model = folder / "model.tflite"
-        results = run(model, _as_path(reference, folder, sample_inputs), _data_path(data, folder), options)
+        if not isinstance(model, (str, Path)):
+            raise UsageError(f"cannot validate a {type(model).__name__}: pass the INT8 model's path or its .tflite bytes")
+        samples = _data_path(data, folder)
+        if samples is None:
+            raise UsageError("validate needs data: a path, an array, a dict of arrays or an iterable of samples")
+        results = run(model, _as_path(reference, folder, sample_inputs), samples, options)
     return Validated(
         results.passed,
         results.worst_sqnr_db,
@@ -113,7 +130,7 @@ def validate(
     )
 
 
-def _as_path(source: Any, folder: Path, sample_inputs: Any = None) -> Path:
+def _as_path(source: Source, folder: Path, sample_inputs: SampleInputs = None) -> Path:
     from edgeq.frameworks.pytorch import is_module, save_program
 
     if isinstance(source, (str, Path)):
@@ -128,14 +145,14 @@ def _as_path(source: Any, folder: Path, sample_inputs: Any = None) -> Path:
     return export_in_memory(source, folder / "source_saved_model")
 
 
-def _data_path(data: Any, folder: Path) -> Path | None:
+def _data_path(data: Data, folder: Path) -> Path | None:
     if data is None or isinstance(data, (str, Path)):
         return None if data is None else Path(data)
     if isinstance(data, np.ndarray):
         np.save(folder / "data.npy", data)
         return folder / "data.npy"
     if isinstance(data, Mapping):
-        np.savez(folder / "data.npz", **{k: np.asarray(v) for k, v in data.items()})
+        save_arrays(folder / "data.npz", {str(k): np.asarray(v) for k, v in data.items()})
         return folder / "data.npz"
     if isinstance(data, Iterable):  # samples: arrays (one input) or dicts of arrays, batch 1 or not
         samples = list(data)
@@ -150,6 +167,6 @@ def _data_path(data: Any, folder: Path) -> Path | None:
     )
 
 
-def _batched(sample: Any) -> np.ndarray:
+def _batched(sample: object) -> NDArray[np.float32]:
     array = np.asarray(sample, np.float32)
     return array if array.ndim and array.shape[0] == 1 else array[None]

@@ -68,9 +68,9 @@ def command(target: typer.Typer | None = None, name: str | None = None) -> Calla
 
     def register(fn: Callable[P, None]) -> Callable[P, None]:
         @functools.wraps(fn)
-        def wrapper(*args: P.args, verbose: bool = False, quiet: bool = False, **kwargs: P.kwargs) -> None:
-            configure(verbose, quiet)
-            return fn(*args, **kwargs)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:  # and verbose=, quiet= (the -v/-q below)
+            configure(bool(kwargs.pop("verbose", False)), bool(kwargs.pop("quiet", False)))
+            fn(*args, **kwargs)
 
         signature = inspect.signature(fn)
         extra = [
@@ -121,7 +121,7 @@ def progress_bar():
             yield
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     columns = (
         TextColumn("{task.description}"),
@@ -132,7 +132,7 @@ def progress_bar():
     )
     terminal_out = os.fdopen(os.dup(sys.stderr.fileno()), "w")  # the terminal, even while TensorFlow's fd 2 is captured
     with terminal_out, Progress(*columns, transient=True, console=Console(file=terminal_out)) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def update(label: str, done: int, total: int | None) -> None:
             if label.startswith(f"{STEP}:"):  # step markers name crashes; in-process steps (per-layer) draw nothing

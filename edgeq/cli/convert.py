@@ -10,7 +10,7 @@ import typer
 from edgeq.cli.common import command, fail, floats, log, progress_bar, say, state
 from edgeq.core.errors import EdgeqError
 from edgeq.core.escape import terminal
-from edgeq.records.recipe import Recipe
+from edgeq.records.recipe import Method, Mode, Recipe
 
 RECIPE = Recipe()  # the defaults of the recipe's settings: their one owner
 SIGNATURES = ", ".join(RECIPE.signatures)
@@ -232,11 +232,11 @@ def convert(
             layout=layout,
         )
         recipe = Recipe(
-            mode=mode,
+            mode=Mode.parse(mode),
             io=io,
             per_tensor=per_tensor,
             keep_float=tuple(keep_float),
-            calibration=calibration,
+            calibration=Method.parse(calibration),
             signatures=tuple(signature) or RECIPE.signatures,
             preprocessing=preprocessing,
             samples=RECIPE.samples if samples is None else samples,

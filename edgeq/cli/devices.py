@@ -105,6 +105,11 @@ def devices_setup(
         profile = load_profile(name)
         if not profile.emulated:
             raise UsageError(f"{profile.name} is a {profile.transport} device; setup builds emulated (qemu) ones")
-        setup(lambda line: state["quiet"] or typer.echo(line, err=True))
+
+        def show(line: str) -> None:
+            if not state["quiet"]:
+                typer.echo(line, err=True)
+
+        setup(show)
     except EdgeqError as exc:
         fail(exc)

@@ -195,7 +195,7 @@ def validate(
     from edgeq.data.samples import PreprocessingOverride
     from edgeq.records.manifest_file import manifest_for
     from edgeq.scoring.gates import Gates
-    from edgeq.scoring.roles import parse_roles
+    from edgeq.scoring.roles import parse_feedback, parse_roles
     from edgeq.validation.compare import validate as run_validate
 
     outputs = {
@@ -227,7 +227,7 @@ def validate(
             accelerators=tuple(accelerator),
             gpu_precision=gpu_precision,
             require_accelerated=require_accelerated,
-            feedback=tuple(feedback),
+            feedback=parse_feedback(feedback),
             warmup=warmup,
             runs=runs,
             limit=limit,

@@ -220,7 +220,7 @@ def _trained(source, data: Path | None, options: ConvertOptions, learned: Learne
     converter = source.make_converter()
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.inference_input_type = converter.inference_output_type = tf_type(recipe.io)
-    warnings = ()
+    warnings: tuple[str, ...] = ()
     if data is not None:
         samples = recipe.open(data, source.specs)
         converter.representative_dataset = lambda: keyed(source)(iter(samples))

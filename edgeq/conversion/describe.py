@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from edgeq.conversion.child import ChildResult
 from edgeq.conversion.options import ConvertOptions
@@ -60,12 +61,13 @@ def described(
         result.latency.rewrites if result.latency else (),
         result.refinement.method if result.refinement else None,
     )
+    versions: dict[str, Any] = versions_installed()  # tensorflow_version=..., keras_version=..., litert_version=...
     manifest = Manifest(
         source=_source(result, model, source_sha256, options),
         recipe=replace(carried_out, preprocessing=result.learned.preprocessing),
         sizes=_sizes(result, parsed, model),
         edgeq_version=__version__,
-        **versions_installed(),
+        **versions,
         preprocessing=PreprocessingUsed(result.learned.preprocessing, result.learned.origins, not fed_as_arrays(data)),
         model=ModelFile(hashlib.sha256(quantized).hexdigest(), len(quantized), ran_on),
         options=options.run_options(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import TypedDict, Unpack
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 
@@ -107,13 +107,14 @@ class ConvertOptions:
             if budget is not None:
                 raise UsageError("give the budget as budget=Budget(...) or as max_drop/min_agreement/min_sqnr, not both")
             budget = Budget(**limits)
-        scaling = {k: v for k in PREPROCESSING_FIELDS if k in values for v in [values.pop(k)] if v is not None}
+        scaling: dict[str, Any] = {k: v for k in PREPROCESSING_FIELDS if k in values for v in [values.pop(k)] if v is not None}
         if scaling:
             if pre is not None:
                 raise UsageError(
                     f"give the preprocessing as preprocessing=Preprocessing(...) or as {', '.join(scaling)}, not both"
                 )
-            pre = Preprocessing(**{k: tuple(v) if k in ("mean", "std") else v for k, v in scaling.items()})
+            given: dict[str, Any] = {k: tuple(v) if k in ("mean", "std") else v for k, v in scaling.items()}
+            pre = Preprocessing(**given)
         values.update({"budget": budget} if budget is not None else {}, **({"preprocessing": pre} if pre is not None else {}))
         samples = values.pop("samples", ...)
         if samples is None:  # not given: the recipe's default, and no claim that it was asked for

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ class QuantizedModel:
             return output.with_name(output.name.removesuffix(".tflite") + ".best-effort.tflite")
         return output
 
-    def save(self, output: str | Path, force: bool = False, protected: list[Path] = ()) -> SavedConversion:
+    def save(self, output: str | Path, force: bool = False, protected: Sequence[Path] = ()) -> SavedConversion:
         """Write the model and `<model>.edgeq.json` together, atomically; existing files only with `force`."""
         output = self.destination(Path(output))
         manifest_path = check_outputs(output, force, protected)
@@ -57,7 +58,7 @@ class QuantizedModel:
         return SavedConversion(output, manifest_path, manifest, summary, manifest.warnings, self.budget_met)
 
 
-def check_outputs(output: Path, force: bool, protected: list[Path] = ()) -> Path:
+def check_outputs(output: Path, force: bool, protected: Sequence[Path] = ()) -> Path:
     """The model and manifest paths may be written (`force` for existing files, never over an
     input); returns the manifest's path."""
     if output.suffix != ".tflite":

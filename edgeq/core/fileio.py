@@ -9,13 +9,17 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
 
 from edgeq.core.errors import DataError, EdgeqError, OutputExistsError, UsageError
 
 
-def check_writable(path: Path, force: bool, protected: list[Path] = ()) -> None:
+def check_writable(path: Path, force: bool, protected: Sequence[Path] = ()) -> None:
     """Fail before any work is done if `path` cannot or may not be written."""
     resolved = path.resolve()
     for other in protected:
@@ -130,3 +134,11 @@ def sha256_of(path: Path) -> str:
 
 def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Arrays into a .npz by name (numpy's savez, whose keywords a type checker cannot match to names)."""
+    import numpy as np
+
+    named: dict[str, Any] = dict(arrays)
+    np.savez(path, **named)

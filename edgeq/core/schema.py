@@ -122,8 +122,9 @@ def from_json(cls: Any, data: Any, where: str) -> Any:
                 values[f.name] = from_json(hints[f.name], data[f.name], f"{where}.{f.name}")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise DataError(f"{where}: missing key '{f.name}'")
+        record: Any = cls  # a dataclass type (is_dataclass narrows it to an instance-or-type union)
         try:
-            return cls(**values)
+            return record(**values)
         except UsageError as exc:  # a value the record refuses (a mode that does not exist)
             raise DataError(f"{where}: {exc}") from None
     _expect(data, NUM if cls is float else cls, where)

@@ -318,9 +318,9 @@ class ImageFolder(SampleSource):
         from PIL import Image
 
         try:
-            with Image.open(path) as img:
-                _check_mode(path, img.mode)
-                img = img.convert({3: "RGB", 4: "RGBA"}.get(self.channels, "L"))
+            with Image.open(path) as opened:
+                _check_mode(path, opened.mode)
+                img = opened.convert({3: "RGB", 4: "RGBA"}.get(self.channels, "L"))
                 img = _resize(img, self.width, self.height, self.pre.resize)
                 pixels = np.asarray(img, dtype=np.uint8)
         except DataError:

@@ -41,6 +41,8 @@ def calibration_wrapper_file() -> str:
 
 def load_module(name: str, file: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ConversionError(f"cannot load TensorFlow's native module {file}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

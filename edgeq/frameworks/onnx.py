@@ -89,9 +89,10 @@ def _onnx2torch():
             )
 
         ops = types.ModuleType("torchvision.ops")
-        ops.nms = ops.roi_align = ops.box_convert = missing
+        for name in ("nms", "roi_align", "box_convert"):
+            setattr(ops, name, missing)
         stand_in = types.ModuleType("torchvision")
-        stand_in.ops = ops
+        stand_in.__dict__["ops"] = ops
         sys.modules.update({"torchvision": stand_in, "torchvision.ops": ops})
     from onnx2torch import convert
 

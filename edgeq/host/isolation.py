@@ -46,7 +46,7 @@ def main_module_hidden():
     """Spawned children re-run the parent's __main__ unless told it has none; the child code lives
     in edgeq, so hide it: a script calling edgeq.convert without `if __name__ == "__main__"` works."""
     main = sys.modules["__main__"]
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    saved: dict[str, object] = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
     main.__dict__.pop("__file__", None)
     main.__spec__ = None
     try:
@@ -94,7 +94,7 @@ def _child(name: str, args: tuple, results, events, level: int = logging.WARNING
         import importlib
 
         module, qualname = name.split(":")
-        function = importlib.import_module(module)
+        function: Any = importlib.import_module(module)
         for part in qualname.split("."):
             function = getattr(function, part)
         with reporting(lambda label, done, total: events.put(("progress", label, done, total))):
@@ -184,7 +184,7 @@ def run_isolated(function: Callable[..., Any], *args: Any, what: str = "the TFLi
     raise ChildError(*payload)
 
 
-PACKAGE = Path(__file__).resolve().parent  # edgeq/
+PACKAGE = Path(__file__).resolve().parents[1]  # edgeq/
 
 
 class ChildError(RuntimeError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from typing import Any
 
 from edgeq.core.escape import md, terminal
 from edgeq.core.units import gate_figure, gate_status, number
@@ -178,7 +179,7 @@ def _share(use: AcceleratorUse | None) -> str:
 
 
 def _device_rows(results: ValidationResult, marks: bool = True) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for d in results.devices:
         acc, lat, exact = d.accuracy, d.latency, d.vs_local
         timed = d.capabilities.latency
@@ -339,7 +340,8 @@ def plots(results: ValidationResult) -> dict[str, str]:
         names = [n for n, v in timed.items() if v]
         unit, factor = ("µs", 1000.0) if max(max(v) for v in timed.values() if v) < 1 else ("ms", 1.0)
         parts = ax.violinplot([[t * factor for t in timed[n]] for n in names], orientation="horizontal", showmedians=True)
-        for body, color in zip(parts["bodies"], ("#8899aa", "#2a7ab9")):
+        bodies: Any = parts["bodies"]  # matplotlib's PolyCollections
+        for body, color in zip(bodies, ("#8899aa", "#2a7ab9")):
             body.set_facecolor(color)
         ax.set_yticks(range(1, len(names) + 1), names)
         ax.set_xlabel(f"latency per invoke ({unit}), {lat.delegate}, {lat.threads} thread(s), {lat.runs} runs")

@@ -43,7 +43,7 @@ def connect(address: str) -> Any:
                 address=None if address == "local" else address,
                 include_dashboard=False,
                 log_to_driver=False,
-                logging_level="ERROR",
+                logging_level=logging.ERROR,
                 configure_logging=False,
             )
         except (ConnectionError, RuntimeError, ValueError) as exc:

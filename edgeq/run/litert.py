@@ -49,7 +49,7 @@ def _runtime():
     try:
         from ai_edge_litert import interpreter as litert
     except ImportError:  # a device with only the older runtime
-        from tflite_runtime import interpreter as litert  # type: ignore[no-redef]
+        from tflite_runtime import interpreter as litert
     return litert
 
 

@@ -45,11 +45,14 @@ class InvokeTimes:
     @classmethod
     def of(cls, times_ms: list[float], warmup: int, threads: int) -> InvokeTimes:
         t = np.asarray(times_ms)
+        p50, p90, p99 = (round(float(np.percentile(t, q)), 4) for q in (50, 90, 99))
         return cls(
             len(t),
             warmup,
             threads,
-            *(round(float(np.percentile(t, q)), 4) for q in (50, 90, 99)),
+            p50,
+            p90,
+            p99,
             round(float(t.mean()), 4),
             round(float(t.std()), 4),
             tuple(round(x, 4) for x in times_ms),

@@ -70,7 +70,8 @@ class OutputScore:
     @property
     def broken(self) -> bool:
         """Likely broken: the output, or a slice of it, below BROKEN_DB."""
-        return any(db is not None and db < BROKEN_DB for db in (self.sqnr_db, self.worst_slice and self.worst_slice.sqnr_db))
+        slice_db = self.worst_slice.sqnr_db if self.worst_slice is not None else None
+        return any(db is not None and db < BROKEN_DB for db in (self.sqnr_db, slice_db))
 
     @property
     def slice_flagged(self) -> bool:

@@ -5,6 +5,8 @@ whether it has int8 dot-product instructions: edgeq.host.machine), and why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 # what may help when an op type falls off XNNPACK in int8
 OFF_DELEGATE_REMEDIES = {
     "HARD_SWISH": "XNNPACK's delegate takes HARD_SWISH in float only (its VisitHardSwishNode checks for float "
@@ -27,7 +29,7 @@ def slower_than_float(
     where: str,
     fell_off: dict[str, int],
     partitions: int | None,
-    remedies: list[str] = (),
+    remedies: Sequence[str] = (),
     figures: str = "",
 ) -> str | None:
     """The one message for "INT8 ran slower than float": None unless `speed` (float/INT8) is below 1

@@ -318,7 +318,8 @@ def _input(t: _Table) -> ImageInput:
     )
     color = {v: k for k, v in COLOR.items()}.get(props.int("ImageProperties", "color_space", N.Int8Flags)) if props else None
     size = props.table("ImageProperties", "default_size") if props else None
-    mean = std = ()
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
     for unit in t.tables("TensorMetadata", "process_units"):
         if unit.int("ProcessUnit", "options_type", N.Uint8Flags) == NORMALIZATION:
             norm = unit.table("ProcessUnit", "options")

@@ -169,11 +169,11 @@ def summarize(
     op_census = {k: OpCount(**v) for k, v in sorted(census.items())}
     if not float_bytes:
         float_bytes, float_from = _estimated_float_size(model)
-    notes = list(notes)
+    found = list(notes)
     if model.subgraph_count > 1:
-        notes.append(f"{model.subgraph_count} subgraphs; only the main one is described (the signatures list all)")
+        found.append(f"{model.subgraph_count} subgraphs; only the main one is described (the signatures list all)")
     if not model.signatures:
-        notes.append("no SignatureDef: app code must address tensors by index")
+        found.append("no SignatureDef: app code must address tensors by index")
     return ModelSummary(
         path=str(model.path),
         bytes=model.size,
@@ -191,7 +191,7 @@ def summarize(
         size_ratio=round(model.size / float_bytes, 4) if float_bytes else None,
         subgraphs=model.subgraph_count,
         signatures=SignatureInfo.of(model),
-        notes=notes,
+        notes=found,
     )
 
 

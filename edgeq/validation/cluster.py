@@ -12,7 +12,7 @@ import hashlib
 import logging
 import tempfile
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ def run_shard(
     threads: int,
     feeds: list[list[np.ndarray]],
     to_reference: list[int],
-    output_order: list[int],
+    output_order: Sequence[int],
     shapes: list[tuple[int, ...]],
 ) -> tuple[str, list[tuple[list, list, list]]]:
     """On a worker: the node it ran on, then the INT8 model's feeds and raw outputs and the float
@@ -66,7 +66,7 @@ def paired_runs_on(
     int8: LiteRTRunner,
     reference: LiteRTRunner,
     to_reference: list[int],
-    output_order: list[int],
+    output_order: Sequence[int],
     total: int,
 ) -> Iterator[Run]:
     """`streaming.paired_runs`, the invokes spread over the cluster in shards, results in sample order."""

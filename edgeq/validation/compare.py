@@ -10,6 +10,7 @@ import logging
 import math
 import shutil
 import tempfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -195,7 +196,7 @@ def _sweep(
     options: ValidateOptions,
     pre: Preprocessing,
     to_reference: list[int],
-    output_order: list[int],
+    output_order: Sequence[int],
     scratch: Path,
     keep: bool = False,
     int8_first: list[np.ndarray] | None = None,
@@ -374,7 +375,7 @@ def _streaming(
     options: ValidateOptions,
     pre: Preprocessing,
     to_reference: list[int],
-    output_order: list[int],
+    output_order: Sequence[int],
 ) -> Streaming:
     """The samples in the data's order (the first --limit of them), run as sequences with --feedback."""
     source = open_samples(data, _specs(int8), pre, None, options.seed)

@@ -58,10 +58,10 @@ def validate_on_devices(
                 return replace(
                     unmeasured,
                     pending=(
-                        runner.submit(model, local.inputs),  # type: ignore[attr-defined]
-                        runner.submit(float_model, float_inputs),
+                        runner.submit(model, local.inputs),  # type: ignore[attr-defined]  # a fleet runner (AiHubRunner)
+                        runner.submit(float_model, float_inputs),  # type: ignore[attr-defined]
                     ),
-                )  # type: ignore[attr-defined]
+                )
             except DeviceError as exc:
                 return replace(unmeasured, error=str(exc))
         try:

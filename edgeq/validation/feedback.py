@@ -7,6 +7,7 @@ are used at each sequence start only. A sequence starts at the first sample and 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,7 @@ def streamed(
     starts: set[int],
     feedback: dict[str, str],
     to_reference: list[int],
-    output_order: list[int],
+    output_order: Sequence[int],
 ) -> Streaming:
     """Run `samples` (INT8 input order, data order) as sequences with `feedback`; score every output per step."""
     outs = [p.label for p in int8.output_ports]
@@ -64,7 +65,7 @@ def streamed(
         return [got[j].reshape(shapes[m]) for m, j in enumerate(output_order)]
 
     quantized, wanted = fed_back(int8.run, samples, pairs, starts), fed_back(floating, samples, pairs, starts)
-    signal = [[] for _ in outs]  # per output, per step index: [signal, noise, sequences] sums
+    signal: list[list] = [[] for _ in outs]  # per output, per step index: [signal, noise, sequences] sums
     ends = [[0.0, 0.0] for _ in outs]
     whole = [[0.0, 0.0] for _ in outs]
     step, sequences = 0, 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class Pending:
 
 
 def save(path: Path, local: LocalRun, top_k: int, profiles: list[Profile]) -> None:
-    arrays = {f"{group}_{k}": np.asarray(a) for group in GROUPS for k, a in enumerate(getattr(local, group))}
+    arrays: dict[str, Any] = {f"{group}_{k}": np.asarray(a) for group in GROUPS for k, a in enumerate(getattr(local, group))}
     meta = Pending(
         {group: len(getattr(local, group)) for group in GROUPS},
         tuple(local.labels) if local.labels is not None else None,
@@ -70,7 +71,10 @@ def load(path: Path) -> tuple[LocalRun, int, dict[str, Profile]]:
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: not a pending-jobs file of edgeq validate --no-wait ({exc})") from None
     local = LocalRun(
-        *(groups[g] for g in GROUPS),
+        groups["inputs"],
+        groups["int8_raw"],
+        groups["float_outputs"],
+        groups["float_feeds_first"],
         list(meta.labels) if meta.labels is not None else None,
         list(meta.roles),
         meta.headline,

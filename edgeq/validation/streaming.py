@@ -9,7 +9,7 @@ in sample order, so every figure equals a one-pair run.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import SimpleQueue
@@ -20,7 +20,9 @@ import numpy as np
 from edgeq.core.progress import report
 from edgeq.run.litert import LiteRTRunner
 
-T, I, R = TypeVar("T"), TypeVar("I"), TypeVar("R")
+T = TypeVar("T")
+I = TypeVar("I")
+R = TypeVar("R")
 Run = tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]  # feeds, INT8 feeds, INT8 raw, float
 
 
@@ -29,7 +31,7 @@ def paired_runs(
     int8: LiteRTRunner,
     reference: LiteRTRunner,
     to_reference: list[int],
-    output_order: list[int],
+    output_order: Sequence[int],
     jobs: int = 1,
     int8_raw: list[np.ndarray] | None = None,
 ) -> Iterator[Run]:

@@ -74,6 +74,11 @@ class FakeEvaluator:
             seconds=0.0,
         )
 
+    def evaluate_all(self, candidates: list, phase: str, kind: StepKind = StepKind.INT8) -> list:
+        """As the real one does without a cluster: each built and evaluated in turn."""
+        built = [(c.model if isinstance(c.model, bytes) else c.model(), c) for c in candidates]
+        return [(model, self.evaluate(model, list(c.float_layers), kind, phase, c.method)) for model, c in built]
+
 
 def run(missing, n: int = 40, outputs: int = 1, max_float_layers=None, int16x8=None, feeds=None):
     evaluator = FakeEvaluator(missing, outputs)

@@ -57,7 +57,8 @@ class Calibrated:
         blobs = {"tflite": self.model}
         if self.histograms is not None:
             buffer = io.BytesIO()
-            np.savez(buffer, **{str(i): counts for i, counts in self.histograms.items()})
+            arrays: dict[str, Any] = {str(i): counts for i, counts in self.histograms.items()}
+            np.savez(buffer, **arrays)
             blobs["histograms"] = buffer.getvalue()
         if self.source_model is not None:
             blobs["source_model"] = self.source_model

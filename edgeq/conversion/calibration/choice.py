@@ -152,8 +152,8 @@ class RangeChooser:
         changes = tuple(
             RangeChange(
                 tensors[i].name,
-                tuple(minmax[i]),
-                tuple(chosen[i]),
+                (minmax[i][0], minmax[i][1]),
+                (chosen[i][0], chosen[i][1]),
                 round((chosen[i][1] - chosen[i][0]) / (minmax[i][1] - minmax[i][0]), 4),
                 clipped_fraction(counts[i], *minmax[i], chosen[i]),
             )

@@ -109,7 +109,7 @@ def histograms_parallel(model: bytes, samples: list, ranges: Ranges, jobs: int) 
     shards = [samples[k::jobs] for k in range(jobs)]
     with main_module_hidden(), ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         parts = list(pool.map(histograms, [model] * jobs, shards, [ranges] * jobs))
-    return {i: sum(part[i] for part in parts) for i in ranges}
+    return {i: np.sum([part[i] for part in parts], axis=0) for i in ranges}
 
 
 def choose(method: Method, counts: np.ndarray, lo: float, hi: float) -> tuple[float, float]:

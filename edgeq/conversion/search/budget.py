@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -85,7 +85,7 @@ class Evaluator:
         roles: dict[str, str] | None = None,
         class_count: int | None = None,
         feedback: dict[str, str] | None = None,
-        starts: set[int] = frozenset(),
+        starts: Set[int] = frozenset(),
         cluster: str | None = None,
     ):
         """`samples`: arrays in the order of the input keys `names`; fed by key to every candidate.

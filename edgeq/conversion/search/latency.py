@@ -50,7 +50,7 @@ def measure(
     `settle`: stop after two rounds once every model's p50 is clear of float's by SETTLED times the
     spread, where more rounds could not change the verdict."""
     with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
-        runners = {}
+        runners: dict[str, LiteRTRunner] = {}
         for name, data in {FLOAT: float_model, **models}.items():
             path = Path(scratch) / f"{len(runners)}.tflite"
             path.write_bytes(data)

@@ -125,14 +125,15 @@ def run(args):
     in_details, out_details = runner.get_input_details(), runner.get_output_details()
     if len(feeds) != len(in_details):
         raise RunnerError(f"the model takes {len(in_details)} inputs, got {len(feeds)}")
-    outputs = [[] for _ in out_details]
+    outputs: list[list] = [[] for _ in out_details]
     for n in range(feeds[0].shape[0]):
         for detail, feed in zip(in_details, feeds):
             runner.set_tensor(detail["index"], feed[n])
         runner.invoke()
         for k, detail in enumerate(out_details):
             outputs[k].append(runner.get_tensor(detail["index"]).copy())
-    np.savez(args.outputs, **{f"out{k}": np.stack(v) for k, v in enumerate(outputs)})
+    stacked: dict = {f"out{k}": np.stack(v) for k, v in enumerate(outputs)}
+    np.savez(args.outputs, **stacked)
     for detail, feed in zip(in_details, feeds):
         runner.set_tensor(detail["index"], feed[0])
     for _ in range(args.warmup):
