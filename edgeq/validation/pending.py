@@ -70,11 +70,12 @@ def load(path: Path) -> tuple[LocalRun, int, dict[str, Profile]]:
         raise DataError(f"{path}: missing; --resume needs the file --no-wait wrote beside the results") from None
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: not a pending-jobs file of edgeq validate --no-wait ({exc})") from None
+    inputs, int8_raw, float_outputs, float_feeds_first = (groups[g] for g in GROUPS)
     local = LocalRun(
-        groups["inputs"],
-        groups["int8_raw"],
-        groups["float_outputs"],
-        groups["float_feeds_first"],
+        inputs,
+        int8_raw,
+        float_outputs,
+        float_feeds_first,
         list(meta.labels) if meta.labels is not None else None,
         list(meta.roles),
         meta.headline,
