@@ -138,7 +138,7 @@ def test_help_shows_defaults_and_plain_flags():
     result = CliRunner().invoke(app, ["convert", "--help"], env={"COLUMNS": "200"}, terminal_width=200)
     code, out = result.exit_code, result.stdout
     assert code == 0 and "<bool>" not in out and "{model}" not in out.lower()
-    for default in ("CPU cores", "int8 (int16 for int16x8)", "default: 200", "default: stretch"):
+    for default in ("CPU cores", "int8 (int16 for int16x8)", "default: (200)", "default: stretch"):
         assert default in out, default
 
 
