@@ -155,3 +155,21 @@ def key_values(values: list[str], option: str) -> dict[str, str]:
             raise typer.BadParameter(f"{option} takes key=value, got {value!r}")
         pairs[key] = val
     return pairs
+
+
+class Panel:
+    """The --help panels: the option groups of convert and validate (edgeq.records.recipe.Recipe,
+    Preprocessing, the budget and gates, ...), so a flag is listed with the setting it belongs to."""
+
+    FILES = "Files"
+    RECIPE = "Recipe: what decides the bytes"
+    PREPROCESSING = "Preprocessing: how samples become inputs"
+    CALIBRATION = "Calibration and refinement"
+    BUDGET = "Accuracy budget (the search)"
+    GATES = "Gates (exit 1 when one fails)"
+    OUTPUTS = "Outputs: what they are"
+    LATENCY = "Latency and targets"
+    RUNTIME = "Where and how it runs"
+    DEVICES = "Devices and accelerators"
+    METADATA = "Model metadata"
+    TRUST = "Trust"

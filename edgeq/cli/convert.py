@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from edgeq.cli.common import command, fail, floats, log, progress_bar, say, state
+from edgeq.cli.common import Panel, command, fail, floats, log, progress_bar, say, state
 from edgeq.core.errors import EdgeqError
 from edgeq.core.escape import terminal
 from edgeq.records.recipe import Method, Mode, Recipe
@@ -50,6 +50,7 @@ def convert(
         metavar="MODEL",
         help="Keras .keras/.h5 file, SavedModel folder, float .tflite, PyTorch torch.export program (.pt2) "
         "or ONNX model (.onnx).",
+        rich_help_panel=Panel.FILES,
     ),
     output: Path = typer.Option(
         ...,
@@ -58,42 +59,67 @@ def convert(
         show_envvar=False,
         show_default=False,
         help="The .tflite to write (a .edgeq.json manifest goes beside it).",
+        rich_help_panel=Panel.FILES,
     ),
     data: Path | None = typer.Option(
-        None, "--data", "-d", show_default=False, help="Calibration samples: image folder, .npy or .npz."
+        None,
+        "--data",
+        "-d",
+        show_default=False,
+        help="Calibration samples: image folder, .npy or .npz.",
+        rich_help_panel=Panel.FILES,
     ),
-    mode: str = typer.Option(RECIPE.mode.value, help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16."),
+    mode: str = typer.Option(
+        RECIPE.mode.value, help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16.", rich_help_panel=Panel.RECIPE
+    ),
     io: str | None = typer.Option(
         None,
         "--io",
         show_default="int8 (int16 for int16x8)",
         help="Input/output type: int8 | uint8 | float32 (int16 for int16x8).",
+        rich_help_panel=Panel.RECIPE,
     ),
-    per_tensor: bool = typer.Option(False, "--per-tensor", metavar="", help="Per-tensor instead of per-channel weight scales."),
+    per_tensor: bool = typer.Option(
+        False, "--per-tensor", metavar="", help="Per-tensor instead of per-channel weight scales.", rich_help_panel=Panel.RECIPE
+    ),
     keep_float: list[str] = typer.Option(
-        [], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable)."
+        [], "--keep-float", help="Layer name, node name or op type to keep in float (repeatable).", rich_help_panel=Panel.RECIPE
     ),
-    samples: int | None = typer.Option(None, show_default=str(RECIPE.samples), help="Calibration samples to use."),
-    seed: int = typer.Option(RECIPE.seed, help="Seed of the sample shuffle."),
+    samples: int | None = typer.Option(
+        None, show_default=str(RECIPE.samples), help="Calibration samples to use.", rich_help_panel=Panel.RECIPE
+    ),
+    seed: int = typer.Option(RECIPE.seed, help="Seed of the sample shuffle.", rich_help_panel=Panel.RECIPE),
     target: list[str] = typer.Option(
-        [], "--target", "-t", help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable)."
+        [],
+        "--target",
+        "-t",
+        help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable).",
+        rich_help_panel=Panel.LATENCY,
     ),
     eval_data: Path | None = typer.Option(
         None,
         "--eval-data",
         show_default=False,
         help="Held-out samples: search the fewest layers to keep in float that meet the budget below.",
+        rich_help_panel=Panel.BUDGET,
     ),
-    max_drop: float | None = typer.Option(None, show_default=False, help="Budget: top-1 drop at most PTS points (needs labels)."),
+    max_drop: float | None = typer.Option(
+        None, show_default=False, help="Budget: top-1 drop at most PTS points (needs labels).", rich_help_panel=Panel.BUDGET
+    ),
     min_agreement: float | None = typer.Option(
-        None, show_default=False, help="Budget: INT8/float top-1 agreement at least FRAC."
+        None, show_default=False, help="Budget: INT8/float top-1 agreement at least FRAC.", rich_help_panel=Panel.BUDGET
     ),
-    min_sqnr: float | None = typer.Option(None, show_default=False, help="Budget: worst output SQNR at least DB."),
-    max_float_layers: int | None = typer.Option(None, show_default=False, help="Keep at most K layers in float in the search."),
+    min_sqnr: float | None = typer.Option(
+        None, show_default=False, help="Budget: worst output SQNR at least DB.", rich_help_panel=Panel.BUDGET
+    ),
+    max_float_layers: int | None = typer.Option(
+        None, show_default=False, help="Keep at most K layers in float in the search.", rich_help_panel=Panel.BUDGET
+    ),
     calibration: str = typer.Option(
         str(RECIPE.calibration),
         "--calibration",
         help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | auto (tries them on --eval-data).",
+        rich_help_panel=Panel.CALIBRATION,
     ),
     refine: str = typer.Option(
         RECIPE.refine,
@@ -101,6 +127,7 @@ def convert(
         help="none | bias: take each layer's weight-rounding shift out of its int32 bias (measured on the calibration samples) | "
         "rounding: round each int8 weight up or down to fit the float layer's output, refitting the bias | auto: keep the "
         "best of these and the model as converted on held-back samples.",
+        rich_help_panel=Panel.CALIBRATION,
     ),
     feedback: list[str] = typer.Option(
         [],
@@ -108,6 +135,7 @@ def convert(
         show_default=False,
         help="OUT=IN: a stateful model; the budget judges --eval-data streamed in order, each model feeding its own OUT back as "
         "the next step's IN (repeatable).",
+        rich_help_panel=Panel.BUDGET,
     ),
     output_role: list[str] = typer.Option(
         [],
@@ -115,6 +143,7 @@ def convert(
         show_default=False,
         help="KEY=classes|sequence|ctc:BLANK|score|values: what an output is, for the budget (e.g. a logits output without "
         "SOFTMAX is classes); repeatable.",
+        rich_help_panel=Panel.OUTPUTS,
     ),
     optimize: str | None = typer.Option(
         None,
@@ -122,15 +151,21 @@ def convert(
         show_default=False,
         help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower "
         "(within the budget).",
+        rich_help_panel=Panel.LATENCY,
     ),
     device: str | None = typer.Option(
         None,
         "--device",
         show_default=False,
         help="With --optimize latency: time the candidates on this device profile (name in devices/ or a .toml path).",
+        rich_help_panel=Panel.LATENCY,
     ),
     allow_int16x8: bool = typer.Option(
-        False, "--allow-int16x8", metavar="", help="Let the search try 16-bit activations (whole model) before float layers."
+        False,
+        "--allow-int16x8",
+        metavar="",
+        help="Let the search try 16-bit activations (whole model) before float layers.",
+        rich_help_panel=Panel.BUDGET,
     ),
     cluster: str | None = typer.Option(
         None,
@@ -139,6 +174,7 @@ def convert(
         help="Build and judge the candidates of the search, --calibration auto, --refine auto and --optimize latency on a Ray "
         "cluster: local (a runtime for this run) or what ray.init takes (127.0.0.1:6379, ray://host:10001, auto); the bytes "
         "equal a local run's. Needs pip install 'edgeq[ray]'.",
+        rich_help_panel=Panel.RUNTIME,
     ),
     jobs: int | None = typer.Option(
         None,
@@ -146,36 +182,57 @@ def convert(
         "-j",
         help="Calibration threads (XNNPACK; processes for TensorFlow's calibrator and histograms); the result equals --jobs 1.",
         show_default="CPU cores; 1 for a graph under 1 MiB",
+        rich_help_panel=Panel.CALIBRATION,
     ),
-    color: str | None = typer.Option(None, help="rgb | gray.", show_default="from the model's channel count"),
-    resize: str = typer.Option(RECIPE.preprocessing.resize, help="stretch | crop | pad."),
+    color: str | None = typer.Option(
+        None, help="rgb | gray.", show_default="from the model's channel count", rich_help_panel=Panel.PREPROCESSING
+    ),
+    resize: str = typer.Option(RECIPE.preprocessing.resize, help="stretch | crop | pad.", rich_help_panel=Panel.PREPROCESSING),
     value_range: str | None = typer.Option(
-        None, "--range", show_default="what the model states, else 0,1", help="Pixel range fed to the model: 0,1 | -1,1 | 0,255."
+        None,
+        "--range",
+        show_default="what the model states, else 0,1",
+        help="Pixel range fed to the model: 0,1 | -1,1 | 0,255.",
+        rich_help_panel=Panel.PREPROCESSING,
     ),
     mean: str | None = typer.Option(
-        None, show_default=False, help="Per-channel mean subtracted from 0..255 pixels, e.g. 123.7,116.3,103.5."
+        None,
+        show_default=False,
+        help="Per-channel mean subtracted from 0..255 pixels, e.g. 123.7,116.3,103.5.",
+        rich_help_panel=Panel.PREPROCESSING,
     ),
-    std: str | None = typer.Option(None, show_default=False, help="Per-channel std dividing after --mean."),
+    std: str | None = typer.Option(
+        None, show_default=False, help="Per-channel std dividing after --mean.", rich_help_panel=Panel.PREPROCESSING
+    ),
     layout: str | None = typer.Option(
-        None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."
+        None,
+        "--layout",
+        show_default="from the input's shape",
+        help="Image input layout: nhwc | nchw.",
+        rich_help_panel=Panel.PREPROCESSING,
     ),
     signature: list[str] = typer.Option(
         [],
         "--signature",
         help=f"SavedModel signature to convert (repeatable; 'all' for every one) [default: {SIGNATURES}].",
+        rich_help_panel=Panel.RECIPE,
     ),
     channels_last: bool = typer.Option(
         False,
         "--channels-last",
         metavar="",
         help="A PyTorch (.pt2) or ONNX source's 4-D inputs as NHWC (litert-torch's to_channel_last_io).",
+        rich_help_panel=Panel.RECIPE,
     ),
-    input_shape: list[str] = typer.Option([], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3."),
+    input_shape: list[str] = typer.Option(
+        [], "--input-shape", help="Fix dynamic dims: 1,224,224,3 or NAME=1,224,224,3.", rich_help_panel=Panel.RECIPE
+    ),
     custom_objects: Path | None = typer.Option(
         None,
         "--custom-objects",
         show_default=False,
         help="A .py defining the Keras model's custom classes (imported: it is your code).",
+        rich_help_panel=Panel.TRUST,
     ),
     trust_model: bool = typer.Option(
         False,
@@ -183,35 +240,55 @@ def convert(
         metavar="",
         help="Load a model file that holds code (a Keras Lambda, SavedModel file or Python ops, a .pt2 that needs pickle): only "
         "for files you trust (README: What edgeq trusts).",
+        rich_help_panel=Panel.TRUST,
     ),
     labels: Path | None = typer.Option(
         None,
         "--labels",
         show_default=False,
         help="Embed TFLite Model Metadata with these labels (one per line, in the output's order).",
+        rich_help_panel=Panel.METADATA,
     ),
     metadata: str | None = typer.Option(
         None,
         "--metadata",
         show_default="image-classifier with --labels",
         help="Embed TFLite Model Metadata: image-classifier | generic.",
+        rich_help_panel=Panel.METADATA,
     ),
-    name: str | None = typer.Option(None, "--name", show_default=False, help="Metadata: the model's name."),
-    description: str | None = typer.Option(None, "--description", show_default=False, help="Metadata: what the model does."),
-    version: str | None = typer.Option(None, "--version", show_default=False, help="Metadata: the model's version."),
-    author: str | None = typer.Option(None, "--author", show_default=False, help="Metadata: author."),
-    license_: str | None = typer.Option(None, "--license", show_default=False, help="Metadata: license."),
+    name: str | None = typer.Option(
+        None, "--name", show_default=False, help="Metadata: the model's name.", rich_help_panel=Panel.METADATA
+    ),
+    description: str | None = typer.Option(
+        None, "--description", show_default=False, help="Metadata: what the model does.", rich_help_panel=Panel.METADATA
+    ),
+    version: str | None = typer.Option(
+        None, "--version", show_default=False, help="Metadata: the model's version.", rich_help_panel=Panel.METADATA
+    ),
+    author: str | None = typer.Option(
+        None, "--author", show_default=False, help="Metadata: author.", rich_help_panel=Panel.METADATA
+    ),
+    license_: str | None = typer.Option(
+        None, "--license", show_default=False, help="Metadata: license.", rich_help_panel=Panel.METADATA
+    ),
     bundle_dir: Path | None = typer.Option(
-        None, "--bundle", show_default=False, help="Also write the app bundle (see edgeq bundle) into DIR."
+        None,
+        "--bundle",
+        show_default=False,
+        help="Also write the app bundle (see edgeq bundle) into DIR.",
+        rich_help_panel=Panel.FILES,
     ),
     no_cache: bool = typer.Option(
         False,
         "--no-cache",
         metavar="",
         help="Neither reuse nor keep calibrations and conversions in the cache folder ($EDGEQ_CACHE_DIR, else ~/.cache/edgeq).",
+        rich_help_panel=Panel.FILES,
     ),
-    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output."),
-    as_json: bool = typer.Option(False, "--json", metavar="", help="Print the manifest as JSON only."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output.", rich_help_panel=Panel.FILES),
+    as_json: bool = typer.Option(
+        False, "--json", metavar="", help="Print the manifest as JSON only.", rich_help_panel=Panel.FILES
+    ),
 ) -> None:
     """Convert a float model (.keras/.h5, SavedModel, float .tflite, PyTorch .pt2 or ONNX) to a
     quantized .tflite, calibrated on real samples."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeq.cli.common import command, fail, floats, key_values, log, progress_bar, say, state
+from edgeq.cli.common import Panel, command, fail, floats, key_values, log, progress_bar, say, state
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
 from edgeq.validation.options import ValidateOptions
@@ -16,7 +16,9 @@ DEFAULTS = ValidateOptions(jobs=1)  # the defaults of validate's settings: their
 
 @command()
 def validate(
-    model: Path | None = typer.Argument(None, show_default=False, metavar="MODEL", help="The INT8 .tflite to validate."),
+    model: Path | None = typer.Argument(
+        None, show_default=False, metavar="MODEL", help="The INT8 .tflite to validate.", rich_help_panel=Panel.FILES
+    ),
     reference: Path | None = typer.Option(
         None,
         "--reference",
@@ -24,6 +26,7 @@ def validate(
         show_envvar=False,
         show_default=False,
         help="The float model: .tflite, .keras/.h5, SavedModel, PyTorch .pt2 or ONNX (.onnx).",
+        rich_help_panel=Panel.FILES,
     ),
     data: Path | None = typer.Option(
         None,
@@ -32,6 +35,7 @@ def validate(
         show_envvar=False,
         show_default=False,
         help="Held-out samples: image folder (labels from class folders) or .npy/.npz (x, optional y).",
+        rich_help_panel=Panel.FILES,
     ),
     no_wait: bool = typer.Option(
         False,
@@ -40,6 +44,7 @@ def validate(
         help="Submit the AI Hub jobs and write the results with their ids without waiting (needs --json); collect them "
         "later with "
         "--resume.",
+        rich_help_panel=Panel.FILES,
     ),
     resume: Path | None = typer.Option(
         None,
@@ -47,22 +52,27 @@ def validate(
         show_default=False,
         help="A results JSON written with --no-wait: collect the AI Hub jobs that have finished, score and gate them, and write "
         "it again.",
+        rich_help_panel=Panel.FILES,
     ),
     delegate: str = typer.Option(
         DEFAULTS.delegate,
         help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled "
         "model).",
+        rich_help_panel=Panel.RUNTIME,
     ),
     delegate_library: str | None = typer.Option(
-        None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1."
+        None, show_default=False, help="External delegate library, e.g. libedgetpu.so.1.", rich_help_panel=Panel.RUNTIME
     ),
-    delegate_option: list[str] = typer.Option([], help="key=value for the external delegate (repeatable)."),
-    threads: int = typer.Option(DEFAULTS.threads, help="Interpreter threads for both models."),
+    delegate_option: list[str] = typer.Option(
+        [], help="key=value for the external delegate (repeatable).", rich_help_panel=Panel.RUNTIME
+    ),
+    threads: int = typer.Option(DEFAULTS.threads, help="Interpreter threads for both models.", rich_help_panel=Panel.RUNTIME),
     no_cache: bool = typer.Option(
         False,
         "--no-cache",
         metavar="",
         help="Convert a Keras/SavedModel/PyTorch reference to float TFLite again instead of reusing it from the cache folder.",
+        rich_help_panel=Panel.FILES,
     ),
     cluster: str | None = typer.Option(
         None,
@@ -70,6 +80,7 @@ def validate(
         show_default=False,
         help="Run the sample loop on a Ray cluster: local (a runtime for this run) or what ray.init takes (127.0.0.1:6379, "
         "ray://host:10001, auto); the figures equal a local run's. Needs pip install 'edgeq[ray]'.",
+        rich_help_panel=Panel.RUNTIME,
     ),
     jobs: int | None = typer.Option(
         None,
@@ -77,47 +88,80 @@ def validate(
         "-j",
         show_default="CPU cores",
         help="INT8/float interpreter pairs run concurrently on the samples; the figures equal --jobs 1 (latency is timed alone).",
+        rich_help_panel=Panel.RUNTIME,
     ),
-    warmup: int = typer.Option(DEFAULTS.warmup, help="Untimed invokes before timing."),
-    runs: int = typer.Option(DEFAULTS.runs, help="Timed invokes."),
-    limit: int | None = typer.Option(None, show_default=False, help="Use at most N samples."),
-    top_k: int = typer.Option(DEFAULTS.top_k, help="k of the top-k accuracy."),
-    color: str | None = typer.Option(None, help="rgb | gray.", show_default="the manifest's, else the model's channels"),
-    resize: str | None = typer.Option(None, show_default=False, help="stretch | crop | pad."),
+    warmup: int = typer.Option(DEFAULTS.warmup, help="Untimed invokes before timing.", rich_help_panel=Panel.RUNTIME),
+    runs: int = typer.Option(DEFAULTS.runs, help="Timed invokes.", rich_help_panel=Panel.RUNTIME),
+    limit: int | None = typer.Option(None, show_default=False, help="Use at most N samples.", rich_help_panel=Panel.RUNTIME),
+    top_k: int = typer.Option(DEFAULTS.top_k, help="k of the top-k accuracy.", rich_help_panel=Panel.RUNTIME),
+    color: str | None = typer.Option(
+        None, help="rgb | gray.", show_default="the manifest's, else the model's channels", rich_help_panel=Panel.PREPROCESSING
+    ),
+    resize: str | None = typer.Option(
+        None, show_default=False, help="stretch | crop | pad.", rich_help_panel=Panel.PREPROCESSING
+    ),
     value_range: str | None = typer.Option(
-        None, "--range", show_default="the manifest's, else what the model states, else 0,1", help="0,1 | -1,1 | 0,255."
+        None,
+        "--range",
+        show_default="the manifest's, else what the model states, else 0,1",
+        help="0,1 | -1,1 | 0,255.",
+        rich_help_panel=Panel.PREPROCESSING,
     ),
-    mean: str | None = typer.Option(None, show_default=False, help="Per-channel mean."),
-    std: str | None = typer.Option(None, show_default=False, help="Per-channel std."),
+    mean: str | None = typer.Option(None, show_default=False, help="Per-channel mean.", rich_help_panel=Panel.PREPROCESSING),
+    std: str | None = typer.Option(None, show_default=False, help="Per-channel std.", rich_help_panel=Panel.PREPROCESSING),
     layout: str | None = typer.Option(
-        None, "--layout", show_default="from the input's shape", help="Image input layout: nhwc | nchw."
+        None,
+        "--layout",
+        show_default="from the input's shape",
+        help="Image input layout: nhwc | nchw.",
+        rich_help_panel=Panel.PREPROCESSING,
     ),
     output_role: list[str] = typer.Option(
         [],
         "--output-role",
         show_default=False,
         help="KEY=classes|score|values: what an output is (repeatable); default: from the model's evidence.",
+        rich_help_panel=Panel.OUTPUTS,
     ),
-    score_threshold: float = typer.Option(DEFAULTS.score_threshold, help="Decision threshold of a score output (its agreement)."),
-    max_drop: float | None = typer.Option(None, show_default=False, help="Gate: top-1 drop at most PTS points."),
-    min_agreement: float | None = typer.Option(None, show_default=False, help="Gate: INT8/float top-1 agreement at least FRAC."),
-    min_sqnr: float | None = typer.Option(None, show_default=False, help="Gate: every output's SQNR at least DB."),
+    score_threshold: float = typer.Option(
+        DEFAULTS.score_threshold, help="Decision threshold of a score output (its agreement).", rich_help_panel=Panel.OUTPUTS
+    ),
+    max_drop: float | None = typer.Option(
+        None, show_default=False, help="Gate: top-1 drop at most PTS points.", rich_help_panel=Panel.GATES
+    ),
+    min_agreement: float | None = typer.Option(
+        None, show_default=False, help="Gate: INT8/float top-1 agreement at least FRAC.", rich_help_panel=Panel.GATES
+    ),
+    min_sqnr: float | None = typer.Option(
+        None, show_default=False, help="Gate: every output's SQNR at least DB.", rich_help_panel=Panel.GATES
+    ),
     min_slice_sqnr: float | None = typer.Option(
-        None, show_default=False, help="Gate: every slice's SQNR (per index along each output axis of at most 256) at least DB."
+        None,
+        show_default=False,
+        help="Gate: every slice's SQNR (per index along each output axis of at most 256) at least DB.",
+        rich_help_panel=Panel.GATES,
     ),
-    max_latency_ms: float | None = typer.Option(None, show_default=False, help="Gate: INT8 p50 latency at most MS."),
-    min_speedup: float | None = typer.Option(None, show_default=False, help="Gate: float p50 / INT8 p50 at least X."),
+    max_latency_ms: float | None = typer.Option(
+        None, show_default=False, help="Gate: INT8 p50 latency at most MS.", rich_help_panel=Panel.GATES
+    ),
+    min_speedup: float | None = typer.Option(
+        None, show_default=False, help="Gate: float p50 / INT8 p50 at least X.", rich_help_panel=Panel.GATES
+    ),
     baseline: Path | None = typer.Option(
-        None, "--baseline", show_default=False, help="A previous results JSON (the last release's): compare with it."
+        None,
+        "--baseline",
+        show_default=False,
+        help="A previous results JSON (the last release's): compare with it.",
+        rich_help_panel=Panel.GATES,
     ),
     max_regression_pts: float | None = typer.Option(
-        None, show_default=False, help="Gate: top-1 at most PTS points below the baseline's."
+        None, show_default=False, help="Gate: top-1 at most PTS points below the baseline's.", rich_help_panel=Panel.GATES
     ),
     max_latency_regression: float | None = typer.Option(
-        None, show_default=False, help="Gate: INT8 p50 at most PCT % slower than the baseline's."
+        None, show_default=False, help="Gate: INT8 p50 at most PCT % slower than the baseline's.", rich_help_panel=Panel.GATES
     ),
     max_size_growth: float | None = typer.Option(
-        None, show_default=False, help="Gate: model at most PCT % larger than the baseline's."
+        None, show_default=False, help="Gate: model at most PCT % larger than the baseline's.", rich_help_panel=Panel.GATES
     ),
     target: list[str] = typer.Option(
         [],
@@ -125,9 +169,13 @@ def validate(
         "-t",
         show_default=False,
         help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present.",
+        rich_help_panel=Panel.DEVICES,
     ),
     device: list[str] = typer.Option(
-        [], "--device", help="Also run the INT8 model on this device profile (name in devices/ or a .toml path; repeatable)."
+        [],
+        "--device",
+        help="Also run the INT8 model on this device profile (name in devices/ or a .toml path; repeatable).",
+        rich_help_panel=Panel.DEVICES,
     ),
     accelerator: list[str] = typer.Option(
         [],
@@ -136,15 +184,20 @@ def validate(
         help="Also run the model on LiteRT's accelerator here: gpu, or npu:VENDOR[:SOC] (npu:intel); repeatable. Which one "
         "ran is "
         "taken from evidence.",
+        rich_help_panel=Panel.DEVICES,
     ),
     gpu_precision: str = typer.Option(
-        DEFAULTS.gpu_precision, "--gpu-precision", help="fp16 (as phones run LiteRT's GPU accelerator) | fp32."
+        DEFAULTS.gpu_precision,
+        "--gpu-precision",
+        help="fp16 (as phones run LiteRT's GPU accelerator) | fp32.",
+        rich_help_panel=Panel.DEVICES,
     ),
     require_accelerated: bool = typer.Option(
         False,
         "--require-accelerated",
         metavar="",
         help="Gate: exit 1 if an accelerator run left any op to the CPU, or did not run there at all.",
+        rich_help_panel=Panel.GATES,
     ),
     feedback: list[str] = typer.Option(
         [],
@@ -152,24 +205,42 @@ def validate(
         show_default=False,
         help="OUT=IN: a stateful model; run the samples in order as sequences, each model feeding its own OUT back as the next "
         "step's IN (repeatable).",
+        rich_help_panel=Panel.OUTPUTS,
     ),
     compare_to: str = typer.Option(
-        "local", "--compare-to", help="Compare each device's raw INT8 outputs with this run: local (the only one)."
+        "local",
+        "--compare-to",
+        help="Compare each device's raw INT8 outputs with this run: local (the only one).",
+        rich_help_panel=Panel.DEVICES,
     ),
     per_layer: bool = typer.Option(
         False,
         "--per-layer",
         metavar="",
         help="Rank layers by quantization error (QuantizationDebugger; needs a Keras/SavedModel --reference).",
+        rich_help_panel=Panel.OUTPUTS,
     ),
-    per_layer_samples: int = typer.Option(DEFAULTS.per_layer_samples, help="Samples the per-layer debugger runs."),
+    per_layer_samples: int = typer.Option(
+        DEFAULTS.per_layer_samples, help="Samples the per-layer debugger runs.", rich_help_panel=Panel.OUTPUTS
+    ),
     per_layer_csv: Path | None = typer.Option(
-        None, show_default=False, help="Write the per-layer ranking to FILE as CSV (implies --per-layer)."
+        None,
+        show_default=False,
+        help="Write the per-layer ranking to FILE as CSV (implies --per-layer).",
+        rich_help_panel=Panel.FILES,
     ),
-    json_out: Path | None = typer.Option(None, "--json", show_default=False, help="Write the results JSON to FILE."),
-    report_dir: Path | None = typer.Option(None, "--report", show_default=False, help="Write report.md and report.html to DIR."),
+    json_out: Path | None = typer.Option(
+        None, "--json", show_default=False, help="Write the results JSON to FILE.", rich_help_panel=Panel.FILES
+    ),
+    report_dir: Path | None = typer.Option(
+        None, "--report", show_default=False, help="Write report.md and report.html to DIR.", rich_help_panel=Panel.FILES
+    ),
     custom_objects: Path | None = typer.Option(
-        None, "--custom-objects", show_default=False, help="A .py defining a Keras reference's custom classes."
+        None,
+        "--custom-objects",
+        show_default=False,
+        help="A .py defining a Keras reference's custom classes.",
+        rich_help_panel=Panel.TRUST,
     ),
     trust_model: bool = typer.Option(
         False,
@@ -177,8 +248,11 @@ def validate(
         metavar="",
         help="Load a model file that holds code (a Keras Lambda, SavedModel file or Python ops, a .pt2 that needs pickle): only "
         "for files you trust (README: What edgeq trusts).",
+        rich_help_panel=Panel.TRUST,
     ),
-    force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
+    force: bool = typer.Option(
+        False, "--force", metavar="", help="Overwrite existing output files.", rich_help_panel=Panel.FILES
+    ),
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
     if resume is not None:
