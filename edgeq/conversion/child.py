@@ -301,7 +301,9 @@ def _search(
         calibration = recipe.open(data, source.specs)
         return one_step(source, wide, lambda: keyed(source)(iter(calibration)))
 
-    with_float = lambda nodes: quantize(calibrated, recipe, replace(keep, nodes=keep.nodes + tuple(nodes)))  # noqa: E731
+    def with_float(nodes):
+        return quantize(calibrated, recipe, replace(keep, nodes=keep.nodes + tuple(nodes)))
+
     graph = LayerGraph.of(parse_tflite(calibrated), frozenset(keep.nodes), frozenset(keep.ops))
     model, record = search(
         evaluator_for(calibrated, specs, options),
@@ -346,7 +348,9 @@ def _latency(
             return [(s.worst_sqnr_db, s.meets) for _, s in steps]
     else:
         one = latency.sqnr_scorer(calibrated, samples)
-        score = lambda models: [one(m) for m in models]  # noqa: E731
+
+        def score(models: list[bytes]) -> list[tuple[float | None, bool | None]]:
+            return [one(m) for m in models]
 
     def with_ops(variants: list[latency.Variant]) -> list[bytes]:
         return each(options.cluster, "latency candidate builds", _with_ops, variants, (calibrated, recipe, keep))

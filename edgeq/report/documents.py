@@ -91,7 +91,10 @@ BASELINE_HEAD = ("", "baseline", "now", "change")
 def _baseline_rows(results: ValidationResult) -> list[tuple[str, str, str, str]]:
     """This run against the previous results file, figure by figure."""
     b = results.baseline
-    signed = lambda x, unit: number(x, "+.2f", unit)  # noqa: E731
+
+    def signed(x, unit):
+        return number(x, "+.2f", unit)
+
     return [
         (
             "INT8 top-1",

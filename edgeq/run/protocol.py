@@ -135,3 +135,14 @@ class Runner(Protocol):
     capabilities: Capabilities
 
     def measure(self, model: Path, inputs: list[Any], warmup: int, runs: int) -> Measurement: ...
+
+
+@runtime_checkable
+class FleetRunner(Runner, Protocol):
+    """A runner of a device fleet (AI Hub): a job can be submitted and collected later, and a failed
+    job is one device's line in the results, not the end of the run."""
+
+    fleet: bool
+    profile: Any  # the device profile (edgeq.run.devices.profiles.Profile)
+
+    def submit(self, model: Path, inputs: list[Any]) -> str: ...

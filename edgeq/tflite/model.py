@@ -411,7 +411,10 @@ def _signatures(model) -> tuple[Signature, ...]:
     found = []
     for s in range(model.SignatureDefsLength()):
         sig = model.SignatureDefs(s)
-        maps = lambda n, get: tuple((_text(get(i).Name(), "a signature key"), int(get(i).TensorIndex())) for i in range(n))  # noqa: E731
+
+        def maps(n, get):
+            return tuple((_text(get(i).Name(), "a signature key"), int(get(i).TensorIndex())) for i in range(n))
+
         found.append(
             Signature(
                 _text(sig.SignatureKey(), "a signature's name"),

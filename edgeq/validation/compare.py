@@ -26,6 +26,7 @@ from edgeq.records.manifest_file import Described
 from edgeq.run.compiled_model import CompiledModelRunner
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.pairing import pair
+from edgeq.run.protocol import FleetRunner
 from edgeq.scoring.gates import evaluate, passed
 from edgeq.scoring.speed import slower_than_float
 from edgeq.tflite.dispatch import dispatch_of
@@ -258,7 +259,8 @@ def _on_devices(
     if options.pending_store and any(d.pending for d in devices):  # what scoring them later needs, beside the results
         from edgeq.validation.pending import save
 
-        save(Path(options.pending_store), local, options.top_k, [r.profile for r, d in zip(runners, devices) if d.pending])  # type: ignore[attr-defined]
+        fleet = [r.profile for r, d in zip(runners, devices) if d.pending and isinstance(r, FleetRunner)]
+        save(Path(options.pending_store), local, options.top_k, fleet)
     return devices
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from edgeq.run.devices.transports import DeviceError
 from edgeq.run.litert import LiteRTRunner
-from edgeq.run.protocol import Measurement, Runner
+from edgeq.run.protocol import FleetRunner, Measurement, Runner
 from edgeq.scoring.metrics import OutputErrors, OutputScore, Scorer
 from edgeq.scoring.speed import speedup
 from edgeq.validation.results import Accuracy, BitExactness, Capabilities, DeviceResult, Latency, OutputMatch
@@ -52,14 +52,14 @@ def validate_on_devices(
     float_inputs = [a[None] for a in float_runner.quantize_inputs(local.float_feeds_first)]
 
     def one(runner: Runner) -> DeviceResult:
-        if no_wait and getattr(runner, "fleet", False):
+        if no_wait and isinstance(runner, FleetRunner):
             unmeasured = DeviceResult(runner.name, "aihub", capabilities=Capabilities(False, False), accuracy=Accuracy(samples=0))
             try:
                 return replace(
                     unmeasured,
                     pending=(
-                        runner.submit(model, local.inputs),  # type: ignore[attr-defined]  # a fleet runner (AiHubRunner)
-                        runner.submit(float_model, float_inputs),  # type: ignore[attr-defined]
+                        runner.submit(model, local.inputs),
+                        runner.submit(float_model, float_inputs),
                     ),
                 )
             except DeviceError as exc:

@@ -88,7 +88,10 @@ class CacheKeys:
 def cache_keys(model: Path, source_sha256: str, data: Path | None, options: Any, about: Any) -> CacheKeys:
     """The keys of this conversion's calibration and of its result, from file contents (sha256)
     and options; no TensorFlow needed."""
-    digest = lambda path: sha256_of(Path(path)) if path is not None else None  # noqa: E731
+
+    def digest(path):
+        return sha256_of(Path(path)) if path is not None else None
+
     recipe = options.recipe
     calibration = {
         "source": source_sha256,

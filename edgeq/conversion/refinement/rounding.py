@@ -202,7 +202,10 @@ def _refine(layer: WeightedLayer, sums: _Sums, weights: np.ndarray, bias: np.nda
         if sums.f.shape[0] > 1
         else ((converted @ sums.f[0]) * converted).sum()
     )
-    db = lambda error: round(float(10 * np.log10(max(energy, 1e-30) / max(error, 1e-30))), 2)  # noqa: E731
+
+    def db(error):
+        return round(float(10 * np.log10(max(energy, 1e-30) / max(error, 1e-30))), 2)
+
     return LayerRefined(
         layer.name,
         layer.kind,

@@ -78,7 +78,10 @@ def parse_benchmark_model(text: str) -> BenchmarkFigures:
     if not runs or summary is None:
         raise DeviceError("benchmark_model printed no timing summary; run it by hand to see why")
     m = runs[-1]
-    us = lambda s: round(float(s) / 1000.0, 4) if s is not None else None  # noqa: E731 - microseconds -> ms
+
+    def us(s):  # microseconds -> ms
+        return round(float(s) / 1000.0, 4) if s is not None else None
+
     return BenchmarkFigures(
         int(m.group(1)),
         us(m.group(5)),
