@@ -11,7 +11,7 @@ from edgeq.core.errors import EdgeqError
 from edgeq.core.escape import terminal
 
 
-@command()
+@command(examples=("edgeq bundle model_int8.tflite --output app/src/main/assets/model/ --results results.json",))
 def bundle(
     model: Path = typer.Argument(
         ..., show_default=False, metavar="MODEL", help="A .tflite (its .edgeq.json manifest beside it, if any)."

@@ -16,7 +16,7 @@ from edgeq.core.escape import terminal
 from edgeq.core.version import __version__
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # edgeq --install-completion
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Turn a trained TensorFlow/Keras model into a production INT8 TFLite model and prove it fits the edge.",
@@ -61,7 +61,9 @@ def configure(verbose: bool, quiet: bool) -> None:
 P = ParamSpec("P")
 
 
-def command(target: typer.Typer | None = None, name: str | None = None) -> Callable[[Callable[P, None]], Callable[P, None]]:
+def command(
+    target: typer.Typer | None = None, name: str | None = None, examples: tuple[str, ...] = ()
+) -> Callable[[Callable[P, None]], Callable[P, None]]:
     """`app.command()` that also takes -v/-q after the command name."""
     import functools
     import inspect
@@ -80,7 +82,8 @@ def command(target: typer.Typer | None = None, name: str | None = None) -> Calla
         # Typer reads the signature: the command's parameters and -v/-q
         wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
         wrapper.__annotations__ = {**fn.__annotations__, "verbose": "bool", "quiet": "bool"}
-        return (target or app).command(name)(wrapper)
+        epilog = ("Examples:\n\n" + "\n\n".join(f"  {e}" for e in examples)) if examples else None
+        return (target or app).command(name, epilog=epilog)(wrapper)
 
     return register
 

@@ -12,7 +12,7 @@ from edgeq.core.errors import EdgeqError
 from edgeq.core.escape import terminal
 
 
-@command()
+@command(examples=("edgeq compile model_int8.tflite --npu intel --output model_intel.tflite",))
 def compile(
     model: Path = typer.Argument(
         ..., show_default=False, metavar="MODEL", help="An INT8 .tflite (its .edgeq.json beside it carries over)."

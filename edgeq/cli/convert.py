@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from edgeq.cli.common import Panel, command, fail, floats, log, progress_bar, say, state
-from edgeq.core.errors import EdgeqError
+from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
 from edgeq.records.recipe import Method, Mode, Recipe
 
@@ -41,7 +41,14 @@ def slower_hint(latency, served: bool = False) -> str | None:
     )
 
 
-@command()
+@command(
+    examples=(
+        "edgeq convert model.keras --data calib/ --output model_int8.tflite",
+        "edgeq convert model.pt2 -d samples.npy -o model_int8.tflite --eval-data held_out.npz --min-sqnr 30",
+        "edgeq convert detector.tflite -d photos/ -o detector_int8.tflite --calibration auto --eval-data held_out/",
+        "edgeq convert model.onnx -d samples.npy -o model_int8.tflite --optimize latency",
+    )
+)
 def convert(
     ctx: typer.Context,
     model: Path = typer.Argument(
@@ -263,8 +270,9 @@ def convert(
         None, "--description", show_default=False, help="Metadata: what the model does.", rich_help_panel=Panel.METADATA
     ),
     version: str | None = typer.Option(
-        None, "--version", show_default=False, help="Metadata: the model's version.", rich_help_panel=Panel.METADATA
+        None, "--model-version", show_default=False, help="Metadata: the model's version.", rich_help_panel=Panel.METADATA
     ),
+    old_version: str | None = typer.Option(None, "--version", hidden=True, help="The old name of --model-version."),
     author: str | None = typer.Option(
         None, "--author", show_default=False, help="Metadata: author.", rich_help_panel=Panel.METADATA
     ),
@@ -292,6 +300,11 @@ def convert(
 ) -> None:
     """Convert a float model (.keras/.h5, SavedModel, float .tflite, PyTorch .pt2 or ONNX) to a
     quantized .tflite, calibrated on real samples."""
+    if old_version is not None:
+        if version is not None:
+            fail(UsageError("--version is the old name of --model-version: give one of them"))
+        log.warning("convert --version is now --model-version (edgeq --version is the tool's version)")
+        version = old_version
     from edgeq.conversion.converter import convert as run_convert
     from edgeq.conversion.options import ConvertOptions
     from edgeq.data.samples import Preprocessing

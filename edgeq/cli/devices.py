@@ -62,7 +62,14 @@ def devices_list(
         say(f"{'':<28} {terminal(p.path)}")
 
 
-@command(devices_app, "check")
+@command(
+    devices_app,
+    "check",
+    examples=(
+        "edgeq devices check raspberry-pi-5",
+        "edgeq devices check ./devices/my-phone.toml",
+    ),
+)
 def devices_check(
     name: str = typer.Argument(..., show_default=False, metavar="NAME", help="A profile name or a .toml path."),
     as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
@@ -93,7 +100,7 @@ def devices_check(
         say(terminal(f"{label:<12}{value}"))
 
 
-@command(devices_app, "setup")
+@command(devices_app, "setup", examples=("edgeq devices setup emulated-raspberry-pi-5",))
 def devices_setup(
     name: str = typer.Argument("emulated-raspberry-pi-5", metavar="NAME", help="An emulated profile (transport qemu)."),
 ) -> None:

@@ -11,7 +11,12 @@ from edgeq.cli.common import command, fail, say
 from edgeq.core.errors import EdgeqError
 
 
-@command()
+@command(
+    examples=(
+        "edgeq inspect model_int8.tflite",
+        "edgeq inspect model_int8.tflite --target edgetpu --target xnnpack",
+    )
+)
 def inspect(
     model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="A .tflite model."),
     target: list[str] = typer.Option(

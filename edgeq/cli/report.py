@@ -10,7 +10,12 @@ from edgeq.cli.common import command, fail, say
 from edgeq.core.errors import EdgeqError, UsageError
 
 
-@command()
+@command(
+    examples=(
+        "edgeq report results.json",
+        "edgeq report results.json --format html --output report.html",
+    )
+)
 def report(
     results: Path = typer.Argument(..., show_default=False, metavar="RESULTS", help="The results JSON of edgeq validate --json."),
     fmt: str = typer.Option(

@@ -14,7 +14,14 @@ from edgeq.validation.options import ValidateOptions
 DEFAULTS = ValidateOptions(jobs=1)  # the defaults of validate's settings: their one owner
 
 
-@command()
+@command(
+    examples=(
+        "edgeq validate model_int8.tflite -r model.keras -d val/ --min-agreement 0.98 --json results.json --report report/",
+        "edgeq validate model_int8.tflite -r model.keras -d val/ --device raspberry-pi-5 --device 'aihub:Samsung Galaxy S24'",
+        "edgeq validate model_int8.tflite -r model.keras -d val/ --accelerator gpu --require-accelerated",
+        "edgeq validate model_int8.tflite -r model.keras -d val/ --cluster 127.0.0.1:6379",
+    )
+)
 def validate(
     model: Path | None = typer.Argument(
         None, show_default=False, metavar="MODEL", help="The INT8 .tflite to validate.", rich_help_panel=Panel.FILES
@@ -230,7 +237,11 @@ def validate(
         rich_help_panel=Panel.FILES,
     ),
     json_out: Path | None = typer.Option(
-        None, "--json", show_default=False, help="Write the results JSON to FILE.", rich_help_panel=Panel.FILES
+        None,
+        "--json",
+        show_default=False,
+        help="Write the results JSON to FILE; - prints it on stdout instead of the summary.",
+        rich_help_panel=Panel.FILES,
     ),
     report_dir: Path | None = typer.Option(
         None, "--report", show_default=False, help="Write report.md and report.html to DIR.", rich_help_panel=Panel.FILES
@@ -264,7 +275,8 @@ def validate(
                 f"Missing option {' and '.join(missing)}: validate needs MODEL, --reference and --data (or --resume RESULTS.json)"
             )
         )
-    if no_wait and json_out is None:
+    to_stdout = json_out == Path("-")
+    if no_wait and (json_out is None or to_stdout):
         fail(UsageError("--no-wait writes the pending jobs into the results: add --json RESULTS.json"))
     from edgeq.data.samples import PreprocessingOverride
     from edgeq.records.manifest_file import manifest_for
@@ -273,7 +285,7 @@ def validate(
     from edgeq.validation.compare import validate as run_validate
 
     outputs = {
-        "json": json_out,
+        "json": None if to_stdout else json_out,
         "csv": per_layer_csv,
         **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {}),
     }
@@ -326,7 +338,7 @@ def validate(
             trust_model=trust_model,
             baseline=str(baseline) if baseline else None,
         )
-        state["json"] = False
+        state["json"] = to_stdout
         with progress_bar():
             result = run_validate(model, reference, data, options)
     except EdgeqError as exc:
@@ -334,9 +346,14 @@ def validate(
     for warning in result.warnings:
         log.warning(terminal(warning))
     _write(result, outputs, report_dir)
-    from edgeq.report.text import validation_text
+    if to_stdout:
+        from edgeq.report.files import file_bytes
 
-    say(validation_text(result))
+        typer.echo(file_bytes("json", result).decode(), nl=False)
+    else:
+        from edgeq.report.text import validation_text
+
+        say(validation_text(result))
     if not result.passed:
         raise typer.Exit(1)
 

@@ -58,7 +58,8 @@ def summary(results: ValidationResult, marks: bool = True) -> dict[str, str]:
         "size reduction": f"{1 / ratio:.2f}× smaller" if ratio else "n/a",
         "top-1 drop": f"{num(acc.top1_drop_pts)} pts" if acc.top1_drop_pts is not None else "n/a (no labels)",
         "top-1 agreement": f"{pct(acc.agreement)} on {acc.output}" if acc.output else "n/a (no classes output)",
-        "speedup vs float": f"{num(lat.speedup)}× ({lat.delegate}, {lat.threads} thread(s))",
+        "speedup vs float": f"{num(lat.speedup)}× ({lat.delegate}, {lat.threads} thread(s)"
+        + ("; no measurable difference)" if lat.within_noise else ")"),
         "verdict": verdict(results, marks),
     }
 
@@ -78,7 +79,7 @@ def _rows(results: ValidationResult) -> list[tuple[str, str, str, str]]:
             f"latency p50 ({lat.delegate}, {lat.threads} thread(s))",
             ms(lat.float_ms.p50),
             ms(lat.int8_ms.p50),
-            f"{num(lat.speedup)}× speedup",
+            f"{num(lat.speedup)}× speedup" + (" (no measurable difference)" if lat.within_noise else ""),
         )
     )
     rows.append(("latency p90", ms(lat.float_ms.p90), ms(lat.int8_ms.p90), ""))

@@ -257,7 +257,8 @@ def validation_text(r: ValidationResult) -> str:
     lines.append(
         f"latency   {lat.delegate}, {lat.threads} thread(s), {lat.runs} runs: "
         f"{kind} p50 {number(lat.int8_ms.p50, '.3f', ' ms')}  float p50 {number(lat.float_ms.p50, '.3f', ' ms')}  "
-        f"speedup {number(lat.speedup, '.2f', 'x')}" + ("  (within run-to-run noise)" if lat.within_noise else "")
+        f"speedup {number(lat.speedup, '.2f', 'x')}"
+        + ("  (no measurable difference: within run-to-run noise or under 0.01 ms)" if lat.within_noise else "")
     )
     kept = ", ".join(f"{k} x{v}" for k, v in lat.cpu_fallback_ops.items()) or "none"
     lines.append(f"delegate  took {lat.delegated_nodes} of {lat.total_nodes} nodes; on built-in kernels: {kept}")

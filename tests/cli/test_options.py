@@ -1,8 +1,22 @@
-"""The command line's own usage errors."""
+"""The command line's own surface: usage errors, help panels and examples, completion, renamed flags."""
 
 from __future__ import annotations
 
-# -- schema: the typed records' JSON -----------------------------------------------------------
+import pytest
+from typer.testing import CliRunner
+
+from edgeq.cli import app
+
+COMMANDS = (
+    ["convert"],
+    ["validate"],
+    ["inspect"],
+    ["report"],
+    ["bundle"],
+    ["compile"],
+    ["devices", "check"],
+    ["devices", "setup"],
+)
 
 
 def test_a_missing_required_option_names_it_without_an_env_var(tmp_path):
@@ -13,3 +27,48 @@ def test_a_missing_required_option_names_it_without_an_env_var(tmp_path):
     for args in (["validate", "m.tflite"], ["convert", "m.keras"]):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and "Missing option" in result.output and "env var" not in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_examples_in_its_help(command):
+    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert result.exit_code == 0 and "Examples:" in result.stdout and f"edgeq {' '.join(command)} " in result.stdout
+
+
+def test_convert_and_validate_group_their_options_in_panels():
+    for command, panels in (
+        ("convert", ("Recipe", "Preprocessing", "Accuracy budget", "Model metadata")),
+        ("validate", ("Gates", "Devices and accelerators", "Preprocessing")),
+    ):
+        out = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}, terminal_width=200).stdout
+        assert all(f"─ {p}" in out for p in panels), out
+
+
+def test_shell_completion_can_be_installed():
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
+
+
+def test_the_models_version_is_model_version_and_the_old_flag_says_so(tmp_path):
+    out = CliRunner().invoke(app, ["convert", "--help"], env={"COLUMNS": "200"}, terminal_width=200).stdout
+    assert "--model-version" in out and " --version " not in out
+    both = CliRunner().invoke(
+        app, ["convert", "m.keras", "-o", str(tmp_path / "o.tflite"), "--version", "1", "--model-version", "2"]
+    )
+    assert both.exit_code == 2 and "--model-version" in both.output
+
+
+def test_json_dash_prints_the_results_on_stdout_and_writes_no_file(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+    from helpers import FIXTURES
+
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32))
+    tflite = FIXTURES / "tflite"
+    args = ["validate", str(tflite / "tiny_int8.tflite"), "-r", str(tflite / "tiny_float.tflite"), "-d", "x.npy", "--runs", "2"]
+    result = CliRunner().invoke(app, [*args, "--warmup", "0", "--json", "-"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["accuracy"]["samples"] == 4 and not (tmp_path / "-").exists()
+    assert CliRunner().invoke(app, [*args, "--json", "-", "--no-wait"]).exit_code == 2

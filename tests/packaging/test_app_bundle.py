@@ -74,7 +74,7 @@ def labelled(trained, digits_calib, tmp_path_factory, cli_module):
         "Digits",
         "--description",
         "8x8 handwritten digits",
-        "--version",
+        "--model-version",
         "2.1",
         "--author",
         "edgeq tests",
