@@ -16,6 +16,13 @@ from edgeq.data.normalization import Statement
 from edgeq.data.samples import InputSpec, Preprocessing
 from edgeq.frameworks.keras_rewrites import layer_norms, recurrent_layers, unrolled, without_neg
 from edgeq.frameworks.trust import check_saved_model, refusal
+from edgeq.tflite.mediapipe_ops import (
+    REWRITABLE,
+    TOLERANCE,
+    TRANSPOSE_CONV_BIAS,
+    transposed_conv_bias_as_builtin,
+    transposed_conv_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -422,6 +429,10 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
             f"{path}: already {summary.precision} ({summary.ops_int8} of {summary.ops_total} ops on int8 kernels); "
             "validate it with edgeq validate, or convert its float original"
         )
+    notes, data = [], model.data
+    if any(op.type == f"CUSTOM:{TRANSPOSE_CONV_BIAS}" for op in model.operators):
+        data, model, note = _builtin_transposed_convs(data, path)
+        notes.append(note)
     custom = [op for op in model.operators if op.type.startswith("CUSTOM")]
     if custom:
         named = ", ".join(
@@ -431,8 +442,10 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
         )
         raise ModelError(
             f"{path}: uses custom op(s) {named}{' and more' if len(custom) > 5 else ''}, which LiteRT's built-in "
-            "kernels do not include; calibration runs every op, so convert the model without them (keep that part "
-            "out of the float model, or replace the op with built-in ones) and add it back in the app"
+            "kernels do not include and edgeq has no built-in form of (it rewrites "
+            f"{', '.join(f'{k} as {v}' for k, v in REWRITABLE.items())}); calibration runs every op, so convert the model "
+            "without them (keep that part out of the float model, or replace the op with built-in ones) and add it back "
+            "in the app"
         )
     stablehlo = stablehlo_ops(model)
     if stablehlo:
@@ -443,7 +456,6 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
                 f"{k}: {STABLEHLO_REWRITES.get(k, 'rewrite it with ops that export to TFLite builtins')}" for k in stablehlo
             )
         )
-    notes, data = [], model.data
     if has_stablehlo_constant_flag(data):
         data = without_stablehlo_constant_flag(data)
         model = parse_tflite(data, path)
@@ -481,6 +493,35 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
                 f"{path}: input '{model.tensors[i].name}' is {model.tensors[i].dtype}; edgeq calibrates float32 inputs only"
             )
     return ModelSource(path, "tflite", {key: specs}, lambda: None, rewrites=notes, keyed=bool(main), flatbuffer=data)
+
+
+def _builtin_transposed_convs(data: bytes, path: Path):
+    """MediaPipe's Convolution2DTransposeBias ops as TRANSPOSE_CONV, proven equal in float first
+    (edgeq.tflite.mediapipe_ops); the rewritten bytes, their parsed model and the manifest's note."""
+    import tempfile
+
+    from edgeq.tflite.model import parse_tflite
+
+    done = transposed_conv_bias_as_builtin(data)
+    if done is None:
+        return data, parse_tflite(data, path), f"{TRANSPOSE_CONV_BIAS}: options not readable, left as they are"
+    rewritten, ops = done
+    with tempfile.TemporaryDirectory(prefix="edgeq-mediapipe-") as folder:
+        error = transposed_conv_error(rewritten, ops, Path(folder))
+    if not error <= TOLERANCE:
+        raise ModelError(
+            f"{path}: {TRANSPOSE_CONV_BIAS} as TRANSPOSE_CONV differs from the transposed convolution of its own input by "
+            f"{error:.2g} of the output's scale (more than {TOLERANCE:g}); not rewritten: report the model to edgeq"
+        )
+    return (
+        rewritten,
+        parse_tflite(rewritten, path),
+        (
+            f"MediaPipe's {TRANSPOSE_CONV_BIAS} (node{'s' if len(ops) > 1 else ''} {', '.join(map(str, ops))}) rewritten as the "
+            f"built-in TRANSPOSE_CONV with its bias before calibration: equal in float to a transposed convolution of "
+            f"each op's own input (largest difference {error:.1g} of the output's scale)"
+        ),
+    )
 
 
 def stated_scaling(source: ModelSource) -> Statement | None:
