@@ -237,6 +237,7 @@ def test_a_reader_importing_conversion_is_caught(importer, imported, tmp_path):
 OTHER_FORMATS = {
     "edgeq/core/schema.py": "the manifest and results upgrades: the one place their JSON is read by key",
     "edgeq/run/litert.py": "LiteRT's tensor-detail dicts (name, index, shape, dtype, quantization)",
+    "edgeq/tflite/mediapipe_ops.py": "LiteRT's input-detail dicts (the float check of a rewrite)",
     "edgeq/run/compiled_model.py": "LiteRT CompiledModel's signature and tensor-detail dicts",
     "edgeq/conversion/calibration/methods.py": "LiteRT's tensor-detail dicts",
     "edgeq/conversion/refinement/bias.py": "LiteRT's tensor-detail dicts",
