@@ -186,7 +186,9 @@ def _float_source(model: Path, options: ConvertOptions, quiet_native: bool, isol
         return model
     if suffix == ONNX_SUFFIX:
         require_onnx(f"converting {model.name}")
-        flat = _in_child(onnx_to_float_tflite, model, quiet_native, isolated, model, options.recipe.channels_last)
+        flat = _in_child(
+            onnx_to_float_tflite, model, quiet_native, isolated, model, options.recipe.channels_last, options.input_shapes
+        )
     else:
         require_torch(f"converting {model.name}")
         flat = _in_child(to_float_tflite, model, quiet_native, isolated, model, options.recipe.channels_last, options.trust_model)

@@ -38,32 +38,38 @@ def _load(path: Path):
         raise ModelError(f"{path}: not an ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
 
 
-def input_shapes(model, path: Path) -> list[tuple[str, tuple[int, ...]]]:
+def _graph_inputs(model) -> list:
+    initializers = {i.name for i in model.graph.initializer}  # old exporters list the weights as inputs too
+    return [value for value in model.graph.input if value.name not in initializers]
+
+
+def input_names(model) -> list[str]:
+    return [value.name for value in _graph_inputs(model)]
+
+
+def input_shapes(model, path: Path, given: tuple[str, ...] = ()) -> list[tuple[str, tuple[int, ...]]]:
     """Each graph input's name and shape in `model` (loaded from `path`); a symbolic first
-    dimension (the batch) is 1, any other symbolic dimension is the user's to fix in the file."""
-    initializers = {i.name for i in model.graph.initializer}
-    shapes = []
-    for value in model.graph.input:
-        if value.name in initializers:  # old exporters list the weights as inputs too
-            continue
+    dimension (the batch) is 1, any other symbolic dimension comes from `given` (--input-shape,
+    `1,1,64,160` or `NAME=1,1,64,160`), and is written into `model`'s input."""
+    from edgeq.frameworks.sources import fix_shape, parse_input_shapes
+
+    wanted, values, shapes = parse_input_shapes(list(given)), _graph_inputs(model), []
+    for value in values:
         tensor = value.type.tensor_type
         if tensor.elem_type != FLOAT:
             raise ModelError(
                 f"{path}: input '{value.name}' is not float32 (ONNX type {tensor.elem_type}); "
                 "edgeq calibrates float32 inputs only"
             )
-        dims = []
-        for axis, dim in enumerate(tensor.shape.dim):
-            if dim.HasField("dim_value") and dim.dim_value > 0:
-                dims.append(dim.dim_value)
-            elif axis == 0:
-                dims.append(1)
-            else:
-                raise ModelError(
-                    f"{path}: input '{value.name}' has a symbolic dimension '{dim.dim_param or '?'}' at axis "
-                    f"{axis}; fix it in the file (e.g. onnxruntime.tools.make_dynamic_shape_fixed) and convert again"
-                )
-        shapes.append((value.name, tuple(dims)))
+        dims = [dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None for dim in tensor.shape.dim]
+        try:
+            shape = fix_shape(value.name, dims, wanted, len(values) == 1)
+        except UsageError as exc:
+            symbolic = [d.dim_param or "?" for d in tensor.shape.dim if not d.HasField("dim_value")]
+            raise UsageError(f"{path}: {exc} (symbolic: {', '.join(symbolic)})") from None
+        for dim, size in zip(tensor.shape.dim, shape):
+            dim.dim_value = size  # the file's symbolic dimensions fixed, as onnx2torch and the folding see them
+        shapes.append((value.name, shape))
     return shapes
 
 
@@ -99,14 +105,15 @@ def _onnx2torch():
     return convert
 
 
-def _module(path: Path) -> tuple[Any, tuple, list[str], list[str]]:
-    """The ONNX graph as a torch module (onnx2torch), zero inputs of its shapes, and the names of
-    its inputs and outputs; the file is read once."""
+def _module(path: Path, given: tuple[str, ...] = ()) -> tuple[Any, tuple, list[str], list[str]]:
+    """The ONNX graph as a torch module (onnx2torch), zero inputs of its shapes (`given`: the
+    --input-shape values fixing symbolic dimensions), and the names of its inputs and outputs; the
+    file is read once."""
     import onnx
     import torch
 
     model = _load(path)
-    shapes = input_shapes(model, path)  # a file edgeq cannot feed is refused before any conversion
+    shapes = input_shapes(model, path, given)  # a file edgeq cannot feed is refused before any conversion
     names = ([name for name, _ in shapes], [value.name for value in model.graph.output])
     convert = _onnx2torch()
     model = _weights_constant(model)
@@ -196,16 +203,17 @@ def _key(name: str) -> str:
     return key if key and not key[0].isdigit() else f"_{key}"
 
 
-def to_float_tflite(path: Path, channels_last: bool) -> bytes:
+def to_float_tflite(path: Path, channels_last: bool, given: tuple[str, ...] = ()) -> bytes:
     """The ONNX model as a float .tflite (onnx2torch, then litert-torch), its signature keyed by
-    the ONNX input and output names (as identifiers); `channels_last`: its 4-D inputs taken as NHWC."""
+    the ONNX input and output names (as identifiers); `channels_last`: its 4-D inputs taken as NHWC;
+    `given`: --input-shape values for its symbolic dimensions."""
     import tempfile
 
     import litert_torch
     import torch
 
-    module, args, input_names, output_names = _module(path)
-    inputs, outputs = [_key(name) for name in input_names], [_key(name) for name in output_names]
+    module, args, names_in, names_out = _module(path, given)
+    inputs, outputs = [_key(name) for name in names_in], [_key(name) for name in names_out]
 
     class Named(torch.nn.Module):
         """The module with the ONNX graph's names: inputs by keyword, outputs as a dict."""
@@ -237,7 +245,7 @@ def run_onnx(path: Path, samples: list[list[np.ndarray]], channels_last: bool) -
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [name for name, _ in input_shapes(_load(path), path)]
+    names = input_names(_load(path))
     outputs = []
     for sample in samples:
         feeds = {

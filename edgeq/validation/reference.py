@@ -114,13 +114,21 @@ def converted_reference(
     reference: Path, int8: LiteRTRunner, options: ValidateOptions, manifest: Manifest | None, scratch: Path
 ) -> tuple[Path, str]:
     if reference.suffix.lower() == ONNX_SUFFIX:
-        from edgeq.frameworks.onnx import require_onnx, to_float_tflite, versions
+        from edgeq.frameworks.onnx import require_onnx, versions
+        from edgeq.frameworks.onnx import to_float_tflite as onnx_to_float_tflite
         from edgeq.host.isolation import run_isolated
 
         require_onnx(f"an ONNX reference ({reference.name})")
         path = scratch / (reference.stem + "_float.tflite")
         path.write_bytes(
-            run_isolated(quietly, to_float_tflite, reference, channels_last_of(manifest), what="onnx2torch and litert-torch")
+            run_isolated(
+                quietly,
+                onnx_to_float_tflite,
+                reference,
+                channels_last_of(manifest),
+                manifest.options.input_shapes if manifest else (),
+                what="onnx2torch and litert-torch",
+            )
         )
         return path, f"converted from {reference.name} to float TFLite by onnx2torch and litert-torch ({versions()})"
     if reference.suffix.lower() == PT2_SUFFIX:

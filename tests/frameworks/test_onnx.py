@@ -81,13 +81,17 @@ def test_an_onnx_file_converts_to_strict_int8_and_validates_against_onnx_runtime
     assert 20 < result["worst_sqnr_db"] < check["worst_sqnr_db"]  # the quantization's error, reported apart
 
 
-def test_a_symbolic_dimension_other_than_the_batch_is_one_line(onnx_net, tmp_path, cli):
+def test_a_symbolic_dimension_is_fixed_by_input_shape_and_is_one_line_without_it(onnx_net, tmp_path, cli):
     import onnx
 
     model = onnx.load(str(onnx_net))
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
     dynamic = tmp_path / "dynamic.onnx"
     onnx.save(model, str(dynamic))
-    code, _, err = cli("convert", dynamic, "--data", onnx_net.parent / "calib.npy", "-o", tmp_path / "m.tflite")
-    assert code == 2 and "symbolic dimension 'height' at axis 2" in err and "Traceback" not in err
-    assert not (tmp_path / "m.tflite").exists()
+    args = ["convert", dynamic, "--data", onnx_net.parent / "calib.npy", "-o", tmp_path / "m.tflite"]
+    code, _, err = cli(*args)
+    assert code == 2 and "--input-shape image=1,3,N," in err and "height" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m.tflite").exists()
+    code, _, err = cli(*args, "--input-shape", ",".join(str(d or 1) for d in shape))
+    assert code == 0 and (tmp_path / "m.tflite").exists(), err
