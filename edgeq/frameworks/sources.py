@@ -429,11 +429,7 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
             f"{path}: already {summary.precision} ({summary.ops_int8} of {summary.ops_total} ops on int8 kernels); "
             "validate it with edgeq validate, or convert its float original"
         )
-    notes, data = [], model.data
-    if any(op.type == f"CUSTOM:{TRANSPOSE_CONV_BIAS}" for op in model.operators):
-        data, model, note = _builtin_transposed_convs(data, path)
-        notes.append(note)
-    custom = [op for op in model.operators if op.type.startswith("CUSTOM")]
+    custom = [op for op in model.operators if op.type.startswith("CUSTOM") and op.type.partition(":")[2] not in REWRITABLE]
     if custom:
         named = ", ".join(
             f"{op.type.partition(':')[2] or 'unnamed'} (node {op.index}, output "
@@ -456,6 +452,7 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
                 f"{k}: {STABLEHLO_REWRITES.get(k, 'rewrite it with ops that export to TFLite builtins')}" for k in stablehlo
             )
         )
+    notes, data = [], model.data
     if has_stablehlo_constant_flag(data):
         data = without_stablehlo_constant_flag(data)
         model = parse_tflite(data, path)
@@ -477,6 +474,9 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
             "float16 weights (behind DEQUANTIZE ops) folded into float32 constants, which TensorFlow's "
             "calibrator takes; the float16 copies are not kept"
         )
+    if any(op.type == f"CUSTOM:{TRANSPOSE_CONV_BIAS}" for op in model.operators):  # after folding: constant weights
+        data, model, note = _builtin_transposed_convs(data, path)
+        notes.append(note)
     main = [s for s in model.signatures if s.subgraph == 0]
     if wanted not in (("serving_default",), ("all",)) and not any(s.key in wanted for s in main):
         raise UsageError(f"{path}: no signature {wanted[0]!r}; it has {[s.key for s in model.signatures] or 'none'}")

@@ -117,13 +117,17 @@ def transposed_conv_error(data: bytes, rewritten: list[int], folder: Path, seed:
     op's output in LiteRT and the numpy transposed convolution of its own input, on one random input."""
     import warnings
 
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     path = folder / "rewritten.tflite"
     path.write_bytes(data)
     with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is for debugging: it is, here
         warnings.simplefilter("ignore", UserWarning)
-        interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+        interpreter = Interpreter(  # LiteRT's own kernels: a delegate keeps no intermediate tensor to read
+            model_path=str(path),
+            experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
     interpreter.allocate_tensors()
     rng = np.random.default_rng(seed)
     for detail in interpreter.get_input_details():
