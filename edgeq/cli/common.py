@@ -176,3 +176,21 @@ class Panel:
     DEVICES = "Devices and accelerators"
     METADATA = "Model metadata"
     TRUST = "Trust"
+
+
+def fraction(text: str) -> float:
+    """An agreement as printed or as a fraction: `98%` or `0.98` (a bare 98 is refused by the limits)."""
+    value = text.strip()
+    try:
+        return float(value[:-1]) / 100 if value.endswith("%") else float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give a fraction (0.98) or a percentage (98%)") from None
+
+
+def points(text: str) -> float:
+    """Top-1 points as printed or bare: `0.5pts`, `1pt` or `0.5`."""
+    value = text.strip().removesuffix("pts").removesuffix("pt").strip()
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: give top-1 points (0.5 or 0.5pts)") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from edgeq.cli.common import Panel, command, fail, floats, log, progress_bar, say, state
+from edgeq.cli.common import Panel, command, fail, floats, fraction, log, points, progress_bar, say, state
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
 from edgeq.records.recipe import Method, Mode, Recipe
@@ -58,6 +58,14 @@ def convert(
         help="Keras .keras/.h5 file, SavedModel folder, float .tflite, PyTorch torch.export program (.pt2) "
         "or ONNX model (.onnx).",
         rich_help_panel=Panel.FILES,
+    ),
+    recipe_file: Path | None = typer.Option(
+        None,
+        "--recipe",
+        show_default=False,
+        help="A manifest (.edgeq.json): convert again with the recipe it records as carried out (the layers a search "
+        "kept in float included); with the same samples, the same bytes. --data defaults to the recorded samples.",
+        rich_help_panel=Panel.RECIPE,
     ),
     output: Path = typer.Option(
         ...,
@@ -111,10 +119,20 @@ def convert(
         rich_help_panel=Panel.BUDGET,
     ),
     max_drop: float | None = typer.Option(
-        None, show_default=False, help="Budget: top-1 drop at most PTS points (needs labels).", rich_help_panel=Panel.BUDGET
+        None,
+        show_default=False,
+        parser=points,
+        metavar="PTS",
+        help="Budget: top-1 drop at most PTS points (needs labels).",
+        rich_help_panel=Panel.BUDGET,
     ),
     min_agreement: float | None = typer.Option(
-        None, show_default=False, help="Budget: INT8/float top-1 agreement at least FRAC.", rich_help_panel=Panel.BUDGET
+        None,
+        show_default=False,
+        parser=fraction,
+        metavar="FRAC|PCT%",
+        help="Budget: INT8/float top-1 agreement at least FRAC (0.98) or PCT% (98%).",
+        rich_help_panel=Panel.BUDGET,
     ),
     min_sqnr: float | None = typer.Option(
         None, show_default=False, help="Budget: worst output SQNR at least DB.", rich_help_panel=Panel.BUDGET
@@ -313,6 +331,9 @@ def convert(
     from edgeq.tflite.metadata import Description, read_labels
 
     try:
+        recorded = _recorded_recipe(ctx, recipe_file) if recipe_file is not None else None
+        if recorded is not None and data is None and recorded.data is not None:
+            data = Path(recorded.data)
         preprocessing = Preprocessing(
             color=color,
             resize=resize,
@@ -335,7 +356,7 @@ def convert(
             refine=refine,
         )
         options = ConvertOptions(
-            recipe=recipe,
+            recipe=recorded or recipe,
             budget=Budget.given(max_drop, min_agreement, min_sqnr),
             eval_data=str(eval_data) if eval_data else None,
             max_float_layers=max_float_layers,
@@ -351,7 +372,7 @@ def convert(
             jobs=jobs,
             cluster=cluster,
             cache=not no_cache,
-            samples_given=samples is not None,
+            samples_given=samples is not None or recorded is not None,
         )
         if bundle_dir is not None:
             from edgeq.packaging.bundle import check_bundle
@@ -399,3 +420,37 @@ def convert(
             f"{'; '.join(best.missed)}) as {result.output}"
         )
         raise typer.Exit(1)
+
+
+RECIPE_FLAGS = (
+    "mode",
+    "io",
+    "per_tensor",
+    "keep_float",
+    "samples",
+    "seed",
+    "signature",
+    "channels_last",
+    "calibration",
+    "refine",
+    "color",
+    "resize",
+    "value_range",
+    "mean",
+    "std",
+    "layout",
+)
+
+
+def _recorded_recipe(ctx: typer.Context, path: Path) -> Recipe:
+    """The recipe a manifest records; the flags that would change it are refused beside it."""
+    from click.core import ParameterSource
+
+    from edgeq.core.fileio import read_json
+    from edgeq.records.manifest import Manifest
+
+    given = [name for name in RECIPE_FLAGS if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    if given:
+        flag = "--range" if given[0] == "value_range" else f"--{given[0].replace('_', '-')}"
+        raise UsageError(f"--recipe {path} sets the recipe: drop {flag}, or convert without --recipe")
+    return Manifest.from_json(read_json(path), path.name).recipe

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgeq.cli.common import Panel, command, fail, floats, key_values, log, progress_bar, say, state
+from edgeq.cli.common import Panel, command, fail, floats, fraction, key_values, log, points, progress_bar, say, state
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
 from edgeq.validation.options import ValidateOptions
@@ -134,10 +134,20 @@ def validate(
         DEFAULTS.score_threshold, help="Decision threshold of a score output (its agreement).", rich_help_panel=Panel.OUTPUTS
     ),
     max_drop: float | None = typer.Option(
-        None, show_default=False, help="Gate: top-1 drop at most PTS points.", rich_help_panel=Panel.GATES
+        None,
+        show_default=False,
+        parser=points,
+        metavar="PTS",
+        help="Gate: top-1 drop at most PTS points.",
+        rich_help_panel=Panel.GATES,
     ),
     min_agreement: float | None = typer.Option(
-        None, show_default=False, help="Gate: INT8/float top-1 agreement at least FRAC.", rich_help_panel=Panel.GATES
+        None,
+        show_default=False,
+        parser=fraction,
+        metavar="FRAC|PCT%",
+        help="Gate: INT8/float top-1 agreement at least FRAC (0.98) or PCT% (98%).",
+        rich_help_panel=Panel.GATES,
     ),
     min_sqnr: float | None = typer.Option(
         None, show_default=False, help="Gate: every output's SQNR at least DB.", rich_help_panel=Panel.GATES

@@ -23,7 +23,11 @@ class AccuracyLimits:
 
     def __post_init__(self) -> None:
         if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
-            hint = f"; for {self.min_agreement:g}% give {self.min_agreement / 100:g}" if 1 < self.min_agreement <= 100 else ""
+            hint = (
+                f"; for {self.min_agreement:g}% give {self.min_agreement / 100:g} or {self.min_agreement:g}%"
+                if 1 < self.min_agreement <= 100
+                else ""
+            )
             raise UsageError(f"--min-agreement is a fraction from 0 to 1, got {self.min_agreement:g}{hint}")
 
 

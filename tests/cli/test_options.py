@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -72,3 +74,53 @@ def test_json_dash_prints_the_results_on_stdout_and_writes_no_file(tmp_path, mon
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["accuracy"]["samples"] == 4 and not (tmp_path / "-").exists()
     assert CliRunner().invoke(app, [*args, "--json", "-", "--no-wait"]).exit_code == 2
+
+
+def test_an_agreement_is_a_fraction_or_a_percentage_and_a_bare_98_is_refused():
+    from edgeq.cli.common import fraction, points
+
+    assert fraction("98%") == fraction("0.98") == 0.98 and points("0.5pts") == points("0.5") == 0.5
+    tflite = Path(__file__).resolve().parents[1] / "fixtures" / "tflite"
+    result = CliRunner().invoke(
+        app,
+        [
+            "validate",
+            str(tflite / "tiny_int8.tflite"),
+            "-r",
+            str(tflite / "tiny_float.tflite"),
+            "-d",
+            "x.npy",
+            "--min-agreement",
+            "98",
+        ],
+    )
+    assert result.exit_code == 2 and "give 0.98 or 98%" in result.output, result.output
+
+
+@pytest.mark.tf
+def test_convert_recipe_gives_the_same_bytes_and_refuses_flags_that_change_it(cnn_keras, digits_calib, tmp_path, cli):
+    first = tmp_path / "first.tflite"
+    code, _, err = cli(
+        "convert",
+        cnn_keras,
+        "-d",
+        digits_calib,
+        "-o",
+        first,
+        "--samples",
+        "48",
+        "--seed",
+        "2",
+        "--calibration",
+        "percentile:99.9",
+        "--no-cache",
+    )
+    assert code == 0, err
+    again = tmp_path / "again.tflite"
+    code, _, err = cli("convert", cnn_keras, "--recipe", tmp_path / "first.edgeq.json", "-o", again, "--no-cache")
+    assert code == 0, err
+    assert again.read_bytes() == first.read_bytes()
+    code, _, err = cli(
+        "convert", cnn_keras, "--recipe", tmp_path / "first.edgeq.json", "-o", tmp_path / "x.tflite", "--mode", "int16x8"
+    )
+    assert code == 2 and "drop --mode" in err
