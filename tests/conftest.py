@@ -265,3 +265,48 @@ def pytest_collection_modifyitems(items):
         for fixture, marker in TIER_FIXTURES.items():
             if fixture in needs:
                 item.add_marker(getattr(pytest.mark, marker))
+
+
+# -- every manifest and results file a test writes matches the published JSON Schemas -------------
+
+_SCHEMAS: dict = {}
+
+
+def written_file_errors(folder: Path) -> list[str]:
+    """Manifests and results files of today's schema version under `folder` that do not match
+    edgeq/schemas/*.schema.json, one line each (files of older versions are upgraded on read)."""
+    import json
+
+    import jsonschema
+
+    from edgeq.core.schema import SCHEMA_VERSION
+
+    if not _SCHEMAS:
+        for name in ("manifest", "results"):
+            _SCHEMAS[name] = json.loads((ROOT / "edgeq" / "schemas" / f"{name}.schema.json").read_text())
+    errors = []
+    for path in folder.rglob("*.json"):
+        try:
+            data = json.loads(path.read_bytes()) if path.stat().st_size < 20 << 20 else None
+        except (OSError, ValueError, RecursionError):
+            continue
+        if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+            continue
+        kind = "manifest" if {"recipe", "sizes"} <= set(data) else "results" if {"accuracy", "model"} <= set(data) else None
+        if kind is None:
+            continue
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(_SCHEMAS[kind]).iter_errors(data))
+        if error is not None:
+            errors.append(f"{path.name} ({kind}): {'/'.join(map(str, error.absolute_path))}: {error.message[:200]}")
+    return errors
+
+
+@pytest.fixture(autouse=True)
+def _written_files_match_the_schemas(request):
+    """After each test that has a tmp_path: what edgeq wrote there matches the schemas. A test that
+    writes malformed files on purpose (the hostile-input tests) is marked `hostile_files`."""
+    folder = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if folder is not None and request.node.get_closest_marker("hostile_files") is None:
+        errors = written_file_errors(folder)
+        assert not errors, errors

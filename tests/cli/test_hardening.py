@@ -48,6 +48,7 @@ def results_file(cnn_int8, digits_calib, tmp_path, cli):
         (lambda r: r.__setitem__("schema_version", "9.0"), "written by a newer edgeq"),
     ],
 )
+@pytest.mark.hostile_files
 def test_wrong_types_in_a_results_file_are_one_line_naming_the_key(edit, key, results_file, cli):
     data = json.loads(results_file.read_text())
     edit(data)
@@ -56,6 +57,7 @@ def test_wrong_types_in_a_results_file_are_one_line_naming_the_key(edit, key, re
     assert code == 2 and key in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.hostile_files
 def test_malformed_manifest_search_never_loses_the_run(cnn_int8, digits_calib, tmp_path, cli):
     model = tmp_path / "m.tflite"
     shutil.copy(cnn_int8.output, model)

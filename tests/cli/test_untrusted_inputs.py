@@ -115,6 +115,7 @@ def test_every_json_edgeq_writes_is_strict(tmp_path):
         json_bytes({"scale": float("nan")})
 
 
+@pytest.mark.hostile_files
 @pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"model": ' + "9" * 5002 + "}", '{"model": NaN}'])
 def test_a_results_file_past_json_limits_is_exit_2(text, tmp_path, cli):
     path = tmp_path / "r.json"
@@ -123,6 +124,7 @@ def test_a_results_file_past_json_limits_is_exit_2(text, tmp_path, cli):
     assert code == 2 and err.startswith("edgeq: error:") and err.count("\n") == 1, err
 
 
+@pytest.mark.hostile_files
 def test_a_manifest_nested_too_deep_beside_a_model_is_not_an_internal_error(tmp_path, cli):
     model = tmp_path / "m.tflite"
     model.write_bytes(INT8.read_bytes())
