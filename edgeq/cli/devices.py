@@ -57,9 +57,21 @@ def devices_list(
     if as_json:
         typer.echo(json_text([asdict(p) for p in profiles]))
         return
+    say("profiles (nothing was contacted; `edgeq devices check NAME` tries one):")
     for p in profiles:
         say(terminal(f"{p.name:<28} {p.transport:<6} {p.address:<28} {p.description}"))
-        say(f"{'':<28} {terminal(p.path)}")
+        say(f"{'':<28} {_status(p)}; {terminal(p.path)}")
+
+
+def _status(profile) -> str:
+    """What is known of a profile without contacting it."""
+    if profile.transport == "local":
+        return "this machine"
+    if profile.emulated:
+        from edgeq.run.devices.emulation import cache_dir, qemu_binary
+
+        return "emulation set up" if qemu_binary(cache_dir()).exists() else f"not set up: edgeq devices setup {profile.name}"
+    return "not checked"
 
 
 @command(

@@ -124,3 +124,12 @@ def test_convert_recipe_gives_the_same_bytes_and_refuses_flags_that_change_it(cn
         "convert", cnn_keras, "--recipe", tmp_path / "first.edgeq.json", "-o", tmp_path / "x.tflite", "--mode", "int16x8"
     )
     assert code == 2 and "drop --mode" in err
+
+
+def test_devices_says_what_it_knows_without_contacting_them():
+    out = CliRunner().invoke(app, ["devices"], env={"COLUMNS": "200"}, terminal_width=200).stdout
+    assert out.startswith("profiles (nothing was contacted; `edgeq devices check NAME` tries one):")
+    lines = out.splitlines()
+    status = {lines[i].split()[0]: lines[i + 1].split(";")[0].strip() for i in range(1, len(lines) - 1, 2)}
+    assert status["local"] == "this machine" and status["raspberry-pi-5"] == "not checked"
+    assert status["emulated-raspberry-pi-5"] in ("emulation set up", "not set up: edgeq devices setup emulated-raspberry-pi-5")
