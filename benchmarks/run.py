@@ -454,17 +454,17 @@ def _write(results: dict, started: float) -> None:
     print(table)
     print(
         f"wrote benchmarks/results.json and benchmarks/results.md in {time.monotonic() - started:.0f} s; "
-        "`python benchmarks/run.py --update-readme` copies the table into README.md"
+        "`python benchmarks/run.py --update-readme` copies the table into docs/performance.md"
     )
 
 
 def _update_readme(table_file) -> None:
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "performance.md"
     start, end = "<!-- bench:start -->", "<!-- bench:end -->"
     text = readme.read_text()
     head, rest = text.split(start, 1)
     readme.write_text(head + start + "\n" + table_file.read_text() + end + rest.split(end, 1)[1])
-    print(f"README.md's benchmark table now shows {table_file}")
+    print(f"docs/performance.md's benchmark table now shows {table_file}")
 
 
 if __name__ == "__main__":

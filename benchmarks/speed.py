@@ -317,7 +317,7 @@ def _yes(value: bool) -> str:
 
 
 def update_readme(table: str) -> None:
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "performance.md"
     start, end = "<!-- speed:start -->", "<!-- speed:end -->"
     text = readme.read_text()
     head, rest = text.split(start, 1)

@@ -1,4 +1,4 @@
-"""The README's runnable examples (its `sh` blocks) work as printed, against the demo model."""
+"""The README's and the docs' runnable examples (their `sh` blocks) work as printed, against the demo model."""
 
 from __future__ import annotations
 
@@ -15,8 +15,35 @@ from helpers import ROOT
 pytestmark = pytest.mark.tf
 
 
+# the README, then the pages of docs/ in the order a reader takes them (the blocks build on each other)
+PAGES = ["README.md"] + [
+    f"docs/{p}.md"
+    for p in (
+        "convert",
+        "inspect",
+        "validate",
+        "app-pipeline",
+        "devices",
+        "accelerators",
+        "security",
+        "architecture",
+        "performance",
+    )
+]
+
+
+def all_text() -> str:
+    return "\n".join((ROOT / page).read_text() for page in PAGES)
+
+
 def sh_blocks() -> list[str]:
-    return re.findall(r"^```sh\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.S | re.M)
+    return re.findall(r"^```sh\n(.*?)^```", all_text(), flags=re.S | re.M)
+
+
+def test_every_docs_page_is_read_and_the_readme_is_short():
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} - set(PAGES) == {"docs/compat.md"}
+    assert len((ROOT / "README.md").read_bytes()) < 15_000
+    assert not re.search(r"\bissues? \d+", all_text()), "no issue numbers where a user reads"
 
 
 def test_readme_has_runnable_examples():
@@ -51,7 +78,7 @@ def test_the_demo_figures_the_readme_quotes_are_what_the_demo_gives(digits_calib
     from helpers import convert, validate
     from train_digits import train
 
-    text = " ".join((ROOT / "README.md").read_text().split())
+    text = " ".join(all_text().split())
     quoted = re.search(
         r"On the demo \(`make demo`.*?float top-1 ([\d.]+), INT8 top-1 ([\d.]+) on the (\d+) held-out digits "
         r"\(drop −?[\d.]+ points\), agreement ([\d.]+)%, SQNR ([\d.]+) dB, INT8 ([\d.]+)×",

@@ -268,7 +268,7 @@ def validate(
         "--trust-model",
         metavar="",
         help="Load a model file that holds code (a Keras Lambda, SavedModel file or Python ops, a .pt2 that needs pickle): only "
-        "for files you trust (README: What edgeq trusts).",
+        "for files you trust (docs/security.md).",
         rich_help_panel=Panel.TRUST,
     ),
     force: bool = typer.Option(

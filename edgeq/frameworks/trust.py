@@ -1,6 +1,6 @@
 """What edgeq lets a model file run: nothing, unless the user passes --trust-model.
 
-One decision per format, made before the framework loads the file (README, "What edgeq trusts"):
+One decision per format, made before the framework loads the file (docs/security.md):
 
 - Keras: `safe_mode` (Keras refuses the Python code of a Lambda layer; `source.py`).
 - SavedModel: no op that reads or writes files, runs Python or talks to the network
