@@ -38,7 +38,7 @@ STAGES = {
     "cli": 13,
 }
 TENSORFLOW = ("tensorflow", "keras", "tf_keras", "torch", "litert_torch", "torchao")  # the frameworks only these stages load
-LOADS_FRAMEWORKS = ("edgeq.frameworks", "edgeq.conversion", "edgeq.analysis")
+LOADS_FRAMEWORKS = ("edgeq.frameworks", "edgeq.conversion")
 MAX_MODULES = 12  # per folder
 
 
@@ -102,7 +102,7 @@ def test_lower_stages_never_import_higher_ones_and_nothing_imports_the_cli():
     assert not upward()
 
 
-def test_only_frameworks_conversion_and_analysis_import_tensorflow_and_pytorch():
+def test_only_frameworks_and_conversion_import_tensorflow_and_pytorch():
     known = set(modules())
     wrong = [
         f"{name}:{line} imports {m}"

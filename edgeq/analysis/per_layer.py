@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeq.core.errors import AnalysisError, UsageError
+from edgeq.core.errors import UsageError
 from edgeq.data.samples import InputSpec
 from edgeq.host.native import captured_native_stderr
 from edgeq.records.manifest import LayerError, Manifest, PerLayer
@@ -120,22 +120,9 @@ def debugger_feeds(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[
 
 def run_debugger(debug_model: bytes, samples: list[list[np.ndarray]]) -> list[LayerError]:
     """Per-layer statistics of the NumericVerify `debug_model` on float `samples` (input order)."""
-    import tensorflow as tf
+    from edgeq.frameworks.debugger import layer_statistics
 
-    feeds = debugger_feeds(debug_model, samples)
-    options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"signal_power": _signal_power})
-    try:
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            quant_debug_model_content=debug_model, debug_dataset=lambda: iter(feeds), debug_options=options
-        )
-        debugger.run()
-    except (ValueError, RuntimeError) as exc:
-        from edgeq.frameworks.sources import first_line
-
-        raise AnalysisError(f"TensorFlow's QuantizationDebugger failed on the debug model: {first_line(exc)}") from exc
-    dump = io.StringIO()
-    debugger.layer_statistics_dump(dump)
-    dump.seek(0)
+    dump = io.StringIO(layer_statistics(debug_model, debugger_feeds(debug_model, samples), {"signal_power": _signal_power}))
     layers = [_layer(row) for row in csv.DictReader(dump)]
     # a layer whose error could not be measured (no signal, or a NaN from LOG on zeros) is a suspect: first, never last
     layers.sort(key=lambda layer: (layer.sqnr_db is not None, layer.sqnr_db or 0.0))
