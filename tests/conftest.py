@@ -197,7 +197,7 @@ def trained(tmp_path_factory, digits_calib):
 
     folder = tmp_path_factory.mktemp("trained")
     keras_path = folder / "digits.keras"
-    train(keras_path, epochs=6)
+    train(keras_path, epochs=6, side=8)  # the 8x8 images as they are: quick, and the tests' shapes
     int8 = convert(keras_path, folder / "digits_int8.tflite", digits_calib, samples=200).output
     float_path = folder / "digits_float.tflite"
     from edgeq.frameworks.sources import load_source

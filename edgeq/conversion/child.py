@@ -105,7 +105,9 @@ def _run_with(model: Path, data: Path | None, options: ConvertOptions) -> ChildR
         return ChildResult(source.restore(quantized), learned, float_bytes, keep, _calibration_record(audits, data, options, 1))
     calibrated, jobs = _calibrated(source, options, stream)
     record = _calibration_record(audits, data, options, jobs)
-    result = finish(Calibrated(calibrated, tuple(source.specs), record, learned), source, data, options)
+    with phase("float size"):  # the plain float .tflite validate compares with: one size for one thing
+        float_bytes = len(one_step(source, options.recipe, None, float_only=True))
+    result = finish(Calibrated(calibrated, tuple(source.specs), record, learned, float_bytes), source, data, options)
     reusable = len(source.signatures) == 1 and source.kind in ("keras", "saved_model", "tflite")  # restore() is the identity
     return replace(result, model=source.restore(result.model), calibrated=result.calibrated if reusable else None)
 
@@ -174,7 +176,7 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
     return ChildResult(
         quantized,
         calibrated.learned,
-        len(calibrated.model),
+        calibrated.float_bytes,
         keep,
         record,
         ranges.method,

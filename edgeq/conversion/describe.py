@@ -114,7 +114,7 @@ def _sizes(result: ChildResult, parsed: TfliteModel, model: Path) -> Sizes:
         float_bytes,
         parsed.size,
         round(parsed.size / float_bytes, 4) if float_bytes else None,
-        "calibrated float graph" if result.calibration and result.calibration.samples else "float model",
+        "float .tflite",
         size_of(model) if from_tflite else None,
         round(parsed.size / size_of(model), 4) if from_tflite else None,
     )

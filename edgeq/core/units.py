@@ -21,9 +21,24 @@ def percent(x: float | None) -> str:
     return number(None if x is None else 100 * x, ".2f", "%")
 
 
+GATE_UNITS = {
+    "max_drop": (".2f", " pts"),
+    "min_sqnr": (".2f", " dB"),
+    "min_slice_sqnr": (".2f", " dB"),
+    "max_latency_ms": (".3f", " ms"),
+    "min_speedup": (".2f", "x"),
+    "max_regression_pts": (".2f", " pts"),
+    "max_latency_regression": (".1f", " %"),
+    "max_size_growth": (".1f", " %"),
+}
+
+
 def gate_figure(name: str, value: float | None) -> str:
     """A gate's limit or value in the unit the rest of the output uses for that figure."""
-    return percent(value) if name == "min_agreement" else number(value)
+    if name == "min_agreement":
+        return percent(value)
+    fmt, unit = GATE_UNITS.get(name, (".4g", ""))
+    return number(value, fmt, unit)
 
 
 def gate_status(gate) -> str:

@@ -223,7 +223,7 @@ class Sizes:
     float_bytes: int | None
     model_bytes: int
     ratio: float | None = None
-    float_is: str = "float model"
+    float_is: str = "float .tflite"
     source_bytes: int | None = None
     source_ratio: float | None = None
 

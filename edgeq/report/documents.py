@@ -24,6 +24,7 @@ from edgeq.report.text import (
     short_name,
     slice_flag,
     slice_text,
+    threads,
     step_label,
     step_outputs,
 )
@@ -58,7 +59,7 @@ def summary(results: ValidationResult, marks: bool = True) -> dict[str, str]:
         "size reduction": f"{1 / ratio:.2f}× smaller" if ratio else "n/a",
         "top-1 drop": f"{num(acc.top1_drop_pts)} pts" if acc.top1_drop_pts is not None else "n/a (no labels)",
         "top-1 agreement": f"{pct(acc.agreement)} on {acc.output}" if acc.output else "n/a (no classes output)",
-        "speedup vs float": f"{num(lat.speedup)}× ({lat.delegate}, {lat.threads} thread(s)"
+        "speedup vs float": f"{num(lat.speedup)}× ({lat.delegate}, {threads(lat.threads)}"
         + ("; no measurable difference)" if lat.within_noise else ")"),
         "verdict": verdict(results, marks),
     }
@@ -76,7 +77,7 @@ def _rows(results: ValidationResult) -> list[tuple[str, str, str, str]]:
         rows.append(("top-1 agreement with float", "", pct(acc.agreement), ""))
     rows.append(
         (
-            f"latency p50 ({lat.delegate}, {lat.threads} thread(s))",
+            f"latency p50 ({lat.delegate}, {threads(lat.threads)})",
             ms(lat.float_ms.p50),
             ms(lat.int8_ms.p50),
             f"{num(lat.speedup)}× speedup" + (" (no measurable difference)" if lat.within_noise else ""),
@@ -125,7 +126,7 @@ def _output_rows(results: ValidationResult) -> list[tuple[str, ...]]:
             o.name,
             f"{o.role} ({o.role_from or 'n/a'})",
             "exact" if o.exact else num(o.sqnr_db),
-            slice_text(o) + (f" ({slice_flag(o)})" if o.slice_flagged else ""),
+            (slice_text(o) or "n/a") + (f" ({slice_flag(o)})" if o.slice_flagged else ""),
             pct(o.agreement),
             num(o.cosine, 5),
             number(o.max_abs_error),
@@ -348,7 +349,7 @@ def plots(results: ValidationResult) -> dict[str, str]:
         for body, color in zip(bodies, ("#8899aa", "#2a7ab9")):
             body.set_facecolor(color)
         ax.set_yticks(range(1, len(names) + 1), names)
-        ax.set_xlabel(f"latency per invoke ({unit}), {lat.delegate}, {lat.threads} thread(s), {lat.runs} runs")
+        ax.set_xlabel(f"latency per invoke ({unit}), {lat.delegate}, {threads(lat.threads)}, {lat.runs} runs")
         ax.set_title("Latency distribution: float vs INT8")
         ax.grid(axis="x", alpha=0.3)
         charts["latency.png"] = _png(fig)

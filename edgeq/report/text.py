@@ -118,8 +118,7 @@ def conversion_text(result) -> str:
         else:
             lines.append("refine: auto kept the model as converted (no refinement scored higher)")
         lines += [f"  {r.judged}"] if r.judged else []
-    if m.cache:
-        lines.append(f"cache: conversion {m.cache.conversion}, calibration {m.cache.calibration}")
+    lines += cache_lines(m.cache)
     for name, count in m.keep_float.per_name.items():
         lines.append(f"keep-float {terminal(name)}: {count} node(s) kept in float")
     if m.float_ops and m.recipe.mode in ("dynamic", "float16"):
@@ -255,11 +254,13 @@ def validation_text(r: ValidationResult) -> str:
         lines += [f"  source  {terminal(o.name)}: {sqnr(o)}  max |err| {number(o.max_abs_error)}" for o in c.outputs]
     lines += [f"output    {output_line(o)}" for o in r.outputs]
     lines.append(
-        f"latency   {lat.delegate}, {lat.threads} thread(s), {lat.runs} runs: "
+        f"latency   {lat.delegate}, {threads(lat.threads)}, {lat.runs} runs: "
         f"{kind} p50 {number(lat.int8_ms.p50, '.3f', ' ms')}  float p50 {number(lat.float_ms.p50, '.3f', ' ms')}  "
         f"speedup {number(lat.speedup, '.2f', 'x')}"
         + ("  (no measurable difference: within run-to-run noise or under 0.01 ms)" if lat.within_noise else "")
     )
+    if lat.cpu:
+        lines.append(f"          on {terminal(lat.cpu)}")
     kept = ", ".join(f"{k} x{v}" for k, v in lat.cpu_fallback_ops.items()) or "none"
     lines.append(f"delegate  took {lat.delegated_nodes} of {lat.total_nodes} nodes; on built-in kernels: {kept}")
     if r.target:
@@ -333,8 +334,24 @@ def sqnr(o: OutputScore) -> str:
 
 
 def slice_text(o: OutputScore) -> str:
+    """The worst slice, or "" where the output has no axis to slice along."""
     w = o.worst_slice
-    return f"worst slice axis {w.axis} index {w.index}: {w.sqnr_db:.2f} dB" if w else "worst slice n/a"
+    return f"worst slice axis {w.axis} index {w.index}: {w.sqnr_db:.2f} dB" if w else ""
+
+
+def cache_lines(cache) -> list[str]:
+    """What was reused from edgeq's cache, in plain words; nothing when nothing was (the manifest records it all)."""
+    if cache is None:
+        return []
+    if cache.conversion == "hit":
+        return ["reused an earlier conversion of the same model, data and options from the cache (--no-cache: anew)"]
+    if cache.calibration == "hit":
+        return ["reused the calibration of an earlier conversion of the same model and data from the cache (--no-cache: anew)"]
+    return []
+
+
+def threads(n: int | None) -> str:
+    return f"{number(n, 'd')} thread{'' if n == 1 else 's'}"
 
 
 def output_line(o: OutputScore) -> str:
@@ -351,7 +368,9 @@ def output_line(o: OutputScore) -> str:
     return (
         f"{terminal(o.name)} [{o.role}: {terminal(o.role_from or 'n/a')}]{_paired(o)}: {sqnr(o)}  cosine "
         f"{number(o.cosine, '.5f')}  "
-        f"max |err| {number(o.max_abs_error)}  mean |err| {number(o.mean_abs_error)}  {slice_text(o)}{flag}{agreement}"
+        f"max |err| {number(o.max_abs_error)}  mean |err| {number(o.mean_abs_error)}"
+        + (f"  {slice_text(o)}" if o.worst_slice else "")
+        + f"{flag}{agreement}"
     )
 
 
@@ -369,7 +388,7 @@ def broken_notes(r: ValidationResult) -> list[str]:
     """Each output below 10 dB, whole or in a slice, named with what edgeq can do about it, unless
     its decisions hold (see low_sqnr_notes)."""
     return [
-        f"output '{o.name}' ({o.role}) is likely broken: {sqnr(o)}, {slice_text(o)}; try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
+        f"output '{o.name}' ({o.role}) is likely broken: {sqnr(o)}{', ' + slice_text(o) if o.worst_slice else ''}; try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
         for o in r.broken_outputs
         if not _decisions_hold(o)
     ]
@@ -382,7 +401,7 @@ def low_sqnr_notes(r: ValidationResult) -> list[str]:
     for o in (o for o in r.broken_outputs if _decisions_hold(o)):
         match = f", sequences matching {percent(o.sequence_match)}" if o.sequence_match is not None else ""
         notes.append(
-            f"output '{o.name}' ({o.role}) has {sqnr(o)}, {slice_text(o)}, yet its decisions hold (agreement "
+            f"output '{o.name}' ({o.role}) has {sqnr(o)}{', ' + slice_text(o) if o.worst_slice else ''}, yet its decisions hold (agreement "
             f"{percent(o.agreement)}{' per step' if o.role == 'sequence' else ''}{match}): the error is in values no "
             f"argmax reads; if the app reads them (scores, a beam search), try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
         )

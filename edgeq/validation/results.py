@@ -40,6 +40,7 @@ class Latency:
     partitions: int | None = None
     float_delegated_nodes: int | None = None
     float_total_nodes: int | None = None
+    cpu: str | None = None  # a local timing's CPU, with its int8 dot-product instructions or their absence
 
 
 @dataclass(frozen=True)

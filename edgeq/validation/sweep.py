@@ -15,6 +15,7 @@ import numpy as np
 from edgeq.core.errors import DataError, UsageError
 from edgeq.core.progress import report
 from edgeq.data.samples import InputSpec, Preprocessing, SampleSource, open_samples
+from edgeq.host.machine import this_cpu
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.scoring.metrics import Scorer
 from edgeq.scoring.roles import Role, decide_roles
@@ -120,6 +121,7 @@ def time_latency(int8: LiteRTRunner, ref: LiteRTRunner, first: list, first_refer
         partitions=int8.partitions,
         float_delegated_nodes=ref.delegated_nodes,
         float_total_nodes=ref.total_nodes,
+        cpu=None if options.delegate_library else this_cpu().describe(),
     )
 
 

@@ -285,3 +285,23 @@ def test_streaming_a_stateful_model_feeds_each_model_its_own_state(tmp_path, cli
     first = {o["name"]: o["sqnr_db"] for o in window["search"]["steps"][0]["outputs"]}
     first_streamed = {o["name"]: o["sqnr_db"] for o in streamed_budget["search"]["steps"][0]["outputs"]}
     assert first_streamed["speech"] < first["speech"] - 1  # full INT8, streamed: the drift the app would see
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, said",
+    [
+        ("model name\t: Intel(R) Xeon(R) Processor\nflags\t\t: avx2 avx512f avx512_vnni\n", "with int8 dot-product instructions"),
+        ("model name\t: AMD EPYC 7B12\nflags\t\t: fpu sse4_2 avx2 fma\n", "without int8 dot-product instructions: INT8's speed"),
+    ],
+)
+def test_the_latency_line_names_the_cpu_and_its_int8_dot_products(cpuinfo, said, trained, digits_calib, cli, monkeypatch):
+    """What the demo's latency says on a CPU with VNNI and on one without: read from a /proc/cpuinfo
+    text, so the test holds on either kind of machine."""
+    from edgeq.host.machine import cpu_of
+
+    monkeypatch.setattr("edgeq.validation.sweep.this_cpu", lambda: cpu_of(cpuinfo, "x86_64"))
+    keras_path, int8, float_path = trained
+    code, out, err = cli("validate", int8, "--reference", float_path, "-d", digits_calib.parent / "val", "--runs", "5")
+    assert code == 0, err
+    latency = out.splitlines()[next(i for i, line in enumerate(out.splitlines()) if line.startswith("latency")) + 1]
+    assert latency.strip().startswith("on ") and said in latency

@@ -42,6 +42,7 @@ class CalibratedHeader:
     specs: tuple[InputSpec, ...]
     calibration: Calibration
     learned: Learned
+    float_bytes: int
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Calibrated:
     specs: tuple[InputSpec, ...]
     calibration: Calibration  # before a range method is chosen
     learned: Learned
+    float_bytes: int  # the plain float .tflite's size, as validate converts the same source
     histograms: dict[int, np.ndarray] | None = None  # per tensor, over its min/max; built by the first non-minmax method
     source_model: bytes | None = None  # a PyTorch source's float .tflite (litert-torch's), to name a fault in it
 
@@ -62,7 +64,7 @@ class Calibrated:
             blobs["histograms"] = buffer.getvalue()
         if self.source_model is not None:
             blobs["source_model"] = self.source_model
-        return to_json(CalibratedHeader(self.specs, self.calibration, self.learned)), blobs
+        return to_json(CalibratedHeader(self.specs, self.calibration, self.learned, self.float_bytes)), blobs
 
     @classmethod
     def from_entry(cls, entry: Entry) -> Calibrated:
@@ -72,7 +74,13 @@ class Calibrated:
             with np.load(io.BytesIO(entry.blobs["histograms"]), allow_pickle=False) as found:
                 histograms = {int(i): found[i] for i in found.files}
         return cls(
-            entry.blobs["tflite"], header.specs, header.calibration, header.learned, histograms, entry.blobs.get("source_model")
+            entry.blobs["tflite"],
+            header.specs,
+            header.calibration,
+            header.learned,
+            header.float_bytes,
+            histograms,
+            entry.blobs.get("source_model"),
         )
 
     def with_histograms(self, histograms: dict[int, np.ndarray] | None) -> Calibrated:
