@@ -7,9 +7,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from typing import ParamSpec
+from pathlib import Path
+from typing import Any, ParamSpec
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from edgeq.core.errors import EdgeqError
 from edgeq.core.escape import terminal
@@ -32,7 +34,7 @@ def show_version(value: bool) -> None:
 
 
 VERBOSE = typer.Option(False, "-v", "--verbose", metavar="", help="Log details; show tracebacks and TensorFlow's own log.")
-QUIET = typer.Option(False, "-q", "--quiet", metavar="", help="Only errors (and the machine output asked for with --json).")
+QUIET = typer.Option(False, "-q", "--quiet", metavar="", help="Print errors only.")
 
 
 @app.callback()
@@ -59,6 +61,69 @@ def configure(verbose: bool, quiet: bool) -> None:
 
 
 P = ParamSpec("P")
+STDOUT = "-"
+
+
+def json_args(args: list[str]) -> list[str]:
+    """`--json [PATH]`: a `--json` not followed by a PATH ending in .json (or by -) prints on stdout.
+    Click has no option with an optional value, so the missing value is filled in here."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--":
+            return out + args[i + 1 :]
+        following = args[i + 1] if i + 1 < len(args) else None
+        if arg == "--json" and (following is None or (following != STDOUT and not following.lower().endswith(".json"))):
+            out.append(STDOUT)
+    return out
+
+
+class Command(TyperCommand):
+    """A command whose `--json` takes an optional PATH."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, json_args(args))
+
+
+class Group(TyperGroup):
+    """A command group whose own `--json` takes an optional PATH (edgeq devices)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, json_args(args))
+
+
+def json_option(what: str) -> Any:
+    """The one --json of every command: PATH (a .json file) or stdout."""
+    return typer.Option(
+        None,
+        "--json",
+        metavar="[PATH]",
+        show_default=False,
+        help=f"{what} as JSON: into PATH (ending .json), or on stdout instead of the summary when no PATH (or -) is given "
+        "(-q keeps it).",
+        rich_help_panel=Panel.FILES,
+    )
+
+
+def check_json(path: str | None, force: bool, inputs: tuple[Path, ...] = ()) -> None:
+    """Before any work: a --json PATH that exists needs --force, and is never one of the inputs (nor
+    the manifest beside an input .tflite, which edgeq reads too)."""
+    from edgeq.core.fileio import check_writable
+    from edgeq.records.manifest_file import manifest_for
+
+    if path is not None and path != STDOUT:
+        manifests = tuple(manifest_for(p) for p in inputs if p.suffix.lower() == ".tflite")
+        check_writable(Path(path), force, inputs + manifests)
+
+
+def emit_json(path: str | None, text: str) -> None:
+    """The JSON on stdout (`-`) or into its file, written whole (checked first with check_json)."""
+    from edgeq.core.fileio import write_files_atomically
+
+    if path == STDOUT:
+        typer.echo(text)
+    elif path is not None:
+        write_files_atomically({Path(path): (text + "\n").encode()})
 
 
 def command(
@@ -83,7 +148,7 @@ def command(
         wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
         wrapper.__annotations__ = {**fn.__annotations__, "verbose": "bool", "quiet": "bool"}
         epilog = ("Examples:\n\n" + "\n\n".join(f"  {e}" for e in examples)) if examples else None
-        return (target or app).command(name, epilog=epilog)(wrapper)
+        return (target or app).command(name, epilog=epilog, cls=Command)(wrapper)
 
     return register
 
@@ -176,6 +241,9 @@ class Panel:
     DEVICES = "Devices and accelerators"
     METADATA = "Model metadata"
     TRUST = "Trust"
+
+
+FORCE = typer.Option(False, "--force", metavar="", help="Overwrite existing output files.", rich_help_panel=Panel.FILES)
 
 
 def fraction(text: str) -> float:

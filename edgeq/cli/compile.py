@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from edgeq.cli.common import command, fail, say, state
+from edgeq.cli.common import STDOUT, check_json, command, emit_json, fail, json_option, say, state
 from edgeq.core.errors import EdgeqError
 from edgeq.core.escape import terminal
 
@@ -32,7 +32,7 @@ def compile(
         help="The compiled .tflite to write (its manifest goes beside it).",
     ),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite existing output files."),
-    as_json: bool = typer.Option(False, "--json", metavar="", help="Print the compile record as JSON only."),
+    as_json: str | None = json_option("The compile record"),
 ) -> None:
     """Compile an INT8 model for an NPU: the ops the vendor's compiler takes become DISPATCH_OP
     partitions, the rest stays on the CPU."""
@@ -40,13 +40,15 @@ def compile(
     from edgeq.packaging.npu import compile_file
 
     try:
-        state["json"] = as_json
+        state["json"] = as_json == STDOUT
+        check_json(as_json, force, (model, output))
         made = compile_file(model, npu, output, force)
     except EdgeqError as exc:
         fail(exc)
     record = made.record
-    if as_json:
-        typer.echo(
+    if as_json is not None:
+        emit_json(
+            as_json,
             json.dumps(
                 {
                     "output": str(made.output),
@@ -54,9 +56,10 @@ def compile(
                     **to_json(record),
                 },
                 indent=2,
-            )
+            ),
         )
-        return
+        if as_json == STDOUT:
+            return
     on_cpu = ", ".join(f"{k} x{v}" for k, v in record.ops_on_cpu.items()) or "none"
     say(
         terminal(

@@ -7,7 +7,22 @@ from pathlib import Path
 
 import typer
 
-from edgeq.cli.common import Panel, command, fail, floats, fraction, log, points, progress_bar, say, state
+from edgeq.cli.common import (
+    STDOUT,
+    Panel,
+    check_json,
+    command,
+    emit_json,
+    fail,
+    floats,
+    fraction,
+    json_option,
+    log,
+    points,
+    progress_bar,
+    say,
+    state,
+)
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
 from edgeq.records.recipe import Method, Mode, Recipe
@@ -312,9 +327,7 @@ def convert(
         rich_help_panel=Panel.FILES,
     ),
     force: bool = typer.Option(False, "--force", metavar="", help="Overwrite an existing output.", rich_help_panel=Panel.FILES),
-    as_json: bool = typer.Option(
-        False, "--json", metavar="", help="Print the manifest as JSON only.", rich_help_panel=Panel.FILES
-    ),
+    as_json: str | None = json_option("The manifest"),
 ) -> None:
     """Convert a float model (.keras/.h5, SavedModel, float .tflite, PyTorch .pt2 or ONNX) to a
     quantized .tflite, calibrated on real samples."""
@@ -378,6 +391,7 @@ def convert(
             from edgeq.packaging.bundle import check_bundle
 
             check_bundle(bundle_dir, force)
+        check_json(as_json, force, tuple(Path(p) for p in (model, output, data, eval_data, recipe_file) if p))
         about = None
         if labels or metadata or any((name, description, version, author, license_)):
             about = Description(
@@ -389,7 +403,7 @@ def convert(
                 author or "",
                 license_ or "",
             )
-        state["json"] = as_json
+        state["json"] = as_json == STDOUT
         with progress_bar():
             result = run_convert(model, output, data, options, quiet_native=not state["verbose"], force=force, about=about)
         if bundle_dir is not None and result.budget_met is not False:
@@ -407,9 +421,8 @@ def convert(
     from edgeq.report.text import timings_line
 
     log.debug(timings_line(manifest.timings))
-    if as_json:
-        typer.echo(json.dumps(result.to_json(), indent=2))
-    else:
+    emit_json(as_json, json.dumps(result.to_json(), indent=2))
+    if as_json != STDOUT:
         from edgeq.report.text import conversion_text
 
         say(conversion_text(result))

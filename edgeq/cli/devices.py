@@ -6,12 +6,14 @@ import json
 
 import typer
 
-from edgeq.cli.common import app, command, fail, say, state
+from edgeq.cli.common import FORCE, STDOUT, Group, app, check_json, command, emit_json, fail, json_option, say, state
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
 
 devices_app = typer.Typer(
-    help="Device profiles (devices/*.toml): list them, check one, set up ARM64 emulation.", invoke_without_command=True
+    help="Device profiles (devices/*.toml): list them, check one, set up ARM64 emulation.",
+    invoke_without_command=True,
+    cls=Group,
 )
 app.add_typer(devices_app, name="devices")
 
@@ -19,7 +21,8 @@ app.add_typer(devices_app, name="devices")
 @devices_app.callback()
 def devices_list(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
+    as_json: str | None = json_option("The profiles (or with --aihub the phones)"),
+    force: bool = FORCE,
     aihub: bool = typer.Option(
         False,
         "--aihub",
@@ -30,6 +33,7 @@ def devices_list(
     """List the device profiles."""
     if ctx.invoked_subcommand is not None:
         return
+    _check(as_json, force)
     from dataclasses import asdict
 
     from edgeq.core.fileio import json_text
@@ -42,9 +46,10 @@ def devices_list(
             phones = list_devices()
         except EdgeqError as exc:
             fail(exc)
-        if as_json:
-            typer.echo(json_text([asdict(p) for p in phones]))
-            return
+        if as_json is not None:
+            _emit(as_json, json_text([asdict(p) for p in phones]))
+            if as_json == STDOUT:
+                return
         for phone in phones:
             say(
                 terminal(
@@ -54,13 +59,25 @@ def devices_list(
             )
         return
     profiles = list_profiles()
-    if as_json:
-        typer.echo(json_text([asdict(p) for p in profiles]))
-        return
+    if as_json is not None:
+        _emit(as_json, json_text([asdict(p) for p in profiles]))
+        if as_json == STDOUT:
+            return
     say("profiles (nothing was contacted; `edgeq devices check NAME` tries one):")
     for p in profiles:
         say(terminal(f"{p.name:<28} {p.transport:<6} {p.address:<28} {p.description}"))
         say(f"{'':<28} {_status(p)}; {terminal(p.path)}")
+
+
+def _check(path: str | None, force: bool) -> None:
+    try:
+        check_json(path, force)
+    except EdgeqError as exc:
+        fail(exc)
+
+
+def _emit(path: str, text: str) -> None:
+    emit_json(path, text.rstrip("\n"))
 
 
 def _status(profile) -> str:
@@ -84,20 +101,23 @@ def _status(profile) -> str:
 )
 def devices_check(
     name: str = typer.Argument(..., show_default=False, metavar="NAME", help="A profile name or a .toml path."),
-    as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
+    as_json: str | None = json_option("What the device reported"),
+    force: bool = FORCE,
 ) -> None:
     """Connect to a device and report OS, CPU architecture, ARM dot-product, runtime and delegates."""
     from edgeq.core.schema import to_json
     from edgeq.run.devices.device_script import check
     from edgeq.run.devices.profiles import load_profile
 
+    _check(as_json, force)
     try:
         info = check(load_profile(name))
     except EdgeqError as exc:
         fail(exc)
-    if as_json:
-        typer.echo(json.dumps({**to_json(info.probe), **{k: v for k, v in to_json(info).items() if k != "probe"}}, indent=2))
-        return
+    if as_json is not None:
+        _emit(as_json, json.dumps({**to_json(info.probe), **{k: v for k, v in to_json(info).items() if k != "probe"}}, indent=2))
+        if as_json == STDOUT:
+            return
     probe = info.probe
     delegates = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in probe.delegates.items()) or "none"
     for label, value in (

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from edgeq.cli.common import command, fail, say
+from edgeq.cli.common import FORCE, STDOUT, check_json, command, emit_json, fail, json_option, say
 from edgeq.core.errors import EdgeqError
 
 
@@ -15,6 +15,7 @@ from edgeq.core.errors import EdgeqError
     examples=(
         "edgeq inspect model_int8.tflite",
         "edgeq inspect model_int8.tflite --target edgetpu --target xnnpack",
+        "edgeq inspect model_int8.tflite --json | jq .ops",
     )
 )
 def inspect(
@@ -22,7 +23,8 @@ def inspect(
     target: list[str] = typer.Option(
         [], "--target", "-t", help="edgetpu | nnapi | xnnpack: predict which ops run there (repeatable)."
     ),
-    as_json: bool = typer.Option(False, "--json", metavar="", help="Print JSON only."),
+    as_json: str | None = json_option("The description"),
+    force: bool = FORCE,
 ) -> None:
     """Describe a .tflite (I/O quantization, ops, weights, size, float leftovers); --target: which ops a target runs."""
     from edgeq.core.schema import to_json
@@ -32,6 +34,7 @@ def inspect(
     from edgeq.tflite.metadata import read_metadata
 
     try:
+        check_json(as_json, force, (model,))
         described = Described.of(model)
         summary = described.summary()
         reports = [check_target(described.model, t) for t in target]
@@ -41,7 +44,7 @@ def inspect(
         compiled = described.manifest.npu if described.manifest else None
     except EdgeqError as exc:
         fail(exc)
-    if as_json:
+    if as_json is not None:
         data = summary.to_dict()
         data["recipe"] = to_json(recipe) if recipe else None
         data["metadata"] = (
@@ -57,8 +60,9 @@ def inspect(
             data["targets"] = {r.target: r.to_dict() for r in reports}
         if dispatch.compiled:
             data["npu"] = {**to_json(dispatch), "compiled": to_json(compiled) if compiled else None}
-        typer.echo(json.dumps(data, indent=2))
-        return
+        emit_json(as_json, json.dumps(data, indent=2))
+        if as_json == STDOUT:
+            return
     from edgeq.report.text import dispatch_text, metadata_text, summary_text, target_text
 
     say(summary_text(summary))

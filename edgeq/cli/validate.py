@@ -6,7 +6,21 @@ from pathlib import Path
 
 import typer
 
-from edgeq.cli.common import Panel, command, fail, floats, fraction, key_values, log, points, progress_bar, say, state
+from edgeq.cli.common import (
+    STDOUT,
+    Panel,
+    command,
+    fail,
+    floats,
+    fraction,
+    json_option,
+    key_values,
+    log,
+    points,
+    progress_bar,
+    say,
+    state,
+)
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
 from edgeq.validation.options import ValidateOptions
@@ -246,13 +260,7 @@ def validate(
         help="Write the per-layer ranking to FILE as CSV (implies --per-layer).",
         rich_help_panel=Panel.FILES,
     ),
-    json_out: Path | None = typer.Option(
-        None,
-        "--json",
-        show_default=False,
-        help="Write the results JSON to FILE; - prints it on stdout instead of the summary.",
-        rich_help_panel=Panel.FILES,
-    ),
+    json_arg: str | None = json_option("The results"),
     report_dir: Path | None = typer.Option(
         None, "--report", show_default=False, help="Write report.md and report.html to DIR.", rich_help_panel=Panel.FILES
     ),
@@ -277,7 +285,7 @@ def validate(
 ) -> None:
     """Run the INT8 model on the target delegate and compare it with the float model. Exit 1 if a gate fails."""
     if resume is not None:
-        return _resume(resume, json_out)
+        return _resume(resume, Path(json_arg) if json_arg and json_arg != STDOUT else None)
     missing = [name for name, value in (("MODEL", model), ("--reference", reference), ("--data", data)) if value is None]
     if missing:
         fail(
@@ -285,8 +293,9 @@ def validate(
                 f"Missing option {' and '.join(missing)}: validate needs MODEL, --reference and --data (or --resume RESULTS.json)"
             )
         )
-    to_stdout = json_out == Path("-")
-    if no_wait and (json_out is None or to_stdout):
+    to_stdout = json_arg == STDOUT
+    json_out = Path(json_arg) if json_arg and not to_stdout else None
+    if no_wait and json_out is None:
         fail(UsageError("--no-wait writes the pending jobs into the results: add --json RESULTS.json"))
     from edgeq.data.samples import PreprocessingOverride
     from edgeq.records.manifest_file import manifest_for
@@ -295,7 +304,7 @@ def validate(
     from edgeq.validation.compare import validate as run_validate
 
     outputs = {
-        "json": None if to_stdout else json_out,
+        "json": json_out,
         "csv": per_layer_csv,
         **({"md": report_dir / "report.md", "html": report_dir / "report.html"} if report_dir else {}),
     }

@@ -24,9 +24,9 @@ from edgeq.report.text import (
     short_name,
     slice_flag,
     slice_text,
-    threads,
     step_label,
     step_outputs,
+    threads,
 )
 from edgeq.run.protocol import AcceleratorUse
 from edgeq.scoring.gates import GateResult

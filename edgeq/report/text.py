@@ -339,6 +339,10 @@ def slice_text(o: OutputScore) -> str:
     return f"worst slice axis {w.axis} index {w.index}: {w.sqnr_db:.2f} dB" if w else ""
 
 
+def slice_clause(o: OutputScore) -> str:
+    return f", {slice_text(o)}" if o.worst_slice else ""
+
+
 def cache_lines(cache) -> list[str]:
     """What was reused from edgeq's cache, in plain words; nothing when nothing was (the manifest records it all)."""
     if cache is None:
@@ -388,7 +392,7 @@ def broken_notes(r: ValidationResult) -> list[str]:
     """Each output below 10 dB, whole or in a slice, named with what edgeq can do about it, unless
     its decisions hold (see low_sqnr_notes)."""
     return [
-        f"output '{o.name}' ({o.role}) is likely broken: {sqnr(o)}{', ' + slice_text(o) if o.worst_slice else ''}; try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
+        f"output '{o.name}' ({o.role}) is likely broken: {sqnr(o)}{slice_clause(o)}; try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
         for o in r.broken_outputs
         if not _decisions_hold(o)
     ]
@@ -401,7 +405,7 @@ def low_sqnr_notes(r: ValidationResult) -> list[str]:
     for o in (o for o in r.broken_outputs if _decisions_hold(o)):
         match = f", sequences matching {percent(o.sequence_match)}" if o.sequence_match is not None else ""
         notes.append(
-            f"output '{o.name}' ({o.role}) has {sqnr(o)}{', ' + slice_text(o) if o.worst_slice else ''}, yet its decisions hold (agreement "
+            f"output '{o.name}' ({o.role}) has {sqnr(o)}{slice_clause(o)}, yet its decisions hold (agreement "
             f"{percent(o.agreement)}{' per step' if o.role == 'sequence' else ''}{match}): the error is in values no "
             f"argmax reads; if the app reads them (scores, a beam search), try {', '.join(BROKEN_OUTPUT_REMEDIES)}"
         )

@@ -133,3 +133,45 @@ def test_devices_says_what_it_knows_without_contacting_them():
     status = {lines[i].split()[0]: lines[i + 1].split(";")[0].strip() for i in range(1, len(lines) - 1, 2)}
     assert status["local"] == "this machine" and status["raspberry-pi-5"] == "not checked"
     assert status["emulated-raspberry-pi-5"] in ("emulation set up", "not set up: edgeq devices setup emulated-raspberry-pi-5")
+
+
+def test_one_json_convention_in_every_command_that_has_json(tmp_path, monkeypatch):
+    """`--json [PATH]`: no PATH (or -) prints the JSON alone on stdout; a PATH writes it and keeps the
+    summary; an existing PATH needs --force; the manifest beside an input is never written over."""
+    import json
+    import shutil
+
+    from helpers import FIXTURES
+
+    from edgeq.cli.common import json_args
+
+    assert json_args(["inspect", "--json", "m.tflite"]) == ["inspect", "--json", "-", "m.tflite"]
+    assert json_args(["inspect", "m.tflite", "--json"]) == ["inspect", "m.tflite", "--json", "-"]
+    assert json_args(["x", "--json", "out.JSON", "--json", "-"]) == ["x", "--json", "out.JSON", "--json", "-"]
+    assert json_args(["x", "--", "--json"]) == ["x", "--", "--json"]
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "tiny_int8.tflite"
+    shutil.copy(FIXTURES / "tflite" / "tiny_int8.tflite", model)
+    for args in (["inspect", "--json", str(model)], ["inspect", str(model), "--json"], ["devices", "--json"]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        json.loads(result.stdout)  # the JSON alone
+    result = CliRunner().invoke(app, ["inspect", str(model), "--json", "described.json"])
+    assert result.exit_code == 0 and "ops on int8 kernels" in result.stdout
+    assert json.loads((tmp_path / "described.json").read_text())["bytes"] == model.stat().st_size
+    again = CliRunner().invoke(app, ["inspect", str(model), "--json", "described.json"])
+    assert again.exit_code == 2 and "--force" in again.output
+    assert CliRunner().invoke(app, ["inspect", str(model), "--json", "described.json", "--force"]).exit_code == 0
+    manifest = tmp_path / "tiny_int8.edgeq.json"
+    manifest.write_text("{}")
+    over = CliRunner().invoke(app, ["inspect", str(model), "--json", str(manifest), "--force"])
+    assert over.exit_code == 2 and manifest.read_text() == "{}"
+    result = CliRunner().invoke(app, ["devices", "--json", "profiles.json"])
+    assert result.exit_code == 0 and "profiles (nothing was contacted" in result.stdout
+    assert {p["name"] for p in json.loads((tmp_path / "profiles.json").read_text())} >= {"local"}
+    for name in ("convert", "inspect", "compile", "validate", "devices"):
+        help_text = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"}, terminal_width=200).stdout
+        assert "--json" in help_text and "[PATH]" in help_text, name
+    for name in ("report", "bundle"):
+        help_text = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"}, terminal_width=200).stdout
+        assert "--json" not in help_text.replace("validate --json", ""), name
