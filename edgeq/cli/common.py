@@ -17,7 +17,55 @@ from edgeq.core.errors import EdgeqError
 from edgeq.core.escape import terminal
 from edgeq.core.version import __version__
 
+STDOUT = "-"
+
+
+def json_args(args: list[str]) -> list[str]:
+    """`--json [PATH]`: a `--json` not followed by a PATH ending in .json (or by -) prints on stdout.
+    Click has no option with an optional value, so the missing value is filled in here."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        if arg == "--":
+            return out + args[i + 1 :]
+        following = args[i + 1] if i + 1 < len(args) else None
+        if arg == "--json" and (following is None or (following != STDOUT and not following.lower().endswith(".json"))):
+            out.append(STDOUT)
+    return out
+
+
+def parsed(parse: Callable[[Any, list[str]], list[str]], ctx: Any, args: list[str]) -> list[str]:
+    """Click's parse with `--json [PATH]` filled in, and a usage error as one line and exit 2 (not
+    Typer's boxed usage text): what was wrong and where the help is."""
+    import click
+
+    try:
+        return parse(ctx, json_args(args))
+    except click.UsageError as exc:
+        text = " ".join(exc.format_message().replace(" (env var: 'None')", "").split())
+        typer.echo(f"edgeq: error: {terminal(text)} (see {ctx.command_path} --help)", err=True)
+        raise typer.Exit(2) from None
+
+
+class Command(TyperCommand):
+    """A command whose `--json` takes an optional PATH; usage errors in one line."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return parsed(super().parse_args, ctx, args)
+
+
+class Group(TyperGroup):
+    """A command group, likewise (edgeq, edgeq devices)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return parsed(super().parse_args, ctx, args)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        return parsed(lambda c, a: super(Group, self).resolve_command(c, a), ctx, args)
+
+
 app = typer.Typer(
+    cls=Group,
     add_completion=True,  # edgeq --install-completion
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -61,35 +109,13 @@ def configure(verbose: bool, quiet: bool) -> None:
 
 
 P = ParamSpec("P")
-STDOUT = "-"
 
 
-def json_args(args: list[str]) -> list[str]:
-    """`--json [PATH]`: a `--json` not followed by a PATH ending in .json (or by -) prints on stdout.
-    Click has no option with an optional value, so the missing value is filled in here."""
-    out: list[str] = []
-    for i, arg in enumerate(args):
-        out.append(arg)
-        if arg == "--":
-            return out + args[i + 1 :]
-        following = args[i + 1] if i + 1 < len(args) else None
-        if arg == "--json" and (following is None or (following != STDOUT and not following.lower().endswith(".json"))):
-            out.append(STDOUT)
-    return out
+def choice(values) -> Any:
+    """A choice listed in --help, completed by the shell, and refused in one line when not among them."""
+    import click
 
-
-class Command(TyperCommand):
-    """A command whose `--json` takes an optional PATH."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, json_args(args))
-
-
-class Group(TyperGroup):
-    """A command group whose own `--json` takes an optional PATH (edgeq devices)."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, json_args(args))
+    return click.Choice([str(v) for v in values])
 
 
 def json_option(what: str) -> Any:

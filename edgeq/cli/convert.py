@@ -11,6 +11,7 @@ from edgeq.cli.common import (
     STDOUT,
     Panel,
     check_json,
+    choice,
     command,
     emit_json,
     fail,
@@ -25,7 +26,10 @@ from edgeq.cli.common import (
 )
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
-from edgeq.records.recipe import Method, Mode, Recipe
+from edgeq.data.samples import COLORS, LAYOUTS, RANGES, RESIZES
+from edgeq.records.recipe import REFINEMENTS, Method, Mode, Recipe
+from edgeq.targets import TARGETS
+from edgeq.tflite.metadata import KINDS
 
 RECIPE = Recipe()  # the defaults of the recipe's settings: their one owner
 SIGNATURES = ", ".join(RECIPE.signatures)
@@ -100,13 +104,17 @@ def convert(
         rich_help_panel=Panel.FILES,
     ),
     mode: str = typer.Option(
-        RECIPE.mode.value, help="int8 (strict) | int8-fallback | int16x8 | dynamic | float16.", rich_help_panel=Panel.RECIPE
+        RECIPE.mode.value,
+        click_type=choice(m.value for m in Mode),
+        help="int8 is strict: every op int8, or an error.",
+        rich_help_panel=Panel.RECIPE,
     ),
     io: str | None = typer.Option(
         None,
         "--io",
         show_default="int8 (int16 for int16x8)",
-        help="Input/output type: int8 | uint8 | float32 (int16 for int16x8).",
+        click_type=choice(("int8", "uint8", "float32", "int16")),
+        help="Input/output type (int16 goes with int16x8).",
         rich_help_panel=Panel.RECIPE,
     ),
     per_tensor: bool = typer.Option(
@@ -123,7 +131,8 @@ def convert(
         [],
         "--target",
         "-t",
-        help="edgetpu | nnapi | xnnpack: warn about ops that target will not run (repeatable).",
+        click_type=choice(TARGETS),
+        help="Warn about ops that target will not run (repeatable).",
         rich_help_panel=Panel.LATENCY,
     ),
     eval_data: Path | None = typer.Option(
@@ -164,7 +173,8 @@ def convert(
     refine: str = typer.Option(
         RECIPE.refine,
         "--refine",
-        help="none | bias: take each layer's weight-rounding shift out of its int32 bias (measured on the calibration samples) | "
+        click_type=choice(REFINEMENTS),
+        help="bias: take each layer's weight-rounding shift out of its int32 bias (measured on the calibration samples) | "
         "rounding: round each int8 weight up or down to fit the float layer's output, refitting the bias | auto: keep the "
         "best of these and the model as converted on held-back samples.",
         rich_help_panel=Panel.CALIBRATION,
@@ -189,6 +199,7 @@ def convert(
         None,
         "--optimize",
         show_default=False,
+        click_type=choice(("latency",)),
         help="latency: time INT8 against float on XNNPACK and keep in float the op types that make it slower "
         "(within the budget).",
         rich_help_panel=Panel.LATENCY,
@@ -225,14 +236,24 @@ def convert(
         rich_help_panel=Panel.CALIBRATION,
     ),
     color: str | None = typer.Option(
-        None, help="rgb | gray.", show_default="from the model's channel count", rich_help_panel=Panel.PREPROCESSING
+        None,
+        click_type=choice(COLORS),
+        help="Color of the model's input.",
+        show_default="from the model's channel count",
+        rich_help_panel=Panel.PREPROCESSING,
     ),
-    resize: str = typer.Option(RECIPE.preprocessing.resize, help="stretch | crop | pad.", rich_help_panel=Panel.PREPROCESSING),
+    resize: str = typer.Option(
+        RECIPE.preprocessing.resize,
+        click_type=choice(RESIZES),
+        help="How images take the input's size.",
+        rich_help_panel=Panel.PREPROCESSING,
+    ),
     value_range: str | None = typer.Option(
         None,
         "--range",
         show_default="what the model states, else 0,1",
-        help="Pixel range fed to the model: 0,1 | -1,1 | 0,255.",
+        click_type=choice(RANGES),
+        help="Pixel range fed to the model.",
         rich_help_panel=Panel.PREPROCESSING,
     ),
     mean: str | None = typer.Option(
@@ -248,7 +269,8 @@ def convert(
         None,
         "--layout",
         show_default="from the input's shape",
-        help="Image input layout: nhwc | nchw.",
+        click_type=choice(LAYOUTS),
+        help="Image input layout.",
         rich_help_panel=Panel.PREPROCESSING,
     ),
     signature: list[str] = typer.Option(
@@ -293,7 +315,8 @@ def convert(
         None,
         "--metadata",
         show_default="image-classifier with --labels",
-        help="Embed TFLite Model Metadata: image-classifier | generic.",
+        click_type=choice(KINDS),
+        help="Embed TFLite Model Metadata of this kind.",
         rich_help_panel=Panel.METADATA,
     ),
     name: str | None = typer.Option(

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-from edgeq.cli.common import FORCE, STDOUT, check_json, command, emit_json, fail, json_option, say
+from edgeq.cli.common import FORCE, STDOUT, check_json, choice, command, emit_json, fail, json_option, say
 from edgeq.core.errors import EdgeqError
+from edgeq.targets import TARGETS
 
 
 @command(
@@ -21,7 +22,7 @@ from edgeq.core.errors import EdgeqError
 def inspect(
     model: Path = typer.Argument(..., show_default=False, metavar="MODEL", help="A .tflite model."),
     target: list[str] = typer.Option(
-        [], "--target", "-t", help="edgetpu | nnapi | xnnpack: predict which ops run there (repeatable)."
+        [], "--target", "-t", click_type=choice(TARGETS), help="Predict which ops run there (repeatable)."
     ),
     as_json: str | None = json_option("The description"),
     force: bool = FORCE,

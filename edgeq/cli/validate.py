@@ -9,6 +9,7 @@ import typer
 from edgeq.cli.common import (
     STDOUT,
     Panel,
+    choice,
     command,
     fail,
     floats,
@@ -23,7 +24,9 @@ from edgeq.cli.common import (
 )
 from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.core.escape import terminal
-from edgeq.validation.options import ValidateOptions
+from edgeq.data.samples import COLORS, LAYOUTS, RANGES, RESIZES
+from edgeq.targets import TARGETS
+from edgeq.validation.options import DELEGATE_CHOICES, GPU_PRECISIONS, ValidateOptions
 
 DEFAULTS = ValidateOptions(jobs=1)  # the defaults of validate's settings: their one owner
 
@@ -77,7 +80,8 @@ def validate(
     ),
     delegate: str = typer.Option(
         DEFAULTS.delegate,
-        help="xnnpack | none (built-in kernels) | ref (reference kernels) | edgetpu (libedgetpu.so.1; an Edge TPU-compiled "
+        click_type=choice(DELEGATE_CHOICES),
+        help="none: LiteRT's built-in kernels; ref: its reference kernels; edgetpu: libedgetpu.so.1 (an Edge TPU-compiled "
         "model).",
         rich_help_panel=Panel.RUNTIME,
     ),
@@ -116,16 +120,25 @@ def validate(
     limit: int | None = typer.Option(None, show_default=False, help="Use at most N samples.", rich_help_panel=Panel.RUNTIME),
     top_k: int = typer.Option(DEFAULTS.top_k, help="k of the top-k accuracy.", rich_help_panel=Panel.RUNTIME),
     color: str | None = typer.Option(
-        None, help="rgb | gray.", show_default="the manifest's, else the model's channels", rich_help_panel=Panel.PREPROCESSING
+        None,
+        click_type=choice(COLORS),
+        help="Color of the model's input.",
+        show_default="the manifest's, else the model's channels",
+        rich_help_panel=Panel.PREPROCESSING,
     ),
     resize: str | None = typer.Option(
-        None, show_default=False, help="stretch | crop | pad.", rich_help_panel=Panel.PREPROCESSING
+        None,
+        click_type=choice(RESIZES),
+        show_default="the manifest's",
+        help="How images take the input's size.",
+        rich_help_panel=Panel.PREPROCESSING,
     ),
     value_range: str | None = typer.Option(
         None,
         "--range",
         show_default="the manifest's, else what the model states, else 0,1",
-        help="0,1 | -1,1 | 0,255.",
+        click_type=choice(RANGES),
+        help="Pixel range fed to the model.",
         rich_help_panel=Panel.PREPROCESSING,
     ),
     mean: str | None = typer.Option(None, show_default=False, help="Per-channel mean.", rich_help_panel=Panel.PREPROCESSING),
@@ -134,7 +147,8 @@ def validate(
         None,
         "--layout",
         show_default="from the input's shape",
-        help="Image input layout: nhwc | nchw.",
+        click_type=choice(LAYOUTS),
+        help="Image input layout.",
         rich_help_panel=Panel.PREPROCESSING,
     ),
     output_role: list[str] = typer.Option(
@@ -199,7 +213,8 @@ def validate(
         "--target",
         "-t",
         show_default=False,
-        help="edgetpu | nnapi | xnnpack: predict the target's coverage and check it against the compiler/delegate present.",
+        click_type=choice(TARGETS),
+        help="Predict the target's coverage and check it against the compiler/delegate present.",
         rich_help_panel=Panel.DEVICES,
     ),
     device: list[str] = typer.Option(
@@ -213,14 +228,14 @@ def validate(
         "--accelerator",
         show_default=False,
         help="Also run the model on LiteRT's accelerator here: gpu, or npu:VENDOR[:SOC] (npu:intel); repeatable. Which one "
-        "ran is "
-        "taken from evidence.",
+        "ran is taken from evidence.",
         rich_help_panel=Panel.DEVICES,
     ),
     gpu_precision: str = typer.Option(
         DEFAULTS.gpu_precision,
         "--gpu-precision",
-        help="fp16 (as phones run LiteRT's GPU accelerator) | fp32.",
+        click_type=choice(GPU_PRECISIONS),
+        help="fp16 is how phones run LiteRT's GPU accelerator.",
         rich_help_panel=Panel.DEVICES,
     ),
     require_accelerated: bool = typer.Option(
@@ -237,12 +252,6 @@ def validate(
         help="OUT=IN: a stateful model; run the samples in order as sequences, each model feeding its own OUT back as the next "
         "step's IN (repeatable).",
         rich_help_panel=Panel.OUTPUTS,
-    ),
-    compare_to: str = typer.Option(
-        "local",
-        "--compare-to",
-        help="Compare each device's raw INT8 outputs with this run: local (the only one).",
-        rich_help_panel=Panel.DEVICES,
     ),
     per_layer: bool = typer.Option(
         False,
@@ -312,7 +321,6 @@ def validate(
     try:
         _check_usage(
             target,
-            compare_to,
             report_dir,
             outputs,
             force,
@@ -396,9 +404,7 @@ def _resume(results: Path, json_out: Path | None) -> None:
         raise typer.Exit(1)
 
 
-def _check_usage(
-    target: list[str], compare_to: str, report_dir: Path | None, outputs: dict[str, Path], force: bool, inputs: list[Path]
-) -> None:
+def _check_usage(target: list[str], report_dir: Path | None, outputs: dict[str, Path], force: bool, inputs: list[Path]) -> None:
     """Before the run: the flags go together and every file to write may be written."""
     from edgeq.core.fileio import check_writable
 
@@ -407,8 +413,6 @@ def _check_usage(
             f"validate checks one --target per run (the Edge TPU one may run the model on it); "
             f"got {', '.join(target)}: run validate once per target"
         )
-    if compare_to != "local":
-        raise UsageError(f"--compare-to {compare_to!r}: devices are compared with the local run; use local")
     if report_dir is not None and report_dir.exists() and not report_dir.is_dir():
         raise UsageError(f"--report {report_dir}: is a file; --report names a folder for report.md and report.html")
     for path in outputs.values():

@@ -35,6 +35,11 @@ class InputSpec:
     dtype: str = "float32"
 
 
+COLORS = ("rgb", "gray")
+RESIZES = ("stretch", "crop", "pad")
+LAYOUTS = ("nhwc", "nchw")
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     """How pixels become model inputs: real = (pixel/255 * (hi - lo) + lo), or (pixel - mean) / std."""
@@ -47,11 +52,11 @@ class Preprocessing:
     layout: str | None = None  # "nhwc" | "nchw"; None: from the input's shape
 
     def __post_init__(self) -> None:
-        if self.layout not in (None, "nhwc", "nchw"):
+        if self.layout not in (None, *LAYOUTS):
             raise UsageError(f"--layout {self.layout!r}: use nhwc or nchw")
-        if self.color not in (None, "rgb", "gray"):
+        if self.color not in (None, *COLORS):
             raise UsageError(f"--color {self.color!r}: use rgb or gray")
-        if self.resize not in ("stretch", "crop", "pad"):
+        if self.resize not in RESIZES:
             raise UsageError(f"--resize {self.resize!r}: use stretch, crop or pad")
         if self.value_range is not None and self.value_range not in RANGES:
             raise UsageError(f"--range {self.value_range!r}: use one of {', '.join(RANGES)}")

@@ -14,6 +14,9 @@ from edgeq.scoring.gates import BASELINE_GATES, Gates
 from edgeq.scoring.roles import parse_feedback, roles_given
 from edgeq.targets import TARGETS
 
+GPU_PRECISIONS = ("fp16", "fp32")
+DELEGATE_CHOICES = ("xnnpack", "none", "ref", "edgetpu")  # LiteRT's own three, and the Edge TPU as an external one
+
 
 class ValidateSettings(TypedDict, total=False):
     """The API's keyword settings of a validation, one per command-line flag (a type checker checks
@@ -88,7 +91,7 @@ class ValidateOptions:
     cluster: str | None = None  # a Ray cluster's address (or `local`): the sample loop's invokes run there. Same figures
     pending_store: str | None = None  # --no-wait: fleet jobs are submitted, not waited for; what scoring them needs goes here
     accelerators: tuple[str, ...] = ()  # gpu | npu:VENDOR[:SOC]: run the model on LiteRT's accelerators here too
-    gpu_precision: str = "fp16"  # the GPU computes in fp16 unless told otherwise, as on phones
+    gpu_precision: str = GPU_PRECISIONS[0]  # the GPU computes in fp16 unless told otherwise, as on phones
     require_accelerated: bool = False  # a gate: every op of each accelerator run ran there
     feedback: dict[str, str] = field(default_factory=dict)  # output key -> input key: streaming validation
 

@@ -175,3 +175,27 @@ def test_one_json_convention_in_every_command_that_has_json(tmp_path, monkeypatc
     for name in ("report", "bundle"):
         help_text = CliRunner().invoke(app, [name, "--help"], env={"COLUMNS": "200"}, terminal_width=200).stdout
         assert "--json" not in help_text.replace("validate --json", ""), name
+
+
+def test_choices_are_listed_completed_and_refused_in_one_line():
+    import click
+    import typer
+
+    commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    expected = {
+        "convert": {"mode", "io", "target", "optimize", "refine", "color", "resize", "value_range", "layout", "metadata"},
+        "validate": {"delegate", "target", "gpu_precision", "color", "resize", "value_range", "layout"},
+        "inspect": {"target"},
+    }
+    for name, params in expected.items():
+        command = commands[name]
+        choices = {p.name for p in command.params if isinstance(p.type, click.Choice)}
+        assert params <= choices, (name, params - choices)
+        mode = next(p for p in command.params if p.name in ("mode", "target"))
+        with click.Context(command) as ctx:
+            completed = [c.value for c in mode.shell_complete(ctx, "int8-" if mode.name == "mode" else "edge")]
+        assert completed == (["int8-fallback"] if mode.name == "mode" else ["edgetpu"])
+    result = CliRunner().invoke(app, ["convert", "m.keras", "-o", "x.tflite", "--mode", "int4"])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+    assert "'int4' is not one of 'int8', 'int8-fallback'" in result.output and "convert --help)" in result.output
+    assert "--compare-to" not in CliRunner().invoke(app, ["validate", "--help"], terminal_width=200).stdout  # a dead option
