@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -18,6 +18,7 @@ from edgeq.core.escape import terminal
 from edgeq.core.version import __version__
 
 STDOUT = "-"
+T = TypeVar("T")
 
 
 def json_args(args: list[str]) -> list[str]:
@@ -34,7 +35,7 @@ def json_args(args: list[str]) -> list[str]:
     return out
 
 
-def parsed(parse: Callable[[Any, list[str]], list[str]], ctx: Any, args: list[str]) -> list[str]:
+def parsed(parse: Callable[[Any, list[str]], T], ctx: Any, args: list[str]) -> T:
     """Click's parse with `--json [PATH]` filled in, and a usage error as one line and exit 2 (not
     Typer's boxed usage text): what was wrong and where the help is."""
     import click
