@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
@@ -38,12 +39,13 @@ def json_args(args: list[str]) -> list[str]:
 def parsed(parse: Callable[[Any, list[str]], T], ctx: Any, args: list[str]) -> T:
     """Click's parse with `--json [PATH]` filled in, and a usage error as one line and exit 2 (not
     Typer's boxed usage text): what was wrong and where the help is."""
-    import click
-
     try:
         return parse(ctx, json_args(args))
     except click.UsageError as exc:
         text = " ".join(exc.format_message().replace(" (env var: 'None')", "").split())
+        param = getattr(exc, "param", None)
+        if param is not None and param.name in (ctx.default_map or {}) and not set(param.opts) & set(args):
+            text += f" (set in {state['project']})"
         typer.echo(f"edgeq: error: {terminal(text)} (see {ctx.command_path} --help)", err=True)
         raise typer.Exit(2) from None
 
@@ -73,7 +75,7 @@ app = typer.Typer(
     help="Turn a trained TensorFlow/Keras model into a production INT8 TFLite model and prove it fits the edge.",
 )
 log = logging.getLogger("edgeq")
-state = {"verbose": False, "quiet": False}
+state: dict[str, Any] = {"verbose": False, "quiet": False}
 
 
 def show_version(value: bool) -> None:
@@ -88,12 +90,31 @@ QUIET = typer.Option(False, "-q", "--quiet", metavar="", help="Print errors only
 
 @app.callback()
 def main(
+    ctx: typer.Context,
     verbose: bool = VERBOSE,
     quiet: bool = QUIET,
     version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, metavar="", help="Print the version."),
+    project: Path | None = typer.Option(
+        None,
+        "--project",
+        show_default="edgeq.toml or pyproject.toml's [tool.edgeq], nearest from here up",
+        help="Defaults and gates for each command; flags override them.",
+    ),
+    no_project: bool = typer.Option(False, "--no-project", metavar="", help="Read no project file."),
 ) -> None:
-    state.update(verbose=False, quiet=False, json=False)  # a new invocation (tests run several in one process)
+    state.update(verbose=False, quiet=False, json=False, project=None)  # a new invocation (tests run several in one process)
     configure(verbose, quiet)
+    if no_project:
+        return
+    from edgeq.cli.project import default_map, find, load
+
+    try:
+        found = find(Path.cwd()) if project is None else (project, load(project) or {})
+        if found is not None:
+            ctx.default_map = default_map(found[0], found[1], getattr(ctx.command, "commands", {}))
+            state["project"] = str(found[0])
+    except EdgeqError as exc:
+        fail(exc)
 
 
 def configure(verbose: bool, quiet: bool) -> None:
@@ -114,8 +135,6 @@ P = ParamSpec("P")
 
 def choice(values) -> Any:
     """A choice listed in --help, completed by the shell, and refused in one line when not among them."""
-    import click
-
     return click.Choice([str(v) for v in values])
 
 
@@ -164,6 +183,12 @@ def command(
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:  # and verbose=, quiet= (the -v/-q below)
             configure(bool(kwargs.pop("verbose", False)), bool(kwargs.pop("quiet", False)))
+            if state.get("project"):
+                from edgeq.cli.project import given
+
+                used = given(click.get_current_context())
+                if used:
+                    log.info(f"from {terminal(state['project'])}: {', '.join(used)} (flags given here override it)")
             fn(*args, **kwargs)
 
         signature = inspect.signature(fn)
