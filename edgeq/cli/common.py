@@ -231,40 +231,85 @@ def floats(value: str | None, option: str) -> tuple[float, ...] | None:
 
 @contextlib.contextmanager
 def progress_bar():
-    """A bar with samples/s and an ETA on an interactive terminal; nothing in CI, in pipes, with
-    -q or with --json."""
+    """Progress on stderr. On an interactive terminal one live display: each running phase with its
+    time, each loop with its count, rate, note (the search's best so far) and time left. In CI (CI
+    set, no terminal) a plain line per phase of a second or more, with its time. Nothing with -q,
+    with the JSON on stdout, or in a pipe outside CI."""
     from edgeq.core.progress import reporting
-    from edgeq.host.isolation import STEP
 
-    if not sys.stderr.isatty() or os.environ.get("CI") or state["quiet"] or state.get("json"):
+    live = sys.stderr.isatty() and not os.environ.get("CI")
+    if state["quiet"] or state.get("json") or not (live or os.environ.get("CI")):
         with reporting(None):
             yield
-        return
+    elif not live:
+        with _phase_lines() as line, reporting(line):
+            yield
+    else:
+        with _live_display() as update, reporting(update):
+            yield
+
+
+@contextlib.contextmanager
+def _phase_lines():
+    """CI's progress: `edgeq: calibrate took 3.2 s` as each phase of a second or more ends."""
+    import time
+
+    from edgeq.core.progress import PHASE
+
+    started: dict[str, float] = {}
+    with os.fdopen(os.dup(sys.stderr.fileno()), "w") as err:  # stderr, even while TensorFlow's fd 2 is captured
+
+        def line(label: str, done: int, total: int | None, note: str) -> None:
+            kind, _, name = label.partition(":")
+            if kind != PHASE:
+                return
+            if done == 0:
+                started[name] = time.perf_counter()
+            elif name in started and (seconds := time.perf_counter() - started.pop(name)) >= 1:
+                print(f"edgeq: {name} took {seconds:.1f} s", file=err, flush=True)
+
+        yield line
+
+
+@contextlib.contextmanager
+def _live_display():
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from edgeq.core.progress import PHASE
+    from edgeq.host.isolation import STEP
 
     columns = (
+        SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[count]}"),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
     terminal_out = os.fdopen(os.dup(sys.stderr.fileno()), "w")  # the terminal, even while TensorFlow's fd 2 is captured
     with terminal_out, Progress(*columns, transient=True, console=Console(file=terminal_out)) as bar:
         tasks: dict[str, TaskID] = {}
 
-        def update(label: str, done: int, total: int | None) -> None:
-            if label.startswith(f"{STEP}:"):  # step markers name crashes; in-process steps (per-layer) draw nothing
+        def update(label: str, done: int, total: int | None, note: str) -> None:
+            kind, _, name = label.partition(":")
+            if kind == STEP:  # step markers name crashes; they draw nothing
+                return
+            if kind == PHASE:  # a phase is a row while it runs
+                if done == 0 and label not in tasks:
+                    tasks[label] = bar.add_task(name, total=None, count="", note="")
+                elif done and label in tasks:
+                    bar.remove_task(tasks.pop(label))
                 return
             if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total, rate="")
-            task = bar.tasks[tasks[label]]
-            rate = f"{task.speed:.1f} samples/s" if task.speed else ""
-            bar.update(tasks[label], completed=done, total=total, rate=rate)
+                tasks[label] = bar.add_task(label, total=total, count="", note="")
+            task = next(t for t in bar.tasks if t.id == tasks[label])  # ids, not places: finished phases are removed
+            rate = f"  {task.speed:.1f}/s" if task.speed else ""
+            count = f"{done}/{total}" if total else str(done)
+            bar.update(tasks[label], completed=done, total=total, count=count + rate, note=note)
 
-        with reporting(update):
-            yield
+        yield update
 
 
 def key_values(values: list[str], option: str) -> dict[str, str]:

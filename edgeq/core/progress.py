@@ -1,5 +1,6 @@
-"""Progress of the long loops (calibration, the search's evaluations, validation), reported to
-whoever listens: the CLI draws a bar on a terminal; the library stays silent otherwise."""
+"""Progress of the long loops (calibration, the search's evaluations, validation) and of the
+timed phases (edgeq.core.timing), reported to whoever listens: the CLI draws them on a terminal and
+writes a line per phase in CI; the library stays silent otherwise."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-Listener = Callable[[str, int, "int | None"], None]
+Listener = Callable[[str, int, "int | None", str], None]  # label, done, total, a note (e.g. the best so far)
+PHASE = "phase"  # label prefix of a timed phase: done 0 when it starts, 1 when it ends
 T = TypeVar("T")
 
 _listener: ContextVar[Listener | None] = ContextVar("edgeq_progress", default=None)
@@ -28,10 +30,10 @@ def current() -> Listener | None:
     return _listener.get()
 
 
-def report(label: str, done: int, total: int | None) -> None:
+def report(label: str, done: int, total: int | None, note: str = "") -> None:
     listener = _listener.get()
     if listener is not None:
-        listener(label, done, total)
+        listener(label, done, total, note)
 
 
 def counted(label: str, items: Iterable[T], total: int | None) -> Iterator[T]:

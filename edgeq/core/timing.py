@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from edgeq.core.progress import PHASE, report
+
 _recording: list[Timings] = []
 
 
@@ -41,9 +43,12 @@ class Timings:
 
 @contextmanager
 def phase(name: str) -> Iterator[None]:
+    """Time the block as `name`, and tell the progress listener it started and ended."""
     started = time.perf_counter()
+    report(f"{PHASE}:{name}", 0, None)
     try:
         yield
     finally:
         if _recording:
             _recording[-1].add(name, time.perf_counter() - started)
+        report(f"{PHASE}:{name}", 1, None)

@@ -97,7 +97,7 @@ def _child(name: str, args: tuple, results, events, level: int = logging.WARNING
         function: Any = importlib.import_module(module)
         for part in qualname.split("."):
             function = getattr(function, part)
-        with reporting(lambda label, done, total: events.put(("progress", label, done, total))):
+        with reporting(lambda label, done, total, note: events.put(("progress", label, done, total, note))):
             value = function(*args)
         results.send(("ok", value))
     except EdgeqError as exc:
@@ -158,7 +158,10 @@ def run_isolated(function: Callable[..., Any], *args: Any, what: str = "the TFLi
             elif event[1].startswith(f"{STEP}:"):
                 current["step"] = event[1].split(":", 1)[1]
             elif listener is not None:
-                listener(*event[1:])
+                try:
+                    listener(*event[1:])
+                except Exception:  # a progress display that fails must not stop the relay (the child would block)
+                    log.debug("progress listener failed", exc_info=True)
 
     with main_module_hidden():
         child.start()

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgeq.core.errors import DataError
 from edgeq.core.fileio import size_of
+from edgeq.core.timing import phase
 from edgeq.core.version import __version__
 from edgeq.data.normalization import Resolved
 from edgeq.data.samples import fed_as_arrays
@@ -68,14 +69,17 @@ def validate(
     pre = preprocessing_for(manifest, options, int8)  # once: the sweep, the source check and --per-layer feed alike
     with tempfile.TemporaryDirectory(prefix="edgeq-ref-") as scratch:
         target, int8 = check_target(model, int8, options, Path(scratch)) if options.target else (None, int8)
-        float_path, float_note, int8_first = float_reference(
-            reference, int8, options, manifest, Path(scratch), data, pre.preprocessing
-        )
+        with phase("float reference"):
+            float_path, float_note, int8_first = float_reference(
+                reference, int8, options, manifest, Path(scratch), data, pre.preprocessing
+            )
         result = _compare(
             model, reference, data, options, int8, manifest, pre, float_path, float_note, Path(scratch), accelerated, int8_first
         )
         if reference.suffix.lower() in (PT2_SUFFIX, ONNX_SUFFIX):
-            result = replace(result, source_check=check_source(reference, float_path, data, options, pre.preprocessing, manifest))
+            with phase("source check"):
+                source_check = check_source(reference, float_path, data, options, pre.preprocessing, manifest)
+            result = replace(result, source_check=source_check)
     result = replace(result.with_warnings(*notes), model=str(compiled or model))
     if previous is not None:
         result = replace(
@@ -121,16 +125,19 @@ def _compare(
     for i, j in enumerate(inputs.order):
         to_reference[j] = i
     pre = resolved.preprocessing
-    sweep = run_sweep(int8, ref, data, options, pre, to_reference, outputs.order, scratch, bool(accelerated), int8_first)
+    with phase("comparison with float"):
+        sweep = run_sweep(int8, ref, data, options, pre, to_reference, outputs.order, scratch, bool(accelerated), int8_first)
     first_reference = [sweep.first[k] for k in to_reference]
-    latency = time_latency(int8, ref, sweep.first, first_reference, options)
+    with phase("latency"):
+        latency = time_latency(int8, ref, sweep.first, first_reference, options)
     kind = summarize(int8.model).precision
     scores = sweep.scorer.result()
-    devices = (
-        _on_devices(model, float_path, int8, ref, sweep, first_reference, options, accelerated)
-        if options.devices or accelerated
-        else []
-    )
+    with phase("devices and accelerators"):
+        devices = (
+            _on_devices(model, float_path, int8, ref, sweep, first_reference, options, accelerated)
+            if options.devices or accelerated
+            else []
+        )
     devices = [
         replace(d, gates=tuple(g), passed=None if d.pending else passed(g))
         for d in devices
@@ -138,7 +145,8 @@ def _compare(
     ]
     devices, accelerator_warnings = _judged(devices, scores.worst_sqnr_db, ref, first_reference, kind, options)
     float_bytes = size_of(float_path)
-    per_layer = per_layer_of(model, reference, data, specs_of(int8), options, manifest, pre) if options.per_layer else None
+    with phase("per-layer"):
+        per_layer = per_layer_of(model, reference, data, specs_of(int8), options, manifest, pre) if options.per_layer else None
     streaming = run_streaming(int8, ref, data, options, pre, to_reference, outputs.order) if options.feedback else None
     return ValidationResult(
         model=str(model),

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.core.errors import UsageError
-from edgeq.core.progress import counted
+from edgeq.core.progress import counted, report
 from edgeq.core.units import number
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import ChosenLayer, Search, SearchStep, StepKind, StepOutput
@@ -289,6 +289,7 @@ class _Search:
         self.seen: dict[tuple[str, ...], SearchStep] = {}
         self.steps: list[SearchStep] = []
         self.full_int8 = full_int8
+        self.bound: int | None = None  # at most this many steps in all, once the candidates are known
 
     def known(self, layers: list[Layer]) -> bool:
         return self._key(layers) in self.seen
@@ -312,7 +313,14 @@ class _Search:
                 self.models[key] = model
             self.seen[key] = step
             self.steps.append(step)
+            report("search: candidates", len(self.steps), self.bound and max(self.bound, len(self.steps)), self._best_so_far())
         return [self.seen[self._key(layers)] for layers in sets]
+
+    def _best_so_far(self) -> str:
+        met = [s for s in self.steps if s.meets]
+        if met:
+            return f"best so far: {min(s.k for s in met)} float layer(s)"
+        return "none meets the budget yet"
 
     def _may_be_chosen(self, step: SearchStep) -> bool:
         allowed = [s for s in self.steps if s.kind == StepKind.INT8 and (self.max is None or s.k <= self.max)]
@@ -349,6 +357,7 @@ def search(
     if not first.meets:
         missing = {graph.output_names.index(o.tensor) for o in first.outputs if not o.meets and o.tensor in graph.output_names}
         candidates = graph.feeding(missing) if missing else list(graph.layers)
+        run.bound = len(run.steps) + max_evaluations(len(candidates))
         found = _find(run, candidates, [graph.heads[i] for i in sorted(missing) if graph.heads[i] is not None])
         if found is not None:
             _shrink(run, found, shrink_budget(len(candidates)))
