@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 EDGEQ := $(VENV)/bin/edgeq
 CORE := $(VENV)/.core-stamp
 STAMP := $(VENV)/.installed-stamp
+FAST := .venv-fast
 DEMO := build/demo
 
 .PHONY: demo test lint test-fast fuzz bench compat emulation clean
@@ -68,8 +69,16 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not tf and not slow and not ssh and not emulation and not torch"
+# the fast tier: no TensorFlow, PyTorch, accelerators or clusters in its own venv (300 MB); the tests that need them are
+# deselected by marker, those that need the dev extra's tools skip saying so
+$(FAST)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(FAST)
+	@echo "installing edgeq and the test tools into $(FAST) (no TensorFlow)"
+	@$(FAST)/bin/python -m pip install --progress-bar on -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+	@touch $(FAST)/.stamp
+
+test-fast: $(FAST)/.stamp
+	$(FAST)/bin/python -m pytest -q -n 2 -m "not tf and not slow and not ssh and not emulation and not torch"
 
 clean:
-	rm -rf build .pytest_cache
+	rm -rf build .pytest_cache $(FAST)

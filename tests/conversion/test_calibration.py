@@ -15,6 +15,8 @@ from edgeq.data.samples import InputSpec, open_samples
 from edgeq.frameworks.native_converter import calibration_wrapper_file
 from edgeq.tflite.model import parse_tflite
 
+pytestmark = pytest.mark.tf  # TensorFlow's calibrator, in every test
+
 
 def _calibrate_only(keras_path, samples) -> bytes:
     """The plain converter's calibrate step (TensorFlow's serial calibrator) on `samples`."""
