@@ -35,13 +35,34 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
     from edgeq.frameworks.native_converter import mlir_quantize
 
     step("quantizing (TensorFlow's MLIR quantizer)")
+    ops = list(keep.ops)
     for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
-        result = mlir_quantize(
-            calibrated, recipe.per_tensor, recipe.io, numeric_verify, list(keep.ops) or None, list(keep.nodes) or None
-        )
-        if not not_kept(float_ops(parse_tflite(result)), keep):
+        result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, ops or None, list(keep.nodes) or None)
+        found = float_ops(parse_tflite(result))
+        whole = _types_kept_only_by_type(parse_tflite(calibrated), [n for n in keep.nodes if not _is_float(n, found)], ops)
+        if whole:  # TensorFlow keeps e.g. a TRANSPOSE_CONV in float by its type only: every one of them was asked for
+            ops += whole
+            result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, ops, list(keep.nodes) or None)
+            found = float_ops(parse_tflite(result))
+        if not not_kept(found, keep):
             break
     return result
+
+
+def _is_float(node: str, found: list[FloatOp]) -> bool:
+    return any(_names(output, node) for op in found for output in op.outputs)
+
+
+def _types_kept_only_by_type(calibrated: TfliteModel, left: list[str], ops: list[str]) -> list[str]:
+    """The op types of the nodes the quantizer left in int8 although asked to keep them, where every
+    op of that type was asked for: keeping the type keeps exactly those nodes. A type only some of
+    whose ops were asked for stays as it is (keeping it would keep others); the caller's check says so."""
+    writers = {calibrated.tensors[i].name: op.type for op in calibrated.operators for i in op.outputs if i >= 0}
+    types = {writers[n] for n in left if n in writers} - set(ops)
+    asked = set(left)
+    return sorted(
+        t for t in types if all(calibrated.tensors[op.outputs[0]].name in asked for op in calibrated.operators if op.type == t)
+    )
 
 
 def one_step(source, recipe: Recipe, representative_dataset, float_only: bool = False) -> bytes:
@@ -120,13 +141,15 @@ def _components(tensor_name: str) -> set[str]:
 def not_kept(found: list[FloatOp], keep: KeepFloat) -> list[FloatOp]:
     """The float ops that no --keep-float (op type or node) asked for."""
 
-    def kept(name: str) -> bool:
-        """The quantizer may suffix a kept node's name with a digit (Identity -> Identity1), and fuse
-        it with its activation ('activation_1;add_1' for the nodes add_1 and activation_1)."""
-        return any(
-            part == n or (part.startswith(n) and part[len(n) :].isdigit())
-            for part in (name, *name.split(";"))
-            for n in keep.nodes
-        )
+    return [
+        op
+        for op in found
+        if op.type not in set(keep.ops) and not any(_names(output, n) for output in op.outputs for n in keep.nodes)
+    ]
 
-    return [op for op in found if op.type not in set(keep.ops) and not any(map(kept, op.outputs))]
+
+def _names(name: str, node: str) -> bool:
+    """Whether a quantized model's tensor `name` is `node`'s: the quantizer may suffix a kept node's
+    name with a digit (Identity -> Identity1), and fuse it with its activation ('activation_1;add_1'
+    for the nodes add_1 and activation_1)."""
+    return any(part == node or (part.startswith(node) and part[len(node) :].isdigit()) for part in (name, *name.split(";")))

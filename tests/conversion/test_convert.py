@@ -176,6 +176,25 @@ def test_keep_float_leaves_the_named_layer_in_float(cnn_keras, digits_calib, tmp
     assert result.manifest.keep_float.nodes and all("dwconv" in n for n in result.manifest.keep_float.nodes)
 
 
+@pytest.mark.tf
+def test_keep_float_of_a_transposed_convolution_by_name_keeps_it(digits_calib, tmp_path):
+    """TensorFlow's quantizer keeps a TRANSPOSE_CONV in float by its op type only (asked by node name,
+    it left it int8 while edgeq said "1 node(s) kept in float"); where every one is asked for, the type
+    is kept, which keeps exactly those."""
+    import keras
+
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+    x = keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same", name="up")(x)
+    keras.Model(inputs, keras.layers.Activation("sigmoid", name="mask")(x)).save(tmp_path / "up.keras")
+    result = convert(
+        tmp_path / "up.keras", tmp_path / "up.tflite", digits_calib, samples=16, mode="int8-fallback", keep_float=("up",)
+    )
+    assert [op.type for op in result.manifest.float_ops] == ["TRANSPOSE_CONV"]
+    model = read_tflite(result.output)
+    assert {op.type: model.op_precision(op) for op in model.operators}["CONV_2D"] == "int8"
+
+
 def test_keep_float_by_op_type_and_strict_mode_accepts_it(sin_keras, digits_calib, tmp_path):
     result = convert(sin_keras, tmp_path / "s.tflite", digits_calib, samples=16, keep_float=("SIN",))
     assert [op.type for op in result.manifest.float_ops] == ["SIN"]
