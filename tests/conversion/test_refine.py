@@ -74,3 +74,29 @@ def test_refine_bias_is_in_the_recipe_and_the_manifest(cnn_keras, digits_calib, 
     assert code == 0 and "held-back calibration samples" in out, err
     code, _, err = cli("convert", cnn_keras, "--refine", "bias", "--mode", "float16", "-o", tmp_path / "f.tflite")
     assert code == 2 and "--refine bias corrects int8 layers" in err
+
+
+def test_float_twins_are_paired_by_name_when_the_quantizer_swaps_two_like_ops():
+    """MediaPipe's selfie segmentation: the quantizer put conv2d_30 before conv2d_29 (both 128x1x1x32
+    kernels), so pairing by position refitted each against the other's float weights (and crashed
+    --refine rounding on their inputs' shapes). Names come first; position only for the rest."""
+    from types import SimpleNamespace as NS
+
+    from edgeq.conversion.refinement.layers import _twins
+
+    def graph(order: list[str], fused: dict[str, str]):
+        tensors, operators = [], []
+        for name in order:
+            tensors += [NS(name=fused.get(name, name), shape=(128, 1, 1, 32)), NS(name=f"{name}/kernel", shape=(128, 1, 1, 32))]
+            operators.append(NS(type="CONV_2D", inputs=[0, len(tensors) - 1], outputs=[len(tensors) - 2]))
+        return NS(tensors=tensors, operators=operators)
+
+    floating = graph(["conv2d_29", "conv2d_30"], {})
+    quantized = graph(["conv2d_30", "conv2d_29"], {"conv2d_29": "re_lu_12;conv2d_29"})
+    twins = _twins(floating, quantized)
+    assert {i: floating.tensors[op.outputs[0]].name for i, op in twins.items()} == {0: "conv2d_30", 1: "conv2d_29"}
+    renamed = graph(["conv2d_29", "Identity"], {})  # a graph output the quantizer renamed: by position among the rest
+    assert {i: floating.tensors[op.outputs[0]].name for i, op in _twins(floating, renamed).items()} == {
+        0: "conv2d_29",
+        1: "conv2d_30",
+    }

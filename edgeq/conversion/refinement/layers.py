@@ -72,6 +72,9 @@ def weighted_layers(quantized: bytes, calibrated: bytes) -> tuple[list[WeightedL
             skipped.append(f"{name}: {'no float twin in the calibrated graph' if twin is None else 'no bias tensor to refit'}")
             continue
         x, w, b = tensors
+        if list(floating.tensors[twin.inputs[0]].shape) != list(model.tensors[parsed.inputs[0]].shape):
+            skipped.append(f"{name}: its float twin reads an input of another shape")
+            continue
         if uses[w.buffer] > 1 or uses[b.buffer] > 1 or reads[op.inputs[1]] > 1 or reads[op.inputs[2]] > 1:
             skipped.append(f"{name}: its weights or bias are shared with another op or tensor")
             continue
@@ -143,19 +146,29 @@ def _upstream(model) -> list[frozenset[int]]:
 
 
 def _twins(floating, model) -> dict:
-    """The calibrated graph's op for each weighted op of the INT8 graph, by position: the
-    quantizer keeps the ops' order but may rename an output (a graph output's tensor), so the k-th
-    weighted op of one is the k-th of the other when their kinds and weight shapes all agree;
-    otherwise by output name."""
+    """The calibrated graph's op for each weighted op of the INT8 graph: by output name first (the
+    INT8 name may fuse the activation's, 're_lu_12;conv2d_29'), with equal weight shapes; the rest by
+    position among the rest, where their kinds and weight shapes all agree (the quantizer may rename
+    a graph output's tensor). Position alone is not enough: the quantizer may swap two independent
+    ops of the same shape (MediaPipe's selfie segmentation: conv2d_29 and conv2d_30)."""
     mine = [(i, op) for i, op in enumerate(model.operators) if op.type in WEIGHTED and op.outputs]
     theirs = [op for op in floating.operators if op.type in WEIGHTED and op.outputs]
-    if len(mine) == len(theirs) and all(
-        a.type == b.type and model.tensors[a.inputs[1]].shape == floating.tensors[b.inputs[1]].shape
-        for (_, a), b in zip(mine, theirs)
-    ):
-        return {i: b for (i, _), b in zip(mine, theirs)}
+
+    def alike(a, b) -> bool:
+        return a.type == b.type and model.tensors[a.inputs[1]].shape == floating.tensors[b.inputs[1]].shape
+
     named = {floating.tensors[op.outputs[0]].name: op for op in theirs}
-    return {i: named[model.tensors[a.outputs[0]].name] for i, a in mine if model.tensors[a.outputs[0]].name in named}
+    twins = {}
+    for i, a in mine:
+        name = model.tensors[a.outputs[0]].name
+        twin = next((named[part] for part in (name, *name.split(";")) if part in named), None)
+        if twin is not None and alike(a, twin) and all(twin is not t for t in twins.values()):
+            twins[i] = twin
+    rest = [(i, a) for i, a in mine if i not in twins]
+    left = [b for b in theirs if all(b is not t for t in twins.values())]
+    if len(rest) == len(left) and all(alike(a, b) for (_, a), b in zip(rest, left)):
+        twins.update({i: b for (i, _), b in zip(rest, left)})
+    return twins
 
 
 def _layer(kind, name, position, op, twin, w_f, b_f, w, b, x) -> WeightedLayer | str:
