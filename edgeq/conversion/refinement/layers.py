@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -158,7 +159,7 @@ def _twins(floating, model) -> dict:
         return a.type == b.type and model.tensors[a.inputs[1]].shape == floating.tensors[b.inputs[1]].shape
 
     named = {floating.tensors[op.outputs[0]].name: op for op in theirs}
-    twins = {}
+    twins: dict[int, Any] = {}
     for i, a in mine:
         name = model.tensors[a.outputs[0]].name
         twin = next((named[part] for part in (name, *name.split(";")) if part in named), None)
