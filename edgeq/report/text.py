@@ -99,7 +99,9 @@ def conversion_text(result) -> str:
     )
     lines += _io_lines(result.summary)
     if m.search:
-        lines += search_lines(m.search)
+        data = m.calibration.data if m.calibration else None
+        words = (m.source.path, "--data", data, "--output", result.output, "--recipe", result.manifest_path, "--force")
+        lines += search_lines(m.search, "edgeq convert " + " ".join(shell_word(str(w)) for w in words) if data else None)
     lines += latency_lines(m.latency)
     if m.refinement:
         r = m.refinement
@@ -641,8 +643,9 @@ def refined_layer_lines(layers, shown: int = 3) -> list[str]:
     return lines
 
 
-def search_lines(search: Search) -> list[str]:
-    """The accuracy-budget search: what it tried, one line per evaluated model, and what it chose."""
+def search_lines(search: Search, again: str | None = None) -> list[str]:
+    """The accuracy-budget search: what it tried, one line per evaluated model, what it chose, and
+    how to make the same choice again without searching (the manifest as --recipe, whatever its size)."""
     budget = ", ".join(f"{k} {v:g}" for k, v in search.budget.items() if v is not None)
     considered = (
         f"{search.layers_considered} candidate layers (those feeding the outputs that missed)"
@@ -671,6 +674,8 @@ def search_lines(search: Search) -> list[str]:
     lines.append(f"chosen: {label}" + ("" if search.met else " (best effort: the budget is not met)"))
     if chosen.kind == StepKind.INT8 and 0 < len(chosen.float_layers) <= SHOWN_FLOAT_OPS * 2:
         lines.append("  by hand: " + " ".join(f"--keep-float {shell_word(n)}" for n in chosen.float_layers))
+    if again is not None and (chosen.float_layers or chosen.kind != StepKind.INT8):
+        lines.append(f"  again, without searching: {again}")
     return lines + [f"  note: {terminal(n)}" for n in search.notes]
 
 

@@ -42,6 +42,15 @@ def test_an_error_in_one_dense_head_is_fixed_by_that_head_alone(built, tmp_path,
     assert "by hand: --keep-float" in out
     assert f"mode int8 with {len(manifest['float_ops'])} op(s) in float" in out  # not a bare "mode int8" (issue 38)
 
+    # the printed command makes the same choice again without searching: the same bytes
+    import shlex
+
+    again = shlex.split(next(line for line in out.splitlines() if "again, without searching:" in line).split(": ", 1)[1])
+    searched = (tmp_path / "h.tflite").read_bytes()
+    assert again[:2] == ["edgeq", "convert"] and "--recipe" in again
+    code, rerun, err = cli(*again[1:])
+    assert code == 0 and "search:" not in rerun and (tmp_path / "h.tflite").read_bytes() == searched, err
+
     # the chosen names, given to --keep-float by hand, give the same model
     by_hand = [a for n in search["chosen"]["float_layers"] for a in ("--keep-float", n)]
     code, _, err, again = _convert(cli, built, "head", tmp_path / "k.tflite", *by_hand)
