@@ -100,3 +100,26 @@ def test_float_twins_are_paired_by_name_when_the_quantizer_swaps_two_like_ops():
         0: "conv2d_29",
         1: "conv2d_30",
     }
+
+
+def test_refine_auto_takes_a_refinement_only_when_its_gain_is_sure(trained, digits_calib, tmp_path, cli):
+    """Judged on 16 held-back samples: a refinement is kept only when its gain's interval lies above
+    zero; otherwise the converted bytes stay. On the demo CNN here bias gained +0.40 dB with an
+    interval of -0.30 to +1.22 dB, so the model stayed as converted (the old rule took bias)."""
+    import json
+    import re
+
+    keras_path, _, _ = trained
+    common = ("convert", keras_path, "--data", digits_calib, "--samples", "48", "--no-cache")
+    assert cli(*common, "-o", tmp_path / "none.tflite")[0] == 0
+    code, out, err = cli(*common, "--refine", "auto", "-o", tmp_path / "auto.tflite")
+    assert code == 0, err
+    refinement = json.loads((tmp_path / "auto.edgeq.json").read_text())["refinement"]
+    judged = refinement["judged"]
+    gains = {m: float(low) for m, low in re.findall(r"(bias|rounding) [+-][\d.]+ dB \(90% interval ([+-][\d.]+) to", judged)}
+    assert set(gains) == {"bias", "rounding"} and "over 16 samples" in judged, judged
+    sure = [m for m, low in gains.items() if low > 0]
+    assert (refinement["method"] == "none") == (not sure), judged
+    if not sure:
+        assert (tmp_path / "auto.tflite").read_bytes() == (tmp_path / "none.tflite").read_bytes()
+        assert "kept the model as converted" in judged

@@ -11,11 +11,12 @@ from pathlib import Path
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.refinement.bias import bias_corrected
 from edgeq.conversion.refinement.rounding import rounded
-from edgeq.conversion.search.budget import Candidate, evaluator_for
+from edgeq.conversion.search.budget import evaluator_for
 from edgeq.core.errors import UsageError
 from edgeq.host.machine import cores
 from edgeq.records.manifest import Refinement, Search, StepKind
 from edgeq.run.cluster import each
+from edgeq.scoring.held_back import gain
 from edgeq.tflite.model import parse_tflite
 from edgeq.tflite.signatures import calibrator_order
 
@@ -27,11 +28,14 @@ HELD_BACK = 16  # --refine auto: of those, the last ones judge instead
 
 
 def refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data: Path) -> tuple[bytes, Refinement]:
-    """--refine bias|rounding: the refined model. auto: bias and rounding judged, with the model as
-    converted, by worst-output SQNR against the calibrated float graph: on --eval-data when there
-    is a budget, else fitted on all but 16 calibration samples and judged on those 16, the best
-    then carried out on all of them; so the recipe records the method kept and gives the same bytes."""
-    from edgeq.conversion.search.latency import sqnr_scorer
+    """--refine bias|rounding: the refined model. auto: bias and rounding fitted on the calibration
+    samples (all but the 16 last without a budget) and judged, with the model as converted, on
+    samples none was fitted on (--eval-data with a budget, else those 16), by worst-output SQNR
+    against the calibrated float graph. The best is taken only when it beats the model as converted
+    beyond what the judging samples can tell (a paired bootstrap's interval above zero): auto never
+    takes a refinement that may have made the model worse. The recipe records the method kept, so it
+    gives the same bytes."""
+    from edgeq.conversion.search.latency import powers_scorer
 
     order = calibrator_order(parse_tflite(model), [p.name for p in specs])
     samples = [[s[k] for k in order] for s in options.recipe.open(data, list(specs), min(options.recipe.samples, REFINE_SAMPLES))]
@@ -39,41 +43,34 @@ def refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data
     if options.recipe.refine != "auto":
         return refinement(options.recipe.refine, quantized, model, samples, threads)
     if options.budget is not None:  # judged on --eval-data, as the search judges
-        evaluator = evaluator_for(model, specs, options)
-
-        def score(models: list[bytes]) -> list[float | None]:
-            return [s.worst_sqnr_db for _, s in evaluator.evaluate_all([Candidate(m) for m in models], "refinement candidate")]
-
-        where, fitted = f"the {len(evaluator.samples)} --eval-data samples, each fitted on the calibration samples", samples
+        judging = evaluator_for(model, specs, options).samples
+        where, fitted = f"the {len(judging)} --eval-data samples, each fitted on the calibration samples", samples
     else:
         if len(samples) <= HELD_BACK:
             raise UsageError(
                 f"--refine auto judges on {HELD_BACK} held-back calibration samples and needs more than that; "
                 f"{len(samples)} given: give more samples or choose --refine bias or rounding"
             )
-        held_back = sqnr_scorer(model, samples[-HELD_BACK:])
-
-        def score(models: list[bytes]) -> list[float | None]:
-            return [held_back(m)[0] for m in models]
-
-        where, fitted = (
-            f"{HELD_BACK} held-back calibration samples, each fitted on the other {len(samples) - HELD_BACK}",
-            samples[:-HELD_BACK],
-        )
+        judging, fitted = samples[-HELD_BACK:], samples[:-HELD_BACK]
+        where = f"{HELD_BACK} held-back calibration samples, each fitted on the other {len(fitted)}"
     candidates = [(quantized, Refinement("none", 0, 0, 0.0))]
     candidates += each(options.cluster, "refinement fits", refinement, tuple(REFINERS), (quantized, model, fitted, threads))
-    scores = score([m for m, _ in candidates])
-    best = max(range(len(candidates)), key=lambda i: (scores[i] is not None, scores[i] or 0.0, -i))
-    method = candidates[best][1].method
-    shown = ", ".join(
-        f"{r.method if r.method != 'none' else 'as converted'} {s if s is not None else 'no figure'} dB"
-        for (_, r), s in zip(candidates, scores)
+    score = powers_scorer(model, judging)
+    powers = [score(m) for m, _ in candidates]
+    gains = [gain(powers[0], p) for p in powers[1:]]
+    best = max(range(len(gains)), key=lambda i: (gains[i].db, -i))
+    method = candidates[best + 1][1].method if gains[best].sure else "none"
+    shown = "; ".join(f"{r.method} {g.describe()}" for (_, r), g in zip(candidates[1:], gains))
+    as_converted = float(powers[0].worst_db()[0])
+    unsure = f" ({candidates[best + 1][1].method}'s gain is within what {len(judging)} samples can tell)"
+    kept_what = method if method != "none" else "the model as converted" + (unsure if gains[best].db > 0 else "")
+    judged = (
+        f"auto: worst-output SQNR against the calibrated float graph on {where}: as converted {as_converted:.2f} dB; "
+        f"gain of {shown}; kept {kept_what}"
     )
-    kept_what = "the model as converted" if method == "none" else method
-    judged = f"auto: worst-output SQNR against the calibrated float graph on {where}: {shown}; kept {kept_what}"
     if method == "none":
         return quantized, replace(candidates[1][1], method="none", judged=judged)
-    kept, record = candidates[best] if fitted is samples else refinement(method, quantized, model, samples, threads)
+    kept, record = candidates[best + 1] if fitted is samples else refinement(method, quantized, model, samples, threads)
     return kept, replace(record, judged=judged + ("" if fitted is samples else ", fitted again on all"))
 
 

@@ -17,7 +17,7 @@ from edgeq.host.machine import this_cpu
 from edgeq.records.manifest import Candidate, LatencyCheck
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.protocol import InvokeTimes
-from edgeq.scoring.metrics import Scorer
+from edgeq.scoring.held_back import Powers
 from edgeq.scoring.speed import speedup
 from edgeq.tflite.rewrites import REWRITES, rewrite
 
@@ -231,21 +231,27 @@ def _name(keep: tuple[str, ...]) -> str:
 
 def sqnr_scorer(float_model: bytes, samples: list[list[np.ndarray]]) -> Callable[[bytes], tuple[float | None, None]]:
     """Worst-output SQNR against float on `samples`, for candidates when there is no budget."""
+    powers = powers_scorer(float_model, samples)
+
+    def score(model: bytes) -> tuple[float | None, None]:
+        return float(powers(model).worst_db()[0]), None
+
+    return score
+
+
+def powers_scorer(float_model: bytes, samples: list[list[np.ndarray]]) -> Callable[[bytes], Powers]:
+    """Each output's signal and error power per sample against float on `samples` (XNNPACK, one thread)."""
     with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
         path = Path(scratch) / "float.tflite"
         path.write_bytes(float_model)
         reference = LiteRTRunner(path, "xnnpack", 1)
         wanted = [reference.run(s) for s in samples]
-        names = [p.label for p in reference.output_ports]
 
-    def score(model: bytes) -> tuple[float | None, None]:
+    def score(model: bytes) -> Powers:
         with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
             path = Path(scratch) / "candidate.tflite"
             path.write_bytes(model)
             runner = LiteRTRunner(path, "xnnpack", 1)
-            scorer = Scorer(names, ["values"] * len(names))
-            for sample, want in zip(samples, wanted):
-                scorer.add(want, runner.run(sample), None)
-        return scorer.result().worst_sqnr_db, None
+            return Powers.of(wanted, [runner.run(sample) for sample in samples])
 
     return score

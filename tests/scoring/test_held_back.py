@@ -1,0 +1,36 @@
+"""A candidate beats a baseline only beyond what the judging samples can tell (paired bootstrap)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgeq.scoring.held_back import Powers, gain
+
+
+def _powers(noise: list[float]) -> Powers:
+    return Powers(np.ones((1, len(noise))), np.asarray([noise]))
+
+
+def test_a_gain_on_every_sample_is_sure_and_a_gain_carried_by_luck_is_not():
+    baseline = _powers([0.01] * 16)  # 20 dB
+    better = gain(baseline, _powers([0.005] * 16))
+    assert better.sure and abs(better.db - 3.0103) < 1e-3 and better.low_db > 2.9
+    # better on 14 samples, much worse on 2: a positive point figure (+0.17 dB) that resampling can reverse
+    lucky = gain(baseline, _powers([0.006] * 14 + [0.035] * 2))
+    assert 0 < lucky.db < 0.3 and lucky.low_db < 0 < lucky.high_db and not lucky.sure
+    same = gain(baseline, baseline)
+    assert same.db == same.low_db == same.high_db == 0 and not same.sure
+    assert "over 16 samples" in lucky.describe()
+
+
+def test_an_exact_match_counts_as_a_ceiling_not_infinity():
+    exact, close = _powers([0.0] * 4), _powers([1e-12] * 4)
+    assert np.isfinite(gain(close, exact).db) and gain(close, exact).db >= 0
+
+
+def test_powers_of_outputs_per_sample():
+    wanted = [[np.ones(4, np.float32), np.full(2, 2.0, np.float32)]] * 3
+    got = [[np.ones(4, np.float32) * 1.1, np.full(2, 2.0, np.float32)]] * 3
+    p = Powers.of(wanted, got)
+    assert p.signal.shape == (2, 3) and np.allclose(p.noise[0], 0.04) and np.all(p.noise[1] == 0)
+    assert abs(p.worst_db()[0] - 10 * np.log10(4 / 0.04)) < 1e-4
