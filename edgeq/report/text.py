@@ -118,9 +118,7 @@ def conversion_text(result) -> str:
                 f"input means from {r.samples} calibration samples{left}"
             )
         else:
-            lines.append(
-                "refine: auto kept the model as converted (no refinement beat it beyond what the judging samples can tell)"
-            )
+            lines.append("refine: auto kept the model as converted (no refinement beat it beyond what its samples can tell)")
         lines += [f"  {r.judged}"] if r.judged else []
     lines += cache_lines(m.cache)
     for name, count in m.keep_float.per_name.items():
