@@ -111,6 +111,7 @@ class MethodTry:
     outputs: dict[str, float | None] = field(default_factory=dict)
     meets: bool | None = None
     chosen: bool = False
+    gain: str | None = None  # without a budget, the best method's gain over minmax with its interval (edgeq.scoring.held_back)
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,11 @@ def calibration_lines(m) -> list[str]:
                 for t in c.auto
             )
         )
+        lines += [
+            f"  {terminal(t.method)}'s gain: {t.gain}" + ("" if t.chosen else "; not sure, so minmax is kept")
+            for t in c.auto
+            if t.gain
+        ]
     return lines
 
 

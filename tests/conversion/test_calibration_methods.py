@@ -107,3 +107,28 @@ def test_parallel_histograms_equal_serial_ones(outlier_keras, digits_calib, tmp_
         json.loads(a.manifest_path.read_text())["calibration"]["ranges"]
         == json.loads(b.manifest_path.read_text())["calibration"]["ranges"]
     )
+
+
+def test_auto_without_a_budget_takes_another_method_only_when_its_gain_is_sure(trained, digits_calib, tmp_path):
+    """Judged on 20 --eval-data samples: the best method replaces minmax only when its gain's 90%
+    interval lies above zero; otherwise the model is minmax's, byte for byte, and the manifest says why."""
+    import re
+
+    from edgeq.data.samples import InputSpec, open_samples
+
+    keras_path, _, _ = trained
+    source = open_samples(digits_calib.parent / "val", [InputSpec("image", (1, 8, 8, 1))], limit=20)
+    np.savez(tmp_path / "few.npz", image=np.concatenate([s[0] for s in source]))
+    auto = convert(keras_path, tmp_path / "a.tflite", digits_calib, calibration="auto", eval_data=str(tmp_path / "few.npz"))
+    plain = convert(keras_path, tmp_path / "m.tflite", digits_calib)
+    tries = auto.manifest.calibration.auto
+    rival = next((t for t in tries if t.gain), None)
+    best = max(tries, key=lambda t: t.worst_sqnr_db or 0)
+    if best.method == "minmax":
+        assert rival is None and tries[0].chosen
+        return
+    assert rival is best and "over 20 samples" in rival.gain
+    low = float(re.search(r"interval ([+-][\d.]+) to", rival.gain).group(1))
+    assert rival.chosen == (low > 0)
+    if not rival.chosen:
+        assert tries[0].chosen and auto.output.read_bytes() == plain.output.read_bytes()

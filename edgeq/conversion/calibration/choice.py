@@ -24,6 +24,7 @@ from edgeq.host.isolation import step
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import KeepFloat, MethodTry, RangeChange, SearchStep
 from edgeq.records.recipe import Method, Recipe
+from edgeq.scoring.held_back import Gain, gain
 from edgeq.tflite.graph import tensor_outputs
 from edgeq.tflite.model import parse_tflite
 
@@ -78,10 +79,19 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
         if mix is not None:
             attempt([mix])
     best = next((t for t in tried if t[0].meets), None) or max(tried, key=lambda t: leximin(t[0]))
+    sure, rival = None, best
+    if options.budget is None and not options.feedback and best is not tried[0]:  # auto never loses to plain minmax
+        sure = _gain_over_minmax(calibrated.model, evaluator.samples, [tried[0][1], best[1]], recipe, keep)
+        best = best if sure.sure else tried[0]
     _, model, changes, name = best
     tries = tuple(
         MethodTry(
-            t[3], t[0].worst_sqnr_db, {o.name: o.sqnr_db for o in t[0].outputs}, t[0].meets if options.budget else None, t is best
+            t[3],
+            t[0].worst_sqnr_db,
+            {o.name: o.sqnr_db for o in t[0].outputs},
+            t[0].meets if options.budget else None,
+            t is best,
+            f"{sure.describe()} over minmax" if sure is not None and t is rival else None,
         )
         for t in tried
     )
@@ -89,6 +99,15 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
     return ChosenRanges(
         model, method, changes, tries, tuple(t[0] for t in tried) if options.budget is not None else (), chooser.counts
     )
+
+
+def _gain_over_minmax(calibrated: bytes, samples, models: list[bytes], recipe, keep: KeepFloat) -> Gain:
+    """The best method's worst-output SQNR gain over minmax on the --eval-data samples, with its interval."""
+    from edgeq.conversion.search.latency import powers_scorer
+
+    score = powers_scorer(calibrated, samples)
+    plain, best = (score(quantize(m, recipe, keep)) for m in models)
+    return gain(plain, best)
 
 
 def _by_output_path(chooser: RangeChooser, methods: list[Method], steps: list[SearchStep]):
