@@ -4,6 +4,7 @@ difference (the same resampled samples for both, so what they share cancels)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,3 +71,37 @@ def gain(baseline: Powers, candidate: Powers, rounds: int = ROUNDS, seed: int = 
     tail = (1 - LEVEL) / 2
     low, high = np.quantile(differences, [tail, 1 - tail])
     return Gain(float(candidate.worst_db()[0] - baseline.worst_db()[0]), float(low), float(high), baseline.samples)
+
+
+FEW_SAMPLES = 32  # an SQNR judged on fewer samples moves by dB on the next ones
+
+
+def proportion_interval(share: float, samples: int, level: float = LEVEL) -> tuple[float, float]:
+    """The Wilson score interval of a share (an agreement) seen on `samples` samples."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    centre = (share + z * z / (2 * samples)) / (1 + z * z / samples)
+    half = z * math.sqrt(share * (1 - share) / samples + z * z / (4 * samples * samples)) / (1 + z * z / samples)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def few_samples_notes(budget: dict[str, float | None], agreements: list[float], samples: int) -> list[str]:
+    """What a budget judged on `samples` samples can tell: an agreement whose interval reaches below
+    the limit it met, an SQNR judged on fewer than FEW_SAMPLES samples."""
+    notes = []
+    limit = budget.get("min_agreement")
+    if limit is not None and agreements:
+        low, high = proportion_interval(min(agreements), samples)
+        if low < limit <= min(agreements):
+            notes.append(
+                f"the agreement budget was judged on {samples} --eval-data samples: {min(agreements):.4f} there has a "
+                f"{LEVEL:.0%} interval of {low:.4f} to {high:.4f}, which reaches below the {limit:g} asked; it may miss on "
+                f"the next samples: judge on more (validate on held-out data)"
+            )
+    if budget.get("min_sqnr") is not None and samples < FEW_SAMPLES:
+        notes.append(
+            f"the SQNR budget was judged on {samples} --eval-data samples (fewer than {FEW_SAMPLES}): on the next samples "
+            "the figure may differ by dB; judge on more (validate on held-out data)"
+        )
+    return notes

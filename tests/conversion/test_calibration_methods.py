@@ -132,3 +132,15 @@ def test_auto_without_a_budget_takes_another_method_only_when_its_gain_is_sure(t
     assert rival.chosen == (low > 0)
     if not rival.chosen:
         assert tries[0].chosen and auto.output.read_bytes() == plain.output.read_bytes()
+
+
+def test_a_budget_judged_on_20_samples_warns_how_little_they_tell(trained, digits_calib, tmp_path, cli):
+    from edgeq.data.samples import InputSpec, open_samples
+
+    keras_path, _, _ = trained
+    source = open_samples(digits_calib.parent / "val", [InputSpec("image", (1, 8, 8, 1))], limit=20)
+    np.savez(tmp_path / "few.npz", image=np.concatenate([s[0] for s in source]))
+    budget = ("--eval-data", tmp_path / "few.npz", "--min-agreement", "95%", "--no-cache")
+    code, out, err = cli("convert", keras_path, "-d", digits_calib, "-o", tmp_path / "m.tflite", *budget)
+    assert code == 0, err
+    assert "judged on 20 --eval-data samples" in err and "reaches below the 0.95 asked" in err

@@ -34,3 +34,15 @@ def test_powers_of_outputs_per_sample():
     p = Powers.of(wanted, got)
     assert p.signal.shape == (2, 3) and np.allclose(p.noise[0], 0.04) and np.all(p.noise[1] == 0)
     assert abs(p.worst_db()[0] - 10 * np.log10(4 / 0.04)) < 1e-4
+
+
+def test_an_agreement_budget_met_on_20_samples_is_said_to_be_unsure():
+    from edgeq.scoring.held_back import few_samples_notes, proportion_interval
+
+    low, high = proportion_interval(1.0, 20)
+    assert 0.85 < low < 0.9 and high > 0.9999  # 20 of 20 agree: the agreement may be 0.88
+    (note,) = few_samples_notes({"min_agreement": 0.99}, [1.0], 20)
+    assert "judged on 20 --eval-data samples" in note and "reaches below the 0.99 asked" in note
+    assert few_samples_notes({"min_agreement": 0.9}, [0.99], 2000) == []  # 2000 samples: the interval stays above
+    (sqnr,) = few_samples_notes({"min_sqnr": 25.0}, [], 20)
+    assert "SQNR budget was judged on 20" in sqnr and few_samples_notes({"min_sqnr": 25.0}, [], 64) == []

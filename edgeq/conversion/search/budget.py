@@ -43,6 +43,7 @@ from edgeq.records.manifest import ChosenLayer, Search, SearchStep, StepKind, St
 from edgeq.run.cluster import each
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.sequences import fed_back, feedback_pairs
+from edgeq.scoring.held_back import few_samples_notes
 from edgeq.scoring.metrics import Scorer
 from edgeq.scoring.roles import decide_roles
 from edgeq.tflite.graph import Layer, LayerGraph
@@ -492,5 +493,12 @@ def _record(
         missed_outputs=tuple(o.name for o in steps[0].outputs if not o.meets),
         seconds=round(time.perf_counter() - start, 3),
         chosen_layers=tuple(ChosenLayer(n, by_node[n].op_type, by_node[n].position) for n in chosen.float_layers if n in by_node),
-        notes=(INT16X8_NOTE,) if chosen.kind == StepKind.INT16X8 else (),
+        notes=((INT16X8_NOTE,) if chosen.kind == StepKind.INT16X8 else ())
+        + tuple(
+            few_samples_notes(
+                {f.name: getattr(budget, f.name) for f in fields(budget)},
+                [o.agreement for o in chosen.outputs if o.agreement is not None],
+                len(evaluator.samples),
+            )
+        ),
     )
