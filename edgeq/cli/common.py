@@ -276,7 +276,7 @@ def _live_display():
     from rich.console import Console
     from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from edgeq.core.progress import PHASE
+    from edgeq.core.progress import PHASE, SEARCH
     from edgeq.host.isolation import STEP
 
     columns = (
@@ -305,7 +305,7 @@ def _live_display():
             if label not in tasks:
                 tasks[label] = bar.add_task(label, total=total, count="", note="")
             task = next(t for t in bar.tasks if t.id == tasks[label])  # ids, not places: finished phases are removed
-            rate = f"  {task.speed:.1f}/s" if task.speed else ""
+            rate = f"  {task.speed:.1f} samples/s" if task.speed and label != SEARCH else ""
             count = f"{done}/{total}" if total else str(done)
             bar.update(tasks[label], completed=done, total=total, count=count + rate, note=note)
 

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 Listener = Callable[[str, int, "int | None", str], None]  # label, done, total, a note (e.g. the best so far)
 PHASE = "phase"  # label prefix of a timed phase: done 0 when it starts, 1 when it ends
+SEARCH = "search: candidates"  # the accuracy search's count of candidates tried, its note the best so far
 T = TypeVar("T")
 
 _listener: ContextVar[Listener | None] = ContextVar("edgeq_progress", default=None)

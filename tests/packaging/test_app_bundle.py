@@ -349,7 +349,7 @@ def test_baseline_catches_a_two_point_top1_regression(trained, digits_calib, tmp
     assert gate["status"] == "failed"
     report = (tmp_path / "report" / "report.md").read_text()
     assert "### Against the baseline (release.json)" in report and "| INT8 top-1 |" in report and "-2.00 pts" in report
-    assert "| top-1 regression vs baseline (pts) | ≤ 1.5 | 2 | ❌ FAIL |" in report
+    assert "| top-1 regression vs baseline (pts) | ≤ 1.50 pts | 2.00 pts | ❌ FAIL |" in report
     code, _, _ = _validate(
         cli, int8, keras_path, val, tmp_path / "ok.json", "--baseline", tmp_path / "release.json", "--max-regression-pts", "2.5"
     )

@@ -68,8 +68,8 @@ def test_markdown_report_figures_equal_the_json(results):
     for figure in _figures(results):
         assert escaped(figure) in md, figure
     assert md.startswith("## edgeq validation: ❌ FAILED")
-    assert re.search(r"\| speedup \(float p50 / INT8 p50\) \| ≥ 1000 \| [\d.]+ \| ❌ FAIL \|", md)
-    assert re.search(r"\| top-1 drop \(pts\) \| ≤ 5 \| -?[\d.]+ \| ✅ pass \|", md)
+    assert re.search(r"\| speedup \(float p50 / INT8 p50\) \| ≥ 1000.00x \| [\d.]+x \| ❌ FAIL \|", md)
+    assert re.search(r"\| top-1 drop \(pts\) \| ≤ 5.00 pts \| -?[\d.]+ pts \| ✅ pass \|", md)
     table_rows = [line for line in md.splitlines() if line.startswith("| 1 |")]
     assert len(table_rows) == 1  # the per-layer table's first row is rank 1
 

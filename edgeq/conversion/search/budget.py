@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.core.errors import UsageError
-from edgeq.core.progress import counted, report
+from edgeq.core.progress import SEARCH, counted, report
 from edgeq.core.units import number
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import ChosenLayer, Search, SearchStep, StepKind, StepOutput
@@ -314,7 +314,7 @@ class _Search:
                 self.models[key] = model
             self.seen[key] = step
             self.steps.append(step)
-            report("search: candidates", len(self.steps), self.bound and max(self.bound, len(self.steps)), self._best_so_far())
+            report(SEARCH, len(self.steps), self.bound and max(self.bound, len(self.steps)), self._best_so_far())
         return [self.seen[self._key(layers)] for layers in sets]
 
     def _best_so_far(self) -> str:
