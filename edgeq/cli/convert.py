@@ -191,7 +191,7 @@ def convert(
         [],
         "--output-role",
         show_default=False,
-        help="KEY=classes|sequence|ctc:BLANK|score|values: what an output is, for the budget (e.g. a logits output without "
+        help="KEY=classes|sequence|ctc:BLANK|score|mask|values: what an output is, for the budget (e.g. a logits output without "
         "SOFTMAX is classes); repeatable.",
         rich_help_panel=Panel.OUTPUTS,
     ),

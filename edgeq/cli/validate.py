@@ -155,7 +155,8 @@ def validate(
         [],
         "--output-role",
         show_default=False,
-        help="KEY=classes|score|values: what an output is (repeatable); default: from the model's evidence.",
+        help="KEY=classes|sequence|ctc:BLANK|score|mask|values: what an output is (repeatable); default: from the model's "
+        "evidence.",
         rich_help_panel=Panel.OUTPUTS,
     ),
     score_threshold: float = typer.Option(

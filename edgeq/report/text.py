@@ -346,6 +346,18 @@ def slice_text(o: OutputScore) -> str:
     return f"worst slice axis {w.axis} index {w.index}: {w.sqnr_db:.2f} dB" if w else ""
 
 
+def mask_text(o: OutputScore) -> str:
+    """A mask's IoU (with the pixels the threshold rule decided), and its boundary F-score."""
+    if o.iou is None:
+        return ""
+    ties = (
+        f" ({o.ties} INT8 pixel(s) exactly at {o.threshold:g}; {number(o.iou_ties_out, '.4f')} with those as background)"
+        if o.ties
+        else ""
+    )
+    return f", IoU {o.iou:.4f}{ties}, boundary F-score {number(o.boundary_f, '.4f')} (within 1 pixel)"
+
+
 def slice_clause(o: OutputScore) -> str:
     return f", {slice_text(o)}" if o.worst_slice else ""
 
@@ -369,12 +381,12 @@ def output_line(o: OutputScore) -> str:
     """One output: its role and why, its error as a whole and its worst slice."""
     agreement = (
         f"  agreement {percent(o.agreement)}"
-        + (" per step" if o.role == "sequence" else "")
+        + (" per step" if o.role == "sequence" else " per pixel" if o.role == "mask" else "")
         + (f" at threshold {o.threshold:g}" if o.threshold is not None else "")
         + (f", sequences matching {percent(o.sequence_match)}" if o.sequence_match is not None else "")
         if o.agreement is not None
         else ""
-    )
+    ) + mask_text(o)
     flag = f"  << {slice_flag(o)}" if o.slice_flagged else ""
     return (
         f"{terminal(o.name)} [{o.role}: {terminal(o.role_from or 'n/a')}]{_paired(o)}: {sqnr(o)}  cosine "
@@ -421,8 +433,9 @@ def low_sqnr_notes(r: ValidationResult) -> list[str]:
 
 def _decisions_hold(o: OutputScore) -> bool:
     return (
-        o.role in ("classes", "sequence")
+        o.role in ("classes", "sequence", "mask")
         and o.agreement is not None
+        and (o.iou is None or o.iou >= DECISIONS_HOLD)
         and o.agreement >= DECISIONS_HOLD
         and (o.sequence_match is None or o.sequence_match >= DECISIONS_HOLD)
     )

@@ -66,6 +66,10 @@ class OutputScore:
     threshold: float | None = None
     sequence_match: float | None = None  # sequence: the share of samples whose decoded argmax path equals float's
     reference_name: str | None = None
+    iou: float | None = None  # mask: the INT8 mask's intersection over union with float's, at `threshold`
+    boundary_f: float | None = None  # mask: F-score of the INT8 mask's boundary against float's, within one pixel
+    ties: int | None = None  # mask: INT8 pixels exactly at `threshold` (the >= rule, not the model, decides them)
+    iou_ties_out: float | None = None  # mask: the IoU with those pixels counted as background instead
 
     @property
     def broken(self) -> bool:
@@ -266,6 +270,87 @@ class Decision:
         return self.agree / self.count if self.count else None
 
 
+@dataclass
+class Mask:
+    """A mask output (a probability per pixel): per-pixel agreement at the threshold, the IoU of the
+    INT8 mask with float's, the INT8 pixels exactly at the threshold, and the F-score of the INT8
+    mask's boundary against float's (a boundary pixel within one pixel of the other's counts)."""
+
+    threshold: float = 0.5
+    count: int = 0
+    agree: int = 0
+    both: int = 0
+    either: int = 0
+    ties: int = 0
+    strict: list[int] = field(default_factory=lambda: [0, 0])  # both and either with INT8 ties as background
+    boundary: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # INT8 hits, INT8 pixels, float hits, float pixels
+
+    def add(self, reference: np.ndarray, quantized: np.ndarray) -> None:
+        want, got = reference >= self.threshold, quantized >= self.threshold
+        self.count += want.size
+        self.agree += int(np.sum(want == got))
+        self.both += int(np.sum(want & got))
+        self.either += int(np.sum(want | got))
+        self.ties += int(np.sum(quantized == self.threshold))
+        above = quantized > self.threshold
+        self.strict = [self.strict[0] + int(np.sum(want & above)), self.strict[1] + int(np.sum(want | above))]
+        a, b = _edges(_planes(got)), _edges(_planes(want))
+        self.boundary = [
+            self.boundary[0] + int(np.sum(a & _grown(b))),
+            self.boundary[1] + int(a.sum()),
+            self.boundary[2] + int(np.sum(b & _grown(a))),
+            self.boundary[3] + int(b.sum()),
+        ]
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agree / self.count if self.count else None
+
+    @property
+    def iou(self) -> float | None:
+        return self.both / self.either if self.either else (1.0 if self.count else None)
+
+    @property
+    def iou_ties_out(self) -> float | None:
+        return self.strict[0] / self.strict[1] if self.strict[1] else (1.0 if self.count else None)
+
+    @property
+    def boundary_f(self) -> float | None:
+        hits_q, pixels_q, hits_f, pixels_f = self.boundary
+        if not pixels_q and not pixels_f:
+            return 1.0 if self.count else None
+        precision, recall = (hits_q / pixels_q if pixels_q else 0.0), (hits_f / pixels_f if pixels_f else 0.0)
+        return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def _planes(mask: np.ndarray) -> np.ndarray:
+    """A mask as (maps, height, width): its size-1 axes dropped, leading axes stacked."""
+    kept = [d for d in mask.shape if d != 1] or [1]
+    return mask.reshape((-1, *kept[-2:]) if len(kept) >= 2 else (1, 1, kept[0]))
+
+
+def _edges(maps: np.ndarray) -> np.ndarray:
+    """The pixels of each map that differ from a 4-neighbour: the mask's boundary."""
+    edge = np.zeros_like(maps)
+    down, right = maps[:, 1:, :] != maps[:, :-1, :], maps[:, :, 1:] != maps[:, :, :-1]
+    edge[:, 1:, :] |= down
+    edge[:, :-1, :] |= down
+    edge[:, :, 1:] |= right
+    edge[:, :, :-1] |= right
+    return edge
+
+
+def _grown(maps: np.ndarray) -> np.ndarray:
+    """Each map dilated by one pixel (3x3)."""
+    padded = np.pad(maps, ((0, 0), (1, 1), (1, 1)))
+    height, width = maps.shape[1:]
+    out = np.zeros_like(maps)
+    for dy in range(3):
+        for dx in range(3):
+            out |= padded[:, dy : dy + height, dx : dx + width]
+    return out
+
+
 class Scorer:
     """Every output's error, and per role: top-1/top-k and agreement for each `classes` output
     (labels score the headline one), per-step agreement and sequence match for each `sequence`
@@ -286,6 +371,7 @@ class Scorer:
         self.topks = {i: TopK(top_k) for i, r in enumerate(roles) if r == "classes"}
         self.sequences = {i: Steps(self.blanks.get(i)) for i, r in enumerate(roles) if r == "sequence"}
         self.decisions = {i: Decision(threshold) for i, r in enumerate(roles) if r == "score"}
+        self.masks = {i: Mask(threshold) for i, r in enumerate(roles) if r == "mask"}
         self.headline = headline if headline is not None else next(iter(self.topks), None)
         self.count = 0
 
@@ -298,16 +384,28 @@ class Scorer:
             steps.add(reference[i], quantized[i])
         for i, decision in self.decisions.items():
             decision.add(reference[i], quantized[i])
+        for i, mask in self.masks.items():
+            mask.add(reference[i], quantized[i])
         self.count += 1
 
     def result(self) -> Scores:
         outputs = []
         for i, (error, role) in enumerate(zip(self.errors, self.roles)):
-            per_role = self.topks.get(i) or self.sequences.get(i) or self.decisions.get(i)
-            score = error.score(
-                role, per_role.agreement if per_role else None, self.decisions[i].threshold if i in self.decisions else None
-            )
-            outputs.append(replace(score, sequence_match=self.sequences[i].match) if i in self.sequences else score)
+            per_role = self.topks.get(i) or self.sequences.get(i) or self.decisions.get(i) or self.masks.get(i)
+            threshold = per_role.threshold if isinstance(per_role, (Decision, Mask)) else None
+            score = error.score(role, per_role.agreement if per_role else None, threshold)
+            if i in self.sequences:
+                score = replace(score, sequence_match=self.sequences[i].match)
+            if i in self.masks:
+                mask = self.masks[i]
+                score = replace(
+                    score,
+                    iou=significant(mask.iou),
+                    boundary_f=significant(mask.boundary_f),
+                    ties=mask.ties,
+                    iou_ties_out=significant(mask.iou_ties_out),
+                )
+            outputs.append(score)
         head = self.topks.get(self.headline) if self.headline is not None else None
         first_sequence = next(iter(self.sequences), None)
         accuracy = (

@@ -1,6 +1,7 @@
 """What each model output is, decided from evidence: classes (argmax means something), a sequence
-(a class per step: [1, T, C], e.g. a CTC recognizer), a score (one probability), or values (boxes,
-landmarks, embeddings, feature maps).
+(a class per step: [1, T, C], e.g. a CTC recognizer), a score (one probability), a mask (a
+probability per pixel of a map the input's size: segmentation), or values (boxes, landmarks,
+embeddings, feature maps).
 
 An argmax is taken only over a `classes` output, and over the last axis of each step of a
 `sequence` one: never over a flattened multi-axis tensor. Every role records the evidence it came from, so
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from edgeq.core.errors import UsageError
 
-ROLES = ("classes", "sequence", "score", "values")
+ROLES = ("classes", "sequence", "score", "mask", "values")
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,19 @@ class OutputFacts:
         return sum(d > 1 for d in self.shape[1:]) > 1
 
 
+def plane(shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """The (height, width) of a one-channel map: [1, H, W], [1, H, W, 1] or [1, 1, H, W]; else None."""
+    kept = [d for d in shape if d != 1]
+    return (kept[0], kept[1]) if len(kept) == 2 and len(shape) in (3, 4) else None
+
+
+def spatial(shape: tuple[int, ...]) -> set[tuple[int, int]]:
+    """An image input's (height, width), NHWC or NCHW."""
+    return {(shape[1], shape[2]), (shape[2], shape[3])} if len(shape) == 4 else set()
+
+
 def parse_roles(values: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """--output-role KEY=classes|sequence|ctc:BLANK|score|values (repeatable)."""
+    """--output-role KEY=classes|sequence|ctc:BLANK|score|mask|values (repeatable)."""
     given = {}
     for value in values:
         key, sep, role = value.rpartition("=")
@@ -52,7 +64,7 @@ def parse_roles(values: list[str] | tuple[str, ...]) -> dict[str, str]:
         if not sep or not key or (role not in ROLES and not ctc):
             raise UsageError(
                 f"--output-role {value!r}: use KEY=classes, KEY=sequence, KEY=ctc:BLANK (a CTC sequence "
-                "whose blank class is BLANK), KEY=score or KEY=values"
+                "whose blank class is BLANK), KEY=score, KEY=mask or KEY=values"
             )
         given[key] = role
     return given
@@ -78,10 +90,17 @@ def roles_given(values: dict) -> dict[str, str]:
     return {**roles, **parse_roles(values.pop("output_role", None) or [])}
 
 
-def decide_roles(outputs: list[OutputFacts], given: dict[str, str] | None = None, class_count: int | None = None) -> list[Role]:
+def decide_roles(
+    outputs: list[OutputFacts],
+    given: dict[str, str] | None = None,
+    class_count: int | None = None,
+    inputs: list[tuple[int, ...]] | tuple[tuple[int, ...], ...] = (),
+) -> list[Role]:
     """One role per output. `given`: the user's --output-role by output name; `class_count`: the
     number of classes labelled samples name (class folders or the model's labels), which marks the
-    one output of exactly that many values as classes."""
+    one output of exactly that many values as classes; `inputs`: the input shapes, whose spatial
+    size marks a LOGISTIC map of that size as a mask."""
+    sizes = set().union(*map(spatial, inputs)) if inputs else set()
     given = dict(given or {})
     unknown = sorted(set(given) - {o.name for o in outputs})
     if unknown:
@@ -105,6 +124,9 @@ def decide_roles(outputs: list[OutputFacts], given: dict[str, str] | None = None
             roles.append(Role("classes", f"{o.producer} over {o.size} values"))
         elif o.producer == "LOGISTIC" and o.size == 1:
             roles.append(Role("score", "LOGISTIC of one value"))
+        elif o.producer == "LOGISTIC" and plane(o.shape) in sizes:
+            height, width = plane(o.shape) or (0, 0)
+            roles.append(Role("mask", f"LOGISTIC over a {height}x{width} map, the input's size"))
         elif o.labels and o.labels == o.size and o.size > 1:
             roles.append(Role("classes", f"{o.labels} labels in the model's metadata"))
         elif matching == [o.name]:

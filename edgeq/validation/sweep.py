@@ -66,7 +66,12 @@ def run_sweep(
     specs = specs_of(int8)
     samples = samples_of(int8, data, options, pre)
     labels = samples.labels
-    roles = decide_roles(int8.output_facts(), options.output_roles, len(samples.class_names) if samples.class_names else None)
+    roles = decide_roles(
+        int8.output_facts(),
+        options.output_roles,
+        len(samples.class_names) if samples.class_names else None,
+        [tuple(p.shape) for p in int8.input_ports],
+    )
     check_gates_have_classes(options.gates.limits(), roles)
     headline = headline_output(roles, [p.shape for p in int8.output_ports], len(samples.class_names or []))
     scorer = Scorer(

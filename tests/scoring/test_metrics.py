@@ -92,3 +92,25 @@ def test_a_sequence_output_is_scored_per_step_never_by_a_flattened_argmax():
     assert out.sequence_match == 1.0 and out.agreement == pytest.approx(2 / 4)
     # the user's "classes" on a multi-axis output is a sequence too
     assert decide_roles([OutputFacts("y", (1, 5, 7), None)], {"y": "classes"})[0].role == "sequence"
+
+
+def test_a_mask_is_scored_by_pixels_iou_ties_and_boundary():
+    """A disk against the same disk moved one pixel right: the IoU by hand, every boundary pixel
+    within one pixel of the other's (F = 1), and the pixels exactly at the threshold counted."""
+    from edgeq.scoring.metrics import Mask
+
+    y, x = np.mgrid[:32, :32]
+    disk = ((y - 16) ** 2 + (x - 16) ** 2 <= 64).astype(np.float32)
+    moved = np.roll(disk, 1, axis=1)
+    mask = Mask()
+    mask.add(disk[None, :, :, None], moved[None, :, :, None])
+    both, either = np.sum((disk > 0) & (moved > 0)), np.sum((disk > 0) | (moved > 0))
+    assert mask.iou == both / either and mask.agreement == 1 - (either - both) / disk.size
+    assert mask.boundary_f == 1.0 and mask.ties == 0
+    tied = Mask()
+    half = np.where(moved > 0, 0.5, 0.0).astype(np.float32)  # INT8's 0.5 where float says 1: the >= rule decides them
+    tied.add(disk[None], half[None])
+    assert tied.ties == int(moved.sum()) and tied.iou == mask.iou and tied.iou_ties_out == 0.0
+    far = Mask()
+    far.add(disk[None], np.roll(disk, 5, axis=1)[None])
+    assert far.boundary_f < 0.5

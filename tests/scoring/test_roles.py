@@ -28,3 +28,18 @@ def test_roles_come_from_evidence_and_say_which():
         decide_roles(facts, {"nope": "classes"})
     with pytest.raises(UsageError, match="KEY=classes"):
         parse_roles(["prob=probabilities"])
+
+
+def test_a_logistic_map_of_the_inputs_size_is_a_mask():
+    from edgeq.scoring.roles import OutputFacts, decide_roles
+
+    facts = [
+        OutputFacts("segment", (1, 32, 32, 1), "LOGISTIC"),
+        OutputFacts("heatmap", (1, 8, 8, 1), "LOGISTIC"),  # not the input's size: values
+        OutputFacts("nchw", (1, 1, 32, 32), "LOGISTIC"),
+    ]
+    roles = decide_roles(facts, inputs=[(1, 32, 32, 3)])
+    assert [r.role for r in roles] == ["mask", "values", "mask"]
+    assert roles[0].evidence == "LOGISTIC over a 32x32 map, the input's size"
+    assert decide_roles(facts[1:2], {"heatmap": "mask"}, inputs=[(1, 32, 32, 3)])[0].role == "mask"
+    assert [r.role for r in decide_roles(facts)] == ["values"] * 3  # no input shapes, no evidence

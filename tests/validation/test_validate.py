@@ -305,3 +305,27 @@ def test_the_latency_line_names_the_cpu_and_its_int8_dot_products(cpuinfo, said,
     assert code == 0, err
     latency = out.splitlines()[next(i for i, line in enumerate(out.splitlines()) if line.startswith("latency")) + 1]
     assert latency.strip().startswith("on ") and said in latency
+
+
+@pytest.mark.tf
+def test_a_segmentation_mask_is_judged_by_iou_and_boundary(digits_calib, tmp_path, cli):
+    """A per-pixel LOGISTIC of the input's size is a mask without --output-role: validate gives its
+    per-pixel agreement, IoU (the pixels exactly at 0.5 said apart) and boundary F-score."""
+    import keras
+
+    from edgeq.data.samples import InputSpec, open_samples
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inputs)
+    outputs = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="mask")(x)
+    keras.Model(inputs, outputs).save(tmp_path / "seg.keras")
+    source = open_samples(digits_calib.parent / "val", [InputSpec("image", (1, 8, 8, 1))], limit=40)
+    np.save(tmp_path / "val.npy", np.concatenate([s[0] for s in source]))
+    int8 = tmp_path / "seg_int8.tflite"
+    assert cli("convert", tmp_path / "seg.keras", "-d", digits_calib, "-o", int8)[0] == 0
+    code, out, err = cli("validate", int8, "-r", tmp_path / "seg.keras", "-d", tmp_path / "val.npy", "--runs", "2", "--json", "-")
+    assert code == 0, err
+    (mask,) = json.loads(out)["outputs"]
+    assert mask["role"] == "mask" and "the input's size" in mask["role_from"]
+    assert 0.5 < mask["iou"] <= 1 and 0 <= mask["boundary_f"] <= 1 and mask["ties"] >= 0 and 0.9 < mask["agreement"] <= 1

@@ -104,7 +104,8 @@ class Evaluator:
         )
         self.starts = set(starts)
         self.reference = list(self._outputs(reference))
-        self.roles = [r.role for r in decide_roles(reference.output_facts(), roles, class_count)]
+        shapes = [tuple(p.shape) for p in reference.input_ports]
+        self.roles = [r.role for r in decide_roles(reference.output_facts(), roles, class_count, shapes)]
         if (
             budget.max_drop is not None
             and "classes" not in self.roles
