@@ -40,8 +40,10 @@ class OutputFacts:
 
     @property
     def steps(self) -> bool:
-        """More than one axis of more than one value beside the batch: a class per step, not one class."""
-        return sum(d > 1 for d in self.shape[1:]) > 1
+        """A class per step, not one class: more than one axis of more than one value beside the batch
+        ([1, T, C]), or a time-major [T, 1, C] (a recurrent net's output, steps first)."""
+        time_major = len(self.shape) == 3 and self.shape[0] > 1 and self.shape[1] == 1 and self.shape[2] > 1
+        return sum(d > 1 for d in self.shape[1:]) > 1 or time_major
 
 
 def plane(shape: tuple[int, ...]) -> tuple[int, int] | None:

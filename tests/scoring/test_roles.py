@@ -43,3 +43,12 @@ def test_a_logistic_map_of_the_inputs_size_is_a_mask():
     assert roles[0].evidence == "LOGISTIC over a 32x32 map, the input's size"
     assert decide_roles(facts[1:2], {"heatmap": "mask"}, inputs=[(1, 32, 32, 3)])[0].role == "mask"
     assert [r.role for r in decide_roles(facts)] == ["values"] * 3  # no input shapes, no evidence
+
+
+def test_a_time_major_softmax_is_a_sequence():
+    """A recurrent recognizer's [T, 1, C] output after SOFTMAX: T steps of C classes, without --output-role."""
+    from edgeq.scoring.roles import OutputFacts, decide_roles
+
+    (role,) = decide_roles([OutputFacts("logits", (20, 1, 8210), "SOFTMAX")])
+    assert role.role == "sequence" and "20 steps of 8210 classes" in role.evidence
+    assert decide_roles([OutputFacts("probs", (1, 10), "SOFTMAX")])[0].role == "classes"
