@@ -11,6 +11,7 @@ from edgeq.core.errors import UsageError
 from edgeq.host.isolation import step
 from edgeq.records.manifest import KeepFloat
 from edgeq.records.recipe import Mode, Recipe
+from edgeq.tflite.mediapipe_ops import REWRITTEN_AS
 from edgeq.tflite.model import TfliteModel, parse_tflite
 from edgeq.tflite.summary import FloatOp, float_ops
 
@@ -103,9 +104,10 @@ def resolve_keep_float(calibrated: TfliteModel, names: tuple[str, ...]) -> KeepF
     ops: list[str] = []
     kept: dict[str, int] = {}
     for name in names:
-        if name.upper() in op_types:
-            ops.append(name.upper())
-            kept[name] = sum(op.type == name.upper() for op in calibrated.operators)
+        op_type = REWRITTEN_AS.get(name, name.upper())  # a MediaPipe custom op is kept as the built-in edgeq rewrote it to
+        if op_type in op_types:
+            ops.append(op_type)
+            kept[name] = sum(op.type == op_type for op in calibrated.operators)
             continue
         exact = [n for names_ in outputs.values() for n in names_ if n == name]
         layer = [n for names_ in outputs.values() for n in names_ if name in _components(n)]

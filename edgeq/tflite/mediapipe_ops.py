@@ -43,6 +43,9 @@ def _custom_code(root, op) -> str:
     return (code.customCode or b"").decode("utf-8", "replace") if isinstance(code.customCode, bytes) else code.customCode or ""
 
 
+REWRITTEN_AS = {TRANSPOSE_CONV_BIAS: "TRANSPOSE_CONV"}  # a custom op's name -> the built-in edgeq rewrites it to
+
+
 def transposed_conv_bias_as_builtin(data: bytes) -> tuple[bytes, list[int]] | None:
     """The model with every Convolution2DTransposeBias as TRANSPOSE_CONV, and the rewritten ops'
     indices; None when it has none. An op whose options cannot be read is left as it is."""

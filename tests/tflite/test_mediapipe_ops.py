@@ -70,3 +70,18 @@ def test_a_model_with_the_custom_op_converts_to_strict_int8_as_its_builtin_twin(
     assert "largest difference" in ours.manifest.source.rewrites[0]
     figures = [validate(m.output, builtin, data, runs=3, warmup=1).worst_sqnr_db for m in (ours, twin)]
     assert figures[0] == figures[1] and figures[0] > 30
+
+
+def test_keep_float_of_the_custom_op_keeps_what_it_was_rewritten_to():
+    """--keep-float Convolution2DTransposeBias in int8-fallback: the op is a TRANSPOSE_CONV by the
+    time the quantizer sees it, and that is what stays in float (it was refused as unknown)."""
+    from types import SimpleNamespace as NS
+
+    from edgeq.conversion.quantize import resolve_keep_float
+
+    graph = NS(
+        tensors=[NS(name="x"), NS(name="segment"), NS(name="mask")],
+        operators=[NS(index=0, type="TRANSPOSE_CONV", outputs=[1]), NS(index=1, type="LOGISTIC", outputs=[2])],
+    )
+    keep = resolve_keep_float(graph, ("Convolution2DTransposeBias",))
+    assert keep.ops == ("TRANSPOSE_CONV",) and keep.per_name == {"Convolution2DTransposeBias": 1}
