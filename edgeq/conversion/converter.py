@@ -158,10 +158,11 @@ def _served(entry, timings: Timings, cache: Cache) -> QuantizedModel:
     return QuantizedModel(entry.blobs["tflite"], manifest)
 
 
-def _in_child(function, model: Path, quiet_native: bool, isolated: bool, *args):
+def _in_child(function, model: Path, quiet_native: bool, isolated: bool, *args, stdout: bool = False):
     """`function(*args)` in the crash-contained child: edgeq's own exceptions are internal errors
-    (exit 3), TensorFlow's and LiteRT's are the converter's (exit 2)."""
-    with captured_native_stderr(quiet_native) as native:
+    (exit 3), TensorFlow's and LiteRT's are the converter's (exit 2). `stdout`: its fd 1 is kept off
+    the terminal too unless -v (litert-torch prints its progress there)."""
+    with captured_native_stderr(quiet_native, stdout=stdout and quiet_native) as native:
         try:
             run = run_isolated if isolated else (lambda function, *args: function(*args))
             return run(function, *args)
@@ -187,11 +188,20 @@ def _float_source(model: Path, options: ConvertOptions, quiet_native: bool, isol
     if suffix == ONNX_SUFFIX:
         require_onnx(f"converting {model.name}")
         flat = _in_child(
-            onnx_to_float_tflite, model, quiet_native, isolated, model, options.recipe.channels_last, options.input_shapes
+            onnx_to_float_tflite,
+            model,
+            quiet_native,
+            isolated,
+            model,
+            options.recipe.channels_last,
+            options.input_shapes,
+            stdout=True,
         )
     else:
         require_torch(f"converting {model.name}")
-        flat = _in_child(to_float_tflite, model, quiet_native, isolated, model, options.recipe.channels_last, options.trust_model)
+        flat = _in_child(
+            to_float_tflite, model, quiet_native, isolated, model, options.recipe.channels_last, options.trust_model, stdout=True
+        )
     path = scratch / (model.stem + ".tflite")
     path.write_bytes(flat)
     return path

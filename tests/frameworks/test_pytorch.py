@@ -77,7 +77,7 @@ def test_an_nn_module_converts_to_strict_int8_and_validates_against_itself(torch
     assert "fed as NCHW" in report.results.data  # the image folder in PyTorch's layout
 
 
-def test_a_pt2_file_converts_from_the_command_line_with_channels_last_io(torch_net, images, tmp_path, cli):
+def test_a_pt2_file_converts_from_the_command_line_with_channels_last_io(torch_net, images, tmp_path, cli, capfd):
     import torch
 
     module, sample = torch_net
@@ -88,6 +88,7 @@ def test_a_pt2_file_converts_from_the_command_line_with_channels_last_io(torch_n
         "convert", str(tmp_path / "net.pt2"), "--data", str(calib), "--output", str(out), "--samples", "32", "--channels-last"
     )
     assert code == 0, err
+    assert "LiteRT-Torch Convert" not in capfd.readouterr().out  # litert-torch's own progress stays off the terminal
     manifest = json.loads((tmp_path / "net_int8.edgeq.json").read_text())
     assert manifest["recipe"]["channels_last"] and manifest["inputs"][0]["shape"] == [1, 16, 16, 3]
     assert _weights(out) == ["int8"] * 3
