@@ -9,6 +9,7 @@ Everything here runs in a child process (`run_isolated`), as PyTorch sources do.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,13 +103,18 @@ def _onnx2torch():
         sys.modules.update({"torchvision": stand_in, "torchvision.ops": ops})
     from onnx2torch import convert
 
+    from edgeq.frameworks.onnx_recurrent import register
+
+    register()  # LSTM and GRU, which onnx2torch lacks
     return convert
 
 
-def _module(path: Path, given: tuple[str, ...] = ()) -> tuple[Any, tuple, list[str], list[str]]:
-    """The ONNX graph as a torch module (onnx2torch), zero inputs of its shapes (`given`: the
-    --input-shape values fixing symbolic dimensions), and the names of its inputs and outputs; the
-    file is read once."""
+def _modules(path: Path, given: tuple[str, ...] = ()) -> Iterator[tuple[str, Any, tuple, list[str], list[str]]]:
+    """The ONNX graph as torch modules (onnx2torch), each way it converts: as given, with its
+    constant subgraphs folded, at FALLBACK_OPSET; with zero inputs of its shapes (`given`: the
+    --input-shape values fixing symbolic dimensions) and the names of its inputs and outputs. The
+    caller takes the first that litert-torch exports (a shape computed at run time converts as
+    given but exports only folded); none at all is a ModelError naming each failure."""
     import onnx
     import torch
 
@@ -124,10 +130,15 @@ def _module(path: Path, given: tuple[str, ...] = ()) -> tuple[Any, tuple, list[s
         (f"at opset {FALLBACK_OPSET}", lambda: onnx.version_converter.convert_version(_folded(model), FALLBACK_OPSET)),
     ):
         try:
-            return (_static_reshapes(convert(variant())).eval(), tuple(torch.zeros(shape) for _, shape in shapes), *names)
+            module = _static_reshapes(convert(variant())).eval()
+        except ModelError:
+            raise
         except Exception as exc:
             failures.append(f"{name}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}")
-    raise ModelError(f"{path}: onnx2torch cannot convert it ({'; '.join(failures)})")
+            continue
+        yield name, module, tuple(torch.zeros(shape) for _, shape in shapes), *names
+    if failures:
+        raise ModelError(f"{path}: onnx2torch cannot convert it ({'; '.join(failures)})")
 
 
 def _static_reshapes(module):
@@ -207,12 +218,22 @@ def to_float_tflite(path: Path, channels_last: bool, given: tuple[str, ...] = ()
     """The ONNX model as a float .tflite (onnx2torch, then litert-torch), its signature keyed by
     the ONNX input and output names (as identifiers); `channels_last`: its 4-D inputs taken as NHWC;
     `given`: --input-shape values for its symbolic dimensions."""
+    failures = []
+    for variant, module, args, names_in, names_out in _modules(path, given):
+        try:
+            return _exported(module, args, names_in, names_out, channels_last)
+        except Exception as exc:
+            failures.append(f"{variant}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}")
+    raise ModelError(f"{path}: litert-torch cannot export onnx2torch's module ({'; '.join(failures)})")
+
+
+def _exported(module, args: tuple, names_in: list[str], names_out: list[str], channels_last: bool) -> bytes:
+    """litert-torch's float .tflite of onnx2torch's `module`, its signature keyed by the ONNX names."""
     import tempfile
 
     import litert_torch
     import torch
 
-    module, args, names_in, names_out = _module(path, given)
     inputs, outputs = [_key(name) for name in names_in], [_key(name) for name in names_out]
 
     class Named(torch.nn.Module):
@@ -230,13 +251,7 @@ def to_float_tflite(path: Path, channels_last: bool, given: tuple[str, ...] = ()
     feeds = {n: a.permute(0, 2, 3, 1) if channels_last and a.dim() == 4 else a for n, a in zip(inputs, args)}
     with tempfile.TemporaryDirectory(prefix="edgeq-onnx-") as scratch:
         out = Path(scratch) / "float.tflite"
-        try:
-            litert_torch.convert(Named().eval(), (), feeds).export(str(out))
-        except Exception as exc:
-            raise ModelError(
-                f"{path}: litert-torch cannot export onnx2torch's module ({type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''})"
-            ) from None
+        litert_torch.convert(Named().eval(), (), feeds).export(str(out))
         return out.read_bytes()
 
 

@@ -95,3 +95,61 @@ def test_a_symbolic_dimension_is_fixed_by_input_shape_and_is_one_line_without_it
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m.tflite").exists()
     code, _, err = cli(*args, "--input-shape", ",".join(str(d or 1) for d in shape))
     assert code == 0 and (tmp_path / "m.tflite").exists(), err
+
+
+def _crnn(path, recurrent: str) -> None:
+    """A CNN + bidirectional LSTM (or GRU) text recognizer as PyTorch exports it to ONNX (the
+    TorchScript exporter, dynamo=False), its width symbolic: [1, 1, 16, width] in, [T, 1, C] out."""
+    import torch
+
+    torch.manual_seed(0)
+
+    class Crnn(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cnn = torch.nn.Sequential(
+                torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.MaxPool2d((4, 1))
+            )
+            self.rnn = getattr(torch.nn, recurrent)(16, 12, bidirectional=True)
+            self.fc = torch.nn.Linear(24, 7)
+
+        def forward(self, x):
+            features = self.cnn(x).flatten(1, 2).permute(2, 0, 1)  # [T, 1, 16]
+            return torch.softmax(self.fc(self.rnn(features)[0]), -1)
+
+    torch.onnx.export(
+        Crnn().eval(),
+        (torch.rand(1, 1, 16, 24),),
+        str(path),
+        input_names=["image"],
+        output_names=["probs"],
+        dynamic_axes={"image": {3: "width"}},
+        dynamo=False,
+        opset_version=17,
+    )
+
+
+@pytest.mark.parametrize("recurrent", ["LSTM", "GRU"])
+def test_an_onnx_cnn_with_a_bidirectional_recurrent_layer_converts_and_keeps_its_steps(recurrent, tmp_path, cli):
+    """onnx2torch has no LSTM or GRU converter: edgeq's unrolls them. The width is fixed with
+    --input-shape; the INT8 model validates against ONNX Runtime with per-step agreement, its
+    time-major [T, 1, C] output a sequence without --output-role."""
+    import onnx
+
+    model = tmp_path / "crnn.onnx"
+    _crnn(model, recurrent)
+    assert recurrent in {n.op_type for n in onnx.load(str(model)).graph.node}
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "calib.npy", rng.random((24, 1, 16, 24), dtype=np.float32))
+    np.save(tmp_path / "val.npy", rng.random((16, 1, 16, 24), dtype=np.float32))
+    out = tmp_path / "crnn_int8.tflite"
+    code, text, err = cli("convert", model, "-d", tmp_path / "calib.npy", "-o", out, "--input-shape", "1,1,16,24")
+    assert code == 0 and "ops on int8 kernels; mode int8," in text, err
+    code, text, err = cli("validate", out, "-r", model, "-d", tmp_path / "val.npy", "--runs", "2", "--json", "-")
+    assert code == 0, err
+    results = json.loads(text)
+    (probs,) = results["outputs"]
+    assert probs["role"] == "sequence" and "12 steps of 7 classes" in probs["role_from"]
+    assert results["source_check"]["outputs"][0]["sqnr_db"] > 80  # the unrolled layer computes what ONNX Runtime does
+    assert probs["sqnr_db"] > 20 and results["accuracy"]["agreement"] == probs["agreement"]  # judged per step
+    assert probs["sequence_match"] is not None  # (an untrained net's near-uniform steps: the figures, not a bound)
