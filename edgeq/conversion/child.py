@@ -307,8 +307,9 @@ def _search(
         return quantize(calibrated, recipe, replace(keep, nodes=keep.nodes + tuple(nodes)))
 
     graph = LayerGraph.of(parse_tflite(calibrated), frozenset(keep.nodes), frozenset(keep.ops))
+    evaluator = evaluator_for(calibrated, specs, options)
     model, record = search(
-        evaluator_for(calibrated, specs, options),
+        evaluator,
         full_int8,
         graph,
         with_float,
@@ -318,15 +319,25 @@ def _search(
     record = replace(record, eval_data=str(options.eval_data))
     bound = next((s for s in record.steps if s.phase == "every layer feeding the missed outputs"), None)
     if not record.met and bound is not None and recipe.io != "float32":
-        record = replace(
-            record,
-            notes=record.notes
-            + (
-                f"with every layer feeding the missed outputs in float, the worst output reached {bound.worst_sqnr_db} dB: "
-                f"the {recipe.io} input and output tensors stay quantized; --io float32 lifts that bound",
-            ),
-        )
+        record = replace(record, notes=record.notes + (_float_io_note(calibrated, recipe, keep, evaluator, bound),))
     return model, record
+
+
+def _float_io_note(calibrated: bytes, recipe, keep: KeepFloat, evaluator, bound) -> str:
+    """Whether float I/O would lift the search's bound: measured (the same layers in float, --io
+    float32), so the advice is given only where it helps."""
+    floating = replace(recipe, io="float32")
+    nodes = keep.nodes + tuple(bound.float_layers)
+    step = evaluator.evaluate(quantize(calibrated, floating, replace(keep, nodes=nodes)), list(bound.float_layers))
+    figure = "an exact match" if step.exact else f"{step.worst_sqnr_db} dB"
+    said = (
+        f"with every layer feeding the missed outputs in float, the worst output reached {bound.worst_sqnr_db} dB "
+        f"with {recipe.io} input and output tensors, {figure} with float32 ones (measured)"
+    )
+    if step.meets:
+        return f"{said}: --io float32 meets the budget"
+    better = step.exact or (step.worst_sqnr_db or 0) > (bound.worst_sqnr_db or 0) + 0.5
+    return f"{said}: " + ("--io float32 helps, but not enough" if better else "the quantized I/O is not what limits it")
 
 
 def _latency(
