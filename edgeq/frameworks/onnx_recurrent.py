@@ -22,9 +22,19 @@ def register() -> None:
     """Add the converters to onnx2torch's registry, once per process."""
     if REGISTERED:
         return
-    import torch
     from onnx2torch.node_converters.registry import add_converter
-    from onnx2torch.utils.common import OnnxMapping, OnnxToTorchModule, OperationConverterResult
+
+    recurrent = _module_class()
+    for kind in ("LSTM", "GRU"):
+        for version in (7, 14):
+            add_converter(operation_type=kind, version=version)(_converter(kind, recurrent))
+    REGISTERED.append(True)
+
+
+def _module_class() -> Any:
+    """The torch module of one ONNX LSTM or GRU node (torch imported here, in the converting child)."""
+    import torch
+    from onnx2torch.utils.common import OnnxToTorchModule
 
     class Recurrent(torch.nn.Module, OnnxToTorchModule):
         """One ONNX LSTM or GRU node, unrolled."""
@@ -82,59 +92,58 @@ def register() -> None:
                 candidate = torch.tanh(h_x + torch.matmul(r * h, recurrent) + h_b)
             return (1 - z) * candidate + z * h
 
-    def converter(kind: str):
-        defaults = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh")}[kind]
+    return Recurrent
 
-        def convert(node, graph) -> Any:
-            attributes = node.attributes
-            name = f"{kind} node {node.name!r}"
-            activations = tuple(a.decode() if isinstance(a, bytes) else a for a in attributes.get("activations", defaults))
-            direction = attributes.get("direction", "forward")
-            direction = direction.decode() if isinstance(direction, bytes) else direction
-            for what, refused in (
-                ("activations other than the defaults", activations not in (defaults, defaults * 2)),
-                ("clip", attributes.get("clip") is not None),
-                ("input_forget", bool(attributes.get("input_forget", 0))),
-            ):
-                if refused:
-                    raise ModelError(f"{name} uses {what}, which edgeq's {kind} converter does not take")
-            inputs = list(node.input_values) + [""] * 8
-            weights = {}
-            for position, role in ((1, "W"), (2, "R"), (3, "B")):
-                value = inputs[position]
-                if value and value not in graph.initializers:
-                    raise ModelError(f"{name}: its {role} is computed, not a weight; edgeq's converter takes weights only")
-                weights[role] = graph.initializers[value].to_torch() if value else None
-            if inputs[4]:
-                raise ModelError(
-                    f"{name} takes sequence_lens, which a graph of fixed length cannot honour; export it without them"
-                )
-            if kind == "LSTM" and inputs[7]:
-                raise ModelError(f"{name} has peepholes (P), which edgeq's LSTM converter does not take")
-            if weights["W"] is None or weights["R"] is None:
-                raise ModelError(f"{name} has no W or R weights")
-            hidden = int(attributes.get("hidden_size", weights["R"].shape[-1]))
-            module = Recurrent(
-                kind,
-                weights["W"],
-                weights["R"],
-                weights["B"],
-                hidden,
-                direction,
-                int(attributes.get("layout", 0)),
-                len(node.output_values),
-                int(attributes.get("linear_before_reset", 0)),
-            )
-            states = [inputs[5]] + ([inputs[6]] if kind == "LSTM" else [])
-            mapped = (inputs[0], *states) if any(states) else (inputs[0],)
-            if any(states) and not all(states):
-                raise ModelError(f"{name} has only some of its initial states; give both or neither")
-            mapping = OnnxMapping(inputs=mapped, outputs=node.output_values)
-            return OperationConverterResult(torch_module=module, onnx_mapping=mapping)
 
-        return convert
+def _converter(kind: str, recurrent: Any) -> Any:
+    """onnx2torch's converter of an ONNX `kind` node into `recurrent` (edgeq's module)."""
+    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult
 
-    for kind in ("LSTM", "GRU"):
-        for version in (7, 14):
-            add_converter(operation_type=kind, version=version)(converter(kind))
-    REGISTERED.append(True)
+    defaults = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh")}[kind]
+
+    def convert(node, graph) -> Any:
+        attributes = node.attributes
+        name = f"{kind} node {node.name!r}"
+        activations = tuple(a.decode() if isinstance(a, bytes) else a for a in attributes.get("activations", defaults))
+        direction = attributes.get("direction", "forward")
+        direction = direction.decode() if isinstance(direction, bytes) else direction
+        for what, refused in (
+            ("activations other than the defaults", activations not in (defaults, defaults * 2)),
+            ("clip", attributes.get("clip") is not None),
+            ("input_forget", bool(attributes.get("input_forget", 0))),
+        ):
+            if refused:
+                raise ModelError(f"{name} uses {what}, which edgeq's {kind} converter does not take")
+        inputs = list(node.input_values) + [""] * 8
+        weights = {}
+        for position, role in ((1, "W"), (2, "R"), (3, "B")):
+            value = inputs[position]
+            if value and value not in graph.initializers:
+                raise ModelError(f"{name}: its {role} is computed, not a weight; edgeq's converter takes weights only")
+            weights[role] = graph.initializers[value].to_torch() if value else None
+        if inputs[4]:
+            raise ModelError(f"{name} takes sequence_lens, which a graph of fixed length cannot honour; export it without them")
+        if kind == "LSTM" and inputs[7]:
+            raise ModelError(f"{name} has peepholes (P), which edgeq's LSTM converter does not take")
+        if weights["W"] is None or weights["R"] is None:
+            raise ModelError(f"{name} has no W or R weights")
+        hidden = int(attributes.get("hidden_size", weights["R"].shape[-1]))
+        module = recurrent(
+            kind,
+            weights["W"],
+            weights["R"],
+            weights["B"],
+            hidden,
+            direction,
+            int(attributes.get("layout", 0)),
+            len(node.output_values),
+            int(attributes.get("linear_before_reset", 0)),
+        )
+        states = [inputs[5]] + ([inputs[6]] if kind == "LSTM" else [])
+        mapped = (inputs[0], *states) if any(states) else (inputs[0],)
+        if any(states) and not all(states):
+            raise ModelError(f"{name} has only some of its initial states; give both or neither")
+        mapping = OnnxMapping(inputs=mapped, outputs=node.output_values)
+        return OperationConverterResult(torch_module=module, onnx_mapping=mapping)
+
+    return convert
