@@ -40,7 +40,8 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
     for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
         result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, ops or None, list(keep.nodes) or None)
         found = float_ops(parse_tflite(result))
-        whole = _types_kept_only_by_type(parse_tflite(calibrated), [n for n in keep.nodes if not _is_float(n, found)], ops)
+        left = [n for n in keep.nodes if not _is_float(n, found)]
+        whole = _types_kept_only_by_type(parse_tflite(calibrated), left, ops) if left else []
         if whole:  # TensorFlow keeps e.g. a TRANSPOSE_CONV in float by its type only: every one of them was asked for
             ops += whole
             result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, ops, list(keep.nodes) or None)
