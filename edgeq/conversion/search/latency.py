@@ -28,6 +28,7 @@ BOUNDARY = {"QUANTIZE", "DEQUANTIZE"}
 # a candidate that stays all int8 wins against float ops this close in p50; at float I/O XNNPACK
 # takes them, so they split nothing
 TIE = 1.05
+SQNR_TIE_DB = 0.5  # an all-int8 rewrite wins a tie in speed only when it is as accurate, within this
 
 
 def fell_off(runner: LiteRTRunner) -> dict[str, int]:
@@ -194,8 +195,15 @@ def choose(candidates: list[Candidate], judge: str = "timing") -> Candidate:
     if not wins:
         return plain
     fastest = min(wins, key=lambda c: c.int8_p50_ms)
-    int8 = [c for c in wins if not c.keep_ops and c.int8_p50_ms <= fastest.int8_p50_ms * TIE]
+    int8 = [c for c in wins if not c.keep_ops and c.int8_p50_ms <= fastest.int8_p50_ms * TIE and _as_accurate(c, fastest)]
     return min(int8, key=lambda c: c.int8_p50_ms) if int8 else fastest  # all int8 (a rewrite) wins a tie: NPUs want it
+
+
+def _as_accurate(candidate: Candidate, other: Candidate) -> bool:
+    """`candidate`'s worst output within SQNR_TIE_DB of `other`'s (None: an exact match, or no figure)."""
+    if candidate.worst_sqnr_db is None or other.worst_sqnr_db is None:
+        return candidate.worst_sqnr_db is None
+    return candidate.worst_sqnr_db >= other.worst_sqnr_db - SQNR_TIE_DB
 
 
 REWRITE_FOR = {"PRELU": "prelu_as_leaky_relu", "HARD_SWISH": "hard_swish_decomposed"}
