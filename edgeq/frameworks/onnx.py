@@ -123,7 +123,7 @@ def _modules(path: Path, given: tuple[str, ...] = ()) -> Iterator[tuple[str, Any
     names = ([name for name, _ in shapes], [value.name for value in model.graph.output])
     convert = _onnx2torch()
     model = _weights_constant(model)
-    failures = []
+    failures, converted = [], False
     for name, variant in (
         ("as given", lambda: model),
         ("constants folded", lambda: _folded(model)),
@@ -136,8 +136,9 @@ def _modules(path: Path, given: tuple[str, ...] = ()) -> Iterator[tuple[str, Any
         except Exception as exc:
             failures.append(f"{name}: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:160]}")
             continue
+        converted = True
         yield name, module, tuple(torch.zeros(shape) for _, shape in shapes), *names
-    if failures:
+    if not converted:
         raise ModelError(f"{path}: onnx2torch cannot convert it ({'; '.join(failures)})")
 
 
