@@ -153,3 +153,31 @@ def test_an_onnx_cnn_with_a_bidirectional_recurrent_layer_converts_and_keeps_its
     assert results["source_check"]["outputs"][0]["sqnr_db"] > 80  # the unrolled layer computes what ONNX Runtime does
     assert probs["sqnr_db"] > 20 and results["accuracy"]["agreement"] == probs["agreement"]  # judged per step
     assert probs["sequence_match"] is not None  # (an untrained net's near-uniform steps: the figures, not a bound)
+
+
+def test_a_slice_with_constant_bounds_exports(tmp_path, cli):
+    """onnx2torch's Slice reads its bounds from tensors at run time (".numpy() is not supported for
+    tensor subclasses" under torch.export: PaddleOCR's PP-OCRv4 recognizer); bounds that are weights
+    become fixed slices, indexed by tuples."""
+    import torch
+
+    class Cropped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            return torch.relu(self.conv(x))[:, 1:3, 2:-2, ::2]
+
+    torch.onnx.export(Cropped().eval(), (torch.rand(1, 3, 16, 16),), str(tmp_path / "crop.onnx"), dynamo=False, opset_version=17)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "calib.npy", rng.random((16, 3, 16, 16), dtype=np.float32))
+    out = tmp_path / "crop_int8.tflite"
+    code, _, err = cli("convert", tmp_path / "crop.onnx", "-d", tmp_path / "calib.npy", "-o", out)
+    assert code == 0, err
+    code, text, err = cli(
+        "validate", out, "-r", tmp_path / "crop.onnx", "-d", tmp_path / "calib.npy", "--runs", "2", "--json", "-"
+    )
+    assert code == 0, err
+    results = json.loads(text)
+    assert results["source_check"]["outputs"][0]["sqnr_db"] > 80 and results["outputs"][0]["sqnr_db"] > 25
