@@ -11,7 +11,6 @@ from pathlib import Path
 from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.refinement.bias import bias_corrected
 from edgeq.conversion.refinement.rounding import rounded
-from edgeq.conversion.search.budget import evaluator_for
 from edgeq.core.errors import UsageError
 from edgeq.host.machine import cores
 from edgeq.records.manifest import Refinement, Search, StepKind
@@ -43,7 +42,7 @@ def refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data
     if options.recipe.refine != "auto":
         return refinement(options.recipe.refine, quantized, model, samples, threads)
     if options.budget is not None:  # judged on --eval-data, as the search judges
-        judging = evaluator_for(model, specs, options).samples
+        judging = [[s[k] for k in order] for s in options.eval_samples(list(specs))[0]]
         where, fitted = f"the {len(judging)} --eval-data samples, each fitted on the calibration samples", samples
     else:
         if len(samples) <= HELD_BACK:
