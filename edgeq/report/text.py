@@ -251,6 +251,7 @@ def validation_text(r: ValidationResult) -> str:
             f"agreement {percent(acc.agreement)} (top-1, {kind} vs float{about})"
             if acc.output
             else "agreement n/a: no classes output (see the roles below), so no argmax is taken"
+            + ("; a mask's per-pixel agreement is on its output line" if any(o.role == "mask" for o in r.outputs) else "")
         )
     if r.source_check:
         c = r.source_check

@@ -328,4 +328,6 @@ def test_a_segmentation_mask_is_judged_by_iou_and_boundary(digits_calib, tmp_pat
     assert code == 0, err
     (mask,) = json.loads(out)["outputs"]
     assert mask["role"] == "mask" and "the input's size" in mask["role_from"]
+    summary = cli("validate", int8, "-r", tmp_path / "seg.keras", "-d", tmp_path / "val.npy", "--runs", "2")[1]
+    assert "a mask's per-pixel agreement is on its output line" in summary
     assert 0.5 < mask["iou"] <= 1 and 0 <= mask["boundary_f"] <= 1 and mask["ties"] >= 0 and 0.9 < mask["agreement"] <= 1
