@@ -312,7 +312,10 @@ def _written_files_match_the_schemas(request):
         assert not errors, errors
 
 
-@pytest.fixture(autouse=True)
-def _not_in_ci(monkeypatch):
-    """A CI's own CI=true would add a progress line per phase to stderr; tests that want it set it."""
-    monkeypatch.delenv("CI", raising=False)
+@pytest.fixture(autouse=True, scope="session")
+def _not_in_ci():
+    """A CI's own CI=true would add a progress line per phase to stderr, in module fixtures too;
+    tests that want it set it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("CI", raising=False)
+        yield

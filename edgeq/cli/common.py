@@ -6,9 +6,9 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TextIO, TypeVar
 
 import click
 import typer
@@ -257,7 +257,7 @@ def _phase_lines():
     from edgeq.core.progress import PHASE
 
     started: dict[str, float] = {}
-    with os.fdopen(os.dup(sys.stderr.fileno()), "w") as err:  # stderr, even while TensorFlow's fd 2 is captured
+    with _stderr() as err:
 
         def line(label: str, done: int, total: int | None, note: str) -> None:
             kind, _, name = label.partition(":")
@@ -269,6 +269,19 @@ def _phase_lines():
                 print(f"edgeq: {name} took {seconds:.1f} s", file=err, flush=True)
 
         yield line
+
+
+@contextlib.contextmanager
+def _stderr() -> Iterator[TextIO]:
+    """A copy of fd 2, which TensorFlow's captured native output does not reach; sys.stderr itself
+    where it has no descriptor (a notebook, a test runner)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        yield sys.stderr
+        return
+    with os.fdopen(os.dup(fd), "w") as err:
+        yield err
 
 
 @contextlib.contextmanager
