@@ -73,10 +73,10 @@ def test_a_terminal_sees_each_phase_live_and_the_search_its_best_so_far(tmp_path
 def test_ci_lines_reach_a_stderr_without_a_descriptor(monkeypatch, tmp_path):
     """Click's test runner (and a notebook) give a stderr with no file descriptor: CI's lines go to
     it instead of the command failing (it did, with exit 1 and no word)."""
+    from helpers import ROOT
     from typer.testing import CliRunner
 
     from edgeq.cli import app
-    from helpers import ROOT
 
     monkeypatch.setenv("CI", "true")
     digits = ROOT / "representative_data" / "digits"
@@ -84,6 +84,8 @@ def test_ci_lines_reach_a_stderr_without_a_descriptor(monkeypatch, tmp_path):
     from train_digits import train
 
     train(tmp_path / "digits.keras", epochs=1, side=8)
-    result = CliRunner().invoke(app, ["convert", str(tmp_path / "digits.keras"), "-d", str(digits / "calib"), "-o", str(tmp_path / "m.tflite")])
+    result = CliRunner().invoke(
+        app, ["convert", str(tmp_path / "digits.keras"), "-d", str(digits / "calib"), "-o", str(tmp_path / "m.tflite")]
+    )
     assert result.exit_code == 0, (result.exception, result.stderr)
     assert re.search(r"^edgeq: \S.* took \d+\.\d s$", result.stderr, re.M), result.stderr
