@@ -122,6 +122,8 @@ def _modules(path: Path, given: tuple[str, ...] = ()) -> Iterator[tuple[str, Any
     shapes = input_shapes(model, path, given)  # a file edgeq cannot feed is refused before any conversion
     names = ([name for name, _ in shapes], [value.name for value in model.graph.output])
     convert = _onnx2torch()
+    from edgeq.frameworks.onnx_fixed import fixed_operands
+
     model = _weights_constant(model)
     failures, converted = [], False
     for name, variant in (
@@ -130,7 +132,7 @@ def _modules(path: Path, given: tuple[str, ...] = ()) -> Iterator[tuple[str, Any
         (f"at opset {FALLBACK_OPSET}", lambda: onnx.version_converter.convert_version(_folded(model), FALLBACK_OPSET)),
     ):
         try:
-            module = _static_reshapes(convert(variant())).eval()
+            module = fixed_operands(convert(variant())).eval()
         except ModelError:
             raise
         except Exception as exc:
@@ -140,63 +142,6 @@ def _modules(path: Path, given: tuple[str, ...] = ()) -> Iterator[tuple[str, Any
         yield name, module, tuple(torch.zeros(shape) for _, shape in shapes), *names
     if not converted:
         raise ModelError(f"{path}: onnx2torch cannot convert it ({'; '.join(failures)})")
-
-
-def _static_reshapes(module):
-    """onnx2torch's Reshape and Slice read their shape or bounds from tensors at run time, which
-    torch.export refuses ("Could not guard on data-dependent expression", ".numpy() is not supported
-    for tensor subclasses"). Where those tensors are weights of the module, the op takes them as
-    fixed numbers instead: the same result."""
-    import torch
-    from onnx2torch.node_converters.reshape import OnnxReshape
-    from onnx2torch.node_converters.slice import OnnxSlice, _get_slices
-
-    class FixedReshape(torch.nn.Module):
-        def __init__(self, shape: tuple[int, ...]) -> None:
-            super().__init__()
-            self.shape = shape
-
-        def forward(self, x):
-            return torch.reshape(x, [x.shape[i] if d == 0 else d for i, d in enumerate(self.shape)])  # ONNX: 0 keeps the dim
-
-    class FixedSlice(torch.nn.Module):
-        def __init__(self, bounds: list) -> None:
-            super().__init__()
-            self.slices = _get_slices(*[b.tolist() if b is not None else None for b in bounds[:2]], *bounds[2:])
-
-        def forward(self, x):
-            flip, positive, negative = self.slices  # indexed by tuples: a list of slices is a tensor index to torch >= 2.9
-            x = torch.flip(x, dims=flip) if flip else x
-            x = x[tuple(positive)] if positive else x
-            return x[tuple(negative)] if negative else x
-
-    def weight(arg):
-        if arg is None:
-            return None
-        value = module
-        for part in arg.target.split("."):
-            value = getattr(value, part)
-        return value
-
-    changed = False
-    for node in module.graph.nodes:
-        if node.op != "call_module" or len(node.args) < 2:
-            continue
-        op = module.get_submodule(node.target)
-        if not isinstance(op, (OnnxReshape, OnnxSlice)):
-            continue
-        if not all(arg is None or getattr(arg, "op", None) == "get_attr" for arg in node.args[1:]):
-            continue
-        values = [weight(arg) for arg in node.args[1:]]
-        fixed = FixedReshape(tuple(int(d) for d in values[0].tolist())) if isinstance(op, OnnxReshape) else FixedSlice(values)
-        parent, _, name = node.target.rpartition(".")
-        setattr(module.get_submodule(parent) if parent else module, name, fixed)
-        node.args = (node.args[0],)
-        changed = True
-    if changed:
-        module.graph.eliminate_dead_code()
-        module.recompile()
-    return module
 
 
 def _weights_constant(model):

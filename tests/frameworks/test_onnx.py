@@ -181,3 +181,48 @@ def test_a_slice_with_constant_bounds_exports(tmp_path, cli):
     assert code == 0, err
     results = json.loads(text)
     assert results["source_check"]["outputs"][0]["sqnr_db"] > 80 and results["outputs"][0]["sqnr_db"] > 25
+
+
+def test_pads_axes_and_an_index_that_are_weights_export(tmp_path, cli):
+    """silero-vad's graphs (silero-vad 6.2.3): a reflect Pad of a [1, N] input, Squeeze and Unsqueeze
+    whose axes and a Gather whose one index are weights. onnx2torch reads them at run time (its Pad
+    refuses reflect padding below 3-D; a 0-d index is .item() to litert-torch); fixed, they export."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(np.array([0, 4, 0, 4], np.int64), "pads"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        numpy_helper.from_array(np.array(0, np.int64), "first"),
+        numpy_helper.from_array(rng.normal(0, 0.5, (8, 1, 5)).astype(np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("Pad", ["x", "pads"], ["padded"], mode="reflect"),
+        helper.make_node("Unsqueeze", ["padded", "axis1"], ["channel"]),
+        helper.make_node("Conv", ["channel", "w"], ["conv"]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("Gather", ["relu", "first"], ["picked"], axis=0),
+        helper.make_node("Unsqueeze", ["picked", "axis0"], ["batched"]),
+        helper.make_node("Squeeze", ["batched", "axis0"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "padded",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 68])],
+        weights,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "pad.onnx"))
+    np.save(tmp_path / "calib.npy", rng.normal(0, 1, (16, 64)).astype(np.float32))
+    out = tmp_path / "pad_int8.tflite"
+    code, _, err = cli("convert", tmp_path / "pad.onnx", "-d", tmp_path / "calib.npy", "-o", out)
+    assert code == 0, err
+    code, text, err = cli(
+        "validate", out, "-r", tmp_path / "pad.onnx", "-d", tmp_path / "calib.npy", "--runs", "2", "--json", "-"
+    )
+    assert code == 0, err
+    results = json.loads(text)
+    (source,) = results["source_check"]["outputs"]
+    assert (source["exact"] or source["sqnr_db"] > 80) and results["outputs"][0]["sqnr_db"] > 25
