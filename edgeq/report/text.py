@@ -175,11 +175,12 @@ def latency_lines(latency: LatencyCheck | None) -> list[str]:
         f"optimize latency on {latency.delegate}, {latency.threads} thread, {latency.rounds} interleaved rounds; "
         f"float p50 {latency.float_p50_ms:.4g} ms" + (f"; CPU {terminal(latency.cpu)}" if latency.cpu else "") + ":"
     ]
+    width = max(len(terminal(c.name)) for c in latency.candidates)
     for c in latency.candidates:
         budget = "" if c.meets is None else ("  meets the budget" if c.meets else "  misses the budget")
         mark = "  << chosen" if c.name == latency.chosen else ""
         lines.append(
-            f"  {terminal(c.name):<36} INT8 p50 {c.int8_p50_ms:.4g} ms ({c.speedup:.2f}x float's speed"
+            f"  {terminal(c.name):<{width}}  INT8 p50 {c.int8_p50_ms:.4g} ms ({c.speedup:.2f}x float's speed"
             f"{', within noise' if c.within_noise else ''})  XNNPACK {c.delegated_nodes}/{c.total_nodes} nodes, "
             f"{c.partitions} partition(s)  SQNR {number(c.worst_sqnr_db, '.2f', ' dB')}{budget}{mark}"
         )

@@ -6,6 +6,12 @@ delegate partition where the int8 op itself would fall to LiteRT's built-in kern
   LEAKY_RELU with that alpha (same output tensor, same range).
 - `hard_swish_decomposed`: HARD_SWISH(x) = x * relu6(x + 3) / 6, as ADD, RELU6, MUL and MUL; the
   new tensors get their ranges from x's (x + 3, clipped to 0..6, the products' bounds).
+- `relu_as_fused_mul`: a RELU, RELU6 or RELU_N1_TO_1 op of its own (XNNPACK in LiteRT 2.3 runs none
+  of them in int8, though it runs the same clamp fused into a MUL) as MUL(x, 1) with that fused
+  activation; the output tensor and its range are the RELU's.
+- `prelu_decomposed`: a PRELU with a slope per channel (MediaPipe's landmark models have dozens; no
+  int8 PRELU runs on XNNPACK) as relu(x) - alpha * relu(-x): MUL(x, 1) and MUL(x, -1) with a fused
+  RELU, a MUL by alpha and a SUB, ranges from x's.
 
 Each returns None where the graph has nothing to rewrite. The caller proves the rewritten graph
 equal in float before using it (edgeq.conversion.search.latency)."""
@@ -19,6 +25,8 @@ import numpy as np
 REWRITES: dict[str, str] = {
     "prelu_as_leaky_relu": "PRELU with one slope as LEAKY_RELU",
     "hard_swish_decomposed": "HARD_SWISH as x * relu6(x + 3) / 6",
+    "relu_as_fused_mul": "RELU as MUL(x, 1) with a fused RELU",
+    "prelu_decomposed": "PRELU as relu(x) - alpha * relu(-x)",
 }
 
 
@@ -105,13 +113,13 @@ def _tensor(root, graph, name: str, like, low: float | None, high: float | None,
     return len(graph.tensors) - 1
 
 
-def _binary(root, builtin: int, options_type: int, options_cls: Callable, inputs: list[int], output: int):
+def _binary(root, builtin: int, options_type: int, options_cls: Callable, inputs: list[int], output: int, activation: int = 0):
     schema = _schema()
     op = schema.OperatorT()
     op.opcodeIndex = _opcode(root, builtin)
     op.inputs, op.outputs = inputs, [output]
     options = options_cls()
-    options.fusedActivationFunction = schema.ActivationFunctionType.NONE
+    options.fusedActivationFunction = activation
     op.builtinOptionsType, op.builtinOptions = options_type, options
     return op
 
@@ -145,26 +153,84 @@ def hard_swish_decomposed(data: bytes) -> bytes | None:
                 shifted,
             ),
             relu6,
+            _mul(root, [op.inputs[0], clipped], product),
+            _mul(root, [product, sixth], op.outputs[0]),
+        ]
+        changed = True
+    graph.operators = operators
+    return _packed(root) if changed else None
+
+
+def _mul(root, inputs: list[int], output: int, activation: int = 0):
+    schema = _schema()
+    return _binary(
+        root, schema.BuiltinOperator.MUL, schema.BuiltinOptions.MulOptions, schema.MulOptionsT, inputs, output, activation
+    )
+
+
+def relu_as_fused_mul(data: bytes) -> bytes | None:
+    schema = _schema()
+    root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    graph, changed = root.subgraphs[0], False
+    fused = {
+        schema.BuiltinOperator.RELU: schema.ActivationFunctionType.RELU,
+        schema.BuiltinOperator.RELU6: schema.ActivationFunctionType.RELU6,
+        schema.BuiltinOperator.RELU_N1_TO_1: schema.ActivationFunctionType.RELU_N1_TO_1,
+    }
+    for i, op in enumerate(graph.operators):
+        activation = next((a for builtin, a in fused.items() if _is(root, op, builtin)), None)
+        if activation is None:
+            continue
+        x = graph.tensors[op.inputs[0]]
+        one = _tensor(root, graph, f"{(x.name or b'x').decode('utf-8', 'replace')}/relu/1", x, None, None, 1.0)
+        graph.operators[i] = _mul(root, [op.inputs[0], one], op.outputs[0], activation)
+        changed = True
+    return _packed(root) if changed else None
+
+
+def prelu_decomposed(data: bytes) -> bytes | None:
+    schema = _schema()
+    root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    graph, operators, changed = root.subgraphs[0], [], False
+    relu = schema.ActivationFunctionType.RELU
+    for op in graph.operators:
+        alpha = _constant(root, graph.tensors[op.inputs[1]]) if _is(root, op, schema.BuiltinOperator.PRELU) else None
+        if alpha is None or alpha.size == 0:
+            operators.append(op)
+            continue
+        x = graph.tensors[op.inputs[0]]
+        base = (x.name or b"x").decode("utf-8", "replace")
+        one = _tensor(root, graph, f"{base}/prelu/1", x, None, None, 1.0)
+        minus_one = _tensor(root, graph, f"{base}/prelu/-1", x, None, None, -1.0)
+        positive, negative, scaled = (
+            _tensor(root, graph, f"{base}/prelu/{part}", x, *bounds)
+            for part, bounds in zip(("relu", "relu_neg", "scaled"), _prelu_ranges(_range(x), alpha))
+        )
+        operators += [
+            _mul(root, [op.inputs[0], one], positive, relu),
+            _mul(root, [op.inputs[0], minus_one], negative, relu),
+            _mul(root, [negative, op.inputs[1]], scaled),
             _binary(
                 root,
-                schema.BuiltinOperator.MUL,
-                schema.BuiltinOptions.MulOptions,
-                schema.MulOptionsT,
-                [op.inputs[0], clipped],
-                product,
-            ),
-            _binary(
-                root,
-                schema.BuiltinOperator.MUL,
-                schema.BuiltinOptions.MulOptions,
-                schema.MulOptionsT,
-                [product, sixth],
+                schema.BuiltinOperator.SUB,
+                schema.BuiltinOptions.SubOptions,
+                schema.SubOptionsT,
+                [positive, scaled],
                 op.outputs[0],
             ),
         ]
         changed = True
     graph.operators = operators
     return _packed(root) if changed else None
+
+
+def _prelu_ranges(seen: tuple[float, float] | None, alpha: np.ndarray) -> list[tuple[float | None, float | None]]:
+    """The ranges of relu(x), relu(-x) and alpha * relu(-x), from x's calibrated range."""
+    if seen is None:
+        return [(None, None)] * 3
+    lo, hi = seen
+    ends = [float(a) * max(-lo, 0.0) for a in (alpha.min(), alpha.max())] + [0.0]
+    return [(max(lo, 0.0), max(hi, 0.0)), (max(-hi, 0.0), max(-lo, 0.0)), (min(ends), max(ends))]
 
 
 def _decomposed_ranges(seen: tuple[float, float] | None) -> list[tuple[float | None, float | None]]:
@@ -179,7 +245,12 @@ def _decomposed_ranges(seen: tuple[float, float] | None) -> list[tuple[float | N
 
 def rewrite(name: str, data: bytes) -> bytes | None:
     """The named rewrite of `data` (REWRITES), or None where it has nothing to rewrite."""
-    return {"prelu_as_leaky_relu": prelu_as_leaky_relu, "hard_swish_decomposed": hard_swish_decomposed}[name](data)
+    return {
+        "prelu_as_leaky_relu": prelu_as_leaky_relu,
+        "hard_swish_decomposed": hard_swish_decomposed,
+        "relu_as_fused_mul": relu_as_fused_mul,
+        "prelu_decomposed": prelu_decomposed,
+    }[name](data)
 
 
 def rewritten(data: bytes, names: tuple[str, ...]) -> bytes:

@@ -3,6 +3,7 @@ XNNPACK (PReLU, hard-swish), from Keras and from a float .tflite; the hint witho
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -210,24 +211,33 @@ def read_tflite_ops(path: Path) -> list[str]:
 
 
 def _logits_net(activation: str, path: Path) -> Path:
-    """Conv blocks with a shared-slope PReLU (one alpha) or hard-swish, and a logits head (no SOFTMAX,
-    whose int8 kernel XNNPACK leaves): every op can stay in one int8 XNNPACK partition."""
+    """Conv blocks with a shared-slope PReLU (one alpha), a PReLU with a slope per channel or
+    hard-swish, and a logits head (no SOFTMAX, whose int8 kernel XNNPACK leaves): every op can stay in one int8
+    XNNPACK partition."""
     import keras
 
     keras.utils.set_random_seed(0)
     x = image = keras.Input((32, 32, 3), name="image")
     for filters in (16, 32):
         x = keras.layers.Conv2D(filters, 3, strides=2, padding="same")(x)
-        x = (
-            keras.layers.PReLU(shared_axes=[1, 2, 3], alpha_initializer=keras.initializers.Constant(0.2))(x)
-            if activation == "prelu"
-            else keras.layers.Activation("hard_swish")(x)
-        )
+        if activation == "prelu":
+            x = keras.layers.PReLU(shared_axes=[1, 2, 3], alpha_initializer=keras.initializers.Constant(0.2))(x)
+        elif activation == "prelu_channels":
+            x = keras.layers.PReLU(shared_axes=[1, 2], alpha_initializer=keras.initializers.RandomUniform(0.05, 0.4))(x)
+        else:
+            x = keras.layers.Activation("hard_swish")(x)
     keras.Model(image, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(x))).save(path)
     return path
 
 
-@pytest.mark.parametrize("activation, rewrite", [("prelu", "prelu_as_leaky_relu"), ("hard_swish", "hard_swish_decomposed")])
+@pytest.mark.parametrize(
+    "activation, rewrite",
+    [
+        ("prelu", "prelu_as_leaky_relu"),
+        ("prelu_channels", "prelu_decomposed"),
+        ("hard_swish", "hard_swish_decomposed"),
+    ],
+)
 def test_a_rewrite_keeps_the_whole_graph_in_one_int8_xnnpack_partition(activation, rewrite, nets, tmp_path):
     """The rewrite candidate is equal in float (it is only a candidate once proven so) and the real
     delegate takes every node of it: one partition, all int8; the plain conversion splits."""
@@ -255,3 +265,30 @@ def test_a_rewrite_keeps_the_whole_graph_in_one_int8_xnnpack_partition(activatio
     assert read_tflite_ops(tmp_path / "re.tflite") != read_tflite_ops(float_path)  # rewritten, not left as it was
     want, got = LiteRTRunner(float_path).run(sample), LiteRTRunner(tmp_path / "re.tflite").run(sample)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.torch
+def test_litert_torchs_prelu_stays_in_one_int8_partition(nets, tmp_path):
+    """litert-torch lowers nn.PReLU to RELU(x) - alpha * relu(-x) with a RELU op of its own, which
+    XNNPACK does not run in int8 (facenet's ONet: 5 partitions, INT8 at 0.52x float's speed); as
+    MUL(x, 1) with a fused RELU it does: one partition, every node delegated, and the rewritten
+    float graph computes what the plain one does."""
+    from prerequisites import require
+
+    require(importlib.util.find_spec("litert_torch") is not None, "needs litert-torch (the torch extra)")
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.PReLU(16), torch.nn.Conv2d(16, 8, 3), torch.nn.PReLU(8),
+        torch.nn.Flatten(), torch.nn.Linear(8 * 13 * 13, 4),
+    ).eval()  # fmt: skip
+    torch.export.save(torch.export.export(net, (torch.rand(1, 3, 32, 32),)), str(tmp_path / "prelu.pt2"))
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(0).uniform(0, 1, (32, 3, 32, 32)).astype(np.float32))
+    result = convert(tmp_path / "prelu.pt2", tmp_path / "m.tflite", calib, samples=32, optimize="latency", cache=False)
+    by_name = {c.name: c for c in result.manifest.latency.candidates}
+    plain, candidate = by_name["as converted"], by_name["rewrite RELU as MUL(x, 1) with a fused RELU"]
+    assert "RELU" in plain.off_delegate and plain.partitions > 1
+    assert candidate.partitions == 1 and candidate.delegated_nodes == candidate.total_nodes and candidate.keep_ops == ()
+    assert candidate.worst_sqnr_db > 30

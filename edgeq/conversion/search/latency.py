@@ -127,15 +127,16 @@ def optimize(
     off = fell_off(first["as converted"][1])
     keeps = [()] + [(op,) for op in off] + ([tuple(off)] if len(off) > 1 else [])
     rewrites = equal_rewrites(float_model, off, sample)
-    variants: list[Variant] = [(k, ()) for k in keeps[1:]] + [((), (r,)) for r in rewrites]
-    names = [_name(())] + [_rewrite_name(r[0]) if r else _name(k) for k, r in variants]
+    rewritten = [(r,) for r in rewrites] + ([tuple(rewrites)] if len(rewrites) > 1 else [])
+    variants: list[Variant] = [(k, ()) for k in keeps[1:]] + [((), r) for r in rewritten]
+    names = [_name(())] + [_rewrite_name(r) if r else _name(k) for k, r in variants]
     models = dict(zip(names, [quantized, *build(variants)]))
     scores = dict(zip(names, score(list(models.values()))))
     float_time, timed = measure(float_model, models, sample, runs, 10.0, device)
     plain_time = timed[_name(())][0]
     candidates = []
-    for keep, rewritten_as in [(k, ()) for k in keeps] + [((), (r,)) for r in rewrites]:
-        name = _rewrite_name(rewritten_as[0]) if rewritten_as else _name(keep)
+    for keep, rewritten_as in [(k, ()) for k in keeps] + [((), r) for r in rewritten]:
+        name = _rewrite_name(rewritten_as) if rewritten_as else _name(keep)
         timing, runner = timed[name]
         sqnr, meets = scores[name]
         candidates.append(
@@ -206,7 +207,14 @@ def _as_accurate(candidate: Candidate, other: Candidate) -> bool:
     return candidate.worst_sqnr_db >= other.worst_sqnr_db - SQNR_TIE_DB
 
 
-REWRITE_FOR = {"PRELU": "prelu_as_leaky_relu", "HARD_SWISH": "hard_swish_decomposed"}
+REWRITE_FOR = (  # an op that fell off XNNPACK in int8, and a rewrite that keeps it on (the first that applies)
+    ("PRELU", "prelu_as_leaky_relu"),
+    ("PRELU", "prelu_decomposed"),
+    ("HARD_SWISH", "hard_swish_decomposed"),
+    ("RELU", "relu_as_fused_mul"),
+    ("RELU6", "relu_as_fused_mul"),
+    ("RELU_N1_TO_1", "relu_as_fused_mul"),
+)
 
 
 def equal_rewrites(float_model: bytes, off: dict[str, int], sample: list[np.ndarray]) -> list[str]:
@@ -217,8 +225,8 @@ def equal_rewrites(float_model: bytes, off: dict[str, int], sample: list[np.ndar
         reference = Path(scratch) / "float.tflite"
         reference.write_bytes(float_model)
         want = LiteRTRunner(reference, "none", 1).run(sample)
-        for op, name in REWRITE_FOR.items():
-            data = rewrite(name, float_model) if op in off else None
+        for op, name in REWRITE_FOR:
+            data = rewrite(name, float_model) if op in off and name not in found else None
             if data is None:
                 continue
             path = Path(scratch) / f"{name}.tflite"
@@ -229,8 +237,8 @@ def equal_rewrites(float_model: bytes, off: dict[str, int], sample: list[np.ndar
     return found
 
 
-def _rewrite_name(rewrite: str) -> str:
-    return f"rewrite {REWRITES[rewrite]}"
+def _rewrite_name(rewrites: tuple[str, ...]) -> str:
+    return "rewrite " + " + ".join(REWRITES[r] for r in rewrites)
 
 
 def _name(keep: tuple[str, ...]) -> str:
