@@ -9,6 +9,9 @@ delegate partition where the int8 op itself would fall to LiteRT's built-in kern
 - `relu_as_fused_mul`: a RELU, RELU6 or RELU_N1_TO_1 op of its own (XNNPACK in LiteRT 2.3 runs none
   of them in int8, though it runs the same clamp fused into a MUL) as MUL(x, 1) with that fused
   activation; the output tensor and its range are the RELU's.
+- `average_pool_as_mean`: an AVERAGE_POOL_2D over the whole of its input (a global pool, 1x1 out;
+  MediaPipe's selfie segmentation has ten) as MEAN over height and width, which XNNPACK runs in
+  int8 (it runs no int8 AVERAGE_POOL_2D); the output tensor and its range are the pool's.
 - `prelu_decomposed`: a PRELU with a slope per channel (MediaPipe's landmark models have dozens; no
   int8 PRELU runs on XNNPACK) as relu(x) - alpha * relu(-x): MUL(x, 1) and MUL(x, -1) with a fused
   RELU, a MUL by alpha and a SUB, ranges from x's.
@@ -27,6 +30,7 @@ REWRITES: dict[str, str] = {
     "hard_swish_decomposed": "HARD_SWISH as x * relu6(x + 3) / 6",
     "relu_as_fused_mul": "RELU as MUL(x, 1) with a fused RELU",
     "prelu_decomposed": "PRELU as relu(x) - alpha * relu(-x)",
+    "average_pool_as_mean": "global AVERAGE_POOL_2D as MEAN",
 }
 
 
@@ -188,6 +192,34 @@ def relu_as_fused_mul(data: bytes) -> bytes | None:
     return _packed(root) if changed else None
 
 
+def average_pool_as_mean(data: bytes) -> bytes | None:
+    schema = _schema()
+    root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    graph, changed = root.subgraphs[0], False
+    for op in graph.operators:
+        if not _is(root, op, schema.BuiltinOperator.AVERAGE_POOL_2D):
+            continue
+        x, y, pool = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]], op.builtinOptions
+        shape, out = list(x.shape if x.shape is not None else []), list(y.shape if y.shape is not None else [])
+        if len(shape) != 4 or out != [shape[0], 1, 1, shape[3]] or (pool.filterHeight, pool.filterWidth) != (shape[1], shape[2]):
+            continue
+        if pool.fusedActivationFunction != schema.ActivationFunctionType.NONE:
+            continue
+        axes = schema.TensorT()
+        axes.name, axes.type, axes.shape = (x.name or b"x") + b"/mean/axes", schema.TensorType.INT32, [2]
+        buffer = schema.BufferT()
+        buffer.data = np.frombuffer(np.array([1, 2], np.int32).tobytes(), np.uint8)
+        root.buffers.append(buffer)
+        axes.buffer = len(root.buffers) - 1
+        graph.tensors.append(axes)
+        options = schema.ReducerOptionsT()
+        options.keepDims = True
+        op.opcodeIndex, op.inputs = _opcode(root, schema.BuiltinOperator.MEAN), [op.inputs[0], len(graph.tensors) - 1]
+        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.ReducerOptions, options
+        changed = True
+    return _packed(root) if changed else None
+
+
 def prelu_decomposed(data: bytes) -> bytes | None:
     schema = _schema()
     root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
@@ -250,6 +282,7 @@ def rewrite(name: str, data: bytes) -> bytes | None:
         "hard_swish_decomposed": hard_swish_decomposed,
         "relu_as_fused_mul": relu_as_fused_mul,
         "prelu_decomposed": prelu_decomposed,
+        "average_pool_as_mean": average_pool_as_mean,
     }[name](data)
 
 

@@ -6,6 +6,7 @@ split the graph into partitions. Candidates are timed interleaved, in rounds, in
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -117,8 +118,9 @@ def optimize(
     device: Any = None,
     where: str = "xnnpack (this machine)",
 ) -> tuple[bytes, LatencyCheck]:
-    """The model as converted, or one with the op types that fell off XNNPACK (each, and all of
-    them) kept in float when that is a real win: judged by timings where they say something of the
+    """The model as converted, or one with the op types that fell off XNNPACK kept in float (each,
+    and all of them), rewritten into ops it runs (each rewrite, all, and each with the ops it does
+    not cover kept in float), when that is a real win: judged by timings where they say something of the
     device (this CPU has int8 dot-product instructions, or `device` times them), else by what holds
     on every CPU, the delegate's coverage. Only candidates that meet the budget (when `score` says
     so) compete. `build` and `score` take every candidate at once (they may run them on a cluster);
@@ -128,15 +130,16 @@ def optimize(
     keeps = [()] + [(op,) for op in off] + ([tuple(off)] if len(off) > 1 else [])
     rewrites = equal_rewrites(float_model, off, sample)
     rewritten = [(r,) for r in rewrites] + ([tuple(rewrites)] if len(rewrites) > 1 else [])
-    variants: list[Variant] = [(k, ()) for k in keeps[1:]] + [((), r) for r in rewritten]
-    names = [_name(())] + [_rewrite_name(r) if r else _name(k) for k, r in variants]
+    mixed = [(rest, r) for r in rewritten if (rest := tuple(op for op in off if op not in _covered(r)))]
+    variants: list[Variant] = [(k, ()) for k in keeps[1:]] + [((), r) for r in rewritten] + mixed
+    names = [_name((), ())] + [_name(k, r) for k, r in variants]
     models = dict(zip(names, [quantized, *build(variants)]))
     scores = dict(zip(names, score(list(models.values()))))
     float_time, timed = measure(float_model, models, sample, runs, 10.0, device)
-    plain_time = timed[_name(())][0]
+    plain_time = timed[_name((), ())][0]
     candidates = []
-    for keep, rewritten_as in [(k, ()) for k in keeps] + [((), r) for r in rewritten]:
-        name = _rewrite_name(rewritten_as) if rewritten_as else _name(keep)
+    for keep, rewritten_as in [((), ()), *variants]:
+        name = _name(keep, rewritten_as)
         timing, runner = timed[name]
         sqnr, meets = scores[name]
         candidates.append(
@@ -191,13 +194,23 @@ def choose(candidates: list[Candidate], judge: str = "timing") -> Candidate:
     eligible = [c for c in candidates if c is not plain and c.meets is not False]
     if judge == "coverage":
         better = [c for c in eligible if c.partitions < plain.partitions]
-        return min(better, key=lambda c: (c.partitions, -c.delegated_nodes, len(c.keep_ops))) if better else plain
+        if not better:
+            return plain
+        best = min((c.partitions, -c.delegated_nodes) for c in better)
+        return _tie_broken([c for c in better if (c.partitions, -c.delegated_nodes) == best])
     wins = [c for c in eligible if c.beats_plain]
     if not wins:
         return plain
     fastest = min(wins, key=lambda c: c.int8_p50_ms)
-    int8 = [c for c in wins if not c.keep_ops and c.int8_p50_ms <= fastest.int8_p50_ms * TIE and _as_accurate(c, fastest)]
-    return min(int8, key=lambda c: c.int8_p50_ms) if int8 else fastest  # all int8 (a rewrite) wins a tie: NPUs want it
+    return _tie_broken([c for c in wins if c.int8_p50_ms <= fastest.int8_p50_ms * TIE])
+
+
+def _tie_broken(tied: list[Candidate]) -> Candidate:
+    """Of candidates that tie in speed or coverage, the most accurate; an all-int8 one (a rewrite:
+    NPUs want it) where it is as accurate as that; then the faster."""
+    best = max(tied, key=lambda c: (math.inf if c.worst_sqnr_db is None else c.worst_sqnr_db, -c.int8_p50_ms))
+    int8 = [c for c in tied if not c.keep_ops and _as_accurate(c, best)]
+    return min(int8, key=lambda c: c.int8_p50_ms) if int8 else best
 
 
 def _as_accurate(candidate: Candidate, other: Candidate) -> bool:
@@ -214,6 +227,7 @@ REWRITE_FOR = (  # an op that fell off XNNPACK in int8, and a rewrite that keeps
     ("RELU", "relu_as_fused_mul"),
     ("RELU6", "relu_as_fused_mul"),
     ("RELU_N1_TO_1", "relu_as_fused_mul"),
+    ("AVERAGE_POOL_2D", "average_pool_as_mean"),
 )
 
 
@@ -237,12 +251,15 @@ def equal_rewrites(float_model: bytes, off: dict[str, int], sample: list[np.ndar
     return found
 
 
-def _rewrite_name(rewrites: tuple[str, ...]) -> str:
-    return "rewrite " + " + ".join(REWRITES[r] for r in rewrites)
+def _covered(rewrites: tuple[str, ...]) -> set[str]:
+    """The op types `rewrites` keep on XNNPACK."""
+    return {op for op, name in REWRITE_FOR if name in rewrites}
 
 
-def _name(keep: tuple[str, ...]) -> str:
-    return "as converted" if not keep else "keep " + " + ".join(keep) + " in float"
+def _name(keep: tuple[str, ...], rewrites: tuple[str, ...]) -> str:
+    rewrite = "rewrite " + " + ".join(REWRITES[r] for r in rewrites) if rewrites else ""
+    kept = "keep " + " + ".join(keep) + " in float" if keep else ""
+    return ", ".join(part for part in (rewrite, kept) if part) or "as converted"
 
 
 def sqnr_scorer(float_model: bytes, samples: list[list[np.ndarray]]) -> Callable[[bytes], tuple[float | None, None]]:
