@@ -228,8 +228,8 @@ def read_tflite_ops(path: Path) -> list[str]:
 
 def _logits_net(activation: str, path: Path) -> Path:
     """Conv blocks with a shared-slope PReLU (one alpha), a PReLU with a slope per channel,
-    hard-swish, or RELU and a global AVERAGE_POOL_2D ("pool"), and a logits head (no SOFTMAX, whose int8 kernel XNNPACK leaves): every op can stay in one int8
-    XNNPACK partition."""
+    hard-swish, or RELU and a global AVERAGE_POOL_2D ("pool"), and a logits head (no SOFTMAX, whose
+    int8 kernel XNNPACK leaves): every op can stay in one int8 XNNPACK partition."""
     import keras
 
     keras.utils.set_random_seed(0)
