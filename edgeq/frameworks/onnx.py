@@ -103,9 +103,10 @@ def _onnx2torch():
         sys.modules.update({"torchvision": stand_in, "torchvision.ops": ops})
     from onnx2torch import convert
 
-    from edgeq.frameworks.onnx_recurrent import register
+    from edgeq.frameworks import onnx_pools, onnx_recurrent
 
-    register()  # LSTM and GRU, which onnx2torch lacks
+    onnx_recurrent.register()  # LSTM and GRU, which onnx2torch lacks
+    onnx_pools.register()  # padded AveragePool and LRN that lower to TFLite builtins
     return convert
 
 

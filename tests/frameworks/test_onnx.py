@@ -226,3 +226,43 @@ def test_pads_axes_and_an_index_that_are_weights_export(tmp_path, cli):
     results = json.loads(text)
     (source,) = results["source_check"]["outputs"]
     assert (source["exact"] or source["sqnr_db"] > 80) and results["outputs"][0]["sqnr_db"] > 25
+
+
+def test_padded_average_pools_and_lrn_convert_to_builtins(tmp_path, cli):
+    """The onnx package's zoo graphs (GoogLeNet, AlexNet, ShuffleNet): an AveragePool whose padding is
+    not counted and an LRN became STABLEHLO_REDUCE_WINDOW (refused), a pool padded more at one end
+    was refused by onnx2torch; now PAD, AVERAGE_POOL_2D and MUL, and a banded 1x1 convolution."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("LRN", ["relu"], ["lrn"], size=5, alpha=1e-2, beta=0.75, bias=1.0),
+        helper.make_node("AveragePool", ["lrn"], ["pooled"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+        helper.make_node("AveragePool", ["pooled"], ["y"], kernel_shape=[3, 3], strides=[1, 1], pads=[0, 0, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "pools",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 7, 7])],
+        [numpy_helper.from_array(rng.normal(0, 0.5, (8, 3, 3, 3)).astype(np.float32), "w")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "pools.onnx"))
+    np.save(tmp_path / "calib.npy", rng.random((16, 3, 16, 16), dtype=np.float32))
+    out = tmp_path / "pools_int8.tflite"
+    code, _, err = cli("convert", tmp_path / "pools.onnx", "-d", tmp_path / "calib.npy", "-o", out)
+    assert code == 0, err
+    from edgeq.tflite.model import read_tflite
+
+    ops = {op.type for op in read_tflite(out).operators}
+    assert "AVERAGE_POOL_2D" in ops and not any(op.startswith("STABLEHLO") for op in ops), ops
+    code, text, err = cli(
+        "validate", out, "-r", tmp_path / "pools.onnx", "-d", tmp_path / "calib.npy", "--runs", "2", "--json", "-"
+    )
+    assert code == 0, err
+    results = json.loads(text)
+    (source,) = results["source_check"]["outputs"]
+    assert (source["exact"] or source["sqnr_db"] > 80) and results["outputs"][0]["sqnr_db"] > 25
