@@ -247,6 +247,7 @@ OTHER_FORMATS = {
     "edgeq/run/devices/aihub.py": "qai_hub's profile dicts (execution_summary, execution_detail: name, type, compute_unit)",
     "edgeq/cli/devices.py": "the device check's JSON lines",
     "edgeq/analysis/per_layer.py": "TensorFlow's layer-statistics CSV",
+    "edgeq/frameworks/onnx_pools.py": "onnx2torch's node-attribute dicts (ONNX LRN's size)",
     "edgeq/frameworks/onnx_recurrent.py": "an ONNX node's attributes (hidden_size, direction, layout)",
 }
 
