@@ -133,7 +133,7 @@ def _modules(path: Path, given: tuple[str, ...] = ()) -> Iterator[tuple[str, Any
         (f"at opset {FALLBACK_OPSET}", lambda: onnx.version_converter.convert_version(_folded(model), FALLBACK_OPSET)),
     ):
         try:
-            module = fixed_operands(convert(variant())).eval()
+            module = fixed_operands(convert(_outputs_by_identity(variant()))).eval()
         except ModelError:
             raise
         except Exception as exc:
@@ -152,6 +152,23 @@ def _weights_constant(model):
     del model.graph.input[:]
     model.graph.input.extend(graph_inputs)
     model.ir_version = max(model.ir_version, 4)
+    return model
+
+
+def _outputs_by_identity(model):
+    """Graph outputs that a node with several outputs writes, each read through an Identity:
+    onnx2torch returns such a node's whole tuple for them (silero-vad's sequence graph gave
+    its LSTM's (Y, Y_h, Y_c) for 'hn' and dropped 'cn')."""
+    from onnx import helper
+
+    wanted = {value.name for value in model.graph.output}
+    for node in list(model.graph.node):
+        if len(node.output) < 2:
+            continue
+        for i, name in enumerate(node.output):
+            if name in wanted:
+                node.output[i] = f"{name}__edgeq_output"
+                model.graph.node.append(helper.make_node("Identity", [node.output[i]], [name]))
     return model
 
 
