@@ -9,9 +9,10 @@ delegate partition where the int8 op itself would fall to LiteRT's built-in kern
 - `relu_as_fused_mul`: a RELU, RELU6 or RELU_N1_TO_1 op of its own (XNNPACK in LiteRT 2.3 runs none
   of them in int8, though it runs the same clamp fused into a MUL) as MUL(x, 1) with that fused
   activation; the output tensor and its range are the RELU's.
-- `average_pool_as_mean`: an AVERAGE_POOL_2D over the whole of its input (a global pool, 1x1 out;
-  MediaPipe's selfie segmentation has ten) as MEAN over height and width, which XNNPACK runs in
-  int8 (it runs no int8 AVERAGE_POOL_2D); the output tensor and its range are the pool's.
+- `average_pool_rewritten`: XNNPACK runs no int8 AVERAGE_POOL_2D. One over the whole of its input
+  (a global pool, 1x1 out; MediaPipe's selfie segmentation has ten) as MEAN over height and width;
+  any other with VALID padding (PP-OCRv4's recognizer has a 3x2 one) as a DEPTHWISE_CONV_2D of
+  constant weights 1 / (kernel area). The output tensor and its range are the pool's.
 - `prelu_decomposed`: a PRELU with a slope per channel (MediaPipe's landmark models have dozens; no
   int8 PRELU runs on XNNPACK) as relu(x) - alpha * relu(-x): MUL(x, 1) and MUL(x, -1) with a fused
   RELU, a MUL by alpha and a SUB, ranges from x's.
@@ -30,7 +31,7 @@ REWRITES: dict[str, str] = {
     "hard_swish_decomposed": "HARD_SWISH as x * relu6(x + 3) / 6",
     "relu_as_fused_mul": "RELU as MUL(x, 1) with a fused RELU",
     "prelu_decomposed": "PRELU as relu(x) - alpha * relu(-x)",
-    "average_pool_as_mean": "global AVERAGE_POOL_2D as MEAN",
+    "average_pool_rewritten": "AVERAGE_POOL_2D as MEAN or DEPTHWISE_CONV_2D",
 }
 
 
@@ -192,7 +193,7 @@ def relu_as_fused_mul(data: bytes) -> bytes | None:
     return _packed(root) if changed else None
 
 
-def average_pool_as_mean(data: bytes) -> bytes | None:
+def average_pool_rewritten(data: bytes) -> bytes | None:
     schema = _schema()
     root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
     graph, changed = root.subgraphs[0], False
@@ -201,23 +202,42 @@ def average_pool_as_mean(data: bytes) -> bytes | None:
             continue
         x, y, pool = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]], op.builtinOptions
         shape, out = list(x.shape if x.shape is not None else []), list(y.shape if y.shape is not None else [])
-        if len(shape) != 4 or out != [shape[0], 1, 1, shape[3]] or (pool.filterHeight, pool.filterWidth) != (shape[1], shape[2]):
+        if len(shape) != 4 or len(out) != 4 or pool.fusedActivationFunction != schema.ActivationFunctionType.NONE:
             continue
-        if pool.fusedActivationFunction != schema.ActivationFunctionType.NONE:
+        if out == [shape[0], 1, 1, shape[3]] and (pool.filterHeight, pool.filterWidth) == (shape[1], shape[2]):
+            axes = _constant_tensor(root, graph, (x.name or b"x") + b"/mean/axes", np.array([1, 2], np.int32))
+            options = schema.ReducerOptionsT()
+            options.keepDims = True
+            op.opcodeIndex, op.inputs = _opcode(root, schema.BuiltinOperator.MEAN), [op.inputs[0], axes]
+            op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.ReducerOptions, options
+        elif pool.padding == schema.Padding.VALID:
+            area, channels = pool.filterHeight * pool.filterWidth, shape[3]
+            weights = np.full((1, pool.filterHeight, pool.filterWidth, channels), 1.0 / area, np.float32)
+            base = x.name or b"x"
+            kernel = _constant_tensor(root, graph, base + b"/pool/weights", weights)
+            bias = _constant_tensor(root, graph, base + b"/pool/bias", np.zeros(channels, np.float32))
+            options = schema.DepthwiseConv2DOptionsT()
+            options.padding, options.strideH, options.strideW = schema.Padding.VALID, pool.strideH, pool.strideW
+            options.depthMultiplier, options.dilationHFactor, options.dilationWFactor = 1, 1, 1
+            op.opcodeIndex, op.inputs = _opcode(root, schema.BuiltinOperator.DEPTHWISE_CONV_2D), [op.inputs[0], kernel, bias]
+            op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.DepthwiseConv2DOptions, options
+        else:
             continue
-        axes = schema.TensorT()
-        axes.name, axes.type, axes.shape = (x.name or b"x") + b"/mean/axes", schema.TensorType.INT32, [2]
-        buffer = schema.BufferT()
-        buffer.data = np.frombuffer(np.array([1, 2], np.int32).tobytes(), np.uint8)
-        root.buffers.append(buffer)
-        axes.buffer = len(root.buffers) - 1
-        graph.tensors.append(axes)
-        options = schema.ReducerOptionsT()
-        options.keepDims = True
-        op.opcodeIndex, op.inputs = _opcode(root, schema.BuiltinOperator.MEAN), [op.inputs[0], len(graph.tensors) - 1]
-        op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.ReducerOptions, options
         changed = True
     return _packed(root) if changed else None
+
+
+def _constant_tensor(root, graph, name: bytes, value: np.ndarray) -> int:
+    schema = _schema()
+    tensor = schema.TensorT()
+    tensor.name, tensor.shape = name, list(value.shape)
+    tensor.type = schema.TensorType.INT32 if value.dtype == np.int32 else schema.TensorType.FLOAT32
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(value.tobytes(), np.uint8)
+    root.buffers.append(buffer)
+    tensor.buffer = len(root.buffers) - 1
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
 
 
 def prelu_decomposed(data: bytes) -> bytes | None:
@@ -282,7 +302,7 @@ def rewrite(name: str, data: bytes) -> bytes | None:
         "hard_swish_decomposed": hard_swish_decomposed,
         "relu_as_fused_mul": relu_as_fused_mul,
         "prelu_decomposed": prelu_decomposed,
-        "average_pool_as_mean": average_pool_as_mean,
+        "average_pool_rewritten": average_pool_rewritten,
     }[name](data)
 
 

@@ -228,8 +228,8 @@ def read_tflite_ops(path: Path) -> list[str]:
 
 def _logits_net(activation: str, path: Path) -> Path:
     """Conv blocks with a shared-slope PReLU (one alpha), a PReLU with a slope per channel,
-    hard-swish, or RELU and a global AVERAGE_POOL_2D ("pool"), and a logits head (no SOFTMAX, whose
-    int8 kernel XNNPACK leaves): every op can stay in one int8 XNNPACK partition."""
+    hard-swish, or RELU and a global AVERAGE_POOL_2D ("pool") or a 3x2 one ("window"), and a logits
+    head (no SOFTMAX, whose int8 kernel XNNPACK leaves): every op can stay in one int8 XNNPACK partition."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -244,6 +244,8 @@ def _logits_net(activation: str, path: Path) -> Path:
             x = keras.layers.Activation("hard_swish")(x)
         else:
             x = keras.layers.ReLU()(x)
+    if activation == "window":  # an AVERAGE_POOL_2D that is not global: 3x2 windows, VALID
+        x = keras.layers.Conv2D(8, 1)(keras.layers.AveragePooling2D((3, 2), strides=(3, 2))(x))
     # a global pool as MEAN (Keras's GlobalAveragePooling2D), or as AVERAGE_POOL_2D over the whole 8x8 map
     pooled = (
         keras.layers.GlobalAveragePooling2D()(x)
@@ -260,7 +262,8 @@ def _logits_net(activation: str, path: Path) -> Path:
         ("prelu", "prelu_as_leaky_relu"),
         ("prelu_channels", "prelu_decomposed"),
         ("hard_swish", "hard_swish_decomposed"),
-        ("pool", "average_pool_as_mean"),
+        ("pool", "average_pool_rewritten"),
+        ("window", "average_pool_rewritten"),
     ],
 )
 def test_a_rewrite_keeps_the_whole_graph_in_one_int8_xnnpack_partition(activation, rewrite, nets, tmp_path):

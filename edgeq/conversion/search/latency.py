@@ -227,7 +227,7 @@ REWRITE_FOR = (  # an op that fell off XNNPACK in int8, and a rewrite that keeps
     ("RELU", "relu_as_fused_mul"),
     ("RELU6", "relu_as_fused_mul"),
     ("RELU_N1_TO_1", "relu_as_fused_mul"),
-    ("AVERAGE_POOL_2D", "average_pool_as_mean"),
+    ("AVERAGE_POOL_2D", "average_pool_rewritten"),
 )
 
 
