@@ -68,6 +68,7 @@ class Outcome:
     int8_sqnr_db: float | None = None
     agreement: float | None = None
     data: str = ""
+    commit: str = ""  # the checkout that ran
 
 
 def package_dir(name: str) -> Path | None:
@@ -160,12 +161,13 @@ def samples(path: Path, shapes: tuple[str, ...], seed: int) -> tuple[dict[str, n
     return arrays, "; ".join(kinds)
 
 
-def edgeq(args: list[str], checkout: Path | None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def edgeq(args: list[str], checkout: Path | None, folder: Path) -> subprocess.CompletedProcess[str]:
+    """edgeq's command line from `checkout` (this one by default), run in `folder`: `python -m` puts
+    the working directory first on the path, so a run from a checkout would import that one."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(checkout or ROOT)}
     env.pop("CI", None)
-    if checkout is not None:
-        env["PYTHONPATH"] = str(checkout)
-    return subprocess.run([sys.executable, "-m", "edgeq.cli", *args], capture_output=True, text=True, env=env, timeout=1800)
+    command = [sys.executable, "-m", "edgeq.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800, cwd=folder)
 
 
 def last_error(stderr: str) -> str:
@@ -174,7 +176,11 @@ def last_error(stderr: str) -> str:
 
 
 def run(case: Case, checkout: Path | None, folder: Path) -> Outcome:
-    outcome = Outcome()
+    outcome = Outcome(
+        commit=subprocess.run(
+            ["git", "-C", str(checkout or ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     data = {}
     for split, seed in (("cal", 0), ("val", 1)):
         arrays, outcome.data = samples(case.path, case.shapes, seed)
@@ -185,7 +191,7 @@ def run(case: Case, checkout: Path | None, folder: Path) -> Outcome:
     shapes = [arg for s in case.shapes for arg in ("--input-shape", s)]
     int8 = folder / "int8.tflite"
     started = time.perf_counter()
-    done = edgeq(["convert", str(case.path), "-d", str(data["cal"]), "-o", str(int8), "--no-cache", *shapes], checkout)
+    done = edgeq(["convert", str(case.path), "-d", str(data["cal"]), "-o", str(int8), "--no-cache", *shapes], checkout, folder)
     outcome.convert_s = round(time.perf_counter() - started, 1)
     if done.returncode != 0:
         outcome.refusal = f"exit {done.returncode}: {last_error(done.stderr)}"
@@ -193,7 +199,7 @@ def run(case: Case, checkout: Path | None, folder: Path) -> Outcome:
     manifest = json.loads(int8.with_suffix(".edgeq.json").read_text())
     outcome.converted, outcome.ops_int8, outcome.ops_total = True, manifest["ops_int8"], manifest["ops_total"]
     results = folder / "validate.json"
-    done = edgeq(["validate", str(int8), "-r", str(case.path), "-d", str(data["val"]), "--json", str(results)], checkout)
+    done = edgeq(["validate", str(int8), "-r", str(case.path), "-d", str(data["val"]), "--json", str(results)], checkout, folder)
     if done.returncode not in (0, 1) or not results.exists():
         outcome.refusal = f"validate exit {done.returncode}: {last_error(done.stderr)}"
         return outcome
