@@ -236,8 +236,9 @@ def main() -> None:
     parser.add_argument("--label", default="after")
     parser.add_argument("--checkout", type=Path)
     parser.add_argument("--only")
+    parser.add_argument("--out", type=Path, default=OUT, help="the JSON to add this label's results to")
     args = parser.parse_args()
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         for case in candidates(Path(tmp), args.only):
             folder = Path(tempfile.mkdtemp(dir=tmp))
@@ -245,8 +246,8 @@ def main() -> None:
             key = f"{case.package}/{case.path.name}"
             results.setdefault(key, {})[args.label] = asdict(outcome)
             print(key, args.label, json.dumps(asdict(outcome)), flush=True)
-            OUT.write_text(json.dumps(results, indent=1) + "\n")
-    OUT.with_suffix(".md").write_text(table(results))
+            args.out.write_text(json.dumps(results, indent=1) + "\n")
+    args.out.with_suffix(".md").write_text(table(results))
     converted = sum(o[args.label]["converted"] for o in results.values() if args.label in o)
     print(f"{args.label}: {converted} of {sum(args.label in o for o in results.values())} files convert to int8")
 
