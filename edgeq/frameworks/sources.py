@@ -17,6 +17,7 @@ from edgeq.data.samples import InputSpec, Preprocessing
 from edgeq.frameworks.keras_rewrites import layer_norms, recurrent_layers, unrolled, without_neg
 from edgeq.frameworks.trust import check_saved_model, refusal
 from edgeq.tflite.mediapipe_ops import (
+    NO_BUILTIN_FORM,
     REWRITABLE,
     TOLERANCE,
     TRANSPOSE_CONV_BIAS,
@@ -431,13 +432,12 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
         )
     custom = [op for op in model.operators if op.type.startswith("CUSTOM") and op.type.partition(":")[2] not in REWRITABLE]
     if custom:
-        named = ", ".join(
-            f"{op.type.partition(':')[2] or 'unnamed'} (node {op.index}, output "
-            f"'{model.tensors[op.outputs[0]].name if op.outputs else '?'}')"
-            for op in custom[:5]
-        )
+        kinds: dict[str, list] = {}
+        for op in custom:
+            kinds.setdefault(op.type.partition(":")[2] or "unnamed", []).append(op)
+        named = ", ".join(_custom_ops(kind, ops, model) for kind, ops in list(kinds.items())[:5])
         raise ModelError(
-            f"{path}: uses custom op(s) {named}{' and more' if len(custom) > 5 else ''}, which LiteRT's built-in "
+            f"{path}: uses custom op(s) {named}{' and more' if len(kinds) > 5 else ''}, which LiteRT's built-in "
             "kernels do not include and edgeq has no built-in form of (it rewrites "
             f"{', '.join(f'{k} as {v}' for k, v in REWRITABLE.items())}); calibration runs every op, so convert the model "
             "without them (keep that part out of the float model, or replace the op with built-in ones) and add it back "
@@ -493,6 +493,15 @@ def _tflite(path: Path, wanted: tuple[str, ...]) -> ModelSource:  # its shapes a
                 f"{path}: input '{model.tensors[i].name}' is {model.tensors[i].dtype}; edgeq calibrates float32 inputs only"
             )
     return ModelSource(path, "tflite", {key: specs}, lambda: None, rewrites=notes, keyed=bool(main), flatbuffer=data)
+
+
+def _custom_ops(kind: str, ops: list, model) -> str:
+    """One custom op type as the refusal names it: where, and what MediaPipe's ops compute."""
+    nodes = ", ".join(str(op.index) for op in ops[:3]) + (", ..." if len(ops) > 3 else "")
+    output = model.tensors[ops[0].outputs[0]].name if ops[0].outputs else "?"
+    where = f"node {nodes}, output '{output}'" if len(ops) == 1 else f"x{len(ops)}: nodes {nodes}, first output '{output}'"
+    what = f": {NO_BUILTIN_FORM[kind]}" if kind in NO_BUILTIN_FORM else ""
+    return f"{kind} ({where}{what})"
 
 
 def _builtin_transposed_convs(data: bytes, path: Path):

@@ -21,6 +21,15 @@ import numpy as np
 TRANSPOSE_CONV_BIAS = "Convolution2DTransposeBias"
 TOLERANCE = 1e-4  # relative to the op output's largest magnitude: float32 sums in another order
 REWRITABLE = {TRANSPOSE_CONV_BIAS: "TRANSPOSE_CONV with its bias"}
+NO_BUILTIN_FORM = {  # MediaPipe's other custom ops: what each computes, and why no built-in op is equal
+    "MaxPoolingWithArgmax2D": "a max pool that also returns where each maximum was (for MaxUnpooling2D); "
+    "no built-in op returns the positions",
+    "MaxUnpooling2D": "values put back where MaxPoolingWithArgmax2D found them; no built-in op scatters by those positions",
+    "Landmarks2TransformMatrix": "an affine matrix from landmark coordinates: geometry, for the app to compute",
+    "TransformLandmarks": "landmarks moved by an affine matrix: geometry, for the app to compute",
+    "TransformTensorBilinear": "a feature map resampled through an affine matrix (a crop and resize); "
+    "no built-in op samples by a matrix",
+}
 MEDIAPIPE_PADDING = {1: "SAME", 2: "VALID"}
 
 

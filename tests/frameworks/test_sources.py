@@ -105,6 +105,21 @@ def test_a_custom_op_is_named_with_its_node_in_one_line(tmp_path, cli):
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "custom op(s) BesselI1e (node 1, output 'Identity')" in err and not (tmp_path / "out.tflite").exists()
 
+    # the same op under the name of one of MediaPipe's (face_landmark_with_attention.tflite has three
+    # kinds): what it computes, once per kind
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.ModelT.InitFromPackedBuf(bytearray((tmp_path / "custom.tflite").read_bytes()), 0)
+    (code_entry,) = [c for c in root.operatorCodes if c.customCode]
+    code_entry.customCode = b"TransformTensorBilinear"
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
+    (tmp_path / "mediapipe.tflite").write_bytes(bytes(builder.Output()))
+    code, _, err = cli("convert", tmp_path / "mediapipe.tflite", "--data", tmp_path / "x.npy", "--output", tmp_path / "out.tflite")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "TransformTensorBilinear (node 1, output 'Identity': a feature map resampled through an affine matrix" in err
+
 
 def test_an_onnx2tf_file_converts_and_validates_from_an_image_folder(tmp_path):
     """tests/fixtures/onnx2tf/make.py wrote it with onnx2tf 1.29 from an NCHW ONNX classifier."""
