@@ -116,7 +116,9 @@ def test_a_custom_op_is_named_with_its_node_in_one_line(tmp_path, cli):
     builder = flatbuffers.Builder(1024)
     builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
     (tmp_path / "mediapipe.tflite").write_bytes(bytes(builder.Output()))
-    code, _, err = cli("convert", tmp_path / "mediapipe.tflite", "--data", tmp_path / "x.npy", "--output", tmp_path / "out.tflite")
+    code, _, err = cli(
+        "convert", tmp_path / "mediapipe.tflite", "--data", tmp_path / "x.npy", "--output", tmp_path / "out.tflite"
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "TransformTensorBilinear (node 1, output 'Identity': a feature map resampled through an affine matrix" in err
 
