@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,6 +156,23 @@ def test_an_onnx_cnn_with_a_bidirectional_recurrent_layer_converts_and_keeps_its
     assert probs["sequence_match"] is not None  # (an untrained net's near-uniform steps: the figures, not a bound)
 
 
+def _converted_and_validated(cli, model: Path, calib: Path, *convert_args: str) -> tuple[Path, dict]:
+    """`edgeq convert MODEL` on `calib`, then `edgeq validate` against the ONNX file on the same
+    samples: the INT8 file and validate's results."""
+    out = model.with_name(f"{model.stem}_int8.tflite")
+    code, _, err = cli("convert", model, "-d", calib, "-o", out, *convert_args)
+    assert code == 0, err
+    code, text, err = cli("validate", out, "-r", model, "-d", calib, "--runs", "2", "--json", "-")
+    assert code == 0, err
+    return out, json.loads(text)
+
+
+def _matches_onnx_runtime(results: dict, int8_db: float = 25) -> None:
+    """The float .tflite is ONNX Runtime's function (exact or > 80 dB), the INT8 one near it."""
+    (source,) = results["source_check"]["outputs"]
+    assert (source["exact"] or source["sqnr_db"] > 80) and results["outputs"][0]["sqnr_db"] > int8_db
+
+
 def test_a_slice_with_constant_bounds_exports(tmp_path, cli):
     """onnx2torch's Slice reads its bounds from tensors at run time (".numpy() is not supported for
     tensor subclasses" under torch.export: PaddleOCR's PP-OCRv4 recognizer); bounds that are weights
@@ -172,15 +190,8 @@ def test_a_slice_with_constant_bounds_exports(tmp_path, cli):
     torch.onnx.export(Cropped().eval(), (torch.rand(1, 3, 16, 16),), str(tmp_path / "crop.onnx"), dynamo=False, opset_version=17)
     rng = np.random.default_rng(0)
     np.save(tmp_path / "calib.npy", rng.random((16, 3, 16, 16), dtype=np.float32))
-    out = tmp_path / "crop_int8.tflite"
-    code, _, err = cli("convert", tmp_path / "crop.onnx", "-d", tmp_path / "calib.npy", "-o", out)
-    assert code == 0, err
-    code, text, err = cli(
-        "validate", out, "-r", tmp_path / "crop.onnx", "-d", tmp_path / "calib.npy", "--runs", "2", "--json", "-"
-    )
-    assert code == 0, err
-    results = json.loads(text)
-    assert results["source_check"]["outputs"][0]["sqnr_db"] > 80 and results["outputs"][0]["sqnr_db"] > 25
+    _, results = _converted_and_validated(cli, tmp_path / "crop.onnx", tmp_path / "calib.npy")
+    _matches_onnx_runtime(results)
 
 
 def test_pads_axes_and_an_index_that_are_weights_export(tmp_path, cli):
@@ -216,16 +227,8 @@ def test_pads_axes_and_an_index_that_are_weights_export(tmp_path, cli):
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "pad.onnx"))
     np.save(tmp_path / "calib.npy", rng.normal(0, 1, (16, 64)).astype(np.float32))
-    out = tmp_path / "pad_int8.tflite"
-    code, _, err = cli("convert", tmp_path / "pad.onnx", "-d", tmp_path / "calib.npy", "-o", out)
-    assert code == 0, err
-    code, text, err = cli(
-        "validate", out, "-r", tmp_path / "pad.onnx", "-d", tmp_path / "calib.npy", "--runs", "2", "--json", "-"
-    )
-    assert code == 0, err
-    results = json.loads(text)
-    (source,) = results["source_check"]["outputs"]
-    assert (source["exact"] or source["sqnr_db"] > 80) and results["outputs"][0]["sqnr_db"] > 25
+    _, results = _converted_and_validated(cli, tmp_path / "pad.onnx", tmp_path / "calib.npy")
+    _matches_onnx_runtime(results)
 
 
 def test_padded_average_pools_and_lrn_convert_to_builtins(tmp_path, cli):
@@ -252,20 +255,12 @@ def test_padded_average_pools_and_lrn_convert_to_builtins(tmp_path, cli):
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "pools.onnx"))
     np.save(tmp_path / "calib.npy", rng.random((16, 3, 16, 16), dtype=np.float32))
-    out = tmp_path / "pools_int8.tflite"
-    code, _, err = cli("convert", tmp_path / "pools.onnx", "-d", tmp_path / "calib.npy", "-o", out)
-    assert code == 0, err
+    out, results = _converted_and_validated(cli, tmp_path / "pools.onnx", tmp_path / "calib.npy")
     from edgeq.tflite.model import read_tflite
 
     ops = {op.type for op in read_tflite(out).operators}
     assert "AVERAGE_POOL_2D" in ops and not any(op.startswith("STABLEHLO") for op in ops), ops
-    code, text, err = cli(
-        "validate", out, "-r", tmp_path / "pools.onnx", "-d", tmp_path / "calib.npy", "--runs", "2", "--json", "-"
-    )
-    assert code == 0, err
-    results = json.loads(text)
-    (source,) = results["source_check"]["outputs"]
-    assert (source["exact"] or source["sqnr_db"] > 80) and results["outputs"][0]["sqnr_db"] > 25
+    _matches_onnx_runtime(results)
 
 
 def test_graph_outputs_from_a_node_with_several_outputs_keep_their_names(tmp_path, cli):
@@ -294,13 +289,8 @@ def test_graph_outputs_from_a_node_with_several_outputs_keep_their_names(tmp_pat
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), str(tmp_path / "lstm.onnx"))
     np.save(tmp_path / "calib.npy", rng.normal(0, 1, (16, 4, 1, size)).astype(np.float32))
-    out = tmp_path / "lstm_int8.tflite"  # (TensorFlow's quantizer leaves this tiny graph's last RESHAPE in float)
-    code, _, err = cli("convert", tmp_path / "lstm.onnx", "-d", tmp_path / "calib.npy", "-o", out, "--mode", "int8-fallback")
-    assert code == 0, err
-    code, text, err = cli(
-        "validate", out, "-r", tmp_path / "lstm.onnx", "-d", tmp_path / "calib.npy", "--runs", "2", "--json", "-"
-    )
-    assert code == 0, err
-    source = json.loads(text)["source_check"]["outputs"]
+    # (TensorFlow's quantizer leaves this tiny graph's last RESHAPE in float)
+    _, results = _converted_and_validated(cli, tmp_path / "lstm.onnx", tmp_path / "calib.npy", "--mode", "int8-fallback")
+    source = results["source_check"]["outputs"]
     assert sorted(o["name"] for o in source) == ["cn", "hn", "steps"]
     assert all(o["exact"] or o["sqnr_db"] > 80 for o in source), source
