@@ -24,6 +24,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -211,9 +212,31 @@ def run(case: Case, checkout: Path | None, folder: Path) -> Outcome:
     return outcome
 
 
+def refusal_words(refusal: str) -> str:
+    """The refusal without the temporary paths it names, cut to 200 characters."""
+    words = refusal.split("edgeq: error: ", 1)[-1]
+    words = re.sub(r"\S*/([^/\s]+\.(onnx|tflite|npz|npy)):", r"\1:", words)
+    return (words[:200] + ("…" if len(words) > 200 else "")).replace("|", "/")
+
+
 def table(results: dict[str, dict[str, dict]]) -> str:
-    labels = sorted({label for per in results.values() for label in per})
-    rows = ["| file | package | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(labels)]
+    labels = sorted({label for per in results.values() for label in per}, key=lambda label: (label != "before", label))
+    counts = []
+    for label in labels:
+        ran = [per[label] for per in results.values() if label in per]
+        commit = next((o.get("commit") for o in ran if o.get("commit")), "?")
+        counts.append(f"{label} ({commit}): {sum(o['converted'] for o in ran)} of {len(ran)} convert")
+    about = (
+        "32 calibration and 32 other validation samples each: image inputs crops of scikit-image's astronaut photo, "
+        "other inputs synthetic (each result's `data` in the JSON). The light graphs' weights are constants, "
+        "so only conversion and the source match say something there. Made by `python benchmarks/onnx_files.py`.\n"
+    )
+    rows = [
+        "; ".join(counts) + "\n",
+        about,
+        "| file | package | " + " | ".join(labels) + " |",
+        "|---|---|" + "---|" * len(labels),
+    ]
     for key, per in sorted(results.items()):
         package, name = key.split("/", 1)
         cells = []
@@ -222,7 +245,7 @@ def table(results: dict[str, dict[str, dict]]) -> str:
             if o is None:
                 cells.append("—")
             elif not o["converted"]:
-                cells.append(f"refused: {o['refusal']}".replace("|", "/"))
+                cells.append(f"refused: {refusal_words(o['refusal'])}")
             else:
                 src = ", ".join("exact" if s is None else f"{s:.1f} dB" for s in o["source_sqnr_db"]) or "n/a"
                 sq = "n/a" if o["int8_sqnr_db"] is None else f"{o['int8_sqnr_db']:.1f} dB"
