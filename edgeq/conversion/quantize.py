@@ -5,6 +5,7 @@ float16), and the layers the recipe keeps in float, by name or op type.
 
 from __future__ import annotations
 
+import logging
 import re
 
 from edgeq.core.errors import UsageError
@@ -14,6 +15,8 @@ from edgeq.records.recipe import Mode, Recipe
 from edgeq.tflite.mediapipe_ops import REWRITTEN_AS
 from edgeq.tflite.model import TfliteModel, parse_tflite
 from edgeq.tflite.summary import FloatOp, float_ops
+
+log = logging.getLogger("edgeq")
 
 
 def tf_type(name: str):
@@ -34,8 +37,12 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
     in float that nobody kept is quantized again (at most QUANTIZE_ATTEMPTS calls).
     """
     from edgeq.frameworks.native_converter import mlir_quantize
+    from edgeq.tflite.rewrites import min_max_ranges_widened
 
     step("quantizing (TensorFlow's MLIR quantizer)")
+    calibrated, widened = min_max_ranges_widened(calibrated)
+    if widened:
+        log.info(f"the range of {len(widened)} MINIMUM/MAXIMUM output(s) widened to their input's: {', '.join(widened[:5])}")
     ops = list(keep.ops)
     for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
         result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, ops or None, list(keep.nodes) or None)
