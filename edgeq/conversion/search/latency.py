@@ -220,7 +220,7 @@ def _as_accurate(candidate: Candidate, other: Candidate) -> bool:
     return candidate.worst_sqnr_db >= other.worst_sqnr_db - SQNR_TIE_DB
 
 
-REWRITE_FOR = (  # an op that fell off XNNPACK in int8, and a rewrite that keeps it on (the first that applies)
+REWRITE_FOR = (  # an op that fell off XNNPACK in int8, and a rewrite that keeps it on (each that applies competes)
     ("PRELU", "prelu_as_leaky_relu"),
     ("PRELU", "prelu_decomposed"),
     ("HARD_SWISH", "hard_swish_decomposed"),
