@@ -29,7 +29,7 @@ from edgeq.data.samples import ArraySource, Audit, ImageFolder, InputSpec
 from edgeq.frameworks.sources import KerasCode, load_source, stated_scaling
 from edgeq.host.isolation import step
 from edgeq.host.machine import cores
-from edgeq.records.manifest import Calibration, KeepFloat, LatencyCheck, Refinement, Search
+from edgeq.records.manifest import LATENCY_SAMPLES, Calibration, KeepFloat, LatencyCheck, Refinement, Search
 from edgeq.records.recipe import Method, Mode
 from edgeq.run.cluster import each
 from edgeq.tflite.model import parse_tflite
@@ -350,7 +350,7 @@ def _latency(
     step("timing INT8 against float (XNNPACK, 1 thread)")
     recipe = options.recipe
     order = calibrator_order(parse_tflite(calibrated), [s.name for s in specs])
-    samples = [[sample[k] for k in order] for sample in recipe.open(data, list(specs), 16)]
+    samples = [[sample[k] for k in order] for sample in recipe.open(data, list(specs), LATENCY_SAMPLES)]
     if options.optimize != "latency":
         return quantized, latency.against_float(calibrated, quantized, samples[0])
     if options.budget is not None:

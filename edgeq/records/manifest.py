@@ -160,6 +160,9 @@ class Candidate:
     rewrites: tuple[str, ...] = ()  # graph rewrites (edgeq.tflite.rewrites) instead of float ops
 
 
+LATENCY_SAMPLES = 16  # calibration samples the latency check times (the first) and, without a budget, scores
+
+
 @dataclass(frozen=True)
 class LatencyCheck:
     """INT8 against float where the conversion ran; with --optimize latency, every candidate."""

@@ -6,7 +6,7 @@ import shlex
 
 from edgeq.core.escape import terminal
 from edgeq.core.units import gate_figure, gate_status, number, percent, size
-from edgeq.records.manifest import LatencyCheck, NpuCompile, PreprocessingUsed, Search, SearchStep, StepKind
+from edgeq.records.manifest import LATENCY_SAMPLES, LatencyCheck, NpuCompile, PreprocessingUsed, Search, SearchStep, StepKind
 from edgeq.scoring.metrics import BROKEN_DB, SLICE_GAP_DB
 from edgeq.tflite.dispatch import Dispatch
 from edgeq.tflite.metadata import ModelMetadata
@@ -102,7 +102,7 @@ def conversion_text(result) -> str:
         data = m.calibration.data if m.calibration else None
         words = (m.source.path, "--data", data, "--output", result.output, "--recipe", result.manifest_path, "--force")
         lines += search_lines(m.search, "edgeq convert " + " ".join(shell_word(str(w)) for w in words) if data else None)
-    lines += latency_lines(m.latency)
+    lines += latency_lines(m.latency, _latency_scored_on(m))
     if m.refinement:
         r = m.refinement
         left = f"; {len(r.skipped)} left as converted" if r.skipped else ""
@@ -167,8 +167,17 @@ def timings_line(timings: dict[str, float] | None) -> str:
     )
 
 
-def latency_lines(latency: LatencyCheck | None) -> list[str]:
-    """--optimize latency: every candidate timed against float, and the one chosen."""
+def _latency_scored_on(m) -> str:
+    """What --optimize latency's SQNR column was computed on (edgeq.conversion.child.latency_check)."""
+    if m.options.budget:
+        return f"on the --eval-data ({terminal(str(m.options.eval_data))}), as the budget judges it"
+    samples = min(LATENCY_SAMPLES, m.calibration.samples) if m.calibration else LATENCY_SAMPLES
+    return f"on the first {samples} calibration samples (the data the ranges came from, not held back)"
+
+
+def latency_lines(latency: LatencyCheck | None, scored_on: str | None = None) -> list[str]:
+    """--optimize latency: every candidate timed against float, and the one chosen; `scored_on`:
+    what the SQNR column was computed on."""
     if not latency or not latency.optimized:
         return []
     lines = [
@@ -184,6 +193,8 @@ def latency_lines(latency: LatencyCheck | None) -> list[str]:
             f"{', within noise' if c.within_noise else ''})  XNNPACK {c.delegated_nodes}/{c.total_nodes} nodes, "
             f"{c.partitions} partition(s)  SQNR {number(c.worst_sqnr_db, '.2f', ' dB')}{budget}{mark}"
         )
+    if scored_on:
+        lines.append(f"  SQNR: the worst output's against float, {scored_on}")
     if latency.note:
         lines.append(f"  note: {terminal(latency.note)}")
     if latency.judged_by:

@@ -22,6 +22,7 @@ equal in float before using it (edgeq.conversion.search.latency)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -99,23 +100,24 @@ def _range(tensor) -> tuple[float, float] | None:
     return float(q.min[0]), float(q.max[0])
 
 
-def _tensor(root, graph, name: str, like, low: float | None, high: float | None, value: float | None = None) -> int:
-    """A new float32 tensor (a constant when `value` is given), shaped like `like` unless constant;
-    its calibrated range where the graph is calibrated (`low`/`high` not None)."""
+def _tensor(root, graph, name: str, like, low: float | None, high: float | None) -> int:
+    """A new float32 tensor shaped like `like`, with its calibrated range where the graph is
+    calibrated (`low`/`high` not None)."""
     schema = _schema()
     tensor = schema.TensorT()
-    tensor.name, tensor.type = name.encode(), schema.TensorType.FLOAT32
-    tensor.shape = [1] * len(like.shape) if value is not None else list(like.shape)
-    buffer = schema.BufferT()
-    if value is not None:
-        buffer.data = np.frombuffer(np.full(1, value, np.float32).tobytes(), np.uint8)
-    elif low is not None:
+    tensor.name, tensor.type, tensor.shape = name.encode(), schema.TensorType.FLOAT32, list(like.shape)
+    if low is not None:
         tensor.quantization = schema.QuantizationParametersT()
         tensor.quantization.min, tensor.quantization.max = [low], [high]
-    root.buffers.append(buffer)
+    root.buffers.append(schema.BufferT())
     tensor.buffer = len(root.buffers) - 1
     graph.tensors.append(tensor)
     return len(graph.tensors) - 1
+
+
+def _scalar(root, graph, name: str, like, value: float) -> int:
+    """A float32 constant `value`, shaped [1] * the rank of `like` (it broadcasts against it)."""
+    return _constant_tensor(root, graph, name.encode(), np.full([1] * len(like.shape), value, np.float32))
 
 
 def _binary(root, builtin: int, options_type: int, options_cls: Callable, inputs: list[int], output: int, activation: int = 0):
@@ -140,8 +142,8 @@ def hard_swish_decomposed(data: bytes) -> bytes | None:
         x = graph.tensors[op.inputs[0]]
         base = (x.name or b"x").decode("utf-8", "replace")
         ranges = _decomposed_ranges(_range(x))
-        three = _tensor(root, graph, f"{base}/hard_swish/3", x, None, None, 3.0)
-        sixth = _tensor(root, graph, f"{base}/hard_swish/1_6", x, None, None, 1.0 / 6.0)
+        three = _scalar(root, graph, f"{base}/hard_swish/3", x, 3.0)
+        sixth = _scalar(root, graph, f"{base}/hard_swish/1_6", x, 1.0 / 6.0)
         shifted, clipped, product = (
             _tensor(root, graph, f"{base}/hard_swish/{part}", x, *bounds)
             for part, bounds in zip(("add3", "relu6", "mul"), ranges)
@@ -187,7 +189,7 @@ def relu_as_fused_mul(data: bytes) -> bytes | None:
         if activation is None:
             continue
         x = graph.tensors[op.inputs[0]]
-        one = _tensor(root, graph, f"{(x.name or b'x').decode('utf-8', 'replace')}/relu/1", x, None, None, 1.0)
+        one = _scalar(root, graph, f"{(x.name or b'x').decode('utf-8', 'replace')}/relu/1", x, 1.0)
         graph.operators[i] = _mul(root, [op.inputs[0], one], op.outputs[0], activation)
         changed = True
     return _packed(root) if changed else None
@@ -252,8 +254,8 @@ def prelu_decomposed(data: bytes) -> bytes | None:
             continue
         x = graph.tensors[op.inputs[0]]
         base = (x.name or b"x").decode("utf-8", "replace")
-        one = _tensor(root, graph, f"{base}/prelu/1", x, None, None, 1.0)
-        minus_one = _tensor(root, graph, f"{base}/prelu/-1", x, None, None, -1.0)
+        one = _scalar(root, graph, f"{base}/prelu/1", x, 1.0)
+        minus_one = _scalar(root, graph, f"{base}/prelu/-1", x, -1.0)
         positive, negative, scaled = (
             _tensor(root, graph, f"{base}/prelu/{part}", x, *bounds)
             for part, bounds in zip(("relu", "relu_neg", "scaled"), _prelu_ranges(_range(x), alpha))
@@ -295,6 +297,7 @@ def _decomposed_ranges(seen: tuple[float, float] | None) -> list[tuple[float | N
     return [(lo + 3, hi + 3), (r_lo, r_hi), (min(corners), max(corners))]
 
 
+@functools.lru_cache(maxsize=2)  # the search quantizes the same calibrated bytes once per candidate
 def min_max_ranges_widened(data: bytes) -> tuple[bytes, list[str]]:
     """A calibrated graph whose MINIMUM and MAXIMUM outputs take the range of their input where it
     is wider; and those outputs' names. TensorFlow's quantizer gives these ops one scale for input
