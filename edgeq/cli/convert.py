@@ -450,11 +450,17 @@ def convert(
 
         say(conversion_text(result))
     if result.budget_met is False:
-        best = manifest.search.chosen
-        log.error(
-            f"no mix within the bounds meets the budget; kept the best found ({best.k} float layer(s): "
-            f"{'; '.join(best.missed)}) as {result.output}"
-        )
+        search = manifest.search
+        best, held = search.chosen, search.held_back
+        if best.meets and held is not None:
+            said = (
+                f"the choice ({best.k} float layer(s)) met the budget on the {search.eval_samples} samples it was made on "
+                f"and misses it on the {search.held_back_samples} held back ({terminal('; '.join(held.missed))}); kept it"
+            )
+        else:
+            missing = terminal("; ".join(best.missed))
+            said = f"no mix within the bounds meets the budget; kept the best found ({best.k} float layer(s), missing: {missing})"
+        log.error(f"{said} as {result.output}")
         raise typer.Exit(1)
 
 

@@ -370,7 +370,32 @@ def _latency(
 
     device, where, note = _timing_device(options.device)
     chosen, record = latency.optimize(calibrated, quantized, with_ops, samples[0], score, device=device, where=where)
-    return chosen, replace(record, note=note)
+    if options.budget is not None and evaluator.held_back is not None and record.chosen != "as converted":
+        chosen, record = _latency_confirmed(evaluator.held_back, chosen, quantized, record)
+    return chosen, replace(record, note="; ".join(filter(None, (record.note, note))) or None)
+
+
+def _latency_confirmed(held, chosen: bytes, quantized: bytes, record: LatencyCheck) -> tuple[bytes, LatencyCheck]:
+    """--optimize latency's choice judged on the held-back samples: it stands unless it misses the
+    budget there while the model as converted meets it."""
+    from edgeq.conversion.search.budget import step_figure
+
+    mine, plain = (held.evaluate(m, [], phase="held back") for m in (chosen, quantized))
+    if mine.meets or not plain.meets:
+        return chosen, record
+    converted = next(c for c in record.candidates if c.name == "as converted")
+    note = (
+        f"{record.chosen} met the budget on the tuning samples and misses it on the {len(held.samples)} held back "
+        f"({step_figure(mine)}, as converted {step_figure(plain)}): kept the model as converted"
+    )
+    return quantized, replace(
+        record,
+        chosen=converted.name,
+        keep_ops=(),
+        rewrites=(),
+        faster_than_float=converted.speedup >= 1 or converted.within_noise,
+        note=note,
+    )
 
 
 def _with_ops(variant: tuple[tuple[str, ...], tuple[str, ...]], calibrated: bytes, recipe, keep: KeepFloat) -> bytes:

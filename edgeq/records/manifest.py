@@ -89,6 +89,8 @@ class Search:
     seconds: float | None = None
     chosen_layers: tuple[ChosenLayer, ...] = ()
     notes: tuple[str, ...] = ()
+    held_back: SearchStep | None = None  # the chosen model on the held-back samples; `met` needs it to meet there too
+    held_back_samples: int = 0  # --eval-data samples the search did not choose on (eval_samples: those it did)
 
 
 @dataclass(frozen=True)

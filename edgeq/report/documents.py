@@ -232,8 +232,9 @@ def _search_caption(results: ValidationResult) -> str:
         if chosen.kind == StepKind.INT16X8
         else ", ".join(short_name(n) for n in chosen.float_layers) or "none (full INT8)"
     )
+    held = f" (confirmed on {search.held_back_samples} held back)" if search.held_back else ""
     return (
-        f"Budget {budget} on {search.eval_samples} samples; {evaluations(search)} over "
+        f"Budget {budget} on {search.eval_samples} samples{held}; {evaluations(search)} over "
         f"{search.layers_considered} candidate layers. Chosen: {chosen.k} float "
         f"layer(s): {kept}" + ("" if search.met else " — best effort, the budget is not met") + "."
     )

@@ -683,8 +683,9 @@ def search_lines(search: Search, again: str | None = None) -> list[str]:
         if search.graph_layers is not None
         else f"{search.layers_considered} ranked layers"
     )
+    held = f" (and {search.held_back_samples} held back, which confirm the choice)" if search.held_back else ""
     lines = [
-        f"search: budget {budget} on {search.eval_samples} samples of {terminal(search.eval_data or 'n/a')}; "
+        f"search: budget {budget} on {search.eval_samples} samples of {terminal(search.eval_data or 'n/a')}{held}; "
         f"{evaluations(search)} over {considered}; * misses"
     ]
     for step in search.steps:
@@ -703,6 +704,13 @@ def search_lines(search: Search, again: str | None = None) -> list[str]:
         )
     )
     lines.append(f"chosen: {label}" + ("" if search.met else " (best effort: the budget is not met)"))
+    if search.held_back is not None:
+        confirm = search.held_back
+        lines.append(
+            f"  on the {search.held_back_samples} held-back samples: {step_outputs(confirm)}  "
+            f"{'meets' if confirm.meets else 'misses'}; on the {search.eval_samples} it was chosen on: "
+            f"{step_outputs(chosen)}  {'meets' if chosen.meets else 'misses'}"
+        )
     if chosen.kind == StepKind.INT8 and 0 < len(chosen.float_layers) <= SHOWN_FLOAT_OPS * 2:
         lines.append("  by hand: " + " ".join(f"--keep-float {shell_word(n)}" for n in chosen.float_layers))
     if again is not None and (chosen.float_layers or chosen.kind != StepKind.INT8):

@@ -1,17 +1,45 @@
-"""Whether a candidate beats a baseline on samples neither was fitted on, beyond what those few
-samples can tell: the worst-output SQNR of both, and a paired bootstrap over the samples of its
-difference (the same resampled samples for both, so what they share cancels)."""
+"""Judging choices on samples they were not made on: the split of --eval-data into tuning and
+held-back samples, whether a candidate beats a baseline beyond what the judging samples can tell
+(the worst-output SQNR of both, and a paired bootstrap over the samples of its difference: the same
+resampled samples for both, so what they share cancels), and what few samples can tell."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Set
 from dataclasses import dataclass
 
 import numpy as np
 
 ROUNDS = 2000  # bootstrap resamplings
-LEVEL = 0.90  # the interval's coverage: a gain is sure when its lower end is above zero
+LEVEL = 0.90  # the interval's coverage: a gain is sure when its lower end is not below zero
 CEILING_DB = 200.0  # an exact match counts as this: an infinite figure has no difference
+HOLD_BACK_EVERY = 3  # every third sample (or sequence) of --eval-data confirms, and is not tuned on
+MIN_HELD_BACK = 4  # fewer held-back samples confirm nothing: then every sample tunes, and the record says so
+
+
+@dataclass(frozen=True)
+class Split:
+    """Sample indices of --eval-data: those choices are made on, those that confirm them."""
+
+    tuning: tuple[int, ...]
+    held_back: tuple[int, ...]
+
+    @classmethod
+    def of(cls, count: int, starts: Set[int] = frozenset()) -> Split:
+        """Every HOLD_BACK_EVERY-th sample held back (every such sequence when `starts` marks where
+        sequences start), so data in class order splits evenly; none when that gives fewer than
+        MIN_HELD_BACK."""
+        unit = np.cumsum([i > 0 and i in starts for i in range(count)]) if starts else np.arange(count)
+        held = tuple(i for i in range(count) if unit[i] % HOLD_BACK_EVERY == HOLD_BACK_EVERY - 1)
+        if len(held) < MIN_HELD_BACK or len(held) == count:
+            return cls(tuple(range(count)), ())
+        return cls(tuple(i for i in range(count) if unit[i] % HOLD_BACK_EVERY != HOLD_BACK_EVERY - 1), held)
+
+    @staticmethod
+    def starts_within(indices: tuple[int, ...], starts: Set[int]) -> set[int]:
+        """Where sequences start among the samples `indices` picks (their new positions)."""
+        return {n for n, i in enumerate(indices) if n == 0 or i in starts or i - 1 != indices[n - 1]}
 
 
 @dataclass(frozen=True)
@@ -55,8 +83,10 @@ class Gain:
 
     @property
     def sure(self) -> bool:
-        """Better beyond what the samples can tell: the interval lies above zero."""
-        return self.low_db > 0
+        """Better beyond what the samples can tell: better on the samples, and worse on none of the
+        resamplings the interval covers (a lower end of exactly zero: those resamplings tie, as where
+        the worst output is one both compute alike)."""
+        return self.db > 0 and self.low_db >= 0
 
     def describe(self) -> str:
         return (
@@ -86,22 +116,22 @@ def proportion_interval(share: float, samples: int, level: float = LEVEL) -> tup
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def few_samples_notes(budget: dict[str, float | None], agreements: list[float], samples: int) -> list[str]:
+def few_samples_notes(budget: dict[str, float | None], agreements: list[float], samples: int, which: str = "") -> list[str]:
     """What a budget judged on `samples` samples can tell: an agreement whose interval reaches below
     the limit it met, an SQNR judged on fewer than FEW_SAMPLES samples."""
-    notes = []
+    notes, counted = [], f"{samples} {which}".strip()
     limit = budget.get("min_agreement")
     if limit is not None and agreements:
         low, high = proportion_interval(min(agreements), samples)
         if low < limit <= min(agreements):
             notes.append(
-                f"the agreement budget was judged on {samples} --eval-data samples: {min(agreements):.4f} there has a "
+                f"the agreement budget was judged on {counted} --eval-data samples: {min(agreements):.4f} there has a "
                 f"{LEVEL:.0%} interval of {low:.4f} to {high:.4f}, which reaches below the {limit:g} asked; it may miss on "
                 f"the next samples: judge on more (validate on held-out data)"
             )
     if budget.get("min_sqnr") is not None and samples < FEW_SAMPLES:
         notes.append(
-            f"the SQNR budget was judged on {samples} --eval-data samples (fewer than {FEW_SAMPLES}): on the next samples "
+            f"the SQNR budget was judged on {counted} --eval-data samples (fewer than {FEW_SAMPLES}): on the next samples "
             "the figure may differ by dB; judge on more (validate on held-out data)"
         )
     return notes

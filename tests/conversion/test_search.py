@@ -245,3 +245,49 @@ def test_a_budget_the_int8_io_tensors_forbid_says_so_as_measured(built, tmp_path
     else:
         assert note.endswith("the quantized I/O is not what limits it")
     assert note in err
+
+
+def test_a_budget_met_on_the_tuning_split_and_missed_held_back_is_missed(cnn_keras, tmp_path, cli):
+    """The search chooses on two thirds of --eval-data and confirms on the rest: with the held-back
+    rows scaled past the calibrated range, full INT8 meets 25 dB where it was chosen and misses
+    where it is confirmed. The budget is reported missed (exit 1, a best-effort file) with both figures."""
+    from edgeq.data.samples import InputSpec, open_samples
+    from edgeq.scoring.held_back import Split
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "cal.npz", image=rng.uniform(0, 1, (64, 8, 8, 1)).astype(np.float32))
+    x = rng.uniform(0, 1, (48, 8, 8, 1)).astype(np.float32)
+    np.savez(tmp_path / "eval.npz", image=x)
+    shuffled = open_samples(tmp_path / "eval.npz", [InputSpec("image", (1, 8, 8, 1))]).indices  # the order it is judged in
+    held = [shuffled[i] for i in Split.of(len(x)).held_back]
+    x[held] *= 3
+    np.savez(tmp_path / "eval.npz", image=x)
+    code, out, err = cli(
+        "convert", cnn_keras, "-d", tmp_path / "cal.npz", "-o", tmp_path / "m.tflite", "--eval-data", tmp_path / "eval.npz",
+        "--min-sqnr", "25", "--no-cache",
+    )  # fmt: skip
+    manifest = json.loads((tmp_path / "m.best-effort.edgeq.json").read_text())
+    search = manifest["search"]
+    assert code == 1 and not (tmp_path / "m.tflite").exists(), err
+    assert search["chosen"]["meets"] and search["chosen"]["worst_sqnr_db"] >= 25 and not search["chosen"]["float_layers"]
+    assert not search["met"] and not search["held_back"]["meets"] and search["held_back"]["worst_sqnr_db"] < 25
+    assert (search["eval_samples"], search["held_back_samples"]) == (32, 16)
+    tuned, confirmed = (f"{search[k]['worst_sqnr_db']:.2f} dB" for k in ("chosen", "held_back"))
+    said = f"met on the 32 tuning samples (worst output {tuned}) is missed on the 16 held-back ones (worst output {confirmed})"
+    assert said in err and "misses it on the 16 held back" in err
+    shown = f"on the 16 held-back samples: output_0 {confirmed}*  misses; on the 32 it was chosen on: output_0 {tuned}  meets"
+    assert shown in out
+
+
+def test_too_few_samples_to_hold_back_are_said_to_be(cnn_keras, tmp_path, cli):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "cal.npz", image=rng.uniform(0, 1, (32, 8, 8, 1)).astype(np.float32))
+    np.savez(tmp_path / "eval.npz", image=rng.uniform(0, 1, (9, 8, 8, 1)).astype(np.float32))
+    code, out, err = cli(
+        "convert", cnn_keras, "-d", tmp_path / "cal.npz", "-o", tmp_path / "m.tflite", "--eval-data", tmp_path / "eval.npz",
+        "--min-sqnr", "10", "--no-cache",
+    )  # fmt: skip
+    assert code == 0, err
+    search = json.loads((tmp_path / "m.edgeq.json").read_text())["search"]
+    assert search["held_back"] is None and (search["eval_samples"], search["held_back_samples"]) == (9, 0)
+    assert "none of the 9 --eval-data samples was held back" in err

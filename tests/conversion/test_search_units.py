@@ -34,6 +34,7 @@ class FakeEvaluator:
     budget: Budget = field(default_factory=lambda: Budget(min_sqnr=30.0))
     samples: list = field(default_factory=lambda: [0] * 8)
     evaluated: list = field(default_factory=list)
+    held_back: None = None  # every sample judges: the held-back split has its own tests
 
     def evaluate(
         self,

@@ -1,5 +1,7 @@
 """--calibration other than minmax: activation ranges chosen from histograms, and `auto`, which
-tries the methods on --eval-data and judges each on every output.
+tries the methods on the tuning split of --eval-data and judges each on every output; without a
+budget, a method other than minmax is kept only when it beats minmax on the held-back split beyond
+that split's interval (with a budget, the search confirms the choice there).
 
 When no single method serves every output (entropy ranges that sharpen one head and clip the
 tail another head outputs), `auto` also tries a mix by output path: each tensor that feeds only
@@ -79,10 +81,11 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
         if mix is not None:
             attempt([mix])
     best = next((t for t in tried if t[0].meets), None) or max(tried, key=lambda t: leximin(t[0]))
-    sure, rival = None, best
+    sure, rival, judge = None, best, evaluator.held_back or evaluator
     if options.budget is None and not options.feedback and best is not tried[0]:  # auto never loses to plain minmax
-        sure = _gain_over_minmax(calibrated.model, evaluator.samples, [tried[0][1], best[1]], recipe, keep)
+        sure = _gain_over_minmax(calibrated.model, judge.samples, [tried[0][1], best[1]], recipe, keep)
         best = best if sure.sure else tried[0]
+    where = "held-back" if evaluator.held_back else "tuning (too few --eval-data samples to hold any back)"
     _, model, changes, name = best
     tries = tuple(
         MethodTry(
@@ -91,7 +94,7 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
             {o.name: o.sqnr_db for o in t[0].outputs},
             t[0].meets if options.budget else None,
             t is best,
-            f"{sure.describe()} over minmax" if sure is not None and t is rival else None,
+            f"{sure.describe()} over minmax, on the {where} samples" if sure is not None and t is rival else None,
         )
         for t in tried
     )
@@ -102,7 +105,7 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
 
 
 def _gain_over_minmax(calibrated: bytes, samples, models: list[bytes], recipe, keep: KeepFloat) -> Gain:
-    """The best method's worst-output SQNR gain over minmax on the --eval-data samples, with its interval."""
+    """The best method's worst-output SQNR gain over minmax on `samples` (held back), with its interval."""
     from edgeq.conversion.search.latency import powers_scorer
 
     score = powers_scorer(calibrated, samples)

@@ -31,7 +31,7 @@ def refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data
     samples (all but the 16 last without a budget) and judged, with the model as converted, on
     samples none was fitted on (--eval-data with a budget, else those 16), by worst-output SQNR
     against the calibrated float graph. The best is taken only when it beats the model as converted
-    beyond what the judging samples can tell (a paired bootstrap's interval above zero): auto never
+    beyond what the judging samples can tell (a paired bootstrap's interval not below zero): auto never
     takes a refinement that may have made the model worse. The recipe records the method kept, so it
     gives the same bytes."""
     from edgeq.conversion.search.latency import powers_scorer

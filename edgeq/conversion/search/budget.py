@@ -43,7 +43,7 @@ from edgeq.records.manifest import ChosenLayer, Search, SearchStep, StepKind, St
 from edgeq.run.cluster import each
 from edgeq.run.litert import LiteRTRunner
 from edgeq.run.sequences import fed_back, feedback_pairs
-from edgeq.scoring.held_back import few_samples_notes
+from edgeq.scoring.held_back import HOLD_BACK_EVERY, MIN_HELD_BACK, Split, few_samples_notes
 from edgeq.scoring.metrics import Scorer
 from edgeq.scoring.roles import decide_roles
 from edgeq.tflite.graph import Layer, LayerGraph
@@ -120,6 +120,7 @@ class Evaluator:
             )
         self.names = [p.label for p in reference.output_ports]  # signature keys where the model has them
         self.tensors = reference.output_names
+        self.held_back: Evaluator | None = None  # the same judge on samples the choice was not made on
 
     def _outputs(self, runner: LiteRTRunner) -> Iterable[list[np.ndarray]]:
         """Each sample's outputs: window by window as they are scored, or streamed with the model's own state fed back."""
@@ -244,21 +245,31 @@ def candidate_outputs(
 
 
 def evaluator_for(calibrated: bytes, specs, options, budget: Budget | None = None) -> Evaluator:
-    """An Evaluator of a conversion's candidates (`options`: its ConvertOptions) on its --eval-data
-    against the calibrated float graph, judged by `budget` (default: the options')."""
+    """An Evaluator of a conversion's candidates (`options`: its ConvertOptions) on the tuning split
+    of its --eval-data against the calibrated float graph, judged by `budget` (default: the
+    options'); its `held_back` judges the same way on the other split (None when too few samples)."""
     samples, eval_source = options.eval_samples(list(specs))
-    return Evaluator(
-        calibrated,
-        samples,
-        [s.name for s in specs],
-        eval_source.labels,
-        budget or options.budget,
-        options.output_roles,
-        len(eval_source.class_names or []) or None,
-        options.feedback,
-        getattr(eval_source, "starts", set()),
-        options.cluster,
-    )
+    starts: set[int] = getattr(eval_source, "starts", set()) if options.feedback else set()
+    split = Split.of(len(samples), starts)
+
+    def part(indices: tuple[int, ...]) -> Evaluator:
+        labels = eval_source.labels
+        return Evaluator(
+            calibrated,
+            [samples[i] for i in indices],
+            [s.name for s in specs],
+            None if labels is None else [labels[i] for i in indices],
+            budget or options.budget,
+            options.output_roles,
+            len(eval_source.class_names or []) or None,
+            options.feedback,
+            Split.starts_within(indices, starts),
+            options.cluster,
+        )
+
+    evaluator = part(split.tuning)
+    evaluator.held_back = part(split.held_back) if split.held_back else None
+    return evaluator
 
 
 INT16X8_NOTE = "16-bit activations (int16x8) run on LiteRT's built-in kernels only: not on XNNPACK, the Edge TPU or NNAPI"
@@ -354,7 +365,7 @@ def search(
         step = evaluator.evaluate(wide, [], kind=StepKind.INT16X8, phase="int16x8 activations")
         run.steps.append(step)
         if step.meets:
-            return wide, _record(evaluator, graph, [], run.steps, step, start)
+            return wide, _record(evaluator, graph, [], run.steps, step, start, _confirmed(evaluator, wide, step))
     candidates: list[Layer] = []
     if not first.meets:
         missing = {graph.output_names.index(o.tensor) for o in first.outputs if not o.meets and o.tensor in graph.output_names}
@@ -364,7 +375,15 @@ def search(
         if found is not None:
             _shrink(run, found, shrink_budget(len(candidates)))
     chosen = _best(run.steps, max_float_layers)
-    return run.model(chosen), _record(evaluator, graph, candidates, run.steps, chosen, start)
+    model = run.model(chosen)
+    return model, _record(evaluator, graph, candidates, run.steps, chosen, start, _confirmed(evaluator, model, chosen))
+
+
+def _confirmed(evaluator: Evaluator, model: bytes, chosen: SearchStep) -> SearchStep | None:
+    """The chosen model judged on the held-back samples (None without them): the budget is met only where it holds there too."""
+    if evaluator.held_back is None:
+        return None
+    return evaluator.held_back.evaluate(model, list(chosen.float_layers), chosen.kind, "held back", chosen.method)
 
 
 def _find(run: _Search, candidates: list[Layer], heads: list[Layer]) -> list[Layer] | None:
@@ -474,20 +493,27 @@ def _best(steps: list[SearchStep], max_float_layers: int | None) -> SearchStep:
 
 
 def _record(
-    evaluator: Evaluator, graph: LayerGraph, candidates: list[Layer], steps: list[SearchStep], chosen: SearchStep, start: float
+    evaluator: Evaluator,
+    graph: LayerGraph,
+    candidates: list[Layer],
+    steps: list[SearchStep],
+    chosen: SearchStep,
+    start: float,
+    held: SearchStep | None,
 ) -> Search:
     """The search as the manifest keeps it; the bound counts the int8 evaluations, not the int16x8 try."""
     by_node = {layer.node: layer for layer in graph.layers}
-    budget = evaluator.budget
+    budget = {f.name: getattr(evaluator.budget, f.name) for f in fields(evaluator.budget)}
+    judged, count = (held, len(evaluator.held_back.samples)) if held and evaluator.held_back else (chosen, len(evaluator.samples))
     return Search(
-        budget={f.name: getattr(budget, f.name) for f in fields(budget)},
+        budget=budget,
         eval_samples=len(evaluator.samples),
         layers_considered=len(candidates),
         max_evaluations=max_evaluations(len(candidates)),
         evaluations=len(steps),
         steps=tuple(steps),
         chosen=chosen,
-        met=chosen.meets,
+        met=chosen.meets and (held is None or held.meets),
         int8_evaluations=sum(s.kind == StepKind.INT8 for s in steps),
         strategy="output-aware: output heads, bisection by region over the execution order, shrinking",
         graph_layers=len(graph.layers),
@@ -495,11 +521,38 @@ def _record(
         seconds=round(time.perf_counter() - start, 3),
         chosen_layers=tuple(ChosenLayer(n, by_node[n].op_type, by_node[n].position) for n in chosen.float_layers if n in by_node),
         notes=((INT16X8_NOTE,) if chosen.kind == StepKind.INT16X8 else ())
+        + _held_back_notes(len(evaluator.samples), chosen, held, count)
         + tuple(
             few_samples_notes(
-                {f.name: getattr(budget, f.name) for f in fields(budget)},
-                [o.agreement for o in chosen.outputs if o.agreement is not None],
-                len(evaluator.samples),
+                budget,
+                [o.agreement for o in judged.outputs if o.agreement is not None],
+                count,
+                f"held-back (and {len(evaluator.samples)} tuning)" if held else "tuning",
             )
         ),
+        held_back=held,
+        held_back_samples=count if held else 0,
     )
+
+
+def _held_back_notes(tuning: int, chosen: SearchStep, held: SearchStep | None, count: int) -> tuple[str, ...]:
+    if held is None:
+        return (
+            f"none of the {tuning} --eval-data samples was held back (every {HOLD_BACK_EVERY}th is when that gives at least "
+            f"{MIN_HELD_BACK}): the budget was judged on the samples the search chose on, and may miss on the next ones",
+        )
+    if chosen.meets and not held.meets:
+        return (
+            f"the budget met on the {tuning} tuning samples ({step_figure(chosen)}) is missed on the {count} held-back "
+            f"ones ({step_figure(held)}): the choice fits the samples it was made on; give more --eval-data, or ask a "
+            "margin above what the app needs",
+        )
+    return ()
+
+
+def step_figure(step: SearchStep) -> str:
+    """A step's deciding figure in words: the worst agreement where a classes output has one, else the worst SQNR."""
+    agreements = [o.agreement for o in step.outputs if o.agreement is not None]
+    if agreements:
+        return f"agreement {min(agreements):.4f}"
+    return "an exact match" if step.exact else f"worst output {_fmt(step.worst_sqnr_db)} dB"
