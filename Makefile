@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/speed.py
 	$(PY) benchmarks/accelerators.py
+	$(PY) benchmarks/gpu_op_sweep.py
 	$(PY) benchmarks/refine.py
 	$(PY) benchmarks/cluster.py
 

@@ -1,1 +1,1 @@
-"""Analyses that rebuild a model from its recipe: per-layer quantization error (TensorFlow's QuantizationDebugger)."""
+"""Analyses of a model beyond its outputs: per-layer quantization error (TensorFlow's QuantizationDebugger, from the recipe) and the op an accelerator computes wrongly (bisection over cut models)."""

@@ -89,3 +89,35 @@ class LayerGraph:
     def feeding(self, outputs: set[int]) -> list[Layer]:
         """The layers that feed any of `outputs` (positions), in execution order."""
         return [layer for layer in self.layers if layer.outputs & outputs]
+
+
+def cut_at(data: bytes, tensors: list[int]) -> bytes:
+    """The model `data` (one subgraph) with `tensors` as its outputs, in that order, and only the
+    ops they need; its signature keeps the inputs and names each output by its tensor's name. A
+    prefix of the graph, run as a model of its own (an accelerator's culprit is found so)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    root = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    graph = root.subgraphs[0]
+    producer = {int(t): i for i, op in enumerate(graph.operators) for t in op.outputs}
+    needed, stack = set(), list(tensors)
+    while stack:
+        op = producer.get(int(stack.pop()))
+        if op is not None and op not in needed:
+            needed.add(op)
+            stack.extend(int(t) for t in graph.operators[op].inputs if t >= 0)
+    graph.operators = [op for i, op in enumerate(graph.operators) if i in needed]
+    graph.outputs = list(tensors)
+    for signature in root.signatureDefs or []:
+        outputs = []
+        for t in tensors:
+            entry = schema.TensorMapT()
+            name = graph.tensors[t].name
+            entry.name, entry.tensorIndex = name.decode() if isinstance(name, bytes) else name, t
+            outputs.append(entry)
+        signature.outputs = outputs
+    root.signatureDefs = (root.signatureDefs or [])[:1]
+    builder = flatbuffers.Builder(len(data) + 4096)
+    builder.Finish(root.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

@@ -17,6 +17,7 @@ from edgeq.run.litert import LiteRTRunner
 from edgeq.run.npu import VENDORS
 from edgeq.scoring.gates import GateResult
 from edgeq.tflite.dispatch import Dispatch
+from edgeq.analysis.culprit import Culprit
 from edgeq.validation.results import DeviceResult
 
 FP16_MAX = 65504.0
@@ -72,6 +73,8 @@ def judged(
     first: list[np.ndarray],
     int8_on_gpu: bool,
     require_accelerated: bool,
+    subject: LiteRTRunner | None = None,
+    subject_first: list[np.ndarray] | None = None,
 ) -> tuple[DeviceResult, list[str]]:
     """An accelerator run's notes and gate: fp16 trouble named, an INT8 file on the GPU said to run
     dequantized, a run that did not happen where asked said in words, and --require-accelerated."""
@@ -93,7 +96,9 @@ def judged(
                 "an INT8 model runs dequantized on LiteRT's GPU accelerator: its arithmetic is the GPU's float "
                 f"({use.precision}), re-quantized at the outputs, not the int8 kernels of the CPU or an NPU"
             )
-        trouble = gpu_trouble(device, local_worst_db, reference, first, use.precision or "fp16", int8_on_gpu)
+        trouble = gpu_trouble(
+            device, local_worst_db, reference, first, use.precision or "fp16", int8_on_gpu, subject, subject_first
+        )
         if trouble:
             warnings.append(trouble)
             notes.append(trouble)
@@ -135,9 +140,13 @@ def gpu_trouble(
     first: list[np.ndarray],
     precision: str,
     int8: bool = False,
+    subject: LiteRTRunner | None = None,
+    subject_first: list[np.ndarray] | None = None,
 ) -> str | None:
-    """ "Likely broken on the GPU" where an output is not finite or far from the CPU run's, and why
-    where that can be known: a float-model tensor past fp16's range, else fp16 rounding."""
+    """ "Likely broken on the GPU" where an output is not finite or far from the CPU run's, and why:
+    a float-model tensor past fp16's range; else, run again at fp32 (`subject`, the file validated,
+    on `subject_first`, its first sample): fp16 rounding where fp32 is close, else the first op the
+    GPU computes wrongly (edgeq.analysis.culprit), not a precision issue."""
     exact = device.vs_local
     broken = [o for o in device.outputs if o.sqnr_db is None and not o.exact and o.max_abs_error is None]  # inf or NaN
     far = [m for m in (exact.outputs if exact else ()) if m.mismatches and (m.sqnr_db is None or m.sqnr_db < BROKEN_VS_CPU_DB)]
@@ -149,12 +158,22 @@ def gpu_trouble(
         return None
     names = ", ".join(sorted({o.name for o in broken} | {m.name for m in far})) or "its outputs"
     over = fp16_overflow(reference, first) if precision == "fp16" else None
+    culprit, at_fp32 = None, None
+    if over is None and subject is not None and subject_first is not None:
+        culprit, at_fp32 = _culprit(subject, subject_first, precision)
+    if culprit is not None:
+        return (
+            f"{device.name}: {names} likely broken on the GPU ({'not finite' if broken else 'far from the CPU run'}): not a "
+            f"precision issue: at fp32 {culprit.describe()} (found by bisection, {culprit.runs} cut models run on the GPU "
+            f"and the CPU); remedy: keep that {culprit.op_type} off the GPU (run the model on the CPU, or build it with "
+            f"ops the GPU computes right in place of the {culprit.op_type})"
+        )
     why = (
         f"the float model's tensor '{over[0]}' reaches {over[1]:.3g}, past fp16's largest value {FP16_MAX:.0f}"
         if over
-        else "fp16 rounding (no tensor of the float model passes 65504 on the first sample)"
+        else f"fp16 rounding (no tensor of the float model passes 65504 on the first sample{at_fp32 or ''})"
         if precision == "fp16"
-        else "not fp16 (it ran in fp32)"
+        else "not fp16 (it ran in fp32), and no single op differs alone"
     )
     if int8 and not over:
         why += (
@@ -170,6 +189,20 @@ def gpu_trouble(
         f"{device.name}: {names} likely broken on the GPU ({'not finite' if broken else 'far from the CPU run'}): {why}; "
         f"remedies: {', or '.join(remedies)}"
     )
+
+
+def _culprit(subject: LiteRTRunner, first: list[np.ndarray], precision: str) -> tuple[Culprit | None, str | None]:
+    """The op the GPU computes wrongly at fp32, where the whole model is still far from the CPU at
+    fp32 (else None, and what fp32 gave: fp16 is the cause)."""
+    from edgeq.analysis.culprit import first_wrong_op, worst_output_db
+
+    sample = subject.quantize_inputs(first)
+    fp32 = Accelerator.parse("gpu", "fp32")
+    if precision == "fp16":
+        worst = worst_output_db(subject.path, sample, fp32)
+        if worst is not None and worst >= BROKEN_VS_CPU_DB:
+            return None, f"; at fp32 the GPU run is {worst:.1f} dB from the CPU's"
+    return first_wrong_op(subject.path, sample, fp32, BROKEN_VS_CPU_DB), None
 
 
 def fp16_overflow(reference: LiteRTRunner, first: list[np.ndarray]) -> tuple[str, float] | None:

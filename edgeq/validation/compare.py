@@ -143,7 +143,7 @@ def _compare(
         for d in devices
         for g in [evaluate(options.gates.limits(), d.figures)]
     ]
-    devices, accelerator_warnings = _judged(devices, scores.worst_sqnr_db, ref, first_reference, kind, options)
+    devices, accelerator_warnings = _judged(devices, scores.worst_sqnr_db, ref, first_reference, kind, options, int8, sweep.first)
     float_bytes = size_of(float_path)
     with phase("per-layer"):
         per_layer = per_layer_of(model, reference, data, specs_of(int8), options, manifest, pre) if options.per_layer else None
@@ -212,13 +212,20 @@ def _warnings(
 
 
 def _judged(
-    devices: list[DeviceResult], local_worst_db: float | None, ref: LiteRTRunner, first: list, kind: str, options: ValidateOptions
+    devices: list[DeviceResult],
+    local_worst_db: float | None,
+    ref: LiteRTRunner,
+    first: list,
+    kind: str,
+    options: ValidateOptions,
+    subject: LiteRTRunner,
+    subject_first: list,
 ) -> tuple[list[DeviceResult], tuple[str, ...]]:
-    """Each accelerator run's notes, warnings and --require-accelerated gate."""
+    """Each accelerator run's notes, warnings and --require-accelerated gate; `subject`: the file validated."""
     judged, warnings = [], []
     for device in devices:
         device, said = accelerators.judged(
-            device, local_worst_db, ref, first, kind in ("int8", "int16x8"), options.require_accelerated
+            device, local_worst_db, ref, first, kind in ("int8", "int16x8"), options.require_accelerated, subject, subject_first
         )
         judged.append(device)
         warnings += said

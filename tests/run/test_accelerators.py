@@ -195,6 +195,35 @@ def test_fp16_overflow_on_the_gpu_is_named_and_fp32_fixes_it(tmp_path, cli):
     )
 
 
+@pytest.mark.tf
+def test_an_op_the_gpu_computes_wrongly_is_named_not_blamed_on_precision(tmp_path, cli):
+    """LiteRT 2.3's GPU accelerator takes ONE_HOT (is_fully_accelerated() says True) and sets the
+    wrong positions, at fp32 too: found in a sweep of single-op models (GPU against CPU). In a
+    chain of ops, bisection over cut models names that op, says it is no precision issue, and
+    offers keeping it off the GPU, not --gpu-precision fp32."""
+    import numpy as np
+    import tensorflow as tf
+
+    need_gpu()
+    weights = tf.constant(np.random.default_rng(0).normal(size=(1, 1, 4, 6)).astype(np.float32))
+
+    def chain(x):
+        y = tf.nn.relu(x * 1.5 + 0.25)
+        hot = tf.one_hot(tf.cast(tf.floor(tf.minimum(y, 3.99)), tf.int32), 4)
+        return tf.nn.relu(tf.nn.conv2d(hot * (y[..., None] + 1.0), weights, 1, "SAME"))
+
+    fn = tf.function(chain, input_signature=[tf.TensorSpec((1, 8, 8), tf.float32, name="x")])
+    model = tmp_path / "chain.tflite"
+    model.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn).convert())
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).uniform(0, 2.5, (8, 8, 8)).astype(np.float32))
+    code, text, result = _validate(cli, model, model, tmp_path / "x.npy", tmp_path, "--accelerator", "gpu")
+    use = result["devices"][0]["accelerator"]
+    assert code == 0 and use["fully_accelerated"] is True and use["ops_on_cpu"] == 0, text
+    warning = next(w for w in result["warnings"] if "likely broken on the GPU" in w)
+    assert "not a precision issue: at fp32 op " in warning and " ONE_HOT (output " in warning, warning
+    assert "keep that ONE_HOT off the GPU" in warning and "--gpu-precision" not in warning and "fp16 rounding" not in warning
+
+
 def test_an_op_the_gpu_does_not_take_fails_require_accelerated(tmp_path, cli):
     need_gpu()
     code, text, result = _validate(
