@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeq.analysis.culprit import Culprit
 from edgeq.core.errors import UsageError
 from edgeq.records.manifest import Manifest
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
@@ -17,7 +18,6 @@ from edgeq.run.litert import LiteRTRunner
 from edgeq.run.npu import VENDORS
 from edgeq.scoring.gates import GateResult
 from edgeq.tflite.dispatch import Dispatch
-from edgeq.analysis.culprit import Culprit
 from edgeq.validation.results import DeviceResult
 
 FP16_MAX = 65504.0
