@@ -155,7 +155,7 @@ def save_npz(path: Path, x: np.ndarray) -> Path:
 
 def build_all(d: Path) -> Path:
     """Every pattern model of this module with its calibration and eval data: NAME.keras,
-    NAME_cal.npz, NAME_eval.npz for head, audio, chain and two."""
+    NAME_cal.npz, NAME_eval.npz for head, audio, chain, two and outlier."""
     dense_head_model(d / "head.keras")
     save_npz(d / "head_cal.npz", images(64, 1))
     save_npz(d / "head_eval.npz", images(32, 2))
@@ -168,6 +168,9 @@ def build_all(d: Path) -> Path:
     two_output_ranges_model(d / "two.keras")
     np.savez(d / "two_cal.npz", near=spiky_features(256, 1), far=spiky_features(256, 3))
     np.savez(d / "two_eval.npz", near=spiky_features(128, 2), far=spiky_features(128, 4))
+    activation_outlier_model(d / "outlier.keras")
+    np.savez(d / "outlier_cal.npz", features=features(128, 1))
+    np.savez(d / "outlier_eval.npz", features=features(96, 3))
     return d
 
 
@@ -214,3 +217,31 @@ def spiky_features(count: int, seed: int) -> np.ndarray:
     x = rng.uniform(0, 1, (count, 16))
     x[:, 15] = np.where(rng.uniform(size=count) < 0.03, 6.0, x[:, 15])
     return x.astype(np.float32)
+
+
+def activation_outlier_model(path: Path) -> Path:
+    """trunk -> wide -> two heads: `wide` has one unit biased to 40 (its output's int8 step is ~0.17),
+    `small` reads the other units (values under 1), `big` reads only that unit. In int8 `small`
+    loses its input; 16-bit activations on `wide` and `small` keep it, as float does."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    features = keras.Input((32,), name="features")
+    wide, small, big = (
+        keras.layers.Dense(64, activation="relu", name="wide"),
+        keras.layers.Dense(8, name="small"),
+        keras.layers.Dense(1, name="big"),
+    )
+    hidden = wide(keras.layers.Dense(32, activation="relu", name="trunk")(features))
+    model = keras.Model(features, {"small": small(hidden), "big": big(hidden)})
+    w, b = wide.get_weights()
+    b[0] = 40.0
+    wide.set_weights([w, b])
+    w, b = small.get_weights()
+    w[0, :] = 0.0
+    small.set_weights([w, b])
+    w, b = big.get_weights()
+    w[1:, :] = 0.0
+    big.set_weights([w, b])
+    model.save(path)
+    return path

@@ -30,7 +30,7 @@ from edgeq.frameworks.sources import KerasCode, load_source, stated_scaling
 from edgeq.host.isolation import step
 from edgeq.host.machine import cores
 from edgeq.records.manifest import LATENCY_SAMPLES, Calibration, KeepFloat, LatencyCheck, Refinement, Search
-from edgeq.records.recipe import Method, Mode
+from edgeq.records.recipe import Method, Mode, Recipe
 from edgeq.run.cluster import each
 from edgeq.tflite.model import parse_tflite
 from edgeq.tflite.rewrites import rewritten
@@ -315,12 +315,22 @@ def _search(
         with_float,
         options.max_float_layers,
         int16x8 if options.allow_int16x8 and source is not None else None,
+        _sixteen(calibrated, recipe) if options.allow_int16x8 else None,
     )
     record = replace(record, eval_data=str(options.eval_data))
     bound = next((s for s in record.steps if s.phase == "every layer feeding the missed outputs"), None)
     if not record.met and bound is not None and recipe.io != "float32":
         record = replace(record, notes=record.notes + (_float_io_note(calibrated, recipe, keep, evaluator, bound),))
     return model, record
+
+
+def _sixteen(calibrated: bytes, recipe: Recipe):
+    """The search's a16w8 candidates (edgeq.conversion.a16w8), where the recipe allows them and ai-edge-quantizer is installed."""
+    from edgeq.conversion.a16w8 import available
+
+    if not available() or recipe.mode != Mode.INT8 or recipe.io != "int8" or recipe.keep_float or recipe.refine != "none":
+        return None
+    return lambda layers: quantize(calibrated, replace(recipe, int16_layers=tuple(layers)), KeepFloat())
 
 
 def _float_io_note(calibrated: bytes, recipe, keep: KeepFloat, evaluator, bound) -> str:

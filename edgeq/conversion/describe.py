@@ -60,6 +60,7 @@ def described(
         chosen_float,
         result.latency.rewrites if result.latency else (),
         result.refinement.method if result.refinement else None,
+        result.search.chosen.int16_layers if result.search else (),
     )
     versions: dict[str, Any] = versions_installed()  # tensorflow_version=..., keras_version=..., litert_version=...
     manifest = Manifest(

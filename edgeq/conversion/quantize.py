@@ -43,6 +43,10 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
     calibrated, widened = min_max_ranges_widened(calibrated)
     if widened:
         log.info(f"the range of {len(widened)} MINIMUM/MAXIMUM output(s) widened to their input's: {', '.join(widened[:5])}")
+    if recipe.int16_layers:
+        from edgeq.conversion.a16w8 import a16w8
+
+        return a16w8(calibrated, recipe.int16_layers)
     ops = list(keep.ops)
     for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
         result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, ops or None, list(keep.nodes) or None)

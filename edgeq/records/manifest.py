@@ -23,6 +23,7 @@ class StepKind(str, Enum):
 
     INT8 = "int8"
     INT16X8 = "int16x8"
+    A16W8 = "a16w8"  # int8, with the layers `int16_layers` names at 16-bit activations
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class SearchStep:
     missed: tuple[str, ...] = ()
     quality: float | None = None  # the worst output's margin: orders candidates that all miss
     seconds: float | None = None
+    int16_layers: tuple[str, ...] = ()  # a16w8: the layers at 16-bit activations
 
 
 @dataclass(frozen=True)

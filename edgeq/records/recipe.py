@@ -116,6 +116,7 @@ class Recipe:
     channels_last: bool = False  # a PyTorch source exported with NHWC inputs
     rewrites: tuple[str, ...] = ()  # graph rewrites of the calibrated graph (edgeq.tflite.rewrites), in order
     refine: str = "none"  # none | bias | rounding | auto (edgeq.conversion.refinement.bias, edgeq.conversion.refinement.rounding)
+    int16_layers: tuple[str, ...] = ()  # nodes with 16-bit activations, int8 weights (a16w8; edgeq.conversion.a16w8)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode.parse(self.mode))
@@ -123,10 +124,13 @@ class Recipe:
         object.__setattr__(self, "keep_float", tuple(self.keep_float))
         object.__setattr__(self, "signatures", tuple(self.signatures))
         object.__setattr__(self, "rewrites", tuple(self.rewrites))
+        object.__setattr__(self, "int16_layers", tuple(self.int16_layers))
         if self.io is None:  # the type the mode defaults to, written down
             object.__setattr__(self, "io", self.mode.io_types[0])
         if self.io not in self.mode.io_types:
             raise UsageError(f"--io {self.io} does not go with --mode {self.mode}; use {' or '.join(self.mode.io_types)}")
+        if self.int16_layers and (self.mode != Mode.INT8 or self.io != "int8" or self.keep_float or self.refine != "none"):
+            raise UsageError("16-bit layers (int16_layers) go with --mode int8 and --io int8, without --keep-float or --refine")
         if self.keep_float and not self.mode.int8_activations:
             raise UsageError(f"--keep-float works with --mode int8 or int8-fallback, not {self.mode}")
         if self.refine not in REFINEMENTS:
@@ -153,6 +157,7 @@ class Recipe:
         chosen_float: tuple[str, ...] = (),
         rewrites: tuple[str, ...] = (),
         refined: str | None = None,
+        int16_layers: tuple[str, ...] = (),
     ) -> Recipe:
         """The recipe as the conversion carried it out: the method `auto` settled on, the samples,
         the nodes and op types the search and --optimize latency kept in float, and the refinement
@@ -168,4 +173,5 @@ class Recipe:
             keep_float=keep,
             rewrites=chosen,
             refine=refined or self.refine,
+            int16_layers=int16_layers or self.int16_layers,
         )

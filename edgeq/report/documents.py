@@ -230,6 +230,8 @@ def _search_caption(results: ValidationResult) -> str:
     kept = (
         "none: 16-bit activations (int16x8)"
         if chosen.kind == StepKind.INT16X8
+        else "none: 16-bit activations on " + ", ".join(short_name(n) for n in chosen.int16_layers)
+        if chosen.kind == StepKind.A16W8
         else ", ".join(short_name(n) for n in chosen.float_layers) or "none (full INT8)"
     )
     held = f" (confirmed on {search.held_back_samples} held back)" if search.held_back else ""

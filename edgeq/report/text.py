@@ -621,14 +621,14 @@ def _shortened(items: list[str], shown: int = SHOWN_FLOAT_OPS) -> str:
 def evaluations(search: Search) -> str:
     """'N int8 evaluations (bound B) in S s', the bound counting the search's int8 candidates; the
     calibration methods --calibration auto tried and an int16x8 try (--allow-int16x8) apart."""
-    wide = sum(s.kind == StepKind.INT16X8 for s in search.steps)
+    wide = sum(s.kind in (StepKind.INT16X8, StepKind.A16W8) for s in search.steps)
     methods = sum(s.phase == "calibration method" for s in search.steps)
     int8 = search.int8_evaluations if search.int8_evaluations is not None else search.evaluations - wide - methods
     took = f" in {search.seconds:.1f} s" if search.seconds is not None else ""
     return (
         f"{int8} int8 evaluation(s) (bound {search.max_evaluations})"
         + (f", {methods} calibration method(s) tried by --calibration auto" if methods else "")
-        + (f" and {wide} int16x8 try" if wide else "")
+        + (f" and {wide} 16-bit try" if wide else "")
         + took
     )
 
@@ -637,6 +637,8 @@ def step_label(step: SearchStep) -> str:
     """What one evaluated candidate was: int16x8, a calibration method, or k float layers (and why)."""
     if step.kind == StepKind.INT16X8:
         return "int16x8 activations"
+    if step.kind == StepKind.A16W8:
+        return f"{len(step.int16_layers)} layer(s) at 16 bits, 0 float"
     if step.method:
         return f"{step.k} float layer(s), {step.method} ranges"
     return f"{step.k} float layer(s)" + (f" ({step.phase})" if step.phase else "")
@@ -698,6 +700,8 @@ def search_lines(search: Search, again: str | None = None) -> list[str]:
     label = (
         "int16x8 (16-bit activations, int8 weights)"
         if chosen.kind == StepKind.INT16X8
+        else f"0 float layer(s); 16-bit activations on {_shortened([short_name(n) for n in chosen.int16_layers])}"
+        if chosen.kind == StepKind.A16W8
         else (
             f"{chosen.k} float layer(s)"
             + (f": {_shortened([short_name(n) for n in chosen.float_layers])}" if chosen.float_layers else " (full INT8)")

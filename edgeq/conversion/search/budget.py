@@ -29,7 +29,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Set
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -355,17 +355,22 @@ def search(
     quantize: Callable[[list[str]], bytes],
     max_float_layers: int | None,
     int16x8: Callable[[], bytes] | None = None,
+    sixteen: Callable[[list[str]], bytes] | None = None,
 ) -> tuple[bytes, Search]:
-    """The search of the module docstring; returns the chosen (or best-effort) model and the record."""
+    """The search of the module docstring; returns the chosen (or best-effort) model and the record.
+    `sixteen` (16 bits before float): the model with the named layers at 16-bit activations, int8
+    elsewhere; the chosen float layers are tried so, and kept in float only where that misses."""
     start = time.perf_counter()
     run = _Search(evaluator, full_int8, quantize, max_float_layers)
     first = run.step([], "full int8")
+    whole: tuple[bytes, SearchStep] | None = None  # int16x8 throughout, where it meets
     if not first.meets and int16x8 is not None:
         wide = int16x8()
         step = evaluator.evaluate(wide, [], kind=StepKind.INT16X8, phase="int16x8 activations")
         run.steps.append(step)
-        if step.meets:
+        if step.meets and sixteen is None:
             return wide, _record(evaluator, graph, [], run.steps, step, start, _confirmed(evaluator, wide, step))
+        whole = (wide, step) if step.meets else None
     candidates: list[Layer] = []
     if not first.meets:
         missing = {graph.output_names.index(o.tensor) for o in first.outputs if not o.meets and o.tensor in graph.output_names}
@@ -375,8 +380,25 @@ def search(
         if found is not None:
             _shrink(run, found, shrink_budget(len(candidates)))
     chosen = _best(run.steps, max_float_layers)
-    model = run.model(chosen)
+    model, chosen = _sixteen_bits(run, chosen, sixteen, whole)
     return model, _record(evaluator, graph, candidates, run.steps, chosen, start, _confirmed(evaluator, model, chosen))
+
+
+def _sixteen_bits(
+    run: _Search, chosen: SearchStep, sixteen: Callable[[list[str]], bytes] | None, whole: tuple[bytes, SearchStep] | None
+) -> tuple[bytes, SearchStep]:
+    """16 bits before float: the chosen float layers at 16-bit activations instead (int8 elsewhere)
+    where that meets too; else the whole model at int16x8 where that met; else the chosen."""
+    if sixteen is not None and chosen.meets and chosen.kind == StepKind.INT8 and chosen.float_layers:
+        wide = sixteen(list(chosen.float_layers))
+        step = run.evaluator.evaluate(wide, [], StepKind.A16W8, "the chosen float layers at 16-bit activations instead")
+        step = replace(step, int16_layers=chosen.float_layers)
+        run.steps.append(step)
+        if step.meets:
+            return wide, step
+    if whole is not None and (chosen.float_layers or not chosen.meets):
+        return whole
+    return run.model(chosen), chosen
 
 
 def _confirmed(evaluator: Evaluator, model: bytes, chosen: SearchStep) -> SearchStep | None:
@@ -520,7 +542,7 @@ def _record(
         missed_outputs=tuple(o.name for o in steps[0].outputs if not o.meets),
         seconds=round(time.perf_counter() - start, 3),
         chosen_layers=tuple(ChosenLayer(n, by_node[n].op_type, by_node[n].position) for n in chosen.float_layers if n in by_node),
-        notes=((INT16X8_NOTE,) if chosen.kind == StepKind.INT16X8 else ())
+        notes=((INT16X8_NOTE,) if chosen.kind in (StepKind.INT16X8, StepKind.A16W8) else ())
         + _held_back_notes(len(evaluator.samples), chosen, held, count)
         + tuple(
             few_samples_notes(
