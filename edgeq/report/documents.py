@@ -145,7 +145,7 @@ def _layer_rows(results: ValidationResult, limit: int | None = LAYERS_SHOWN) -> 
     return [
         (
             str(l.rank),
-            short_name(l.tensor_name, 60),
+            short_name(l.tensor_name),
             l.op_type,
             num(l.sqnr_db),
             num(l.rmse_lsb, 3),

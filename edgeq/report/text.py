@@ -6,7 +6,16 @@ import shlex
 
 from edgeq.core.escape import terminal
 from edgeq.core.units import gate_figure, gate_status, number, percent, size
-from edgeq.records.manifest import LATENCY_SAMPLES, LatencyCheck, NpuCompile, PreprocessingUsed, Search, SearchStep, StepKind
+from edgeq.records.manifest import (
+    LATENCY_SAMPLES,
+    ChosenLayer,
+    LatencyCheck,
+    NpuCompile,
+    PreprocessingUsed,
+    Search,
+    SearchStep,
+    StepKind,
+)
 from edgeq.scoring.metrics import BROKEN_DB, SLICE_GAP_DB
 from edgeq.tflite.dispatch import Dispatch
 from edgeq.tflite.metadata import ModelMetadata
@@ -209,10 +218,17 @@ def latency_lines(latency: LatencyCheck | None, scored_on: str | None = None) ->
     return lines
 
 
-def short_name(tensor_name: str, width: int = 48) -> str:
-    """A fused tensor name ('a/Relu;a/BiasAdd;...') as its first part, at most `width` characters."""
+def short_name(tensor_name: str, width: int | None = None) -> str:
+    """A fused tensor name ('a/Relu;a/BiasAdd;...') as its first part, whole; cut to its last
+    `width` characters only where a plot has no room (a label that says which layer, never a middle)."""
     name = terminal(tensor_name.split(";")[0])
-    return name if len(name) <= width else "…" + name[-(width - 1) :]
+    return name if width is None or len(name) <= width else "…" + name[-(width - 1) :]
+
+
+def layer_label(layer: ChosenLayer) -> str:
+    """A chosen layer as a person tells it apart: its name, its op type and its place in the graph
+    (exports that name every layer after the model, as torchcrepe's does, differ only there)."""
+    return f"{short_name(layer.node)} ({layer.op_type} #{layer.position})"
 
 
 def _paired(output: OutputScore) -> str:
@@ -703,8 +719,7 @@ def search_lines(search: Search, again: str | None = None) -> list[str]:
         else f"0 float layer(s); 16-bit activations on {_shortened([short_name(n) for n in chosen.int16_layers])}"
         if chosen.kind == StepKind.A16W8
         else (
-            f"{chosen.k} float layer(s)"
-            + (f": {_shortened([short_name(n) for n in chosen.float_layers])}" if chosen.float_layers else " (full INT8)")
+            f"{chosen.k} float layer(s)" + (f": {_shortened(_chosen_labels(search))}" if chosen.float_layers else " (full INT8)")
         )
     )
     lines.append(f"chosen: {label}" + ("" if search.met else " (best effort: the budget is not met)"))
@@ -720,6 +735,11 @@ def search_lines(search: Search, again: str | None = None) -> list[str]:
     if again is not None and (chosen.float_layers or chosen.kind != StepKind.INT8):
         lines.append(f"  again, without searching: {again}")
     return lines + [f"  note: {terminal(n)}" for n in search.notes]
+
+
+def _chosen_labels(search: Search) -> list[str]:
+    by_node = {layer.node: layer for layer in search.chosen_layers}
+    return [layer_label(by_node[n]) if n in by_node else short_name(n) for n in search.chosen.float_layers]
 
 
 def shell_word(text: str) -> str:

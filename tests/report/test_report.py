@@ -183,3 +183,15 @@ def test_per_layer_ranking_puts_the_outlier_layer_first(outlier_keras, digits_ca
         c for l in layers for c in re.split(r"[/;_:]", l.tensor_name)
     }
     assert "recalibrated as the model was: 64 samples" in result.per_layer.calibration
+
+
+def test_layer_names_are_never_cut_and_alike_names_are_told_apart():
+    """An export that names every layer after the model (torchcrepe's) and a long module path: the
+    search's chosen layers are shown whole, with their op type and place in the graph."""
+    from edgeq.records.manifest import ChosenLayer
+    from edgeq.report.text import layer_label, short_name
+
+    long = "model.Wrapper/torch.nn.modules.container.Sequential_features/torch.nn.modules.conv.Conv2d_Conv_0"
+    assert short_name(long + ";model.Wrapper/relu") == long
+    alike = [layer_label(ChosenLayer("torchcrepe.model.Crepe", "CONV_2D", p)) for p in (3, 17)]
+    assert alike == ["torchcrepe.model.Crepe (CONV_2D #3)", "torchcrepe.model.Crepe (CONV_2D #17)"]
