@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeq.analysis.culprit import Culprit
-from edgeq.core.errors import UsageError
+from edgeq.core.errors import EdgeqError, UsageError
 from edgeq.records.manifest import Manifest
 from edgeq.run.compiled_model import Accelerator, CompiledModelRunner
 from edgeq.run.litert import LiteRTRunner
@@ -160,7 +160,10 @@ def gpu_trouble(
     over = fp16_overflow(reference, first) if precision == "fp16" else None
     culprit, at_fp32 = None, None
     if over is None and subject is not None and subject_first is not None:
-        culprit, at_fp32 = _culprit(subject, subject_first, precision)
+        try:
+            culprit, at_fp32 = _culprit(subject, subject_first, precision)
+        except EdgeqError as exc:  # a cut model the accelerator or LiteRT refuses: the cause stays unnamed, and why
+            at_fp32 = f"; the search for the op at fault stopped: {exc}"
     if culprit is not None:
         return (
             f"{device.name}: {names} likely broken on the GPU ({'not finite' if broken else 'far from the CPU run'}): not a "

@@ -19,7 +19,10 @@ The budget holds for every output; the outputs that miss it drive the search:
    cancelled can stop cancelling).
 
 The smallest set that met the budget is chosen; with none, the best-scoring one within
---max-float-layers. No layer is ranked by its isolated error: an error that cannot be measured
+--max-float-layers. With 16-bit activations allowed, the chosen float layers are tried at 16 bits
+instead (edgeq.conversion.a16w8), which wins where it meets. Candidates are judged on the tuning
+two thirds of --eval-data; the choice is confirmed on the held-back third (evaluator_for), and a
+budget is met only where it holds there too. No layer is ranked by its isolated error: an error that cannot be measured
 in isolation (a LOG on zeros, a REDUCE_MAX) is never a reason to look at a layer last.
 """
 
