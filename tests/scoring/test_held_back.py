@@ -46,3 +46,14 @@ def test_an_agreement_budget_met_on_20_samples_is_said_to_be_unsure():
     assert few_samples_notes({"min_agreement": 0.9}, [0.99], 2000) == []  # 2000 samples: the interval stays above
     (sqnr,) = few_samples_notes({"min_sqnr": 25.0}, [], 20)
     assert "SQNR budget was judged on 20" in sqnr and few_samples_notes({"min_sqnr": 25.0}, [], 64) == []
+
+
+def test_every_third_sample_or_sequence_is_held_back_and_too_few_hold_none():
+    from edgeq.scoring.held_back import Split
+
+    assert Split.of(12).held_back == (2, 5, 8, 11) and len(Split.of(12).tuning) == 8
+    assert Split.of(9) == Split(tuple(range(9)), ())  # 3 held back would confirm nothing
+    starts = {0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44}  # twelve sequences of four steps
+    split = Split.of(48, starts)
+    assert split.held_back == tuple(i for s in (8, 20, 32, 44) for i in range(s, s + 4))  # whole sequences
+    assert Split.starts_within(split.held_back, starts) == {0, 4, 8, 12}
