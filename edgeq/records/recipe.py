@@ -50,10 +50,11 @@ class Mode(str, Enum):
 
 @dataclass(frozen=True)
 class Method:
-    """An activation-range method: minmax (TensorFlow's), percentile[:P], mse, entropy; or auto,
-    which tries them on --eval-data and settles on one (a finished recipe never says auto)."""
+    """An activation-range method: minmax (TensorFlow's), percentile[:P], mse, entropy,
+    moving-average (ai-edge-quantizer's); or auto, which tries them on --eval-data and settles on
+    one (a finished recipe never says auto)."""
 
-    name: str  # minmax | percentile | mse | entropy | auto
+    name: str  # minmax | percentile | mse | entropy | moving-average | auto
     percentile: float = 99.99
 
     @classmethod
@@ -61,8 +62,8 @@ class Method:
         if isinstance(text, Method):
             return text
         name, _, arg = text.partition(":")
-        if name not in ("minmax", "percentile", "mse", "entropy", "auto") or (arg and name != "percentile"):
-            raise UsageError(f"--calibration {text!r}: use minmax, percentile[:P], mse, entropy or auto")
+        if name not in ("minmax", "percentile", "mse", "entropy", "moving-average", "auto") or (arg and name != "percentile"):
+            raise UsageError(f"--calibration {text!r}: use minmax, percentile[:P], mse, entropy, moving-average or auto")
         if not arg:
             return cls(name)
         try:

@@ -147,3 +147,37 @@ def test_a_budget_tuned_on_20_samples_warns_how_little_they_tell(trained, digits
     code, out, err = cli("convert", keras_path, "-d", digits_calib, "-o", tmp_path / "m.tflite", *budget)
     assert code == 0, err
     assert "judged on 10 held-back (and 20 tuning) --eval-data samples" in err and "reaches below the 0.95 asked" in err
+
+
+def test_moving_average_ranges_are_ai_edge_quantizers_statistic(cnn_keras, spiky_calibration, tmp_path):
+    """moving-average keeps what ai-edge-quantizer's calibrator keeps (a 0.95 moving average of each
+    sample's min and max, in order): on the test CNN, every tensor both name alike agrees with
+    ai-edge-quantizer 0.10's own calibration of the same float graph on the same samples; and it is
+    a --calibration method the recipe carries out."""
+    pytest.importorskip("ai_edge_quantizer", reason="ai-edge-quantizer comes with the convert extra")
+    from ai_edge_quantizer import quantizer, recipe
+
+    from edgeq.conversion.calibration.calibrate import calibrate
+    from edgeq.conversion.calibration.methods import moving_averages
+    from edgeq.conversion.calibration.parallel import read_ranges
+    from edgeq.conversion.options import ConvertOptions
+    from edgeq.frameworks.sources import load_source
+    from edgeq.tflite.model import parse_tflite
+
+    samples = [[x[None]] for x in np.load(spiky_calibration)[:40]]
+    source = load_source(cnn_keras)
+    calibrated = calibrate(source, ConvertOptions.of().recipe, lambda: iter(samples))
+    ours = moving_averages(calibrated, samples, read_ranges(calibrated))
+    names = {parse_tflite(calibrated).tensors[i].name: r for i, r in ours.items()}
+    (tmp_path / "float.tflite").write_bytes(source.make_converter().convert())
+    qt = quantizer.Quantizer(str(tmp_path / "float.tflite"))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    theirs = qt.calibrate({"serving_default": [{"image": s[0]} for s in samples]})
+    shared = [n for n in names if n in theirs]
+    assert len(shared) >= 3
+    for name in shared:
+        low, high = np.asarray(theirs[name]["min"]), np.asarray(theirs[name]["max"])
+        assert low.size == high.size == 1, (name, low.shape)  # one range per tensor, as edgeq's
+        assert np.allclose(names[name], (low.item(), high.item()), rtol=1e-4, atol=1e-6), (name, names[name], low, high)
+    result = convert(cnn_keras, tmp_path / "m.tflite", spiky_calibration, samples=40, calibration="moving-average")
+    assert str(result.manifest.recipe.calibration) == "moving-average" and result.manifest.calibration.ranges

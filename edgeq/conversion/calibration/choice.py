@@ -150,16 +150,20 @@ class RangeChooser:
         self.parsed = parse_tflite(calibrated)
         self.minmax = read_ranges(calibrated)
         self.counts = counts
+        self.averaged: dict[int, tuple[float, float]] | None = None
+        order = calibrator_order(self.parsed, [s.name for s in specs])
+        self.samples = lambda: [[sample[k] for k in order] for sample in recipe.open(data, specs)]
         if counts is None or set(counts) != set(self.minmax):
-            order = calibrator_order(self.parsed, [s.name for s in specs])
-            samples = [[sample[k] for k in order] for sample in recipe.open(data, specs)]
             step("building activation histograms")
-            self.counts = histograms_parallel(calibrated, samples, self.minmax, jobs)
+            self.counts = histograms_parallel(calibrated, self.samples(), self.minmax, jobs)
 
     def ranges(self, method) -> dict[int, tuple[float, float]]:
-        from edgeq.conversion.calibration.methods import chosen_ranges
+        from edgeq.conversion.calibration.methods import chosen_ranges, moving_averages
 
-        return chosen_ranges(self.parsed, method, self.counts, self.minmax)
+        if method.name == "moving-average" and self.averaged is None:
+            step("moving averages of per-sample ranges")
+            self.averaged = moving_averages(self.calibrated, self.samples(), self.minmax)
+        return chosen_ranges(self.parsed, method, self.counts, self.minmax, self.averaged)
 
     def with_method(self, method: Method) -> tuple[bytes, tuple[RangeChange, ...]]:
         return self.write(self.ranges(method))

@@ -11,7 +11,11 @@ min/max pass, so histograms of sample shards add up exactly):
 - mse           the range [a*lo, a*hi] (a in (0, 1]) with the least expected squared error:
                 rounding (step^2 / 12) for values inside, clipping for values outside;
 - entropy       the range whose 8-bit quantized histogram has the least KL divergence from the
-                clipped float histogram (TensorRT's entropy calibration, on the asymmetric range).
+                clipped float histogram (TensorRT's entropy calibration, on the asymmetric range);
+- moving-average  ai-edge-quantizer's statistic, from the samples rather than the histograms: a
+                moving average (smoothing 0.95) of each sample's min and max, in sample order. It
+                narrows rare extremes (on PP-OCRv4's recognizer ai-edge-quantizer's scales came
+                out at a median 0.81 of min/max's, and 3.2 dB better held back).
 
 The graph's outputs, the outputs of ops with fixed output ranges (SOFTMAX, LOGISTIC, TANH) and
 their inputs (clipped logits change which class wins) keep their min/max (a graph input may be
@@ -47,7 +51,15 @@ PASS_THROUGH = frozenset(
 Ranges = dict[int, tuple[float, float]]
 
 
-AUTO_ORDER = (Method("minmax"), Method("entropy"), Method("percentile", 99.99), Method("percentile", 99.999), Method("mse"))
+AUTO_ORDER = (
+    Method("minmax"),
+    Method("entropy"),
+    Method("percentile", 99.99),
+    Method("percentile", 99.999),
+    Method("mse"),
+    Method("moving-average"),
+)
+SMOOTHING = 0.95  # moving-average: ai-edge-quantizer's weight of the range so far (qsv_utils.moving_average_update)
 
 
 def histograms(model: bytes, samples, ranges: Ranges) -> dict[int, np.ndarray]:
@@ -65,6 +77,26 @@ def histograms(model: bytes, samples, ranges: Ranges) -> dict[int, np.ndarray]:
     for visit in _runs(model, samples, ranges):
         visit(add)
     return counts
+
+
+def moving_averages(model: bytes, samples, ranges: Ranges) -> Ranges:
+    """Each logged tensor's moving average of its per-sample min and max over `samples`, in order
+    (the first sample's extremes to start), as ai-edge-quantizer's calibrator keeps them."""
+    averaged: Ranges = {}
+
+    def add(index: int, values: np.ndarray) -> None:
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return
+        lo, hi = float(finite.min()), float(finite.max())
+        old = averaged.get(index)
+        averaged[index] = (
+            (lo, hi) if old is None else (SMOOTHING * old[0] + (1 - SMOOTHING) * lo, SMOOTHING * old[1] + (1 - SMOOTHING) * hi)
+        )
+
+    for visit in _runs(model, samples, ranges):
+        visit(add)
+    return {i: averaged.get(i, r) for i, r in ranges.items()}
 
 
 def _runs(model: bytes, samples, ranges: Ranges):
@@ -177,10 +209,11 @@ def _kl(counts, centres, lo, hi) -> float:
     return float(np.sum(p * np.log(p / q)))
 
 
-def chosen_ranges(model, method: Method, counts: dict[int, np.ndarray], minmax: Ranges) -> Ranges:
+def chosen_ranges(model, method: Method, counts: dict[int, np.ndarray], minmax: Ranges, averaged: Ranges | None = None) -> Ranges:
     """Every logged tensor's range under `method`, respecting what the quantizer needs.
 
-    `model`: the parsed calibrated TfliteModel (op types, producers, graph inputs)."""
+    `model`: the parsed calibrated TfliteModel (op types, producers, graph inputs); `averaged`:
+    the moving averages (moving-average's ranges, edgeq.conversion.calibration.methods.moving_averages)."""
     ranges = dict(minmax)
     if method.name == "minmax":
         return ranges
@@ -192,7 +225,7 @@ def chosen_ranges(model, method: Method, counts: dict[int, np.ndarray], minmax: 
             continue
         if index in model.outputs or index in feeds_fixed:
             continue
-        a, b = choose(method, counts[index], lo, hi)
+        a, b = averaged[index] if method.name == "moving-average" and averaged else choose(method, counts[index], lo, hi)
         ranges[index] = (min(a, 0.0), max(b, 0.0))
     for op in model.operators:  # pass-through ops: one scale on both sides, the input's
         if op.type in PASS_THROUGH and op.inputs and op.inputs[0] in ranges:
