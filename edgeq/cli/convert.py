@@ -167,7 +167,8 @@ def convert(
     calibration: str = typer.Option(
         str(RECIPE.calibration),
         "--calibration",
-        help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | moving-average (ai-edge-quantizer's) | auto (tries them on --eval-data).",
+        help="Activation ranges: minmax (TensorFlow's) | percentile[:P] | mse | entropy | moving-average "
+        "(ai-edge-quantizer's) | auto (tries them on --eval-data).",
         rich_help_panel=Panel.CALIBRATION,
     ),
     refine: str = typer.Option(
