@@ -292,7 +292,8 @@ def _search(
     data: Path,
 ) -> tuple[bytes, Search]:
     """The accuracy-budget search of edgeq.conversion.search.budget over this conversion's calibrated graph;
-    int16x8 is tried when the source is at hand (not from the calibration cache, which --allow-int16x8 skips)."""
+    int16x8 throughout is tried when the source is a TensorFlow model at hand (not a .tflite, not from the calibration
+    cache, which --allow-int16x8 skips); 16-bit layers from any source."""
     from edgeq.conversion.search.budget import search
     from edgeq.tflite.graph import LayerGraph
 
@@ -314,7 +315,7 @@ def _search(
         graph,
         with_float,
         options.max_float_layers,
-        int16x8 if options.allow_int16x8 and source is not None else None,
+        int16x8 if options.allow_int16x8 and source is not None and source.flatbuffer is None else None,
         _sixteen(calibrated, recipe) if options.allow_int16x8 and not options.targets else None,
     )
     if options.allow_int16x8 and options.targets:

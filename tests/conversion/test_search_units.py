@@ -81,10 +81,10 @@ class FakeEvaluator:
         return [(model, self.evaluate(model, list(c.float_layers), kind, phase, c.method)) for model, c in built]
 
 
-def run(missing, n: int = 40, outputs: int = 1, max_float_layers=None, int16x8=None, feeds=None):
+def run(missing, n: int = 40, outputs: int = 1, max_float_layers=None, int16x8=None, feeds=None, sixteen=None):
     evaluator = FakeEvaluator(missing, outputs)
     model, record = search(
-        evaluator, b"full", graph(n, outputs, feeds), lambda nodes: ",".join(nodes).encode(), max_float_layers, int16x8
+        evaluator, b"full", graph(n, outputs, feeds), lambda nodes: ",".join(nodes).encode(), max_float_layers, int16x8, sixteen
     )
     return evaluator, model, record
 
@@ -188,3 +188,15 @@ def test_budget_judges_every_output_and_a_classes_output_by_agreement():
     sqnr_only = Budget(min_sqnr=20)
     assert sqnr_only.missed(scores) == ["cls: SQNR 5.00 dB < 20", "box: SQNR 18.00 dB < 20"]
     assert sqnr_only.quality(scores) == pytest.approx(-15.0)  # the worst output drives
+
+
+def test_16_bit_layers_that_cannot_be_built_leave_the_float_layers_and_say_why():
+    """ai-edge-quantizer refuses some graphs and LiteRT some of its files (MediaPipe's face detector):
+    the search keeps its float choice, exits as it would have, and notes why."""
+
+    def refused(layers):
+        raise ValueError("the interpreter rejected the model (failed to delegate PAD node #21)")
+
+    _, model, record = run(needs({38}), sixteen=refused)
+    assert positions(record) == [38] and record.met and model == b"L38"
+    assert any(n.startswith("16-bit layers could not be built here") and "PAD node #21" in n for n in record.notes)

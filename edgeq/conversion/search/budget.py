@@ -306,6 +306,7 @@ class _Search:
         self.steps: list[SearchStep] = []
         self.full_int8 = full_int8
         self.bound: int | None = None  # at most this many steps in all, once the candidates are known
+        self.notes: list[str] = []
 
     def known(self, layers: list[Layer]) -> bool:
         return self._key(layers) in self.seen
@@ -384,7 +385,8 @@ def search(
             _shrink(run, found, shrink_budget(len(candidates)))
     chosen = _best(run.steps, max_float_layers)
     model, chosen = _sixteen_bits(run, chosen, sixteen, whole)
-    return model, _record(evaluator, graph, candidates, run.steps, chosen, start, _confirmed(evaluator, model, chosen))
+    record = _record(evaluator, graph, candidates, run.steps, chosen, start, _confirmed(evaluator, model, chosen))
+    return model, replace(record, notes=record.notes + tuple(run.notes))
 
 
 def _sixteen_bits(
@@ -393,8 +395,12 @@ def _sixteen_bits(
     """16 bits before float: the chosen float layers at 16-bit activations instead (int8 elsewhere)
     where that meets too; else the whole model at int16x8 where that met; else the chosen."""
     if sixteen is not None and chosen.meets and chosen.kind == StepKind.INT8 and chosen.float_layers:
-        wide = sixteen(list(chosen.float_layers))
-        step = run.evaluator.evaluate(wide, [], StepKind.A16W8, "the chosen float layers at 16-bit activations instead")
+        try:
+            wide = sixteen(list(chosen.float_layers))
+            step = run.evaluator.evaluate(wide, [], StepKind.A16W8, "the chosen float layers at 16-bit activations instead")
+        except Exception as exc:  # ai-edge-quantizer refuses some graphs, LiteRT some of its files: the float layers stay
+            run.notes.append(f"16-bit layers could not be built here, the float layers stay: {' '.join(str(exc).split())[:300]}")
+            return run.model(chosen), chosen
         step = replace(step, int16_layers=chosen.float_layers)
         run.steps.append(step)
         if step.meets:
