@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -43,15 +41,12 @@ def a16w8(calibrated: bytes, layers: tuple[str, ...]) -> bytes:
         parsed.tensors[i].name: {"min": np.array(lo, np.float32), "max": np.array(hi, np.float32)}
         for i, (lo, hi) in read_ranges(calibrated).items()
     }
-    with tempfile.TemporaryDirectory(prefix="edgeq-a16w8-") as folder:
-        path = Path(folder) / "calibrated.tflite"
-        path.write_bytes(calibrated)
-        qt = quantizer.Quantizer(str(path))
-        qt.load_quantization_recipe(recipe.static_wi8_ai8())
-        qt.add_static_config(
-            regex="^(" + "|".join(re.escape(n) for n in layers) + ");",  # an op's scope: its output names, each with ";"
-            operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-            activation_num_bits=16,
-            weight_num_bits=8,
-        )
-        return bytes(qt.quantize(ranges, enable_progress_report=False).quantized_model)
+    qt = quantizer.Quantizer(calibrated)
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    qt.add_static_config(
+        regex="^(" + "|".join(re.escape(n) for n in layers) + ");",  # an op's scope: its output names, each with ";"
+        operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+        activation_num_bits=16,
+        weight_num_bits=8,
+    )
+    return bytes(qt.quantize(ranges, enable_progress_report=False).quantized_model)
