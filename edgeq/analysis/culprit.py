@@ -111,5 +111,5 @@ class _Probe:
         out = op.outputs[0]
         figures = self.figures([out, *computed])
         inputs = [figures[t] for t in computed]
-        worst_input = None if not inputs else (None if None in inputs else min(x for x in inputs if x is not None))
-        return Culprit(index, op.type, self.parsed.tensors[out].name, figures[out], worst_input, self.runs)
+        worst = min(inputs) if inputs and None not in inputs else None  # type: ignore[type-var]
+        return Culprit(index, op.type, self.parsed.tensors[out].name, figures[out], worst, self.runs)
