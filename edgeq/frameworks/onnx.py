@@ -234,6 +234,8 @@ def _exported(module, args: tuple, names_in: list[str], names_out: list[str], ch
             got = self.inner(*given)
             return dict(zip(outputs, got if isinstance(got, (tuple, list)) else (got,)))
 
+    # litert-torch names each op after its module path: the wrapper's is "onnx", not edgeq's own
+    Named.__module__, Named.__qualname__ = "onnx", "graph"
     feeds = {n: a.permute(0, 2, 3, 1) if channels_last and a.dim() == 4 else a for n, a in zip(inputs, args)}
     with tempfile.TemporaryDirectory(prefix="edgeq-onnx-") as scratch:
         out = Path(scratch) / "float.tflite"
