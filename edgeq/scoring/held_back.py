@@ -1,12 +1,13 @@
 """Judging choices on samples they were not made on: the split of --eval-data into tuning and
 held-back samples, whether a candidate beats a baseline beyond what the judging samples can tell
-(the worst-output SQNR of both, and a paired bootstrap over the samples of its difference: the same
-resampled samples for both, so what they share cancels), and what few samples can tell."""
+(the worst-output SQNR of both and, where outputs decide classes, the worst agreement of their
+decisions with float's; a paired bootstrap over the samples of each difference: the same resampled
+samples for both, so what they share cancels), and what few samples can tell."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,20 +45,28 @@ class Split:
 
 @dataclass(frozen=True)
 class Powers:
-    """Per output and sample: the float output's sum of squares and the error's."""
+    """Per output and sample: the float output's sum of squares and the error's; per deciding
+    output (classes, a class per step) and sample, the share of its decisions (argmax over the last
+    axis) that agree with float's."""
 
     signal: np.ndarray  # (outputs, samples)
     noise: np.ndarray  # (outputs, samples)
+    agreed: np.ndarray | None = None  # (deciding outputs, samples), None when no output decides
 
     @classmethod
-    def of(cls, wanted: list[list[np.ndarray]], got: list[list[np.ndarray]]) -> Powers:
-        """`wanted`, `got`: per sample, the outputs (float reference, candidate) in one order."""
+    def of(cls, wanted: list[list[np.ndarray]], got: list[list[np.ndarray]], deciding: Sequence[int] = ()) -> Powers:
+        """`wanted`, `got`: per sample, the outputs (float reference, candidate) in one order;
+        `deciding`: the positions of the outputs whose argmax is the app's decision."""
         signal = [[float(np.sum(np.square(w, dtype=np.float64))) for w in sample] for sample in wanted]
         noise = [
             [float(np.sum(np.square(np.asarray(g, np.float64) - w))) for w, g in zip(want, have)]
             for want, have in zip(wanted, got)
         ]
-        return cls(np.asarray(signal).T, np.asarray(noise).T)
+        agreed = [
+            [float(np.mean(np.argmax(want[k], -1) == np.argmax(have[k], -1))) for want, have in zip(wanted, got)]
+            for k in deciding
+        ]
+        return cls(np.asarray(signal).T, np.asarray(noise).T, np.asarray(agreed) if deciding else None)
 
     @property
     def samples(self) -> int:
@@ -71,36 +80,58 @@ class Powers:
             db = 10 * np.log10(signal / noise)
         return np.nan_to_num(np.minimum(db, CEILING_DB), nan=CEILING_DB, posinf=CEILING_DB).min(0)
 
+    def worst_agreement(self, picks: np.ndarray | None = None) -> np.ndarray:
+        """The worst deciding output's agreement with float over the samples `picks`, in points."""
+        assert self.agreed is not None
+        index = np.arange(self.samples)[None] if picks is None else picks
+        return 100 * self.agreed[:, index].mean(-1).min(0)
+
 
 @dataclass(frozen=True)
 class Gain:
-    """A candidate's worst-output SQNR minus the baseline's, on the judging samples, with its interval."""
+    """A candidate's worst-output SQNR minus the baseline's, on the judging samples, with its
+    interval; and where outputs decide, the worst agreement's difference in points, with its own."""
 
     db: float
     low_db: float
     high_db: float
     samples: int
+    points: tuple[float, float, float] | None = None  # agreement difference, low, high; None when no output decides
 
     @property
     def sure(self) -> bool:
         """Better beyond what the samples can tell: better on the samples, and worse on none of the
         resamplings the interval covers (a lower end of exactly zero: those resamplings tie, as where
-        the worst output is one both compute alike)."""
-        return self.db > 0 and self.low_db >= 0
+        the worst output is one both compute alike). Where outputs decide, a candidate that surely
+        agrees with float's decisions less often is never better, whatever its SQNR (the OCR model
+        whose SQNR rose while its sequences agreed 10 points less); one that surely agrees more is.
+        A difference within the interval (near-ties flip both ways) leaves the SQNR to judge."""
+        by_sqnr = self.db > 0 and self.low_db >= 0
+        if self.points is None:
+            return by_sqnr
+        points, low, high = self.points
+        return not (points < 0 and high < 0) and (by_sqnr or (points > 0 and low >= 0))
 
     def describe(self) -> str:
-        return (
-            f"{self.db:+.2f} dB ({LEVEL:.0%} interval {self.low_db:+.2f} to {self.high_db:+.2f} dB over {self.samples} samples)"
-        )
+        figure = f"{self.db:+.2f} dB ({LEVEL:.0%} interval {self.low_db:+.2f} to {self.high_db:+.2f} dB"
+        if self.points is not None:
+            points, low, high = self.points
+            figure += f"), decisions agreeing with float {points:+.2f} pts ({low:+.2f} to {high:+.2f} pts"
+        return f"{figure} over {self.samples} samples)"
 
 
 def gain(baseline: Powers, candidate: Powers, rounds: int = ROUNDS, seed: int = 0) -> Gain:
-    """The paired bootstrap of `candidate`'s worst-output SQNR gain over `baseline`'s."""
+    """The paired bootstrap of `candidate`'s worst-output SQNR gain over `baseline`'s (and of its
+    worst agreement's, where outputs decide)."""
     picks = np.random.default_rng(seed).integers(0, baseline.samples, (rounds, baseline.samples))
-    differences = candidate.worst_db(picks) - baseline.worst_db(picks)
     tail = (1 - LEVEL) / 2
-    low, high = np.quantile(differences, [tail, 1 - tail])
-    return Gain(float(candidate.worst_db()[0] - baseline.worst_db()[0]), float(low), float(high), baseline.samples)
+    low, high = np.quantile(candidate.worst_db(picks) - baseline.worst_db(picks), [tail, 1 - tail])
+    points = None
+    if baseline.agreed is not None and candidate.agreed is not None:
+        spread = np.quantile(candidate.worst_agreement(picks) - baseline.worst_agreement(picks), [tail, 1 - tail])
+        difference = candidate.worst_agreement()[0] - baseline.worst_agreement()[0]
+        points = (float(difference), float(spread[0]), float(spread[1]))
+    return Gain(float(candidate.worst_db()[0] - baseline.worst_db()[0]), float(low), float(high), baseline.samples, points)
 
 
 FEW_SAMPLES = 32  # an SQNR judged on fewer samples moves by dB on the next ones

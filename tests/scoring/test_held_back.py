@@ -57,3 +57,33 @@ def test_every_third_sample_or_sequence_is_held_back_and_too_few_hold_none():
     split = Split.of(48, starts)
     assert split.held_back == tuple(i for s in (8, 20, 32, 44) for i in range(s, s + 4))  # whole sequences
     assert Split.starts_within(split.held_back, starts) == {0, 4, 8, 12}
+
+
+def test_where_outputs_decide_a_candidate_that_agrees_less_often_is_never_better():
+    """The OCR model of issue 49, whose `--refine auto` raised the SQNR and lost 10 points of
+    sequence match: decisions (argmax over the last axis, per step) judge first."""
+    rng = np.random.default_rng(0)
+    wanted = [[rng.normal(size=(1, 20, 8)).astype(np.float32)] for _ in range(16)]
+
+    def candidate(noise: float, flipped: int) -> list[list[np.ndarray]]:
+        got = []
+        for (w,) in wanted:
+            g = w + noise * rng.normal(size=w.shape).astype(np.float32)
+            winners = np.argmax(w, -1)
+            for step in range(flipped):  # the runner-up wins at the first `flipped` steps
+                g[0, step, winners[0, step]] -= 100
+            got.append([g])
+        return got
+
+    plain = Powers.of(wanted, candidate(0.02, 0), [0])
+    assert plain.agreed is not None and plain.agreed.shape == (1, 16) and plain.agreed.min() > 0.9
+    fewer = Powers.of(wanted, candidate(0.0, 2), [0])  # nearly exact but for 2 of 20 steps: 10 points fewer
+    assert np.allclose(fewer.agreed, 0.9)
+    worse = gain(plain, fewer)
+    assert worse.points is not None and worse.points[0] < -5 and not worse.sure
+    assert "decisions agreeing with float" in worse.describe()
+    # a better SQNR, its decisions within what 16 samples tell of the plain ones (near-ties flip both ways): sure
+    alike = gain(plain, Powers.of(wanted, candidate(0.005, 0), [0]))
+    assert alike.points is not None and alike.points[1] < 0 < alike.points[2] and alike.db > 3 and alike.sure
+    # without deciding outputs, the SQNR alone judges, as before
+    assert gain(Powers.of(wanted, candidate(0.02, 0)), Powers.of(wanted, candidate(0.0, 2))).points is None

@@ -83,7 +83,7 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
     best = next((t for t in tried if t[0].meets), None) or max(tried, key=lambda t: leximin(t[0]))
     sure, rival, judge = None, best, evaluator.held_back or evaluator
     if options.budget is None and not options.feedback and best is not tried[0]:  # auto never loses to plain minmax
-        sure = _gain_over_minmax(calibrated.model, judge.samples, [tried[0][1], best[1]], recipe, keep)
+        sure = _gain_over_minmax(calibrated.model, judge.samples, [tried[0][1], best[1]], recipe, keep, options.output_roles)
         best = best if sure.sure else tried[0]
     where = "held-back" if evaluator.held_back else "tuning (too few --eval-data samples to hold any back)"
     _, model, changes, name = best
@@ -104,11 +104,12 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
     )
 
 
-def _gain_over_minmax(calibrated: bytes, samples, models: list[bytes], recipe, keep: KeepFloat) -> Gain:
-    """The best method's worst-output SQNR gain over minmax on `samples` (held back), with its interval."""
+def _gain_over_minmax(calibrated: bytes, samples, models: list[bytes], recipe, keep: KeepFloat, roles) -> Gain:
+    """The best method's worst-output SQNR gain over minmax on `samples` (held back), with its
+    interval (and the deciding outputs' agreement gain, which judges first)."""
     from edgeq.conversion.search.latency import powers_scorer
 
-    score = powers_scorer(calibrated, samples)
+    score = powers_scorer(calibrated, samples, roles)
     plain, best = (score(quantize(m, recipe, keep)) for m in models)
     return gain(plain, best)
 

@@ -31,10 +31,11 @@ def refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data
     """--refine bias|rounding: the refined model. auto: bias and rounding fitted on the calibration
     samples (all but the 16 last without a budget) and judged, with the model as converted, on
     samples none was fitted on (--eval-data with a budget, else those 16), by worst-output SQNR
-    against the calibrated float graph. The best is taken only when it beats the model as converted
-    beyond what the judging samples can tell (a paired bootstrap's interval not below zero): auto never
-    takes a refinement that may have made the model worse. The recipe records the method kept, so it
-    gives the same bytes."""
+    against the calibrated float graph and, where outputs decide classes, by their agreement with
+    its decisions first. The best is taken only when it beats the model as converted beyond what the
+    judging samples can tell (a paired bootstrap's interval not below zero) and agrees with float's
+    decisions no less often: auto never takes a refinement that may have made the model worse. The
+    recipe records the method kept, so it gives the same bytes."""
     from edgeq.conversion.search.latency import powers_scorer
 
     order = calibrator_order(parse_tflite(model), [p.name for p in specs])
@@ -55,17 +56,20 @@ def refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data
         where = f"{HELD_BACK} held-back calibration samples, each fitted on the other {len(fitted)}"
     candidates = [(quantized, Refinement("none", 0, 0, 0.0))]
     candidates += each(options.cluster, "refinement fits", refinement, tuple(REFINERS), (quantized, model, fitted, threads))
-    score = powers_scorer(model, judging)
+    score = powers_scorer(model, judging, options.output_roles)
     powers = [score(m) for m, _ in candidates]
     gains = [gain(powers[0], p) for p in powers[1:]]
     best = max(range(len(gains)), key=lambda i: (gains[i].db, -i))
     method = candidates[best + 1][1].method if gains[best].sure else "none"
     shown = "; ".join(f"{r.method} {g.describe()}" for (_, r), g in zip(candidates[1:], gains))
-    as_converted = float(powers[0].worst_db()[0])
+    as_converted = f"{float(powers[0].worst_db()[0]):.2f} dB"
+    if powers[0].agreed is not None:
+        as_converted += f", {float(powers[0].worst_agreement()[0]):.2f}% of its decisions as float's"
     unsure = f" ({candidates[best + 1][1].method}'s gain is within what {len(judging)} samples can tell)"
     kept_what = method if method != "none" else "the model as converted" + (unsure if gains[best].db > 0 else "")
+    figures = "worst-output SQNR" + (" and the worst agreement of the deciding outputs" if powers[0].agreed is not None else "")
     judged = (
-        f"auto: worst-output SQNR against the calibrated float graph on {where}: as converted {as_converted:.2f} dB; "
+        f"auto: {figures} against the calibrated float graph on {where}: as converted {as_converted}; "
         f"gain of {shown}; kept {kept_what}"
     )
     if method == "none":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from edgeq.records.manifest import Candidate, LatencyCheck
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.protocol import InvokeTimes
 from edgeq.scoring.held_back import Powers
+from edgeq.scoring.roles import decide_roles
 from edgeq.scoring.speed import speedup
 from edgeq.tflite.rewrites import REWRITES, rewrite
 
@@ -272,19 +273,25 @@ def sqnr_scorer(float_model: bytes, samples: list[list[np.ndarray]]) -> Callable
     return score
 
 
-def powers_scorer(float_model: bytes, samples: list[list[np.ndarray]]) -> Callable[[bytes], Powers]:
-    """Each output's signal and error power per sample against float on `samples` (XNNPACK, one thread)."""
+def powers_scorer(
+    float_model: bytes, samples: list[list[np.ndarray]], roles: Mapping[str, str] | None = None
+) -> Callable[[bytes], Powers]:
+    """Each output's signal and error power per sample against float on `samples` (XNNPACK, one
+    thread), and the agreement of the outputs that decide classes (their role, `roles` as
+    --output-role gives them) with float's decisions."""
     with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
         path = Path(scratch) / "float.tflite"
         path.write_bytes(float_model)
         reference = LiteRTRunner(path, "xnnpack", 1)
         wanted = [reference.run(s) for s in samples]
+        found = decide_roles(reference.output_facts(), dict(roles or {}), None, [tuple(p.shape) for p in reference.input_ports])
+        deciding = [k for k, role in enumerate(found) if role.role in ("classes", "sequence")]
 
     def score(model: bytes) -> Powers:
         with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
             path = Path(scratch) / "candidate.tflite"
             path.write_bytes(model)
             runner = LiteRTRunner(path, "xnnpack", 1)
-            return Powers.of(wanted, [runner.run(sample) for sample in samples])
+            return Powers.of(wanted, [runner.run(sample) for sample in samples], deciding)
 
     return score
