@@ -7,7 +7,7 @@ samples for both, so what they share cancels), and what few samples can tell."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence, Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,30 +43,45 @@ class Split:
         return {n for n, i in enumerate(indices) if n == 0 or i in starts or i - 1 != indices[n - 1]}
 
 
+THRESHOLD = 0.5  # a score's or a mask's decision: at or above it
+
+
+def agreement(role: str, want: np.ndarray, got: np.ndarray) -> float:
+    """The share of one sample's decisions that `got` takes as `want` does, by the output's role:
+    classes and sequences by argmax over the last axis (per step), a score by its side of the
+    threshold, a mask by the IoU of its pixels at or above it (1 where both are empty)."""
+    if role in ("classes", "sequence"):
+        return float(np.mean(np.argmax(want, -1) == np.argmax(got, -1)))
+    wanted, given = np.asarray(want) >= THRESHOLD, np.asarray(got) >= THRESHOLD
+    if role == "score":
+        return float(np.mean(wanted == given))
+    union = np.sum(wanted | given)
+    return float(np.sum(wanted & given) / union) if union else 1.0
+
+
+DECIDING = ("classes", "sequence", "score", "mask")  # the roles whose outputs are an app's decisions
+
+
 @dataclass(frozen=True)
 class Powers:
     """Per output and sample: the float output's sum of squares and the error's; per deciding
-    output (classes, a class per step) and sample, the share of its decisions (argmax over the last
-    axis) that agree with float's."""
+    output (its role one of DECIDING) and sample, how far its decisions agree with float's."""
 
     signal: np.ndarray  # (outputs, samples)
     noise: np.ndarray  # (outputs, samples)
     agreed: np.ndarray | None = None  # (deciding outputs, samples), None when no output decides
 
     @classmethod
-    def of(cls, wanted: list[list[np.ndarray]], got: list[list[np.ndarray]], deciding: Sequence[int] = ()) -> Powers:
+    def of(cls, wanted: list[list[np.ndarray]], got: list[list[np.ndarray]], deciding: Mapping[int, str] | None = None) -> Powers:
         """`wanted`, `got`: per sample, the outputs (float reference, candidate) in one order;
-        `deciding`: the positions of the outputs whose argmax is the app's decision."""
+        `deciding`: the role of each output (by position) whose decisions matter to the app."""
         signal = [[float(np.sum(np.square(w, dtype=np.float64))) for w in sample] for sample in wanted]
         noise = [
             [float(np.sum(np.square(np.asarray(g, np.float64) - w))) for w, g in zip(want, have)]
             for want, have in zip(wanted, got)
         ]
-        agreed = [
-            [float(np.mean(np.argmax(want[k], -1) == np.argmax(have[k], -1))) for want, have in zip(wanted, got)]
-            for k in deciding
-        ]
-        return cls(np.asarray(signal).T, np.asarray(noise).T, np.asarray(agreed) if deciding else None)
+        agreed = [[agreement(role, want[k], have[k]) for want, have in zip(wanted, got)] for k, role in (deciding or {}).items()]
+        return cls(np.asarray(signal).T, np.asarray(noise).T, np.asarray(agreed) if agreed else None)
 
     @property
     def samples(self) -> int:

@@ -75,15 +75,25 @@ def test_where_outputs_decide_a_candidate_that_agrees_less_often_is_never_better
             got.append([g])
         return got
 
-    plain = Powers.of(wanted, candidate(0.02, 0), [0])
+    plain = Powers.of(wanted, candidate(0.02, 0), {0: "sequence"})
     assert plain.agreed is not None and plain.agreed.shape == (1, 16) and plain.agreed.min() > 0.9
-    fewer = Powers.of(wanted, candidate(0.0, 2), [0])  # nearly exact but for 2 of 20 steps: 10 points fewer
+    fewer = Powers.of(wanted, candidate(0.0, 2), {0: "sequence"})  # nearly exact but for 2 of 20 steps: 10 points fewer
     assert np.allclose(fewer.agreed, 0.9)
     worse = gain(plain, fewer)
     assert worse.points is not None and worse.points[0] < -5 and not worse.sure
     assert "decisions agreeing with float" in worse.describe()
     # a better SQNR, its decisions within what 16 samples tell of the plain ones (near-ties flip both ways): sure
-    alike = gain(plain, Powers.of(wanted, candidate(0.005, 0), [0]))
+    alike = gain(plain, Powers.of(wanted, candidate(0.005, 0), {0: "sequence"}))
     assert alike.points is not None and alike.points[1] < 0 < alike.points[2] and alike.db > 3 and alike.sure
     # without deciding outputs, the SQNR alone judges, as before
     assert gain(Powers.of(wanted, candidate(0.02, 0)), Powers.of(wanted, candidate(0.0, 2))).points is None
+
+
+def test_a_masks_decisions_are_its_iou_and_a_scores_its_side_of_the_threshold():
+    from edgeq.scoring.held_back import agreement
+
+    want = np.array([[0.9, 0.8, 0.1, 0.2]])
+    assert agreement("mask", want, np.array([[0.9, 0.4, 0.6, 0.2]])) == 1 / 3  # one pixel of the three either marks
+    assert agreement("mask", np.zeros((1, 4)), np.full((1, 4), 0.49)) == 1.0  # both empty
+    assert agreement("score", want, np.array([[0.9, 0.4, 0.6, 0.2]])) == 0.5
+    assert agreement("classes", want, np.array([[0.1, 0.8, 0.1, 0.2]])) == 0.0

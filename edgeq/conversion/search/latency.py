@@ -18,7 +18,7 @@ from edgeq.host.machine import this_cpu
 from edgeq.records.manifest import Candidate, LatencyCheck
 from edgeq.run.litert import LiteRTRunner, within_noise
 from edgeq.run.protocol import InvokeTimes
-from edgeq.scoring.held_back import Powers
+from edgeq.scoring.held_back import DECIDING, Powers
 from edgeq.scoring.roles import decide_roles
 from edgeq.scoring.speed import speedup
 from edgeq.tflite.rewrites import REWRITES, rewrite
@@ -277,15 +277,15 @@ def powers_scorer(
     float_model: bytes, samples: list[list[np.ndarray]], roles: Mapping[str, str] | None = None
 ) -> Callable[[bytes], Powers]:
     """Each output's signal and error power per sample against float on `samples` (XNNPACK, one
-    thread), and the agreement of the outputs that decide classes (their role, `roles` as
-    --output-role gives them) with float's decisions."""
+    thread), and how far the outputs that decide (classes, sequences, scores, masks: their role,
+    `roles` as --output-role gives them) agree with float's decisions."""
     with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
         path = Path(scratch) / "float.tflite"
         path.write_bytes(float_model)
         reference = LiteRTRunner(path, "xnnpack", 1)
         wanted = [reference.run(s) for s in samples]
         found = decide_roles(reference.output_facts(), dict(roles or {}), None, [tuple(p.shape) for p in reference.input_ports])
-        deciding = [k for k, role in enumerate(found) if role.role in ("classes", "sequence")]
+        deciding = {k: role.role for k, role in enumerate(found) if role.role in DECIDING}
 
     def score(model: bytes) -> Powers:
         with tempfile.TemporaryDirectory(prefix="edgeq-latency-") as scratch:
