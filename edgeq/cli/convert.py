@@ -161,6 +161,14 @@ def convert(
     min_sqnr: float | None = typer.Option(
         None, show_default=False, help="Budget: worst output SQNR at least DB.", rich_help_panel=Panel.BUDGET
     ),
+    min_iou: float | None = typer.Option(
+        None,
+        show_default=False,
+        parser=fraction,
+        metavar="FRAC|PCT%",
+        help="Budget: every mask output's IoU with float's mask at least FRAC (0.95) or PCT%.",
+        rich_help_panel=Panel.BUDGET,
+    ),
     max_float_layers: int | None = typer.Option(
         None, show_default=False, help="Keep at most K layers in float in the search.", rich_help_panel=Panel.BUDGET
     ),
@@ -394,7 +402,7 @@ def convert(
         )
         options = ConvertOptions(
             recipe=recorded or recipe,
-            budget=Budget.given(max_drop, min_agreement, min_sqnr),
+            budget=Budget.given(max_drop, min_agreement, min_sqnr, min_iou),
             eval_data=str(eval_data) if eval_data else None,
             max_float_layers=max_float_layers,
             allow_int16x8=allow_int16x8,

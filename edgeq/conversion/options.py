@@ -52,6 +52,7 @@ class ConvertSettings(TypedDict, total=False):
     max_drop: float | None
     min_agreement: float | None
     min_sqnr: float | None
+    min_iou: float | None
     # the rest of ConvertOptions
     custom_objects: str | None
     trust_model: bool
@@ -105,7 +106,7 @@ class ConvertOptions:
         limits = {k: values.pop(k) for k in BUDGET_FIELDS if k in values}
         if any(v is not None for v in limits.values()):
             if budget is not None:
-                raise UsageError("give the budget as budget=Budget(...) or as max_drop/min_agreement/min_sqnr, not both")
+                raise UsageError("give the budget as budget=Budget(...) or as max_drop/min_agreement/min_sqnr/min_iou, not both")
             budget = Budget(**limits)
         scaling: dict[str, Any] = {k: v for k in PREPROCESSING_FIELDS if k in values for v in [values.pop(k)] if v is not None}
         if scaling:

@@ -24,6 +24,7 @@ def percent(x: float | None) -> str:
 GATE_UNITS = {
     "max_drop": (".2f", " pts"),
     "min_sqnr": (".2f", " dB"),
+    "min_iou": (".4f", ""),
     "min_slice_sqnr": (".2f", " dB"),
     "max_latency_ms": (".3f", " ms"),
     "min_speedup": (".2f", "x"),

@@ -1,5 +1,5 @@
-"""The accuracy budget a conversion is held to (--max-drop, --min-agreement, --min-sqnr), and how
-it judges one candidate's scores, output by output."""
+"""The accuracy budget a conversion is held to (--max-drop, --min-agreement, --min-sqnr, --min-iou),
+and how it judges one candidate's scores, output by output."""
 
 from __future__ import annotations
 
@@ -18,18 +18,23 @@ class Budget(AccuracyLimits):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.max_drop is None and self.min_agreement is None and self.min_sqnr is None:
-            raise UsageError("--eval-data needs a budget: --max-drop PTS, --min-agreement FRAC or --min-sqnr DB")
+        if self.max_drop is None and self.min_agreement is None and self.min_sqnr is None and self.min_iou is None:
+            raise UsageError("--eval-data needs a budget: --max-drop PTS, --min-agreement FRAC, --min-sqnr DB or --min-iou FRAC")
 
     @classmethod
-    def given(cls, max_drop: float | None, min_agreement: float | None, min_sqnr: float | None) -> Budget | None:
+    def given(
+        cls, max_drop: float | None, min_agreement: float | None, min_sqnr: float | None, min_iou: float | None = None
+    ) -> Budget | None:
         """The budget of these limits, or None when none is given."""
-        if max_drop is None and min_agreement is None and min_sqnr is None:
+        if max_drop is None and min_agreement is None and min_sqnr is None and min_iou is None:
             return None
-        return cls(max_drop, min_agreement, min_sqnr)
+        return cls(max_drop, min_agreement, min_sqnr, min_iou)
 
     def judged_by_sqnr(self, role: str) -> bool:
-        """A classes (or sequence) output is judged by agreement when the budget has such a criterion; by SQNR otherwise."""
+        """A classes (or sequence) output is judged by agreement when the budget has such a criterion,
+        a mask by its IoU when it has --min-iou; by SQNR otherwise."""
+        if role == "mask" and self.min_iou is not None:
+            return False
         return self.min_sqnr is not None and (
             role not in ("classes", "sequence") or (self.min_agreement is None and self.max_drop is None)
         )
@@ -52,6 +57,8 @@ class Budget(AccuracyLimits):
                         f"{name}: agreement {_fmt(out.agreement, 4)} < {self.min_agreement:g}",
                     )
                 )
+            if out.role == "mask" and self.min_iou is not None and out.iou is not None:
+                found.append((name, 100 * (out.iou - self.min_iou), f"{name}: IoU {_fmt(out.iou, 4)} < {self.min_iou:g}"))
             if self.max_drop is not None and name == acc.output:
                 drop = acc.top1_drop_pts
                 found.append(

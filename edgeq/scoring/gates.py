@@ -20,8 +20,11 @@ class AccuracyLimits:
     max_drop: float | None = None  # top-1 points lost, needs labels
     min_agreement: float | None = None  # INT8/float top-1 agreement, a fraction
     min_sqnr: float | None = None  # dB, every output judged
+    min_iou: float | None = None  # a mask output's IoU with float's mask, a fraction
 
     def __post_init__(self) -> None:
+        if self.min_iou is not None and not 0 <= self.min_iou <= 1:
+            raise UsageError(f"--min-iou is a fraction from 0 to 1, got {self.min_iou:g}")
         if self.min_agreement is not None and not 0 <= self.min_agreement <= 1:
             hint = (
                 f"; for {self.min_agreement:g}% give {self.min_agreement / 100:g} or {self.min_agreement:g}%"
@@ -68,6 +71,7 @@ GATES = {
         Gate("max_drop", "top-1 drop (pts)", "top1_drop_pts", "max", True),
         Gate("min_agreement", "top-1 agreement", "agreement", "min", True),
         Gate("min_sqnr", "SQNR (dB), worst output", "worst_sqnr_db", "min", True),
+        Gate("min_iou", "mask IoU with float's, worst mask output", "worst_iou", "min", True),
         Gate("min_slice_sqnr", "SQNR (dB), worst slice of any output", "worst_slice_sqnr_db", "min", True),
         Gate("max_latency_ms", "INT8 p50 latency (ms)", "int8_p50_ms", "max", False),
         Gate("min_speedup", "speedup (float p50 / INT8 p50)", "speedup", "min", False),
@@ -79,6 +83,7 @@ GATES = {
 NO_VALUE = {
     "top1_drop_pts": "no value to check: no labels, or no classes output",
     "agreement": "no value to check: no classes output",
+    "worst_iou": "no value to check: no mask output (a LOGISTIC map of the input's size, or --output-role KEY=mask)",
     "worst_slice_sqnr_db": "no value to check: no output axis of 2 to 256 entries to slice",
 }
 BASELINE_GATES = ("max_regression_pts", "max_latency_regression", "max_size_growth")
@@ -100,6 +105,7 @@ class Figures:
     worst_slice_sqnr_db: float | None = None  # the worst per-index SQNR along any output axis
     exact: bool = False  # every output equals float: no SQNR to give, and none needed
     real_latency: bool = True  # False: emulated, or a software adapter: its timings are not the device's latency
+    worst_iou: float | None = None  # the lowest IoU of a mask output with float's mask
 
 
 LATENCY_FIGURES = ("int8_p50_ms", "speedup", "latency_regression_pct")

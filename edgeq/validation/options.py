@@ -40,6 +40,7 @@ class ValidateSettings(TypedDict, total=False):
     max_drop: float | None
     min_agreement: float | None
     min_sqnr: float | None
+    min_iou: float | None
     min_slice_sqnr: float | None
     max_latency_ms: float | None
     min_speedup: float | None

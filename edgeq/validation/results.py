@@ -278,4 +278,5 @@ def _figures(result: ValidationResult | DeviceResult, scores_outputs: bool, real
         worst_slice_sqnr_db=result.worst_slice_sqnr_db,
         exact=bool(result.outputs) and all(o.exact for o in result.outputs),
         real_latency=real_latency,
+        worst_iou=min((o.iou for o in result.outputs if o.iou is not None), default=None),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -307,10 +308,9 @@ def test_the_latency_line_names_the_cpu_and_its_int8_dot_products(cpuinfo, said,
     assert latency.strip().startswith("on ") and said in latency
 
 
-@pytest.mark.tf
-def test_a_segmentation_mask_is_judged_by_iou_and_boundary(digits_calib, tmp_path, cli):
-    """A per-pixel LOGISTIC of the input's size is a mask without --output-role: validate gives its
-    per-pixel agreement, IoU (the pixels exactly at 0.5 said apart) and boundary F-score."""
+def _segmentation(tmp_path, digits_calib, cli) -> Path:
+    """A small Keras net whose output is a mask (LOGISTIC of the input's size), val.npy of 40 digits
+    beside it, and its INT8 file."""
     import keras
 
     from edgeq.data.samples import InputSpec, open_samples
@@ -324,6 +324,41 @@ def test_a_segmentation_mask_is_judged_by_iou_and_boundary(digits_calib, tmp_pat
     np.save(tmp_path / "val.npy", np.concatenate([s[0] for s in source]))
     int8 = tmp_path / "seg_int8.tflite"
     assert cli("convert", tmp_path / "seg.keras", "-d", digits_calib, "-o", int8)[0] == 0
+    return int8
+
+
+@pytest.mark.tf
+def test_min_iou_gates_a_mask_in_validate_and_budgets_the_search(digits_calib, tmp_path, cli):
+    """Issue 49: a mask is judged by its IoU, not by SQNR alone: --min-iou is a validate gate and a
+    convert budget (the search keeps layers in float until the mask's IoU with float's holds)."""
+    int8 = _segmentation(tmp_path, digits_calib, cli)
+    args = ("validate", int8, "-r", tmp_path / "seg.keras", "-d", tmp_path / "val.npy", "--runs", "2", "--json", "-")
+    code, out, err = cli(*args)
+    (mask,) = json.loads(out)["outputs"]
+    assert code == 0 and mask["iou"] < 1, err
+    code, out, _ = cli(*args, "--min-iou", f"{mask['iou'] - 1e-4:.6f}")
+    gate = next(g for g in json.loads(out)["gates"] if g["name"] == "min_iou")
+    assert code == 0 and gate["status"] == "passed" and gate["value"] == mask["iou"]
+    assert cli(*args, "--min-iou", f"{(1 + mask['iou']) / 2:.6f}")[0] == 1
+    out = tmp_path / "seg_iou.tflite"
+    code, _, err = cli(
+        "convert", tmp_path / "seg.keras", "-d", digits_calib, "-o", out, "--io", "float32",
+        "--eval-data", tmp_path / "val.npy", "--min-iou", "0.999", "--json", tmp_path / "m.json",
+    )  # fmt: skip
+    search = json.loads((tmp_path / "m.json").read_text())["search"]
+    assert search["steps"][0]["meets"] is False and "IoU" in search["steps"][0]["missed"][0]
+    assert code == 0 and search["met"] and search["chosen"]["k"] >= 1, err
+    code, _, err = cli("convert", tmp_path / "seg.keras", "-d", digits_calib, "-o", out, "--force", "--eval-data",
+                       tmp_path / "val.npy", "--min-iou", "95%", "--output-role", "output_0=values")  # fmt: skip
+    assert code == 2 and "--min-iou judges a mask output" in err
+
+
+@pytest.mark.tf
+def test_a_segmentation_mask_is_judged_by_iou_and_boundary(digits_calib, tmp_path, cli):
+    """A per-pixel LOGISTIC of the input's size is a mask without --output-role: validate gives its
+    per-pixel agreement, IoU (the pixels exactly at 0.5 said apart) and boundary F-score."""
+
+    int8 = _segmentation(tmp_path, digits_calib, cli)
     code, out, err = cli("validate", int8, "-r", tmp_path / "seg.keras", "-d", tmp_path / "val.npy", "--runs", "2", "--json", "-")
     assert code == 0, err
     (mask,) = json.loads(out)["outputs"]

@@ -109,6 +109,13 @@ class Evaluator:
         self.reference = list(self._outputs(reference))
         shapes = [tuple(p.shape) for p in reference.input_ports]
         self.roles = [r.role for r in decide_roles(reference.output_facts(), roles, class_count, shapes)]
+        if budget.min_iou is not None and "mask" not in self.roles:
+            raise UsageError(
+                "--min-iou judges a mask output, and this model has none (a LOGISTIC map of the input's size); "
+                "name it: --output-role KEY=mask (its outputs: "
+                + ", ".join(p.label for p in reference.output_ports)
+                + "), or use --min-sqnr"
+            )
         if (
             budget.max_drop is not None
             and "classes" not in self.roles
