@@ -6,7 +6,10 @@ none of it). Figures: each output's SQNR against the float model, the worst firs
 every activation tensor both files name alike, the ratio of ai-edge-quantizer's scale to edgeq's
 (its moving average of per-sample extremes narrows ranges; edgeq's min/max does not).
 
-    .venv/bin/python benchmarks/aeq_parity.py MODEL.tflite CAL.npy EVAL.npy [NAME]   (one row)
+    .venv/bin/python benchmarks/aeq_parity.py MODEL.tflite CAL.npy EVAL.npy [NAME] [--sequence KEY]   (one row)
+
+--sequence KEY: that output holds classes per step; auto judges it as a sequence (--output-role)
+and the row adds the share of steps and of CTC-collapsed sequences decided as float decides them.
     .venv/bin/python benchmarks/aeq_parity.py                                         (the packaged models; writes JSON)
 """
 
@@ -34,19 +37,40 @@ def held_back(eval_path: Path, spec) -> list[int]:
     return [int(order[i]) for i in Split.of(len(order)).held_back]
 
 
-def scores(model: Path, reference, rows: np.ndarray) -> dict[str, float]:
+def scores(model: Path, reference, rows: np.ndarray, sequence: str | None = None) -> dict[str, float]:
+    """Each output's SQNR against float over `rows`; with `sequence` (an output key whose last axis
+    holds classes per step), also its steps and whole sequences (CTC-collapsed, blank 0) decided as
+    float decides them, in percent."""
     from edgeq.run.litert import LiteRTRunner
 
     run = LiteRTRunner(model)
     names, mine = [p.label for p in reference.output_ports], [p.label for p in run.output_ports]
     signal, noise = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+    steps, sequences = [], []
     for x in rows:
         want = dict(zip(names, reference.run([x[None]])))
         got = dict(zip(mine, run.run([x[None]])))
         for k in names:
             signal[k] += float(np.sum(np.square(want[k], dtype=np.float64)))
             noise[k] += float(np.sum(np.square(got[k].astype(np.float64) - want[k])))
-    return {k: round(10 * np.log10(signal[k] / noise[k]), 2) if noise[k] else float("inf") for k in names}
+        if sequence is not None:
+            a, b = np.argmax(want[sequence], -1).ravel(), np.argmax(got[sequence], -1).ravel()
+            steps.append(np.mean(a == b))
+            sequences.append(_collapsed(a) == _collapsed(b))
+    found = {k: round(10 * np.log10(signal[k] / noise[k]), 2) if noise[k] else float("inf") for k in names}
+    if sequence is not None:
+        found.update(
+            {
+                f"{sequence} steps %": round(100 * float(np.mean(steps)), 2),
+                f"{sequence} sequences %": round(100 * float(np.mean(sequences)), 1),
+            }
+        )
+    return found
+
+
+def _collapsed(ids: np.ndarray) -> list[int]:
+    """A CTC decoding: repeats merged, blanks (class 0) dropped."""
+    return [int(i) for n, i in enumerate(ids) if i != 0 and (n == 0 or i != ids[n - 1])]
 
 
 def aeq(model: Path, cal: np.ndarray, key: str, out: Path) -> Path:
@@ -98,7 +122,7 @@ def scales_compared(edgeq_file: Path, aeq_file: Path) -> dict:
     }
 
 
-def row(name: str, model: Path, cal_path: Path, eval_path: Path) -> dict:
+def row(name: str, model: Path, cal_path: Path, eval_path: Path, sequence: str | None = None) -> dict:
     from edgeq.data.samples import InputSpec
     from edgeq.run.litert import LiteRTRunner
 
@@ -112,11 +136,12 @@ def row(name: str, model: Path, cal_path: Path, eval_path: Path) -> dict:
         base = [*EDGEQ, "convert", str(model), "-d", str(cal_path), "--samples", str(len(np.load(cal_path))), "--no-cache", "-q"]
         subprocess.run([*base, "-o", str(d / "default.tflite")], check=True, capture_output=True)
         auto = [*base, "-o", str(d / "auto.tflite"), "--calibration", "auto", "--eval-data", str(eval_path)]
+        auto += ["--output-role", f"{sequence}=sequence"] if sequence else []
         subprocess.run(auto, check=True, capture_output=True)
         chosen = json.loads((d / "auto.edgeq.json").read_text())["recipe"]["calibration"]
-        figures = {n: scores(d / f"{n}.tflite", reference, rows) for n in ("default", "auto")}
+        figures = {n: scores(d / f"{n}.tflite", reference, rows, sequence) for n in ("default", "auto")}
         try:
-            figures["aeq"] = scores(aeq(model, np.load(cal_path), port.label, d / "aeq.tflite"), reference, rows)
+            figures["aeq"] = scores(aeq(model, np.load(cal_path), port.label, d / "aeq.tflite"), reference, rows, sequence)
             failed = None
         except Exception as exc:  # ai-edge-quantizer refuses some graphs, or LiteRT its file: a row that says so
             failed = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
@@ -126,7 +151,7 @@ def row(name: str, model: Path, cal_path: Path, eval_path: Path) -> dict:
             "held_back_samples": len(rows),
             "eval_samples": len(evaluation),
             "sqnr_db_held_back": figures,
-            "worst_db_held_back": {n: min(f.values()) for n, f in figures.items()},
+            "worst_db_held_back": {n: min(v for k, v in f.items() if not k.endswith("%")) for n, f in figures.items()},
             "auto_chose": chosen,
             "aeq_error": failed,
             "aeq_scale_over_edgeq_scale": scales_compared(d / "default.tflite", d / "aeq.tflite") if failed is None else None,
@@ -134,8 +159,10 @@ def row(name: str, model: Path, cal_path: Path, eval_path: Path) -> dict:
 
 
 def main(args: list[str]) -> None:
+    sequence = args.pop(args.index("--sequence") + 1) if "--sequence" in args else None
+    args = [a for a in args if a != "--sequence"]
     if args:
-        print(json.dumps(row(args[3] if len(args) > 3 else Path(args[0]).stem, *map(Path, args[:3])), indent=1))
+        print(json.dumps(row(args[3] if len(args) > 3 else Path(args[0]).stem, *map(Path, args[:3]), sequence), indent=1))
         return
     raise SystemExit("give MODEL.tflite CAL.npy EVAL.npy (see benchmarks/aeq_parity.json for the rows recorded)")
 
