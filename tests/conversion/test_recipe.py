@@ -84,6 +84,7 @@ def test_convert_options_contain_the_recipe_and_check_the_run_settings():
         "max_drop": None,
         "min_agreement": None,
         "min_sqnr": 30,
+        "min_iou": None,
     }
     big, small = 14 << 20, 100 << 10
     assert options.calibration_jobs(8, big) == 8 and ConvertOptions.of(mode="int16x8").calibration_jobs(8, big) == 1
