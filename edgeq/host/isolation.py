@@ -207,7 +207,11 @@ def _crash_line(what: str, exitcode: int | None, step_name: str) -> str:
             how = f"was killed by signal {-exitcode}"
     else:
         how = f"exited ({exitcode}) without a result"
+    advice = next((a for step, a in STEP_ADVICE.items() if step_name.startswith(step)), CONVERTER_ADVICE)
     return (
-        f"{what} {how} while {step_name} (native code; nothing was written); try --mode int8-fallback or "
-        "--keep-float on the layer it stopped at, and rerun with -v for TensorFlow's own log"
+        f"{what} {how} while {step_name} (native code; nothing was written); {advice}, and rerun with -v for TensorFlow's own log"
     )
+
+
+CONVERTER_ADVICE = "try --mode int8-fallback or --keep-float on the layer it stopped at"
+STEP_ADVICE = {"refining": "try --refine none, or the other method"}  # a step whose remedy is not the converter's
