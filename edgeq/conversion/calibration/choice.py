@@ -1,6 +1,5 @@
 """--calibration other than minmax: activation ranges chosen from histograms, and `auto`, which
-tries the methods on the tuning split of --eval-data and judges each on every output (without a
-budget, where outputs decide classes, by their agreement with float's decisions first); without a
+tries the methods on the tuning split of --eval-data and judges each on every output; without a
 budget, a method other than minmax is kept only when it beats minmax on the held-back split beyond
 that split's interval (with a budget, the search confirms the choice there).
 
@@ -81,8 +80,7 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
         mix = _by_output_path(chooser, methods, [t[0] for t in tried])
         if mix is not None:
             attempt([mix])
-    ranked = leximin if options.budget is not None else decisions_first
-    best = next((t for t in tried if t[0].meets), None) or max(tried, key=lambda t: ranked(t[0]))
+    best = next((t for t in tried if t[0].meets), None) or max(tried, key=lambda t: leximin(t[0]))
     sure, rival, judge = None, best, evaluator.held_back or evaluator
     if options.budget is None and not options.feedback and best is not tried[0]:  # auto never loses to plain minmax
         sure = _gain_over_minmax(calibrated.model, judge.samples, [tried[0][1], best[1]], recipe, keep, options.output_roles)
@@ -104,13 +102,6 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
     return ChosenRanges(
         model, method, changes, tries, tuple(t[0] for t in tried) if options.budget is not None else (), chooser.counts
     )
-
-
-def decisions_first(step: SearchStep) -> tuple:
-    """Without a budget, where outputs decide classes: the worst agreement with float's decisions
-    first, then the outputs' SQNR (leximin)."""
-    agreements = [o.agreement for o in step.outputs if o.agreement is not None]
-    return (min(agreements) if agreements else 0.0, leximin(step))
 
 
 def _gain_over_minmax(calibrated: bytes, samples, models: list[bytes], recipe, keep: KeepFloat, roles) -> Gain:
