@@ -166,6 +166,12 @@ def headline_output(roles: list[Role], shapes: list[tuple[int, ...]], class_coun
 
 
 def check_gates_have_classes(gates: dict[str, float], roles: list[Role]) -> None:
+    """A gate that judges classes (or a mask) on a model with none is usage, not a failed gate."""
+    if "min_iou" in gates and not any(r.role == "mask" for r in roles):
+        raise UsageError(
+            "--min-iou judges a mask output, and this model has none (a LOGISTIC map of the input's size); "
+            "gate with --min-sqnr, or name one with --output-role KEY=mask"
+        )
     needing = [
         g
         for g in ("max_drop", "min_agreement", "max_regression_pts")

@@ -340,6 +340,8 @@ def test_min_iou_gates_a_mask_in_validate_and_budgets_the_search(digits_calib, t
     gate = next(g for g in json.loads(out)["gates"] if g["name"] == "min_iou")
     assert code == 0 and gate["status"] == "passed" and gate["value"] == mask["iou"]
     assert cli(*args, "--min-iou", f"{(1 + mask['iou']) / 2:.6f}")[0] == 1
+    code, _, err = cli(*args, "--min-iou", "0.9", "--output-role", "output_0=values")
+    assert code == 2 and "--min-iou judges a mask output" in err
     out = tmp_path / "seg_iou.tflite"
     code, _, err = cli(
         "convert", tmp_path / "seg.keras", "-d", digits_calib, "-o", out, "--io", "float32",
