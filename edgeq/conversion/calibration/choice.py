@@ -106,7 +106,7 @@ def choose_ranges(calibrated: Calibrated, options, data: Path, keep: KeepFloat, 
 
 def _gain_over_minmax(calibrated: bytes, samples, models: list[bytes], recipe, keep: KeepFloat, roles) -> Gain:
     """The best method's worst-output SQNR gain over minmax on `samples` (held back), with its
-    interval (and the deciding outputs' agreement gain, which judges first)."""
+    interval (and the deciding outputs' agreement gain: a sure loss there is never sure)."""
     from edgeq.conversion.search.latency import powers_scorer
 
     score = powers_scorer(calibrated, samples, roles)

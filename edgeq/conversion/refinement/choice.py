@@ -31,11 +31,11 @@ def refined(model: bytes, quantized: bytes, specs, options: ConvertOptions, data
     """--refine bias|rounding: the refined model. auto: bias and rounding fitted on the calibration
     samples (all but the 16 last without a budget) and judged, with the model as converted, on
     samples none was fitted on (--eval-data with a budget, else those 16), by worst-output SQNR
-    against the calibrated float graph and, where outputs decide classes, by their agreement with
-    its decisions first. The best is taken only when it beats the model as converted beyond what the
-    judging samples can tell (a paired bootstrap's interval not below zero) and agrees with float's
-    decisions no less often: auto never takes a refinement that may have made the model worse. The
-    recipe records the method kept, so it gives the same bytes."""
+    against the calibrated float graph and, where outputs decide, by their agreement with its
+    decisions. The best is taken only when it beats the model as converted beyond what the judging
+    samples can tell (a paired bootstrap's interval not below zero) and its decisions do not agree
+    with float's surely less often: auto never takes a refinement that may have made the model
+    worse. The recipe records the method kept, so it gives the same bytes."""
     from edgeq.conversion.search.latency import powers_scorer
 
     order = calibrator_order(parse_tflite(model), [p.name for p in specs])
