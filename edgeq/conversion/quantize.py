@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 
 from edgeq.core.errors import UsageError
 from edgeq.host.isolation import step
@@ -51,7 +52,8 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
     for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
         result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, ops or None, list(keep.nodes) or None)
         found = float_ops(parse_tflite(result))
-        left = [n for n in keep.nodes if not _is_float(n, found)]
+        named = nodes_named([output for op in found for output in op.outputs], keep.nodes)
+        left = [n for n in keep.nodes if n not in named]
         whole = _types_kept_only_by_type(parse_tflite(calibrated), left, ops) if left else []
         if whole:  # TensorFlow keeps e.g. a TRANSPOSE_CONV in float by its type only: every one of them was asked for
             ops += whole
@@ -60,10 +62,6 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
         if not not_kept(found, keep):
             break
     return result
-
-
-def _is_float(node: str, found: list[FloatOp]) -> bool:
-    return any(_names(output, node) for op in found for output in op.outputs)
 
 
 def _types_kept_only_by_type(calibrated: TfliteModel, left: list[str], ops: list[str]) -> list[str]:
@@ -154,16 +152,22 @@ def _components(tensor_name: str) -> set[str]:
 
 def not_kept(found: list[FloatOp], keep: KeepFloat) -> list[FloatOp]:
     """The float ops that no --keep-float (op type or node) asked for."""
-
-    return [
-        op
-        for op in found
-        if op.type not in set(keep.ops) and not any(_names(output, n) for output in op.outputs for n in keep.nodes)
-    ]
+    return [op for op in found if op.type not in set(keep.ops) and not nodes_named(op.outputs, keep.nodes)]
 
 
-def _names(name: str, node: str) -> bool:
-    """Whether a quantized model's tensor `name` is `node`'s: the quantizer may suffix a kept node's
-    name with a digit (Identity -> Identity1), and fuse it with its activation ('activation_1;add_1'
-    for the nodes add_1 and activation_1)."""
-    return any(part == node or (part.startswith(node) and part[len(node) :].isdigit()) for part in (name, *name.split(";")))
+def nodes_named(names: Iterable[str], nodes: Iterable[str]) -> set[str]:
+    """The `nodes` that some of a quantized model's tensor `names` belong to: the quantizer may
+    suffix a kept node's name with a digit (Identity -> Identity1), and fuse it with its activation
+    ('activation_1;add_1' for the nodes add_1 and activation_1). One pass over the names (a search
+    candidate keeps hundreds of nodes: matching each against each took 0.9 s of its 3.3 s)."""
+    wanted, found = set(nodes), set()
+    for name in names:
+        for part in (name, *name.split(";")):
+            stem = part
+            while stem:
+                if stem in wanted:
+                    found.add(stem)
+                if not stem[-1].isdigit():
+                    break
+                stem = stem[:-1]
+    return found

@@ -76,3 +76,21 @@ def test_a_kept_node_is_recognised_after_the_quantizer_renames_it():
     renamed = FloatOp(5, "FULLY_CONNECTED", ("functional_1/probs_1/MatMul21",))  # the quantizer appended a digit
     other = FloatOp(6, "SOFTMAX", ("StatefulPartitionedCall_1:0",))
     assert not_kept([renamed, other], keep) == [other]
+
+
+def test_nodes_named_matches_each_name_against_each_node_in_one_pass():
+    """The quantizer's renamings (a digit appended, activations fused with ';'): the same nodes as
+    matching every name part against every node, the way it was done before."""
+    from edgeq.conversion.quantize import nodes_named
+
+    def one_by_one(names, nodes):
+        def names_it(name, node):
+            return any(p == node or (p.startswith(node) and p[len(node) :].isdigit()) for p in (name, *name.split(";")))
+
+        return {n for n in nodes if any(names_it(name, n) for name in names)}
+
+    nodes = ["add_1", "activation_1", "Identity", "m/MatMul2", "m/MatMul", "conv", "x9"]
+    names = ["activation_1;add_1", "Identity12", "m/MatMul21", "convolution", "x9;y", "y;x", "add_10", "m/MatMul"]
+    for i in range(len(names)):
+        assert nodes_named(names[i:], nodes) == one_by_one(names[i:], nodes)
+    assert nodes_named(names, nodes) == {"add_1", "activation_1", "Identity", "m/MatMul2", "m/MatMul", "x9"}
