@@ -159,7 +159,7 @@ def nodes_named(names: Iterable[str], nodes: Iterable[str]) -> set[str]:
     """The `nodes` that some of a quantized model's tensor `names` belong to: the quantizer may
     suffix a kept node's name with a digit (Identity -> Identity1), and fuse it with its activation
     ('activation_1;add_1' for the nodes add_1 and activation_1). One pass over the names (a search
-    candidate keeps hundreds of nodes: matching each against each took 0.9 s of its 3.3 s)."""
+    candidate keeps hundreds of nodes: matching each against each took 0.46 s with 587, this 0.006 s)."""
     wanted, found = set(nodes), set()
     for name in names:
         for part in (name, *name.split(";")):
