@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import tempfile
@@ -24,9 +25,11 @@ def run_folder() -> Iterator[Path]:
     """The run's scratch folder, current for tempfile and for child processes while it lasts."""
     base = Path(tempfile.gettempdir())
     remove_stale(base)
-    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base))
+    # named first, watched, then made: a kill between making it and forking the watchdog left it behind
+    folder = base / f"{PREFIX}{os.getpid()}-{secrets.token_hex(8)}"
     saved = tempfile.tempdir, os.environ.get("TMPDIR")
     _watch(folder)
+    folder.mkdir(mode=0o700)
     tempfile.tempdir, os.environ["TMPDIR"] = str(folder), str(folder)
     try:
         yield folder
