@@ -155,7 +155,7 @@ def save_npz(path: Path, x: np.ndarray) -> Path:
 
 def build_all(d: Path) -> Path:
     """Every pattern model of this module with its calibration and eval data: NAME.keras,
-    NAME_cal.npz, NAME_eval.npz for head, audio, chain, two and outlier."""
+    NAME_cal.npz, NAME_eval.npz for head, audio, chain, two, outlier and beyond."""
     dense_head_model(d / "head.keras")
     save_npz(d / "head_cal.npz", images(64, 1))
     save_npz(d / "head_eval.npz", images(32, 2))
@@ -171,6 +171,9 @@ def build_all(d: Path) -> Path:
     activation_outlier_model(d / "outlier.keras")
     np.savez(d / "outlier_cal.npz", features=features(128, 1))
     np.savez(d / "outlier_eval.npz", features=features(96, 3))
+    beyond_sixteen_bits_model(d / "beyond.keras")
+    np.savez(d / "beyond_cal.npz", features=features(128, 1))
+    np.savez(d / "beyond_eval.npz", features=features(96, 3))
     return d
 
 
@@ -242,6 +245,37 @@ def activation_outlier_model(path: Path) -> Path:
     small.set_weights([w, b])
     w, b = big.get_weights()
     w[1:, :] = 0.0
+    big.set_weights([w, b])
+    model.save(path)
+    return path
+
+
+def beyond_sixteen_bits_model(path: Path) -> Path:
+    """trunk -> `wide` (one unit biased to 40) and `huge` (one unit biased to 30,000); `small`
+    reads wide's other units, `fine` huge's, `big` both biased units through a concatenation.
+    In int8 every head loses its input; at 16 bits wide's step (~0.001) keeps `small`, but huge's
+    (~0.9) still loses `fine`'s values under 1: `huge` and `fine` need float, the rest 16 bits."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    features = keras.Input((32,), name="features")
+    trunk = keras.layers.Dense(32, activation="relu", name="trunk")(features)
+    wide, huge = keras.layers.Dense(64, activation="relu", name="wide"), keras.layers.Dense(64, activation="relu", name="huge")
+    small, fine, big = keras.layers.Dense(8, name="small"), keras.layers.Dense(8, name="fine"), keras.layers.Dense(1, name="big")
+    w_out, h_out = wide(trunk), huge(trunk)
+    both = keras.layers.Concatenate(name="both")([w_out, h_out])
+    model = keras.Model(features, {"small": small(w_out), "big": big(both), "fine": fine(h_out)})
+    for layer, bias in ((wide, 40.0), (huge, 3e4)):
+        w, b = layer.get_weights()
+        b[0] = bias
+        layer.set_weights([w, b])
+    for layer in (small, fine):
+        w, b = layer.get_weights()
+        w[0, :] = 0.0
+        layer.set_weights([w, b])
+    w, b = big.get_weights()
+    w[:] = 0.0
+    w[0, 0], w[64, 0] = 1.0, 1e-5
     big.set_weights([w, b])
     model.save(path)
     return path

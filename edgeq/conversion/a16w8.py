@@ -26,16 +26,18 @@ def available() -> bool:
     return importlib.util.find_spec("ai_edge_quantizer") is not None
 
 
-def a16w8(calibrated: bytes, layers: tuple[str, ...]) -> bytes:
+def a16w8(calibrated: bytes, layers: tuple[str, ...], float_layers: tuple[str, ...] = ()) -> bytes:
     """`calibrated` quantized static int8 (weights per channel) with `layers` (node names: an op's
-    first output tensor) at 16-bit activations, every tensor at the range the calibration recorded."""
+    first output tensor) at 16-bit activations and `float_layers` left in float, every tensor at
+    the range the calibration recorded."""
     if not available():
         raise UsageError(f"16-bit layers are quantized by ai-edge-quantizer, which is not installed: {INSTALL}")
     from ai_edge_quantizer import qtyping, quantizer, recipe
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
 
     from edgeq.conversion.calibration.parallel import read_ranges
 
-    step(f"quantizing with {len(layers)} 16-bit layer(s) (ai-edge-quantizer)")
+    step(f"quantizing with {len(layers)} 16-bit and {len(float_layers)} float layer(s) (ai-edge-quantizer)")
     parsed = parse_tflite(calibrated)
     ranges = {
         parsed.tensors[i].name: {"min": np.array(lo, np.float32), "max": np.array(hi, np.float32)}
@@ -43,10 +45,17 @@ def a16w8(calibrated: bytes, layers: tuple[str, ...]) -> bytes:
     }
     qt = quantizer.Quantizer(calibrated)
     qt.load_quantization_recipe(recipe.static_wi8_ai8())
-    qt.add_static_config(
-        regex="^(" + "|".join(re.escape(n) for n in layers) + ");",  # an op's scope: its output names, each with ";"
-        operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
-        activation_num_bits=16,
-        weight_num_bits=8,
-    )
+    if layers:
+        qt.add_static_config(
+            regex=_scope(layers), operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=16, weight_num_bits=8
+        )
+    if float_layers:
+        qt.update_quantization_recipe(
+            _scope(float_layers), qtyping.TFLOperationName.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE
+        )
     return bytes(qt.quantize(ranges, enable_progress_report=False).quantized_model)
+
+
+def _scope(nodes: tuple[str, ...]) -> str:
+    """The ops writing `nodes`: ai-edge-quantizer matches an op's scope, its output names each followed by ";"."""
+    return "^(" + "|".join(re.escape(n) for n in nodes) + ");"

@@ -336,7 +336,11 @@ def _sixteen(calibrated: bytes, recipe: Recipe):
 
     if not available() or recipe.mode != Mode.INT8 or recipe.io != "int8" or recipe.keep_float or recipe.refine != "none":
         return None
-    return lambda layers: quantize(calibrated, replace(recipe, int16_layers=tuple(layers)), KeepFloat())
+
+    def sixteen(layers: list[str], floats: list[str]) -> bytes:
+        return quantize(calibrated, replace(recipe, int16_layers=tuple(layers)), KeepFloat(nodes=tuple(floats)))
+
+    return sixteen
 
 
 def _float_io_note(calibrated: bytes, recipe, keep: KeepFloat, evaluator, bound) -> str:

@@ -47,7 +47,9 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
     if recipe.int16_layers:
         from edgeq.conversion.a16w8 import a16w8
 
-        return a16w8(calibrated, recipe.int16_layers)
+        parsed = parse_tflite(calibrated)
+        typed = tuple(parsed.tensors[op.outputs[0]].name for op in parsed.operators if op.type in keep.ops and op.outputs)
+        return a16w8(calibrated, recipe.int16_layers, keep.nodes + typed)
     ops = list(keep.ops)
     for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
         result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, ops or None, list(keep.nodes) or None)

@@ -130,8 +130,8 @@ class Recipe:
             object.__setattr__(self, "io", self.mode.io_types[0])
         if self.io not in self.mode.io_types:
             raise UsageError(f"--io {self.io} does not go with --mode {self.mode}; use {' or '.join(self.mode.io_types)}")
-        if self.int16_layers and (self.mode != Mode.INT8 or self.io != "int8" or self.keep_float or self.refine != "none"):
-            raise UsageError("16-bit layers (int16_layers) go with --mode int8 and --io int8, without --keep-float or --refine")
+        if self.int16_layers and (self.mode != Mode.INT8 or self.io != "int8" or self.refine != "none"):
+            raise UsageError("16-bit layers (int16_layers) go with --mode int8 and --io int8, without --refine")
         if self.keep_float and not self.mode.int8_activations:
             raise UsageError(f"--keep-float works with --mode int8 or int8-fallback, not {self.mode}")
         if self.refine not in REFINEMENTS:

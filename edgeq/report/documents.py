@@ -230,7 +230,9 @@ def _search_caption(results: ValidationResult) -> str:
     kept = (
         "none: 16-bit activations (int16x8)"
         if chosen.kind == StepKind.INT16X8
-        else "none: 16-bit activations on " + ", ".join(short_name(n) for n in chosen.int16_layers)
+        else (", ".join(short_name(n) for n in chosen.float_layers) or "none")
+        + "; 16-bit activations on "
+        + ", ".join(short_name(n) for n in chosen.int16_layers)
         if chosen.kind == StepKind.A16W8
         else ", ".join(short_name(n) for n in chosen.float_layers) or "none (full INT8)"
     )

@@ -644,7 +644,7 @@ def evaluations(search: Search) -> str:
     return (
         f"{int8} int8 evaluation(s) (bound {search.max_evaluations})"
         + (f", {methods} calibration method(s) tried by --calibration auto" if methods else "")
-        + (f" and {wide} 16-bit try" if wide else "")
+        + (f" and {wide} 16-bit {'try' if wide == 1 else 'tries'}" if wide else "")
         + took
     )
 
@@ -654,7 +654,7 @@ def step_label(step: SearchStep) -> str:
     if step.kind == StepKind.INT16X8:
         return "int16x8 activations"
     if step.kind == StepKind.A16W8:
-        return f"{len(step.int16_layers)} layer(s) at 16 bits, 0 float"
+        return f"{len(step.int16_layers)} layer(s) at 16 bits, {step.k} float" + (f" ({step.phase})" if step.phase else "")
     if step.method:
         return f"{step.k} float layer(s), {step.method} ranges"
     return f"{step.k} float layer(s)" + (f" ({step.phase})" if step.phase else "")
@@ -713,15 +713,7 @@ def search_lines(search: Search, again: str | None = None) -> list[str]:
             f"  {'meets' if step.meets else 'misses'}{took}"
         )
     chosen = search.chosen
-    label = (
-        "int16x8 (16-bit activations, int8 weights)"
-        if chosen.kind == StepKind.INT16X8
-        else f"0 float layer(s); 16-bit activations on {_shortened([short_name(n) for n in chosen.int16_layers])}"
-        if chosen.kind == StepKind.A16W8
-        else (
-            f"{chosen.k} float layer(s)" + (f": {_shortened(_chosen_labels(search))}" if chosen.float_layers else " (full INT8)")
-        )
-    )
+    label = _chosen_label(search)
     lines.append(f"chosen: {label}" + ("" if search.met else " (best effort: the budget is not met)"))
     if search.held_back is not None:
         confirm = search.held_back
@@ -735,6 +727,17 @@ def search_lines(search: Search, again: str | None = None) -> list[str]:
     if again is not None and (chosen.float_layers or chosen.kind != StepKind.INT8):
         lines.append(f"  again, without searching: {again}")
     return lines + [f"  note: {terminal(n)}" for n in search.notes]
+
+
+def _chosen_label(search: Search) -> str:
+    """What the search chose: int16x8 throughout, or its float layers (and its 16-bit ones)."""
+    chosen = search.chosen
+    if chosen.kind == StepKind.INT16X8:
+        return "int16x8 (16-bit activations, int8 weights)"
+    floats = f"{chosen.k} float layer(s)" + (f": {_shortened(_chosen_labels(search))}" if chosen.float_layers else "")
+    if chosen.kind == StepKind.A16W8:
+        return f"{floats}; 16-bit activations on {_shortened([short_name(n) for n in chosen.int16_layers])}"
+    return floats + ("" if chosen.float_layers else " (full INT8)")
 
 
 def _chosen_labels(search: Search) -> list[str]:

@@ -314,3 +314,30 @@ def test_sixteen_bits_before_float(built, tmp_path, cli):
         "--recipe", tmp_path / "s.edgeq.json", "--no-cache",
     )  # fmt: skip
     assert code == 0 and (tmp_path / "again.tflite").read_bytes() == (tmp_path / "s.tflite").read_bytes(), err
+
+
+def test_layers_sixteen_bits_cannot_carry_stay_float_and_the_rest_go_to_sixteen(built, tmp_path, cli):
+    """In the `beyond` model 16 bits save `wide` and `small` but not `huge` (a unit at 30,000) and
+    `fine`: the chosen float layers all at 16 bits miss, and the same search over them finds the
+    ones that need float; the rest go to 16 bits: fewer float layers than int8's search, a smaller
+    file, met held back, and the recipe gives the same bytes again."""
+    budget = ("--eval-data", built / "beyond_eval.npz", "--min-sqnr", 30, "--no-cache")
+    code, _, err, floating = _convert(cli, built, "beyond", tmp_path / "f.tflite", *budget)
+    int8_float = floating["search"]["chosen"]["float_layers"]
+    assert code == 0 and len(int8_float) >= 3, err
+    code, out, err, mixed = _convert(cli, built, "beyond", tmp_path / "m.tflite", *budget, "--allow-int16x8")
+    search, chosen = mixed["search"], mixed["search"]["chosen"]
+    all_sixteen = next(s for s in search["steps"] if s["kind"] == "a16w8" and s["k"] == 0)
+    assert not all_sixteen["meets"] and "fine" in [o["name"] for o in all_sixteen["outputs"] if not o["meets"]]
+    assert code == 0 and search["met"] and search["held_back"]["meets"] and chosen["kind"] == "a16w8", err
+    assert 0 < chosen["k"] < len(int8_float) and chosen["int16_layers"]
+    assert sorted(chosen["float_layers"] + chosen["int16_layers"]) == sorted(int8_float)
+    assert any("huge" in n for n in chosen["float_layers"]) and any("wide" in n for n in chosen["int16_layers"])
+    assert mixed["recipe"]["keep_float"] == chosen["float_layers"] and mixed["recipe"]["int16_layers"] == chosen["int16_layers"]
+    assert len(mixed["float_ops"]) == chosen["k"] and f"{chosen['k']} float layer(s): " in out
+    assert (tmp_path / "m.tflite").stat().st_size < (tmp_path / "f.tflite").stat().st_size
+    code, _, err = cli(
+        "convert", built / "beyond.keras", "-d", built / "beyond_cal.npz", "-o", tmp_path / "again.tflite",
+        "--recipe", tmp_path / "m.edgeq.json", "--no-cache",
+    )  # fmt: skip
+    assert code == 0 and (tmp_path / "again.tflite").read_bytes() == (tmp_path / "m.tflite").read_bytes(), err

@@ -194,7 +194,7 @@ def test_16_bit_layers_that_cannot_be_built_leave_the_float_layers_and_say_why()
     """ai-edge-quantizer refuses some graphs and LiteRT some of its files (MediaPipe's face detector):
     the search keeps its float choice, exits as it would have, and notes why."""
 
-    def refused(layers):
+    def refused(layers, floats):
         raise ValueError("the interpreter rejected the model (failed to delegate PAD node #21)")
 
     _, model, record = run(needs({38}), sixteen=refused)

@@ -20,7 +20,8 @@ The budget holds for every output; the outputs that miss it drive the search:
 
 The smallest set that met the budget is chosen; with none, the best-scoring one within
 --max-float-layers. With 16-bit activations allowed, the chosen float layers are tried at 16 bits
-instead (edgeq.conversion.a16w8), which wins where it meets. Candidates are judged on the tuning
+instead (edgeq.conversion.a16w8); where that misses, steps 1 and 3-6 run again over them with the
+rest at 16 bits, and the mix with the fewest float layers wins where it has fewer. Candidates are judged on the tuning
 two thirds of --eval-data; the choice is confirmed on the held-back third (evaluator_for), and a
 budget is met only where it holds there too. No layer is ranked by its isolated error: an error that cannot be measured
 in isolation (a LOG on zeros, a REDUCE_MAX) is never a reason to look at a layer last.
@@ -302,12 +303,20 @@ def shrink_budget(candidates: int) -> int:
 
 class _Search:
     """One search: every evaluated set once, by its nodes. Only the bytes of sets that could still
-    be chosen are kept (the smallest that met so far, the best that missed), not one per candidate."""
+    be chosen are kept (the smallest that met so far, the best that missed), not one per candidate.
+    `wide`: the layers not in float are at 16-bit activations (a16w8 steps, the float layers
+    searched among these), else int8."""
 
     def __init__(
-        self, evaluator: Evaluator, full_int8: bytes, quantize: Callable[[list[str]], bytes], max_float_layers: int | None
+        self,
+        evaluator: Evaluator,
+        full_int8: bytes,
+        quantize: Callable[[list[str]], bytes],
+        max_float_layers: int | None,
+        wide: tuple[str, ...] = (),
     ):
-        self.evaluator, self.quantize, self.max = evaluator, quantize, max_float_layers
+        self.evaluator, self.quantize, self.max, self.wide = evaluator, quantize, max_float_layers, wide
+        self.kind = StepKind.A16W8 if wide else StepKind.INT8
         self.models: dict[tuple[str, ...], bytes] = {}
         self.seen: dict[tuple[str, ...], SearchStep] = {}
         self.steps: list[SearchStep] = []
@@ -332,7 +341,9 @@ class _Search:
         """Each set's step; the sets not evaluated yet are independent candidates (all at once on a cluster)."""
         new = list(dict.fromkeys(key for key in map(self._key, sets) if key not in self.seen))
         candidates = [Candidate(partial(self.quantize, list(key)) if key else self.full_int8, key) for key in new]
-        for key, (model, step) in zip(new, self.evaluator.evaluate_all(candidates, phase)):
+        for key, (model, step) in zip(new, self.evaluator.evaluate_all(candidates, phase, self.kind)):
+            if self.wide:
+                step = replace(step, int16_layers=tuple(n for n in self.wide if n not in key))
             if self._may_be_chosen(step):
                 self.models[key] = model
             self.seen[key] = step
@@ -347,7 +358,7 @@ class _Search:
         return "none meets the budget yet"
 
     def _may_be_chosen(self, step: SearchStep) -> bool:
-        allowed = [s for s in self.steps if s.kind == StepKind.INT8 and (self.max is None or s.k <= self.max)]
+        allowed = [s for s in self.steps if s.kind == self.kind and (self.max is None or s.k <= self.max)]
         if self.max is not None and step.k > self.max:
             return False
         if step.meets:
@@ -366,11 +377,12 @@ def search(
     quantize: Callable[[list[str]], bytes],
     max_float_layers: int | None,
     int16x8: Callable[[], bytes] | None = None,
-    sixteen: Callable[[list[str]], bytes] | None = None,
+    sixteen: Callable[[list[str], list[str]], bytes] | None = None,
 ) -> tuple[bytes, Search]:
     """The search of the module docstring; returns the chosen (or best-effort) model and the record.
-    `sixteen` (16 bits before float): the model with the named layers at 16-bit activations, int8
-    elsewhere; the chosen float layers are tried so, and kept in float only where that misses."""
+    `sixteen` (16 bits before float): the model with the first named layers at 16-bit activations,
+    the second in float, int8 elsewhere; the chosen float layers are tried so, and where that
+    misses, the same search finds the fewest of them to keep in float, the rest at 16 bits."""
     start = time.perf_counter()
     run = _Search(evaluator, full_int8, quantize, max_float_layers)
     first = run.step([], "full int8")
@@ -391,30 +403,52 @@ def search(
         if found is not None:
             _shrink(run, found, shrink_budget(len(candidates)))
     chosen = _best(run.steps, max_float_layers)
-    model, chosen = _sixteen_bits(run, chosen, sixteen, whole)
+    model, chosen = _sixteen_bits(run, graph, chosen, sixteen, whole)
     record = _record(evaluator, graph, candidates, run.steps, chosen, start, _confirmed(evaluator, model, chosen))
     return model, replace(record, notes=record.notes + tuple(run.notes))
 
 
 def _sixteen_bits(
-    run: _Search, chosen: SearchStep, sixteen: Callable[[list[str]], bytes] | None, whole: tuple[bytes, SearchStep] | None
+    run: _Search,
+    graph: LayerGraph,
+    chosen: SearchStep,
+    sixteen: Callable[[list[str], list[str]], bytes] | None,
+    whole: tuple[bytes, SearchStep] | None,
 ) -> tuple[bytes, SearchStep]:
-    """16 bits before float: the chosen float layers at 16-bit activations instead (int8 elsewhere)
-    where that meets too; else the whole model at int16x8 where that met; else the chosen."""
+    """16 bits before float: the chosen float layers at 16-bit activations instead (int8 elsewhere),
+    those of them that still need float found as the int8 search finds its float layers (every
+    candidate with the rest at 16 bits); the mix with the fewest float layers that meets, where it
+    has fewer than the chosen; else the whole model at int16x8 where that met; else the chosen."""
     if sixteen is not None and chosen.meets and chosen.kind == StepKind.INT8 and chosen.float_layers:
+        wide = chosen.float_layers
         try:
-            wide = sixteen(list(chosen.float_layers))
-            step = run.evaluator.evaluate(wide, [], StepKind.A16W8, "the chosen float layers at 16-bit activations instead")
+            sub = _Search(run.evaluator, sixteen(list(wide), []), partial(_floated, sixteen, wide), run.max, wide)
+            _search_float_layers(sub, [layer for layer in graph.layers if layer.node in set(wide)])
         except Exception as exc:  # ai-edge-quantizer refuses some graphs, LiteRT some of its files: the float layers stay
             run.notes.append(f"16-bit layers could not be built here, the float layers stay: {' '.join(str(exc).split())[:300]}")
             return run.model(chosen), chosen
-        step = replace(step, int16_layers=chosen.float_layers)
-        run.steps.append(step)
-        if step.meets:
-            return wide, step
+        run.steps.extend(sub.steps)
+        mixes = [s for s in sub.steps if s.meets and s.k < chosen.k]
+        if mixes:
+            best = min(mixes, key=lambda s: (s.k, -s.quality))
+            return sub.model(best), best
     if whole is not None and (chosen.float_layers or not chosen.meets):
         return whole
     return run.model(chosen), chosen
+
+
+def _floated(sixteen: Callable[[list[str], list[str]], bytes], wide: tuple[str, ...], floats: list[str]) -> bytes:
+    """The a16w8 candidate with `floats` in float and the rest of `wide` at 16 bits."""
+    return sixteen([n for n in wide if n not in set(floats)], floats)
+
+
+def _search_float_layers(run: _Search, candidates: list[Layer]) -> None:
+    """Steps 1 and 3-6 of the module docstring over `candidates`: the fewest of them in float that meet."""
+    if not run.step([], "the chosen float layers at 16 bits instead").meets:
+        run.bound = len(run.steps) + max_evaluations(len(candidates))
+        found = _find(run, candidates, [])
+        if found is not None:
+            _shrink(run, found, shrink_budget(len(candidates)))
 
 
 def _confirmed(evaluator: Evaluator, model: bytes, chosen: SearchStep) -> SearchStep | None:
