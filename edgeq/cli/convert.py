@@ -172,6 +172,15 @@ def convert(
     max_float_layers: int | None = typer.Option(
         None, show_default=False, help="Keep at most K layers in float in the search.", rich_help_panel=Panel.BUDGET
     ),
+    search_seconds: float | None = typer.Option(
+        None,
+        show_default=False,
+        min=0,
+        metavar="S",
+        help="Refine the search's first answer (its region) for at most S seconds, then take the best found "
+        "(0: the region itself; default: no bound). For large models, where a candidate takes seconds.",
+        rich_help_panel=Panel.BUDGET,
+    ),
     calibration: str = typer.Option(
         str(RECIPE.calibration),
         "--calibration",
@@ -405,6 +414,7 @@ def convert(
             budget=Budget.given(max_drop, min_agreement, min_sqnr, min_iou),
             eval_data=str(eval_data) if eval_data else None,
             max_float_layers=max_float_layers,
+            search_seconds=search_seconds,
             allow_int16x8=allow_int16x8,
             optimize=optimize,
             device=device,

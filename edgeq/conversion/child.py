@@ -315,6 +315,7 @@ def _search(
         graph,
         with_float,
         options.max_float_layers,
+        options.search_seconds,
         int16x8 if options.allow_int16x8 and source is not None and source.flatbuffer is None else None,
         _sixteen(calibrated, recipe) if options.allow_int16x8 and not options.targets else None,
     )

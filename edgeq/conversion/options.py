@@ -62,6 +62,7 @@ class ConvertSettings(TypedDict, total=False):
     targets: Sequence[str]
     eval_data: str | None
     max_float_layers: int | None
+    search_seconds: float | None
     allow_int16x8: bool
     cache: bool
     optimize: str | None
@@ -86,6 +87,7 @@ class ConvertOptions:
     eval_data: str | None = None  # with a budget: search the fewest float layers that meet it
     budget: Budget | None = None
     max_float_layers: int | None = None
+    search_seconds: float | None = None  # the search refines its first answer for at most this long (None: no bound)
     allow_int16x8: bool = False  # the search may try 16-bit activations before float layers
     cache: bool = True  # reuse (and keep) calibrations and finished conversions in the user's cache folder
     optimize: str | None = None  # "latency": the fastest candidate on XNNPACK that keeps the budget
@@ -204,6 +206,7 @@ class ConvertOptions:
             self.eval_data,
             budget,
             self.max_float_layers,
+            self.search_seconds,
             self.allow_int16x8,
             self.cache,
             self.optimize,

@@ -267,6 +267,7 @@ class RunOptions:
     eval_data: str | None = None
     budget: dict[str, float | None] | None = None
     max_float_layers: int | None = None
+    search_seconds: float | None = None
     allow_int16x8: bool = False
     cache: bool = True
     optimize: str | None = None

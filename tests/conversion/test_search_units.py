@@ -81,10 +81,11 @@ class FakeEvaluator:
         return [(model, self.evaluate(model, list(c.float_layers), kind, phase, c.method)) for model, c in built]
 
 
-def run(missing, n: int = 40, outputs: int = 1, max_float_layers=None, int16x8=None, feeds=None, sixteen=None):
+def run(missing, n: int = 40, outputs: int = 1, max_float_layers=None, int16x8=None, feeds=None, sixteen=None, seconds=None):
     evaluator = FakeEvaluator(missing, outputs)
+    quantize = lambda nodes: ",".join(nodes).encode()  # noqa: E731
     model, record = search(
-        evaluator, b"full", graph(n, outputs, feeds), lambda nodes: ",".join(nodes).encode(), max_float_layers, int16x8, sixteen
+        evaluator, b"full", graph(n, outputs, feeds), quantize, max_float_layers, seconds, int16x8=int16x8, sixteen=sixteen
     )
     return evaluator, model, record
 
@@ -135,6 +136,17 @@ def test_shrinking_drops_the_layers_between_two_far_apart_culprits():
     assert first.k > 2 and positions(record) == [3, 17] and model == b"L3,L17"
     assert any(s.phase == "shrink" and s.meets for s in record.steps)
     assert record.int8_evaluations <= record.max_evaluations
+
+
+def test_search_seconds_bound_the_refining_and_the_record_says_so():
+    """--search-seconds 0: the region from layer 3 to 17 is the answer, nothing after it is
+    evaluated, and a note says where the search stopped; without the bound shrinking leaves the two."""
+    evaluator, model, record = run(needs({3, 17}), seconds=0)
+    assert positions(record) == list(range(3, 18)) and record.met and model == b",".join(b"L%d" % i for i in range(3, 18))
+    assert not any(s.phase in ("shrink", "effect of one unit alone") for s in record.steps)
+    assert any(n.startswith("the search stopped refining at --search-seconds 0, after ") for n in record.notes)
+    _, _, unbounded = run(needs({3, 17}), seconds=3600)
+    assert positions(unbounded) == [3, 17] and not any("stopped refining" in n for n in unbounded.notes)
 
 
 def test_a_non_monotone_rule_keeps_the_smallest_set_that_met():

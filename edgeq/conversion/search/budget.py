@@ -314,15 +314,22 @@ class _Search:
         quantize: Callable[[list[str]], bytes],
         max_float_layers: int | None,
         wide: tuple[str, ...] = (),
+        refine_seconds: float | None = None,
     ):
         self.evaluator, self.quantize, self.max, self.wide = evaluator, quantize, max_float_layers, wide
         self.kind = StepKind.A16W8 if wide else StepKind.INT8
+        self.refine_seconds, self.deadline = refine_seconds, math.inf
         self.models: dict[tuple[str, ...], bytes] = {}
         self.seen: dict[tuple[str, ...], SearchStep] = {}
         self.steps: list[SearchStep] = []
         self.full_int8 = full_int8
         self.bound: int | None = None  # at most this many steps in all, once the candidates are known
         self.notes: list[str] = []
+
+    def refining(self) -> None:
+        """The first answer is in: from here on, new candidates stop at --search-seconds."""
+        if self.refine_seconds is not None:
+            self.deadline = time.perf_counter() + self.refine_seconds
 
     def known(self, layers: list[Layer]) -> bool:
         return self._key(layers) in self.seen
@@ -340,6 +347,8 @@ class _Search:
     def steps_of(self, sets: list[list[Layer]], phase: str) -> list[SearchStep]:
         """Each set's step; the sets not evaluated yet are independent candidates (all at once on a cluster)."""
         new = list(dict.fromkeys(key for key in map(self._key, sets) if key not in self.seen))
+        if new and time.perf_counter() > self.deadline:
+            raise OutOfTime(len(self.steps))
         candidates = [Candidate(partial(self.quantize, list(key)) if key else self.full_int8, key) for key in new]
         for key, (model, step) in zip(new, self.evaluator.evaluate_all(candidates, phase, self.kind)):
             if self.wide:
@@ -376,6 +385,7 @@ def search(
     graph: LayerGraph,
     quantize: Callable[[list[str]], bytes],
     max_float_layers: int | None,
+    refine_seconds: float | None = None,
     int16x8: Callable[[], bytes] | None = None,
     sixteen: Callable[[list[str], list[str]], bytes] | None = None,
 ) -> tuple[bytes, Search]:
@@ -384,7 +394,7 @@ def search(
     the second in float, int8 elsewhere; the chosen float layers are tried so, and where that
     misses, the same search finds the fewest of them to keep in float, the rest at 16 bits."""
     start = time.perf_counter()
-    run = _Search(evaluator, full_int8, quantize, max_float_layers)
+    run = _Search(evaluator, full_int8, quantize, max_float_layers, refine_seconds=refine_seconds)
     first = run.step([], "full int8")
     whole: tuple[bytes, SearchStep] | None = None  # int16x8 throughout, where it meets
     if not first.meets and int16x8 is not None:
@@ -399,9 +409,7 @@ def search(
         missing = {graph.output_names.index(o.tensor) for o in first.outputs if not o.meets and o.tensor in graph.output_names}
         candidates = graph.feeding(missing) if missing else list(graph.layers)
         run.bound = len(run.steps) + max_evaluations(len(candidates))
-        found = _find(run, candidates, [graph.heads[i] for i in sorted(missing) if graph.heads[i] is not None])
-        if found is not None:
-            _shrink(run, found, shrink_budget(len(candidates)))
+        _refined(run, candidates, [graph.heads[i] for i in sorted(missing) if graph.heads[i] is not None])
     chosen = _best(run.steps, max_float_layers)
     model, chosen = _sixteen_bits(run, graph, chosen, sixteen, whole)
     record = _record(evaluator, graph, candidates, run.steps, chosen, start, _confirmed(evaluator, model, chosen))
@@ -422,12 +430,15 @@ def _sixteen_bits(
     if sixteen is not None and chosen.meets and chosen.kind == StepKind.INT8 and chosen.float_layers:
         wide = chosen.float_layers
         try:
-            sub = _Search(run.evaluator, sixteen(list(wide), []), partial(_floated, sixteen, wide), run.max, wide)
+            sub = _Search(
+                run.evaluator, sixteen(list(wide), []), partial(_floated, sixteen, wide), run.max, wide, run.refine_seconds
+            )
             _search_float_layers(sub, [layer for layer in graph.layers if layer.node in set(wide)])
         except Exception as exc:  # ai-edge-quantizer refuses some graphs, LiteRT some of its files: the float layers stay
             run.notes.append(f"16-bit layers could not be built here, the float layers stay: {' '.join(str(exc).split())[:300]}")
             return run.model(chosen), chosen
         run.steps.extend(sub.steps)
+        run.notes.extend(sub.notes)
         mixes = [s for s in sub.steps if s.meets and s.k < chosen.k]
         if mixes:
             best = min(mixes, key=lambda s: (s.k, -s.quality))
@@ -446,9 +457,24 @@ def _search_float_layers(run: _Search, candidates: list[Layer]) -> None:
     """Steps 1 and 3-6 of the module docstring over `candidates`: the fewest of them in float that meet."""
     if not run.step([], "the chosen float layers at 16 bits instead").meets:
         run.bound = len(run.steps) + max_evaluations(len(candidates))
-        found = _find(run, candidates, [])
+        _refined(run, candidates, [])
+
+
+class OutOfTime(Exception):
+    """--search-seconds ran out while refining: the best set found so far is the answer."""
+
+
+def _refined(run: _Search, candidates: list[Layer], heads: list[Layer]) -> None:
+    """Steps 2-6 over `candidates`; refining (5 and 6) stops where --search-seconds runs out, and says so."""
+    try:
+        found = _find(run, candidates, heads)
         if found is not None:
             _shrink(run, found, shrink_budget(len(candidates)))
+    except OutOfTime as stop:
+        run.notes.append(
+            f"the search stopped refining at --search-seconds {run.refine_seconds:g}, after {stop.args[0]} evaluation(s): "
+            "ranking by effect, dropping and shrinking may find fewer float layers with more time"
+        )
 
 
 def _confirmed(evaluator: Evaluator, model: bytes, chosen: SearchStep) -> SearchStep | None:
@@ -466,6 +492,7 @@ def _find(run: _Search, candidates: list[Layer], heads: list[Layer]) -> list[Lay
     if not candidates or not run.meets(candidates, "every layer feeding the missed outputs"):
         return None
     region = _region(run, candidates)
+    run.refining()
     ranked, effect = _ranked_by_effect(run, candidates)
     found = min(region, ranked, key=len) if ranked is not None else region
     return _drop_least_effective(run, found, effect)
