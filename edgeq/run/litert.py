@@ -102,6 +102,24 @@ def within_noise(a: InvokeTimes, b: InvokeTimes) -> bool:
     return abs(a.p50 - b.p50) <= max(iqr(a), iqr(b), MEASURABLE_MS)
 
 
+def _xnnpack_refused(model) -> str | None:
+    """Why XNNPACK cannot load `model`, where its int8 scales say so, with the remedy."""
+    from edgeq.core.escape import terminal
+    from edgeq.targets.xnnpack import unloadable
+
+    found = unloadable(model)
+    if not found:
+        return None
+    ops = ", ".join(f"{op} {terminal(node)} ({ratio:,.0f})" for op, node, ratio in found[:3])
+    more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+    keep = " ".join(f"--keep-float {terminal(node)}" for _, node, _ in found[:3])
+    return (
+        f"XNNPACK, LiteRT's default CPU delegate, cannot run {ops}{more}: input scale x weight scale / output "
+        f"scale must stay under 256 (an output's int8 range far narrower than its input's); keep them in float "
+        f"({keep}), or validate without XNNPACK (--delegate none)"
+    )
+
+
 class LiteRTRunner:
     """A .tflite in the LiteRT interpreter, with XNNPACK (default), without delegates, with reference
     kernels, or with an external delegate library (e.g. libedgetpu.so.1)."""
@@ -153,7 +171,8 @@ class LiteRTRunner:
                 self.interpreter = litert.Interpreter(**kwargs)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"{path}: the interpreter rejected the model ({native.last_error_line() or exc})") from exc
+            refused = _xnnpack_refused(self.model) if delegate == "xnnpack" and not delegate_library else None
+            raise ModelError(f"{path}: {refused or 'the interpreter rejected the model'} ({native.last_error_line() or exc})") from exc
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
         delegation = self._delegation()

@@ -87,6 +87,30 @@ RULES: dict[str, Rule] = {
 }
 
 
+REQUANTIZED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+MAX_REQUANTIZATION = 256.0
+
+
+def unloadable(model: TfliteModel) -> list[tuple[str, str, float]]:
+    """The int8 ops XNNPACK takes but cannot create, and with them the model (LiteRT with XNNPACK,
+    its default, refuses to load it: "failed to create XNNPACK runtime"): XNNPACK's qs8
+    convolutions and fully-connected operators refuse an input scale x weight scale / output scale
+    of 256 or more (src/operators/convolution-nhwc.c, fully-connected-nc.c). TensorFlow's converter
+    writes such ops where a layer's output range is far narrower than its input's times its weights'
+    (an input that shares a huge range through a CONCATENATION). Each: (op type, node, ratio)."""
+    found = []
+    for op in model.operators:
+        if op.type not in REQUANTIZED or len(op.inputs) < 2 or min(op.inputs[:2]) < 0 or not op.outputs:
+            continue
+        x, w, y = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+        if {x.dtype, w.dtype, y.dtype} != {"int8"} or not (x.quantization and w.quantization and y.quantization):
+            continue
+        ratio = x.quantization.scales[0] * max(w.quantization.scales) / y.quantization.scales[0]
+        if ratio >= MAX_REQUANTIZATION:
+            found.append((op.type, y.name, ratio))
+    return found
+
+
 def check(model: TfliteModel) -> TargetReport:
     findings = per_op(model, RULES, (kernel_type, static_shapes), "XNNPACK")
     cpu = [f for f in findings if not f.on_target]

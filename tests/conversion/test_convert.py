@@ -339,3 +339,41 @@ def test_a_minimum_against_zero_no_longer_clips_its_input(tmp_path):
     assert "MINIMUM" in {op.type for op in read_tflite(result.output).operators}
     scores = validate(result.output, tmp_path / "float.tflite", tmp_path / "calib.npy", runs=2, warmup=1)
     assert scores.worst_sqnr_db > 25, scores.worst_sqnr_db
+
+
+def _xnnpack_refused_model(path):
+    """Two heads read a CONCATENATION that shares one unit's range of 300,000 with its other
+    units: TensorFlow's INT8 heads then get input scale x weight scale / output scale over 256,
+    which XNNPACK (LiteRT's default CPU delegate) cannot create: the model does not load there."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((32,), name="features")
+    trunk = keras.layers.Dense(32, activation="relu", name="trunk")(x)
+    wide, huge = keras.layers.Dense(64, activation="relu", name="wide"), keras.layers.Dense(64, activation="relu", name="huge")
+    small, fine, big = keras.layers.Dense(8, name="small"), keras.layers.Dense(8, name="fine"), keras.layers.Dense(1, name="big")
+    w_out, h_out = wide(trunk), huge(trunk)
+    model = keras.Model(x, {"small": small(w_out), "big": big(keras.layers.Concatenate()([w_out, h_out])), "fine": fine(h_out)})
+    w, b = huge.get_weights()
+    b[0] = 3e5
+    huge.set_weights([w, b])
+    model.save(path)
+    return path
+
+
+def test_a_model_xnnpack_cannot_load_is_exit_2_naming_the_ops_and_the_remedy_works(tmp_path, cli):
+    """TensorFlow writes the INT8 model, and LiteRT with XNNPACK refuses it ("failed to create
+    XNNPACK runtime"): one line naming each op XNNPACK cannot create with its scale ratio, and the
+    --keep-float words that fix it; with them, the model converts and loads on XNNPACK."""
+    import re
+
+    model = _xnnpack_refused_model(tmp_path / "m.keras")
+    np.savez(tmp_path / "cal.npz", features=np.random.default_rng(1).uniform(0, 1, (64, 32)).astype(np.float32))
+    code, _, err = cli("convert", model, "-d", tmp_path / "cal.npz", "-o", tmp_path / "m.tflite", "--no-cache")
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "XNNPACK, LiteRT's default CPU delegate, cannot run FULLY_CONNECTED" in line, err
+    assert "Traceback" not in err and not (tmp_path / "m.tflite").exists()
+    keep = re.search(r"\((--keep-float .*?)\), or validate without XNNPACK", line).group(1).split()
+    code, _, err = cli("convert", model, "-d", tmp_path / "cal.npz", "-o", tmp_path / "m.tflite", "--no-cache", *keep)
+    assert code == 0 and len(keep) >= 2, err
+    _interpreter(tmp_path / "m.tflite")  # XNNPACK, LiteRT's default, loads it
