@@ -326,7 +326,7 @@ def _search(
         )
     record = replace(record, eval_data=str(options.eval_data))
     bound = next((s for s in record.steps if s.phase == "every layer feeding the missed outputs"), None)
-    if not record.met and bound is not None and recipe.io != "float32":
+    if not record.met and bound is not None and not bound.meets and recipe.io != "float32":
         record = replace(record, notes=record.notes + (_float_io_note(calibrated, recipe, keep, evaluator, bound),))
     return model, record
 
@@ -407,7 +407,7 @@ def _latency_confirmed(held, chosen: bytes, quantized: bytes, record: LatencyChe
     converted = next(c for c in record.candidates if c.name == "as converted")
     note = (
         f"{record.chosen} met the budget on the tuning samples and misses it on the {len(held.samples)} held back "
-        f"({step_figure(mine)}, as converted {step_figure(plain)}): kept the model as converted"
+        f"({step_figure(mine, held.budget)}, as converted {step_figure(plain, held.budget)}): kept the model as converted"
     )
     return quantized, replace(
         record,

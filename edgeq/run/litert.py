@@ -172,7 +172,9 @@ class LiteRTRunner:
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             refused = _xnnpack_refused(self.model) if delegate == "xnnpack" and not delegate_library else None
-            raise ModelError(f"{path}: {refused or 'the interpreter rejected the model'} ({native.last_error_line() or exc})") from exc
+            raise ModelError(
+                f"{path}: {refused or 'the interpreter rejected the model'} ({native.last_error_line() or exc})"
+            ) from exc
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
         delegation = self._delegation()

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from edgeq.conversion.search.budget import max_evaluations, search
+from edgeq.conversion.search.budget import max_evaluations, search, step_figure
 from edgeq.records.budget import Budget
 from edgeq.records.manifest import SearchStep, StepKind, StepOutput
 from edgeq.scoring.metrics import Accuracy, OutputScore, Scores
@@ -147,6 +147,24 @@ def test_search_seconds_bound_the_refining_and_the_record_says_so():
     assert any(n.startswith("the search stopped refining at --search-seconds 0, after ") for n in record.notes)
     _, _, unbounded = run(needs({3, 17}), seconds=3600)
     assert positions(unbounded) == [3, 17] and not any("stopped refining" in n for n in unbounded.notes)
+
+
+def test_on_many_candidates_the_region_is_bisected_to_within_a_64th_of_them():
+    """1,000 candidates, layers 400-699 needed: the region holds them all, at most 2 x 15 more,
+    in at most 7 evaluations per bisection (ceil(log2(64)) + 1) instead of 10."""
+    evaluator, _, record = run(needs(set(range(400, 700))), n=1000, seconds=0)
+    assert record.met and set(range(400, 700)) <= set(positions(record)) and record.chosen.k <= 300 + 2 * (1000 // 64)
+    for phase in ("prefix bisection", "region start bisection"):
+        assert 0 < sum(s.phase == phase for s in record.steps) <= 7
+
+
+def test_a_steps_figure_in_words_is_the_one_its_budget_judges():
+    """A mask output has an agreement (pixels), but --min-sqnr judges its SQNR: the held-back note
+    read "met ... (agreement 0.9843) is missed ... (agreement 0.9917)" on MediaPipe's selfie segmenter."""
+    mask = StepOutput("segment", "segment", "mask", 19.5, False, 0.9917, -0.5, False)
+    step = SearchStep(StepKind.INT8, 3, 100, False, outputs=(mask,), worst_sqnr_db=19.5)
+    assert step_figure(step, Budget(min_sqnr=20)) == "worst output 19.50 dB"
+    assert step_figure(step, Budget(min_agreement=0.99)) == "agreement 0.9917"
 
 
 def test_a_non_monotone_rule_keeps_the_smallest_set_that_met():

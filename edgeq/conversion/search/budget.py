@@ -10,7 +10,8 @@ The budget holds for every output; the outputs that miss it drive the search:
 3. every layer feeding those outputs: the upper bound; if even that misses, the best effort;
 4. bisection over the execution order of those layers, as Polygraphy's `debug precision` does:
    the shortest prefix that meets the budget, then the latest start of a region ending there
-   (a front end, a head, or a front end and the normalization after it);
+   (a front end, a head, or a front end and the normalization after it), each to within 1/64 of
+   the candidates (one layer up to 127; on a large model a candidate takes seconds);
 5. ranking by effect: contiguous units of those layers, each alone in float, judged by the worst
    output; bisection over that ranking (an error spread over many layers);
 6. the smaller set of 4 and 5 loses its least effective layers (bisection on how many); then
@@ -20,8 +21,8 @@ The budget holds for every output; the outputs that miss it drive the search:
 
 The smallest set that met the budget is chosen; with none, the best-scoring one within
 --max-float-layers. With 16-bit activations allowed, the chosen float layers are tried at 16 bits
-instead (edgeq.conversion.a16w8); where that misses, steps 1 and 3-6 run again over them with the
-rest at 16 bits, and the mix with the fewest float layers wins where it has fewer. Candidates are judged on the tuning
+instead (edgeq.conversion.a16w8); where that misses, steps 3-4 run again over them with the rest
+at 16 bits, and the mix with the fewest float layers wins where it has fewer. Candidates are judged on the tuning
 two thirds of --eval-data; the choice is confirmed on the held-back third (evaluator_for), and a
 budget is met only where it holds there too. No layer is ranked by its isolated error: an error that cannot be measured
 in isolation (a LOG on zeros, a REDUCE_MAX) is never a reason to look at a layer last.
@@ -424,15 +425,13 @@ def _sixteen_bits(
     whole: tuple[bytes, SearchStep] | None,
 ) -> tuple[bytes, SearchStep]:
     """16 bits before float: the chosen float layers at 16-bit activations instead (int8 elsewhere),
-    those of them that still need float found as the int8 search finds its float layers (every
-    candidate with the rest at 16 bits); the mix with the fewest float layers that meets, where it
-    has fewer than the chosen; else the whole model at int16x8 where that met; else the chosen."""
+    those of them that still need float found as the int8 search finds its region (every candidate
+    with the rest at 16 bits); the mix with the fewest float layers that meets, where it has fewer
+    than the chosen; else the whole model at int16x8 where that met; else the chosen."""
     if sixteen is not None and chosen.meets and chosen.kind == StepKind.INT8 and chosen.float_layers:
         wide = chosen.float_layers
         try:
-            sub = _Search(
-                run.evaluator, sixteen(list(wide), []), partial(_floated, sixteen, wide), run.max, wide, run.refine_seconds
-            )
+            sub = _Search(run.evaluator, sixteen(list(wide), []), partial(_floated, sixteen, wide), run.max, wide)
             _search_float_layers(sub, [layer for layer in graph.layers if layer.node in set(wide)])
         except Exception as exc:  # ai-edge-quantizer refuses some graphs, LiteRT some of its files: the float layers stay
             run.notes.append(f"16-bit layers could not be built here, the float layers stay: {' '.join(str(exc).split())[:300]}")
@@ -454,10 +453,11 @@ def _floated(sixteen: Callable[[list[str], list[str]], bytes], wide: tuple[str, 
 
 
 def _search_float_layers(run: _Search, candidates: list[Layer]) -> None:
-    """Steps 1 and 3-6 of the module docstring over `candidates`: the fewest of them in float that meet."""
-    if not run.step([], "the chosen float layers at 16 bits instead").meets:
-        run.bound = len(run.steps) + max_evaluations(len(candidates))
-        _refined(run, candidates, [])
+    """Steps 1, 3 and 4 of the module docstring over `candidates`: the region of them that needs
+    float (each candidate an ai-edge-quantizer build: on MediaPipe's selfie segmenter steps 5-6 took
+    the 16-bit tries from 17 to 69 and found nothing smaller)."""
+    if not run.step([], "the chosen float layers at 16 bits instead").meets and run.meets(candidates, "all of them in float"):
+        _region(run, candidates)
 
 
 class OutOfTime(Exception):
@@ -498,15 +498,18 @@ def _find(run: _Search, candidates: list[Layer], heads: list[Layer]) -> list[Lay
     return _drop_least_effective(run, found, effect)
 
 
+RESOLUTION = 64  # the region's bisections stop within 1/64 of the candidates (one layer for up to 127)
+
+
 def _shortest_prefix(run: _Search, ordered: list, phase: str) -> int:
     """The fewest leading items of `ordered` (layers, or units of layers) that meet the budget
-    together (all of them do; none does not)."""
+    together (all of them do; none does not), to within len(ordered) // RESOLUTION items."""
 
     def layers(items: list) -> list[Layer]:
         return [x for item in items for x in (item if isinstance(item, list) else [item])]
 
     low, high = 0, len(ordered)
-    while high - low > 1:
+    while high - low > max(1, len(ordered) // RESOLUTION):
         mid = (low + high) // 2
         if run.meets(layers(ordered[:mid]), phase):
             high = mid
@@ -519,7 +522,7 @@ def _region(run: _Search, candidates: list[Layer]) -> list[Layer]:
     """The shortest prefix in execution order that meets, then the latest start of a region ending there."""
     end = _shortest_prefix(run, candidates, "prefix bisection")
     good, bad = 0, end  # the region from `good` to `end` meets; from `bad` (none at first) misses
-    while bad - good > 1:
+    while bad - good > max(1, len(candidates) // RESOLUTION):
         mid = (good + bad) // 2
         if run.meets(candidates[mid:end], "region start bisection"):
             good = mid
@@ -620,7 +623,7 @@ def _record(
         seconds=round(time.perf_counter() - start, 3),
         chosen_layers=tuple(ChosenLayer(n, by_node[n].op_type, by_node[n].position) for n in chosen.float_layers if n in by_node),
         notes=((INT16X8_NOTE,) if chosen.kind in (StepKind.INT16X8, StepKind.A16W8) else ())
-        + _held_back_notes(len(evaluator.samples), chosen, held, count)
+        + _held_back_notes(evaluator.budget, len(evaluator.samples), chosen, held, count)
         + tuple(
             few_samples_notes(
                 budget,
@@ -634,7 +637,7 @@ def _record(
     )
 
 
-def _held_back_notes(tuning: int, chosen: SearchStep, held: SearchStep | None, count: int) -> tuple[str, ...]:
+def _held_back_notes(budget: Budget, tuning: int, chosen: SearchStep, held: SearchStep | None, count: int) -> tuple[str, ...]:
     if held is None:
         return (
             f"none of the {tuning} --eval-data samples was held back (every {HOLD_BACK_EVERY}th is when that gives at least "
@@ -642,16 +645,17 @@ def _held_back_notes(tuning: int, chosen: SearchStep, held: SearchStep | None, c
         )
     if chosen.meets and not held.meets:
         return (
-            f"the budget met on the {tuning} tuning samples ({step_figure(chosen)}) is missed on the {count} held-back "
-            f"ones ({step_figure(held)}): the choice fits the samples it was made on; give more --eval-data, or ask a "
-            "margin above what the app needs",
+            f"the budget met on the {tuning} tuning samples ({step_figure(chosen, budget)}) is missed on the {count} "
+            f"held-back ones ({step_figure(held, budget)}): the choice fits the samples it was made on; give more "
+            "--eval-data, or ask a margin above what the app needs",
         )
     return ()
 
 
-def step_figure(step: SearchStep) -> str:
-    """A step's deciding figure in words: the worst agreement where a classes output has one, else the worst SQNR."""
+def step_figure(step: SearchStep, budget: Budget) -> str:
+    """A step's deciding figure in words: the worst agreement where the budget judges one (an
+    agreement or a drop limit) and an output has one, else the worst SQNR."""
     agreements = [o.agreement for o in step.outputs if o.agreement is not None]
-    if agreements:
+    if agreements and (budget.min_agreement is not None or budget.max_drop is not None):
         return f"agreement {min(agreements):.4f}"
     return "an exact match" if step.exact else f"worst output {_fmt(step.worst_sqnr_db)} dB"
