@@ -393,7 +393,7 @@ def search(
     """The search of the module docstring; returns the chosen (or best-effort) model and the record.
     `sixteen` (16 bits before float): the model with the first named layers at 16-bit activations,
     the second in float, int8 elsewhere; the chosen float layers are tried so, and where that
-    misses, the same search finds the fewest of them to keep in float, the rest at 16 bits."""
+    misses, the region bisection finds those of them that need float, the rest at 16 bits."""
     start = time.perf_counter()
     run = _Search(evaluator, full_int8, quantize, max_float_layers, refine_seconds=refine_seconds)
     first = run.step([], "full int8")
