@@ -361,6 +361,7 @@ def _xnnpack_refused_model(path):
     return path
 
 
+@pytest.mark.tf
 def test_a_model_xnnpack_cannot_load_is_exit_2_naming_the_ops_and_the_remedy_works(tmp_path, cli):
     """TensorFlow writes the INT8 model, and LiteRT with XNNPACK refuses it ("failed to create
     XNNPACK runtime"): one line naming each op XNNPACK cannot create with its scale ratio, and the
