@@ -110,9 +110,9 @@ def _xnnpack_refused(model) -> str | None:
     found = unloadable(model)
     if not found:
         return None
-    ops = ", ".join(f"{op} {terminal(node)} ({ratio:,.0f})" for op, node, ratio in found[:3])
+    ops = ", ".join(f"{op} {terminal(node)} ({ratio:,.0f})" for _, op, node, ratio in found[:3])
     more = f" and {len(found) - 3} more" if len(found) > 3 else ""
-    keep = " ".join(f"--keep-float {terminal(node)}" for _, node, _ in found[:3])
+    keep = " ".join(f"--keep-float {terminal(node)}" for _, _, node, _ in found[:3])
     return (
         f"XNNPACK, LiteRT's default CPU delegate, cannot run {ops}{more}: input scale x weight scale / output "
         f"scale must stay under 256 (an output's int8 range far narrower than its input's); keep them in float "

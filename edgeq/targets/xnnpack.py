@@ -91,13 +91,13 @@ REQUANTIZED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CON
 MAX_REQUANTIZATION = 256.0
 
 
-def unloadable(model: TfliteModel) -> list[tuple[str, str, float]]:
+def unloadable(model: TfliteModel) -> list[tuple[int, str, str, float]]:
     """The int8 ops XNNPACK takes but cannot create, and with them the model (LiteRT with XNNPACK,
     its default, refuses to load it: "failed to create XNNPACK runtime"): XNNPACK's qs8
     convolutions and fully-connected operators refuse an input scale x weight scale / output scale
     of 256 or more (src/operators/convolution-nhwc.c, fully-connected-nc.c). TensorFlow's converter
     writes such ops where a layer's output range is far narrower than its input's times its weights'
-    (an input that shares a huge range through a CONCATENATION). Each: (op type, node, ratio)."""
+    (an input that shares a huge range through a CONCATENATION). Each: (op index, type, node, ratio)."""
     found = []
     for op in model.operators:
         if op.type not in REQUANTIZED or len(op.inputs) < 2 or min(op.inputs[:2]) < 0 or not op.outputs:
@@ -107,16 +107,27 @@ def unloadable(model: TfliteModel) -> list[tuple[str, str, float]]:
             continue
         ratio = x.quantization.scales[0] * max(w.quantization.scales) / y.quantization.scales[0]
         if ratio >= MAX_REQUANTIZATION:
-            found.append((op.type, y.name, ratio))
+            found.append((op.index, op.type, y.name, ratio))
     return found
 
 
 def check(model: TfliteModel) -> TargetReport:
     findings = per_op(model, RULES, (kernel_type, static_shapes), "XNNPACK")
+    refused = {index: ratio for index, _, _, ratio in unloadable(model)}
+    for f in findings:
+        if f.index in refused:
+            f.on_target = False
+            f.reason = (
+                f"cannot be created by XNNPACK (input scale x weight scale / output scale {refused[f.index]:,.0f}, it takes "
+                "under 256), so LiteRT with XNNPACK loads no part of the model; keep it in float"
+            )
     cpu = [f for f in findings if not f.on_target]
     on = len(findings) - len(cpu)
     verdict = (
-        f"every op runs on XNNPACK ({on} ops)"
+        f"XNNPACK cannot load this model: {len(refused)} int8 op(s) it cannot create (input scale x weight scale / "
+        "output scale of 256 or more); keep them in float"
+        if refused
+        else f"every op runs on XNNPACK ({on} ops)"
         if not cpu
         else f"{on} of {len(findings)} ops on XNNPACK; {', '.join(sorted({f.type for f in cpu}))} on built-in kernels"
     )

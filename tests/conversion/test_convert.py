@@ -378,3 +378,32 @@ def test_a_model_xnnpack_cannot_load_is_exit_2_naming_the_ops_and_the_remedy_wor
     code, _, err = cli("convert", model, "-d", tmp_path / "cal.npz", "-o", tmp_path / "m.tflite", "--no-cache", *keep)
     assert code == 0 and len(keep) >= 2, err
     _interpreter(tmp_path / "m.tflite")  # XNNPACK, LiteRT's default, loads it
+
+
+@pytest.mark.tf
+def test_the_xnnpack_target_says_it_cannot_load_what_the_real_delegate_refuses(tmp_path):
+    """The plain converter's INT8 file of the same net: LiteRT with XNNPACK refuses it, and the
+    XNNPACK target check says so, naming the fully-connected heads; without XNNPACK it runs."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgeq.targets import check_target
+    from edgeq.tflite.model import parse_tflite
+
+    net = tf.keras.models.load_model(_xnnpack_refused_model(tmp_path / "m.keras"))
+    x = np.random.default_rng(1).uniform(0, 1, (64, 32)).astype(np.float32)
+    converter = tf.lite.TFLiteConverter.from_keras_model(net)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([x[i : i + 1]] for i in range(64))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    (tmp_path / "plain.tflite").write_bytes(converter.convert())
+    with pytest.raises(RuntimeError, match="XNNPACK"):
+        Interpreter(model_path=str(tmp_path / "plain.tflite")).allocate_tensors()
+    Interpreter(
+        model_path=str(tmp_path / "plain.tflite"), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    ).allocate_tensors()
+    report = check_target(parse_tflite((tmp_path / "plain.tflite").read_bytes()), "xnnpack")
+    refused = [f for f in report.ops if f.reason and "cannot be created by XNNPACK" in f.reason]
+    assert refused and {f.type for f in refused} == {"FULLY_CONNECTED"}
+    assert report.verdict.startswith(f"XNNPACK cannot load this model: {len(refused)} int8 op(s)")
