@@ -31,6 +31,7 @@ class FakeEvaluator:
 
     missing: Callable[[set[int]], set[int]]
     outputs: int = 1
+    sixteen_missing: Callable[[set[int]], set[int]] | None = None  # a16w8 steps: the rule on their float layers
     budget: Budget = field(default_factory=lambda: Budget(min_sqnr=30.0))
     samples: list = field(default_factory=lambda: [0] * 8)
     evaluated: list = field(default_factory=list)
@@ -46,7 +47,12 @@ class FakeEvaluator:
     ) -> SearchStep:
         positions = {int(n[1:]) for n in float_layers}
         self.evaluated.append((kind.value, len(float_layers)))
-        missing = self.missing(positions) if kind == StepKind.INT8 else set(range(self.outputs))
+        if kind == StepKind.INT8:
+            missing = self.missing(positions)
+        elif kind == StepKind.A16W8 and self.sixteen_missing is not None:
+            missing = self.sixteen_missing(positions)
+        else:
+            missing = set(range(self.outputs))
         outputs = tuple(
             StepOutput(
                 f"out{i}",
@@ -165,6 +171,23 @@ def test_a_steps_figure_in_words_is_the_one_its_budget_judges():
     step = SearchStep(StepKind.INT8, 3, 100, False, outputs=(mask,), worst_sqnr_db=19.5)
     assert step_figure(step, Budget(min_sqnr=20)) == "worst output 19.50 dB"
     assert step_figure(step, Budget(min_agreement=0.99)) == "agreement 0.9917"
+
+
+@pytest.mark.parametrize("mix_bytes, taken", [(1, True), (100, False)])
+def test_a_16_bit_mix_is_taken_with_fewer_float_layers_and_a_smaller_file_only(mix_bytes, taken):
+    """int8 needs layers 3 and 17 in float; at 16 bits only 17 needs float. The mix (17 float, 3 at
+    16 bits) is taken where its file is smaller than the two float layers' (6 bytes here), not where
+    it is larger (ai-edge-quantizer's int8 elsewhere is laid out otherwise: PP-OCRv4 came out so)."""
+    evaluator = FakeEvaluator(needs({3, 17}), sixteen_missing=lambda kept: set() if 17 in kept else {0})
+    quantize = lambda nodes: ",".join(nodes).encode()  # noqa: E731
+    sixteen = lambda layers, floats: b"m" * mix_bytes  # noqa: E731
+    model, record = search(evaluator, b"full", graph(40), quantize, None, sixteen=sixteen)
+    mix = [s for s in record.steps if s.kind == StepKind.A16W8 and s.meets and s.k == 1]
+    assert mix and mix[0].float_layers == ("L17",) and mix[0].int16_layers == ("L3",)
+    if taken:
+        assert record.chosen == mix[0] and model == b"m"
+    else:
+        assert record.chosen.kind == StepKind.INT8 and positions(record) == [3, 17] and model == b"L3,L17"
 
 
 def test_a_non_monotone_rule_keeps_the_smallest_set_that_met():
