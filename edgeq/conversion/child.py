@@ -159,6 +159,8 @@ def finish(calibrated: Calibrated, source, data: Path, options: ConvertOptions) 
             search, refinement = refined_search(search, refinement)
         search = replace(search, steps=ranges.steps + search.steps, evaluations=search.evaluations + len(ranges.steps))
         keep = replace(keep, nodes=keep.nodes + tuple(n for n in search.chosen.float_layers if n not in keep.nodes))
+        if search.chosen.int16_layers:  # --optimize latency's candidates keep the 16-bit layers, as the recipe will
+            options = replace(options, recipe=replace(options.recipe, int16_layers=search.chosen.int16_layers))
     latency = None
     if source is not None and len(source.signatures) > 1:
         if options.optimize:
