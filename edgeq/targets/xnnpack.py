@@ -100,9 +100,15 @@ def unloadable(model: TfliteModel) -> list[tuple[int, str, str, float]]:
     (an input that shares a huge range through a CONCATENATION). Each: (op index, type, node, ratio)."""
     found = []
     for op in model.operators:
-        if op.type not in REQUANTIZED or len(op.inputs) < 2 or min(op.inputs[:2]) < 0 or not op.outputs:
+        data = 2 if op.type == "TRANSPOSE_CONV" else 0  # its inputs: output shape, weights, data
+        if (
+            op.type not in REQUANTIZED
+            or len(op.inputs) <= max(data, 1)
+            or min(op.inputs[data], op.inputs[1]) < 0
+            or not op.outputs
+        ):
             continue
-        x, w, y = (model.tensors[i] for i in (op.inputs[0], op.inputs[1], op.outputs[0]))
+        x, w, y = (model.tensors[i] for i in (op.inputs[data], op.inputs[1], op.outputs[0]))
         if {x.dtype, w.dtype, y.dtype} != {"int8"} or not (x.quantization and w.quantization and y.quantization):
             continue
         ratio = x.quantization.scales[0] * max(w.quantization.scales) / y.quantization.scales[0]
