@@ -250,11 +250,13 @@ def activation_outlier_model(path: Path) -> Path:
     return path
 
 
-def beyond_sixteen_bits_model(path: Path) -> Path:
+def beyond_sixteen_bits_model(path: Path, huge_bias: float = 3e4) -> Path:
     """trunk -> `wide` (one unit biased to 40) and `huge` (one unit biased to 30,000); `small`
     reads wide's other units, `fine` huge's, `big` both biased units through a concatenation.
     In int8 every head loses its input; at 16 bits wide's step (~0.001) keeps `small`, but huge's
-    (~0.9) still loses `fine`'s values under 1: `huge` and `fine` need float, the rest 16 bits."""
+    (~0.9) still loses `fine`'s values under 1: `huge` and `fine` need float, the rest 16 bits.
+    With `huge_bias` 300,000 TensorFlow's INT8 heads get an input scale x weight scale / output
+    scale over 256, which XNNPACK cannot create: LiteRT with XNNPACK does not load the model."""
     import keras
 
     keras.utils.set_random_seed(0)
@@ -265,7 +267,7 @@ def beyond_sixteen_bits_model(path: Path) -> Path:
     w_out, h_out = wide(trunk), huge(trunk)
     both = keras.layers.Concatenate(name="both")([w_out, h_out])
     model = keras.Model(features, {"small": small(w_out), "big": big(both), "fine": fine(h_out)})
-    for layer, bias in ((wide, 40.0), (huge, 3e4)):
+    for layer, bias in ((wide, 40.0), (huge, huge_bias)):
         w, b = layer.get_weights()
         b[0] = bias
         layer.set_weights([w, b])

@@ -342,23 +342,10 @@ def test_a_minimum_against_zero_no_longer_clips_its_input(tmp_path):
 
 
 def _xnnpack_refused_model(path):
-    """Two heads read a CONCATENATION that shares one unit's range of 300,000 with its other
-    units: TensorFlow's INT8 heads then get input scale x weight scale / output scale over 256,
-    which XNNPACK (LiteRT's default CPU delegate) cannot create: the model does not load there."""
-    import keras
+    """The search's 16-bit model with its unit at 300,000 (tests/search_models.py)."""
+    from tests.search_models import beyond_sixteen_bits_model
 
-    keras.utils.set_random_seed(0)
-    x = keras.Input((32,), name="features")
-    trunk = keras.layers.Dense(32, activation="relu", name="trunk")(x)
-    wide, huge = keras.layers.Dense(64, activation="relu", name="wide"), keras.layers.Dense(64, activation="relu", name="huge")
-    small, fine, big = keras.layers.Dense(8, name="small"), keras.layers.Dense(8, name="fine"), keras.layers.Dense(1, name="big")
-    w_out, h_out = wide(trunk), huge(trunk)
-    model = keras.Model(x, {"small": small(w_out), "big": big(keras.layers.Concatenate()([w_out, h_out])), "fine": fine(h_out)})
-    w, b = huge.get_weights()
-    b[0] = 3e5
-    huge.set_weights([w, b])
-    model.save(path)
-    return path
+    return beyond_sixteen_bits_model(path, huge_bias=3e5)
 
 
 @pytest.mark.tf
