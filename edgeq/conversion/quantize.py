@@ -47,9 +47,7 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
     if recipe.int16_layers:
         from edgeq.conversion.a16w8 import a16w8
 
-        parsed = parse_tflite(calibrated)
-        typed = tuple(parsed.tensors[op.outputs[0]].name for op in parsed.operators if op.type in keep.ops and op.outputs)
-        return a16w8(calibrated, recipe.int16_layers, keep.nodes + typed)
+        return a16w8(calibrated, recipe.int16_layers, keep.nodes + _nodes_of_types(calibrated, keep.ops))
     ops = list(keep.ops)
     for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
         result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, ops or None, list(keep.nodes) or None)
@@ -64,6 +62,14 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
         if not not_kept(found, keep):
             break
     return result
+
+
+def _nodes_of_types(calibrated: bytes, ops: tuple[str, ...]) -> tuple[str, ...]:
+    """The nodes (first outputs) of every op of the types `ops`; the model is parsed only when there are some."""
+    if not ops:
+        return ()
+    parsed = parse_tflite(calibrated)
+    return tuple(parsed.tensors[op.outputs[0]].name for op in parsed.operators if op.type in ops and op.outputs)
 
 
 def _types_kept_only_by_type(calibrated: TfliteModel, left: list[str], ops: list[str]) -> list[str]:
