@@ -9,7 +9,7 @@ import logging
 import re
 from collections.abc import Iterable
 
-from edgeq.core.errors import UsageError
+from edgeq.core.errors import ConversionError, UsageError
 from edgeq.host.isolation import step
 from edgeq.records.manifest import KeepFloat
 from edgeq.records.recipe import Mode, Recipe
@@ -47,7 +47,13 @@ def quantize(calibrated: bytes, recipe: Recipe, keep: KeepFloat, numeric_verify:
     if recipe.int16_layers:
         from edgeq.conversion.a16w8 import a16w8
 
-        return a16w8(calibrated, recipe.int16_layers, keep.nodes + _nodes_of_types(calibrated, keep.ops))
+        floats = keep.nodes + _nodes_of_types(calibrated, keep.ops)
+        result = a16w8(calibrated, recipe.int16_layers, floats)
+        stray = not_kept(float_ops(parse_tflite(result)), KeepFloat(nodes=floats))
+        if stray:  # ai-edge-quantizer leaves ops it cannot quantize (PRELU) in float, which strict int8 refuses
+            listed = ", ".join(f"{op.type} ({op.outputs[0]})" for op in stray[:3])
+            raise ConversionError(f"ai-edge-quantizer left {len(stray)} op(s) in float that nobody kept: {listed}")
+        return result
     ops = list(keep.ops)
     for _ in range(1 if numeric_verify or recipe.mode != Mode.INT8 else QUANTIZE_ATTEMPTS):
         result = mlir_quantize(calibrated, recipe.per_tensor, recipe.io, numeric_verify, ops or None, list(keep.nodes) or None)

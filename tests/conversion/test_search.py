@@ -341,3 +341,33 @@ def test_layers_sixteen_bits_cannot_carry_stay_float_and_the_rest_go_to_sixteen(
         "--recipe", tmp_path / "m.edgeq.json", "--no-cache",
     )  # fmt: skip
     assert code == 0 and (tmp_path / "again.tflite").read_bytes() == (tmp_path / "m.tflite").read_bytes(), err
+
+
+def test_sixteen_bit_tries_that_cannot_be_built_leave_the_float_search_and_say_why(tmp_path, cli):
+    """A PReLU before the outlier model's wide layer (as MTCNN's ONet has them): TensorFlow's 16x8
+    mode refuses PRELU and ai-edge-quantizer leaves it in float, which strict int8 refuses. Both
+    ended the conversion in exit 2; now the float layers are chosen and two notes say why."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    features = keras.Input((32,), name="features")
+    trunk = keras.layers.PReLU(name="prelu")(keras.layers.Dense(32, name="trunk")(features))
+    wide, small = keras.layers.Dense(64, activation="relu", name="wide"), keras.layers.Dense(8, name="small")
+    net = keras.Model(features, small(wide(trunk)))
+    w, b = wide.get_weights()
+    b[0] = 40.0
+    wide.set_weights([w, b])
+    w, b = small.get_weights()
+    w[0, :] = 0.0
+    small.set_weights([w, b])
+    net.save(tmp_path / "p.keras")
+    np.savez(tmp_path / "cal.npz", features=models.features(128, 1))
+    np.savez(tmp_path / "eval.npz", features=models.features(96, 3))
+    code, out, err = cli(
+        "convert", tmp_path / "p.keras", "-d", tmp_path / "cal.npz", "-o", tmp_path / "p.tflite", "--no-cache",
+        "--eval-data", tmp_path / "eval.npz", "--min-sqnr", 30, "--allow-int16x8",
+    )  # fmt: skip
+    search = json.loads((tmp_path / "p.edgeq.json").read_text())["search"]
+    assert code == 0 and search["met"] and search["chosen"]["kind"] == "int8" and search["chosen"]["float_layers"], err
+    assert any(n.startswith("int16x8 throughout could not be built here") and "PRELU" in n for n in search["notes"])
+    assert any(n.startswith("16-bit layers could not be built here") and "PRELU" in n for n in search["notes"])

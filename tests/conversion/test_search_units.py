@@ -230,6 +230,17 @@ def test_int16x8_is_tried_before_float_layers_when_allowed():
     assert positions(record) == [4] and record.int8_evaluations == record.evaluations - 1
 
 
+def test_int16x8_that_cannot_be_built_leaves_the_search_to_go_on_and_says_why():
+    """TensorFlow's 16x8 mode refuses PRELU (MTCNN's ONet): that ended the conversion in exit 2."""
+
+    def refused():
+        raise RuntimeError("Quantization to 16x8-bit not yet supported for op: 'PRELU'.")
+
+    evaluator, _, record = run(needs({4}), int16x8=refused)
+    assert positions(record) == [4] and record.met and evaluator.evaluated[0] == ("int8", 0)
+    assert any(n.startswith("int16x8 throughout could not be built here") and "PRELU" in n for n in record.notes)
+
+
 def test_budget_judges_every_output_and_a_classes_output_by_agreement():
     scores = Scores(
         Accuracy(output="cls"),

@@ -400,12 +400,17 @@ def search(
     first = run.step([], "full int8")
     whole: tuple[bytes, SearchStep] | None = None  # int16x8 throughout, where it meets
     if not first.meets and int16x8 is not None:
-        wide = int16x8()
-        step = evaluator.evaluate(wide, [], kind=StepKind.INT16X8, phase="int16x8 activations")
-        run.steps.append(step)
-        if step.meets and sixteen is None:
-            return wide, _record(evaluator, graph, [], run.steps, step, start, _confirmed(evaluator, wide, step))
-        whole = (wide, step) if step.meets else None
+        try:
+            wide = int16x8()
+        except Exception as exc:  # TensorFlow's 16x8 mode lacks some ops (PRELU): the search goes on without it
+            run.notes.append(f"int16x8 throughout could not be built here: {(str(exc).strip().splitlines() or [''])[0][:300]}")
+        else:
+            step = evaluator.evaluate(wide, [], kind=StepKind.INT16X8, phase="int16x8 activations")
+            run.steps.append(step)
+            if step.meets and sixteen is None:
+                record = _record(evaluator, graph, [], run.steps, step, start, _confirmed(evaluator, wide, step))
+                return wide, replace(record, notes=record.notes + tuple(run.notes))
+            whole = (wide, step) if step.meets else None
     candidates: list[Layer] = []
     if not first.meets:
         missing = {graph.output_names.index(o.tensor) for o in first.outputs if not o.meets and o.tensor in graph.output_names}
